@@ -1,0 +1,179 @@
+"""Running one experiment as a job: run directory, status, control and failure handling.
+
+:func:`run_experiment` runs a job in the calling thread (the console calls it
+from a worker thread, the CLI from the main thread, a launcher from a child
+process). Control requests (pause/resume/cancel) reach a job the same way from
+any process: :meth:`Run.request` writes ``control.json``; the job polls it
+between optimizer steps (one ``os.stat``, microseconds).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .events import (
+    EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
+)
+from .runs import Run, RunStore, RunWriter, read_json
+
+
+class Cancelled(Exception):
+    """Raised inside a task when the user cancels; the task saves a checkpoint first."""
+
+
+class JobError(Exception):
+    """An expected failure with a one-line reason and a hint for the user."""
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+@dataclass
+class JobContext:
+    """What a task gets: its experiment, the run it writes, and the control channel."""
+
+    manifest: object
+    exp: object
+    run: Run
+    writer: RunWriter
+    sink: EventSink
+    store: RunStore
+    resume: bool = False
+    _control_mtime: float = field(default=0.0, repr=False)
+    _seq_seen: int = field(default=0, repr=False)
+
+    def emit(self, event) -> None:
+        self.sink.emit(event)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.sink.emit(LogEmitted(level=level, message=message))
+
+    def _read_request(self) -> str | None:
+        path = self.run.path / "control.json"
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if mtime == self._control_mtime:
+            return None
+        self._control_mtime = mtime
+        req = read_json(path, {}) or {}
+        seq = int(req.get("seq", 0))
+        if seq <= self._seq_seen:
+            return None
+        self._seq_seen = seq
+        return req.get("action")
+
+    def poll(self) -> None:
+        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel."""
+        action = self._read_request()
+        if action == "cancel":
+            raise Cancelled()
+        if action != "pause":
+            return
+        self.emit(StatusChanged(status="paused", reason="paused by request"))
+        while True:
+            time.sleep(0.1)
+            action = self._read_request()
+            if action == "resume":
+                self.emit(StatusChanged(status="running", reason="resumed"))
+                return
+            if action == "cancel":
+                raise Cancelled()
+
+
+def _hint_for(exc: BaseException) -> tuple[str, str]:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    if "out of memory" in low:
+        return (f"out of memory: {text[:200]}",
+                "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), or shorten max_seq_length")
+    if isinstance(exc, JobError):
+        return exc.reason, exc.hint
+    from .hub import ResolveError
+
+    if isinstance(exc, ResolveError):
+        return text, ""
+    return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
+
+
+TASKS = {
+    "inspect": "engine.tasks.inspect:run",
+    "pretrain": "engine.tasks.pretrain:run",
+    "classify": "engine.tasks.classify:run",
+    "qa": "engine.tasks.qa:run",
+}
+
+
+def _task_fn(task: str):
+    import importlib
+
+    mod, fn = TASKS[task].split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None) -> Run:
+    """Run one experiment to completion in this thread; returns its run.
+
+    ``resume`` continues an existing (interrupted, cancelled or failed) run from
+    its last checkpoint. Never raises for job failures: they end up in the
+    run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
+    """
+    exp = manifest.get(name)
+    store = store or RunStore(manifest.runs_dir)
+    if resume is None:
+        run = store.create(exp.name, exp.to_dict())
+    else:
+        run = resume
+    writer = RunWriter(run).open()
+    sink = FanoutSink([writer, *sinks])
+    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=resume is not None)
+    # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
+    req = run.pending_request()
+    ctx._seq_seen = int(req.get("seq", 0))
+    try:
+        sink.emit(StatusChanged(status="running", reason="resumed" if resume else ""))
+        sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=resume is not None))
+        if exp.trust_remote_code:
+            ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
+        results = _task_fn(exp.task)(ctx)
+        writer.write_results(results or {})
+        sink.emit(RunFinished(status="finished", results=results or {}))
+        sink.emit(StatusChanged(status="finished"))
+    except Cancelled:
+        sink.emit(RunFinished(status="cancelled"))
+        sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a job failure must never take the caller down
+        reason, hint = _hint_for(exc)
+        tb = traceback.format_exc()
+        try:
+            from .secrets import redact
+
+            reason, tb = redact(reason), redact(tb)
+        except ImportError:
+            pass
+        sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
+        sink.emit(StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")))
+        if isinstance(exc, KeyboardInterrupt):
+            writer.close()
+            raise
+    finally:
+        writer.close()
+    return run
+
+
+def dependency_run(store: RunStore, exp_name: str) -> Run:
+    """The latest finished run of ``exp_name`` (what ``model = "run:<exp>"`` means)."""
+    run = store.latest(exp_name, status="finished")
+    if run is None:
+        raise JobError(
+            f"needs a finished run of {exp_name!r}, and there is none",
+            f"run it first: lmconsole run {exp_name} (the console and `lmconsole run` queue dependencies for you)",
+        )
+    return run

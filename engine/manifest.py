@@ -1,0 +1,444 @@
+"""The experiment manifest (``experiments.toml``): schema, parsing and validation.
+
+Every key is declared once in :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS`
+with its type, default, the tasks it applies to and a one-line meaning; the
+parser, the validator and the README's manifest reference all come from there.
+Errors never raise a traceback at the user: :class:`ManifestError` carries one
+line per problem, naming the experiment and the key and saying what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+TASKS = ("inspect", "pretrain", "classify", "qa")
+HEADS = ("base", "pretraining", "mlm", "classification", "qa")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Key:
+    type: str  # "str" | "int" | "float" | "bool" | "list[str]" | "int|float"
+    default: Any
+    help: str
+    tasks: tuple[str, ...] = TASKS
+    choices: tuple = ()
+    minimum: float | None = None
+    required: bool = False
+
+
+ALL_TRAIN = ("pretrain", "classify", "qa")
+
+EXPERIMENT_KEYS: dict[str, Key] = {
+    "name": Key("str", None, "Unique experiment name; also the run directory name (letters, digits, . _ -).", required=True),
+    "task": Key("str", None, "What the experiment does.", choices=TASKS, required=True),
+    "description": Key("str", "", "Free text shown in the console."),
+    "model": Key("str", None, "Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).", required=True),
+    "init": Key("str", "auto", "`pretrained` loads weights; `scratch` builds the model from its config with random weights; `auto` = scratch for presets, pretrained otherwise.", choices=("auto", "scratch", "pretrained")),
+    "tokenizer": Key("str", "auto", "`auto` = the model's own tokenizer (presets: WordPiece trained on the training split, cached); `train` forces training one; or a Hub id / local folder."),
+    "vocab_size": Key("int", 8000, "Vocabulary size of a trained WordPiece tokenizer.", minimum=100),
+    "trust_remote_code": Key("bool", False, "Allow custom model code from the Hub (off unless you opt in; a warning is shown)."),
+    "heads": Key("list[str]", ["base", "pretraining", "classification", "qa"], "Heads whose parameter tables an `inspect` experiment writes.", tasks=("inspect",), choices=HEADS),
+    "dataset": Key("str", None, "Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.", tasks=ALL_TRAIN),
+    "dataset_config": Key("str", "", "Dataset configuration (`wikitext-2-raw-v1`, `sst2`, `squad_v2`); empty = the default one.", tasks=ALL_TRAIN),
+    "train_split": Key("str", "train", "Split to train on.", tasks=ALL_TRAIN),
+    "eval_split": Key("str", "validation", "Split to evaluate on (hidden-label splits fall back to `validation`).", tasks=ALL_TRAIN),
+    "text_column": Key("str", "text", "Text column (`text` for wikitext, `sentence` for SST-2).", tasks=("pretrain", "classify")),
+    "label_column": Key("str", "label", "Label column for classification.", tasks=("classify",)),
+    "max_train_samples": Key("int", 0, "Use at most this many training rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
+    "max_eval_samples": Key("int", 0, "Evaluate on at most this many rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
+    "epochs": Key("int", 3, "Training epochs.", tasks=ALL_TRAIN, minimum=1),
+    "max_steps": Key("int", 0, "Stop after this many optimizer steps (0 = run all epochs).", tasks=ALL_TRAIN, minimum=0),
+    "learning_rate": Key("float", 5e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", tasks=ALL_TRAIN, minimum=0),
+    "warmup": Key("float", 0.06, "Warmup: a ratio of all steps when < 1, else a number of steps.", tasks=ALL_TRAIN, minimum=0),
+    "weight_decay": Key("float", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0),
+    "batch_size": Key("int", 32, "Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1),
+    "eval_batch_size": Key("int", 64, "Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1),
+    "gradient_accumulation_steps": Key("int", 1, "Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1),
+    "max_grad_norm": Key("float", 1.0, "Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0),
+    "max_seq_length": Key("int", 128, "Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16),
+    "seed": Key("int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN),
+    "logging_steps": Key("int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
+    "device": Key("str", "auto", "`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`."),
+    "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32.", choices=("auto", "bf16", "fp16", "fp32")),
+    "num_workers": Key("int", 0, "DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0),
+    "nan_policy": Key("str", "stop", "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")),
+    "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
+    # pretraining
+    "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0),
+    "short_seq_prob": Key("float", 0.1, "Probability of a shorter target length when building NSP pairs (BERT recipe).", tasks=("pretrain",), minimum=0),
+    "max_predictions_per_seq": Key("int", 0, "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).", tasks=("pretrain",), minimum=0),
+    "pseudo_perplexity_samples": Key("int", 0, "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; costs one forward per token).", tasks=("pretrain",), minimum=0),
+    # question answering
+    "doc_stride": Key("int", 128, "Overlap between windows of a long context.", tasks=("qa",), minimum=1),
+    "n_best_size": Key("int", 20, "Start/end candidates per feature when decoding answers.", tasks=("qa",), minimum=1),
+    "max_answer_length": Key("int", 30, "Longest answer span in tokens.", tasks=("qa",), minimum=1),
+    "null_score_diff_threshold": Key("float", 0.0, "Predict no answer when null score - best span score exceeds this.", tasks=("qa",)),
+    "eval_each_epoch": Key("bool", True, "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).", tasks=("qa", "classify")),
+    "text_metrics": Key("str", "offline", "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).", tasks=("qa",), choices=("offline", "hub")),
+}
+
+SETTINGS_KEYS: dict[str, Key] = {
+    "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
+    "data_mirror": Key("str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."),
+    "max_parallel_jobs": Key("int", 1, "Jobs the console runs at the same time.", minimum=1),
+}
+
+
+def _field(name: str, key: Key):
+    default = key.default
+    if isinstance(default, list):
+        default = tuple(default)
+        return field(default=default)
+    return field(default=default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs_dir: str = "runs"
+    data_mirror: str = ""
+    max_parallel_jobs: int = 1
+
+
+def _experiment_fields():
+    out = []
+    for name, key in EXPERIMENT_KEYS.items():
+        default = tuple(key.default) if isinstance(key.default, list) else key.default
+        out.append((name, Any, field(default=default)))
+    return out
+
+
+Experiment = dataclasses.make_dataclass(
+    "Experiment",
+    _experiment_fields(),
+    frozen=True,
+    namespace={
+        "__doc__": "One validated experiment; fields and meanings are listed in EXPERIMENT_KEYS.",
+        "dependencies": property(lambda self: _dependencies(self)),
+        "model_run": property(lambda self: self.model[4:] if str(self.model).startswith("run:") else None),
+        "to_dict": lambda self: {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()},
+    },
+)
+
+
+def _dependencies(exp) -> tuple[str, ...]:
+    deps = list(exp.depends_on)
+    if exp.model_run and exp.model_run not in deps:
+        deps.insert(0, exp.model_run)
+    return tuple(deps)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    settings: Settings
+    experiments: tuple
+
+    def get(self, name: str):
+        for exp in self.experiments:
+            if exp.name == name:
+                return exp
+        names = ", ".join(e.name for e in self.experiments)
+        raise KeyError(f"no experiment named {name!r} in {self.path} (have: {names})")
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.experiments]
+
+    @property
+    def runs_dir(self) -> Path:
+        p = Path(self.settings.runs_dir).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def plan(self, names: list[str]) -> list[str]:
+        """The named experiments plus their dependencies, dependencies first."""
+        order: list[str] = []
+
+        def visit(n: str):
+            if n in order:
+                return
+            for dep in self.get(n).dependencies:
+                visit(dep)
+            order.append(n)
+
+        for n in names:
+            visit(n)
+        return order
+
+
+class ManifestError(Exception):
+    """One or more problems with a manifest; ``problems`` has one line each."""
+
+    def __init__(self, path, problems: list[str]):
+        self.path = Path(path)
+        self.problems = list(problems)
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        head = f"{self.path}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+_TYPE_WORDS = {
+    "str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+    "list[str]": "a list of strings",
+}
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value).replace("'", '"') if len(value) < 40 else f'"{value[:37]}..."'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_value(where: str, name: str, key: Key, value, problems: list[str]):
+    """Type-check one value; returns the normalized value or None on error."""
+    t = key.type
+    ok = True
+    if t == "str":
+        ok = isinstance(value, str)
+    elif t == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "list[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if ok:
+            value = tuple(value)
+    if not ok:
+        problems.append(f"{where}.{name}: expected {_TYPE_WORDS[t]}, got {_describe(value)}")
+        return None
+    if key.choices:
+        vals = value if isinstance(value, tuple) else (value,)
+        bad = [v for v in vals if v not in key.choices]
+        if bad:
+            problems.append(
+                f"{where}.{name}: {_describe(bad[0])} is not allowed; expected one of "
+                + ", ".join(f'"{c}"' for c in key.choices)
+            )
+            return None
+    if key.minimum is not None and isinstance(value, (int, float)) and value < key.minimum:
+        problems.append(f"{where}.{name}: expected a value >= {key.minimum:g}, got {value!r}")
+        return None
+    return value
+
+
+def _suggest(name: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_text(text: str, path: Path | str = "experiments.toml") -> Manifest:
+    """Parse and validate manifest text; raises :class:`ManifestError` on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        if m:
+            line, col = m.groups()
+            msg = msg[: m.start()].strip()
+            raise ManifestError(path, [f"TOML syntax error at line {line}, column {col}: {msg}"]) from None
+        raise ManifestError(path, [f"TOML syntax error: {msg}"]) from None
+    return parse_data(data, path)
+
+
+def load(path: Path | str) -> Manifest:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(path, ["file not found: create it or pass --manifest PATH"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(path, [f"cannot read the manifest: {exc}"]) from None
+    return parse_text(text, path)
+
+
+def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
+    path = Path(path)
+    problems: list[str] = []
+    for top in data:
+        if top not in ("settings", "experiment"):
+            problems.append(
+                f"{top}: unknown top-level key{_suggest(top, ('settings', 'experiment'))}; expected [settings] and [[experiment]] tables"
+            )
+
+    settings_raw = data.get("settings", {})
+    settings_vals = {}
+    if not isinstance(settings_raw, dict):
+        problems.append("settings: expected a table ([settings])")
+        settings_raw = {}
+    for k, v in settings_raw.items():
+        if k not in SETTINGS_KEYS:
+            problems.append(f"settings.{k}: unknown key{_suggest(k, SETTINGS_KEYS)}; known keys: {', '.join(SETTINGS_KEYS)}")
+            continue
+        val = _check_value("settings", k, SETTINGS_KEYS[k], v, problems)
+        if val is not None:
+            settings_vals[k] = val
+    settings = Settings(**settings_vals)
+
+    raw_exps = data.get("experiment", [])
+    if not isinstance(raw_exps, list):
+        problems.append("experiment: expected an array of tables, written [[experiment]]")
+        raw_exps = []
+    if not raw_exps and "experiment" not in data and not problems:
+        problems.append("no experiments: add at least one [[experiment]] table with name, task and model")
+
+    experiments = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_exps):
+        exp = _parse_experiment(i, raw, problems, seen)
+        if exp is not None:
+            experiments.append(exp)
+
+    if not problems:
+        _check_graph(experiments, problems)
+    if problems:
+        raise ManifestError(path, problems)
+    return Manifest(path=path, settings=settings, experiments=tuple(experiments))
+
+
+def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
+    where = f"experiment[{i}]"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a table, got {_describe(raw)}")
+        return None
+    name = raw.get("name")
+    if isinstance(name, str):
+        where = f'experiment[{i}] "{name}"'
+    n_before = len(problems)
+    for req in ("name", "task", "model"):
+        if req not in raw:
+            problems.append(f"{where}: missing required key {req!r} ({EXPERIMENT_KEYS[req].help})")
+    if isinstance(name, str):
+        if not SAFE_NAME.match(name):
+            problems.append(
+                f"{where}.name: {_describe(name)} is not a safe directory name; use 1-64 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        elif name in seen:
+            problems.append(f"{where}.name: duplicate name, already used by experiment[{seen[name]}]")
+        else:
+            seen[name] = i
+    task = raw.get("task") if raw.get("task") in TASKS else None
+    values = {}
+    for k, v in raw.items():
+        key = EXPERIMENT_KEYS.get(k)
+        if key is None:
+            problems.append(f"{where}.{k}: unknown key{_suggest(k, EXPERIMENT_KEYS)}")
+            continue
+        val = _check_value(where, k, key, v, problems)
+        if val is None:
+            continue
+        if task and task not in key.tasks:
+            problems.append(f"{where}.{k}: not used by task {task!r} (applies to: {', '.join(key.tasks)})")
+            continue
+        values[k] = val
+    if task in ALL_TRAIN and "dataset" not in raw:
+        problems.append(f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})")
+    model = values.get("model")
+    if isinstance(model, str):
+        if model.startswith("run:") and not SAFE_NAME.match(model[4:]):
+            problems.append(f"{where}.model: {_describe(model)} must name an experiment, as run:<experiment>")
+        if values.get("init") == "pretrained" and model in _preset_names():
+            problems.append(
+                f"{where}.init: \"pretrained\" needs weights, but {model!r} is a preset (a config only); "
+                "use init = \"scratch\" or a Hub id such as \"bert-base-uncased\""
+            )
+        if model.startswith("run:") and values.get("init") == "scratch":
+            problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
+    if values.get("trust_remote_code") is True:
+        pass  # allowed; the job warns at start
+    if len(problems) > n_before:
+        return None
+    return Experiment(**values)
+
+
+def _preset_names():
+    from .models import PRESETS
+
+    return PRESETS
+
+
+def _check_graph(experiments, problems: list[str]):
+    by_name = {e.name: e for e in experiments}
+    for i, exp in enumerate(experiments):
+        for dep in exp.dependencies:
+            if dep not in by_name:
+                key = "model" if dep == exp.model_run else "depends_on"
+                problems.append(
+                    f'experiment[{i}] "{exp.name}".{key}: unknown experiment {dep!r}'
+                    f"{_suggest(dep, by_name)}; expected one of: {', '.join(by_name)}"
+                )
+            elif dep == exp.name:
+                problems.append(f'experiment[{i}] "{exp.name}".depends_on: an experiment cannot depend on itself')
+    if problems:
+        return
+    # Cycle detection (DFS with colours); report the cycle as a path.
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> bool:
+        state[n] = 1
+        stack.append(n)
+        for dep in by_name[n].dependencies:
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):] + [dep]
+                idx = [e.name for e in experiments].index(cycle[0])
+                problems.append(f'experiment[{idx}] "{cycle[0]}": dependency cycle {" -> ".join(cycle)}; remove one of these links')
+                return True
+            if state.get(dep) is None and visit(dep):
+                return True
+        stack.pop()
+        state[n] = 2
+        return False
+
+    for exp in experiments:
+        if state.get(exp.name) is None and visit(exp.name):
+            return
+
+
+def reference_markdown() -> str:
+    """The manifest reference table used in the README (kept in sync by a test)."""
+    lines = ["| key | type | default | tasks | meaning |", "|---|---|---|---|---|"]
+    for name, key in EXPERIMENT_KEYS.items():
+        default = "required" if key.required else ("—" if key.default is None else f"`{_toml(key.default)}`")
+        tasks = "all" if key.tasks == TASKS else ", ".join(key.tasks)
+        lines.append(f"| `{name}` | {key.type} | {default} | {tasks} | {key.help} |")
+    lines += ["", "| `[settings]` key | type | default | meaning |", "|---|---|---|---|"]
+    for name, key in SETTINGS_KEYS.items():
+        lines.append(f"| `{name}` | {key.type} | `{_toml(key.default)}` | {key.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return repr(v)

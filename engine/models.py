@@ -1,0 +1,117 @@
+"""Models and tokenizers: presets, Hub ids, local folders and finished runs.
+
+Presets are configs only (random weights): ``bert-base`` is ``BertConfig()``
+(= bert-base-uncased's shape); ``bert-tiny`` and ``bert-micro`` are small
+enough to train on a laptop CPU. Tokenizers come from the checkpoint, or are
+WordPiece tokenizers trained on a corpus and cached by content hash
+(deterministic for the same text and settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+# name -> BertConfig keyword arguments (vocab_size of tiny presets follows the tokenizer)
+PRESETS: dict[str, dict] = {
+    "bert-base": {},
+    "bert-tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=512, max_position_embeddings=512),
+    "bert-micro": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=256, max_position_embeddings=512),
+}
+
+HEAD_CLASSES = {
+    "base": "BertModel",
+    "pretraining": "BertForPreTraining",
+    "mlm": "BertForMaskedLM",
+    "classification": "BertForSequenceClassification",
+    "qa": "BertForQuestionAnswering",
+}
+AUTO_CLASSES = {
+    "base": "AutoModel",
+    "pretraining": "AutoModelForPreTraining",
+    "mlm": "AutoModelForMaskedLM",
+    "classification": "AutoModelForSequenceClassification",
+    "qa": "AutoModelForQuestionAnswering",
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LMCONSOLE_CACHE", "~/.cache/lmconsole")).expanduser()
+
+
+def preset_config(name: str, vocab_size: int | None = None):
+    from transformers import BertConfig
+
+    kwargs = dict(PRESETS[name])
+    if vocab_size and name != "bert-base":
+        kwargs["vocab_size"] = vocab_size
+    return BertConfig(**kwargs)
+
+
+def load_config(spec: str, mirror: str = "", trust_remote_code: bool = False):
+    """Config for a preset, a local folder or a Hub id (no weights loaded)."""
+    if spec in PRESETS:
+        return preset_config(spec)
+    from transformers import AutoConfig
+
+    from .hub import resolve_model_path
+
+    return AutoConfig.from_pretrained(resolve_model_path(spec, mirror), trust_remote_code=trust_remote_code)
+
+
+def model_class(head: str, config):
+    import transformers
+
+    if getattr(config, "model_type", "bert") == "bert":
+        return getattr(transformers, HEAD_CLASSES[head])
+    return getattr(transformers, AUTO_CLASSES[head])
+
+
+def build_meta(config, head: str):
+    """Instantiate ``head`` on the meta device: shapes without memory or init cost."""
+    import torch
+
+    cls = model_class(head, config)
+    with torch.device("meta"):
+        if hasattr(cls, "from_config") and not hasattr(cls, "config_class"):
+            return cls.from_config(config)
+        return cls(config)
+
+
+def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = True):
+    """Train (or load from cache) a BERT WordPiece tokenizer; returns a fast tokenizer.
+
+    ``key`` identifies the corpus (e.g. a hash of dataset + split + rows); the
+    cache folder is keyed by it and the settings, so reruns are instant.
+    """
+    from transformers import BertTokenizerFast
+
+    digest = hashlib.sha256(json.dumps([key, vocab_size, lowercase]).encode()).hexdigest()[:16]
+    folder = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}"
+    if (folder / "tokenizer.json").exists():
+        return BertTokenizerFast.from_pretrained(str(folder))
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
+    tok.train_from_iterator(
+        texts_iter, vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    )
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    fast = BertTokenizerFast(
+        tokenizer_object=tok._tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", do_lower_case=lowercase,
+    )
+    fast.save_pretrained(str(tmp))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process won the race: use theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return BertTokenizerFast.from_pretrained(str(folder))

@@ -1,0 +1,31 @@
+"""Keep Hugging Face tokens out of everything the engine writes or shows."""
+
+from __future__ import annotations
+
+import os
+import re
+
+_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
+def hf_token() -> str | None:
+    """The token from ``HF_TOKEN`` or the huggingface_hub login; never log the result."""
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok:
+        return tok
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def redact(text: str) -> str:
+    """Replace anything token-like, and the actual token if set, with a marker."""
+    if not text:
+        return text
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok and len(tok) >= 8:
+        text = text.replace(tok, "<redacted>")
+    return _TOKEN_RE.sub("<redacted>", text)

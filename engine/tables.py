@@ -1,0 +1,202 @@
+"""Result tables and their exports: CSV, Markdown, LaTeX and JSON.
+
+A :class:`Table` is plain data (column names and rows of str/int/float/None).
+CSV and JSON keep full precision and parse back to the same values; Markdown
+and LaTeX round floats for reading (``float_digits``) and LaTeX escapes the
+characters that module names and metric keys contain (``_``, ``%``, ``&``, ``#``...).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMATS = ("csv", "md", "latex", "json")
+EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # file-safe identifier, e.g. "params_grouped"
+    columns: tuple[str, ...]
+    rows: tuple[tuple, ...]
+    title: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "rows", tuple(tuple(r) for r in self.rows))
+        object.__setattr__(self, "notes", tuple(self.notes))
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(f"table {self.name}: row {i} has {len(row)} cells, expected {len(self.columns)}")
+
+    def column(self, name: str) -> list:
+        idx = self.columns.index(name)
+        return [r[idx] for r in self.rows]
+
+    def records(self) -> list[dict]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+    # -- JSON ---------------------------------------------------------------
+    def to_json(self) -> str:
+        def enc(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return repr(v)
+            return v
+
+        return json.dumps(
+            {
+                "name": self.name,
+                "title": self.title,
+                "columns": list(self.columns),
+                "rows": [[enc(v) for v in r] for r in self.rows],
+                "notes": list(self.notes),
+            },
+            indent=1,
+            allow_nan=False,
+        ) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Table":
+        data = json.loads(text)
+
+        def dec(v):
+            return float(v) if v in ("nan", "inf", "-inf") else v
+
+        return cls(
+            name=data["name"],
+            columns=tuple(data["columns"]),
+            rows=tuple(tuple(dec(v) for v in r) for r in data["rows"]),
+            title=data.get("title", ""),
+            notes=tuple(data.get("notes", ())),
+        )
+
+    # -- CSV ----------------------------------------------------------------
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            # repr() of a float is the shortest string that round-trips exactly.
+            writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+        return buf.getvalue()
+
+    @staticmethod
+    def parse_csv(text: str) -> tuple[list[str], list[list]]:
+        """Read CSV back, turning numeric cells into int/float (as written)."""
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader)
+        rows = []
+        for raw in reader:
+            rows.append([_parse_cell(c) for c in raw])
+        return header, rows
+
+    # -- Markdown / LaTeX ---------------------------------------------------
+    def to_markdown(self, float_digits: int = 4) -> str:
+        def cell(v):
+            return _fmt(v, float_digits).replace("|", "\\|")
+
+        lines = []
+        if self.title:
+            lines += [f"**{self.title}**", ""]
+        lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
+        lines.append("|" + "|".join("---:" if self._numeric(i) else "---" for i in range(len(self.columns))) + "|")
+        for row in self.rows:
+            lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+        for note in self.notes:
+            lines += ["", f"_{note}_"]
+        return "\n".join(lines) + "\n"
+
+    def to_latex(self, float_digits: int = 4) -> str:
+        spec = "".join("r" if self._numeric(i) else "l" for i in range(len(self.columns)))
+        lines = [r"\begin{table}[ht]", r"\centering"]
+        if self.title:
+            lines.append(r"\caption{" + latex_escape(self.title) + "}")
+        lines += [r"\begin{tabular}{" + spec + "}", r"\hline"]
+        lines.append(" & ".join(latex_escape(c) for c in self.columns) + r" \\")
+        lines.append(r"\hline")
+        for row in self.rows:
+            lines.append(" & ".join(latex_escape(_fmt(v, float_digits)) for v in row) + r" \\")
+        lines += [r"\hline", r"\end{tabular}"]
+        for note in self.notes:
+            lines.append(r"\par\small " + latex_escape(note))
+        lines.append(r"\end{table}")
+        return "\n".join(lines) + "\n"
+
+    def render(self, fmt: str) -> str:
+        if fmt == "csv":
+            return self.to_csv()
+        if fmt == "md":
+            return self.to_markdown()
+        if fmt == "latex":
+            return self.to_latex()
+        if fmt == "json":
+            return self.to_json()
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+    def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
+        from .runs import atomic_write_text
+
+        path = Path(folder) / f"{stem or self.name}.{EXTENSIONS[fmt]}"
+        atomic_write_text(path, self.render(fmt))
+        return path
+
+    def _numeric(self, idx: int) -> bool:
+        vals = [r[idx] for r in self.rows if r[idx] is not None and r[idx] != ""]
+        return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+
+
+def _fmt(v, digits: int) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 10 ** -digits):
+            return f"{v:.{digits}g}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _parse_cell(cell: str):
+    if cell == "":
+        return None
+    if cell in ("True", "False"):
+        return cell == "True"
+    try:
+        return int(cell)
+    except ValueError:
+        pass
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
+
+
+def export_tables(tables: list[Table], out_dir: Path, formats=FORMATS, prefix: str = "") -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        for fmt in formats:
+            written.append(table.write(out_dir, fmt, stem=f"{prefix}{table.name}"))
+    return written

@@ -1,0 +1,1 @@
+"""lmconsole's Textual console. Heavy imports (textual, torch) happen on first use."""

@@ -1,0 +1,21 @@
+"""Console-script entry point: commands go to the headless CLI, no command opens the console."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _open_console(manifest_path: str) -> int:
+    from .app import run_console  # imported only when the console is really wanted
+
+    return run_console(manifest_path)
+
+
+def main(argv=None) -> int:
+    from engine.cli import main as cli_main
+
+    return cli_main(argv, console=_open_console)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
