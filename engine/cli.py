@@ -137,7 +137,7 @@ class ProgressPrinter:
                 f"lr {event.learning_rate:.2e} {tps} ETA {fmt_duration(event.eta_s)}"
             )
         elif isinstance(event, ev.EvalFinished):
-            shown = ", ".join(f"{k} {fmt_metric(v)}" for k, v in event.metrics.items() if not isinstance(v, (dict, list)))
+            shown = ", ".join(f"{k} {fmt_metric(v)}" for k, v in event.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
             self._print(f"{tag} eval epoch {event.epoch} ({event.split}): {shown}")
         elif isinstance(event, ev.ProgressUpdated):
             now = time.monotonic()

@@ -128,6 +128,4 @@ def diff_table(before: list[ParamRow], after: list[ParamRow], before_label: str,
 def rows_for(config, head: str) -> list[ParamRow]:
     from .models import build_meta
 
-    if head == "classification" and not getattr(config, "_lmc_labels_set", False):
-        config.num_labels = getattr(config, "num_labels", 2) or 2
     return param_rows(build_meta(config, head))

@@ -60,7 +60,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    from .events import _clean  # NaN/inf become "nan"/"inf" strings: strict JSON for every reader
+
+    atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_json(path: Path, default=None):

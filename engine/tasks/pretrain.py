@@ -1,0 +1,277 @@
+"""``task = "pretrain"``: MLM + NSP pretraining of ``BertForPreTraining``.
+
+Data: documents -> NSP pairs (BERT recipe, :mod:`engine.data.nsp`), tokenised
+once and cached on disk (Arrow, keyed by dataset, tokenizer and settings). The
+evaluation pairs are masked ONCE with a fixed seed and cached with the masks, so
+every epoch is scored on identical inputs. MLM perplexity is
+``exp(sum of masked-token NLL / number of masked tokens)`` over the whole split,
+reported separately from NSP accuracy (``exp`` of the combined loss is not a
+perplexity). Vocabulary logits are computed only at masked positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+
+from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
+from ..events import LogEmitted, PhaseStarted, ProgressUpdated
+from ..hub import load_dataset_split
+from ..models import cache_root, preset_config
+from ..train_loop import TaskSpec, setup_job, train
+from .common import dataset_key, get_tokenizer, length_batches, pad_batch, start_point
+
+RECIPE_VERSION = 1
+EVAL_MASK_SEED = 1_000_003
+
+
+def _tokenizer_hash(tok) -> str:
+    vocab = json.dumps(sorted(tok.get_vocab().items()), separators=(",", ":"))
+    return hashlib.sha256((vocab + type(tok).__name__ + str(getattr(tok, "do_lower_case", ""))).encode()).hexdigest()[:16]
+
+
+def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
+    """NSP pairs of one split as a cached ``datasets.Dataset`` (masked once when ``mask``)."""
+    import datasets
+    import torch
+
+    exp = ctx.exp
+    mirror = ctx.manifest.settings.data_mirror
+    key_src = [RECIPE_VERSION, dataset_key(exp, split, mirror), _tokenizer_hash(tok), exp.max_seq_length,
+               exp.short_seq_prob, seed, exp.text_column, exp.max_train_samples if split == exp.train_split else exp.max_eval_samples,
+               mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED]]
+    key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
+    folder = cache_root() / "pretrain-data" / key
+    if (folder / "dataset_info.json").exists():
+        ctx.log(f"{split}: reusing cached pairs ({folder.name})")
+        return datasets.load_from_disk(str(folder))
+    t0 = time.perf_counter()
+    ds = load_dataset_split(exp.dataset, exp.dataset_config, split, mirror)
+    lines = ds[exp.text_column]
+    docs = documents_from_lines(lines)
+    ctx.emit(PhaseStarted(phase="data", detail=f"{split}: {len(docs):,} documents, tokenising"))
+    sents = [s for d in docs for s in d]
+    ids: list[list[int]] = []
+    step = 2000
+    for s in range(0, len(sents), step):
+        ids += tok(sents[s:s + step], add_special_tokens=False)["input_ids"]
+        ctx.emit(ProgressUpdated(phase=f"tokenise {split}", done=min(s + step, len(sents)), total=len(sents)))
+    tok_docs, k = [], 0
+    for d in docs:
+        tok_docs.append([x for x in ids[k:k + len(d)] if x])
+        k += len(d)
+    pairs = build_nsp_pairs([d for d in tok_docs if d], exp.max_seq_length, exp.short_seq_prob, seed)
+    limit = exp.max_train_samples if split == exp.train_split else exp.max_eval_samples
+    if limit:
+        pairs = pairs[:limit]
+    cols = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
+    for a, b, rnd in pairs:
+        i, t = encode_pair(a, b, tok.cls_token_id, tok.sep_token_id)
+        cols["input_ids"].append(i)
+        cols["token_type_ids"].append(t)
+        cols["next_sentence_label"].append(int(rnd))
+    if mask and pairs:
+        g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
+        masked, labels = [], []
+        for s in range(0, len(pairs), 512):
+            chunk = cols["input_ids"][s:s + 512]
+            x = pad_batch(chunk, tok.pad_token_id, multiple=1)
+            special = _special_mask(x, tok)
+            m, lab = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
+            for row, seq in enumerate(chunk):
+                masked.append(m[row, : len(seq)].tolist())
+                labels.append(lab[row, : len(seq)].tolist())
+        cols["masked_input_ids"] = masked
+        cols["mlm_labels"] = labels
+    out = datasets.Dataset.from_dict(cols)
+    tmp = folder.with_name(folder.name + ".tmp")
+    out.save_to_disk(str(tmp))
+    import os
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    ctx.log(f"{split}: {len(pairs):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
+    return datasets.load_from_disk(str(folder))
+
+
+def max_predictions(exp) -> int:
+    return exp.max_predictions_per_seq or max(1, round(exp.mlm_probability * exp.max_seq_length))
+
+
+def _special_mask(x, tok):
+    return (x == tok.cls_token_id) | (x == tok.sep_token_id) | (x == tok.pad_token_id)
+
+
+def mlm_nsp_forward(model, batch):
+    """Loss with vocabulary logits only at masked positions: (loss, parts)."""
+    import torch.nn.functional as F
+
+    out = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     token_type_ids=batch["token_type_ids"])
+    seq, pooled = out[0], out[1]
+    labels = batch["labels"]
+    sel = labels != -100
+    logits = model.cls.predictions(seq[sel]).float()
+    mlm = F.cross_entropy(logits, labels[sel])
+    nsp_logits = model.cls.seq_relationship(pooled).float()
+    nsp = F.cross_entropy(nsp_logits, batch["next_sentence_label"])
+    return mlm + nsp, {"mlm_loss": mlm, "nsp_loss": nsp}
+
+
+def evaluate_mlm(model, eval_data, tok, batch_size: int, device) -> dict:
+    """Token-weighted MLM NLL, accuracy and NSP accuracy over the pre-masked split."""
+    import torch
+    import torch.nn.functional as F
+
+    nll = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n_masked = 0
+    nsp_correct = torch.zeros((), dtype=torch.long, device=device)
+    masked_ids, labels_all = eval_data["masked_ids"], eval_data["labels"]
+    types, nsp_labels = eval_data["token_type_ids"], eval_data["nsp"]
+    order = sorted(range(len(masked_ids)), key=lambda i: len(masked_ids[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        x = pad_batch([masked_ids[i] for i in idx], tok.pad_token_id).to(device)
+        tt = pad_batch([types[i] for i in idx], 0).to(device)
+        lab = pad_batch([labels_all[i] for i in idx], -100).to(device)
+        att = pad_batch([[1] * len(masked_ids[i]) for i in idx], 0).to(device)
+        out = model.bert(input_ids=x, attention_mask=att, token_type_ids=tt)
+        sel = lab != -100
+        logits = model.cls.predictions(out[0][sel]).float()
+        target = lab[sel]
+        nll += F.cross_entropy(logits, target, reduction="sum").double()
+        correct += (logits.argmax(-1) == target).sum()
+        n_masked += int(sel.sum())
+        nsp_pred = model.cls.seq_relationship(out[1]).argmax(-1)
+        nsp_correct += (nsp_pred == torch.tensor([nsp_labels[i] for i in idx], device=device)).sum()
+    n = len(masked_ids)
+    mean_nll = nll.item() / max(n_masked, 1)
+    return {
+        "mlm_perplexity": math.exp(mean_nll),
+        "mlm_loss": mean_nll,
+        "mlm_accuracy": correct.item() / max(n_masked, 1),
+        "nsp_accuracy": nsp_correct.item() / max(n, 1),
+        "masked_tokens": n_masked,
+        "sequences": n,
+    }
+
+
+def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int = 64) -> float:
+    """Salazar et al. (2020): mask each token in turn; PPPL = exp(-sum log p / n), no [CLS]/[SEP]."""
+    import torch
+
+    total, count = 0.0, 0
+    for seq in seqs:
+        positions = [i for i, t in enumerate(seq) if t not in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id)]
+        for s in range(0, len(positions), batch_size):
+            pos = torch.tensor(positions[s:s + batch_size])
+            x = torch.tensor(seq).repeat(len(pos), 1)
+            target = x[torch.arange(len(pos)), pos].clone()
+            x[torch.arange(len(pos)), pos] = tok.mask_token_id
+            x = x.to(device)
+            out = model.bert(input_ids=x, attention_mask=torch.ones_like(x))
+            h = out[0][torch.arange(len(pos), device=device), pos.to(device)]
+            logp = model.cls.predictions(h).float().log_softmax(-1)
+            total += logp[torch.arange(len(pos), device=device), target.to(device)].sum().item()
+            count += len(pos)
+    return math.exp(-total / max(count, 1))
+
+
+def run(ctx):
+    import torch
+    from transformers import BertForPreTraining
+
+    exp = ctx.exp
+    mirror = ctx.manifest.settings.data_mirror
+    device, amp = setup_job(exp)
+    kind, src = start_point(ctx)
+
+    def corpus():
+        ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
+        col = ds[exp.text_column]
+        for s in range(0, len(col), 1000):
+            yield [t for t in col[s:s + 1000] if t and t.strip()]
+
+    tok = get_tokenizer(ctx, kind, src, corpus, dataset_key(exp, exp.train_split, mirror) + exp.text_column)
+    torch.manual_seed(exp.seed)
+    if kind == "preset":
+        config = preset_config(src, vocab_size=len(tok))
+        model = BertForPreTraining(config)
+    elif kind == "scratch-config":
+        from transformers import AutoConfig
+
+        model = BertForPreTraining(AutoConfig.from_pretrained(src))
+    else:
+        model = BertForPreTraining.from_pretrained(src)
+    if exp.max_seq_length > model.config.max_position_embeddings:
+        from ..jobs import JobError
+
+        raise JobError(f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
+                       f"set max_seq_length <= {model.config.max_position_embeddings}")
+    if len(tok) > model.config.vocab_size:
+        model.resize_token_embeddings(len(tok))
+
+    ctx.emit(PhaseStarted(phase="data", detail="building NSP pairs"))
+    train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False)
+    eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
+    train_ids = list(train_ds["input_ids"])
+    train_types = list(train_ds["token_type_ids"])
+    train_nsp = list(train_ds["next_sentence_label"])
+    eval_data = {
+        "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
+        "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
+    }
+    if not train_ids or not eval_data["masked_ids"]:
+        from ..jobs import JobError
+
+        raise JobError("no NSP pairs could be built (empty split or text column?)", f"check dataset {exp.dataset!r} and text_column")
+    lengths = [len(x) for x in train_ids]
+    ctx.log(f"train: {len(train_ids):,} pairs, {sum(lengths):,} tokens; eval: {len(eval_data['masked_ids']):,} pairs")
+    batch_cache: dict = {}
+    n_real = model.config.vocab_size
+    max_pred = max_predictions(exp)
+
+    def epoch_batches(epoch: int):
+        if epoch not in batch_cache:
+            batch_cache.clear()
+            batch_cache[epoch] = length_batches(lengths, exp.batch_size, exp.seed * 1000 + epoch)
+        return batch_cache[epoch]
+
+    def get_batch(epoch: int, i: int) -> dict:
+        idx = epoch_batches(epoch)[i]
+        x = pad_batch([train_ids[j] for j in idx], tok.pad_token_id)
+        special = _special_mask(x, tok)
+        g = torch.Generator().manual_seed(hash((exp.seed, epoch, i)) & 0x7FFFFFFF)
+        masked, labels = mask_tokens(x, special, tok.mask_token_id, n_real, exp.mlm_probability, max_pred, g)
+        return {
+            "input_ids": masked, "labels": labels,
+            "token_type_ids": pad_batch([train_types[j] for j in idx], 0),
+            "attention_mask": (x != tok.pad_token_id).long(),
+            "next_sentence_label": torch.tensor([train_nsp[j] for j in idx]),
+            "n_tokens": sum(lengths[j] for j in idx), "n_samples": len(idx),
+        }
+
+    def evaluate(model, epoch: int) -> dict:
+        m = evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)
+        if exp.pseudo_perplexity_samples:
+            seqs = list(eval_ds["input_ids"])[: exp.pseudo_perplexity_samples]
+            m["pseudo_perplexity"] = pseudo_perplexity(model, seqs, tok, device)
+        return m
+
+    def save_final(model, folder):
+        model.save_pretrained(str(folder))
+        tok.save_pretrained(str(folder))
+
+    cols = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy") + (("pseudo_perplexity",) if exp.pseudo_perplexity_samples else ())
+    spec = TaskSpec(
+        model=model, n_batches=lambda e: len(epoch_batches(e)), get_batch=get_batch,
+        loss=mlm_nsp_forward, evaluate=evaluate, table_columns=cols, eval_split=exp.eval_split,
+        save_final=save_final, table_title=f"Pretraining of {exp.name}: MLM perplexity on {exp.eval_split}",
+        notes=("mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; epoch 0 = before training",),
+    )
+    ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
+    return train(ctx, spec, device, amp)

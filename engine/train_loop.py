@@ -1,0 +1,359 @@
+"""The training loop shared by every task: optimizer, schedule, logging, control, checkpoints.
+
+Why our own loop rather than HF ``Trainer``: the pretraining head computes
+vocabulary logits only at masked positions (a custom loss), pause/cancel must
+hold at optimizer-step boundaries and resume exactly (data order and masks are
+functions of (seed, epoch, batch), RNG state is checkpointed), and logging must
+not sync the GPU every step. All of that is awkward through Trainer callbacks
+and cheap here. The loop is a plain function around small helpers.
+
+A task supplies a :class:`TaskSpec`; the loop does the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
+from .jobs import Cancelled, JobError
+from .runs import atomic_write_json, read_json, repair_events
+from .tables import Table
+
+
+@dataclass
+class TaskSpec:
+    model: object
+    n_batches: Callable[[int], int]                 # epoch -> number of micro-batches
+    get_batch: Callable[[int, int], dict]            # (epoch, index) -> tensors on CPU (+ "n_tokens", "n_samples")
+    loss: Callable[[object, dict], tuple]            # (model, batch on device) -> (loss, {part: tensor})
+    evaluate: Callable[[object, int], dict]          # (model, epoch) -> metrics (epoch 0 = before training)
+    table_columns: tuple[str, ...]                   # per-epoch table: epoch, train_loss, <these>, elapsed_s
+    eval_split: str = "validation"
+    save_final: Callable[[object, Path], None] | None = None
+    eval_each_epoch: bool = True
+    eval_before: bool = True
+    table_name: str = "epochs"
+    table_title: str = "Per-epoch metrics"
+    notes: tuple[str, ...] = ()
+
+
+def pick_device(pref: str):
+    import torch
+
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise JobError(f"device {pref!r} requested but CUDA is not available", 'set device = "auto" or "cpu"')
+    return torch.device(pref)
+
+
+def autocast_dtype(pref: str, device):
+    import torch
+
+    if device.type != "cuda":
+        return None
+    if pref == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[pref]
+
+
+def setup_job(exp):
+    """Device, autocast dtype and quiet libraries (their progress bars would garble our output)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    device = pick_device(exp.device)
+    configure_backend(device)
+    return device, autocast_dtype(exp.precision, device)
+
+
+def configure_backend(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def make_optimizer(model, exp, device):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": exp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=exp.learning_rate, betas=(0.9, 0.999), eps=1e-8, **kwargs)
+
+
+def make_schedule(optimizer, warmup_steps: int, total_steps: int):
+    import torch
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+def memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+# -- checkpoints --------------------------------------------------------------
+
+def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+    """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json."""
+    import torch
+    from safetensors.torch import save_model
+
+    root = ctx.run.checkpoints
+    final = root / f"step-{state['global_step']:08d}"
+    tmp = root / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        extra["cuda_rng"] = torch.cuda.get_rng_state_all()
+    torch.save(extra, tmp / "optimizer.pt")
+    ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
+    # The resume point of events.jsonl: everything up to and including CheckpointSaved.
+    state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
+    atomic_write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    import torch
+    from safetensors.torch import load_model
+
+    load_model(model, str(path / "model.safetensors"))
+    extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["rng"])
+    if "cuda_rng" in extra and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(extra["cuda_rng"])
+    return read_json(path / "state.json", {})
+
+
+def rewind_events(ctx, state: dict) -> None:
+    """Cut ``events.jsonl`` back to the checkpoint, so resumed curves have no duplicate steps.
+
+    The cut-off tail (steps done after the checkpoint by the attempt that died)
+    is kept in ``events.discarded.jsonl`` for forensics.
+    """
+    path = ctx.run.events_path
+    offset = int(state.get("events_offset", 0))
+    repair_events(path)
+    size = os.path.getsize(path)
+    if 0 < offset < size:
+        ctx.writer._fh.flush()
+        with open(path, "rb+") as fh:
+            fh.seek(offset)
+            tail = fh.read()
+            fh.truncate(offset)
+        with open(ctx.run.path / "events.discarded.jsonl", "ab") as fh:
+            fh.write(tail)
+        ctx.writer._fh.seek(0, os.SEEK_END)
+
+
+# -- the loop -----------------------------------------------------------------
+
+def epoch_table(spec: TaskSpec, history: list[dict]) -> Table:
+    cols = ("epoch", "train_loss", *spec.table_columns, "elapsed_s")
+    rows = [tuple(h.get(c) for c in cols) for h in history]
+    return Table(name=spec.table_name, columns=cols, rows=rows, title=spec.table_title, notes=spec.notes)
+
+
+def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
+    import torch
+
+    exp = ctx.exp
+    model = spec.model.to(device)
+    optimizer = make_optimizer(model, exp, device)
+    accum = exp.gradient_accumulation_steps
+    steps_per_epoch = [math.ceil(spec.n_batches(e) / accum) for e in range(exp.epochs)]
+    total_steps = sum(steps_per_epoch)
+    if exp.max_steps:
+        total_steps = min(total_steps, exp.max_steps)
+    warmup = int(exp.warmup * total_steps) if exp.warmup < 1 else int(exp.warmup)
+    scheduler = make_schedule(optimizer, warmup, total_steps)
+
+    state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0}
+    last = ctx.run.last_checkpoint() if ctx.resume else None
+    if last is not None:
+        state.update(load_checkpoint(last, model, optimizer, scheduler))
+        rewind_events(ctx, state)
+        ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}")
+    elif ctx.resume:
+        ctx.log("no checkpoint found: starting this run from the beginning", "warning")
+
+    history: list[dict] = state["history"]
+    elapsed0 = float(state.get("elapsed", 0.0))
+    t_start = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed0 + time.perf_counter() - t_start
+
+    def snapshot(epoch: int, batch: int) -> dict:
+        return {"global_step": global_step, "epoch": epoch, "batch": batch, "history": history,
+                "elapsed": elapsed(), "total_steps": total_steps}
+
+    def run_eval(epoch: int, train_loss):
+        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            metrics = spec.evaluate(model, epoch)
+        model.train()
+        ctx.emit(EvalFinished(epoch=epoch, step=global_step, split=spec.eval_split, metrics=metrics))
+        row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)}
+        row.update({c: metrics.get(c) for c in spec.table_columns})
+        history.append(row)
+        table = epoch_table(spec, history)
+        ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+        return metrics
+
+    global_step = int(state["global_step"])
+    if spec.eval_before and not history:
+        run_eval(0, None)
+
+    model.train()
+    ctx.emit(PhaseStarted(phase="train", detail=f"{total_steps} optimizer steps on {device}"))
+    log_every = exp.logging_steps
+    session_steps, session_t0 = 0, time.perf_counter()
+    win_t0 = time.perf_counter()
+    win_tokens = win_samples = 0
+    loss_sum = torch.zeros((), device=device)
+    parts_sum: dict = {}
+    gn_sum = torch.zeros((), device=device)
+    nonfinite = torch.zeros((), dtype=torch.long, device=device)
+    win_steps = 0
+    epoch_loss_sum, epoch_loss_n = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0))
+    stop = False
+    metrics: dict = history[-1] if history else {}
+
+    for epoch in range(int(state["epoch"]), exp.epochs):
+        n_batches = spec.n_batches(epoch)
+        start_batch = int(state["batch"]) if epoch == int(state["epoch"]) else 0
+        if start_batch == 0:
+            epoch_loss_sum, epoch_loss_n = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        b = start_batch
+        while b < n_batches:
+            try:
+                ctx.poll()
+            except Cancelled:
+                state_now = snapshot(epoch, b)
+                state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n)
+                save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+                raise
+            # one optimizer step = `accum` micro-batches
+            micro_end = min(b + accum, n_batches)
+            n_micro = micro_end - b
+            for mb in range(b, micro_end):
+                batch = spec.get_batch(epoch, mb)
+                win_tokens += batch.pop("n_tokens")
+                win_samples += batch.pop("n_samples")
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss, parts = spec.loss(model, batch)
+                (loss / n_micro).backward()
+                loss_d = loss.detach().float()
+                loss_sum += loss_d / n_micro
+                for k, v in parts.items():
+                    parts_sum[k] = parts_sum.get(k, 0) + v.detach().float() / n_micro
+            b = micro_end
+            bad = ~torch.isfinite(loss_sum)
+            if exp.nan_policy == "skip":
+                if bool(bad):  # host sync per step: the price of skipping exactly the bad step
+                    optimizer.zero_grad(set_to_none=True)
+                    ctx.log(f"step {global_step + 1}: non-finite loss, step skipped", "warning")
+                    loss_sum.zero_()
+                    parts_sum = {}
+                    continue
+            if exp.max_grad_norm > 0:
+                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), exp.max_grad_norm)
+                gn_sum += gn.detach().float()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            session_steps += 1
+            win_steps += 1
+            nonfinite += bad.long()
+            if global_step % log_every == 0 or b >= n_batches or global_step >= total_steps:
+                # The only host sync of the loop: once per logging interval.
+                loss_val = loss_sum.item() / win_steps
+                if nonfinite.item() > 0:
+                    raise JobError(
+                        f"loss became NaN/inf by step {global_step}",
+                        'lower learning_rate, raise warmup, or set nan_policy = "skip"',
+                    )
+                now = time.perf_counter()
+                dt = max(now - win_t0, 1e-9)
+                rate = (now - session_t0) / max(session_steps, 1)
+                ctx.emit(StepLogged(
+                    step=global_step, total_steps=total_steps,
+                    epoch=epoch + b / n_batches, loss=loss_val,
+                    learning_rate=scheduler.get_last_lr()[0],
+                    parts={k: v.item() / win_steps for k, v in parts_sum.items()},
+                    grad_norm=(gn_sum.item() / win_steps) if exp.max_grad_norm > 0 else None,
+                    tokens_per_s=win_tokens / dt, samples_per_s=win_samples / dt,
+                    eta_s=rate * (total_steps - global_step), memory_mb=memory_mb(device),
+                ))
+                epoch_loss_sum += loss_val * win_steps
+                epoch_loss_n += win_steps
+                loss_sum.zero_(); gn_sum.zero_()
+                parts_sum = {}
+                win_steps = win_tokens = win_samples = 0
+                win_t0 = now
+            if global_step >= total_steps:
+                stop = True
+                break
+        train_loss = epoch_loss_sum / epoch_loss_n if epoch_loss_n else None
+        last_epoch = stop or epoch == exp.epochs - 1
+        if spec.eval_each_epoch or last_epoch:
+            metrics = run_eval(epoch + 1, train_loss)
+        else:
+            history.append({"epoch": epoch + 1, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)})
+        state_now = snapshot(epoch + 1, 0)
+        save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+        state["batch"] = 0
+        if stop:
+            break
+
+    final = ctx.run.path / "model"
+    if spec.save_final is not None:
+        tmp = ctx.run.path / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        spec.save_final(model, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    return {"final": {k: v for k, v in metrics.items() if k not in ("epoch",)}, "history": history,
+            "global_step": global_step, "elapsed_s": round(elapsed(), 3)}
