@@ -142,6 +142,12 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=resume is not None))
         if exp.trust_remote_code:
             ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
+        from .events import PhaseStarted
+        from .preflight import run_preflight
+
+        sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
+        facts = run_preflight(ctx)
+        ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
         results = _task_fn(exp.task)(ctx)
         writer.write_results(results or {})
         sink.emit(RunFinished(status="finished", results=results or {}))

@@ -297,6 +297,7 @@ class RunWriter(EventSink):
             )
         repair_events(self.run.events_path)
         self._fh = open(self.run.events_path, "a", encoding="utf-8")
+        self.opened_at = self._fh.tell()  # where this attempt's events begin
         return self
 
     def close(self) -> None:
@@ -312,6 +313,16 @@ class RunWriter(EventSink):
         self._fh.flush()
         if isinstance(event, StatusChanged):
             self.set_status(event.status, event.reason)
+
+    def discard_before(self, offset: int) -> None:
+        """Move events before byte ``offset`` to ``events.discarded.jsonl`` (a restart from scratch)."""
+        self._fh.flush()
+        data = self.run.events_path.read_bytes()
+        with open(self.run.path / "events.discarded.jsonl", "ab") as fh:
+            fh.write(data[:offset])
+        atomic_write_text(self.run.events_path, data[offset:].decode("utf-8"))
+        self._fh.close()
+        self._fh = open(self.run.events_path, "a", encoding="utf-8")
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
         data = {"status": status, "reason": reason, "pid": os.getpid(), "host": socket.gethostname()}

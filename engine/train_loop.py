@@ -212,6 +212,8 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         rewind_events(ctx, state)
         ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}")
     elif ctx.resume:
+        # Nothing to continue from: the earlier attempt's events would duplicate this one's.
+        ctx.writer.discard_before(ctx.writer.opened_at)
         ctx.log("no checkpoint found: starting this run from the beginning", "warning")
 
     history: list[dict] = state["history"]

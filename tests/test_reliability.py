@@ -1,0 +1,319 @@
+"""Fault injection: SIGKILL and resume, job faults, preflight, secrets, fuzzed manifests."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine.events import StepLogged
+from engine.jobs import run_experiment
+from engine.manifest import EXPERIMENT_KEYS, ManifestError, parse_text
+from engine.queue import JobQueue
+from engine.runs import RunStore, read_events
+
+REPO = Path(__file__).resolve().parent.parent
+
+MICRO = '''
+[settings]
+runs_dir = "{runs}"
+
+[[experiment]]
+name = "pre"
+task = "pretrain"
+model = "bert-micro"
+tokenizer = "train"
+vocab_size = 2000
+dataset = "embedded:wikitext"
+dataset_config = "wikitext-2-raw-v1"
+eval_split = "test"
+epochs = 3
+batch_size = 16
+max_seq_length = 64
+learning_rate = 1e-3
+logging_steps = 1
+max_train_samples = 128
+max_eval_samples = 32
+seed = 11
+{extra}
+
+[[experiment]]
+name = "params"
+task = "inspect"
+model = "bert-micro"
+heads = ["base", "qa"]
+
+[[experiment]]
+name = "cls"
+task = "classify"
+model = "run:pre"
+dataset = "embedded:sst2"
+dataset_config = "sst2"
+text_column = "sentence"
+epochs = 1
+batch_size = 16
+max_seq_length = 32
+max_train_samples = 32
+max_eval_samples = 16
+'''
+
+
+def micro_text(runs, extra=""):
+    """The micro manifest with ``extra`` lines overriding keys of the "pre" experiment."""
+    import re
+
+    text = MICRO.format(runs=runs, extra="{extra}")
+    head, rest = text.split("{extra}")
+    for line in filter(None, extra.splitlines()):
+        key = line.split("=")[0].strip()
+        head, n = re.subn(rf"(?m)^{key} = .*$", line, head)
+        if not n:
+            head += line + "\n"
+    return head + rest
+
+
+def manifest(tmp_path, extra="", runs="runs"):
+    path = tmp_path / "experiments.toml"
+    path.write_text(micro_text(tmp_path / runs, extra))
+    return parse_text(path.read_text(), path), path
+
+
+# -- crash and kill ----------------------------------------------------------------
+
+def _cli(path, *args):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
+
+
+def _steps(run):
+    rows, _ = read_events(run.events_path)
+    return [r["step"] for r in rows if r.get("event") == "StepLogged"]
+
+
+def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
+    m, path = manifest(tmp_path)
+    store = RunStore(m.runs_dir)
+    rng = random.Random(1234)
+    proc = _cli(path, "run", "pre")
+    for attempt in range(3):
+        # wait for a random number of new optimizer steps, then kill without warning
+        deadline = time.time() + 120
+        while time.time() < deadline and store.latest("pre") is None:
+            time.sleep(0.05)
+        run = store.latest("pre")
+        before = len(_steps(run))
+        target = before + rng.randint(2, 10)
+        while time.time() < deadline and len(_steps(run)) < target and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert run.status()["status"] == "running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        st_ = run.status()
+        assert st_["status"] == "interrupted", st_
+        assert "resume" in st_["reason"]
+        proc = _cli(path, "run", "pre", "--resume")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+
+    assert len(store.runs("pre")) == 1, "resumed the same run every time"
+    run = store.latest("pre")
+    assert run.status()["status"] == "finished"
+    for line in run.events_path.read_text().splitlines():
+        json.loads(line)  # every line parses
+    steps = _steps(run)
+    assert steps == list(range(1, steps[-1] + 1)), "no duplicated or missing steps"
+    table = run.read_table("epochs")
+    assert table.column("epoch") == [0, 1, 2, 3]
+
+    ref = run_experiment(parse_text(micro_text(tmp_path / "ref"), path), "pre")
+    assert ref.read_table("epochs").column("mlm_perplexity") == pytest.approx(table.column("mlm_perplexity"), rel=1e-3)
+    assert ref.results()["global_step"] == run.results()["global_step"]
+
+
+# -- job faults ---------------------------------------------------------------------
+
+def _inject(monkeypatch, fail):
+    import engine.tasks.pretrain as pre
+
+    real = pre.mlm_nsp_forward
+    calls = {"n": 0}
+
+    def forward(model, batch):
+        calls["n"] += 1
+        return fail(calls["n"], real, model, batch)
+
+    monkeypatch.setattr(pre, "mlm_nsp_forward", forward)
+
+
+def test_nan_loss_stops_job_within_a_few_steps(tmp_path, monkeypatch):
+    def fail(n, real, model, batch):
+        loss, parts = real(model, batch)
+        return (loss * float("nan"), parts) if n >= 12 else (loss, parts)
+
+    _inject(monkeypatch, fail)
+    m, _ = manifest(tmp_path, extra="logging_steps = 4")
+    run = run_experiment(m, "pre")
+    st_ = run.status()
+    assert st_["status"] == "failed" and "NaN" in st_["reason"] and "nan_policy" in st_["reason"]
+    last = max(_steps(run) or [0])
+    assert last < 12 + 4
+    assert run.last_checkpoint() is not None, "the epoch-1 checkpoint is kept"
+
+
+def test_nan_policy_skip_finishes(tmp_path, monkeypatch):
+    def fail(n, real, model, batch):
+        loss, parts = real(model, batch)
+        return (loss * float("nan"), parts) if n in (3, 4) else (loss, parts)
+
+    _inject(monkeypatch, fail)
+    m, _ = manifest(tmp_path, extra='nan_policy = "skip"\nepochs = 1')
+    run = run_experiment(m, "pre")
+    assert run.status()["status"] == "finished"
+    warnings = [e.message for e in run.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
+    assert sum("skipped" in w for w in warnings) == 2
+
+
+def test_oom_fails_with_hint_and_keeps_checkpoint(tmp_path, monkeypatch):
+    def fail(n, real, model, batch):
+        if n > 10:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(model, batch)
+
+    _inject(monkeypatch, fail)
+    m, _ = manifest(tmp_path)
+    run = run_experiment(m, "pre")
+    st_ = run.status()
+    assert st_["status"] == "failed"
+    assert st_["reason"].startswith("out of memory") and "batch_size" in st_["reason"]
+    failed = [e for e in run.events() if type(e).__name__ == "JobFailed"][0]
+    assert "Traceback" in failed.traceback and "\n" not in failed.reason
+    assert run.last_checkpoint() is not None
+
+
+def test_failed_job_blocks_dependants_and_queue_goes_on(tmp_path, monkeypatch):
+    def fail(n, real, model, batch):
+        raise ValueError("corrupt batch")
+
+    _inject(monkeypatch, fail)
+    m, _ = manifest(tmp_path)
+    q = JobQueue(m)
+    jobs = q.submit(["cls", "params"])
+    q.wait(300)
+    by = {j.experiment: j for j in q.jobs}
+    assert by["pre"].status == "failed" and "corrupt batch" in by["pre"].reason
+    assert by["cls"].status == "blocked" and "pre" in by["cls"].reason
+    assert by["params"].status == "finished"
+
+
+# -- preflight ------------------------------------------------------------------------
+
+def test_preflight_runs_dir_not_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    m, _ = manifest(tmp_path)
+    from engine.jobs import JobContext
+    from engine.preflight import check_writable
+    from engine.jobs import JobError
+
+    with pytest.raises(JobError, match="cannot write to"):
+        check_writable(blocker / "runs")
+
+
+def test_preflight_disk_space_message():
+    from engine.jobs import JobError
+    from engine.preflight import check_space
+
+    with pytest.raises(JobError, match=r"not enough disk space .* GiB needed"):
+        check_space(Path("."), 110_000_000, free_bytes=100 * 2**20)
+
+
+def test_preflight_seq_length_and_unreachable_hub(tmp_path):
+    m, _ = manifest(tmp_path, extra="max_seq_length = 1024")
+    t0 = time.time()
+    run = run_experiment(m, "pre")
+    st_ = run.status()
+    assert st_["status"] == "failed" and "max_seq_length = 1024 exceeds the model's 512 positions" in st_["reason"]
+    text = micro_text(tmp_path / "r2").replace('"embedded:wikitext"', '"someone/not-mirrored"')
+    run = run_experiment(parse_text(text, tmp_path / "x.toml"), "pre")
+    st_ = run.status()
+    assert st_["status"] == "failed"
+    assert "someone/not-mirrored" in st_["reason"] and "mirror" in st_["reason"]
+    assert time.time() - t0 < 30
+    assert not any(type(e).__name__ == "StepLogged" for e in run.events())
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+FAKE = "hf_FAKEtokenFORtestsABCDEFGHIJKLMNOPQRSTUV"
+
+
+def test_token_never_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE)
+
+    def fail(n, real, model, batch):
+        if n > 3:
+            raise RuntimeError(f"401 Client Error for token {FAKE}")
+        return real(model, batch)
+
+    _inject(monkeypatch, fail)
+    m, path = manifest(tmp_path, extra="epochs = 1")
+    run_experiment(m, "params")
+    failed = run_experiment(m, "pre")
+    assert failed.status()["status"] == "failed"
+    out = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "export", "--all",
+                          "--out", str(tmp_path / "exports")], capture_output=True, text=True, env=dict(os.environ), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert FAKE not in out.stdout + out.stderr
+    scanned = 0
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            scanned += 1
+            assert FAKE.encode() not in f.read_bytes(), f
+    assert scanned > 20
+    assert "<redacted>" in failed.status()["reason"]
+
+
+# -- fuzzed manifests -------------------------------------------------------------------
+
+SHIPPED = (REPO / "experiments.toml").read_text()
+
+values = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12), st.booleans(),
+                   st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(sorted(EXPERIMENT_KEYS) + ["bogus", "Name", ""]), values, max_size=8))
+def test_random_experiment_tables_never_traceback(table):
+    from engine.manifest import parse_data
+
+    try:
+        parse_data({"experiment": [table]})
+    except ManifestError as exc:
+        assert exc.problems and all(p.strip() for p in exc.problems)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_manifest_text_never_traceback(data):
+    text = SHIPPED
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text) - 1))
+        op = data.draw(st.sampled_from(["delete", "insert", "dup"]))
+        if op == "delete":
+            text = text[:i] + text[i + data.draw(st.integers(1, 30)):]
+        elif op == "insert":
+            text = text[:i] + data.draw(st.sampled_from(['"', "=", "[", "]", "\n", "x", "1.5", "run:", "-"])) + text[i:]
+        else:
+            j = min(len(text), i + data.draw(st.integers(1, 200)))
+            text = text[:j] + text[i:j] + text[j:]
+    try:
+        parse_text(text, "experiments.toml")
+    except ManifestError as exc:
+        assert exc.problems and all(p.strip() for p in exc.problems)
