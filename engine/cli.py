@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate the manifest and print the plan")
     c.add_argument("--reference", action="store_true", help="print the manifest key reference (Markdown)")
 
+    pu = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub with a model card")
+    pu.add_argument("run", metavar="RUN")
+    pu.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--revision", metavar="BRANCH", help="upload to this branch (created if missing)")
+    pu.add_argument("--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing")
+    pu.add_argument("--out", help="folder for --dry-run (default: ./push-<experiment>-<run-id>)")
+
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
@@ -82,7 +90,7 @@ def main(argv=None, console=None) -> int:
         return console(args.manifest)
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
-        "check": cmd_check, "control": cmd_control,
+        "check": cmd_check, "control": cmd_control, "push": cmd_push,
     }[args.command]
     try:
         return handler(args)
@@ -307,6 +315,34 @@ def cmd_check(args) -> int:
     for exp in manifest.experiments:
         deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies else ""
         print(f"  {exp.name:<20} {exp.task:<9} {exp.model}{deps}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .push import PushError, push
+    from .runs import RunStore
+
+    try:
+        run = RunStore(manifest.runs_dir).get(args.run)
+        result = push(run, args.repo, private=args.private, revision=args.revision, dry_run=args.dry_run,
+                      out=Path(args.out) if args.out else None)
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc).strip("'\""))
+    except PushError as exc:
+        return _fail(str(exc), 1)
+    if result["dry_run"]:
+        print(f"dry run: {len(result['files'])} files in {Path(result['folder']).resolve()} "
+              f"(would go to {result['repo_id']}, {'private' if result['private'] else 'public'}"
+              f"{', branch ' + result['revision'] if result['revision'] else ''}):")
+        for name in result["files"]:
+            print(f"  {name}")
+    else:
+        print(f"pushed {run.experiment}/{run.run_id} to https://huggingface.co/{result['repo_id']}"
+              f"{' (branch ' + result['revision'] + ')' if result['revision'] else ''}")
     return 0
 
 

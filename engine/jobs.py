@@ -45,6 +45,7 @@ class JobContext:
     sink: EventSink
     store: RunStore
     resume: bool = False
+    start_model: str = ""  # the run a fine-tuning started from, for results and model cards
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -148,8 +149,10 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
-        results = _task_fn(exp.task)(ctx)
-        writer.write_results(results or {})
+        results = _task_fn(exp.task)(ctx) or {}
+        if ctx.start_model:
+            results["start_model"] = ctx.start_model
+        writer.write_results(results)
         sink.emit(RunFinished(status="finished", results=results or {}))
         sink.emit(StatusChanged(status="finished"))
     except Cancelled:

@@ -258,7 +258,7 @@ def test_token_never_written(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE)
 
     def fail(n, real, model, batch):
-        if n > 3:
+        if n == 4:  # only the first run fails, with the token in its error message
             raise RuntimeError(f"401 Client Error for token {FAKE}")
         return real(model, batch)
 
@@ -271,6 +271,24 @@ def test_token_never_written(tmp_path, monkeypatch):
                           "--out", str(tmp_path / "exports")], capture_output=True, text=True, env=dict(os.environ), cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert FAKE not in out.stdout + out.stderr
+    # push (dry run, and through an HfApi stand-in) writes a model card and stages files
+    from engine.push import push
+
+    ok = run_experiment(m, "pre")
+    assert ok.status()["status"] == "finished"
+    out = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "push", f"pre/{ok.run_id}",
+                          "--repo", "alice/x", "--dry-run", "--out", str(tmp_path / "dry")],
+                         capture_output=True, text=True, env=dict(os.environ), cwd=REPO)
+    assert out.returncode == 0 and FAKE not in out.stdout + out.stderr, out.stderr
+
+    class Api:
+        def create_repo(self, *a, **k):
+            pass
+
+        def upload_folder(self, **k):
+            return None
+
+    push(ok, "alice/x", api=Api())
     scanned = 0
     for f in tmp_path.rglob("*"):
         if f.is_file():

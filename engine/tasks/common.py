@@ -35,6 +35,7 @@ def start_point(ctx):
         if path is None:
             raise JobError(f"run {run.experiment}/{run.run_id} finished without a saved model", "re-run it")
         ctx.log(f"starting from {run.experiment}/{run.run_id}")
+        ctx.start_model = f"{run.experiment}/{run.run_id}"
         return "pretrained", str(path)
     from ..hub import resolve_model_path
 

@@ -1,0 +1,173 @@
+"""Publish a finished run to the Hugging Face Hub with a generated model card.
+
+``stage(run, folder)`` writes exactly what would be uploaded (model weights in
+safetensors, config, tokenizer, README.md model card); ``push`` stages into a
+temporary folder outside the run and uploads it with ``HfApi.create_repo``
+(``exist_ok=True``: an existing repo is reused, never deleted) and
+``upload_folder``. The run directory is never modified. The token comes from
+``HF_TOKEN`` or the huggingface_hub login and is only handed to ``HfApi``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from .hub import hub_reachable
+from .secrets import hf_token, redact
+
+TASK_META = {
+    "pretrain": ("fill-mask", "Masked language modelling + next sentence prediction (BERT pretraining)"),
+    "classify": ("text-classification", "Sequence classification"),
+    "qa": ("question-answering", "Extractive question answering (SQuAD v2 style, with no-answer)"),
+}
+METRIC_KEYS = {
+    "pretrain": ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy"),
+    "classify": ("accuracy", "precision", "recall", "f1", "macro_f1"),
+    "qa": ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "bleu", "rougeL", "meteor"),
+}
+
+
+class PushError(Exception):
+    """A one-line reason with what to do; the run is untouched."""
+
+
+def _tokens_per_s(run) -> float | None:
+    vals = [e.tokens_per_s for e in run.events() if type(e).__name__ == "StepLogged" and e.tokens_per_s]
+    return statistics.median(vals) if vals else None
+
+
+def model_card(run, repo_id: str) -> str:
+    import yaml
+
+    cfg = run.config()
+    res = run.results()
+    final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
+    task = cfg.get("task", "")
+    pipeline, task_text = TASK_META.get(task, ("", task))
+    dataset = cfg.get("dataset", "")
+    split = res.get("eval_split") or cfg.get("eval_split", "")
+    metrics = [{"type": k, "value": float(final[k]), "name": k} for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float))]
+    base = cfg.get("model", "")
+    meta = {
+        "license": "apache-2.0",
+        "library_name": "transformers",
+        "pipeline_tag": pipeline,
+        "tags": ["lmconsole", "bert", task],
+        "datasets": [dataset] if dataset and not dataset.startswith("embedded:") else [],
+        "model-index": [{
+            "name": repo_id.split("/")[-1],
+            "results": [{
+                "task": {"type": pipeline, "name": task_text},
+                "dataset": {"type": dataset, "name": dataset, "config": cfg.get("dataset_config", ""), "split": split},
+                "metrics": metrics,
+            }],
+        }],
+    }
+    start = res.get("start_model", "")
+    if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")):
+        meta["base_model"] = base
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {repo_id.split('/')[-1]}", ""]
+    lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
+    origin = f" (the finished run `{start}` of this study)" if base.startswith("run:") and start else ""
+    lines += ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
+    lines += ["## Task", "", task_text + ".", ""]
+    note = res.get("note", "")
+    lines += ["## Data and splits", "",
+              f"- dataset: `{dataset}` (config `{cfg.get('dataset_config', '')}`)",
+              f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`"]
+    if note:
+        lines.append(f"- note: {note}")
+    lines.append("")
+    lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
+    for k in ("epochs", "max_steps", "learning_rate", "warmup", "weight_decay", "batch_size",
+              "gradient_accumulation_steps", "max_seq_length", "seed", "mlm_probability", "doc_stride"):
+        if k in cfg and cfg[k] not in (None, 0, ""):
+            lines.append(f"| {k} | {cfg[k]} |")
+    lines.append("")
+    tables = run.table_names()
+    lines += ["## Parameters", ""]
+    shown = [t for t in tables if t.startswith("params_diff")] + [t for t in tables if t in ("params_classification", "params_qa", "params_pretraining")]
+    for name in shown[:3]:
+        lines += [run.read_table(name).to_markdown(), ""]
+    if not shown:
+        lines += ["(no parameter table was recorded for this run)", ""]
+    lines += ["## Metrics per epoch", ""]
+    if "epochs" in tables:
+        lines += [run.read_table("epochs").to_markdown(), ""]
+    lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
+    for k, v in final.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            lines.append(f"| {k} | {v:.6g} |")
+    lines.append("")
+    tps = _tokens_per_s(run)
+    lines += ["## Throughput", "", f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def stage(run, folder: Path, repo_id: str) -> list[Path]:
+    """Write the upload folder: model files + model card. Returns the files."""
+    model = run.final_model()
+    if model is None:
+        raise PushError(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')}); "
+                        "only finished training runs can be pushed")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in sorted(model.iterdir()):
+        if f.is_file():
+            shutil.copy2(f, folder / f.name)
+    (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
+    for f in ("epochs",):
+        if f in run.table_names():
+            (folder / "metrics_per_epoch.json").write_text(run.read_table(f).to_json())
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def _hub_error(exc: Exception, repo_id: str) -> PushError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401:
+        return PushError("the Hugging Face token was rejected (401): create a new write token and set HF_TOKEN or run `hf auth login`")
+    if status == 403:
+        return PushError(f"no write access to {repo_id} (403): use a namespace you own or a token with write permission")
+    if status == 404:
+        return PushError(f"{repo_id} not found (404): check the owner name")
+    return PushError(f"upload to {repo_id} failed: {redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def push(run, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
+         out: Path | None = None, api=None) -> dict:
+    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PushError(f"--repo {repo_id!r}: expected OWNER/NAME")
+    if dry_run:
+        folder = Path(out or f"push-{run.experiment}-{run.run_id}")
+        files = stage(run, folder, repo_id)
+        return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
+                "repo_id": repo_id, "private": private, "revision": revision}
+    if api is None:
+        token = hf_token()
+        if not token:
+            raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+        if not hub_reachable():
+            raise PushError("the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): push from a machine with access, "
+                            "or use --dry-run and upload the folder later")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    message = f"Upload {run.experiment}/{run.run_id} from lmconsole"
+    with tempfile.TemporaryDirectory(prefix="lmconsole-push-") as tmp:
+        files = stage(run, Path(tmp), repo_id)
+        try:
+            api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+            if revision:
+                api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
+                                     commit_message=message)
+        except PushError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a one-line message
+            raise _hub_error(exc, repo_id) from None
+    return {"dry_run": False, "repo_id": repo_id, "private": private, "revision": revision,
+            "files": [f.name for f in files], "commit": str(getattr(info, "oid", "") or getattr(info, "commit_url", ""))}
