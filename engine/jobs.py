@@ -119,28 +119,32 @@ def _task_fn(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
-def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None) -> Run:
+def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
+                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
     its last checkpoint. Never raises for job failures: they end up in the
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
+    With ``launcher`` set, the job runs as child processes under torchrun or
+    accelerate and this thread follows its run directory (see :func:`_launch`).
     """
     exp = manifest.get(name)
     store = store or RunStore(manifest.runs_dir)
-    if resume is None:
-        run = store.create(exp.name, exp.to_dict())
-    else:
-        run = resume
+    if run is None:
+        run = resume if resume is not None else store.create(exp.name, exp.to_dict())
+    is_resume = resume is not None or resume_flag
+    if getattr(exp, "launcher", "none") != "none" and not in_worker:
+        return _launch(manifest, exp, run, sinks, is_resume)
     writer = RunWriter(run).open()
     sink = FanoutSink([writer, *sinks])
-    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=resume is not None)
+    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
     ctx._seq_seen = int(req.get("seq", 0))
     try:
-        sink.emit(StatusChanged(status="running", reason="resumed" if resume else ""))
-        sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=resume is not None))
+        sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
+        sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
         if exp.trust_remote_code:
             ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
         from .events import PhaseStarted
@@ -153,25 +157,101 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         if ctx.start_model:
             results["start_model"] = ctx.start_model
         writer.write_results(results)
-        sink.emit(RunFinished(status="finished", results=results or {}))
+        sink.emit(RunFinished(status="finished", results=results))
         sink.emit(StatusChanged(status="finished"))
     except Cancelled:
         sink.emit(RunFinished(status="cancelled"))
         sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a job failure must never take the caller down
         reason, hint = _hint_for(exc)
-        tb = traceback.format_exc()
-        try:
-            from .secrets import redact
+        from .secrets import redact
 
-            reason, tb = redact(reason), redact(tb)
-        except ImportError:
-            pass
+        reason, tb = redact(reason), redact(traceback.format_exc())
         sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
         sink.emit(StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")))
         if isinstance(exc, KeyboardInterrupt):
             writer.close()
             raise
+    finally:
+        writer.close()
+    return run
+
+
+def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
+    """The torchrun / accelerate command line that runs ``engine.worker`` for this job."""
+    import shutil
+    import sys
+
+    worker = ["-m", "engine.worker", "--lmc-manifest", str(Path(manifest.path).resolve()),
+              "--lmc-experiment", exp.name, "--lmc-run", str(run.path.resolve())] + (["--lmc-resume"] if resume else [])
+    if exp.launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={exp.nproc_per_node}",
+               f"--nnodes={exp.nnodes}"]
+        if exp.rdzv_endpoint:
+            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={exp.rdzv_endpoint}"]
+        elif exp.nnodes == 1:
+            cmd += ["--standalone"]
+        return cmd + list(exp.launcher_args) + worker
+    exe = shutil.which("accelerate")
+    if exe is None:
+        raise JobError('launcher = "accelerate" but the accelerate command is not installed',
+                       'pip install accelerate, or use launcher = "torchrun"')
+    return [exe, "launch", f"--num_processes={exp.nproc_per_node * exp.nnodes}", f"--num_machines={exp.nnodes}",
+            *exp.launcher_args, *worker]
+
+
+def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
+    """Start the launcher as a child process and follow the run directory until it exits."""
+    import subprocess
+
+    from .events import LogEmitted
+
+    offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    try:
+        cmd = launcher_command(manifest, exp, run, resume)
+    except JobError as exc:
+        cmd = None
+        failure = (exc.reason, exc.hint)
+    log = open(run.path / "launcher.log", "ab")
+    proc = None
+    if cmd is not None:
+        env = dict(os.environ, LMCONSOLE_LAUNCHED="1")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
+        for s in sinks:
+            s.emit(LogEmitted(level="info", message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
+                                                    f"output in {run.path / 'launcher.log'}"))
+    try:
+        while proc is not None:
+            events, offset = run.follow(offset)
+            for ev in events:
+                for s in sinks:
+                    s.emit(ev)
+            if proc.poll() is not None:
+                events, offset = run.follow(offset)
+                for ev in events:
+                    for s in sinks:
+                        s.emit(ev)
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        proc.terminate()
+        raise
+    finally:
+        log.close()
+    status = run.raw_status().get("status")
+    if proc is not None and status in ("finished", "cancelled", "failed"):
+        return run
+    # The children died before rank 0 could record why: record it for them.
+    reason, hint = failure if proc is None else (
+        f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
+        f"see {run.path / 'launcher.log'}")
+    writer = RunWriter(run).open()
+    try:
+        for ev in (JobFailed(reason=reason, hint=hint), StatusChanged(status="failed", reason=f"{reason} (hint: {hint})")):
+            writer.emit(ev)
+            for s in sinks:
+                s.emit(ev)
     finally:
         writer.close()
     return run

@@ -73,6 +73,11 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32.", choices=("auto", "bf16", "fp16", "fp32")),
     "num_workers": Key("int", 0, "DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0),
     "nan_policy": Key("str", "stop", "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")),
+    "launcher": Key("str", "none", "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).", tasks=ALL_TRAIN, choices=("none", "torchrun", "accelerate")),
+    "nproc_per_node": Key("int", 1, "Processes per node under the launcher (GPUs per node; CPU processes with gloo).", tasks=ALL_TRAIN, minimum=1),
+    "nnodes": Key("int", 1, "Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
+    "rdzv_endpoint": Key("str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN),
+    "launcher_args": Key("list[str]", [], "Extra arguments passed to the launcher as they are (e.g. `[\"--rdzv-id=job7\"]`).", tasks=ALL_TRAIN),
     "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
     # pretraining
     "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0),

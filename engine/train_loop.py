@@ -191,14 +191,81 @@ def epoch_table(spec: TaskSpec, history: list[dict]) -> Table:
     return Table(name=spec.table_name, columns=cols, rows=rows, title=spec.table_title, notes=spec.notes)
 
 
+class Dist:
+    """This process's place in a torchrun/accelerate job (rank 0 of 1 when not distributed).
+
+    Rank 0 alone evaluates, writes events, tables and checkpoints; the other ranks
+    only train their share of the batches and follow rank 0's control decisions.
+    """
+
+    def __init__(self):
+        import torch.distributed as d
+
+        self.d = d
+        self.on = d.is_available() and d.is_initialized()
+        self.rank = d.get_rank() if self.on else 0
+        self.world = d.get_world_size() if self.on else 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.on:
+            self.d.barrier()
+
+    def broadcast(self, value: int, device) -> int:
+        import torch
+
+        if not self.on:
+            return value
+        t = torch.tensor([value], dtype=torch.long, device=device)
+        self.d.broadcast(t, src=0)
+        return int(t.item())
+
+    def sum_(self, t):
+        if self.on:
+            self.d.all_reduce(t)
+        return t
+
+
+def _loss_module(model, fn):
+    """DDP must see the forward call to sync gradients: wrap the task's loss in a module."""
+    import torch
+
+    class LossModule(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch):
+            return fn(self.model, batch)
+
+    return LossModule()
+
+
 def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
+    import contextlib
+
     import torch
 
     exp = ctx.exp
+    dist = Dist()
     model = spec.model.to(device)
+    if dist.on:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        forward = DistributedDataParallel(_loss_module(model, spec.loss), device_ids=ids)
+    else:
+        forward = None
     optimizer = make_optimizer(model, exp, device)
     accum = exp.gradient_accumulation_steps
-    steps_per_epoch = [math.ceil(spec.n_batches(e) / accum) for e in range(exp.epochs)]
+
+    def n_batches_of(epoch: int) -> int:  # this rank's share (equal for all ranks)
+        return spec.n_batches(epoch) // dist.world
+
+    steps_per_epoch = [math.ceil(n_batches_of(e) / accum) for e in range(exp.epochs)]
     total_steps = sum(steps_per_epoch)
     if exp.max_steps:
         total_steps = min(total_steps, exp.max_steps)
@@ -209,9 +276,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     last = ctx.run.last_checkpoint() if ctx.resume else None
     if last is not None:
         state.update(load_checkpoint(last, model, optimizer, scheduler))
-        rewind_events(ctx, state)
+        if dist.main:
+            rewind_events(ctx, state)
         ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}")
-    elif ctx.resume:
+    elif ctx.resume and dist.main:
         # Nothing to continue from: the earlier attempt's events would duplicate this one's.
         ctx.writer.discard_before(ctx.writer.opened_at)
         ctx.log("no checkpoint found: starting this run from the beginning", "warning")
@@ -225,29 +293,50 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
 
     def snapshot(epoch: int, batch: int) -> dict:
         return {"global_step": global_step, "epoch": epoch, "batch": batch, "history": history,
-                "elapsed": elapsed(), "total_steps": total_steps}
+                "elapsed": elapsed(), "total_steps": total_steps, "world_size": dist.world}
 
     def run_eval(epoch: int, train_loss):
-        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
-        model.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            metrics = spec.evaluate(model, epoch)
-        model.train()
-        ctx.emit(EvalFinished(epoch=epoch, step=global_step, split=spec.eval_split, metrics=metrics))
-        row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)}
-        row.update({c: metrics.get(c) for c in spec.table_columns})
-        history.append(row)
-        table = epoch_table(spec, history)
-        ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+        metrics = {}
+        if dist.main:
+            ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
+            model.eval()
+            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                metrics = spec.evaluate(model, epoch)
+            model.train()
+            ctx.emit(EvalFinished(epoch=epoch, step=global_step, split=spec.eval_split, metrics=metrics))
+            row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)}
+            row.update({c: metrics.get(c) for c in spec.table_columns})
+            history.append(row)
+            table = epoch_table(spec, history)
+            ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+        dist.barrier()
         return metrics
+
+    def checkpoint(state_now: dict) -> None:
+        if dist.main:
+            save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+        dist.barrier()
+
+    def poll_control() -> None:
+        """Rank 0 reads pause/cancel requests (blocking while paused); everyone follows it."""
+        code = 0
+        if dist.main:
+            try:
+                ctx.poll()
+            except Cancelled:
+                code = 2
+        if dist.broadcast(code, device) == 2:
+            raise Cancelled()
 
     global_step = int(state["global_step"])
     if spec.eval_before and not history:
         run_eval(0, None)
 
     model.train()
-    ctx.emit(PhaseStarted(phase="train", detail=f"{total_steps} optimizer steps on {device}"))
+    ctx.emit(PhaseStarted(phase="train", detail=f"{total_steps} optimizer steps on {device}"
+                          + (f" x {dist.world} processes" if dist.on else "")))
     log_every = exp.logging_steps
+    nan_every = min(log_every, 8)  # NaN/inf detection: a host sync every few steps, not every step
     session_steps, session_t0 = 0, time.perf_counter()
     win_t0 = time.perf_counter()
     win_tokens = win_samples = 0
@@ -261,7 +350,7 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     metrics: dict = history[-1] if history else {}
 
     for epoch in range(int(state["epoch"]), exp.epochs):
-        n_batches = spec.n_batches(epoch)
+        n_batches = n_batches_of(epoch)
         start_batch = int(state["batch"]) if epoch == int(state["epoch"]) else 0
         if start_batch == 0:
             epoch_loss_sum, epoch_loss_n = 0.0, 0
@@ -269,31 +358,32 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         b = start_batch
         while b < n_batches:
             try:
-                ctx.poll()
+                poll_control()
             except Cancelled:
                 state_now = snapshot(epoch, b)
                 state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n)
-                save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+                checkpoint(state_now)
                 raise
-            # one optimizer step = `accum` micro-batches
+            # one optimizer step = `accum` micro-batches (this rank's share: batch b*world + rank)
             micro_end = min(b + accum, n_batches)
             n_micro = micro_end - b
             for mb in range(b, micro_end):
-                batch = spec.get_batch(epoch, mb)
+                batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
                 win_tokens += batch.pop("n_tokens")
                 win_samples += batch.pop("n_samples")
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss, parts = spec.loss(model, batch)
-                (loss / n_micro).backward()
-                loss_d = loss.detach().float()
-                loss_sum += loss_d / n_micro
+                sync = contextlib.nullcontext() if forward is None or mb == micro_end - 1 else forward.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        loss, parts = spec.loss(model, batch) if forward is None else forward(batch)
+                    (loss / n_micro).backward()
+                loss_sum += loss.detach().float() / n_micro
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0) + v.detach().float() / n_micro
             b = micro_end
             bad = ~torch.isfinite(loss_sum)
             if exp.nan_policy == "skip":
-                if bool(bad):  # host sync per step: the price of skipping exactly the bad step
+                if bool(dist.sum_(bad.long().clone())):  # host sync per step: the price of skipping exactly the bad step
                     optimizer.zero_grad(set_to_none=True)
                     ctx.log(f"step {global_step + 1}: non-finite loss, step skipped", "warning")
                     loss_sum.zero_()
@@ -309,14 +399,19 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             session_steps += 1
             win_steps += 1
             nonfinite += bad.long()
-            if global_step % log_every == 0 or b >= n_batches or global_step >= total_steps:
-                # The only host sync of the loop: once per logging interval.
-                loss_val = loss_sum.item() / win_steps
-                if nonfinite.item() > 0:
+            log_now = global_step % log_every == 0 or b >= n_batches or global_step >= total_steps
+            if log_now or global_step % nan_every == 0:
+                if int(dist.sum_(nonfinite.clone()).item()) > 0:
                     raise JobError(
                         f"loss became NaN/inf by step {global_step}",
                         'lower learning_rate, raise warmup, or set nan_policy = "skip"',
                     )
+            if log_now:
+                # The host sync of the loop: once per logging interval (plus the NaN check above).
+                totals = torch.tensor([loss_sum.item(), float(win_tokens), float(win_samples)], dtype=torch.float64,
+                                      device=device)
+                totals = dist.sum_(totals)
+                loss_val = totals[0].item() / dist.world / win_steps
                 now = time.perf_counter()
                 dt = max(now - win_t0, 1e-9)
                 rate = (now - session_t0) / max(session_steps, 1)
@@ -326,12 +421,13 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
                     learning_rate=scheduler.get_last_lr()[0],
                     parts={k: v.item() / win_steps for k, v in parts_sum.items()},
                     grad_norm=(gn_sum.item() / win_steps) if exp.max_grad_norm > 0 else None,
-                    tokens_per_s=win_tokens / dt, samples_per_s=win_samples / dt,
+                    tokens_per_s=totals[1].item() / dt, samples_per_s=totals[2].item() / dt,
                     eta_s=rate * (total_steps - global_step), memory_mb=memory_mb(device),
                 ))
                 epoch_loss_sum += loss_val * win_steps
                 epoch_loss_n += win_steps
-                loss_sum.zero_(); gn_sum.zero_()
+                loss_sum.zero_()
+                gn_sum.zero_()
                 parts_sum = {}
                 win_steps = win_tokens = win_samples = 0
                 win_t0 = now
@@ -344,18 +440,18 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             metrics = run_eval(epoch + 1, train_loss)
         else:
             history.append({"epoch": epoch + 1, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)})
-        state_now = snapshot(epoch + 1, 0)
-        save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+        checkpoint(snapshot(epoch + 1, 0))
         state["batch"] = 0
         if stop:
             break
 
     final = ctx.run.path / "model"
-    if spec.save_final is not None:
+    if spec.save_final is not None and dist.main:
         tmp = ctx.run.path / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         spec.save_final(model, tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+    dist.barrier()
     return {"final": {k: v for k, v in metrics.items() if k not in ("epoch",)}, "history": history,
-            "global_step": global_step, "elapsed_s": round(elapsed(), 3)}
+            "global_step": global_step, "elapsed_s": round(elapsed(), 3), "world_size": dist.world}

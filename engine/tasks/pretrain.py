@@ -86,13 +86,17 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
         cols["masked_input_ids"] = masked
         cols["mlm_labels"] = labels
     out = datasets.Dataset.from_dict(cols)
-    tmp = folder.with_name(folder.name + ".tmp")
-    out.save_to_disk(str(tmp))
     import os
     import shutil
 
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    # pid in the temp name: concurrent builders (e.g. ranks of a torchrun job) never share it;
+    # the first rename wins and the others keep the winner's identical copy.
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    out.save_to_disk(str(tmp))
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     ctx.log(f"{split}: {len(pairs):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
     return datasets.load_from_disk(str(folder))
 
@@ -181,14 +185,10 @@ def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int
     return math.exp(-total / max(count, 1))
 
 
-def run(ctx):
-    import torch
-    from transformers import BertForPreTraining
-
+def load_tokenizer(ctx, kind: str, src: str):
+    """The experiment's tokenizer (a trained WordPiece one is cached); shared with ``bench/``."""
     exp = ctx.exp
     mirror = ctx.manifest.settings.data_mirror
-    device, amp = setup_job(exp)
-    kind, src = start_point(ctx)
 
     def corpus():
         ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
@@ -196,7 +196,17 @@ def run(ctx):
         for s in range(0, len(col), 1000):
             yield [t for t in col[s:s + 1000] if t and t.strip()]
 
-    tok = get_tokenizer(ctx, kind, src, corpus, dataset_key(exp, exp.train_split, mirror) + exp.text_column)
+    return get_tokenizer(ctx, kind, src, corpus, dataset_key(exp, exp.train_split, mirror) + exp.text_column)
+
+
+def run(ctx):
+    import torch
+    from transformers import BertForPreTraining
+
+    exp = ctx.exp
+    device, amp = setup_job(exp)
+    kind, src = start_point(ctx)
+    tok = load_tokenizer(ctx, kind, src)
     torch.manual_seed(exp.seed)
     if kind == "preset":
         config = preset_config(src, vocab_size=len(tok))

@@ -1,0 +1,81 @@
+"""Scaling out: a job under torchrun with 2 CPU processes (gloo), from the CLI and from the queue."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.events import StepLogged
+from engine.manifest import load
+from engine.queue import JobQueue
+from engine.runs import RunStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+DDP = '''
+[settings]
+runs_dir = "{runs}"
+
+[[experiment]]
+name = "pre"
+task = "pretrain"
+model = "bert-micro"
+tokenizer = "train"
+vocab_size = 2000
+dataset = "embedded:wikitext"
+dataset_config = "wikitext-2-raw-v1"
+eval_split = "test"
+epochs = 2
+batch_size = 16
+max_seq_length = 64
+learning_rate = 1e-3
+logging_steps = 2
+max_train_samples = 256
+max_eval_samples = 32
+launcher = "torchrun"
+nproc_per_node = 2
+'''
+
+
+def _manifest(tmp_path, extra=""):
+    path = tmp_path / "experiments.toml"
+    path.write_text(DDP.format(runs=tmp_path / "runs") + extra)
+    return path
+
+
+def test_torchrun_two_processes_from_cli(tmp_path):
+    path = _manifest(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
+                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "launched torchrun with 2 process(es)" in proc.stdout
+    run = RunStore(tmp_path / "runs").latest("pre")
+    assert run.status()["status"] == "finished"
+    table = run.read_table("epochs")
+    assert table.columns == ("epoch", "train_loss", "mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "elapsed_s")
+    assert table.column("epoch") == [0, 1, 2]
+    steps = [e for e in run.events() if isinstance(e, StepLogged)]
+    # 256 pairs / 16 per batch / 2 ranks = 8 optimizer steps per epoch
+    assert steps[-1].step == 16 and steps[-1].total_steps == 16
+    assert steps[-1].loss < steps[0].loss
+    assert run.results()["world_size"] == 2
+
+
+def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
+    path = _manifest(tmp_path)
+    m = load(path)
+    q = JobQueue(m)
+    (job,) = q.submit(["pre"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (job.run and any(isinstance(e, StepLogged) for e in job.run.events())):
+        time.sleep(0.1)
+    assert job.run is not None, "the queue learned the run from the followed events"
+    q.cancel(job)
+    q.wait(120)
+    assert job.status == "cancelled", (job.status, job.reason)
+    assert job.run.last_checkpoint() is not None
+    job2 = q.resume_run(job.run)
+    q.wait(300)
+    assert job2.status == "finished", (job2.status, job2.reason)
+    assert job.run.read_table("epochs").column("epoch") == [0, 1, 2]
