@@ -232,8 +232,8 @@ class Run:
         for row in rows:
             try:
                 out.append(from_dict(row))
-            except (KeyError, TypeError):
-                continue
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # valid JSON but not an event (hand-edited or foreign line): skip it
         return out
 
     def follow(self, offset: int = 0) -> tuple[list[Event], int]:
@@ -243,7 +243,7 @@ class Run:
         for row in rows:
             try:
                 events.append(from_dict(row))
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 continue
         return events, offset
 

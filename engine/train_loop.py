@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
+from .events import CheckpointSaved, EvalFinished, PhaseStarted, RunStarted, StatusChanged, StepLogged, TableWritten
 from .jobs import Cancelled, JobError
 from .runs import atomic_write_json, read_json, repair_events
 from .tables import Table
@@ -278,7 +278,11 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         state.update(load_checkpoint(last, model, optimizer, scheduler))
         if dist.main:
             rewind_events(ctx, state)
-        ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}")
+            # The rewind cut this attempt's first events too: record the resume again.
+            ctx.emit(StatusChanged(status="running", reason="resumed"))
+            ctx.emit(RunStarted(run_id=ctx.run.run_id, experiment=ctx.exp.name, task=ctx.exp.task, resumed=True))
+        ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
+                "events after that checkpoint were moved to events.discarded.jsonl")
     elif ctx.resume and dist.main:
         # Nothing to continue from: the earlier attempt's events would duplicate this one's.
         ctx.writer.discard_before(ctx.writer.opened_at)

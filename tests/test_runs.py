@@ -134,3 +134,12 @@ def test_control_requests_numbered(tmp_path):
     assert run.pending_request() == {"action": "resume", "seq": 2}
     with pytest.raises(ValueError):
         run.request("explode")
+
+
+def test_non_event_lines_skipped(tmp_path):
+    run = RunStore(tmp_path).create("exp", {})
+    good = to_json(LogEmitted(level="info", message="ok"))
+    run.events_path.write_text('"x"\n[1, 2]\n{"event": "Nope"}\n' + good + "\n")
+    assert [e.message for e in run.events()] == ["ok"]
+    events, _ = run.follow(0)
+    assert len(events) == 1

@@ -1,0 +1,228 @@
+"""Console run view, compare, export, help, command palette and manifest errors (Pilot, 80x24)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import DataTable, Log, OptionList
+
+from tui.screens.compare import CompareScreen
+from tui.screens.dialogs import ExportDialog
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.screens.manifest_error import ManifestErrorScreen
+from tui.screens.run import RunScreen
+from tui.testing import MANIFEST, FakeRunner, make_app, screen_text, wait_for, write_manifest
+from tui.widgets.runs import RunsPane
+from tui.widgets.tables import TableView
+
+SIZE = (80, 24)
+# rows of the runs tab, newest first (see tui.testing.write_history)
+FINETUNE_FAILED, PRETRAIN_INTERRUPTED, PRETRAIN_FINISHED, PARAMS = range(4)
+
+
+def drive(coro):
+    return asyncio.run(coro)
+
+
+async def open_runs_row(app, pilot, row: int):
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+    await pilot.press("3")
+    pane = app.screen.query_one(RunsPane)
+    assert await wait_for(pilot, lambda: pane.table.row_count == 4)
+    pane.table.move_cursor(row=row)
+    await pilot.press("enter")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+    screen = app.screen
+    assert await wait_for(pilot, lambda: screen.state is not None)
+    return screen
+
+
+def test_live_job_run_view_tabs_and_keys(tmp_path):
+    async def go():
+        runner = FakeRunner(pretrain={"steps": 20, "delay": 0.03})
+        app = make_app(tmp_path, runner, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("down", "r", "2", "enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            assert screen.feed.uses_job_store  # curves straight from the job's MetricStore
+            assert await wait_for(pilot, lambda: screen.state is not None and screen.state.status == "finished")
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            assert "step 20/20" in text and "4.0k tok/s" in text and "cpu, fp32 256 MB" in text
+            assert "training loss" in text and "learning rate" in text and "no data yet" not in text
+            assert "mlm_perplexity on test per epoch" in text
+            await pilot.press("m")
+            assert screen.metric == "accuracy"  # next in line after the primary metric
+            await pilot.press("2")
+            results = screen.query_one("#results-table", DataTable)
+            assert results.row_count >= 3 and "ep 2" in screen_text(app)
+            await pilot.press("3")
+            assert await wait_for(pilot, lambda: screen.query_one(TableView).table is not None)
+            assert screen.query_one(TableView).table.name == "epochs"
+            await pilot.press("4")
+            log = screen.query_one(Log)
+            assert any("device cpu" in line for line in log.lines)
+            await pilot.press("p")  # finished: nothing to pause
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+    drive(go())
+
+
+def test_disk_run_with_corrupt_events_line(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_runs_row(app, pilot, PRETRAIN_INTERRUPTED)
+            assert not screen.feed.uses_job_store
+            assert screen.state.status == "interrupted"
+            assert len(screen.state.steps) == 6  # the torn and non-JSON lines are skipped
+            assert "interrupted: the process running this job stopped" in screen_text(app)
+    drive(go())
+
+
+def test_failed_run_without_tables_shows_reason_and_traceback(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_runs_row(app, pilot, FINETUNE_FAILED)
+            await pilot.pause(0.1)
+            assert "failed: ValueError: label column 'label' not found" in screen_text(app)
+            await pilot.press("3")
+            assert "no tables in this run (yet)" in screen_text(app)
+            await pilot.press("e")  # no table shown: exports all tables of the run (none) + results
+            assert isinstance(app.screen, ExportDialog)
+            await pilot.press("escape")
+            await pilot.press("4")
+            assert any("Traceback" in line for line in screen.query_one(Log).lines)
+    drive(go())
+
+
+def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            screen = await open_runs_row(app, pilot, PARAMS)
+            view = screen.query_one(TableView)
+            assert await wait_for(pilot, lambda: view.table is not None)
+            assert screen.query_one("#run-tabs").active == "tables"
+            assert view.table.name == "params_base"
+            assert "x2" in screen_text(app)  # repeated layers grouped
+            opts = screen.query_one(OptionList)
+            opts.focus()
+            await pilot.press("down")
+            assert await wait_for(pilot, lambda: view.table.name == "params_diff_base_vs_qa")
+            assert "-4,030" in screen_text(app)
+            await pilot.press("e")
+            assert isinstance(app.screen, ExportDialog)
+            await pilot.press("tab", "tab", "space")  # untick Markdown
+            await pilot.press("shift+tab", "shift+tab", "enter")
+            assert await wait_for(pilot, lambda: app.last_export is not None)
+            folder, written = app.last_export
+            assert folder == tmp_path / "exports"
+            assert sorted(p.suffix for p in written) == [".csv", ".json", ".tex"]
+            assert all(p.exists() and "params_diff_base_vs_qa" in p.name for p in written)
+            # where it went, on screen (a notification; the path may wrap)
+            assert await wait_for(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
+            assert await wait_for(pilot, lambda: "exported table" in screen_text(app))
+    drive(go())
+
+
+def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await open_runs_row(app, pilot, PRETRAIN_FINISHED)
+            await pilot.press("e")
+            await pilot.press(*"out", "enter")  # the folder name is selected: typing replaces it
+            assert await wait_for(pilot, lambda: app.last_export is not None)
+            folder, written = app.last_export
+            assert folder.name == "out"
+            names = {p.name for p in written}
+            assert {"epochs.csv", "epochs.md", "epochs.tex", "epochs.json", "comparison.md"} <= names
+    drive(go())
+
+
+def test_compare_selected_runs_and_export(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("3")
+            pane = app.screen.query_one(RunsPane)
+            assert await wait_for(pilot, lambda: pane.table.row_count == 4)
+            await pilot.press("down", "space", "space", "v")  # the two pretrain runs
+            assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+            screen = app.screen
+            assert await wait_for(pilot, lambda: len(screen.states) == 2)
+            await pilot.pause(0.1)
+            text = screen_text(app)
+            assert "• A pretrain 01-02 10:00:00" in text and "x B pretrain 01-01 10:00:00" in text
+            await pilot.press("2")
+            table = screen.query_one("#cmp-table", DataTable)
+            assert table.row_count > 0 and len(table.columns) == 3
+            await pilot.press("m", "e", "enter")
+            assert await wait_for(pilot, lambda: app.last_export is not None)
+            assert (tmp_path / "exports" / "comparison.csv").exists()
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            # export straight from the runs tab
+            app.last_export = None
+            await pilot.press("e", "enter")
+            assert await wait_for(pilot, lambda: app.last_export is not None)
+    drive(go())
+
+
+def test_help_and_command_palette(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            text = screen_text(app)
+            assert "Experiments" in text and "ctrl+p" in text
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "Run (r)" in text and "Mark (space)" in text
+            await pilot.press(*"run experiment base")
+            await pilot.pause(0.3)
+            assert "Run experiment baseline" in screen_text(app)
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: [j.experiment for j in app.queue.jobs] == ["baseline"])
+    drive(go())
+
+
+def test_manifest_error_view_and_reload(tmp_path):
+    async def go():
+        app = make_app(tmp_path, manifest="[settings]\nrunz = 1\n[[experiment]]\nname = 'a'\ntask = 'pretrain'\n"
+                                           "model = 'bert-micro'\nepochs = 'x'\n", history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ManifestErrorScreen))
+            text = screen_text(app)
+            assert "3 problems" in text and "settings.runz: unknown key" in text and "Traceback" not in text
+            await pilot.press("r")  # still broken
+            assert isinstance(app.screen, ManifestErrorScreen)
+            write_manifest(tmp_path, MANIFEST)
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            # break it again and reload from the main screen (ctrl+r), then fix it
+            write_manifest(tmp_path, "[[experiment]]\nname = 'b'\n")
+            await pilot.press("ctrl+r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ManifestErrorScreen))
+            write_manifest(tmp_path, MANIFEST.replace('name = "baseline"', 'name = "baseline2"'))
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            assert await wait_for(pilot, lambda: "baseline2" in screen_text(app))
+    drive(go())

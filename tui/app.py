@@ -1,0 +1,139 @@
+"""The console app: wiring only (manifest -> job queue -> screens).
+
+``run_console(path)`` is what ``lmconsole`` with no command calls. Tests build
+the app with :func:`build_app` and a fake job queue. Nothing here imports torch
+or transformers: the engine imports them inside job threads, so the first frame
+comes fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from engine.manifest import ManifestError, load
+
+from .commands import ConsoleCommands
+
+
+def default_queue(manifest):
+    from engine.queue import JobQueue
+
+    return JobQueue(manifest)
+
+
+class LMConsole(App[str]):
+    CSS_PATH = "styles.tcss"
+    TITLE = "lmconsole"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, manifest_path: str | Path, queue_factory=default_queue):
+        super().__init__()
+        self.manifest_path = Path(manifest_path)
+        self.queue_factory = queue_factory
+        self.manifest = None
+        self.queue = None
+        self.store = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # for the SIGHUP handler
+        self.hangup = False
+        self.quit_choice: str | None = None  # "keep" | "cancel" once the user quit with jobs
+        self.last_export = None  # (folder, [paths]) of the last export, for tests and the status line
+
+    def on_mount(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        if self.hangup:  # SIGHUP before the loop existed
+            self.exit()
+            return
+        error = self._load()
+        if error is None:
+            from .screens.main import MainScreen
+
+            self.push_screen(MainScreen())
+        else:
+            from .screens.manifest_error import ManifestErrorScreen
+
+            self.push_screen(ManifestErrorScreen(error))
+
+    def _load(self) -> ManifestError | None:
+        try:
+            manifest = load(self.manifest_path)
+        except ManifestError as exc:
+            return exc
+        if self.queue is None or (not self.active_jobs() and manifest.runs_dir != self.manifest.runs_dir):
+            self.queue = self.queue_factory(manifest)
+        else:
+            self.queue.manifest = manifest  # running jobs keep going; new ones use the new manifest
+        self.manifest, self.store = manifest, self.queue.store
+        return None
+
+    def reload_manifest(self) -> None:
+        from .screens.main import MainScreen
+        from .screens.manifest_error import ManifestErrorScreen
+
+        error = self._load()
+        if error is not None:
+            if isinstance(self.screen, ManifestErrorScreen):
+                self.screen.show_error(error)
+            else:
+                self.push_screen(ManifestErrorScreen(error))
+            self.notify(f"{self.manifest_path.name}: {len(error.problems)} problem(s)", severity="error")
+            return
+        if isinstance(self.screen, ManifestErrorScreen):
+            if any(isinstance(s, MainScreen) for s in self.screen_stack):
+                self.pop_screen()
+            else:
+                self.switch_screen(MainScreen())
+                return
+        if isinstance(self.screen, MainScreen):
+            self.screen.refresh_all()
+        self.notify(f"reloaded {self.manifest_path.name}: {len(self.manifest.experiments)} experiments")
+
+    def active_jobs(self) -> list:
+        return [j for j in self.queue.jobs if not j.done] if self.queue is not None else []
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """q / ctrl+q: quit, asking first what to do with running or queued jobs."""
+        from .screens.dialogs import QuitDialog
+
+        jobs = self.active_jobs()
+        if not jobs:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitDialog):
+            return
+        running = sum(1 for j in jobs if j.status in ("running", "paused"))
+
+        def chosen(choice: str | None) -> None:
+            if choice in ("keep", "cancel"):
+                self.quit_choice = choice
+                self.exit(choice)
+
+        self.push_screen(QuitDialog(running, len(jobs) - running), chosen)
+
+
+def build_app(manifest_path: str | Path, queue_factory=default_queue) -> LMConsole:
+    return LMConsole(manifest_path, queue_factory=queue_factory)
+
+
+def run_console(manifest_path: str | Path, queue_factory=default_queue, headless: bool = False) -> int:
+    """Open the console; returns the process exit code once the UI and any kept jobs are done."""
+    from .lifecycle import run
+
+    # Progress bars of datasets / hub downloads would write over the UI from job threads.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return run(build_app(manifest_path, queue_factory), headless=headless)

@@ -1,0 +1,388 @@
+"""Plain data for the console: run feeds, run summaries and one-line formatting. No Textual here.
+
+A :class:`RunFeed` gives the console one view of a run's metrics whoever runs it:
+
+* a job of this process: its :class:`~engine.events.MetricStore` (fed by the job's
+  events, no file reading for curves), plus a cheap follow of the run directory for
+  what the store does not keep (device, tables);
+* a run of another process, a finished run, or a resumed job: ``Run.follow`` on the
+  run directory, fed into a private MetricStore.
+
+``poll()`` does file I/O (new bytes of ``events.jsonl`` only): call it from a
+worker thread on a 1-2 Hz timer, never per training step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+from engine.cli import fmt_duration
+from engine.events import (
+    EvalFinished, LogEmitted, MetricStore, PhaseStarted, ProgressUpdated, RunStarted,
+    StepLogged, TableWritten, from_dict,
+)
+from engine.export import flat_results
+from engine.runs import Run, read_events
+
+FINAL = ("finished", "failed", "cancelled", "interrupted", "blocked")
+# Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
+PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
+STATUS_ICON = {
+    "queued": "…", "running": "▶", "paused": "‖", "finished": "✓", "failed": "✗",
+    "cancelled": "■", "interrupted": "!", "blocked": "⊘",
+}
+
+
+def status_text(status: str) -> str:
+    """Status word with an icon: readable without colour."""
+    return f"{STATUS_ICON.get(status, '?')} {status}"
+
+
+def fmt_num(v, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def short_id(run_id: str) -> str:
+    """``20261129-152312-160143-abe0`` -> ``11-29 15:23:12`` (the id is a timestamp)."""
+    if len(run_id) >= 15 and run_id[8] == "-":
+        d, t = run_id[:8], run_id[9:15]
+        return f"{d[4:6]}-{d[6:8]} {t[:2]}:{t[2:4]}:{t[4:6]}"
+    return run_id[:14]
+
+
+def primary_metric(metrics: dict) -> str | None:
+    for key in PRIMARY:
+        if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
+            return key
+    return next((k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+
+
+def result_summary(results: dict) -> str:
+    """One short cell for a run's final results: ``mlm_perplexity 299.6``."""
+    flat = flat_results(results)
+    final = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("final.")}
+    for src in (final, flat):
+        key = primary_metric(src)
+        if key:
+            return f"{key} {fmt_num(src[key])}"
+    return ""
+
+
+def phase_text(event) -> str:
+    if isinstance(event, ProgressUpdated):
+        pct = f" ({100 * event.done // event.total}%)" if event.total else ""
+        return f"{event.phase} {event.done:,}/{event.total:,}{pct}"
+    if isinstance(event, PhaseStarted):
+        return f"{event.phase}: {event.detail}" if event.detail else event.phase
+    return ""
+
+
+def progress_text(last_step: StepLogged | None, phase=None, active: bool = True) -> str:
+    """Short progress cell for tables: ``step 20/168 12% ETA 3m38s`` or the current phase."""
+    if last_step is not None:
+        tot = last_step.total_steps
+        pct = f" {100 * last_step.step // tot}%" if tot else ""
+        eta = f" ETA {fmt_duration(last_step.eta_s)}" if last_step.eta_s is not None and active else ""
+        return f"step {last_step.step}/{tot or '?'}{pct}{eta}"
+    return phase_text(phase)
+
+
+@dataclass
+class FeedState:
+    """A snapshot of one run for the UI thread (plain lists, safe to keep)."""
+
+    status: str = "queued"
+    reason: str = ""
+    steps: list = field(default_factory=list)
+    evals: list = field(default_factory=list)
+    logs: list = field(default_factory=list)
+    last_step: StepLogged | None = None
+    phase: str = ""
+    device: str = ""
+    tables: tuple = ()
+    results: dict = field(default_factory=dict)
+    version: tuple = ()
+
+    def status_line(self) -> str:
+        """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``"""
+        parts = [status_text(self.status)]
+        if self.reason and self.status in ("failed", "blocked", "interrupted"):
+            parts[0] += f": {self.reason}"
+        s = self.last_step
+        if s is not None:
+            tot = s.total_steps
+            parts.append(f"step {s.step}/{tot}" + (f" ({100 * s.step // tot}%)" if tot else ""))
+            parts.append(f"epoch {s.epoch:.2f}")
+            if s.tokens_per_s:
+                parts.append(f"{s.tokens_per_s / 1000:.1f}k tok/s")
+            if s.eta_s is not None and self.status in ("running", "paused"):
+                parts.append(f"ETA {fmt_duration(s.eta_s)}")
+        elif self.phase and self.status in ("running", "paused"):
+            parts.append(self.phase)
+        dev = self.device
+        if s is not None and s.memory_mb:
+            dev = f"{dev} {s.memory_mb:,.0f} MB".strip()
+        if dev:
+            parts.append(dev)
+        return " · ".join(parts)
+
+
+class RunFeed:
+    """Metric history of one run for the console, whichever process runs it (see module doc)."""
+
+    def __init__(self, run: Run | None = None, job=None):
+        self.job = job
+        self.run = run
+        self._store = MetricStore()
+        self._offset = 0
+        self._phase = ""
+        self._device = ""
+        self._tables: tuple = ()
+        self._tables_dirty = True
+        self._results: dict = {}
+        self._disk_status: dict = {"status": "queued"}
+        self._settled = False  # a final run whose file stopped growing: nothing left to read
+        self._tail = b""  # the bytes just before ``_offset``: a changed tail means the file was rewound
+        self.generation = 0  # bumps when the history is re-read from the start
+        self._stamp = None  # (size, mtime) of events.jsonl when the feed settled
+
+    def attach(self, job) -> None:
+        """Follow a job of this process from now on (e.g. after resuming this run)."""
+        self.job = job
+        self._settled = False
+
+    def _current_run(self) -> Run | None:
+        if self.run is None and self.job is not None:
+            self.run = self.job.run or self.job.resume
+        return self.run
+
+    @property
+    def uses_job_store(self) -> bool:
+        """Curves come from the job's MetricStore (a fresh job of this process)."""
+        return self.job is not None and self.job.resume is None
+
+    TAIL = 64
+
+    def _rewound(self, run: Run) -> bool:
+        """True when events.jsonl no longer extends what we read.
+
+        A resumed job cuts the file back to its checkpoint (engine.train_loop.rewind_events)
+        or replaces it; ``Run.follow`` cannot tell, so compare the bytes before our offset.
+        """
+        if self._offset == 0:
+            return False
+        try:
+            with open(run.events_path, "rb") as fh:
+                fh.seek(self._offset - len(self._tail))
+                return fh.read(len(self._tail)) != self._tail
+        except OSError:
+            return True
+
+    def _remember_tail(self, run: Run) -> None:
+        try:
+            with open(run.events_path, "rb") as fh:
+                start = max(0, self._offset - self.TAIL)
+                fh.seek(start)
+                self._tail = fh.read(self._offset - start)
+        except OSError:
+            self._tail = b""
+
+    def _restart(self) -> None:
+        self._store = MetricStore()
+        self._offset, self._tail = 0, b""
+        self._phase = ""
+        self._tables_dirty = True
+        self.generation += 1
+
+    def _read_new(self, run: Run) -> list:
+        if self._rewound(run):
+            self._restart()
+        before = self._offset
+        events = self._follow(run)
+        if self._offset != before:
+            self._remember_tail(run)
+        return events
+
+    def _follow(self, run: Run) -> list:
+        try:
+            events, self._offset = run.follow(self._offset)
+            return events
+        except Exception:  # noqa: BLE001 - a line that is JSON but not an event object
+            rows, new_offset = read_events(run.events_path, self._offset)
+            self._offset = new_offset
+            out = []
+            for row in rows:
+                try:
+                    out.append(from_dict(row))
+                except Exception:  # noqa: BLE001
+                    continue
+            return out
+
+    def _file_stamp(self, run: Run):
+        try:
+            st = os.stat(run.events_path)
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return None
+
+    def poll(self) -> FeedState:
+        run = self._current_run()
+        grew = False
+        if run is not None and self._settled and self._file_stamp(run) != self._stamp:
+            self._settled = False  # written again (e.g. resumed by another process)
+        if run is not None and not self._settled:
+            for ev in self._read_new(run):
+                grew = True
+                if isinstance(ev, RunStarted) and ev.device:
+                    self._device = ev.device
+                elif isinstance(ev, LogEmitted) and ev.message.startswith("device "):
+                    self._device = ev.message[len("device "):]
+                elif isinstance(ev, (PhaseStarted, ProgressUpdated)):
+                    self._phase = phase_text(ev)
+                elif isinstance(ev, TableWritten):
+                    self._tables_dirty = True
+                if not self.uses_job_store:
+                    self._store.emit(ev)
+            if self._tables_dirty:
+                self._tables = tuple(run.table_names())
+                self._tables_dirty = False
+        snap = (self.job.metrics if self.uses_job_store else self._store).snapshot()
+        if self.job is not None:
+            status, reason = self.job.status, self.job.reason or snap["reason"]
+            if self.job.phase is not None:
+                self._phase = phase_text(self.job.phase)
+        elif run is not None:
+            self._disk_status = run.status()  # status.json (+ a lock probe): cheap at 1 Hz
+            status, reason = self._disk_status.get("status", "queued"), self._disk_status.get("reason", "")
+        else:
+            status, reason = "queued", ""
+        if run is not None and status in FINAL:
+            if not self._results or grew:
+                self._results = run.results()
+            # Followed from disk, finished and not growing: stop re-reading (until a resume).
+            if self.job is None and not grew and self._offset > 0:
+                self._settled, self._stamp = True, self._file_stamp(run)
+        elif self._settled:
+            self._settled = False
+        return FeedState(
+            status=status, reason=reason, steps=snap["steps"], evals=snap["evals"], logs=snap["logs"],
+            last_step=snap["last_step"], phase=self._phase, device=self._device, tables=self._tables,
+            results=self._results,
+            version=(self.generation, snap["version"], status, len(self._tables), bool(self._results), self._phase),
+        )
+
+
+# -- run summaries (the history list) ---------------------------------------------
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the runs list."""
+
+    run: Run
+    status: str
+    reason: str
+    task: str
+    model: str
+    result: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.run.experiment}/{self.run.run_id}"
+
+
+class SummaryCache:
+    """Loads every run's status and headline result; re-reads only what changed.
+
+    Finished runs are cached by the mtime of ``status.json``; running ones are
+    probed each time (their owner may have died). Call from a worker thread.
+    """
+
+    def __init__(self):
+        self._cache: dict[str, tuple[float, RunSummary]] = {}
+
+    def load(self, store) -> list[RunSummary]:
+        out = []
+        for run in store.runs():
+            key = str(run.path)
+            try:
+                mtime = os.stat(run.path / "status.json").st_mtime_ns
+            except OSError:
+                mtime = 0
+            hit = self._cache.get(key)
+            if hit and hit[0] == mtime and hit[1].status in FINAL and hit[1].status != "interrupted":
+                out.append(hit[1])
+                continue
+            st = run.status()
+            cfg = run.config()
+            status = st.get("status", "queued")
+            summary = RunSummary(
+                run=run, status=status, reason=str(st.get("reason", "") or ""),
+                task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
+                result=result_summary(run.results()) if status in FINAL else "",
+            )
+            self._cache[key] = (mtime, summary)
+            out.append(summary)
+        return out
+
+
+def eval_series(evals: list[EvalFinished], key: str) -> tuple[list, list]:
+    xs, ys = [], []
+    for ev in evals:
+        v = ev.metrics.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            xs.append(ev.epoch)
+            ys.append(float(v))
+    return xs, ys
+
+
+def eval_keys(evals: list[EvalFinished]) -> list[str]:
+    """Scalar metric keys over all evaluations, primary metric first."""
+    keys: dict[str, None] = {}
+    for ev in evals:
+        for k, v in ev.metrics.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys[k] = None
+    first = primary_metric({k: 0.0 for k in keys})
+    ordered = [k for k in PRIMARY if k in keys] + [k for k in keys if k not in PRIMARY]
+    if first and first in ordered:
+        ordered.remove(first)
+        ordered.insert(0, first)
+    return ordered
+
+
+def step_series(steps: list[StepLogged], attr: str, limit: int = 600) -> tuple[list, list]:
+    """(steps, values) for one StepLogged field or ``parts`` key; non-finite values dropped.
+
+    Thinned to at most ``limit`` points: plotext rebuilds every point on each refresh.
+    """
+    stride = max(1, len(steps) // limit)
+    xs, ys = [], []
+    for s in steps[::stride]:
+        v = getattr(s, attr, None) if attr in ("loss", "learning_rate", "grad_norm") else s.parts.get(attr)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            xs.append(s.step)
+            ys.append(float(v))
+    return xs, ys
+
+
+def compact_value(v, width: int = 60) -> str:
+    """Nested results (confusion matrices, per-class dicts) on one or a few short lines."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {compact_value(x, width)}" for k, x in v.items())
+    if isinstance(v, list):
+        if v and all(isinstance(r, list) for r in v):
+            return "[" + "; ".join(" ".join(fmt_num(c) for c in r) for r in v) + "]"
+        return "[" + ", ".join(fmt_num(x) if not isinstance(x, (dict, list)) else compact_value(x) for x in v) + "]"
+    return fmt_num(v)

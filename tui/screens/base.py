@@ -1,0 +1,186 @@
+"""Behaviour shared by the console's screens: job/run control, export, opening runs.
+
+Everything goes through the engine's public API: ``JobQueue`` for jobs of this
+process, ``Run.request`` for runs of any process. Exports run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.screen import Screen
+
+from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
+
+
+def job_for_run(queue, run):
+    """The latest job of this process that runs (or will resume) ``run``, if any."""
+    if queue is None or run is None:
+        return None
+    for job in reversed(queue.jobs):
+        target = job.run or job.resume
+        if target is not None and Path(target.path) == Path(run.path):
+            return job
+    return None
+
+
+class ConsoleScreen(Screen):
+    """A screen with a way to say one line, confirm, control jobs and export."""
+
+    def say(self, text: str, level: str = "info") -> None:
+        severity = {"error": "error", "warning": "warning"}.get(level, "information")
+        self.notify(text, severity=severity, timeout=6 if level != "error" else 10)
+
+    # -- experiments and jobs ----------------------------------------------------------
+    def run_experiments(self, names: list[str]) -> None:
+        queue = self.app.queue
+        manifest = self.app.manifest
+        plan = manifest.plan(names)
+        jobs = queue.submit(names)
+        added = [j.experiment for j in jobs]
+        deps = [n for n in added if n not in names]
+        if not jobs:
+            self.say(f"{', '.join(names)}: already queued or running")
+            return
+        msg = f"queued {', '.join(n for n in added if n in names)}"
+        if deps:
+            msg += f" (dependencies first: {', '.join(deps)})"
+        elif len(plan) > len(names):
+            msg += " (dependencies already finished)"
+        self.say(msg, "ok")
+
+    def control(self, action: str, job=None, run=None) -> None:
+        """pause (toggles resume), cancel (asks first), retry (resume a stopped run)."""
+        queue = self.app.queue
+        if job is None and run is not None:
+            job = job_for_run(queue, run)
+            if job is not None and job.done:
+                job = None if action == "retry" else job
+        if action == "pause":
+            self._pause_toggle(job, run)
+        elif action == "cancel":
+            self._cancel(job, run)
+        elif action == "retry":
+            self._retry(job, run)
+
+    def _pause_toggle(self, job, run) -> None:
+        queue = self.app.queue
+        if job is not None and not job.done:
+            name = job.experiment
+            if job.status == "running" and job.run is None:
+                self.say(f"{name} is starting; pause it in a moment")
+            elif job.status == "running":
+                queue.pause(job)
+                self.say(f"pause requested: {name} holds at its next step")
+            elif job.status == "paused":
+                queue.resume(job)
+                self.say(f"resume requested: {name}")
+            else:
+                self.say(f"{name} is {job.status}: nothing to pause")
+            return
+        if run is None:
+            return
+        status = run.status().get("status")
+        if status == "running":
+            run.request("pause")
+            self.say(f"pause requested: {run.experiment} (another process) holds at its next step")
+        elif status == "paused":
+            run.request("resume")
+            self.say(f"resume requested: {run.experiment}")
+        else:
+            self.say(f"{run.experiment}/{run.run_id} is {status}: nothing to pause")
+
+    def _cancel(self, job, run) -> None:
+        queue = self.app.queue
+        if job is not None and not job.done:
+            if job.status == "queued":
+                question = f"Remove {job.experiment} from the queue?"
+            else:
+                question = f"Cancel {job.experiment}? It saves a checkpoint; resume it later with R."
+
+            def done(yes: bool | None) -> None:
+                if yes:
+                    queue.cancel(job)
+                    self.say(f"cancel requested: {job.experiment}")
+
+            self.app.push_screen(ConfirmDialog(question, yes="Cancel job"), done)
+            return
+        if run is None:
+            if job is not None:
+                self.say(f"{job.experiment} is {job.status}: nothing to cancel")
+            return
+        status = run.status().get("status")
+        if status not in ("running", "paused"):
+            self.say(f"{run.experiment}/{run.run_id} is {status}: nothing to cancel")
+            return
+
+        def done_run(yes: bool | None) -> None:
+            if yes:
+                run.request("cancel")
+                self.say(f"cancel requested: {run.experiment} (saves a checkpoint)")
+
+        self.app.push_screen(
+            ConfirmDialog(f"Cancel {run.experiment} (running in another process)? It saves a checkpoint.", yes="Cancel job"),
+            done_run,
+        )
+
+    def _retry(self, job, run):
+        queue = self.app.queue
+        if job is not None:
+            if not job.done:
+                self.say(f"{job.experiment} is {job.status}")
+                return None
+            if job.status == "finished":
+                self.say(f"{job.experiment} finished; press r on the experiment to run it again")
+                return None
+            if job.run is not None and job.status in ("failed", "cancelled"):
+                run = job.run
+            else:
+                if job.experiment not in self.app.manifest.names:
+                    self.say(f"{job.experiment} is no longer in the manifest", "error")
+                    return None
+                new = queue.submit([job.experiment])
+                self.say(f"queued {job.experiment} again", "ok")
+                return new[-1] if new else None
+        if run is None:
+            return None
+        status = run.status().get("status")
+        if status not in ("failed", "cancelled", "interrupted"):
+            self.say(f"{run.experiment}/{run.run_id} is {status}: only failed, cancelled or interrupted runs resume")
+            return None
+        if run.experiment not in self.app.manifest.names:
+            self.say(f"{run.experiment} is not in this manifest: cannot resume it here", "error")
+            return None
+        new_job = queue.resume_run(run)
+        self.say(f"resuming {run.experiment} from its last checkpoint", "ok")
+        return new_job
+
+    # -- export ---------------------------------------------------------------------------
+    def ask_export(self, what: str, export_fn) -> None:
+        """Ask folder and formats, then run ``export_fn(folder: Path, formats) -> [paths]`` in a thread."""
+
+        def done(choice: ExportChoice | None) -> None:
+            if choice is not None:
+                self._export(what, export_fn, choice)
+
+        self.app.push_screen(ExportDialog(what), done)
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def _export(self, what: str, export_fn, choice: ExportChoice) -> None:
+        folder = Path(choice.folder).expanduser().resolve()
+        try:
+            written = export_fn(folder, choice.formats)
+        except Exception as exc:  # noqa: BLE001 - show it, never crash the console
+            self.app.call_from_thread(self.say, f"export failed: {exc}", "error")
+            return
+        self.app.last_export = (folder, written)
+        self.app.call_from_thread(self.say, f"exported {what}: {len(written)} files to {folder}", "ok")
+
+    # -- navigation --------------------------------------------------------------------------
+    def open_run(self, run=None, job=None) -> None:
+        from .run import RunScreen
+
+        if job is None and run is not None:
+            job = job_for_run(self.app.queue, run)
+        self.app.push_screen(RunScreen(run=run, job=job))

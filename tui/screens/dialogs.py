@@ -1,0 +1,147 @@
+"""Modal dialogs: confirm (destructive actions), quit while jobs run, export options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from engine.tables import FORMATS
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Yes/no; `y` / `n` / esc. The default button is No."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes"):
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class QuitDialog(ModalScreen[str]):
+    """Quit with jobs running: "keep" them in the background, "cancel" them, or "stay"."""
+
+    BINDINGS = [
+        Binding("k", "choose('keep')", "Keep running"),
+        Binding("c", "choose('cancel')", "Cancel jobs"),
+        Binding("s", "choose('stay')", "Stay"),
+        Binding("escape", "choose('stay')", "Stay", show=False),
+    ]
+
+    def __init__(self, running: int, queued: int):
+        super().__init__()
+        self.running, self.queued = running, queued
+
+    def compose(self) -> ComposeResult:
+        what = f"{self.running} job(s) running" + (f", {self.queued} queued" if self.queued else "")
+        with Vertical(classes="dialog"):
+            yield Static(f"Quit with {what}?", classes="question")
+            yield Static(
+                "k: close the console and keep the jobs going in this process until they finish\n"
+                "c: cancel them (each saves a checkpoint; resume later with R)\n"
+                "s / esc: stay in the console",
+                classes="help",
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Keep (k)", id="keep", variant="primary")
+                yield Button("Cancel jobs (c)", id="cancel", variant="error")
+                yield Button("Stay (s)", id="stay")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    folder: str
+    formats: tuple[str, ...]
+
+
+FORMAT_LABELS = {"csv": "CSV", "md": "Markdown", "latex": "LaTeX", "json": "JSON"}
+
+
+class ExportDialog(ModalScreen[ExportChoice | None]):
+    """Folder and formats; enter exports, esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, what: str, folder: str = "exports"):
+        super().__init__()
+        self.what = what
+        self.folder = folder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"Export {self.what}", classes="question")
+            yield Label("Folder (enter to export, tab for formats):")
+            yield Input(self.folder, id="folder")
+            with Horizontal(classes="formats"):
+                for fmt in FORMATS:
+                    yield Checkbox(FORMAT_LABELS[fmt], True, id=f"fmt-{fmt}")
+            with Horizontal(classes="buttons"):
+                yield Button("Export", id="export", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#folder", Input).focus()
+
+    def _choice(self) -> ExportChoice | None:
+        formats = tuple(f for f in FORMATS if self.query_one(f"#fmt-{f}", Checkbox).value)
+        folder = self.query_one("#folder", Input).value.strip() or "exports"
+        if not formats:
+            self.notify("choose at least one format", severity="warning")
+            return None
+        return ExportChoice(folder, formats)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,206 @@
+"""The main screen: Experiments | Jobs | Runs tabs, a title bar and a one-line status.
+
+A 1 Hz timer passes data down to the panes: the job queue's state (in memory,
+only when its version changed) and, every few seconds, the runs on disk (read in
+a worker thread, so runs of other processes show up and are followed too).
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from engine.export import export_runs
+
+from ..data import SummaryCache
+from ..widgets.bars import StatusLine, TitleBar
+from ..widgets.experiments import ExperimentsPane
+from ..widgets.jobs import JobsPane
+from ..widgets.panes import Note
+from ..widgets.runs import RunsPane
+from .base import ConsoleScreen
+
+RUNS_EVERY_S = 3  # how often the runs directory is re-read (another process may write to it)
+
+
+class MainScreen(ConsoleScreen):
+    BINDINGS = [
+        Binding("1", "tab('experiments')", "Experiments", show=False),
+        Binding("2", "tab('jobs')", "Jobs", show=False),
+        Binding("3", "tab('runs')", "Runs", show=False),
+        Binding("ctrl+r", "reload", "Reload manifest", show=False),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self._queue_version = -1
+        self._ticks = 0
+        self._summaries: list = []
+        self._cache = SummaryCache()
+        self._loading = False
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar("lmconsole", id="title")
+        with TabbedContent(id="tabs"):
+            with TabPane("1 Experiments", id="experiments"):
+                yield ExperimentsPane(id="experiments-pane")
+            with TabPane("2 Jobs", id="jobs"):
+                yield JobsPane(id="jobs-pane")
+            with TabPane("3 Runs", id="runs"):
+                yield RunsPane(id="runs-pane")
+        yield StatusLine("", id="status")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.refresh_all()
+        self.query_one(ExperimentsPane).focus_table()
+        self.set_interval(1.0, self._tick)
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.refresh_all()
+
+    # -- data down ------------------------------------------------------------------------
+    def refresh_all(self) -> None:
+        self._queue_version = -1
+        self._update_queue()
+        self.load_runs()
+
+    def _tick(self) -> None:
+        if self.app.screen is not self and not isinstance(self.app.screen, ModalScreen):
+            return  # hidden under a run view: no work (refreshed on resume)
+        self._ticks += 1
+        self._update_queue()
+        if self._ticks % RUNS_EVERY_S == 0:
+            self.load_runs()
+
+    def _update_queue(self) -> None:
+        queue = self.app.queue
+        jobs = list(queue.jobs)
+        busy = any(j.status in ("running", "paused") for j in jobs)
+        if queue.version == self._queue_version and not busy:
+            return
+        self._queue_version = queue.version
+        self.query_one(JobsPane).set_jobs(jobs)
+        self._update_experiments()
+        self._update_title()
+
+    def _update_title(self) -> None:
+        jobs = self.app.queue.jobs
+        counts = {s: sum(1 for j in jobs if j.status == s) for s in ("running", "paused", "queued", "failed")}
+        parts = [f"{n} {s}" for s, n in counts.items() if n]
+        manifest = self.app.manifest
+        self.query_one(TitleBar).update(
+            f"lmconsole · {manifest.path.name} · {len(manifest.experiments)} experiments · "
+            f"{len(self._summaries)} runs" + (" · " + ", ".join(parts) if parts else "")
+        )
+
+    def _update_experiments(self) -> None:
+        statuses: dict[str, tuple[str, str]] = {}
+        for s in self._summaries:  # oldest first: the latest run wins
+            statuses[s.run.experiment] = (s.status, s.reason)
+        for job in self.app.queue.jobs:  # this console's jobs are fresher than the disk
+            if not job.done or job.status == "blocked" or job.run is None:
+                statuses[job.experiment] = (job.status, job.reason)
+        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses)
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def load_runs(self) -> None:
+        summaries = self._cache.load(self.app.store)
+        self.app.call_from_thread(self._apply_runs, summaries)
+
+    def _apply_runs(self, summaries) -> None:
+        self._summaries = summaries
+        self.query_one(RunsPane).set_summaries(summaries)
+        self._update_experiments()
+        self._update_title()
+
+    # -- actions ------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane}[tab]
+        self.query_one(pane).focus_table()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane is not None and event.pane.id:
+            self._focus_tab(event.pane.id)
+            if event.pane.id == "runs":
+                self.load_runs()  # fresh from disk when the user looks
+
+    def action_reload(self) -> None:
+        self.app.reload_manifest()
+
+    def say(self, text: str, level: str = "info") -> None:
+        self.query_one(StatusLine).say(text, level)
+        if level == "error":
+            super().say(text, level)
+
+    # -- requests up from the panes -------------------------------------------------------
+    @on(Note)
+    def _note(self, note: Note) -> None:
+        if note.source == f"{self.query_one(TabbedContent).active}-pane":
+            self.query_one(StatusLine).say(note.text, note.level)
+
+    @on(ExperimentsPane.RunRequested)
+    def _run(self, msg: ExperimentsPane.RunRequested) -> None:
+        self.run_experiments(msg.names)
+        self._update_queue()
+
+    @on(ExperimentsPane.OpenRequested)
+    def _open_experiment(self, msg: ExperimentsPane.OpenRequested) -> None:
+        jobs = [j for j in self.app.queue.jobs if j.experiment == msg.experiment]
+        runs = [s.run for s in self._summaries if s.run.experiment == msg.experiment]
+        if jobs and not jobs[-1].done:
+            self.open_run(job=jobs[-1])
+        elif runs:
+            self.open_run(run=runs[-1])
+        else:
+            self.say(f"{msg.experiment} has no runs yet: press r to run it")
+
+    @on(JobsPane.OpenRequested)
+    def _open_job(self, msg: JobsPane.OpenRequested) -> None:
+        self.open_run(job=msg.job, run=msg.job.run)
+
+    @on(JobsPane.ControlRequested)
+    def _control_job(self, msg: JobsPane.ControlRequested) -> None:
+        self.control(msg.action, job=msg.job, run=msg.job.run)
+        self._update_queue()
+
+    @on(JobsPane.MoveRequested)
+    def _move_job(self, msg: JobsPane.MoveRequested) -> None:
+        if msg.job.status != "queued":
+            self.say(f"#{msg.job.id} {msg.job.experiment} is {msg.job.status}: only queued jobs move")
+            return
+        self.app.queue.move(msg.job, msg.delta)
+        self._update_queue()
+        pane = self.query_one(JobsPane)
+        keys = [r.key.value for r in pane.table.ordered_rows]
+        if str(msg.job.id) in keys:
+            pane.table.move_cursor(row=keys.index(str(msg.job.id)), animate=False)
+
+    @on(RunsPane.OpenRequested)
+    def _open_run(self, msg: RunsPane.OpenRequested) -> None:
+        self.open_run(run=msg.run)
+
+    @on(RunsPane.ControlRequested)
+    def _control_run(self, msg: RunsPane.ControlRequested) -> None:
+        self.control(msg.action, run=msg.run)
+        self._update_queue()
+
+    @on(RunsPane.RunsRequested)
+    def _runs_requested(self, msg: RunsPane.RunsRequested) -> None:
+        runs = msg.runs
+        if msg.action == "compare":
+            from .compare import CompareScreen
+
+            self.app.push_screen(CompareScreen(runs))
+        else:
+            what = f"{len(runs)} run(s)" if len(runs) > 1 else f"{runs[0].experiment}/{runs[0].run_id}"
+            self.ask_export(what, lambda folder, formats: export_runs(runs, folder, formats))

@@ -1,0 +1,270 @@
+"""One run: live curves, evaluation results, its tables and its log, in tabs that fit 80x24.
+
+A 1 Hz timer polls the run's :class:`~tui.data.RunFeed` in a worker thread (new
+bytes of events.jsonl or the job's MetricStore) and redraws only what changed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Log, OptionList, Static, TabbedContent, TabPane
+
+from engine.export import export_runs, flat_results
+from engine.tables import export_tables
+
+from ..data import RunFeed, compact_value, eval_keys, eval_series, short_id, step_series
+from ..widgets.bars import StatusLine, TitleBar
+from ..widgets.plots import CurvePlot, Series
+from ..widgets.tables import TableView, cell
+from .base import ConsoleScreen
+
+TAB_IDS = ("curves", "results", "tables", "log")
+
+
+class RunScreen(ConsoleScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("1", "tab('curves')", "Curves", show=False),
+        Binding("2", "tab('results')", "Results", show=False),
+        Binding("3", "tab('tables')", "Tables", show=False),
+        Binding("4", "tab('log')", "Log", show=False),
+        Binding("p", "control('pause')", "Pause/resume"),
+        Binding("c", "control('cancel')", "Cancel"),
+        Binding("R", "control('retry')", "Resume"),
+        Binding("e", "export", "Export"),
+        Binding("m", "next_metric", "Metric"),
+    ]
+
+    def __init__(self, run=None, job=None):
+        super().__init__()
+        self.feed = RunFeed(run=run, job=job)
+        self.state = None
+        self.metric: str | None = None
+        self._polling = False
+        self._shown_tables: tuple = ()
+        self._table_name: str | None = None
+        self._log_mark = None
+        self._evals_seen = -1
+        self._titled = run is not None
+
+    # -- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield TitleBar(self._title(), id="title")
+        yield StatusLine("…", id="run-status")
+        with TabbedContent(id="run-tabs", initial=self._initial_tab()):
+            with TabPane("1 Curves", id="curves"):
+                with Grid(id="curve-grid"):
+                    yield CurvePlot("training loss", id="plot-loss")
+                    yield CurvePlot("learning rate", id="plot-lr")
+                    yield CurvePlot("evaluation", xlabel="epoch", id="plot-metric")
+            with TabPane("2 Results", id="results"):
+                with Vertical():
+                    yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+                    yield Static("", id="results-extra")
+            with TabPane("3 Tables", id="tables"):
+                with Horizontal():
+                    yield OptionList(id="table-list")
+                    yield TableView(id="table-view")
+            with TabPane("4 Log", id="log"):
+                yield Log(id="run-log", max_lines=5000)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def _title(self) -> str:
+        run, job = self.feed.run, self.feed.job
+        if run is not None:
+            cfg = run.config()
+            head = f"{run.experiment} / {short_id(run.run_id)}"
+            return f"{head} · {cfg.get('task', '?')} · {cfg.get('model', '?')}"
+        return f"{job.experiment} · job #{job.id}"
+
+    def _initial_tab(self) -> str:
+        run = self.feed.run
+        task = run.config().get("task") if run is not None else None
+        if task is None and self.feed.job is not None:
+            exp = self.app.manifest.get(self.feed.job.experiment) if self.feed.job.experiment in self.app.manifest.names else None
+            task = exp.task if exp else None
+        return "tables" if task == "inspect" else "curves"
+
+    def on_mount(self) -> None:
+        self.query_one(TableView).show(None, "no tables in this run (yet)")
+        self._poll()
+        self.set_interval(1.0, self._poll)
+
+    # -- polling ------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._poll_worker()
+
+    @work(thread=True, exit_on_error=False, group="poll")
+    def _poll_worker(self) -> None:
+        try:
+            state = self.feed.poll()
+        except Exception as exc:  # noqa: BLE001 - a broken run directory must not kill the view
+            self._polling = False
+            self.app.call_from_thread(self._poll_failed, f"cannot read the run: {exc}")
+            return
+        self.app.call_from_thread(self._apply, state)
+
+    def _poll_failed(self, message: str) -> None:
+        self.query_one("#run-status", StatusLine).say(message, "error")
+
+    def _apply(self, state) -> None:
+        self._polling = False
+        self.query_one("#run-status", StatusLine).say(
+            state.status_line(), "error" if state.status == "failed" else "info")
+        if self.state is not None and state.version == self.state.version:
+            return
+        self.state = state
+        if self.feed.run is not None and not self._titled:
+            self._titled = True  # a queued job gets its run (and its title) once it starts
+            self.query_one(TitleBar).update(self._title())
+        self._draw_curves(state)
+        if len(state.evals) != self._evals_seen or state.results:
+            self._draw_results(state)
+        self._draw_table_list(state)
+        self._draw_log(state)
+
+    def _draw_curves(self, state) -> None:
+        steps = state.steps
+        key = (len(steps), steps[-1].step if steps else None)
+        loss = [Series("loss", *step_series(steps, "loss"))]
+        parts = list(steps[-1].parts) if steps else []
+        loss += [Series(p, *step_series(steps, p)) for p in parts]
+        self.query_one("#plot-loss", CurvePlot).show(loss, key=key)
+        self.query_one("#plot-lr", CurvePlot).show([Series("lr", *step_series(steps, "learning_rate"))], key=key)
+        keys = eval_keys(state.evals)
+        if self.metric not in keys:
+            self.metric = keys[0] if keys else None
+        if self.metric:
+            split = state.evals[-1].split if state.evals else ""
+            self.query_one("#plot-metric", CurvePlot).show(
+                [Series(self.metric, *eval_series(state.evals, self.metric))],
+                title=f"{self.metric} on {split} per epoch (m: next metric)",
+                key=(len(state.evals), self.metric),
+            )
+
+    def _draw_results(self, state) -> None:
+        self._evals_seen = len(state.evals)
+        table = self.query_one("#results-table", DataTable)
+        evals = state.evals
+        keys = eval_keys(evals)
+        final = flat_results(state.results)
+        final_scalars = {k.removeprefix("final."): v for k, v in final.items()}
+        rows_keys = keys + [k for k in final_scalars if k not in keys]
+        table.clear(columns=True)
+        table.add_column("metric", key="metric")
+        for i, ev in enumerate(evals):
+            table.add_column(f"ep {ev.epoch}", key=f"e{i}")
+        if final_scalars:
+            table.add_column("final", key="final")
+        for k in rows_keys:
+            row = [k] + [cell(ev.metrics.get(k)) for ev in evals]
+            if final_scalars:
+                row.append(cell(final_scalars.get(k)))
+            table.add_row(*row)
+        nested = {}
+        if evals:
+            nested.update({k: v for k, v in evals[-1].metrics.items() if isinstance(v, (dict, list))})
+        for k, v in (state.results.get("final") or state.results).items():
+            if isinstance(v, (dict, list)) and k != "history":
+                nested[k] = v
+        extra = "\n".join(f"{k}: {compact_value(v)}" for k, v in nested.items())
+        if not rows_keys:
+            extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
+        self.query_one("#results-extra", Static).update(extra)
+
+    def _draw_table_list(self, state) -> None:
+        if state.tables != self._shown_tables:
+            self._shown_tables = state.tables
+            opts = self.query_one("#table-list", OptionList)
+            highlighted = self._table_name
+            opts.clear_options()
+            opts.add_options(list(state.tables))
+            if state.tables:
+                idx = state.tables.index(highlighted) if highlighted in state.tables else 0
+                opts.highlighted = idx
+                self._load_table(state.tables[idx])
+        elif self._table_name and self._table_name == "epochs":
+            self._load_table(self._table_name)  # rewritten after every evaluation
+
+    def _draw_log(self, state) -> None:
+        log = self.query_one(Log)
+        logs = state.logs
+        start = 0
+        if self._log_mark is not None:
+            start = next((i + 1 for i in range(len(logs) - 1, -1, -1) if logs[i] is self._log_mark), None)
+            if start is None:  # the store dropped old lines: continue by time
+                start = next((i for i, ev in enumerate(logs) if ev.time > self._log_mark.time), len(logs))
+        for ev in logs[start:]:
+            stamp = _dt.datetime.fromtimestamp(ev.time).strftime("%H:%M:%S")
+            level = "" if ev.level == "info" else f"{ev.level.upper()}: "
+            lines = ev.message.rstrip("\n").splitlines() or [""]
+            log.write_lines([f"{stamp} {level}{lines[0]}"] + [f"         {ln}" for ln in lines[1:]])
+        if logs:
+            self._log_mark = logs[-1]
+
+    # -- tables -------------------------------------------------------------------------------
+    @on(OptionList.OptionHighlighted, "#table-list")
+    def _table_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = str(event.option.prompt)
+        if name != self._table_name:
+            self._load_table(name)
+
+    def _load_table(self, name: str) -> None:
+        self._table_name = name
+        self._table_worker(name)
+
+    @work(thread=True, exclusive=True, group="table", exit_on_error=False)
+    def _table_worker(self, name: str) -> None:
+        try:
+            table, msg = self.feed.run.read_table(name), ""
+        except Exception as exc:  # noqa: BLE001 - a corrupt table file is shown, not raised
+            table, msg = None, f"cannot read table {name}: {exc}"
+        self.app.call_from_thread(lambda: self.query_one(TableView).show(table, msg))
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#run-tabs", TabbedContent).active = tab
+
+    def action_next_metric(self) -> None:
+        keys = eval_keys(self.state.evals) if self.state else []
+        if keys:
+            self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
+            self._draw_curves(self.state)
+            self.action_tab("curves")
+
+    def action_control(self, action: str) -> None:
+        job, run = self.feed.job, self.feed.run
+        if job is not None and job.run is not None:
+            run = job.run
+        if action == "retry":
+            new = self._retry(job if job is not None and job.done else None, run)
+            if new is not None and (new.resume is not None or new.run is not None):
+                self.feed.attach(new)
+            return
+        self.control(action, job=job, run=run)
+
+    def action_export(self) -> None:
+        run = self.feed.run
+        if run is None:
+            self.say("nothing to export yet: the job has not started")
+            return
+        active = self.query_one("#run-tabs", TabbedContent).active
+        view = self.query_one(TableView)
+        if active == "tables" and view.table is not None:
+            table = view.table
+            prefix = f"{run.experiment}_{run.run_id}_"
+            self.ask_export(f"table {table.name}",
+                            lambda folder, formats: export_tables([table], folder, formats, prefix=prefix))
+        else:
+            self.ask_export(f"all tables of {run.experiment}/{short_id(run.run_id)}",
+                            lambda folder, formats: export_runs([run], folder, formats))

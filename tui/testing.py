@@ -1,0 +1,283 @@
+"""Fakes for console tests and demos: a manifest, run directories on disk, and a fake job runner.
+
+The fake runner goes through the same run-directory machinery as a real job
+(``RunStore``, ``RunWriter``, ``JobContext.poll`` for pause/resume/cancel) but
+trains nothing: it emits made-up metrics, optionally slowly, optionally blocking
+until cancelled, optionally failing. Everything on disk is deterministic, so
+snapshot tests can show it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from engine.events import (
+    CheckpointSaved, EvalFinished, FanoutSink, JobFailed, LogEmitted, PhaseStarted, RunFinished,
+    RunStarted, StatusChanged, StepLogged, TableWritten, to_json,
+)
+from engine.jobs import Cancelled, JobContext
+from engine.runs import Run, RunStore, RunWriter, atomic_write_json
+from engine.tables import Table
+
+MANIFEST = """\
+[settings]
+runs_dir = "runs"
+
+[[experiment]]
+name = "params"
+task = "inspect"
+description = "Parameter tables of bert-micro"
+model = "bert-micro"
+
+[[experiment]]
+name = "pretrain"
+task = "pretrain"
+description = "MLM + NSP of bert-micro on the embedded corpus"
+model = "bert-micro"
+dataset = "embedded:wikitext"
+epochs = 2
+
+[[experiment]]
+name = "finetune"
+task = "classify"
+description = "SST-2 from the pretrain run"
+model = "run:pretrain"
+dataset = "embedded:sst2"
+text_column = "sentence"
+
+[[experiment]]
+name = "baseline"
+task = "pretrain"
+description = "The same recipe on bert-tiny"
+model = "bert-tiny"
+dataset = "embedded:wikitext"
+"""
+
+T0 = 1_790_000_000.0  # fixed event times: snapshots must not depend on the clock
+
+
+def write_manifest(folder: Path, text: str = MANIFEST) -> Path:
+    path = Path(folder) / "experiments.toml"
+    path.write_text(text)
+    return path
+
+
+# -- made-up metrics -------------------------------------------------------------------
+
+def _loss(step: int) -> float:
+    return 2.0 + 6.0 * math.exp(-step / 15.0)
+
+
+def _lr(step: int, total: int) -> float:
+    warm = max(1, total // 10)
+    return 1e-3 * (step / warm if step < warm else max(0.0, (total - step) / (total - warm)))
+
+
+def _eval(epoch: int) -> dict:
+    return {"mlm_perplexity": round(900.0 / (1 + 2 * epoch), 3), "mlm_loss": round(6.8 - 0.5 * epoch, 3),
+            "accuracy": round(0.5 + 0.1 * epoch, 3), "sequences": 16}
+
+
+def epochs_table(name: str, evals: list[EvalFinished]) -> Table:
+    cols = ("epoch", "mlm_perplexity", "mlm_loss", "accuracy")
+    return Table(name="epochs", columns=cols, rows=[(e.epoch, *(e.metrics[c] for c in cols[1:])) for e in evals],
+                 title=f"Pretraining of {name}: MLM perplexity on test")
+
+
+def params_tables() -> list[Table]:
+    grouped = Table(
+        name="params_base", title="Parameters of base (layer 0 shown once per stack)",
+        columns=("module", "shape", "parameters", "repeat", "subtotal", "trainable"),
+        rows=[("embeddings.word_embeddings.weight", "1000x64", 64000, "", 64000, True),
+              ("embeddings.position_embeddings.weight", "512x64", 32768, "", 32768, True),
+              ("encoder.layer.0.attention.self.query.weight", "64x64", 4096, "x2", 8192, True),
+              ("encoder.layer.0.output.dense.weight", "64x256", 16384, "x2", 32768, True),
+              ("pooler.dense.weight", "64x64", 4096, "", 4096, True),
+              ("TOTAL", "", None, "", 141824, None)],
+        notes=("141,824 parameters",))
+    diff = Table(
+        name="params_diff_base_vs_qa", title="Parameter diff: base -> qa",
+        columns=("module", "change", "base", "qa", "delta"),
+        rows=[("pooler", "removed", 4160, 0, -4160), ("qa_outputs", "added", 0, 130, 130),
+              ("TOTAL", "", 141824, 137794, -4030)],
+        notes=("141,824 -> 137,794 (-4,030)",))
+    return [grouped, diff]
+
+
+# -- run directories on disk (as another process would leave them) ---------------------------
+
+def write_run(root: Path, experiment: str, run_id: str, status: str = "finished", *, task: str = "pretrain",
+              model: str = "bert-micro", steps: int = 30, epochs: int = 2, reason: str = "",
+              tables: bool = True, corrupt_line: bool = False, params: bool = False) -> Run:
+    """A run directory with fixed ids and times; ``status`` running/paused reads as interrupted (no owner)."""
+    path = Path(root) / experiment / run_id
+    (path / "tables").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path / "config.json", {"name": experiment, "task": task, "model": model})
+    events: list = [StatusChanged(status="running", time=T0), RunStarted(run_id=run_id, experiment=experiment, task=task,
+                                                                          device="cpu", time=T0)]
+    evals = []
+    if task != "inspect":
+        per_epoch = max(1, steps // epochs)
+        evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=_eval(0), time=T0 + 1))
+        for step in range(2, steps + 1, 2):
+            events.append(StepLogged(step=step, epoch=step / per_epoch, loss=_loss(step), learning_rate=_lr(step, steps),
+                                     total_steps=steps, parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+                                     tokens_per_s=5000.0, eta_s=float(steps - step), memory_mb=512.0, time=T0 + 2 + step))
+            if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
+                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test",
+                                          metrics=_eval(step // per_epoch), time=T0 + 2.5 + step))
+                events.append(evals[-1])
+        events.insert(2, evals[0])
+    events.append(LogEmitted(level="info", message="device cpu, fp32", time=T0 + 1))
+    if status == "failed":
+        events.append(JobFailed(reason=reason or "RuntimeError: boom", hint="see the traceback in the log",
+                                traceback="Traceback (most recent call last):\nRuntimeError: boom", time=T0 + 99))
+    if status in ("finished", "cancelled", "failed"):
+        events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
+    lines = [to_json(e) for e in events]
+    if corrupt_line:
+        lines.insert(3, '{"event": "StepLogged", "step": ')  # a torn write in the middle
+        lines.insert(4, "not json at all")
+    (path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    atomic_write_json(path / "status.json", {"status": status, "reason": reason})
+    results: dict = {}
+    if status == "finished":
+        if task == "inspect":
+            results = {"parameters": {"base": 141824, "qa": 137794}}
+        else:
+            results = {"final": {**evals[-1].metrics, "confusion_matrix": [[7, 1], [2, 6]]}, "global_step": steps}
+        atomic_write_json(path / "results.json", results)
+    if tables:
+        for t in ([epochs_table(experiment, evals)] if evals else []) + (params_tables() if params else []):
+            (path / "tables" / f"{t.name}.json").write_text(t.to_json())
+    return Run(path)
+
+
+def write_history(root: Path) -> list[Run]:
+    """The runs the snapshot tests show: finished, failed, interrupted, and one without tables."""
+    return [
+        write_run(root, "params", "20260101-090000-000000-aaaa", task="inspect", params=True),
+        write_run(root, "pretrain", "20260101-100000-000000-bbbb", steps=30),
+        write_run(root, "pretrain", "20260102-100000-000000-cccc", "running", steps=12, corrupt_line=True),
+        write_run(root, "finetune", "20260102-110000-000000-dddd", "failed", task="classify",
+                  reason="ValueError: label column 'label' not found", tables=False, steps=4),
+    ]
+
+
+# -- a fake job runner for JobQueue(runner=...) --------------------------------------------------
+
+class FakeRunner:
+    """``JobQueue(manifest, runner=FakeRunner(...))``; behaviour per experiment name.
+
+    Options (per experiment, or ``default``): ``steps``, ``epochs``, ``delay`` (seconds per
+    step), ``block`` (hold after the first step until cancelled), ``fail`` (a message: raise
+    after the first step), ``gate`` (a ``threading.Event`` the job waits on before finishing).
+    """
+
+    def __init__(self, default: dict | None = None, **per_experiment: dict):
+        self.default = {"steps": 6, "epochs": 2, "delay": 0.0, **(default or {})}
+        self.per_experiment = per_experiment
+        self.started = threading.Event()
+        self.calls: list[str] = []
+
+    def options(self, name: str) -> dict:
+        return {**self.default, **self.per_experiment.get(name, {})}
+
+    def __call__(self, manifest, name, sinks=(), resume=None, store=None) -> Run:
+        exp = manifest.get(name)
+        store = store or RunStore(manifest.runs_dir)
+        run = resume or store.create(exp.name, exp.to_dict())
+        writer = RunWriter(run).open()
+        sink = FanoutSink([writer, *sinks])
+        ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store,
+                         resume=resume is not None)
+        ctx._seq_seen = int(run.pending_request().get("seq", 0))  # same as run_experiment
+        self.calls.append(name)
+        try:
+            sink.emit(StatusChanged(status="running", reason="resumed" if resume else ""))
+            sink.emit(RunStarted(run_id=run.run_id, experiment=name, task=exp.task, resumed=resume is not None))
+            self.started.set()
+            results = self._task(ctx, self.options(name))
+            writer.write_results(results)
+            sink.emit(RunFinished(status="finished", results=results))
+            sink.emit(StatusChanged(status="finished"))
+        except Cancelled:
+            sink.emit(CheckpointSaved(step=1, epoch=0, path="checkpoints/step-00000001"))
+            sink.emit(RunFinished(status="cancelled"))
+            sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
+        except Exception as exc:  # noqa: BLE001
+            reason = f"{type(exc).__name__}: {exc}"
+            sink.emit(JobFailed(reason=reason, hint="see the traceback in the log", traceback=traceback.format_exc()))
+            sink.emit(StatusChanged(status="failed", reason=reason))
+        finally:
+            writer.close()
+        return run
+
+    def _task(self, ctx, opt: dict) -> dict:
+        steps, epochs = opt["steps"], opt["epochs"]
+        per_epoch = max(1, steps // epochs)
+        ctx.emit(PhaseStarted(phase="data", detail="fake data"))
+        ctx.log("device cpu, fp32")
+        evals = [EvalFinished(epoch=0, step=0, split="test", metrics=_eval(0))]
+        ctx.emit(evals[0])
+        for step in range(1, steps + 1):
+            ctx.poll()
+            if opt.get("delay"):
+                time.sleep(opt["delay"])
+            ctx.emit(StepLogged(step=step, epoch=step / per_epoch, loss=_loss(step), learning_rate=_lr(step, steps),
+                                total_steps=steps, parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+                                tokens_per_s=4000.0, eta_s=float(steps - step), memory_mb=256.0))
+            if opt.get("fail"):
+                raise RuntimeError(opt["fail"])
+            while opt.get("block"):
+                ctx.poll()  # raises Cancelled on cancel; holds while paused
+                time.sleep(0.02)
+            if step % per_epoch == 0:
+                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test", metrics=_eval(step // per_epoch)))
+                ctx.emit(evals[-1])
+                path = ctx.writer.write_table(epochs_table(ctx.exp.name, evals))
+                ctx.emit(TableWritten(name="epochs", path=str(path)))
+        if opt.get("gate") is not None:
+            opt["gate"].wait(30)
+        return {"final": evals[-1].metrics, "global_step": steps}
+
+
+def screen_text(app) -> str:
+    """The current screen as plain text (what a user would read), for assertions in tests."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system=None, record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+def make_app(folder: Path, runner=None, manifest: str = MANIFEST, history: bool = True):
+    """An app on a fake manifest in ``folder`` (with the fake run history) and a fake runner."""
+    from engine.queue import JobQueue
+
+    from .app import build_app
+
+    path = write_manifest(folder, manifest)
+    if history:
+        write_history(Path(folder) / "runs")
+    runner = runner or FakeRunner()
+    return build_app(path, lambda m: JobQueue(m, runner=runner))
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Let the app run until ``condition()`` holds; False on timeout (assert on it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await pilot.pause(step)
+    return bool(condition())

@@ -1,0 +1,1 @@
+"""Widgets of the console: list panes, plots, tables and one-line bars."""

@@ -1,0 +1,82 @@
+"""The experiments pane: every experiment of the manifest with the status of its latest run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from ..data import status_text
+from .panes import Note, TablePane
+
+
+def data_of(exp) -> str:
+    ds = getattr(exp, "dataset", None)
+    if not ds:
+        return "-"
+    return ds.removeprefix("embedded:") + (" (emb.)" if ds.startswith("embedded:") else "")
+
+
+class ExperimentsPane(TablePane):
+    COLUMNS = (" ", "experiment", "last run", "task", "model", "data", "after")
+    EMPTY = "the manifest has no experiments"
+    FILTER_HINT = "filter experiments: name, task, model, data (enter: keep, esc: clear)"
+
+    BINDINGS = [
+        Binding("r", "run", "Run"),
+        Binding("space", "mark", "Mark"),
+        *TablePane.FILTER_BINDINGS,
+    ]
+
+    @dataclass
+    class RunRequested(Message):
+        names: list
+
+    @dataclass
+    class OpenRequested(Message):
+        experiment: str
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.experiments = ()
+        self.statuses: dict[str, tuple[str, str]] = {}
+
+    def set_experiments(self, experiments, statuses: dict[str, tuple[str, str]]) -> None:
+        """statuses: experiment -> (status, reason) of its latest run or job."""
+        self.experiments = experiments
+        self.statuses = statuses
+        self.marked &= {e.name for e in experiments}
+        rows = []
+        for exp in experiments:
+            st = statuses.get(exp.name, ("", ""))[0]
+            cells = [exp.name, status_text(st) if st else "-", exp.task, exp.model, data_of(exp),
+                     ", ".join(exp.dependencies) or "-"]
+            rows.append((exp.name, cells, " ".join([exp.name, exp.task, exp.model, str(getattr(exp, "dataset", "")), exp.description])))
+        self.set_rows(rows)
+
+    def action_run(self) -> None:
+        names = self.marked_or_current()
+        if names:
+            self.post_message(self.RunRequested(names))
+            self.marked.clear()
+            self._show()
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(self.OpenRequested(event.row_key.value))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value
+        exp = next((e for e in self.experiments if e.name == name), None)
+        if exp is None:
+            return
+        st, reason = self.statuses.get(name, ("", ""))
+        text = exp.description or f"{exp.task} {exp.model}"
+        if st in ("failed", "blocked", "interrupted") and reason:
+            text = f"{name}: {st}: {reason}"
+        self.post_message(Note(text, "error" if st == "failed" else "info", source=self.id or ""))

@@ -1,0 +1,91 @@
+"""The jobs pane: this console's job queue, with progress and the one-line reason of failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from ..data import progress_text, short_id, status_text
+from .panes import Note, TablePane
+
+
+class JobsPane(TablePane):
+    COLUMNS = ("#", "experiment", "status", "progress", "run / note")
+    EMPTY = "no jobs yet: press 1, pick an experiment and press r to run it"
+
+    BINDINGS = [
+        Binding("p", "control('pause')", "Pause/resume"),
+        Binding("c", "control('cancel')", "Cancel"),
+        Binding("R", "control('retry')", "Retry"),
+        Binding("K", "move(-1)", "Move up/down", key_display="K/J"),
+        Binding("J", "move(1)", "Move down", show=False),
+        Binding("shift+up", "move(-1)", "Move up", show=False),
+        Binding("shift+down", "move(1)", "Move down", show=False),
+    ]
+
+    @dataclass
+    class ControlRequested(Message):
+        action: str  # pause | cancel | retry (pause toggles pause/resume)
+        job: object
+
+    @dataclass
+    class MoveRequested(Message):
+        job: object
+        delta: int
+
+    @dataclass
+    class OpenRequested(Message):
+        job: object
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.jobs: dict[str, object] = {}
+
+    def set_jobs(self, jobs) -> None:
+        self.jobs = {str(j.id): j for j in jobs}
+        rows = []
+        for job in jobs:
+            note = job.reason if job.status in ("failed", "blocked", "cancelled") else ""
+            if not note and job.run is not None:
+                note = short_id(job.run.run_id)
+            if job.resume is not None and job.status == "queued":
+                note = f"resume {short_id(job.resume.run_id)}"
+            progress = progress_text(job.metrics.last_step, job.phase, job.active) if job.status != "queued" else ""
+            rows.append((str(job.id), [str(job.id), job.experiment, status_text(job.status), progress, note],
+                         f"{job.experiment} {job.status}"))
+        self.set_rows(rows)
+
+    def current_job(self):
+        return self.jobs.get(self.cursor_key or "")
+
+    def action_control(self, action: str) -> None:
+        job = self.current_job()
+        if job is not None:
+            self.post_message(self.ControlRequested(action, job))
+
+    def action_move(self, delta: int) -> None:
+        job = self.current_job()
+        if job is None:
+            return
+        self.post_message(self.MoveRequested(job, delta))
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        job = self.jobs.get(event.row_key.value)
+        if job is not None:
+            self.post_message(self.OpenRequested(job))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        job = self.jobs.get(event.row_key.value)
+        if job is None:
+            return
+        if job.status in ("failed", "blocked") and job.reason:
+            self.post_message(Note(f"#{job.id} {job.experiment} {job.status}: {job.reason}", "error", source=self.id or ""))
+        else:
+            self.post_message(Note(f"#{job.id} {job.experiment}: {job.status}", source=self.id or ""))
