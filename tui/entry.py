@@ -12,6 +12,12 @@ def _open_console(manifest_path: str) -> int:
 
 
 def main(argv=None) -> int:
+    import os
+
+    # OpenMP threads that spin while idle steal the cores of a busy shared box: measured 2-11x
+    # slower CPU training under load (BENCHMARKS.md, "Threads and OpenMP"). Must be set before
+    # torch is imported; an explicit setting by the user wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from engine.cli import main as cli_main
 
     return cli_main(argv, console=_open_console)

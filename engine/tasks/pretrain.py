@@ -105,6 +105,83 @@ def max_predictions(exp) -> int:
     return exp.max_predictions_per_seq or max(1, round(exp.mlm_probability * exp.max_seq_length))
 
 
+def _padded_matrix(column, pad: int, dtype):
+    """An Arrow ``list<int>`` column -> ([rows, width] tensor padded with ``pad``, int64 lengths).
+
+    ``width`` = the longest row rounded up to a multiple of 8; no Python loop over rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    lengths = np.diff(offsets)
+    values = arr.flatten().to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    cols = np.arange(len(values)) - np.repeat(offsets[:-1] - offsets[0], lengths)
+    width = -(-int(lengths.max(initial=1)) // 8) * 8
+    out = np.full((len(lengths), width), pad, dtype=dtype)
+    out[rows, cols] = values
+    return torch.from_numpy(out), lengths
+
+
+class TrainBatches:
+    """Training batches of the cached NSP pairs: length-bucketed, padded, masked per (seed, epoch, batch).
+
+    The pairs are held as one padded int32 matrix (not Python lists: about 10x
+    less memory, and a batch is one gather instead of a loop over sequences).
+    Masks are drawn on the batch padded to a multiple of 8 (as on GPUs, so a
+    batch's masks do not depend on the device); with ``trim`` (CPU) the batch is
+    then cut to its longest sequence, since CPUs gain nothing from the multiple
+    of 8 and would compute the extra padding.
+    """
+
+    def __init__(self, train_ds, tok, exp, vocab_size: int, trim: bool = False):
+        import torch
+
+        table = train_ds.with_format("arrow")[:]
+        self.ids, lengths = _padded_matrix(table.column("input_ids"), tok.pad_token_id, "int32")
+        self.types, _ = _padded_matrix(table.column("token_type_ids"), 0, "int8")
+        self.nsp = torch.from_numpy(table.column("next_sentence_label").to_numpy().astype("int64"))
+        self.lengths = torch.from_numpy(lengths)
+        self.lengths_list = lengths.tolist()
+        self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
+        self.tok, self.exp, self.vocab_size, self.trim = tok, exp, vocab_size, trim
+        self.max_pred = max_predictions(exp)
+        self._epoch, self._batches = None, []
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch != epoch:
+            self._batches = length_batches(self.lengths_list, self.exp.batch_size, self.exp.seed * 1000 + epoch)
+            self._epoch = epoch
+        return self._batches
+
+    def n_batches(self, epoch: int) -> int:
+        return len(self.batches(epoch))
+
+    def get(self, epoch: int, i: int) -> dict:
+        import torch
+
+        tok, exp = self.tok, self.exp
+        idx = torch.tensor(self.batches(epoch)[i])
+        longest = int(self.lengths[idx].max())
+        width = -(-longest // 8) * 8
+        x = self.ids[idx, :width].long()
+        special = _special_mask(x, tok)
+        g = torch.Generator().manual_seed(hash((exp.seed, epoch, i)) & 0x7FFFFFFF)
+        masked, labels = mask_tokens(x, special, tok.mask_token_id, self.vocab_size, exp.mlm_probability, self.max_pred, g)
+        types = self.types[idx, :width].long()
+        if self.trim:
+            masked, labels, types, x = (t[:, :longest] for t in (masked, labels, types, x))
+        return {
+            "input_ids": masked, "labels": labels, "token_type_ids": types,
+            "attention_mask": (x != tok.pad_token_id).long(),
+            "next_sentence_label": self.nsp[idx],
+            "n_tokens": int(self.lengths[idx].sum()), "n_samples": len(idx),
+        }
+
+
 def _special_mask(x, tok):
     return (x == tok.cls_token_id) | (x == tok.sep_token_id) | (x == tok.pad_token_id)
 
@@ -228,42 +305,17 @@ def run(ctx):
     ctx.emit(PhaseStarted(phase="data", detail="building NSP pairs"))
     train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False)
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
-    train_ids = list(train_ds["input_ids"])
-    train_types = list(train_ds["token_type_ids"])
-    train_nsp = list(train_ds["next_sentence_label"])
     eval_data = {
         "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
         "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
     }
-    if not train_ids or not eval_data["masked_ids"]:
+    if not len(train_ds) or not eval_data["masked_ids"]:
         from ..jobs import JobError
 
         raise JobError("no NSP pairs could be built (empty split or text column?)", f"check dataset {exp.dataset!r} and text_column")
-    lengths = [len(x) for x in train_ids]
-    ctx.log(f"train: {len(train_ids):,} pairs, {sum(lengths):,} tokens; eval: {len(eval_data['masked_ids']):,} pairs")
-    batch_cache: dict = {}
-    n_real = model.config.vocab_size
-    max_pred = max_predictions(exp)
-
-    def epoch_batches(epoch: int):
-        if epoch not in batch_cache:
-            batch_cache.clear()
-            batch_cache[epoch] = length_batches(lengths, exp.batch_size, exp.seed * 1000 + epoch)
-        return batch_cache[epoch]
-
-    def get_batch(epoch: int, i: int) -> dict:
-        idx = epoch_batches(epoch)[i]
-        x = pad_batch([train_ids[j] for j in idx], tok.pad_token_id)
-        special = _special_mask(x, tok)
-        g = torch.Generator().manual_seed(hash((exp.seed, epoch, i)) & 0x7FFFFFFF)
-        masked, labels = mask_tokens(x, special, tok.mask_token_id, n_real, exp.mlm_probability, max_pred, g)
-        return {
-            "input_ids": masked, "labels": labels,
-            "token_type_ids": pad_batch([train_types[j] for j in idx], 0),
-            "attention_mask": (x != tok.pad_token_id).long(),
-            "next_sentence_label": torch.tensor([train_nsp[j] for j in idx]),
-            "n_tokens": sum(lengths[j] for j in idx), "n_samples": len(idx),
-        }
+    batches = TrainBatches(train_ds, tok, exp, vocab_size=min(len(tok), model.config.vocab_size),
+                           trim=device.type == "cpu")
+    ctx.log(f"train: {batches.n_pairs:,} pairs, {batches.n_tokens:,} tokens; eval: {len(eval_data['masked_ids']):,} pairs")
 
     def evaluate(model, epoch: int) -> dict:
         m = evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)
@@ -278,7 +330,7 @@ def run(ctx):
 
     cols = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy") + (("pseudo_perplexity",) if exp.pseudo_perplexity_samples else ())
     spec = TaskSpec(
-        model=model, n_batches=lambda e: len(epoch_batches(e)), get_batch=get_batch,
+        model=model, n_batches=batches.n_batches, get_batch=batches.get,
         loss=mlm_nsp_forward, evaluate=evaluate, table_columns=cols, eval_split=exp.eval_split,
         save_final=save_final, table_title=f"Pretraining of {exp.name}: MLM perplexity on {exp.eval_split}",
         notes=("mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; epoch 0 = before training",),

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# GPU benchmark: bert-base MLM + NSP pretraining at seq 128 with each lever on and off
+# (bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits): tokens/s,
+# MFU against the H200's 989 TFLOP/s bf16 dense peak, peak GPU memory.
+#
+#   bash bench/gpu.sh                 # on a GPU box, from the repository root or anywhere
+#   bash bench/gpu.sh --dry-run       # anywhere: CPU, tiny model, checks the script only
+#
+# One prepared command: a few minutes on an H200 (7 configs x 2 rounds x 60 steps,
+# each bounded by a 7-minute timeout). Needs python3 with torch and transformers >= 5.
+# Results: $OUT (or bench/out/) gpu_pretrain.json, gpu_pretrain.md, gpu_info.txt; fold
+# them into BENCHMARKS.md with:  python bench/run.py --gpu-json bench/out/gpu_pretrain.json ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${OUT:-bench/out}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT_DIR"
+{
+  date -u +"%Y-%m-%d %H:%M UTC"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', transformers.__version__)"
+  nproc
+} | tee "$OUT_DIR/gpu_info.txt"
+export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+timeout 420 "$PY" bench/gpu_pretrain.py --batch-size "${BATCH:-64}" --seq 128 --warmup-steps 10 --steps 50 --rounds 2 \
+  --json "$OUT_DIR/gpu_pretrain.json" --markdown "$OUT_DIR/gpu_pretrain.md" "$@"

@@ -1,0 +1,238 @@
+"""BERT-base MLM + NSP training throughput on a GPU, with each lever on and off.
+
+    python3 bench/gpu_pretrain.py [--batch-size 64] [--seq 128] [--steps 50] [--json OUT] [--markdown OUT]
+    python3 bench/gpu_pretrain.py --dry-run        # CPU, a tiny model, 2 steps: checks the code paths only
+
+Run by ``bench/gpu.sh`` (one prepared command, a few minutes on an H200). Needs
+torch and transformers only (plus this repository's ``engine`` package, whose
+pretraining forward and masking it uses).
+
+Levers (the engine's GPU defaults), each switched off in turn, then all off:
+
+- bf16 autocast (``torch.autocast("cuda", torch.bfloat16)``; the engine's ``precision = "auto"``);
+- TF32 matmuls (``torch.backends.cuda.matmul.allow_tf32``; matters for what runs in fp32);
+- SDPA attention (``attn_implementation="sdpa"`` vs ``"eager"``);
+- fused AdamW (``fused=True`` vs ``foreach=True``);
+- masked-only vocabulary logits (``engine.tasks.pretrain.mlm_nsp_forward`` vs
+  ``BertForPreTraining(..., labels=...)``, which computes logits at every position).
+
+Data: synthetic full-length sequences (every token real, so tokens/s = real
+tokens/s), masked with the engine's ``mask_tokens`` (15%, at most 20 per
+sequence), resident on the GPU (no input pipeline in the measurement).
+Timed: ``--steps`` optimizer steps after ``--warmup-steps``, CUDA-synchronised;
+configs are run in ``--rounds`` interleaved rounds and the median is reported.
+
+MFU = achieved model FLOP/s / peak. Model FLOPs per optimizer step (the useful
+work, the same count for every config):
+
+    6 * T * P_enc                      encoder matmul weights, P_enc = L * (4 H^2 + 2 H I)
+  + 12 * T * L * S * H                 attention scores and weighted sum (forward 4*S*H per token per layer, x3 for training)
+  + 6 * M * (H^2 + H * V)              MLM head (transform + decoder) at the M masked positions
+  + 6 * B * (H^2 + 2 H)                pooler + NSP head
+
+with T = B * S tokens. Embedding lookups, layer norms, softmax, GELU and the
+optimizer are not counted. The full-logits config does 6 * (T - M) * (H^2 + H V)
+more than counted (about 18% at bert-base): that extra work is not useful, so it
+only lowers its MFU. Peak: H200 bf16 dense 989 TFLOP/s (SXM spec sheet), quoted
+for every config (fp32/TF32 configs are thus compared with the same yardstick;
+TF32 dense peak is 494.7, fp32 non-tensor 66.9 TFLOP/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+H200_BF16_DENSE_TFLOPS = 989.0
+
+LEVERS = ("bf16", "tf32", "sdpa", "fused_adamw", "masked_logits")
+CONFIGS = {
+    "all levers": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=True, masked_logits=True),
+    "- bf16 autocast (fp32 + TF32)": dict(bf16=False, tf32=True, sdpa=True, fused_adamw=True, masked_logits=True),
+    "- TF32": dict(bf16=True, tf32=False, sdpa=True, fused_adamw=True, masked_logits=True),
+    "- SDPA (eager attention)": dict(bf16=True, tf32=True, sdpa=False, fused_adamw=True, masked_logits=True),
+    "- fused AdamW (foreach)": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=False, masked_logits=True),
+    "- masked-only logits (full logits)": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=True, masked_logits=False),
+    "none (fp32, eager, foreach, full logits)": dict(bf16=False, tf32=False, sdpa=False, fused_adamw=False, masked_logits=False),
+}
+
+
+def model_flops_per_step(cfg, batch: int, seq: int, masked: int) -> float:
+    H, L, I, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.vocab_size
+    T = batch * seq
+    p_enc = L * (4 * H * H + 2 * H * I)
+    return (6 * T * p_enc + 12 * T * L * seq * H + 6 * masked * (H * H + H * V) + 6 * batch * (H * H + 2 * H))
+
+
+def make_batches(n: int, batch: int, seq: int, vocab: int, device, seed: int = 0):
+    """Synthetic NSP pairs of exactly ``seq`` tokens, masked like the engine masks."""
+    import torch
+
+    from engine.data.nsp import mask_tokens
+
+    g = torch.Generator().manual_seed(seed)
+    cls_id, sep_id, mask_id, first = 2, 3, 4, 5
+    out = []
+    for _ in range(n):
+        x = torch.randint(first, vocab, (batch, seq), generator=g)
+        split = torch.randint(8, seq - 8, (batch,), generator=g)
+        x[:, 0] = cls_id
+        x[torch.arange(batch), split] = sep_id
+        x[:, -1] = sep_id
+        types = (torch.arange(seq)[None, :] > split[:, None]).long()
+        special = (x == cls_id) | (x == sep_id)
+        ids, labels = mask_tokens(x, special, mask_id, vocab, 0.15, max(1, round(0.15 * seq)), g)
+        b = {
+            "input_ids": ids, "labels": labels, "token_type_ids": types,
+            "attention_mask": torch.ones_like(x), "next_sentence_label": torch.randint(0, 2, (batch,), generator=g),
+        }
+        out.append({k: v.to(device) for k, v in b.items()})
+    return out
+
+
+def build_optimizer(model, fused: bool, device):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=1e-4, **kwargs)
+
+
+def measure(name: str, lev: dict, config, batches, args, device) -> dict:
+    import torch
+    from transformers import BertForPreTraining
+
+    from engine.tasks.pretrain import mlm_nsp_forward
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = lev["tf32"]
+        torch.backends.cudnn.allow_tf32 = lev["tf32"]
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    config._attn_implementation = "sdpa" if lev["sdpa"] else "eager"
+    model = BertForPreTraining._from_config(config, attn_implementation="sdpa" if lev["sdpa"] else "eager").to(device).train()
+    opt = build_optimizer(model, lev["fused_adamw"], device)
+    amp = torch.bfloat16 if lev["bf16"] else None
+
+    def step(b):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            if lev["masked_logits"]:
+                loss, _ = mlm_nsp_forward(model, b)
+            else:
+                loss = model(**b).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    for i in range(args.warmup_steps):
+        step(batches[i % len(batches)])
+    if cuda:
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        loss = step(batches[i % len(batches)])
+    if cuda:
+        torch.cuda.synchronize(device)
+    dt = time.perf_counter() - t0
+    final_loss = float(loss)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+    del model, opt
+    return {"config": name, **lev, "seconds": dt, "step_ms": dt / args.steps * 1e3, "peak_gib": peak,
+            "loss": final_loss, "attn": config._attn_implementation}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--configs", default="", help="comma-separated subset of config names (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny model, 2 warm-up + 2 timed steps, 1 round")
+    p.add_argument("--json")
+    p.add_argument("--markdown")
+    args = p.parse_args(argv)
+
+    import torch
+    import transformers
+    from transformers import BertConfig
+
+    if args.dry_run:
+        device = torch.device("cpu")
+        config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+                            vocab_size=1000, max_position_embeddings=512)
+        args.batch_size, args.seq, args.warmup_steps, args.steps, args.rounds = 4, 32, 2, 2, 1
+    else:
+        if not torch.cuda.is_available():
+            print("no CUDA device (use --dry-run to check the script on a CPU)", file=sys.stderr)
+            return 2
+        device = torch.device("cuda")
+        config = BertConfig()  # bert-base-uncased's shape: 12 x 768, vocab 30522
+    names = [n for n in CONFIGS if not args.configs or n in args.configs.split(",")]
+    batches = make_batches(4, args.batch_size, args.seq, config.vocab_size, device)
+    masked = sum(int((b["labels"] != -100).sum()) for b in batches) / len(batches)
+    flops = model_flops_per_step(config, args.batch_size, args.seq, masked)
+    tokens = args.batch_size * args.seq
+    info = {
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)",
+        "batch_size": args.batch_size, "seq": args.seq, "warmup_steps": args.warmup_steps, "steps": args.steps,
+        "rounds": args.rounds, "masked_per_step": masked, "model_flops_per_step": flops,
+        "peak_tflops": H200_BF16_DENSE_TFLOPS, "params": sum(p.numel() for p in transformers.BertForPreTraining(config).parameters()),
+    }
+    print(json.dumps(info), flush=True)
+    runs: dict[str, list] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            res = measure(n, CONFIGS[n], config, batches, args, device)
+            runs[n].append(res)
+            print(f"round {r + 1} {n}: {res['step_ms']:.1f} ms/step, peak {res['peak_gib']} GiB, loss {res['loss']:.3f}", flush=True)
+    rows = []
+    for n in names:
+        ms = statistics.median(x["step_ms"] for x in runs[n])
+        tok_s = tokens / (ms / 1e3)
+        achieved = flops / (ms / 1e3) / 1e12
+        rows.append({"config": n, **{k: CONFIGS[n][k] for k in LEVERS}, "step_ms": ms, "tokens_per_s": tok_s,
+                     "model_tflops": achieved, "mfu": achieved / H200_BF16_DENSE_TFLOPS,
+                     "peak_gib": max((x["peak_gib"] or 0) for x in runs[n]) if device.type == "cuda" else None,
+                     "step_ms_all": [x["step_ms"] for x in runs[n]]})
+    ref = rows[0]["tokens_per_s"]
+    lines = [
+        f"bert-base MLM+NSP training, batch {args.batch_size} x seq {args.seq}, {info['device']}, torch {info['torch']}, "
+        f"transformers {info['transformers']}; median of {args.rounds} rounds of {args.steps} steps after {args.warmup_steps} warm-up",
+        "",
+        "| config | tokens/s | ms/step | model TFLOP/s | MFU (of 989) | peak GiB | vs all levers |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        peak = f"{row['peak_gib']:.1f}" if row["peak_gib"] is not None else "n/a"
+        lines.append(f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
+                     f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |")
+    text = "\n".join(lines)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,665 @@
+"""The benchmark harness: one command, every figure of BENCHMARKS.md.
+
+    python bench/run.py            # full run (about an hour on 2 loaded CPU cores)
+    python bench/run.py --quick    # fewer repetitions and steps (about 15 minutes)
+    python bench/run.py --only startup,dataprep --out /tmp/B.md
+
+Not part of the test suite. Offline (HF_HUB_OFFLINE=1 is set for every child), with
+temporary caches and runs directories (removed at the end unless --keep). Every
+comparison runs both sides in this invocation, each repetition in a fresh child
+process, interleaved (A B, then B A, ...), and reports medians and the median of
+the pairwise ratios, so a machine whose speed drifts (other jobs) still compares
+fairly. Sections:
+
+- startup:  ``lmconsole --help`` wall time (vs a bare ``python -c pass``)
+- dataprep: the engine's data preparation on an empty cache vs cached
+- pretrain: real tokens/s, engine (``run_experiment``) vs a plain HF Trainer script
+            (``bench/baseline_trainer.py``), bert-tiny (demo preset) and bert-base,
+            under the default OpenMP settings and with OMP_WAIT_POLICY=PASSIVE
+- threads:  the engine at bert-tiny under thread settings
+- profile:  where a step's time goes (engine vs baseline, phase by phase; top operators)
+- levers:   single levers A/B (AdamW foreach vs fused, batch building, CPU bf16, torch.compile)
+- memory:   peak RSS of ``lmconsole run demo-pretrain`` (first run on an empty cache,
+            then a second run reusing it), RSS at each epoch end
+- squad:    ``bench/squad_postprocess.py`` (SQuAD v2 post-processing at dev-set size)
+- gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
+
+Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    REPO, bench_env, demo_experiment, fmt, interleaved, machine_info, median, ratio_stats, run_child, write_manifest,
+)
+
+BENCH = REPO / "bench"
+PY = sys.executable
+SECTIONS = ("startup", "dataprep", "pretrain", "threads", "profile", "levers", "memory", "squad")
+OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
+
+
+@dataclass
+class Plan:
+    quick: bool
+    reps_tiny: int
+    reps_base: int
+    tiny_steps: tuple  # (warm-up W, total N): timed steps W+1..N
+    base_steps: tuple
+    base_batch: int
+    omp_envs: tuple
+    base_omp_envs: tuple
+    reps_threads: int
+    reps_dataprep: int
+    reps_startup: int
+    reps_squad: int
+    memory_epochs: int | None  # None = the demo's own
+    profile_steps: tuple  # (tiny, base)
+    levers_reps: int
+    compile: bool
+
+
+def make_plan(quick: bool) -> Plan:
+    if quick:
+        return Plan(quick, reps_tiny=2, reps_base=1, tiny_steps=(3, 20), base_steps=(1, 4), base_batch=8,
+                    omp_envs=("default", "passive"), base_omp_envs=("passive",), reps_threads=2, reps_dataprep=2,
+                    reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False)
+    return Plan(quick, reps_tiny=4, reps_base=3, tiny_steps=(5, 35), base_steps=(2, 7), base_batch=8,
+                omp_envs=("default", "passive"), base_omp_envs=("passive", "default"), reps_threads=4, reps_dataprep=3,
+                reps_startup=10, reps_squad=3, memory_epochs=None, profile_steps=(10, 3), levers_reps=5, compile=True)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def omp_env(cache: Path, variant: str, **extra) -> dict:
+    env = bench_env(cache)
+    for k in OMP_VARS:
+        env.pop(k, None)
+    env.update(OMP_ENVS[variant])
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def lmconsole_cmd() -> list[str]:
+    exe = Path(PY).parent / "lmconsole"
+    return [str(exe)] if exe.exists() else [PY, "-m", "tui.entry"]
+
+
+# -- workloads ---------------------------------------------------------------------
+
+SIZES = {
+    # name: (preset, batch size, learning rate); the rest is demo-pretrain's (embedded corpus, seq 128, its tokenizer)
+    "tiny": ("bert-tiny", 32, 1e-3),
+    "base": ("bert-base", 8, 1e-4),
+}
+
+
+def size_experiment(size: str, plan: Plan) -> dict:
+    preset, batch, lr = SIZES[size]
+    if size == "base":
+        batch = plan.base_batch
+    w, n = plan.tiny_steps if size == "tiny" else plan.base_steps
+    exp = demo_experiment("demo-pretrain")
+    exp.pop("description", None)
+    exp.update(name=f"bench-{size}", model=preset, batch_size=batch, learning_rate=lr, epochs=1, max_steps=n,
+               logging_steps=w, max_eval_samples=8)
+    return exp
+
+
+class Workspace:
+    def __init__(self, root: Path, plan: Plan):
+        self.root, self.plan = root, plan
+        self.cache = root / "cache-shared"
+        self.data: dict[str, dict] = {}
+
+    def manifest(self, size: str) -> Path:
+        return write_manifest(self.root / "manifests" / f"{size}.toml", self.root / "runs", [size_experiment(size, self.plan)])
+
+    def prepared(self, size: str) -> dict:
+        """Tokenizer, cached NSP pairs and model config of a size (built once, in a child)."""
+        if size not in self.data:
+            m = self.manifest(size)
+            out = self.root / f"prep-{size}.json"
+            res = run_child([PY, str(BENCH / "prepare_data.py"), "--manifest", str(m), "--experiment", f"bench-{size}",
+                             "--export", str(self.root / f"data-{size}"), "--json", str(out)],
+                            omp_env(self.cache, "passive"), out)
+            res["manifest"], res["dir"] = str(m), str(self.root / f"data-{size}")
+            self.data[size] = res
+        return self.data[size]
+
+
+# -- sections ----------------------------------------------------------------------
+
+def bench_startup(ws: Workspace) -> dict:
+    env = omp_env(ws.root / "cache-startup", "default")
+    cmds = {"lmconsole --help": lmconsole_cmd() + ["--help"], "python -c pass": [PY, "-c", "pass"]}
+
+    def timed(cmd):
+        def f():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            return time.perf_counter() - t0
+        return f
+
+    for c in cmds.values():  # warm the page cache and the .pyc files
+        timed(c)()
+    res = interleaved({k: timed(c) for k, c in cmds.items()}, ws.plan.reps_startup)
+    return {"runs": res, "median": {k: median(v) for k, v in res.items()}}
+
+
+def bench_dataprep(ws: Workspace) -> dict:
+    m = ws.manifest("tiny")
+    rows = {"cold": [], "cached": []}
+    for r in range(ws.plan.reps_dataprep):
+        cache = ws.root / f"cache-prep-{r}"
+        env = omp_env(cache, "passive")
+        for kind in ("cold", "cached"):  # the cached run needs the cold one first: pairs, not alternation
+            out = ws.root / f"prep-{kind}-{r}.json"
+            log(f"dataprep rep {r + 1}: {kind}")
+            res = run_child([PY, str(BENCH / "prepare_data.py"), "--manifest", str(m), "--experiment", "bench-tiny",
+                             "--json", str(out)], env, out)
+            res.pop("lengths", None)
+            rows[kind].append(res)
+        shutil.rmtree(cache, ignore_errors=True)
+    keys = ("prepare_split_s", "prepare_train_s", "prepare_eval_s", "tokenizer_s", "to_lists_s", "data_total_s", "wall_s")
+    med = {k: {kind: median([x[k] for x in rows[kind]]) for kind in rows} for k in keys}
+    ratio = {k: ratio_stats([x[k] for x in rows["cold"]], [x[k] for x in rows["cached"]]) for k in keys}
+    return {"rows": rows, "median": med, "ratio": ratio, "pairs": rows["cold"][0]["train_pairs"],
+            "tokens": rows["cold"][0]["train_tokens"], "cache_hits_cached": [x["cache_hits"] for x in rows["cached"]]}
+
+
+def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int) -> float:
+    from engine.tasks.common import length_batches
+
+    bs = length_batches(lengths, batch, seed * 1000)[w:n]
+    real = sum(lengths[i] for b in bs for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in bs)  # CPU: trimmed to the longest row
+    return 1 - real / padded
+
+
+def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
+    prep = ws.prepared(size)
+    exp = size_experiment(size, ws.plan)
+    w, n = ws.plan.tiny_steps if size == "tiny" else ws.plan.base_steps
+    batch = exp["batch_size"]
+    if n >= prep["train_pairs"] // batch:
+        raise SystemExit(f"{size}: {n} steps do not fit in one epoch of {prep['train_pairs']} pairs")
+    env = omp_env(ws.cache, variant, PYTHONWARNINGS="ignore")
+    k = {"i": 0}
+
+    def engine():
+        k["i"] += 1
+        out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
+                          "--warmup-steps", str(w), "--json", str(out)], env, out)
+
+    def baseline():
+        k["i"] += 1
+        out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(n),
+                          "--warmup-steps", str(w), "--batch-size", str(batch), "--learning-rate", str(exp["learning_rate"]),
+                          "--seed", str(exp["seed"]), "--json", str(out)], env, out)
+
+    res = interleaved({"baseline": baseline, "engine": engine}, reps,
+                      progress=lambda m: log(f"pretrain {size} [{variant}] {m}"))
+    tps = {s: [x["tokens_per_s"] for x in res[s]] for s in res}
+    return {
+        "size": size, "variant": variant, "preset": exp["model"], "batch": batch, "seq": exp["max_seq_length"],
+        "warmup_steps": w, "steps": n, "reps": reps, "runs": res,
+        "median_tokens_per_s": {s: median(v) for s, v in tps.items()},
+        "median_s_per_step": {s: median([x["s_per_step"] for x in res[s]]) for s in res},
+        "ratio": ratio_stats(tps["engine"], tps["baseline"]),
+        "padding": {"baseline": median([x["padding_fraction"] for x in res["baseline"]]),
+                    "engine": engine_padding(prep["lengths"], batch, exp["seed"], w, n)},
+        "baseline_optimizer": res["baseline"][0].get("optimizer"),
+        "attn": res["baseline"][0].get("attn_implementation"),
+    }
+
+
+THREAD_VARIANTS = {
+    # name: (environment additions, torch threads; 0 = default)
+    "2 threads, default OpenMP (spin)": ({}, 0),
+    "2 threads, OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 0),
+    "2 threads, GOMP_SPINCOUNT=1000": ({"GOMP_SPINCOUNT": "1000"}, 0),
+    "1 thread (torch.set_num_threads(1))": ({}, 1),
+}
+
+
+def bench_threads(ws: Workspace) -> dict:
+    prep = ws.prepared("tiny")
+    w, _ = ws.plan.tiny_steps
+    k = {"i": 0}
+
+    def side(extra, threads):
+        def f():
+            k["i"] += 1
+            out = ws.root / f"thr-{k['i']}.json"
+            load = os.getloadavg()[0]
+            res = run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", "bench-tiny",
+                             "--warmup-steps", str(w), "--threads", str(threads), "--json", str(out)],
+                            omp_env(ws.cache, "default", **extra), out)
+            res["load_before"] = load
+            return res
+        return f
+
+    res = interleaved({name: side(*v) for name, v in THREAD_VARIANTS.items()}, ws.plan.reps_threads,
+                      progress=lambda m: log(f"threads {m}"))
+    tps = {n: [x["tokens_per_s"] for x in r] for n, r in res.items()}
+    ref = list(THREAD_VARIANTS)[0]
+    loads = [x["load_before"] for r in res.values() for x in r]
+    return {"median": {n: median(v) for n, v in tps.items()}, "all": tps,
+            "ratio": {n: ratio_stats(v, tps[ref]) for n, v in tps.items()}, "reps": ws.plan.reps_threads,
+            "load_range": (min(loads), max(loads))}
+
+
+def bench_profile(ws: Workspace, size: str, steps: int) -> dict:
+    prep = ws.prepared(size)
+    out = ws.root / f"profile-{size}.json"
+    log(f"profile {size}")
+    return run_child([PY, str(BENCH / "profile_pretrain.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
+                      "--data", prep["dir"], "--steps", str(steps), "--warmup-steps", "1", "--ops", "--json", str(out)],
+                     omp_env(ws.cache, "passive"), out)
+
+
+def bench_levers(ws: Workspace, size: str, which: str) -> dict:
+    prep = ws.prepared(size)
+    out = ws.root / f"levers-{size}.json"
+    log(f"levers {size}: {which}")
+    res = run_child([PY, str(BENCH / "levers_cpu.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
+                     "--data", prep["dir"], "--reps", str(ws.plan.levers_reps), "--which", which, "--json", str(out)],
+                    omp_env(ws.cache, "passive"), out, timeout=3600)
+    return res
+
+
+def _wait_rss(args, env, log_path: Path) -> dict:
+    """Run a child; its own peak RSS (os.wait4: that child and the children it waited for)."""
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as fh:
+        proc = subprocess.Popen(args, env=env, cwd=str(REPO), stdout=fh, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "user_s": ru.ru_utime, "sys_s": ru.ru_stime}
+
+
+def bench_memory(ws: Workspace) -> dict:
+    """``lmconsole run demo-pretrain`` twice on one empty cache: first run, then a second reusing the cached data."""
+    from engine.events import from_dict
+    from engine.runs import read_events
+
+    runs_dir = ws.root / "runs-memory"
+    exp = demo_experiment("demo-pretrain")
+    if ws.plan.memory_epochs:
+        exp["epochs"] = ws.plan.memory_epochs
+    manifest = write_manifest(ws.root / "manifests" / "memory.toml", runs_dir, [exp])
+    cache = ws.root / "cache-memory"
+    env = bench_env(cache)
+    out = {"epochs": exp["epochs"], "env": {k: os.environ.get(k) for k in OMP_VARS if os.environ.get(k)}, "runs": []}
+    # The floor: the libraries a pretraining job imports, and nothing else.
+    floor = _wait_rss([PY, "-c", "import torch, transformers, datasets, tokenizers, engine.tasks.pretrain; "
+                       "from transformers import BertForPreTraining"], env, ws.root / "floor.log")
+    out["import_floor_rss_mb"] = floor["peak_rss_mb"]
+    for label in ("first run (empty cache)", "second run (cached data)"):
+        log(f"memory: lmconsole run demo-pretrain, {label}")
+        before = {p.name for p in (runs_dir / "demo-pretrain").glob("*")} if (runs_dir / "demo-pretrain").exists() else set()
+        res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-pretrain"], env, ws.root / "memory.log")
+        new = [p for p in (runs_dir / "demo-pretrain").glob("*") if p.name not in before]
+        events = [from_dict(d) for d in read_events(new[0] / "events.jsonl")[0]]
+        kinds = [(type(e).__name__, e) for e in events]
+        t_pre = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "preflight")
+        t_eval0 = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "eval")
+        t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
+        t_end = events[-1].time
+        steps = [e for n, e in kinds if n == "StepLogged"]
+        epoch_end = [(round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1]
+        evals = [e for n, e in kinds if n == "EvalFinished"]
+        res.update(label=label, to_first_eval_s=t_eval0 - t_pre, train_and_evals_s=t_end - t_train,
+                   rss_at_epoch_end_mb=epoch_end, rss_at_logs_mb=[e.memory_mb for e in steps],
+                   ppl=[e.metrics.get("mlm_perplexity") for e in evals],
+                   logs=[getattr(e, "message", "") for n, e in kinds if n == "LogEmitted" and "pairs" in getattr(e, "message", "")])
+        out["runs"].append(res)
+    return out
+
+
+def bench_squad(ws: Workspace) -> dict:
+    vals = []
+    for r in range(ws.plan.reps_squad):
+        log(f"squad rep {r + 1}")
+        proc = subprocess.run([PY, str(BENCH / "squad_postprocess.py")], cwd=str(REPO), env=bench_env(ws.root / "cache-squad"),
+                              capture_output=True, text=True, check=True, timeout=900)
+        got = {k: float(v) for k, v in re.findall(r"^(postprocess_qa|squad_v2_score|total):\s+([\d.]+) s", proc.stdout, re.M)}
+        vals.append(got)
+        first_line = proc.stdout.splitlines()[0]
+    return {"runs": vals, "median": {k: median([v[k] for v in vals]) for k in vals[0]}, "data": first_line}
+
+
+# -- report ---------------------------------------------------------------------------
+
+def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) -> str:
+    L: list[str] = []
+    add = L.append
+    add("# Benchmarks")
+    add("")
+    add(f"Generated by `{command}` (harness: `bench/run.py`; `--quick` = fewer repetitions and steps). "
+        "Every comparison ran both sides in that one invocation, each repetition in a fresh child process, "
+        "interleaved (A B, then B A, ...); figures are medians, ratios the median of the pairwise ratios "
+        "(min-max in brackets). The machine is shared: other jobs load its CPUs at times, so absolute figures "
+        "move between invocations; the ratios are what to compare.")
+    add("")
+    add("| machine | |")
+    add("|---|---|")
+    add(f"| CPU | {info['cpu']}, {info['cores']} cores available, {info['memory_gib']} GiB RAM |")
+    add(f"| software | Python {info['python']}, torch {info['torch']} ({info['torch_threads']} threads), transformers {info['transformers']}, {info['os']} |")
+    add(f"| date | {info['date']} |")
+    add(f"| load average at start | {' / '.join(str(x) for x in info['load_avg_at_start'])} (1/5/15 min; {info['cores']} cores) |")
+    add(f"| mode | {'quick' if plan.quick else 'full'} |")
+    add("")
+
+    add("## Summary")
+    add("")
+    add("| figure | goal | measured | status |")
+    add("|---|---|---|---|")
+    for key, label, goal, thr in (("tiny", "pretraining tokens/s, engine / HF Trainer, bert-tiny (demo preset, seq 128, batch 32)", ">= 1.5x", 1.5),
+                                  ("base", "pretraining tokens/s, engine / HF Trainer, bert-base (seq 128, batch 8)", ">= 1.1x", 1.1)):
+        rows = [r for r in res.get("pretrain", []) if r["size"] == key]
+        if rows:
+            txt = "; ".join(f"{r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] ({r['variant']} OpenMP)" for r in rows)
+            ok = all(r["ratio"]["median"] >= thr for r in rows)
+            add(f"| {label} | {goal} | {txt} | {'met' if ok else 'NOT met'} |")
+        else:
+            add(f"| {label} | {goal} | not run in this invocation | - |")
+    if "startup" in res:
+        h = res["startup"]["median"]["lmconsole --help"]
+        add(f"| `lmconsole --help` wall time | <= 0.3 s | {h:.3f} s (bare `python -c pass`: {res['startup']['median']['python -c pass']:.3f} s) | {'met' if h <= 0.3 else 'NOT met'} |")
+    if "dataprep" in res:
+        r = res["dataprep"]["ratio"]["prepare_split_s"]
+        add(f"| data preparation (`prepare_split`, train + eval), first / cached | >= 10x | {r['median']:.0f}x [{r['min']:.0f}-{r['max']:.0f}] | {'met' if r['median'] >= 10 else 'NOT met'} |")
+    if "memory" in res:
+        m = res["memory"]["runs"]
+        peak = max(x["peak_rss_mb"] for x in m)
+        growth = [x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]]
+        add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
+        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {'no growth' if all(abs(g) < 50 for g in growth) else 'CHECK'} |")
+    if "squad" in res:
+        t = res["squad"]["median"]["total"]
+        add(f"| SQuAD v2 post-processing + scoring, 12,000 questions | <= 20 s | {t:.2f} s | {'met' if t <= 20 else 'NOT met'} |")
+    add("| console overhead (throughput in the console vs headless, UI latency) | - | **not measured yet** (the console is still being written) | - |")
+    add(f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |")
+    add("")
+
+    if res.get("pretrain"):
+        add("## Pretraining throughput: engine vs HF Trainer")
+        add("")
+        add("Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
+            "demo-pretrain's tokenizer), same model config (built from the preset), batch size, number of optimizer steps, "
+            "seed, learning rate. Measure: real (non-padding) tokens per second over the timed steps, i.e. after the first W "
+            "optimizer steps (warm-up, excluded). Engine: `engine.jobs.run_experiment` on a temporary manifest "
+            "(`max_steps = N`, `logging_steps = W`, `max_eval_samples = 8`), timed from its StepLogged events, so the "
+            "evaluations and checkpoints before and after training fall outside the window. Baseline: "
+            "`bench/baseline_trainer.py` (`BertForPreTraining`, `DataCollatorForLanguageModeling`, `Trainer` defaults: "
+            "random sampler, fused AdamW, clipping 1.0), tokens counted in the collator, clock read at each `on_step_end`. "
+            "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variables (what a plain `python` gets); "
+            "`passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides (see Threads).")
+        add("")
+        add("| model | OpenMP | W / N steps | reps | baseline tokens/s | engine tokens/s | engine / baseline | s/step baseline / engine | padding baseline / engine |")
+        add("|---|---|---|---|---:|---:|---:|---|---|")
+        for r in res["pretrain"]:
+            t, s, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
+            add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['variant']} | {r['warmup_steps']} / {r['steps']} | {r['reps']} | "
+                f"{fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | "
+                f"{s['baseline']:.3g} / {s['engine']:.3g} | {pd['baseline']:.1%} / {pd['engine']:.1%} |")
+        add("")
+        add("Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
+            "longest row; engine: length-bucketed batches, on CPU cut to their longest row).")
+        add("")
+
+    if "threads" in res:
+        t = res["threads"]
+        add("## Threads and OpenMP (engine, bert-tiny)")
+        add("")
+        add("PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
+            "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
+            "every small parallel operator stalls (a 32-row gather measured 0.05 ms alone and 15 ms with 2 spinning threads). "
+            "`OMP_WAIT_POLICY=PASSIVE` (must be in the environment before torch is imported) or 1 thread avoids it.")
+        add("")
+        add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {info['cores']} cores.")
+        add("")
+        add(f"| setting | tokens/s (median of {t['reps']}) | each run | vs default |")
+        add("|---|---:|---|---:|")
+        for n, v in t["median"].items():
+            r = t["ratio"][n]
+            runs = ", ".join(fmt(x) for x in t["all"][n])
+            add(f"| {n} | {fmt(v)} | {runs} | {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}] |")
+        add("")
+
+    if res.get("profile"):
+        add("## Where the time goes (one step, phase by phase)")
+        add("")
+        add("`bench/profile_pretrain.py`: engine step and baseline step alternating in one process, same model config and "
+            "batch size (OMP_WAIT_POLICY=PASSIVE, 2 threads). Median milliseconds per optimizer step; then the top operators "
+            "by self CPU time over 3 steps (torch.profiler).")
+        add("")
+        for size, p in res["profile"].items():
+            add(f"**{size}** ({p['threads']} threads)")
+            add("")
+            add("| phase | engine ms | baseline ms |")
+            add("|---|---:|---:|")
+            for k in ("batch", "forward", "backward", "clip", "optimizer", "total"):
+                add(f"| {k} | {p['engine'][k]:.1f} | {p['baseline'][k]:.1f} |")
+            add(f"| real tokens per step | {p['engine']['tokens_per_step']:.0f} | {p['baseline']['tokens_per_step']:.0f} |")
+            add(f"| tokens/s (this profile) | {p['engine']['tokens_per_s']:.0f} | {p['baseline']['tokens_per_s']:.0f} |")
+            add("")
+            for side in ("engine", "baseline"):
+                if p[side].get("top_ops"):
+                    ops = ", ".join(f"{n} {f:.0%}" for n, f in p[side]["top_ops"][:6])
+                    add(f"- {side} top operators: {ops}")
+            add("")
+
+    if res.get("levers"):
+        add("## Single levers (CPU, A/B in one process)")
+        add("")
+        add("`bench/levers_cpu.py`, OMP_WAIT_POLICY=PASSIVE, 2 threads; median ms, interleaved.")
+        add("")
+        add("| model | lever | A | B | B / A time |")
+        add("|---|---|---|---|---:|")
+        for size, lv in res["levers"].items():
+            for key, title in (("collate_ms", "build one training batch"), ("optimizer_ms", "one AdamW step"),
+                               ("step_ms_bf16", "one training step"), ("step_ms_compile", "one training step (after compiling)")):
+                if key not in lv:
+                    continue
+                (na, va), (nb, vb), *rest = lv[key].items()
+                ma, mb = median(va), median(vb)
+                add(f"| {size} | {title} | {na}: {ma:.2f} | {nb}: {mb:.2f} | {mb / ma:.2f} |")
+                for nc, vc in rest:
+                    add(f"| {size} | {title} | {na}: {ma:.2f} | {nc}: {median(vc):.2f} | {median(vc) / ma:.2f} |")
+            if "compile_first3_s" in lv:
+                c = lv["compile_first3_s"]
+                add(f"| {size} | first 3 steps (compilation) | " + " | ".join(f"{k}: {v:.1f} s" for k, v in c.items()) + " | - |")
+        add("")
+
+    if "dataprep" in res:
+        d = res["dataprep"]
+        add("## Start-up and data preparation")
+        add("")
+        if "startup" in res:
+            s = res["startup"]
+            add(f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median wall time of {len(s['runs']['lmconsole --help'])} "
+                f"runs (a bare `python -c pass`: {s['median']['python -c pass']:.3f} s), interleaved.")
+            add("")
+        add(f"The engine's own data preparation (`bench/prepare_data.py`: `load_tokenizer`, `prepare_split` of train and eval, "
+            f"then the lists `run()` builds) for demo-pretrain's data ({d['pairs']:,} training pairs, {d['tokens']:,} tokens), "
+            f"in a child on an empty `LMCONSOLE_CACHE` and `HF_DATASETS_CACHE`, then again on the filled cache "
+            f"(cache hits in the cached runs: {d['cache_hits_cached']}); {len(d['rows']['cold'])} pairs of runs.")
+        add("")
+        add("| stage | first run s | cached s | first / cached |")
+        add("|---|---:|---:|---:|")
+        for k, label in (("tokenizer_s", "tokenizer (WordPiece trained, then cached; includes importing transformers' tokenizer code, about 0.3-0.7 s)"), ("prepare_train_s", "prepare_split train"),
+                         ("prepare_eval_s", "prepare_split eval (masked once)"), ("prepare_split_s", "**prepare_split, both**"),
+                         ("to_lists_s", "columns to lists"), ("data_total_s", "data phase total"), ("wall_s", "whole child process")):
+            m, r = d["median"][k], d["ratio"][k]
+            add(f"| {label} | {m['cold']:.3f} | {m['cached']:.3f} | {r['median']:.1f}x |")
+        add("")
+    elif "startup" in res:
+        s = res["startup"]
+        add("## Start-up")
+        add("")
+        add(f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median (bare python: {s['median']['python -c pass']:.3f} s).")
+        add("")
+
+    if "memory" in res:
+        m = res["memory"]
+        add("## Memory: the demo pipeline")
+        add("")
+        add(f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
+            f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if plan.quick else ''}), twice on one empty "
+            f"`LMCONSOLE_CACHE`; OpenMP settings as inherited ({m['env'] or 'none set'}). Peak RSS = the child's "
+            "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch.")
+        add("")
+        add("| run | wall s | peak RSS MB | start -> first eval s | RSS at epoch ends MB | MLM perplexity by epoch |")
+        add("|---|---:|---:|---:|---|---|")
+        for r in m["runs"]:
+            ends = ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
+            ppl = ", ".join(f"{p:.0f}" for p in r["ppl"] if p is not None)
+            add(f"| {r['label']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['to_first_eval_s']:.1f} | {ends} | {ppl} |")
+        add("")
+        add(f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
+            f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data.")
+        add("")
+
+    if "squad" in res:
+        s = res["squad"]
+        add("## SQuAD v2 post-processing")
+        add("")
+        add(f"`python bench/squad_postprocess.py` ({s['data'].split('[')[0].strip()}); median of {len(s['runs'])} run(s).")
+        add("")
+        add("| stage | s |")
+        add("|---|---:|")
+        for k, v in s["median"].items():
+            add(f"| {k} | {v:.2f} |")
+        add("")
+
+    add("## GPU")
+    add("")
+    if gpu:
+        info_g = gpu["info"]
+        add(f"`bash bench/gpu.sh` on {info_g['device']} (torch {info_g['torch']}, transformers {info_g['transformers']}): bert-base "
+            f"({info_g['params']:,} parameters with the pretraining heads), batch {info_g['batch_size']} x seq {info_g['seq']}, synthetic "
+            f"full-length pairs, median of {info_g['rounds']} rounds of {info_g['steps']} steps after {info_g['warmup_steps']} warm-up. "
+            "MFU = model FLOPs per step (see `bench/gpu_pretrain.py`: 6 x tokens x encoder matmul parameters + 12 x tokens x layers x "
+            "seq x hidden for attention + the MLM head at masked positions + pooler/NSP) / step time / 989 TFLOP/s (H200 bf16 dense).")
+        add("")
+        add("| config | tokens/s | ms/step | model TFLOP/s | MFU | peak GiB | vs all levers |")
+        add("|---|---:|---:|---:|---:|---:|---:|")
+        ref = gpu["rows"][0]["tokens_per_s"]
+        for r in gpu["rows"]:
+            peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "n/a"
+            add(f"| {r['config']} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {r['model_tflops']:.1f} | {r['mfu']:.1%} | {peak} | {r['tokens_per_s'] / ref:.2f}x |")
+    else:
+        add("**Not run yet** (no GPU in the session that produced this file). `bash bench/gpu.sh` (one prepared command, "
+            "a few minutes on an H200; `bash bench/gpu.sh --dry-run` checks it on a CPU) measures bert-base pretraining at "
+            "seq 128: tokens/s, MFU (model FLOPs = 6 x tokens x encoder matmul parameters + attention 12 x tokens x layers x "
+            "seq x hidden + MLM head at masked positions + pooler/NSP; peak 989 TFLOP/s, H200 bf16 dense) and peak memory, "
+            "with all levers and with each one off: bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits. "
+            "Fold its JSON in with `python bench/run.py --gpu-json bench/out/gpu_pretrain.json`.")
+    add("")
+    add("## Not measured yet")
+    add("")
+    add("| figure | why |")
+    add("|---|---|")
+    add("| console overhead: training throughput in the console vs headless, UI latency | the console is still being written |")
+    if not gpu:
+        add("| everything on a GPU (`bench/gpu.sh`) | no GPU in this session |")
+    add("")
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(__doc__.splitlines()[1:]))
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and steps (about 15 minutes)")
+    p.add_argument("--only", default="", help=f"comma-separated sections ({', '.join(SECTIONS)}); default: all")
+    p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="Markdown report (default: BENCHMARKS.md)")
+    p.add_argument("--json", help="also write every raw figure as JSON here")
+    p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
+    p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    a = p.parse_args(argv)
+    only = [s for s in a.only.split(",") if s] or list(SECTIONS)
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    if any(s in only for s in ("pretrain",)):
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            p.error("the HF Trainer baseline needs accelerate: pip install 'accelerate>=1.1'")
+    plan = make_plan(a.quick)
+    command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    info = machine_info()
+    gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
+    root = Path(tempfile.mkdtemp(prefix="lmconsole-bench-"))
+    ws = Workspace(root, plan)
+    res: dict = {}
+    t0 = time.perf_counter()
+    log(f"work folder {root}; sections {only}; {'quick' if plan.quick else 'full'}")
+    try:
+        if "startup" in only:
+            log("startup")
+            res["startup"] = bench_startup(ws)
+        if "dataprep" in only:
+            res["dataprep"] = bench_dataprep(ws)
+        if "pretrain" in only:
+            res["pretrain"] = []
+            for v in plan.omp_envs:
+                res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
+            for v in plan.base_omp_envs:
+                res["pretrain"].append(bench_pretrain(ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)))
+        if "threads" in only:
+            res["threads"] = bench_threads(ws)
+        if "profile" in only:
+            res["profile"] = {"bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
+                              "bert-base": bench_profile(ws, "base", plan.profile_steps[1])}
+        if "levers" in only:
+            res["levers"] = {"bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
+                             "bert-base": bench_levers(ws, "base", "optimizer,bf16")}
+        if "memory" in only:
+            res["memory"] = bench_memory(ws)
+        if "squad" in only:
+            res["squad"] = bench_squad(ws)
+    finally:
+        if a.keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    res["elapsed_s"] = time.perf_counter() - t0
+    text = render(info, res, command, plan, gpu)
+    Path(a.out).write_text(text + "\n", encoding="utf-8")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"machine": info, "results": res}, indent=1, default=str))
+    log(f"wrote {a.out} in {res['elapsed_s'] / 60:.1f} min")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
