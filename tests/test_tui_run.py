@@ -226,3 +226,48 @@ def test_manifest_error_view_and_reload(tmp_path):
             assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             assert await wait_for(pilot, lambda: "baseline2" in screen_text(app))
     drive(go())
+
+
+def test_push_from_run_view_confirms_repo_visibility_files(tmp_path, monkeypatch):
+    """`u` on a finished run: form, then a confirmation naming repo, visibility and files; a dry run writes the folder."""
+    from tui.screens.dialogs import ConfirmDialog, PushDialog
+
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            screen = await open_runs_row(app, pilot, PRETRAIN_FINISHED)
+            run = screen.feed.run
+            (run.path / "model").mkdir()
+            (run.path / "model" / "config.json").write_text('{"model_type": "bert"}')
+            (run.path / "model" / "model.safetensors").write_bytes(b"0")
+            await pilot.press("u")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, PushDialog))
+            dialog = app.screen
+            dialog.query_one("#dry").value = True
+            dialog.query_one("#private").value = True
+            await pilot.press(*"alice/demo", "enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            question = app.screen.question
+            assert "alice/demo (private)" in question and "model.safetensors" in question and "README.md" in question
+            await pilot.press("y")
+            out = tmp_path / "exports" / f"push-{run.experiment}-{run.run_id}"
+            assert await wait_for(pilot, lambda: (out / "README.md").exists())
+            assert (out / "model.safetensors").exists()
+            assert await wait_for(pilot, lambda: any("dry run" in n.message for n in app._notifications))
+
+    drive(go())
+
+
+def test_push_refused_without_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await open_runs_row(app, pilot, PARAMS)
+            await pilot.press("u")
+            assert await wait_for(pilot, lambda: any("can be pushed" in n.message for n in app._notifications))
+
+    drive(go())

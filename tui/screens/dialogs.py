@@ -145,3 +145,65 @@ class ExportDialog(ModalScreen[ExportChoice | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+@dataclass
+class PushChoice:
+    repo: str
+    private: bool
+    revision: str
+    dry_run: bool
+
+
+class PushDialog(ModalScreen["PushChoice | None"]):
+    """Repository, visibility and branch for a push; the next step confirms with the file list."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, what: str, repo: str = ""):
+        super().__init__()
+        self.what = what
+        self.repo = repo
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"Push {self.what} to the Hugging Face Hub", classes="question")
+            yield Label("Repository OWNER/NAME (enter to continue):")
+            yield Input(self.repo, id="repo", placeholder="OWNER/NAME")
+            yield Label("Branch (empty = main):")
+            yield Input("", id="revision")
+            with Horizontal(classes="formats"):
+                yield Checkbox("Private", False, id="private")
+                yield Checkbox("Dry run (write the folder only)", False, id="dry")
+            with Horizontal(classes="buttons"):
+                yield Button("Continue", id="ok", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#repo", Input).focus()
+
+    def _choice(self) -> "PushChoice | None":
+        repo = self.query_one("#repo", Input).value.strip()
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            self.notify("repository must be OWNER/NAME", severity="warning")
+            return None
+        return PushChoice(repo, self.query_one("#private", Checkbox).value,
+                          self.query_one("#revision", Input).value.strip(), self.query_one("#dry", Checkbox).value)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

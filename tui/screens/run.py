@@ -7,6 +7,7 @@ bytes of events.jsonl or the job's MetricStore) and redraws only what changed.
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -38,6 +39,7 @@ class RunScreen(ConsoleScreen):
         Binding("R", "control('retry')", "Resume"),
         Binding("e", "export", "Export"),
         Binding("m", "next_metric", "Metric"),
+        Binding("u", "push", "Push", show=False),
     ]
 
     def __init__(self, run=None, job=None):
@@ -252,6 +254,48 @@ class RunScreen(ConsoleScreen):
                 self.feed.attach(new)
             return
         self.control(action, job=job, run=run)
+
+    def action_push(self) -> None:
+        """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""
+        from .dialogs import ConfirmDialog, PushDialog
+
+        run = self.feed.run
+        if run is None or run.final_model() is None:
+            self.say("only a finished training run with a saved model can be pushed")
+            return
+        files = sorted(p.name for p in run.final_model().iterdir() if p.is_file()) + ["README.md (model card)"]
+
+        def confirmed(choice, yes) -> None:
+            if yes:
+                self._push(run, choice)
+
+        def chosen(choice) -> None:
+            if choice is None:
+                return
+            where = f"{choice.repo} ({'private' if choice.private else 'public'}"
+            where += f", branch {choice.revision})" if choice.revision else ")"
+            verb = "Write a dry-run folder for" if choice.dry_run else "Upload to"
+            self.app.push_screen(ConfirmDialog(f"{verb} {where}: {', '.join(files)}?", yes="Push"),
+                                 lambda yes: confirmed(choice, yes))
+
+        self.app.push_screen(PushDialog(f"{run.experiment}/{short_id(run.run_id)}", repo=""), chosen)
+
+    @work(thread=True, exit_on_error=False, group="push")
+    def _push(self, run, choice) -> None:
+        from engine.push import PushError, push
+
+        try:
+            res = push(run, choice.repo, private=choice.private, revision=choice.revision or None,
+                       dry_run=choice.dry_run, out=Path("exports") / f"push-{run.experiment}-{run.run_id}")
+        except PushError as exc:
+            self.app.call_from_thread(self.say, f"push failed: {exc}", "error")
+            return
+        except Exception as exc:  # noqa: BLE001 - never crash the console
+            self.app.call_from_thread(self.say, f"push failed: {type(exc).__name__}: {exc}", "error")
+            return
+        msg = (f"dry run: {len(res['files'])} files in {Path(res['folder']).resolve()}" if res["dry_run"]
+               else f"pushed to https://huggingface.co/{res['repo_id']}")
+        self.app.call_from_thread(self.say, msg, "ok")
 
     def action_export(self) -> None:
         run = self.feed.run
