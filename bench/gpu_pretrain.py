@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -148,7 +147,7 @@ def measure(name: str, lev: dict, config, batches, args, device) -> dict:
     if cuda:
         torch.cuda.synchronize(device)
     dt = time.perf_counter() - t0
-    final_loss = float(loss)
+    final_loss = float(loss.detach())
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     del model, opt
     return {"config": name, **lev, "seconds": dt, "step_ms": dt / args.steps * 1e3, "peak_gib": peak,

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -266,6 +265,7 @@ def bench_threads(ws: Workspace) -> dict:
     ref = list(THREAD_VARIANTS)[0]
     loads = [x["load_before"] for r in res.values() for x in r]
     return {"median": {n: median(v) for n, v in tps.items()}, "all": tps,
+            "loads": {n: [x["load_before"] for x in r] for n, r in res.items()},
             "ratio": {n: ratio_stats(v, tps[ref]) for n, v in tps.items()}, "reps": ws.plan.reps_threads,
             "load_range": (min(loads), max(loads))}
 
@@ -440,15 +440,18 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
         add("PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
             "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
             "every small parallel operator stalls (a 32-row gather measured 0.05 ms alone and 15 ms with 2 spinning threads). "
-            "`OMP_WAIT_POLICY=PASSIVE` (must be in the environment before torch is imported) or 1 thread avoids it.")
+            "`OMP_WAIT_POLICY=PASSIVE` (threads sleep at once), a short spin (`GOMP_SPINCOUNT=1000`) or 1 thread avoids it; "
+            "on free cores the default spin is fastest and PASSIVE pays a wake-up per operator. Both variables must be in the "
+            "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads.")
         add("")
         add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {info['cores']} cores.")
         add("")
-        add(f"| setting | tokens/s (median of {t['reps']}) | each run | vs default |")
+        add(f"| setting | tokens/s (median of {t['reps']}) | each run (1-min load average before it) | vs default |")
         add("|---|---:|---|---:|")
         for n, v in t["median"].items():
             r = t["ratio"][n]
-            runs = ", ".join(fmt(x) for x in t["all"][n])
+            loads = t.get("loads", {}).get(n) or [None] * len(t["all"][n])
+            runs = ", ".join(fmt(x) + (f" ({ld:.1f})" if ld is not None else "") for x, ld in zip(t["all"][n], loads))
             add(f"| {n} | {fmt(v)} | {runs} | {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}] |")
         add("")
 
@@ -602,21 +605,30 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write every raw figure as JSON here")
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument("--from-json", metavar="FILE", help="run nothing: re-render --out from a --json file of an earlier run "
+                   "(e.g. to add --gpu-json results without re-running the CPU benchmarks)")
     a = p.parse_args(argv)
     only = [s for s in a.only.split(",") if s] or list(SECTIONS)
     bad = [s for s in only if s not in SECTIONS]
     if bad:
         p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    plan = make_plan(a.quick)
+    command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+    gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
+    if a.from_json:
+        saved = json.loads(Path(a.from_json).read_text())
+        plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
+        text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu)
+        Path(a.out).write_text(text + "\n", encoding="utf-8")
+        log(f"re-rendered {a.out} from {a.from_json}")
+        return 0
     if any(s in only for s in ("pretrain",)):
         try:
             import accelerate  # noqa: F401
         except ImportError:
             p.error("the HF Trainer baseline needs accelerate: pip install 'accelerate>=1.1'")
-    plan = make_plan(a.quick)
-    command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     info = machine_info()
-    gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
     root = Path(tempfile.mkdtemp(prefix="lmconsole-bench-"))
     ws = Workspace(root, plan)
     res: dict = {}
@@ -655,7 +667,8 @@ def main(argv=None) -> int:
     text = render(info, res, command, plan, gpu)
     Path(a.out).write_text(text + "\n", encoding="utf-8")
     if a.json:
-        Path(a.json).write_text(json.dumps({"machine": info, "results": res}, indent=1, default=str))
+        Path(a.json).write_text(json.dumps({"machine": info, "results": res, "quick": plan.quick, "command": command},
+                                           indent=1, default=str))
     log(f"wrote {a.out} in {res['elapsed_s'] / 60:.1f} min")
     print(text)
     return 0

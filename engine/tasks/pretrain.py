@@ -129,8 +129,8 @@ def _padded_matrix(column, pad: int, dtype):
 class TrainBatches:
     """Training batches of the cached NSP pairs: length-bucketed, padded, masked per (seed, epoch, batch).
 
-    The pairs are held as one padded int32 matrix (not Python lists: about 10x
-    less memory, and a batch is one gather instead of a loop over sequences).
+    The pairs are held as one padded int32 matrix (not lists of Python ints: several
+    times less memory, and a batch is one gather instead of a loop over sequences).
     Masks are drawn on the batch padded to a multiple of 8 (as on GPUs, so a
     batch's masks do not depend on the device); with ``trim`` (CPU) the batch is
     then cut to its longest sequence, since CPUs gain nothing from the multiple
