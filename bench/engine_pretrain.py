@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     t_start = time.perf_counter()
+    import engine  # noqa: F401  (first, as `lmconsole` imports it: whatever the engine sets up before torch applies here too)
     import torch
 
     if a.threads:
