@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # GPU benchmark: bert-base MLM + NSP pretraining at seq 128 with each lever on and off
-# (bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits): tokens/s,
+# (bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits, sync-free masked positions): tokens/s,
 # MFU against the H200's 989 TFLOP/s bf16 dense peak, peak GPU memory.
 #
 #   bash bench/gpu.sh                 # on a GPU box, from the repository root or anywhere
 #   bash bench/gpu.sh --dry-run       # anywhere: CPU, tiny model, checks the script only
 #
-# One prepared command: a few minutes on an H200 (7 configs x 2 rounds x 60 steps,
-# each bounded by a 7-minute timeout). Needs python3 with torch and transformers >= 5.
-# Results: $OUT (or bench/out/) gpu_pretrain.json, gpu_pretrain.md, gpu_info.txt; fold
-# them into BENCHMARKS.md with:  python bench/run.py --gpu-json bench/out/gpu_pretrain.json ...
+# One prepared command: a few minutes on an H200 (8 configs x 2 rounds x 60 steps,
+# the whole bounded by a 7-minute timeout). Needs python3 with torch and transformers >= 5.
+# Results: $OUT (or bench/out/) gpu_pretrain.json, gpu_pretrain.md, gpu_info.txt; fold them into
+# BENCHMARKS.md with:  python bench/run.py --from-json bench/results/<run>.json --gpu-json bench/out/gpu_pretrain.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-bench/out}"

@@ -14,7 +14,9 @@ Levers (the engine's GPU defaults), each switched off in turn, then all off:
 - SDPA attention (``attn_implementation="sdpa"`` vs ``"eager"``);
 - fused AdamW (``fused=True`` vs ``foreach=True``);
 - masked-only vocabulary logits (``engine.tasks.pretrain.mlm_nsp_forward`` vs
-  ``BertForPreTraining(..., labels=...)``, which computes logits at every position).
+  ``BertForPreTraining(..., labels=...)``, which computes logits at every position);
+- sync-free masked positions (fixed-size prediction slots gathered on the device, as the
+  engine's GPU batches carry them) vs boolean-mask indexing (one device-to-host sync per step).
 
 Data: synthetic full-length sequences (every token real, so tokens/s = real
 tokens/s), masked with the engine's ``mask_tokens`` (15%, at most 20 per
@@ -51,15 +53,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 H200_BF16_DENSE_TFLOPS = 989.0
 
-LEVERS = ("bf16", "tf32", "sdpa", "fused_adamw", "masked_logits")
+LEVERS = ("bf16", "tf32", "sdpa", "fused_adamw", "masked_logits", "sync_free")
+_ALL = dict(bf16=True, tf32=True, sdpa=True, fused_adamw=True, masked_logits=True, sync_free=True)
 CONFIGS = {
-    "all levers": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=True, masked_logits=True),
-    "- bf16 autocast (fp32 + TF32)": dict(bf16=False, tf32=True, sdpa=True, fused_adamw=True, masked_logits=True),
-    "- TF32": dict(bf16=True, tf32=False, sdpa=True, fused_adamw=True, masked_logits=True),
-    "- SDPA (eager attention)": dict(bf16=True, tf32=True, sdpa=False, fused_adamw=True, masked_logits=True),
-    "- fused AdamW (foreach)": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=False, masked_logits=True),
-    "- masked-only logits (full logits)": dict(bf16=True, tf32=True, sdpa=True, fused_adamw=True, masked_logits=False),
-    "none (fp32, eager, foreach, full logits)": dict(bf16=False, tf32=False, sdpa=False, fused_adamw=False, masked_logits=False),
+    "all levers": dict(_ALL),
+    "- bf16 autocast (fp32 + TF32)": dict(_ALL, bf16=False),
+    "- TF32": dict(_ALL, tf32=False),
+    "- SDPA (eager attention)": dict(_ALL, sdpa=False),
+    "- fused AdamW (foreach)": dict(_ALL, fused_adamw=False),
+    "- sync-free slots (boolean indexing)": dict(_ALL, sync_free=False),
+    "- masked-only logits (full logits)": dict(_ALL, masked_logits=False, sync_free=False),
+    "none (fp32, eager, foreach, full logits)": dict(bf16=False, tf32=False, sdpa=False, fused_adamw=False,
+                                                     masked_logits=False, sync_free=False),
 }
 
 
@@ -75,6 +80,7 @@ def make_batches(n: int, batch: int, seq: int, vocab: int, device, seed: int = 0
     import torch
 
     from engine.data.nsp import mask_tokens
+    from engine.tasks.pretrain import mlm_positions
 
     g = torch.Generator().manual_seed(seed)
     cls_id, sep_id, mask_id, first = 2, 3, 4, 5
@@ -88,9 +94,11 @@ def make_batches(n: int, batch: int, seq: int, vocab: int, device, seed: int = 0
         types = (torch.arange(seq)[None, :] > split[:, None]).long()
         special = (x == cls_id) | (x == sep_id)
         ids, labels = mask_tokens(x, special, mask_id, vocab, 0.15, max(1, round(0.15 * seq)), g)
+        pos, slot_labels = mlm_positions(labels, max(1, round(0.15 * seq)))
         b = {
             "input_ids": ids, "labels": labels, "token_type_ids": types,
             "attention_mask": torch.ones_like(x), "next_sentence_label": torch.randint(0, 2, (batch,), generator=g),
+            "mlm_positions": pos, "mlm_labels": slot_labels,
         }
         out.append({k: v.to(device) for k, v in b.items()})
     return out
@@ -125,12 +133,15 @@ def measure(name: str, lev: dict, config, batches, args, device) -> dict:
     opt = build_optimizer(model, lev["fused_adamw"], device)
     amp = torch.bfloat16 if lev["bf16"] else None
 
+    drop = () if lev["sync_free"] else ("mlm_positions", "mlm_labels")
+    batches = [{k: v for k, v in b.items() if k not in drop} for b in batches]
+
     def step(b):
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             if lev["masked_logits"]:
                 loss, _ = mlm_nsp_forward(model, b)
             else:
-                loss = model(**b).loss
+                loss = model(**{k: v for k, v in b.items() if k not in ("mlm_positions", "mlm_labels")}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -253,7 +253,7 @@ def bench_threads(ws: Workspace) -> dict:
             out = ws.root / f"thr-{k['i']}.json"
             load = os.getloadavg()[0]
             res = run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", "bench-tiny",
-                             "--warmup-steps", str(w), "--threads", str(threads), "--json", str(out)],
+                             "--warmup-steps", str(w), "--threads", str(threads), "--in-process", "--json", str(out)],
                             omp_env(ws.cache, "default", **extra), out)
             res["load_before"] = load
             return res
@@ -355,7 +355,52 @@ def bench_squad(ws: Workspace) -> dict:
 
 # -- report ---------------------------------------------------------------------------
 
-def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) -> str:
+def _pretrain_table(add, rows: list) -> None:
+    add("| model | OpenMP | W / N steps | reps | baseline tokens/s | engine tokens/s | engine / baseline | s/step baseline / engine | padding baseline / engine |")
+    add("|---|---|---|---|---:|---:|---:|---|---|")
+    for r in rows:
+        t, s, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
+        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['variant']} | {r['warmup_steps']} / {r['steps']} | {r['reps']} | "
+            f"{fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | "
+            f"{s['baseline']:.3g} / {s['engine']:.3g} | {pd['baseline']:.1%} / {pd['engine']:.1%} |")
+    add("")
+
+
+def _threads_table(add, t: dict, cores: int) -> None:
+    add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {cores} cores.")
+    add("")
+    add(f"| setting | tokens/s (median of {t['reps']}) | each run (1-min load average before it) | vs default |")
+    add("|---|---:|---|---:|")
+    for n, v in t["median"].items():
+        r = t["ratio"][n]
+        loads = t.get("loads", {}).get(n) or [None] * len(t["all"][n])
+        runs = ", ".join(fmt(x) + (f" ({ld:.1f})" if ld is not None else "") for x, ld in zip(t["all"][n], loads))
+        add(f"| {n} | {fmt(v)} | {runs} | {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}] |")
+    add("")
+
+
+def _render_history(add, saved: dict) -> None:
+    """An earlier invocation's pretraining and threads tables, labelled with its date and load."""
+    info, res = saved["machine"], saved["results"]
+    add(f"## Earlier invocation: {info['date']} (load average at start {' / '.join(str(x) for x in info['load_avg_at_start'])})")
+    add("")
+    add(f"`{saved.get('command', 'python bench/run.py')}` on the same machine, kept because the load differed: "
+        "the machine was shared with other jobs through most of it.")
+    add("")
+    rows = res.get("pretrain") or []
+    if rows:
+        in_process = any("mode" not in x for r in rows for x in r["runs"]["engine"])
+        add("Pretraining throughput" + (" (engine run in-process by `run_experiment`, so in the `default` rows both sides "
+                                        "had libgomp's spinning default):" if in_process else ":"))
+        add("")
+        _pretrain_table(add, rows)
+    if res.get("threads"):
+        add("Threads and OpenMP (engine in-process, bert-tiny):")
+        add("")
+        _threads_table(add, res["threads"], info["cores"])
+
+
+def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, history: list | None = None) -> str:
     L: list[str] = []
     add = L.append
     add("# Benchmarks")
@@ -413,29 +458,23 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
         add("Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
             "demo-pretrain's tokenizer), same model config (built from the preset), batch size, number of optimizer steps, "
             "seed, learning rate. Measure: real (non-padding) tokens per second over the timed steps, i.e. after the first W "
-            "optimizer steps (warm-up, excluded). Engine: `engine.jobs.run_experiment` on a temporary manifest "
-            "(`max_steps = N`, `logging_steps = W`, `max_eval_samples = 8`), timed from its StepLogged events, so the "
-            "evaluations and checkpoints before and after training fall outside the window. Baseline: "
+            "optimizer steps (warm-up, excluded). Engine: `lmconsole -m <temporary manifest> run` (`max_steps = N`, "
+            "`logging_steps = W`, `max_eval_samples = 8`; `bench/engine_pretrain.py`), timed from the StepLogged events of "
+            "its `events.jsonl`, so the evaluations and checkpoints before and after training fall outside the window. Baseline: "
             "`bench/baseline_trainer.py` (`BertForPreTraining`, `DataCollatorForLanguageModeling`, `Trainer` defaults: "
             "random sampler, fused AdamW, clipping 1.0), tokens counted in the collator, clock read at each `on_step_end`. "
-            "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variables (what a plain `python` gets); "
-            "`passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides (see Threads).")
+            "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variable in the environment, so each side runs "
+            "as it would for a user (`lmconsole` sets `OMP_WAIT_POLICY=PASSIVE` unless one is set; the plain Trainer script "
+            "gets libgomp's spinning default); `passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides: the code alone (see Threads).")
         add("")
-        add("| model | OpenMP | W / N steps | reps | baseline tokens/s | engine tokens/s | engine / baseline | s/step baseline / engine | padding baseline / engine |")
-        add("|---|---|---|---|---:|---:|---:|---|---|")
-        for r in res["pretrain"]:
-            t, s, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
-            add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['variant']} | {r['warmup_steps']} / {r['steps']} | {r['reps']} | "
-                f"{fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | "
-                f"{s['baseline']:.3g} / {s['engine']:.3g} | {pd['baseline']:.1%} / {pd['engine']:.1%} |")
-        add("")
+        _pretrain_table(add, res["pretrain"])
         add("Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
             "longest row; engine: length-bucketed batches, on CPU cut to their longest row).")
         add("")
 
     if "threads" in res:
         t = res["threads"]
-        add("## Threads and OpenMP (engine, bert-tiny)")
+        add("## Threads and OpenMP (engine in-process, bert-tiny)")
         add("")
         add("PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
             "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
@@ -444,16 +483,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
             "on free cores the default spin is fastest and PASSIVE pays a wake-up per operator. Both variables must be in the "
             "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads.")
         add("")
-        add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {info['cores']} cores.")
-        add("")
-        add(f"| setting | tokens/s (median of {t['reps']}) | each run (1-min load average before it) | vs default |")
-        add("|---|---:|---|---:|")
-        for n, v in t["median"].items():
-            r = t["ratio"][n]
-            loads = t.get("loads", {}).get(n) or [None] * len(t["all"][n])
-            runs = ", ".join(fmt(x) + (f" ({ld:.1f})" if ld is not None else "") for x, ld in zip(t["all"][n], loads))
-            add(f"| {n} | {fmt(v)} | {runs} | {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}] |")
-        add("")
+        _threads_table(add, t, info["cores"])
 
     if res.get("profile"):
         add("## Where the time goes (one step, phase by phase)")
@@ -535,7 +565,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
         add("")
         add(f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
             f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if plan.quick else ''}), twice on one empty "
-            f"`LMCONSOLE_CACHE`; OpenMP settings as inherited ({m['env'] or 'none set'}). Peak RSS = the child's "
+            f"`LMCONSOLE_CACHE`; OpenMP variables as inherited ({m['env'] or 'none set, so lmconsole sets OMP_WAIT_POLICY=PASSIVE'}). Peak RSS = the child's "
             "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch.")
         add("")
         add("| run | wall s | peak RSS MB | start -> first eval s | RSS at epoch ends MB | MLM perplexity by epoch |")
@@ -561,6 +591,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
             add(f"| {k} | {v:.2f} |")
         add("")
 
+    for saved in history or []:
+        _render_history(add, saved)
+
     add("## GPU")
     add("")
     if gpu:
@@ -582,8 +615,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None) ->
             "a few minutes on an H200; `bash bench/gpu.sh --dry-run` checks it on a CPU) measures bert-base pretraining at "
             "seq 128: tokens/s, MFU (model FLOPs = 6 x tokens x encoder matmul parameters + attention 12 x tokens x layers x "
             "seq x hidden + MLM head at masked positions + pooler/NSP; peak 989 TFLOP/s, H200 bf16 dense) and peak memory, "
-            "with all levers and with each one off: bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits. "
-            "Fold its JSON in with `python bench/run.py --gpu-json bench/out/gpu_pretrain.json`.")
+            "with all levers and with each one off: bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits, sync-free masked positions. "
+            "Fold its JSON in without re-measuring the CPU figures: `python bench/run.py --from-json bench/results/<run>.json "
+            "--gpu-json bench/out/gpu_pretrain.json` (see bench/README.md).")
     add("")
     add("## Not measured yet")
     add("")
@@ -605,6 +639,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write every raw figure as JSON here")
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument("--history", metavar="FILE", action="append", default=[],
+                   help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
     p.add_argument("--from-json", metavar="FILE", help="run nothing: re-render --out from a --json file of an earlier run "
                    "(e.g. to add --gpu-json results without re-running the CPU benchmarks)")
     a = p.parse_args(argv)
@@ -615,10 +651,11 @@ def main(argv=None) -> int:
     plan = make_plan(a.quick)
     command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
+    history = [json.loads(Path(f).read_text()) for f in a.history]
     if a.from_json:
         saved = json.loads(Path(a.from_json).read_text())
         plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
-        text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu)
+        text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
         Path(a.out).write_text(text + "\n", encoding="utf-8")
         log(f"re-rendered {a.out} from {a.from_json}")
         return 0
@@ -664,7 +701,7 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     res["elapsed_s"] = time.perf_counter() - t0
-    text = render(info, res, command, plan, gpu)
+    text = render(info, res, command, plan, gpu, history)
     Path(a.out).write_text(text + "\n", encoding="utf-8")
     if a.json:
         Path(a.json).write_text(json.dumps({"machine": info, "results": res, "quick": plan.quick, "command": command},
