@@ -134,10 +134,11 @@ class TrainBatches:
     Masks are drawn on the batch padded to a multiple of 8 (as on GPUs, so a
     batch's masks do not depend on the device); with ``trim`` (CPU) the batch is
     then cut to its longest sequence, since CPUs gain nothing from the multiple
-    of 8 and would compute the extra padding.
+    of 8 and would compute the extra padding. With ``slots`` (GPU) each batch also
+    carries fixed-size prediction slots (:func:`mlm_positions`) for a sync-free forward.
     """
 
-    def __init__(self, train_ds, tok, exp, vocab_size: int, trim: bool = False):
+    def __init__(self, train_ds, tok, exp, vocab_size: int, trim: bool = False, slots: bool = False):
         import torch
 
         table = train_ds.with_format("arrow")[:]
@@ -147,7 +148,7 @@ class TrainBatches:
         self.lengths = torch.from_numpy(lengths)
         self.lengths_list = lengths.tolist()
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
-        self.tok, self.exp, self.vocab_size, self.trim = tok, exp, vocab_size, trim
+        self.tok, self.exp, self.vocab_size, self.trim, self.slots = tok, exp, vocab_size, trim, slots
         self.max_pred = max_predictions(exp)
         self._epoch, self._batches = None, []
 
@@ -174,29 +175,59 @@ class TrainBatches:
         types = self.types[idx, :width].long()
         if self.trim:
             masked, labels, types, x = (t[:, :longest] for t in (masked, labels, types, x))
-        return {
+        batch = {
             "input_ids": masked, "labels": labels, "token_type_ids": types,
             "attention_mask": (x != tok.pad_token_id).long(),
             "next_sentence_label": self.nsp[idx],
             "n_tokens": int(self.lengths[idx].sum()), "n_samples": len(idx),
         }
+        if self.slots:
+            batch["mlm_positions"], batch["mlm_labels"] = mlm_positions(labels, self.max_pred)
+        return batch
 
 
 def _special_mask(x, tok):
     return (x == tok.cls_token_id) | (x == tok.sep_token_id) | (x == tok.pad_token_id)
 
 
+def mlm_positions(labels, max_pred: int):
+    """Fixed-size prediction slots: ([rows, k] positions, [rows, k] labels), k = min(max_pred, width).
+
+    The masked positions of each row first (ascending), then filler positions whose
+    label is -100 (ignored by the loss). Built on the CPU with the batch, so the
+    forward pass can gather them without learning their number on the device.
+    """
+    import torch
+
+    chosen = labels != -100
+    k = min(max_pred, labels.shape[1])
+    pos = torch.argsort((~chosen).to(torch.int8), dim=1, stable=True)[:, :k]
+    return pos, labels.gather(1, pos)
+
+
 def mlm_nsp_forward(model, batch):
-    """Loss with vocabulary logits only at masked positions: (loss, parts)."""
+    """Loss with vocabulary logits only at masked positions: (loss, parts).
+
+    With ``mlm_positions``/``mlm_labels`` in the batch (GPU batches) the masked
+    hidden states are gathered into fixed-size slots: no host sync, static shapes.
+    Without them (CPU), boolean indexing picks exactly the masked positions
+    (a sync is free on a CPU, and the filler slots would cost compute).
+    """
     import torch.nn.functional as F
 
     out = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                      token_type_ids=batch["token_type_ids"])
     seq, pooled = out[0], out[1]
-    labels = batch["labels"]
-    sel = labels != -100
-    logits = model.cls.predictions(seq[sel]).float()
-    mlm = F.cross_entropy(logits, labels[sel])
+    if "mlm_positions" in batch:
+        pos = batch["mlm_positions"]
+        hidden = seq.gather(1, pos.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+        logits = model.cls.predictions(hidden).float().flatten(0, 1)
+        mlm = F.cross_entropy(logits, batch["mlm_labels"].flatten(), ignore_index=-100)
+    else:
+        labels = batch["labels"]
+        sel = labels != -100
+        logits = model.cls.predictions(seq[sel]).float()
+        mlm = F.cross_entropy(logits, labels[sel])
     nsp_logits = model.cls.seq_relationship(pooled).float()
     nsp = F.cross_entropy(nsp_logits, batch["next_sentence_label"])
     return mlm + nsp, {"mlm_loss": mlm, "nsp_loss": nsp}
@@ -314,7 +345,7 @@ def run(ctx):
 
         raise JobError("no NSP pairs could be built (empty split or text column?)", f"check dataset {exp.dataset!r} and text_column")
     batches = TrainBatches(train_ds, tok, exp, vocab_size=min(len(tok), model.config.vocab_size),
-                           trim=device.type == "cpu")
+                           trim=device.type == "cpu", slots=device.type != "cpu")
     ctx.log(f"train: {batches.n_pairs:,} pairs, {batches.n_tokens:,} tokens; eval: {len(eval_data['masked_ids']):,} pairs")
 
     def evaluate(model, epoch: int) -> dict:
