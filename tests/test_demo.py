@@ -2,13 +2,14 @@
 
 Runs ``demo-pretrain``, ``demo-sst2`` and ``demo-squad`` exactly as the manifest
 defines them (only the runs directory is redirected). Checked: MLM perplexity at
-least halves; the classifier beats the majority-class baseline by a wide margin
-and is not a one-class model; the QA model finds answers and beats always
-answering "no answer". The stronger bars of issue 4 (SST-2 >= 0.90, HasAns_f1 >= 40)
-are not reached by the current demo schedule: see the README ("Demo results").
+least halves; the classifier reaches accuracy >= 0.90 on the validation split, far
+above the majority-class baseline, and is not a one-class model; the QA model
+reaches HasAns_f1 >= 40 and beats always answering "no answer" by >= 10 F1 points;
+the three experiments take under six minutes together.
 """
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def test_pretraining_halves_perplexity_within_two_minutes(demo):
 def test_sst2_far_above_baseline(demo):
     runs, _ = demo
     final = runs["demo-sst2"].results()["final"]
-    assert final["accuracy"] >= final["majority_baseline"] + 0.15, final
+    assert final["accuracy"] >= 0.90, final
+    assert final["accuracy"] >= final["majority_baseline"] + 0.3, final
+    assert final["eval_split"] == "validation", "hidden test labels: scored on validation"
     cm = final["confusion_matrix"]
     assert all(sum(col) > 0 for col in zip(*cm)), "predicts both classes, not a one-class model"
 
@@ -52,10 +55,56 @@ def test_sst2_far_above_baseline(demo):
 def test_squad_learns_answers_and_abstentions(demo):
     runs, _ = demo
     final = runs["demo-squad"].results()["final"]
-    assert final["HasAns_f1"] >= 10, final
-    assert final["best_f1"] >= final["empty_baseline_f1"] + 3, final
+    assert final["HasAns_f1"] >= 40, final
+    assert final["best_f1"] >= final["empty_baseline_f1"] + 10, final
+    assert final["NoAns_total"] > 0 and final["NoAns_f1"] > 0, "abstains on some questions"
 
 
 def test_demo_pipeline_time(demo):
     _, times = demo
-    assert sum(times.values()) < 600, times  # generous: shared CI machines are noisy
+    # ~150 s on an idle 2-core machine; issue 4 asks for under six minutes
+    assert sum(times.values()) < 360, times
+
+
+def test_sst2_scores_recomputed_from_saved_predictions(demo):
+    """The saved per-example predictions give the reported metrics under scikit-learn."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    runs, _ = demo
+    run = runs["demo-sst2"]
+    rows = [json.loads(line) for line in (run.path / "predictions.jsonl").read_text().splitlines()]
+    y, p = [r["label"] for r in rows], [r["prediction"] for r in rows]
+    assert len(rows) == 500 and set(y) == {0, 1}  # the labelled validation split, not the hidden test split
+    final = run.results()["final"]
+    assert final["accuracy"] == pytest.approx(metrics.accuracy_score(y, p))
+    assert final["precision"] == pytest.approx(metrics.precision_score(y, p))
+    assert final["recall"] == pytest.approx(metrics.recall_score(y, p))
+    assert final["f1"] == pytest.approx(metrics.f1_score(y, p))
+    assert final["macro_f1"] == pytest.approx(metrics.f1_score(y, p, average="macro"))
+    assert final["confusion_matrix"] == metrics.confusion_matrix(y, p).tolist()
+
+
+def test_squad_scores_recomputed_from_saved_predictions(demo):
+    """The official evaluate-v2.0 algorithm (re-typed in test_metrics_squad) on the saved
+    predictions, n-best lists and no-answer scores gives the reported squad_v2 numbers."""
+    import datasets
+    from test_metrics_squad import _official_eval
+
+    from engine.data.embedded import embedded_config, ensure_embedded
+
+    runs, _ = demo
+    run = runs["demo-squad"]
+    preds = json.loads((run.path / "predictions.json").read_text())
+    na = json.loads((run.path / "na_scores.json").read_text())
+    nbest = json.loads((run.path / "nbest.json").read_text())
+    # the best non-null span of each question, before the null threshold is applied
+    raw = {q: next((c["text"] for c in cands if c["text"]), "") for q, cands in nbest.items()}
+    thresh = 0.0  # the manifest's null_score_diff_threshold (the default)
+    assert preds == {q: "" if na[q] > thresh else raw[q] for q in raw}
+    ds = datasets.load_dataset(str(ensure_embedded("squad_v2")), embedded_config("squad_v2"), split="validation")
+    dataset = [{"paragraphs": [{"qas": [{"id": q, "answers": [{"text": t} for t in a["text"]]}
+                                        for q, a in zip(ds["id"], ds["answers"])]}]}]
+    assert set(raw) == set(ds["id"])
+    official = _official_eval(dataset, raw, na, thresh)
+    final = run.results()["final"]
+    for key, value in official.items():
+        assert final[key] == pytest.approx(value, abs=1e-9), key

@@ -213,7 +213,7 @@ def test_wikitext_structure(root):
     assert not titles_by_split["train"] & titles_by_split["validation"]
     assert not titles_by_split["train"] & titles_by_split["test"]
     train_chars = sum(map(len, _rows(root, "wikitext", "train")["text"]))
-    assert 300_000 <= train_chars <= 500_000
+    assert 400_000 <= train_chars <= 650_000
 
 
 def test_sst2_labels(root):

@@ -55,7 +55,7 @@ EMBEDDED_NAMES = ("wikitext", "sst2", "squad_v2")
 #: Bump a version whenever the generator of that corpus changes its output: the folder
 #: name carries it, so stale copies are simply ignored.  (This matters doubly because
 #: ``datasets`` keys its own Arrow cache by the folder path, not by file contents.)
-_VERSIONS = {"wikitext": 2, "sst2": 1, "squad_v2": 1}
+_VERSIONS = {"wikitext": 3, "sst2": 1, "squad_v2": 1}
 _CONFIGS = {"wikitext": "wikitext-2-raw-v1", "sst2": "sst2", "squad_v2": "squad_v2"}
 _SEED = 20240611
 
@@ -130,6 +130,9 @@ MONTHS = ("January", "March", "April", "May", "June", "July", "August", "Septemb
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 ORDINALS = ("first", "second", "third", "fourth", "youngest", "eldest")
 CENTURIES = ("sixteenth", "seventeenth", "eighteenth", "nineteenth")
+FILM_GENRES = ("drama", "comedy", "thriller", "romance", "documentary", "western", "musical",
+               "mystery")
+NEWSPAPERS = ("Herald", "Courier", "Gazette", "Chronicle", "Observer", "Evening Post")
 
 # SST-2 lexicons (lowercase, already in SST tokenisation: "is n't", "film 's").
 POS_ADJS = ("good", "great", "charming", "gripping", "funny", "moving", "delightful", "clever",
@@ -218,6 +221,10 @@ class _Names:
         return self._draw(lambda: f"The {r.choice(BAND_ADJS)} {r.choice(BAND_NOUNS)}", unique,
                           avoid)
 
+    def film(self, unique: bool = False) -> str:
+        r = self.rng
+        return self._draw(lambda: f"The {r.choice(WORK_ADJS)} {r.choice(WORK_NOUNS)}", unique)
+
     def work(self) -> str:
         r = self.rng
         title = f"{r.choice(WORK_ADJS)} {r.choice(WORK_NOUNS)}"
@@ -293,6 +300,28 @@ def _entity(kind: str, names: _Names, unique: bool = True) -> dict:
                  tour_year=formed + r.randint(6, 9), other_band=names.band(avoid=name),
                  theme=r.choice(THEMES))
         e.update(Pro="They", pro="they", Pos="Their", pos="their", kind="band", title=e["name"])
+    elif kind == "film":
+        # Films carry the review language of the SST-2 stand-in (the same lexicons, with
+        # one polarity per film), as real wikitext's film articles carry critics' words:
+        # a tokenizer trained on this corpus then covers the fine-tuning vocabulary.
+        year = r.randint(1948, 2015)
+        pos = r.random() < 0.55
+        name = names.film(unique=u)
+        star1, fem1 = names.person()
+        e = dict(name=name, year=year, film_genre=r.choice(FILM_GENRES),
+                 director=names.person()[0], star1=star1, star2=names.person()[0],
+                 writer=names.person()[0], composer=names.person()[0],
+                 critic=names.person()[0], critic2=names.person()[0],
+                 paper=f"{r.choice(PROVINCES)} {r.choice(NEWSPAPERS)}", place=names.place(),
+                 month=r.choice(MONTHS), shoot_year=year - 1, runtime=r.randint(78, 165),
+                 profession=r.choice(PROFESSIONS), profession2=r.choice(PROFESSIONS),
+                 century=r.choice(CENTURIES), gross=r.randint(2, 90), label=r.choice(LABELS),
+                 verdict="praised" if pos else "panned",
+                 rev1=_sst2_clause(r, pos), rev2=_sst2_np(r, pos), rev3=_sst2_clause(r, pos),
+                 rev4=_sst2_clause(r, not pos), rev5=_sst2_clause(r, pos),
+                 filler=r.choice(FILLERS).capitalize())
+        e.update(Pro="It", pro="it", Pos="Its", pos="its", star_pro="she" if fem1 else "he",
+                 kind="film", title=f"{name} (film)")
     else:  # pragma: no cover - internal
         raise ValueError(kind)
     return e
@@ -412,10 +441,28 @@ _WIKI_SECTIONS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
                            "Critics have compared {name} to {other_band}.",
                            "Their songs are often about {theme}.")),
     ),
+    "film": (
+        (None, ("{name} is a {year} {film_genre} film directed by {director}.",
+                "It stars {star1} and {star2}, and runs for {runtime} minutes.",
+                "On its release, critics {verdict} the film.")),
+        ("Plot", ("{star1} plays a {profession} who returns to {place} after many years.",
+                  "There {star_pro} meets a {profession2}, played by {star2}.",
+                  "The story is set in {place} in the {century} century.",
+                  "Their friendship changes both of their lives.")),
+        ("Production", ("Filming took place in {place} in {month} {shoot_year}.",
+                        "{director} wrote the screenplay with {writer}.",
+                        "The music was composed by {composer}.",
+                        "The soundtrack was released on {label}.")),
+        ("Reception", ("{critic} of the {paper} wrote that {rev1}.",
+                       "{critic} called it {rev2}.",
+                       "{filler}, {rev3}.",
+                       "{critic2} agreed that although {rev4}, {rev5}.",
+                       "The film earned {gross} million at the box office.")),
+    ),
 }
-_WIKI_KINDS = ("town", "river", "person", "band")
-#: Articles per split; sized for ~400k characters of training text.
-WIKITEXT_ARTICLES = {"train": 480, "validation": 48, "test": 48}
+_WIKI_KINDS = ("town", "river", "person", "band", "film")
+#: Articles per split; sized for ~520k characters of training text.
+WIKITEXT_ARTICLES = {"train": 600, "validation": 60, "test": 60}
 
 
 def _wikify(text: str) -> str:
@@ -456,7 +503,7 @@ def _build_wikitext(folder: Path) -> None:
     for split, n_articles in WIKITEXT_ARTICLES.items():
         lines: list[str] = []
         for i in range(n_articles):
-            kind = _WIKI_KINDS[i % len(_WIKI_KINDS)] if i < 4 else rng.choice(_WIKI_KINDS)
+            kind = _WIKI_KINDS[i] if i < len(_WIKI_KINDS) else rng.choice(_WIKI_KINDS)
             lines += _wiki_article(_entity(kind, names), rng)
         splits[split] = {"text": lines}
     _write_corpus(folder, "wikitext", splits, {"text": "string"})
