@@ -1,0 +1,111 @@
+"""Fine-tuning from checkpoints this project did not produce.
+
+A tiny BERT is built and saved with plain ``transformers`` (``BertForPreTraining`` +
+a ``BertTokenizerFast`` with a hand-made ``vocab.txt``, the layout of
+``bert-base-uncased`` on the Hub), then fine-tuned from a local path and, through a
+mirror folder, by its Hub id, with the Hub unreachable.
+"""
+
+import re
+
+import pytest
+
+from engine.jobs import run_experiment
+from engine.manifest import parse_text
+
+HIDDEN = 32
+
+MANIFEST = '''
+[settings]
+runs_dir = "{runs}"
+data_mirror = "{mirror}"
+
+[[experiment]]
+name = "cls-local"
+task = "classify"
+model = "{local}"
+dataset = "embedded:sst2"
+dataset_config = "sst2"
+text_column = "sentence"
+eval_split = "validation"
+epochs = 1
+batch_size = 16
+max_seq_length = 32
+max_train_samples = 64
+max_eval_samples = 32
+logging_steps = 2
+
+[[experiment]]
+name = "qa-hub-id"
+task = "qa"
+model = "acme/bert-foreign"
+dataset = "embedded:squad_v2"
+dataset_config = "squad_v2"
+epochs = 1
+batch_size = 16
+max_seq_length = 96
+doc_stride = 32
+max_train_samples = 48
+max_eval_samples = 16
+logging_steps = 2
+'''
+
+
+def _vocab() -> list[str]:
+    """Specials, characters (so nothing maps to [UNK] by accident) and corpus words."""
+    import datasets
+
+    from engine.data.embedded import embedded_config, ensure_embedded
+
+    words: set[str] = set()
+    for name, cols in (("sst2", ("sentence",)), ("squad_v2", ("question", "context"))):
+        ds = datasets.load_dataset(str(ensure_embedded(name)), embedded_config(name), split="train")
+        for col in cols:
+            for text in ds[col][:400]:
+                words.update(re.findall(r"[a-z]+", text.lower()))
+    chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
+    return (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+            + sorted(words - set(chars)))
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    import torch
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+
+    tmp = tmp_path_factory.mktemp("foreign")
+    vocab = tmp / "vocab.txt"
+    vocab.write_text("\n".join(_vocab()) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    model = BertForPreTraining(config)
+    local = tmp / "bert-foreign"
+    hub_copy = tmp / "mirror" / "acme" / "bert-foreign"
+    for folder in (local, hub_copy):
+        model.save_pretrained(str(folder))
+        tok.save_pretrained(str(folder))
+    text = MANIFEST.format(runs=tmp / "runs", mirror=tmp / "mirror", local=local)
+    m = parse_text(text, tmp / "experiments.toml")
+    return {name: run_experiment(m, name) for name in ("cls-local", "qa-hub-id")}
+
+
+def test_classify_from_a_plain_transformers_folder(foreign):
+    run = foreign["cls-local"]
+    assert run.status()["status"] == "finished", run.status()
+    final = run.results()["final"]
+    assert final["n"] == 32 and final["eval_split"] == "validation"
+    diff = {r[0]: r for r in run.read_table("params_diff_start").rows}
+    assert diff["cls.predictions"][1] == "removed" and diff["cls.seq_relationship"][1] == "removed"
+    assert diff["classifier"][1:] == ("added", 0, HIDDEN * 2 + 2, HIDDEN * 2 + 2)
+
+
+def test_qa_from_a_hub_id_found_in_the_mirror(foreign):
+    run = foreign["qa-hub-id"]
+    assert run.status()["status"] == "finished", run.status()
+    final = run.results()["final"]
+    assert final["total"] == 16 and "best_f1" in final and "HasAns_f1" in final
+    diff = {r[0]: r for r in run.read_table("params_diff_base").rows}
+    assert diff["pooler"][1] == "removed" and diff["pooler"][-1] == -(HIDDEN * HIDDEN + HIDDEN)
+    assert diff["qa_outputs"][-1] == HIDDEN * 2 + 2
