@@ -22,6 +22,8 @@ fairly. Sections:
 - memory:   peak RSS of ``lmconsole run demo-pretrain`` (first run on an empty cache,
             then a second run reusing it), RSS at each epoch end
 - squad:    ``bench/squad_postprocess.py`` (SQuAD v2 post-processing at dev-set size)
+- console:  ``bench/console_overhead.py`` (needs tmux): the same job in the console with its
+            plots live vs headless (tokens/s), and keypress-to-screen latency at 80x24
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -49,7 +51,7 @@ from common import (  # noqa: E402
 
 BENCH = REPO / "bench"
 PY = sys.executable
-SECTIONS = ("startup", "dataprep", "pretrain", "threads", "profile", "levers", "memory", "squad")
+SECTIONS = ("startup", "dataprep", "pretrain", "threads", "profile", "levers", "memory", "squad", "console")
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -72,13 +74,15 @@ class Plan:
     profile_steps: tuple  # (tiny, base)
     levers_reps: int
     compile: bool
+    console: tuple = (5, 160, 40)  # (repetitions, steps, key presses)
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
         return Plan(quick, reps_tiny=2, reps_base=1, tiny_steps=(3, 20), base_steps=(1, 4), base_batch=8,
                     omp_envs=("default", "passive"), base_omp_envs=("passive",), reps_threads=2, reps_dataprep=2,
-                    reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False)
+                    reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False,
+                    console=(2, 60, 20))
     return Plan(quick, reps_tiny=4, reps_base=3, tiny_steps=(5, 35), base_steps=(2, 7), base_batch=8,
                 omp_envs=("default", "passive"), base_omp_envs=("passive", "default"), reps_threads=4, reps_dataprep=3,
                 reps_startup=10, reps_squad=3, memory_epochs=None, profile_steps=(10, 3), levers_reps=5, compile=True)
@@ -341,6 +345,59 @@ def bench_memory(ws: Workspace) -> dict:
     return out
 
 
+def bench_console(ws: Workspace) -> dict:
+    reps, steps, presses = ws.plan.console
+    out = ws.root / "console.json"
+    return run_child([PY, str(BENCH / "console_overhead.py"), "--reps", str(reps), "--steps", str(steps),
+                      "--presses", str(presses), "--json", str(out)], bench_env(ws.root / "cache-console"), out,
+                     log=ws.root / "console.log")
+
+
+def _console_rows(c: dict) -> tuple[str, str, str, str]:
+    """(throughput text, its status, latency text, its status) for the summary."""
+    r = c["ratio"]
+    t = f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}], {r['n']} pairs"
+    lat = c["latency"]
+    tr, idle = lat["training"], lat["idle"]
+    l_txt = f"p95 {tr['p95_ms']:.0f} ms while training (median {tr['median_ms']:.0f}, {tr['n']} presses); idle p95 {idle['p95_ms']:.0f} ms"
+    return t, "met" if r["median"] >= 0.97 else "NOT met", l_txt, "met" if tr["p95_ms"] <= 150 else "NOT met"
+
+
+def _console_section(add, c: dict) -> None:
+    add("## Console overhead")
+    add("")
+    add(f"`{c['command']}` ({c['date']}; 1-min load average at its start {c['machine']['load_avg_at_start'][0]}). "
+        "The console in a real terminal: a detached tmux session of 80x24 driven with `tmux send-keys`, read with "
+        f"`tmux capture-pane`. Job: demo-pretrain (bert-tiny, batch 32, seq 128) cut to {c['steps']} steps; tokens/s over "
+        f"steps {c['warmup'] + 1}..{c['steps']} from the run's StepLogged events. *headless* = `lmconsole run` in a fresh "
+        "process; *console* = `lmconsole` started in tmux, keys `r` (run), `2` (Jobs), `Enter` (the run view: loss, "
+        "learning-rate and perplexity plots redrawn live), then left alone until the run finished; the run view was on "
+        "screen before the timed window in every repetition"
+        + ("" if all(r.get("view_open_before_timed_window") for r in c["console"]) else " **except some: see the JSON**")
+        + ". Interleaved, each repetition a fresh process.")
+    add("")
+    add("| rep | headless tokens/s | console tokens/s | console / headless |")
+    add("|---|---:|---:|---:|")
+    for i, (h, k) in enumerate(zip(c["headless"], c["console"])):
+        add(f"| {i + 1} | {h['tokens_per_s']:,.0f} | {k['tokens_per_s']:,.0f} | {k['tokens_per_s'] / h['tokens_per_s']:.3f} |")
+    r = c["ratio"]
+    add(f"| median | {median([h['tokens_per_s'] for h in c['headless']]):,.0f} | {median([k['tokens_per_s'] for k in c['console']]):,.0f} "
+        f"| **{r['median']:.3f}** [{r['min']:.3f}-{r['max']:.3f}] |")
+    add("")
+    lat = c["latency"]
+    add(f"Latency: with the job training (it had reached step {lat['steps_at_end_of_presses']} by the end), key presses "
+        "alternating `4` (Log tab) and `1` (Curves tab) 100-300 ms apart, each timed from just before `tmux send-keys` until "
+        "`capture-pane` shows the new tab's content; then the job was cancelled and the same presses timed on the idle "
+        "console. Includes tmux's own delivery and one capture-pane poll (~2-5 ms).")
+    add("")
+    add("| state | presses | median ms | p95 ms | max ms |")
+    add("|---|---:|---:|---:|---:|")
+    for k in ("training", "idle"):
+        x = lat[k]
+        add(f"| {'job training' if k == 'training' else 'idle'} | {x['n']} | {x['median_ms']:.0f} | {x['p95_ms']:.0f} | {x['max_ms']:.0f} |")
+    add("")
+
+
 def bench_squad(ws: Workspace) -> dict:
     vals = []
     for r in range(ws.plan.reps_squad):
@@ -448,7 +505,12 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     if "squad" in res:
         t = res["squad"]["median"]["total"]
         add(f"| SQuAD v2 post-processing + scoring, 12,000 questions | <= 20 s | {t:.2f} s | {'met' if t <= 20 else 'NOT met'} |")
-    add("| console overhead (throughput in the console vs headless, UI latency) | - | **not measured yet** (the console is still being written) | - |")
+    if "console" in res:
+        t, t_ok, l_txt, l_ok = _console_rows(res["console"])
+        add(f"| training tokens/s in the console (plots live, 80x24) / headless | >= 0.97 | {t} | {t_ok} |")
+        add(f"| keypress to updated screen while a job trains, 80x24 | p95 <= 150 ms | {l_txt} | {l_ok} |")
+    else:
+        add("| console overhead (throughput in the console vs headless, UI latency) | - | not run in this invocation | - |")
     add(f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |")
     add("")
 
@@ -591,6 +653,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             add(f"| {k} | {v:.2f} |")
         add("")
 
+    if "console" in res:
+        _console_section(add, res["console"])
+
     for saved in history or []:
         _render_history(add, saved)
 
@@ -619,14 +684,13 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             "Fold its JSON in without re-measuring the CPU figures: `python bench/run.py --from-json bench/results/<run>.json "
             "--gpu-json bench/out/gpu_pretrain.json` (see bench/README.md).")
     add("")
-    add("## Not measured yet")
-    add("")
-    add("| figure | why |")
-    add("|---|---|")
-    add("| console overhead: training throughput in the console vs headless, UI latency | the console is still being written |")
     if not gpu:
+        add("## Not measured yet")
+        add("")
+        add("| figure | why |")
+        add("|---|---|")
         add("| everything on a GPU (`bench/gpu.sh`) | no GPU in this session |")
-    add("")
+        add("")
     return "\n".join(L)
 
 
@@ -638,6 +702,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="Markdown report (default: BENCHMARKS.md)")
     p.add_argument("--json", help="also write every raw figure as JSON here")
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
+    p.add_argument("--console-json", help="with --from-json: results of bench/console_overhead.py (--json) to include")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
@@ -655,6 +720,8 @@ def main(argv=None) -> int:
     if a.from_json:
         saved = json.loads(Path(a.from_json).read_text())
         plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
+        if a.console_json:
+            saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
         text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
         Path(a.out).write_text(text + "\n", encoding="utf-8")
         log(f"re-rendered {a.out} from {a.from_json}")
@@ -695,6 +762,12 @@ def main(argv=None) -> int:
             res["memory"] = bench_memory(ws)
         if "squad" in only:
             res["squad"] = bench_squad(ws)
+        if "console" in only:
+            if shutil.which("tmux"):
+                log("console")
+                res["console"] = bench_console(ws)
+            else:
+                log("console: skipped, tmux is not installed")
     finally:
         if a.keep:
             log(f"kept {root}")
