@@ -14,7 +14,9 @@ embedded corpus, its tokenizer, batch 32, seq 128) cut to ``--steps`` optimizer 
      job's run view: loss, learning-rate and perplexity plots redrawn live), then nothing
      until the run finishes (a user watching the plots).
    Real tokens/s over steps W+1..N from each run's StepLogged events (as
-   ``bench/engine_pretrain.py``); the run view must be on screen before step W.
+   ``bench/engine_pretrain.py``); the run view must be on screen before step W. Also the
+   CPU time of the console's main thread (the UI; the job trains in another thread) from
+   the run view's opening to the end of the run, from /proc (Linux).
 2. Latency. The console with the same job running ``--latency-steps`` steps, its run view
    open: ``--presses`` key presses alternating ``4`` (Log tab) and ``1`` (Curves tab), a
    random 100-300 ms apart; each one is timed from just before ``tmux send-keys`` until
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -100,7 +103,9 @@ class Tmux:
         env = " ".join(f"{k}='{v}'" for k, v in work.env.items() if k in common.OFFLINE_ENV or k in (
             "LMCONSOLE_CACHE", "HF_DATASETS_CACHE", "PYTHONPATH", "PATH", "HOME", "LANG", "LC_ALL"))
         cmd = " ".join(f"'{c}'" for c in lmconsole_cmd())
-        script.write_text(f"cd '{work.root}'\nexport {env}\nexec {cmd} --manifest '{manifest}'\n")
+        self.pid_file = work.root / f"{self.name}.pid"
+        script.write_text(f"cd '{work.root}'\nexport {env}\necho $$ > '{self.pid_file}'\n"
+                          f"exec {cmd} --manifest '{manifest}'\n")
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh '{script}'"],
                        check=True)
 
@@ -119,6 +124,15 @@ class Tmux:
             if time.perf_counter() - t0 > timeout:
                 raise RuntimeError(f"waited {timeout}s for {text!r}; screen:\n" + "\n".join(self.screen()))
             time.sleep(0.01)
+
+    def ui_cpu_s(self) -> float | None:
+        """CPU seconds (user + system) of the console's main thread: the UI (jobs run in other threads)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
         return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
@@ -172,7 +186,9 @@ def console_rep(work: Work) -> dict:
     try:
         view_at = open_run_view(tm)
         run = work.new_run(before)
+        cpu0, t_cpu0 = tm.ui_cpu_s(), time.time()
         wait_status(run, ("finished", "failed", "cancelled"), 900)
+        cpu1, t_cpu1 = tm.ui_cpu_s(), time.time()
         tm.wait_for("finished", 10, below=0)
         plots = any("training loss" in line for line in tm.screen())
         tm.keys("q")
@@ -187,7 +203,8 @@ def console_rep(work: Work) -> dict:
 
     w_time = next(e.time for e in events if isinstance(e, StepLogged) and e.step == work.warmup)
     out.update(side="console", process_s=time.perf_counter() - t0, plots_on_screen_at_end=plots,
-               view_open_before_timed_window=view_at <= w_time, view_open_s_before_window=w_time - view_at)
+               view_open_before_timed_window=view_at <= w_time, view_open_s_before_window=w_time - view_at,
+               ui_thread_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0, ui_window_s=t_cpu1 - t_cpu0)
     return out
 
 

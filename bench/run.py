@@ -384,6 +384,13 @@ def _console_section(add, c: dict) -> None:
     add(f"| median | {median([h['tokens_per_s'] for h in c['headless']]):,.0f} | {median([k['tokens_per_s'] for k in c['console']]):,.0f} "
         f"| **{r['median']:.3f}** [{r['min']:.3f}-{r['max']:.3f}] |")
     add("")
+    ui = [(k["ui_thread_cpu_s"], k["ui_window_s"]) for k in c["console"] if k.get("ui_thread_cpu_s") is not None]
+    if ui:
+        add(f"The console's main thread (the UI: polling the job, redrawing the plots and the status line; the job trains in "
+            f"another thread) used {median([u for u, _ in ui]):.2f} s of CPU over a median {median([w for _, w in ui]):.1f} s "
+            f"of training ({median([u / w for u, w in ui]):.1%} of one core; per repetition: "
+            + ", ".join(f"{u:.2f} s / {w:.0f} s" for u, w in ui) + ").")
+        add("")
     lat = c["latency"]
     add(f"Latency: with the job training (it had reached step {lat['steps_at_end_of_presses']} by the end), key presses "
         "alternating `4` (Log tab) and `1` (Curves tab) 100-300 ms apart, each timed from just before `tmux send-keys` until "

@@ -33,6 +33,7 @@ class Job:
     metrics: MetricStore = field(default_factory=MetricStore)
     thread: threading.Thread | None = None
     phase: Event | None = None  # latest PhaseStarted/ProgressUpdated: what a job does before its first step
+    pending: str = ""  # "pause" or "cancel" asked before the job had its run: sent once it has one
 
     @property
     def active(self) -> bool:
@@ -57,7 +58,11 @@ class _JobSink:
         if name in ("PhaseStarted", "ProgressUpdated"):
             self.job.phase = event
         if isinstance(event, RunStarted) and self.job.run is None:
-            self.job.run = self.queue.store.get(f"{event.experiment}/{event.run_id}")
+            with self.queue._lock:
+                self.job.run = self.queue.store.get(f"{event.experiment}/{event.run_id}")
+                pending, self.job.pending = self.job.pending, ""
+            if pending:
+                self.job.run.request(pending)
         self.queue._notify()
 
 
@@ -129,21 +134,34 @@ class JobQueue:
     def get(self, job_id: int) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
 
+    def _request(self, job: Job, action: str) -> None:
+        """Send a control request to the job's run; a job still starting (no run directory
+        known yet, e.g. under a launcher) gets it as soon as its run starts."""
+        with self._lock:
+            if job.run is None:
+                if job.pending != "cancel":  # a cancel is never downgraded to a pause
+                    job.pending = action
+                return
+        job.run.request(action)
+
     def pause(self, job: Job) -> None:
-        if job.run is not None and job.status == "running":
-            job.run.request("pause")
+        if job.status == "running":
+            if job.run is None and job.pending == "pause":
+                job.pending = ""  # pressed again before the run started: never mind
+                return
+            self._request(job, "pause")
 
     def resume(self, job: Job) -> None:
-        if job.run is not None and job.status == "paused":
-            job.run.request("resume")
+        if job.status == "paused":
+            self._request(job, "resume")
 
     def cancel(self, job: Job) -> None:
         with self._lock:
             if job.status == "queued":
                 job.status, job.reason = "cancelled", "removed from the queue"
                 self._block_dependants(job)
-            elif job.active and job.run is not None:
-                job.run.request("cancel")
+            elif job.active:
+                self._request(job, "cancel")
         self._notify()
 
     def move(self, job: Job, delta: int) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 from engine.events import StepLogged
 from engine.manifest import load
@@ -62,6 +65,47 @@ def test_feed_of_a_job_uses_its_metric_store(tmp_path):
     queue.wait(10)
     state = feed.poll()
     assert state.status == "finished" and state.tables == ("epochs",) and state.results["global_step"] == 6
+
+
+@pytest.mark.parametrize("action", ["cancel", "pause"])
+def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, action):
+    """Under a launcher a job runs for seconds before its run announces itself: a cancel or
+    pause pressed then is kept and sent as soon as the run exists, not dropped."""
+    start = threading.Event()
+    manifest = load(write_manifest(tmp_path))
+    queue = JobQueue(manifest, runner=FakeRunner(params={"start_gate": start, "block": True}))
+    [job] = queue.submit(["params"])
+    time.sleep(0.2)
+    assert job.status == "running" and job.run is None
+    getattr(queue, action)(job)
+    assert job.pending == action
+    start.set()
+    deadline = time.time() + 10
+    while time.time() < deadline and job.status != ("cancelled" if action == "cancel" else "paused"):
+        time.sleep(0.02)
+    assert job.pending == ""
+    if action == "pause":
+        assert job.status == "paused" and job.run.status()["status"] == "paused"
+        queue.cancel(job)
+    queue.wait(10)
+    assert job.status == "cancelled", (job.status, job.reason)
+
+
+def test_pause_pressed_twice_before_the_start_is_withdrawn_and_cancel_wins(tmp_path):
+    start = threading.Event()
+    manifest = load(write_manifest(tmp_path))
+    queue = JobQueue(manifest, runner=FakeRunner(params={"start_gate": start, "block": True}))
+    [job] = queue.submit(["params"])
+    time.sleep(0.2)
+    queue.pause(job)
+    queue.pause(job)
+    assert job.pending == ""
+    queue.cancel(job)
+    queue.pause(job)
+    assert job.pending == "cancel"
+    start.set()
+    queue.wait(10)
+    assert job.status == "cancelled"
 
 
 def test_summaries_and_formatting(tmp_path):

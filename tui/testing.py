@@ -176,7 +176,8 @@ class FakeRunner:
 
     Options (per experiment, or ``default``): ``steps``, ``epochs``, ``delay`` (seconds per
     step), ``block`` (hold after the first step until cancelled), ``fail`` (a message: raise
-    after the first step), ``gate`` (a ``threading.Event`` the job waits on before finishing).
+    after the first step), ``gate`` (a ``threading.Event`` the job waits on before finishing),
+    ``start_gate`` (one it waits on before announcing its run, like a launcher starting up).
     """
 
     def __init__(self, default: dict | None = None, **per_experiment: dict):
@@ -199,6 +200,8 @@ class FakeRunner:
         ctx._seq_seen = int(run.pending_request().get("seq", 0))  # same as run_experiment
         self.calls.append(name)
         try:
+            if self.options(name).get("start_gate") is not None:
+                self.options(name)["start_gate"].wait(30)
             sink.emit(StatusChanged(status="running", reason="resumed" if resume else ""))
             sink.emit(RunStarted(run_id=run.run_id, experiment=name, task=exp.task, resumed=resume is not None))
             self.started.set()

@@ -69,7 +69,9 @@ class ConsoleScreen(Screen):
         if job is not None and not job.done:
             name = job.experiment
             if job.status == "running" and job.run is None:
-                self.say(f"{name} is starting; pause it in a moment")
+                queue.pause(job)
+                self.say({"pause": f"pause requested: {name} holds once it has started",
+                          "cancel": f"cancel already requested: {name}"}.get(job.pending, f"pause withdrawn: {name}"))
             elif job.status == "running":
                 queue.pause(job)
                 self.say(f"pause requested: {name} holds at its next step")

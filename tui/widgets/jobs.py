@@ -54,6 +54,8 @@ class JobsPane(TablePane):
                 note = short_id(job.run.run_id)
             if job.resume is not None and job.status == "queued":
                 note = f"resume {short_id(job.resume.run_id)}"
+            if getattr(job, "pending", "") and job.active:
+                note = f"{job.pending} requested (sent when it starts)"
             progress = progress_text(job.metrics.last_step, job.phase, job.active) if job.status != "queued" else ""
             rows.append((str(job.id), [str(job.id), job.experiment, status_text(job.status), progress, note],
                          f"{job.experiment} {job.status}"))
