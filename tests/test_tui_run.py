@@ -71,6 +71,29 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
     drive(go())
 
 
+def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path):
+    note = "labels of split 'test' are hidden (all -1, as in GLUE): evaluated on 'validation' instead [sic]"
+
+    async def go():
+        runner = FakeRunner(pretrain={"steps": 8, "note": note})
+        app = make_app(tmp_path, runner, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("down", "r", "2", "enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            assert await wait_for(pilot, lambda: screen.state is not None and screen.state.status == "finished")
+            await pilot.press("2")
+            await pilot.pause(0.2)
+            results = screen.query_one("#results-table", DataTable)
+            names = [results.get_row_at(i)[0] for i in range(results.row_count)]
+            assert "note" not in names and "eval_split" in names  # short texts stay in the table
+            text = screen_text(app)
+            assert "ep 2" in text and "0.7" in text  # the epoch columns and their numbers are on screen
+            assert "[sic]" in text  # the note is shown below the table, as text (not markup)
+    drive(go())
+
+
 def test_disk_run_with_corrupt_events_line(tmp_path):
     async def go():
         app = make_app(tmp_path)

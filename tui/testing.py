@@ -177,7 +177,8 @@ class FakeRunner:
     Options (per experiment, or ``default``): ``steps``, ``epochs``, ``delay`` (seconds per
     step), ``block`` (hold after the first step until cancelled), ``fail`` (a message: raise
     after the first step), ``gate`` (a ``threading.Event`` the job waits on before finishing),
-    ``start_gate`` (one it waits on before announcing its run, like a launcher starting up).
+    ``start_gate`` (one it waits on before announcing its run, like a launcher starting up),
+    ``note`` (a text every evaluation carries, as a classifier that scored another split).
     """
 
     def __init__(self, default: dict | None = None, **per_experiment: dict):
@@ -226,7 +227,8 @@ class FakeRunner:
         per_epoch = max(1, steps // epochs)
         ctx.emit(PhaseStarted(phase="data", detail="fake data"))
         ctx.log("device cpu, fp32")
-        evals = [EvalFinished(epoch=0, step=0, split="test", metrics=_eval(0))]
+        extra = {"note": opt["note"], "eval_split": "validation"} if opt.get("note") else {}
+        evals = [EvalFinished(epoch=0, step=0, split="test", metrics={**_eval(0), **extra})]
         ctx.emit(evals[0])
         for step in range(1, steps + 1):
             ctx.poll()
@@ -241,7 +243,8 @@ class FakeRunner:
                 ctx.poll()  # raises Cancelled on cancel; holds while paused
                 time.sleep(0.02)
             if step % per_epoch == 0:
-                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test", metrics=_eval(step // per_epoch)))
+                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test",
+                                          metrics={**_eval(step // per_epoch), **extra}))
                 ctx.emit(evals[-1])
                 path = ctx.writer.write_table(epochs_table(ctx.exp.name, evals))
                 ctx.emit(TableWritten(name="epochs", path=str(path)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -159,6 +160,14 @@ class RunScreen(ConsoleScreen):
         final = flat_results(state.results)
         final_scalars = {k.removeprefix("final."): v for k, v in final.items()}
         rows_keys = keys + [k for k in final_scalars if k not in keys]
+        # Long texts (a run's note, e.g. why it scored another split) would widen a column until
+        # the right-aligned numbers leave the screen: they go below the table, once.
+        texts = {}
+        for k in rows_keys:
+            values = [ev.metrics.get(k) for ev in evals] + [final_scalars.get(k)]
+            if any(isinstance(v, str) and len(v) > 16 for v in values):
+                texts[k] = next(v for v in reversed(values) if v is not None)
+        rows_keys = [k for k in rows_keys if k not in texts]
         table.clear(columns=True)
         table.add_column("metric", key="metric")
         for i, ev in enumerate(evals):
@@ -176,10 +185,10 @@ class RunScreen(ConsoleScreen):
         for k, v in (state.results.get("final") or state.results).items():
             if isinstance(v, (dict, list)) and k != "history":
                 nested[k] = v
-        extra = "\n".join(f"{k}: {compact_value(v)}" for k, v in nested.items())
+        extra = "\n".join([f"{k}: {v}" for k, v in texts.items()] + [f"{k}: {compact_value(v)}" for k, v in nested.items()])
         if not rows_keys:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
-        self.query_one("#results-extra", Static).update(extra)
+        self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
 
     def _draw_table_list(self, state) -> None:
         if state.tables != self._shown_tables:

@@ -56,7 +56,9 @@ class JobsPane(TablePane):
                 note = f"resume {short_id(job.resume.run_id)}"
             if getattr(job, "pending", "") and job.active:
                 note = f"{job.pending} requested (sent when it starts)"
-            progress = progress_text(job.metrics.last_step, job.phase, job.active) if job.status != "queued" else ""
+            # the phase of an ended job is stale, except where it failed
+            phase = job.phase if job.active or job.status == "failed" else None
+            progress = progress_text(job.metrics.last_step, phase, job.active) if job.status != "queued" else ""
             rows.append((str(job.id), [str(job.id), job.experiment, status_text(job.status), progress, note],
                          f"{job.experiment} {job.status}"))
         self.set_rows(rows)
