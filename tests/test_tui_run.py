@@ -38,17 +38,23 @@ async def open_runs_row(app, pilot, row: int):
     return screen
 
 
+async def run_pretrain_and_open(app, pilot):
+    """Run the manifest's pretrain job from the Experiments tab, open its run view, wait for the end."""
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+    await pilot.press("down", "r", "2", "enter")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+    screen = app.screen
+    assert await wait_for(pilot, lambda: screen.state is not None and screen.state.status == "finished")
+    return screen
+
+
 def test_live_job_run_view_tabs_and_keys(tmp_path):
     async def go():
         runner = FakeRunner(pretrain={"steps": 20, "delay": 0.03})
         app = make_app(tmp_path, runner, history=False)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
-            await pilot.press("down", "r", "2", "enter")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
-            screen = app.screen
+            screen = await run_pretrain_and_open(app, pilot)
             assert screen.feed.uses_job_store  # curves straight from the job's MetricStore
-            assert await wait_for(pilot, lambda: screen.state is not None and screen.state.status == "finished")
             await pilot.pause(0.2)
             text = screen_text(app)
             assert "step 20/20" in text and "4.0k tok/s" in text and "cpu, fp32 256 MB" in text
@@ -78,11 +84,7 @@ def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path
         runner = FakeRunner(pretrain={"steps": 8, "note": note})
         app = make_app(tmp_path, runner, history=False)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
-            await pilot.press("down", "r", "2", "enter")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
-            screen = app.screen
-            assert await wait_for(pilot, lambda: screen.state is not None and screen.state.status == "finished")
+            screen = await run_pretrain_and_open(app, pilot)
             await pilot.press("2")
             await pilot.pause(0.2)
             results = screen.query_one("#results-table", DataTable)
