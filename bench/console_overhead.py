@@ -15,7 +15,8 @@ embedded corpus, its tokenizer, batch 32, seq 128) cut to ``--steps`` optimizer 
      until the run finishes (a user watching the plots).
    Real tokens/s over steps W+1..N from each run's StepLogged events (as
    ``bench/engine_pretrain.py``); the run view must be on screen before step W. Also the
-   CPU time of the console's main thread (the UI; the job trains in another thread) from
+   CPU time of the console's main thread (Textual's event loop: rendering, timers; the job
+   trains in its own thread, and the run view's short poll workers are not counted) from
    the run view's opening to the end of the run, from /proc (Linux).
 2. Latency. The console with the same job running ``--latency-steps`` steps, its run view
    open: ``--presses`` key presses alternating ``4`` (Log tab) and ``1`` (Curves tab), a
@@ -23,15 +24,17 @@ embedded corpus, its tokenizer, batch 32, seq 128) cut to ``--steps`` optimizer 
    ``capture-pane`` shows the new tab's content ("preflight ok" of the log, "training loss"
    of the curves) below the tab bar. Then the job is cancelled and the same presses are
    timed with the console idle, for reference. The poll (one ``capture-pane`` per loop,
-   ~2-5 ms) bounds the resolution.
+   ~2-5 ms, then 2 ms of sleep) bounds the resolution.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,7 +58,7 @@ def log(msg: str) -> None:
 def percentile(xs: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     s = sorted(xs)
-    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(round(q / 100 * len(s), 9)) - 1))
     return s[k]
 
 
@@ -94,27 +97,30 @@ class Work:
 
 
 class Tmux:
-    """One detached tmux session running the console at 80x24."""
+    """One detached tmux session running the console at 80x24, on a private tmux server
+    (no user configuration); the console gets exactly the headless side's environment."""
 
     def __init__(self, work: Work, manifest: Path):
         self.name = f"lmc-bench-{random.randrange(1 << 30)}"
         self.work = work
         script = work.root / "launch.sh"
-        env = " ".join(f"{k}='{v}'" for k, v in work.env.items() if k in common.OFFLINE_ENV or k in (
-            "LMCONSOLE_CACHE", "HF_DATASETS_CACHE", "PYTHONPATH", "PATH", "HOME", "LANG", "LC_ALL"))
-        cmd = " ".join(f"'{c}'" for c in lmconsole_cmd())
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in work.env.items() if k.isidentifier())
+        cmd = " ".join(shlex.quote(c) for c in lmconsole_cmd())
         self.pid_file = work.root / f"{self.name}.pid"
-        script.write_text(f"cd '{work.root}'\nexport {env}\necho $$ > '{self.pid_file}'\n"
-                          f"exec {cmd} --manifest '{manifest}'\n")
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh '{script}'"],
-                       check=True)
+        script.write_text(f"cd {shlex.quote(str(work.root))}\n{exports}echo $$ > {shlex.quote(str(self.pid_file))}\n"
+                          f"exec {cmd} --manifest {shlex.quote(str(manifest))}\n")
+        self._tmux("new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}",
+                   check=True)
+
+    def _tmux(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args], capture_output=True, text=True,
+                              check=check)
 
     def screen(self) -> list[str]:
-        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
-        return out.stdout.splitlines()
+        return self._tmux("capture-pane", "-p", "-t", self.name).stdout.splitlines()
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        self._tmux("send-keys", "-t", self.name, *keys, check=True)
 
     def wait_for(self, text: str, timeout: float = 60, below: int = 0) -> float:
         t0 = time.perf_counter()
@@ -135,10 +141,10 @@ class Tmux:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return self._tmux("has-session", "-t", self.name).returncode == 0
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self._tmux("kill-server")
 
 
 def open_run_view(tm: Tmux) -> float:
@@ -147,7 +153,7 @@ def open_run_view(tm: Tmux) -> float:
     tm.keys("r")
     tm.wait_for("running", 30)
     tm.keys("2")
-    tm.wait_for("Jobs", 5)
+    tm.wait_for(" progress ", 5)  # the Jobs tab's header
     time.sleep(0.3)
     tm.keys("Enter")
     tm.wait_for("1 Curves", 10)
@@ -219,6 +225,7 @@ def press_times(tm: Tmux, presses: int, rng: random.Random) -> list[float]:
         while True:
             if any(MARKERS[key] in line for line in tm.screen()[4:]):
                 break
+            time.sleep(0.002)  # leave the CPU to the console between polls
             if time.perf_counter() - t0 > 10:
                 raise RuntimeError(f"no {MARKERS[key]!r} 10 s after key {key}")
         times.append((time.perf_counter() - t0) * 1000)

@@ -413,6 +413,8 @@ def _console_section(add, c: dict) -> None:
         "learning-rate and perplexity plots redrawn live), then left alone until the run finished; the run view was on "
         "screen before the timed window in every repetition"
         + ("" if all(r.get("view_open_before_timed_window") for r in c["console"]) else " **except some: see the JSON**")
+        + (", and its plots still on screen at the end" if all(r.get("plots_on_screen_at_end") for r in c["console"])
+           else ", **but not every repetition still showed the plots at the end: see the JSON**")
         + ". Interleaved, each repetition a fresh process.")
     add("")
     add("| rep | headless tokens/s | console tokens/s | console / headless |")
@@ -426,7 +428,7 @@ def _console_section(add, c: dict) -> None:
     ui = [(k["ui_thread_cpu_s"], k["ui_window_s"]) for k in c["console"] if k.get("ui_thread_cpu_s") is not None]
     if ui:
         add(f"The console's main thread (the UI: polling the job, redrawing the plots and the status line; the job trains in "
-            f"another thread) used {median([u for u, _ in ui]):.2f} s of CPU over a median {median([w for _, w in ui]):.1f} s "
+            f"another thread; the run view's short poll workers are not counted) used {median([u for u, _ in ui]):.2f} s of CPU over a median {median([w for _, w in ui]):.1f} s "
             f"of training ({median([u / w for u, w in ui]):.1%} of one core; per repetition: "
             + ", ".join(f"{u:.2f} s / {w:.0f} s" for u, w in ui) + ").")
         add("")
@@ -548,8 +550,12 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         growth = [x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]]
         add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
         flat = all(abs(g) < 50 for g in growth)
-        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | "
-            f"{'no growth' if flat else 'grows, then levels off: see the leak check' if 'leak_check' in res['memory'] else 'CHECK'} |")
+        # the last three epoch ends within 50 MB of each other: the allocator has settled
+        settled = all(max(v for _, v in x["rss_at_epoch_end_mb"][-3:]) - min(v for _, v in x["rss_at_epoch_end_mb"][-3:]) < 50
+                      for x in m if len(x["rss_at_epoch_end_mb"]) >= 3)
+        verdict = ("no growth" if flat else
+                   ("grows, then levels off" if settled else "grows") + (": see the leak check" if "leak_check" in res["memory"] else ""))
+        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {verdict} |")
         if "leak_check" in res["memory"]:
             text, verdict = _leak_verdict(res["memory"]["leak_check"])
             add(f"| leak check (in-process, at each evaluation) | no growth of live objects | {text} | {verdict} |")
@@ -706,7 +712,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
                 "(after `gc.collect()`), counts live torch tensors and GC-tracked Python objects and reads RSS before and after "
                 "glibc's `malloc_trim(0)` (which returns the allocator's free pages to the OS). Growing tensors or objects would "
                 "be a leak (logits, events, plot data); RSS growth that the trim removes is the allocator keeping freed "
-                "activations of varying shapes (length-bucketed batches), which levels off.")
+                "activations of varying shapes (length-bucketed batches), not live data.")
             add("")
             add("| epoch | RSS MB | RSS after malloc_trim MB | live tensors | tensor storage MB | Python objects |")
             add("|---:|---:|---:|---:|---:|---:|")
@@ -785,7 +791,8 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
     p.add_argument("--console-json", help="with --from-json: results of bench/console_overhead.py (--json) to include")
     p.add_argument("--merge-json", metavar="FILE", action="append", default=[],
-                   help="with --from-json: the sections of another --json file replace those of --from-json (labelled)")
+                   help="with --from-json: the sections of another --json file replace those of --from-json "
+                        "(the memory section names its source)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
@@ -800,6 +807,8 @@ def main(argv=None) -> int:
     command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
     history = [json.loads(Path(f).read_text()) for f in a.history]
+    if (a.console_json or a.merge_json) and not a.from_json:
+        p.error("--console-json and --merge-json only apply with --from-json")
     if a.from_json:
         saved = json.loads(Path(a.from_json).read_text())
         plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))

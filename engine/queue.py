@@ -58,11 +58,11 @@ class _JobSink:
         if name in ("PhaseStarted", "ProgressUpdated"):
             self.job.phase = event
         if isinstance(event, RunStarted) and self.job.run is None:
-            with self.queue._lock:
+            with self.queue._lock:  # a request pressed meanwhile waits, so the two never interleave
                 self.job.run = self.queue.store.get(f"{event.experiment}/{event.run_id}")
                 pending, self.job.pending = self.job.pending, ""
-            if pending:
-                self.job.run.request(pending)
+                if pending:
+                    self.job.run.request(pending)
         self.queue._notify()
 
 
@@ -134,26 +134,31 @@ class JobQueue:
     def get(self, job_id: int) -> Job:
         return next(j for j in self.jobs if j.id == job_id)
 
-    def _request(self, job: Job, action: str) -> None:
+    def _request(self, job: Job, action: str) -> str:
         """Send a control request to the job's run; a job still starting (no run directory
-        known yet, e.g. under a launcher) gets it as soon as its run starts."""
-        with self._lock:
-            if job.run is None:
-                if job.pending != "cancel":  # a cancel is never downgraded to a pause
-                    job.pending = action
-                return
-        job.run.request(action)
+        known yet, e.g. under a launcher) gets it as soon as its run starts.
 
-    def pause(self, job: Job) -> None:
-        if job.status == "running":
-            if job.run is None and job.pending == "pause":
+        Returns what happened: ``sent``, ``held`` (until the run starts), ``withdrawn``
+        (a second pause before the start) or ``cancel held`` (a cancel is never downgraded).
+        """
+        with self._lock:  # the RunStarted handler delivers held requests under this lock too
+            if job.run is not None:
+                job.run.request(action)
+                return "sent"
+            if job.pending == "cancel":
+                return "cancel held"
+            if action == "pause" and job.pending == "pause":
                 job.pending = ""  # pressed again before the run started: never mind
-                return
-            self._request(job, "pause")
+                return "withdrawn"
+            job.pending = action
+            return "held"
 
-    def resume(self, job: Job) -> None:
-        if job.status == "paused":
-            self._request(job, "resume")
+    def pause(self, job: Job) -> str:
+        """Ask a running job to pause; returns what happened (see :meth:`_request`), or ``""``."""
+        return self._request(job, "pause") if job.status == "running" else ""
+
+    def resume(self, job: Job) -> str:
+        return self._request(job, "resume") if job.status == "paused" else ""
 
     def cancel(self, job: Job) -> None:
         with self._lock:

@@ -67,44 +67,64 @@ def test_feed_of_a_job_uses_its_metric_store(tmp_path):
     assert state.status == "finished" and state.tables == ("epochs",) and state.results["global_step"] == 6
 
 
+def _starting_job(tmp_path):
+    """A job that is running but has not announced its run yet (as under a launcher)."""
+    start = threading.Event()
+    queue = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"start_gate": start, "block": True}))
+    [job] = queue.submit(["params"])
+    deadline = time.time() + 5
+    while time.time() < deadline and job.status != "running":
+        time.sleep(0.01)
+    assert job.status == "running" and job.run is None
+    return queue, job, start
+
+
+def _finish(queue, job, start):
+    """Never leave the blocking fake job running (its thread is not a daemon)."""
+    start.set()
+    deadline = time.time() + 10
+    while time.time() < deadline and job.run is None:
+        time.sleep(0.01)
+    queue.cancel(job)
+    queue.wait(10)
+
+
 @pytest.mark.parametrize("action", ["cancel", "pause"])
 def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, action):
     """Under a launcher a job runs for seconds before its run announces itself: a cancel or
     pause pressed then is kept and sent as soon as the run exists, not dropped."""
-    start = threading.Event()
-    manifest = load(write_manifest(tmp_path))
-    queue = JobQueue(manifest, runner=FakeRunner(params={"start_gate": start, "block": True}))
-    [job] = queue.submit(["params"])
-    time.sleep(0.2)
-    assert job.status == "running" and job.run is None
-    getattr(queue, action)(job)
-    assert job.pending == action
-    start.set()
-    deadline = time.time() + 10
-    while time.time() < deadline and job.status != ("cancelled" if action == "cancel" else "paused"):
-        time.sleep(0.02)
-    assert job.pending == ""
-    if action == "pause":
-        assert job.status == "paused" and job.run.status()["status"] == "paused"
-        queue.cancel(job)
-    queue.wait(10)
+    queue, job, start = _starting_job(tmp_path)
+    try:
+        if action == "pause":
+            assert queue.pause(job) == "held"
+        else:
+            queue.cancel(job)
+        assert job.pending == action
+        start.set()
+        want = "cancelled" if action == "cancel" else "paused"
+        deadline = time.time() + 10
+        while time.time() < deadline and job.status != want:
+            time.sleep(0.02)
+        assert job.pending == "" and job.status == want, (job.status, job.reason)
+        if action == "pause":
+            assert job.run.status()["status"] == "paused"
+            assert queue.pause(job) == ""  # paused already: resume is the way on
+    finally:
+        _finish(queue, job, start)
     assert job.status == "cancelled", (job.status, job.reason)
 
 
 def test_pause_pressed_twice_before_the_start_is_withdrawn_and_cancel_wins(tmp_path):
-    start = threading.Event()
-    manifest = load(write_manifest(tmp_path))
-    queue = JobQueue(manifest, runner=FakeRunner(params={"start_gate": start, "block": True}))
-    [job] = queue.submit(["params"])
-    time.sleep(0.2)
-    queue.pause(job)
-    queue.pause(job)
-    assert job.pending == ""
-    queue.cancel(job)
-    queue.pause(job)
-    assert job.pending == "cancel"
-    start.set()
-    queue.wait(10)
+    queue, job, start = _starting_job(tmp_path)
+    try:
+        assert queue.pause(job) == "held"
+        assert queue.pause(job) == "withdrawn" and job.pending == ""
+        queue.cancel(job)
+        assert queue.pause(job) == "cancel held" and job.pending == "cancel"
+        start.set()
+        queue.wait(10)
+    finally:
+        _finish(queue, job, start)
     assert job.status == "cancelled"
 
 

@@ -55,7 +55,7 @@ EMBEDDED_NAMES = ("wikitext", "sst2", "squad_v2")
 #: Bump a version whenever the generator of that corpus changes its output: the folder
 #: name carries it, so stale copies are simply ignored.  (This matters doubly because
 #: ``datasets`` keys its own Arrow cache by the folder path, not by file contents.)
-_VERSIONS = {"wikitext": 3, "sst2": 1, "squad_v2": 1}
+_VERSIONS = {"wikitext": 4, "sst2": 1, "squad_v2": 1}
 _CONFIGS = {"wikitext": "wikitext-2-raw-v1", "sst2": "sst2", "squad_v2": "squad_v2"}
 _SEED = 20240611
 
@@ -282,6 +282,7 @@ def _entity(kind: str, names: _Names, unique: bool = True) -> dict:
                  years=r.choice(("three", "five", "seven", "ten")),
                  industry=r.choice(INDUSTRIES))
         e["age"] = e["died"] - born
+        e["a_profession"] = _a(e["profession"])  # derived, no draw: the SQuAD stream is unchanged
         e["return_year"] = e["died"] - r.randint(3, 20)
         e.update(Pro="She" if fem else "He", pro="she" if fem else "he",
                  Pos="Her" if fem else "His", pos="her" if fem else "his",
@@ -299,6 +300,7 @@ def _entity(kind: str, names: _Names, unique: bool = True) -> dict:
                  label=r.choice(LABELS), single=names.work(), chart=r.randint(2, 40),
                  tour_year=formed + r.randint(6, 9), other_band=names.band(avoid=name),
                  theme=r.choice(THEMES))
+        e["a_genre"] = _a(e["genre"])
         e.update(Pro="They", pro="they", Pos="Their", pos="their", kind="band", title=e["name"])
     elif kind == "film":
         # Films carry the review language of the SST-2 stand-in (the same lexicons, with
@@ -320,6 +322,7 @@ def _entity(kind: str, names: _Names, unique: bool = True) -> dict:
                  rev1=_sst2_clause(r, pos), rev2=_sst2_np(r, pos), rev3=_sst2_clause(r, pos),
                  rev4=_sst2_clause(r, not pos), rev5=_sst2_clause(r, pos),
                  filler=r.choice(FILLERS).capitalize())
+        e.update(a_profession=_a(e["profession"]), a_profession2=_a(e["profession2"]))
         e.update(Pro="It", pro="it", Pos="Its", pos="its", star_pro="she" if fem1 else "he",
                  kind="film", title=f"{name} (film)")
     else:  # pragma: no cover - internal
@@ -405,7 +408,7 @@ _WIKI_SECTIONS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
                       "The water of the {name} is cold and clear near {source}.")),
     ),
     "person": (
-        (None, ("{name} ({born} – {died}) was a {profession} from {birthplace}.",
+        (None, ("{name} ({born} – {died}) was {a_profession} from {birthplace}.",
                 "{Pro} is best known for {work}, completed in {work_year}.",
                 "{Pro} won the {award} in {award_year}.")),
         ("Early life", ("{name} was born in {birthplace} in {born}, the {ordinal} child of a "
@@ -414,7 +417,7 @@ _WIKI_SECTIONS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
                         "{industry} of {birthplace}.",
                         "As a child {surname} showed a gift for {subject}.",
                         "In {study_year} {pro} moved to {city} to study under {mentor}.")),
-        ("Career", ("{surname} became a {profession} in {city} in {career_year}.",
+        ("Career", ("{surname} became {a_profession} in {city} in {career_year}.",
                     "{Pos} first major work, {work}, was completed in {work_year}.",
                     "Critics praised {work} for its {quality}.",
                     "In {award_year} {surname} won the {award}.",
@@ -425,7 +428,7 @@ _WIKI_SECTIONS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
                         "A street in {birthplace} is named after {surname}.")),
     ),
     "band": (
-        (None, ("{name} are a {genre} band from {hometown}, formed in {formed}.",
+        (None, ("{name} are {a_genre} band from {hometown}, formed in {formed}.",
                 "The band consists of {m1}, {m2}, {m3} and {m4}.",
                 "Their debut album, {debut}, was released in {debut_year} on {label}.")),
         ("History", ("{m1} and {m2} met at school in {hometown} and formed {name} in {formed}.",
@@ -445,8 +448,8 @@ _WIKI_SECTIONS: dict[str, tuple[tuple[str | None, tuple[str, ...]], ...]] = {
         (None, ("{name} is a {year} {film_genre} film directed by {director}.",
                 "It stars {star1} and {star2}, and runs for {runtime} minutes.",
                 "On its release, critics {verdict} the film.")),
-        ("Plot", ("{star1} plays a {profession} who returns to {place} after many years.",
-                  "There {star_pro} meets a {profession2}, played by {star2}.",
+        ("Plot", ("{star1} plays {a_profession} who returns to {place} after many years.",
+                  "There {star_pro} meets {a_profession2}, played by {star2}.",
                   "The story is set in {place} in the {century} century.",
                   "Their friendship changes both of their lives.")),
         ("Production", ("Filming took place in {place} in {month} {shoot_year}.",

@@ -68,13 +68,12 @@ class ConsoleScreen(Screen):
         queue = self.app.queue
         if job is not None and not job.done:
             name = job.experiment
-            if job.status == "running" and job.run is None:
-                queue.pause(job)
-                self.say({"pause": f"pause requested: {name} holds once it has started",
-                          "cancel": f"cancel already requested: {name}"}.get(job.pending, f"pause withdrawn: {name}"))
-            elif job.status == "running":
-                queue.pause(job)
-                self.say(f"pause requested: {name} holds at its next step")
+            if job.status == "running":
+                outcome = queue.pause(job)
+                self.say({"sent": f"pause requested: {name} holds at its next step",
+                          "held": f"pause requested: {name} holds once it has started",
+                          "withdrawn": f"pause withdrawn: {name}",
+                          "cancel held": f"cancel already requested: {name}"}.get(outcome, f"{name}: nothing to pause"))
             elif job.status == "paused":
                 queue.resume(job)
                 self.say(f"resume requested: {name}")

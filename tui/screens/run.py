@@ -186,7 +186,7 @@ class RunScreen(ConsoleScreen):
             if isinstance(v, (dict, list)) and k != "history":
                 nested[k] = v
         extra = "\n".join([f"{k}: {v}" for k, v in texts.items()] + [f"{k}: {compact_value(v)}" for k, v in nested.items()])
-        if not rows_keys:
+        if not rows_keys and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
 
