@@ -427,7 +427,7 @@ def _console_section(add, c: dict) -> None:
     add("")
     ui = [(k["ui_thread_cpu_s"], k["ui_window_s"]) for k in c["console"] if k.get("ui_thread_cpu_s") is not None]
     if ui:
-        add(f"The console's main thread (the UI: polling the job, redrawing the plots and the status line; the job trains in "
+        add(f"The console's main thread (Textual's event loop: timers, redrawing the plots and the status line; the job trains in "
             f"another thread; the run view's short poll workers are not counted) used {median([u for u, _ in ui]):.2f} s of CPU over a median {median([w for _, w in ui]):.1f} s "
             f"of training ({median([u / w for u, w in ui]):.1%} of one core; per repetition: "
             + ", ".join(f"{u:.2f} s / {w:.0f} s" for u, w in ui) + ").")
