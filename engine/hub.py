@@ -9,6 +9,8 @@ names the two ways out, instead of hanging on network retries.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 from functools import lru_cache
@@ -108,13 +110,37 @@ def resolve_model_path(spec: str, mirror: str = "") -> str:
     )
 
 
+def folder_identity(folder: Path) -> list:
+    """What a local dataset folder holds: its resolved path and its data files' names, sizes, mtimes."""
+    folder = Path(folder)
+    files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+                   for f in folder.rglob("*") if f.is_file() and f.suffix in (".parquet", ".arrow", ".json", ".jsonl",
+                                                                              ".csv", ".txt", ".md"))
+    return [str(folder.resolve()), files]
+
+
+def _local_cache_dir(folder: Path) -> str:
+    """An Arrow cache of ``datasets`` for this folder *as it is now*.
+
+    ``datasets`` keys the cache of a local folder by the folder's name alone, so two
+    folders called ``sst2-v1`` (a test cache and the user cache, or two mirror copies),
+    or a folder whose files were regenerated, silently share one cache and the second
+    reads the first one's rows. Keying by path and file sizes/mtimes prevents that.
+    """
+    import datasets
+
+    digest = hashlib.sha256(json.dumps(folder_identity(folder)).encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "lmconsole-local" / f"{Path(folder).name}-{digest}")
+
+
 def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
     """``datasets.load_dataset`` on whatever :func:`resolve_dataset` found."""
     import datasets
 
     source = resolve_dataset(spec, mirror)
+    kwargs = {"cache_dir": _local_cache_dir(Path(source))} if Path(source).is_dir() else {}
     try:
-        return datasets.load_dataset(source, config or None, split=split)
+        return datasets.load_dataset(source, config or None, split=split, **kwargs)
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise ResolveError(f"dataset {spec!r} ({config}): no split {split!r}: {exc}") from None

@@ -255,3 +255,25 @@ def test_squad_answers(root):
             assert multi > 0
         titles[split] = set(rows["title"])
     assert not titles["train"] & titles["validation"]  # distinct entities
+
+
+def test_two_folders_with_one_name_never_share_the_datasets_cache(tmp_path):
+    """datasets keys a local folder's Arrow cache by its name: a second ``sst2-v1`` (another
+    cache root, a regenerated or edited copy) must still be read from its own files."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.hub import load_dataset_split
+
+    first = ensure_embedded("sst2", tmp_path / "a")
+    second = tmp_path / "b" / first.name
+    shutil.copytree(first, second)
+    assert load_dataset_split(str(first), "sst2", "validation")[0]["sentence"] == \
+        load_dataset_split(str(second), "sst2", "validation")[0]["sentence"]
+    (shard,) = (second / "sst2").glob("validation-*.parquet")
+    pq.write_table(pa.table({"sentence": ["an edited row ."], "label": pa.array([1], pa.int64()),
+                             "idx": pa.array([0], pa.int32())}), shard)
+    assert load_dataset_split(str(second), "sst2", "validation")["sentence"] == ["an edited row ."]
+    assert len(load_dataset_split(str(first), "sst2", "validation")) == embedded.SST2_SIZES["validation"]

@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from ..hub import load_dataset_split, resolve_dataset
+from ..hub import folder_identity, load_dataset_split, resolve_dataset
 from ..models import PRESETS, cache_root, train_wordpiece
 
 
@@ -15,9 +15,8 @@ def dataset_key(exp, split: str, mirror: str) -> str:
     """A stable identity of a dataset split: its source folder/id, config, split and files' sizes."""
     source = resolve_dataset(exp.dataset, mirror)
     ident = [source, exp.dataset_config, split]
-    p = Path(source)
-    if p.is_dir():
-        ident.append(sorted((str(f.relative_to(p)), f.stat().st_size, int(f.stat().st_mtime)) for f in p.rglob("*.parquet")))
+    if Path(source).is_dir():
+        ident.append(folder_identity(Path(source)))
     return hashlib.sha256(json.dumps(ident, default=str).encode()).hexdigest()[:16]
 
 
