@@ -4,7 +4,9 @@ Presets are configs only (random weights): ``bert-base`` is ``BertConfig()``
 (= bert-base-uncased's shape); ``bert-tiny`` and ``bert-micro`` are small
 enough to train on a laptop CPU. Tokenizers come from the checkpoint, or are
 WordPiece tokenizers trained on a corpus and cached by content hash
-(deterministic for the same text and settings).
+(the cache makes reruns reuse one vocabulary; training itself is not bit-for-bit
+reproducible: the HF tokenizers trainer breaks frequency ties in hash order, so two
+fresh trainings on the same text differ in a few tokens and in token ids).
 """
 
 from __future__ import annotations
