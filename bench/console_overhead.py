@@ -67,14 +67,12 @@ class Work:
         self.root = root
         self.cache = root / "cache"
         self.env = common.bench_env(self.cache)
-        exp = common.demo_experiment("demo-pretrain")
-        exp.pop("description", None)
-        exp.update(name=NAME, epochs=100, max_steps=steps, logging_steps=warmup, max_eval_samples=8)
-        self.manifest = common.write_manifest(root / "experiments.toml", root / "runs", [exp])
         self.warmup = warmup
         self.runs = root / "runs" / NAME
+        self.manifest = self.with_steps(steps)
 
     def with_steps(self, steps: int) -> Path:
+        """A manifest whose only experiment is demo-pretrain cut to ``steps`` optimizer steps."""
         exp = common.demo_experiment("demo-pretrain")
         exp.pop("description", None)
         exp.update(name=NAME, epochs=100, max_steps=steps, logging_steps=self.warmup, max_eval_samples=8)

@@ -26,13 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401  (puts the repository on sys.path)
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True)
@@ -45,6 +38,10 @@ def main(argv=None) -> int:
     from engine.events import CallbackSink
     from engine.jobs import run_experiment
     from engine.manifest import load
+    from engine.train_loop import memory_mb  # current RSS on CPU
+
+    def rss_mb() -> float:
+        return memory_mb(torch.device("cpu"))
 
     try:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
