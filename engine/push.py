@@ -4,7 +4,9 @@
 safetensors, config, tokenizer, README.md model card); ``push`` stages into a
 temporary folder outside the run and uploads it with ``HfApi.create_repo``
 (``exist_ok=True``: an existing repo is reused, never deleted) and
-``upload_folder``. The run directory is never modified. The token comes from
+``upload_folder``. A dry run stages into ``--out`` or a new temporary folder
+(never the current directory) and only regular files are copied (no symlinks).
+The run directory is never modified. The token comes from
 ``HF_TOKEN`` or the huggingface_hub login and is only handed to ``HfApi``.
 """
 
@@ -117,7 +119,7 @@ def stage(run, folder: Path, repo_id: str) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(model.iterdir()):
-        if f.is_file():
+        if f.is_file() and not f.is_symlink():  # regular files only: a link could point anywhere on disk
             shutil.copy2(f, folder / f.name)
     (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
     for f in ("epochs",):
@@ -142,7 +144,8 @@ def push(run, repo_id: str, private: bool = False, revision: str | None = None, 
     if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise PushError(f"--repo {repo_id!r}: expected OWNER/NAME")
     if dry_run:
-        folder = Path(out or f"push-{run.experiment}-{run.run_id}")
+        # Never the current directory: --out, or a new temporary folder that stays for the user to inspect.
+        folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"lmconsole-push-{run.experiment}-{run.run_id}-"))
         files = stage(run, folder, repo_id)
         return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
                 "repo_id": repo_id, "private": private, "revision": revision}
