@@ -276,3 +276,117 @@ def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch
     assert set(workdir.iterdir()) == before  # nothing new in the current directory
     assert folder.is_dir() and workdir not in folder.parents
     assert "link.txt" not in res["files"] and {"config.json", "model.safetensors", "README.md"} <= set(res["files"])
+
+
+# -- the console's runs list (Pilot, 80x24) ------------------------------------------------------
+
+def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkeypatch):
+    import asyncio
+
+    from tui.screens.dialogs import ConfirmDialog, TextDialog
+    from tui.screens.main import MainScreen
+    from tui.testing import make_app, screen_text, wait_for
+    from tui.widgets.runs import RunsPane
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+
+    async def go():
+        app = make_app(tmp_path)
+        _config(next(r for r in RunStore(root).runs() if r.run_id.endswith("bbbb")), learning_rate=1e-5)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("3")
+            pane = app.screen.query_one(RunsPane)
+            assert await wait_for(pilot, lambda: pane.table.row_count == 4 and "learning_rate" in pane.hyper)
+            assert "lr" in screen_text(app) and "1e-05" in screen_text(app)  # the differing hyperparameter column
+            keys = lambda: [r.key.value for r in pane.table.ordered_rows]  # noqa: E731
+            pretrain = "pretrain/20260101-100000-000000-bbbb"
+            pane.table.move_cursor(row=keys().index(pretrain))
+            await pilot.press("t")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            await pilot.press(*"baseline", "enter")
+            assert await wait_for(pilot, lambda: pane.rows[pretrain].tags == ["baseline"])
+            assert "baseline" in screen_text(app)
+            await pilot.press("n")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            await pilot.press(*"first try", "enter")
+            assert await wait_for(pilot, lambda: pane.rows[pretrain].note == "first try")
+            assert read_meta(RunStore(root).get(pretrain)) == {"tags": ["baseline"], "note": "first try", "archived": False}
+            # filter syntax
+            await pilot.press("slash")
+            await pilot.pause(0.2)
+            await pilot.press(*"tag:baseline", "enter")
+            assert await wait_for(pilot, lambda: keys() == [pretrain])
+            await pilot.press("escape")
+            assert await wait_for(pilot, lambda: len(keys()) == 4)
+            await pilot.press("slash")
+            await pilot.pause(0.2)
+            await pilot.press(*"lr<1e-4", "enter")
+            assert await wait_for(pilot, lambda: keys() == [pretrain])
+            await pilot.press("escape")
+            assert await wait_for(pilot, lambda: len(keys()) == 4)
+            # sort: s moves to the next column (experiment, ascending)
+            await pilot.press("s")
+            assert await wait_for(pilot, lambda: pane.sort_column == "experiment")
+            assert [k.split("/")[0] for k in keys()] == sorted(k.split("/")[0] for k in keys())
+            assert "experiment ▲" in screen_text(app)
+            # archive: hidden, A shows it, a restores
+            pane.table.move_cursor(row=keys().index(pretrain))
+            await pilot.press("a")
+            assert await wait_for(pilot, lambda: pretrain not in keys() and len(keys()) == 3)
+            await pilot.press("A")
+            assert await wait_for(pilot, lambda: keys() == [pretrain])
+            await pilot.press("a")
+            assert await wait_for(pilot, lambda: keys() == [])
+            await pilot.press("A")
+            assert await wait_for(pilot, lambda: len(keys()) == 4)
+            # delete asks first; No keeps the run, Yes removes it
+            pane.table.move_cursor(row=keys().index(pretrain))
+            await pilot.press("d")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            assert "cannot be undone" in screen_text(app)
+            await pilot.press("n")
+            assert (root / pretrain / "config.json").exists()
+            await pilot.press("d")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
+            assert await wait_for(pilot, lambda: pretrain not in keys())
+            assert not (root / pretrain).exists()
+
+    asyncio.run(go())
+
+
+def test_console_refuses_to_delete_a_running_run(tmp_path, monkeypatch):
+    import asyncio
+
+    from tui.screens.dialogs import ConfirmDialog
+    from tui.screens.main import MainScreen
+    from tui.testing import make_app, wait_for
+    from tui.widgets.runs import RunsPane
+
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = make_app(tmp_path)
+        live = next(r for r in RunStore(tmp_path / "runs").runs() if r.run_id.endswith("cccc"))
+        lock = OwnerLock(live.path / "owner.lock")
+        assert lock.acquire()
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+                await pilot.press("3")
+                pane = app.screen.query_one(RunsPane)
+                assert await wait_for(pilot, lambda: pane.table.row_count == 4)
+                key = f"pretrain/{live.run_id}"
+                assert await wait_for(pilot, lambda: pane.rows[key].status == "running")
+                pane.table.move_cursor(row=[r.key.value for r in pane.table.ordered_rows].index(key))
+                await pilot.press("d")
+                await pilot.pause(0.3)
+                assert not isinstance(app.screen, ConfirmDialog)
+                assert await wait_for(pilot, lambda: any("cancel it before deleting" in n.message for n in app._notifications))
+                assert (live.path / "config.json").exists()
+        finally:
+            lock.release()
+
+    asyncio.run(go())
