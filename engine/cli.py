@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", "-f", default="", metavar="TERMS",
                    help="e.g. 'lr<1e-4', 'tag:baseline', 'status=finished', plain text (all must match)")
     s.add_argument("--sort", default="started", metavar="COLUMN",
-                   help="started (default), status, result, progress, or any hyperparameter/metric; prefix - to reverse")
+                   help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses")
 
     pa = sub.add_parser("params", help="parameter table of a model (no weights loaded)")
     pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment>")
@@ -320,6 +320,10 @@ def cmd_runs(args) -> int:
     rows = list_rows(RunStore(manifest.runs_dir), args.experiment, archived=True if args.archived else False)
     rows = filter_rows(rows, args.filter)
     column = args.sort.lstrip("-")
+    if rows and column not in ("started", "experiment", "run", "status", "progress", "result", "tags", "note") \
+            and all(r.value(column) is None for r in rows):
+        return _fail(f"--sort {column!r}: no listed run has it; use started, status, result, progress, "
+                     "or a hyperparameter/metric of these runs (e.g. learning_rate, accuracy)")
     rows = sort_rows(rows, column, descending=args.sort.startswith("-")) if column != "started" or args.sort.startswith("-") else rows
     if args.json:
         print(json.dumps([{"experiment": r.run.experiment, "run": r.run.run_id, "status": r.status,

@@ -231,6 +231,10 @@ def test_runs_is_aligned_with_status_progress_result(study, capsys):
             end = starts[i + 1] if i + 1 < len(starts) else len(line)
             assert line[start - 1] == " " and (line[start] != " " or not line[start:end].strip()), (header[i], line)
     assert "mlm_perplexity 180" in out and "30/30 100%" in out and "RuntimeError: boom" in out
+    code, out, _ = _cli(capsys, "runs", "--sort=-learning_rate", "-f", "status=finished")
+    assert code == 0 and [line.split()[1] for line in out.splitlines()[1:]] == [A, C]
+    code, _, err = _cli(capsys, "runs", "--sort", "nosuchkey")
+    assert code == 2 and "no listed run has it" in err
 
 
 # -- runs list: filter, sort, differing columns --------------------------------------------------
@@ -314,18 +318,13 @@ def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkey
             assert await wait_for(pilot, lambda: pane.rows[pretrain].note == "first try")
             assert read_meta(RunStore(root).get(pretrain)) == {"tags": ["baseline"], "note": "first try", "archived": False}
             # filter syntax
-            await pilot.press("slash")
-            await pilot.pause(0.2)
-            await pilot.press(*"tag:baseline", "enter")
-            assert await wait_for(pilot, lambda: keys() == [pretrain])
-            await pilot.press("escape")
-            assert await wait_for(pilot, lambda: len(keys()) == 4)
-            await pilot.press("slash")
-            await pilot.pause(0.2)
-            await pilot.press(*"lr<1e-4", "enter")
-            assert await wait_for(pilot, lambda: keys() == [pretrain])
-            await pilot.press("escape")
-            assert await wait_for(pilot, lambda: len(keys()) == 4)
+            for terms in ("tag:baseline", "lr<1e-4"):
+                await pilot.press("slash")
+                await pilot.pause(0.2)
+                await pilot.press(*terms, "enter")
+                assert await wait_for(pilot, lambda: keys() == [pretrain]), terms
+                await pilot.press("escape")
+                assert await wait_for(pilot, lambda: len(keys()) == 4)
             # sort: s moves to the next column (experiment, ascending)
             await pilot.press("s")
             assert await wait_for(pilot, lambda: pane.sort_column == "experiment")

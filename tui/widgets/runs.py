@@ -105,7 +105,7 @@ class RunsPane(TablePane):
         for r in ordered:
             failed = r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason
             note = " ".join((r.reason if failed else (r.note or r.model)).split())
-            result = Text(r.result_text, justify="right") if r.result_text else ""
+            result = r.result_text
             cells = [r.run.experiment, short_id(r.run.run_id), status_text(r.status), result, " ".join(r.tags),
                      *(Text(fmt_value(r.config.get(k)), justify="right") for k in self.hyper), note]
             out.append((r.key, cells, r.haystack()))
