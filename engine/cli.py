@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses")
 
     pa = sub.add_parser("params", help="parameter table of a model (no weights loaded)")
-    pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment>")
+    pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment> "
+                    "(its latest finished run), run:<experiment>/<run-id> or run:<run path>")
     pa.add_argument("--head", default="base", choices=("base", "pretraining", "mlm", "classification", "qa"))
     pa.add_argument("--diff-against", metavar="HEAD", choices=("base", "pretraining", "mlm", "classification", "qa"),
                     help="show the diff from this head to --head instead")
@@ -362,10 +363,17 @@ def cmd_params(args) -> int:
             from .jobs import JobError, dependency_run
             from .runs import RunStore
 
+            store, ref = RunStore(manifest.runs_dir), args.model[4:]
             try:
-                path = dependency_run(RunStore(manifest.runs_dir), args.model[4:]).final_model()
+                # run:<experiment> = its latest finished run; run:<exp>/<id> or run:<path> = that run
+                run = get_run(store, ref) if "/" in ref else dependency_run(store, ref)
+                path = run.final_model()
             except JobError as exc:
                 return _fail(f"{exc.reason}; {exc.hint}")
+            except (KeyError, ValueError) as exc:
+                return _fail(str(exc).strip("'\""))
+            if path is None:
+                return _fail(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})")
             config = load_config(str(path))
         elif args.model in PRESETS:
             config = preset_config(args.model)
@@ -380,6 +388,10 @@ def cmd_params(args) -> int:
         table = full_table(rows, args.head) if args.full else grouped_table(rows, args.head)
     if args.format == "table":
         print(table.to_markdown())
+    elif args.format == "csv":
+        from .export import tidy
+
+        sys.stdout.write(tidy(table)[0].render("csv"))  # tidy: no TOTAL row (the total is in the note), integer repeats
     else:
         sys.stdout.write(table.render(args.format))
     return 0

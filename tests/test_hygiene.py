@@ -389,3 +389,17 @@ def test_console_refuses_to_delete_a_running_run(tmp_path, monkeypatch):
             lock.release()
 
     asyncio.run(go())
+
+
+def test_params_accepts_a_run_path(study, capsys):
+    from transformers import BertConfig
+
+    store, (a, b, c) = study
+    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=32).save_pretrained(c.path / "model")
+    for ref in (f"run:runs/cls/{C}", f"run:cls/{C}", "run:cls"):
+        code, out, err = _cli(capsys, "params", ref, "--format", "csv")
+        assert code == 0, (ref, err)
+        assert "TOTAL" not in out and "encoder.layer.0." in out
+    code, _, err = _cli(capsys, "params", f"run:runs/pre/{B}")
+    assert code == 2 and "has no final model" in err
