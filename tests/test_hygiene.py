@@ -403,3 +403,18 @@ def test_params_accepts_a_run_path(study, capsys):
         assert "TOTAL" not in out and "encoder.layer.0." in out
     code, _, err = _cli(capsys, "params", f"run:runs/pre/{B}")
     assert code == 2 and "has no final model" in err
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
+def test_exported_latex_compiles(study, tmp_path):
+    import subprocess
+
+    store, runs = study
+    written = export_runs(runs, tmp_path / "exports", ("latex",))
+    doc = tmp_path / "all.tex"
+    doc.write_text("\\documentclass{article}\\begin{document}\n"
+                   + "".join(f"\\input{{{p}}}\\clearpage\n" for p in written) + "\\end{document}\n")
+    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "Missing $ inserted" not in out.stdout
