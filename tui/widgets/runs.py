@@ -164,6 +164,7 @@ class RunsPane(TablePane):
 
     def action_toggle_archived(self) -> None:
         self.show_archived = not self.show_archived
+        self.EMPTY = "no archived runs (A shows the others)" if self.show_archived else type(self).EMPTY
         self.marked.clear()
         self._rebuild()
         self.post_message(Note("showing archived runs (a restores, A goes back)" if self.show_archived
