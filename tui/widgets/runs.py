@@ -87,6 +87,9 @@ class RunsPane(TablePane):
         self._columns: tuple = self.COLUMNS
         self._terms: list = []
 
+    def on_mount(self) -> None:
+        self.table.fixed_columns = 2  # mark and experiment stay while the columns scroll sideways (right/left)
+
     # -- data ---------------------------------------------------------------------
     def set_summaries(self, summaries, rows: list[RunRow] | None = None) -> None:
         self.summaries = {s.key: s for s in summaries}
