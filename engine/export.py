@@ -187,6 +187,12 @@ def export_runs(runs, out: Path, formats=FORMATS) -> list[Path]:
     return written
 
 
+def export_table(run, table: Table, out: Path, formats=FORMATS) -> list[Path]:
+    """One table of ``run`` (tidy, with its ``_totals`` when it has totals) into a new folder under ``out``."""
+    folder = new_export_dir(out, [run])
+    return export_tables(tidy(table), folder, formats, prefix=f"{run.experiment}_{run.run_id}_")
+
+
 def export_folder(written: list[Path]) -> Path | None:
     """The folder an :func:`export_runs` call made, from its return value."""
     return Path(written[0]).parent if written else None

@@ -150,9 +150,10 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
             await pilot.press("shift+tab", "shift+tab", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder == tmp_path / "exports"
-            assert sorted(p.suffix for p in written) == [".csv", ".json", ".tex"]
+            assert folder.parent == tmp_path / "exports"  # a new folder per export
+            assert sorted(p.suffix for p in written) == [".csv", ".csv", ".json", ".json", ".tex", ".tex"]  # + _totals
             assert all(p.exists() and "params_diff_base_vs_qa" in p.name for p in written)
+            assert "TOTAL" not in next(p for p in written if p.name.endswith("qa.csv")).read_text()
             # where it went, on screen (a notification; the path may wrap)
             assert await wait_for(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
             assert await wait_for(pilot, lambda: "exported table" in screen_text(app))

@@ -16,8 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Log, OptionList, Static, TabbedContent, TabPane
 
-from engine.export import export_runs, flat_results
-from engine.tables import export_tables
+from engine.export import export_runs, export_table, flat_results
 
 from ..data import RunFeed, compact_value, eval_keys, eval_series, short_id, step_series
 from ..widgets.bars import StatusLine, TitleBar
@@ -315,9 +314,8 @@ class RunScreen(ConsoleScreen):
         view = self.query_one(TableView)
         if active == "tables" and view.table is not None:
             table = view.table
-            prefix = f"{run.experiment}_{run.run_id}_"
             self.ask_export(f"table {table.name}",
-                            lambda folder, formats: export_tables([table], folder, formats, prefix=prefix))
+                            lambda folder, formats: export_table(run, table, folder, formats))
         else:
             self.ask_export(f"all tables of {run.experiment}/{short_id(run.run_id)}",
                             lambda folder, formats: export_runs([run], folder, formats))
