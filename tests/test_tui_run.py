@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from textual.widgets import DataTable, Log, OptionList
 
@@ -280,10 +281,11 @@ def test_push_from_run_view_confirms_repo_visibility_files(tmp_path, monkeypatch
             question = app.screen.question
             assert "alice/demo (private)" in question and "model.safetensors" in question and "README.md" in question
             await pilot.press("y")
-            out = tmp_path / "exports" / f"push-{run.experiment}-{run.run_id}"
-            assert await wait_for(pilot, lambda: (out / "README.md").exists())
-            assert (out / "model.safetensors").exists()
             assert await wait_for(pilot, lambda: any("dry run" in n.message for n in app._notifications))
+            message = next(n.message for n in app._notifications if "dry run" in n.message)
+            out = Path(message.split(" files in ")[1].split()[0])  # a temporary folder, not under the cwd
+            assert tmp_path not in out.parents and (out / "README.md").exists() and (out / "model.safetensors").exists()
+            assert not (tmp_path / "exports").exists()
 
     drive(go())
 

@@ -294,7 +294,7 @@ class RunScreen(ConsoleScreen):
 
         try:
             res = push(run, choice.repo, private=choice.private, revision=choice.revision or None,
-                       dry_run=choice.dry_run, out=Path("exports") / f"push-{run.experiment}-{run.run_id}")
+                       dry_run=choice.dry_run)  # a dry run stages in a new temporary folder (shown), never ./
         except PushError as exc:
             self.app.call_from_thread(self.say, f"push failed: {exc}", "error")
             return
