@@ -48,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 from common import (  # noqa: E402
     REPO, bench_env, demo_experiment, fmt, interleaved, machine_info, median, ratio_stats, run_child, write_manifest,
 )
@@ -239,7 +240,7 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str 
     tps = {s: [x["tokens_per_s"] for x in res[s]] for s in res}
     return {
         "size": size, "variant": variant, "preset": exp["model"], "batch": batch, "seq": exp["max_seq_length"],
-        "peer": peer, "precision": precision, "peer_compile": compile_peer,
+        "peer": peer, "precision": precision, "peer_compile": compile_peer, "device": res["engine"][0].get("device", "cpu"),
         "warmup_steps": w, "steps": n, "reps": reps, "runs": res,
         "median_tokens_per_s": {s: median(v) for s, v in tps.items()},
         "median_s_per_step": {s: median([x["s_per_step"] for x in res[s]]) for s in res},
@@ -255,14 +256,19 @@ def bench_peer(ws: Workspace) -> list:
     """Engine vs the tuned Trainer: both sizes, fp32 and (where native) bf16 on both sides, passive OpenMP."""
     from engine.train_loop import cpu_bf16_native
 
+    import torch
+
     plan = ws.plan
-    precisions = ("fp32", "bf16") if cpu_bf16_native() else ("fp32",)
+    if torch.cuda.is_available():  # --gpu-peer: the GPU's own precision on both sides
+        precisions = ("bf16",)
+    else:
+        precisions = ("fp32", "bf16") if cpu_bf16_native() else ("fp32",)
     rows = []
     for size in plan.sizes:
         for prec in precisions:
             rows.append(bench_pretrain(ws, size, "passive", plan.reps_peer_tiny if size == "tiny" else plan.reps_peer_base,
                                        peer="tuned", precision=prec))
-    if plan.compile:  # does torch_compile help the peer? (the engine's own compile lever is in `levers`)
+    if plan.compile and not torch.cuda.is_available():  # does torch_compile help the peer? (the engine's own compile lever is in `levers`)
         rows.append(bench_pretrain(ws, "tiny", "passive", 2, peer="tuned", precision="fp32", compile_peer=True))
     return rows
 
@@ -513,6 +519,11 @@ def _peer_section(add, rows: list) -> None:
     add("")
     add("| model | precision | peer | W / N steps | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
     add("|---|---|---|---|---|---:|---:|---:|---|---|")
+    mfu = {}
+    for r in rows:
+        if r.get("device", "cpu").startswith("cuda"):
+            mfu[id(r)] = {side: v * bert_flops_per_token(r["seq"]) / (H200_BF16_DENSE_TFLOPS * 1e12)
+                          for side, v in r["median_tokens_per_s"].items()}
     for r in rows:
         t, st, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
         peer = "tuned" + (" +compile" if r.get("peer_compile") else "")
@@ -521,6 +532,20 @@ def _peer_section(add, rows: list) -> None:
             f"[{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | {st['baseline']:.3g} / {st['engine']:.3g} | "
             f"{pd['baseline']:.1%} / {pd['engine']:.1%} |")
     add("")
+    for r in rows:
+        if id(r) in mfu:
+            m = mfu[id(r)]
+            add(f"On {r['device']}: MFU peer {m['baseline']:.1%}, engine {m['engine']:.1%} (bert-base model FLOPs per real token "
+                f"{bert_flops_per_token(r['seq']) / 1e6:.0f} M: matmul weights, attention at seq {r['seq']}, MLM head at 15% of "
+                f"tokens, pooler/NSP; peak {H200_BF16_DENSE_TFLOPS:.0f} TFLOP/s, H200 bf16 dense).")
+            add("")
+
+
+def bert_flops_per_token(seq: int) -> float:
+    """Useful training FLOPs per real token of bert-base (bench/gpu_pretrain.py's count, 15% of tokens masked)."""
+    from transformers import BertConfig
+
+    return model_flops_per_step(BertConfig(), 1, seq, 0.15 * seq) / seq
 
 
 def _threads_table(add, t: dict, cores: int) -> None:
@@ -856,6 +881,9 @@ def main(argv=None) -> int:
                    help="with --from-json: the sections of another --json file replace those of --from-json "
                         "(the memory section names its source)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument("--gpu-peer", action="store_true",
+                   help="on a GPU box (bench/gpu.sh runs it): the peer section at bert-base, batch 64, 10 + 50 steps, bf16 on both "
+                        "sides, with MFU")
     p.add_argument("--sizes", default="tiny,base", help="model sizes of the pretrain and peer sections (default: tiny,base)")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
@@ -871,6 +899,13 @@ def main(argv=None) -> int:
     if not sizes or any(x not in SIZES for x in sizes):
         p.error(f"--sizes: choose from {tuple(SIZES)}")
     plan.sizes = sizes
+    if a.gpu_peer:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--gpu-peer needs a CUDA device")
+        plan.sizes, plan.base_batch, plan.base_steps, plan.reps_peer_base = ("base",), 64, (10, 60), 2
+        only = ["peer"]
     command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
     history = [json.loads(Path(f).read_text()) for f in a.history]
