@@ -69,8 +69,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"lmconsole: {msg}", file=sys.stderr)
+    safe_print(f"lmconsole: {msg}", sys.stderr)
     return code
+
+
+def safe_print(text: str, stream=None) -> bool:
+    """Print and flush; False (and nothing raised) when the reader went away (``| head``, a closed terminal).
+
+    A job never dies from its own output: once a stream fails it is pointed at
+    /dev/null, so the interpreter's final flush stays quiet too.
+    """
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except (BrokenPipeError, OSError, ValueError):  # ValueError: the stream was closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
 
 
 def _load_manifest(path: str):
@@ -96,6 +116,9 @@ def main(argv=None, console=None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader of our output went away (`lmconsole runs --json | head`)
+        safe_print("", sys.stdout)  # points stdout at /dev/null so the exit flush is quiet
+        return 0
 
 
 # -- progress printing ----------------------------------------------------------
@@ -126,7 +149,8 @@ class ProgressPrinter:
         self._last_progress = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if not getattr(self, "_closed", False):
+            self._closed = not safe_print(text, self.stream)
 
     def emit(self, event) -> None:
         from . import events as ev
@@ -186,7 +210,7 @@ def cmd_run(args) -> int:
         blocked = [d for d in exp.dependencies if d in failed]
         if blocked:
             failed[name] = f"blocked: dependency {blocked[0]!r} failed"
-            print(f"[{name}] {failed[name]}", file=sys.stderr)
+            safe_print(f"[{name}] {failed[name]}", sys.stderr)
             continue
         if name not in requested and store.latest(name, status="finished") is not None:
             continue  # dependency already satisfied by a finished run
@@ -199,15 +223,15 @@ def cmd_run(args) -> int:
                 return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
         printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
         if not args.json:
-            print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})", flush=True)
+            safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})")
         run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store)
         st = run.status()
         if st.get("status") != "finished":
             failed[name] = st.get("reason") or st.get("status")
             if st.get("status") == "cancelled":
-                print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", file=sys.stderr)
+                safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
         elif not args.json:
-            print(f"[{name}] finished: {run.path}", flush=True)
+            safe_print(f"[{name}] finished: {run.path}")
     if failed:
         first = next(iter(failed.items()))
         return _fail(f"{first[0]}: {first[1]}", 1)
@@ -225,8 +249,9 @@ def cmd_runs(args) -> int:
     rows = []
     for run in runs:
         st = run.status()
-        rows.append({"experiment": run.experiment, "run": run.run_id, "status": st.get("status"),
-                     "reason": st.get("reason", ""), "path": str(run.path)})
+        problems = run.problems()  # "unreadable: <file>: <reason>": shown on the run's line, the others still list
+        rows.append({"experiment": run.experiment, "run": run.run_id, "status": str(st.get("status")),
+                     "reason": "; ".join(problems) or str(st.get("reason", "")), "path": str(run.path)})
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -296,7 +321,13 @@ def cmd_export(args) -> int:
     if not runs:
         return _fail(f"no runs under {manifest.runs_dir}")
     formats = tuple(args.format or FORMAT_CHOICES)
-    written = export_runs(runs, Path(args.out), formats)
+    problems: list[str] = []
+    try:
+        written = export_runs(runs, Path(args.out), formats, problems)
+    except OSError as exc:
+        return _fail(f"cannot write to --out {args.out}: {exc.strerror or exc}; choose a writable folder", 1)
+    for p in problems:
+        print(f"lmconsole: {p}", file=sys.stderr)
     print(f"exported {len(written)} files for {len(runs)} run(s) to {Path(args.out).resolve()}")
     return 0
 

@@ -28,12 +28,31 @@ def comparison_table(runs) -> Table:
     return Table(name="comparison", columns=cols, rows=rows, title="Final results by run")
 
 
-def export_runs(runs, out: Path, formats=FORMATS) -> list[Path]:
+def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) -> list[Path]:
+    """Write every table of ``runs`` under ``out/<experiment>/<run-id>/`` plus ``out/comparison.*``.
+
+    Nothing is written outside ``out``: file names come from the tables' file names
+    (checked safe names), never from names inside a run's files. A table that cannot
+    be read is skipped and reported in ``problems`` ("unreadable: <file>: <reason>").
+    """
+    from .runs import SAFE_NAME
+
     out = Path(out)
     written: list[Path] = []
+    problems = [] if problems is None else problems
     for run in runs:
-        tables = [run.read_table(n) for n in run.table_names()]
+        where = f"{run.experiment}/{run.run_id}"
+        if not (SAFE_NAME.match(run.experiment) and SAFE_NAME.match(run.run_id)):
+            problems.append(f"{where}: not a safe run name, skipped")
+            continue
+        problems.extend(f"{where}: {p}" for p in run.problems())
+        tables = []
+        for name in run.table_names():
+            try:
+                tables.append(run.read_table(name))
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
         written += export_tables(tables, out / run.experiment / run.run_id, formats)
-    if len(runs) > 1 or runs:
+    if runs:
         written += export_tables([comparison_table(runs)], out, formats)
     return written

@@ -18,7 +18,7 @@ from pathlib import Path
 from .events import (
     EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
 )
-from .runs import Run, RunStore, RunWriter, read_json
+from .runs import Run, RunStore, RunWriter, read_json, request_seq
 
 
 class Cancelled(Exception):
@@ -64,8 +64,8 @@ class JobContext:
         if mtime == self._control_mtime:
             return None
         self._control_mtime = mtime
-        req = read_json(path, {}) or {}
-        seq = int(req.get("seq", 0))
+        req = read_json(path, {})
+        seq = request_seq(req)
         if seq <= self._seq_seen:
             return None
         self._seq_seen = seq
@@ -141,7 +141,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
-    ctx._seq_seen = int(req.get("seq", 0))
+    ctx._seq_seen = request_seq(req)
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))

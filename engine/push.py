@@ -11,12 +11,14 @@ temporary folder outside the run and uploads it with ``HfApi.create_repo``
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 from .hub import hub_reachable
+from .runs import read_regular_file
 from .secrets import hf_token, redact
 
 TASK_META = {
@@ -115,15 +117,46 @@ def stage(run, folder: Path, repo_id: str) -> list[Path]:
         raise PushError(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')}); "
                         "only finished training runs can be pushed")
     folder = Path(folder)
+    _check_run_dir(run)
+    if model.is_symlink() or model.resolve().parent != run.path.resolve():
+        raise PushError(f"{run.experiment}/{run.run_id}/model is a symlink: only a real model folder inside the run is pushed")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise PushError(f"{folder} already exists and is not empty: stage into a new folder (--out NEW) or delete it")
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(model.iterdir()):
-        if f.is_file():
-            shutil.copy2(f, folder / f.name)
+        if f.is_symlink() or not f.is_file():
+            continue  # only regular files of the run itself: a symlink could lead anywhere (/etc/shadow)
+        try:
+            data = read_regular_file(f, run.path)
+        except OSError:
+            continue
+        (folder / f.name).write_bytes(data)
+        shutil.copystat(f, folder / f.name, follow_symlinks=False)
     (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
     for f in ("epochs",):
         if f in run.table_names():
             (folder / "metrics_per_epoch.json").write_text(run.read_table(f).to_json())
     return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Hub repo ids are OWNER/NAME: letters, digits, '-', '_', '.', no '..' or '--', no leading/trailing '.'/'-'."""
+    parts = str(repo_id).split("/")
+    if len(parts) != 2 or not all(REPO_PART.match(p) and ".." not in p and "--" not in p for p in parts) \
+            or parts[1].endswith(".git"):
+        raise PushError(f"--repo {repo_id!r} is not a Hub repo id: use OWNER/NAME with letters, digits, '-', '_' or '.' "
+                        "(no '..', no leading or trailing '.' or '-')")
+    return repo_id
+
+
+def _check_run_dir(run) -> None:
+    """Refuse a run directory (or its experiment folder) that is a symlink: it may point outside runs/."""
+    for p in (run.path, run.path.parent):
+        if p.is_symlink():
+            raise PushError(f"{p} is a symlink: only runs in real folders under the runs directory are pushed")
 
 
 def _hub_error(exc: Exception, repo_id: str) -> PushError:
@@ -139,8 +172,7 @@ def _hub_error(exc: Exception, repo_id: str) -> PushError:
 
 def push(run, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
          out: Path | None = None, api=None) -> dict:
-    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise PushError(f"--repo {repo_id!r}: expected OWNER/NAME")
+    check_repo_id(repo_id)
     if dry_run:
         folder = Path(out or f"push-{run.experiment}-{run.run_id}")
         files = stage(run, folder, repo_id)

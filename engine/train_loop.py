@@ -326,8 +326,11 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         return {"global_step": global_step, "epoch": epoch, "batch": batch, "history": history,
                 "elapsed": elapsed(), "total_steps": total_steps, "world_size": dist.world}
 
+    evaluated = []  # epochs evaluated by this attempt (empty when a resume starts past the last evaluation)
+
     def run_eval(epoch: int, train_loss):
         metrics = {}
+        evaluated.append(epoch)
         if dist.main:
             ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
             model.eval()
@@ -380,7 +383,9 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     stop = False
     metrics: dict = history[-1] if history else {}
 
-    for epoch in range(int(state["epoch"]), exp.epochs):
+    # A checkpoint at the last step (e.g. the attempt died while saving the final model) leaves nothing to train.
+    first_epoch = exp.epochs if global_step >= total_steps else int(state["epoch"])
+    for epoch in range(first_epoch, exp.epochs):
         n_batches = n_batches_of(epoch)
         start_batch = int(state["batch"]) if epoch == int(state["epoch"]) else 0
         if start_batch == 0:
@@ -476,6 +481,15 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         if stop:
             break
 
+    if not evaluated and dist.main:
+        # Resumed after the last evaluation (a kill during the final save): the final metrics and the
+        # task's predictions live in memory only, so evaluate the restored weights again. No new event
+        # or table row: the first attempt's final EvalFinished is still in events.jsonl.
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            metrics = spec.evaluate(model, int(history[-1]["epoch"]) if history else int(state["epoch"]))
+        model.train()
+        ctx.log("resumed after the final evaluation: evaluated the final weights again for the results")
     final = ctx.run.path / "model"
     if spec.save_final is not None and dist.main:
         tmp = ctx.run.path / ".model.tmp"

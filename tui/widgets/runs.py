@@ -51,7 +51,8 @@ class RunsPane(TablePane):
         self.marked &= set(self.summaries)
         rows = []
         for s in reversed(summaries):  # newest first
-            note = s.reason if s.status in ("failed", "interrupted", "cancelled") else s.model
+            unreadable = s.reason.startswith("unreadable")
+            note = s.reason if unreadable or s.status in ("failed", "interrupted", "cancelled") else s.model
             rows.append((s.key, [s.run.experiment, short_id(s.run.run_id), status_text(s.status), s.result, note],
                          f"{s.key} {s.status} {s.task} {s.model}"))
         self.set_rows(rows)
