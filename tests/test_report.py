@@ -86,3 +86,22 @@ def test_verify_passes_then_fails_on_an_altered_prediction(study, capsys):
         assert main(["--manifest", str(manifest.path), "verify", "demo-squad"]) == 1
     finally:
         preds.write_text(saved)
+
+
+def test_console_key_writes_the_report(tmp_path):
+    """``w`` on the main screen writes the report of the runs on disk next to the manifest."""
+    import asyncio
+
+    from tui.screens.main import MainScreen
+    from tui.testing import make_app, screen_text, wait_for
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("w")
+            assert await wait_for(pilot, lambda: "report of" in screen_text(app), timeout=60)
+            folder = app.manifest.path.parent / "report"
+            assert all((folder / n).is_file() for n in ("report.md", "report.tex", "report.html"))
+
+    asyncio.run(go())
