@@ -62,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     pu.add_argument("--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing")
     pu.add_argument("--out", help="folder for --dry-run (default: ./push-<experiment>-<run-id>)")
 
+    # the study report and its verification (issue 14)
+    rp = sub.add_parser("report", help="write the study report (Markdown, LaTeX, HTML with plots)")
+    rp.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                    help="experiments or glob patterns (demo-*); default: every experiment with a finished run")
+    rp.add_argument("--out", default="report", help="output folder (default: ./report)")
+    rp.add_argument("--format", action="append", choices=("md", "latex", "html"), help="repeatable; default: all three")
+    rp.add_argument("--title", default="Study report")
+
+    vf = sub.add_parser("verify", help="recompute every reported number from the saved predictions; exit 1 on a mismatch")
+    vf.add_argument("targets", nargs="+", metavar="RUN|STUDY",
+                    help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)")
+    vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
+
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
@@ -111,6 +124,7 @@ def main(argv=None, console=None) -> int:
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
         "check": cmd_check, "control": cmd_control, "push": cmd_push,
+        "report": cmd_report, "verify": cmd_verify,
     }[args.command]
     try:
         return handler(args)
@@ -232,6 +246,7 @@ def cmd_run(args) -> int:
                 safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
         elif not args.json:
             safe_print(f"[{name}] finished: {run.path}")
+            _print_flags(f"[{name}] ", run)
     if failed:
         first = next(iter(failed.items()))
         return _fail(f"{first[0]}: {first[1]}", 1)
@@ -243,6 +258,7 @@ def cmd_runs(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
+    from .flags import run_flags
     from .runs import RunStore
 
     runs = RunStore(manifest.runs_dir).runs(args.experiment)
@@ -251,7 +267,8 @@ def cmd_runs(args) -> int:
         st = run.status()
         problems = run.problems()  # "unreadable: <file>: <reason>": shown on the run's line, the others still list
         rows.append({"experiment": run.experiment, "run": run.run_id, "status": str(st.get("status")),
-                     "reason": "; ".join(problems) or str(st.get("reason", "")), "path": str(run.path)})
+                     "reason": "; ".join(problems) or str(st.get("reason", "")), "path": str(run.path),
+                     "flags": [f.to_dict() for f in run_flags(run)] if st.get("status") == "finished" and not problems else []})
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -259,7 +276,8 @@ def cmd_runs(args) -> int:
         print(f"no runs under {manifest.runs_dir}")
         return 0
     for r in rows:
-        print(f"{r['experiment']:<20} {r['run']:<32} {r['status']:<12} {r['reason'][:60]}")
+        flags = f" FLAGS: {len(r['flags'])} (see lmconsole report)" if r["flags"] else ""
+        print(f"{r['experiment']:<20} {r['run']:<32} {r['status']:<12} {r['reason'][:60]}{flags}")
     return 0
 
 
@@ -394,6 +412,75 @@ def cmd_control(args) -> int:
     run.request(args.action)
     print(f"sent {args.action} to {run.experiment}/{run.run_id}")
     return 0
+
+
+def _print_flags(prefix: str, run) -> None:
+    """Flags on degenerate results (engine.flags), one line each."""
+    from .flags import run_flags
+
+    for f in run_flags(run):
+        safe_print(f"{prefix}FLAG {f.metric}: {f.message}")
+
+
+def cmd_report(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import FORMATS, build_report, select, write_report
+    from .runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    names = select(manifest.names, args.experiments)
+    if not names:
+        return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
+    report = build_report(store, names, title=args.title)
+    if len(report.sections[0].tables[0].rows) == 0:
+        return _fail(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", 1)
+    written = write_report(report, Path(args.out), tuple(args.format or FORMATS))
+    main_files = [p for p in written if p.parent == Path(args.out)]
+    print(f"report of {len(report.sections[0].tables[0].rows)} runs: " + ", ".join(str(p) for p in main_files))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import select
+    from .runs import RunStore
+    from .verify import VerifyError, verify_run
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    for target in args.targets:
+        names = select(manifest.names, [target]) if not target.count("/") else []
+        if names:
+            found = [store.latest(n, status="finished") for n in names]
+            runs += [r for r in found if r is not None]
+            if not any(found):
+                return _fail(f"no finished run of {target} under {manifest.runs_dir}")
+            continue
+        try:
+            runs.append(store.get(target))
+        except (KeyError, ValueError) as exc:
+            return _fail(str(exc).strip("'\""))
+    failed, total = 0, 0
+    for run in runs:
+        try:
+            checks = verify_run(run, manifest.settings.data_mirror)
+        except VerifyError as exc:
+            print(f"FAIL {exc}")
+            failed += 1
+            continue
+        for c in checks:
+            total += 1
+            failed += not c.ok
+            if not (args.quiet and c.ok):
+                print(c.line())
+    print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,6 +119,19 @@ def _task_fn(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+def _record_environment(run: Run, exp) -> None:
+    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
+    from .environment import environment
+    from .runs import atomic_write_json
+
+    device = ""
+    if exp.task in ("pretrain", "classify", "qa"):
+        from .train_loop import pick_device
+
+        device = str(pick_device(exp.device))
+    atomic_write_json(run.path / "environment.json", environment(device))
+
+
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
                    run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
     """Run one experiment to completion in this thread; returns its run.
@@ -153,6 +166,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
+        _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
         if ctx.start_model:
             results["start_model"] = ctx.start_model

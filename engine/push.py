@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .hub import hub_reachable
+from .metrics.scale import metric_scale
 from .runs import read_regular_file
 from .secrets import hf_token, redact
 
@@ -42,8 +43,14 @@ def _tokens_per_s(run) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def model_card(run, repo_id: str) -> str:
-    import yaml
+def card_data(run, repo_id: str):
+    """The card's metadata as huggingface_hub ``ModelCardData`` with ``EvalResult``s.
+
+    Evaluation results name the dataset by its real Hub id (``nyu-mll/glue``, config and
+    split). A run on the embedded stand-in corpora has no Hub dataset: it gets no
+    ``model-index`` (its metrics are in the card's text), never an ``embedded:`` dataset type.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
 
     cfg = run.config()
     res = run.results()
@@ -51,28 +58,38 @@ def model_card(run, repo_id: str) -> str:
     task = cfg.get("task", "")
     pipeline, task_text = TASK_META.get(task, ("", task))
     dataset = cfg.get("dataset", "")
-    split = res.get("eval_split") or cfg.get("eval_split", "")
-    metrics = [{"type": k, "value": float(final[k]), "name": k} for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float))]
+    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
+    real_dataset = bool(dataset) and not dataset.startswith("embedded:") and not Path(dataset).is_absolute()
+    evals = [EvalResult(task_type=pipeline, task_name=task_text, dataset_type=dataset, dataset_name=dataset,
+                        dataset_config=cfg.get("dataset_config") or None, dataset_split=split or None,
+                        metric_type=k, metric_name=f"{k} ({metric_scale(k, task).label})", metric_value=float(final[k]))
+             for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float)) and real_dataset]
     base = cfg.get("model", "")
-    meta = {
-        "license": "apache-2.0",
-        "library_name": "transformers",
-        "pipeline_tag": pipeline,
-        "tags": ["lmconsole", "bert", task],
-        "datasets": [dataset] if dataset and not dataset.startswith("embedded:") else [],
-        "model-index": [{
-            "name": repo_id.split("/")[-1],
-            "results": [{
-                "task": {"type": pipeline, "name": task_text},
-                "dataset": {"type": dataset, "name": dataset, "config": cfg.get("dataset_config", ""), "split": split},
-                "metrics": metrics,
-            }],
-        }],
-    }
+    return ModelCardData(
+        license="apache-2.0", library_name="transformers", pipeline_tag=pipeline or None,
+        tags=["lmconsole", "bert", task], datasets=[dataset] if real_dataset else None,
+        model_name=repo_id.split("/")[-1] if evals else None, eval_results=evals or None,
+        base_model=base if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")) else None,
+    )
+
+
+def model_card(run, repo_id: str) -> str:
+    """The README.md of an upload: huggingface_hub ``ModelCard`` = ``card_data`` + the text below."""
+    from huggingface_hub import ModelCard
+
+    from .flags import run_flags
+
+    cfg = run.config()
+    res = run.results()
+    final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
+    task = cfg.get("task", "")
+    pipeline, task_text = TASK_META.get(task, ("", task))
+    dataset = cfg.get("dataset", "")
+    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
+    base = cfg.get("model", "")
+    data = card_data(run, repo_id)
     start = res.get("start_model", "")
-    if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")):
-        meta["base_model"] = base
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {repo_id.split('/')[-1]}", ""]
+    lines = [f"# {repo_id.split('/')[-1]}", ""]
     lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
     origin = f" (the finished run `{start}` of this study)" if base.startswith("run:") and start else ""
     lines += ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
@@ -83,6 +100,9 @@ def model_card(run, repo_id: str) -> str:
               f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`"]
     if note:
         lines.append(f"- note: {note}")
+    if dataset.startswith("embedded:"):
+        lines.append(f"- `{dataset}` is lmconsole's generated offline stand-in, not a Hub dataset: "
+                     "the metrics below are not comparable with published results on the real one")
     lines.append("")
     lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "max_steps", "learning_rate", "warmup", "weight_decay", "batch_size",
@@ -100,14 +120,19 @@ def model_card(run, repo_id: str) -> str:
     lines += ["## Metrics per epoch", ""]
     if "epochs" in tables:
         lines += [run.read_table("epochs").to_markdown(), ""]
-    lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
+    lines += ["## Final metrics", "", "| metric | scale | value |", "|---|---|---:|"]
     for k, v in final.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            lines.append(f"| {k} | {v:.6g} |")
+            lines.append(f"| {k} | {metric_scale(k, task).label or '-'} | {v:.6g} |")
+    lines.append("")
+    flags = run_flags(run)
+    lines += ["## Flags on degenerate results", ""]
+    lines += [f"- **{f.metric}**: {f.message}" for f in flags] or ["None raised."]
     lines.append("")
     tps = _tokens_per_s(run)
     lines += ["## Throughput", "", f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.", ""]
-    return "\n".join(lines) + "\n"
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    return str(card)
 
 
 def stage(run, folder: Path, repo_id: str) -> list[Path]:
