@@ -375,7 +375,7 @@ def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
             problems.append(f"{where}.name: duplicate name, already used by experiment[{seen[name]}]")
         else:
             seen[name] = i
-    task = raw.get("task") if raw.get("task") in TASKS else None
+    task = raw.get("task") if raw.get("task") in TASKS + STEP_TASKS else None
     values = {}
     for k, v in raw.items():
         key = EXPERIMENT_KEYS.get(k)

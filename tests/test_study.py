@@ -191,3 +191,65 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert FAKE.encode() not in f.read_bytes(), f
+
+
+def test_console_runs_a_study_with_one_key(tmp_path):
+    """`r` on a study row queues its steps in dependency order (fake runner); a failed push blocks nothing else."""
+    import asyncio
+
+    from tui.screens.main import MainScreen
+    from tui.testing import MANIFEST, FakeRunner, make_app, screen_text, wait_for
+    from tui.widgets.experiments import ExperimentsPane
+
+    text = MANIFEST + '''
+[[experiment]]
+name = "push-pretrain"
+task = "push"
+model = "run:pretrain"
+hub_model_id = "alice/pre"
+
+[[experiment]]
+name = "all"
+task = "study"
+description = "everything"
+steps = ["push-pretrain", "finetune", "params"]
+'''
+    runner = FakeRunner(**{"push-pretrain": {"fail": "not pushed: no Hugging Face token"}})
+    app = make_app(tmp_path, runner, manifest=text, history=False)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            pane = app.screen.query_one(ExperimentsPane)
+            assert await wait_for(pilot, lambda: pane.table.row_count == 6)
+            pane.table.move_cursor(row=5)
+            said = []
+            app.screen.say = lambda text, level="info": said.append(text)
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: len(app.queue.jobs) == 4 and all(j.done for j in app.queue.jobs), 30)
+            assert [j.experiment for j in app.queue.jobs] == ["pretrain", "push-pretrain", "finetune", "params"]
+            assert [j.status for j in app.queue.jobs] == ["finished", "failed", "finished", "finished"]
+            assert said == ["study all: queued 4 steps in order: pretrain, push-pretrain, finetune, params"]
+            assert "all" in screen_text(app) and "study" in screen_text(app)
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y"\ndataset = "embedded:sst2"',
+     '"p".dataset: not used by task \'push\''),
+    ('name = "p"\ntask = "push"\nmodel = "run:a"', "missing required key 'hub_model_id' for task 'push'"),
+    ('name = "p"\ntask = "push"\nmodel = "bert-micro"\nhub_model_id = "x/y"', "expected run:<experiment>"),
+    ('name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y/z"', "expected OWNER/NAME or NAME"),
+    ('name = "s"\ntask = "study"\nsteps = ["a"]\nmodel = "bert-micro"', '"s".model: not used by task \'study\''),
+    ('name = "s"\ntask = "study"\nsteps = ["a", "nope"]', '"s".steps: unknown experiment \'nope\''),
+    ('name = "s"\ntask = "study"\nsteps = []', "a study needs at least one step"),
+    ('name = "s"\ntask = "study"\nsteps = ["a", "a"]', '"a" is listed twice'),
+    ('name = "s"\ntask = "study"\nsteps = ["a"]\nseeds = [1]', '"s".seeds: not used by task \'study\''),
+])
+def test_step_keys_are_validated(body, expected):
+    from engine.manifest import ManifestError, parse_text
+
+    text = f'[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n\n[[experiment]]\n{body}\n'
+    with pytest.raises(ManifestError) as info:
+        parse_text(text)
+    assert any(expected in p for p in info.value.problems), info.value.problems
