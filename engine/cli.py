@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     vf.add_argument("targets", nargs="+", metavar="RUN|STUDY",
                     help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)")
     vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
+    cp = sub.add_parser("compare", help="final results of runs side by side, with mean ± std and n of seed groups")
+    cp.add_argument("runs", nargs="+", metavar="RUN",
+                    help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix")
+    cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
 
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
@@ -123,7 +127,7 @@ def main(argv=None, console=None) -> int:
         return console(args.manifest)
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
-        "check": cmd_check, "control": cmd_control, "push": cmd_push,
+        "check": cmd_check, "control": cmd_control, "push": cmd_push, "compare": cmd_compare,
         "report": cmd_report, "verify": cmd_verify,
     }[args.command]
     try:
@@ -216,9 +220,11 @@ def cmd_run(args) -> int:
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
-    plan = args.experiments if args.no_deps else manifest.plan(args.experiments)
+    # A study is its steps: they run like dependencies (those with a finished run are skipped).
+    plan = [n for n in args.experiments if manifest.get(n).task != "study"] if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
+    ran = 0
     for name in plan:
         exp = manifest.get(name)
         blocked = [d for d in exp.dependencies if d in failed]
@@ -228,6 +234,7 @@ def cmd_run(args) -> int:
             continue
         if name not in requested and store.latest(name, status="finished") is not None:
             continue  # dependency already satisfied by a finished run
+        ran += 1
         resume = None
         if args.resume:
             last = store.latest(name)
@@ -235,22 +242,45 @@ def cmd_run(args) -> int:
                 resume = last
             elif last is not None and last.status().get("status") == "running":
                 return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
-        printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
-        if not args.json:
-            safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})")
-        run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store)
-        st = run.status()
-        if st.get("status") != "finished":
-            failed[name] = st.get("reason") or st.get("status")
-            if st.get("status") == "cancelled":
-                safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
-        elif not args.json:
-            safe_print(f"[{name}] finished: {run.path}")
-            _print_flags(f"[{name}] ", run)
+        from .seeds import seed_jobs
+
+        runs = []
+        for seed, group in ([(None, "")] if resume else seed_jobs(exp)):
+            printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
+            if not args.json:
+                what = f"seed {seed}, " if seed is not None else ""
+                safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
+            run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group)
+            runs.append(run)
+            st = run.status()
+            if st.get("status") != "finished":
+                failed[name] = st.get("reason") or st.get("status")
+                if st.get("status") == "cancelled":
+                    safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
+                    break
+            elif not args.json:
+                safe_print(f"[{name}] finished: {run.path}")
+                _print_flags(f"[{name}] ", run)
+        if len(runs) > 1 and not args.json:
+            _print_group(name, runs)
+    studies = [n for n in args.experiments if manifest.get(n).task == "study"]
+    if studies and not ran and not failed:
+        safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
     if failed:
         first = next(iter(failed.items()))
-        return _fail(f"{first[0]}: {first[1]}", 1)
+        return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _print_group(name: str, runs) -> None:
+    """Mean ± sample std and n of the seed runs just made, for the metrics worth a headline."""
+    from .seeds import fmt_stat, group_stats
+
+    stats = group_stats(runs)
+    shown = [k for k in ("final.mlm_perplexity", "final.accuracy", "final.f1", "final.exact", "final.best_f1") if k in stats]
+    seeds = ", ".join(str(r.config().get("seed")) for r in runs)
+    body = "; ".join(f"{k.removeprefix('final.')} {fmt_stat(stats[k])}" for k in shown) or "no metrics"
+    safe_print(f"[{name}] seeds {seeds}: {body} (sample std)")
 
 
 def cmd_runs(args) -> int:
@@ -362,9 +392,28 @@ def cmd_check(args) -> int:
         return 2
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
     for exp in manifest.experiments:
-        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies else ""
-        print(f"  {exp.name:<20} {exp.task:<9} {exp.model}{deps}")
+        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
+        seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
+        target = exp.hub_model_id if exp.task == "push" else exp.model
+        what = f"{len(exp.steps)} steps" if exp.task == "study" else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
+    for exp in manifest.experiments:
+        if exp.task == "study":
+            print(study_plan_text(manifest, exp.name))
     return 0
+
+
+def study_plan_text(manifest, name: str) -> str:
+    """The steps a study runs, in order, each with what it waits for: ``lmconsole check`` and the console."""
+    plan = manifest.job_plan([name])
+    width = max([20] + [len(s) + 1 for s in plan])
+    lines = [f"plan of study {name!r} ({len(plan)} steps, in this order; `lmconsole run {name}`):"]
+    for i, step in enumerate(plan, 1):
+        exp = manifest.get(step)
+        deps = f"after {', '.join(exp.dependencies)}" if exp.dependencies else "no dependencies"
+        seeds = f", {len(exp.seeds)} seeds" if getattr(exp, "seeds", ()) else ""
+        lines.append(f"  {i:>2}. {step:<{width}} {exp.task:<9} {deps}{seeds}")
+    return "\n".join(lines)
 
 
 def cmd_push(args) -> int:
@@ -392,6 +441,29 @@ def cmd_push(args) -> int:
     else:
         print(f"pushed {run.experiment}/{run.run_id} to https://huggingface.co/{result['repo_id']}"
               f"{' (branch ' + result['revision'] + ')' if result['revision'] else ''}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .export import comparison_table
+    from .runs import RunStore
+    from .seeds import group_of, group_runs
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    try:
+        for ref in args.runs:
+            run = store.get(ref)
+            group = group_of(run) if ref == run.experiment else ""  # an experiment name: its latest seed group
+            runs += [r for r in (group_runs(store, group, run.experiment) if group else [run]) if r not in runs]
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc).strip("'\""))
+    table = comparison_table(runs)
+    sys.stdout.write(table.to_markdown() + "\n" if args.format == "md" else table.render(args.format))
     return 0
 
 

@@ -20,12 +20,22 @@ def flat_results(results: dict, prefix: str = "") -> dict:
 
 
 def comparison_table(runs) -> Table:
-    """One row per metric, one column per run: the final results side by side."""
+    """One row per metric, one column per run: the final results side by side
+    (runs of a seed group are followed by the group's mean, std and n: engine.seeds)."""
+    from .seeds import with_group_columns
+
     flats = [flat_results(r.results()) for r in runs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     cols = ("metric",) + tuple(f"{r.experiment}/{r.run_id}" for r in runs)
     rows = [(k,) + tuple(f.get(k) for f in flats) for k in keys]
-    return Table(name="comparison", columns=cols, rows=rows, title="Final results by run")
+    return with_group_columns(Table(name="comparison", columns=cols, rows=rows, title="Final results by run"), list(runs))
+
+
+def group_tables(runs) -> list[Table]:
+    """One ``seeds_<group>`` table (mean, sample std, n, each seed's value) per seed group among ``runs``."""
+    from .seeds import group_table, groups_in
+
+    return [group_table(g, rs) for g, rs in groups_in(runs).items()]
 
 
 def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) -> list[Path]:
@@ -55,4 +65,5 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
         written += export_tables(tables, out / run.experiment / run.run_id, formats)
     if runs:
         written += export_tables([comparison_table(runs)], out, formats)
+        written += export_tables(group_tables(runs), out, formats)
     return written

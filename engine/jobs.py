@@ -109,6 +109,7 @@ TASKS = {
     "pretrain": "engine.tasks.pretrain:run",
     "classify": "engine.tasks.classify:run",
     "qa": "engine.tasks.qa:run",
+    "push": "engine.tasks.push:run",
 }
 
 
@@ -132,8 +133,25 @@ def _record_environment(run: Run, exp) -> None:
     atomic_write_json(run.path / "environment.json", environment(device))
 
 
+def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
+    """The experiment as one run of it executes: with ``seeds``, the seed of that run.
+
+    A run that exists already (resumed, or started by a launcher) keeps the seed in
+    its ``config.json``; a new one takes ``seed`` (default: the first of ``seeds``).
+    """
+    import dataclasses
+
+    exp = manifest.get(name)
+    if not getattr(exp, "seeds", ()):
+        return exp
+    if run is not None and isinstance(run.config().get("seed"), int):
+        seed = run.config()["seed"]
+    return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
-                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
+                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
+                   seed: int | None = None, group: str = "") -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
@@ -141,11 +159,14 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
     With ``launcher`` set, the job runs as child processes under torchrun or
     accelerate and this thread follows its run directory (see :func:`_launch`).
+    An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
+    ``group`` (written to ``config.json``) ties the runs of one submission together.
     """
-    exp = manifest.get(name)
+    exp = experiment_for(manifest, name, run or resume, seed)
     store = store or RunStore(manifest.runs_dir)
     if run is None:
-        run = resume if resume is not None else store.create(exp.name, exp.to_dict())
+        config = exp.to_dict() | ({"group": group} if group else {})
+        run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
         return _launch(manifest, exp, run, sinks, is_resume)

@@ -204,27 +204,41 @@ def push(run, repo_id: str, private: bool = False, revision: str | None = None, 
         return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
                 "repo_id": repo_id, "private": private, "revision": revision}
     if api is None:
-        token = hf_token()
-        if not token:
-            raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
-        if not hub_reachable():
-            raise PushError("the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): push from a machine with access, "
-                            "or use --dry-run and upload the folder later")
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+        api = hub_api()
     message = f"Upload {run.experiment}/{run.run_id} from lmconsole"
     with tempfile.TemporaryDirectory(prefix="lmconsole-push-") as tmp:
         files = stage(run, Path(tmp), repo_id)
-        try:
-            api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-            if revision:
-                api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
-                                     commit_message=message)
-        except PushError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a one-line message
-            raise _hub_error(exc, repo_id) from None
+        info = upload(api, Path(tmp), repo_id, private=private, revision=revision, message=message)
     return {"dry_run": False, "repo_id": repo_id, "private": private, "revision": revision,
-            "files": [f.name for f in files], "commit": str(getattr(info, "oid", "") or getattr(info, "commit_url", ""))}
+            "files": [f.name for f in files], "commit": commit_of(info)}
+
+
+def hub_api():
+    """An ``HfApi`` with the user's token, or :class:`PushError` (no token, Hub unreachable)."""
+    token = hf_token()
+    if not token:
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    if not hub_reachable():
+        raise PushError("the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): push from a machine with access, "
+                        "or use --dry-run and upload the folder later")
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def upload(api, folder: Path, repo_id: str, private: bool = False, revision: str | None = None, message: str = ""):
+    """Create (or reuse) the repo and upload ``folder``; Hub errors become a one-line :class:`PushError`."""
+    try:
+        api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                                 commit_message=message)
+    except PushError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line message
+        raise _hub_error(exc, repo_id) from None
+
+
+def commit_of(info) -> str:
+    return str(getattr(info, "oid", "") or getattr(info, "commit_url", "") or "")
