@@ -4,7 +4,9 @@
 safetensors, config, tokenizer, README.md model card); ``push`` stages into a
 temporary folder outside the run and uploads it with ``HfApi.create_repo``
 (``exist_ok=True``: an existing repo is reused, never deleted) and
-``upload_folder``. The run directory is never modified. The token comes from
+``upload_folder``. A dry run stages into ``--out`` or a new temporary folder
+(never the current directory) and only regular files are copied (no symlinks).
+The run directory is never modified. The token comes from
 ``HF_TOKEN`` or the huggingface_hub login and is only handed to ``HfApi``.
 """
 
@@ -199,7 +201,8 @@ def push(run, repo_id: str, private: bool = False, revision: str | None = None, 
          out: Path | None = None, api=None) -> dict:
     check_repo_id(repo_id)
     if dry_run:
-        folder = Path(out or f"push-{run.experiment}-{run.run_id}")
+        # Never the current directory: --out, or a new temporary folder that stays for the user to inspect.
+        folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"lmconsole-push-{run.experiment}-{run.run_id}-"))
         files = stage(run, folder, repo_id)
         return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
                 "repo_id": repo_id, "private": private, "revision": revision}

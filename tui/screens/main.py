@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from engine.export import export_runs
+from engine.runlist import RowCache
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -41,6 +42,7 @@ class MainScreen(ConsoleScreen):
         self._ticks = 0
         self._summaries: list = []
         self._cache = SummaryCache()
+        self._rows_cache = RowCache()
         self._loading = False
 
     def compose(self) -> ComposeResult:
@@ -111,11 +113,12 @@ class MainScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:
         summaries = self._cache.load(self.app.store)
-        self.app.call_from_thread(self._apply_runs, summaries)
+        rows = self._rows_cache.load([s.run for s in summaries])  # tags, note, hyperparameters of the runs list
+        self.app.call_from_thread(self._apply_runs, summaries, rows)
 
-    def _apply_runs(self, summaries) -> None:
+    def _apply_runs(self, summaries, rows=None) -> None:
         self._summaries = summaries
-        self.query_one(RunsPane).set_summaries(summaries)
+        self.query_one(RunsPane).set_summaries(summaries, rows)
         self._update_experiments()
         self._update_title()
 
@@ -229,3 +232,7 @@ class MainScreen(ConsoleScreen):
         else:
             what = f"{len(runs)} run(s)" if len(runs) > 1 else f"{runs[0].experiment}/{runs[0].run_id}"
             self.ask_export(what, lambda folder, formats: export_runs(runs, folder, formats))
+
+    @on(RunsPane.EditRequested)
+    def _edit_runs(self, msg: RunsPane.EditRequested) -> None:
+        self.edit_runs(msg.action, msg.rows, done=self.load_runs)
