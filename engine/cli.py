@@ -109,6 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("runs", nargs="+", metavar="RUN")
     de.add_argument("--yes", "-y", action="store_true", help="do not ask")
 
+    # the study report and its verification (issue 14)
+    rp = sub.add_parser("report", help="write the study report (Markdown, LaTeX, HTML with plots)")
+    rp.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                    help="experiments or glob patterns (demo-*); default: every experiment with a finished run")
+    rp.add_argument("--out", default="report", help="output folder (default: ./report)")
+    rp.add_argument("--format", action="append", choices=("md", "latex", "html"), help="repeatable; default: all three")
+    rp.add_argument("--title", default="Study report")
+
+    vf = sub.add_parser("verify", help="recompute every reported number from the saved predictions; exit 1 on a mismatch")
+    vf.add_argument("targets", nargs="+", metavar="RUN|STUDY",
+                    help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)")
+    vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
+    cp = sub.add_parser("compare", help="final results of runs side by side, with mean ± std and n of seed groups")
+    cp.add_argument("runs", nargs="+", metavar="RUN",
+                    help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix")
+    cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
+
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
@@ -116,8 +133,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"lmconsole: {msg}", file=sys.stderr)
+    safe_print(f"lmconsole: {msg}", sys.stderr)
     return code
+
+
+def safe_print(text: str, stream=None) -> bool:
+    """Print and flush; False (and nothing raised) when the reader went away (``| head``, a closed terminal).
+
+    A job never dies from its own output: once a stream fails it is pointed at
+    /dev/null, so the interpreter's final flush stays quiet too.
+    """
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except (BrokenPipeError, OSError, ValueError):  # ValueError: the stream was closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
 
 
 def _load_manifest(path: str):
@@ -137,13 +174,17 @@ def main(argv=None, console=None) -> int:
         return console(args.manifest)
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
-        "check": cmd_check, "control": cmd_control, "push": cmd_push,
+        "check": cmd_check, "control": cmd_control, "push": cmd_push, "compare": cmd_compare,
+        "report": cmd_report, "verify": cmd_verify,
         "tag": cmd_tag, "note": cmd_note, "archive": cmd_archive, "delete": cmd_delete,
     }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader of our output went away (`lmconsole runs --json | head`)
+        safe_print("", sys.stdout)  # points stdout at /dev/null so the exit flush is quiet
+        return 0
 
 
 def get_run(store, ref: str):
@@ -222,7 +263,8 @@ class ProgressPrinter:
         self._last_progress = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if not getattr(self, "_closed", False):
+            self._closed = not safe_print(text, self.stream)
 
     def emit(self, event) -> None:
         from . import events as ev
@@ -274,18 +316,21 @@ def cmd_run(args) -> int:
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
-    plan = args.experiments if args.no_deps else manifest.plan(args.experiments)
+    # A study is its steps: they run like dependencies (those with a finished run are skipped).
+    plan = [n for n in args.experiments if manifest.get(n).task != "study"] if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
+    ran = 0
     for name in plan:
         exp = manifest.get(name)
         blocked = [d for d in exp.dependencies if d in failed]
         if blocked:
             failed[name] = f"blocked: dependency {blocked[0]!r} failed"
-            print(f"[{name}] {failed[name]}", file=sys.stderr)
+            safe_print(f"[{name}] {failed[name]}", sys.stderr)
             continue
         if name not in requested and store.latest(name, status="finished") is not None:
             continue  # dependency already satisfied by a finished run
+        ran += 1
         resume = None
         if args.resume:
             last = store.latest(name)
@@ -293,21 +338,50 @@ def cmd_run(args) -> int:
                 resume = last
             elif last is not None and last.status().get("status") == "running":
                 return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
-        printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
-        if not args.json:
-            print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})", flush=True)
-        run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store)
-        st = run.status()
-        if st.get("status") != "finished":
-            failed[name] = st.get("reason") or st.get("status")
-            if st.get("status") == "cancelled":
-                print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", file=sys.stderr)
-        elif not args.json:
-            print(f"[{name}] finished: {run.path}", flush=True)
+        from .seeds import seed_jobs
+
+        runs = []
+        for seed, group in ([(None, "")] if resume else seed_jobs(exp)):
+            printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
+            if not args.json:
+                what = f"seed {seed}, " if seed is not None else ""
+                safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
+            run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group)
+            runs.append(run)
+            st = run.status()
+            if st.get("status") != "finished":
+                failed[name] = st.get("reason") or st.get("status")
+                if st.get("status") == "cancelled":
+                    safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
+                    break
+            elif not args.json:
+                safe_print(f"[{name}] finished: {run.path}")
+                _print_flags(f"[{name}] ", run)
+        if len(runs) > 1 and not args.json:
+            _print_group(name, runs)
+    studies = [n for n in args.experiments if manifest.get(n).task == "study"]
+    if studies and not ran and not failed:
+        safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
     if failed:
         first = next(iter(failed.items()))
-        return _fail(f"{first[0]}: {first[1]}", 1)
+        return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _print_group(name: str, runs) -> None:
+    """Mean ± sample std and n of the seed runs just made, for the metrics worth a headline."""
+    from .seeds import fmt_stat, group_stats
+
+    stats = group_stats(runs)
+    shown = [k for k in ("final.mlm_perplexity", "final.accuracy", "final.f1", "final.exact", "final.best_f1") if k in stats]
+    seeds = ", ".join(str(r.config().get("seed")) for r in runs)
+    body = "; ".join(f"{k.removeprefix('final.')} {fmt_stat(stats[k])}" for k in shown) or "no metrics"
+    safe_print(f"[{name}] seeds {seeds}: {body} (sample std)")
+
+
+def _row_flags(row, run_flags) -> list:
+    """Flags on a finished, readable run's results (engine.flags)."""
+    return run_flags(row.run) if row.status == "finished" and not row.problems else []
 
 
 def cmd_runs(args) -> int:
@@ -315,6 +389,7 @@ def cmd_runs(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
+    from .flags import run_flags
     from .runlist import align, differing_keys, filter_rows, fmt_value, list_rows, sort_rows
     from .runs import RunStore
 
@@ -330,7 +405,8 @@ def cmd_runs(args) -> int:
         print(json.dumps([{"experiment": r.run.experiment, "run": r.run.run_id, "status": r.status,
                            "reason": r.reason, "path": str(r.run.path), "progress": r.progress,
                            "result": {r.result_key: r.result} if r.result_key else {}, "tags": r.tags,
-                           "note": r.note, "archived": r.archived} for r in rows], indent=1))
+                           "note": r.note, "archived": r.archived,
+                           "flags": [f.to_dict() for f in _row_flags(r, run_flags)]} for r in rows], indent=1))
         return 0
     if not rows:
         what = "archived runs" if args.archived else "runs"
@@ -343,7 +419,7 @@ def cmd_runs(args) -> int:
         note = r.reason if r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason else r.note
         table.append([r.run.experiment, r.run.run_id, r.status + (" (archived)" if r.archived else ""), r.progress,
                       r.result_text, *(fmt_value(r.config.get(k)) for k in hyper), " ".join(r.tags),
-                      " ".join(note.split())])
+                      " ".join(note.split()) + (f" FLAGS: {n} (see lmconsole report)" if (n := len(_row_flags(r, run_flags))) else "")])
     for line in align(header, table):
         print(line)
     return 0
@@ -418,10 +494,13 @@ def cmd_export(args) -> int:
     if not runs:
         return _fail(f"no runs to export under {store.root}")
     formats = tuple(args.format or FORMAT_CHOICES)
+    problems: list[str] = []
     try:
-        written = export_runs(runs, Path(args.out), formats)
+        written = export_runs(runs, Path(args.out), formats, problems)
     except OSError as exc:
-        return _fail(f"export to {args.out} failed: {exc.strerror or exc}", 1)
+        return _fail(f"cannot write to --out {args.out}: {exc.strerror or exc}; choose a writable folder", 1)
+    for p in problems:
+        print(f"lmconsole: {p}", file=sys.stderr)
     print(f"exported {len(written)} files for {len(runs)} run(s) to {export_folder(written).resolve()}")
     return 0
 
@@ -438,9 +517,28 @@ def cmd_check(args) -> int:
         return 2
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
     for exp in manifest.experiments:
-        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies else ""
-        print(f"  {exp.name:<20} {exp.task:<9} {exp.model}{deps}")
+        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
+        seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
+        target = exp.hub_model_id if exp.task == "push" else exp.model
+        what = f"{len(exp.steps)} steps" if exp.task == "study" else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
+    for exp in manifest.experiments:
+        if exp.task == "study":
+            print(study_plan_text(manifest, exp.name))
     return 0
+
+
+def study_plan_text(manifest, name: str) -> str:
+    """The steps a study runs, in order, each with what it waits for: ``lmconsole check`` and the console."""
+    plan = manifest.job_plan([name])
+    width = max([20] + [len(s) + 1 for s in plan])
+    lines = [f"plan of study {name!r} ({len(plan)} steps, in this order; `lmconsole run {name}`):"]
+    for i, step in enumerate(plan, 1):
+        exp = manifest.get(step)
+        deps = f"after {', '.join(exp.dependencies)}" if exp.dependencies else "no dependencies"
+        seeds = f", {len(exp.seeds)} seeds" if getattr(exp, "seeds", ()) else ""
+        lines.append(f"  {i:>2}. {step:<{width}} {exp.task:<9} {deps}{seeds}")
+    return "\n".join(lines)
 
 
 def cmd_push(args) -> int:
@@ -471,6 +569,29 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .export import comparison_table
+    from .runs import RunStore
+    from .seeds import group_of, group_runs
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    try:
+        for ref in args.runs:
+            run = store.get(ref)
+            group = group_of(run) if ref == run.experiment else ""  # an experiment name: its latest seed group
+            runs += [r for r in (group_runs(store, group, run.experiment) if group else [run]) if r not in runs]
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc).strip("'\""))
+    table = comparison_table(runs)
+    sys.stdout.write(table.to_markdown() + "\n" if args.format == "md" else table.render(args.format))
+    return 0
+
+
 def cmd_control(args) -> int:
     manifest, err = _load_manifest(args.manifest)
     if err:
@@ -488,6 +609,75 @@ def cmd_control(args) -> int:
     run.request(args.action)
     print(f"sent {args.action} to {run.experiment}/{run.run_id}")
     return 0
+
+
+def _print_flags(prefix: str, run) -> None:
+    """Flags on degenerate results (engine.flags), one line each."""
+    from .flags import run_flags
+
+    for f in run_flags(run):
+        safe_print(f"{prefix}FLAG {f.metric}: {f.message}")
+
+
+def cmd_report(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import FORMATS, build_report, select, write_report
+    from .runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    names = select(manifest.names, args.experiments)
+    if not names:
+        return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
+    report = build_report(store, names, title=args.title)
+    if len(report.sections[0].tables[0].rows) == 0:
+        return _fail(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", 1)
+    written = write_report(report, Path(args.out), tuple(args.format or FORMATS))
+    main_files = [p for p in written if p.parent == Path(args.out)]
+    print(f"report of {len(report.sections[0].tables[0].rows)} runs: " + ", ".join(str(p) for p in main_files))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import select
+    from .runs import RunStore
+    from .verify import VerifyError, verify_run
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    for target in args.targets:
+        names = select(manifest.names, [target]) if not target.count("/") else []
+        if names:
+            found = [store.latest(n, status="finished") for n in names]
+            runs += [r for r in found if r is not None]
+            if not any(found):
+                return _fail(f"no finished run of {target} under {manifest.runs_dir}")
+            continue
+        try:
+            runs.append(store.get(target))
+        except (KeyError, ValueError) as exc:
+            return _fail(str(exc).strip("'\""))
+    failed, total = 0, 0
+    for run in runs:
+        try:
+            checks = verify_run(run, manifest.settings.data_mirror)
+        except VerifyError as exc:
+            print(f"FAIL {exc}")
+            failed += 1
+            continue
+        for c in checks:
+            total += 1
+            failed += not c.ok
+            if not (args.quiet and c.ok):
+                print(c.line())
+    print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
+    return 1 if failed else 0
 
 
 def cmd_tag(args) -> int:

@@ -48,12 +48,15 @@ def run_label(run) -> str:
 
 
 def comparison_table(runs) -> Table:
-    """One row per numeric metric, one column per run: the final results side by side."""
+    """One row per numeric metric, one column per run: the final results side by side
+    (runs of a seed group are followed by the group's mean, std and n: engine.seeds)."""
+    from .seeds import with_group_columns
+
     flats = [{k: v for k, v in flat_results(r.results()).items() if _is_number(v)} for r in runs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     cols = ("metric",) + tuple(run_label(r) for r in runs)
     rows = [(k,) + tuple(f.get(k) for f in flats) for k in keys]
-    return Table(name="comparison", columns=cols, rows=rows, title="Final results by run")
+    return with_group_columns(Table(name="comparison", columns=cols, rows=rows, title="Final results by run"), list(runs))
 
 
 def comparison_info_table(runs) -> Table:
@@ -138,13 +141,22 @@ def confusion_table(run) -> Table | None:
                  notes=(f"{sum(map(sum, matrix)):,} examples; classes {', '.join(labels)}",))
 
 
-def run_tables(run) -> list[Table]:
+def group_tables(runs) -> list[Table]:
+    """One ``seeds_<group>`` table (mean, sample std, n, each seed's value) per seed group among ``runs``."""
+    from .seeds import group_table, groups_in
+
+    return [group_table(g, rs) for g, rs in groups_in(runs).items()]
+
+
+def run_tables(run, problems: list | None = None) -> list[Table]:
     tables = []
+    where = f"{run.experiment}/{run.run_id}"
     for name in run.table_names():
         try:
             tables += tidy(run.read_table(name))
-        except (OSError, ValueError, KeyError):
-            continue  # a table file being rewritten or hand-broken: the others still export
+        except (OSError, ValueError, KeyError) as exc:  # a table being rewritten or hand-broken: the others still export
+            if problems is not None:
+                problems.append(f"{where}: {exc}")
     cm = confusion_table(run)
     if cm is not None:
         tables.append(cm)
@@ -172,18 +184,33 @@ def new_export_dir(out: Path, runs) -> Path:
     raise OSError(f"could not make a new export folder under {out}")
 
 
-def export_runs(runs, out: Path, formats=FORMATS) -> list[Path]:
+def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) -> list[Path]:
     """Export ``runs`` into a new folder under ``out``; returns the files written (the folder is their root).
 
-    ``written[0]`` is always ``<folder>/runs.<first format>``.
+    ``written[0]`` is always ``<folder>/runs.<first format>``. Nothing is written outside
+    the folder: file names come from the tables' file names (checked safe names), never
+    from names inside a run's files. A run or table that cannot be read is skipped and
+    reported in ``problems`` ("unreadable: <file>: <reason>").
     """
+    from .runs import SAFE_NAME
+
     runs = list(runs)
+    problems = [] if problems is None else problems
+    safe = []
+    for run in runs:
+        where = f"{run.experiment}/{run.run_id}"
+        if not (SAFE_NAME.match(run.experiment) and SAFE_NAME.match(run.run_id)):
+            problems.append(f"{where}: not a safe run name, skipped")
+            continue
+        problems.extend(f"{where}: {p}" for p in run.problems())
+        safe.append(run)
+    runs = safe
     folder = new_export_dir(out, runs)
     written = export_tables([runs_table(runs)], folder, formats)
     for run in runs:
-        written += export_tables(run_tables(run), folder / run.experiment / run.run_id, formats)
+        written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
     if runs:
-        written += export_tables([comparison_table(runs), comparison_info_table(runs)], folder, formats)
+        written += export_tables([comparison_table(runs), comparison_info_table(runs)] + group_tables(runs), folder, formats)
     return written
 
 

@@ -108,6 +108,7 @@ class RunRow:
     archived: bool = False
     config: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -156,10 +157,11 @@ def run_row(run) -> RunRow:
     else:
         progress = "100%" if status == "finished" else ""
     meta = read_meta(run)
-    return RunRow(run=run, status=status, reason=str(st.get("reason", "") or ""), task=str(cfg.get("task", "")),
+    problems = run.problems()  # "unreadable: <file>: <reason>": shown as the run's reason, the other runs still list
+    return RunRow(run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""), task=str(cfg.get("task", "")),
                   model=str(cfg.get("model", "")), progress=progress, result_key=head[0] if head else "",
                   result=head[1] if head else None, tags=meta["tags"], note=meta["note"], archived=meta["archived"],
-                  config=cfg, final=final)
+                  config=cfg, final=final, problems=problems)
 
 
 def _hashable(v):

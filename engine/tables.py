@@ -143,7 +143,12 @@ class Table:
     def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
         from .runs import atomic_write_text
 
-        path = Path(folder) / f"{stem or self.name}.{EXTENSIONS[fmt]}"
+        from .runs import TABLE_NAME
+
+        stem = stem or self.name
+        if not TABLE_NAME.match(stem):  # a file name, never a path
+            raise ValueError(f"table name {stem!r} is not a safe file name (letters, digits, '_', '-')")
+        path = Path(folder) / f"{stem}.{EXTENSIONS[fmt]}"
         atomic_write_text(path, self.render(fmt))
         return path
 

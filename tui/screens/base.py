@@ -25,6 +25,13 @@ def job_for_run(queue, run):
     return None
 
 
+def study_message(studies: list[str], added: list[str]) -> str:
+    steps = list(dict.fromkeys(added))
+    if not steps:
+        return f"study {', '.join(studies)}: every step has a finished run (or is queued); run a step to redo it"
+    return f"study {', '.join(studies)}: queued {len(steps)} steps in order: {', '.join(steps)}"
+
+
 class ConsoleScreen(Screen):
     """A screen with a way to say one line, confirm, control jobs and export."""
 
@@ -40,6 +47,10 @@ class ConsoleScreen(Screen):
         jobs = queue.submit(names)
         added = [j.experiment for j in jobs]
         deps = [n for n in added if n not in names]
+        studies = [n for n in names if manifest.get(n).task == "study"]
+        if studies:  # a study queues its steps (those without a finished run), dependencies first
+            self.say(study_message(studies, added), "ok" if jobs else "info")
+            return
         if not jobs:
             self.say(f"{', '.join(names)}: already queued or running")
             return

@@ -26,6 +26,39 @@ def letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"R{i + 1}"
 
 
+def seed_columns(table, letters: list[str]):
+    """Headers and cells of the comparison grid: a letter per run, and for each seed group the
+    engine's mean / std / n columns merged into one ``mean ± std (n)`` column (issue 14)."""
+    from rich.text import Text
+
+    from engine.seeds import fmt_stat
+
+    headers, picks = [], []  # picks: an index of a run column, or the index of a group's mean column
+    cols = table.columns[1:]
+    i = run = 0
+    while i < len(cols):
+        if cols[i].endswith(": mean") and i + 2 < len(cols) and cols[i + 2].endswith(": n"):
+            headers.append(f"{cols[i].removesuffix(': mean')} mean ± std (n)")
+            picks.append(("group", i))
+            i += 3
+        else:
+            headers.append(letters[run] if run < len(letters) else cols[i])
+            picks.append(("run", i))
+            run, i = run + 1, i + 1
+    rows = []
+    for row in table.rows:
+        cells = [row[0]]
+        for kind, at in picks:
+            vals = row[1:]
+            if kind == "run":
+                cells.append(cell(vals[at]))
+            else:
+                stat = {"mean": vals[at], "std": vals[at + 1], "n": vals[at + 2]} if vals[at] is not None else None
+                cells.append(Text(fmt_stat(stat), justify="right"))
+        rows.append(cells)
+    return headers, rows
+
+
 class CompareScreen(ConsoleScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -110,10 +143,11 @@ class CompareScreen(ConsoleScreen):
         grid = self.query_one("#cmp-table", DataTable)
         grid.clear(columns=True)
         grid.add_column("metric", key="metric")
-        for i in range(len(self.runs)):
-            grid.add_column(letter(i), key=f"r{i}")
-        for row in table.rows:
-            grid.add_row(row[0], *(cell(v) for v in row[1:]))
+        headers, rows = seed_columns(table, [letter(i) for i in range(len(self.runs))])
+        for i, head in enumerate(headers):
+            grid.add_column(head, key=f"c{i}")
+        for row in rows:
+            grid.add_row(*row)
 
     def action_back(self) -> None:
         self.app.pop_screen()

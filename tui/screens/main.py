@@ -33,6 +33,7 @@ class MainScreen(ConsoleScreen):
         Binding("2", "tab('jobs')", "Jobs", show=False),
         Binding("3", "tab('runs')", "Runs", show=False),
         Binding("ctrl+r", "reload", "Reload manifest", show=False),
+        Binding("w", "report", "Report", show=False),  # write the study report (issue 14)
     ]
 
     def __init__(self):
@@ -139,6 +140,30 @@ class MainScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
+
+    def action_report(self) -> None:
+        self.say("writing the study report ...")
+        self._write_report()
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _write_report(self) -> None:
+        """The study report of every experiment with a finished run, next to the manifest (``report/``)."""
+        from engine.report import build_report, write_report
+
+        manifest = self.app.manifest
+        try:
+            report = build_report(self.app.store, manifest.names)
+            n = len(report.sections[0].tables[0].rows)
+            if not n:
+                self.app.call_from_thread(self.say, "no finished run yet: run the study first", "warning")
+                return
+            out = manifest.path.parent / "report"
+            write_report(report, out)
+            flags = sum(len(t.rows) for t in report.sections[1].tables)
+            text = f"report of {n} runs written to {out}/report.{{md,tex,html}}" + (f"; {flags} flag(s) raised" if flags else "")
+            self.app.call_from_thread(self.say, text, "warning" if flags else "info")
+        except Exception as exc:  # noqa: BLE001 - a failed report is a message, not a crash
+            self.app.call_from_thread(self.say, f"report failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "error")
 
     def say(self, text: str, level: str = "info") -> None:
         self.query_one(StatusLine).say(text, level)

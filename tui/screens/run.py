@@ -27,6 +27,13 @@ from .base import ConsoleScreen
 TAB_IDS = ("curves", "results", "tables", "log")
 
 
+def seed_cell(stats: dict, key: str) -> Text:
+    """``0.92 ± 0.02 (n=3)`` for a final metric of the run's seed group; empty when not a metric."""
+    from engine.seeds import fmt_stat
+
+    return Text(fmt_stat(stats.get(f"final.{key}") or stats.get(key)), justify="right")
+
+
 class RunScreen(ConsoleScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -41,6 +48,8 @@ class RunScreen(ConsoleScreen):
         Binding("m", "next_metric", "Metric"),
         Binding("u", "push", "Push", show=False),
     ]
+
+    _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.seeds)
 
     def __init__(self, run=None, job=None):
         super().__init__()
@@ -107,27 +116,48 @@ class RunScreen(ConsoleScreen):
     def _poll_worker(self) -> None:
         try:
             state = self.feed.poll()
+            seeds = self._read_seed_stats(state)
         except Exception as exc:  # noqa: BLE001 - a broken run directory must not kill the view
             self._polling = False
             self.app.call_from_thread(self._poll_failed, f"cannot read the run: {exc}")
             return
-        self.app.call_from_thread(self._apply, state)
+        self.app.call_from_thread(self._apply, state, seeds)
+
+    _seed_stats: dict | None = None
+    _seed_stamp: tuple = ()
+
+    def _read_seed_stats(self, state) -> dict | None:
+        """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
+        from engine.runs import RunStore
+        from engine.seeds import group_of, group_runs, group_stats
+
+        run = self.feed.run
+        group = group_of(run) if run is not None and state.results else ""
+        if not group:
+            return None
+        runs = group_runs(RunStore(run.path.parent.parent), group, run.experiment)
+        stamp = tuple((r.run_id, (r.path / "results.json").exists(), r.status().get("status")) for r in runs)
+        if stamp != self._seed_stamp:
+            self._seed_stamp, self._seed_stats = stamp, {"stats": group_stats(runs), "n_runs": len(runs)}
+        return self._seed_stats
 
     def _poll_failed(self, message: str) -> None:
         self.query_one("#run-status", StatusLine).say(message, "error")
 
-    def _apply(self, state) -> None:
+    def _apply(self, state, seeds=None) -> None:
         self._polling = False
         self.query_one("#run-status", StatusLine).say(
             state.status_line(), "error" if state.status == "failed" else "info")
-        if self.state is not None and state.version == self.state.version:
+        seeds_changed = seeds is not getattr(self, "_seeds_shown", None)
+        self._seeds_shown = seeds
+        if self.state is not None and state.version == self.state.version and not seeds_changed:
             return
         self.state = state
         if self.feed.run is not None and not self._titled:
             self._titled = True  # a queued job gets its run (and its title) once it starts
             self.query_one(TitleBar).update(self._title())
         self._draw_curves(state)
-        if len(state.evals) != self._evals_seen or state.results:
+        if len(state.evals) != self._evals_seen or state.results or seeds_changed:
             self._draw_results(state)
         self._draw_table_list(state)
         self._draw_log(state)
@@ -173,10 +203,15 @@ class RunScreen(ConsoleScreen):
             table.add_column(f"ep {ev.epoch}", key=f"e{i}")
         if final_scalars:
             table.add_column("final", key="final")
+        seeds = self._seeds_shown
+        if seeds:
+            table.add_column(f"seeds mean ± std (n of {seeds['n_runs']})", key="seeds")
         for k in rows_keys:
             row = [k] + [cell(ev.metrics.get(k)) for ev in evals]
             if final_scalars:
                 row.append(cell(final_scalars.get(k)))
+            if seeds:
+                row.append(seed_cell(seeds["stats"], k))
             table.add_row(*row)
         nested = {}
         if evals:
@@ -185,9 +220,21 @@ class RunScreen(ConsoleScreen):
             if isinstance(v, (dict, list)) and k != "history":
                 nested[k] = v
         extra = "\n".join([f"{k}: {v}" for k, v in texts.items()] + [f"{k}: {compact_value(v)}" for k, v in nested.items()])
+        flags = self._flags(state)
+        if flags:  # degenerate results (engine.flags), above everything else
+            extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows_keys and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
+
+    def _flags(self, state) -> list:
+        """Flags on degenerate results of a finished run (engine.flags); computed once per results."""
+        from engine.flags import run_flags
+
+        run = self.feed.run
+        if not state.results or run is None:
+            return []
+        return run_flags(run)
 
     def _draw_table_list(self, state) -> None:
         if state.tables != self._shown_tables:

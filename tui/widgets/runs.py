@@ -106,7 +106,7 @@ class RunsPane(TablePane):
         ordered = sort_rows(rows, self.sort_column, self.sort_desc)
         out = []
         for r in ordered:
-            failed = r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason
+            failed = (r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason) or r.problems
             note = " ".join((r.reason if failed else (r.note or r.model)).split())
             result = r.result_text
             cells = [r.run.experiment, short_id(r.run.run_id), status_text(r.status), result, " ".join(r.tags),
