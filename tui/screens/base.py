@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual import work
+from textual.binding import Binding
 from textual.screen import Screen
+
+from engine.events import JobFailed
+from engine.runs import read_events
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
@@ -23,6 +27,56 @@ def job_for_run(queue, run):
         if target is not None and Path(target.path) == Path(run.path):
             return job
     return None
+
+
+def last_failure(run) -> JobFailed | None:
+    """The last JobFailed event of a run (reason, hint, traceback); None if it has none."""
+    rows, _ = read_events(run.events_path, 0)
+    for row in reversed(rows):
+        if isinstance(row, dict) and row.get("event") == "JobFailed":
+            return JobFailed(reason=str(row.get("reason", "")), hint=str(row.get("hint", "") or ""),
+                             traceback=str(row.get("traceback", "") or ""))
+    return None
+
+
+class CurveViewKeys:
+    """Log-y (`l`, on by default for perplexity) and EMA smoothing (`[` / `]`) of a screen's curves.
+
+    The screen lists its plots in ``curve_plots()``; smoothing applies to per-step curves.
+    """
+
+    VIEW_BINDINGS = [
+        Binding("l", "toggle_log", "Log y"),
+        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]"),
+        Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
+    ]
+    log_override: bool | None = None  # None: log-y for perplexity only
+    smoothing_index = 0
+
+    def curve_plots(self) -> list:
+        return []
+
+    def auto_log(self, plot, metric: str) -> None:
+        plot.set_view(log_y=self.log_override if self.log_override is not None else "perplexity" in metric)
+
+    def action_toggle_log(self) -> None:
+        from ..widgets.plots import CurvePlot
+
+        plots: list[CurvePlot] = self.curve_plots()
+        self.log_override = not (plots[-1].log_y if plots else False)
+        for plot in plots:
+            plot.set_view(log_y=self.log_override)
+        self.say(f"log y {'on' if self.log_override else 'off'} (l toggles)")
+
+    def action_smooth(self, delta: int) -> None:
+        from ..widgets.plots import SMOOTHING
+
+        self.smoothing_index = max(0, min(len(SMOOTHING) - 1, self.smoothing_index + delta))
+        weight = SMOOTHING[self.smoothing_index]
+        for plot in self.curve_plots():
+            if plot.xlabel == "step":
+                plot.set_view(smoothing=weight)
+        self.say(f"smoothing: EMA {weight:g}, raw curve faint ([ less, ] more)" if weight else "smoothing off")
 
 
 class ConsoleScreen(Screen):
