@@ -151,6 +151,7 @@ class CurvePlot(PlotextPlot):
         self.only: int | None = None  # index of the one series shown, None = all
         self.best: str = ""  # "min" / "max": mark the best point in the title
         self.stats = ""  # the title's statistics, for tests
+        self.legend = True  # False where the screen shows the series' markers and labels itself
 
     def show(self, series: list[Series], title: str | None = None, key=None, best: str = "") -> None:
         if key is not None and key == self._key:
@@ -230,7 +231,7 @@ class CurvePlot(PlotextPlot):
                 continue
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             marker = "braille" if len(shown) == 1 else MARKERS[i % len(MARKERS)]
-            label = f"{MARKERS[i % len(MARKERS)]} {s.label}" if len(shown) > 1 else None
+            label = f"{MARKERS[i % len(MARKERS)]} {s.label}" if len(shown) > 1 and self.legend else None
             if self.smoothing and len(ys) > 2:
                 plt.plot(*downsample(xs, ys, limit), marker="braille", color=RAW_COLOR)
                 sm = ema(ys, self.smoothing)
