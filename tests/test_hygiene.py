@@ -287,7 +287,7 @@ def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch
 def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkeypatch):
     import asyncio
 
-    from tui.screens.dialogs import ConfirmDialog, TextDialog
+    from tui.screens.dialogs import ConfirmDialog, InputDialog
     from tui.screens.main import MainScreen
     from tui.testing import make_app, screen_text, wait_for
     from tui.widgets.runs import RunsPane
@@ -308,12 +308,12 @@ def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkey
             pretrain = "pretrain/20260101-100000-000000-bbbb"
             pane.table.move_cursor(row=keys().index(pretrain))
             await pilot.press("t")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert await wait_for(pilot, lambda: isinstance(app.screen, InputDialog))
             await pilot.press(*"baseline", "enter")
             assert await wait_for(pilot, lambda: pane.rows[pretrain].tags == ["baseline"])
             assert "baseline" in screen_text(app)
             await pilot.press("n")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert await wait_for(pilot, lambda: isinstance(app.screen, InputDialog))
             await pilot.press(*"first try", "enter")
             assert await wait_for(pilot, lambda: pane.rows[pretrain].note == "first try")
             assert read_meta(RunStore(root).get(pretrain)) == {"tags": ["baseline"], "note": "first try", "archived": False}
