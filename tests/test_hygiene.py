@@ -251,7 +251,8 @@ def test_filter_syntax_sort_and_differing_keys(study):
     assert keys(filter_rows(rows, "status=failed")) == [B]
     assert keys(filter_rows(rows, "boom")) == [B]  # plain text: the failure reason is searched too
     assert keys(filter_rows(rows, "pre status=finished")) == [A]
-    assert keys(filter_rows(rows, "mlm_perplexity<200 task=classify")) == [C]
+    assert keys(filter_rows(rows, "accuracy>0.5 task=classify")) == [C]
+    assert keys(filter_rows(rows, "mlm_perplexity<200")) == [A]
     assert keys(filter_rows(rows, "lr<abc")) == []  # text against a number: no match, no crash
     assert [t.kind for t in parse_filter("lr<1e-4 tag:x plain")] == ["cmp", "tag", "text"]
     assert differing_keys(rows) == ["learning_rate"]
