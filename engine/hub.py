@@ -154,7 +154,22 @@ def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
     source = resolve_dataset(spec, mirror)
     kwargs = {"cache_dir": _local_cache_dir(Path(source))} if Path(source).is_dir() else {}
     try:
-        return datasets.load_dataset(source, config or None, split=split, **kwargs)
+        try:
+            return datasets.load_dataset(source, config or None, split=split, **kwargs)
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a damaged Arrow file in our cache of a local folder
+            if "cache_dir" not in kwargs:
+                raise
+            import shutil
+
+            shutil.rmtree(kwargs["cache_dir"], ignore_errors=True)  # rebuilt once from the folder
+            try:
+                return datasets.load_dataset(source, config or None, split=split, **kwargs)
+            except Exception:  # noqa: BLE001
+                raise ResolveError(f"dataset {spec!r} ({config}): its cache {kwargs['cache_dir']} cannot be read "
+                                   f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}); "
+                                   f"delete that folder (rm -r {kwargs['cache_dir']}) and run again") from None
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise ResolveError(f"dataset {spec!r} ({config}): no split {split!r}: {exc}") from None

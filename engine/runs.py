@@ -193,6 +193,78 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     return out, offset + end + 1
 
 
+BIG_EVENTS = 16 * 2**20  # events.jsonl larger than this is opened sampled (see read_events_sampled)
+_BULK = (b'{"event":"StepLogged"', b'{"event":"ProgressUpdated"')
+_SPARSE = tuple(b'\n{"event":"' + n.encode() + b'"' for n in (
+    "EvalFinished", "LogEmitted", "StatusChanged", "RunStarted", "PhaseStarted", "TableWritten",
+    "CheckpointSaved", "JobFailed", "RunFinished"))
+
+
+def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 2**20,
+                        chunk: int = 8 * 2**20) -> tuple[list[dict], int]:
+    """What a view of a long run needs, in bounded memory: like :func:`read_events` from 0.
+
+    Every event except the bulk (``StepLogged``/``ProgressUpdated``) from a chunked byte
+    search (C speed, one chunk in memory); ``step_samples`` evenly spaced step lines (by
+    seeking); and everything in the last ``tail_bytes``. Returns (rows in file order,
+    offset after the last complete line), so following continues from there.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return [], 0
+    found: list[tuple[int, bytes]] = []
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(0, size - tail_bytes))
+        tail = fh.read()
+        end = size - len(tail) + tail.rfind(b"\n") + 1
+        if end <= 0:
+            return [], 0
+        cut = tail.find(b"\n") + 1 if size > tail_bytes else 0  # the tail starts at a line start
+        tail_start = size - len(tail) + cut
+        tail = tail[cut:end - (size - len(tail))]
+        # sparse events before the tail, one chunk at a time ("\n" + chunk: a match is always a line start)
+        pos, carry = 0, b"\n"
+        fh.seek(0)
+        while pos < tail_start:
+            data = carry + fh.read(min(chunk, tail_start - pos))
+            pos = fh.tell()
+            last = data.rfind(b"\n")
+            for pat in _SPARSE:
+                i = data.find(pat)
+                while 0 <= i < last:
+                    j = data.find(b"\n", i + 1)
+                    found.append((pos - len(data) + i + 1, data[i + 1:j + 1]))
+                    i = data.find(pat, j)
+            carry = data[last:]
+        # evenly spaced step lines
+        seen = set()
+        for k in range(step_samples if tail_start else 0):
+            fh.seek(tail_start * k // step_samples)
+            if k:
+                fh.readline()  # to the next line start
+            start = fh.tell()
+            if start >= tail_start or start in seen:
+                continue
+            seen.add(start)
+            line = fh.readline()
+            if line.startswith(_BULK) and line.endswith(b"\n"):
+                found.append((start, line))
+    found.sort(key=lambda t: t[0])
+    out: list[dict] = []
+    for raw in [line for _, line in found] + tail.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out, end
+
+
 def repair_events(path: Path) -> int:
     """Cut a torn last line off ``events.jsonl`` (owner only, before appending). Returns bytes cut."""
     try:

@@ -435,3 +435,56 @@ def test_huge_epochs_with_max_steps_start_at_once(tmp_path):
     assert run.status()["status"] == "finished", run.status()
     assert run.results()["global_step"] == 3
     assert time.perf_counter() - t0 < 120  # before: counted every epoch's batches first (hours)
+
+
+# -- corrupt cache entries: detected, rebuilt once, else reported with the folder to delete ------------
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of this test only (the session cache is shared with other tests and must stay intact)."""
+    import datasets
+
+    monkeypatch.setenv("LMCONSOLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    return tmp_path / "cache"
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_corrupt_cache_entries_are_rebuilt_once(own_cache, tmp_path):
+    ref = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
+    assert ref.status()["status"] == "finished"
+    tok = next((own_cache / "tokenizers").iterdir())
+    vocab = tok / "tokenizer.json"
+    data = json.loads(vocab.read_text())
+    data["model"]["vocab"] = {}  # the emptied vocabulary that used to "finish" with perplexity 1.16
+    vocab.write_text(json.dumps(data))
+    pairs = sorted((own_cache / "pretrain-data").iterdir())
+    for folder in pairs:
+        _truncate(next(folder.glob("*.arrow")))
+    corpus = next((own_cache / "embedded").glob("wikitext-v*"))
+    _truncate(next(p for p in sorted(corpus.rglob("*")) if p.is_file() and p.suffix in (".parquet", ".txt", ".json", ".jsonl")))
+    hf = Path(tmp_path / "hf")
+    arrows = sorted(hf.rglob("*.arrow"))
+    assert arrows
+    for a in arrows:
+        _truncate(a)
+    again = run_experiment(shape_manifest(tmp_path / "b", "pretrain"), "job")
+    st = again.status()
+    assert st["status"] == "finished", st
+    assert _close(again.results()["final"], ref.results()["final"]), (again.results()["final"], ref.results()["final"])
+    warnings = [e.message for e in again.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
+    assert any("cached tokenizer" in w and "rebuilding" in w for w in warnings), warnings
+    assert any("cached NSP pairs" in w and "rebuilding" in w for w in warnings), warnings
+
+
+def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tmp_path, monkeypatch):
+    import engine.cache as cache
+
+    monkeypatch.setattr(cache, "seal", lambda folder: (Path(folder) / cache.SEAL).write_text('{"tokenizer.json": [0, "x"]}'))
+    run = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
+    st = run.status()
+    assert st["status"] == "failed", st
+    assert "is corrupt" in st["reason"] and "delete that folder (rm -r " in st["reason"] and str(own_cache) in st["reason"]

@@ -410,3 +410,41 @@ def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, mo
         lock.release()
     assert "20260101-100000-000000-aaaa" in capsys.readouterr().out
     assert json.loads((paused.path / "control.json").read_text())["action"] == "resume"
+
+
+# -- point 12: a long run's events.jsonl opens in bounded memory --------------------------------------
+
+def test_big_events_file_opens_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from engine.events import EvalFinished, to_json
+    from tui.data import RunFeed
+
+    run = write_run(tmp_path / "runs", "pretrain", RID, tables=False)
+    step = to_json(StepLogged(step=0, total_steps=10**7, epoch=0.5, loss=1.0, learning_rate=1e-3,
+                              parts={"mlm_loss": 1.0, "nsp_loss": 0.5}, tokens_per_s=5000.0, eta_s=3.0, memory_mb=512.0))
+    head, rest = step.split('"step":0,', 1)
+    n = 0
+    with open(run.events_path, "a") as fh:
+        while fh.tell() < 40 * 2**20:  # 40 MB (the threshold is 16 MB; the attack used 300 MB)
+            lines = []
+            for _ in range(2000):
+                n += 1
+                lines.append(f'{head}"step":{n},{rest}')
+            lines.append(to_json(EvalFinished(epoch=n // 2000, step=n, split="test", metrics={"mlm_perplexity": 3.0})))
+            fh.write("\n".join(lines) + "\n")
+    feed = RunFeed(run)
+    tracemalloc.start()
+    try:
+        state = feed.poll()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # reading it all: several hundred MiB
+    assert state.last_step.step == n  # the tail is complete
+    assert len(state.evals) >= n // 2000  # every evaluation, from the whole file
+    assert 100 < len(state.steps) <= 4000  # a downsampled curve over the whole run
+    assert state.steps[0].step < n // 10
+    with open(run.events_path, "a") as fh:  # following continues from where the sampled read stopped
+        fh.write(f'{head}"step":{n + 1},{rest}\n')
+    assert feed.poll().last_step.step == n + 1

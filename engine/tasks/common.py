@@ -49,7 +49,7 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
             from ..jobs import JobError
 
             raise JobError("a trained tokenizer needs a text corpus", "set tokenizer to a Hub id or folder")
-        tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key)
+        tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key, log=ctx.log)
         ctx.log(f"WordPiece tokenizer: {len(tok):,} tokens (trained on the training split, cached)")
         return tok
     from transformers import AutoTokenizer
