@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     r.add_argument("--json", action="store_true", help="print events as JSON lines instead of progress lines")
     r.add_argument("--resume", action="store_true", help="continue the latest unfinished run of each experiment from its checkpoint")
+    r.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue even though the manifest changed since the run started (recorded in the run)")
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
 
@@ -309,8 +311,8 @@ def cmd_run(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
-    from .jobs import run_experiment
-    from .runs import RunStore
+    from .jobs import experiment_for, run_experiment
+    from .runs import RunStore, RunUnavailable
 
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
@@ -334,10 +336,18 @@ def cmd_run(args) -> int:
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed", "paused"):
+            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
                 resume = last
-            elif last is not None and last.status().get("status") == "running":
-                return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
+            elif last is not None and last.status().get("status") in ("running", "paused"):
+                return _fail(f"{name}: its latest run is {last.status().get('status')} in another process; "
+                             f"use `lmconsole control {name} resume|pause|cancel`")
+        if resume is not None and not args.accept_changes:
+            from .jobs import changed_run_error, config_changes
+
+            changes = config_changes(experiment_for(manifest, name, resume), resume)
+            if changes:
+                err = changed_run_error(name, changes)
+                return _fail(f"{name}: {err.reason}; {err.hint}")
         from .seeds import seed_jobs
 
         runs = []
@@ -346,7 +356,15 @@ def cmd_run(args) -> int:
             if not args.json:
                 what = f"seed {seed}, " if seed is not None else ""
                 safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
-            run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group)
+            try:
+                run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group,
+                                     accept_changes=args.accept_changes)
+            except RunUnavailable as exc:
+                return _fail(f"{name}: {exc}")
+            except (OSError, ValueError) as exc:  # the run directory itself cannot be created
+                reason = getattr(exc, "strerror", None) or str(exc)
+                return _fail(f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
+                             "set settings.runs_dir to a writable folder", 1)
             runs.append(run)
             st = run.status()
             if st.get("status") != "finished":
@@ -599,8 +617,13 @@ def cmd_control(args) -> int:
         return 2
     from .runs import RunStore
 
+    store = RunStore(manifest.runs_dir)
     try:
-        run = get_run(RunStore(manifest.runs_dir), args.run)
+        run = get_run(store, args.run)
+        if "/" not in args.run and run.status().get("status") not in ("running", "paused"):
+            # `control EXP`: the experiment's live run, even when a newer one is dead
+            live = [r for r in store.runs(args.run.strip()) if r.status().get("status") in ("running", "paused")]
+            run = live[-1] if live else run
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
     status = run.status().get("status")

@@ -90,6 +90,8 @@ class JobContext:
 
 
 def _hint_for(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (ctrl+c)", "resume it to continue from its last checkpoint (lmconsole run <experiment> --resume)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = str(exc).lower()
     if "out of memory" in low:
@@ -102,6 +104,48 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ResolveError):
         return text, ""
     return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
+
+
+IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (they change no result)
+
+
+def config_changes(exp, run: Run) -> dict:
+    """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
+    import json
+
+    from .events import _clean
+    from .manifest import EXPERIMENT_KEYS
+
+    old = run.config()
+    new = json.loads(json.dumps(_clean(exp.to_dict())))
+    out = {}
+    for key, value in new.items():
+        if key in IGNORED_CHANGES or key.startswith("_"):
+            continue
+        if key not in old:
+            default = EXPERIMENT_KEYS[key].default if key in EXPERIMENT_KEYS else None
+            if value == default:
+                continue  # a key added to lmconsole after the run started, at its default
+            out[key] = ("(not set)", value)
+        elif old[key] != value:
+            out[key] = (old[key], value)
+    return out
+
+
+def describe_changes(changes: dict) -> str:
+    return ", ".join(f"{k} {json_text(a)} -> {json_text(b)}" for k, (a, b) in changes.items())
+
+
+def json_text(v) -> str:
+    import json
+
+    return v if isinstance(v, str) and v == "(not set)" else json.dumps(v)
+
+
+def changed_run_error(name: str, changes: dict) -> JobError:
+    return JobError(f"the manifest changed since this run started: {describe_changes(changes)}",
+                    f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
+                    "with the new values (recorded in the run), or start a new run without --resume")
 
 
 TASKS = {
@@ -151,7 +195,7 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
 
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
                    run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
-                   seed: int | None = None, group: str = "") -> Run:
+                   seed: int | None = None, group: str = "", accept_changes: bool = False) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
@@ -184,6 +228,18 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         from .events import PhaseStarted
         from .preflight import run_preflight
 
+        if is_resume and not in_worker:
+            changes = config_changes(exp, run)
+            if changes and not accept_changes:
+                raise changed_run_error(exp.name, changes)
+            if changes:  # continue with the new values, and say so in the run
+                from .runs import atomic_write_json
+
+                record = run.config().get("_accepted_changes", [])
+                record = (record if isinstance(record, list) else []) + [
+                    {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}]
+                atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
+                ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
@@ -202,8 +258,15 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         from .secrets import redact
 
         reason, tb = redact(reason), redact(traceback.format_exc())
-        sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
-        sink.emit(StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")))
+        full = reason + (f" (hint: {hint})" if hint else "")
+        try:
+            sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
+            sink.emit(StatusChanged(status="failed", reason=full))
+        except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
+            try:
+                writer.set_status("failed", full)
+            except OSError:
+                pass
         if isinstance(exc, KeyboardInterrupt):
             writer.close()
             raise

@@ -157,16 +157,17 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
     final = root / f"step-{state['global_step']:08d}"
     tmp = root / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        extra["cuda_rng"] = torch.cuda.get_rng_state_all()
-    torch.save(extra, tmp / "optimizer.pt")
-    ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
-    # The resume point of events.jsonl: everything up to and including CheckpointSaved.
-    state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
-    atomic_write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
+    with disk_full_is_a_job_error(tmp, f"checkpoint {state['global_step']}"):
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            extra["cuda_rng"] = torch.cuda.get_rng_state_all()
+        torch.save(extra, tmp / "optimizer.pt")
+        ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
+        # The resume point of events.jsonl: everything up to and including CheckpointSaved.
+        state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
+        atomic_write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
@@ -175,18 +176,83 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
     return final
 
 
+class CheckpointDamaged(Exception):
+    """One file of a checkpoint cannot be used; ``str()`` names it and why."""
+
+
+class disk_full_is_a_job_error:
+    """Around a write of ``what`` into folder ``tmp``: on a full disk, remove ``tmp`` and fail the job clearly.
+
+    torch reports ENOSPC as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``;
+    the job instead fails with "disk full while writing checkpoint N: free X GiB", and no
+    half-written folder is left to block a resume.
+    """
+
+    def __init__(self, tmp: Path, what: str):
+        self.tmp, self.what = Path(tmp), what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        from .runs import free_gib, is_disk_full
+
+        if is_disk_full(exc):
+            raise JobError(f"disk full while writing {self.what}: free {free_gib(self.tmp.parent):.2f} GiB",
+                           "free some space on that disk (or move settings.runs_dir), then resume the run") from None
+        return False
+
+
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore a checkpoint; raises :class:`CheckpointDamaged` naming the file that cannot be used."""
     import torch
     from safetensors.torch import load_model
 
-    load_model(model, str(path / "model.safetensors"))
-    extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["rng"])
-    if "cuda_rng" in extra and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(extra["cuda_rng"])
-    return read_json(path / "state.json", {})
+    def damaged(name: str, exc: BaseException):
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        return CheckpointDamaged(f"{path.name}/{name}: {text}")
+
+    state = read_json(path / "state.json", None)
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("global_step", "epoch", "batch")):
+        raise CheckpointDamaged(f"{path.name}/state.json: missing or not a checkpoint state")
+    try:
+        load_model(model, str(path / "model.safetensors"))
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+        raise damaged("model.safetensors", exc) from None
+    try:
+        extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["rng"])
+        if "cuda_rng" in extra and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(extra["cuda_rng"])
+    except Exception as exc:  # noqa: BLE001
+        raise damaged("optimizer.pt", exc) from None
+    return state
+
+
+def load_latest_intact(ctx, model, optimizer, scheduler):
+    """The newest checkpoint that loads, as (path, state, warnings); (None, {}, []) when there is none.
+
+    A damaged one (truncated weights, optimizer state, state.json) is skipped with
+    a warning naming the file (logged by the caller, after the events rewind);
+    the previous intact one is used instead.
+    """
+    problems = []
+    for path in ctx.run.checkpoints_newest_first():
+        try:
+            state = load_checkpoint(path, model, optimizer, scheduler)
+            return path, state, [f"checkpoint file {p} is damaged: resumed from the previous checkpoint {path.name}"
+                                 for p in problems]
+        except CheckpointDamaged as exc:
+            problems.append(str(exc))
+    if problems:
+        raise JobError(f"no intact checkpoint to resume from ({'; '.join(problems)})",
+                       f"delete {ctx.run.checkpoints} to start this run over, or start a new run without --resume")
+    return None, {}, []
 
 
 def rewind_events(ctx, state: dict) -> None:
@@ -292,17 +358,18 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     def n_batches_of(epoch: int) -> int:  # this rank's share (equal for all ranks)
         return spec.n_batches(epoch) // dist.world
 
-    steps_per_epoch = [math.ceil(n_batches_of(e) / accum) for e in range(exp.epochs)]
-    total_steps = sum(steps_per_epoch)
+    # Every epoch has the same number of batches (the same rows, reshuffled): one epoch's count is
+    # enough, so `epochs = 1000000000` with `max_steps` starts at once instead of counting every epoch.
+    total_steps = math.ceil(n_batches_of(0) / accum) * exp.epochs
     if exp.max_steps:
         total_steps = min(total_steps, exp.max_steps)
     warmup = int(exp.warmup * total_steps) if exp.warmup < 1 else int(exp.warmup)
     scheduler = make_schedule(optimizer, warmup, total_steps)
 
     state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0}
-    last = ctx.run.last_checkpoint() if ctx.resume else None
+    last, loaded, damaged = load_latest_intact(ctx, model, optimizer, scheduler) if ctx.resume else (None, {}, [])
     if last is not None:
-        state.update(load_checkpoint(last, model, optimizer, scheduler))
+        state.update(loaded)
         if dist.main:
             rewind_events(ctx, state)
             # The rewind cut this attempt's first events too: record the resume again.
@@ -310,6 +377,8 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             ctx.emit(RunStarted(run_id=ctx.run.run_id, experiment=ctx.exp.name, task=ctx.exp.task, resumed=True))
         ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
                 "events after that checkpoint were moved to events.discarded.jsonl")
+        for warning in damaged:
+            ctx.log(warning, "warning")
     elif ctx.resume and dist.main:
         # Nothing to continue from: the earlier attempt's events would duplicate this one's.
         ctx.writer.discard_before(ctx.writer.opened_at)
@@ -380,6 +449,13 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     nonfinite = torch.zeros((), dtype=torch.long, device=device)
     win_steps = 0
     epoch_loss_sum, epoch_loss_n = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0))
+    window = state.pop("window", None)
+    if isinstance(window, dict):  # a cancel mid-window: continue its sums (float32 values round-trip exactly)
+        loss_sum.fill_(float(window.get("loss", 0.0)))
+        gn_sum.fill_(float(window.get("gn", 0.0)))
+        parts_sum = {k: torch.tensor(float(v), device=device) for k, v in (window.get("parts") or {}).items()}
+        win_steps = int(window.get("steps", 0))
+        win_tokens, win_samples = int(window.get("tokens", 0)), int(window.get("samples", 0))
     stop = False
     metrics: dict = history[-1] if history else {}
 
@@ -398,6 +474,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             except Cancelled:
                 state_now = snapshot(epoch, b)
                 state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n)
+                # The steps since the last log line: kept, so the resumed run logs the same loss at the next line.
+                state_now["window"] = {"loss": loss_sum.item(), "steps": win_steps, "gn": gn_sum.item(),
+                                       "parts": {k: v.item() for k, v in parts_sum.items()},
+                                       "tokens": win_tokens, "samples": win_samples}
                 checkpoint(state_now)
                 raise
             # one optimizer step = `accum` micro-batches (this rank's share: batch b*world + rank)
@@ -494,7 +574,8 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     if spec.save_final is not None and dist.main:
         tmp = ctx.run.path / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        spec.save_final(model, tmp)
+        with disk_full_is_a_job_error(tmp, "the final model"):
+            spec.save_final(model, tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     dist.barrier()
