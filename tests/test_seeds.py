@@ -168,16 +168,29 @@ def test_console_compare_and_results_show_mean_std_n(tmp_path, monkeypatch):
             grid = screen.query_one("#cmp-table", DataTable)
             assert await wait_for(pilot, lambda: grid.row_count > 0)
             heads = [str(c.label) for c in grid.columns.values()]
-            assert heads == ["metric", "A", "B", "C", "cls seeds 1,2,3 mean ± std (n)"]
+            assert heads == ["metric", "ABC mean ± std (n=3)", "A", "B", "C"]  # every metric has n = 3
             row = next(grid.get_row_at(i) for i in range(grid.row_count) if grid.get_row_at(i)[0] == "final.accuracy")
-            assert str(row[-1]) == "0.93 ± 0.03606 (n=3)"
+            assert str(row[1]) == "0.93 ± 0.03606"
             await pilot.press("escape")
             app.push_screen(RunScreen(run=runs[0]))
             view = app.screen
             await pilot.press("2")
             table = view.query_one("#results-table", DataTable)
             assert await wait_for(pilot, lambda: len(table.columns) > 0 and "seeds" in str(list(table.columns.values())[-1].label))
-            assert str(list(table.columns.values())[-1].label) == "seeds mean ± std (n of 4)"
+            assert str(list(table.columns.values())[-1].label) == "seeds mean ± std (n=3)"
             row = next(table.get_row_at(i) for i in range(table.row_count) if table.get_row_at(i)[0] == "accuracy")
-            assert str(row[-1]) == "0.93 ± 0.03606 (n=3)"
+            assert str(row[-1]) == "0.93 ± 0.03606"
     asyncio.run(go())
+
+
+def test_console_compare_cells_carry_n_when_metrics_differ_in_n(tmp_path):
+    from tui.screens.compare import seed_columns
+
+    runs, _, _ = grouped_runs(tmp_path / "runs")
+    res = runs[0].results()
+    res["final"]["f1"] = 0.5  # reported by one run only: n = 1, no std
+    atomic_write_json(runs[0].path / "results.json", res)
+    headers, rows = seed_columns(comparison_table(runs), ["A", "B", "C"], runs)
+    assert headers == ["ABC mean ± std", "A", "B", "C"]
+    cells = {r[0]: str(r[1]) for r in rows}
+    assert cells["final.accuracy"] == "0.93 ± 0.03606 (n=3)" and cells["final.f1"] == "0.5 (n=1)"

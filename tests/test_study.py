@@ -172,7 +172,7 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     # 2. the same action with a token: only the pushes run (the rest has finished runs), and upload
     api = FakeApi()
     monkeypatch.setenv("HF_TOKEN", FAKE)
-    monkeypatch.setattr("engine.push.hub_api", lambda: api)
+    monkeypatch.setattr("engine.push.hub_api", lambda later="": api)
     assert main(["--manifest", str(path), "run", "study"]) == 0
     capsys.readouterr()
     assert all(len(store.runs(n)) == 1 for n in STEPS if n not in PUSHES)

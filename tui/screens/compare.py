@@ -26,35 +26,45 @@ def letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"R{i + 1}"
 
 
-def seed_columns(table, letters: list[str]):
+def seed_columns(table, letters: list[str], runs=()):
     """Headers and cells of the comparison grid: a letter per run, and for each seed group the
-    engine's mean / std / n columns merged into one ``mean ± std (n)`` column (issue 14)."""
+    engine's mean / std / n columns merged into one ``ABC mean ± std (n=3)`` column (issue 14),
+    shown before the run columns; n goes into the header when every metric shares it, else
+    into each cell."""
     from rich.text import Text
 
-    from engine.seeds import fmt_stat
+    from engine.seeds import common_n, fmt_stat, group_label, groups_in
 
+    names = {f"{group_label(g, rs)}: mean": "".join(letters[runs.index(r)] for r in rs if runs.index(r) < len(letters))
+             for g, rs in groups_in(list(runs)).items()}
     headers, picks = [], []  # picks: an index of a run column, or the index of a group's mean column
     cols = table.columns[1:]
     i = run = 0
     while i < len(cols):
         if cols[i].endswith(": mean") and i + 2 < len(cols) and cols[i + 2].endswith(": n"):
-            headers.append(f"{cols[i].removesuffix(': mean')} mean ± std (n)")
-            picks.append(("group", i))
+            stats = [{"mean": r[1 + i], "std": r[2 + i], "n": r[3 + i]} if r[1 + i] is not None else None for r in table.rows]
+            n = common_n(stats)
+            who = names.get(cols[i]) or cols[i].removesuffix(": mean")
+            headers.append(f"{who} mean ± std" + (f" (n={n})" if n is not None else ""))
+            picks.append(("group", i, n is None))
             i += 3
         else:
             headers.append(letters[run] if run < len(letters) else cols[i])
-            picks.append(("run", i))
+            picks.append(("run", i, False))
             run, i = run + 1, i + 1
+    # the group columns first: at 80 columns a few runs' cells already fill the width
+    order = sorted(range(len(picks)), key=lambda j: picks[j][0] != "group")
+    headers, picks = [headers[j] for j in order], [picks[j] for j in order]
     rows = []
     for row in table.rows:
         cells = [row[0]]
-        for kind, at in picks:
-            vals = row[1:]
+        vals = row[1:]
+        for kind, at, with_n in picks:
             if kind == "run":
                 cells.append(cell(vals[at]))
             else:
                 stat = {"mean": vals[at], "std": vals[at + 1], "n": vals[at + 2]} if vals[at] is not None else None
-                cells.append(Text(fmt_stat(stat), justify="right"))
+                cells.append(Text(fmt_stat(stat, with_n=with_n), justify="right"))
         rows.append(cells)
     return headers, rows
 
@@ -143,7 +153,7 @@ class CompareScreen(ConsoleScreen):
         grid = self.query_one("#cmp-table", DataTable)
         grid.clear(columns=True)
         grid.add_column("metric", key="metric")
-        headers, rows = seed_columns(table, [letter(i) for i in range(len(self.runs))])
+        headers, rows = seed_columns(table, [letter(i) for i in range(len(self.runs))], self.runs)
         for i, head in enumerate(headers):
             grid.add_column(head, key=f"c{i}")
         for row in rows:

@@ -28,11 +28,26 @@ from .base import ConsoleScreen
 TAB_IDS = ("curves", "results", "tables", "log")
 
 
-def seed_cell(stats: dict, key: str) -> Text:
-    """``0.92 ± 0.02 (n=3)`` for a final metric of the run's seed group; empty when not a metric."""
+def _seed_stat(stats: dict, key: str):
+    return stats.get(f"final.{key}") or stats.get(key)
+
+
+def seed_column(table, seeds: dict, keys) -> int | None:
+    """Add the ``seeds mean ± std`` column (issue 14); returns the n it names when every metric shares it."""
+    from engine.seeds import common_n
+
+    n = common_n([_seed_stat(seeds["stats"], k) for k in keys])
+    runs = seeds["n_runs"]
+    head = f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({runs} runs)"
+    table.add_column(head, key="seeds")
+    return n
+
+
+def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
+    """``0.92 ± 0.02`` (``(n=3)`` too, unless the header says n) for a metric of the run's seed group."""
     from engine.seeds import fmt_stat
 
-    return Text(fmt_stat(stats.get(f"final.{key}") or stats.get(key)), justify="right")
+    return Text(fmt_stat(_seed_stat(stats, key), with_n=with_n), justify="right")
 
 
 class RunScreen(ConsoleScreen):
@@ -205,14 +220,13 @@ class RunScreen(ConsoleScreen):
         if final_scalars:
             table.add_column("final", key="final")
         seeds = self._seeds_shown
-        if seeds:
-            table.add_column(f"seeds mean ± std (n of {seeds['n_runs']})", key="seeds")
+        n = seed_column(table, seeds, rows_keys) if seeds else None
         for k in rows_keys:
             row = [k] + [cell(ev.metrics.get(k)) for ev in evals]
             if final_scalars:
                 row.append(cell(final_scalars.get(k)))
             if seeds:
-                row.append(seed_cell(seeds["stats"], k))
+                row.append(seed_cell(seeds["stats"], k, with_n=n is None))
             table.add_row(*row)
         nested = {}
         if evals:
