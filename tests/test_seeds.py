@@ -194,3 +194,12 @@ def test_console_compare_cells_carry_n_when_metrics_differ_in_n(tmp_path):
     assert headers == ["ABC mean ± std", "A", "B", "C"]
     cells = {r[0]: str(r[1]) for r in rows}
     assert cells["final.accuracy"] == "0.93 ± 0.03606 (n=3)" and cells["final.f1"] == "0.5 (n=1)"
+
+
+def test_a_resumed_or_launched_run_keeps_its_own_seed(tmp_path):
+    from engine.jobs import experiment_for
+
+    m = parse_text(MANIFEST.replace("seeds = [1, 2]", "seeds = [5, 6, 7]"), tmp_path / "experiments.toml")
+    assert experiment_for(m, "cls").seed == 5 and experiment_for(m, "cls", seed=7).seed == 7
+    run = RunStore(tmp_path / "runs").create("cls", experiment_for(m, "cls", seed=6).to_dict() | {"group": GROUP})
+    assert experiment_for(m, "cls", run).seed == 6  # what --resume and the launcher's worker ranks use
