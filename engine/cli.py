@@ -184,7 +184,7 @@ def cmd_run(args) -> int:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
-    plan = [n for n in args.experiments if manifest.get(n).task != "study"] if args.no_deps else manifest.job_plan(args.experiments)
+    plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
     ran = 0
@@ -232,6 +232,15 @@ def cmd_run(args) -> int:
         first = next(iter(failed.items()))
         return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _without_deps(manifest, names: list[str]) -> list[str]:
+    """``--no-deps``: the named experiments; a study's own steps in plan order, without what lies outside it."""
+    out = []
+    for n in names:
+        exp = manifest.get(n)
+        out += [s for s in manifest.job_plan([n]) if s in exp.steps] if exp.task == "study" else [n]
+    return list(dict.fromkeys(out))
 
 
 def _print_group(name: str, runs) -> None:

@@ -141,16 +141,22 @@ class RunScreen(ConsoleScreen):
 
     _seed_stats: dict | None = None
     _seed_stamp: tuple = ()
+    _seed_read: float = 0.0
 
     def _read_seed_stats(self, state) -> dict | None:
         """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
         from engine.runs import RunStore
         from engine.seeds import group_of, group_runs, group_stats
 
+        import time
+
         run = self.feed.run
         group = group_of(run) if run is not None and state.results else ""
         if not group:
             return None
+        if self._seed_stats is not None and time.monotonic() - self._seed_read < 5:
+            return self._seed_stats  # the other seeds' files are re-read every 5 s, not every poll
+        self._seed_read = time.monotonic()
         runs = group_runs(RunStore(run.path.parent.parent), group, run.experiment)
         stamp = tuple((r.run_id, (r.path / "results.json").exists(), r.status().get("status")) for r in runs)
         if stamp != self._seed_stamp:
