@@ -18,7 +18,7 @@ from pathlib import Path
 from .events import (
     EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
 )
-from .runs import Run, RunStore, RunWriter, read_json
+from .runs import Run, RunStore, RunWriter, read_json, request_seq
 
 
 class Cancelled(Exception):
@@ -64,8 +64,8 @@ class JobContext:
         if mtime == self._control_mtime:
             return None
         self._control_mtime = mtime
-        req = read_json(path, {}) or {}
-        seq = int(req.get("seq", 0))
+        req = read_json(path, {})
+        seq = request_seq(req)
         if seq <= self._seq_seen:
             return None
         self._seq_seen = seq
@@ -120,6 +120,19 @@ def _task_fn(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+def _record_environment(run: Run, exp) -> None:
+    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
+    from .environment import environment
+    from .runs import atomic_write_json
+
+    device = ""
+    if exp.task in ("pretrain", "classify", "qa"):
+        from .train_loop import pick_device
+
+        device = str(pick_device(exp.device))
+    atomic_write_json(run.path / "environment.json", environment(device))
+
+
 def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
     """The experiment as one run of it executes: with ``seeds``, the seed of that run.
 
@@ -162,7 +175,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
-    ctx._seq_seen = int(req.get("seq", 0))
+    ctx._seq_seen = request_seq(req)
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
@@ -174,6 +187,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
+        _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
         if ctx.start_model:
             results["start_model"] = ctx.start_model

@@ -74,7 +74,7 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "seed": Key("int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN),
     "logging_steps": Key("int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
     "device": Key("str", "auto", "`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`."),
-    "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32.", choices=("auto", "bf16", "fp16", "fp32")),
+    "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 (AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.", choices=("auto", "bf16", "fp16", "fp32")),
     "num_workers": Key("int", 0, "DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0),
     "nan_policy": Key("str", "stop", "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")),
     "launcher": Key("str", "none", "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).", tasks=ALL_TRAIN, choices=("none", "torchrun", "accelerate")),

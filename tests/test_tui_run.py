@@ -170,7 +170,7 @@ def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
             await pilot.press(*"out", "enter")  # the folder name is selected: typing replaces it
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder.name == "out"
+            assert folder.parent.name == "out"  # each export makes its own folder under the chosen one
             names = {p.name for p in written}
             assert {"epochs.csv", "epochs.md", "epochs.tex", "epochs.json", "comparison.md"} <= names
     drive(go())
@@ -198,7 +198,7 @@ def test_compare_selected_runs_and_export(tmp_path, monkeypatch):
             assert table.row_count > 0 and len(table.columns) == 3
             await pilot.press("m", "e", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
-            assert (tmp_path / "exports" / "comparison.csv").exists()
+            assert len(list((tmp_path / "exports").glob("*/comparison.csv"))) == 1
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
             # export straight from the runs tab

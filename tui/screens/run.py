@@ -241,9 +241,21 @@ class RunScreen(ConsoleScreen):
             if isinstance(v, (dict, list)) and k != "history":
                 nested[k] = v
         extra = "\n".join([f"{k}: {v}" for k, v in texts.items()] + [f"{k}: {compact_value(v)}" for k, v in nested.items()])
+        flags = self._flags(state)
+        if flags:  # degenerate results (engine.flags), above everything else
+            extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows_keys and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
+
+    def _flags(self, state) -> list:
+        """Flags on degenerate results of a finished run (engine.flags); computed once per results."""
+        from engine.flags import run_flags
+
+        run = self.feed.run
+        if not state.results or run is None:
+            return []
+        return run_flags(run)
 
     def _draw_table_list(self, state) -> None:
         if state.tables != self._shown_tables:
