@@ -85,11 +85,12 @@ def test_comparison_and_exports_show_group_columns(tmp_path):
     assert row[f"{label}: n"] == 3 and row[f"cls/{lone.run_id}"] == 0.5
     assert any("sample standard deviation" in n for n in table.notes)
     written = export_runs(runs + [bad, lone], tmp_path / "exports", ("csv", "json"))
-    seeds = json.loads((tmp_path / "exports" / f"seeds_{GROUP}.json").read_text())
+    folder = written[0].parent  # each export has a folder of its own
+    seeds = json.loads((folder / f"seeds_{GROUP}.json").read_text())
     rec = dict(zip(seeds["columns"], next(r for r in seeds["rows"] if r[0] == "accuracy")))
     assert rec["mean"] == pytest.approx(0.93) and rec["std"] == pytest.approx(SAMPLE_STD) and rec["n"] == 3
     assert [rec["seed 1"], rec["seed 2"], rec["seed 3"]] == [0.90, 0.92, 0.97]
-    assert tmp_path / "exports" / "comparison.csv" in written
+    assert folder / "comparison.csv" in written and folder / f"seeds_{GROUP}.csv" in written
 
 
 def test_cli_compare_expands_an_experiment_to_its_seed_group(tmp_path, monkeypatch, capsys):
