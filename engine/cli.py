@@ -637,7 +637,7 @@ def cmd_report(args) -> int:
     from .runs import RunStore
 
     store = RunStore(manifest.runs_dir)
-    names = select(manifest.names, args.experiments)
+    names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
     if not names:
         return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
     report = build_report(store, names, title=args.title)
@@ -662,6 +662,8 @@ def cmd_verify(args) -> int:
     runs = []
     for target in args.targets:
         names = select(manifest.names, [target]) if not target.count("/") else []
+        # a study: its steps' runs, less the pushes (they report no numbers to recompute)
+        names = [n for n in manifest.expand_studies(names) if n in names or manifest.get(n).task != "push"]
         if names:
             found = [store.latest(n, status="finished") for n in names]
             runs += [r for r in found if r is not None]
