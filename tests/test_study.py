@@ -236,7 +236,7 @@ steps = ["push-pretrain", "finetune", "params"]
             assert [j.experiment for j in app.queue.jobs] == ["pretrain", "push-pretrain", "finetune", "params"]
             assert [j.status for j in app.queue.jobs] == ["finished", "failed", "finished", "finished"]
             assert said == ["study all: queued 4 steps in order: pretrain, push-pretrain, finetune, params"]
-            assert "all" in screen_text(app) and "study" in screen_text(app)
+            assert await wait_for(pilot, lambda: "2/3 done, 1 ✗" in screen_text(app))  # the study's row
     asyncio.run(go())
 
 
