@@ -319,7 +319,7 @@ def cmd_run(args) -> int:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
-    plan = [n for n in args.experiments if manifest.get(n).task != "study"] if args.no_deps else manifest.job_plan(args.experiments)
+    plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
     ran = 0
@@ -384,6 +384,15 @@ def cmd_run(args) -> int:
         first = next(iter(failed.items()))
         return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _without_deps(manifest, names: list[str]) -> list[str]:
+    """``--no-deps``: the named experiments; a study's own steps in plan order, without what lies outside it."""
+    out = []
+    for n in names:
+        exp = manifest.get(n)
+        out += [s for s in manifest.job_plan([n]) if s in exp.steps] if exp.task == "study" else [n]
+    return list(dict.fromkeys(out))
 
 
 def _print_group(name: str, runs) -> None:
@@ -651,7 +660,7 @@ def cmd_report(args) -> int:
     from .runs import RunStore
 
     store = RunStore(manifest.runs_dir)
-    names = select(manifest.names, args.experiments)
+    names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
     if not names:
         return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
     report = build_report(store, names, title=args.title)
@@ -676,6 +685,8 @@ def cmd_verify(args) -> int:
     runs = []
     for target in args.targets:
         names = select(manifest.names, [target]) if not target.count("/") else []
+        # a study: its steps' runs, less the pushes (they report no numbers to recompute)
+        names = [n for n in manifest.expand_studies(names) if n in names or manifest.get(n).task != "push"]
         if names:
             found = [store.latest(n, status="finished") for n in names]
             runs += [r for r in found if r is not None]

@@ -184,6 +184,11 @@ class Manifest:
         p = Path(self.settings.runs_dir).expanduser()
         return p if p.is_absolute() else (self.path.parent / p)
 
+    def expand_studies(self, names: list[str]) -> list[str]:
+        """Each study replaced by its steps in plan order (for commands that read runs: report, verify)."""
+        out = [s for n in names for s in (self.job_plan([n]) if self.get(n).task == "study" else [n])]
+        return list(dict.fromkeys(out))
+
     def job_plan(self, names: list[str]) -> list[str]:
         """:meth:`plan` without the studies: the experiments that run as jobs, in order."""
         return [n for n in self.plan(names) if self.get(n).task != "study"]

@@ -304,7 +304,7 @@ def test_token_never_written(tmp_path, monkeypatch):
         def upload_folder(self, **k):
             raise RuntimeError(f"403 Forbidden for {FAKE}")
 
-    monkeypatch.setattr("engine.push.hub_api", lambda: LeakyApi())
+    monkeypatch.setattr("engine.push.hub_api", lambda later="": LeakyApi())
     leaky = run_experiment(m, "push-pre")
     assert leaky.status()["status"] == "failed" and "<redacted>" in leaky.status()["reason"]
     scanned = 0

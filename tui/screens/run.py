@@ -29,11 +29,15 @@ from .base import ConsoleScreen, CurveViewKeys, last_failure
 TAB_IDS = ("curves", "results", "tables", "log")
 
 
-def seed_cell(stats: dict, key: str) -> Text:
-    """``0.92 ± 0.02 (n=3)`` for a final metric of the run's seed group; empty when not a metric."""
+def _seed_stat(stats: dict, key: str):
+    return stats.get(f"final.{key}") or stats.get(key)
+
+
+def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
+    """``0.92 ± 0.02`` (``(n=3)`` too, unless the header says n) for a metric of the run's seed group."""
     from engine.seeds import fmt_stat
 
-    return Text(fmt_stat(stats.get(f"final.{key}") or stats.get(key)), justify="right")
+    return Text(fmt_stat(_seed_stat(stats, key), with_n=with_n), justify="right")
 
 
 class RunScreen(CurveViewKeys, ConsoleScreen):
@@ -138,16 +142,22 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     _seed_stats: dict | None = None
     _seed_stamp: tuple = ()
+    _seed_read: float = 0.0
 
     def _read_seed_stats(self, state) -> dict | None:
         """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
         from engine.runs import RunStore
         from engine.seeds import group_of, group_runs, group_stats
 
+        import time
+
         run = self.feed.run
         group = group_of(run) if run is not None and state.results else ""
         if not group:
             return None
+        if self._seed_stats is not None and time.monotonic() - self._seed_read < 5:
+            return self._seed_stats  # the other seeds' files are re-read every 5 s, not every poll
+        self._seed_read = time.monotonic()
         runs = group_runs(RunStore(run.path.parent.parent), group, run.experiment)
         stamp = tuple((r.run_id, (r.path / "results.json").exists(), r.status().get("status")) for r in runs)
         if stamp != self._seed_stamp:
@@ -216,9 +226,12 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         scroll_x = table.scroll_x
         table.clear(columns=True)
         seeds = self._seeds_shown
-        if seeds:  # the run's seed group: mean ± std (n), next to this run's own final value
-            headers.insert(3, f"seeds mean ± std (n of {seeds['n_runs']})")
-            rows = [r[:3] + [seed_cell(seeds["stats"], r[0])] + r[3:] for r in rows]
+        if seeds:  # the run's seed group: mean ± std, next to this run's own final and best values
+            from engine.seeds import common_n
+
+            n = common_n([_seed_stat(seeds["stats"], r[0]) for r in rows])
+            headers.insert(3, f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({seeds['n_runs']} runs)")
+            rows = [r[:3] + [seed_cell(seeds["stats"], r[0], with_n=n is None)] + r[3:] for r in rows]
         for i, h in enumerate(headers):
             table.add_column(h, key=f"c{i}")
         for row in rows:
