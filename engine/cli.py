@@ -204,7 +204,7 @@ def cmd_run(args) -> int:
         st = run.status()
         if st.get("status") == "interrupted":
             # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
-            print(f"[{name}] {st.get('reason')}; resume with: lmconsole run {name} --resume", file=sys.stderr)
+            print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", file=sys.stderr)
             return 130
         if st.get("status") != "finished":
             failed[name] = st.get("reason") or st.get("status")

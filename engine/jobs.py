@@ -196,8 +196,8 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     except Interrupted as exc:
         interrupted = True
         sink.emit(RunFinished(status="interrupted"))
-        sink.emit(StatusChanged(status="interrupted", reason=f"stopped by {exc.signal_name or 'a signal'} at a step "
-                                "boundary, checkpoint saved; resume to continue from it"))
+        sink.emit(StatusChanged(status="interrupted", reason=f"stopped by {exc.signal_name or 'a signal'}; "
+                                "checkpoint saved, resume continues from it"))
     except Cancelled:
         sink.emit(RunFinished(status="cancelled"))
         sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
