@@ -278,6 +278,11 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         for s in sinks:
             s.emit(LogEmitted(level="info", message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
                                                     f"output in {run.path / 'launcher.log'}"))
+    from .preempt import ForwardSignals
+
+    forward = ForwardSignals(proc) if proc is not None else None
+    if forward is not None:
+        forward.install()
     try:
         while proc is not None:
             events, offset = run.follow(offset)
@@ -295,6 +300,8 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         proc.terminate()
         raise
     finally:
+        if forward is not None:
+            forward.restore()
         log.close()
     status = run.raw_status().get("status")
     if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):

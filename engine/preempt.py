@@ -65,3 +65,22 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         self.restore()
+
+
+class ForwardSignals(StopSignals):
+    """For a launcher's parent (torchrun/accelerate): pass a stop signal on to the launcher as SIGTERM.
+
+    The launcher hands SIGTERM to every rank; rank 0 checkpoints at the next step
+    boundary and all ranks stop there. The parent keeps following the run
+    directory until the launcher exits. A second signal ends the parent at once.
+    """
+
+    def __init__(self, proc):
+        super().__init__()
+        self.proc = proc
+
+    def _handle(self, signum, frame) -> None:
+        first = self.signum is None
+        super()._handle(signum, frame)
+        if first and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)

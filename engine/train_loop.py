@@ -121,8 +121,12 @@ def memory_mb(device) -> float:
 
 # -- checkpoints --------------------------------------------------------------
 
-def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
-    """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json."""
+def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None) -> Path:
+    """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
+
+    ``rank_rng``: every rank's RNG state (:func:`rank_rng_state`) in a distributed job, whose ranks draw
+    different amounts of randomness (their batches differ in shape), so each resumes its own.
+    """
     import torch
     from safetensors.torch import save_model
 
@@ -135,6 +139,8 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
     extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         extra["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if rank_rng:
+        extra["rank_rng"] = rank_rng
     torch.save(extra, tmp / "optimizer.pt")
     ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
     # The resume point of events.jsonl: everything up to and including CheckpointSaved.
@@ -199,7 +205,14 @@ def restore_window(saved: dict | None, device) -> tuple:
             int(saved.get("steps", 0)), int(saved.get("tokens", 0)), int(saved.get("samples", 0)))
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def rank_rng_state(device) -> dict:
+    """This rank's RNG state: CPU, and its own CUDA device's."""
+    import torch
+
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> dict:
     import torch
     from safetensors.torch import load_model
 
@@ -210,6 +223,12 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     torch.set_rng_state(extra["rng"])
     if "cuda_rng" in extra and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(extra["cuda_rng"])
+    per_rank = extra.get("rank_rng") or []
+    if rank < len(per_rank) and per_rank[rank]:  # a distributed checkpoint: this rank's own stream
+        mine = per_rank[rank]
+        torch.set_rng_state(mine["cpu"])
+        if mine.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(mine["cuda"], torch.cuda.current_device())
     return read_json(path / "state.json", {})
 
 
@@ -334,7 +353,7 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0}
     last = ctx.run.last_checkpoint() if ctx.resume else None
     if last is not None:
-        state.update(load_checkpoint(last, model, optimizer, scheduler))
+        state.update(load_checkpoint(last, model, optimizer, scheduler, rank=dist.rank))
         if dist.main:
             rewind_events(ctx, state)
             # The rewind cut this attempt's first events too: record the resume again.
@@ -378,8 +397,9 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=int(state["global_step"]) if last is not None else None)
 
     def checkpoint(state_now: dict) -> None:
+        rank_rng = dist.gather(rank_rng_state(device)) if dist.on else None
         if dist.main:
-            save_checkpoint(ctx, model, optimizer, scheduler, state_now, keep=exp.save_total_limit)
+            save_checkpoint(ctx, model, optimizer, scheduler, state_now, keep=exp.save_total_limit, rank_rng=rank_rng)
         saves.saved(state_now["global_step"])
         dist.barrier()
 
