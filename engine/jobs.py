@@ -18,7 +18,7 @@ from pathlib import Path
 from .events import (
     EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
 )
-from .runs import Run, RunStore, RunWriter, read_json
+from .runs import Run, RunStore, RunWriter, read_json, request_seq
 
 
 class Cancelled(Exception):
@@ -74,8 +74,8 @@ class JobContext:
         if mtime == self._control_mtime:
             return None
         self._control_mtime = mtime
-        req = read_json(path, {}) or {}
-        seq = int(req.get("seq", 0))
+        req = read_json(path, {})
+        seq = request_seq(req)
         if seq <= self._seq_seen:
             return None
         self._seq_seen = seq
@@ -136,6 +136,7 @@ TASKS = {
     "pretrain": "engine.tasks.pretrain:run",
     "classify": "engine.tasks.classify:run",
     "qa": "engine.tasks.qa:run",
+    "push": "engine.tasks.push:run",
 }
 
 
@@ -146,8 +147,38 @@ def _task_fn(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+def _record_environment(run: Run, exp) -> None:
+    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
+    from .environment import environment
+    from .runs import atomic_write_json
+
+    device = ""
+    if exp.task in ("pretrain", "classify", "qa"):
+        from .train_loop import pick_device
+
+        device = str(pick_device(exp.device))
+    atomic_write_json(run.path / "environment.json", environment(device))
+
+
+def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
+    """The experiment as one run of it executes: with ``seeds``, the seed of that run.
+
+    A run that exists already (resumed, or started by a launcher) keeps the seed in
+    its ``config.json``; a new one takes ``seed`` (default: the first of ``seeds``).
+    """
+    import dataclasses
+
+    exp = manifest.get(name)
+    if not getattr(exp, "seeds", ()):
+        return exp
+    if run is not None and isinstance(run.config().get("seed"), int):
+        seed = run.config()["seed"]
+    return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
-                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
+                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
+                   seed: int | None = None, group: str = "") -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
@@ -155,11 +186,14 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
     With ``launcher`` set, the job runs as child processes under torchrun or
     accelerate and this thread follows its run directory (see :func:`_launch`).
+    An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
+    ``group`` (written to ``config.json``) ties the runs of one submission together.
     """
-    exp = manifest.get(name)
+    exp = experiment_for(manifest, name, run or resume, seed)
     store = store or RunStore(manifest.runs_dir)
     if run is None:
-        run = resume if resume is not None else store.create(exp.name, exp.to_dict())
+        config = exp.to_dict() | ({"group": group} if group else {})
+        run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
         return _launch(manifest, exp, run, sinks, is_resume)
@@ -174,7 +208,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
                      stop=stop if stop.install() else None, sampler=JobSampler())
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
-    ctx._seq_seen = int(req.get("seq", 0))
+    ctx._seq_seen = request_seq(req)
     interrupted = False
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
@@ -187,6 +221,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
+        _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
         if ctx.start_model:
             results["start_model"] = ctx.start_model

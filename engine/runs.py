@@ -33,8 +33,36 @@ from typing import Iterator
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
 
 STATUSES = ("queued", "running", "paused", "finished", "failed", "cancelled", "interrupted", "blocked")
+UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled
 ACTIVE = ("running", "paused")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")  # table names become export file names
+
+
+def read_regular_file(path: Path, inside: Path) -> bytes:
+    """Bytes of ``path`` if it is a regular file (not a symlink) under folder ``inside``; else OSError."""
+    path, inside = Path(path), Path(inside)
+    rel = path.relative_to(inside)
+    cur = inside
+    for part in rel.parts[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise OSError(errno.ELOOP, f"{cur.name} is a symlink")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        import stat as _stat
+
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def current_umask() -> int:
@@ -97,8 +125,39 @@ def atomic_write_json(path: Path, data) -> None:
 def read_json(path: Path, default=None):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default
+
+
+def read_json_object(path: Path) -> tuple[dict, str]:
+    """A JSON object from ``path`` as ``(data, problem)``; never raises.
+
+    ``problem`` is ``""`` when the file is fine or missing, else
+    ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
+    problem for this run and goes on with the others.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"unreadable: {path.name}: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        return {}, f"unreadable: {path.name}: nested too deeply"
+    except ValueError as exc:
+        return {}, f"unreadable: {path.name}: not JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, f"unreadable: {path.name}: expected a JSON object, got {type(data).__name__}"
+    return data, ""
+
+
+def request_seq(req) -> int:
+    """The sequence number of a control request; 0 for a hand-edited or foreign value (never raises)."""
+    seq = req.get("seq", 0) if isinstance(req, dict) else 0
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**62 else 0
 
 
 def new_run_id() -> str:
@@ -234,15 +293,30 @@ class Run:
     def tables_dir(self) -> Path:
         return self.path / "tables"
 
-    # -- reading -----------------------------------------------------------
+    # -- reading (any JSON shape: a bad file reads as {} and shows in problems()) ---
     def config(self) -> dict:
-        return read_json(self.path / "config.json", {}) or {}
+        return read_json_object(self.path / "config.json")[0]
 
     def results(self) -> dict:
-        return read_json(self.path / "results.json", {}) or {}
+        return read_json_object(self.path / "results.json")[0]
+
+    def problems(self) -> list[str]:
+        """``"unreadable: <file>: <reason>"`` for each of this run's JSON files that cannot be used."""
+        out = [read_json_object(self.path / f)[1] for f in ("status.json", "config.json", "results.json")]
+        return [p for p in out if p]
 
     def raw_status(self) -> dict:
-        return read_json(self.path / "status.json", {}) or {"status": "queued"}
+        data, problem = read_json_object(self.path / "status.json")
+        if problem:
+            return {"status": "unreadable", "reason": problem}
+        if not data:
+            return {"status": "queued"}
+        if data.get("status") not in STATUSES:
+            return {"status": "unreadable",
+                    "reason": f"unreadable: status.json: unknown status {str(data.get('status'))[:40]!r}"}
+        if not isinstance(data.get("reason", ""), str):
+            data["reason"] = str(data["reason"])
+        return data
 
     def owner_alive(self) -> bool:
         return OwnerLock.is_held(self.path / "owner.lock")
@@ -277,14 +351,29 @@ class Run:
         return events, offset
 
     def table_names(self) -> list[str]:
-        if not self.tables_dir.is_dir():
+        """Tables on disk whose file name is a safe name (anything else is never read or exported)."""
+        if not self.tables_dir.is_dir() or self.tables_dir.is_symlink():
             return []
-        return sorted(p.stem for p in self.tables_dir.glob("*.json"))
+        return sorted(p.stem for p in self.tables_dir.glob("*.json") if TABLE_NAME.match(p.stem) and not p.is_symlink())
 
     def read_table(self, name: str):
+        """The table ``name``; raises ValueError (one line, naming the file) when it cannot be used."""
         from .tables import Table
 
-        return Table.from_json(Path(self.tables_dir / f"{name}.json").read_text(encoding="utf-8"))
+        if not TABLE_NAME.match(name or ""):
+            raise ValueError(f"unreadable: tables/{name}.json: not a safe table name")
+        path = self.tables_dir / f"{name}.json"
+        try:
+            text = read_regular_file(path, self.path).decode("utf-8")
+            table = Table.from_json(text)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"unreadable: tables/{name}.json: {reason}") from None
+        if table.name != name:  # the name inside the file is never trusted as a path: the file's name is
+            import dataclasses
+
+            table = dataclasses.replace(table, name=name)
+        return table
 
     def last_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
@@ -303,11 +392,12 @@ class Run:
         """Ask the owner to ``pause``, ``resume`` or ``cancel`` (polled between steps)."""
         if action not in ("pause", "resume", "cancel"):
             raise ValueError(f"unknown control action {action!r}")
-        prev = read_json(self.path / "control.json", {}) or {}
-        atomic_write_json(self.path / "control.json", {"action": action, "seq": int(prev.get("seq", 0)) + 1})
+        prev = self.pending_request()
+        atomic_write_json(self.path / "control.json", {"action": action, "seq": request_seq(prev) + 1})
 
     def pending_request(self) -> dict:
-        return read_json(self.path / "control.json", {}) or {}
+        data = read_json(self.path / "control.json", {})
+        return data if isinstance(data, dict) else {}
 
 
 class RunWriter(EventSink):
@@ -367,6 +457,8 @@ class RunWriter(EventSink):
         atomic_write_json(self.run.path / "results.json", results)
 
     def write_table(self, table) -> Path:
+        if not TABLE_NAME.match(table.name):
+            raise ValueError(f"table name {table.name!r} is not a safe file name (letters, digits, '_', '-')")
         path = self.run.tables_dir / f"{table.name}.json"
         atomic_write_text(path, table.to_json())
         return path
@@ -408,14 +500,18 @@ class RunStore:
         return resolved
 
     def runs(self, experiment: str | None = None) -> list[Run]:
+        """Runs on disk; symlinked experiment folders and run directories are never runs (they may lead anywhere)."""
+        if experiment is not None:
+            check_name(experiment)
         if not self.root.is_dir():
             return []
         exps = [self.root / experiment] if experiment else sorted(p for p in self.root.iterdir() if p.is_dir())
         out = []
         for exp in exps:
-            if not exp.is_dir():
+            if not exp.is_dir() or exp.is_symlink():
                 continue
-            out.extend(Run(p) for p in sorted(exp.iterdir()) if p.is_dir() and (p / "config.json").exists())
+            out.extend(Run(p) for p in sorted(exp.iterdir())
+                       if p.is_dir() and not p.is_symlink() and (p / "config.json").exists())
         return sorted(out, key=lambda r: (r.run_id, r.experiment))
 
     def latest(self, experiment: str, status: str | None = None) -> Run | None:
@@ -430,7 +526,10 @@ class RunStore:
         if "/" in ref:
             exp, rid = ref.split("/", 1)
             check_name(exp)
+            check_name(rid)
             path = self._resolve_inside(self.root / exp / rid)
+            if (self.root / exp).is_symlink() or (self.root / exp / rid).is_symlink():
+                raise ValueError(f"{ref} is a symlink: runs are only read from real folders under {self.root}")
             if (path / "config.json").exists():
                 return Run(self.root / exp / rid)
         else:

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
 
-    from .jobs import JobContext, _task_fn, run_experiment
+    from .jobs import JobContext, _task_fn, experiment_for, run_experiment
     from .manifest import load
     from .runs import Run, RunStore
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
             ok = run.raw_status().get("status") in ("finished", "cancelled", "interrupted")
         else:
-            exp = manifest.get(args.experiment)
+            exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
             writer = NullWriter(run)
             ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store,
                              resume=args.resume)

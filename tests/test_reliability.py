@@ -61,6 +61,12 @@ batch_size = 16
 max_seq_length = 32
 max_train_samples = 32
 max_eval_samples = 16
+
+[[experiment]]
+name = "push-pre"
+task = "push"
+model = "run:pre"
+hub_model_id = "alice/pre"
 '''
 
 
@@ -289,6 +295,18 @@ def test_token_never_written(tmp_path, monkeypatch):
             return None
 
     push(ok, "alice/x", api=Api())
+    # the push step of a study: the Hub is unreachable (HF_HUB_OFFLINE), then an upload error quotes the token
+    step = run_experiment(m, "push-pre")
+    assert step.status()["status"] == "failed" and "unreachable" in step.status()["reason"]
+    assert (step.path / "staged" / "model.safetensors").exists()
+
+    class LeakyApi(Api):
+        def upload_folder(self, **k):
+            raise RuntimeError(f"403 Forbidden for {FAKE}")
+
+    monkeypatch.setattr("engine.push.hub_api", lambda: LeakyApi())
+    leaky = run_experiment(m, "push-pre")
+    assert leaky.status()["status"] == "failed" and "<redacted>" in leaky.status()["reason"]
     scanned = 0
     for f in tmp_path.rglob("*"):
         if f.is_file():

@@ -368,3 +368,39 @@ def run(ctx):
     )
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
     return train(ctx, spec, device, amp)
+
+
+def reevaluate(run, mirror: str = "") -> dict:
+    """The final evaluation again, from the run's saved model and the re-built masked split.
+
+    Used by ``lmconsole verify``: the split is loaded, paired and masked exactly as the job
+    did it (same seed, same cache key), then scored with :func:`evaluate_mlm` on the same
+    device and autocast setting.
+    """
+    import types
+
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    from ..manifest import Settings
+
+    cfg = run.config()
+    exp = types.SimpleNamespace(**cfg)
+    folder = run.final_model()
+    if folder is None:
+        from ..verify import VerifyError
+
+        raise VerifyError(f"{run.experiment}/{run.run_id} has no saved model to evaluate again")
+    messages: list[str] = []
+    ctx = types.SimpleNamespace(exp=exp, manifest=types.SimpleNamespace(settings=Settings(data_mirror=mirror)),
+                                log=lambda msg, level="info": messages.append(msg), emit=lambda event: None)
+    device, amp = setup_job(exp)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
+    eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
+    eval_data = {
+        "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
+        "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
+    }
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        return evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)

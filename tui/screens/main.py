@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from engine.export import export_runs
+from engine.runlist import RowCache
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -35,6 +36,7 @@ class MainScreen(ConsoleScreen):
         Binding("3", "tab('runs')", "Runs", show=False),
         Binding("4", "tab('system')", "System", show=False),
         Binding("ctrl+r", "reload", "Reload manifest", show=False),
+        Binding("w", "report", "Report", show=False),  # write the study report (issue 14)
     ]
 
     def __init__(self):
@@ -43,6 +45,7 @@ class MainScreen(ConsoleScreen):
         self._ticks = 0
         self._summaries: list = []
         self._cache = SummaryCache()
+        self._rows_cache = RowCache()
         self._loading = False
         self._probe = None  # engine.system.SystemProbe, made on first look at the system tab
 
@@ -118,7 +121,8 @@ class MainScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:
         summaries = self._cache.load(self.app.store)
-        self.app.call_from_thread(self._apply_runs, summaries)
+        rows = self._rows_cache.load([s.run for s in summaries])  # tags, note, hyperparameters of the runs list
+        self.app.call_from_thread(self._apply_runs, summaries, rows)
 
     @work(thread=True, exclusive=True, group="system", exit_on_error=False)
     def sample_system(self) -> None:
@@ -129,9 +133,9 @@ class MainScreen(ConsoleScreen):
         view = sample_view(self._probe, self._summaries)
         self.app.call_from_thread(self.query_one(SystemPane).set_view, view)
 
-    def _apply_runs(self, summaries) -> None:
+    def _apply_runs(self, summaries, rows=None) -> None:
         self._summaries = summaries
-        self.query_one(RunsPane).set_summaries(summaries)
+        self.query_one(RunsPane).set_summaries(summaries, rows)
         self._update_experiments()
         self._update_title()
 
@@ -155,6 +159,30 @@ class MainScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
+
+    def action_report(self) -> None:
+        self.say("writing the study report ...")
+        self._write_report()
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _write_report(self) -> None:
+        """The study report of every experiment with a finished run, next to the manifest (``report/``)."""
+        from engine.report import build_report, write_report
+
+        manifest = self.app.manifest
+        try:
+            report = build_report(self.app.store, manifest.names)
+            n = len(report.sections[0].tables[0].rows)
+            if not n:
+                self.app.call_from_thread(self.say, "no finished run yet: run the study first", "warning")
+                return
+            out = manifest.path.parent / "report"
+            write_report(report, out)
+            flags = sum(len(t.rows) for t in report.sections[1].tables)
+            text = f"report of {n} runs written to {out}/report.{{md,tex,html}}" + (f"; {flags} flag(s) raised" if flags else "")
+            self.app.call_from_thread(self.say, text, "warning" if flags else "info")
+        except Exception as exc:  # noqa: BLE001 - a failed report is a message, not a crash
+            self.app.call_from_thread(self.say, f"report failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "error")
 
     def say(self, text: str, level: str = "info") -> None:
         self.query_one(StatusLine).say(text, level)
@@ -223,3 +251,7 @@ class MainScreen(ConsoleScreen):
         else:
             what = f"{len(runs)} run(s)" if len(runs) > 1 else f"{runs[0].experiment}/{runs[0].run_id}"
             self.ask_export(what, lambda folder, formats: export_runs(runs, folder, formats))
+
+    @on(RunsPane.EditRequested)
+    def _edit_runs(self, msg: RunsPane.EditRequested) -> None:
+        self.edit_runs(msg.action, msg.rows, done=self.load_runs)
