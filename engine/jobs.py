@@ -89,8 +89,14 @@ class JobContext:
     def sample_system(self) -> None:
         if self.sampler is None:
             return
+        from .events import SystemSampled, TableWritten
+        from .system import system_table
+
         try:
-            self.sampler.maybe(self.emit)
+            if self.sampler.maybe(self.emit, lambda: [e for e in self.run.events() if isinstance(e, SystemSampled)]):
+                # the samples as a table (tables/system.json), live: exported and shown like the other tables
+                path = self.writer.write_table(system_table(self.sampler.samples))
+                self.emit(TableWritten(name="system", path=str(path)))
         except Exception as exc:  # noqa: BLE001 - monitoring must never end a job
             self.sampler = None
             self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
@@ -248,25 +254,12 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
             raise
     finally:
         stop.restore()
-        _write_system_table(writer, run)
         writer.close()
         if stop.requested and not interrupted:
             # The signal came after the last step boundary (the job finished or failed meanwhile):
             # its results are on disk, so deliver it now to whatever ran this job.
             os.kill(os.getpid(), stop.signum)
     return run
-
-
-def _write_system_table(writer: RunWriter, run: Run) -> None:
-    """``tables/system.json`` from the run's SystemSampled events (exported like the other tables)."""
-    from .system import system_table
-
-    try:
-        table = system_table(run.events())
-        if table is not None:
-            writer.write_table(table)
-    except OSError:
-        pass  # a full disk here must not hide the job's own outcome
 
 
 def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:

@@ -4,7 +4,7 @@ One :class:`SystemProbe` serves both the console's system view (sampled about
 every two seconds while the view is shown) and each job, which records a
 :class:`~engine.events.SystemSampled` event every :data:`SAMPLE_EVERY_S`
 seconds at an optimizer-step boundary, so the figures can be plotted and
-exported like metrics (``tables/system.json``).
+exported like metrics (``tables/system.json``, rewritten after each sample).
 
 NVML comes from ``nvidia-ml-py`` (module ``pynvml``). Without it, or without an
 NVIDIA driver, :attr:`SystemProbe.gpu_reason` says why and only CPU and RAM
@@ -183,20 +183,30 @@ def sample_event(probe: SystemProbe, only: list[int] | None = None):
 
 
 class JobSampler:
-    """Emits a SystemSampled event at most every ``every_s`` seconds (call it at step boundaries)."""
+    """Emits a SystemSampled event at most every ``every_s`` seconds (call it at step boundaries).
+
+    ``samples`` holds the run's samples so far (set from its events on the first call,
+    earlier attempts' included), for the ``system`` table written after each sample.
+    """
 
     def __init__(self, every_s: float = SAMPLE_EVERY_S, probe: SystemProbe | None = None):
         self.every_s = every_s
         self.probe = probe or SystemProbe()
         self.only = visible_gpus()
         self._last = float("-inf")
+        self.samples: list | None = None
 
-    def maybe(self, emit) -> bool:
+    def maybe(self, emit, earlier=None) -> bool:
+        """Sample if due; ``earlier()`` gives the run's earlier SystemSampled events (read once)."""
         now = time.monotonic()
         if now - self._last < self.every_s:
             return False
         self._last = now
-        emit(sample_event(self.probe, self.only))
+        if self.samples is None:
+            self.samples = list(earlier()) if earlier is not None else []
+        event = sample_event(self.probe, self.only)
+        emit(event)
+        self.samples.append(event)
         return True
 
 

@@ -85,6 +85,9 @@ def _resume_and_compare(path, run, reference):
     assert got == want
     assert run.results()["final"] == reference.results()["final"]
     assert run.results()["global_step"] == reference.results()["global_step"]
+    # system samples: one per attempt at least (both before the checkpoint or after the resume), all in the table
+    samples = _rows(run, "SystemSampled")
+    assert len(samples) >= 2 and len(run.read_table("system").rows) == len(samples)
 
 
 def test_sigterm_saves_checkpoint_then_resume_equals_uninterrupted(tmp_path, reference):
