@@ -41,7 +41,7 @@ class StopSignals:
             return False
         for name in STOP_SIGNALS:
             sig = getattr(signal, name, None)
-            if sig is not None:
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # ignored on purpose (nohup, `&`): keep
                 self._previous[sig] = signal.signal(sig, self._handle)
         return True
 
