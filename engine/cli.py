@@ -367,6 +367,10 @@ def cmd_run(args) -> int:
                              "set settings.runs_dir to a writable folder", 1)
             runs.append(run)
             st = run.status()
+            if st.get("status") == "interrupted":
+                # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
+                safe_print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", sys.stderr)
+                return 130
             if st.get("status") != "finished":
                 failed[name] = st.get("reason") or st.get("status")
                 if st.get("status") == "cancelled":
