@@ -474,7 +474,10 @@ def test_corrupt_cache_entries_are_rebuilt_once(own_cache, tmp_path):
     again = run_experiment(shape_manifest(tmp_path / "b", "pretrain"), "job")
     st = again.status()
     assert st["status"] == "finished", st
-    assert _close(again.results()["final"], ref.results()["final"]), (again.results()["final"], ref.results()["final"])
+    got, want = again.results()["final"], ref.results()["final"]
+    # WordPiece training is not bit-deterministic (a rebuilt tokenizer may differ in a rare merge): close, not equal;
+    # an emptied vocabulary used to "finish" with perplexity 1.16
+    assert got["mlm_perplexity"] == pytest.approx(want["mlm_perplexity"], rel=0.05), (got, want)
     warnings = [e.message for e in again.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
     assert any("cached tokenizer" in w and "rebuilding" in w for w in warnings), warnings
     assert any("cached NSP pairs" in w and "rebuilding" in w for w in warnings), warnings
