@@ -87,5 +87,5 @@ class RunsPane(TablePane):
         s = self.summaries.get(event.row_key.value)
         if s is None:
             return
-        text = f"{s.key}: {s.status}" + (f": {s.reason}" if s.reason else "")
+        text = f"{s.key}: {s.reason}" if s.status == "unreadable" else f"{s.key}: {s.status}" + (f": {s.reason}" if s.reason else "")
         self.post_message(Note(text, "error" if s.status == "failed" else "info", source=self.id or ""))
