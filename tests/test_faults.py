@@ -402,7 +402,7 @@ def test_cancel_mid_window_keeps_the_window_loss(references, tmp_path, monkeypat
 
     def poll(self):
         calls["n"] += 1
-        if calls["n"] == 5:  # before step 5: steps 4 is in the open window
+        if calls["n"] == 6:  # before step 6: step 5 is in the open window (lines at 3, 4 = epoch end, 6)
             raise Cancelled()
         return real(self)
 
