@@ -35,17 +35,18 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != SEAL)
 
 
-def seal(folder: Path) -> None:
+def seal(folder: Path, to: Path | None = None) -> None:
+    """Record ``folder``'s files in ``folder/SEAL`` (or in ``to``, for folders whose file list is fixed)."""
     folder = Path(folder)
     data = {str(p.relative_to(folder)): [p.stat().st_size, _digest(p)] for p in _files(folder)}
-    (folder / SEAL).write_text(json.dumps(data, sort_keys=True))
+    Path(to or folder / SEAL).write_text(json.dumps(data, sort_keys=True))
 
 
-def check(folder: Path) -> str:
+def check(folder: Path, at: Path | None = None) -> str:
     """``""`` when ``folder`` matches its seal (or has none: built by an older version); else the problem."""
     folder = Path(folder)
     try:
-        data = json.loads((folder / SEAL).read_text())
+        data = json.loads(Path(at or folder / SEAL).read_text())
     except FileNotFoundError:
         return ""
     except (OSError, ValueError) as exc:

@@ -308,7 +308,7 @@ def repair_events(path: Path) -> int:
         return 0
 
 
-class RunUnavailable(Exception):
+class RunUnavailable(RuntimeError):
     """This process cannot own the run (another live process does, or its lock file is unusable); one line."""
 
 

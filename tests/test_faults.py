@@ -270,19 +270,18 @@ def test_kill_while_saving_final_model_resumes_to_identical_results(shape, refer
     assert_same_as(resumed, ref, shape, f"kill at write {k}: {ops[k - 1]}")
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
-def test_random_kill_points_resume_to_identical_results(shape, references, tmp_path):
-    """Random kill points (final save and anywhere); LMCONSOLE_FAULTS=N for N per shape."""
-    ref, ops = references[shape]
-    rng = random.Random(f"{SEED}-{shape}")
-    points = _kill_points(ops, ref, max(N_FAULTS, 1), rng)
-    for i, k in enumerate(points):
-        m = shape_manifest(tmp_path / f"case{i}", shape)
-        where = f"seed {SEED} (LMCONSOLE_FAULTS_SEED), kill at write {k}/{len(ops)}: {ops[k - 1]}"
-        assert killed_child(m, kill_at=k) == -signal.SIGKILL, where
-        resumed = _resume(m)
-        # a second resume of a finished run must not be needed: one resume ends it
-        assert_same_as(resumed, ref, shape, where)
+def test_random_kill_points_resume_to_identical_results(references, tmp_path):
+    """Random kill points, half of them in the final save. CI: one point, in a task shape drawn by the seed;
+    LMCONSOLE_FAULTS=N: N points in every shape (LMCONSOLE_FAULTS_SEED=S repeats a draw)."""
+    rng = random.Random(SEED)
+    shapes = list(SHAPES) if N_FAULTS else [rng.choice(list(SHAPES))]
+    for shape in shapes:
+        ref, ops = references[shape]
+        for i, k in enumerate(_kill_points(ops, ref, max(N_FAULTS, 1), rng)):
+            m = shape_manifest(tmp_path / f"{shape}-{i}", shape)
+            where = f"LMCONSOLE_FAULTS_SEED={SEED} {shape}: kill at write {k}/{len(ops)}: {ops[k - 1]}"
+            assert killed_child(m, kill_at=k) == -signal.SIGKILL, where
+            assert_same_as(_resume(m), ref, shape, where)
 
 
 # -- in-process faults: disk full, changed manifest, damaged checkpoints, cancel mid-window -------
@@ -403,7 +402,7 @@ def test_cancel_mid_window_keeps_the_window_loss(references, tmp_path, monkeypat
 
     def poll(self):
         calls["n"] += 1
-        if calls["n"] == 5:  # before step 5: steps 4 is in the open window
+        if calls["n"] == 6:  # before step 6: step 5 is in the open window (lines at 3, 4 = epoch end, 6)
             raise Cancelled()
         return real(self)
 
@@ -456,40 +455,56 @@ def _truncate(path: Path) -> None:
 def test_corrupt_cache_entries_are_rebuilt_once(own_cache, tmp_path):
     ref = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
     assert ref.status()["status"] == "finished"
-    tok = next((own_cache / "tokenizers").iterdir())
-    vocab = tok / "tokenizer.json"
-    data = json.loads(vocab.read_text())
-    data["model"]["vocab"] = {}  # the emptied vocabulary that used to "finish" with perplexity 1.16
-    vocab.write_text(json.dumps(data))
-    pairs = sorted((own_cache / "pretrain-data").iterdir())
-    for folder in pairs:
+    want = ref.results()["final"]
+
+    def again(folder: str, expect: str):
+        run = run_experiment(shape_manifest(tmp_path / folder, "pretrain"), "job")
+        st = run.status()
+        assert st["status"] == "finished", st
+        got = run.results()["final"]
+        # a rebuilt WordPiece tokenizer may differ in a rare merge (training is not bit-deterministic): close, not
+        # equal; an emptied vocabulary used to "finish" with perplexity 1.16
+        assert got["mlm_perplexity"] == pytest.approx(want["mlm_perplexity"], rel=0.05), (got, want)
+        warnings = [e.message for e in run.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
+        assert any(expect in w and "rebuilding" in w for w in warnings), warnings
+
+    # the NSP pairs (Arrow, truncated) and the datasets Arrow cache of the corpus folder
+    for folder in sorted((own_cache / "pretrain-data").iterdir()):
         _truncate(next(folder.glob("*.arrow")))
-    corpus = next((own_cache / "embedded").glob("wikitext-v*"))
-    _truncate(next(p for p in sorted(corpus.rglob("*")) if p.is_file() and p.suffix in (".parquet", ".txt", ".json", ".jsonl")))
-    hf = Path(tmp_path / "hf")
-    arrows = sorted(hf.rglob("*.arrow"))
+    arrows = sorted(Path(tmp_path / "hf").rglob("*.arrow"))
     assert arrows
     for a in arrows:
         _truncate(a)
-    again = run_experiment(shape_manifest(tmp_path / "b", "pretrain"), "job")
-    st = again.status()
-    assert st["status"] == "finished", st
-    got, want = again.results()["final"], ref.results()["final"]
-    # The rebuilt tokenizer is trained again, and the tokenizers WordPiece trainer breaks ties in hash
-    # order: the same data, masks and schedule, but not always the very same vocabulary. An emptied or
-    # corrupt vocabulary gives a perplexity near 1 (or a failure), far outside this band.
-    assert got["masked_tokens"] == want["masked_tokens"] and got.keys() == want.keys(), (got, want)
-    assert got["mlm_perplexity"] == pytest.approx(want["mlm_perplexity"], rel=0.05), (got, want)
-    warnings = [e.message for e in again.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
-    assert any("cached tokenizer" in w and "rebuilding" in w for w in warnings), warnings
-    assert any("cached NSP pairs" in w and "rebuilding" in w for w in warnings), warnings
+    again("b", "cached NSP pairs")
+    # the trained tokenizer, its vocabulary emptied
+    vocab = next((own_cache / "tokenizers").iterdir()) / "tokenizer.json"
+    data = json.loads(vocab.read_text())
+    data["model"]["vocab"] = {}
+    vocab.write_text(json.dumps(data))
+    again("c", "cached tokenizer")
 
 
 def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tmp_path, monkeypatch):
     import engine.cache as cache
 
-    monkeypatch.setattr(cache, "seal", lambda folder: (Path(folder) / cache.SEAL).write_text('{"tokenizer.json": [0, "x"]}'))
+    def bad_seal(folder, to=None):  # every entry "changes" right after it is built: rebuilding cannot help
+        Path(to or Path(folder) / cache.SEAL).write_text('{"tokenizer.json": [0, "x"]}')
+
+    monkeypatch.setattr(cache, "seal", bad_seal)
     run = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
     st = run.status()
     assert st["status"] == "failed", st
     assert "is corrupt" in st["reason"] and "delete that folder (rm -r " in st["reason"] and str(own_cache) in st["reason"]
+
+
+def test_corrupt_embedded_corpus_is_rebuilt(own_cache, tmp_path):
+    from engine.cache import check
+    from engine.data.embedded import ensure_embedded
+
+    corpus = ensure_embedded("wikitext")
+    parquet = sorted(corpus.rglob("*.parquet"))[0]
+    _truncate(parquet)
+    assert check(corpus, at=corpus.parent / f".{corpus.name}.seal.json")
+    run = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
+    assert run.status()["status"] == "finished", run.status()
+    assert not check(corpus, at=corpus.parent / f".{corpus.name}.seal.json")

@@ -281,7 +281,7 @@ dataset = "embedded:wikitext"
 
 @pytest.mark.parametrize("line,key", [
     ("learning_rate = nan", "learning_rate"), ("warmup = nan", "warmup"), ("warmup = inf", "warmup"),
-    ("weight_decay = -inf", "weight_decay"), ("max_grad_norm = nan", "max_grad_norm"),
+    ("weight_decay = inf", "weight_decay"), ("max_grad_norm = nan", "max_grad_norm"),
     ("mlm_probability = 5.0", "mlm_probability"), ("short_seq_prob = 7", "short_seq_prob"),
     ("mlm_probability = inf", "mlm_probability"), ("seed = 1180591620717411303424", "seed"), ("seed = -1", "seed"),
     ("seed = 4294967296", "seed"), ("epochs = 99999999999999999999", "epochs"),

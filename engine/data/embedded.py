@@ -918,8 +918,9 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     final = root / f"{name}-v{_VERSIONS[name]}"
     from ..cache import check, remove, seal
 
+    seal_file = root / f".{final.name}.seal.json"  # beside the corpus: its file list stays as published
     if (final / "README.md").is_file():
-        if not check(final):
+        if not check(final, at=seal_file):
             return final
         remove(final)  # damaged since it was built (issue 13): build it again
     root.mkdir(parents=True, exist_ok=True)
@@ -927,9 +928,9 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared
         _BUILDERS[name](tmp)
-        seal(tmp)
         try:
             os.rename(tmp, final)
+            seal(final, to=seal_file)
         except OSError:
             if not (final / "README.md").is_file():  # not a lost race: a real problem
                 raise
