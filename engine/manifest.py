@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 TASKS = ("inspect", "pretrain", "classify", "qa")
 HEADS = ("base", "pretraining", "mlm", "classification", "qa")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -91,12 +92,26 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "null_score_diff_threshold": Key("float", 0.0, "Predict no answer when null score - best span score exceeds this.", tasks=("qa",)),
     "eval_each_epoch": Key("bool", True, "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).", tasks=("qa", "classify")),
     "text_metrics": Key("str", "offline", "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).", tasks=("qa",), choices=("offline", "hub")),
+    # issue 17: experiment trackers (report_to) and the Slurm executor
+    "report_to": Key("list[str]", [], "Experiment trackers that also receive the job's metrics, evaluations, results and config (the TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip install lmconsole[tensorboard]`).", tasks=ALL_TRAIN, choices=TRACKERS),
+    "executor": Key("str", "auto", "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be on a filesystem both see), `auto` = `settings.executor`.", choices=("auto", "local", "slurm")),
+    "slurm_partition": Key("str", "", "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."),
+    "slurm_account": Key("str", "", "Slurm account (`--account`); empty = `settings.slurm_account`, else none."),
+    "slurm_time": Key("str", "", "Slurm time limit (`--time`, e.g. `\"04:00:00\"`); empty = the partition default."),
+    "slurm_gpus": Key("int", 0, "GPUs per node to request (`--gpus-per-node`; 0 = none).", minimum=0),
+    "slurm_cpus_per_task": Key("int", 0, "CPUs to request (`--cpus-per-task`; 0 = the cluster default).", minimum=0),
+    "slurm_requeue": Key("bool", True, "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued job resumes from that checkpoint."),
+    "slurm_args": Key("list[str]", [], "Extra sbatch options as they are (e.g. `[\"--qos=high\", \"--mem=64G\"]`)."),
 }
 
 SETTINGS_KEYS: dict[str, Key] = {
     "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
     "data_mirror": Key("str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."),
     "max_parallel_jobs": Key("int", 1, "Jobs the console runs at the same time.", minimum=1),
+    # issue 17: the Slurm executor
+    "executor": Key("str", "local", "Default executor of experiments with `executor = \"auto\"`: `local` or `slurm`.", choices=("local", "slurm")),
+    "slurm_partition": Key("str", "", "Default Slurm partition of Slurm jobs."),
+    "slurm_account": Key("str", "", "Default Slurm account of Slurm jobs."),
 }
 
 
@@ -113,6 +128,9 @@ class Settings:
     runs_dir: str = "runs"
     data_mirror: str = ""
     max_parallel_jobs: int = 1
+    executor: str = "local"
+    slurm_partition: str = ""
+    slurm_account: str = ""
 
 
 def _experiment_fields():
@@ -371,7 +389,7 @@ def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
         if values.get("init") == "pretrained" and model in _preset_names():
             problems.append(
                 f"{where}.init: \"pretrained\" needs weights, but {model!r} is a preset (a config only); "
-                "use init = \"scratch\" or a Hub id such as \"bert-base-uncased\""
+                "use init = \"scratch\" or a Hub id such as \"google-bert/bert-base-uncased\""
             )
         if model.startswith("run:") and values.get("init") == "scratch":
             problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
@@ -447,3 +465,72 @@ def _toml(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return repr(v)
+
+
+# -- JSON Schema for editors (issue 17): generated from the same key tables ---------
+
+_SCHEMA_TYPES = {
+    "str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
+    "bool": {"type": "boolean"}, "list[str]": {"type": "array", "items": {"type": "string"}},
+}
+
+
+def _key_schema(key: Key) -> dict:
+    out = dict(_SCHEMA_TYPES[key.type])
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in out.items()}
+    out["description"] = key.help
+    if key.choices:
+        if key.type == "list[str]":
+            out["items"]["enum"] = list(key.choices)
+        else:
+            out["enum"] = list(key.choices)
+    if key.minimum is not None:
+        out["minimum"] = key.minimum
+    if key.default is not None and not key.required:
+        out["default"] = list(key.default) if isinstance(key.default, tuple) else key.default
+    return out
+
+
+def json_schema() -> dict:
+    """A JSON Schema (draft-07) of ``experiments.toml``: types, defaults, choices, help, per-task keys.
+
+    Built from :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS`, the tables the
+    validator reads, so the two cannot drift apart. What a schema cannot say
+    (dependency graph, duplicate names) stays with ``lmconsole check``.
+    """
+    exp_props = {name: _key_schema(key) for name, key in EXPERIMENT_KEYS.items()}
+    exp_props["name"]["pattern"] = SAFE_NAME.pattern
+    per_task = []
+    for task in TASKS:
+        banned = {name: {"not": {}, "description": f"not used by task {task!r} (applies to: {', '.join(key.tasks)})"}
+                  for name, key in EXPERIMENT_KEYS.items() if task not in key.tasks}
+        then: dict = {}
+        if banned:
+            then["properties"] = banned
+        if task in ALL_TRAIN:
+            then["required"] = ["dataset"]
+        if then:
+            per_task.append({"if": {"properties": {"task": {"const": task}}, "required": ["task"]}, "then": then})
+    experiment = {
+        "type": "object",
+        "description": "One experiment; keys that do not apply to its task are rejected.",
+        "properties": exp_props,
+        "required": [name for name, key in EXPERIMENT_KEYS.items() if key.required],
+        "additionalProperties": False,
+        "allOf": per_task,
+    }
+    settings = {
+        "type": "object",
+        "description": "Settings for the whole manifest.",
+        "properties": {name: _key_schema(key) for name, key in SETTINGS_KEYS.items()},
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://lmconsole.invalid/experiments.schema.json",
+        "title": "lmconsole experiments.toml",
+        "description": "Experiment manifest of lmconsole (generated by `lmconsole check --schema`).",
+        "type": "object",
+        "properties": {"settings": settings, "experiment": {"type": "array", "items": experiment}},
+        "additionalProperties": False,
+    }
