@@ -268,21 +268,20 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
 
 
 def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
-    """Submit to Slurm (see :mod:`engine.slurm`); a job that dies unrecorded is recorded failed here."""
+    """Submit to Slurm and follow the run (see :mod:`engine.slurm`)."""
     from .slurm import follow
 
-    def record_failure(reason: str, hint: str) -> None:
+    def record(events) -> None:  # what the job itself could not write
         writer = RunWriter(run).open()
         try:
-            for ev in (JobFailed(reason=reason, hint=hint),
-                       StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else ""))):
+            for ev in events:
                 writer.emit(ev)
                 for s in sinks:
                     s.emit(ev)
         finally:
             writer.close()
 
-    follow(manifest, exp, run, sinks, record_failure)
+    follow(manifest, exp, run, sinks, record)
     return run
 
 

@@ -105,21 +105,39 @@ def submit(manifest, exp, run) -> str:
 
 
 def job_state(job_id: str) -> str | None:
-    """Slurm's state of the job (``PENDING``, ``RUNNING``, ``COMPLETED``...), or None once Slurm forgot it."""
+    """Slurm's state of the job (``PENDING``, ``RUNNING``, ``COMPLETED``...), or None once Slurm forgot it.
+
+    A job that was just requeued shows as ``CANCELLED`` (or ``PREEMPTED``) with reason
+    ``BeginTime`` until it is eligible again (Slurm holds a requeued batch job back
+    for a while): that is reported as ``REQUEUED``, not as the end.
+    """
     try:
-        proc = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+        proc = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T %r"],
                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "UNKNOWN"  # a slow controller is not a finished job
     if proc.returncode != 0:
         return None if "invalid job id" in proc.stderr.lower() else "UNKNOWN"
-    state = proc.stdout.strip().split()
-    return state[0] if state else None
+    fields = proc.stdout.strip().split()
+    if not fields:
+        return None
+    state, reason = fields[0], (fields[1] if len(fields) > 1 else "")
+    if state in TERMINAL and reason == "BeginTime":
+        return "REQUEUED"
+    return state
 
 
-def follow(manifest, exp, run, sinks, emit_failure) -> None:
-    """Submit, then pass the run's events to ``sinks`` until Slurm is done with the job."""
-    from .events import LogEmitted
+def follow(manifest, exp, run, sinks, record) -> None:
+    """Submit, then pass the run's events to ``sinks`` until Slurm is done with the job.
+
+    ``record(events)`` writes events into the run for a job that could not (sbatch
+    refused it, it was cancelled while pending, it died before writing its end).
+    """
+    from .events import JobFailed, LogEmitted, RunFinished, StatusChanged
+
+    def emit_failure(reason: str, hint: str) -> None:
+        record([JobFailed(reason=reason, hint=hint),
+                StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else ""))])
 
     offset = run.events_path.stat().st_size if run.events_path.exists() else 0
     try:
@@ -141,7 +159,12 @@ def follow(manifest, exp, run, sinks, emit_failure) -> None:
             for s in sinks:
                 s.emit(ev)
 
-    state, next_check = "PENDING", 0.0
+    def request_seq() -> int:
+        return int((run.pending_request() or {}).get("seq", 0))
+
+    # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
+    # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
+    state, next_check, seen_seq, scancelled = "PENDING", 0.0, request_seq(), False
     try:
         while True:
             pump()
@@ -151,8 +174,11 @@ def follow(manifest, exp, run, sinks, emit_failure) -> None:
                 next_check = now + 1.0
                 if state is None or state in TERMINAL:
                     break
-                if state == "PENDING" and (run.pending_request() or {}).get("action") == "cancel":
-                    subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+                if state not in ("PENDING", "REQUEUED"):
+                    seen_seq = request_seq()
+                elif request_seq() > seen_seq and _cancel_is_newest(run):
+                    seen_seq = request_seq()
+                    scancelled = subprocess.run(["scancel", job_id], capture_output=True, timeout=30).returncode == 0
             time.sleep(0.2)
         time.sleep(0.2)
         pump()
@@ -162,9 +188,29 @@ def follow(manifest, exp, run, sinks, emit_failure) -> None:
                                                         f"(cancel it with `lmconsole control {exp.name} cancel`)"))
         raise
     status = run.raw_status().get("status")
-    if status not in ("finished", "cancelled", "failed", "interrupted"):
+    if scancelled and status not in ("finished", "cancelled", "failed"):
+        record([RunFinished(status="cancelled"),
+                StatusChanged(status="cancelled", reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
+                              + ("; resume to continue from the checkpoint" if run.last_checkpoint() else ""))])
+    elif status not in ("finished", "cancelled", "failed", "interrupted"):
         emit_failure(f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
                      f"see {run.path / f'slurm-{job_id}.log'}")
+
+
+def _cancel_is_newest(run) -> bool:
+    """A cancel request written after the run's last status change (the job's own SIGTERM
+    handler writes one too, but the job then records its status after it)."""
+    if (run.pending_request() or {}).get("action") != "cancel":
+        return False
+    try:
+        control = (run.path / "control.json").stat().st_mtime_ns
+    except OSError:
+        return False
+    try:
+        status = (run.path / "status.json").stat().st_mtime_ns
+    except OSError:
+        status = 0
+    return control > status
 
 
 # -- the job side -----------------------------------------------------------------
