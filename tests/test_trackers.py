@@ -250,3 +250,63 @@ def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, m
     assert warnings[1].startswith("report_to mlflow: ConnectionError: quota exceeded;") and "training goes on" in warnings[1]
     assert Broken.calls == 1  # switched off after the first failure
     assert sorted(e.step for e in run.events() if isinstance(e, StepLogged)) == [2, 4]
+
+
+def test_events_to_tracker_calls_including_a_system_event():
+    """What each tracker is handed, without a tracker library: the base class's translation.
+    A system-sampling event is recognised by its name (System*) and its numeric fields."""
+    from dataclasses import dataclass, field
+
+    from engine import trackers
+    from engine.events import Event, StatusChanged
+
+    @dataclass(frozen=True)
+    class SystemSampled(Event):
+        cpu_percent: float
+        gpus: list = field(default_factory=list)
+        host: str = "node1"
+
+    calls = []
+
+    class Recorder(trackers.TrackerSink):
+        name = "recorder"
+
+        def start(self):
+            calls.append(("start", dict(self.config)))
+
+        def log(self, metrics, step):
+            calls.append(("log", step, metrics))
+
+        def summary(self, metrics, step):
+            calls.append(("summary", step, metrics))
+
+        def close(self, status):
+            calls.append(("close", status))
+
+    class Exp:
+        name, task = "pre", "pretrain"
+
+        def to_dict(self):
+            return {"name": "pre", "learning_rate": 0.001}
+
+    class Run:
+        run_id = "r1"
+
+    said = []
+    sink = Recorder(Run(), Exp(), None, lambda m, level: said.append((level, m)))
+    sink.emit(StepLogged(step=2, epoch=0.5, loss=1.5, learning_rate=1e-3, grad_norm=0.7, tokens_per_s=900.0,
+                         parts={"mlm_loss": 1.0}))
+    sink.emit(SystemSampled(cpu_percent=55.0, gpus=[{"util": 80, "name": "H100"}]))
+    sink.emit(EvalFinished(epoch=1, step=4, split="test", metrics={"accuracy": 0.75, "note": "x", "ok": True}))
+    sink.emit(RunFinished(status="finished", results={"accuracy": 0.75, "model": "path"}))
+    sink.emit(StatusChanged(status="finished"))
+    assert calls == [
+        ("start", {"name": "pre", "learning_rate": 0.001, "run_id": "r1"}),
+        ("log", 2, {"train/loss": 1.5, "train/learning_rate": 1e-3, "train/epoch": 0.5, "train/grad_norm": 0.7,
+                    "train/tokens_per_s": 900.0, "train/mlm_loss": 1.0}),
+        ("log", 2, {"system/cpu_percent": 55.0, "system/gpus/0/util": 80.0}),
+        ("log", 4, {"eval/accuracy": 0.75, "eval/epoch": 1.0}),
+        ("summary", 4, {"final/accuracy": 0.75}),
+        ("close", "finished"),
+    ]
+    assert said == []
