@@ -215,3 +215,6 @@ def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
         raise ResolveError(f"dataset {spec!r} ({config}): {exc}") from None
     except FileNotFoundError as exc:
         raise ResolveError(f"dataset {spec!r} ({config}): {exc}") from None
+
+
+hub_reachable.cache_clear = _reachable.cache_clear  # type: ignore[attr-defined]  # as when it was an lru_cache

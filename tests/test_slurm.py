@@ -87,6 +87,7 @@ def _slurm_job(run) -> str:
     return json.loads((run.path / "slurm.json").read_text())["job_id"]
 
 
+@pytest.mark.slow  # two real Slurm round trips and a resumed training (about 30 s idle, more on a busy box)
 def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
     """The queue (what the console uses) follows the Slurm job; a preemption mid-training
     checkpoints on SIGTERM, Slurm requeues the job, and the requeued job resumes."""
@@ -126,6 +127,41 @@ def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
     assert any(isinstance(e, CheckpointSaved) and e.step % 16 for e in events)  # the mid-epoch one
     assert run.status()["status"] == "finished"
     assert (run.path / f"slurm-{job_id}.log").exists()
+
+
+@pytest.mark.slow
+def test_time_limit_warning_checkpoints_and_requeues_itself(slurm, tmp_path):
+    """SIGUSR1 (what --signal=B:USR1@120 sends before the time limit): the job checkpoints and
+    requeues itself with scontrol requeue; the requeued job resumes."""
+    m = _manifest(tmp_path)
+    steps_seen = threading.Event()
+
+    class Watch:
+        def emit(self, ev):
+            if isinstance(ev, StepLogged):
+                steps_seen.set()
+
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("run", run_experiment(m, "pre", sinks=[Watch()])))
+    t.start()
+    assert steps_seen.wait(240)
+    run = RunStore(tmp_path / "runs").latest("pre")
+    job_id = _slurm_job(run)
+    assert subprocess.run(["scancel", "--signal=USR1", "--batch", job_id]).returncode == 0
+    for _ in range(480):
+        if _scontrol(job_id).get("Reason") == "BeginTime":
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
+            break
+        time.sleep(0.25)
+    t.join(300)
+    assert not t.is_alive()
+    assert run.status()["status"] == "finished", run.status()
+    assert _scontrol(job_id)["Restarts"] == "1"
+    from engine.events import from_json
+
+    discarded = [from_json(line) for line in (run.path / "events.discarded.jsonl").read_text().splitlines()]
+    assert any(isinstance(e, StatusChanged) and e.status == "interrupted" and "SIGUSR1" in e.reason for e in discarded)
+    assert [e.step for e in run.events() if isinstance(e, StepLogged)] == list(range(2, 33, 2))
 
 
 def test_cancel_while_pending_is_an_scancel(slurm, tmp_path):
