@@ -203,6 +203,10 @@ def cmd_run(args) -> int:
             print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})", flush=True)
         run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store)
         st = run.status()
+        if st.get("status") == "interrupted":
+            # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
+            print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", file=sys.stderr)
+            return 130
         if st.get("status") != "finished":
             failed[name] = st.get("reason") or st.get("status")
             if st.get("status") == "cancelled":

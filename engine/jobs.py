@@ -25,6 +25,14 @@ class Cancelled(Exception):
     """Raised inside a task when the user cancels; the task saves a checkpoint first."""
 
 
+class Interrupted(Cancelled):
+    """Raised at a step boundary after a stop signal (SIGTERM/SIGINT/SIGUSR1); the task saves a checkpoint first."""
+
+    def __init__(self, signal_name: str = ""):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class JobError(Exception):
     """An expected failure with a one-line reason and a hint for the user."""
 
@@ -46,6 +54,8 @@ class JobContext:
     store: RunStore
     resume: bool = False
     start_model: str = ""  # the run a fine-tuning started from, for results and model cards
+    stop: object = None  # a StopSignals (engine/preempt.py) when this job runs in a process's main thread
+    sampler: object = None  # a JobSampler (engine/system.py): SystemSampled events every 30 s
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -71,8 +81,24 @@ class JobContext:
         self._seq_seen = seq
         return req.get("action")
 
+    def check_stop(self) -> None:
+        """Raise :class:`Interrupted` once a stop signal arrived."""
+        if self.stop is not None and self.stop.requested:
+            raise Interrupted(self.stop.name)
+
+    def sample_system(self) -> None:
+        if self.sampler is None:
+            return
+        try:
+            self.sampler.maybe(self.emit)
+        except Exception as exc:  # noqa: BLE001 - monitoring must never end a job
+            self.sampler = None
+            self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
+
     def poll(self) -> None:
-        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel."""
+        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal."""
+        self.check_stop()
+        self.sample_system()
         action = self._read_request()
         if action == "cancel":
             raise Cancelled()
@@ -81,6 +107,7 @@ class JobContext:
         self.emit(StatusChanged(status="paused", reason="paused by request"))
         while True:
             time.sleep(0.1)
+            self.check_stop()
             action = self._read_request()
             if action == "resume":
                 self.emit(StatusChanged(status="running", reason="resumed"))
@@ -143,10 +170,17 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         return _launch(manifest, exp, run, sinks, is_resume)
     writer = RunWriter(run).open()
     sink = FanoutSink([writer, *sinks])
-    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
+    from .preempt import StopSignals
+
+    stop = StopSignals()
+    from .system import JobSampler
+
+    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume,
+                     stop=stop if stop.install() else None, sampler=JobSampler())
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
     ctx._seq_seen = int(req.get("seq", 0))
+    interrupted = False
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
@@ -169,6 +203,11 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         writer.write_results(results)
         sink.emit(RunFinished(status="finished", results=results))
         sink.emit(StatusChanged(status="finished"))
+    except Interrupted as exc:
+        interrupted = True
+        sink.emit(RunFinished(status="interrupted"))
+        sink.emit(StatusChanged(status="interrupted", reason=f"stopped by {exc.signal_name or 'a signal'}; "
+                                "checkpoint saved, resume continues from it"))
     except Cancelled:
         sink.emit(RunFinished(status="cancelled"))
         sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
@@ -183,8 +222,26 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
             writer.close()
             raise
     finally:
+        stop.restore()
+        _write_system_table(writer, run)
         writer.close()
+        if stop.requested and not interrupted:
+            # The signal came after the last step boundary (the job finished or failed meanwhile):
+            # its results are on disk, so deliver it now to whatever ran this job.
+            os.kill(os.getpid(), stop.signum)
     return run
+
+
+def _write_system_table(writer: RunWriter, run: Run) -> None:
+    """``tables/system.json`` from the run's SystemSampled events (exported like the other tables)."""
+    from .system import system_table
+
+    try:
+        table = system_table(run.events())
+        if table is not None:
+            writer.write_table(table)
+    except OSError:
+        pass  # a full disk here must not hide the job's own outcome
 
 
 def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
@@ -250,7 +307,7 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     finally:
         log.close()
     status = run.raw_status().get("status")
-    if proc is not None and status in ("finished", "cancelled", "failed"):
+    if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):
         return run
     # The children died before rank 0 could record why: record it for them.
     reason, hint = failure if proc is None else (

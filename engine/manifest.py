@@ -79,6 +79,10 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "nnodes": Key("int", 1, "Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
     "rdzv_endpoint": Key("str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN),
     "launcher_args": Key("list[str]", [], "Extra arguments passed to the launcher as they are (e.g. `[\"--rdzv-id=job7\"]`).", tasks=ALL_TRAIN),
+    # checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)
+    "save_steps": Key("int", 0, "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and stop signals still save).", tasks=ALL_TRAIN, minimum=0),
+    "save_minutes": Key("float", 30.0, "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.", tasks=ALL_TRAIN, minimum=0),
+    "save_total_limit": Key("int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
     "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
     # pretraining
     "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0),

@@ -37,15 +37,44 @@ ACTIVE = ("running", "paused")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # no /proc (not Linux): the set-and-restore fallback
+    os.umask(old)
+    return old
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode the umask asks for (0644/0755 under 022).
+
+    For folders written by libraries that create private files (safetensors writes 0600).
+    """
+    mask = current_umask()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, fsync, then rename over ``path``.
 
-    A reader sees the old file or the new one, never a half-written one.
+    A reader sees the old file or the new one, never a half-written one. The
+    file gets the mode a plain ``open`` would give it (0644 under umask 022),
+    not mkstemp's private 0600, so others on a shared box can read runs and exports.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -326,6 +355,11 @@ class RunWriter(EventSink):
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
         data = {"status": status, "reason": reason, "pid": os.getpid(), "host": socket.gethostname()}
+        from .system import visible_gpus
+
+        gpus = visible_gpus()
+        if gpus is not None:  # the GPUs this job holds, for the system view (a scheduler may pass its own)
+            data["gpus"] = gpus
         data.update(extra)
         atomic_write_json(self.run.path / "status.json", data)
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 from .events import CheckpointSaved, EvalFinished, PhaseStarted, RunStarted, StatusChanged, StepLogged, TableWritten
 from .jobs import Cancelled, JobError
-from .runs import atomic_write_json, read_json, repair_events
+from .runs import atomic_write_json, follow_umask, read_json, repair_events
 from .tables import Table
 
 
@@ -139,13 +139,64 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
     ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
     # The resume point of events.jsonl: everything up to and including CheckpointSaved.
     state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
+    follow_umask(tmp)
     atomic_write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
-    for old in done[:-keep]:
+    for old in (done[:-keep] if keep > 0 else []):  # save_total_limit: keep the newest `keep` (0 = all)
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+class SavePolicy:
+    """When to save a checkpoint inside an epoch: every ``save_steps`` steps and/or after ``save_minutes``.
+
+    The clock restarts at every checkpoint (epoch ends included), so at most
+    ``save_minutes`` of work lies between two checkpoints and a SIGKILL costs no more.
+    """
+
+    def __init__(self, save_steps: int, save_minutes: float, last_step: int | None = None):
+        self.steps = int(save_steps or 0)
+        self.seconds = float(save_minutes or 0) * 60
+        self.last_step = last_step  # the step of the newest checkpoint (None: none yet)
+        self.t_saved = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if step <= 0 or step == self.last_step:
+            return False
+        if self.steps and step % self.steps == 0:
+            return True
+        return self.seconds > 0 and time.monotonic() - self.t_saved >= self.seconds
+
+    def saved(self, step: int) -> None:
+        self.last_step = step
+        self.t_saved = time.monotonic()
+
+
+def window_state(loss_sum, parts_sum: dict, gn_sum, nonfinite, steps: int, tokens: int, samples: int) -> dict:
+    """The logging window's running sums, so a checkpoint between two StepLogged events resumes them exactly.
+
+    The float32 sums go through Python floats (exact for float32) and come back
+    as the same float32 tensors (:func:`restore_window`).
+    """
+    return {"loss_sum": loss_sum.item(), "parts_sum": {k: float(v.item()) for k, v in parts_sum.items()},
+            "gn_sum": gn_sum.item(), "nonfinite": int(nonfinite.item()), "steps": steps, "tokens": tokens,
+            "samples": samples}
+
+
+def restore_window(saved: dict | None, device) -> tuple:
+    """(loss_sum, parts_sum, gn_sum, nonfinite, steps, tokens, samples) from :func:`window_state` (zeros if None)."""
+    import torch
+
+    saved = saved or {}
+
+    def f32(x):
+        return torch.tensor(float(x), dtype=torch.float32, device=device)
+
+    return (f32(saved.get("loss_sum", 0.0)), {k: f32(v) for k, v in saved.get("parts_sum", {}).items()},
+            f32(saved.get("gn_sum", 0.0)), torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device),
+            int(saved.get("steps", 0)), int(saved.get("tokens", 0)), int(saved.get("samples", 0)))
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
@@ -222,6 +273,14 @@ class Dist:
         t = torch.tensor([value], dtype=torch.long, device=device)
         self.d.broadcast(t, src=0)
         return int(t.item())
+
+    def gather(self, obj) -> list:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if not self.on:
+            return [obj]
+        out = [None] * self.world
+        self.d.all_gather_object(out, obj)
+        return out
 
     def sum_(self, t):
         if self.on:
@@ -316,21 +375,37 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         dist.barrier()
         return metrics
 
+    saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=int(state["global_step"]) if last is not None else None)
+
     def checkpoint(state_now: dict) -> None:
         if dist.main:
-            save_checkpoint(ctx, model, optimizer, scheduler, state_now)
+            save_checkpoint(ctx, model, optimizer, scheduler, state_now, keep=exp.save_total_limit)
+        saves.saved(state_now["global_step"])
         dist.barrier()
 
-    def poll_control() -> None:
-        """Rank 0 reads pause/cancel requests (blocking while paused); everyone follows it."""
-        code = 0
+    def checkpoint_mid_epoch(epoch: int, b: int) -> None:
+        """A checkpoint between two optimizer steps, logging window included (skipped if this step has one)."""
+        if global_step == saves.last_step:
+            return
+        state_now = snapshot(epoch, b)
+        window = window_state(loss_sum, parts_sum, gn_sum, nonfinite, win_steps, win_tokens, win_samples)
+        state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n, window=dist.gather(window))
+        checkpoint(state_now)
+
+    def poll_control() -> bool:
+        """Rank 0 reads pause/cancel requests and stop signals (blocking while paused) and decides whether a
+        checkpoint is due; everyone follows it. Returns True when a checkpoint is due now."""
+        code, stop_exc = 0, None
         if dist.main:
             try:
                 ctx.poll()
-            except Cancelled:
-                code = 2
-        if dist.broadcast(code, device) == 2:
-            raise Cancelled()
+                code = int(saves.due(global_step))
+            except Cancelled as exc:  # Interrupted (a stop signal) included
+                code, stop_exc = 2, exc
+        code = dist.broadcast(code, device)
+        if code == 2:
+            raise stop_exc or Cancelled()
+        return code == 1
 
     global_step = int(state["global_step"])
     if spec.eval_before and not history:
@@ -343,12 +418,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     nan_every = min(log_every, 8)  # NaN/inf detection: a host sync every few steps, not every step
     session_steps, session_t0 = 0, time.perf_counter()
     win_t0 = time.perf_counter()
-    win_tokens = win_samples = 0
-    loss_sum = torch.zeros((), device=device)
-    parts_sum: dict = {}
-    gn_sum = torch.zeros((), device=device)
-    nonfinite = torch.zeros((), dtype=torch.long, device=device)
-    win_steps = 0
+    # The logging window (sums since the last StepLogged); a mid-epoch checkpoint carries one per rank.
+    windows = state.get("window")
+    mine = windows[dist.rank] if isinstance(windows, list) and len(windows) == dist.world else None
+    loss_sum, parts_sum, gn_sum, nonfinite, win_steps, win_tokens, win_samples = restore_window(mine, device)
     epoch_loss_sum, epoch_loss_n = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0))
     stop = False
     metrics: dict = history[-1] if history else {}
@@ -362,11 +435,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         b = start_batch
         while b < n_batches:
             try:
-                poll_control()
-            except Cancelled:
-                state_now = snapshot(epoch, b)
-                state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n)
-                checkpoint(state_now)
+                if poll_control():
+                    checkpoint_mid_epoch(epoch, b)
+            except Cancelled:  # cancel request or stop signal: save where we are, then stop
+                checkpoint_mid_epoch(epoch, b)
                 raise
             # one optimizer step = `accum` micro-batches (this rank's share: batch b*world + rank)
             micro_end = min(b + accum, n_batches)
@@ -454,6 +526,7 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         tmp = ctx.run.path / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         spec.save_final(model, tmp)
+        follow_umask(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     dist.barrier()
