@@ -235,18 +235,26 @@ def main(argv=None) -> int:
     caught: list[int] = []
 
     def on_signal(signum, _frame) -> None:
-        if not caught:  # stop at the next optimizer step; the loop saves a checkpoint first
+        # Before or after run_experiment's own stop handlers: a cancel request, which the
+        # loop honours at its next step with a checkpoint (nothing is lost either way).
+        if not caught:
             run.request("cancel")
         caught.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGUSR1, on_signal)
     run_experiment(manifest, exp.name, run=run, resume_flag=resume, store=RunStore(manifest.runs_dir))
-    status = run.raw_status().get("status")
-    if caught and status in ("cancelled", "interrupted"):
-        name = signal.Signals(caught[0]).name
+    st = run.raw_status()
+    status = st.get("status")
+    # The job's own stop handlers (engine/preempt.py) take over while it runs and end the run
+    # "interrupted" naming the signal; ours (above) cover the moments before and after.
+    if status == "interrupted" or (caught and status == "cancelled"):
+        import re
+
+        found = re.search(r"\bSIG[A-Z0-9]+\b", st.get("reason", ""))
+        name = signal.Signals(caught[0]).name if caught else (found.group(0) if found else "a signal")
         requeue = exp.slurm_requeue
-        if requeue and caught[0] == signal.SIGUSR1:  # the time limit is near: Slurm does not requeue by itself
+        if requeue and name == "SIGUSR1":  # the time limit is near: Slurm does not requeue by itself
             job = os.environ.get("SLURM_JOB_ID", "")
             requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True).returncode == 0
         why = (f"stopped by Slurm ({name}) after a checkpoint; "

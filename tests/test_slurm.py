@@ -120,7 +120,7 @@ def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
 
     discarded = [from_json(line) for line in (run.path / "events.discarded.jsonl").read_text().splitlines()]
     interrupted = [e for e in discarded if isinstance(e, StatusChanged) and e.status == "interrupted"]
-    assert interrupted and "SIGTERM" in interrupted[0].reason and "requeued job resumes" in interrupted[0].reason
+    assert interrupted and "SIGTERM" in interrupted[-1].reason and "requeued job resumes" in interrupted[-1].reason
     assert any(isinstance(e, RunStarted) and e.resumed for e in events)
     steps = [e.step for e in events if isinstance(e, StepLogged)]
     assert steps == list(range(2, 33, 2))  # resumed from the SIGTERM checkpoint: no step twice, none missing
