@@ -11,7 +11,7 @@ import pytest
 from engine.events import EvalFinished, LogEmitted, RunFinished, StepLogged
 from engine.jobs import run_experiment
 from engine.manifest import load
-from engine.trackers import eval_metrics, final_metrics, step_metrics
+from engine.trackers import eval_metrics, final_metrics, is_system_event, step_metrics, system_metrics
 
 
 TRACKED = '''
@@ -84,6 +84,11 @@ def _expected(run):
     return evs, steps, evals, final
 
 
+def _system_values(run) -> list[float]:
+    """``system/host/cpu_percent`` of the job's SystemSampled events (one at the start, then every 30 s)."""
+    return [system_metrics(e)["system/host/cpu_percent"] for e in run.events() if is_system_event(e)]
+
+
 def test_job_finishes_and_events_carry_the_metrics(tracked_run):
     _, run, _ = tracked_run
     assert run.status()["status"] == "finished"
@@ -111,6 +116,8 @@ def test_tensorboard_event_files(tracked_run):
     assert got == pytest.approx({k: v["eval/mlm_perplexity"] for k, v in evals.items()}, rel=1e-6)
     assert {s.step: s.value for s in acc.Scalars("final/global_step")} == {8: 8.0}
     assert "final/elapsed_s" in tags
+    system = _system_values(run)
+    assert system and [s.value for s in acc.Scalars("system/host/cpu_percent")] == pytest.approx(system, rel=1e-6)
     config = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert '"learning_rate": 0.001' in config and '"report_to"' in config
 
@@ -175,6 +182,8 @@ def test_wandb_offline_run_folder(tracked_run):
             assert history[step][tag] == pytest.approx(metrics[tag], rel=1e-9), (step, tag)
     for step, metrics in evals.items():
         assert history[step]["eval/mlm_perplexity"] == pytest.approx(metrics["eval/mlm_perplexity"], rel=1e-9)
+    cpu = [row["system/host/cpu_percent"] for row in history.values() if "system/host/cpu_percent" in row]
+    assert cpu == pytest.approx(_system_values(run), rel=1e-9)
     summary = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
@@ -199,6 +208,8 @@ def test_mlflow_store_through_its_client(tracked_run):
     got = {x.step: x.value for x in client.get_metric_history(mlrun.info.run_id, "eval/mlm_perplexity")}
     assert got == pytest.approx({k: v["eval/mlm_perplexity"] for k, v in evals.items()}, rel=1e-12)
     assert mlrun.data.metrics["final/global_step"] == final["final/global_step"]
+    cpu = client.get_metric_history(mlrun.info.run_id, "system/host/cpu_percent")
+    assert [x.value for x in cpu] == pytest.approx(_system_values(run), rel=1e-12)
 
 
 def test_trackio_local_store_through_its_api(tracked_run):
@@ -224,6 +235,8 @@ def test_trackio_local_store_through_its_api(tracked_run):
     for step, metrics in evals.items():
         assert by_step[step]["eval/mlm_perplexity"] == pytest.approx(metrics["eval/mlm_perplexity"], rel=1e-12)
     assert by_step[8]["final/global_step"] == final["final/global_step"]
+    assert [r["system/host/cpu_percent"] for r in rows if "system/host/cpu_percent" in r] == \
+        pytest.approx(_system_values(run), rel=1e-12)
 
 
 def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, monkeypatch):
