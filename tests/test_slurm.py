@@ -81,13 +81,22 @@ def _scontrol(job_id: str) -> dict:
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
 
 
+def _hold_at_a_step(run) -> None:
+    """Pause the job (it holds at a step boundary), so the signal lands mid-epoch however fast the box."""
+    run.request("pause")
+    deadline = time.time() + 120
+    while time.time() < deadline and run.raw_status().get("status") != "paused":
+        time.sleep(0.1)
+    assert run.raw_status().get("status") == "paused"
+
+
 def _slurm_job(run) -> str:
     import json
 
     return json.loads((run.path / "slurm.json").read_text())["job_id"]
 
 
-@pytest.mark.slow  # two real Slurm round trips and a resumed training (about 30 s idle, more on a busy box)
+@pytest.mark.slow  # two real Slurm round trips and a resumed training (about 20-30 s on an idle box)
 def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
     """The queue (what the console uses) follows the Slurm job; a preemption mid-training
     checkpoints on SIGTERM, Slurm requeues the job, and the requeued job resumes."""
@@ -103,6 +112,7 @@ def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
     info = _scontrol(job_id)
     assert (info["Partition"], info["TimeLimit"], info["NumCPUs"]) == ("debug", "00:20:00", "1")
     assert info["Requeue"] == "1"
+    _hold_at_a_step(run)
     assert subprocess.run(["scontrol", "requeue", job_id]).returncode == 0  # what a preemption does
     # Slurm holds a requeued batch job back for about two minutes; let it start now.
     for _ in range(240):
@@ -147,6 +157,7 @@ def test_time_limit_warning_checkpoints_and_requeues_itself(slurm, tmp_path):
     assert steps_seen.wait(240)
     run = RunStore(tmp_path / "runs").latest("pre")
     job_id = _slurm_job(run)
+    _hold_at_a_step(run)
     assert subprocess.run(["scancel", "--signal=USR1", "--batch", job_id]).returncode == 0
     for _ in range(480):
         if _scontrol(job_id).get("Reason") == "BeginTime":
