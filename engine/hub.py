@@ -54,21 +54,31 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def probe_url(url: str, timeout: float = 3.0) -> bool:
-    """One HEAD request through huggingface_hub's session (proxies honoured); True on any HTTP answer."""
-    return _reachable(url, (), timeout)
+    """One HEAD request with urllib (proxy variables honoured), for servers other than the Hub
+    (huggingface_hub's session refuses every request under ``HF_HUB_OFFLINE``)."""
+    return _reachable(url, (), timeout, via_hub_session=False)
 
 
 @lru_cache(maxsize=16)
-def _reachable(url: str, _proxies: tuple, timeout: float) -> bool:
+def _reachable(url: str, _proxies: tuple, timeout: float, via_hub_session: bool = True) -> bool:
     import threading
 
     answer: list[bool] = []
 
     def probe() -> None:
         try:
-            from huggingface_hub import get_session
+            if via_hub_session:
+                from huggingface_hub import get_session
 
-            get_session().head(url, timeout=timeout, follow_redirects=False)
+                get_session().head(url, timeout=timeout, follow_redirects=False)
+            else:
+                import urllib.error
+                import urllib.request
+
+                try:
+                    urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+                except urllib.error.HTTPError:
+                    pass  # an HTTP answer (401, 404...) is an answer
             answer.append(True)
         except Exception:  # noqa: BLE001 - any transport failure means "not reachable"
             answer.append(False)

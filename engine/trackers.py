@@ -243,9 +243,15 @@ class WandbSink(TrackerSink):
         import wandb
 
         mode = os.environ.get("WANDB_MODE", "")
+        why = ""
         if not mode:
             base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-            mode = "online" if _server_reachable(base) else "offline"
+            if not _server_reachable(base):
+                mode, why = "offline", "no W&B server reachable"
+            elif not _wandb_key(base):
+                mode, why = "offline", "no W&B API key (WANDB_API_KEY or `wandb login`)"
+            else:
+                mode = "online"
         self.mode = mode
         self.wb = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "lmconsole"), name=f"{self.exp.name}/{self.run.run_id}",
@@ -254,8 +260,8 @@ class WandbSink(TrackerSink):
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
         if mode == "offline":
-            self._info.append(f"report_to wandb: offline (no W&B server reachable); run files in {self.run.path / 'wandb'}, "
-                              "upload them later with `wandb sync`")
+            self._info.append(f"report_to wandb: offline ({why or 'WANDB_MODE=offline'}); run files in "
+                              f"{self.run.path / 'wandb'}, upload them later with `wandb sync`")
 
     def log(self, metrics, step) -> None:
         self.wb.log(metrics, step=step)
@@ -266,6 +272,19 @@ class WandbSink(TrackerSink):
 
     def close(self, status) -> None:
         self.wb.finish(exit_code=0 if status == "finished" else 1)
+
+
+def _wandb_key(base_url: str) -> bool:
+    """Is there a W&B API key (environment or ~/.netrc)? Online without one would stop at a login prompt."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+    from urllib.parse import urlparse
+
+    try:
+        return netrc.netrc().authenticators(urlparse(base_url).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def mlflow_tracking_uri(manifest) -> str:

@@ -323,3 +323,67 @@ def test_events_to_tracker_calls_including_a_system_event():
         ("close", "finished"),
     ]
     assert said == []
+
+
+def test_wandb_mode_offline_without_server_or_key(tmp_path, monkeypatch):
+    """The choice made before wandb.init: offline when the server is unreachable, or reachable
+    but there is no API key (online would stop at a login prompt); WANDB_MODE always wins."""
+    import http.server
+    import threading
+
+    from engine import hub, trackers
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    chosen = []
+
+    class FakeWandb:
+        class Settings:
+            def __init__(self, **kw):
+                pass
+
+        @staticmethod
+        def init(mode, **kw):
+            chosen.append(mode)
+
+    monkeypatch.setitem(__import__("sys").modules, "wandb", FakeWandb)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+
+    class Exp:
+        name, task = "pre", "pretrain"
+
+        def to_dict(self):
+            return {}
+
+    class Run:
+        run_id, path = "r1", tmp_path
+
+    def mode_for(**env):
+        hub._reachable.cache_clear()
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        sink = trackers.WandbSink(Run(), Exp(), None, lambda m, level: None)
+        sink.start()
+        return chosen[-1], sink._info
+
+    try:
+        mode, info = mode_for(WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
+        assert mode == "offline" and "no W&B server reachable" in info[0]
+        mode, info = mode_for(WANDB_BASE_URL=f"http://127.0.0.1:{srv.server_address[1]}")
+        assert mode == "offline" and "no W&B API key" in info[0]
+        assert mode_for(WANDB_API_KEY="x" * 40)[0] == "online"
+        assert mode_for(WANDB_MODE="disabled")[0] == "disabled"
+    finally:
+        srv.shutdown()
+        srv.server_close()
