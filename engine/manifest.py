@@ -473,18 +473,23 @@ def _toml(v) -> str:
 
 # -- JSON Schema for editors (issue 17): generated from the same key tables ---------
 
-_SCHEMA_TYPES = {
-    "str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-    "bool": {"type": "boolean"}, "list[str]": {"type": "array", "items": {"type": "string"}},
-}
+_SCHEMA_TYPES = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
+                 "bool": {"type": "boolean"}}
+
+
+def _type_schema(type_name: str) -> dict:
+    if type_name.startswith("list[") and type_name.endswith("]"):
+        return {"type": "array", "items": _type_schema(type_name[5:-1])}
+    if "|" in type_name:  # e.g. "int|float"
+        return {"anyOf": [_type_schema(t) for t in type_name.split("|")]}
+    return dict(_SCHEMA_TYPES[type_name])
 
 
 def _key_schema(key: Key) -> dict:
-    out = dict(_SCHEMA_TYPES[key.type])
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in out.items()}
+    out = _type_schema(key.type)
     out["description"] = key.help
     if key.choices:
-        if key.type == "list[str]":
+        if key.type.startswith("list["):
             out["items"]["enum"] = list(key.choices)
         else:
             out["enum"] = list(key.choices)
@@ -495,31 +500,48 @@ def _key_schema(key: Key) -> dict:
     return out
 
 
+def _schema_tasks() -> tuple[tuple[str, ...], dict]:
+    """Every task and, per pipeline-step task, the model keys it takes too (when the table has them)."""
+    module = sys.modules[__name__]
+    return TASKS + tuple(getattr(module, "STEP_TASKS", ())), dict(getattr(module, "STEP_KEYS", {}))
+
+
 def json_schema() -> dict:
     """A JSON Schema (draft-07) of ``experiments.toml``: types, defaults, choices, help, per-task keys.
 
     Built from :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS`, the tables the
-    validator reads, so the two cannot drift apart. What a schema cannot say
-    (dependency graph, duplicate names) stays with ``lmconsole check``.
+    validator reads, so the two cannot drift apart: a key that does not apply to
+    the experiment's task is rejected, a required key is required where it applies,
+    and training tasks require ``dataset``. What a schema cannot say (dependency
+    graph, duplicate names) stays with ``lmconsole check``.
     """
+    tasks, step_keys = _schema_tasks()
     exp_props = {name: _key_schema(key) for name, key in EXPERIMENT_KEYS.items()}
     exp_props["name"]["pattern"] = SAFE_NAME.pattern
+
+    def applies(name: str, key: Key, task: str) -> bool:
+        return task in key.tasks or name in step_keys.get(task, ())
+
     per_task = []
-    for task in TASKS:
-        banned = {name: {"not": {}, "description": f"not used by task {task!r} (applies to: {', '.join(key.tasks)})"}
-                  for name, key in EXPERIMENT_KEYS.items() if task not in key.tasks}
+    for task in tasks:
         then: dict = {}
+        banned = {name: {"not": {}, "description": f"not used by task {task!r}"}
+                  for name, key in EXPERIMENT_KEYS.items() if not applies(name, key, task)}
         if banned:
             then["properties"] = banned
+        required = [name for name, key in EXPERIMENT_KEYS.items()
+                    if key.required and name not in ("name", "task") and applies(name, key, task)]
         if task in ALL_TRAIN:
-            then["required"] = ["dataset"]
+            required.append("dataset")
+        if required:
+            then["required"] = required
         if then:
             per_task.append({"if": {"properties": {"task": {"const": task}}, "required": ["task"]}, "then": then})
     experiment = {
         "type": "object",
         "description": "One experiment; keys that do not apply to its task are rejected.",
         "properties": exp_props,
-        "required": [name for name, key in EXPERIMENT_KEYS.items() if key.required],
+        "required": ["name", "task"],
         "additionalProperties": False,
         "allOf": per_task,
     }

@@ -231,7 +231,11 @@ def main(argv=None) -> int:
     exp = manifest.get(args.experiment)
     run = Run(Path(args.run))
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    resume = restarts > 0 or run.last_checkpoint() is not None
+    # Any earlier attempt (requeued, or `lmconsole run X --resume` submitting this run again):
+    # resume, which continues from the last checkpoint or, without one, starts afresh and
+    # drops the earlier attempt's events instead of appending to them.
+    earlier = run.events_path.exists() and run.events_path.stat().st_size > 0
+    resume = restarts > 0 or earlier or run.last_checkpoint() is not None
     caught: list[int] = []
 
     def on_signal(signum, _frame) -> None:

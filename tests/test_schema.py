@@ -42,9 +42,12 @@ def test_schema_carries_types_defaults_choices_help_and_tasks():
     assert props["epochs"] == {"type": "integer", "description": EXPERIMENT_KEYS["epochs"].help, "minimum": 1, "default": 3}
     assert props["precision"]["enum"] == ["auto", "bf16", "fp16", "fp32"]
     assert props["report_to"]["items"]["enum"] == ["tensorboard", "wandb", "mlflow", "trackio"]
-    assert exp["required"] == ["name", "task", "model"]
+    assert exp["required"] == ["name", "task"]
     inspect_rule = next(r for r in exp["allOf"] if r["if"]["properties"]["task"]["const"] == "inspect")
     assert inspect_rule["then"]["properties"]["epochs"]["not"] == {}
+    assert inspect_rule["then"]["required"] == ["model"]
+    pretrain_rule = next(r for r in exp["allOf"] if r["if"]["properties"]["task"]["const"] == "pretrain")
+    assert pretrain_rule["then"]["required"] == ["model", "dataset"]
 
 
 @pytest.mark.parametrize("body, where", [
@@ -54,6 +57,7 @@ def test_schema_carries_types_defaults_choices_help_and_tasks():
     ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nprecision = "fp8"', "precision"),
     ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nlearnign_rate = 1e-4', "learnign_rate"),
     ('name = "a b"\ntask = "inspect"\nmodel = "bert-micro"', "name"),
+    ('name = "a"\ntask = "inspect"', "model"),
 ])
 def test_schema_and_validator_reject_the_same_mistakes(body, where):
     text = "[[experiment]]\n" + body + "\n"
