@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate the manifest and print the plan")
     c.add_argument("--reference", action="store_true", help="print the manifest key reference (Markdown)")
+    c.add_argument("--schema", action="store_true", help="print a JSON Schema of the manifest (for editors: taplo, Even Better TOML)")
 
     pu = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub with a model card")
     pu.add_argument("run", metavar="RUN")
@@ -537,6 +538,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_check(args) -> int:
+    if args.schema:
+        from .manifest import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     if args.reference:
         from .manifest import reference_markdown
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,18 +31,94 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-@lru_cache(maxsize=1)
+def hub_endpoint() -> str:
+    """The Hub endpoint huggingface_hub uses: ``HF_ENDPOINT`` (scheme, host and port) or the public Hub."""
+    return (os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}").rstrip("/")
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP connect (cached per process) instead of minutes of HTTP retries."""
+    """Can we talk to the Hub? One HEAD request, answered within ``timeout`` seconds, cached per process.
+
+    The request goes through huggingface_hub's own configured HTTP session, so it
+    honours ``HF_ENDPOINT`` (scheme, host, port) and the proxy variables
+    (``HTTPS_PROXY``...) exactly as downloads will. Any HTTP answer, even 401 or
+    404, means reachable; a connection error or timeout means not. The request
+    runs in a daemon thread with a hard deadline, since name resolution offline
+    is not bounded by the HTTP timeout.
+    """
     if hub_offline():
         return False
-    endpoint = os.environ.get("HF_ENDPOINT", f"https://{HUB_HOST}")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    proxies = tuple(os.environ.get(v, "") for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                                    "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"))
+    return _reachable(f"{hub_endpoint()}/api/models/{LEGACY_IDS['bert-base-uncased']}", proxies, timeout)
+
+
+def probe_url(url: str, timeout: float = 3.0) -> bool:
+    """One HEAD request with urllib (proxy variables honoured), for servers other than the Hub
+    (huggingface_hub's session refuses every request under ``HF_HUB_OFFLINE``)."""
+    return _reachable(url, (), timeout, via_hub_session=False)
+
+
+@lru_cache(maxsize=16)
+def _reachable(url: str, _proxies: tuple, timeout: float, via_hub_session: bool = True) -> bool:
+    import threading
+
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            if via_hub_session:
+                from huggingface_hub import get_session
+
+                get_session().head(url, timeout=timeout, follow_redirects=False)
+            else:
+                import urllib.error
+                import urllib.request
+
+                try:
+                    urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+                except urllib.error.HTTPError:
+                    pass  # an HTTP answer (401, 404...) is an answer
+            answer.append(True)
+        except Exception:  # noqa: BLE001 - any transport failure means "not reachable"
+            answer.append(False)
+
+    worker = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(answer and answer[0])
+
+
+# Legacy ids of the models the Hub moved under an organisation (issue 17): both spellings
+# resolve, in mirrors and in the HF cache; the canonical one is what we write and document.
+LEGACY_IDS = {
+    "bert-base-uncased": "google-bert/bert-base-uncased",
+    "bert-base-cased": "google-bert/bert-base-cased",
+    "bert-large-uncased": "google-bert/bert-large-uncased",
+    "bert-large-cased": "google-bert/bert-large-cased",
+    "bert-base-multilingual-cased": "google-bert/bert-base-multilingual-cased",
+    "bert-base-multilingual-uncased": "google-bert/bert-base-multilingual-uncased",
+    "bert-base-chinese": "google-bert/bert-base-chinese",
+    "bert-large-uncased-whole-word-masking": "google-bert/bert-large-uncased-whole-word-masking",
+    "distilbert-base-uncased": "distilbert/distilbert-base-uncased",
+    "distilbert-base-cased": "distilbert/distilbert-base-cased",
+    "roberta-base": "FacebookAI/roberta-base",
+    "roberta-large": "FacebookAI/roberta-large",
+    "albert-base-v2": "albert/albert-base-v2",
+}
+_CANONICAL_TO_LEGACY = {v: k for k, v in LEGACY_IDS.items()}
+
+
+def canonical_id(spec: str) -> str:
+    """``bert-base-uncased`` -> ``google-bert/bert-base-uncased``; anything else unchanged."""
+    return LEGACY_IDS.get(spec, spec)
+
+
+def id_spellings(spec: str) -> list[str]:
+    """The canonical id first, then the legacy one (if the model has one)."""
+    canon = canonical_id(spec)
+    legacy = _CANONICAL_TO_LEGACY.get(canon)
+    return [canon] + ([legacy] if legacy else [])
 
 
 def _cached_snapshot(repo_id: str, repo_type: str) -> Path | None:
@@ -110,17 +185,20 @@ def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
     if looks_local(spec):
         raise _missing_local(spec, what)
     root = mirror_root(mirror)
-    if root is not None and (root / spec / "config.json").exists():
-        return str(root / spec)
+    names = id_spellings(spec)
+    for name in names:
+        if root is not None and (root / name / "config.json").exists():
+            return str(root / name)
     if hub_reachable():
-        return spec
-    cached = _cached_snapshot(spec, "model")
-    if cached is not None and (cached / "config.json").exists():
-        return str(cached)
+        return names[0]
+    for name in names:
+        cached = _cached_snapshot(name, "model")
+        if cached is not None and (cached / "config.json").exists():
+            return str(cached)
     raise ResolveError(
         f"{what} {spec!r}: the Hugging Face Hub is unreachable and no cached copy or mirror was found. "
         "Either download it where the Hub is reachable and copy it to a mirror folder "
-        "(LMCONSOLE_MIRROR/<owner>/<name> with config.json), or use a preset such as 'bert-tiny'."
+        "(LMCONSOLE_MIRROR/<owner>/<name> with config.json, e.g. `hf download google-bert/bert-base-uncased --local-dir <mirror>/google-bert/bert-base-uncased`), or use a preset such as 'bert-tiny'."
     )
 
 
@@ -176,3 +254,6 @@ def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
         raise ResolveError(f"dataset {spec!r} ({config}): {exc}") from None
     except FileNotFoundError as exc:
         raise ResolveError(f"dataset {spec!r} ({config}): {exc}") from None
+
+
+hub_reachable.cache_clear = _reachable.cache_clear  # type: ignore[attr-defined]  # as when it was an lru_cache

@@ -245,6 +245,11 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         config = exp.to_dict() | ({"group": group} if group else {})
         run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
+    if not in_worker:  # issue 17: executor = "slurm" submits the job and follows its run directory
+        from .slurm import executor_of, in_slurm_job
+
+        if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
+            return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
         return _launch(manifest, exp, run, sinks, is_resume)
     writer = RunWriter(run).open()
@@ -263,6 +268,11 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
+        if getattr(exp, "report_to", ()):  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
+            from .trackers import make_trackers
+
+            for tracker in make_trackers(run, exp, manifest, ctx.log):
+                sink.add(tracker)
         if exp.trust_remote_code:
             ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
         from .events import PhaseStarted
@@ -409,6 +419,24 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
                 s.emit(ev)
     finally:
         writer.close()
+    return run
+
+
+def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
+    """Submit to Slurm and follow the run (see :mod:`engine.slurm`)."""
+    from .slurm import follow
+
+    def record(events) -> None:  # what the job itself could not write
+        writer = RunWriter(run).open()
+        try:
+            for ev in events:
+                writer.emit(ev)
+                for s in sinks:
+                    s.emit(ev)
+        finally:
+            writer.close()
+
+    follow(manifest, exp, run, sinks, record)
     return run
 
 

@@ -28,6 +28,7 @@ TASKS = ("inspect", "pretrain", "classify", "qa")
 # is the default (the four model tasks, "all" in the reference) do not apply to them.
 STEP_TASKS = ("push", "study")
 HEADS = ("base", "pretraining", "mlm", "classification", "qa")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -107,6 +108,16 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "hub_revision": Key("str", "", "`push`: branch to upload to (created if missing); empty = main.", tasks=("push",)),
     "steps": Key("list[str]", [], "`study`: experiments that make up the study; running it runs every step without a finished run, dependencies first.", tasks=("study",)),
     "seeds": Key("list[int]", [], "Run the experiment once per seed (replaces `seed`); the runs form a group whose mean ± sample std and n per metric are shown next to each run.", tasks=ALL_TRAIN),
+    # issue 17: experiment trackers (report_to) and the Slurm executor
+    "report_to": Key("list[str]", [], "Experiment trackers that also receive the job's metrics, evaluations, results and config (the TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip install lmconsole[tensorboard]`).", tasks=ALL_TRAIN, choices=TRACKERS),
+    "executor": Key("str", "auto", "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be on a filesystem both see), `auto` = `settings.executor`.", choices=("auto", "local", "slurm")),
+    "slurm_partition": Key("str", "", "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."),
+    "slurm_account": Key("str", "", "Slurm account (`--account`); empty = `settings.slurm_account`, else none."),
+    "slurm_time": Key("str", "", "Slurm time limit (`--time`, e.g. `\"04:00:00\"`); empty = the partition default."),
+    "slurm_gpus": Key("int", 0, "GPUs per node to request (`--gpus-per-node`; 0 = none).", minimum=0),
+    "slurm_cpus_per_task": Key("int", 0, "CPUs to request (`--cpus-per-task`; 0 = the cluster default).", minimum=0),
+    "slurm_requeue": Key("bool", True, "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued job resumes from that checkpoint."),
+    "slurm_args": Key("list[str]", [], "Extra sbatch options as they are (e.g. `[\"--qos=high\", \"--mem=64G\"]`)."),
 }
 # Keys of the model tasks that the pipeline steps take too (besides their own keys above).
 STEP_KEYS: dict[str, tuple[str, ...]] = {
@@ -118,6 +129,10 @@ SETTINGS_KEYS: dict[str, Key] = {
     "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
     "data_mirror": Key("str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."),
     "max_parallel_jobs": Key("int", 1, "Jobs the console runs at the same time.", minimum=1),
+    # issue 17: the Slurm executor
+    "executor": Key("str", "local", "Default executor of experiments with `executor = \"auto\"`: `local` or `slurm`.", choices=("local", "slurm")),
+    "slurm_partition": Key("str", "", "Default Slurm partition of Slurm jobs."),
+    "slurm_account": Key("str", "", "Default Slurm account of Slurm jobs."),
 }
 
 
@@ -134,6 +149,9 @@ class Settings:
     runs_dir: str = "runs"
     data_mirror: str = ""
     max_parallel_jobs: int = 1
+    executor: str = "local"
+    slurm_partition: str = ""
+    slurm_account: str = ""
 
 
 def _experiment_fields():
@@ -425,7 +443,7 @@ def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
         if values.get("init") == "pretrained" and model in _preset_names():
             problems.append(
                 f"{where}.init: \"pretrained\" needs weights, but {model!r} is a preset (a config only); "
-                "use init = \"scratch\" or a Hub id such as \"bert-base-uncased\""
+                "use init = \"scratch\" or a Hub id such as \"google-bert/bert-base-uncased\""
             )
         if model.startswith("run:") and values.get("init") == "scratch":
             problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
@@ -531,3 +549,94 @@ def _toml(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     return repr(v)
+
+
+# -- JSON Schema for editors (issue 17): generated from the same key tables ---------
+
+_SCHEMA_TYPES = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
+                 "bool": {"type": "boolean"}}
+
+
+def _type_schema(type_name: str) -> dict:
+    if type_name.startswith("list[") and type_name.endswith("]"):
+        return {"type": "array", "items": _type_schema(type_name[5:-1])}
+    if "|" in type_name:  # e.g. "int|float"
+        return {"anyOf": [_type_schema(t) for t in type_name.split("|")]}
+    return dict(_SCHEMA_TYPES[type_name])
+
+
+def _key_schema(key: Key) -> dict:
+    out = _type_schema(key.type)
+    out["description"] = key.help
+    if key.choices:
+        if key.type.startswith("list["):
+            out["items"]["enum"] = list(key.choices)
+        else:
+            out["enum"] = list(key.choices)
+    if key.minimum is not None:
+        out["minimum"] = key.minimum
+    if key.default is not None and not key.required:
+        out["default"] = list(key.default) if isinstance(key.default, tuple) else key.default
+    return out
+
+
+def _schema_tasks() -> tuple[tuple[str, ...], dict]:
+    """Every task and, per pipeline-step task, the model keys it takes too (when the table has them)."""
+    module = sys.modules[__name__]
+    return TASKS + tuple(getattr(module, "STEP_TASKS", ())), dict(getattr(module, "STEP_KEYS", {}))
+
+
+def json_schema() -> dict:
+    """A JSON Schema (draft-07) of ``experiments.toml``: types, defaults, choices, help, per-task keys.
+
+    Built from :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS`, the tables the
+    validator reads, so the two cannot drift apart: a key that does not apply to
+    the experiment's task is rejected, a required key is required where it applies,
+    and training tasks require ``dataset``. What a schema cannot say (dependency
+    graph, duplicate names) stays with ``lmconsole check``.
+    """
+    tasks, step_keys = _schema_tasks()
+    exp_props = {name: _key_schema(key) for name, key in EXPERIMENT_KEYS.items()}
+    exp_props["name"]["pattern"] = SAFE_NAME.pattern
+
+    def applies(name: str, key: Key, task: str) -> bool:
+        return task in key.tasks or name in step_keys.get(task, ())
+
+    per_task = []
+    for task in tasks:
+        then: dict = {}
+        banned = {name: {"not": {}, "description": f"not used by task {task!r}"}
+                  for name, key in EXPERIMENT_KEYS.items() if not applies(name, key, task)}
+        if banned:
+            then["properties"] = banned
+        required = [name for name, key in EXPERIMENT_KEYS.items()
+                    if key.required and name not in ("name", "task") and applies(name, key, task)]
+        if task in ALL_TRAIN:
+            required.append("dataset")
+        if required:
+            then["required"] = required
+        if then:
+            per_task.append({"if": {"properties": {"task": {"const": task}}, "required": ["task"]}, "then": then})
+    experiment = {
+        "type": "object",
+        "description": "One experiment; keys that do not apply to its task are rejected.",
+        "properties": exp_props,
+        "required": ["name", "task"],
+        "additionalProperties": False,
+        "allOf": per_task,
+    }
+    settings = {
+        "type": "object",
+        "description": "Settings for the whole manifest.",
+        "properties": {name: _key_schema(key) for name, key in SETTINGS_KEYS.items()},
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://lmconsole.invalid/experiments.schema.json",
+        "title": "lmconsole experiments.toml",
+        "description": "Experiment manifest of lmconsole (generated by `lmconsole check --schema`).",
+        "type": "object",
+        "properties": {"settings": settings, "experiment": {"type": "array", "items": experiment}},
+        "additionalProperties": False,
+    }

@@ -86,7 +86,7 @@ BAD = [
     ('[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nbatch_size = 0\n',
      'experiment[0] "a".batch_size: expected a value >= 1, got 0'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ninit = "pretrained"\n',
-     'experiment[0] "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "bert-base-uncased"'),
+     'experiment[0] "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "google-bert/bert-base-uncased"'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ndepends_on = "b"\n',
      'experiment[0] "a".depends_on: expected a list of strings, got "b"'),
     ('[setings]\nruns_dir = "x"\n[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n',
