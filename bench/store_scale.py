@@ -304,6 +304,15 @@ class Tmux:
                 return timeout * 1000
             time.sleep(0.002)
 
+    def ui_cpu_s(self) -> float | None:
+        """CPU seconds (user + system) of the console's main thread (the UI: key handling and drawing)."""
+        try:
+            pid = int(self._tmux("display-message", "-p", "-t", self.name, "#{pane_pid}").stdout.strip())
+            fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self._tmux("kill-server")
 
@@ -332,6 +341,7 @@ def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0
         tm.keys("3")
         tm.wait(lambda s: "experiment" in s and "started" in s and "status" in s, 20)
         time.sleep(1.0)
+        cpu0 = tm.ui_cpu_s()
         scroll = []
         for i in range(presses):
             scroll.append(tm.timed_key("Down" if i % 8 < 6 else "Up"))
@@ -340,8 +350,10 @@ def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0
             tm.keys("PageDown")
             time.sleep(0.2)
         scroll += [tm.timed_key("PageDown") for _ in range(3)]
+        cpu1 = tm.ui_cpu_s()
         tm.keys("/")
         time.sleep(0.5)
+        cpu2 = tm.ui_cpu_s()
         filt, untimed = [], 0
         for word in FILTER_WORDS:
             typed = [word[:i] for i in range(1, len(word) + 1)]
@@ -354,6 +366,8 @@ def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0
                     untimed += 1
                 filt_text[0] = text
                 time.sleep(rng.uniform(0.1, 0.25))
+        time.sleep(0.3)
+        cpu3 = tm.ui_cpu_s()
         tm.keys("Escape")
         shown = tm.screen()
     finally:
@@ -362,7 +376,12 @@ def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0
     def stats(xs):
         return {"n": len(xs), "median_ms": statistics.median(xs), "p95_ms": percentile(xs, 95), "max_ms": max(xs)}
 
-    return {"first_frame_s": first, "runs_listed_s": listed, "scroll": stats(scroll), "filter": stats(filt),
+    n_filter = len(filt) + untimed
+    # UI-thread CPU per key (with the 1 Hz timers and a runs re-read every 3 s in the same window): less
+    # sensitive to other processes' load than wall times
+    cpu = {"scroll_ms_per_key": (cpu1 - cpu0) * 1000 / (len(scroll) + 3), "filter_ms_per_key": (cpu3 - cpu2) * 1000 / n_filter} \
+        if None not in (cpu0, cpu1, cpu2, cpu3) else {}
+    return {"first_frame_s": first, "runs_listed_s": listed, "scroll": stats(scroll), "filter": stats(filt), "ui_cpu": cpu,
             "all_keys": stats(scroll + filt), "filter_keys_untimed": untimed, "screen_at_end": shown}
 
 
