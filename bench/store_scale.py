@@ -410,6 +410,7 @@ def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
         state = feed.poll()
         first = {"s": time.perf_counter() - t0, "bytes_read": _rchar() - r0, "file_bytes": size0,
                  "steps_kept": len(state.steps), "last_step": state.last_step.step if state.last_step else None}
+        first_steps = state.steps
         polls = []
         step = state.last_step.step if state.last_step else 0
         for rep in range(3):
@@ -435,11 +436,15 @@ def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
         atomic_write_text(run.path / "status.json", status_before)
         lock.release()
     ok = all(p["last_step"] == p["expected_last_step"] and p["bytes_read"] < 4 * p["bytes_new"] + 65536 for p in polls)
-    return {"first_poll": first, "polls": polls, "idle_poll": idle, "new_lines": new_lines, "reads_only_new": ok}
+    return {"first_poll": first, "polls": polls, "idle_poll": idle, "new_lines": new_lines, "reads_only_new": ok,
+            "_steps": first_steps}
 
 
-def measure_plot(big_run: Path, reps: int = 5) -> dict:
-    """One refresh of the run view's loss plot of a 1M-step run, at its 80x24 size, in a headless app."""
+def measure_plot(big_run: Path, reps: int = 5, steps: list | None = None) -> dict:
+    """One refresh of the run view's loss plot of a 1M-step run, at its 80x24 size, in a headless app.
+
+    ``steps``: the MetricStore's steps of that run when the caller has read them already
+    (``RunFeed.poll`` of a 1M-line file takes a while)."""
     import asyncio
 
     from textual.app import App
@@ -448,8 +453,8 @@ def measure_plot(big_run: Path, reps: int = 5) -> dict:
     from tui.data import RunFeed, step_series
     from tui.widgets.plots import CurvePlot, Series
 
-    state = RunFeed(run=Run(big_run)).poll()
-    steps = state.steps
+    if steps is None:
+        steps = RunFeed(run=Run(big_run)).poll().steps
     result: dict = {}
 
     class PlotApp(App):
@@ -458,28 +463,26 @@ def measure_plot(big_run: Path, reps: int = 5) -> dict:
 
     async def go():
         app = PlotApp()
-        async with app.run_test(size=(80, 12)) as pilot:
+        async with app.run_test(size=(80, 10)) as pilot:  # the run view's loss plot at 80x24
+            await pilot.pause()
             plot = app.query_one(CurvePlot)
             times, npts = [], 0
             for i in range(reps):
                 t0 = time.perf_counter()
-                xs, ys = step_series(steps, "loss")
+                xs, ys = step_series(steps, "loss")  # as RunScreen._draw_curves
                 npts = len(xs)
                 plot.show([Series("loss", xs, ys)], key=("rep", i))
-                plot.plt.build()  # what the widget's render does
+                plot.render()  # what a refresh draws (plotext build at the widget's size)
                 times.append((time.perf_counter() - t0) * 1000)
                 await pilot.pause()
-            # what plotext was handed in the end (the widget may thin further: min/max downsampling)
-            try:
-                drawn = sum(len(x) for x in plot.plt._figure._active.x)  # noqa: SLF001 - plotext internals, best effort
-            except Exception:  # noqa: BLE001
-                drawn = None
-            result.update(refresh_ms=times, median_ms=statistics.median(times), series_points=npts, plotext_points=drawn)
+            kept = getattr(plot, "series", None)  # a CurvePlot that thins what it keeps (min/max buckets)
+            result.update(refresh_ms=times, median_ms=statistics.median(times), series_points=npts,
+                          widget_points=sum(len(x.xs) for x in kept) if kept else npts, width=plot.size.width)
 
     asyncio.run(go())
     last = steps[-1].step if steps else 0
-    result.update(run_steps=last, steps_in_memory=len(steps), downsampled=bool(result.get("series_points")) and
-                  (result["plotext_points"] or result["series_points"]) < last / 100)
+    result.update(run_steps=last, steps_in_memory=len(steps),
+                  downsampled=bool(result.get("series_points")) and result["series_points"] < last / 100)
     return result
 
 
@@ -504,7 +507,7 @@ def measure(root: Path, work: Path | None = None, presses: int = 40) -> dict:
         out["follow"] = measure_follow(big)
         log(f"  first poll {out['follow']['first_poll']['s']:.1f} s; new polls read {[p['bytes_read'] for p in out['follow']['polls']]} bytes")
         log("plot")
-        out["plot"] = measure_plot(big)
+        out["plot"] = measure_plot(big, steps=out["follow"].pop("_steps"))
         log(f"  refresh {out['plot']['median_ms']:.0f} ms, {out['plot']['series_points']} points")
     out["load_avg_at_end"] = list(os.getloadavg())
     return out
@@ -536,7 +539,7 @@ def summary_rows(r: dict) -> list[tuple[str, str, str, str]]:
     if "plot" in r:
         p = r["plot"]
         rows.append((f"run view plot of a {p['run_steps']:,}-step run", "downsampled",
-                     f"{p['series_points']:,} points to plotext ({p['steps_in_memory']:,} steps kept), refresh {p['median_ms']:.0f} ms",
+                     f"{p['series_points']:,} points to the plot ({p['steps_in_memory']:,} steps kept), refresh {p['median_ms']:.0f} ms",
                      "met" if p["downsampled"] else "NOT met"))
     return rows
 
@@ -580,15 +583,16 @@ def render_section(add, r: dict) -> None:
         add(f"| following: poll with nothing new | - | {f['idle_poll']['bytes_read']:,} B read, {f['idle_poll']['s'] * 1000:.1f} ms |")
     if "plot" in r:
         p = r["plot"]
-        add(f"| run view loss plot of a {p['run_steps']:,}-step run: points to plotext | downsampled | {p['series_points']:,} "
-            f"(of {p['steps_in_memory']:,} steps kept by the MetricStore); refresh {p['median_ms']:.0f} ms median "
+        add(f"| run view loss plot of a {p['run_steps']:,}-step run: points to the plot | downsampled | {p['series_points']:,} "
+            f"(of {p['steps_in_memory']:,} steps kept by the MetricStore; {p['widget_points']:,} kept by the widget, drawn "
+            f"at most 2 per column of its {p['width']} where it thins to the width); refresh {p['median_ms']:.0f} ms median "
             f"({', '.join(f'{t:.0f}' for t in p['refresh_ms'])}) |")
     add("")
     add("Keys are timed from just before `tmux send-keys` until `capture-pane -e` (with colours: the cursor row) differs "
         "from the screen before, polled every 2 ms; a filter key whose new filter shows the same top rows is sent untimed "
         "(the engine's filter computes which). Bytes read = `rchar` of `/proc/self/io` around `RunFeed.poll()` (the run "
         "view's reader) with the run live (status running, owner lock held). Plot refresh = `step_series` + "
-        "`CurvePlot.show` + plotext's `build()` in a headless 80x12 Textual app.")
+        "`CurvePlot.show` + its `render()` (plotext build) in a headless 80x10 Textual app.")
     add("")
 
 

@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     r.add_argument("--json", action="store_true", help="print events as JSON lines instead of progress lines")
     r.add_argument("--resume", action="store_true", help="continue the latest unfinished run of each experiment from its checkpoint")
+    r.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue even though the manifest changed since the run started (recorded in the run)")
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
 
@@ -309,15 +311,15 @@ def cmd_run(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
-    from .jobs import run_experiment
-    from .runs import RunStore
+    from .jobs import experiment_for, run_experiment
+    from .runs import RunStore, RunUnavailable
 
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
-    plan = [n for n in args.experiments if manifest.get(n).task != "study"] if args.no_deps else manifest.job_plan(args.experiments)
+    plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
     ran = 0
@@ -334,10 +336,18 @@ def cmd_run(args) -> int:
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed", "paused"):
+            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
                 resume = last
-            elif last is not None and last.status().get("status") == "running":
-                return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
+            elif last is not None and last.status().get("status") in ("running", "paused"):
+                return _fail(f"{name}: its latest run is {last.status().get('status')} in another process; "
+                             f"use `lmconsole control {name} resume|pause|cancel`")
+        if resume is not None and not args.accept_changes:
+            from .jobs import changed_run_error, config_changes
+
+            changes = config_changes(experiment_for(manifest, name, resume), resume)
+            if changes:
+                err = changed_run_error(name, changes)
+                return _fail(f"{name}: {err.reason}; {err.hint}")
         from .seeds import seed_jobs
 
         runs = []
@@ -346,9 +356,21 @@ def cmd_run(args) -> int:
             if not args.json:
                 what = f"seed {seed}, " if seed is not None else ""
                 safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
-            run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group)
+            try:
+                run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group,
+                                     accept_changes=args.accept_changes)
+            except RunUnavailable as exc:
+                return _fail(f"{name}: {exc}")
+            except (OSError, ValueError) as exc:  # the run directory itself cannot be created
+                reason = getattr(exc, "strerror", None) or str(exc)
+                return _fail(f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
+                             "set settings.runs_dir to a writable folder", 1)
             runs.append(run)
             st = run.status()
+            if st.get("status") == "interrupted":
+                # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
+                safe_print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", sys.stderr)
+                return 130
             if st.get("status") != "finished":
                 failed[name] = st.get("reason") or st.get("status")
                 if st.get("status") == "cancelled":
@@ -366,6 +388,15 @@ def cmd_run(args) -> int:
         first = next(iter(failed.items()))
         return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _without_deps(manifest, names: list[str]) -> list[str]:
+    """``--no-deps``: the named experiments; a study's own steps in plan order, without what lies outside it."""
+    out = []
+    for n in names:
+        exp = manifest.get(n)
+        out += [s for s in manifest.job_plan([n]) if s in exp.steps] if exp.task == "study" else [n]
+    return list(dict.fromkeys(out))
 
 
 def _print_group(name: str, runs) -> None:
@@ -599,8 +630,13 @@ def cmd_control(args) -> int:
         return 2
     from .runs import RunStore
 
+    store = RunStore(manifest.runs_dir)
     try:
-        run = get_run(RunStore(manifest.runs_dir), args.run)
+        run = get_run(store, args.run)
+        if "/" not in args.run and run.status().get("status") not in ("running", "paused"):
+            # `control EXP`: the experiment's live run, even when a newer one is dead
+            live = [r for r in store.runs(args.run.strip()) if r.status().get("status") in ("running", "paused")]
+            run = live[-1] if live else run
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
     status = run.status().get("status")
@@ -628,7 +664,7 @@ def cmd_report(args) -> int:
     from .runs import RunStore
 
     store = RunStore(manifest.runs_dir)
-    names = select(manifest.names, args.experiments)
+    names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
     if not names:
         return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
     report = build_report(store, names, title=args.title)
@@ -653,6 +689,8 @@ def cmd_verify(args) -> int:
     runs = []
     for target in args.targets:
         names = select(manifest.names, [target]) if not target.count("/") else []
+        # a study: its steps' runs, less the pushes (they report no numbers to recompute)
+        names = [n for n in manifest.expand_studies(names) if n in names or manifest.get(n).task != "push"]
         if names:
             found = [store.latest(n, status="finished") for n in names]
             runs += [r for r in found if r is not None]

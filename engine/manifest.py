@@ -10,6 +10,7 @@ line per problem, naming the experiment and the key and saying what was expected
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Key:
     choices: tuple = ()
     minimum: float | None = None
     required: bool = False
+    maximum: float | None = None  # issue 13: probabilities and seeds have an upper bound too
 
 
 ALL_TRAIN = ("pretrain", "classify", "qa")
@@ -71,7 +73,7 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "gradient_accumulation_steps": Key("int", 1, "Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1),
     "max_grad_norm": Key("float", 1.0, "Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0),
     "max_seq_length": Key("int", 128, "Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16),
-    "seed": Key("int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN),
+    "seed": Key("int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN, minimum=0, maximum=2**32 - 1),
     "logging_steps": Key("int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
     "device": Key("str", "auto", "`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`."),
     "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 (AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.", choices=("auto", "bf16", "fp16", "fp32")),
@@ -82,10 +84,14 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "nnodes": Key("int", 1, "Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
     "rdzv_endpoint": Key("str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN),
     "launcher_args": Key("list[str]", [], "Extra arguments passed to the launcher as they are (e.g. `[\"--rdzv-id=job7\"]`).", tasks=ALL_TRAIN),
+    # checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)
+    "save_steps": Key("int", 0, "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and stop signals still save).", tasks=ALL_TRAIN, minimum=0),
+    "save_minutes": Key("float", 30.0, "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.", tasks=ALL_TRAIN, minimum=0),
+    "save_total_limit": Key("int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
     "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
     # pretraining
-    "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0),
-    "short_seq_prob": Key("float", 0.1, "Probability of a shorter target length when building NSP pairs (BERT recipe).", tasks=("pretrain",), minimum=0),
+    "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0, maximum=1),
+    "short_seq_prob": Key("float", 0.1, "Probability of a shorter target length when building NSP pairs (BERT recipe).", tasks=("pretrain",), minimum=0, maximum=1),
     "max_predictions_per_seq": Key("int", 0, "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).", tasks=("pretrain",), minimum=0),
     "pseudo_perplexity_samples": Key("int", 0, "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; costs one forward per token).", tasks=("pretrain",), minimum=0),
     # question answering
@@ -182,6 +188,11 @@ class Manifest:
         p = Path(self.settings.runs_dir).expanduser()
         return p if p.is_absolute() else (self.path.parent / p)
 
+    def expand_studies(self, names: list[str]) -> list[str]:
+        """Each study replaced by its steps in plan order (for commands that read runs: report, verify)."""
+        out = [s for n in names for s in (self.job_plan([n]) if self.get(n).task == "study" else [n])]
+        return list(dict.fromkeys(out))
+
     def job_plan(self, names: list[str]) -> list[str]:
         """:meth:`plan` without the studies: the experiments that run as jobs, in order."""
         return [n for n in self.plan(names) if self.get(n).task != "study"]
@@ -244,7 +255,13 @@ def _check_value(where: str, name: str, key: Key, value, problems: list[str]):
     elif t == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):
+                problems.append(f"{where}.{name}: expected a finite number, got {value!r}")
+                return None
     elif t == "bool":
         ok = isinstance(value, bool)
     elif t == "list[str]":
@@ -270,6 +287,12 @@ def _check_value(where: str, name: str, key: Key, value, problems: list[str]):
     if key.minimum is not None and isinstance(value, (int, float)) and value < key.minimum:
         problems.append(f"{where}.{name}: expected a value >= {key.minimum:g}, got {value!r}")
         return None
+    if key.maximum is not None and isinstance(value, (int, float)) and value > key.maximum:
+        problems.append(f"{where}.{name}: expected a value <= {key.maximum:g}, got {value!r}")
+        return None
+    if t == "int" and abs(value) >= 2**63:
+        problems.append(f"{where}.{name}: {value} is too large (at most {2**63 - 1})")
+        return None
     return value
 
 
@@ -285,6 +308,9 @@ def parse_text(text: str, path: Path | str = "experiments.toml") -> Manifest:
     path = Path(path)
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ManifestError(path, ["nested too deeply (arrays or tables inside each other): "
+                                   "a manifest needs [settings] and [[experiment]] tables of plain values"]) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)

@@ -216,14 +216,13 @@ def push(run, repo_id: str, private: bool = False, revision: str | None = None, 
             "files": [f.name for f in files], "commit": commit_of(info)}
 
 
-def hub_api():
-    """An ``HfApi`` with the user's token, or :class:`PushError` (no token, Hub unreachable)."""
+def hub_api(later: str = "push from a machine with access, or use --dry-run and upload the folder later"):
+    """An ``HfApi`` with the user's token, or :class:`PushError` (no token, Hub unreachable: ``later`` says what to do)."""
     token = hf_token()
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
     if not hub_reachable():
-        raise PushError("the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): push from a machine with access, "
-                        "or use --dry-run and upload the folder later")
+        raise PushError(f"the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): {later}")
     from huggingface_hub import HfApi
 
     return HfApi(token=token)

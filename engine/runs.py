@@ -65,15 +65,44 @@ def read_regular_file(path: Path, inside: Path) -> bytes:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # no /proc (not Linux): the set-and-restore fallback
+    os.umask(old)
+    return old
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode the umask asks for (0644/0755 under 022).
+
+    For folders written by libraries that create private files (safetensors writes 0600).
+    """
+    mask = current_umask()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, fsync, then rename over ``path``.
 
-    A reader sees the old file or the new one, never a half-written one.
+    A reader sees the old file or the new one, never a half-written one. The
+    file gets the mode a plain ``open`` would give it (0644 under umask 022),
+    not mkstemp's private 0600, so others on a shared box can read runs and exports.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -91,6 +120,26 @@ def atomic_write_json(path: Path, data) -> None:
     from .events import _clean  # NaN/inf become "nan"/"inf" strings: strict JSON for every reader
 
     atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the ways a full disk (or quota) shows up: ENOSPC/EDQUOT, and torch's and safetensors' wrappers of it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing"))
+
+
+def free_gib(path: Path) -> float:
+    import shutil
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free / 2**30
+    except OSError:
+        return 0.0
 
 
 def read_json(path: Path, default=None):
@@ -175,6 +224,78 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     return out, offset + end + 1
 
 
+BIG_EVENTS = 16 * 2**20  # events.jsonl larger than this is opened sampled (see read_events_sampled)
+_BULK = (b'{"event":"StepLogged"', b'{"event":"ProgressUpdated"')
+_SPARSE = tuple(b'\n{"event":"' + n.encode() + b'"' for n in (
+    "EvalFinished", "LogEmitted", "StatusChanged", "RunStarted", "PhaseStarted", "TableWritten",
+    "CheckpointSaved", "JobFailed", "RunFinished"))
+
+
+def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 2**20,
+                        chunk: int = 8 * 2**20) -> tuple[list[dict], int]:
+    """What a view of a long run needs, in bounded memory: like :func:`read_events` from 0.
+
+    Every event except the bulk (``StepLogged``/``ProgressUpdated``) from a chunked byte
+    search (C speed, one chunk in memory); ``step_samples`` evenly spaced step lines (by
+    seeking); and everything in the last ``tail_bytes``. Returns (rows in file order,
+    offset after the last complete line), so following continues from there.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return [], 0
+    found: list[tuple[int, bytes]] = []
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(0, size - tail_bytes))
+        tail = fh.read()
+        end = size - len(tail) + tail.rfind(b"\n") + 1
+        if end <= 0:
+            return [], 0
+        cut = tail.find(b"\n") + 1 if size > tail_bytes else 0  # the tail starts at a line start
+        tail_start = size - len(tail) + cut
+        tail = tail[cut:end - (size - len(tail))]
+        # sparse events before the tail, one chunk at a time ("\n" + chunk: a match is always a line start)
+        pos, carry = 0, b"\n"
+        fh.seek(0)
+        while pos < tail_start:
+            data = carry + fh.read(min(chunk, tail_start - pos))
+            pos = fh.tell()
+            last = data.rfind(b"\n")
+            for pat in _SPARSE:
+                i = data.find(pat)
+                while 0 <= i < last:
+                    j = data.find(b"\n", i + 1)
+                    found.append((pos - len(data) + i + 1, data[i + 1:j + 1]))
+                    i = data.find(pat, j)
+            carry = data[last:]
+        # evenly spaced step lines
+        seen = set()
+        for k in range(step_samples if tail_start else 0):
+            fh.seek(tail_start * k // step_samples)
+            if k:
+                fh.readline()  # to the next line start
+            start = fh.tell()
+            if start >= tail_start or start in seen:
+                continue
+            seen.add(start)
+            line = fh.readline()
+            if line.startswith(_BULK) and line.endswith(b"\n"):
+                found.append((start, line))
+    found.sort(key=lambda t: t[0])
+    out: list[dict] = []
+    for raw in [line for _, line in found] + tail.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out, end
+
+
 def repair_events(path: Path) -> int:
     """Cut a torn last line off ``events.jsonl`` (owner only, before appending). Returns bytes cut."""
     try:
@@ -189,6 +310,10 @@ def repair_events(path: Path) -> int:
         return 0
 
 
+class RunUnavailable(Exception):
+    """This process cannot own the run (another live process does, or its lock file is unusable); one line."""
+
+
 class OwnerLock:
     """An exclusive ``flock`` on ``owner.lock``: the kernel frees it when the owner dies.
 
@@ -201,7 +326,11 @@ class OwnerLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunUnavailable(f"{self.path} cannot be opened as a lock file ({exc.strerror or exc}); "
+                                 "if no job runs there, remove it and try again") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -357,6 +486,14 @@ class Run:
             return None
         return max(done, key=lambda p: read_json(p / "state.json", {}).get("global_step", -1))
 
+    def checkpoints_newest_first(self) -> list[Path]:
+        """Complete checkpoints (``step-N`` with a state.json), highest step first, by their folder name."""
+        if not self.checkpoints.is_dir():
+            return []
+        done = [p for p in self.checkpoints.iterdir()
+                if p.name.startswith("step-") and p.is_dir() and not p.is_symlink() and (p / "state.json").exists()]
+        return sorted(done, key=lambda p: p.name, reverse=True)
+
     def final_model(self) -> Path | None:
         path = self.path / "model"
         return path if (path / "config.json").exists() else None
@@ -382,28 +519,87 @@ class RunWriter(EventSink):
         self.lock = OwnerLock(run.path / "owner.lock")
         self._fh = None
 
+    RESERVE = ".space-reserve"  # freed when the disk is full, so the failure itself can still be recorded
+    RESERVE_BYTES = 256 * 1024
+
     def open(self) -> "RunWriter":
         if not self.lock.acquire():
-            raise RuntimeError(
+            raise RunUnavailable(
                 f"run {self.run.experiment}/{self.run.run_id} is owned by another live process; "
-                "follow it or send it pause/resume/cancel requests instead"
+                f"follow it or send it pause/resume/cancel requests instead (lmconsole control {self.run.experiment} ...)"
             )
+        self.clean_leftovers()
         repair_events(self.run.events_path)
         self._fh = open(self.run.events_path, "a", encoding="utf-8")
         self.opened_at = self._fh.tell()  # where this attempt's events begin
+        self._reserve()
         return self
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove the half-written temporaries a killed or disk-full attempt left (owner only, lock held)."""
+        import shutil
+
+        gone = []
+        candidates = []
+        if self.run.checkpoints.is_dir():
+            candidates += [p for p in self.run.checkpoints.iterdir() if p.name.startswith(".tmp-")]
+        candidates += [p for p in self.run.path.glob(".model.tmp*")]
+        for folder in (self.run.path, self.run.tables_dir):
+            if folder.is_dir():  # atomic_write_text temporaries of the owner's files (not control.json: anyone writes it)
+                candidates += [p for p in folder.glob(".*.tmp") if not p.name.startswith(".control.json.")]
+        for p in candidates:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    p.unlink()
+                except OSError:
+                    continue
+            gone.append(p.name)
+        return gone
+
+    def _reserve(self) -> None:
+        try:
+            fd = os.open(self.run.path / self.RESERVE, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            self._free_reserve()
+
+    def _free_reserve(self) -> bool:
+        try:
+            os.unlink(self.run.path / self.RESERVE)
+            return True
+        except OSError:
+            return False
+
+    def _with_space(self, fn):
+        """Run ``fn``; on a full disk free the reserve and try once more."""
+        try:
+            return fn()
+        except OSError as exc:
+            if is_disk_full(exc) and self._free_reserve():
+                return fn()
+            raise
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             self._fh = None
+        self._free_reserve()
         self.lock.release()
 
     def emit(self, event: Event) -> None:
         # One write per line, flushed before returning, so a reader never sees a
         # complete-looking line that is not on disk.
-        self._fh.write(to_json(event) + "\n")
-        self._fh.flush()
+        line = to_json(event) + "\n"
+        self._fh.write(line)
+        self._with_space(self._fh.flush)  # a failed flush keeps the line buffered: retrying the flush is enough
         if isinstance(event, StatusChanged):
             self.set_status(event.status, event.reason)
 
@@ -419,8 +615,13 @@ class RunWriter(EventSink):
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
         data = {"status": status, "reason": reason, "pid": os.getpid(), "host": socket.gethostname()}
+        from .system import visible_gpus
+
+        gpus = visible_gpus()
+        if gpus is not None:  # the GPUs this job holds, for the system view (a scheduler may pass its own)
+            data["gpus"] = gpus
         data.update(extra)
-        atomic_write_json(self.run.path / "status.json", data)
+        self._with_space(lambda: atomic_write_json(self.run.path / "status.json", data))
 
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.run.path / "results.json", results)

@@ -77,13 +77,19 @@ def group_stats(runs) -> dict[str, dict]:
     return metric_stats([r.results() for r in finished(runs)])
 
 
-def fmt_stat(stat: dict | None, digits: int = 4) -> str:
-    """``0.92 ± 0.02 (n=3)``; ``0.92 (n=1)`` when the std is undefined."""
+def fmt_stat(stat: dict | None, digits: int = 4, with_n: bool = True) -> str:
+    """``0.92 ± 0.02 (n=3)``; ``0.92 (n=1)`` when the std is undefined; without ``(n=..)`` if not ``with_n``."""
     if not stat:
         return ""
     mean = f"{stat['mean']:.{digits}g}"
     std = f" ± {stat['std']:.{digits}g}" if stat.get("std") is not None else ""
-    return f"{mean}{std} (n={stat['n']})"
+    return f"{mean}{std}" + (f" (n={stat['n']})" if with_n else "")
+
+
+def common_n(stats) -> int | None:
+    """The n shared by every metric (then a header can say it once), else None."""
+    ns = {st["n"] for st in stats if st}
+    return ns.pop() if len(ns) == 1 else None
 
 
 def groups_in(runs) -> dict[str, list]:

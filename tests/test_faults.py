@@ -25,6 +25,7 @@ import pytest
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
+from engine.events import StepLogged
 from engine.runs import RunStore, read_events
 
 N_FAULTS = int(os.environ.get("LMCONSOLE_FAULTS", "0") or 0)
@@ -151,23 +152,20 @@ class WriteHooks:
         self._saved.clear()
 
 
-def killed_child(m, kill_at: int | None = None, hooks_root: Path | None = None, action=None) -> int:
-    """Fork; the child runs the job (dying at write ``kill_at``) or ``action``; returns the wait status."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 0
-        try:
-            if kill_at is not None:
-                WriteHooks(hooks_root or m.runs_dir, kill_at).install()
-            if action is not None:
-                action()
-            else:
-                run_experiment(m, "job")
-        except BaseException:  # noqa: BLE001
-            code = 3
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return status
+def killed_child(m, kill_at: int, resume: bool = False) -> int:
+    """Run the job in a child process that SIGKILLs itself just before write ``kill_at``; returns its exit code.
+
+    A subprocess, not a fork: a forked child of a process that already ran torch can deadlock.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(Path(__file__).with_name("fault_child.py")), str(m.path), "job", str(kill_at)]
+    proc = subprocess.run(cmd + (["--resume"] if resume else []), capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"))
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(proc.stderr[-2000:])
+    return proc.returncode
 
 
 # -- comparisons -----------------------------------------------------------------------------
@@ -209,12 +207,15 @@ def assert_same_as(run, ref, shape: str, where: str = "") -> None:
     assert not leftovers, (where, leftovers)
 
 
-@pytest.fixture(scope="module")
-def references(tmp_path_factory):
-    """One uninterrupted run per shape, with the writes it makes into its runs directory."""
-    out = {}
-    for shape in SHAPES:
-        folder = tmp_path_factory.mktemp(f"ref-{shape}")
+class _References(dict):
+    """One uninterrupted run per shape (made when first asked for), with the writes it made into its runs dir."""
+
+    def __init__(self, factory):
+        super().__init__()
+        self.factory = factory
+
+    def __missing__(self, shape):
+        folder = self.factory.mktemp(f"ref-{shape}")
         m = shape_manifest(folder, shape)
         run_experiment(m, "job")  # warms the caches: the counted run below writes its run directory only
         m = shape_manifest(folder, shape, runs="runs2")
@@ -224,8 +225,13 @@ def references(tmp_path_factory):
         finally:
             hooks.remove()
         assert run.status()["status"] == "finished"
-        out[shape] = (run, hooks.ops)
-    return out
+        self[shape] = (run, hooks.ops)
+        return self[shape]
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    return _References(tmp_path_factory)
 
 
 def _final_save_start(ops: list[str], run) -> int:
@@ -257,8 +263,7 @@ def test_kill_while_saving_final_model_resumes_to_identical_results(shape, refer
     ref, ops = references[shape]
     k = next(i for i, op in enumerate(ops, 1) if op.startswith("replace") and ".model.tmp" in op)
     m = shape_manifest(tmp_path, shape)
-    status = killed_child(m, kill_at=k)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert killed_child(m, kill_at=k) == -signal.SIGKILL
     run = RunStore(m.runs_dir).latest("job")
     assert (run.path / ".model.tmp").is_dir()
     resumed = _resume(m)
@@ -273,9 +278,213 @@ def test_random_kill_points_resume_to_identical_results(shape, references, tmp_p
     points = _kill_points(ops, ref, max(N_FAULTS, 1), rng)
     for i, k in enumerate(points):
         m = shape_manifest(tmp_path / f"case{i}", shape)
-        status = killed_child(m, kill_at=k)
         where = f"seed {SEED} (LMCONSOLE_FAULTS_SEED), kill at write {k}/{len(ops)}: {ops[k - 1]}"
-        assert os.WIFSIGNALED(status), where
+        assert killed_child(m, kill_at=k) == -signal.SIGKILL, where
         resumed = _resume(m)
         # a second resume of a finished run must not be needed: one resume ends it
         assert_same_as(resumed, ref, shape, where)
+
+
+# -- in-process faults: disk full, changed manifest, damaged checkpoints, cancel mid-window -------
+
+def _fail_after(monkeypatch, n_steps: int):
+    """The job's n_steps+1-th forward raises: a failed, resumable run with its epoch checkpoints."""
+    import engine.tasks.pretrain as pre
+
+    real, calls = pre.mlm_nsp_forward, {"n": 0}
+
+    def forward(model, batch):
+        calls["n"] += 1
+        if calls["n"] > n_steps:
+            raise ValueError("injected failure")
+        return real(model, batch)
+
+    monkeypatch.setattr(pre, "mlm_nsp_forward", forward)
+
+
+def test_disk_full_at_checkpoint_fails_clearly_and_resumes(references, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    import engine.runs as runs_mod
+
+    ref, _ = references["pretrain"]
+    m = shape_manifest(tmp_path, "pretrain")
+    real_save, real_atomic = torch.save, runs_mod.atomic_write_text
+    full = {"on": False}
+
+    def save(obj, f, *a, **k):
+        if str(f).endswith("optimizer.pt") and "step-00000004" not in str(f):  # the 2nd checkpoint hits a full disk
+            Path(f).write_bytes(b"PK\x03\x04 half")
+            full["on"] = True
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3584 vs 3478")
+        return real_save(obj, f, *a, **k)
+
+    def atomic(path, text):
+        # while the disk is full, nothing fits until the run's reserve is freed
+        if full["on"] and (Path(path).parent / ".space-reserve").exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_atomic(path, text)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(runs_mod, "atomic_write_text", atomic)
+    run = run_experiment(m, "job")
+    st = run.status()
+    assert st["status"] == "failed", st
+    assert st["reason"].startswith("disk full while writing checkpoint 8: free ") and " GiB" in st["reason"], st
+    assert not list(run.checkpoints.glob(".tmp-*")), "no half-written checkpoint left behind"
+    assert any(type(e).__name__ == "JobFailed" for e in run.events())
+    monkeypatch.undo()  # space freed: the resume starts and ends as an uninterrupted run
+    resumed = run_experiment(m, "job", resume=RunStore(m.runs_dir).latest("job"))
+    assert_same_as(resumed, ref, "pretrain", "disk full")
+
+
+def test_resume_refuses_a_changed_manifest_unless_accepted(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    m = shape_manifest(tmp_path, "pretrain")
+    _fail_after(monkeypatch, 6)
+    run = run_experiment(m, "job")
+    assert run.status()["status"] == "failed"
+    monkeypatch.undo()
+    text = m.path.read_text().replace("batch_size = 16", "batch_size = 8").replace("epochs = 2", "epochs = 3")
+    m.path.write_text(text)
+    before = (run.path / "config.json").read_text()
+    assert main(["--manifest", str(m.path), "run", "job", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "batch_size 16 -> 8" in err and "epochs 2 -> 3" in err and "--accept-changes" in err and "\n" not in err
+    assert (run.path / "config.json").read_text() == before and run.status()["status"] == "failed"
+    # the engine refuses too (the console resumes through it)
+    from engine.manifest import load
+
+    again = run_experiment(load(m.path), "job", resume=run)
+    assert again.status()["status"] == "failed" and "manifest changed" in again.status()["reason"]
+    assert main(["--manifest", str(m.path), "run", "job", "--resume", "--accept-changes"]) == 0
+    cfg = run.config()
+    assert cfg["batch_size"] == 8 and cfg["epochs"] == 3
+    assert cfg["_accepted_changes"][-1]["changes"]["batch_size"] == [16, 8]
+    assert run.status()["status"] == "finished"
+
+
+@pytest.mark.parametrize("damage", ["model.safetensors", "optimizer.pt", "state.json"])
+def test_damaged_latest_checkpoint_falls_back_to_previous(references, tmp_path, damage):
+    ref, _ = references["pretrain"]
+    m = shape_manifest(tmp_path, "pretrain")
+    run = run_experiment(m, "job")
+    ckpts = run.checkpoints_newest_first()
+    assert len(ckpts) == 2
+    f = ckpts[0] / damage
+    f.write_bytes(f.read_bytes()[: max(1, f.stat().st_size // 3)])  # truncated
+    resumed = run_experiment(m, "job", resume=run)
+    assert_same_as(resumed, ref, "pretrain", f"damaged {damage}")
+    warnings = [e.message for e in resumed.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
+    assert any(f"{ckpts[0].name}/{damage}" in w and "previous checkpoint" in w for w in warnings), warnings
+
+
+def test_all_checkpoints_damaged_is_one_clear_message(tmp_path):
+    m = shape_manifest(tmp_path, "pretrain")
+    run = run_experiment(m, "job")
+    for c in run.checkpoints_newest_first():
+        (c / "model.safetensors").write_bytes(b"\x00" * 10)
+    resumed = run_experiment(m, "job", resume=run)
+    st = resumed.status()
+    assert st["status"] == "failed" and st["reason"].startswith("no intact checkpoint to resume from")
+    assert "model.safetensors" in st["reason"] and "delete" in st["reason"]
+
+
+def test_cancel_mid_window_keeps_the_window_loss(references, tmp_path, monkeypatch):
+    """Cancel 1 step after a log line (logging_steps = 3), resume: every logged loss equals the uninterrupted run."""
+    from engine.jobs import Cancelled, JobContext
+
+    ref, _ = references["pretrain"]
+    m = shape_manifest(tmp_path, "pretrain")
+    real, calls = JobContext.poll, {"n": 0}
+
+    def poll(self):
+        calls["n"] += 1
+        if calls["n"] == 5:  # before step 5: steps 4 is in the open window
+            raise Cancelled()
+        return real(self)
+
+    monkeypatch.setattr(JobContext, "poll", poll)
+    run = run_experiment(m, "job")
+    assert run.status()["status"] == "cancelled"
+    monkeypatch.undo()
+    resumed = run_experiment(m, "job", resume=run)
+    assert_same_as(resumed, ref, "pretrain", "cancel mid-window")
+
+    def losses(r):
+        return {e.step: e.loss for e in r.events() if isinstance(e, StepLogged)}
+
+    got, want = losses(resumed), losses(ref)
+    assert got.keys() == want.keys()
+    for step in want:
+        assert got[step] == pytest.approx(want[step], rel=1e-6), (step, got[step], want[step])
+
+
+def test_huge_epochs_with_max_steps_start_at_once(tmp_path):
+    import time
+
+    m = shape_manifest(tmp_path, "pretrain", extra="max_steps = 3\n")
+    m.path.write_text(m.path.read_text().replace("epochs = 2", "epochs = 1000000000"))
+    from engine.manifest import load
+
+    t0 = time.perf_counter()
+    run = run_experiment(load(m.path), "job")
+    assert run.status()["status"] == "finished", run.status()
+    assert run.results()["global_step"] == 3
+    assert time.perf_counter() - t0 < 120  # before: counted every epoch's batches first (hours)
+
+
+# -- corrupt cache entries: detected, rebuilt once, else reported with the folder to delete ------------
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of this test only (the session cache is shared with other tests and must stay intact)."""
+    import datasets
+
+    monkeypatch.setenv("LMCONSOLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    return tmp_path / "cache"
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_corrupt_cache_entries_are_rebuilt_once(own_cache, tmp_path):
+    ref = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
+    assert ref.status()["status"] == "finished"
+    tok = next((own_cache / "tokenizers").iterdir())
+    vocab = tok / "tokenizer.json"
+    data = json.loads(vocab.read_text())
+    data["model"]["vocab"] = {}  # the emptied vocabulary that used to "finish" with perplexity 1.16
+    vocab.write_text(json.dumps(data))
+    pairs = sorted((own_cache / "pretrain-data").iterdir())
+    for folder in pairs:
+        _truncate(next(folder.glob("*.arrow")))
+    corpus = next((own_cache / "embedded").glob("wikitext-v*"))
+    _truncate(next(p for p in sorted(corpus.rglob("*")) if p.is_file() and p.suffix in (".parquet", ".txt", ".json", ".jsonl")))
+    hf = Path(tmp_path / "hf")
+    arrows = sorted(hf.rglob("*.arrow"))
+    assert arrows
+    for a in arrows:
+        _truncate(a)
+    again = run_experiment(shape_manifest(tmp_path / "b", "pretrain"), "job")
+    st = again.status()
+    assert st["status"] == "finished", st
+    assert _close(again.results()["final"], ref.results()["final"]), (again.results()["final"], ref.results()["final"])
+    warnings = [e.message for e in again.events() if type(e).__name__ == "LogEmitted" and e.level == "warning"]
+    assert any("cached tokenizer" in w and "rebuilding" in w for w in warnings), warnings
+    assert any("cached NSP pairs" in w and "rebuilding" in w for w in warnings), warnings
+
+
+def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tmp_path, monkeypatch):
+    import engine.cache as cache
+
+    monkeypatch.setattr(cache, "seal", lambda folder: (Path(folder) / cache.SEAL).write_text('{"tokenizer.json": [0, "x"]}'))
+    run = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
+    st = run.status()
+    assert st["status"] == "failed", st
+    assert "is corrupt" in st["reason"] and "delete that folder (rm -r " in st["reason"] and str(own_cache) in st["reason"]

@@ -267,3 +267,183 @@ def test_non_integer_control_seq_is_ignored(tmp_path):
     (run.path / "control.json").write_text('{"action": "cancel", "seq": [1]}')
     ctx = JobContext(manifest=None, exp=None, run=run, writer=None, sink=None, store=None)
     ctx.poll()  # no traceback, no cancel
+
+
+# -- point 13: validation gaps ------------------------------------------------------------------
+
+BASE = '''[[experiment]]
+name = "p"
+task = "pretrain"
+model = "bert-micro"
+dataset = "embedded:wikitext"
+'''
+
+
+@pytest.mark.parametrize("line,key", [
+    ("learning_rate = nan", "learning_rate"), ("warmup = nan", "warmup"), ("warmup = inf", "warmup"),
+    ("weight_decay = -inf", "weight_decay"), ("max_grad_norm = nan", "max_grad_norm"),
+    ("mlm_probability = 5.0", "mlm_probability"), ("short_seq_prob = 7", "short_seq_prob"),
+    ("mlm_probability = inf", "mlm_probability"), ("seed = 1180591620717411303424", "seed"), ("seed = -1", "seed"),
+    ("seed = 4294967296", "seed"), ("epochs = 99999999999999999999", "epochs"),
+])
+def test_non_finite_and_out_of_range_values_name_the_key(line, key):
+    from engine.manifest import ManifestError, parse_text
+
+    with pytest.raises(ManifestError) as err:
+        parse_text(BASE + line + "\n")
+    assert any(f".{key}:" in p for p in err.value.problems), err.value.problems
+
+
+def test_qa_threshold_nan_rejected():
+    from engine.manifest import ManifestError, parse_text
+
+    text = BASE.replace('"pretrain"', '"qa"').replace("wikitext", "squad_v2") + "null_score_diff_threshold = nan\n"
+    with pytest.raises(ManifestError, match="null_score_diff_threshold: expected a finite number"):
+        parse_text(text)
+
+
+def test_valid_edge_values_still_accepted():
+    from engine.manifest import parse_text
+
+    m = parse_text(BASE + "mlm_probability = 1.0\nshort_seq_prob = 0\nseed = 4294967295\nwarmup = 0\n")
+    assert m.experiments[0].seed == 2**32 - 1
+
+
+def test_manifest_nested_5000_deep_is_a_message():
+    from engine.manifest import ManifestError, parse_text
+
+    for text in ("x = " + "[" * 5000 + "]" * 5000 + "\n", "a" + ".a" * 5000 + " = 1\n",
+                 BASE + "heads = " + "[" * 5000 + "]" * 5000 + "\n"):
+        with pytest.raises(ManifestError) as err:
+            parse_text(text)
+        assert err.value.problems and all(p.strip() and "\n" not in p for p in err.value.problems)
+
+
+def test_missing_local_dataset_folder_is_not_called_an_unreachable_hub(tmp_path):
+    from engine.hub import ResolveError, resolve_dataset, resolve_model_path
+
+    for spec in ("./data/sst2", str(tmp_path / "nope"), "../x", "~/nope-lmc"):
+        with pytest.raises(ResolveError, match="no such local folder") as err:
+            resolve_dataset(spec)
+        assert "unreachable" not in str(err.value)
+    with pytest.raises(ResolveError, match="^tokenizer './tok': no such local folder"):
+        resolve_model_path("./tok", what="tokenizer")
+
+
+def test_ctrl_c_reads_as_a_message():
+    from engine.jobs import _hint_for
+
+    reason, hint = _hint_for(KeyboardInterrupt())
+    assert "KeyboardInterrupt" not in reason and "ctrl+c" in reason and "resume" in hint
+
+
+def test_bad_tokenizer_is_named_tokenizer(tmp_path):
+    from engine.jobs import run_experiment
+    from engine.manifest import parse_text
+
+    bad = tmp_path / "tok"
+    bad.mkdir()
+    (bad / "tokenizer_config.json").write_text("{not json")
+    text = (f'[settings]\nruns_dir = "{tmp_path / "runs"}"\n' + BASE.replace('"bert-micro"', '"bert-micro"\ninit = "scratch"')
+            + f'tokenizer = "{bad}"\nmax_train_samples = 16\nmax_eval_samples = 8\nmax_seq_length = 32\nepochs = 1\n')
+    run = run_experiment(parse_text(text, tmp_path / "m.toml"), "p")
+    st = run.status()
+    assert st["status"] == "failed" and st["reason"].startswith("tokenizer "), st
+
+
+# -- point 11: one-line messages instead of tracebacks -------------------------------------------
+
+def test_resume_of_a_run_owned_elsewhere_is_a_message(tmp_path, monkeypatch, capsys):
+    from engine.runs import OwnerLock
+
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path)
+    for status in ("paused", "failed"):
+        run = write_run(tmp_path / "runs", "pretrain", f"2026010{'12'[status == 'failed']}-100000-000000-bbbb", status)
+        lock = OwnerLock(run.path / "owner.lock")
+        assert lock.acquire()  # a live owner (this process, another open file)
+        try:
+            # failed but owned: a second `--resume` while the first one runs (past the changed-manifest check)
+            code = main(["run", "pretrain", "--resume", "--no-deps"] + (["--accept-changes"] if status == "failed" else []))
+        finally:
+            lock.release()
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and err.strip().count("\n") == 0, err
+        assert "another" in err and "lmconsole control" in err, err
+
+
+def test_owner_lock_directory_is_a_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path)
+    run = write_run(tmp_path / "runs", "pretrain", RID, "failed")
+    (run.path / "owner.lock").mkdir()
+    assert main(["run", "pretrain", "--resume", "--no-deps", "--accept-changes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "owner.lock cannot be opened as a lock file" in err and "remove it" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("runs_dir", ["afile", "bad\\u0000name"])
+def test_unusable_runs_dir_is_a_message(tmp_path, monkeypatch, capsys, runs_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "experiments.toml").write_text(f'[settings]\nruns_dir = "{runs_dir}"\n\n' + BASE.replace('"pretrain"', '"inspect"').replace('dataset = "embedded:wikitext"\n', ""))
+    assert main(["run", "p"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lmconsole: p: cannot create a run under") and "runs_dir" in err and "\n" not in err
+
+
+# -- point 14: control EXP picks the live run ------------------------------------------------------
+
+def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, monkeypatch, capsys):
+    from engine.runs import OwnerLock
+
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path)
+    paused = write_run(tmp_path / "runs", "pretrain", "20260101-100000-000000-aaaa", "paused")
+    write_run(tmp_path / "runs", "pretrain", "20260102-100000-000000-bbbb", "running")  # dead: no owner
+    lock = OwnerLock(paused.path / "owner.lock")
+    assert lock.acquire()
+    try:
+        assert main(["control", "pretrain", "resume"]) == 0
+    finally:
+        lock.release()
+    assert "20260101-100000-000000-aaaa" in capsys.readouterr().out
+    assert json.loads((paused.path / "control.json").read_text())["action"] == "resume"
+
+
+# -- point 12: a long run's events.jsonl opens in bounded memory --------------------------------------
+
+def test_big_events_file_opens_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from engine.events import EvalFinished, to_json
+    from tui.data import RunFeed
+
+    run = write_run(tmp_path / "runs", "pretrain", RID, tables=False)
+    step = to_json(StepLogged(step=0, total_steps=10**7, epoch=0.5, loss=1.0, learning_rate=1e-3,
+                              parts={"mlm_loss": 1.0, "nsp_loss": 0.5}, tokens_per_s=5000.0, eta_s=3.0, memory_mb=512.0))
+    head, rest = step.split('"step":0,', 1)
+    n = 0
+    with open(run.events_path, "a") as fh:
+        while fh.tell() < 40 * 2**20:  # 40 MB (the threshold is 16 MB; the attack used 300 MB)
+            lines = []
+            for _ in range(2000):
+                n += 1
+                lines.append(f'{head}"step":{n},{rest}')
+            lines.append(to_json(EvalFinished(epoch=n // 2000, step=n, split="test", metrics={"mlm_perplexity": 3.0})))
+            fh.write("\n".join(lines) + "\n")
+    feed = RunFeed(run)
+    tracemalloc.start()
+    try:
+        state = feed.poll()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # reading it all: several hundred MiB
+    assert state.last_step.step == n  # the tail is complete
+    assert len(state.evals) >= n // 2000  # every evaluation, from the whole file
+    assert 100 < len(state.steps) <= 4000  # a downsampled curve over the whole run
+    assert state.steps[0].step < n // 10
+    with open(run.events_path, "a") as fh:  # following continues from where the sampled read stopped
+        fh.write(f'{head}"step":{n + 1},{rest}\n')
+    assert feed.poll().last_step.step == n + 1

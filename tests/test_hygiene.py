@@ -251,7 +251,8 @@ def test_filter_syntax_sort_and_differing_keys(study):
     assert keys(filter_rows(rows, "status=failed")) == [B]
     assert keys(filter_rows(rows, "boom")) == [B]  # plain text: the failure reason is searched too
     assert keys(filter_rows(rows, "pre status=finished")) == [A]
-    assert keys(filter_rows(rows, "mlm_perplexity<200 task=classify")) == [C]
+    assert keys(filter_rows(rows, "accuracy>0.5 task=classify")) == [C]
+    assert keys(filter_rows(rows, "mlm_perplexity<200")) == [A]
     assert keys(filter_rows(rows, "lr<abc")) == []  # text against a number: no match, no crash
     assert [t.kind for t in parse_filter("lr<1e-4 tag:x plain")] == ["cmp", "tag", "text"]
     assert differing_keys(rows) == ["learning_rate"]
@@ -287,7 +288,7 @@ def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch
 def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkeypatch):
     import asyncio
 
-    from tui.screens.dialogs import ConfirmDialog, TextDialog
+    from tui.screens.dialogs import ConfirmDialog, InputDialog
     from tui.screens.main import MainScreen
     from tui.testing import make_app, screen_text, wait_for
     from tui.widgets.runs import RunsPane
@@ -308,12 +309,12 @@ def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkey
             pretrain = "pretrain/20260101-100000-000000-bbbb"
             pane.table.move_cursor(row=keys().index(pretrain))
             await pilot.press("t")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert await wait_for(pilot, lambda: isinstance(app.screen, InputDialog))
             await pilot.press(*"baseline", "enter")
             assert await wait_for(pilot, lambda: pane.rows[pretrain].tags == ["baseline"])
             assert "baseline" in screen_text(app)
             await pilot.press("n")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert await wait_for(pilot, lambda: isinstance(app.screen, InputDialog))
             await pilot.press(*"first try", "enter")
             assert await wait_for(pilot, lambda: pane.rows[pretrain].note == "first try")
             assert read_meta(RunStore(root).get(pretrain)) == {"tags": ["baseline"], "note": "first try", "archived": False}

@@ -85,12 +85,12 @@ def test_comparison_and_exports_show_group_columns(tmp_path):
     assert row[f"{label}: n"] == 3 and row[f"cls/{lone.run_id}"] == 0.5
     assert any("sample standard deviation" in n for n in table.notes)
     written = export_runs(runs + [bad, lone], tmp_path / "exports", ("csv", "json"))
-    folder = export_folder(written)  # each export has a folder of its own
+    folder = written[0].parent  # each export has a folder of its own
     seeds = json.loads((folder / f"seeds_{GROUP}.json").read_text())
     rec = dict(zip(seeds["columns"], next(r for r in seeds["rows"] if r[0] == "accuracy")))
     assert rec["mean"] == pytest.approx(0.93) and rec["std"] == pytest.approx(SAMPLE_STD) and rec["n"] == 3
     assert [rec["seed 1"], rec["seed 2"], rec["seed 3"]] == [0.90, 0.92, 0.97]
-    assert folder / "comparison.csv" in written
+    assert folder / "comparison.csv" in written and folder / f"seeds_{GROUP}.csv" in written
 
 
 def test_cli_compare_expands_an_experiment_to_its_seed_group(tmp_path, monkeypatch, capsys):
@@ -169,16 +169,43 @@ def test_console_compare_and_results_show_mean_std_n(tmp_path, monkeypatch):
             grid = screen.query_one("#cmp-table", DataTable)
             assert await wait_for(pilot, lambda: grid.row_count > 0)
             heads = [str(c.label) for c in grid.columns.values()]
-            assert heads == ["metric", "A", "B", "C", "cls seeds 1,2,3 mean ± std (n)"]
+            assert heads[:2] == ["metric", "ABC mean ± std (n=3)"]  # every metric has n = 3
+            assert [h.split()[-1] for h in heads[2:]] == ["A", "B", "C"]  # each run's plot marker, then its letter
             row = next(grid.get_row_at(i) for i in range(grid.row_count) if grid.get_row_at(i)[0] == "final.accuracy")
-            assert str(row[-1]) == "0.93 ± 0.03606 (n=3)"
+            assert str(row[1]) == "0.93 ± 0.03606"
             await pilot.press("escape")
             app.push_screen(RunScreen(run=runs[0]))
             view = app.screen
             await pilot.press("2")
             table = view.query_one("#results-table", DataTable)
-            assert await wait_for(pilot, lambda: len(table.columns) > 0 and "seeds" in str(list(table.columns.values())[-1].label))
-            assert str(list(table.columns.values())[-1].label) == "seeds mean ± std (n of 4)"
+            labels = lambda: [str(c.label) for c in table.columns.values()]  # noqa: E731
+            assert await wait_for(pilot, lambda: any("seeds" in h for h in labels()))
+            at = labels().index("seeds mean ± std (n=3)")  # beside the run's own final and best values
+            assert labels()[:at] == ["metric", "final", "best (ep)"]
             row = next(table.get_row_at(i) for i in range(table.row_count) if table.get_row_at(i)[0] == "accuracy")
-            assert str(row[-1]) == "0.93 ± 0.03606 (n=3)"
+            assert str(row[at]) == "0.93 ± 0.03606"
     asyncio.run(go())
+
+
+def test_console_compare_cells_carry_n_when_metrics_differ_in_n(tmp_path):
+    from tui.screens.compare import group_columns
+
+    runs, _, _ = grouped_runs(tmp_path / "runs")
+    res = runs[0].results()
+    res["final"]["f1"] = 0.5  # reported by one run only: n = 1, no std
+    atomic_write_json(runs[0].path / "results.json", res)
+    table = comparison_table(runs)
+    groups = group_columns(table, runs)
+    assert [(h, with_n) for h, _, with_n in groups] == [("ABC mean ± std", True)]
+    at = groups[0][1]
+    stat = {r[0]: fmt_stat({"mean": r[at], "std": r[at + 1], "n": r[at + 2]}) for r in table.rows if r[at] is not None}
+    assert stat["final.accuracy"] == "0.93 ± 0.03606 (n=3)" and stat["final.f1"] == "0.5 (n=1)"
+
+
+def test_a_resumed_or_launched_run_keeps_its_own_seed(tmp_path):
+    from engine.jobs import experiment_for
+
+    m = parse_text(MANIFEST.replace("seeds = [1, 2]", "seeds = [5, 6, 7]"), tmp_path / "experiments.toml")
+    assert experiment_for(m, "cls").seed == 5 and experiment_for(m, "cls", seed=7).seed == 7
+    run = RunStore(tmp_path / "runs").create("cls", experiment_for(m, "cls", seed=6).to_dict() | {"group": GROUP})
+    assert experiment_for(m, "cls", run).seed == 6  # what --resume and the launcher's worker ranks use

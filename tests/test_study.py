@@ -172,7 +172,7 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     # 2. the same action with a token: only the pushes run (the rest has finished runs), and upload
     api = FakeApi()
     monkeypatch.setenv("HF_TOKEN", FAKE)
-    monkeypatch.setattr("engine.push.hub_api", lambda: api)
+    monkeypatch.setattr("engine.push.hub_api", lambda later="": api)
     assert main(["--manifest", str(path), "run", "study"]) == 0
     capsys.readouterr()
     assert all(len(store.runs(n)) == 1 for n in STEPS if n not in PUSHES)
@@ -188,6 +188,12 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     # 3. nothing left to do
     assert main(["--manifest", str(path), "run", "study"]) == 0
     assert "every step has a finished run" in capsys.readouterr().out
+    # 4. the report of the study reads its steps' runs, pushes included
+    assert main(["--manifest", str(path), "report", "study", "--out", str(tmp_path / "report"), "--format", "md"]) == 0
+    md = next((tmp_path / "report").glob("*.md")).read_text()
+    assert "https://huggingface.co/alice/bert-base-uncased-wikitext2-squad-v2" in md and f"pretrain/{pre.run_id}" in md
+    assert main(["--manifest", str(path), "verify", "study", "-q"]) == 0  # every number recomputed (pushes have none)
+    assert "0 mismatch(es)" in capsys.readouterr().out
     for f in tmp_path.rglob("*"):
         if f.is_file():
             assert FAKE.encode() not in f.read_bytes(), f
@@ -230,7 +236,7 @@ steps = ["push-pretrain", "finetune", "params"]
             assert [j.experiment for j in app.queue.jobs] == ["pretrain", "push-pretrain", "finetune", "params"]
             assert [j.status for j in app.queue.jobs] == ["finished", "failed", "finished", "finished"]
             assert said == ["study all: queued 4 steps in order: pretrain, push-pretrain, finetune, params"]
-            assert "all" in screen_text(app) and "study" in screen_text(app)
+            assert await wait_for(pilot, lambda: "2/3 done, 1 ✗" in screen_text(app))  # the study's row
     asyncio.run(go())
 
 

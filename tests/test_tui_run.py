@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual.widgets import DataTable, Log, OptionList
+from textual.widgets import DataTable, OptionList, RichLog
 
 from tui.screens.compare import CompareScreen
 from tui.screens.dialogs import ExportDialog
@@ -70,8 +70,8 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
             assert await wait_for(pilot, lambda: screen.query_one(TableView).table is not None)
             assert screen.query_one(TableView).table.name == "epochs"
             await pilot.press("4")
-            log = screen.query_one(Log)
-            assert any("device cpu" in line for line in log.lines)
+            log = screen.query_one(RichLog)
+            assert any("device cpu" in line.text for line in log.lines)
             await pilot.press("p")  # finished: nothing to pause
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
@@ -94,7 +94,8 @@ def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path
             text = screen_text(app)
             assert "ep 2" in text  # the epoch columns and their numbers are on screen
             accuracy_line = next(line for line in text.splitlines() if line.strip().startswith("accuracy"))
-            assert accuracy_line.split()[1:] == ["0.5", "0.6", "0.7", "0.7"], accuracy_line
+            # final, best (its epoch), then the history per epoch
+            assert accuracy_line.split()[1:] == ["0.7", "0.7", "(2)", "0.5", "0.6", "0.7"], accuracy_line
             assert "[sic]" in text  # the note is shown below the table, as text (not markup)
     drive(go())
 
@@ -117,14 +118,24 @@ def test_failed_run_without_tables_shows_reason_and_traceback(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_runs_row(app, pilot, FINETUNE_FAILED)
             await pilot.pause(0.1)
-            assert "failed: ValueError: label column 'label' not found" in screen_text(app)
+            text = screen_text(app)
+            assert "✗ failed" in text
+            # the reason and the hint in full, under the status line; enter opens the traceback
+            assert "✗ ValueError: label column 'label' not found" in text
+            assert "hint: see the traceback in the log" in text
+            await pilot.press("enter")
+            from tui.screens.dialogs import TextDialog
+            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert "RuntimeError: boom" in screen_text(app)
+            await pilot.press("escape")
+            assert app.screen is screen
             await pilot.press("3")
             assert "no tables in this run (yet)" in screen_text(app)
             await pilot.press("e")  # no table shown: exports all tables of the run (none) + results
             assert isinstance(app.screen, ExportDialog)
             await pilot.press("escape")
             await pilot.press("4")
-            assert any("Traceback" in line for line in screen.query_one(Log).lines)
+            assert any("Traceback" in line.text for line in screen.query_one(RichLog).lines)
     drive(go())
 
 

@@ -24,7 +24,7 @@ from engine.events import (
     StepLogged, TableWritten, from_dict,
 )
 from engine.export import flat_results
-from engine.runs import Run, read_events
+from engine.runs import BIG_EVENTS, Run, read_events, read_events_sampled
 
 FINAL = ("finished", "failed", "cancelled", "interrupted", "blocked")
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
@@ -216,6 +216,16 @@ class RunFeed:
         return events
 
     def _follow(self, run: Run) -> list:
+        if self._offset == 0 and self._file_stamp(run) and self._file_stamp(run)[0] > BIG_EVENTS:
+            # A long run: open it in time and memory that do not grow with the file (sampled steps + the tail).
+            rows, self._offset = read_events_sampled(run.events_path)
+            out = []
+            for row in rows:
+                try:
+                    out.append(from_dict(row))
+                except Exception:  # noqa: BLE001
+                    continue
+            return out
         try:
             events, self._offset = run.follow(self._offset)
             return events

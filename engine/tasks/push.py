@@ -22,7 +22,7 @@ def run(ctx):
     try:
         files = pushlib.stage(source, staged, repo)
         ctx.log(f"staged {len(files)} files of {ctx.start_model} in {staged}")
-        api = pushlib.hub_api()
+        api = pushlib.hub_api(later="rerun this step where the Hub is reachable")
         if "/" not in repo:  # HF semantics: a bare name goes to the token owner's namespace
             repo = f"{api.whoami()['name']}/{repo}"
         info = pushlib.upload(api, staged, repo, private=exp.hub_private_repo, revision=exp.hub_revision or None,
@@ -30,8 +30,8 @@ def run(ctx):
     except pushlib.PushError as exc:
         where = f"staged folder kept: {staged}" if staged.is_dir() else "nothing staged"
         raise JobError(f"not pushed: {exc}; {where}",
-                       f"rerun this step (lmconsole run {exp.name}) once the token and the Hub are there, "
-                       f"or upload the staged folder yourself") from None
+                       f"lmconsole run {exp.name} once the token and the Hub are there, "
+                       f"or upload the staged folder yourself (hf upload)") from None
     except Exception as exc:  # noqa: BLE001 - e.g. whoami rejected the token: one line, no traceback
         from ..secrets import redact
 

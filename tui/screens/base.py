@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual import work
+from textual.binding import Binding
 from textual.screen import Screen
+
+from engine.events import JobFailed
+from engine.runs import read_events
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
@@ -30,6 +34,56 @@ def study_message(studies: list[str], added: list[str]) -> str:
     if not steps:
         return f"study {', '.join(studies)}: every step has a finished run (or is queued); run a step to redo it"
     return f"study {', '.join(studies)}: queued {len(steps)} steps in order: {', '.join(steps)}"
+
+
+def last_failure(run) -> JobFailed | None:
+    """The last JobFailed event of a run (reason, hint, traceback); None if it has none."""
+    rows, _ = read_events(run.events_path, 0)
+    for row in reversed(rows):
+        if isinstance(row, dict) and row.get("event") == "JobFailed":
+            return JobFailed(reason=str(row.get("reason", "")), hint=str(row.get("hint", "") or ""),
+                             traceback=str(row.get("traceback", "") or ""))
+    return None
+
+
+class CurveViewKeys:
+    """Log-y (`l`, on by default for perplexity) and EMA smoothing (`[` / `]`) of a screen's curves.
+
+    The screen lists its plots in ``curve_plots()``; smoothing applies to per-step curves.
+    """
+
+    VIEW_BINDINGS = [
+        Binding("l", "toggle_log", "Log y"),
+        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]"),
+        Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
+    ]
+    log_override: bool | None = None  # None: log-y for perplexity only
+    smoothing_index = 0
+
+    def curve_plots(self) -> list:
+        return []
+
+    def auto_log(self, plot, metric: str) -> None:
+        plot.set_view(log_y=self.log_override if self.log_override is not None else "perplexity" in metric)
+
+    def action_toggle_log(self) -> None:
+        from ..widgets.plots import CurvePlot
+
+        plots: list[CurvePlot] = self.curve_plots()
+        self.log_override = not (plots[-1].log_y if plots else False)
+        for plot in plots:
+            plot.set_view(log_y=self.log_override)
+        self.say(f"log y {'on' if self.log_override else 'off'} (l toggles)")
+
+    def action_smooth(self, delta: int) -> None:
+        from ..widgets.plots import SMOOTHING
+
+        self.smoothing_index = max(0, min(len(SMOOTHING) - 1, self.smoothing_index + delta))
+        weight = SMOOTHING[self.smoothing_index]
+        for plot in self.curve_plots():
+            if plot.xlabel == "step":
+                plot.set_view(smoothing=weight)
+        self.say(f"smoothing: EMA {weight:g}, raw curve faint ([ less, ] more)" if weight else "smoothing off")
 
 
 class ConsoleScreen(Screen):
@@ -197,7 +251,7 @@ class ConsoleScreen(Screen):
         """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
         from engine.runmeta import MetaError, change_tags, delete_run, parse_tag_changes, set_archived, set_note, set_tags
 
-        from .dialogs import TextDialog
+        from .dialogs import InputDialog
 
         names = rows[0].key if len(rows) == 1 else f"{len(rows)} runs"
 
@@ -230,13 +284,13 @@ class ConsoleScreen(Screen):
             current = " ".join(rows[0].tags) if len(rows) == 1 else ""
             hint = ("space-separated tags (this replaces them); +tag adds, -tag removes" if len(rows) == 1
                     else "+tag adds, -tag removes (on every selected run)")
-            self.app.push_screen(TextDialog(f"Tags of {names}", current, hint), got_tags)
+            self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
         elif action == "note":
             def got_note(text):
                 if text is not None:
                     apply(lambda r: set_note(r.run, text), f"{names}: " + ("note saved" if text.strip() else "note cleared"))
 
-            self.app.push_screen(TextDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "",
+            self.app.push_screen(InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "",
                                             "enter saves; empty clears"), got_note)
         elif action == "archive":
             restore = all(r.archived for r in rows)

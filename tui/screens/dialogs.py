@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
@@ -209,7 +209,7 @@ class PushDialog(ModalScreen["PushChoice | None"]):
         self.dismiss(None)
 
 
-class TextDialog(ModalScreen["str | None"]):
+class InputDialog(ModalScreen["str | None"]):
     """One line of text (a run's tags or note): enter keeps it, esc cancels."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -233,4 +233,31 @@ class TextDialog(ModalScreen["str | None"]):
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextDialog(ModalScreen[None]):
+    """A long text in full (a traceback, a whole log line or note), scrollable; esc / enter / q closes."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("enter", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, title: str, text: str):
+        super().__init__()
+        self.title_text, self.text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog text-dialog"):
+            yield Static(self.title_text, classes="question", markup=False)
+            with VerticalScroll(classes="text-body"):
+                yield Static(self.text, markup=False)
+            yield Static("esc: close  ·  arrows / page keys scroll", classes="help")
+
+    def on_mount(self) -> None:
+        self.query_one(".text-body").focus()
+
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -1,4 +1,4 @@
-"""The main screen: Experiments | Jobs | Runs tabs, a title bar and a one-line status.
+"""The main screen: Experiments | Jobs | Runs | System tabs, a title bar and a one-line status.
 
 A 1 Hz timer passes data down to the panes: the job queue's state (in memory,
 only when its version changed) and, every few seconds, the runs on disk (read in
@@ -22,9 +22,11 @@ from ..widgets.experiments import ExperimentsPane
 from ..widgets.jobs import JobsPane
 from ..widgets.panes import Note
 from ..widgets.runs import RunsPane
+from ..widgets.system import SystemPane, sample_view
 from .base import ConsoleScreen
 
 RUNS_EVERY_S = 3  # how often the runs directory is re-read (another process may write to it)
+SYSTEM_EVERY_S = 2  # how often the system tab samples CPU/RAM/GPUs while it is shown
 
 
 class MainScreen(ConsoleScreen):
@@ -32,6 +34,7 @@ class MainScreen(ConsoleScreen):
         Binding("1", "tab('experiments')", "Experiments", show=False),
         Binding("2", "tab('jobs')", "Jobs", show=False),
         Binding("3", "tab('runs')", "Runs", show=False),
+        Binding("4", "tab('system')", "System", show=False),
         Binding("ctrl+r", "reload", "Reload manifest", show=False),
         Binding("w", "report", "Report", show=False),  # write the study report (issue 14)
     ]
@@ -45,6 +48,7 @@ class MainScreen(ConsoleScreen):
         self._rows_cache = RowCache()
         self._loading = False
         self._runs_shown: tuple = ()  # (summaries, rows) last passed to the panes
+        self._probe = None  # engine.system.SystemProbe, made on first look at the system tab
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
@@ -55,6 +59,8 @@ class MainScreen(ConsoleScreen):
                 yield JobsPane(id="jobs-pane")
             with TabPane("3 Runs", id="runs"):
                 yield RunsPane(id="runs-pane")
+            with TabPane("4 System", id="system"):
+                yield SystemPane(id="system-pane")
         yield StatusLine("", id="status")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -84,6 +90,8 @@ class MainScreen(ConsoleScreen):
         self._update_queue()
         if self._ticks % RUNS_EVERY_S == 0:
             self.load_runs()
+        if self._ticks % SYSTEM_EVERY_S == 0 and self.query_one(TabbedContent).active == "system":
+            self.sample_system()
 
     def _update_queue(self) -> None:
         queue = self.app.queue
@@ -126,6 +134,15 @@ class MainScreen(ConsoleScreen):
         self._runs_shown = (summaries, rows)
         self.app.call_from_thread(self._apply_runs, summaries, rows)
 
+    @work(thread=True, exclusive=True, group="system", exit_on_error=False)
+    def sample_system(self) -> None:
+        from engine.system import SystemProbe
+
+        if self._probe is None:
+            self._probe = SystemProbe()
+        view = sample_view(self._probe, self._summaries)
+        self.app.call_from_thread(self.query_one(SystemPane).set_view, view)
+
     def _apply_runs(self, summaries, rows=None) -> None:
         self._summaries = summaries
         self.query_one(RunsPane).set_summaries(summaries, rows)
@@ -138,7 +155,7 @@ class MainScreen(ConsoleScreen):
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane}[tab]
+        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane, "system": SystemPane}[tab]
         self.query_one(pane).focus_table()
 
     @on(TabbedContent.TabActivated)
@@ -147,6 +164,8 @@ class MainScreen(ConsoleScreen):
             self._focus_tab(event.pane.id)
             if event.pane.id == "runs":
                 self.load_runs()  # fresh from disk when the user looks
+            elif event.pane.id == "system":
+                self.sample_system()
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
