@@ -149,6 +149,7 @@ class TablePane(Vertical):
     TablePane > .empty { height: auto; color: $text-muted; padding: 0 1; }
     TablePane > Input { dock: bottom; display: none; height: 1; border: none; padding: 0 1; }
     TablePane > Input.-shown { display: block; }
+    TablePane > Input:focus { border: none; }  /* Input's own :focus border would hide the one line of text */
     """
 
     def __init__(self, **kwargs):
