@@ -110,3 +110,51 @@ def test_store_generator_writes_engine_readable_runs(tmp_path):
     events = big.events()
     assert len(events) >= 2990 and any(isinstance(e, EvalFinished) for e in events)
     assert last_step(big) == _full_read_last_step(big)
+
+
+def test_list_table_lays_out_as_a_data_table():
+    """The runs pane's table (rows added in one go, widths measured once per row) ends up as DataTable's own."""
+    import asyncio
+
+    from rich.text import Text
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from tui.widgets.panes import ListTable
+
+    class Two(App):
+        def compose(self):
+            yield DataTable(id="plain")
+            yield ListTable(id="fast")
+
+    def rows(n, wide=None):
+        return [(f"k{i}", [f"exp-{i % 7}", Text(f"{i * 1.5:g}", justify="right"), "x" * (i % 13),
+                           "a very long note" if i == wide else ""]) for i in range(n)]
+
+    def state(t):
+        return ([c.content_width for c in t.ordered_columns], [r.key.value for r in t.ordered_rows],
+                t.virtual_size, t.cursor_row, [t.get_row(r.key) for r in t.ordered_rows])
+
+    async def go():
+        app = Two()
+        async with app.run_test(size=(100, 40)) as pilot:
+            plain, fast = app.query_one("#plain", DataTable), app.query_one("#fast", ListTable)
+            for t in (plain, fast):
+                for c in ("experiment", "lr", "tags", "note"):
+                    t.add_column(c, key=c)
+            for batch in (rows(50), rows(20), rows(50, wide=3), rows(0), rows(35)):
+                for t in (plain, fast):
+                    t.clear()
+                for k, c in batch:
+                    plain.add_row(*c, key=k)
+                fast.add_keyed_rows(batch)
+                await pilot.pause()
+                assert state(fast) == state(plain)
+            try:
+                fast.add_keyed_rows(rows(1))  # k0 is there already, as add_row refuses
+            except Exception as exc:  # noqa: BLE001
+                assert type(exc).__name__ == "DuplicateKey"
+            else:
+                raise AssertionError("a duplicate key was accepted")
+
+    asyncio.run(go())
