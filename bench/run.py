@@ -27,6 +27,9 @@ fairly. Sections:
 - squad:    ``bench/squad_postprocess.py`` (SQuAD v2 post-processing at dev-set size)
 - console:  ``bench/console_overhead.py`` (needs tmux): the same job in the console with its
             plots live vs headless (tokens/s), and keypress-to-screen latency at 80x24
+- store:    ``bench/store_scale.py`` (needs tmux for the console part): a generated store of 1,000 runs,
+            some with 1M-line events files: ``lmconsole runs``, the console's first frame and keypresses,
+            following a growing events file, the plot of a 1M-step run
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -55,7 +58,7 @@ from common import (  # noqa: E402
 
 BENCH = REPO / "bench"
 PY = sys.executable
-SECTIONS = ("startup", "dataprep", "pretrain", "peer", "threads", "profile", "levers", "memory", "squad", "console")
+SECTIONS = ("startup", "dataprep", "pretrain", "peer", "threads", "profile", "levers", "memory", "squad", "console", "store")
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -428,6 +431,14 @@ def bench_console(ws: Workspace) -> dict:
                      log=ws.root / "console.log")
 
 
+def bench_store(ws: Workspace) -> dict:
+    """``bench/store_scale.py all``: 1,000 generated runs (quick: 1 with 1M events lines, full: 3)."""
+    out = ws.root / "store.json"
+    big = 1 if ws.plan.quick else 3
+    return run_child([PY, str(BENCH / "store_scale.py"), "all", "--big", str(big), "--json", str(out)],
+                     bench_env(ws.root / "cache-store"), out, log=ws.root / "store.log")
+
+
 def _console_rows(c: dict) -> tuple[str, str, str, str]:
     """(throughput text, its status, latency text, its status) for the summary."""
     r = c["ratio"]
@@ -657,6 +668,11 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add(f"| keypress to updated screen while a job trains, 80x24 | p95 <= 150 ms | {l_txt} | {l_ok} |")
     else:
         add("| console overhead (throughput in the console vs headless, UI latency) | - | not run in this invocation | - |")
+    if "store" in res:
+        from store_scale import summary_rows
+
+        for row in summary_rows(res["store"]):
+            add("| " + " | ".join(row) + " |")
     add(f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |")
     add("")
 
@@ -830,6 +846,11 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     if "console" in res:
         _console_section(add, res["console"])
 
+    if "store" in res:
+        from store_scale import render_section
+
+        render_section(add, res["store"])
+
     for saved in history or []:
         _render_history(add, saved)
 
@@ -965,6 +986,9 @@ def main(argv=None) -> int:
             res["memory"] = bench_memory(ws)
         if "squad" in only:
             res["squad"] = bench_squad(ws)
+        if "store" in only:
+            log("store")
+            res["store"] = bench_store(ws)
         if "console" in only:
             if shutil.which("tmux"):
                 log("console")

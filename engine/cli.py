@@ -413,7 +413,7 @@ def _print_group(name: str, runs) -> None:
 
 def _row_flags(row, run_flags) -> list:
     """Flags on a finished, readable run's results (engine.flags)."""
-    return run_flags(row.run) if row.status == "finished" and not row.problems else []
+    return run_flags(row.run, row.results, row.config) if row.status == "finished" and not row.problems else []
 
 
 def cmd_runs(args) -> int:

@@ -124,21 +124,25 @@ def result_flags(task: str, results: dict, vocab_size: int | None = None) -> lis
     return []
 
 
-def _vocab_size(run) -> int | None:
+def _vocab_size(run, config: dict | None = None) -> int | None:
     model = run.final_model()
     for path in ([model / "config.json"] if model else []):
         try:
             return int(json.loads(Path(path).read_text()).get("vocab_size"))
         except (OSError, ValueError, TypeError):
             pass
-    v = run.config().get("vocab_size")
+    v = (run.config() if config is None else config).get("vocab_size")
     return int(v) if isinstance(v, int) else None
 
 
-def run_flags(run) -> list[Flag]:
-    """Flags of a finished run on disk (none for a run without results)."""
-    results = run.results()
+def run_flags(run, results: dict | None = None, config: dict | None = None) -> list[Flag]:
+    """Flags of a finished run on disk (none for a run without results).
+
+    ``results``/``config``: the run's files as the caller read them already (a listing), else read here.
+    """
+    results = run.results() if results is None else results
     if not results:
         return []
-    task = run.config().get("task", "")
-    return result_flags(task, results, _vocab_size(run) if task == "pretrain" else None)
+    config = run.config() if config is None else config
+    task = config.get("task", "")
+    return result_flags(task, results, _vocab_size(run, config) if task == "pretrain" else None)

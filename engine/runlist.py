@@ -72,24 +72,46 @@ def fmt_value(v) -> str:
 
 
 def last_step(run, tail_bytes: int = 65536) -> tuple[int, int] | None:
-    """(step, total_steps) of the last StepLogged event, read from the end of ``events.jsonl``."""
+    """(step, total_steps) of the last StepLogged event, read from the end of ``events.jsonl``.
+
+    Reads ``tail_bytes`` from the end, then further back a block at a time (each twice the last)
+    until a StepLogged line turns up: the same answer as reading the whole file, at the cost of
+    its tail only (a run's events end with steps, or a few lines after them).
+    """
     try:
         with open(run.events_path, "rb") as fh:
             fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - tail_bytes))
-            data = fh.read()
+            end = fh.tell()
+            block, carry = tail_bytes, b""
+            while end > 0:
+                start = max(0, end - block)
+                fh.seek(start)
+                data = fh.read(end - start) + carry
+                lines = data.split(b"\n")
+                # the first piece may be the end of a line that began before ``start``: kept for the next block
+                carry = lines.pop(0) if start > 0 else b""
+                found = _last_step_in(lines)
+                if found is not None:
+                    return found
+                end, block = start, block * 2
+            return _last_step_in([carry]) if carry else None
     except OSError:
         return None
-    for raw in reversed(data.splitlines()):
+
+
+def _last_step_in(lines: list[bytes]) -> tuple[int, int] | None:
+    for raw in reversed(lines):
         if b'"StepLogged"' not in raw:
             continue
         try:
             ev = json.loads(raw)
         except ValueError:
             continue
-        if ev.get("event") == "StepLogged":
-            return int(ev.get("step", 0)), int(ev.get("total_steps", 0) or 0)
+        if isinstance(ev, dict) and ev.get("event") == "StepLogged":
+            try:
+                return int(ev.get("step", 0)), int(ev.get("total_steps", 0) or 0)
+            except (TypeError, ValueError):
+                continue
     return None
 
 
@@ -109,6 +131,7 @@ class RunRow:
     config: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)  # the whole results.json (flags read its history)
 
     @property
     def key(self) -> str:
@@ -142,11 +165,16 @@ class RunRow:
 
 def run_row(run) -> RunRow:
     from .runmeta import read_meta
+    from .runs import read_json_object
 
-    st = run.status()
+    # Each JSON file is read once (a listing of 1,000 runs reads thousands of files): the status, the
+    # config, the results and the problems ("unreadable: <file>: <reason>") all come from these reads.
+    base = os.fspath(run.path)
+    reads = {name: read_json_object(os.path.join(base, name)) for name in ("status.json", "config.json", "results.json")}
+    st = run.status(reads["status.json"])
     status = str(st.get("status", "queued"))
-    cfg = run.config()
-    results = run.results()
+    cfg = reads["config.json"][0]
+    results = reads["results.json"][0]
     final = results.get("final") if isinstance(results.get("final"), dict) else {}
     head = primary_result(results) if status == "finished" else None
     step = last_step(run)
@@ -157,11 +185,12 @@ def run_row(run) -> RunRow:
     else:
         progress = "100%" if status == "finished" else ""
     meta = read_meta(run)
-    problems = run.problems()  # "unreadable: <file>: <reason>": shown as the run's reason, the other runs still list
+    # as run.problems(): shown as the run's reason, the other runs still list
+    problems = [problem for _, problem in reads.values() if problem]
     return RunRow(run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""), task=str(cfg.get("task", "")),
                   model=str(cfg.get("model", "")), progress=progress, result_key=head[0] if head else "",
                   result=head[1] if head else None, tags=meta["tags"], note=meta["note"], archived=meta["archived"],
-                  config=cfg, final=final, problems=problems)
+                  config=cfg, final=final, problems=problems, results=results)
 
 
 def _hashable(v):

@@ -144,7 +144,8 @@ def free_gib(path: Path) -> float:
 
 def read_json(path: Path, default=None):
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read())
     except (OSError, ValueError, RecursionError):
         return default
 
@@ -156,21 +157,22 @@ def read_json_object(path: Path) -> tuple[dict, str]:
     ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
     problem for this run and goes on with the others.
     """
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as fh:  # not Path.read_text: a listing calls this thousands of times
+            text = fh.read()
     except FileNotFoundError:
         return {}, ""
     except (OSError, UnicodeDecodeError) as exc:
-        return {}, f"unreadable: {path.name}: {getattr(exc, 'strerror', None) or exc}"
+        return {}, f"unreadable: {os.path.basename(path)}: {getattr(exc, 'strerror', None) or exc}"
+    name = os.path.basename(path)
     try:
         data = json.loads(text)
     except RecursionError:
-        return {}, f"unreadable: {path.name}: nested too deeply"
+        return {}, f"unreadable: {name}: nested too deeply"
     except ValueError as exc:
-        return {}, f"unreadable: {path.name}: not JSON ({exc})"
+        return {}, f"unreadable: {name}: not JSON ({exc})"
     if not isinstance(data, dict):
-        return {}, f"unreadable: {path.name}: expected a JSON object, got {type(data).__name__}"
+        return {}, f"unreadable: {name}: expected a JSON object, got {type(data).__name__}"
     return data, ""
 
 
@@ -405,8 +407,9 @@ class Run:
         out = [read_json_object(self.path / f)[1] for f in ("status.json", "config.json", "results.json")]
         return [p for p in out if p]
 
-    def raw_status(self) -> dict:
-        data, problem = read_json_object(self.path / "status.json")
+    def raw_status(self, read: tuple[dict, str] | None = None) -> dict:
+        """``status.json`` as a status; ``read``: its ``read_json_object`` result when the caller has it already."""
+        data, problem = read if read is not None else read_json_object(self.path / "status.json")
         if problem:
             return {"status": "unreadable", "reason": problem}
         if not data:
@@ -421,9 +424,9 @@ class Run:
     def owner_alive(self) -> bool:
         return OwnerLock.is_held(self.path / "owner.lock")
 
-    def status(self) -> dict:
+    def status(self, read: tuple[dict, str] | None = None) -> dict:
         """Status with liveness applied: a dead owner turns running/paused into interrupted."""
-        st = dict(self.raw_status())
+        st = dict(self.raw_status(read))
         if st.get("status") in ACTIVE and not self.owner_alive():
             st["status"] = "interrupted"
             st["reason"] = "the process running this job stopped (killed or crashed); resume it to continue"
@@ -677,8 +680,11 @@ class RunStore:
         for exp in exps:
             if not exp.is_dir() or exp.is_symlink():
                 continue
-            out.extend(Run(p) for p in sorted(exp.iterdir())
-                       if p.is_dir() and not p.is_symlink() and (p / "config.json").exists())
+            # os.scandir: a real directory (not a symlink) from the listing itself, one stat for config.json
+            with os.scandir(exp) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False)
+                               and os.path.exists(os.path.join(e.path, "config.json")))
+            out.extend(Run(exp / name) for name in names)
         return sorted(out, key=lambda r: (r.run_id, r.experiment))
 
     def latest(self, experiment: str, status: str | None = None) -> Run | None:

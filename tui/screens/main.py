@@ -47,6 +47,7 @@ class MainScreen(ConsoleScreen):
         self._cache = SummaryCache()
         self._rows_cache = RowCache()
         self._loading = False
+        self._runs_shown: tuple = ()  # (summaries, rows) last passed to the panes
         self._probe = None  # engine.system.SystemProbe, made on first look at the system tab
 
     def compose(self) -> ComposeResult:
@@ -64,7 +65,11 @@ class MainScreen(ConsoleScreen):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.refresh_all()
+        self._queue_version = -1
+        self._update_queue()
+        # The runs on disk are read after the first frame is on screen: with 1,000 runs that reading
+        # (a worker thread) would otherwise hold the first frame back.
+        self.call_after_refresh(self.load_runs)
         self.query_one(ExperimentsPane).focus_table()
         self.set_interval(1.0, self._tick)
 
@@ -122,6 +127,11 @@ class MainScreen(ConsoleScreen):
     def load_runs(self) -> None:
         summaries = self._cache.load(self.app.store)
         rows = self._rows_cache.load([s.run for s in summaries])  # tags, note, hyperparameters of the runs list
+        # Nothing changed on disk (the usual case, every few seconds): the panes are not rebuilt
+        # (with 1,000 runs that costs the UI thread a noticeable pause, felt as a stalled key).
+        if (summaries, rows) == self._runs_shown:
+            return
+        self._runs_shown = (summaries, rows)
         self.app.call_from_thread(self._apply_runs, summaries, rows)
 
     @work(thread=True, exclusive=True, group="system", exit_on_error=False)

@@ -132,7 +132,13 @@ class RunsPane(TablePane):
 
     def matches_filter(self, key: str) -> bool:
         row = self.rows.get(key)
-        return row is not None and all(t.matches(row) for t in self._terms)
+        if row is None:
+            return False
+        # A text term looks in the row's filter text, kept from set_rows (Term.matches would build
+        # it again for each row at each key typed): the same test, without the per-key cost.
+        hay = self._haystack.get(key)
+        return all((t.value.lower() in hay) != t.negate if t.kind == "text" and hay is not None else t.matches(row)
+                   for t in self._terms)
 
     def _show(self) -> None:
         self._terms = parse_filter(self.filter_text)
