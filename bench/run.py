@@ -578,7 +578,11 @@ def _peer_section(add, rows: list) -> None:
         "(the engine's `max_train_samples = P`, the Trainer on the same rows); the second epoch is timed, so both process "
         "exactly the same sequences (group_by_length hands out the longest batch first and sorts each megabatch, so a "
         "short window of steps would compare different lengths). The engine's epoch-end evaluation and checkpoint are "
-        "excluded from its time (the Trainer side does neither). A `+compile` row is the peer with `torch_compile=True` "
+        "excluded from its time (the Trainer side does neither). Caveat on padding: the Trainer's `LengthGroupedSampler` "
+        "sorts megabatches of `min(P // (4 x batch), 50)` batches, so on these small P it groups 5 batches (bert-tiny, "
+        "P = 640) or a single one (bert-base, P = 48: nothing to sort, hence its ~25% padding); on a full-size dataset it "
+        "sorts 50 batches and pads little, so at bert-base its padding here is worse than a user would see, and the "
+        "padding columns say by how much. A `+compile` row is the peer with `torch_compile=True` "
         "(tried once at bert-tiny in the full run, to see whether it helps that side).")
     add("")
     add("| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
