@@ -48,6 +48,8 @@ def main(argv=None) -> int:
                    help="plain = Trainer defaults; tuned = group_by_length + fused AdamW (+ --precision, --compile)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--compile", action="store_true", help="torch_compile=True (tuned peer)")
+    p.add_argument("--max-rows", type=int, default=0,
+                   help="train on the first N pairs only (the engine's max_train_samples takes the same first N)")
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
 
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
     data = Path(a.data)
     tokenizer = AutoTokenizer.from_pretrained(str(data / "tokenizer"))
     train = datasets.load_from_disk(str(data / "train-pairs"))
+    if a.max_rows:
+        train = train.select(range(min(a.max_rows, len(train))))
     tuned = a.peer == "tuned"
     if tuned and "length" not in train.column_names:
         train = train.add_column("length", [len(x) for x in train["input_ids"]])

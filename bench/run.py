@@ -203,10 +203,10 @@ def bench_dataprep(ws: Workspace) -> dict:
             "tokens": rows["cold"][0]["train_tokens"], "cache_hits_cached": [x["cache_hits"] for x in rows["cached"]]}
 
 
-def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int) -> float:
+def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, epoch: int = 0) -> float:
     from engine.tasks.common import length_batches
 
-    bs = length_batches(lengths, batch, seed * 1000)[w:n]
+    bs = length_batches(lengths, batch, seed * 1000 + epoch)[w:n]
     real = sum(lengths[i] for b in bs for i in b)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in bs)  # CPU: trimmed to the longest row
     return 1 - real / padded
@@ -255,11 +255,72 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str 
     }
 
 
-def bench_peer(ws: Workspace) -> list:
-    """Engine vs the tuned Trainer: both sizes, fp32 and (where native) bf16 on both sides, passive OpenMP."""
-    from engine.train_loop import cpu_bf16_native
+PEER_PAIRS = {"tiny": (640, 640), "base": (48, 96)}  # training pairs (quick, full): 20 / 6-12 steps per epoch
 
+
+def peer_experiment(size: str, plan: Plan, precision: str) -> dict:
+    """Two epochs over the first P pairs; the second epoch is timed (the first is the warm-up)."""
+    exp = size_experiment(size, plan, precision)
+    pairs = PEER_PAIRS[size][0 if plan.quick else 1]
+    spe = pairs // exp["batch_size"]
+    exp.update(name=f"peer-{size}-{precision}", epochs=2, max_steps=0, max_train_samples=pairs, logging_steps=spe)
+    return exp
+
+
+def bench_peer_one(ws: Workspace, size: str, precision: str, reps: int, compile_peer: bool = False) -> dict:
+    """Engine vs the tuned Trainer on the same P pairs: epoch 1 warms up, epoch 2 is timed on both sides.
+
+    Timing a whole epoch makes both sides process exactly the same sequences: group_by_length
+    puts the longest batch first and sorts each megabatch, so a short window of steps would
+    hand the two sides different lengths (and at bert-base a step's fixed costs, e.g. the
+    optimizer over 110M parameters, make tokens/s depend on them).
+    """
+    prep = ws.prepared(size)
+    exp = peer_experiment(size, ws.plan, precision)
+    spe = exp["logging_steps"]
+    manifest = write_manifest(ws.root / "manifests" / f"{exp['name']}.toml", ws.root / "runs", [exp])
+    env = omp_env(ws.cache, "passive", PYTHONWARNINGS="ignore")
+    k = {"i": 0}
+
+    def engine():
+        k["i"] += 1
+        out = ws.root / f"peer-eng-{exp['name']}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", str(manifest), "--experiment", exp["name"],
+                          "--warmup-steps", str(spe), "--json", str(out)], env, out)
+
+    def baseline():
+        k["i"] += 1
+        out = ws.root / f"peer-base-{exp['name']}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(2 * spe),
+                          "--warmup-steps", str(spe), "--batch-size", str(exp["batch_size"]), "--max-rows",
+                          str(exp["max_train_samples"]), "--learning-rate", str(exp["learning_rate"]), "--seed",
+                          str(exp["seed"]), "--peer", "tuned", "--precision", precision, "--json", str(out)]
+                         + (["--compile"] if compile_peer else []), env, out)
+
+    label = f"{size} vs tuned Trainer, {precision}{' +compile' if compile_peer else ''}"
+    res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"peer {label} {m}"))
+    tps = {side: [x["tokens_per_s"] for x in res[side]] for side in res}
+    lengths = prep["lengths"][:exp["max_train_samples"]]
+    return {
+        "size": size, "variant": "passive", "preset": exp["model"], "batch": exp["batch_size"], "seq": exp["max_seq_length"],
+        "peer": "tuned", "precision": precision, "peer_compile": compile_peer, "pairs": exp["max_train_samples"],
+        "warmup_steps": spe, "steps": 2 * spe, "reps": reps, "runs": res,
+        "device": res["engine"][0].get("device", "cpu"),
+        "median_tokens_per_s": {side: median(v) for side, v in tps.items()},
+        "median_s_per_step": {side: median([x["s_per_step"] for x in res[side]]) for side in res},
+        "ratio": ratio_stats(tps["engine"], tps["baseline"]),
+        "padding": {"baseline": median([x["padding_fraction"] for x in res["baseline"]]),
+                    "engine": engine_padding(lengths, exp["batch_size"], exp["seed"], 0, spe, epoch=1)},
+        "epoch_tokens": {"baseline": median([x["tokens_per_s"] * x["timed_s"] for x in res["baseline"]]),
+                         "engine": median([x["tokens_per_s"] * x["timed_s"] for x in res["engine"]])},
+    }
+
+
+def bench_peer(ws: Workspace) -> list:
+    """Engine vs the tuned Trainer: each size, fp32 and (where native) bf16 on both sides, passive OpenMP."""
     import torch
+
+    from engine.train_loop import cpu_bf16_native
 
     plan = ws.plan
     if torch.cuda.is_available():  # --gpu-peer: the GPU's own precision on both sides
@@ -269,10 +330,9 @@ def bench_peer(ws: Workspace) -> list:
     rows = []
     for size in plan.sizes:
         for prec in precisions:
-            rows.append(bench_pretrain(ws, size, "passive", plan.reps_peer_tiny if size == "tiny" else plan.reps_peer_base,
-                                       peer="tuned", precision=prec))
-    if plan.compile and not torch.cuda.is_available():  # does torch_compile help the peer? (the engine's own compile lever is in `levers`)
-        rows.append(bench_pretrain(ws, "tiny", "passive", 2, peer="tuned", precision="fp32", compile_peer=True))
+            rows.append(bench_peer_one(ws, size, prec, plan.reps_peer_tiny if size == "tiny" else plan.reps_peer_base))
+    if plan.compile and not torch.cuda.is_available() and "tiny" in plan.sizes:  # does torch_compile help the peer?
+        rows.append(bench_peer_one(ws, "tiny", "fp32", 2, compile_peer=True))
     return rows
 
 
@@ -525,10 +585,18 @@ def _peer_section(add, rows: list) -> None:
         "(`bench/baseline_trainer.py --peer tuned`): `train_sampling_strategy=\"group_by_length\"` (similar lengths in a "
         "batch, lengths precomputed), `optim=\"adamw_torch_fused\"`, and the SAME precision as the engine's side: fp32 "
         "on both, or bf16 autocast on both (`bf16=True` vs the engine's `precision = \"bf16\"`, on CPUs with native "
-        "bf16 only). `OMP_WAIT_POLICY=PASSIVE` for both. A `+compile` row is the peer with `torch_compile=True` "
+        "bf16 only). `OMP_WAIT_POLICY=PASSIVE` for both. Both sides train two epochs over the same first P pairs "
+        "(the engine's `max_train_samples = P`, the Trainer on the same rows); the second epoch is timed, so both process "
+        "exactly the same sequences (group_by_length hands out the longest batch first and sorts each megabatch, so a "
+        "short window of steps would compare different lengths). The engine's epoch-end evaluation and checkpoint are "
+        "excluded from its time (the Trainer side does neither). Caveat on padding: the Trainer's `LengthGroupedSampler` "
+        "sorts megabatches of `min(P // (4 x batch), 50)` batches, so on these small P it groups 5 batches (bert-tiny, "
+        "P = 640) or a single one (bert-base, P = 48: nothing to sort, hence its ~25% padding); on a full-size dataset it "
+        "sorts 50 batches and pads little, so at bert-base its padding here is worse than a user would see, and the "
+        "padding columns say by how much. A `+compile` row is the peer with `torch_compile=True` "
         "(tried once at bert-tiny in the full run, to see whether it helps that side).")
     add("")
-    add("| model | precision | peer | W / N steps | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
+    add("| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
     add("|---|---|---|---|---|---:|---:|---:|---|---|")
     mfu = {}
     for r in rows:
@@ -538,7 +606,7 @@ def _peer_section(add, rows: list) -> None:
     for r in rows:
         t, st, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
         peer = "tuned" + (" +compile" if r.get("peer_compile") else "")
-        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r['warmup_steps']} / {r['steps']} | "
+        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r.get('pairs', '?')} ({r['warmup_steps']}) | "
             f"{r['reps']} | {fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** "
             f"[{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | {st['baseline']:.3g} / {st['engine']:.3g} | "
             f"{pd['baseline']:.1%} / {pd['engine']:.1%} |")
