@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the latest unfinished run of each experiment from its checkpoint")
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
+    r.add_argument("--detach", "-d", action="store_true",
+                   help="queue them (each job then runs in its own process) and return; see `lmconsole queue`")
+    r.add_argument("--again", action="store_true", help="with --detach: queue another run even if one is queued or running")
 
     s = sub.add_parser("runs", help="list runs on disk")
     s.add_argument("experiment", nargs="?")
@@ -62,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     pu.add_argument("--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing")
     pu.add_argument("--out", help="folder for --dry-run (default: ./push-<experiment>-<run-id>)")
 
+    qu = sub.add_parser("queue", help="show or change the job queue of the runs directory (shared by consoles and CLI)")
+    qu.add_argument("action", nargs="?", default="list",
+                    choices=("list", "pause", "resume", "cancel", "retry", "up", "down", "clean"))
+    qu.add_argument("job", nargs="?", metavar="JOB", help="job number (as listed), or an experiment (its latest job)")
+    qu.add_argument("--json", action="store_true")
+
+    at = sub.add_parser("attach", help="follow a queued or running job's progress (ctrl+c detaches; the job goes on)")
+    at.add_argument("job", nargs="?", metavar="JOB", help="job number or experiment (default: the first running job)")
+    at.add_argument("--json", action="store_true", help="print events as JSON lines")
+
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
@@ -91,6 +104,7 @@ def main(argv=None, console=None) -> int:
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
         "check": cmd_check, "control": cmd_control, "push": cmd_push,
+        "queue": cmd_queue, "attach": cmd_attach,
     }[args.command]
     try:
         return handler(args)
@@ -173,10 +187,13 @@ def cmd_run(args) -> int:
         return 2
     from .jobs import run_experiment
     from .runs import RunStore
+    from .status import RESUMABLE
 
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
+    if args.detach:
+        return _run_detached(manifest, args)
     store = RunStore(manifest.runs_dir)
     plan = args.experiments if args.no_deps else manifest.plan(args.experiments)
     requested = set(args.experiments)
@@ -193,7 +210,7 @@ def cmd_run(args) -> int:
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed", "paused"):
+            if last is not None and last.status().get("status") in RESUMABLE | {"paused"}:
                 resume = last
             elif last is not None and last.status().get("status") == "running":
                 return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
@@ -353,6 +370,8 @@ def cmd_control(args) -> int:
         return 2
     from .runs import RunStore
 
+    from .queue import JobQueue
+
     try:
         run = RunStore(manifest.runs_dir).get(args.run)
     except (KeyError, ValueError) as exc:
@@ -360,9 +379,115 @@ def cmd_control(args) -> int:
     status = run.status().get("status")
     if status not in ("running", "paused"):
         return _fail(f"{run.experiment}/{run.run_id} is {status}, not running")
-    run.request(args.action)
-    print(f"sent {args.action} to {run.experiment}/{run.run_id}")
+    print(JobQueue(manifest).control_run(run, args.action))
     return 0
+
+
+# -- the queue on disk (issue 12): run --detach, queue, attach --------------------------------------
+
+def _run_detached(manifest, args) -> int:
+    from .queue import JobQueue
+
+    queue = JobQueue(manifest)
+    added = queue.submit(args.experiments, with_deps=not args.no_deps, again=args.again)
+    for job in added:
+        print(f"queued #{job.id} {job.experiment}" + (f" (after #{', #'.join(map(str, job.depends_on))})" if job.depends_on else ""))
+    for name in queue.last_skipped:
+        print(f"{name}: already queued or running; add --again to queue another run", file=sys.stderr)
+    if added:
+        print(f"runs in {manifest.runs_dir}; follow with `lmconsole attach` or `lmconsole queue`")
+    return 0 if added or not queue.last_skipped else 1
+
+
+def _find_job(queue, ref: str | None, prefer_running: bool = False):
+    jobs = queue.refresh()
+    if ref is None:
+        if prefer_running:
+            return next((j for j in jobs if j.active), None) or next((j for j in jobs if j.waiting), None)
+        return None
+    ref = ref.lstrip("#")
+    if ref.isdigit():
+        return next((j for j in jobs if j.id == int(ref)), None)
+    return next((j for j in reversed(jobs) if j.experiment == ref), None)
+
+
+def _job_row(job) -> dict:
+    step = job.metrics.last_step
+    return {"id": job.id, "experiment": job.experiment, "status": str(job.status), "reason": job.reason,
+            "run": f"{job.run.experiment}/{job.run.run_id}" if job.run else None, "depends_on": list(job.depends_on),
+            "gpus": job.gpus, "devices": list(job.devices),
+            "step": step.step if step else None, "total_steps": step.total_steps if step else None}
+
+
+def cmd_queue(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .queue import JobQueue
+
+    queue = JobQueue(manifest)
+    if args.action == "clean":
+        print(f"dropped {queue.clean()} ended job(s) from the queue (their runs stay)")
+        return 0
+    if args.action != "list":
+        if args.job is None:
+            return _fail(f"name the job: lmconsole queue {args.action} JOB (see `lmconsole queue`)")
+        job = _find_job(queue, args.job)
+        if job is None:
+            return _fail(f"no job {args.job!r} in the queue (see `lmconsole queue`)")
+        print(queue.control(job, args.action))
+        return 0
+    jobs = queue.refresh()
+    if args.json:
+        print(json.dumps([_job_row(j) for j in jobs], indent=1))
+        return 0
+    if not jobs:
+        print(f"the queue of {manifest.runs_dir} is empty")
+        return 0
+    for j in jobs:
+        row = _job_row(j)
+        progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
+        where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
+        note = j.reason if j.status in ("failed", "blocked", "cancelled", "interrupted") else (row["run"] or "")
+        print(f"#{j.id:<3} {j.experiment:<20} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
+    return 0
+
+
+def cmd_attach(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .follow import RunFollower
+    from .queue import JobQueue
+    from .status import FINAL
+
+    queue = JobQueue(manifest)
+    job = _find_job(queue, args.job, prefer_running=True)
+    if job is None:
+        return _fail("no such job in the queue" if args.job else "no job runs or waits; see `lmconsole queue`")
+    printer = ProgressPrinter(job.experiment, as_json=args.json)
+    if not args.json:
+        print(f"[{job.experiment}] job #{job.id} {job.status}; ctrl+c detaches (the job goes on)", flush=True)
+    follower = None
+    try:
+        while True:
+            job = queue.get(job.id)
+            if job.run is not None and (follower is None or follower.run.path != job.run.path):
+                follower = RunFollower(job.run)
+            if follower is not None:
+                for ev in follower.poll()[0]:
+                    printer.emit(ev)
+            if job.status in FINAL:
+                if not args.json:
+                    print(f"[{job.experiment}] {job.status}" + (f": {job.reason}" if job.reason else ""), flush=True)
+                return 0 if job.status == "finished" else 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        if not args.json:
+            print(f"[{job.experiment}] detached; job #{job.id} goes on", flush=True)
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

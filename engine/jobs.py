@@ -120,11 +120,14 @@ def _task_fn(task: str):
 
 
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
-                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
+                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
+                   seen_seq: int | None = None) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
-    its last checkpoint. Never raises for job failures: they end up in the
+    its last checkpoint. ``seen_seq``: control requests up to this sequence number
+    are old (the queue passes what it saw when it started the job, so a cancel sent
+    while the job process started up still counts). Never raises for job failures: they end up in the
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
     With ``launcher`` set, the job runs as child processes under torchrun or
     accelerate and this thread follows its run directory (see :func:`_launch`).
@@ -140,8 +143,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     sink = FanoutSink([writer, *sinks])
     ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
-    req = run.pending_request()
-    ctx._seq_seen = int(req.get("seq", 0))
+    ctx._seq_seen = int(run.pending_request().get("seq", 0)) if seen_seq is None else seen_seq
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
@@ -206,7 +208,9 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
 
     from .events import LogEmitted
 
-    offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    from .follow import RunFollower
+
+    follower = RunFollower(run, run.events_path.stat().st_size if run.events_path.exists() else 0)
     try:
         cmd = launcher_command(manifest, exp, run, resume)
     except JobError as exc:
@@ -223,15 +227,11 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
                                                     f"output in {run.path / 'launcher.log'}"))
     try:
         while proc is not None:
-            events, offset = run.follow(offset)
-            for ev in events:
+            exited = proc.poll() is not None
+            for ev in follower.poll()[0]:  # a rewind by the resumed rank 0 re-sends the kept history
                 for s in sinks:
                     s.emit(ev)
-            if proc.poll() is not None:
-                events, offset = run.follow(offset)
-                for ev in events:
-                    for s in sinks:
-                        s.emit(ev)
+            if exited:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:

@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
-
-STATUSES = ("queued", "running", "paused", "finished", "failed", "cancelled", "interrupted", "blocked")
-ACTIVE = ("running", "paused")
+from .status import ACTIVE, STATUSES  # noqa: F401 - STATUSES re-exported for older imports
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

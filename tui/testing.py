@@ -190,15 +190,19 @@ class FakeRunner:
     def options(self, name: str) -> dict:
         return {**self.default, **self.per_experiment.get(name, {})}
 
-    def __call__(self, manifest, name, sinks=(), resume=None, store=None) -> Run:
+    def __call__(self, manifest, name, sinks=(), resume=None, store=None, run=None, resume_flag=False,
+                 seen_seq=None) -> Run:
+        """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``, ``seen_seq``)."""
         exp = manifest.get(name)
         store = store or RunStore(manifest.runs_dir)
-        run = resume or store.create(exp.name, exp.to_dict())
+        run = run or resume or store.create(exp.name, exp.to_dict())
+        is_resume = resume is not None or resume_flag
+        resume = run if is_resume else None
         writer = RunWriter(run).open()
         sink = FanoutSink([writer, *sinks])
         ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store,
                          resume=resume is not None)
-        ctx._seq_seen = int(run.pending_request().get("seq", 0))  # same as run_experiment
+        ctx._seq_seen = int(run.pending_request().get("seq", 0)) if seen_seq is None else seen_seq  # as run_experiment
         self.calls.append(name)
         try:
             if self.options(name).get("start_gate") is not None:
@@ -250,7 +254,25 @@ class FakeRunner:
                 ctx.emit(TableWritten(name="epochs", path=str(path)))
         if opt.get("gate") is not None:
             opt["gate"].wait(30)
+        if opt.get("gate_file"):  # across processes: wait until the file exists
+            deadline = time.monotonic() + 60
+            while not os.path.exists(opt["gate_file"]) and time.monotonic() < deadline:
+                ctx.poll()
+                time.sleep(0.02)
         return {"final": evals[-1].metrics, "global_step": steps}
+
+
+def process_runner(manifest, name, **kwargs) -> Run:
+    """A :class:`FakeRunner` for job processes: ``LMCONSOLE_JOB_RUNNER=tui.testing:process_runner``.
+
+    Options come from ``LMCONSOLE_FAKE`` (JSON: ``{"default": {...}, "<experiment>": {...}}``);
+    ``gate_file`` replaces ``gate`` (an event cannot cross processes).
+    """
+    import json
+
+    opts = json.loads(os.environ.get("LMCONSOLE_FAKE", "{}") or "{}")
+    default = opts.pop("default", {})
+    return FakeRunner(default, **opts)(manifest, name, **kwargs)
 
 
 def screen_text(app) -> str:

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from engine.status import RESUMABLE
+
 from ..data import short_id, status_text
 from .panes import Note, TablePane
 
@@ -51,7 +53,7 @@ class RunsPane(TablePane):
         self.marked &= set(self.summaries)
         rows = []
         for s in reversed(summaries):  # newest first
-            note = s.reason if s.status in ("failed", "interrupted", "cancelled") else s.model
+            note = s.reason if s.status in RESUMABLE else s.model
             rows.append((s.key, [s.run.experiment, short_id(s.run.run_id), status_text(s.status), s.result, note],
                          f"{s.key} {s.status} {s.task} {s.model}"))
         self.set_rows(rows)
