@@ -445,12 +445,13 @@ def cmd_queue(args) -> int:
     if not jobs:
         print(f"the queue of {manifest.runs_dir} is empty")
         return 0
+    width = max(len(j.experiment) for j in jobs)
     for j in jobs:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
         note = j.reason if j.status in ("failed", "blocked", "cancelled", "interrupted") else (row["run"] or "")
-        print(f"#{j.id:<3} {j.experiment:<20} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
+        print(f"#{j.id:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
     return 0
 
 

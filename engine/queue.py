@@ -674,7 +674,8 @@ class JobQueue:
                             e["state"], e["reason"] = "removed", "removed from the queue"
                 self.refresh()
                 return f"removed {name} from the queue" + (
-                    f"; {', '.join(d.experiment for d in deps)} stay blocked until it runs (R on #{job.id})" if deps else "")
+                    f"; {', '.join(d.experiment for d in deps)} {'stays' if len(deps) == 1 else 'stay'} blocked "
+                    f"until it runs (R on #{job.id})" if deps else "")
             if job.active and job.run is not None:
                 job.run.request("cancel")
                 return f"cancel requested: {name} saves a checkpoint; R resumes it"

@@ -258,7 +258,7 @@ def test_cancelling_a_queued_job_says_what_becomes_of_its_dependants(tmp_path):
     q.submit(["params"])
     pre, fine = q.submit(["finetune"])
     message = q.control(pre, "cancel")
-    assert message == "removed #2 pretrain from the queue; finetune stay blocked until it runs (R on #2)"
+    assert message == "removed #2 pretrain from the queue; finetune stays blocked until it runs (R on #2)"
     assert pre.status == "cancelled" and fine.status == "blocked"
     assert q.control(pre, "retry") == "queued #2 pretrain again"
     gate.set()
@@ -409,3 +409,34 @@ def test_sigkill_while_the_queue_is_written_leaves_it_readable(tmp_path):
         assert data["jobs"] and data["next_id"] == data["jobs"][-1]["id"] + 1
         with qf.change() as state:  # the dead writer's lock is gone
             state["touched"] = True
+
+
+def test_console_asks_before_a_second_run_of_a_queued_experiment(tmp_path):
+    import asyncio
+
+    from tui.screens.dialogs import ConfirmDialog
+    from tui.screens.main import MainScreen
+    from tui.testing import make_app, screen_text, wait_for
+
+    gate = threading.Event()
+    runner = FakeRunner(params={"gate": gate})
+
+    async def go():
+        app = make_app(tmp_path, runner, history=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("r")  # params (first row)
+            assert await wait_for(pilot, lambda: [j.status for j in app.queue.jobs] == ["running"])
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            assert "params: already queued or running" in screen_text(app)
+            await pilot.press("n")
+            assert len(app.queue.jobs) == 1
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.press("y")
+            assert await wait_for(pilot, lambda: [j.experiment for j in app.queue.jobs] == ["params", "params"])
+            gate.set()
+            assert await wait_for(pilot, lambda: [j.status for j in app.queue.jobs] == ["finished", "finished"])
+
+    asyncio.run(go())
