@@ -182,6 +182,13 @@ def _pid_alive(pid) -> bool:
             return False
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
 # -- derived state ---------------------------------------------------------------------------------
 
 def entry_status(entry: dict, by_id: dict, store: RunStore, alive: Callable[[dict], bool],
@@ -196,8 +203,11 @@ def entry_status(entry: dict, by_id: dict, store: RunStore, alive: Callable[[dic
     if state == "removed":
         out = ("cancelled", entry.get("reason") or "removed from the queue")
     elif state == "started" and entry.get("run"):
-        st = Run(store.root / entry["run"]).status()
+        run = Run(store.root / entry["run"])
+        st = run.status()
         status, reason = st.get("status", "queued"), str(st.get("reason", "") or "")
+        if status in FINAL and entry.get("resume") and _mtime(run.path / "status.json") < entry.get("started", 0):
+            status = "queued"  # a resume whose process has not written yet: the status is the last attempt's
         if status == "queued":  # the process has not taken its run directory yet
             if alive(entry):
                 status, reason = "running", "starting"
