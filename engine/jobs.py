@@ -1,8 +1,8 @@
 """Running one experiment as a job: run directory, status, control and failure handling.
 
-:func:`run_experiment` runs a job in the calling thread (the console calls it
-from a worker thread, the CLI from the main thread, a launcher from a child
-process). Control requests (pause/resume/cancel) reach a job the same way from
+:func:`run_experiment` runs a job in the calling thread (a job process of the
+queue, ``engine.jobproc``, calls it; so do a foreground ``lmconsole run`` and a
+launcher's rank 0). Control requests (pause/resume/cancel) reach a job the same way from
 any process: :meth:`Run.request` writes ``control.json``; the job polls it
 between optimizer steps (one ``os.stat``, microseconds).
 """

@@ -331,6 +331,18 @@ class ThreadLauncher:
             t.join(timeout)
 
 
+def _entry_manifest(entry: dict, cache: dict):
+    from .manifest import ManifestError, load
+
+    path = str(Path(entry.get("manifest", "")).resolve())
+    if path not in cache:
+        try:
+            cache[path] = load(path)
+        except (ManifestError, OSError):
+            cache[path] = None
+    return cache[path]
+
+
 def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
     """Start every waiting job that may start now (slots, GPUs, dependencies); returns their ids.
 
@@ -358,13 +370,15 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 continue  # a dependency still waits or runs
             waiting.append((e["id"], int(e.get("gpus", 0))))
         picks = assign_gpus(waiting, [g for g in gpus if g not in busy], manifest.settings.max_parallel_jobs - active)
+        own = {str(Path(manifest.path).resolve()): manifest}
         for job_id, devices in picks.items():
             e = by_id[job_id]
-            if e["experiment"] not in manifest.names:
-                e["state"], e["reason"] = "removed", f"{e['experiment']} is no longer in {Path(manifest.path).name}"
+            entry_manifest = _entry_manifest(e, own)  # the manifest it was queued from (several may share runs/)
+            if entry_manifest is None or e["experiment"] not in entry_manifest.names:
+                e["state"], e["reason"] = "removed", f"{e['experiment']} is no longer in {Path(e.get('manifest', '?')).name}"
                 continue
             if not e.get("run"):
-                exp = manifest.get(e["experiment"])
+                exp = entry_manifest.get(e["experiment"])
                 run = store.create(exp.name, exp.to_dict())
                 e["run"] = f"{run.experiment}/{run.run_id}"
                 e["seen_seq"] = 0
