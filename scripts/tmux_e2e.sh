@@ -159,7 +159,7 @@ keys 3
 wait_for "■ cancelled" 10
 keys "/" ; keys "e2e-pretrain" ; keys Enter
 keys R
-wait_for "resuming e2e-pretrain" 5
+wait_for "resuming (#[0-9]+ )?e2e-pretrain" 5
 wait_status "$RUN/status.json" running 60
 PID=$(cat "$WORK/pid")
 tmux kill-session -t "$SESSION"   # the pane's terminal goes away: SIGHUP
