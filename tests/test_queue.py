@@ -91,18 +91,21 @@ def _console(folder: Path, names: str, tag: str = "a") -> subprocess.Popen:
 
 
 def test_sigkill_console_while_two_jobs_run_and_two_wait(tmp_path, process_jobs):
-    process_jobs(default={"steps": 30, "delay": 0.05})
+    gate = tmp_path / "release"  # the first two jobs hold until the console is dead
+    process_jobs(default={"steps": 30, "delay": 0.02}, baseline={"gate_file": str(gate)},
+                 params={"gate_file": str(gate)})
     write_manifest(tmp_path, PARALLEL2)
     console = _console(tmp_path, "baseline,params,finetune")  # + pretrain first: 4 jobs
     try:
-        assert _wait(lambda: sum(j["status"] == "running" for j in _queue_json(tmp_path)) == 2, 30)
-        rows = _queue_json(tmp_path)
-        assert [r["status"] for r in rows].count("queued") == 2, rows
+        assert _wait(lambda: [r["status"] for r in _queue_json(tmp_path)] == ["running", "running", "queued", "queued"], 30)
         console.send_signal(signal.SIGKILL)
         console.wait(10)
     finally:
         if console.poll() is None:
             console.kill()
+    rows = _queue_json(tmp_path)
+    assert [r["status"] for r in rows] == ["running", "running", "queued", "queued"], rows
+    gate.write_text("go")
     # Nobody watches now: the jobs finish, the waiting ones start (the scheduler has no console).
     assert _wait(lambda: [r["status"] for r in _queue_json(tmp_path)] == ["finished"] * 4, 60), _queue_json(tmp_path)
     rows = _queue_json(tmp_path)
@@ -135,7 +138,8 @@ def test_sigkill_console_while_two_jobs_run_and_two_wait(tmp_path, process_jobs)
 
 def test_sigkill_console_mid_job_then_new_console_shows_running_and_queued(tmp_path, process_jobs):
     """A second console opened while the work of a killed one goes on: running and waiting rows."""
-    process_jobs(default={"steps": 6, "delay": 0.05}, pretrain={"steps": 400, "delay": 0.02})
+    process_jobs(default={"steps": 6, "delay": 0.05},
+                 pretrain={"steps": 4, "gate_file": str(tmp_path / "never")})  # runs until cancelled
     write_manifest(tmp_path)
     console = _console(tmp_path, "finetune")
     assert _wait(lambda: any(r["status"] == "running" and r["step"] for r in _queue_json(tmp_path)), 30)
