@@ -360,6 +360,34 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
         eq.ensure_scheduler = real_ensure
 
 
+def test_job_processes_get_disjoint_cuda_visible_devices(tmp_path, process_jobs):
+    """The real path: scheduler process, job processes, CUDA_VISIBLE_DEVICES as each job sees it."""
+    gate = tmp_path / "release"
+    process_jobs(default={"steps": 2, "gate_file": str(gate)})
+    m = load(write_manifest(tmp_path, GPU_MANIFEST))
+    q = JobQueue(m)
+    q.submit([f"j{i}" for i in range(6)])
+
+    def seen():
+        out = {}
+        for j in q.refresh():
+            if j.run is not None:
+                logs = [e.message for e in j.run.events() if type(e).__name__ == "LogEmitted"]
+                out.update({j.experiment: x.split("=", 1)[1] for x in logs if x.startswith("CUDA_VISIBLE_DEVICES=")})
+        return out
+
+    try:
+        assert _wait(lambda: len(seen()) == 3, 30), seen()
+        got = seen()
+        assert set(got) == {"j0", "j1", "j3"}  # j2 needs 2 and waits; j3 fits the last free GPU
+        devices = [d for v in got.values() for d in v.split(",")]
+        assert sorted(devices) == ["0", "1", "2", "3"] and len(got["j0"].split(",")) == 2
+        assert [j.status for j in q.jobs].count("running") == 3
+    finally:
+        gate.write_text("go")
+    assert _wait(lambda: [j.status for j in q.refresh()] == ["finished"] * 6, 60), [(j.experiment, j.status) for j in q.jobs]
+
+
 def test_assign_gpus_backfills_and_respects_slots():
     assert assign_gpus([(1, 2), (2, 2), (3, 1)], [0, 1, 2], 5) == {1: [0, 1], 3: [2]}
     assert assign_gpus([(1, 1), (2, 1)], [3, 0], 1) == {1: [0]}

@@ -231,6 +231,8 @@ class FakeRunner:
         per_epoch = max(1, steps // epochs)
         ctx.emit(PhaseStarted(phase="data", detail="fake data"))
         ctx.log("device cpu, fp32")
+        if os.environ.get("LMCONSOLE_JOB_RUNNER") and "CUDA_VISIBLE_DEVICES" in os.environ:
+            ctx.log(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")  # what the scheduler handed out
         extra = {"note": opt["note"], "eval_split": "validation"} if opt.get("note") else {}
         evals = [EvalFinished(epoch=0, step=0, split="test", metrics={**_eval(0), **extra})]
         ctx.emit(evals[0])
