@@ -439,7 +439,6 @@ class Job:
     gpus: int = 0
     metrics: MetricStore = field(default_factory=MetricStore)
     phase: object = None  # latest PhaseStarted/ProgressUpdated: what a job does before its first step
-    pending: str = ""  # kept for the jobs pane; requests now always go straight to the run directory
     _follower: RunFollower | None = field(default=None, repr=False)
     _read_final: bool = field(default=False, repr=False)  # events read once after it ended: nothing more comes
     _queue: object = field(default=None, repr=False, compare=False)
@@ -797,6 +796,14 @@ class JobQueue:
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
             keep = [e for e in state["jobs"] if st[e["id"]][0] not in FINAL or st[e["id"]][0] == "blocked"]
+            needed = {d for e in keep for d in e.get("depends_on", [])}
+            while True:  # keep what a remaining job waits on (a failed dependency keeps blocking it)
+                more = [e for e in state["jobs"] if e["id"] in needed and e not in keep]
+                if not more:
+                    break
+                keep += more
+                needed |= {d for e in more for d in e.get("depends_on", [])}
+            keep.sort(key=state["jobs"].index)
             n = len(state["jobs"]) - len(keep)
             state["jobs"] = keep
         self.refresh()

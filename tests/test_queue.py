@@ -264,6 +264,9 @@ def test_cancelling_a_queued_job_says_what_becomes_of_its_dependants(tmp_path):
     message = q.control(pre, "cancel")
     assert message == "removed #2 pretrain from the queue; finetune stays blocked until it runs (R on #2)"
     assert pre.status == "cancelled" and fine.status == "blocked"
+    q.wait(0.3)
+    q.clean()  # ended jobs go, but not the cancelled one that finetune waits on
+    assert [j.experiment for j in q.jobs] == ["params", "pretrain", "finetune"] and fine.status == "blocked"
     assert q.control(pre, "retry") == "queued #2 pretrain again"
     gate.set()
     q.wait(20)
