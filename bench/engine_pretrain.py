@@ -116,8 +116,11 @@ def main(argv=None) -> int:
             os.environ["OMP_NUM_THREADS"] = str(a.threads)
         events = via_cli(a.manifest, a.experiment)
     out = summarise(events, a.warmup_steps)
+    import torch
+
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     out.update(process_s=time.perf_counter() - t0, mode="in-process" if a.in_process else "lmconsole run",
-               threads=a.threads or None)
+               threads=a.threads or None, device=device)
     Path(a.json).write_text(json.dumps(out))
     return 0
 

@@ -16,6 +16,9 @@ fairly. Sections:
 - pretrain: real tokens/s, engine (``run_experiment``) vs a plain HF Trainer script
             (``bench/baseline_trainer.py``), bert-tiny (demo preset) and bert-base,
             under the default OpenMP settings and with OMP_WAIT_POLICY=PASSIVE
+- peer:     the same engine vs the strongest peer: a Trainer tuned by a speed-minded user
+            (group_by_length, fused AdamW, the same precision as the engine: fp32, and bf16 on CPUs
+            with native bf16; torch_compile tried at bert-tiny in the full run), both sizes
 - threads:  the engine at bert-tiny under thread settings
 - profile:  where a step's time goes (engine vs baseline, phase by phase; top operators)
 - levers:   single levers A/B (AdamW foreach vs fused, batch building, CPU bf16, torch.compile)
@@ -45,13 +48,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 from common import (  # noqa: E402
     REPO, bench_env, demo_experiment, fmt, interleaved, machine_info, median, ratio_stats, run_child, write_manifest,
 )
 
 BENCH = REPO / "bench"
 PY = sys.executable
-SECTIONS = ("startup", "dataprep", "pretrain", "threads", "profile", "levers", "memory", "squad", "console")
+SECTIONS = ("startup", "dataprep", "pretrain", "peer", "threads", "profile", "levers", "memory", "squad", "console")
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -75,6 +79,9 @@ class Plan:
     levers_reps: int
     compile: bool
     console: tuple = (5, 160, 40)  # (repetitions, steps, key presses)
+    reps_peer_tiny: int = 4
+    reps_peer_base: int = 3
+    sizes: tuple = ("tiny", "base")  # --sizes: the model sizes of the pretrain and peer sections
 
 
 def make_plan(quick: bool) -> Plan:
@@ -82,7 +89,7 @@ def make_plan(quick: bool) -> Plan:
         return Plan(quick, reps_tiny=2, reps_base=1, tiny_steps=(3, 20), base_steps=(1, 4), base_batch=8,
                     omp_envs=("default", "passive"), base_omp_envs=("passive",), reps_threads=2, reps_dataprep=2,
                     reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False,
-                    console=(2, 60, 20))
+                    console=(2, 60, 20), reps_peer_tiny=2, reps_peer_base=2)
     return Plan(quick, reps_tiny=4, reps_base=3, tiny_steps=(5, 35), base_steps=(2, 7), base_batch=8,
                 omp_envs=("default", "passive"), base_omp_envs=("passive", "default"), reps_threads=4, reps_dataprep=3,
                 reps_startup=10, reps_squad=3, memory_epochs=None, profile_steps=(10, 3), levers_reps=5, compile=True)
@@ -115,7 +122,7 @@ SIZES = {
 }
 
 
-def size_experiment(size: str, plan: Plan) -> dict:
+def size_experiment(size: str, plan: Plan, precision: str = "auto") -> dict:
     preset, batch, lr = SIZES[size]
     if size == "base":
         batch = plan.base_batch
@@ -124,6 +131,8 @@ def size_experiment(size: str, plan: Plan) -> dict:
     exp.pop("description", None)
     exp.update(name=f"bench-{size}", model=preset, batch_size=batch, learning_rate=lr, epochs=1, max_steps=n,
                logging_steps=w, max_eval_samples=8)
+    if precision != "auto":
+        exp.update(name=f"bench-{size}-{precision}", precision=precision)
     return exp
 
 
@@ -134,7 +143,9 @@ class Workspace:
         self.data: dict[str, dict] = {}
 
     def manifest(self, size: str) -> Path:
-        return write_manifest(self.root / "manifests" / f"{size}.toml", self.root / "runs", [size_experiment(size, self.plan)])
+        # every precision variant of a size in one manifest: same data, tokenizer and cache
+        exps = [size_experiment(size, self.plan)] + [size_experiment(size, self.plan, p) for p in ("fp32", "bf16")]
+        return write_manifest(self.root / "manifests" / f"{size}.toml", self.root / "runs", exps)
 
     def prepared(self, size: str) -> dict:
         """Tokenizer, cached NSP pairs and model config of a size (built once, in a child)."""
@@ -198,9 +209,11 @@ def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int) ->
     return 1 - real / padded
 
 
-def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
+def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str = "plain", precision: str = "fp32",
+                   compile_peer: bool = False) -> dict:
+    """Engine vs a Trainer (``peer`` plain or tuned) at one size, OpenMP variant and precision (both sides)."""
     prep = ws.prepared(size)
-    exp = size_experiment(size, ws.plan)
+    exp = size_experiment(size, ws.plan, precision if peer != "plain" else "auto")
     w, n = ws.plan.tiny_steps if size == "tiny" else ws.plan.base_steps
     batch = exp["batch_size"]
     if n >= prep["train_pairs"] // batch:
@@ -211,7 +224,7 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
     def engine():
         k["i"] += 1
         out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
+        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", exp["name"],
                           "--warmup-steps", str(w), "--json", str(out)], env, out)
 
     def baseline():
@@ -219,13 +232,15 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
         out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
         return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(n),
                           "--warmup-steps", str(w), "--batch-size", str(batch), "--learning-rate", str(exp["learning_rate"]),
-                          "--seed", str(exp["seed"]), "--json", str(out)], env, out)
+                          "--seed", str(exp["seed"]), "--peer", peer, "--precision", precision, "--json", str(out)]
+                         + (["--compile"] if compile_peer else []), env, out)
 
-    res = interleaved({"baseline": baseline, "engine": engine}, reps,
-                      progress=lambda m: log(f"pretrain {size} [{variant}] {m}"))
+    label = f"{size} [{variant}]" + (f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else "")
+    res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"pretrain {label} {m}"))
     tps = {s: [x["tokens_per_s"] for x in res[s]] for s in res}
     return {
         "size": size, "variant": variant, "preset": exp["model"], "batch": batch, "seq": exp["max_seq_length"],
+        "peer": peer, "precision": precision, "peer_compile": compile_peer, "device": res["engine"][0].get("device", "cpu"),
         "warmup_steps": w, "steps": n, "reps": reps, "runs": res,
         "median_tokens_per_s": {s: median(v) for s, v in tps.items()},
         "median_s_per_step": {s: median([x["s_per_step"] for x in res[s]]) for s in res},
@@ -235,6 +250,27 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
         "baseline_optimizer": res["baseline"][0].get("optimizer"),
         "attn": res["baseline"][0].get("attn_implementation"),
     }
+
+
+def bench_peer(ws: Workspace) -> list:
+    """Engine vs the tuned Trainer: both sizes, fp32 and (where native) bf16 on both sides, passive OpenMP."""
+    from engine.train_loop import cpu_bf16_native
+
+    import torch
+
+    plan = ws.plan
+    if torch.cuda.is_available():  # --gpu-peer: the GPU's own precision on both sides
+        precisions = ("bf16",)
+    else:
+        precisions = ("fp32", "bf16") if cpu_bf16_native() else ("fp32",)
+    rows = []
+    for size in plan.sizes:
+        for prec in precisions:
+            rows.append(bench_pretrain(ws, size, "passive", plan.reps_peer_tiny if size == "tiny" else plan.reps_peer_base,
+                                       peer="tuned", precision=prec))
+    if plan.compile and not torch.cuda.is_available():  # does torch_compile help the peer? (the engine's own compile lever is in `levers`)
+        rows.append(bench_pretrain(ws, "tiny", "passive", 2, peer="tuned", precision="fp32", compile_peer=True))
+    return rows
 
 
 THREAD_VARIANTS = {
@@ -471,6 +507,47 @@ def _pretrain_table(add, rows: list) -> None:
     add("")
 
 
+def _peer_section(add, rows: list) -> None:
+    add("## Against the strongest peer: a Trainer tuned for speed")
+    add("")
+    add("The same harness and data as above, but the `Trainer` configured as a performance-minded user would "
+        "(`bench/baseline_trainer.py --peer tuned`): `train_sampling_strategy=\"group_by_length\"` (similar lengths in a "
+        "batch, lengths precomputed), `optim=\"adamw_torch_fused\"`, and the SAME precision as the engine's side: fp32 "
+        "on both, or bf16 autocast on both (`bf16=True` vs the engine's `precision = \"bf16\"`, on CPUs with native "
+        "bf16 only). `OMP_WAIT_POLICY=PASSIVE` for both. A `+compile` row is the peer with `torch_compile=True` "
+        "(tried once at bert-tiny in the full run, to see whether it helps that side).")
+    add("")
+    add("| model | precision | peer | W / N steps | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
+    add("|---|---|---|---|---|---:|---:|---:|---|---|")
+    mfu = {}
+    for r in rows:
+        if r.get("device", "cpu").startswith("cuda"):
+            mfu[id(r)] = {side: v * bert_flops_per_token(r["seq"]) / (H200_BF16_DENSE_TFLOPS * 1e12)
+                          for side, v in r["median_tokens_per_s"].items()}
+    for r in rows:
+        t, st, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
+        peer = "tuned" + (" +compile" if r.get("peer_compile") else "")
+        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r['warmup_steps']} / {r['steps']} | "
+            f"{r['reps']} | {fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** "
+            f"[{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | {st['baseline']:.3g} / {st['engine']:.3g} | "
+            f"{pd['baseline']:.1%} / {pd['engine']:.1%} |")
+    add("")
+    for r in rows:
+        if id(r) in mfu:
+            m = mfu[id(r)]
+            add(f"On {r['device']}: MFU peer {m['baseline']:.1%}, engine {m['engine']:.1%} (bert-base model FLOPs per real token "
+                f"{bert_flops_per_token(r['seq']) / 1e6:.0f} M: matmul weights, attention at seq {r['seq']}, MLM head at 15% of "
+                f"tokens, pooler/NSP; peak {H200_BF16_DENSE_TFLOPS:.0f} TFLOP/s, H200 bf16 dense).")
+            add("")
+
+
+def bert_flops_per_token(seq: int) -> float:
+    """Useful training FLOPs per real token of bert-base (bench/gpu_pretrain.py's count, 15% of tokens masked)."""
+    from transformers import BertConfig
+
+    return model_flops_per_step(BertConfig(), 1, seq, 0.15 * seq) / seq
+
+
 def _threads_table(add, t: dict, cores: int) -> None:
     add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {cores} cores.")
     add("")
@@ -538,6 +615,13 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             add(f"| {label} | {goal} | {txt} | {'met' if ok else 'NOT met'} |")
         else:
             add(f"| {label} | {goal} | not run in this invocation | - |")
+    for key, label in (("tiny", "bert-tiny (batch 32, seq 128)"), ("base", "bert-base (batch 8, seq 128)")):
+        rows = [r for r in res.get("peer", []) if r["size"] == key and not r.get("peer_compile")]
+        if rows:
+            txt = "; ".join(f"{r['precision']}: {r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}]" for r in rows)
+            ok = all(r["ratio"]["median"] >= 1.5 for r in rows)
+            add(f"| pretraining tokens/s, engine / **strongest peer** (Trainer: group_by_length, fused AdamW, same precision), {label} "
+                f"| >= 1.5x | {txt} | {'met' if ok else 'NOT met'} |")
     if "startup" in res:
         h = res["startup"]["median"]["lmconsole --help"]
         add(f"| `lmconsole --help` wall time | <= 0.3 s | {h:.3f} s (bare `python -c pass`: {res['startup']['median']['python -c pass']:.3f} s) | {'met' if h <= 0.3 else 'NOT met'} |")
@@ -595,6 +679,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
             "longest row; engine: length-bucketed batches, on CPU cut to their longest row).")
         add("")
+
+    if res.get("peer"):
+        _peer_section(add, res["peer"])
 
     if "threads" in res:
         t = res["threads"]
@@ -794,6 +881,10 @@ def main(argv=None) -> int:
                    help="with --from-json: the sections of another --json file replace those of --from-json "
                         "(the memory section names its source)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument("--gpu-peer", action="store_true",
+                   help="on a GPU box (bench/gpu.sh runs it): the peer section at bert-base, batch 64, 10 + 50 steps, bf16 on both "
+                        "sides, with MFU")
+    p.add_argument("--sizes", default="tiny,base", help="model sizes of the pretrain and peer sections (default: tiny,base)")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
     p.add_argument("--from-json", metavar="FILE", help="run nothing: re-render --out from a --json file of an earlier run "
@@ -804,6 +895,17 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
     plan = make_plan(a.quick)
+    sizes = tuple(x for x in a.sizes.split(",") if x)
+    if not sizes or any(x not in SIZES for x in sizes):
+        p.error(f"--sizes: choose from {tuple(SIZES)}")
+    plan.sizes = sizes
+    if a.gpu_peer:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--gpu-peer needs a CUDA device")
+        plan.sizes, plan.base_batch, plan.base_steps, plan.reps_peer_base = ("base",), 64, (10, 60), 2
+        only = ["peer"]
     command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
     history = [json.loads(Path(f).read_text()) for f in a.history]
@@ -845,10 +947,12 @@ def main(argv=None) -> int:
             res["dataprep"] = bench_dataprep(ws)
         if "pretrain" in only:
             res["pretrain"] = []
-            for v in plan.omp_envs:
+            for v in plan.omp_envs if "tiny" in plan.sizes else ():
                 res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
-            for v in plan.base_omp_envs:
+            for v in plan.base_omp_envs if "base" in plan.sizes else ():
                 res["pretrain"].append(bench_pretrain(ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)))
+        if "peer" in only:
+            res["peer"] = bench_peer(ws)
         if "threads" in only:
             res["threads"] = bench_threads(ws)
         if "profile" in only:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .events import Event
-from .runs import Run
+from .events import Event, from_dict
+from .runs import BIG_EVENTS, Run, read_events_sampled
 
 TAIL = 64
 
@@ -54,7 +54,17 @@ class RunFollower:
             self.offset, self._tail = 0, b""
             self.generation += 1
         before = self.offset
-        events, self.offset = self.run.follow(self.offset)  # skips torn and foreign lines
+        if self.offset == 0 and (self.stamp() or (0,))[0] > BIG_EVENTS:
+            # A long run: open it in time and memory that do not grow with the file (sampled steps + the tail).
+            rows, self.offset = read_events_sampled(self.run.events_path)
+            events = []
+            for row in rows:
+                try:
+                    events.append(from_dict(row))
+                except Exception:  # noqa: BLE001 - valid JSON but not an event
+                    continue
+        else:
+            events, self.offset = self.run.follow(self.offset)  # skips torn and foreign lines
         if self.offset != before:
             self._remember_tail()
         return events, rewound

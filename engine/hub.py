@@ -73,6 +73,8 @@ def resolve_dataset(spec: str, mirror: str = "") -> str:
     local = Path(spec).expanduser()
     if local.is_dir():
         return str(local)
+    if looks_local(spec):
+        raise _missing_local(spec, "dataset")
     root = mirror_root(mirror)
     if root is not None and (root / spec).is_dir():
         return str(root / spec)
@@ -88,13 +90,25 @@ def resolve_dataset(spec: str, mirror: str = "") -> str:
     )
 
 
-def resolve_model_path(spec: str, mirror: str = "") -> str:
+def looks_local(spec: str) -> bool:
+    """A path, not a Hub id: absolute, ./ ../ ~ prefixed, or more than one '/' (Hub ids are OWNER/NAME)."""
+    return spec.startswith(("/", "./", "../", "~", ".")) or spec.count("/") > 1 or "\\" in spec
+
+
+def _missing_local(spec: str, what: str) -> "ResolveError":
+    return ResolveError(f"{what} {spec!r}: no such local folder ({Path(spec).expanduser().absolute()}); "
+                        "check the path (relative paths start from the folder you run lmconsole in)")
+
+
+def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
     """Local folder or Hub id for ``from_pretrained`` (presets and run: refs are handled by models)."""
     local = Path(spec).expanduser()
     if local.is_dir():
-        if not (local / "config.json").exists():
+        if what == "model" and not (local / "config.json").exists():
             raise ResolveError(f"model {spec!r}: folder has no config.json; expected a saved transformers model")
         return str(local)
+    if looks_local(spec):
+        raise _missing_local(spec, what)
     root = mirror_root(mirror)
     if root is not None and (root / spec / "config.json").exists():
         return str(root / spec)
@@ -104,7 +118,7 @@ def resolve_model_path(spec: str, mirror: str = "") -> str:
     if cached is not None and (cached / "config.json").exists():
         return str(cached)
     raise ResolveError(
-        f"model {spec!r}: the Hugging Face Hub is unreachable and no cached copy or mirror was found. "
+        f"{what} {spec!r}: the Hugging Face Hub is unreachable and no cached copy or mirror was found. "
         "Either download it where the Hub is reachable and copy it to a mirror folder "
         "(LMCONSOLE_MIRROR/<owner>/<name> with config.json), or use a preset such as 'bert-tiny'."
     )
@@ -140,7 +154,22 @@ def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
     source = resolve_dataset(spec, mirror)
     kwargs = {"cache_dir": _local_cache_dir(Path(source))} if Path(source).is_dir() else {}
     try:
-        return datasets.load_dataset(source, config or None, split=split, **kwargs)
+        try:
+            return datasets.load_dataset(source, config or None, split=split, **kwargs)
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a damaged Arrow file in our cache of a local folder
+            if "cache_dir" not in kwargs:
+                raise
+            import shutil
+
+            shutil.rmtree(kwargs["cache_dir"], ignore_errors=True)  # rebuilt once from the folder
+            try:
+                return datasets.load_dataset(source, config or None, split=split, **kwargs)
+            except Exception:  # noqa: BLE001
+                raise ResolveError(f"dataset {spec!r} ({config}): its cache {kwargs['cache_dir']} cannot be read "
+                                   f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}); "
+                                   f"delete that folder (rm -r {kwargs['cache_dir']}) and run again") from None
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise ResolveError(f"dataset {spec!r} ({config}): no split {split!r}: {exc}") from None

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from .manifest import ManifestError, load
-    from .queue import QueueFile, ensure_scheduler
+    from .queue import QueueFile, ensure_scheduler, seeded
     from .runs import Run, RunStore
 
     qf = QueueFile(args.runs_dir)
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     try:
         manifest = load(entry["manifest"])
         _runner()(manifest, entry["experiment"], run=run, resume_flag=bool(entry.get("resume")), store=store,
-                  seen_seq=int(entry.get("seen_seq", 0)))
+                  seen_seq=int(entry.get("seen_seq", 0)), **seeded(entry))
         code = 0 if run.raw_status().get("status") in ("finished", "cancelled") else 1
     except ManifestError as exc:
         from .events import JobFailed, StatusChanged

@@ -317,7 +317,7 @@ class ThreadLauncher:
         def body() -> None:
             try:
                 self.runner(load(entry["manifest"]), entry["experiment"], run=run, resume_flag=entry.get("resume", False),
-                            store=store, seen_seq=entry.get("seen_seq", 0))
+                            store=store, seen_seq=entry.get("seen_seq", 0), **seeded(entry))
             finally:
                 self.on_done()
 
@@ -329,6 +329,11 @@ class ThreadLauncher:
     def join(self, timeout: float | None = None) -> None:
         for t in list(self.threads.values()):
             t.join(timeout)
+
+
+def seeded(entry: dict) -> dict:
+    """The runner's ``seed``/``group`` arguments of a job that is one seed of ``seeds`` (issue 14)."""
+    return {"seed": entry.get("seed"), "group": entry["group"]} if entry.get("group") else {}
 
 
 def _entry_manifest(entry: dict, cache: dict):
@@ -378,8 +383,10 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 e["state"], e["reason"] = "removed", f"{e['experiment']} is no longer in {Path(e.get('manifest', '?')).name}"
                 continue
             if not e.get("run"):
-                exp = entry_manifest.get(e["experiment"])
-                run = store.create(exp.name, exp.to_dict())
+                from .jobs import experiment_for
+
+                exp = experiment_for(entry_manifest, e["experiment"], None, e.get("seed"))  # one seed of ``seeds``
+                run = store.create(exp.name, exp.to_dict() | ({"group": e["group"]} if e.get("group") else {}))
                 e["run"] = f"{run.experiment}/{run.run_id}"
                 e["seen_seq"] = 0
             else:
@@ -448,6 +455,8 @@ class Job:
         if self._queue is not None:
             self._queue.jobs
         return self
+    seed: int | None = None  # one seed of an experiment with ``seeds`` (issue 14), run in ``group``
+    group: str = ""
 
     @property
     def active(self) -> bool:
@@ -536,6 +545,7 @@ class JobQueue:
                     job = self._jobs[e["id"]] = Job(experiment=e["experiment"], id=e["id"], _queue=self)
                 job.status, job.reason = st[e["id"]]
                 job.depends_on = tuple(e.get("depends_on", []))
+                job.seed, job.group = e.get("seed"), e.get("group", "")
                 job.gpus, job.devices = int(e.get("gpus", 0)), tuple(e.get("devices", []))
                 run = Run(self.store.root / e["run"]) if e.get("run") else None
                 job.resume = run if e.get("resume") and e.get("state", "queued") == "queued" else None
@@ -587,15 +597,19 @@ class JobQueue:
     def submit(self, names: list[str], with_deps: bool = True, again: bool = False) -> list[Job]:
         """Queue experiments; missing dependencies (no finished run, not queued) go first.
 
-        An experiment that already has a waiting or running job (in any client) or a
+        A study queues its steps like dependencies; an experiment with ``seeds`` queues one
+        job per seed. An experiment that already has a waiting or running job (in any client) or a
         running run is not queued again unless ``again``: it lands in ``last_skipped``.
         """
+        from .seeds import seed_jobs
+
         added: list[int] = []
         skipped: list[str] = []
         has_gpus = self._has_gpus()
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            plan = self.manifest.plan(names) if with_deps else list(names)
+            plan = self.manifest.job_plan(names) if with_deps else [
+                n for n in names if self.manifest.get(n).task != "study"]
 
             def pending(name: str):
                 for e in reversed(state["jobs"]):
@@ -614,19 +628,22 @@ class JobQueue:
                     continue
                 deps = []
                 for dep in exp.dependencies:
-                    dj = pending(dep)
-                    if dj is None:  # the latest job of it, if it finished (or its run did)
-                        dj = next((e for e in reversed(state["jobs"]) if e["experiment"] == dep
-                                   and st.get(e["id"], ("",))[0] == "finished"), None)
-                    if dj is not None:
-                        deps.append(dj["id"])
-                entry = {"id": state["next_id"], "experiment": name, "state": "queued", "run": None, "resume": False,
-                         "depends_on": deps, "gpus": gpus_needed(exp, has_gpus), "devices": [], "pid": None,
-                         "reason": "", "submitted": time.time(), "manifest": str(Path(self.manifest.path).resolve())}
-                state["next_id"] += 1
-                state["jobs"].append(entry)
-                st[entry["id"]] = ("queued", "")
-                added.append(entry["id"])
+                    live = [e["id"] for e in state["jobs"] if e["experiment"] == dep
+                            and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked")]
+                    if not live:  # the latest job of it, if it finished (or its run did)
+                        live = [e["id"] for e in reversed(state["jobs"]) if e["experiment"] == dep
+                                and st.get(e["id"], ("",))[0] == "finished"][:1]
+                    deps += live  # every seed of a dependency with ``seeds``
+                for seed, group in seed_jobs(exp):
+                    entry = {"id": state["next_id"], "experiment": name, "state": "queued", "run": None, "resume": False,
+                             "depends_on": deps, "gpus": gpus_needed(exp, has_gpus), "devices": [], "pid": None,
+                             "reason": "", "submitted": time.time(), "manifest": str(Path(self.manifest.path).resolve())}
+                    if group:
+                        entry["seed"], entry["group"] = seed, group
+                    state["next_id"] += 1
+                    state["jobs"].append(entry)
+                    st[entry["id"]] = ("queued", "")
+                    added.append(entry["id"])
         self.last_skipped = skipped
         self._after_change()
         return [self._jobs[i] for i in added if i in self._jobs]

@@ -29,7 +29,7 @@ def test_shipped_manifest_is_valid():
     m = load(REPO / "experiments.toml")
     assert "demo-pretrain" in m.names and "pretrain" in m.names
     pre = m.get("pretrain")
-    assert pre.model == "bert-base-uncased" and pre.dataset == "Salesforce/wikitext"
+    assert pre.model == "google-bert/bert-base-uncased" and pre.dataset == "Salesforce/wikitext"
     assert pre.learning_rate == 5e-5 and pre.epochs == 5 and pre.max_seq_length == 512
     assert pre.batch_size != 36718
 
@@ -70,7 +70,7 @@ BAD = [
     ('[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\n',
      'experiment[0] "a": missing required key \'dataset\' for task \'pretrain\' (Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.)'),
     ('[[experiment]]\nname = "a"\ntask = "finetune"\nmodel = "bert-micro"\n',
-     'experiment[0] "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa"'),
+     'experiment[0] "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa", "push", "study"'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:nothere"\n',
      'experiment[0] "a".model: unknown experiment \'nothere\'; expected one of: a'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:b"\n[[experiment]]\nname = "b"\ntask = "inspect"\nmodel = "run:a"\n',

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from textual.widgets import DataTable, Log, OptionList
+from textual.widgets import DataTable, OptionList, RichLog
 
 from tui.screens.compare import CompareScreen
 from tui.screens.dialogs import ExportDialog
@@ -69,8 +70,8 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
             assert await wait_for(pilot, lambda: screen.query_one(TableView).table is not None)
             assert screen.query_one(TableView).table.name == "epochs"
             await pilot.press("4")
-            log = screen.query_one(Log)
-            assert any("device cpu" in line for line in log.lines)
+            log = screen.query_one(RichLog)
+            assert any("device cpu" in line.text for line in log.lines)
             await pilot.press("p")  # finished: nothing to pause
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
@@ -93,7 +94,8 @@ def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path
             text = screen_text(app)
             assert "ep 2" in text  # the epoch columns and their numbers are on screen
             accuracy_line = next(line for line in text.splitlines() if line.strip().startswith("accuracy"))
-            assert accuracy_line.split()[1:] == ["0.5", "0.6", "0.7", "0.7"], accuracy_line
+            # final, best (its epoch), then the history per epoch
+            assert accuracy_line.split()[1:] == ["0.7", "0.7", "(2)", "0.5", "0.6", "0.7"], accuracy_line
             assert "[sic]" in text  # the note is shown below the table, as text (not markup)
     drive(go())
 
@@ -116,14 +118,24 @@ def test_failed_run_without_tables_shows_reason_and_traceback(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_runs_row(app, pilot, FINETUNE_FAILED)
             await pilot.pause(0.1)
-            assert "failed: ValueError: label column 'label' not found" in screen_text(app)
+            text = screen_text(app)
+            assert "✗ failed" in text
+            # the reason and the hint in full, under the status line; enter opens the traceback
+            assert "✗ ValueError: label column 'label' not found" in text
+            assert "hint: see the traceback in the log" in text
+            await pilot.press("enter")
+            from tui.screens.dialogs import TextDialog
+            assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
+            assert "RuntimeError: boom" in screen_text(app)
+            await pilot.press("escape")
+            assert app.screen is screen
             await pilot.press("3")
             assert "no tables in this run (yet)" in screen_text(app)
             await pilot.press("e")  # no table shown: exports all tables of the run (none) + results
             assert isinstance(app.screen, ExportDialog)
             await pilot.press("escape")
             await pilot.press("4")
-            assert any("Traceback" in line for line in screen.query_one(Log).lines)
+            assert any("Traceback" in line.text for line in screen.query_one(RichLog).lines)
     drive(go())
 
 
@@ -150,9 +162,10 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
             await pilot.press("shift+tab", "shift+tab", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder == tmp_path / "exports"
-            assert sorted(p.suffix for p in written) == [".csv", ".json", ".tex"]
+            assert folder.parent == tmp_path / "exports"  # a new folder per export
+            assert sorted(p.suffix for p in written) == [".csv", ".csv", ".json", ".json", ".tex", ".tex"]  # + _totals
             assert all(p.exists() and "params_diff_base_vs_qa" in p.name for p in written)
+            assert "TOTAL" not in next(p for p in written if p.name.endswith("qa.csv")).read_text()
             # where it went, on screen (a notification; the path may wrap)
             assert await wait_for(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
             assert await wait_for(pilot, lambda: "exported table" in screen_text(app))
@@ -170,7 +183,7 @@ def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
             await pilot.press(*"out", "enter")  # the folder name is selected: typing replaces it
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder.name == "out"
+            assert folder.parent.name == "out"  # each export makes its own folder under the chosen one
             names = {p.name for p in written}
             assert {"epochs.csv", "epochs.md", "epochs.tex", "epochs.json", "comparison.md"} <= names
     drive(go())
@@ -198,7 +211,7 @@ def test_compare_selected_runs_and_export(tmp_path, monkeypatch):
             assert table.row_count > 0 and len(table.columns) == 3
             await pilot.press("m", "e", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
-            assert (tmp_path / "exports" / "comparison.csv").exists()
+            assert len(list((tmp_path / "exports").glob("*/comparison.csv"))) == 1
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
             # export straight from the runs tab
@@ -279,10 +292,11 @@ def test_push_from_run_view_confirms_repo_visibility_files(tmp_path, monkeypatch
             question = app.screen.question
             assert "alice/demo (private)" in question and "model.safetensors" in question and "README.md" in question
             await pilot.press("y")
-            out = tmp_path / "exports" / f"push-{run.experiment}-{run.run_id}"
-            assert await wait_for(pilot, lambda: (out / "README.md").exists())
-            assert (out / "model.safetensors").exists()
             assert await wait_for(pilot, lambda: any("dry run" in n.message for n in app._notifications))
+            message = next(n.message for n in app._notifications if "dry run" in n.message)
+            out = Path(message.split(" files in ")[1].split()[0])  # a temporary folder, not under the cwd
+            assert tmp_path not in out.parents and (out / "README.md").exists() and (out / "model.safetensors").exists()
+            assert not (tmp_path / "exports").exists()
 
     drive(go())
 

@@ -28,7 +28,7 @@ from engine.status import FINAL
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 STATUS_ICON = {
     "queued": "…", "running": "▶", "paused": "‖", "finished": "✓", "failed": "✗",
-    "cancelled": "■", "interrupted": "!", "blocked": "⊘",
+    "cancelled": "■", "interrupted": "!", "blocked": "⊘", "unreadable": "?",
 }
 
 
@@ -261,14 +261,19 @@ class SummaryCache:
             if hit and hit[0] == mtime and hit[1].status in FINAL and hit[1].status != "interrupted":
                 out.append(hit[1])
                 continue
-            st = run.status()
-            cfg = run.config()
-            status = st.get("status", "queued")
-            summary = RunSummary(
-                run=run, status=status, reason=str(st.get("reason", "") or ""),
-                task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
-                result=result_summary(run.results()) if status in FINAL else "",
-            )
+            try:
+                st = run.status()
+                cfg = run.config()
+                status = str(st.get("status", "queued"))
+                problems = run.problems()  # a bad file shows on its run's row; the other runs still show
+                summary = RunSummary(
+                    run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""),
+                    task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
+                    result=result_summary(run.results()) if status in FINAL else "",
+                )
+            except Exception as exc:  # noqa: BLE001 - any other surprise in one run's files
+                summary = RunSummary(run=run, status="unreadable", reason=f"unreadable: {run.path.name}: {exc}"[:200],
+                                     task="", model="", result="")
             self._cache[key] = (mtime, summary)
             out.append(summary)
         return out

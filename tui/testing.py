@@ -83,9 +83,35 @@ def _eval(epoch: int) -> dict:
             "accuracy": round(0.5 + 0.1 * epoch, 3), "sequences": 16}
 
 
+def _classify_eval(epoch: int) -> dict:
+    acc = round(min(0.97, 0.48 + 0.045 * epoch), 3)
+    wrong = round(500 * (1 - acc))
+    return {"accuracy": acc, "precision": round(acc + 0.01, 3), "recall": round(acc - 0.01, 3),
+            "f1": round(acc + 0.002, 3), "macro_f1": round(acc - 0.001, 3), "majority_baseline": 0.528,
+            "confusion_matrix": [[236 - wrong // 2, wrong // 2], [wrong - wrong // 2, 264 - wrong + wrong // 2]],
+            "classes": [0, 1], "class_names": ["negative", "positive"], "majority_class": 1, "n": 500,
+            "eval_split": "validation"}
+
+
+def _qa_eval(epoch: int) -> dict:
+    f1 = round(36.0 + 4.2 * epoch, 2)
+    return {"exact": round(f1 - 3.1, 2), "f1": f1, "total": 250, "HasAns_exact": round(f1 - 1.1, 2),
+            "HasAns_f1": round(f1 + 2.0, 2), "HasAns_total": 160, "NoAns_exact": round(f1 - 4.0, 2),
+            "NoAns_f1": round(f1 - 4.0, 2), "NoAns_total": 90, "best_exact": round(f1 - 2.5, 2),
+            "best_f1": round(f1 + 0.8, 2), "bleu": round(0.02 * epoch, 3), "rougeL": round(0.3 + 0.05 * epoch, 3),
+            "meteor": round(0.2 + 0.04 * epoch, 3), "empty_baseline_f1": 36.0}
+
+
+TASK_EVAL = {"classify": _classify_eval, "qa": _qa_eval}
+NOTES = {
+    "classify": "labels of split 'test' are hidden (all -1, as in GLUE): evaluated on 'validation' instead, "
+                "so these numbers are validation numbers and not comparable with published test scores",
+}
+
+
 def epochs_table(name: str, evals: list[EvalFinished]) -> Table:
     cols = ("epoch", "mlm_perplexity", "mlm_loss", "accuracy")
-    return Table(name="epochs", columns=cols, rows=[(e.epoch, *(e.metrics[c] for c in cols[1:])) for e in evals],
+    return Table(name="epochs", columns=cols, rows=[(e.epoch, *(e.metrics.get(c) for c in cols[1:])) for e in evals],
                  title=f"Pretraining of {name}: MLM perplexity on test")
 
 
@@ -113,29 +139,31 @@ def params_tables() -> list[Table]:
 
 def write_run(root: Path, experiment: str, run_id: str, status: str = "finished", *, task: str = "pretrain",
               model: str = "bert-micro", steps: int = 30, epochs: int = 2, reason: str = "",
-              tables: bool = True, corrupt_line: bool = False, params: bool = False) -> Run:
+              tables: bool = True, corrupt_line: bool = False, params: bool = False, hint: str = "",
+              config: dict | None = None) -> Run:
     """A run directory with fixed ids and times; ``status`` running/paused reads as interrupted (no owner)."""
     path = Path(root) / experiment / run_id
     (path / "tables").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path / "config.json", {"name": experiment, "task": task, "model": model})
+    atomic_write_json(path / "config.json", {"name": experiment, "task": task, "model": model, **(config or {})})
     events: list = [StatusChanged(status="running", time=T0), RunStarted(run_id=run_id, experiment=experiment, task=task,
                                                                           device="cpu", time=T0)]
     evals = []
     if task != "inspect":
         per_epoch = max(1, steps // epochs)
-        evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=_eval(0), time=T0 + 1))
+        metrics_of = TASK_EVAL.get(task, _eval)
+        evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
         for step in range(2, steps + 1, 2):
             events.append(StepLogged(step=step, epoch=step / per_epoch, loss=_loss(step), learning_rate=_lr(step, steps),
                                      total_steps=steps, parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
                                      tokens_per_s=5000.0, eta_s=float(steps - step), memory_mb=512.0, time=T0 + 2 + step))
             if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
                 evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test",
-                                          metrics=_eval(step // per_epoch), time=T0 + 2.5 + step))
+                                          metrics=metrics_of(step // per_epoch), time=T0 + 2.5 + step))
                 events.append(evals[-1])
         events.insert(2, evals[0])
     events.append(LogEmitted(level="info", message="device cpu, fp32", time=T0 + 1))
     if status == "failed":
-        events.append(JobFailed(reason=reason or "RuntimeError: boom", hint="see the traceback in the log",
+        events.append(JobFailed(reason=reason or "RuntimeError: boom", hint=hint or "see the traceback in the log",
                                 traceback="Traceback (most recent call last):\nRuntimeError: boom", time=T0 + 99))
     if status in ("finished", "cancelled", "failed"):
         events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
@@ -150,7 +178,12 @@ def write_run(root: Path, experiment: str, run_id: str, status: str = "finished"
         if task == "inspect":
             results = {"parameters": {"base": 141824, "qa": 137794}}
         else:
-            results = {"final": {**evals[-1].metrics, "confusion_matrix": [[7, 1], [2, 6]]}, "global_step": steps}
+            final = dict(evals[-1].metrics)
+            if task == "pretrain":
+                final["confusion_matrix"] = [[7, 1], [2, 6]]
+            results = {"final": final, "global_step": steps}
+            if task in NOTES:
+                results["final"]["note"] = results["note"] = NOTES[task]
         atomic_write_json(path / "results.json", results)
     if tables:
         for t in ([epochs_table(experiment, evals)] if evals else []) + (params_tables() if params else []):
@@ -167,6 +200,22 @@ def write_history(root: Path) -> list[Run]:
         write_run(root, "finetune", "20260102-110000-000000-dddd", "failed", task="classify",
                   reason="ValueError: label column 'label' not found", tables=False, steps=4),
     ]
+
+
+def write_task_runs(root: Path) -> dict[str, Run]:
+    """One finished run per fine-tuning task and a failed one, as the demo leaves them (for snapshots)."""
+    return {
+        "pretrain": write_run(root, "demo-pretrain", "20260103-090000-000000-eeee", steps=80, epochs=8,
+                              config={"epochs": 8, "learning_rate": 1e-3}),
+        "classify": write_run(root, "demo-sst2", "20260103-100000-000000-ffff", task="classify", steps=120,
+                              epochs=12, config={"epochs": 12, "learning_rate": 3e-4, "dataset": "embedded:sst2"}),
+        "qa": write_run(root, "demo-squad", "20260103-110000-000000-9999", task="qa", steps=80, epochs=8,
+                        config={"epochs": 8, "learning_rate": 3e-4, "dataset": "embedded:squad_v2"}),
+        "failed": write_run(root, "demo-sst2", "20260103-120000-000000-8888", "failed", task="classify", steps=6,
+                            epochs=2, tables=False,
+                            reason="JobError: column 'sentence' not in embedded:sst2 (columns: text, label, idx)",
+                            hint="set text_column / label_column in the manifest to one of the columns listed"),
+    }
 
 
 # -- a fake job runner for JobQueue(runner=...) --------------------------------------------------
@@ -191,11 +240,13 @@ class FakeRunner:
         return {**self.default, **self.per_experiment.get(name, {})}
 
     def __call__(self, manifest, name, sinks=(), resume=None, store=None, run=None, resume_flag=False,
-                 seen_seq=None) -> Run:
+                 seen_seq=None, seed=None, group="") -> Run:
         """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``, ``seen_seq``)."""
-        exp = manifest.get(name)
+        from engine.jobs import experiment_for
+
+        exp = experiment_for(manifest, name, run or resume, seed)  # as run_experiment: one seed of ``seeds``
         store = store or RunStore(manifest.runs_dir)
-        run = run or resume or store.create(exp.name, exp.to_dict())
+        run = run or resume or store.create(exp.name, exp.to_dict() | ({"group": group} if group else {}))
         is_resume = resume is not None or resume_flag
         resume = run if is_resume else None
         writer = RunWriter(run).open()

@@ -916,13 +916,18 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     _check_name(name)
     root = Path(root) if root is not None else embedded_root()
     final = root / f"{name}-v{_VERSIONS[name]}"
+    from ..cache import check, remove, seal
+
     if (final / "README.md").is_file():
-        return final
+        if not check(final):
+            return final
+        remove(final)  # damaged since it was built (issue 13): build it again
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the cache may be shared
         _BUILDERS[name](tmp)
+        seal(tmp)
         try:
             os.rename(tmp, final)
         except OSError:

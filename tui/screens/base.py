@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual import work
+from textual.binding import Binding
 from textual.screen import Screen
+
+from engine.events import JobFailed
+from engine.runs import read_events
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
@@ -19,6 +23,63 @@ def job_for_run(queue, run):
     if queue is None or run is None:
         return None
     return queue.job_for_run(run)
+
+
+def study_message(studies: list[str], added: list[str]) -> str:
+    steps = list(dict.fromkeys(added))
+    if not steps:
+        return f"study {', '.join(studies)}: every step has a finished run (or is queued); run a step to redo it"
+    return f"study {', '.join(studies)}: queued {len(steps)} steps in order: {', '.join(steps)}"
+
+
+def last_failure(run) -> JobFailed | None:
+    """The last JobFailed event of a run (reason, hint, traceback); None if it has none."""
+    rows, _ = read_events(run.events_path, 0)
+    for row in reversed(rows):
+        if isinstance(row, dict) and row.get("event") == "JobFailed":
+            return JobFailed(reason=str(row.get("reason", "")), hint=str(row.get("hint", "") or ""),
+                             traceback=str(row.get("traceback", "") or ""))
+    return None
+
+
+class CurveViewKeys:
+    """Log-y (`l`, on by default for perplexity) and EMA smoothing (`[` / `]`) of a screen's curves.
+
+    The screen lists its plots in ``curve_plots()``; smoothing applies to per-step curves.
+    """
+
+    VIEW_BINDINGS = [
+        Binding("l", "toggle_log", "Log y"),
+        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]"),
+        Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
+    ]
+    log_override: bool | None = None  # None: log-y for perplexity only
+    smoothing_index = 0
+
+    def curve_plots(self) -> list:
+        return []
+
+    def auto_log(self, plot, metric: str) -> None:
+        plot.set_view(log_y=self.log_override if self.log_override is not None else "perplexity" in metric)
+
+    def action_toggle_log(self) -> None:
+        from ..widgets.plots import CurvePlot
+
+        plots: list[CurvePlot] = self.curve_plots()
+        self.log_override = not (plots[-1].log_y if plots else False)
+        for plot in plots:
+            plot.set_view(log_y=self.log_override)
+        self.say(f"log y {'on' if self.log_override else 'off'} (l toggles)")
+
+    def action_smooth(self, delta: int) -> None:
+        from ..widgets.plots import SMOOTHING
+
+        self.smoothing_index = max(0, min(len(SMOOTHING) - 1, self.smoothing_index + delta))
+        weight = SMOOTHING[self.smoothing_index]
+        for plot in self.curve_plots():
+            if plot.xlabel == "step":
+                plot.set_view(smoothing=weight)
+        self.say(f"smoothing: EMA {weight:g}, raw curve faint ([ less, ] more)" if weight else "smoothing off")
 
 
 class ConsoleScreen(Screen):
@@ -37,6 +98,10 @@ class ConsoleScreen(Screen):
         jobs = queue.submit(names, again=again)
         added = [j.experiment for j in jobs]
         deps = [n for n in added if n not in names]
+        studies = [n for n in names if manifest.get(n).task == "study"]
+        if studies:  # a study queues its steps (those without a finished run), dependencies first
+            self.say(study_message(studies, added), "ok" if jobs else "info")
+            return
         skipped = list(queue.last_skipped)
         if skipped:
             def done(yes: bool | None) -> None:
@@ -142,8 +207,74 @@ class ConsoleScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - show it, never crash the console
             self.app.call_from_thread(self.say, f"export failed: {exc}", "error")
             return
+        from engine.export import export_folder
+
+        folder = export_folder(written) or folder  # each export makes its own folder under the chosen one
         self.app.last_export = (folder, written)
         self.app.call_from_thread(self.say, f"exported {what}: {len(written)} files to {folder}", "ok")
+
+    # -- run hygiene: tags, note, archive, delete (engine.runmeta) ------------------------------
+    def edit_runs(self, action: str, rows, done=None) -> None:
+        """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
+        from engine.runmeta import MetaError, change_tags, delete_run, parse_tag_changes, set_archived, set_note, set_tags
+
+        from .dialogs import InputDialog
+
+        names = rows[0].key if len(rows) == 1 else f"{len(rows)} runs"
+
+        def apply(fn, ok: str) -> None:
+            try:
+                for r in rows:
+                    fn(r)
+            except MetaError as exc:
+                self.say(str(exc), "error")
+            else:
+                self.say(ok, "ok")
+            if done:
+                done()
+
+        if action == "tags":
+            def got_tags(text):
+                if text is None:
+                    return
+                words = text.split()
+                if len(rows) == 1 and not any(w[:1] in "+-" for w in words):
+                    apply(lambda r: set_tags(r.run, words), f"{names}: tags {' '.join(sorted(set(words))) or '(none)'}")
+                else:
+                    try:
+                        add, remove = parse_tag_changes(words)
+                    except MetaError as exc:
+                        self.say(str(exc), "error")
+                        return
+                    apply(lambda r: change_tags(r.run, add, remove), f"{names}: tags changed")
+
+            current = " ".join(rows[0].tags) if len(rows) == 1 else ""
+            hint = ("space-separated tags (this replaces them); +tag adds, -tag removes" if len(rows) == 1
+                    else "+tag adds, -tag removes (on every selected run)")
+            self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
+        elif action == "note":
+            def got_note(text):
+                if text is not None:
+                    apply(lambda r: set_note(r.run, text), f"{names}: " + ("note saved" if text.strip() else "note cleared"))
+
+            self.app.push_screen(InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "",
+                                            "enter saves; empty clears"), got_note)
+        elif action == "archive":
+            restore = all(r.archived for r in rows)
+            apply(lambda r: set_archived(r.run, not restore),
+                  f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"))
+        elif action == "delete":
+            busy = [r.key for r in rows if r.status in ("queued", "running", "paused")]
+            if busy:
+                self.say(f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting", "error")
+                return
+
+            def confirmed(yes: bool) -> None:
+                if yes:
+                    apply(lambda r: delete_run(r.run), f"deleted {names}")
+
+            self.app.push_screen(ConfirmDialog(f"Delete {names} from disk, with checkpoints and model? This cannot be undone.",
+                                               yes="Delete"), confirmed)
 
     # -- navigation --------------------------------------------------------------------------
     def open_run(self, run=None, job=None) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
@@ -166,4 +166,58 @@ class PushDialog(ModalScreen["PushChoice | None"]):
             self.dismiss(choice)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class InputDialog(ModalScreen["str | None"]):
+    """One line of text (a run's tags or note): enter keeps it, esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, value: str = "", hint: str = ""):
+        super().__init__()
+        self.question, self.value, self.hint = question, value, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="question")
+            if self.hint:
+                yield Static(self.hint, classes="help")
+            yield Input(self.value, id="text")
+
+    def on_mount(self) -> None:
+        self.query_one("#text", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextDialog(ModalScreen[None]):
+    """A long text in full (a traceback, a whole log line or note), scrollable; esc / enter / q closes."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("enter", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, title: str, text: str):
+        super().__init__()
+        self.title_text, self.text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog text-dialog"):
+            yield Static(self.title_text, classes="question", markup=False)
+            with VerticalScroll(classes="text-body"):
+                yield Static(self.text, markup=False)
+            yield Static("esc: close  ·  arrows / page keys scroll", classes="help")
+
+    def on_mount(self) -> None:
+        self.query_one(".text-body").focus()
+
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -14,6 +14,8 @@ EXTRA = {
     "Experiments": [("enter", "open the latest run of the experiment")],
     "Jobs": [("enter", "open the job's run view")],
     "Runs": [("enter", "open the run")],
+    "Run view": [("v", "loss panel: total loss, each part, all together"),
+                 ("enter", "a failed run: its traceback"), ("left / right", "results: scroll the epochs")],
     "Export dialog": [("enter", "export to the folder"), ("tab / space", "move to / toggle a format"),
                       ("esc", "cancel")],
 }
@@ -54,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
         lines = ["[b]lmconsole keys[/b]   (esc closes)", ""]
         for title, rows in sections(self.app):
             lines.append(f"[b]{title}[/b]")
-            lines += [f"  {key:<14} {desc}" for key, desc in rows]
+            lines += [f"  {key:<14} {desc}".replace("[", "\\[") for key, desc in rows]  # keys such as [ ]
             lines.append("")
         lines.append("Jobs run in their own processes: quitting leaves them going; any console or `lmconsole queue` sees them.")
         with VerticalScroll(classes="dialog help-dialog"):

@@ -13,22 +13,34 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Log, OptionList, Static, TabbedContent, TabPane
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
 
-from engine.export import export_runs, flat_results
-from engine.tables import export_tables
+from engine.export import export_runs, export_table
 
-from ..data import RunFeed, compact_value, eval_keys, eval_series, short_id, step_series
+from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
+from ..metricinfo import headline, higher_is_better
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.plots import CurvePlot, Series
-from ..widgets.tables import TableView, cell
-from .base import ConsoleScreen
+from ..widgets.results import ResultsTable, details_text, results_rows
+from ..widgets.tables import TableView
+from .base import ConsoleScreen, CurveViewKeys, last_failure
 
 TAB_IDS = ("curves", "results", "tables", "log")
 
 
-class RunScreen(ConsoleScreen):
+def _seed_stat(stats: dict, key: str):
+    return stats.get(f"final.{key}") or stats.get(key)
+
+
+def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
+    """``0.92 ± 0.02`` (``(n=3)`` too, unless the header says n) for a metric of the run's seed group."""
+    from engine.seeds import fmt_stat
+
+    return Text(fmt_stat(_seed_stat(stats, key), with_n=with_n), justify="right")
+
+
+class RunScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("1", "tab('curves')", "Curves", show=False),
@@ -40,8 +52,13 @@ class RunScreen(ConsoleScreen):
         Binding("R", "control('retry')", "Resume"),
         Binding("e", "export", "Export"),
         Binding("m", "next_metric", "Metric"),
+        *CurveViewKeys.VIEW_BINDINGS,
+        Binding("v", "next_series", "Series", show=False),
+        Binding("enter", "details", "Traceback", show=False),
         Binding("u", "push", "Push", show=False),
     ]
+
+    _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.seeds)
 
     def __init__(self, run=None, job=None):
         super().__init__()
@@ -54,11 +71,14 @@ class RunScreen(ConsoleScreen):
         self._log_mark = None
         self._evals_seen = -1
         self._titled = run is not None
+        self.loss_series = 0  # loss panel: 0 = total loss, i = the i-th part, -1 = all together
+        self.failure = None  # the run's JobFailed event (reason, hint, traceback), once it failed
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield TitleBar(self._title(), id="title")
         yield StatusLine("…", id="run-status")
+        yield Static("", id="run-failure")
         with TabbedContent(id="run-tabs", initial=self._initial_tab()):
             with TabPane("1 Curves", id="curves"):
                 with Grid(id="curve-grid"):
@@ -67,14 +87,16 @@ class RunScreen(ConsoleScreen):
                     yield CurvePlot("evaluation", xlabel="epoch", id="plot-metric")
             with TabPane("2 Results", id="results"):
                 with Vertical():
-                    yield DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
-                    yield Static("", id="results-extra")
+                    yield Static("", id="results-headline")
+                    yield ResultsTable(id="results-table", fixed_columns=3)
+                    with VerticalScroll(id="results-extra-box"):
+                        yield Static("", id="results-extra")
             with TabPane("3 Tables", id="tables"):
                 with Horizontal():
                     yield OptionList(id="table-list")
                     yield TableView(id="table-view")
             with TabPane("4 Log", id="log"):
-                yield Log(id="run-log", max_lines=5000)
+                yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
         yield Footer(compact=True, show_command_palette=False)
 
     def _title(self) -> str:
@@ -108,27 +130,60 @@ class RunScreen(ConsoleScreen):
     def _poll_worker(self) -> None:
         try:
             state = self.feed.poll()
+            seeds = self._read_seed_stats(state)
+            failure = self.failure
+            if state.status == "failed" and failure is None and self.feed.run is not None:
+                failure = last_failure(self.feed.run)
         except Exception as exc:  # noqa: BLE001 - a broken run directory must not kill the view
             self._polling = False
             self.app.call_from_thread(self._poll_failed, f"cannot read the run: {exc}")
             return
-        self.app.call_from_thread(self._apply, state)
+        self.app.call_from_thread(self._apply, state, failure, seeds)
+
+    _seed_stats: dict | None = None
+    _seed_stamp: tuple = ()
+    _seed_read: float = 0.0
+
+    def _read_seed_stats(self, state) -> dict | None:
+        """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
+        from engine.runs import RunStore
+        from engine.seeds import group_of, group_runs, group_stats
+
+        import time
+
+        run = self.feed.run
+        group = group_of(run) if run is not None and state.results else ""
+        if not group:
+            return None
+        if self._seed_stats is not None and time.monotonic() - self._seed_read < 5:
+            return self._seed_stats  # the other seeds' files are re-read every 5 s, not every poll
+        self._seed_read = time.monotonic()
+        runs = group_runs(RunStore(run.path.parent.parent), group, run.experiment)
+        stamp = tuple((r.run_id, (r.path / "results.json").exists(), r.status().get("status")) for r in runs)
+        if stamp != self._seed_stamp:
+            self._seed_stamp, self._seed_stats = stamp, {"stats": group_stats(runs), "n_runs": len(runs)}
+        return self._seed_stats
 
     def _poll_failed(self, message: str) -> None:
         self.query_one("#run-status", StatusLine).say(message, "error")
 
-    def _apply(self, state) -> None:
+    def _apply(self, state, failure=None, seeds=None) -> None:
         self._polling = False
-        self.query_one("#run-status", StatusLine).say(
-            state.status_line(), "error" if state.status == "failed" else "info")
-        if self.state is not None and state.version == self.state.version:
+        line = state.status_line()
+        if failure is not None and state.reason:
+            line = line.replace(f": {state.reason}", "", 1)  # the reason is shown in full below
+        self.query_one("#run-status", StatusLine).say(line, "error" if state.status == "failed" else "info")
+        self._show_failure(failure)
+        seeds_changed = seeds is not getattr(self, "_seeds_shown", None)
+        self._seeds_shown = seeds
+        if self.state is not None and state.version == self.state.version and not seeds_changed:
             return
         self.state = state
         if self.feed.run is not None and not self._titled:
             self._titled = True  # a queued job gets its run (and its title) once it starts
             self.query_one(TitleBar).update(self._title())
         self._draw_curves(state)
-        if len(state.evals) != self._evals_seen or state.results:
+        if len(state.evals) != self._evals_seen or state.results or seeds_changed:
             self._draw_results(state)
         self._draw_table_list(state)
         self._draw_log(state)
@@ -139,56 +194,71 @@ class RunScreen(ConsoleScreen):
         loss = [Series("loss", *step_series(steps, "loss"))]
         parts = list(steps[-1].parts) if steps else []
         loss += [Series(p, *step_series(steps, p)) for p in parts]
-        self.query_one("#plot-loss", CurvePlot).show(loss, key=key)
+        # Total and parts squeezed together hide each other: one at a time, `v` steps through.
+        if self.loss_series >= len(loss):
+            self.loss_series = 0
+        one = loss[self.loss_series] if self.loss_series >= 0 else None
+        plot = self.query_one("#plot-loss", CurvePlot)
+        title = f"training {one.label}" if one else "training loss (all)"
+        if len(loss) > 1:
+            title += " (v)"
+        plot.show([one] if one else loss, title=title, key=(key, self.loss_series), best="min")
         self.query_one("#plot-lr", CurvePlot).show([Series("lr", *step_series(steps, "learning_rate"))], key=key)
         keys = eval_keys(state.evals)
         if self.metric not in keys:
             self.metric = keys[0] if keys else None
         if self.metric:
             split = state.evals[-1].split if state.evals else ""
-            self.query_one("#plot-metric", CurvePlot).show(
+            better = higher_is_better(self.metric)
+            plot = self.query_one("#plot-metric", CurvePlot)
+            plot.show(
                 [Series(self.metric, *eval_series(state.evals, self.metric))],
-                title=f"{self.metric} on {split} per epoch (m: next metric)",
-                key=(len(state.evals), self.metric),
+                title=f"{self.metric} on {split} per epoch (m: next)",
+                key=(len(state.evals), self.metric), best={True: "max", False: "min"}.get(better, ""),
             )
+            self.auto_log(plot, self.metric)
 
     def _draw_results(self, state) -> None:
         self._evals_seen = len(state.evals)
         table = self.query_one("#results-table", DataTable)
         evals = state.evals
-        keys = eval_keys(evals)
-        final = flat_results(state.results)
-        final_scalars = {k.removeprefix("final."): v for k, v in final.items()}
-        rows_keys = keys + [k for k in final_scalars if k not in keys]
-        # Long texts (a run's note, e.g. why it scored another split) would widen a column until
-        # the right-aligned numbers leave the screen: they go below the table, once.
-        texts = {}
-        for k in rows_keys:
-            values = [ev.metrics.get(k) for ev in evals] + [final_scalars.get(k)]
-            if any(isinstance(v, str) and len(v) > 16 for v in values):
-                texts[k] = next(v for v in reversed(values) if v is not None)
-        rows_keys = [k for k in rows_keys if k not in texts]
+        headers, rows, texts = results_rows(evals, state.results)
+        scroll_x = table.scroll_x
         table.clear(columns=True)
-        table.add_column("metric", key="metric")
-        for i, ev in enumerate(evals):
-            table.add_column(f"ep {ev.epoch}", key=f"e{i}")
-        if final_scalars:
-            table.add_column("final", key="final")
-        for k in rows_keys:
-            row = [k] + [cell(ev.metrics.get(k)) for ev in evals]
-            if final_scalars:
-                row.append(cell(final_scalars.get(k)))
+        seeds = self._seeds_shown
+        if seeds:  # the run's seed group: mean ± std, next to this run's own final and best values
+            from engine.seeds import common_n
+
+            n = common_n([_seed_stat(seeds["stats"], r[0]) for r in rows])
+            headers.insert(3, f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({seeds['n_runs']} runs)")
+            rows = [r[:3] + [seed_cell(seeds["stats"], r[0], with_n=n is None)] + r[3:] for r in rows]
+        for i, h in enumerate(headers):
+            table.add_column(h, key=f"c{i}")
+        for row in rows:
             table.add_row(*row)
-        nested = {}
-        if evals:
-            nested.update({k: v for k, v in evals[-1].metrics.items() if isinstance(v, (dict, list))})
-        for k, v in (state.results.get("final") or state.results).items():
-            if isinstance(v, (dict, list)) and k != "history":
-                nested[k] = v
-        extra = "\n".join([f"{k}: {v}" for k, v in texts.items()] + [f"{k}: {compact_value(v)}" for k, v in nested.items()])
-        if not rows_keys and not texts:
+        table.scroll_x = scroll_x
+        task = self.feed.run.config().get("task", "") if self.feed.run is not None else ""
+        line = headline(task, state.results, evals[0].metrics if evals else None) if state.results else ""
+        if not line and evals:
+            line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ("running", "paused") else ""
+        self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
+        extra = details_text(evals, state.results, texts)
+        flags = self._flags(state)
+        if flags:  # degenerate results (engine.flags), above everything else
+            extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
+        if not rows and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
+        self.query_one("#results-extra-box").display = bool(extra)
+
+    def _flags(self, state) -> list:
+        """Flags on degenerate results of a finished run (engine.flags); computed once per results."""
+        from engine.flags import run_flags
+
+        run = self.feed.run
+        if not state.results or run is None:
+            return []
+        return run_flags(run)
 
     def _draw_table_list(self, state) -> None:
         if state.tables != self._shown_tables:
@@ -205,7 +275,7 @@ class RunScreen(ConsoleScreen):
             self._load_table(self._table_name)  # rewritten after every evaluation
 
     def _draw_log(self, state) -> None:
-        log = self.query_one(Log)
+        log = self.query_one(RichLog)
         logs = state.logs
         start = 0
         if self._log_mark is not None:
@@ -216,7 +286,7 @@ class RunScreen(ConsoleScreen):
             stamp = _dt.datetime.fromtimestamp(ev.time).strftime("%H:%M:%S")
             level = "" if ev.level == "info" else f"{ev.level.upper()}: "
             lines = ev.message.rstrip("\n").splitlines() or [""]
-            log.write_lines([f"{stamp} {level}{lines[0]}"] + [f"         {ln}" for ln in lines[1:]])
+            log.write(Text("\n".join([f"{stamp} {level}{lines[0]}"] + [f"         {ln}" for ln in lines[1:]])))
         if logs:
             self._log_mark = logs[-1]
 
@@ -245,6 +315,37 @@ class RunScreen(ConsoleScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#run-tabs", TabbedContent).active = tab
+        if tab == "results":
+            self.query_one("#results-table").focus()  # arrows scroll the epochs at once
+
+    def curve_plots(self) -> list[CurvePlot]:
+        return [self.query_one("#plot-loss", CurvePlot), self.query_one("#plot-metric", CurvePlot)]
+
+    def action_next_series(self) -> None:
+        parts = list(self.state.steps[-1].parts) if self.state and self.state.steps else []
+        n = 1 + len(parts)
+        self.loss_series = -1 if self.loss_series == n - 1 else self.loss_series + 1
+        if n == 1:
+            self.loss_series = 0
+        if self.state is not None:
+            self._draw_curves(self.state)
+        self.action_tab("curves")
+
+    # -- a failed run: its reason and hint in full, enter for the traceback ------------------
+    def _show_failure(self, failure) -> None:
+        self.failure = failure
+        box = self.query_one("#run-failure", Static)
+        box.display = failure is not None
+        if failure is not None:
+            hint = f"\nhint: {failure.hint}" if failure.hint else ""
+            more = "  (enter: traceback)" if failure.traceback else ""
+            box.update(Text(f"✗ {failure.reason}{hint}{more}"))
+
+    def action_details(self) -> None:
+        from .dialogs import TextDialog
+
+        if self.failure is not None and self.failure.traceback:
+            self.app.push_screen(TextDialog(f"Traceback of {self._title()}", self.failure.traceback))
 
     def action_next_metric(self) -> None:
         keys = eval_keys(self.state.evals) if self.state else []
@@ -295,7 +396,7 @@ class RunScreen(ConsoleScreen):
 
         try:
             res = push(run, choice.repo, private=choice.private, revision=choice.revision or None,
-                       dry_run=choice.dry_run, out=Path("exports") / f"push-{run.experiment}-{run.run_id}")
+                       dry_run=choice.dry_run)  # a dry run stages in a new temporary folder (shown), never ./
         except PushError as exc:
             self.app.call_from_thread(self.say, f"push failed: {exc}", "error")
             return
@@ -315,9 +416,8 @@ class RunScreen(ConsoleScreen):
         view = self.query_one(TableView)
         if active == "tables" and view.table is not None:
             table = view.table
-            prefix = f"{run.experiment}_{run.run_id}_"
             self.ask_export(f"table {table.name}",
-                            lambda folder, formats: export_tables([table], folder, formats, prefix=prefix))
+                            lambda folder, formats: export_table(run, table, folder, formats))
         else:
             self.ask_export(f"all tables of {run.experiment}/{short_id(run.run_id)}",
                             lambda folder, formats: export_runs([run], folder, formats))

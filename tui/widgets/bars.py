@@ -12,10 +12,10 @@ class TitleBar(Static):
 
 
 class StatusLine(Static):
-    """The last thing that happened, or what the highlighted row is waiting for, in one line."""
+    """The last thing that happened, or what the highlighted row is waiting for: wrapped, never cut mid-word."""
 
     DEFAULT_CSS = """
-    StatusLine { height: 1; padding: 0 1; background: $boost; color: $text-muted; }
+    StatusLine { height: auto; max-height: 3; padding: 0 1; background: $boost; color: $text-muted; }
     StatusLine.-error { color: $text-error; text-style: bold; }
     StatusLine.-ok { color: $text-success; }
     """

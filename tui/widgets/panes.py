@@ -110,10 +110,9 @@ class TablePane(Vertical):
 
     def _show(self) -> None:
         has_mark = bool(self.COLUMNS) and self.COLUMNS[0] == " "
-        needle = self.filter_text.lower()
         shown = []
         for key, cells in self._rows:
-            if needle and needle not in self._haystack.get(key, ""):
+            if self.filter_text and not self.matches_filter(key):
                 continue
             if has_mark:
                 cells = [Text(MARK if key in self.marked else " ")] + list(cells)
@@ -123,6 +122,10 @@ class TablePane(Vertical):
         empty.display = not shown
         if not shown:
             empty.update(f"no match for '{self.filter_text}' (esc clears)" if self._rows else self.EMPTY)
+
+    def matches_filter(self, key: str) -> bool:
+        """Whether row ``key`` passes the filter line (plain text in the row's filter text; panes may override)."""
+        return self.filter_text.lower() in self._haystack.get(key, "")
 
     # -- marks and filter -------------------------------------------------------
     def marked_or_current(self) -> list[str]:

@@ -1,0 +1,108 @@
+"""Evaluation results of one run: final, best (epoch) and per-epoch history, readable at 80 columns.
+
+The metric, final and best columns stay put (``fixed_columns``) while the epoch
+columns scroll with the left/right arrows, one column per key press. Long texts
+(a run's note) and nested values (the confusion matrix, labelled true x predicted)
+go below the table, wrapped.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from engine.export import flat_results
+
+from ..data import compact_value, eval_keys, fmt_num
+from ..metricinfo import best_of
+from .tables import cell
+
+LONG_TEXT = 16  # a string value longer than this leaves the table for the notes below
+
+
+class ResultsTable(DataTable):
+    """A DataTable whose left/right arrows scroll by one column instead of one character."""
+
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+
+    def _edges(self) -> list[int]:
+        """Scroll offsets at which a scrolling (non-fixed) column starts."""
+        edges, x = [0], 0
+        for col in list(self.columns.values())[self.fixed_columns:]:
+            x += col.get_render_width(self)
+            edges.append(x)
+        return edges
+
+    def action_cursor_right(self) -> None:
+        nxt = [e for e in self._edges() if e > self.scroll_x]
+        self.scroll_to(x=min(nxt[0] if nxt else self.max_scroll_x, self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        prev = [e for e in self._edges() if e < self.scroll_x]
+        self.scroll_to(x=prev[-1] if prev else 0, animate=False)
+
+
+def results_rows(evals: list, results: dict) -> tuple[list[str], list[list], dict[str, str]]:
+    """(column headers, rows, long texts): metric | final | best (ep) | ep 0 | ep 1 ..."""
+    keys = eval_keys(evals)
+    final = {k.removeprefix("final."): v for k, v in flat_results(results).items()}
+    rows_keys = keys + [k for k in final if k not in keys]
+    texts: dict[str, str] = {}
+    for k in rows_keys:
+        values = [ev.metrics.get(k) for ev in evals] + [final.get(k)]
+        if any(isinstance(v, str) and len(v) > LONG_TEXT for v in values):
+            texts[k] = next(str(v) for v in reversed(values) if v is not None)
+    headers = ["metric", "final", "best (ep)"] + [f"ep {ev.epoch}" for ev in evals]
+    rows = []
+    for k in rows_keys:
+        if k in texts:
+            continue
+        history = [ev.metrics.get(k) for ev in evals]
+        last = final.get(k, history[-1] if history else None)
+        best = best_of(history, k) if len(history) > 1 else None
+        best_cell = Text(f"{fmt_num(best[1])} ({evals[best[0]].epoch})", justify="right") if best else ""
+        rows.append([k, cell(last), best_cell] + [cell(v) for v in history])
+    return headers, rows, texts
+
+
+def confusion_text(matrix: list, labels: list[str]) -> str:
+    """The matrix with its axes named: rows are true classes, columns predicted ones."""
+    width = max([len(str(lab)) for lab in labels] + [len(fmt_num(c)) for row in matrix for c in row] + [4])
+    corner = "true \\ predicted"
+    first = max(len(corner), max(len(str(lab)) for lab in labels) + 2) + 2
+    lines = [corner.ljust(first) + "  ".join(str(lab).rjust(width) for lab in labels)]
+    for lab, row in zip(labels, matrix):
+        lines.append(f"  {lab}".ljust(first) + "  ".join(fmt_num(c).rjust(width) for c in row))
+    return "\n".join(lines)
+
+
+def class_labels(result: dict, n: int) -> list[str]:
+    names = result.get("class_names")
+    classes = result.get("classes") or list(range(n))
+    if isinstance(names, list) and len(names) == n:
+        return [str(x) for x in names]
+    return [f"class {c}" for c in classes][:n]
+
+
+def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
+    """Below the table: the confusion matrix (labelled), other nested values, then long notes."""
+    nested: dict = {}
+    if evals:
+        nested.update({k: v for k, v in evals[-1].metrics.items() if isinstance(v, (dict, list))})
+    source = results.get("final") if isinstance(results.get("final"), dict) else results
+    for k, v in source.items():
+        if isinstance(v, (dict, list)) and k != "history":
+            nested[k] = v
+    scope = source if "confusion_matrix" in source else (evals[-1].metrics if evals else {})
+    parts = []
+    matrix = nested.pop("confusion_matrix", None)
+    for k in ("classes", "class_names"):
+        nested.pop(k, None)
+    if isinstance(matrix, list) and matrix and all(isinstance(r, list) for r in matrix):
+        where = "final" if source is not results else "last evaluation"
+        parts.append(f"confusion matrix ({where}; rows true, columns predicted)\n"
+                     + confusion_text(matrix, class_labels(scope, len(matrix))))
+    parts += [f"{k}: {compact_value(v)}" for k, v in nested.items()]
+    parts += [f"{k}: {v}" for k, v in texts.items()]
+    return "\n".join(parts)
