@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --resume: continue even though the manifest changed since the run started (recorded in the run)")
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
+    r.add_argument("--detach", "-d", action="store_true",
+                   help="queue them (each job then runs in its own process) and return; see `lmconsole queue`")
+    r.add_argument("--again", action="store_true", help="with --detach: queue another run even if one is queued or running")
 
     s = sub.add_parser("runs", help="list runs on disk (archived ones hidden)")
     s.add_argument("experiment", nargs="?")
@@ -129,6 +132,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix")
     cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
 
+    qu = sub.add_parser("queue", help="show or change the job queue of the runs directory (shared by consoles and CLI)")
+    qu.add_argument("action", nargs="?", default="list",
+                    choices=("list", "pause", "resume", "cancel", "retry", "up", "down", "clean"))
+    qu.add_argument("job", nargs="?", metavar="JOB", help="job number (as listed), or an experiment (its latest job)")
+    qu.add_argument("--json", action="store_true")
+
+    at = sub.add_parser("attach", help="follow a queued or running job's progress (ctrl+c detaches; the job goes on)")
+    at.add_argument("job", nargs="?", metavar="JOB", help="job number or experiment (default: the first running job)")
+    at.add_argument("--json", action="store_true", help="print events as JSON lines")
+
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
@@ -180,6 +193,7 @@ def main(argv=None, console=None) -> int:
         "check": cmd_check, "control": cmd_control, "push": cmd_push, "compare": cmd_compare,
         "report": cmd_report, "verify": cmd_verify,
         "tag": cmd_tag, "note": cmd_note, "archive": cmd_archive, "delete": cmd_delete,
+        "queue": cmd_queue, "attach": cmd_attach,
     }[args.command]
     try:
         return handler(args)
@@ -318,6 +332,8 @@ def cmd_run(args) -> int:
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
+    if args.detach:
+        return _run_detached(manifest, args)
     store = RunStore(manifest.runs_dir)
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
     plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
@@ -648,8 +664,9 @@ def cmd_control(args) -> int:
     status = run.status().get("status")
     if status not in ("running", "paused"):
         return _fail(f"{run.experiment}/{run.run_id} is {status}, not running")
-    run.request(args.action)
-    print(f"sent {args.action} to {run.experiment}/{run.run_id}")
+    from .queue import JobQueue
+
+    print(JobQueue(manifest).control_run(run, args.action))  # through its job when the queue has one
     return 0
 
 
@@ -795,6 +812,114 @@ def cmd_delete(args) -> int:
             return _fail(str(exc), 1)
         print(f"deleted {run.experiment}/{run.run_id}")
     return 0
+
+
+# -- the queue on disk (issue 12): run --detach, queue, attach --------------------------------------
+
+def _run_detached(manifest, args) -> int:
+    from .queue import JobQueue
+
+    queue = JobQueue(manifest)
+    added = queue.submit(args.experiments, with_deps=not args.no_deps, again=args.again)
+    for job in added:
+        print(f"queued #{job.id} {job.experiment}" + (f" (after #{', #'.join(map(str, job.depends_on))})" if job.depends_on else ""))
+    for name in queue.last_skipped:
+        print(f"{name}: already queued or running; add --again to queue another run", file=sys.stderr)
+    if added:
+        print(f"runs in {manifest.runs_dir}; follow with `lmconsole attach` or `lmconsole queue`")
+    return 0 if added or not queue.last_skipped else 1
+
+
+def _find_job(queue, ref: str | None, prefer_running: bool = False):
+    jobs = queue.refresh()
+    if ref is None:
+        if prefer_running:
+            return next((j for j in jobs if j.active), None) or next((j for j in jobs if j.waiting), None)
+        return None
+    ref = ref.lstrip("#")
+    if ref.isdigit():
+        return next((j for j in jobs if j.id == int(ref)), None)
+    return next((j for j in reversed(jobs) if j.experiment == ref), None)
+
+
+def _job_row(job) -> dict:
+    step = job.metrics.last_step
+    return {"id": job.id, "experiment": job.experiment, "status": str(job.status), "reason": job.reason,
+            "run": f"{job.run.experiment}/{job.run.run_id}" if job.run else None, "depends_on": list(job.depends_on),
+            "gpus": job.gpus, "devices": list(job.devices),
+            "step": step.step if step else None, "total_steps": step.total_steps if step else None}
+
+
+def cmd_queue(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .queue import JobQueue
+
+    queue = JobQueue(manifest)
+    if args.action == "clean":
+        print(f"dropped {queue.clean()} ended job(s) from the queue (their runs stay)")
+        return 0
+    if args.action != "list":
+        if args.job is None:
+            return _fail(f"name the job: lmconsole queue {args.action} JOB (see `lmconsole queue`)")
+        job = _find_job(queue, args.job)
+        if job is None:
+            return _fail(f"no job {args.job!r} in the queue (see `lmconsole queue`)")
+        print(queue.control(job, args.action))
+        return 0
+    jobs = queue.refresh()
+    if args.json:
+        print(json.dumps([_job_row(j) for j in jobs], indent=1))
+        return 0
+    if not jobs:
+        print(f"the queue of {manifest.runs_dir} is empty")
+        return 0
+    width = max(len(j.experiment) for j in jobs)
+    for j in jobs:
+        row = _job_row(j)
+        progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
+        where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
+        note = j.reason if j.status in ("failed", "blocked", "cancelled", "interrupted") else (row["run"] or "")
+        print(f"#{j.id:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
+    return 0
+
+
+def cmd_attach(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .follow import RunFollower
+    from .queue import JobQueue
+    from .status import FINAL
+
+    queue = JobQueue(manifest)
+    job = _find_job(queue, args.job, prefer_running=True)
+    if job is None:
+        return _fail("no such job in the queue" if args.job else "no job runs or waits; see `lmconsole queue`")
+    printer = ProgressPrinter(job.experiment, as_json=args.json)
+    if not args.json:
+        print(f"[{job.experiment}] job #{job.id} {job.status}; ctrl+c detaches (the job goes on)", flush=True)
+    follower = None
+    try:
+        while True:
+            job = queue.get(job.id)
+            if job.run is not None and (follower is None or follower.run.path != job.run.path):
+                follower = RunFollower(job.run)
+            if follower is not None:
+                for ev in follower.poll()[0]:
+                    printer.emit(ev)
+            if job.status in FINAL:
+                if not args.json:
+                    print(f"[{job.experiment}] {job.status}" + (f": {job.reason}" if job.reason else ""), flush=True)
+                return 0 if job.status == "finished" else 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        if not args.json:
+            print(f"[{job.experiment}] detached; job #{job.id} goes on", flush=True)
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,8 @@
 """Running one experiment as a job: run directory, status, control and failure handling.
 
-:func:`run_experiment` runs a job in the calling thread (the console calls it
-from a worker thread, the CLI from the main thread, a launcher from a child
-process). Control requests (pause/resume/cancel) reach a job the same way from
+:func:`run_experiment` runs a job in the calling thread (a job process of the
+queue, ``engine.jobproc``, calls it; so do a foreground ``lmconsole run`` and a
+launcher's rank 0). Control requests (pause/resume/cancel) reach a job the same way from
 any process: :meth:`Run.request` writes ``control.json``; the job polls it
 between optimizer steps (one ``os.stat``, microseconds).
 """
@@ -228,11 +228,14 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
 
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
                    run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
-                   seed: int | None = None, group: str = "", accept_changes: bool = False) -> Run:
+                   seed: int | None = None, group: str = "", accept_changes: bool = False,
+                   seen_seq: int | None = None) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
-    its last checkpoint. Never raises for job failures: they end up in the
+    its last checkpoint. ``seen_seq``: control requests up to this sequence number
+    are old (the queue passes what it saw when it started the job, so a cancel sent
+    while the job process started up still counts). Never raises for job failures: they end up in the
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
     With ``launcher`` set, the job runs as child processes under torchrun or
     accelerate and this thread follows its run directory (see :func:`_launch`).
@@ -263,7 +266,7 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
                      stop=stop if stop.install() else None, sampler=JobSampler())
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
-    ctx._seq_seen = request_seq(req)
+    ctx._seq_seen = request_seq(req) if seen_seq is None else seen_seq
     interrupted = False
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
@@ -364,7 +367,9 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
 
     from .events import LogEmitted
 
-    offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    from .follow import RunFollower
+
+    follower = RunFollower(run, run.events_path.stat().st_size if run.events_path.exists() else 0)
     try:
         cmd = launcher_command(manifest, exp, run, resume)
     except JobError as exc:
@@ -386,15 +391,11 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         forward.install()
     try:
         while proc is not None:
-            events, offset = run.follow(offset)
-            for ev in events:
+            exited = proc.poll() is not None
+            for ev in follower.poll()[0]:  # a rewind by the resumed rank 0 re-sends the kept history
                 for s in sinks:
                     s.emit(ev)
-            if proc.poll() is not None:
-                events, offset = run.follow(offset)
-                for ev in events:
-                    for s in sinks:
-                        s.emit(ev)
+            if exited:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:

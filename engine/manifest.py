@@ -90,6 +90,8 @@ EXPERIMENT_KEYS: dict[str, Key] = {
     "save_minutes": Key("float", 30.0, "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.", tasks=ALL_TRAIN, minimum=0),
     "save_total_limit": Key("int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
     "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
+    # queue and GPU scheduling (issue 12)
+    "gpus": Key("int", -1, "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; a torchrun/accelerate job takes `nproc_per_node`.", minimum=-1),
     # pretraining
     "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0, maximum=1),
     "short_seq_prob": Key("float", 0.1, "Probability of a shorter target length when building NSP pairs (BERT recipe).", tasks=("pretrain",), minimum=0, maximum=1),
@@ -128,7 +130,9 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
 SETTINGS_KEYS: dict[str, Key] = {
     "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
     "data_mirror": Key("str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."),
-    "max_parallel_jobs": Key("int", 1, "Jobs the console runs at the same time.", minimum=1),
+    "max_parallel_jobs": Key("int", 1, "Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1),
+    # queue and GPU scheduling (issue 12)
+    "gpus": Key("str", "all", "GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."),
     # issue 17: the Slurm executor
     "executor": Key("str", "local", "Default executor of experiments with `executor = \"auto\"`: `local` or `slurm`.", choices=("local", "slurm")),
     "slurm_partition": Key("str", "", "Default Slurm partition of Slurm jobs."),
@@ -152,6 +156,7 @@ class Settings:
     executor: str = "local"
     slurm_partition: str = ""
     slurm_account: str = ""
+    gpus: str = "all"
 
 
 def _experiment_fields():
@@ -314,6 +319,20 @@ def _check_value(where: str, name: str, key: Key, value, problems: list[str]):
     return value
 
 
+def parse_gpu_list(value: str) -> tuple[int, ...] | str | None:
+    """``settings.gpus``: "all" -> "all", "none"/"" -> (), "0,1,3" -> (0, 1, 3); None when malformed."""
+    text = value.strip().lower()
+    if text == "all":
+        return "all"
+    if text in ("none", ""):
+        return ()
+    try:
+        out = tuple(int(p) for p in text.replace(" ", "").split(","))
+    except ValueError:
+        return None
+    return out if all(g >= 0 for g in out) and len(set(out)) == len(out) else None
+
+
 def _suggest(name: str, known) -> str:
     import difflib
 
@@ -370,6 +389,9 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
             problems.append(f"settings.{k}: unknown key{_suggest(k, SETTINGS_KEYS)}; known keys: {', '.join(SETTINGS_KEYS)}")
             continue
         val = _check_value("settings", k, SETTINGS_KEYS[k], v, problems)
+        if k == "gpus" and val is not None and parse_gpu_list(val) is None:
+            problems.append(f'settings.gpus: {val!r} is not "all", "none" or a list of GPU indices like "0,1,3"')
+            val = None
         if val is not None:
             settings_vals[k] = val
     settings = Settings(**settings_vals)

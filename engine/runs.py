@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
+from .status import ACTIVE, STATUSES  # noqa: F401 - STATUSES re-exported for older imports
 
-STATUSES = ("queued", "running", "paused", "finished", "failed", "cancelled", "interrupted", "blocked")
 UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled
-ACTIVE = ("running", "paused")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")  # table names become export file names
 

@@ -68,14 +68,15 @@ def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
     q = JobQueue(m)
     (job,) = q.submit(["pre"])
     deadline = time.time() + 120
-    while time.time() < deadline and not (job.run and any(isinstance(e, StepLogged) for e in job.run.events())):
+    while time.time() < deadline and not (job.refresh().run and any(isinstance(e, StepLogged) for e in job.run.events())):
         time.sleep(0.1)
-    assert job.run is not None, "the queue learned the run from the followed events"
+    assert job.run is not None, "the queue created the run before starting the job process"
     q.cancel(job)
     q.wait(120)
     assert job.status == "cancelled", (job.status, job.reason)
     assert job.run.last_checkpoint() is not None
     job2 = q.resume_run(job.run)
+    assert job2.id == job.id  # one row per job: the resume puts the same job back in the queue
     q.wait(300)
     assert job2.status == "finished", (job2.status, job2.reason)
     assert job.run.read_table("epochs").column("epoch") == [0, 1, 2]

@@ -209,7 +209,7 @@ def test_failed_job_blocks_dependants_and_queue_goes_on(tmp_path, monkeypatch):
 
     _inject(monkeypatch, fail)
     m, _ = manifest(tmp_path)
-    q = JobQueue(m)
+    q = JobQueue(m, runner=run_experiment)  # jobs in threads of this process: the fault injection reaches them
     jobs = q.submit(["cls", "params"])
     q.wait(300)
     by = {j.experiment: j for j in q.jobs}

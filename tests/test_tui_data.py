@@ -51,13 +51,14 @@ def test_feed_notices_a_rewound_events_file(tmp_path):
     assert feed.generation == 1 and len(state.steps) == 4 + 2 * 11
 
 
-def test_feed_of_a_job_uses_its_metric_store(tmp_path):
+def test_feed_of_a_job_follows_its_run_directory(tmp_path):
+    """Every job runs outside the console, so a job's feed reads its run directory (the engine's
+    RunFollower) and takes its status from the queue until the run has one."""
     gate = threading.Event()
     manifest = load(write_manifest(tmp_path))
     queue = JobQueue(manifest, runner=FakeRunner(params={"gate": gate}))
     [job] = queue.submit(["params"])
     feed = RunFeed(job=job)
-    assert feed.uses_job_store
     queue.wait(0.5)
     state = feed.poll()
     assert state.status == "running" and state.last_step.step == 6 and state.phase == "data: fake data"
@@ -74,58 +75,61 @@ def _starting_job(tmp_path):
     [job] = queue.submit(["params"])
     deadline = time.time() + 5
     while time.time() < deadline and job.status != "running":
+        queue.refresh()
         time.sleep(0.01)
-    assert job.status == "running" and job.run is None
+    # The queue creates the run directory before it starts the job: requests have somewhere to go.
+    assert job.status == "running" and job.reason == "starting" and job.run is not None
     return queue, job, start
 
 
 def _finish(queue, job, start):
     """Never leave the blocking fake job running (its thread is not a daemon)."""
     start.set()
-    deadline = time.time() + 10
-    while time.time() < deadline and job.run is None:
-        time.sleep(0.01)
+    queue.refresh()
     queue.cancel(job)
     queue.wait(10)
+
+
+def _until(queue, job, want, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and job.status != want:
+        queue.refresh()
+        time.sleep(0.02)
+    return job.status == want
 
 
 @pytest.mark.parametrize("action", ["cancel", "pause"])
 def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, action):
     """Under a launcher a job runs for seconds before its run announces itself: a cancel or
-    pause pressed then is kept and sent as soon as the run exists, not dropped."""
+    pause pressed then goes to its run directory and takes effect at its first step, not dropped."""
     queue, job, start = _starting_job(tmp_path)
     try:
         if action == "pause":
-            assert queue.pause(job) == "held"
+            assert queue.pause(job) == "sent"
         else:
-            queue.cancel(job)
-        assert job.pending == action
+            assert "cancel requested" in queue.cancel(job)
         start.set()
         want = "cancelled" if action == "cancel" else "paused"
-        deadline = time.time() + 10
-        while time.time() < deadline and job.status != want:
-            time.sleep(0.02)
-        assert job.pending == "" and job.status == want, (job.status, job.reason)
+        assert _until(queue, job, want), (job.status, job.reason)
         if action == "pause":
             assert job.run.status()["status"] == "paused"
             assert queue.pause(job) == ""  # paused already: resume is the way on
     finally:
         _finish(queue, job, start)
-    assert job.status == "cancelled", (job.status, job.reason)
+    assert _until(queue, job, "cancelled"), (job.status, job.reason)
 
 
-def test_pause_pressed_twice_before_the_start_is_withdrawn_and_cancel_wins(tmp_path):
+def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
     queue, job, start = _starting_job(tmp_path)
     try:
-        assert queue.pause(job) == "held"
-        assert queue.pause(job) == "withdrawn" and job.pending == ""
+        assert queue.pause(job) == "sent"
         queue.cancel(job)
-        assert queue.pause(job) == "cancel held" and job.pending == "cancel"
         start.set()
         queue.wait(10)
     finally:
         _finish(queue, job, start)
-    assert job.status == "cancelled"
+    assert _until(queue, job, "cancelled")
+
 
 
 def test_summaries_and_formatting(tmp_path):

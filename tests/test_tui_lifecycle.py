@@ -1,4 +1,4 @@
-"""Quitting with jobs (keep / cancel / stay), SIGHUP, the first frame, and a real tiny job."""
+"""Quitting with jobs (they go on: jobs are processes), SIGHUP, the first frame, and a real tiny job."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from tui.lifecycle import Hangup, wait_for_jobs
-from tui.screens.dialogs import QuitDialog
+from tui.lifecycle import Hangup
 from tui.screens.main import MainScreen
 from tui.screens.run import RunScreen
 from tui.testing import FakeRunner, make_app, screen_text, wait_for
@@ -34,11 +33,11 @@ def test_quit_without_jobs_exits_at_once(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             await pilot.press("q")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=3)
-        assert app.quit_choice is None
     drive(go())
 
 
-def test_quit_while_running_stay_then_cancel(tmp_path):
+def test_quit_while_running_asks_nothing_and_the_job_goes_on(tmp_path):
+    """Jobs are not the console's: q exits at once; the job is still there and cancellable after."""
     runner = FakeRunner(params={"block": True})
 
     async def go():
@@ -47,26 +46,20 @@ def test_quit_while_running_stay_then_cancel(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             await pilot.press("r")
             job = app.queue.jobs[0]
-            assert await wait_for(pilot, lambda: job.run is not None)
+            assert await wait_for(pilot, lambda: job.run is not None and job.status == "running")
             await pilot.press("q")
-            assert isinstance(app.screen, QuitDialog)
-            assert "Quit with 1 job(s) running?" in screen_text(app)
-            await pilot.press("s")  # stay
-            assert isinstance(app.screen, MainScreen) and app.is_running
-            await pilot.press("ctrl+q", "c")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=3)
         return app
 
     app = drive(go())
-    assert app.quit_choice == "cancel"
     job = app.queue.jobs[0]
-    assert not job.done  # the UI is gone, the job is still there...
-    wait_for_jobs(app.queue, cancel=True)  # ...until run_console cancels it (checkpoint) and waits
+    assert job.status == "running" and job.run.status()["status"] == "running"
+    assert "cancel requested" in app.queue.control(job, "cancel")  # the confirmation lives in the console
+    app.queue.wait(10)
     assert job.status == "cancelled" and job.run.status()["status"] == "cancelled"
-    assert not job.thread.is_alive()
 
 
-def test_quit_keep_running_lets_queued_jobs_finish(tmp_path):
+def test_quit_with_running_and_queued_jobs_they_all_finish(tmp_path):
     gate = threading.Event()
     runner = FakeRunner(params={"gate": gate})
 
@@ -76,15 +69,14 @@ def test_quit_keep_running_lets_queued_jobs_finish(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             app.screen.run_experiments(["params", "baseline"])
             assert await wait_for(pilot, lambda: runner.started.is_set())
-            await pilot.press("q", "k")
+            await pilot.press("q")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=3)
         return app
 
     app = drive(go())
-    assert app.quit_choice == "keep"
     assert [j.status for j in app.queue.jobs] == ["running", "queued"]
     gate.set()
-    wait_for_jobs(app.queue)
+    app.queue.wait(20)
     assert [j.status for j in app.queue.jobs] == ["finished", "finished"]
 
 
@@ -106,72 +98,67 @@ def test_hangup_handler_stops_ui_and_job_finishes(tmp_path):
 
     app = drive(go())
     job = app.queue.jobs[0]
-    assert job.status == "running" and job.thread.is_alive()
+    assert job.status == "running"
     gate.set()
-    wait_for_jobs(app.queue)
+    app.queue.wait(20)
     assert job.run.status()["status"] == "finished"
 
 
 SIGHUP_SCRIPT = textwrap.dedent("""
-    import sys, threading, time
+    import sys, time
     from pathlib import Path
     from engine.queue import JobQueue
     from tui.app import build_app
     from tui.lifecycle import run
-    from tui.testing import FakeRunner, write_manifest
+    from tui.testing import write_manifest
 
     folder = Path(sys.argv[1])
-    gate = threading.Event()
-    runner = FakeRunner(params={"gate": gate})
-    app = None
 
     def factory(manifest):
-        queue = JobQueue(manifest, runner=runner)
+        queue = JobQueue(manifest)  # the real client: the job runs in its own process
         queue.submit(["params"])
         return queue
 
-    def release_after_ui_exit():
-        runner.started.wait(30)
-        (folder / "job-started").write_text("1")
-        while not app.is_running:
-            time.sleep(0.02)
-        while app.is_running:
-            time.sleep(0.02)
-        (folder / "ui-exited").write_text(repr(time.time()))
-        time.sleep(0.5)  # the job is still alive after the UI went away
-        gate.set()
-
     app = build_app(write_manifest(folder), factory)
-    threading.Thread(target=release_after_ui_exit, daemon=True).start()
-    sys.exit(run(app, headless=True))
+    code = run(app, headless=True)
+    (folder / "ui-exited").write_text(repr(time.time()))
+    sys.exit(code)
 """)
 
 
 def test_sighup_real_signal_in_a_subprocess(tmp_path):
+    """SIGHUP (the SSH connection dropped): the console exits at once; its job, a process of its own
+    session, goes on and finishes after the console is gone."""
     script = tmp_path / "console.py"
     script.write_text(SIGHUP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    gate = tmp_path / "release"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LMCONSOLE_JOB_RUNNER": "tui.testing:process_runner",
+           "LMCONSOLE_FAKE": json.dumps({"params": {"gate_file": str(gate)}})}
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "job-started").exists():
+        status = lambda: [json.loads(p.read_text())["status"] for p in (tmp_path / "runs").glob("params/*/status.json")]
+        while status() != ["running"]:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(0.3)
         proc.send_signal(signal.SIGHUP)
-        rc = proc.wait(30)
+        rc = proc.wait(10)  # no waiting for the job
     finally:
         if proc.poll() is None:
             proc.kill()
     assert rc == 0
+    assert status() == ["running"]
+    gate.write_text("go")
+    deadline = time.monotonic() + 30
+    while status() != ["finished"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status() == ["finished"]
     ui_exit = float((tmp_path / "ui-exited").read_text())
     [run_dir] = (tmp_path / "runs" / "params").iterdir()
-    status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "finished"
     finished_at = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]["time"]
-    assert finished_at > ui_exit  # the job outlived the UI, in the same process
+    assert finished_at > ui_exit  # the job outlived the console process
 
 
 FIRST_FRAME_SCRIPT = textwrap.dedent("""

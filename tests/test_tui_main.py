@@ -115,12 +115,13 @@ def test_pause_resume_cancel_retry_from_jobs_tab(tmp_path):
             await pilot.press("c", "y")
             assert await wait_for(pilot, lambda: job.status == "cancelled")
             assert job.run.status()["status"] == "cancelled"
-            await pilot.press("R")  # resume the cancelled run from its checkpoint
-            assert len(app.queue.jobs) == 2 and app.queue.jobs[1].resume is not None
-            assert app.queue.jobs[1].resume.path == job.run.path
-            assert await wait_for(pilot, lambda: app.queue.jobs[1].status == "running")
-            await pilot.press("down", "c", "y")
-            assert await wait_for(pilot, lambda: app.queue.jobs[1].status == "cancelled")
+            run_path, n_runs = job.run.path, len(app.queue.store.runs("pretrain"))
+            await pilot.press("R")  # resume the cancelled run from its checkpoint: the same job, one row
+            assert len(app.queue.jobs) == 1
+            assert await wait_for(pilot, lambda: job.status == "running" and job.run.path == run_path)
+            assert len(app.queue.store.runs("pretrain")) == n_runs  # resumed, no new run
+            await pilot.press("c", "y")
+            assert await wait_for(pilot, lambda: job.status == "cancelled")
     drive(go())
 
 
@@ -158,7 +159,7 @@ def test_move_queued_jobs(tmp_path):
             await pilot.press("J")  # already last
             assert [j.experiment for j in app.queue.jobs] == ["params", "pretrain", "baseline"]
             await pilot.press("up", "up", "K")  # the running job does not move
-            assert "only queued jobs move" in screen_text(app)
+            assert "only waiting jobs move" in screen_text(app)
             await pilot.press("c", "y")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "cancelled")
             assert await wait_for(pilot, lambda: all(j.done for j in app.queue.jobs))
@@ -189,7 +190,7 @@ def test_runs_tab_history_select_control(tmp_path):
             await pilot.press("escape", "up", "up")  # cursor stays on params (last); up twice: the interrupted run
             await pilot.press("R")
             assert await wait_for(pilot, lambda: app.queue.jobs and app.queue.jobs[0].done)
-            assert app.queue.jobs[0].resume.run_id == "20260102-100000-000000-cccc"
+            assert app.queue.jobs[0].run.run_id == "20260102-100000-000000-cccc"  # that run, resumed
             assert app.queue.jobs[0].status == "finished"
     drive(go())
 
@@ -202,22 +203,22 @@ def test_runs_of_another_process_are_controlled_via_requests(tmp_path):
         from engine.manifest import load
 
         app = make_app(tmp_path, history=False)
-        # "another process": a second queue with its own runner in this test
+        # "another process": a second client of the same queue on disk, with its own runner
         other = JobQueue(load(tmp_path / "experiments.toml"), runner=FakeRunner(default={"block": True}))
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             other.submit(["params"])
             job = other.jobs[0]
-            assert await wait_for(pilot, lambda: job.run is not None)
+            assert await wait_for(pilot, lambda: job.refresh().run is not None)
             await pilot.press("3")
             runs = app.screen.query_one(RunsPane)
             assert await wait_for(pilot, lambda: "running" in screen_text(app), timeout=8)
             await pilot.press("p")
-            assert await wait_for(pilot, lambda: job.status == "paused")
+            assert await wait_for(pilot, lambda: job.refresh().status == "paused")
             await pilot.press("p")
-            assert await wait_for(pilot, lambda: job.status == "running")
+            assert await wait_for(pilot, lambda: job.refresh().status == "running")
             await pilot.press("c", "y")
-            assert await wait_for(pilot, lambda: job.status == "cancelled")
+            assert await wait_for(pilot, lambda: job.refresh().status == "cancelled")
             assert runs.table.row_count == 1
         other.shutdown(timeout=5)
         assert not any(t.name.startswith("job-") and t.is_alive() for t in threading.enumerate())

@@ -55,7 +55,7 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
         app = make_app(tmp_path, runner, history=False)
         async with app.run_test(size=SIZE) as pilot:
             screen = await run_pretrain_and_open(app, pilot)
-            assert screen.feed.uses_job_store  # curves straight from the job's MetricStore
+            assert screen.feed.job is not None  # a job of the queue, its curves followed from its run directory
             await pilot.pause(0.2)
             text = screen_text(app)
             assert "step 20/20" in text and "4.0k tok/s" in text and "cpu, fp32 256 MB" in text
@@ -105,7 +105,7 @@ def test_disk_run_with_corrupt_events_line(tmp_path):
         app = make_app(tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             screen = await open_runs_row(app, pilot, PRETRAIN_INTERRUPTED)
-            assert not screen.feed.uses_job_store
+            assert screen.feed.job is None  # a run from the history: no job
             assert screen.state.status == "interrupted"
             assert len(screen.state.steps) == 6  # the torn and non-JSON lines are skipped
             assert "interrupted: the process running this job stopped" in screen_text(app)

@@ -1,9 +1,10 @@
-"""The console app: wiring only (manifest -> job queue -> screens).
+"""The console app: wiring only (manifest -> job queue on disk -> screens).
 
-``run_console(path)`` is what ``lmconsole`` with no command calls. Tests build
-the app with :func:`build_app` and a fake job queue. Nothing here imports torch
-or transformers: the engine imports them inside job threads, so the first frame
-comes fast.
+``run_console(path)`` is what ``lmconsole`` with no command calls. The console is
+a client of the runs directory's queue (``engine.queue``): every job runs in its
+own process, so quitting (or losing the terminal) leaves them going. Tests build
+the app with :func:`build_app` and a queue with a fake runner. Nothing here
+imports torch or transformers, so the first frame comes fast.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class LMConsole(App[str]):
         self.store = None
         self.loop: asyncio.AbstractEventLoop | None = None  # for the SIGHUP handler
         self.hangup = False
-        self.quit_choice: str | None = None  # "keep" | "cancel" once the user quit with jobs
         self.last_export = None  # (folder, [paths]) of the last export, for tests and the status line
 
     def on_mount(self) -> None:
@@ -106,23 +106,8 @@ class LMConsole(App[str]):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        """q / ctrl+q: quit, asking first what to do with running or queued jobs."""
-        from .screens.dialogs import QuitDialog
-
-        jobs = self.active_jobs()
-        if not jobs:
-            self.exit()
-            return
-        if isinstance(self.screen, QuitDialog):
-            return
-        running = sum(1 for j in jobs if j.status in ("running", "paused"))
-
-        def chosen(choice: str | None) -> None:
-            if choice in ("keep", "cancel"):
-                self.quit_choice = choice
-                self.exit(choice)
-
-        self.push_screen(QuitDialog(running, len(jobs) - running), chosen)
+        """q / ctrl+q: quit at once; jobs run in their own processes and go on."""
+        self.exit()
 
 
 def build_app(manifest_path: str | Path, queue_factory=default_queue) -> LMConsole:

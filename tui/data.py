@@ -1,12 +1,9 @@
 """Plain data for the console: run feeds, run summaries and one-line formatting. No Textual here.
 
 A :class:`RunFeed` gives the console one view of a run's metrics whoever runs it:
-
-* a job of this process: its :class:`~engine.events.MetricStore` (fed by the job's
-  events, no file reading for curves), plus a cheap follow of the run directory for
-  what the store does not keep (device, tables);
-* a run of another process, a finished run, or a resumed job: ``Run.follow`` on the
-  run directory, fed into a private MetricStore.
+every job runs in its own process, so the feed follows the run directory with the
+engine's :class:`~engine.follow.RunFollower` (offsets, torn lines, rewinds after a
+resume) into a private MetricStore, and takes status words from the job when it has one.
 
 ``poll()`` does file I/O (new bytes of ``events.jsonl`` only): call it from a
 worker thread on a 1-2 Hz timer, never per training step.
@@ -21,12 +18,12 @@ from dataclasses import dataclass, field
 from engine.cli import fmt_duration
 from engine.events import (
     EvalFinished, LogEmitted, MetricStore, PhaseStarted, ProgressUpdated, RunStarted,
-    StepLogged, TableWritten, from_dict,
+    StepLogged, TableWritten,
 )
 from engine.export import flat_results
-from engine.runs import BIG_EVENTS, Run, read_events, read_events_sampled
-
-FINAL = ("finished", "failed", "cancelled", "interrupted", "blocked")
+from engine.follow import RunFollower
+from engine.runs import Run
+from engine.status import FINAL
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 STATUS_ICON = {
@@ -146,7 +143,7 @@ class RunFeed:
         self.job = job
         self.run = run
         self._store = MetricStore()
-        self._offset = 0
+        self._follower: RunFollower | None = None
         self._phase = ""
         self._device = ""
         self._tables: tuple = ()
@@ -154,106 +151,37 @@ class RunFeed:
         self._results: dict = {}
         self._disk_status: dict = {"status": "queued"}
         self._settled = False  # a final run whose file stopped growing: nothing left to read
-        self._tail = b""  # the bytes just before ``_offset``: a changed tail means the file was rewound
-        self.generation = 0  # bumps when the history is re-read from the start
         self._stamp = None  # (size, mtime) of events.jsonl when the feed settled
 
+    @property
+    def generation(self) -> int:
+        """Bumps when the history is re-read from the start (the run was rewound by a resume)."""
+        return self._follower.generation if self._follower is not None else 0
+
     def attach(self, job) -> None:
-        """Follow a job of this process from now on (e.g. after resuming this run)."""
+        """Follow this job from now on (e.g. after resuming this run)."""
         self.job = job
         self._settled = False
 
     def _current_run(self) -> Run | None:
         if self.run is None and self.job is not None:
             self.run = self.job.run or self.job.resume
+        if self.run is not None and (self._follower is None or self._follower.run.path != self.run.path):
+            self._follower = RunFollower(self.run)
         return self.run
-
-    @property
-    def uses_job_store(self) -> bool:
-        """Curves come from the job's MetricStore (a fresh job of this process)."""
-        return self.job is not None and self.job.resume is None
-
-    TAIL = 64
-
-    def _rewound(self, run: Run) -> bool:
-        """True when events.jsonl no longer extends what we read.
-
-        A resumed job cuts the file back to its checkpoint (engine.train_loop.rewind_events)
-        or replaces it; ``Run.follow`` cannot tell, so compare the bytes before our offset.
-        """
-        if self._offset == 0:
-            return False
-        try:
-            with open(run.events_path, "rb") as fh:
-                fh.seek(self._offset - len(self._tail))
-                return fh.read(len(self._tail)) != self._tail
-        except OSError:
-            return True
-
-    def _remember_tail(self, run: Run) -> None:
-        try:
-            with open(run.events_path, "rb") as fh:
-                start = max(0, self._offset - self.TAIL)
-                fh.seek(start)
-                self._tail = fh.read(self._offset - start)
-        except OSError:
-            self._tail = b""
-
-    def _restart(self) -> None:
-        self._store = MetricStore()
-        self._offset, self._tail = 0, b""
-        self._phase = ""
-        self._tables_dirty = True
-        self.generation += 1
-
-    def _read_new(self, run: Run) -> list:
-        if self._rewound(run):
-            self._restart()
-        before = self._offset
-        events = self._follow(run)
-        if self._offset != before:
-            self._remember_tail(run)
-        return events
-
-    def _follow(self, run: Run) -> list:
-        if self._offset == 0 and self._file_stamp(run) and self._file_stamp(run)[0] > BIG_EVENTS:
-            # A long run: open it in time and memory that do not grow with the file (sampled steps + the tail).
-            rows, self._offset = read_events_sampled(run.events_path)
-            out = []
-            for row in rows:
-                try:
-                    out.append(from_dict(row))
-                except Exception:  # noqa: BLE001
-                    continue
-            return out
-        try:
-            events, self._offset = run.follow(self._offset)
-            return events
-        except Exception:  # noqa: BLE001 - a line that is JSON but not an event object
-            rows, new_offset = read_events(run.events_path, self._offset)
-            self._offset = new_offset
-            out = []
-            for row in rows:
-                try:
-                    out.append(from_dict(row))
-                except Exception:  # noqa: BLE001
-                    continue
-            return out
-
-    def _file_stamp(self, run: Run):
-        try:
-            st = os.stat(run.events_path)
-            return st.st_size, st.st_mtime_ns
-        except OSError:
-            return None
 
     def poll(self) -> FeedState:
         run = self._current_run()
         grew = False
-        if run is not None and self._settled and self._file_stamp(run) != self._stamp:
+        if run is not None and self._settled and self._follower.stamp() != self._stamp:
             self._settled = False  # written again (e.g. resumed by another process)
         if run is not None and not self._settled:
-            for ev in self._read_new(run):
+            events, rewound = self._follower.poll()
+            if rewound:
+                self._store = MetricStore()
+                self._phase = ""
+                self._tables_dirty = True
+            for ev in events:
                 grew = True
                 if isinstance(ev, RunStarted) and ev.device:
                     self._device = ev.device
@@ -263,16 +191,15 @@ class RunFeed:
                     self._phase = phase_text(ev)
                 elif isinstance(ev, TableWritten):
                     self._tables_dirty = True
-                if not self.uses_job_store:
-                    self._store.emit(ev)
+                self._store.emit(ev)
             if self._tables_dirty:
                 self._tables = tuple(run.table_names())
                 self._tables_dirty = False
-        snap = (self.job.metrics if self.uses_job_store else self._store).snapshot()
-        if self.job is not None:
-            status, reason = self.job.status, self.job.reason or snap["reason"]
-            if self.job.phase is not None:
-                self._phase = phase_text(self.job.phase)
+        snap = self._store.snapshot()
+        if self.job is not None and hasattr(self.job, "refresh"):
+            self.job.refresh()  # the queue's view of it (rate-limited re-read of the queue on disk)
+        if self.job is not None and (run is None or self.job.status in ("queued", "blocked") or self.job.reason == "starting"):
+            status, reason = str(self.job.status), self.job.reason or snap["reason"]
         elif run is not None:
             self._disk_status = run.status()  # status.json (+ a lock probe): cheap at 1 Hz
             status, reason = self._disk_status.get("status", "queued"), self._disk_status.get("reason", "")
@@ -281,9 +208,9 @@ class RunFeed:
         if run is not None and status in FINAL:
             if not self._results or grew:
                 self._results = run.results()
-            # Followed from disk, finished and not growing: stop re-reading (until a resume).
-            if self.job is None and not grew and self._offset > 0:
-                self._settled, self._stamp = True, self._file_stamp(run)
+            # Finished and not growing: stop re-reading (until a resume writes again).
+            if not grew and self._follower.offset > 0:
+                self._settled, self._stamp = True, self._follower.stamp()
         elif self._settled:
             self._settled = False
         return FeedState(

@@ -1,13 +1,14 @@
-"""Running the console process: the UI, SIGHUP, and jobs that outlive the UI.
+"""Running the console process: the UI, SIGHUP, and what it says about jobs on the way out.
 
-* Quit with "keep": the UI exits (terminal restored), one line says so, and the
-  process stays until its jobs finish (job threads are non-daemon).
-* Quit with "cancel": every job is asked to cancel (each saves a checkpoint), then we wait.
-* SIGHUP (the SSH connection dropped): Textual installs no handler and the
-  default kills the process with its training thread. We stop the UI cleanly
-  from the event loop, point stdout/stderr at /dev/null (the terminal is gone:
-  writes would fail), and let running jobs finish headless in this process; the
-  next console finds their runs on disk.
+Jobs never live in the console process (``engine.queue``: one detached process per
+job, a scheduler started on demand), so quitting needs no choice and never holds
+the shell: the console exits and one line says how many jobs go on.
+
+* SIGHUP (the SSH connection dropped): Textual installs no handler and the default
+  would kill the process mid-frame. We stop the UI cleanly from the event loop and
+  point stdout/stderr at /dev/null (the terminal is gone: writes would fail).
+* Tests inject a runner, and then jobs run in threads of this process: those are
+  waited for before the process exits (they are not daemons), headless.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 
 def redirect_to_devnull() -> None:
@@ -67,41 +67,8 @@ class Hangup:
 
 
 def pending_jobs(queue) -> list:
+    """Jobs of the queue that wait or run (in any process)."""
     return [j for j in queue.jobs if not j.done] if queue is not None else []
-
-
-def wait_for_jobs(queue, cancel: bool = False, poll_s: float = 0.2) -> None:
-    """Wait until every job of ``queue`` is done; with ``cancel``, ask each one to cancel first.
-
-    Queued jobs still start when their turn comes (unless cancelled). ctrl+c while
-    waiting turns into "cancel all" (checkpoints are saved), a second one is left to Python.
-    """
-    if queue is None:
-        return
-    if cancel:
-        queue.shutdown(cancel_running=False, timeout=0)  # queued jobs never start
-    asked: set[int] = set()
-    while True:
-        jobs = pending_jobs(queue)
-        if not jobs:
-            break
-        try:
-            if cancel:
-                for job in jobs:
-                    if job.id not in asked and job.run is not None and job.active:
-                        job.run.request("cancel")
-                        asked.add(job.id)
-            running = [j for j in jobs if j.thread is not None and j.thread.is_alive()]
-            if running:
-                running[0].thread.join(poll_s)
-            else:
-                time.sleep(poll_s)
-        except KeyboardInterrupt:
-            if cancel:
-                raise
-            cancel = True
-            _say("lmconsole: cancelling the jobs (saving checkpoints); ctrl+c again to abandon them")
-            queue.shutdown(cancel_running=False, timeout=0)
 
 
 def _say(text: str) -> None:
@@ -112,26 +79,21 @@ def _say(text: str) -> None:
 
 
 def run(app, headless: bool = False) -> int:
-    """Run the app in this (main) thread, then see its jobs through. Returns an exit code."""
+    """Run the app in this (main) thread; returns an exit code. Never waits for process jobs."""
     hangup = Hangup(app)
     hangup.install()
     try:
         app.run(mouse=False, headless=headless)
     finally:
         queue = app.queue
-        jobs = pending_jobs(queue)
-        if hangup.fired:
-            wait_for_jobs(queue)  # nobody is watching: finish what runs, headless
-        elif jobs and app.quit_choice == "cancel":
-            _say(f"lmconsole: cancelling {len(jobs)} job(s); each saves a checkpoint (resume with R or `lmconsole run NAME --resume`)")
-            wait_for_jobs(queue, cancel=True)
-            _say("lmconsole: jobs stopped")
-        elif jobs:
-            why = "console closed" if app.quit_choice == "keep" else "the console stopped unexpectedly"
-            _say(f"lmconsole: {why}; {len(jobs)} job(s) keep running in this process (pid {os.getpid()}).")
-            _say("  Follow them with `lmconsole runs` or a new console; ctrl+c here cancels them (checkpoint).")
-            wait_for_jobs(queue)
-            _say("lmconsole: all jobs done")
+        if queue is not None and getattr(queue, "launcher", None) is not None:
+            queue.wait()  # injected runner (tests): its jobs are threads of this process
+        elif not hangup.fired:
+            jobs = pending_jobs(queue)
+            if jobs:
+                running = sum(1 for j in jobs if j.active)
+                _say(f"lmconsole: {running} job(s) running, {len(jobs) - running} waiting, each in its own process; "
+                     "`lmconsole queue` lists them, `lmconsole` reopens the console")
         hangup.restore()
     if hangup.fired:
         return 0

@@ -239,17 +239,21 @@ class FakeRunner:
     def options(self, name: str) -> dict:
         return {**self.default, **self.per_experiment.get(name, {})}
 
-    def __call__(self, manifest, name, sinks=(), resume=None, store=None, seed=None, group="") -> Run:
+    def __call__(self, manifest, name, sinks=(), resume=None, store=None, run=None, resume_flag=False,
+                 seen_seq=None, seed=None, group="") -> Run:
+        """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``, ``seen_seq``)."""
         from engine.jobs import experiment_for
 
-        exp = experiment_for(manifest, name, resume, seed)  # as run_experiment: one seed of ``seeds``
+        exp = experiment_for(manifest, name, run or resume, seed)  # as run_experiment: one seed of ``seeds``
         store = store or RunStore(manifest.runs_dir)
-        run = resume or store.create(exp.name, exp.to_dict() | ({"group": group} if group else {}))
+        run = run or resume or store.create(exp.name, exp.to_dict() | ({"group": group} if group else {}))
+        is_resume = resume is not None or resume_flag
+        resume = run if is_resume else None
         writer = RunWriter(run).open()
         sink = FanoutSink([writer, *sinks])
         ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store,
                          resume=resume is not None)
-        ctx._seq_seen = int(run.pending_request().get("seq", 0))  # same as run_experiment
+        ctx._seq_seen = int(run.pending_request().get("seq", 0)) if seen_seq is None else seen_seq  # as run_experiment
         self.calls.append(name)
         try:
             if self.options(name).get("start_gate") is not None:
@@ -278,6 +282,8 @@ class FakeRunner:
         per_epoch = max(1, steps // epochs)
         ctx.emit(PhaseStarted(phase="data", detail="fake data"))
         ctx.log("device cpu, fp32")
+        if os.environ.get("LMCONSOLE_JOB_RUNNER") and "CUDA_VISIBLE_DEVICES" in os.environ:
+            ctx.log(f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")  # what the scheduler handed out
         extra = {"note": opt["note"], "eval_split": "validation"} if opt.get("note") else {}
         evals = [EvalFinished(epoch=0, step=0, split="test", metrics={**_eval(0), **extra})]
         ctx.emit(evals[0])
@@ -301,7 +307,25 @@ class FakeRunner:
                 ctx.emit(TableWritten(name="epochs", path=str(path)))
         if opt.get("gate") is not None:
             opt["gate"].wait(30)
+        if opt.get("gate_file"):  # across processes: wait until the file exists
+            deadline = time.monotonic() + 60
+            while not os.path.exists(opt["gate_file"]) and time.monotonic() < deadline:
+                ctx.poll()
+                time.sleep(0.02)
         return {"final": evals[-1].metrics, "global_step": steps}
+
+
+def process_runner(manifest, name, **kwargs) -> Run:
+    """A :class:`FakeRunner` for job processes: ``LMCONSOLE_JOB_RUNNER=tui.testing:process_runner``.
+
+    Options come from ``LMCONSOLE_FAKE`` (JSON: ``{"default": {...}, "<experiment>": {...}}``);
+    ``gate_file`` replaces ``gate`` (an event cannot cross processes).
+    """
+    import json
+
+    opts = json.loads(os.environ.get("LMCONSOLE_FAKE", "{}") or "{}")
+    default = opts.pop("default", {})
+    return FakeRunner(default, **opts)(manifest, name, **kwargs)
 
 
 def screen_text(app) -> str:

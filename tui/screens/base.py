@@ -1,7 +1,7 @@
 """Behaviour shared by the console's screens: job/run control, export, opening runs.
 
-Everything goes through the engine's public API: ``JobQueue`` for jobs of this
-process, ``Run.request`` for runs of any process. Exports run in a worker thread.
+Everything goes through the engine's public API: ``JobQueue.control`` /
+``control_run`` for any job or run, whoever runs it. Exports run in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
 
 def job_for_run(queue, run):
-    """The latest job of this process that runs (or will resume) ``run``, if any."""
+    """The latest job of the queue that runs (or will resume) ``run``, if any."""
     if queue is None or run is None:
         return None
-    for job in reversed(queue.jobs):
-        target = job.run or job.resume
-        if target is not None and Path(target.path) == Path(run.path):
-            return job
-    return None
+    return queue.job_for_run(run)
 
 
 def study_message(studies: list[str], added: list[str]) -> str:
@@ -94,21 +90,30 @@ class ConsoleScreen(Screen):
         self.notify(text, severity=severity, timeout=6 if level != "error" else 10)
 
     # -- experiments and jobs ----------------------------------------------------------
-    def run_experiments(self, names: list[str]) -> None:
+    def run_experiments(self, names: list[str], again: bool = False) -> None:
+        """Queue experiments (dependencies first); one already queued or running asks before a second run."""
         queue = self.app.queue
         manifest = self.app.manifest
         plan = manifest.plan(names)
-        jobs = queue.submit(names)
+        jobs = queue.submit(names, again=again)
         added = [j.experiment for j in jobs]
         deps = [n for n in added if n not in names]
         studies = [n for n in names if manifest.get(n).task == "study"]
         if studies:  # a study queues its steps (those without a finished run), dependencies first
             self.say(study_message(studies, added), "ok" if jobs else "info")
             return
+        skipped = list(queue.last_skipped)
+        if skipped:
+            def done(yes: bool | None) -> None:
+                if yes:
+                    self.run_experiments(skipped, again=True)
+
+            self.app.push_screen(ConfirmDialog(
+                f"{', '.join(skipped)}: already queued or running (maybe from another console). "
+                "Queue another run?", yes="Queue another"), done)
         if not jobs:
-            self.say(f"{', '.join(names)}: already queued or running")
             return
-        msg = f"queued {', '.join(n for n in added if n in names)}"
+        msg = f"queued {', '.join(n for n in added if n in names)}" if any(n in names for n in added) else "queued"
         if deps:
             msg += f" (dependencies first: {', '.join(deps)})"
         elif len(plan) > len(names):
@@ -116,65 +121,44 @@ class ConsoleScreen(Screen):
         self.say(msg, "ok")
 
     def control(self, action: str, job=None, run=None) -> None:
-        """pause (toggles resume), cancel (asks first), retry (resume a stopped run)."""
+        """pause (toggles resume), cancel (asks first), retry (resume a stopped run): one engine
+        entry point (``JobQueue.control``) whoever runs the job."""
         queue = self.app.queue
         if job is None and run is not None:
             job = job_for_run(queue, run)
-            if job is not None and job.done:
-                job = None if action == "retry" else job
-        if action == "pause":
-            self._pause_toggle(job, run)
-        elif action == "cancel":
+            if job is not None and job.status == "finished" and action == "retry":
+                job = None
+        if action == "cancel":
             self._cancel(job, run)
         elif action == "retry":
             self._retry(job, run)
-
-    def _pause_toggle(self, job, run) -> None:
-        queue = self.app.queue
-        if job is not None and not job.done:
-            name = job.experiment
-            if job.status == "running":
-                outcome = queue.pause(job)
-                self.say({"sent": f"pause requested: {name} holds at its next step",
-                          "held": f"pause requested: {name} holds once it has started",
-                          "withdrawn": f"pause withdrawn: {name}",
-                          "cancel held": f"cancel already requested: {name}"}.get(outcome, f"{name}: nothing to pause"))
-            elif job.status == "paused":
-                queue.resume(job)
-                self.say(f"resume requested: {name}")
-            else:
-                self.say(f"{name} is {job.status}: nothing to pause")
-            return
-        if run is None:
-            return
-        status = run.status().get("status")
-        if status == "running":
-            run.request("pause")
-            self.say(f"pause requested: {run.experiment} (another process) holds at its next step")
-        elif status == "paused":
-            run.request("resume")
-            self.say(f"resume requested: {run.experiment}")
-        else:
-            self.say(f"{run.experiment}/{run.run_id} is {status}: nothing to pause")
+        elif job is not None:
+            self.say(queue.control(job, action))
+        elif run is not None:
+            self.say(queue.control_run(run, action))
 
     def _cancel(self, job, run) -> None:
         queue = self.app.queue
-        if job is not None and not job.done:
-            if job.status == "queued":
-                question = f"Remove {job.experiment} from the queue?"
-            else:
+        if job is not None:
+            job.refresh()
+            if job.waiting:
+                deps = queue.dependants(job)
+                question = f"Remove {job.experiment} from the queue?" + (
+                    f" Its dependants ({', '.join(d.experiment for d in deps)}) stay blocked until it runs again (R)."
+                    if deps else "")
+            elif job.active:
                 question = f"Cancel {job.experiment}? It saves a checkpoint; resume it later with R."
+            else:
+                self.say(f"{job.experiment} is {job.status}: nothing to cancel")
+                return
 
             def done(yes: bool | None) -> None:
                 if yes:
-                    queue.cancel(job)
-                    self.say(f"cancel requested: {job.experiment}")
+                    self.say(queue.control(job, "cancel"))
 
             self.app.push_screen(ConfirmDialog(question, yes="Cancel job"), done)
             return
         if run is None:
-            if job is not None:
-                self.say(f"{job.experiment} is {job.status}: nothing to cancel")
             return
         status = run.status().get("status")
         if status not in ("running", "paused"):
@@ -183,8 +167,7 @@ class ConsoleScreen(Screen):
 
         def done_run(yes: bool | None) -> None:
             if yes:
-                run.request("cancel")
-                self.say(f"cancel requested: {run.experiment} (saves a checkpoint)")
+                self.say(queue.control_run(run, "cancel"))
 
         self.app.push_screen(
             ConfirmDialog(f"Cancel {run.experiment} (running in another process)? It saves a checkpoint.", yes="Cancel job"),
@@ -192,35 +175,19 @@ class ConsoleScreen(Screen):
         )
 
     def _retry(self, job, run):
+        """R: a stopped job goes back to the queue as the same job (resuming its run); returns the job."""
         queue = self.app.queue
         if job is not None:
-            if not job.done:
-                self.say(f"{job.experiment} is {job.status}")
-                return None
-            if job.status == "finished":
-                self.say(f"{job.experiment} finished; press r on the experiment to run it again")
-                return None
-            if job.run is not None and job.status in ("failed", "cancelled"):
-                run = job.run
-            else:
-                if job.experiment not in self.app.manifest.names:
-                    self.say(f"{job.experiment} is no longer in the manifest", "error")
-                    return None
-                new = queue.submit([job.experiment])
-                self.say(f"queued {job.experiment} again", "ok")
-                return new[-1] if new else None
+            message = queue.control(job, "retry")
+            ok = message.startswith(("resuming", "queued"))
+            self.say(message, "ok" if ok else ("error" if "no longer" in message else "info"))
+            return job if ok else None
         if run is None:
             return None
-        status = run.status().get("status")
-        if status not in ("failed", "cancelled", "interrupted"):
-            self.say(f"{run.experiment}/{run.run_id} is {status}: only failed, cancelled or interrupted runs resume")
-            return None
-        if run.experiment not in self.app.manifest.names:
-            self.say(f"{run.experiment} is not in this manifest: cannot resume it here", "error")
-            return None
-        new_job = queue.resume_run(run)
-        self.say(f"resuming {run.experiment} from its last checkpoint", "ok")
-        return new_job
+        message = queue.control_run(run, "retry")
+        ok = message.startswith("resuming")
+        self.say(message, "ok" if ok else ("error" if "not in this manifest" in message else "info"))
+        return job_for_run(queue, run) if ok else None
 
     # -- export ---------------------------------------------------------------------------
     def ask_export(self, what: str, export_fn) -> None:

@@ -46,46 +46,6 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class QuitDialog(ModalScreen[str]):
-    """Quit with jobs running: "keep" them in the background, "cancel" them, or "stay"."""
-
-    BINDINGS = [
-        Binding("k", "choose('keep')", "Keep running"),
-        Binding("c", "choose('cancel')", "Cancel jobs"),
-        Binding("s", "choose('stay')", "Stay"),
-        Binding("escape", "choose('stay')", "Stay", show=False),
-    ]
-
-    def __init__(self, running: int, queued: int):
-        super().__init__()
-        self.running, self.queued = running, queued
-
-    def compose(self) -> ComposeResult:
-        what = f"{self.running} job(s) running" + (f", {self.queued} queued" if self.queued else "")
-        with Vertical(classes="dialog"):
-            yield Static(f"Quit with {what}?", classes="question")
-            yield Static(
-                "k: close the console and keep the jobs going in this process until they finish\n"
-                "c: cancel them (each saves a checkpoint; resume later with R)\n"
-                "s / esc: stay in the console",
-                classes="help",
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Keep (k)", id="keep", variant="primary")
-                yield Button("Cancel jobs (c)", id="cancel", variant="error")
-                yield Button("Stay (s)", id="stay")
-
-    def on_mount(self) -> None:
-        self.query_one("#stay", Button).focus()
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id)
-
-
 @dataclass(frozen=True)
 class ExportChoice:
     folder: str

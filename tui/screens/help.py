@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 EXTRA = {
-    "Everywhere": [("ctrl+q", "Quit (asks first while jobs run)"), ("ctrl+p", "command palette: every action by name"),
+    "Everywhere": [("ctrl+q", "Quit (jobs go on in their own processes)"), ("ctrl+p", "command palette: every action by name"),
                    ("tab", "next widget (tab bar, lists)")],
     "Experiments": [("enter", "open the latest run of the experiment")],
     "Jobs": [("enter", "open the job's run view")],
@@ -58,7 +58,7 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"[b]{title}[/b]")
             lines += [f"  {key:<14} {desc}".replace("[", "\\[") for key, desc in rows]  # keys such as [ ]
             lines.append("")
-        lines.append("Quit with jobs running asks: keep them in the background, cancel them, or stay.")
+        lines.append("Jobs run in their own processes: quitting leaves them going; any console or `lmconsole queue` sees them.")
         with VerticalScroll(classes="dialog help-dialog"):
             yield Static("\n".join(lines), markup=True)
 

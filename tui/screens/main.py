@@ -1,7 +1,7 @@
 """The main screen: Experiments | Jobs | Runs | System tabs, a title bar and a one-line status.
 
-A 1 Hz timer passes data down to the panes: the job queue's state (in memory,
-only when its version changed) and, every few seconds, the runs on disk (read in
+A 1 Hz timer passes data down to the panes: the job queue's state (re-read from
+``runs/.queue`` and the run directories; panes redrawn only when it changed) and, every few seconds, the runs on disk (read in
 a worker thread, so runs of other processes show up and are followed too).
 """
 
@@ -232,10 +232,10 @@ class MainScreen(ConsoleScreen):
 
     @on(JobsPane.MoveRequested)
     def _move_job(self, msg: JobsPane.MoveRequested) -> None:
-        if msg.job.status != "queued":
-            self.say(f"#{msg.job.id} {msg.job.experiment} is {msg.job.status}: only queued jobs move")
+        message = self.app.queue.control(msg.job, "up" if msg.delta < 0 else "down")
+        if not message.startswith("moved"):
+            self.say(message)
             return
-        self.app.queue.move(msg.job, msg.delta)
         self._update_queue()
         pane = self.query_one(JobsPane)
         keys = [r.key.value for r in pane.table.ordered_rows]

@@ -1,4 +1,4 @@
-"""The jobs pane: this console's job queue, with progress and the one-line reason of failures."""
+"""The jobs pane: the queue of the runs directory (every console's jobs), with progress and the one-line reason of failures."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ class JobsPane(TablePane):
                 note = short_id(job.run.run_id)
             if job.resume is not None and job.status == "queued":
                 note = f"resume {short_id(job.resume.run_id)}"
-            if getattr(job, "pending", "") and job.active:
-                note = f"{job.pending} requested (sent when it starts)"
+            if getattr(job, "devices", ()) and job.active:
+                note = f"gpu {','.join(map(str, job.devices))} {note}".strip()
             # the phase of an ended job is stale, except where it failed
             phase = job.phase if job.active or job.status == "failed" else None
             progress = progress_text(job.metrics.last_step, phase, job.active) if job.status != "queued" else ""

@@ -1,0 +1,32 @@
+"""The one status vocabulary of runs and jobs, shared by engine, CLI and console.
+
+A *run* (a directory under ``runs/``) is queued, running, paused, finished,
+failed, cancelled or interrupted (its owner died). A *job* (an entry of the
+queue on disk) adds ``blocked`` (a dependency did not finish). Every module
+tests membership in the sets below instead of keeping its own tuple of words.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    BLOCKED = "blocked"
+
+    def __str__(self) -> str:  # "running", not "Status.RUNNING", in messages and JSON
+        return self.value
+
+
+STATUSES = tuple(s.value for s in Status)
+ACTIVE = frozenset({"running", "paused"})  # a live process holds the run
+FINAL = frozenset({"finished", "failed", "cancelled", "interrupted", "blocked"})  # nothing more happens by itself
+RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})  # resume continues from the last checkpoint
+STOPPED = frozenset({"failed", "cancelled", "interrupted", "blocked"})  # final but not finished: blocks dependants
