@@ -596,6 +596,11 @@ def _peer_section(add, rows: list) -> None:
         "padding columns say by how much. A `+compile` row is the peer with `torch_compile=True` "
         "(tried once at bert-tiny in the full run, to see whether it helps that side).")
     add("")
+    prov = rows[0].get("provenance") if rows else None
+    if prov:
+        add(f"Measured by `{prov['command']}` ({prov['date']}; 1-min load average at its start {prov['load']}), "
+            "folded in with `--merge-json`.")
+        add("")
     add("| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
     add("|---|---|---|---|---|---:|---:|---:|---|---|")
     mfu = {}
@@ -1008,9 +1013,14 @@ def main(argv=None) -> int:
         for f in a.merge_json:
             other = json.loads(Path(f).read_text())
             for name, section in other["results"].items():
+                prov = {"command": other.get("command", f), "date": other["machine"]["date"],
+                        "load": other["machine"]["load_avg_at_start"][0]}
                 if name in SECTIONS and isinstance(section, dict):
-                    section["provenance"] = {"command": other.get("command", f), "date": other["machine"]["date"],
-                                             "load": other["machine"]["load_avg_at_start"][0]}
+                    section["provenance"] = prov
+                    saved["results"][name] = section
+                elif name in SECTIONS and isinstance(section, list):  # the peer section: a list of rows
+                    for row in section:
+                        row["provenance"] = prov
                     saved["results"][name] = section
         text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
         Path(a.out).write_text(text + "\n", encoding="utf-8")
