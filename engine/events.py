@@ -227,6 +227,7 @@ class MetricStore:
         self.steps: list[StepLogged] = []
         self.evals: list[EvalFinished] = []
         self.logs: list[LogEmitted] = []
+        self.system: list[SystemSampled] = []  # CPU/RAM/GPU samples (about every 30 s), capped like steps
         self.last_step: StepLogged | None = None
         self.status: str = "queued"
         self.reason: str = ""
@@ -244,6 +245,10 @@ class MetricStore:
             elif isinstance(event, LogEmitted):
                 self.logs.append(event)
                 del self.logs[:-500]
+            elif isinstance(event, SystemSampled):
+                self.system.append(event)
+                if len(self.system) > self.max_points:
+                    self.system = self.system[::2]
             elif isinstance(event, StatusChanged):
                 self.status, self.reason = event.status, event.reason
             elif isinstance(event, JobFailed):
@@ -257,6 +262,7 @@ class MetricStore:
                 "steps": list(self.steps),
                 "evals": list(self.evals),
                 "logs": list(self.logs),
+                "system": list(self.system),
                 "last_step": self.last_step,
                 "status": self.status,
                 "reason": self.reason,

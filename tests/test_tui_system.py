@@ -69,3 +69,49 @@ def test_system_tab_without_driver_shows_cpu_ram_and_why(tmp_path, monkeypatch):
             assert "4 System" in screen_text(app)
 
     asyncio.run(go())
+
+
+def test_run_view_plots_the_jobs_system_samples(tmp_path):
+    """A job's SystemSampled events are curves of the run view: `g` steps the small panel through them."""
+    from engine.events import StepLogged, SystemSampled
+    from tui.data import system_series
+    from tui.screens.run import RunScreen
+    from tui.widgets.plots import CurvePlot
+    from tui.widgets.runs import RunsPane
+
+    app = make_app(tmp_path, history=False)
+    run = RunStore(tmp_path / "runs").create("pretrain", {"name": "pretrain", "task": "pretrain"})
+    writer = RunWriter(run).open()
+    writer.set_status("running")
+    for i in range(4):
+        writer.emit(StepLogged(step=i + 1, epoch=0.1 * i, loss=5.0 - i, learning_rate=1e-4, time=1000.0 + 30 * i))
+        writer.emit(SystemSampled(host={"cpu_percent": 50.0 + i, "ram_used_mb": 1000.0 + 10 * i},
+                                  gpus=[{"index": 0, "util_percent": 80.0 + i, "memory_used_mb": 2000.0}],
+                                  time=1000.0 + 30 * i))
+    names = [n for n, _, _ in system_series([e for e in run.events() if isinstance(e, SystemSampled)])]
+    assert names == ["cpu %", "ram used MB", "gpu0 util %", "gpu0 memory MB"]
+
+    async def go():
+        async with app.run_test(size=SIZE) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("3")
+            pane = app.screen.query_one(RunsPane)
+            assert await wait_for(pilot, lambda: pane.table.row_count == 1)
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            view = app.screen
+            plot = view.query_one("#plot-lr", CurvePlot)
+            assert await wait_for(pilot, lambda: view.state is not None and len(view.state.system) == 4)
+            assert "g: system" in plot.title
+            await pilot.press("g")
+            assert await wait_for(pilot, lambda: plot.title.startswith("cpu %"))
+            assert plot.xlabel == "minutes" and plot.series[0].ys == [50.0, 51.0, 52.0, 53.0]
+            assert plot.series[0].xs == [0.0, 0.5, 1.0, 1.5]
+            for _ in range(3):
+                await pilot.press("g")
+            assert await wait_for(pilot, lambda: plot.title.startswith("gpu0 memory MB"))
+            await pilot.press("g")  # back to the learning rate
+            assert await wait_for(pilot, lambda: plot.title.startswith("learning rate") and plot.xlabel == "step")
+
+    asyncio.run(go())
+    writer.close()

@@ -105,6 +105,7 @@ class FeedState:
     steps: list = field(default_factory=list)
     evals: list = field(default_factory=list)
     logs: list = field(default_factory=list)
+    system: list = field(default_factory=list)  # SystemSampled events
     last_step: StepLogged | None = None
     phase: str = ""
     device: str = ""
@@ -215,6 +216,7 @@ class RunFeed:
             self._settled = False
         return FeedState(
             status=status, reason=reason, steps=snap["steps"], evals=snap["evals"], logs=snap["logs"],
+            system=snap.get("system", []),
             last_step=snap["last_step"], phase=self._phase, device=self._device, tables=self._tables,
             results=self._results,
             version=(self.generation, snap["version"], status, len(self._tables), bool(self._results), self._phase),
@@ -328,3 +330,32 @@ def compact_value(v, width: int = 60) -> str:
             return "[" + "; ".join(" ".join(fmt_num(c) for c in r) for r in v) + "]"
         return "[" + ", ".join(fmt_num(x) if not isinstance(x, (dict, list)) else compact_value(x) for x in v) + "]"
     return fmt_num(v)
+
+
+def system_series(samples: list) -> list[tuple[str, list, list]]:
+    """(name, minutes since the first sample, values) of each figure the job's SystemSampled events carry:
+    CPU %, RAM and the process's RSS, then per GPU utilisation, memory, temperature and power."""
+    if not samples:
+        return []
+    t0 = samples[0].time
+    out: dict[str, tuple[list, list]] = {}
+
+    def add(name: str, t: float, v) -> None:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            xs, ys = out.setdefault(name, ([], []))
+            xs.append(round((t - t0) / 60, 3))
+            ys.append(float(v))
+
+    for ev in samples:
+        host = ev.host if isinstance(ev.host, dict) else {}
+        add("cpu %", ev.time, host.get("cpu_percent"))
+        add("ram used MB", ev.time, host.get("ram_used_mb"))
+        add("job RSS MB", ev.time, host.get("process_rss_mb"))
+        for g in ev.gpus if isinstance(ev.gpus, list) else []:
+            if isinstance(g, dict):
+                i = g.get("index", "?")
+                add(f"gpu{i} util %", ev.time, g.get("util_percent"))
+                add(f"gpu{i} memory MB", ev.time, g.get("memory_used_mb"))
+                add(f"gpu{i} temp C", ev.time, g.get("temperature_c"))
+                add(f"gpu{i} power W", ev.time, g.get("power_w"))
+    return [(k, xs, ys) for k, (xs, ys) in out.items()]

@@ -15,6 +15,7 @@ EXTRA = {
     "Jobs": [("enter", "open the job's run view")],
     "Runs": [("enter", "open the run")],
     "Run view": [("v", "loss panel: total loss, each part, all together"),
+                 ("g", "small panel: learning rate, then each CPU/RAM/GPU figure the job sampled"),
                  ("enter", "a failed run: its traceback"), ("left / right", "results: scroll the epochs")],
     "Export dialog": [("enter", "export to the folder"), ("tab / space", "move to / toggle a format"),
                       ("esc", "cancel")],

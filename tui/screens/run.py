@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, Tabb
 
 from engine.export import export_runs, export_table
 
-from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
+from ..data import RunFeed, eval_keys, eval_series, short_id, step_series, system_series
 from ..metricinfo import headline, higher_is_better
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.plots import CurvePlot, Series
@@ -54,6 +54,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("m", "next_metric", "Metric"),
         *CurveViewKeys.VIEW_BINDINGS,
         Binding("v", "next_series", "Series", show=False),
+        Binding("g", "next_system", "System", show=False),
         Binding("enter", "details", "Traceback", show=False),
         Binding("u", "push", "Push", show=False),
     ]
@@ -203,7 +204,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         if len(loss) > 1:
             title += " (v)"
         plot.show([one] if one else loss, title=title, key=(key, self.loss_series), best="min")
-        self.query_one("#plot-lr", CurvePlot).show([Series("lr", *step_series(steps, "learning_rate"))], key=key)
+        self._draw_lr_or_system(state, key)
         keys = eval_keys(state.evals)
         if self.metric not in keys:
             self.metric = keys[0] if keys else None
@@ -217,6 +218,33 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                 key=(len(state.evals), self.metric), best={True: "max", False: "min"}.get(better, ""),
             )
             self.auto_log(plot, self.metric)
+
+    system_view = 0  # the small panel: 0 = learning rate, i = the i-th system figure (`g` steps through)
+
+    def _draw_lr_or_system(self, state, key) -> None:
+        """The learning rate, or one of the job's CPU/RAM/GPU samples (SystemSampled, about every 30 s)."""
+        plot = self.query_one("#plot-lr", CurvePlot)
+        figures = system_series(state.system)
+        if self.system_view > len(figures):
+            self.system_view = 0
+        if self.system_view == 0:
+            plot.xlabel = "step"
+            title = "learning rate" + (" (g: system)" if figures else "")
+            plot.show([Series("lr", *step_series(state.steps, "learning_rate"))], title=title, key=(key, 0))
+            return
+        name, xs, ys = figures[self.system_view - 1]
+        plot.xlabel = "minutes"
+        plot.show([Series(name, xs, ys)], title=f"{name} (g: next)", key=(len(state.system), self.system_view),
+                  best="max")
+
+    def action_next_system(self) -> None:
+        n = len(system_series(self.state.system)) if self.state is not None else 0
+        self.system_view = (self.system_view + 1) % (n + 1) if n else 0
+        if self.state is not None:
+            self._draw_curves(self.state)
+        self.action_tab("curves")
+        if not n:
+            self.say("no system samples in this run yet (a job records CPU/RAM/GPU about every 30 s)")
 
     def _draw_results(self, state) -> None:
         self._evals_seen = len(state.evals)
