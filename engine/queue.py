@@ -215,6 +215,8 @@ def entry_status(entry: dict, by_id: dict, store: RunStore, alive: Callable[[dic
                 status = "failed"
                 reason = f"the job process exited before it started (see {QUEUE_DIR}/logs/job-{key}.log)"
         out = (status, reason)
+    elif entry.get("held"):  # paused while waiting: the scheduler skips it (and so its dependants wait)
+        out = ("paused", "held in the queue: resume (p) lets it start")
     else:
         out = ("queued", "")
         for dep_id in entry.get("depends_on", []):
@@ -695,12 +697,18 @@ class JobQueue:
         if action == "pause":
             if job.status == "paused":
                 action = "resume"
+            elif job.waiting:  # not started yet: held in the queue until resumed
+                self._set_held(job, True)
+                return f"{name} held in the queue: it does not start until resumed (p again)"
             elif job.status != "running" or job.run is None:
                 return f"{name} is {job.status}: nothing to pause"
             else:
                 job.run.request("pause")
                 return f"pause requested: {name} holds at its next step"
         if action == "resume":
+            if job.status == "paused" and self._is_held(job):
+                self._set_held(job, False)
+                return f"{name} released: it starts when a slot (and its GPUs) are free"
             if job.status != "paused" or job.run is None:
                 return f"{name} is {job.status}: nothing to resume"
             job.run.request("resume")
@@ -738,6 +746,16 @@ class JobQueue:
             self._after_change()
             return f"resuming {name} from its last checkpoint" if resume else f"queued {name} again"
         raise ValueError(f"unknown action {action!r}")
+
+    def _is_held(self, job: Job) -> bool:
+        return any(e["id"] == job.id and e.get("held") for e in self.file.read()["jobs"])
+
+    def _set_held(self, job: Job, held: bool) -> None:
+        with self._lock, self.file.change() as state:
+            for e in state["jobs"]:
+                if e["id"] == job.id and e.get("state", "queued") == "queued":
+                    e["held"] = held
+        self._after_change()
 
     def job_for_run(self, run: Run) -> Job | None:
         """The job of the queue that runs (or will resume) ``run``, if any."""

@@ -273,6 +273,25 @@ def test_cancelling_a_queued_job_says_what_becomes_of_its_dependants(tmp_path):
     assert [j.status for j in q.jobs] == ["finished"] * 3
 
 
+def test_pausing_a_waiting_job_holds_it_and_its_dependants_until_resumed(tmp_path):
+    gate = threading.Event()
+    q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
+    q.submit(["params"])  # holds the one slot until the gate opens
+    pre, fine = q.submit(["finetune"])
+    assert q.control(pre, "pause") == "#2 pretrain held in the queue: it does not start until resumed (p again)"
+    assert pre.status == "paused" and "held in the queue" in pre.reason
+    # a second client sees the same hold, from the file
+    other = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner())
+    assert [j.status for j in other.refresh()][1] == "paused"
+    gate.set()
+    q.wait(0.5)  # params finishes; the held pretrain (and finetune after it) must not start
+    q.refresh()
+    assert [j.status for j in q.jobs] == ["finished", "paused", "queued"] and pre.run is None
+    assert q.control(pre, "pause").startswith("#2 pretrain released")  # p again: released
+    q.wait(20)
+    assert [j.status for j in q.jobs] == ["finished"] * 3
+
+
 def test_move_keeps_dependencies_first(tmp_path):
     gate = threading.Event()
     q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
