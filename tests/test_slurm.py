@@ -106,6 +106,7 @@ def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and not job.metrics.snapshot()["steps"]:
         time.sleep(0.2)
+        q.refresh()  # a client of the queue on disk: it reads the job's run directory when it refreshes
     assert job.metrics.snapshot()["steps"], "training steps reached the queue through the followed run directory"
     run = job.run
     job_id = _slurm_job(run)
@@ -120,8 +121,15 @@ def test_preempted_job_requeues_and_resumes_by_itself(slurm, tmp_path):
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"])
             break
         time.sleep(0.25)
-    q.wait(300)
+    # "interrupted" is final for the queue; the requeued Slurm job then resumes the run to the end
+    deadline = time.time() + 300
+    while time.time() < deadline and job.status != "finished":
+        time.sleep(0.5)
+        q.refresh()
     assert job.status == "finished", (job.status, job.reason)
+    deadline = time.time() + 60  # the run is finished; its batch script exits a moment later
+    while time.time() < deadline and _scontrol(job_id).get("JobState") != "COMPLETED":
+        time.sleep(0.25)
     info = _scontrol(job_id)
     assert info["JobState"] == "COMPLETED" and info["Restarts"] == "1"
     events = run.events()
