@@ -11,7 +11,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import Footer, TabbedContent, TabPane
+from rich.text import Text
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.export import export_runs
 
@@ -44,6 +45,7 @@ class MainScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
+        yield Static("", id="manifest-banner")
         with TabbedContent(id="tabs"):
             with TabPane("1 Experiments", id="experiments"):
                 yield ExperimentsPane(id="experiments-pane")
@@ -136,6 +138,15 @@ class MainScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
+
+    def show_manifest_problems(self, error) -> None:
+        """A reload that failed: say so above the tabs, keep working with the last good manifest."""
+        banner = self.query_one("#manifest-banner", Static)
+        banner.display = error is not None
+        if error is not None:
+            n = len(error.problems)
+            banner.update(Text(f"✗ {error.path.name}: {n} problem{'s' if n != 1 else ''}, still using the last good "
+                               f"version (fix it, then ctrl+r): " + "; ".join(error.problems)))
 
     def say(self, text: str, level: str = "info") -> None:
         self.query_one(StatusLine).say(text, level)
