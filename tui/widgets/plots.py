@@ -190,7 +190,7 @@ class CurvePlot(PlotextPlot):
     def _title(self, shown: list[Series], width: int) -> str:
         if not shown:
             return f"{self.title}: no data yet"
-        name = self.title + (" · log" if self.log_y else "")
+        name = self.title + (", log" if self.log_y else "")
         if self.smoothing:
             name += f" ema {self.smoothing:g}"
         self.stats = ""
@@ -208,9 +208,9 @@ class CurvePlot(PlotextPlot):
                     parts.append(f"{other.__name__} {short(other(vals))}")
                 else:
                     parts.append(f"min {short(min(vals))} max {short(max(vals))}")
-                while len(parts) > 1 and len(name + ": " + " · ".join(parts)) > width - 2:
+                while len(parts) > 1 and len(name + ": " + ", ".join(parts)) > width - 2:
                     parts.pop()  # drop whole fields, never cut one
-                self.stats = " · ".join(parts)
+                self.stats = ", ".join(parts)
         full = f"{name}: {self.stats}" if self.stats else name
         return full if len(full) <= width - 2 else name
 
