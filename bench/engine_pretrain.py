@@ -36,24 +36,33 @@ def lmconsole_cmd() -> list[str]:
 
 
 def summarise(events: list, warmup_steps: int) -> dict:
-    """Tokens/s over steps W+1..N from a run's events (each with its ``time``)."""
-    from engine.events import EvalFinished, StepLogged
+    """Tokens/s over steps W+1..N from a run's events (each with its ``time``).
+
+    Training time only: a window that holds an epoch end (its evaluation and
+    checkpoint, which a Trainer with ``save_strategy="no"`` does not do) is timed from
+    the last ``EvalFinished``/``CheckpointSaved`` inside it, so two-epoch runs that
+    time the second epoch compare training with training.
+    """
+    from engine.events import CheckpointSaved, EvalFinished, StepLogged
 
     steps = [e for e in events if isinstance(e, StepLogged)]
+    pauses = [e.time for e in events if isinstance(e, (EvalFinished, CheckpointSaved))]
     first = next(i for i, e in enumerate(steps) if e.step == warmup_steps)
     timed = steps[first + 1:]
     # tokens of a window = its tokens/s x its duration (the loop's clock, read just before the event's time)
-    tokens = samples = 0.0
+    tokens = samples = span = excluded = 0.0
     prev = steps[first].time
     for e in timed:
         tokens += e.tokens_per_s * (e.time - prev)
         samples += e.samples_per_s * (e.time - prev)
+        start = max([prev] + [t for t in pauses if prev < t < e.time])
+        span += e.time - start
+        excluded += start - prev
         prev = e.time
-    span = timed[-1].time - steps[first].time
     n = timed[-1].step - warmup_steps
     return {
         "side": "engine", "tokens_per_s": tokens / span, "samples_per_s": samples / span, "timed_steps": n,
-        "timed_s": span, "s_per_step": span / n, "warmup_steps": warmup_steps,
+        "timed_s": span, "s_per_step": span / n, "warmup_steps": warmup_steps, "excluded_epoch_end_s": excluded,
         "rss_mb_at_logs": [e.memory_mb for e in steps], "final_loss": steps[-1].loss,
         "evals": sum(isinstance(e, EvalFinished) for e in events),
     }
@@ -106,8 +115,8 @@ def main(argv=None) -> int:
     from engine.manifest import load
 
     exp = load(a.manifest).get(a.experiment)
-    if exp.logging_steps != a.warmup_steps or not exp.max_steps:
-        raise SystemExit("the experiment must set logging_steps = --warmup-steps and max_steps")
+    if exp.logging_steps != a.warmup_steps or not (exp.max_steps or exp.epochs == 2):
+        raise SystemExit("the experiment must set logging_steps = --warmup-steps and max_steps (or epochs = 2)")
     t0 = time.perf_counter()
     if a.in_process:
         events = in_process(a.manifest, a.experiment, a.threads)
@@ -116,8 +125,11 @@ def main(argv=None) -> int:
             os.environ["OMP_NUM_THREADS"] = str(a.threads)
         events = via_cli(a.manifest, a.experiment)
     out = summarise(events, a.warmup_steps)
+    import torch
+
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     out.update(process_s=time.perf_counter() - t0, mode="in-process" if a.in_process else "lmconsole run",
-               threads=a.threads or None)
+               threads=a.threads or None, device=device)
     Path(a.json).write_text(json.dumps(out))
     return 0
 

@@ -165,6 +165,44 @@ def measure(name: str, lev: dict, config, batches, args, device) -> dict:
             "loss": final_loss, "attn": config._attn_implementation}
 
 
+def check_sync_free(config, batch: dict, device) -> dict:
+    """The GPU's sync-free path (fixed-size slots gathered on the device) against the CPU's
+    boolean-indexing path, same weights and batch, fp32 (TF32 off): loss, MLM/NSP parts and
+    the gradient of the MLM decoder bias must agree to float rounding."""
+    import torch
+    from transformers import BertForPreTraining
+
+    from engine.tasks.pretrain import mlm_nsp_forward
+
+    def run(dev, b):
+        torch.manual_seed(0)
+        model = BertForPreTraining._from_config(config, attn_implementation="sdpa").to(dev).train()
+        for m in model.modules():  # dropout off: the two devices draw different masks
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        loss, parts = mlm_nsp_forward(model, {k: v.to(dev) for k, v in b.items()})
+        loss.backward()
+        grad = model.cls.predictions.bias.grad if model.cls.predictions.bias.grad is not None else model.cls.predictions.decoder.bias.grad
+        return float(loss), {k: float(v) for k, v in parts.items()}, grad.detach().cpu()
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        cpu_batch = {k: v.cpu() for k, v in batch.items() if k not in ("mlm_positions", "mlm_labels")}
+        ref_loss, ref_parts, ref_grad = run(torch.device("cpu"), cpu_batch)
+        loss, parts, grad = run(device, {k: v.cpu() for k, v in batch.items()})
+    finally:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    rel = abs(loss - ref_loss) / abs(ref_loss)
+    grad_err = float((grad - ref_grad).abs().max() / ref_grad.abs().max().clamp_min(1e-12))
+    ok = rel < 1e-4 and grad_err < 1e-3
+    return {"cpu_boolean_loss": ref_loss, "device_slots_loss": loss, "cpu_parts": ref_parts, "device_parts": parts,
+            "loss_rel_diff": rel, "decoder_bias_grad_rel_err": grad_err, "device": str(device), "ok": ok}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=64)
@@ -206,6 +244,11 @@ def main(argv=None) -> int:
         "peak_tflops": H200_BF16_DENSE_TFLOPS, "params": sum(p.numel() for p in transformers.BertForPreTraining(config).parameters()),
     }
     print(json.dumps(info), flush=True)
+    check = check_sync_free(config, batches[0], device)
+    info["sync_free_check"] = check
+    print(f"sync-free masked positions ({device}) vs CPU boolean indexing, same batch: loss {check['device_slots_loss']:.6f} vs "
+          f"{check['cpu_boolean_loss']:.6f} (rel {check['loss_rel_diff']:.1e}), decoder-bias grad rel err "
+          f"{check['decoder_bias_grad_rel_err']:.1e}: {'OK' if check['ok'] else 'MISMATCH'}", flush=True)
     runs: dict[str, list] = {n: [] for n in names}
     for r in range(args.rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
@@ -233,6 +276,9 @@ def main(argv=None) -> int:
         peak = f"{row['peak_gib']:.1f}" if row["peak_gib"] is not None else "n/a"
         lines.append(f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
                      f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |")
+    lines += ["", f"Sync-free masked positions on {check['device']} vs the CPU's boolean indexing, same weights and batch, fp32: "
+              f"loss rel diff {check['loss_rel_diff']:.1e}, MLM decoder-bias gradient rel err {check['decoder_bias_grad_rel_err']:.1e}: "
+              f"**{'agree' if check['ok'] else 'DISAGREE'}**."]
     text = "\n".join(lines)
     print(text)
     if args.json:
@@ -241,7 +287,7 @@ def main(argv=None) -> int:
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(text + "\n")
-    return 0
+    return 0 if check["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ fairly. Sections:
 - pretrain: real tokens/s, engine (``run_experiment``) vs a plain HF Trainer script
             (``bench/baseline_trainer.py``), bert-tiny (demo preset) and bert-base,
             under the default OpenMP settings and with OMP_WAIT_POLICY=PASSIVE
+- peer:     the same engine vs the strongest peer: a Trainer tuned by a speed-minded user
+            (group_by_length, fused AdamW, the same precision as the engine: fp32, and bf16 on CPUs
+            with native bf16; torch_compile tried at bert-tiny in the full run), both sizes
 - threads:  the engine at bert-tiny under thread settings
 - profile:  where a step's time goes (engine vs baseline, phase by phase; top operators)
 - levers:   single levers A/B (AdamW foreach vs fused, batch building, CPU bf16, torch.compile)
@@ -24,6 +27,9 @@ fairly. Sections:
 - squad:    ``bench/squad_postprocess.py`` (SQuAD v2 post-processing at dev-set size)
 - console:  ``bench/console_overhead.py`` (needs tmux): the same job in the console with its
             plots live vs headless (tokens/s), and keypress-to-screen latency at 80x24
+- store:    ``bench/store_scale.py`` (needs tmux for the console part): a generated store of 1,000 runs,
+            some with 1M-line events files: ``lmconsole runs``, the console's first frame and keypresses,
+            following a growing events file, the plot of a 1M-step run
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -45,13 +51,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 from common import (  # noqa: E402
     REPO, bench_env, demo_experiment, fmt, interleaved, machine_info, median, ratio_stats, run_child, write_manifest,
 )
 
 BENCH = REPO / "bench"
 PY = sys.executable
-SECTIONS = ("startup", "dataprep", "pretrain", "threads", "profile", "levers", "memory", "squad", "console")
+SECTIONS = ("startup", "dataprep", "pretrain", "peer", "threads", "profile", "levers", "memory", "squad", "console", "store")
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -75,6 +82,9 @@ class Plan:
     levers_reps: int
     compile: bool
     console: tuple = (5, 160, 40)  # (repetitions, steps, key presses)
+    reps_peer_tiny: int = 4
+    reps_peer_base: int = 3
+    sizes: tuple = ("tiny", "base")  # --sizes: the model sizes of the pretrain and peer sections
 
 
 def make_plan(quick: bool) -> Plan:
@@ -82,7 +92,7 @@ def make_plan(quick: bool) -> Plan:
         return Plan(quick, reps_tiny=2, reps_base=1, tiny_steps=(3, 20), base_steps=(1, 4), base_batch=8,
                     omp_envs=("default", "passive"), base_omp_envs=("passive",), reps_threads=2, reps_dataprep=2,
                     reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False,
-                    console=(2, 60, 20))
+                    console=(2, 60, 20), reps_peer_tiny=2, reps_peer_base=2)
     return Plan(quick, reps_tiny=4, reps_base=3, tiny_steps=(5, 35), base_steps=(2, 7), base_batch=8,
                 omp_envs=("default", "passive"), base_omp_envs=("passive", "default"), reps_threads=4, reps_dataprep=3,
                 reps_startup=10, reps_squad=3, memory_epochs=None, profile_steps=(10, 3), levers_reps=5, compile=True)
@@ -115,7 +125,7 @@ SIZES = {
 }
 
 
-def size_experiment(size: str, plan: Plan) -> dict:
+def size_experiment(size: str, plan: Plan, precision: str = "auto") -> dict:
     preset, batch, lr = SIZES[size]
     if size == "base":
         batch = plan.base_batch
@@ -124,6 +134,8 @@ def size_experiment(size: str, plan: Plan) -> dict:
     exp.pop("description", None)
     exp.update(name=f"bench-{size}", model=preset, batch_size=batch, learning_rate=lr, epochs=1, max_steps=n,
                logging_steps=w, max_eval_samples=8)
+    if precision != "auto":
+        exp.update(name=f"bench-{size}-{precision}", precision=precision)
     return exp
 
 
@@ -134,7 +146,9 @@ class Workspace:
         self.data: dict[str, dict] = {}
 
     def manifest(self, size: str) -> Path:
-        return write_manifest(self.root / "manifests" / f"{size}.toml", self.root / "runs", [size_experiment(size, self.plan)])
+        # every precision variant of a size in one manifest: same data, tokenizer and cache
+        exps = [size_experiment(size, self.plan)] + [size_experiment(size, self.plan, p) for p in ("fp32", "bf16")]
+        return write_manifest(self.root / "manifests" / f"{size}.toml", self.root / "runs", exps)
 
     def prepared(self, size: str) -> dict:
         """Tokenizer, cached NSP pairs and model config of a size (built once, in a child)."""
@@ -189,18 +203,20 @@ def bench_dataprep(ws: Workspace) -> dict:
             "tokens": rows["cold"][0]["train_tokens"], "cache_hits_cached": [x["cache_hits"] for x in rows["cached"]]}
 
 
-def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int) -> float:
+def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, epoch: int = 0) -> float:
     from engine.tasks.common import length_batches
 
-    bs = length_batches(lengths, batch, seed * 1000)[w:n]
+    bs = length_batches(lengths, batch, seed * 1000 + epoch)[w:n]
     real = sum(lengths[i] for b in bs for i in b)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in bs)  # CPU: trimmed to the longest row
     return 1 - real / padded
 
 
-def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
+def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str = "plain", precision: str = "fp32",
+                   compile_peer: bool = False) -> dict:
+    """Engine vs a Trainer (``peer`` plain or tuned) at one size, OpenMP variant and precision (both sides)."""
     prep = ws.prepared(size)
-    exp = size_experiment(size, ws.plan)
+    exp = size_experiment(size, ws.plan, precision if peer != "plain" else "auto")
     w, n = ws.plan.tiny_steps if size == "tiny" else ws.plan.base_steps
     batch = exp["batch_size"]
     if n >= prep["train_pairs"] // batch:
@@ -211,7 +227,7 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
     def engine():
         k["i"] += 1
         out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
+        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", exp["name"],
                           "--warmup-steps", str(w), "--json", str(out)], env, out)
 
     def baseline():
@@ -219,13 +235,15 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
         out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
         return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(n),
                           "--warmup-steps", str(w), "--batch-size", str(batch), "--learning-rate", str(exp["learning_rate"]),
-                          "--seed", str(exp["seed"]), "--json", str(out)], env, out)
+                          "--seed", str(exp["seed"]), "--peer", peer, "--precision", precision, "--json", str(out)]
+                         + (["--compile"] if compile_peer else []), env, out)
 
-    res = interleaved({"baseline": baseline, "engine": engine}, reps,
-                      progress=lambda m: log(f"pretrain {size} [{variant}] {m}"))
+    label = f"{size} [{variant}]" + (f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else "")
+    res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"pretrain {label} {m}"))
     tps = {s: [x["tokens_per_s"] for x in res[s]] for s in res}
     return {
         "size": size, "variant": variant, "preset": exp["model"], "batch": batch, "seq": exp["max_seq_length"],
+        "peer": peer, "precision": precision, "peer_compile": compile_peer, "device": res["engine"][0].get("device", "cpu"),
         "warmup_steps": w, "steps": n, "reps": reps, "runs": res,
         "median_tokens_per_s": {s: median(v) for s, v in tps.items()},
         "median_s_per_step": {s: median([x["s_per_step"] for x in res[s]]) for s in res},
@@ -235,6 +253,87 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int) -> dict:
         "baseline_optimizer": res["baseline"][0].get("optimizer"),
         "attn": res["baseline"][0].get("attn_implementation"),
     }
+
+
+PEER_PAIRS = {"tiny": (640, 640), "base": (48, 96)}  # training pairs (quick, full): 20 / 6-12 steps per epoch
+
+
+def peer_experiment(size: str, plan: Plan, precision: str) -> dict:
+    """Two epochs over the first P pairs; the second epoch is timed (the first is the warm-up)."""
+    exp = size_experiment(size, plan, precision)
+    pairs = PEER_PAIRS[size][0 if plan.quick else 1]
+    spe = pairs // exp["batch_size"]
+    exp.update(name=f"peer-{size}-{precision}", epochs=2, max_steps=0, max_train_samples=pairs, logging_steps=spe)
+    return exp
+
+
+def bench_peer_one(ws: Workspace, size: str, precision: str, reps: int, compile_peer: bool = False) -> dict:
+    """Engine vs the tuned Trainer on the same P pairs: epoch 1 warms up, epoch 2 is timed on both sides.
+
+    Timing a whole epoch makes both sides process exactly the same sequences: group_by_length
+    puts the longest batch first and sorts each megabatch, so a short window of steps would
+    hand the two sides different lengths (and at bert-base a step's fixed costs, e.g. the
+    optimizer over 110M parameters, make tokens/s depend on them).
+    """
+    prep = ws.prepared(size)
+    exp = peer_experiment(size, ws.plan, precision)
+    spe = exp["logging_steps"]
+    manifest = write_manifest(ws.root / "manifests" / f"{exp['name']}.toml", ws.root / "runs", [exp])
+    env = omp_env(ws.cache, "passive", PYTHONWARNINGS="ignore")
+    k = {"i": 0}
+
+    def engine():
+        k["i"] += 1
+        out = ws.root / f"peer-eng-{exp['name']}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", str(manifest), "--experiment", exp["name"],
+                          "--warmup-steps", str(spe), "--json", str(out)], env, out)
+
+    def baseline():
+        k["i"] += 1
+        out = ws.root / f"peer-base-{exp['name']}-{k['i']}.json"
+        return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(2 * spe),
+                          "--warmup-steps", str(spe), "--batch-size", str(exp["batch_size"]), "--max-rows",
+                          str(exp["max_train_samples"]), "--learning-rate", str(exp["learning_rate"]), "--seed",
+                          str(exp["seed"]), "--peer", "tuned", "--precision", precision, "--json", str(out)]
+                         + (["--compile"] if compile_peer else []), env, out)
+
+    label = f"{size} vs tuned Trainer, {precision}{' +compile' if compile_peer else ''}"
+    res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"peer {label} {m}"))
+    tps = {side: [x["tokens_per_s"] for x in res[side]] for side in res}
+    lengths = prep["lengths"][:exp["max_train_samples"]]
+    return {
+        "size": size, "variant": "passive", "preset": exp["model"], "batch": exp["batch_size"], "seq": exp["max_seq_length"],
+        "peer": "tuned", "precision": precision, "peer_compile": compile_peer, "pairs": exp["max_train_samples"],
+        "warmup_steps": spe, "steps": 2 * spe, "reps": reps, "runs": res,
+        "device": res["engine"][0].get("device", "cpu"),
+        "median_tokens_per_s": {side: median(v) for side, v in tps.items()},
+        "median_s_per_step": {side: median([x["s_per_step"] for x in res[side]]) for side in res},
+        "ratio": ratio_stats(tps["engine"], tps["baseline"]),
+        "padding": {"baseline": median([x["padding_fraction"] for x in res["baseline"]]),
+                    "engine": engine_padding(lengths, exp["batch_size"], exp["seed"], 0, spe, epoch=1)},
+        "epoch_tokens": {"baseline": median([x["tokens_per_s"] * x["timed_s"] for x in res["baseline"]]),
+                         "engine": median([x["tokens_per_s"] * x["timed_s"] for x in res["engine"]])},
+    }
+
+
+def bench_peer(ws: Workspace) -> list:
+    """Engine vs the tuned Trainer: each size, fp32 and (where native) bf16 on both sides, passive OpenMP."""
+    import torch
+
+    from engine.train_loop import cpu_bf16_native
+
+    plan = ws.plan
+    if torch.cuda.is_available():  # --gpu-peer: the GPU's own precision on both sides
+        precisions = ("bf16",)
+    else:
+        precisions = ("fp32", "bf16") if cpu_bf16_native() else ("fp32",)
+    rows = []
+    for size in plan.sizes:
+        for prec in precisions:
+            rows.append(bench_peer_one(ws, size, prec, plan.reps_peer_tiny if size == "tiny" else plan.reps_peer_base))
+    if plan.compile and not torch.cuda.is_available() and "tiny" in plan.sizes:  # does torch_compile help the peer?
+        rows.append(bench_peer_one(ws, "tiny", "fp32", 2, compile_peer=True))
+    return rows
 
 
 THREAD_VARIANTS = {
@@ -392,6 +491,14 @@ def bench_console(ws: Workspace) -> dict:
                      log=ws.root / "console.log")
 
 
+def bench_store(ws: Workspace) -> dict:
+    """``bench/store_scale.py all``: 1,000 generated runs (quick: 1 with 1M events lines, full: 3)."""
+    out = ws.root / "store.json"
+    big = 1 if ws.plan.quick else 3
+    return run_child([PY, str(BENCH / "store_scale.py"), "all", "--big", str(big), "--json", str(out)],
+                     bench_env(ws.root / "cache-store"), out, log=ws.root / "store.log")
+
+
 def _console_rows(c: dict) -> tuple[str, str, str, str]:
     """(throughput text, its status, latency text, its status) for the summary."""
     r = c["ratio"]
@@ -471,6 +578,55 @@ def _pretrain_table(add, rows: list) -> None:
     add("")
 
 
+def _peer_section(add, rows: list) -> None:
+    add("## Against the strongest peer: a Trainer tuned for speed")
+    add("")
+    add("The same harness and data as above, but the `Trainer` configured as a performance-minded user would "
+        "(`bench/baseline_trainer.py --peer tuned`): `train_sampling_strategy=\"group_by_length\"` (similar lengths in a "
+        "batch, lengths precomputed), `optim=\"adamw_torch_fused\"`, and the SAME precision as the engine's side: fp32 "
+        "on both, or bf16 autocast on both (`bf16=True` vs the engine's `precision = \"bf16\"`, on CPUs with native "
+        "bf16 only). `OMP_WAIT_POLICY=PASSIVE` for both. Both sides train two epochs over the same first P pairs "
+        "(the engine's `max_train_samples = P`, the Trainer on the same rows); the second epoch is timed, so both process "
+        "exactly the same sequences (group_by_length hands out the longest batch first and sorts each megabatch, so a "
+        "short window of steps would compare different lengths). The engine's epoch-end evaluation and checkpoint are "
+        "excluded from its time (the Trainer side does neither). Caveat on padding: the Trainer's `LengthGroupedSampler` "
+        "sorts megabatches of `min(P // (4 x batch), 50)` batches, so on these small P it groups 5 batches (bert-tiny, "
+        "P = 640) or a single one (bert-base, P = 48: nothing to sort, hence its ~25% padding); on a full-size dataset it "
+        "sorts 50 batches and pads little, so at bert-base its padding here is worse than a user would see, and the "
+        "padding columns say by how much. A `+compile` row is the peer with `torch_compile=True` "
+        "(tried once at bert-tiny in the full run, to see whether it helps that side).")
+    add("")
+    add("| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
+    add("|---|---|---|---|---|---:|---:|---:|---|---|")
+    mfu = {}
+    for r in rows:
+        if r.get("device", "cpu").startswith("cuda"):
+            mfu[id(r)] = {side: v * bert_flops_per_token(r["seq"]) / (H200_BF16_DENSE_TFLOPS * 1e12)
+                          for side, v in r["median_tokens_per_s"].items()}
+    for r in rows:
+        t, st, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
+        peer = "tuned" + (" +compile" if r.get("peer_compile") else "")
+        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r.get('pairs', '?')} ({r['warmup_steps']}) | "
+            f"{r['reps']} | {fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** "
+            f"[{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | {st['baseline']:.3g} / {st['engine']:.3g} | "
+            f"{pd['baseline']:.1%} / {pd['engine']:.1%} |")
+    add("")
+    for r in rows:
+        if id(r) in mfu:
+            m = mfu[id(r)]
+            add(f"On {r['device']}: MFU peer {m['baseline']:.1%}, engine {m['engine']:.1%} (bert-base model FLOPs per real token "
+                f"{bert_flops_per_token(r['seq']) / 1e6:.0f} M: matmul weights, attention at seq {r['seq']}, MLM head at 15% of "
+                f"tokens, pooler/NSP; peak {H200_BF16_DENSE_TFLOPS:.0f} TFLOP/s, H200 bf16 dense).")
+            add("")
+
+
+def bert_flops_per_token(seq: int) -> float:
+    """Useful training FLOPs per real token of bert-base (bench/gpu_pretrain.py's count, 15% of tokens masked)."""
+    from transformers import BertConfig
+
+    return model_flops_per_step(BertConfig(), 1, seq, 0.15 * seq) / seq
+
+
 def _threads_table(add, t: dict, cores: int) -> None:
     add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {cores} cores.")
     add("")
@@ -538,6 +694,13 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             add(f"| {label} | {goal} | {txt} | {'met' if ok else 'NOT met'} |")
         else:
             add(f"| {label} | {goal} | not run in this invocation | - |")
+    for key, label in (("tiny", "bert-tiny (batch 32, seq 128)"), ("base", "bert-base (batch 8, seq 128)")):
+        rows = [r for r in res.get("peer", []) if r["size"] == key and not r.get("peer_compile")]
+        if rows:
+            txt = "; ".join(f"{r['precision']}: {r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}]" for r in rows)
+            ok = all(r["ratio"]["median"] >= 1.5 for r in rows)
+            add(f"| pretraining tokens/s, engine / **strongest peer** (Trainer: group_by_length, fused AdamW, same precision), {label} "
+                f"| >= 1.5x | {txt} | {'met' if ok else 'NOT met'} |")
     if "startup" in res:
         h = res["startup"]["median"]["lmconsole --help"]
         add(f"| `lmconsole --help` wall time | <= 0.3 s | {h:.3f} s (bare `python -c pass`: {res['startup']['median']['python -c pass']:.3f} s) | {'met' if h <= 0.3 else 'NOT met'} |")
@@ -573,6 +736,11 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add(f"| keypress to updated screen while a job trains, 80x24 | p95 <= 150 ms | {l_txt} | {l_ok} |")
     else:
         add("| console overhead (throughput in the console vs headless, UI latency) | - | not run in this invocation | - |")
+    if "store" in res:
+        from store_scale import summary_rows
+
+        for row in summary_rows(res["store"]):
+            add("| " + " | ".join(row) + " |")
     add(f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |")
     add("")
 
@@ -595,6 +763,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
             "longest row; engine: length-bucketed batches, on CPU cut to their longest row).")
         add("")
+
+    if res.get("peer"):
+        _peer_section(add, res["peer"])
 
     if "threads" in res:
         t = res["threads"]
@@ -743,6 +914,11 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     if "console" in res:
         _console_section(add, res["console"])
 
+    if "store" in res:
+        from store_scale import render_section
+
+        render_section(add, res["store"])
+
     for saved in history or []:
         _render_history(add, saved)
 
@@ -794,6 +970,10 @@ def main(argv=None) -> int:
                    help="with --from-json: the sections of another --json file replace those of --from-json "
                         "(the memory section names its source)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    p.add_argument("--gpu-peer", action="store_true",
+                   help="on a GPU box (bench/gpu.sh runs it): the peer section at bert-base, batch 64, 10 + 50 steps, bf16 on both "
+                        "sides, with MFU")
+    p.add_argument("--sizes", default="tiny,base", help="model sizes of the pretrain and peer sections (default: tiny,base)")
     p.add_argument("--history", metavar="FILE", action="append", default=[],
                    help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
     p.add_argument("--from-json", metavar="FILE", help="run nothing: re-render --out from a --json file of an earlier run "
@@ -804,6 +984,17 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
     plan = make_plan(a.quick)
+    sizes = tuple(x for x in a.sizes.split(",") if x)
+    if not sizes or any(x not in SIZES for x in sizes):
+        p.error(f"--sizes: choose from {tuple(SIZES)}")
+    plan.sizes = sizes
+    if a.gpu_peer:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--gpu-peer needs a CUDA device")
+        plan.sizes, plan.base_batch, plan.base_steps, plan.reps_peer_base = ("base",), 64, (10, 60), 2
+        only = ["peer"]
     command = "python bench/run.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     gpu = json.loads(Path(a.gpu_json).read_text()) if a.gpu_json else None
     history = [json.loads(Path(f).read_text()) for f in a.history]
@@ -845,10 +1036,12 @@ def main(argv=None) -> int:
             res["dataprep"] = bench_dataprep(ws)
         if "pretrain" in only:
             res["pretrain"] = []
-            for v in plan.omp_envs:
+            for v in plan.omp_envs if "tiny" in plan.sizes else ():
                 res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
-            for v in plan.base_omp_envs:
+            for v in plan.base_omp_envs if "base" in plan.sizes else ():
                 res["pretrain"].append(bench_pretrain(ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)))
+        if "peer" in only:
+            res["peer"] = bench_peer(ws)
         if "threads" in only:
             res["threads"] = bench_threads(ws)
         if "profile" in only:
@@ -861,6 +1054,9 @@ def main(argv=None) -> int:
             res["memory"] = bench_memory(ws)
         if "squad" in only:
             res["squad"] = bench_squad(ws)
+        if "store" in only:
+            log("store")
+            res["store"] = bench_store(ws)
         if "console" in only:
             if shutil.which("tmux"):
                 log("console")

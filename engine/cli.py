@@ -1,4 +1,4 @@
-"""Headless command line: ``lmconsole run|runs|params|export|check|control``.
+"""Headless command line: ``lmconsole run|runs|params|export|check|control|push|tag|note|archive|delete``.
 
 Imports only the standard library at module level so ``lmconsole --help``
 answers instantly; each command imports what it needs. With no command, the
@@ -17,28 +17,59 @@ from pathlib import Path
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
 
+# Options of the whole program: accepted before the command and after it
+# (`lmconsole --manifest X run a` and `lmconsole run a --manifest X`).
+GLOBAL_OPTIONS = (
+    (("--manifest", "-m"), {"default": "experiments.toml", "help": "experiment manifest (default: ./experiments.toml)"}),
+)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    for flags, kwargs in GLOBAL_OPTIONS:
+        kw = dict(kwargs)
+        if not top:  # the subcommand's copy never overwrites a value given before the command
+            kw["default"] = argparse.SUPPRESS
+        parser.add_argument(*flags, **kw)
+
+
+class _SubParsers(argparse._SubParsersAction):
+    def add_parser(self, name, **kwargs):
+        parser = super().add_parser(name, **kwargs)
+        _add_global_options(parser, top=False)
+        return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmconsole",
         description="Pretrain and fine-tune BERT-style models from a terminal console. "
         "Without a command, opens the console on ./experiments.toml.",
     )
-    p.add_argument("--manifest", "-m", default="experiments.toml", help="experiment manifest (default: ./experiments.toml)")
+    _add_global_options(p, top=True)
+    p.register("action", "parsers", _SubParsers)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="run experiments headless (dependencies first)")
     r.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     r.add_argument("--json", action="store_true", help="print events as JSON lines instead of progress lines")
     r.add_argument("--resume", action="store_true", help="continue the latest unfinished run of each experiment from its checkpoint")
+    r.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue even though the manifest changed since the run started (recorded in the run)")
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
 
-    s = sub.add_parser("runs", help="list runs on disk")
+    s = sub.add_parser("runs", help="list runs on disk (archived ones hidden)")
     s.add_argument("experiment", nargs="?")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--archived", action="store_true", help="list the archived runs instead")
+    s.add_argument("--filter", "-f", default="", metavar="TERMS",
+                   help="e.g. 'lr<1e-4', 'tag:baseline', 'status=finished', plain text (all must match)")
+    s.add_argument("--sort", default="started", metavar="COLUMN",
+                   help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses")
 
     pa = sub.add_parser("params", help="parameter table of a model (no weights loaded)")
-    pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment>")
+    pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment> "
+                    "(its latest finished run), run:<experiment>/<run-id> or run:<run path>")
     pa.add_argument("--head", default="base", choices=("base", "pretraining", "mlm", "classification", "qa"))
     pa.add_argument("--diff-against", metavar="HEAD", choices=("base", "pretraining", "mlm", "classification", "qa"),
                     help="show the diff from this head to --head instead")
@@ -47,12 +78,15 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export the tables of runs")
     e.add_argument("runs", nargs="*", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix")
-    e.add_argument("--all", action="store_true", help="every run on disk")
+    e.add_argument("--all", action="store_true", help="every finished, failed or stopped run on disk (not archived)")
     e.add_argument("--format", action="append", choices=FORMAT_CHOICES, help="repeatable; default: all four")
-    e.add_argument("--out", default="exports", help="output folder (default: ./exports)")
+    e.add_argument("--out", default="exports", help="root of the exports: each export makes a new folder in it (default: ./exports)")
+    e.add_argument("--include-running", action="store_true",
+                   help="with --all: also export runs still queued/running/paused (marked in runs.csv)")
 
     c = sub.add_parser("check", help="validate the manifest and print the plan")
     c.add_argument("--reference", action="store_true", help="print the manifest key reference (Markdown)")
+    c.add_argument("--schema", action="store_true", help="print a JSON Schema of the manifest (for editors: taplo, Even Better TOML)")
 
     pu = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub with a model card")
     pu.add_argument("run", metavar="RUN")
@@ -60,7 +94,40 @@ def _parser() -> argparse.ArgumentParser:
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--revision", metavar="BRANCH", help="upload to this branch (created if missing)")
     pu.add_argument("--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing")
-    pu.add_argument("--out", help="folder for --dry-run (default: ./push-<experiment>-<run-id>)")
+    pu.add_argument("--out", help="folder for --dry-run (default: a new temporary folder, printed)")
+
+    tg = sub.add_parser("tag", help="add (+name) or remove (-name) tags of a run; no changes: print them")
+    tg.add_argument("run", metavar="RUN")
+    tg.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
+
+    nt = sub.add_parser("note", help="set the note of a run (\"\" clears it); no text: print it")
+    nt.add_argument("run", metavar="RUN")
+    nt.add_argument("text", nargs="?")
+
+    ar = sub.add_parser("archive", help="hide runs from listings (kept on disk); --restore shows them again")
+    ar.add_argument("runs", nargs="+", metavar="RUN")
+    ar.add_argument("--restore", action="store_true")
+
+    de = sub.add_parser("delete", help="delete runs from disk (asks first; never a running one)")
+    de.add_argument("runs", nargs="+", metavar="RUN")
+    de.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    # the study report and its verification (issue 14)
+    rp = sub.add_parser("report", help="write the study report (Markdown, LaTeX, HTML with plots)")
+    rp.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                    help="experiments or glob patterns (demo-*); default: every experiment with a finished run")
+    rp.add_argument("--out", default="report", help="output folder (default: ./report)")
+    rp.add_argument("--format", action="append", choices=("md", "latex", "html"), help="repeatable; default: all three")
+    rp.add_argument("--title", default="Study report")
+
+    vf = sub.add_parser("verify", help="recompute every reported number from the saved predictions; exit 1 on a mismatch")
+    vf.add_argument("targets", nargs="+", metavar="RUN|STUDY",
+                    help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)")
+    vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
+    cp = sub.add_parser("compare", help="final results of runs side by side, with mean ± std and n of seed groups")
+    cp.add_argument("runs", nargs="+", metavar="RUN",
+                    help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix")
+    cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
 
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
@@ -69,8 +136,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(msg: str, code: int = 2) -> int:
-    print(f"lmconsole: {msg}", file=sys.stderr)
+    safe_print(f"lmconsole: {msg}", sys.stderr)
     return code
+
+
+def safe_print(text: str, stream=None) -> bool:
+    """Print and flush; False (and nothing raised) when the reader went away (``| head``, a closed terminal).
+
+    A job never dies from its own output: once a stream fails it is pointed at
+    /dev/null, so the interpreter's final flush stays quiet too.
+    """
+    stream = stream or sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except (BrokenPipeError, OSError, ValueError):  # ValueError: the stream was closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
 
 
 def _load_manifest(path: str):
@@ -90,12 +177,65 @@ def main(argv=None, console=None) -> int:
         return console(args.manifest)
     handler = {
         "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
-        "check": cmd_check, "control": cmd_control, "push": cmd_push,
+        "check": cmd_check, "control": cmd_control, "push": cmd_push, "compare": cmd_compare,
+        "report": cmd_report, "verify": cmd_verify,
+        "tag": cmd_tag, "note": cmd_note, "archive": cmd_archive, "delete": cmd_delete,
     }[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader of our output went away (`lmconsole runs --json | head`)
+        safe_print("", sys.stdout)  # points stdout at /dev/null so the exit flush is quiet
+        return 0
+
+
+def get_run(store, ref: str):
+    """A run by ``experiment/run-id``, ``experiment`` (latest), run-id prefix, or its path
+    (``runs/<exp>/<id>`` as ``runs --json`` prints it, relative or absolute). KeyError/ValueError if none."""
+    path = Path(ref.strip()).expanduser()
+    if ref.count("/") >= 2 or path.is_absolute() or (path / "config.json").exists():
+        root = store.root.resolve()
+        try:
+            rel = path.resolve().relative_to(root)
+        except ValueError:
+            raise ValueError(f"{ref} is not a run under the runs directory {store.root}") from None
+        if len(rel.parts) != 2:
+            raise ValueError(f"{ref}: a run path is <runs dir>/<experiment>/<run-id>")
+        ref = "/".join(rel.parts)
+    return store.get(ref)
+
+
+def _store_and_runs(args, refs):
+    """(store, runs) for the refs of a command, or (None, exit code) after printing why."""
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return None, 2
+    from .runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    try:
+        return store, [get_run(store, ref) for ref in refs]
+    except (KeyError, ValueError) as exc:
+        return None, _fail(str(exc).strip("'\""))
+
+
+def _pop_global_options(args, words: list[str]) -> list[str]:
+    """Global options after a command that takes the rest of the line (``tag RUN -old --manifest X``)."""
+    flags = {f for names, _ in GLOBAL_OPTIONS for f in names}
+    out, i = [], 0
+    while i < len(words):
+        w = words[i]
+        name, eq, value = w.partition("=")
+        if name in flags and (eq or i + 1 < len(words)):
+            setattr(args, next(n for n, _ in GLOBAL_OPTIONS if name in n)[0].lstrip("-").replace("-", "_"),
+                    value if eq else words[i + 1])
+            i += 1 if eq else 2
+            continue
+        out.append(w)
+        i += 1
+    return out
 
 
 # -- progress printing ----------------------------------------------------------
@@ -126,7 +266,8 @@ class ProgressPrinter:
         self._last_progress = 0.0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if not getattr(self, "_closed", False):
+            self._closed = not safe_print(text, self.stream)
 
     def emit(self, event) -> None:
         from . import events as ev
@@ -171,47 +312,108 @@ def cmd_run(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
-    from .jobs import run_experiment
-    from .runs import RunStore
+    from .jobs import experiment_for, run_experiment
+    from .runs import RunStore, RunUnavailable
 
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
         return _fail(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     store = RunStore(manifest.runs_dir)
-    plan = args.experiments if args.no_deps else manifest.plan(args.experiments)
+    # A study is its steps: they run like dependencies (those with a finished run are skipped).
+    plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
     failed: dict[str, str] = {}
+    ran = 0
     for name in plan:
         exp = manifest.get(name)
         blocked = [d for d in exp.dependencies if d in failed]
         if blocked:
             failed[name] = f"blocked: dependency {blocked[0]!r} failed"
-            print(f"[{name}] {failed[name]}", file=sys.stderr)
+            safe_print(f"[{name}] {failed[name]}", sys.stderr)
             continue
         if name not in requested and store.latest(name, status="finished") is not None:
             continue  # dependency already satisfied by a finished run
+        ran += 1
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed", "paused"):
+            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
                 resume = last
-            elif last is not None and last.status().get("status") == "running":
-                return _fail(f"{name}: its latest run is running in another process; use `lmconsole control {name} ...`")
-        printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
-        if not args.json:
-            print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({exp.task})", flush=True)
-        run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store)
-        st = run.status()
-        if st.get("status") != "finished":
-            failed[name] = st.get("reason") or st.get("status")
-            if st.get("status") == "cancelled":
-                print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", file=sys.stderr)
-        elif not args.json:
-            print(f"[{name}] finished: {run.path}", flush=True)
+            elif last is not None and last.status().get("status") in ("running", "paused"):
+                return _fail(f"{name}: its latest run is {last.status().get('status')} in another process; "
+                             f"use `lmconsole control {name} resume|pause|cancel`")
+        if resume is not None and not args.accept_changes:
+            from .jobs import changed_run_error, config_changes
+
+            changes = config_changes(experiment_for(manifest, name, resume), resume)
+            if changes:
+                err = changed_run_error(name, changes)
+                return _fail(f"{name}: {err.reason}; {err.hint}")
+        from .seeds import seed_jobs
+
+        runs = []
+        for seed, group in ([(None, "")] if resume else seed_jobs(exp)):
+            printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
+            if not args.json:
+                what = f"seed {seed}, " if seed is not None else ""
+                safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
+            try:
+                run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group,
+                                     accept_changes=args.accept_changes)
+            except RunUnavailable as exc:
+                return _fail(f"{name}: {exc}")
+            except (OSError, ValueError) as exc:  # the run directory itself cannot be created
+                reason = getattr(exc, "strerror", None) or str(exc)
+                return _fail(f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
+                             "set settings.runs_dir to a writable folder", 1)
+            runs.append(run)
+            st = run.status()
+            if st.get("status") == "interrupted":
+                # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
+                safe_print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", sys.stderr)
+                return 130
+            if st.get("status") != "finished":
+                failed[name] = st.get("reason") or st.get("status")
+                if st.get("status") == "cancelled":
+                    safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
+                    break
+            elif not args.json:
+                safe_print(f"[{name}] finished: {run.path}")
+                _print_flags(f"[{name}] ", run)
+        if len(runs) > 1 and not args.json:
+            _print_group(name, runs)
+    studies = [n for n in args.experiments if manifest.get(n).task == "study"]
+    if studies and not ran and not failed:
+        safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
     if failed:
         first = next(iter(failed.items()))
-        return _fail(f"{first[0]}: {first[1]}", 1)
+        return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
     return 0
+
+
+def _without_deps(manifest, names: list[str]) -> list[str]:
+    """``--no-deps``: the named experiments; a study's own steps in plan order, without what lies outside it."""
+    out = []
+    for n in names:
+        exp = manifest.get(n)
+        out += [s for s in manifest.job_plan([n]) if s in exp.steps] if exp.task == "study" else [n]
+    return list(dict.fromkeys(out))
+
+
+def _print_group(name: str, runs) -> None:
+    """Mean ± sample std and n of the seed runs just made, for the metrics worth a headline."""
+    from .seeds import fmt_stat, group_stats
+
+    stats = group_stats(runs)
+    shown = [k for k in ("final.mlm_perplexity", "final.accuracy", "final.f1", "final.exact", "final.best_f1") if k in stats]
+    seeds = ", ".join(str(r.config().get("seed")) for r in runs)
+    body = "; ".join(f"{k.removeprefix('final.')} {fmt_stat(stats[k])}" for k in shown) or "no metrics"
+    safe_print(f"[{name}] seeds {seeds}: {body} (sample std)")
+
+
+def _row_flags(row, run_flags) -> list:
+    """Flags on a finished, readable run's results (engine.flags)."""
+    return run_flags(row.run, row.results, row.config) if row.status == "finished" and not row.problems else []
 
 
 def cmd_runs(args) -> int:
@@ -219,22 +421,39 @@ def cmd_runs(args) -> int:
     if err:
         print(err, file=sys.stderr)
         return 2
+    from .flags import run_flags
+    from .runlist import align, differing_keys, filter_rows, fmt_value, list_rows, sort_rows
     from .runs import RunStore
 
-    runs = RunStore(manifest.runs_dir).runs(args.experiment)
-    rows = []
-    for run in runs:
-        st = run.status()
-        rows.append({"experiment": run.experiment, "run": run.run_id, "status": st.get("status"),
-                     "reason": st.get("reason", ""), "path": str(run.path)})
+    rows = list_rows(RunStore(manifest.runs_dir), args.experiment, archived=True if args.archived else False)
+    rows = filter_rows(rows, args.filter)
+    column = args.sort.lstrip("-")
+    if rows and column not in ("started", "experiment", "run", "status", "progress", "result", "tags", "note") \
+            and all(r.value(column) is None for r in rows):
+        return _fail(f"--sort {column!r}: no listed run has it; use started, status, result, progress, "
+                     "or a hyperparameter/metric of these runs (e.g. learning_rate, accuracy)")
+    rows = sort_rows(rows, column, descending=args.sort.startswith("-")) if column != "started" or args.sort.startswith("-") else rows
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps([{"experiment": r.run.experiment, "run": r.run.run_id, "status": r.status,
+                           "reason": r.reason, "path": str(r.run.path), "progress": r.progress,
+                           "result": {r.result_key: r.result} if r.result_key else {}, "tags": r.tags,
+                           "note": r.note, "archived": r.archived,
+                           "flags": [f.to_dict() for f in _row_flags(r, run_flags)]} for r in rows], indent=1))
         return 0
     if not rows:
-        print(f"no runs under {manifest.runs_dir}")
+        what = "archived runs" if args.archived else "runs"
+        print(f"no {what} under {manifest.runs_dir}" + (f" matching {args.filter!r}" if args.filter else ""))
         return 0
+    hyper = differing_keys(rows)
+    header = ["experiment", "run", "status", "progress", "result", *hyper, "tags", "note"]
+    table = []
     for r in rows:
-        print(f"{r['experiment']:<20} {r['run']:<32} {r['status']:<12} {r['reason'][:60]}")
+        note = r.reason if r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason else r.note
+        table.append([r.run.experiment, r.run.run_id, r.status + (" (archived)" if r.archived else ""), r.progress,
+                      r.result_text, *(fmt_value(r.config.get(k)) for k in hyper), " ".join(r.tags),
+                      " ".join(note.split()) + (f" FLAGS: {n} (see lmconsole report)" if (n := len(_row_flags(r, run_flags))) else "")])
+    for line in align(header, table):
+        print(line)
     return 0
 
 
@@ -252,10 +471,17 @@ def cmd_params(args) -> int:
             from .jobs import JobError, dependency_run
             from .runs import RunStore
 
+            store, ref = RunStore(manifest.runs_dir), args.model[4:]
             try:
-                path = dependency_run(RunStore(manifest.runs_dir), args.model[4:]).final_model()
+                # run:<experiment> = its latest finished run; run:<exp>/<id> or run:<path> = that run
+                run = get_run(store, ref) if "/" in ref else dependency_run(store, ref)
+                path = run.final_model()
             except JobError as exc:
                 return _fail(f"{exc.reason}; {exc.hint}")
+            except (KeyError, ValueError) as exc:
+                return _fail(str(exc).strip("'\""))
+            if path is None:
+                return _fail(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})")
             config = load_config(str(path))
         elif args.model in PRESETS:
             config = preset_config(args.model)
@@ -270,38 +496,53 @@ def cmd_params(args) -> int:
         table = full_table(rows, args.head) if args.full else grouped_table(rows, args.head)
     if args.format == "table":
         print(table.to_markdown())
+    elif args.format == "csv":
+        from .export import tidy
+
+        sys.stdout.write(tidy(table)[0].render("csv"))  # tidy: no TOTAL row (the total is in the note), integer repeats
     else:
         sys.stdout.write(table.render(args.format))
     return 0
 
 
 def cmd_export(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
-        return 2
-    from .export import export_runs
-    from .runs import RunStore
+    from .export import export_folder, export_runs, split_exportable
+    from .runmeta import is_archived
 
-    store = RunStore(manifest.runs_dir)
+    store, runs = _store_and_runs(args, args.runs)
+    if store is None:
+        return runs
     if args.all:
-        runs = store.runs()
-    elif args.runs:
-        try:
-            runs = [store.get(ref) for ref in args.runs]
-        except (KeyError, ValueError) as exc:
-            return _fail(str(exc).strip("'\""))
-    else:
+        named = {str(r.path) for r in runs}
+        every = [r for r in store.runs() if str(r.path) not in named and not is_archived(r)]
+        done, active = split_exportable(every)
+        if active and not args.include_running:
+            print(f"left out {len(active)} run(s) still in progress: "
+                  f"{', '.join(f'{r.experiment}/{r.run_id}' for r in active)} (--include-running exports them, marked)",
+                  file=sys.stderr)
+        runs = runs + done + (active if args.include_running else [])
+    elif not runs:
         return _fail("name runs to export, or pass --all")
     if not runs:
-        return _fail(f"no runs under {manifest.runs_dir}")
+        return _fail(f"no runs to export under {store.root}")
     formats = tuple(args.format or FORMAT_CHOICES)
-    written = export_runs(runs, Path(args.out), formats)
-    print(f"exported {len(written)} files for {len(runs)} run(s) to {Path(args.out).resolve()}")
+    problems: list[str] = []
+    try:
+        written = export_runs(runs, Path(args.out), formats, problems)
+    except OSError as exc:
+        return _fail(f"cannot write to --out {args.out}: {exc.strerror or exc}; choose a writable folder", 1)
+    for p in problems:
+        print(f"lmconsole: {p}", file=sys.stderr)
+    print(f"exported {len(written)} files for {len(runs)} run(s) to {export_folder(written).resolve()}")
     return 0
 
 
 def cmd_check(args) -> int:
+    if args.schema:
+        from .manifest import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
     if args.reference:
         from .manifest import reference_markdown
 
@@ -313,9 +554,28 @@ def cmd_check(args) -> int:
         return 2
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
     for exp in manifest.experiments:
-        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies else ""
-        print(f"  {exp.name:<20} {exp.task:<9} {exp.model}{deps}")
+        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
+        seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
+        target = exp.hub_model_id if exp.task == "push" else exp.model
+        what = f"{len(exp.steps)} steps" if exp.task == "study" else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
+    for exp in manifest.experiments:
+        if exp.task == "study":
+            print(study_plan_text(manifest, exp.name))
     return 0
+
+
+def study_plan_text(manifest, name: str) -> str:
+    """The steps a study runs, in order, each with what it waits for: ``lmconsole check`` and the console."""
+    plan = manifest.job_plan([name])
+    width = max([20] + [len(s) + 1 for s in plan])
+    lines = [f"plan of study {name!r} ({len(plan)} steps, in this order; `lmconsole run {name}`):"]
+    for i, step in enumerate(plan, 1):
+        exp = manifest.get(step)
+        deps = f"after {', '.join(exp.dependencies)}" if exp.dependencies else "no dependencies"
+        seeds = f", {len(exp.seeds)} seeds" if getattr(exp, "seeds", ()) else ""
+        lines.append(f"  {i:>2}. {step:<{width}} {exp.task:<9} {deps}{seeds}")
+    return "\n".join(lines)
 
 
 def cmd_push(args) -> int:
@@ -327,7 +587,7 @@ def cmd_push(args) -> int:
     from .runs import RunStore
 
     try:
-        run = RunStore(manifest.runs_dir).get(args.run)
+        run = get_run(RunStore(manifest.runs_dir), args.run)
         result = push(run, args.repo, private=args.private, revision=args.revision, dry_run=args.dry_run,
                       out=Path(args.out) if args.out else None)
     except (KeyError, ValueError) as exc:
@@ -346,6 +606,29 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .export import comparison_table
+    from .runs import RunStore
+    from .seeds import group_of, group_runs
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    try:
+        for ref in args.runs:
+            run = store.get(ref)
+            group = group_of(run) if ref == run.experiment else ""  # an experiment name: its latest seed group
+            runs += [r for r in (group_runs(store, group, run.experiment) if group else [run]) if r not in runs]
+    except (KeyError, ValueError) as exc:
+        return _fail(str(exc).strip("'\""))
+    table = comparison_table(runs)
+    sys.stdout.write(table.to_markdown() + "\n" if args.format == "md" else table.render(args.format))
+    return 0
+
+
 def cmd_control(args) -> int:
     manifest, err = _load_manifest(args.manifest)
     if err:
@@ -353,8 +636,13 @@ def cmd_control(args) -> int:
         return 2
     from .runs import RunStore
 
+    store = RunStore(manifest.runs_dir)
     try:
-        run = RunStore(manifest.runs_dir).get(args.run)
+        run = get_run(store, args.run)
+        if "/" not in args.run and run.status().get("status") not in ("running", "paused"):
+            # `control EXP`: the experiment's live run, even when a newer one is dead
+            live = [r for r in store.runs(args.run.strip()) if r.status().get("status") in ("running", "paused")]
+            run = live[-1] if live else run
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
     status = run.status().get("status")
@@ -362,6 +650,150 @@ def cmd_control(args) -> int:
         return _fail(f"{run.experiment}/{run.run_id} is {status}, not running")
     run.request(args.action)
     print(f"sent {args.action} to {run.experiment}/{run.run_id}")
+    return 0
+
+
+def _print_flags(prefix: str, run) -> None:
+    """Flags on degenerate results (engine.flags), one line each."""
+    from .flags import run_flags
+
+    for f in run_flags(run):
+        safe_print(f"{prefix}FLAG {f.metric}: {f.message}")
+
+
+def cmd_report(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import FORMATS, build_report, select, write_report
+    from .runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
+    if not names:
+        return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
+    report = build_report(store, names, title=args.title)
+    if len(report.sections[0].tables[0].rows) == 0:
+        return _fail(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", 1)
+    written = write_report(report, Path(args.out), tuple(args.format or FORMATS))
+    main_files = [p for p in written if p.parent == Path(args.out)]
+    print(f"report of {len(report.sections[0].tables[0].rows)} runs: " + ", ".join(str(p) for p in main_files))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return 2
+    from .report import select
+    from .runs import RunStore
+    from .verify import VerifyError, verify_run
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    for target in args.targets:
+        names = select(manifest.names, [target]) if not target.count("/") else []
+        # a study: its steps' runs, less the pushes (they report no numbers to recompute)
+        names = [n for n in manifest.expand_studies(names) if n in names or manifest.get(n).task != "push"]
+        if names:
+            found = [store.latest(n, status="finished") for n in names]
+            runs += [r for r in found if r is not None]
+            if not any(found):
+                return _fail(f"no finished run of {target} under {manifest.runs_dir}")
+            continue
+        try:
+            runs.append(store.get(target))
+        except (KeyError, ValueError) as exc:
+            return _fail(str(exc).strip("'\""))
+    failed, total = 0, 0
+    for run in runs:
+        try:
+            checks = verify_run(run, manifest.settings.data_mirror)
+        except VerifyError as exc:
+            print(f"FAIL {exc}")
+            failed += 1
+            continue
+        for c in checks:
+            total += 1
+            failed += not c.ok
+            if not (args.quiet and c.ok):
+                print(c.line())
+    print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
+    return 1 if failed else 0
+
+
+def cmd_tag(args) -> int:
+    from .runmeta import MetaError, change_tags, parse_tag_changes, read_meta
+
+    changes = _pop_global_options(args, args.changes)
+    store, runs = _store_and_runs(args, [args.run])
+    if store is None:
+        return runs
+    run = runs[0]
+    try:
+        meta = change_tags(run, *parse_tag_changes(changes)) if changes else read_meta(run)
+    except MetaError as exc:
+        return _fail(str(exc))
+    print(f"{run.experiment}/{run.run_id}: tags {' '.join(meta['tags']) or '(none)'}")
+    return 0
+
+
+def cmd_note(args) -> int:
+    from .runmeta import MetaError, read_meta, set_note
+
+    store, runs = _store_and_runs(args, [args.run])
+    if store is None:
+        return runs
+    run = runs[0]
+    if args.text is None:
+        print(read_meta(run)["note"])
+        return 0
+    try:
+        meta = set_note(run, args.text)
+    except MetaError as exc:
+        return _fail(str(exc))
+    print(f"{run.experiment}/{run.run_id}: " + ("note set" if meta["note"] else "note cleared"))
+    return 0
+
+
+def cmd_archive(args) -> int:
+    from .runmeta import MetaError, set_archived
+
+    store, runs = _store_and_runs(args, args.runs)
+    if store is None:
+        return runs
+    for run in runs:
+        try:
+            set_archived(run, not args.restore)
+        except MetaError as exc:
+            return _fail(str(exc))
+        print(f"{'restored' if args.restore else 'archived'} {run.experiment}/{run.run_id}"
+              + ("" if args.restore else f" (hidden; `lmconsole runs --archived` lists it, `archive --restore` brings it back)"))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from .runmeta import MetaError, delete_run
+
+    store, runs = _store_and_runs(args, args.runs)
+    if store is None:
+        return runs
+    names = ", ".join(f"{r.experiment}/{r.run_id}" for r in runs)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return _fail(f"delete {names}: pass --yes to confirm (no terminal to ask on)")
+        answer = input(f"delete {names} and all its files (checkpoints, model)? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    for run in runs:
+        try:
+            delete_run(run)
+        except MetaError as exc:
+            return _fail(str(exc), 1)
+        print(f"deleted {run.experiment}/{run.run_id}")
     return 0
 
 

@@ -113,6 +113,20 @@ class JobFailed(Event):
 
 
 @dataclass(frozen=True)
+class SystemSampled(Event):
+    """CPU/RAM and per-GPU figures, sampled by a job about every 30 s (engine/system.py).
+
+    ``host``: cpu_percent (all cores, 0-100), cpu_count, ram_used_mb, ram_total_mb, process_rss_mb.
+    ``gpus``: one dict per GPU the job sees: index, name, util_percent, memory_used_mb,
+    memory_total_mb, temperature_c, power_w, power_limit_w. ``note`` says why there are none.
+    """
+
+    host: dict = field(default_factory=dict)
+    gpus: list = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     status: str  # finished | cancelled
     results: dict = field(default_factory=dict)
@@ -122,7 +136,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         RunStarted, PhaseStarted, ProgressUpdated, StepLogged, EvalFinished,
-        CheckpointSaved, TableWritten, LogEmitted, StatusChanged, JobFailed, RunFinished,
+        CheckpointSaved, TableWritten, LogEmitted, StatusChanged, JobFailed, RunFinished, SystemSampled,
     )
 }
 

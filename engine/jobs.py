@@ -18,11 +18,19 @@ from pathlib import Path
 from .events import (
     EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
 )
-from .runs import Run, RunStore, RunWriter, read_json
+from .runs import Run, RunStore, RunWriter, read_json, request_seq
 
 
 class Cancelled(Exception):
     """Raised inside a task when the user cancels; the task saves a checkpoint first."""
+
+
+class Interrupted(Cancelled):
+    """Raised at a step boundary after a stop signal (SIGTERM/SIGINT/SIGUSR1); the task saves a checkpoint first."""
+
+    def __init__(self, signal_name: str = ""):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 class JobError(Exception):
@@ -46,6 +54,8 @@ class JobContext:
     store: RunStore
     resume: bool = False
     start_model: str = ""  # the run a fine-tuning started from, for results and model cards
+    stop: object = None  # a StopSignals (engine/preempt.py) when this job runs in a process's main thread
+    sampler: object = None  # a JobSampler (engine/system.py): SystemSampled events every 30 s
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -64,15 +74,37 @@ class JobContext:
         if mtime == self._control_mtime:
             return None
         self._control_mtime = mtime
-        req = read_json(path, {}) or {}
-        seq = int(req.get("seq", 0))
+        req = read_json(path, {})
+        seq = request_seq(req)
         if seq <= self._seq_seen:
             return None
         self._seq_seen = seq
         return req.get("action")
 
+    def check_stop(self) -> None:
+        """Raise :class:`Interrupted` once a stop signal arrived."""
+        if self.stop is not None and self.stop.requested:
+            raise Interrupted(self.stop.name)
+
+    def sample_system(self) -> None:
+        if self.sampler is None:
+            return
+        from .events import SystemSampled, TableWritten
+        from .system import system_table
+
+        try:
+            if self.sampler.maybe(self.emit, lambda: [e for e in self.run.events() if isinstance(e, SystemSampled)]):
+                # the samples as a table (tables/system.json), live: exported and shown like the other tables
+                path = self.writer.write_table(system_table(self.sampler.samples))
+                self.emit(TableWritten(name="system", path=str(path)))
+        except Exception as exc:  # noqa: BLE001 - monitoring must never end a job
+            self.sampler = None
+            self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
+
     def poll(self) -> None:
-        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel."""
+        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal."""
+        self.check_stop()
+        self.sample_system()
         action = self._read_request()
         if action == "cancel":
             raise Cancelled()
@@ -81,6 +113,7 @@ class JobContext:
         self.emit(StatusChanged(status="paused", reason="paused by request"))
         while True:
             time.sleep(0.1)
+            self.check_stop()
             action = self._read_request()
             if action == "resume":
                 self.emit(StatusChanged(status="running", reason="resumed"))
@@ -90,6 +123,8 @@ class JobContext:
 
 
 def _hint_for(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (ctrl+c)", "resume it to continue from its last checkpoint (lmconsole run <experiment> --resume)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = str(exc).lower()
     if "out of memory" in low:
@@ -104,11 +139,54 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
 
 
+IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (they change no result)
+
+
+def config_changes(exp, run: Run) -> dict:
+    """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
+    import json
+
+    from .events import _clean
+    from .manifest import EXPERIMENT_KEYS
+
+    old = run.config()
+    new = json.loads(json.dumps(_clean(exp.to_dict())))
+    out = {}
+    for key, value in new.items():
+        if key in IGNORED_CHANGES or key.startswith("_"):
+            continue
+        if key not in old:
+            default = EXPERIMENT_KEYS[key].default if key in EXPERIMENT_KEYS else None
+            if value == default:
+                continue  # a key added to lmconsole after the run started, at its default
+            out[key] = ("(not set)", value)
+        elif old[key] != value:
+            out[key] = (old[key], value)
+    return out
+
+
+def describe_changes(changes: dict) -> str:
+    return ", ".join(f"{k} {json_text(a)} -> {json_text(b)}" for k, (a, b) in changes.items())
+
+
+def json_text(v) -> str:
+    import json
+
+    return v if isinstance(v, str) and v == "(not set)" else json.dumps(v)
+
+
+def changed_run_error(name: str, changes: dict) -> JobError:
+    return JobError(f"the manifest changed since this run started: {describe_changes(changes)}",
+                    f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
+                    "with the new values (recorded in the run), or start a new run without --resume")
+
+
 TASKS = {
     "inspect": "engine.tasks.inspect:run",
     "pretrain": "engine.tasks.pretrain:run",
     "classify": "engine.tasks.classify:run",
     "qa": "engine.tasks.qa:run",
+    "push": "engine.tasks.push:run",
 }
 
 
@@ -119,8 +197,38 @@ def _task_fn(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+def _record_environment(run: Run, exp) -> None:
+    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
+    from .environment import environment
+    from .runs import atomic_write_json
+
+    device = ""
+    if exp.task in ("pretrain", "classify", "qa"):
+        from .train_loop import pick_device
+
+        device = str(pick_device(exp.device))
+    atomic_write_json(run.path / "environment.json", environment(device))
+
+
+def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
+    """The experiment as one run of it executes: with ``seeds``, the seed of that run.
+
+    A run that exists already (resumed, or started by a launcher) keeps the seed in
+    its ``config.json``; a new one takes ``seed`` (default: the first of ``seeds``).
+    """
+    import dataclasses
+
+    exp = manifest.get(name)
+    if not getattr(exp, "seeds", ()):
+        return exp
+    if run is not None and isinstance(run.config().get("seed"), int):
+        seed = run.config()["seed"]
+    return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
 def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
-                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False) -> Run:
+                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
+                   seed: int | None = None, group: str = "", accept_changes: bool = False) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
@@ -128,37 +236,75 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
     With ``launcher`` set, the job runs as child processes under torchrun or
     accelerate and this thread follows its run directory (see :func:`_launch`).
+    An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
+    ``group`` (written to ``config.json``) ties the runs of one submission together.
     """
-    exp = manifest.get(name)
+    exp = experiment_for(manifest, name, run or resume, seed)
     store = store or RunStore(manifest.runs_dir)
     if run is None:
-        run = resume if resume is not None else store.create(exp.name, exp.to_dict())
+        config = exp.to_dict() | ({"group": group} if group else {})
+        run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
+    if not in_worker:  # issue 17: executor = "slurm" submits the job and follows its run directory
+        from .slurm import executor_of, in_slurm_job
+
+        if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
+            return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
         return _launch(manifest, exp, run, sinks, is_resume)
     writer = RunWriter(run).open()
     sink = FanoutSink([writer, *sinks])
-    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume)
+    from .preempt import StopSignals
+
+    stop = StopSignals()
+    from .system import JobSampler
+
+    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume,
+                     stop=stop if stop.install() else None, sampler=JobSampler())
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
-    ctx._seq_seen = int(req.get("seq", 0))
+    ctx._seq_seen = request_seq(req)
+    interrupted = False
     try:
         sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
         sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
+        if getattr(exp, "report_to", ()):  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
+            from .trackers import make_trackers
+
+            for tracker in make_trackers(run, exp, manifest, ctx.log):
+                sink.add(tracker)
         if exp.trust_remote_code:
             ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
         from .events import PhaseStarted
         from .preflight import run_preflight
 
+        if is_resume and not in_worker:
+            changes = config_changes(exp, run)
+            if changes and not accept_changes:
+                raise changed_run_error(exp.name, changes)
+            if changes:  # continue with the new values, and say so in the run
+                from .runs import atomic_write_json
+
+                record = run.config().get("_accepted_changes", [])
+                record = (record if isinstance(record, list) else []) + [
+                    {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}]
+                atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
+                ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
+        _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
         if ctx.start_model:
             results["start_model"] = ctx.start_model
         writer.write_results(results)
         sink.emit(RunFinished(status="finished", results=results))
         sink.emit(StatusChanged(status="finished"))
+    except Interrupted as exc:
+        interrupted = True
+        sink.emit(RunFinished(status="interrupted"))
+        sink.emit(StatusChanged(status="interrupted", reason=f"stopped by {exc.signal_name or 'a signal'}; "
+                                "checkpoint saved, resume continues from it"))
     except Cancelled:
         sink.emit(RunFinished(status="cancelled"))
         sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
@@ -167,13 +313,25 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
         from .secrets import redact
 
         reason, tb = redact(reason), redact(traceback.format_exc())
-        sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
-        sink.emit(StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")))
+        full = reason + (f" (hint: {hint})" if hint else "")
+        try:
+            sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
+            sink.emit(StatusChanged(status="failed", reason=full))
+        except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
+            try:
+                writer.set_status("failed", full)
+            except OSError:
+                pass
         if isinstance(exc, KeyboardInterrupt):
             writer.close()
             raise
     finally:
+        stop.restore()
         writer.close()
+        if stop.requested and not interrupted:
+            # The signal came after the last step boundary (the job finished or failed meanwhile):
+            # its results are on disk, so deliver it now to whatever ran this job.
+            os.kill(os.getpid(), stop.signum)
     return run
 
 
@@ -221,6 +379,11 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         for s in sinks:
             s.emit(LogEmitted(level="info", message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
                                                     f"output in {run.path / 'launcher.log'}"))
+    from .preempt import ForwardSignals
+
+    forward = ForwardSignals(proc) if proc is not None else None
+    if forward is not None:
+        forward.install()
     try:
         while proc is not None:
             events, offset = run.follow(offset)
@@ -238,9 +401,11 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         proc.terminate()
         raise
     finally:
+        if forward is not None:
+            forward.restore()
         log.close()
     status = run.raw_status().get("status")
-    if proc is not None and status in ("finished", "cancelled", "failed"):
+    if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):
         return run
     # The children died before rank 0 could record why: record it for them.
     reason, hint = failure if proc is None else (
@@ -254,6 +419,24 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
                 s.emit(ev)
     finally:
         writer.close()
+    return run
+
+
+def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
+    """Submit to Slurm and follow the run (see :mod:`engine.slurm`)."""
+    from .slurm import follow
+
+    def record(events) -> None:  # what the job itself could not write
+        writer = RunWriter(run).open()
+        try:
+            for ev in events:
+                writer.emit(ev)
+                for s in sinks:
+                    s.emit(ev)
+        finally:
+            writer.close()
+
+    follow(manifest, exp, run, sinks, record)
     return run
 
 

@@ -84,7 +84,7 @@ def build_meta(config, head: str):
         return cls(config)
 
 
-def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = True):
+def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = True, log=None):
     """Train (or load from cache) a BERT WordPiece tokenizer; returns a fast tokenizer.
 
     ``key`` identifies the corpus (e.g. a hash of dataset + split + rows); the
@@ -92,10 +92,18 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
     """
     from transformers import BertTokenizerFast
 
+    from .cache import check, corrupt_error, remove, seal
+
     digest = hashlib.sha256(json.dumps([key, vocab_size, lowercase]).encode()).hexdigest()[:16]
     folder = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}"
+    problem = ""
     if (folder / "tokenizer.json").exists():
-        return BertTokenizerFast.from_pretrained(str(folder))
+        problem = check(folder) or _tokenizer_problem(folder)
+        if not problem:
+            return BertTokenizerFast.from_pretrained(str(folder))
+        if log is not None:
+            log(f"the cached tokenizer {folder} is corrupt ({problem}): rebuilding it", "warning")
+        remove(folder)
     from tokenizers import BertWordPieceTokenizer
 
     tok = BertWordPieceTokenizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
@@ -110,10 +118,29 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
         sep_token="[SEP]", mask_token="[MASK]", do_lower_case=lowercase,
     )
     fast.save_pretrained(str(tmp))
+    seal(tmp)
     try:
         os.replace(tmp, folder)
     except OSError:  # another process won the race: use theirs
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+    again = check(folder) or _tokenizer_problem(folder)
+    if again:
+        raise corrupt_error("tokenizer", folder, again)
     return BertTokenizerFast.from_pretrained(str(folder))
+
+
+def _tokenizer_problem(folder: Path) -> str:
+    """A load check of a cached WordPiece tokenizer: it loads and has its special tokens and a vocabulary."""
+    from transformers import BertTokenizerFast
+
+    try:
+        tok = BertTokenizerFast.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - any damage
+        return f"does not load: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}"
+    vocab = tok.get_vocab()
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in vocab]
+    if missing or len(vocab) <= 5:
+        return f"vocabulary of {len(vocab)} tokens" + (f", missing {', '.join(missing)}" if missing else "")
+    return ""

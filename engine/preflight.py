@@ -72,7 +72,7 @@ def run_preflight(ctx) -> dict:
 
     n_params = sum(r.count for r in rows_for(config, "base"))
     need = check_space(ctx.run.path, n_params)
-    if exp.task != "inspect":
+    if exp.task not in ("inspect", "push"):
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
         max_pos = getattr(config, "max_position_embeddings", None)
         if max_pos and exp.max_seq_length > max_pos:

@@ -4,19 +4,24 @@
 safetensors, config, tokenizer, README.md model card); ``push`` stages into a
 temporary folder outside the run and uploads it with ``HfApi.create_repo``
 (``exist_ok=True``: an existing repo is reused, never deleted) and
-``upload_folder``. The run directory is never modified. The token comes from
+``upload_folder``. A dry run stages into ``--out`` or a new temporary folder
+(never the current directory) and only regular files are copied (no symlinks).
+The run directory is never modified. The token comes from
 ``HF_TOKEN`` or the huggingface_hub login and is only handed to ``HfApi``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 from .hub import hub_reachable
+from .metrics.scale import metric_scale
+from .runs import read_regular_file
 from .secrets import hf_token, redact
 
 TASK_META = {
@@ -40,8 +45,14 @@ def _tokens_per_s(run) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def model_card(run, repo_id: str) -> str:
-    import yaml
+def card_data(run, repo_id: str):
+    """The card's metadata as huggingface_hub ``ModelCardData`` with ``EvalResult``s.
+
+    Evaluation results name the dataset by its real Hub id (``nyu-mll/glue``, config and
+    split). A run on the embedded stand-in corpora has no Hub dataset: it gets no
+    ``model-index`` (its metrics are in the card's text), never an ``embedded:`` dataset type.
+    """
+    from huggingface_hub import EvalResult, ModelCardData
 
     cfg = run.config()
     res = run.results()
@@ -49,28 +60,38 @@ def model_card(run, repo_id: str) -> str:
     task = cfg.get("task", "")
     pipeline, task_text = TASK_META.get(task, ("", task))
     dataset = cfg.get("dataset", "")
-    split = res.get("eval_split") or cfg.get("eval_split", "")
-    metrics = [{"type": k, "value": float(final[k]), "name": k} for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float))]
+    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
+    real_dataset = bool(dataset) and not dataset.startswith("embedded:") and not Path(dataset).is_absolute()
+    evals = [EvalResult(task_type=pipeline, task_name=task_text, dataset_type=dataset, dataset_name=dataset,
+                        dataset_config=cfg.get("dataset_config") or None, dataset_split=split or None,
+                        metric_type=k, metric_name=f"{k} ({metric_scale(k, task).label})", metric_value=float(final[k]))
+             for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float)) and real_dataset]
     base = cfg.get("model", "")
-    meta = {
-        "license": "apache-2.0",
-        "library_name": "transformers",
-        "pipeline_tag": pipeline,
-        "tags": ["lmconsole", "bert", task],
-        "datasets": [dataset] if dataset and not dataset.startswith("embedded:") else [],
-        "model-index": [{
-            "name": repo_id.split("/")[-1],
-            "results": [{
-                "task": {"type": pipeline, "name": task_text},
-                "dataset": {"type": dataset, "name": dataset, "config": cfg.get("dataset_config", ""), "split": split},
-                "metrics": metrics,
-            }],
-        }],
-    }
+    return ModelCardData(
+        license="apache-2.0", library_name="transformers", pipeline_tag=pipeline or None,
+        tags=["lmconsole", "bert", task], datasets=[dataset] if real_dataset else None,
+        model_name=repo_id.split("/")[-1] if evals else None, eval_results=evals or None,
+        base_model=base if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")) else None,
+    )
+
+
+def model_card(run, repo_id: str) -> str:
+    """The README.md of an upload: huggingface_hub ``ModelCard`` = ``card_data`` + the text below."""
+    from huggingface_hub import ModelCard
+
+    from .flags import run_flags
+
+    cfg = run.config()
+    res = run.results()
+    final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
+    task = cfg.get("task", "")
+    pipeline, task_text = TASK_META.get(task, ("", task))
+    dataset = cfg.get("dataset", "")
+    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
+    base = cfg.get("model", "")
+    data = card_data(run, repo_id)
     start = res.get("start_model", "")
-    if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")):
-        meta["base_model"] = base
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {repo_id.split('/')[-1]}", ""]
+    lines = [f"# {repo_id.split('/')[-1]}", ""]
     lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
     origin = f" (the finished run `{start}` of this study)" if base.startswith("run:") and start else ""
     lines += ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
@@ -81,6 +102,9 @@ def model_card(run, repo_id: str) -> str:
               f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`"]
     if note:
         lines.append(f"- note: {note}")
+    if dataset.startswith("embedded:"):
+        lines.append(f"- `{dataset}` is lmconsole's generated offline stand-in, not a Hub dataset: "
+                     "the metrics below are not comparable with published results on the real one")
     lines.append("")
     lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "max_steps", "learning_rate", "warmup", "weight_decay", "batch_size",
@@ -98,14 +122,19 @@ def model_card(run, repo_id: str) -> str:
     lines += ["## Metrics per epoch", ""]
     if "epochs" in tables:
         lines += [run.read_table("epochs").to_markdown(), ""]
-    lines += ["## Final metrics", "", "| metric | value |", "|---|---|"]
+    lines += ["## Final metrics", "", "| metric | scale | value |", "|---|---|---:|"]
     for k, v in final.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            lines.append(f"| {k} | {v:.6g} |")
+            lines.append(f"| {k} | {metric_scale(k, task).label or '-'} | {v:.6g} |")
+    lines.append("")
+    flags = run_flags(run)
+    lines += ["## Flags on degenerate results", ""]
+    lines += [f"- **{f.metric}**: {f.message}" for f in flags] or ["None raised."]
     lines.append("")
     tps = _tokens_per_s(run)
     lines += ["## Throughput", "", f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.", ""]
-    return "\n".join(lines) + "\n"
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    return str(card)
 
 
 def stage(run, folder: Path, repo_id: str) -> list[Path]:
@@ -115,15 +144,46 @@ def stage(run, folder: Path, repo_id: str) -> list[Path]:
         raise PushError(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')}); "
                         "only finished training runs can be pushed")
     folder = Path(folder)
+    _check_run_dir(run)
+    if model.is_symlink() or model.resolve().parent != run.path.resolve():
+        raise PushError(f"{run.experiment}/{run.run_id}/model is a symlink: only a real model folder inside the run is pushed")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise PushError(f"{folder} already exists and is not empty: stage into a new folder (--out NEW) or delete it")
     folder.mkdir(parents=True, exist_ok=True)
     for f in sorted(model.iterdir()):
-        if f.is_file():
-            shutil.copy2(f, folder / f.name)
+        if f.is_symlink() or not f.is_file():
+            continue  # only regular files of the run itself: a symlink could lead anywhere (/etc/shadow)
+        try:
+            data = read_regular_file(f, run.path)
+        except OSError:
+            continue
+        (folder / f.name).write_bytes(data)
+        shutil.copystat(f, folder / f.name, follow_symlinks=False)
     (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
     for f in ("epochs",):
         if f in run.table_names():
             (folder / "metrics_per_epoch.json").write_text(run.read_table(f).to_json())
     return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Hub repo ids are OWNER/NAME: letters, digits, '-', '_', '.', no '..' or '--', no leading/trailing '.'/'-'."""
+    parts = str(repo_id).split("/")
+    if len(parts) != 2 or not all(REPO_PART.match(p) and ".." not in p and "--" not in p for p in parts) \
+            or parts[1].endswith(".git"):
+        raise PushError(f"--repo {repo_id!r} is not a Hub repo id: use OWNER/NAME with letters, digits, '-', '_' or '.' "
+                        "(no '..', no leading or trailing '.' or '-')")
+    return repo_id
+
+
+def _check_run_dir(run) -> None:
+    """Refuse a run directory (or its experiment folder) that is a symlink: it may point outside runs/."""
+    for p in (run.path, run.path.parent):
+        if p.is_symlink():
+            raise PushError(f"{p} is a symlink: only runs in real folders under the runs directory are pushed")
 
 
 def _hub_error(exc: Exception, repo_id: str) -> PushError:
@@ -139,35 +199,48 @@ def _hub_error(exc: Exception, repo_id: str) -> PushError:
 
 def push(run, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
          out: Path | None = None, api=None) -> dict:
-    if "/" not in repo_id or repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise PushError(f"--repo {repo_id!r}: expected OWNER/NAME")
+    check_repo_id(repo_id)
     if dry_run:
-        folder = Path(out or f"push-{run.experiment}-{run.run_id}")
+        # Never the current directory: --out, or a new temporary folder that stays for the user to inspect.
+        folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"lmconsole-push-{run.experiment}-{run.run_id}-"))
         files = stage(run, folder, repo_id)
         return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
                 "repo_id": repo_id, "private": private, "revision": revision}
     if api is None:
-        token = hf_token()
-        if not token:
-            raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
-        if not hub_reachable():
-            raise PushError("the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): push from a machine with access, "
-                            "or use --dry-run and upload the folder later")
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+        api = hub_api()
     message = f"Upload {run.experiment}/{run.run_id} from lmconsole"
     with tempfile.TemporaryDirectory(prefix="lmconsole-push-") as tmp:
         files = stage(run, Path(tmp), repo_id)
-        try:
-            api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
-            if revision:
-                api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
-                                     commit_message=message)
-        except PushError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a one-line message
-            raise _hub_error(exc, repo_id) from None
+        info = upload(api, Path(tmp), repo_id, private=private, revision=revision, message=message)
     return {"dry_run": False, "repo_id": repo_id, "private": private, "revision": revision,
-            "files": [f.name for f in files], "commit": str(getattr(info, "oid", "") or getattr(info, "commit_url", ""))}
+            "files": [f.name for f in files], "commit": commit_of(info)}
+
+
+def hub_api(later: str = "push from a machine with access, or use --dry-run and upload the folder later"):
+    """An ``HfApi`` with the user's token, or :class:`PushError` (no token, Hub unreachable: ``later`` says what to do)."""
+    token = hf_token()
+    if not token:
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    if not hub_reachable():
+        raise PushError(f"the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set): {later}")
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def upload(api, folder: Path, repo_id: str, private: bool = False, revision: str | None = None, message: str = ""):
+    """Create (or reuse) the repo and upload ``folder``; Hub errors become a one-line :class:`PushError`."""
+    try:
+        api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                                 commit_message=message)
+    except PushError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line message
+        raise _hub_error(exc, repo_id) from None
+
+
+def commit_of(info) -> str:
+    return str(getattr(info, "oid", "") or getattr(info, "commit_url", "") or "")

@@ -34,6 +34,8 @@ class Job:
     thread: threading.Thread | None = None
     phase: Event | None = None  # latest PhaseStarted/ProgressUpdated: what a job does before its first step
     pending: str = ""  # "pause" or "cancel" asked before the job had its run: sent once it has one
+    seed: int | None = None  # one seed of an experiment with ``seeds`` (issue 14), run in ``group``
+    group: str = ""
 
     @property
     def active(self) -> bool:
@@ -95,10 +97,15 @@ class JobQueue:
 
     # -- submitting ---------------------------------------------------------------
     def submit(self, names: list[str], with_deps: bool = True) -> list[Job]:
-        """Queue experiments; missing dependencies (no finished run, not queued) go first."""
+        """Queue experiments; missing dependencies (no finished run, not queued) go first.
+
+        A study queues its steps like dependencies; an experiment with ``seeds`` queues one job per seed.
+        """
+        from .seeds import seed_jobs
+
         added: list[Job] = []
         with self._lock:
-            plan = self.manifest.plan(names) if with_deps else list(names)
+            plan = self.manifest.job_plan(names) if with_deps else [n for n in names if self.manifest.get(n).task != "study"]
             for name in plan:
                 pending = self._pending_job(name)
                 if name not in names:
@@ -109,9 +116,10 @@ class JobQueue:
                     dj = self._pending_job(dep)
                     if dj is not None:
                         deps.append(dj.id)
-                job = Job(experiment=name, depends_on=tuple(deps))
-                self.jobs.append(job)
-                added.append(job)
+                for seed, group in seed_jobs(self.manifest.get(name)):
+                    job = Job(experiment=name, depends_on=tuple(deps), seed=seed, group=group)
+                    self.jobs.append(job)
+                    added.append(job)
         self._notify()
         self._pump()
         return added
@@ -249,7 +257,9 @@ class JobQueue:
 
     def _run(self, job: Job) -> None:
         try:
-            run = self.runner(self.manifest, job.experiment, sinks=[_JobSink(self, job)], resume=job.resume, store=self.store)
+            seeded = {"seed": job.seed, "group": job.group} if job.group else {}
+            run = self.runner(self.manifest, job.experiment, sinks=[_JobSink(self, job)], resume=job.resume, store=self.store,
+                              **seeded)
             job.run = run
             st = run.status()
             job.status, job.reason = st.get("status", "failed"), st.get("reason", "")

@@ -33,19 +33,76 @@ from typing import Iterator
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
 
 STATUSES = ("queued", "running", "paused", "finished", "failed", "cancelled", "interrupted", "blocked")
+UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled
 ACTIVE = ("running", "paused")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")  # table names become export file names
+
+
+def read_regular_file(path: Path, inside: Path) -> bytes:
+    """Bytes of ``path`` if it is a regular file (not a symlink) under folder ``inside``; else OSError."""
+    path, inside = Path(path), Path(inside)
+    rel = path.relative_to(inside)
+    cur = inside
+    for part in rel.parts[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise OSError(errno.ELOOP, f"{cur.name} is a symlink")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        import stat as _stat
+
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # no /proc (not Linux): the set-and-restore fallback
+    os.umask(old)
+    return old
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode the umask asks for (0644/0755 under 022).
+
+    For folders written by libraries that create private files (safetensors writes 0600).
+    """
+    mask = current_umask()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, fsync, then rename over ``path``.
 
-    A reader sees the old file or the new one, never a half-written one.
+    A reader sees the old file or the new one, never a half-written one. The
+    file gets the mode a plain ``open`` would give it (0644 under umask 022),
+    not mkstemp's private 0600, so others on a shared box can read runs and exports.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -65,11 +122,64 @@ def atomic_write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the ways a full disk (or quota) shows up: ENOSPC/EDQUOT, and torch's and safetensors' wrappers of it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing"))
+
+
+def free_gib(path: Path) -> float:
+    import shutil
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free / 2**30
+    except OSError:
+        return 0.0
+
+
 def read_json(path: Path, default=None):
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read())
+    except (OSError, ValueError, RecursionError):
         return default
+
+
+def read_json_object(path: Path) -> tuple[dict, str]:
+    """A JSON object from ``path`` as ``(data, problem)``; never raises.
+
+    ``problem`` is ``""`` when the file is fine or missing, else
+    ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
+    problem for this run and goes on with the others.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:  # not Path.read_text: a listing calls this thousands of times
+            text = fh.read()
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"unreadable: {os.path.basename(path)}: {getattr(exc, 'strerror', None) or exc}"
+    name = os.path.basename(path)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        return {}, f"unreadable: {name}: nested too deeply"
+    except ValueError as exc:
+        return {}, f"unreadable: {name}: not JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, f"unreadable: {name}: expected a JSON object, got {type(data).__name__}"
+    return data, ""
+
+
+def request_seq(req) -> int:
+    """The sequence number of a control request; 0 for a hand-edited or foreign value (never raises)."""
+    seq = req.get("seq", 0) if isinstance(req, dict) else 0
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**62 else 0
 
 
 def new_run_id() -> str:
@@ -114,6 +224,78 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     return out, offset + end + 1
 
 
+BIG_EVENTS = 16 * 2**20  # events.jsonl larger than this is opened sampled (see read_events_sampled)
+_BULK = (b'{"event":"StepLogged"', b'{"event":"ProgressUpdated"')
+_SPARSE = tuple(b'\n{"event":"' + n.encode() + b'"' for n in (
+    "EvalFinished", "LogEmitted", "StatusChanged", "RunStarted", "PhaseStarted", "TableWritten",
+    "CheckpointSaved", "JobFailed", "RunFinished"))
+
+
+def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 2**20,
+                        chunk: int = 8 * 2**20) -> tuple[list[dict], int]:
+    """What a view of a long run needs, in bounded memory: like :func:`read_events` from 0.
+
+    Every event except the bulk (``StepLogged``/``ProgressUpdated``) from a chunked byte
+    search (C speed, one chunk in memory); ``step_samples`` evenly spaced step lines (by
+    seeking); and everything in the last ``tail_bytes``. Returns (rows in file order,
+    offset after the last complete line), so following continues from there.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return [], 0
+    found: list[tuple[int, bytes]] = []
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(0, size - tail_bytes))
+        tail = fh.read()
+        end = size - len(tail) + tail.rfind(b"\n") + 1
+        if end <= 0:
+            return [], 0
+        cut = tail.find(b"\n") + 1 if size > tail_bytes else 0  # the tail starts at a line start
+        tail_start = size - len(tail) + cut
+        tail = tail[cut:end - (size - len(tail))]
+        # sparse events before the tail, one chunk at a time ("\n" + chunk: a match is always a line start)
+        pos, carry = 0, b"\n"
+        fh.seek(0)
+        while pos < tail_start:
+            data = carry + fh.read(min(chunk, tail_start - pos))
+            pos = fh.tell()
+            last = data.rfind(b"\n")
+            for pat in _SPARSE:
+                i = data.find(pat)
+                while 0 <= i < last:
+                    j = data.find(b"\n", i + 1)
+                    found.append((pos - len(data) + i + 1, data[i + 1:j + 1]))
+                    i = data.find(pat, j)
+            carry = data[last:]
+        # evenly spaced step lines
+        seen = set()
+        for k in range(step_samples if tail_start else 0):
+            fh.seek(tail_start * k // step_samples)
+            if k:
+                fh.readline()  # to the next line start
+            start = fh.tell()
+            if start >= tail_start or start in seen:
+                continue
+            seen.add(start)
+            line = fh.readline()
+            if line.startswith(_BULK) and line.endswith(b"\n"):
+                found.append((start, line))
+    found.sort(key=lambda t: t[0])
+    out: list[dict] = []
+    for raw in [line for _, line in found] + tail.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out, end
+
+
 def repair_events(path: Path) -> int:
     """Cut a torn last line off ``events.jsonl`` (owner only, before appending). Returns bytes cut."""
     try:
@@ -128,6 +310,10 @@ def repair_events(path: Path) -> int:
         return 0
 
 
+class RunUnavailable(RuntimeError):
+    """This process cannot own the run (another live process does, or its lock file is unusable); one line."""
+
+
 class OwnerLock:
     """An exclusive ``flock`` on ``owner.lock``: the kernel frees it when the owner dies.
 
@@ -140,7 +326,11 @@ class OwnerLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunUnavailable(f"{self.path} cannot be opened as a lock file ({exc.strerror or exc}); "
+                                 "if no job runs there, remove it and try again") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -205,22 +395,38 @@ class Run:
     def tables_dir(self) -> Path:
         return self.path / "tables"
 
-    # -- reading -----------------------------------------------------------
+    # -- reading (any JSON shape: a bad file reads as {} and shows in problems()) ---
     def config(self) -> dict:
-        return read_json(self.path / "config.json", {}) or {}
+        return read_json_object(self.path / "config.json")[0]
 
     def results(self) -> dict:
-        return read_json(self.path / "results.json", {}) or {}
+        return read_json_object(self.path / "results.json")[0]
 
-    def raw_status(self) -> dict:
-        return read_json(self.path / "status.json", {}) or {"status": "queued"}
+    def problems(self) -> list[str]:
+        """``"unreadable: <file>: <reason>"`` for each of this run's JSON files that cannot be used."""
+        out = [read_json_object(self.path / f)[1] for f in ("status.json", "config.json", "results.json")]
+        return [p for p in out if p]
+
+    def raw_status(self, read: tuple[dict, str] | None = None) -> dict:
+        """``status.json`` as a status; ``read``: its ``read_json_object`` result when the caller has it already."""
+        data, problem = read if read is not None else read_json_object(self.path / "status.json")
+        if problem:
+            return {"status": "unreadable", "reason": problem}
+        if not data:
+            return {"status": "queued"}
+        if data.get("status") not in STATUSES:
+            return {"status": "unreadable",
+                    "reason": f"unreadable: status.json: unknown status {str(data.get('status'))[:40]!r}"}
+        if not isinstance(data.get("reason", ""), str):
+            data["reason"] = str(data["reason"])
+        return data
 
     def owner_alive(self) -> bool:
         return OwnerLock.is_held(self.path / "owner.lock")
 
-    def status(self) -> dict:
+    def status(self, read: tuple[dict, str] | None = None) -> dict:
         """Status with liveness applied: a dead owner turns running/paused into interrupted."""
-        st = dict(self.raw_status())
+        st = dict(self.raw_status(read))
         if st.get("status") in ACTIVE and not self.owner_alive():
             st["status"] = "interrupted"
             st["reason"] = "the process running this job stopped (killed or crashed); resume it to continue"
@@ -248,14 +454,29 @@ class Run:
         return events, offset
 
     def table_names(self) -> list[str]:
-        if not self.tables_dir.is_dir():
+        """Tables on disk whose file name is a safe name (anything else is never read or exported)."""
+        if not self.tables_dir.is_dir() or self.tables_dir.is_symlink():
             return []
-        return sorted(p.stem for p in self.tables_dir.glob("*.json"))
+        return sorted(p.stem for p in self.tables_dir.glob("*.json") if TABLE_NAME.match(p.stem) and not p.is_symlink())
 
     def read_table(self, name: str):
+        """The table ``name``; raises ValueError (one line, naming the file) when it cannot be used."""
         from .tables import Table
 
-        return Table.from_json(Path(self.tables_dir / f"{name}.json").read_text(encoding="utf-8"))
+        if not TABLE_NAME.match(name or ""):
+            raise ValueError(f"unreadable: tables/{name}.json: not a safe table name")
+        path = self.tables_dir / f"{name}.json"
+        try:
+            text = read_regular_file(path, self.path).decode("utf-8")
+            table = Table.from_json(text)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"unreadable: tables/{name}.json: {reason}") from None
+        if table.name != name:  # the name inside the file is never trusted as a path: the file's name is
+            import dataclasses
+
+            table = dataclasses.replace(table, name=name)
+        return table
 
     def last_checkpoint(self) -> Path | None:
         if not self.checkpoints.is_dir():
@@ -264,6 +485,14 @@ class Run:
         if not done:
             return None
         return max(done, key=lambda p: read_json(p / "state.json", {}).get("global_step", -1))
+
+    def checkpoints_newest_first(self) -> list[Path]:
+        """Complete checkpoints (``step-N`` with a state.json), highest step first, by their folder name."""
+        if not self.checkpoints.is_dir():
+            return []
+        done = [p for p in self.checkpoints.iterdir()
+                if p.name.startswith("step-") and p.is_dir() and not p.is_symlink() and (p / "state.json").exists()]
+        return sorted(done, key=lambda p: p.name, reverse=True)
 
     def final_model(self) -> Path | None:
         path = self.path / "model"
@@ -274,11 +503,12 @@ class Run:
         """Ask the owner to ``pause``, ``resume`` or ``cancel`` (polled between steps)."""
         if action not in ("pause", "resume", "cancel"):
             raise ValueError(f"unknown control action {action!r}")
-        prev = read_json(self.path / "control.json", {}) or {}
-        atomic_write_json(self.path / "control.json", {"action": action, "seq": int(prev.get("seq", 0)) + 1})
+        prev = self.pending_request()
+        atomic_write_json(self.path / "control.json", {"action": action, "seq": request_seq(prev) + 1})
 
     def pending_request(self) -> dict:
-        return read_json(self.path / "control.json", {}) or {}
+        data = read_json(self.path / "control.json", {})
+        return data if isinstance(data, dict) else {}
 
 
 class RunWriter(EventSink):
@@ -289,28 +519,87 @@ class RunWriter(EventSink):
         self.lock = OwnerLock(run.path / "owner.lock")
         self._fh = None
 
+    RESERVE = ".space-reserve"  # freed when the disk is full, so the failure itself can still be recorded
+    RESERVE_BYTES = 256 * 1024
+
     def open(self) -> "RunWriter":
         if not self.lock.acquire():
-            raise RuntimeError(
+            raise RunUnavailable(
                 f"run {self.run.experiment}/{self.run.run_id} is owned by another live process; "
-                "follow it or send it pause/resume/cancel requests instead"
+                f"follow it or send it pause/resume/cancel requests instead (lmconsole control {self.run.experiment} ...)"
             )
+        self.clean_leftovers()
         repair_events(self.run.events_path)
         self._fh = open(self.run.events_path, "a", encoding="utf-8")
         self.opened_at = self._fh.tell()  # where this attempt's events begin
+        self._reserve()
         return self
+
+    def clean_leftovers(self) -> list[str]:
+        """Remove the half-written temporaries a killed or disk-full attempt left (owner only, lock held)."""
+        import shutil
+
+        gone = []
+        candidates = []
+        if self.run.checkpoints.is_dir():
+            candidates += [p for p in self.run.checkpoints.iterdir() if p.name.startswith(".tmp-")]
+        candidates += [p for p in self.run.path.glob(".model.tmp*")]
+        for folder in (self.run.path, self.run.tables_dir):
+            if folder.is_dir():  # atomic_write_text temporaries of the owner's files (not control.json: anyone writes it)
+                candidates += [p for p in folder.glob(".*.tmp") if not p.name.startswith(".control.json.")]
+        for p in candidates:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    p.unlink()
+                except OSError:
+                    continue
+            gone.append(p.name)
+        return gone
+
+    def _reserve(self) -> None:
+        try:
+            fd = os.open(self.run.path / self.RESERVE, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            self._free_reserve()
+
+    def _free_reserve(self) -> bool:
+        try:
+            os.unlink(self.run.path / self.RESERVE)
+            return True
+        except OSError:
+            return False
+
+    def _with_space(self, fn):
+        """Run ``fn``; on a full disk free the reserve and try once more."""
+        try:
+            return fn()
+        except OSError as exc:
+            if is_disk_full(exc) and self._free_reserve():
+                return fn()
+            raise
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             self._fh = None
+        self._free_reserve()
         self.lock.release()
 
     def emit(self, event: Event) -> None:
         # One write per line, flushed before returning, so a reader never sees a
         # complete-looking line that is not on disk.
-        self._fh.write(to_json(event) + "\n")
-        self._fh.flush()
+        line = to_json(event) + "\n"
+        self._fh.write(line)
+        self._with_space(self._fh.flush)  # a failed flush keeps the line buffered: retrying the flush is enough
         if isinstance(event, StatusChanged):
             self.set_status(event.status, event.reason)
 
@@ -326,13 +615,20 @@ class RunWriter(EventSink):
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
         data = {"status": status, "reason": reason, "pid": os.getpid(), "host": socket.gethostname()}
+        from .system import visible_gpus
+
+        gpus = visible_gpus()
+        if gpus is not None:  # the GPUs this job holds, for the system view (a scheduler may pass its own)
+            data["gpus"] = gpus
         data.update(extra)
-        atomic_write_json(self.run.path / "status.json", data)
+        self._with_space(lambda: atomic_write_json(self.run.path / "status.json", data))
 
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.run.path / "results.json", results)
 
     def write_table(self, table) -> Path:
+        if not TABLE_NAME.match(table.name):
+            raise ValueError(f"table name {table.name!r} is not a safe file name (letters, digits, '_', '-')")
         path = self.run.tables_dir / f"{table.name}.json"
         atomic_write_text(path, table.to_json())
         return path
@@ -374,14 +670,21 @@ class RunStore:
         return resolved
 
     def runs(self, experiment: str | None = None) -> list[Run]:
+        """Runs on disk; symlinked experiment folders and run directories are never runs (they may lead anywhere)."""
+        if experiment is not None:
+            check_name(experiment)
         if not self.root.is_dir():
             return []
         exps = [self.root / experiment] if experiment else sorted(p for p in self.root.iterdir() if p.is_dir())
         out = []
         for exp in exps:
-            if not exp.is_dir():
+            if not exp.is_dir() or exp.is_symlink():
                 continue
-            out.extend(Run(p) for p in sorted(exp.iterdir()) if p.is_dir() and (p / "config.json").exists())
+            # os.scandir: a real directory (not a symlink) from the listing itself, one stat for config.json
+            with os.scandir(exp) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False)
+                               and os.path.exists(os.path.join(e.path, "config.json")))
+            out.extend(Run(exp / name) for name in names)
         return sorted(out, key=lambda r: (r.run_id, r.experiment))
 
     def latest(self, experiment: str, status: str | None = None) -> Run | None:
@@ -396,7 +699,10 @@ class RunStore:
         if "/" in ref:
             exp, rid = ref.split("/", 1)
             check_name(exp)
+            check_name(rid)
             path = self._resolve_inside(self.root / exp / rid)
+            if (self.root / exp).is_symlink() or (self.root / exp / rid).is_symlink():
+                raise ValueError(f"{ref} is a symlink: runs are only read from real folders under {self.root}")
             if (path / "config.json").exists():
                 return Run(self.root / exp / rid)
         else:

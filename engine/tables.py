@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +143,12 @@ class Table:
     def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
         from .runs import atomic_write_text
 
-        path = Path(folder) / f"{stem or self.name}.{EXTENSIONS[fmt]}"
+        from .runs import TABLE_NAME
+
+        stem = stem or self.name
+        if not TABLE_NAME.match(stem):  # a file name, never a path
+            raise ValueError(f"table name {stem!r} is not a safe file name (letters, digits, '_', '-')")
+        path = Path(folder) / f"{stem}.{EXTENSIONS[fmt]}"
         atomic_write_text(path, self.render(fmt))
         return path
 
@@ -157,8 +163,21 @@ _LATEX = {
 }
 
 
+# Text-mode < > | print as other glyphs in the default OT1 font ("->" came out as "-¿"):
+# arrows and math symbols go to math mode, the rest to their text commands.
+_LATEX.update({"<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
+               "→": r"$\rightarrow$", "←": r"$\leftarrow$", "±": r"$\pm$", "×": r"$\times$"})
+_LATEX_ARROWS = re.compile(r"<->|->|<-|=>")
+_ARROWS = {"<->": r"$\leftrightarrow$", "->": r"$\rightarrow$", "<-": r"$\leftarrow$", "=>": r"$\Rightarrow$"}
+
+
 def latex_escape(text: str) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+    parts = _LATEX_ARROWS.split(str(text))
+    arrows = _LATEX_ARROWS.findall(str(text))
+    out = "".join(_LATEX.get(ch, ch) for ch in parts[0])
+    for arrow, part in zip(arrows, parts[1:]):
+        out += _ARROWS[arrow] + "".join(_LATEX.get(ch, ch) for ch in part)
+    return out
 
 
 def _fmt(v, digits: int) -> str:

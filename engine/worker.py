@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
 
-    from .jobs import JobContext, _task_fn, run_experiment
+    from .jobs import JobContext, _task_fn, experiment_for, run_experiment
     from .manifest import load
     from .runs import Run, RunStore
 
@@ -66,14 +66,23 @@ def main(argv=None) -> int:
     try:
         if rank == 0:
             run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
-            ok = run.raw_status().get("status") in ("finished", "cancelled")
+            ok = run.raw_status().get("status") in ("finished", "cancelled", "interrupted")
         else:
-            exp = manifest.get(args.experiment)
+            exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
             writer = NullWriter(run)
             ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store,
                              resume=args.resume)
             ctx.poll = lambda: None  # rank 0 decides; train_loop broadcasts its decision
-            _task_fn(exp.task)(ctx)
+            from .jobs import Cancelled
+            from .preempt import StopSignals
+
+            # The launcher sends a stop signal to every rank: here it only waits for rank 0's decision
+            # (it stops all ranks at one step boundary, after a checkpoint), so no rank dies mid-collective.
+            with StopSignals():
+                try:
+                    _task_fn(exp.task)(ctx)
+                except Cancelled:
+                    pass
             ok = True
     finally:
         if world > 1 and dist.is_initialized():

@@ -108,3 +108,15 @@ def test_squad_scores_recomputed_from_saved_predictions(demo):
     final = run.results()["final"]
     for key, value in official.items():
         assert final[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_demo_raises_no_flag_and_verifies(demo):
+    """The shipped demo's results are not degenerate, and every reported number recomputes."""
+    from engine.flags import run_flags
+    from engine.verify import verify_run
+
+    runs, _ = demo
+    for name, run in runs.items():
+        assert run_flags(run) == [], (name, run_flags(run))
+        checks = verify_run(run)
+        assert checks and all(c.ok for c in checks), (name, [c.line() for c in checks if not c.ok])

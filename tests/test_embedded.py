@@ -119,8 +119,9 @@ def test_generate_once_and_no_leftovers(root):
     before = (folder / "README.md").stat().st_mtime_ns
     assert ensure_embedded("sst2", root) == folder
     assert (folder / "README.md").stat().st_mtime_ns == before
-    assert sorted(p.name for p in root.iterdir()) == sorted(
-        ensure_embedded(n, root).name for n in EMBEDDED_NAMES)
+    names = sorted(ensure_embedded(n, root).name for n in EMBEDDED_NAMES)
+    # besides the corpora: only their integrity seals (issue 13), no temporaries
+    assert sorted(p.name for p in root.iterdir()) == sorted(names + [f".{n}.seal.json" for n in names])
 
 
 def test_concurrent_callers(tmp_path):
@@ -139,7 +140,7 @@ def test_concurrent_callers(tmp_path):
         t.join()
     assert not errors
     assert len(set(results)) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [results[0].name]  # temp dirs cleaned up
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([results[0].name, f".{results[0].name}.seal.json"])  # temp dirs cleaned up
     assert len(_rows(tmp_path, "squad_v2", "validation")["id"]) == 400
 
 

@@ -29,7 +29,7 @@ def test_shipped_manifest_is_valid():
     m = load(REPO / "experiments.toml")
     assert "demo-pretrain" in m.names and "pretrain" in m.names
     pre = m.get("pretrain")
-    assert pre.model == "bert-base-uncased" and pre.dataset == "Salesforce/wikitext"
+    assert pre.model == "google-bert/bert-base-uncased" and pre.dataset == "Salesforce/wikitext"
     assert pre.learning_rate == 5e-5 and pre.epochs == 5 and pre.max_seq_length == 512
     assert pre.batch_size != 36718
 
@@ -70,7 +70,7 @@ BAD = [
     ('[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\n',
      'experiment[0] "a": missing required key \'dataset\' for task \'pretrain\' (Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.)'),
     ('[[experiment]]\nname = "a"\ntask = "finetune"\nmodel = "bert-micro"\n',
-     'experiment[0] "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa"'),
+     'experiment[0] "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa", "push", "study"'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:nothere"\n',
      'experiment[0] "a".model: unknown experiment \'nothere\'; expected one of: a'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:b"\n[[experiment]]\nname = "b"\ntask = "inspect"\nmodel = "run:a"\n',
@@ -86,7 +86,7 @@ BAD = [
     ('[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nbatch_size = 0\n',
      'experiment[0] "a".batch_size: expected a value >= 1, got 0'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ninit = "pretrained"\n',
-     'experiment[0] "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "bert-base-uncased"'),
+     'experiment[0] "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "google-bert/bert-base-uncased"'),
     ('[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ndepends_on = "b"\n',
      'experiment[0] "a".depends_on: expected a list of strings, got "b"'),
     ('[setings]\nruns_dir = "x"\n[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n',

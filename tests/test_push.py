@@ -118,14 +118,36 @@ def test_model_card_sections_and_front_matter(cls_run):
     _, front, body = card.split("---", 2)
     meta = yaml.safe_load(front)
     assert meta["library_name"] == "transformers" and meta["license"] and meta["pipeline_tag"] == "text-classification"
-    metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert set(metrics) >= {"accuracy", "precision", "recall", "f1"}
-    assert meta["model-index"][0]["results"][0]["dataset"]["split"] == "validation"
+    # embedded data is no Hub dataset: no model-index, never an "embedded:" dataset type
+    assert "model-index" not in meta and "datasets" not in meta and "embedded:" not in front
+    assert "offline stand-in" in body and "## Flags on degenerate results" in body
     for section in ("## Base model", "## Task", "## Data and splits", "## Hyperparameters", "## Parameters",
                     "## Metrics per epoch", "## Final metrics", "## Throughput"):
         assert section in body, section
     assert "hidden" in body  # validation stands in for the hidden test labels
     assert "classifier" in body and "tokens/s" in body
+
+
+def test_model_card_eval_results_name_the_real_dataset(cls_run, tmp_path):
+    """With a Hub dataset the card's model-index comes from huggingface_hub's EvalResult."""
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from engine.runs import Run
+
+    copy = tmp_path / "runs" / cls_run.experiment / cls_run.run_id
+    shutil.copytree(cls_run.path, copy, ignore=shutil.ignore_patterns("model", "checkpoints"))
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg.update(dataset="nyu-mll/glue", dataset_config="sst2")
+    (copy / "config.json").write_text(json.dumps(cfg))
+    card = ModelCard(model_card(Run(copy), "alice/demo-sst2"))
+    assert card.data.datasets == ["nyu-mll/glue"]
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert set(results) >= {"accuracy", "precision", "recall", "f1"}
+    acc = results["accuracy"]
+    assert (acc.dataset_type, acc.dataset_config, acc.dataset_split) == ("nyu-mll/glue", "sst2", "validation")
+    assert acc.metric_value == cls_run.results()["final"]["accuracy"] and acc.metric_name == "accuracy (0-1)"
 
 
 def test_dry_run_folder_reloads_with_same_predictions(cls_run, tmp_path):

@@ -61,6 +61,12 @@ batch_size = 16
 max_seq_length = 32
 max_train_samples = 32
 max_eval_samples = 16
+
+[[experiment]]
+name = "push-pre"
+task = "push"
+model = "run:pre"
+hub_model_id = "alice/pre"
 '''
 
 
@@ -289,6 +295,18 @@ def test_token_never_written(tmp_path, monkeypatch):
             return None
 
     push(ok, "alice/x", api=Api())
+    # the push step of a study: the Hub is unreachable (HF_HUB_OFFLINE), then an upload error quotes the token
+    step = run_experiment(m, "push-pre")
+    assert step.status()["status"] == "failed" and "unreachable" in step.status()["reason"]
+    assert (step.path / "staged" / "model.safetensors").exists()
+
+    class LeakyApi(Api):
+        def upload_folder(self, **k):
+            raise RuntimeError(f"403 Forbidden for {FAKE}")
+
+    monkeypatch.setattr("engine.push.hub_api", lambda later="": LeakyApi())
+    leaky = run_experiment(m, "push-pre")
+    assert leaky.status()["status"] == "failed" and "<redacted>" in leaky.status()["reason"]
     scanned = 0
     for f in tmp_path.rglob("*"):
         if f.is_file():
@@ -331,6 +349,67 @@ def test_mutated_manifest_text_never_traceback(data):
         else:
             j = min(len(text), i + data.draw(st.integers(1, 200)))
             text = text[:j] + text[i:j] + text[j:]
+    try:
+        parse_text(text, "experiments.toml")
+    except ManifestError as exc:
+        assert exc.problems and all(p.strip() for p in exc.problems)
+
+
+# -- issue 13: the property tests grown to NaN/inf, nesting depth and runtime-only failures -----------
+
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
+                    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, 5.0, 7, 2**32, 2**63]))
+NUMERIC = sorted(k for k, v in EXPERIMENT_KEYS.items() if v.type in ("int", "float"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(NUMERIC), numbers, min_size=1, max_size=6))
+def test_accepted_numbers_are_finite_in_range_and_usable_at_run_time(values):
+    """Whatever the validator accepts must not fail later, at run time, with a message that names no key."""
+    import math
+    import random as _random
+
+    import torch
+
+    from engine.manifest import parse_data
+
+    table = {"name": "p", "task": "pretrain", "model": "bert-micro", "dataset": "embedded:wikitext", **values}
+    try:
+        m = parse_data({"experiment": [table]})
+    except ManifestError as exc:
+        assert exc.problems and all(p.strip() and "\n" not in p for p in exc.problems)
+        for p in exc.problems:  # every problem names its key
+            assert any(f".{k}" in p for k in values), p
+        return
+    exp = m.experiments[0]
+    for k in NUMERIC:
+        v = getattr(exp, k)
+        if isinstance(v, float):
+            assert math.isfinite(v), (k, v)
+        key = EXPERIMENT_KEYS[k]
+        if key.minimum is not None:
+            assert v >= key.minimum, (k, v)
+        if key.maximum is not None:
+            assert v <= key.maximum, (k, v)
+    assert 0 <= exp.mlm_probability <= 1 and 0 <= exp.short_seq_prob <= 1
+    # what a job does with the values first: seeds, the warmup step count, the schedule
+    torch.manual_seed(exp.seed)
+    _random.Random(exp.seed * 1000 + 1)
+    total = 100
+    int(exp.warmup * total) if exp.warmup < 1 else int(exp.warmup)
+    assert math.isfinite(exp.learning_rate * exp.max_grad_norm)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 6000), st.sampled_from(["[", "{ a = ", "[[", "x."]))
+def test_any_nesting_depth_is_a_message_not_recursion_error(depth, opener):
+    closer = {"[": "]", "{ a = ": " }", "[[": "]]", "x.": ""}[opener]
+    if opener == "x.":
+        text = "x" + ".x" * depth + " = 1\n"
+    elif opener == "[[":
+        text = "v = " + "[" * depth + "1" + "]" * depth + "\n"
+    else:
+        text = "v = " + opener * depth + "1" + closer * depth + "\n"
     try:
         parse_text(text, "experiments.toml")
     except ManifestError as exc:

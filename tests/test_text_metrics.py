@@ -11,24 +11,30 @@ from engine.metrics.text import (
     answer_text_metrics,
     bleu,
     meteor,
+    meteor_variant,
     rouge,
     tokenize_13a,
+    wordnet_reader,
 )
 
 
 @pytest.fixture
 def offline(monkeypatch):
-    """Fail loudly on any network access, nltk download or nltk data lookup."""
+    """Fail loudly on any network access, nltk download or nltk data lookup other than an
+    installed WordNet (read from disk, looked up once by ``wordnet_reader``)."""
     import nltk
     import nltk.data
+
+    wordnet_reader()  # its one lookup, before the guard
 
     def refuse(*args, **kwargs):
         raise AssertionError("network or nltk data access attempted")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(nltk, "download", refuse)
-    monkeypatch.setattr(nltk.data, "find", refuse)
-    monkeypatch.setattr(nltk.data, "load", refuse)
+    if wordnet_reader() is None:
+        monkeypatch.setattr(nltk.data, "find", refuse)
+        monkeypatch.setattr(nltk.data, "load", refuse)
 
 
 # ---------------------------------------------------------------- 13a tokenizer
@@ -142,20 +148,32 @@ def test_rouge_is_a_deterministic_plain_mean(offline):
 # ---------------------------------------------------------------- METEOR
 def test_meteor_perfect_unrelated_stem_and_no_synonyms(offline):
     n = 6
-    perfect = meteor(["the cat sat on the mat"], [["the cat sat on the mat"]])["meteor"]
+    perfect = meteor(["the cat sat on the mat"], [["the cat sat on the mat"]], synonyms=False)["meteor"]
     assert perfect == pytest.approx(1 - 0.5 * (1 / n) ** 3)  # one chunk: tiny fragmentation penalty
     assert perfect > 0.99
-    assert meteor(["green ideas"], [["the cat sat"]])["meteor"] == 0.0
-    assert meteor([""], [["the cat"]])["meteor"] == 0.0
-    # Porter stems match ("cats" ~ "cat"); WordNet synonyms do not ("big" !~ "large").
-    assert meteor(["cats"], [["cat"]])["meteor"] == pytest.approx(1 - 0.5)
-    assert meteor(["big"], [["large"]])["meteor"] == 0.0
+    assert meteor(["green ideas"], [["the cat sat"]], synonyms=False)["meteor"] == 0.0
+    assert meteor([""], [["the cat"]], synonyms=False)["meteor"] == 0.0
+    # Porter stems match ("cats" ~ "cat"); without WordNet synonyms do not ("big" !~ "large").
+    assert meteor(["cats"], [["cat"]], synonyms=False)["meteor"] == pytest.approx(1 - 0.5)
+    assert meteor(["big"], [["large"]], synonyms=False)["meteor"] == 0.0
     # max over references
-    two = meteor(["the cat"], [["dog", "the cat"]])["meteor"]
-    assert two == meteor(["the cat"], [["the cat"]])["meteor"]
-    import nltk.corpus
-    from nltk.corpus.util import LazyCorpusLoader
-    assert isinstance(nltk.corpus.wordnet, LazyCorpusLoader)  # WordNet was never loaded
+    two = meteor(["the cat"], [["dog", "the cat"]], synonyms=False)["meteor"]
+    assert two == meteor(["the cat"], [["the cat"]], synonyms=False)["meteor"]
+
+
+def test_meteor_credits_a_wordnet_synonym():
+    """With WordNet installed (CI installs Debian's copy: .ci/run), a synonym counts."""
+    if wordnet_reader() is None:
+        pytest.skip("no WordNet database for nltk (apt-get install -y wordnet-base wordnet-sense-index; "
+                    "python scripts/install_wordnet.py /usr/share/nltk_data)")
+    # "car" and "auto" share the synset car.n.01: a full match, one chunk. (nltk matches
+    # synonyms against the Porter stems left after the stem stage, as evaluate's METEOR does,
+    # so big/large does not match: "large" is left as "larg".)
+    assert meteor(["car"], [["auto"]])["meteor"] == pytest.approx(1 - 0.5)
+    assert meteor(["car"], [["auto"]], synonyms=False)["meteor"] == 0.0
+    n = 4  # all four words matched in one chunk
+    assert meteor(["the car was red"], [["the auto was red"]])["meteor"] == pytest.approx(1 - 0.5 * (1 / n) ** 3)
+    assert "WordNet 3.0 synonyms" in meteor_variant()
 
 
 # ---------------------------------------------------------------- SQuAD answers
@@ -167,9 +185,11 @@ def test_answer_text_metrics_uses_answerable_questions_only(offline):
     assert r["rouge1"] == pytest.approx(0.5)  # 1.0 for a, 0.0 for the abstained b
     assert r["meteor"] == pytest.approx((1 - 0.5 * (1 / 2) ** 3) / 2)
     assert r["bleu"] == 0.0  # no 3-/4-grams in two-word answers: BLEU-4 is 0 (evaluate too)
-    assert r["variants"] == VARIANTS
-    assert set(r) == {"bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "meteor",
-                      "n_answerable", "variants"}
+    assert r["variants"] == dict(VARIANTS, meteor=meteor_variant(), sacrebleu=r["variants"]["sacrebleu"])
+    assert r["sacrebleu_signature"] in r["variants"]["sacrebleu"]
+    assert r["sacrebleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert set(r) == {"bleu", "sacrebleu", "sacrebleu_signature", "rouge1", "rouge2", "rougeL", "rougeLsum",
+                      "meteor", "n_answerable", "variants"}
     empty = answer_text_metrics({"c": ""}, {"c": []})
     assert empty["n_answerable"] == 0 and empty["bleu"] == empty["meteor"] == empty["rouge1"] == 0.0
     with pytest.raises(ValueError, match="no prediction"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from textual.widgets import DataTable, OptionList, RichLog
 
@@ -161,9 +162,10 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
             await pilot.press("shift+tab", "shift+tab", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder == tmp_path / "exports"
-            assert sorted(p.suffix for p in written) == [".csv", ".json", ".tex"]
+            assert folder.parent == tmp_path / "exports"  # a new folder per export
+            assert sorted(p.suffix for p in written) == [".csv", ".csv", ".json", ".json", ".tex", ".tex"]  # + _totals
             assert all(p.exists() and "params_diff_base_vs_qa" in p.name for p in written)
+            assert "TOTAL" not in next(p for p in written if p.name.endswith("qa.csv")).read_text()
             # where it went, on screen (a notification; the path may wrap)
             assert await wait_for(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
             assert await wait_for(pilot, lambda: "exported table" in screen_text(app))
@@ -181,7 +183,7 @@ def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
             await pilot.press(*"out", "enter")  # the folder name is selected: typing replaces it
             assert await wait_for(pilot, lambda: app.last_export is not None)
             folder, written = app.last_export
-            assert folder.name == "out"
+            assert folder.parent.name == "out"  # each export makes its own folder under the chosen one
             names = {p.name for p in written}
             assert {"epochs.csv", "epochs.md", "epochs.tex", "epochs.json", "comparison.md"} <= names
     drive(go())
@@ -209,7 +211,7 @@ def test_compare_selected_runs_and_export(tmp_path, monkeypatch):
             assert table.row_count > 0 and len(table.columns) == 3
             await pilot.press("m", "e", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
-            assert (tmp_path / "exports" / "comparison.csv").exists()
+            assert len(list((tmp_path / "exports").glob("*/comparison.csv"))) == 1
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
             # export straight from the runs tab
@@ -294,10 +296,11 @@ def test_push_from_run_view_confirms_repo_visibility_files(tmp_path, monkeypatch
             question = app.screen.question
             assert "alice/demo (private)" in question and "model.safetensors" in question and "README.md" in question
             await pilot.press("y")
-            out = tmp_path / "exports" / f"push-{run.experiment}-{run.run_id}"
-            assert await wait_for(pilot, lambda: (out / "README.md").exists())
-            assert (out / "model.safetensors").exists()
             assert await wait_for(pilot, lambda: any("dry run" in n.message for n in app._notifications))
+            message = next(n.message for n in app._notifications if "dry run" in n.message)
+            out = Path(message.split(" files in ")[1].split()[0])  # a temporary folder, not under the cwd
+            assert tmp_path not in out.parents and (out / "README.md").exists() and (out / "model.safetensors").exists()
+            assert not (tmp_path / "exports").exists()
 
     drive(go())
 

@@ -14,6 +14,7 @@ from functools import partial
 from textual.command import Hit, Hits, Provider
 
 NOT_COMMANDS = ("command_palette", "app.focus_next", "app.focus_previous", "screen.copy_text")  # keys, not commands
+WIDGET_KEYS = ("cursor_", "scroll_", "page_", "select_cursor")
 OURS_FIRST = 1.0  # added to our scores: the palette sorts by score, ours above the system commands
 
 
@@ -25,8 +26,8 @@ class ConsoleCommands(Provider):
             b = active.binding
             if not b.description or not active.enabled or b.system or b.action in NOT_COMMANDS:
                 continue
-            if type(active.node).__module__.startswith("textual."):
-                continue  # cursor keys of built-in widgets: noise in a command list
+            if type(active.node).__module__.startswith("textual.") or b.action.startswith(WIDGET_KEYS):
+                continue  # cursor keys of built-in widgets (and their subclasses): noise in a command list
             entry = by_action.setdefault((id(active.node), b.action), [b.description, [], active.node, b])
             key = app.get_key_display(b)
             if key not in entry[1]:

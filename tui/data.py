@@ -24,14 +24,14 @@ from engine.events import (
     StepLogged, TableWritten, from_dict,
 )
 from engine.export import flat_results
-from engine.runs import Run, read_events
+from engine.runs import BIG_EVENTS, Run, read_events, read_events_sampled
 
 FINAL = ("finished", "failed", "cancelled", "interrupted", "blocked")
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 STATUS_ICON = {
     "queued": "…", "running": "▶", "paused": "‖", "finished": "✓", "failed": "✗",
-    "cancelled": "■", "interrupted": "!", "blocked": "⊘",
+    "cancelled": "■", "interrupted": "!", "blocked": "⊘", "unreadable": "?",
 }
 
 
@@ -216,6 +216,16 @@ class RunFeed:
         return events
 
     def _follow(self, run: Run) -> list:
+        if self._offset == 0 and self._file_stamp(run) and self._file_stamp(run)[0] > BIG_EVENTS:
+            # A long run: open it in time and memory that do not grow with the file (sampled steps + the tail).
+            rows, self._offset = read_events_sampled(run.events_path)
+            out = []
+            for row in rows:
+                try:
+                    out.append(from_dict(row))
+                except Exception:  # noqa: BLE001
+                    continue
+            return out
         try:
             events, self._offset = run.follow(self._offset)
             return events
@@ -324,14 +334,19 @@ class SummaryCache:
             if hit and hit[0] == mtime and hit[1].status in FINAL and hit[1].status != "interrupted":
                 out.append(hit[1])
                 continue
-            st = run.status()
-            cfg = run.config()
-            status = st.get("status", "queued")
-            summary = RunSummary(
-                run=run, status=status, reason=str(st.get("reason", "") or ""),
-                task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
-                result=result_summary(run.results()) if status in FINAL else "",
-            )
+            try:
+                st = run.status()
+                cfg = run.config()
+                status = str(st.get("status", "queued"))
+                problems = run.problems()  # a bad file shows on its run's row; the other runs still show
+                summary = RunSummary(
+                    run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""),
+                    task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
+                    result=result_summary(run.results()) if status in FINAL else "",
+                )
+            except Exception as exc:  # noqa: BLE001 - any other surprise in one run's files
+                summary = RunSummary(run=run, status="unreadable", reason=f"unreadable: {run.path.name}: {exc}"[:200],
+                                     task="", model="", result="")
             self._cache[key] = (mtime, summary)
             out.append(summary)
         return out

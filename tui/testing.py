@@ -239,10 +239,12 @@ class FakeRunner:
     def options(self, name: str) -> dict:
         return {**self.default, **self.per_experiment.get(name, {})}
 
-    def __call__(self, manifest, name, sinks=(), resume=None, store=None) -> Run:
-        exp = manifest.get(name)
+    def __call__(self, manifest, name, sinks=(), resume=None, store=None, seed=None, group="") -> Run:
+        from engine.jobs import experiment_for
+
+        exp = experiment_for(manifest, name, resume, seed)  # as run_experiment: one seed of ``seeds``
         store = store or RunStore(manifest.runs_dir)
-        run = resume or store.create(exp.name, exp.to_dict())
+        run = resume or store.create(exp.name, exp.to_dict() | ({"group": group} if group else {}))
         writer = RunWriter(run).open()
         sink = FanoutSink([writer, *sinks])
         ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store,

@@ -916,8 +916,13 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     _check_name(name)
     root = Path(root) if root is not None else embedded_root()
     final = root / f"{name}-v{_VERSIONS[name]}"
+    from ..cache import check, remove, seal
+
+    seal_file = root / f".{final.name}.seal.json"  # beside the corpus: its file list stays as published
     if (final / "README.md").is_file():
-        return final
+        if not check(final, at=seal_file):
+            return final
+        remove(final)  # damaged since it was built (issue 13): build it again
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
@@ -925,6 +930,7 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
         _BUILDERS[name](tmp)
         try:
             os.rename(tmp, final)
+            seal(final, to=seal_file)
         except OSError:
             if not (final / "README.md").is_file():  # not a lost race: a real problem
                 raise

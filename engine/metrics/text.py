@@ -14,10 +14,14 @@ METEOR downloads WordNet), so the console computes the same numbers locally:
   mean over examples: evaluate's default ``BootstrapAggregator`` resamples with an unseeded
   RNG, so its numbers change from run to run.
 - ``meteor``: nltk ``meteor_score`` with evaluate's parameters (alpha 0.9, beta 3, gamma
-  0.5), max over references, mean over examples, BUT with a WordNet stand-in that has no
-  synonyms (only exact and Porter-stem matches count) and regex tokens instead of
-  ``word_tokenize`` (both need downloaded nltk data). Scores can be slightly lower than
-  evaluate's where a synonym would have matched.
+  0.5), max over references, mean over examples, regex tokens instead of ``word_tokenize``
+  (which needs downloaded punkt data). WITH WordNet synonyms whenever a WordNet database is
+  installed for nltk (nltk's ``wordnet`` data, or Debian's wordnet-base + wordnet-sense-index
+  put in place by ``scripts/install_wordnet.py``); otherwise with a stand-in that has no
+  synonyms (exact and Porter-stem matches only), and the result says which.
+- ``sacrebleu``: sacrebleu's corpus BLEU (0-100, closest reference length, 13a tokens,
+  exponential smoothing), with its signature in the result (``sacrebleu_signature``).
+  ``bleu`` stays the evaluate-style 0-1 number; both are labelled in ``variants``.
 
 ``answer_text_metrics`` applies all three to SQuAD answers. They are undefined for
 unanswerable questions, so only answerable ones (at least one non-empty gold answer) count;
@@ -32,7 +36,7 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-__all__ = ["tokenize_13a", "bleu", "rouge", "meteor", "answer_text_metrics", "VARIANTS"]
+__all__ = ["tokenize_13a", "bleu", "sacre_bleu", "rouge", "meteor", "answer_text_metrics", "VARIANTS", "wordnet_reader"]
 
 VARIANTS = {
     "bleu": "evaluate/nmt BLEU-4, 13a tokenizer, no smoothing, shortest reference length, 0-1",
@@ -40,6 +44,9 @@ VARIANTS = {
     "meteor": "nltk METEOR without WordNet synonyms (exact+stem), regex word/punctuation "
               "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1",
 }
+METEOR_WORDNET = ("nltk METEOR with WordNet {version} synonyms (exact+stem+synonym), regex word/punctuation "
+                  "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1")
+SACREBLEU = "sacrebleu corpus BLEU, closest reference length, 0-100; signature {signature}"
 
 # mteval-v13a rules, as in sacrebleu's TokenizerRegexp (language-dependent part).
 _13A_RULES = (
@@ -176,20 +183,49 @@ def meteor_tokens(text: str) -> list[str]:
     return _WORDS.findall(text)
 
 
+@lru_cache(maxsize=1)
+def wordnet_reader():
+    """nltk's WordNet reader when a WordNet database is installed and loads, else None."""
+    try:
+        import nltk
+        from nltk.corpus import wordnet
+
+        nltk.data.find("corpora/wordnet")
+        wordnet.ensure_loaded()
+        wordnet.synsets("film")  # reads index and data files: fails early on a broken install
+        return wordnet
+    except (LookupError, OSError, ValueError, ImportError):
+        return None
+
+
+def meteor_variant() -> str:
+    wn = wordnet_reader()
+    return METEOR_WORDNET.format(version=wn.get_version()) if wn is not None else VARIANTS["meteor"]
+
+
 def meteor(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
     alpha: float = 0.9,
     beta: float = 3.0,
     gamma: float = 0.5,
+    synonyms: bool | None = None,
 ) -> dict:
-    """Mean nltk METEOR (exact + stem matches only), max over each example's references."""
+    """Mean nltk METEOR, max over each example's references.
+
+    ``synonyms``: None = with WordNet synonyms when WordNet is installed; False = exact and
+    stem matches only; True = WordNet required (LookupError without it).
+    """
     from nltk.stem.porter import PorterStemmer
     from nltk.translate.meteor_score import meteor_score as nltk_meteor
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-    stemmer, wordnet = PorterStemmer(), _NoSynonyms()
+    wn = wordnet_reader() if synonyms is not False else None
+    if synonyms and wn is None:
+        raise LookupError("METEOR with synonyms needs WordNet: apt-get install -y wordnet-base wordnet-sense-index "
+                          "&& python scripts/install_wordnet.py /usr/share/nltk_data")
+    stemmer, wordnet = PorterStemmer(), (wn if wn is not None else _NoSynonyms())
     scores = []
     for pred, refs in zip(predictions, references):
         refs = [refs] if isinstance(refs, str) else refs
@@ -215,8 +251,24 @@ def answer_text_metrics(
     preds = [predictions[q] for q in qids]
     refs = [[a for a in references[q] if a] for q in qids]
     out = {"bleu": bleu(preds, refs)["bleu"]}
+    out.update(sacre_bleu(preds, refs))
     out.update(rouge(preds, refs))
     out.update(meteor(preds, refs))
     out["n_answerable"] = len(qids)
-    out["variants"] = dict(VARIANTS)
+    out["variants"] = dict(VARIANTS, meteor=meteor_variant(),
+                           sacrebleu=SACREBLEU.format(signature=out["sacrebleu_signature"]))
     return out
+
+
+def sacre_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
+    """sacrebleu's corpus BLEU (0-100) and its signature; a variable number of references is fine."""
+    from sacrebleu.metrics import BLEU
+
+    refs = [[r] if isinstance(r, str) else list(r) for r in references]
+    width = max((len(r) for r in refs), default=1)
+    streams = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
+    metric = BLEU()
+    # an empty corpus scores 0.0; the call on one empty pair only fixes the signature's fields
+    score = metric.corpus_score(list(predictions), streams).score if predictions else \
+        0.0 * metric.corpus_score([""], [[""]]).score
+    return {"sacrebleu": float(score), "sacrebleu_signature": str(metric.get_signature())}

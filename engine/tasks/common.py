@@ -49,7 +49,7 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
             from ..jobs import JobError
 
             raise JobError("a trained tokenizer needs a text corpus", "set tokenizer to a Hub id or folder")
-        tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key)
+        tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key, log=ctx.log)
         ctx.log(f"WordPiece tokenizer: {len(tok):,} tokens (trained on the training split, cached)")
         return tok
     from transformers import AutoTokenizer
@@ -58,8 +58,15 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
     if exp.tokenizer not in ("auto", "train"):
         from ..hub import resolve_model_path
 
-        source = resolve_model_path(exp.tokenizer, ctx.manifest.settings.data_mirror)
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=exp.trust_remote_code)
+        source = resolve_model_path(exp.tokenizer, ctx.manifest.settings.data_mirror, what="tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=exp.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        from ..jobs import JobError
+
+        which = "tokenizer" if exp.tokenizer not in ("auto", "train") else "the model's tokenizer"
+        raise JobError(f"{which} {source!r} cannot be loaded: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}",
+                       "set tokenizer to a Hub id or folder with tokenizer files, or \"train\"") from None
 
 
 def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:

@@ -44,9 +44,19 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
                mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED]]
     key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
     folder = cache_root() / "pretrain-data" / key
+    from ..cache import check, corrupt_error, remove, seal
+
     if (folder / "dataset_info.json").exists():
-        ctx.log(f"{split}: reusing cached pairs ({folder.name})")
-        return datasets.load_from_disk(str(folder))
+        problem = check(folder)
+        if not problem:
+            try:
+                ds = datasets.load_from_disk(str(folder))
+                ctx.log(f"{split}: reusing cached pairs ({folder.name})")
+                return ds
+            except Exception as exc:  # noqa: BLE001 - a damaged Arrow file
+                problem = f"does not load: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}"
+        ctx.log(f"the cached NSP pairs {folder} are corrupt ({problem}): rebuilding them", "warning")
+        remove(folder)
     t0 = time.perf_counter()
     ds = load_dataset_split(exp.dataset, exp.dataset_config, split, mirror)
     lines = ds[exp.text_column]
@@ -93,12 +103,19 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
     # the first rename wins and the others keep the winner's identical copy.
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     out.save_to_disk(str(tmp))
+    seal(tmp)
     try:
         os.replace(tmp, folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     ctx.log(f"{split}: {len(pairs):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
-    return datasets.load_from_disk(str(folder))
+    problem = check(folder)
+    try:
+        if not problem:
+            return datasets.load_from_disk(str(folder))
+    except Exception as exc:  # noqa: BLE001
+        problem = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+    raise corrupt_error("NSP pairs", folder, problem)
 
 
 def max_predictions(exp) -> int:
@@ -368,3 +385,39 @@ def run(ctx):
     )
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
     return train(ctx, spec, device, amp)
+
+
+def reevaluate(run, mirror: str = "") -> dict:
+    """The final evaluation again, from the run's saved model and the re-built masked split.
+
+    Used by ``lmconsole verify``: the split is loaded, paired and masked exactly as the job
+    did it (same seed, same cache key), then scored with :func:`evaluate_mlm` on the same
+    device and autocast setting.
+    """
+    import types
+
+    import torch
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    from ..manifest import Settings
+
+    cfg = run.config()
+    exp = types.SimpleNamespace(**cfg)
+    folder = run.final_model()
+    if folder is None:
+        from ..verify import VerifyError
+
+        raise VerifyError(f"{run.experiment}/{run.run_id} has no saved model to evaluate again")
+    messages: list[str] = []
+    ctx = types.SimpleNamespace(exp=exp, manifest=types.SimpleNamespace(settings=Settings(data_mirror=mirror)),
+                                log=lambda msg, level="info": messages.append(msg), emit=lambda event: None)
+    device, amp = setup_job(exp)
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
+    eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
+    eval_data = {
+        "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
+        "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
+    }
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        return evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)

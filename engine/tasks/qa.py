@@ -107,6 +107,8 @@ def score(examples, feats, start, end, refs, exp, use_hub: bool):
     metrics.update({k: v for k, v in text.items()})
     n_noans = metrics["NoAns_total"]
     metrics["empty_baseline_f1"] = 100.0 * n_noans / max(metrics["total"], 1)
+    # share of questions answered "no answer" (0-1): 0 or 1 flags a degenerate model (engine.flags)
+    metrics["no_answer_rate"] = sum(1 for v in preds.values() if v == "") / max(len(preds), 1)
     return metrics, preds, na_scores, nbest
 
 
@@ -203,6 +205,6 @@ def run(ctx):
         eval_before=exp.eval_each_epoch,
         table_title=f"Fine-tuning {exp.name}: SQuAD v2 metrics on {exp.eval_split}",
         notes=("squad_v2 scores 0-100 with per-question no-answer scores (null - best span); "
-               "BLEU/ROUGE/METEOR over answerable questions only, 0-1",),
+               "BLEU/ROUGE/METEOR over answerable questions only, 0-1; sacrebleu 0-100",),
     )
     return train(ctx, spec, device, amp)

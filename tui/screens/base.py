@@ -29,6 +29,13 @@ def job_for_run(queue, run):
     return None
 
 
+def study_message(studies: list[str], added: list[str]) -> str:
+    steps = list(dict.fromkeys(added))
+    if not steps:
+        return f"study {', '.join(studies)}: every step has a finished run (or is queued); run a step to redo it"
+    return f"study {', '.join(studies)}: queued {len(steps)} steps in order: {', '.join(steps)}"
+
+
 def last_failure(run) -> JobFailed | None:
     """The last JobFailed event of a run (reason, hint, traceback); None if it has none."""
     rows, _ = read_events(run.events_path, 0)
@@ -92,6 +99,10 @@ class ConsoleScreen(Screen):
         jobs = queue.submit(names)
         added = [j.experiment for j in jobs]
         deps = [n for n in added if n not in names]
+        studies = [n for n in names if manifest.get(n).task == "study"]
+        if studies:  # a study queues its steps (those without a finished run), dependencies first
+            self.say(study_message(studies, added), "ok" if jobs else "info")
+            return
         if not jobs:
             self.say(f"{', '.join(names)}: already queued or running")
             return
@@ -227,8 +238,74 @@ class ConsoleScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - show it, never crash the console
             self.app.call_from_thread(self.say, f"export failed: {exc}", "error")
             return
+        from engine.export import export_folder
+
+        folder = export_folder(written) or folder  # each export makes its own folder under the chosen one
         self.app.last_export = (folder, written)
         self.app.call_from_thread(self.say, f"exported {what}: {len(written)} files to {folder}", "ok")
+
+    # -- run hygiene: tags, note, archive, delete (engine.runmeta) ------------------------------
+    def edit_runs(self, action: str, rows, done=None) -> None:
+        """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
+        from engine.runmeta import MetaError, change_tags, delete_run, parse_tag_changes, set_archived, set_note, set_tags
+
+        from .dialogs import InputDialog
+
+        names = rows[0].key if len(rows) == 1 else f"{len(rows)} runs"
+
+        def apply(fn, ok: str) -> None:
+            try:
+                for r in rows:
+                    fn(r)
+            except MetaError as exc:
+                self.say(str(exc), "error")
+            else:
+                self.say(ok, "ok")
+            if done:
+                done()
+
+        if action == "tags":
+            def got_tags(text):
+                if text is None:
+                    return
+                words = text.split()
+                if len(rows) == 1 and not any(w[:1] in "+-" for w in words):
+                    apply(lambda r: set_tags(r.run, words), f"{names}: tags {' '.join(sorted(set(words))) or '(none)'}")
+                else:
+                    try:
+                        add, remove = parse_tag_changes(words)
+                    except MetaError as exc:
+                        self.say(str(exc), "error")
+                        return
+                    apply(lambda r: change_tags(r.run, add, remove), f"{names}: tags changed")
+
+            current = " ".join(rows[0].tags) if len(rows) == 1 else ""
+            hint = ("space-separated tags (this replaces them); +tag adds, -tag removes" if len(rows) == 1
+                    else "+tag adds, -tag removes (on every selected run)")
+            self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
+        elif action == "note":
+            def got_note(text):
+                if text is not None:
+                    apply(lambda r: set_note(r.run, text), f"{names}: " + ("note saved" if text.strip() else "note cleared"))
+
+            self.app.push_screen(InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "",
+                                            "enter saves; empty clears"), got_note)
+        elif action == "archive":
+            restore = all(r.archived for r in rows)
+            apply(lambda r: set_archived(r.run, not restore),
+                  f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"))
+        elif action == "delete":
+            busy = [r.key for r in rows if r.status in ("queued", "running", "paused")]
+            if busy:
+                self.say(f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting", "error")
+                return
+
+            def confirmed(yes: bool) -> None:
+                if yes:
+                    apply(lambda r: delete_run(r.run), f"deleted {names}")
+
+            self.app.push_screen(ConfirmDialog(f"Delete {names} from disk, with checkpoints and model? This cannot be undone.",
+                                               yes="Delete"), confirmed)
 
     # -- navigation --------------------------------------------------------------------------
     def open_run(self, run=None, job=None) -> None:

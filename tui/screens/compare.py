@@ -16,6 +16,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
 from engine.export import comparison_table, export_runs
+from engine.seeds import fmt_stat
 
 from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
 from ..metricinfo import metric_scale
@@ -59,6 +60,25 @@ def config_diff(configs: list[dict]) -> list[tuple]:
 
 def letter(i: int) -> str:
     return chr(ord("A") + i) if i < 26 else f"R{i + 1}"
+
+
+def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
+    """(header, index of the mean column, n per cell) of each seed group's mean / std / n columns
+    after the runs' own columns in ``engine.export.comparison_table`` (issue 14): shown as one
+    ``ABC mean ± std (n=3)`` column, n in the header when every metric shares it, else in each cell."""
+    from engine.seeds import common_n, group_label, groups_in
+
+    letters = {f"{group_label(g, rs)}: mean": "".join(letter(runs.index(r)) for r in rs)
+               for g, rs in groups_in(list(runs)).items()}
+    cols, base = table.columns, 1 + len(runs)
+    out = []
+    for i in range(base, len(cols) - 2):
+        if cols[i].endswith(": mean") and cols[i + 2].endswith(": n"):
+            stats = [{"mean": r[i], "std": r[i + 1], "n": r[i + 2]} if r[i] is not None else None for r in table.rows]
+            n = common_n(stats)
+            who = letters.get(cols[i]) or cols[i].removesuffix(": mean")
+            out.append((f"{who} mean ± std" + (f" (n={n})" if n is not None else ""), i, n is None))
+    return out
 
 
 class CompareScreen(CurveViewKeys, ConsoleScreen):
@@ -164,11 +184,16 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
         grid = self.query_one("#cmp-table", DataTable)
         grid.clear(columns=True)
         grid.add_column("metric", key="metric")
+        groups = group_columns(table, list(self.runs))
+        for j, (head, _, _) in enumerate(groups):  # the group columns first: at 80 columns a few runs fill the width
+            grid.add_column(head, key=f"g{j}")
         for i in range(len(self.runs)):
             grid.add_column(f"{MARKERS[i % len(MARKERS)]} {letter(i)}", key=f"r{i}", width=RUN_COL_WIDTH)
         notes, rescaled = [], []
         for row in table.rows:
-            name, values = row[0], list(row[1:])
+            name, values = row[0], list(row[1:1 + len(self.runs)])
+            stats = [Text(fmt_stat({"mean": row[at], "std": row[at + 1], "n": row[at + 2]} if row[at] is not None else None,
+                                   with_n=with_n), justify="right") for _, at, with_n in groups]
             if any(isinstance(v, str) and len(v) > RUN_COL_WIDTH for v in values):
                 for i, v in enumerate(values):
                     if v is not None:
@@ -179,7 +204,7 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
                 values = [scaled(v, f) for v, f in zip(values, factors)]
                 rescaled.append(name)
                 name = f"{name} (0-100)"
-            grid.add_row(name, *(cell(v) for v in values))
+            grid.add_row(name, *stats, *(cell(v) for v in values))
         legend = [f"{lab.split()[0]} = {r.experiment}/{r.run_id} ({t or '?'})"
                   for lab, r, t in zip(self.labels, self.runs, self.tasks)]
         if rescaled:

@@ -209,6 +209,33 @@ class PushDialog(ModalScreen["PushChoice | None"]):
         self.dismiss(None)
 
 
+class InputDialog(ModalScreen["str | None"]):
+    """One line of text (a run's tags or note): enter keeps it, esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, value: str = "", hint: str = ""):
+        super().__init__()
+        self.question, self.value, self.hint = question, value, hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="question")
+            if self.hint:
+                yield Static(self.hint, classes="help")
+            yield Input(self.value, id="text")
+
+    def on_mount(self) -> None:
+        self.query_one("#text", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class TextDialog(ModalScreen[None]):
     """A long text in full (a traceback, a whole log line or note), scrollable; esc / enter / q closes."""
 

@@ -1,4 +1,4 @@
-"""The main screen: Experiments | Jobs | Runs tabs, a title bar and a one-line status.
+"""The main screen: Experiments | Jobs | Runs | System tabs, a title bar and a one-line status.
 
 A 1 Hz timer passes data down to the panes: the job queue's state (in memory,
 only when its version changed) and, every few seconds, the runs on disk (read in
@@ -10,11 +10,12 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import ModalScreen
 from rich.text import Text
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.export import export_runs
+from engine.runlist import RowCache
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -22,9 +23,11 @@ from ..widgets.experiments import ExperimentsPane
 from ..widgets.jobs import JobsPane
 from ..widgets.panes import Note
 from ..widgets.runs import RunsPane
+from ..widgets.system import SystemPane, sample_view
 from .base import ConsoleScreen
 
 RUNS_EVERY_S = 3  # how often the runs directory is re-read (another process may write to it)
+SYSTEM_EVERY_S = 2  # how often the system tab samples CPU/RAM/GPUs while it is shown
 
 
 class MainScreen(ConsoleScreen):
@@ -32,7 +35,9 @@ class MainScreen(ConsoleScreen):
         Binding("1", "tab('experiments')", "Experiments", show=False),
         Binding("2", "tab('jobs')", "Jobs", show=False),
         Binding("3", "tab('runs')", "Runs", show=False),
+        Binding("4", "tab('system')", "System", show=False),
         Binding("ctrl+r", "reload", "Reload manifest", show=False),
+        Binding("w", "report", "Report", show=False),  # write the study report (issue 14)
     ]
 
     def __init__(self):
@@ -41,7 +46,10 @@ class MainScreen(ConsoleScreen):
         self._ticks = 0
         self._summaries: list = []
         self._cache = SummaryCache()
+        self._rows_cache = RowCache()
         self._loading = False
+        self._runs_shown: tuple = ()  # (summaries, rows) last passed to the panes
+        self._probe = None  # engine.system.SystemProbe, made on first look at the system tab
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
@@ -53,11 +61,17 @@ class MainScreen(ConsoleScreen):
                 yield JobsPane(id="jobs-pane")
             with TabPane("3 Runs", id="runs"):
                 yield RunsPane(id="runs-pane")
+            with TabPane("4 System", id="system"):
+                yield SystemPane(id="system-pane")
         yield StatusLine("", id="status")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.refresh_all()
+        self._queue_version = -1
+        self._update_queue()
+        # The runs on disk are read after the first frame is on screen: with 1,000 runs that reading
+        # (a worker thread) would otherwise hold the first frame back.
+        self.call_after_refresh(self.load_runs)
         self.query_one(ExperimentsPane).focus_table()
         self.set_interval(1.0, self._tick)
 
@@ -78,6 +92,8 @@ class MainScreen(ConsoleScreen):
         self._update_queue()
         if self._ticks % RUNS_EVERY_S == 0:
             self.load_runs()
+        if self._ticks % SYSTEM_EVERY_S == 0 and self.query_one(TabbedContent).active == "system":
+            self.sample_system()
 
     def _update_queue(self) -> None:
         queue = self.app.queue
@@ -112,11 +128,26 @@ class MainScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:
         summaries = self._cache.load(self.app.store)
-        self.app.call_from_thread(self._apply_runs, summaries)
+        rows = self._rows_cache.load([s.run for s in summaries])  # tags, note, hyperparameters of the runs list
+        # Nothing changed on disk (the usual case, every few seconds): the panes are not rebuilt
+        # (with 1,000 runs that costs the UI thread a noticeable pause, felt as a stalled key).
+        if (summaries, rows) == self._runs_shown:
+            return
+        self._runs_shown = (summaries, rows)
+        self.app.call_from_thread(self._apply_runs, summaries, rows)
 
-    def _apply_runs(self, summaries) -> None:
+    @work(thread=True, exclusive=True, group="system", exit_on_error=False)
+    def sample_system(self) -> None:
+        from engine.system import SystemProbe
+
+        if self._probe is None:
+            self._probe = SystemProbe()
+        view = sample_view(self._probe, self._summaries)
+        self.app.call_from_thread(self.query_one(SystemPane).set_view, view)
+
+    def _apply_runs(self, summaries, rows=None) -> None:
         self._summaries = summaries
-        self.query_one(RunsPane).set_summaries(summaries)
+        self.query_one(RunsPane).set_summaries(summaries, rows)
         self._update_experiments()
         self._update_title()
 
@@ -126,7 +157,7 @@ class MainScreen(ConsoleScreen):
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane}[tab]
+        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane, "system": SystemPane}[tab]
         self.query_one(pane).focus_table()
 
     @on(TabbedContent.TabActivated)
@@ -135,6 +166,8 @@ class MainScreen(ConsoleScreen):
             self._focus_tab(event.pane.id)
             if event.pane.id == "runs":
                 self.load_runs()  # fresh from disk when the user looks
+            elif event.pane.id == "system":
+                self.sample_system()
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
@@ -147,6 +180,30 @@ class MainScreen(ConsoleScreen):
             n = len(error.problems)
             banner.update(Text(f"✗ {error.path.name}: {n} problem{'s' if n != 1 else ''}, still using the last good "
                                f"version (fix it, then ctrl+r): " + "; ".join(error.problems)))
+
+    def action_report(self) -> None:
+        self.say("writing the study report ...")
+        self._write_report()
+
+    @work(thread=True, exclusive=True, group="report", exit_on_error=False)
+    def _write_report(self) -> None:
+        """The study report of every experiment with a finished run, next to the manifest (``report/``)."""
+        from engine.report import build_report, write_report
+
+        manifest = self.app.manifest
+        try:
+            report = build_report(self.app.store, manifest.names)
+            n = len(report.sections[0].tables[0].rows)
+            if not n:
+                self.app.call_from_thread(self.say, "no finished run yet: run the study first", "warning")
+                return
+            out = manifest.path.parent / "report"
+            write_report(report, out)
+            flags = sum(len(t.rows) for t in report.sections[1].tables)
+            text = f"report of {n} runs written to {out}/report.{{md,tex,html}}" + (f"; {flags} flag(s) raised" if flags else "")
+            self.app.call_from_thread(self.say, text, "warning" if flags else "info")
+        except Exception as exc:  # noqa: BLE001 - a failed report is a message, not a crash
+            self.app.call_from_thread(self.say, f"report failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "error")
 
     def say(self, text: str, level: str = "info") -> None:
         self.query_one(StatusLine).say(text, level)
@@ -215,3 +272,7 @@ class MainScreen(ConsoleScreen):
         else:
             what = f"{len(runs)} run(s)" if len(runs) > 1 else f"{runs[0].experiment}/{runs[0].run_id}"
             self.ask_export(what, lambda folder, formats: export_runs(runs, folder, formats))
+
+    @on(RunsPane.EditRequested)
+    def _edit_runs(self, msg: RunsPane.EditRequested) -> None:
+        self.edit_runs(msg.action, msg.rows, done=self.load_runs)

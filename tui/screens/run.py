@@ -16,8 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
-from engine.export import export_runs
-from engine.tables import export_tables
+from engine.export import export_runs, export_table
 
 from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
 from ..metricinfo import headline, higher_is_better
@@ -28,6 +27,17 @@ from ..widgets.tables import TableView
 from .base import ConsoleScreen, CurveViewKeys, last_failure
 
 TAB_IDS = ("curves", "results", "tables", "log")
+
+
+def _seed_stat(stats: dict, key: str):
+    return stats.get(f"final.{key}") or stats.get(key)
+
+
+def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
+    """``0.92 ± 0.02`` (``(n=3)`` too, unless the header says n) for a metric of the run's seed group."""
+    from engine.seeds import fmt_stat
+
+    return Text(fmt_stat(_seed_stat(stats, key), with_n=with_n), justify="right")
 
 
 class RunScreen(CurveViewKeys, ConsoleScreen):
@@ -47,6 +57,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("enter", "details", "Traceback", show=False),
         Binding("u", "push", "Push", show=False),
     ]
+
+    _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.seeds)
 
     def __init__(self, run=None, job=None):
         super().__init__()
@@ -118,6 +130,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
     def _poll_worker(self) -> None:
         try:
             state = self.feed.poll()
+            seeds = self._read_seed_stats(state)
             failure = self.failure
             if state.status == "failed" and failure is None and self.feed.run is not None:
                 failure = last_failure(self.feed.run)
@@ -125,26 +138,52 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             self._polling = False
             self.app.call_from_thread(self._poll_failed, f"cannot read the run: {exc}")
             return
-        self.app.call_from_thread(self._apply, state, failure)
+        self.app.call_from_thread(self._apply, state, failure, seeds)
+
+    _seed_stats: dict | None = None
+    _seed_stamp: tuple = ()
+    _seed_read: float = 0.0
+
+    def _read_seed_stats(self, state) -> dict | None:
+        """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
+        from engine.runs import RunStore
+        from engine.seeds import group_of, group_runs, group_stats
+
+        import time
+
+        run = self.feed.run
+        group = group_of(run) if run is not None and state.results else ""
+        if not group:
+            return None
+        if self._seed_stats is not None and time.monotonic() - self._seed_read < 5:
+            return self._seed_stats  # the other seeds' files are re-read every 5 s, not every poll
+        self._seed_read = time.monotonic()
+        runs = group_runs(RunStore(run.path.parent.parent), group, run.experiment)
+        stamp = tuple((r.run_id, (r.path / "results.json").exists(), r.status().get("status")) for r in runs)
+        if stamp != self._seed_stamp:
+            self._seed_stamp, self._seed_stats = stamp, {"stats": group_stats(runs), "n_runs": len(runs)}
+        return self._seed_stats
 
     def _poll_failed(self, message: str) -> None:
         self.query_one("#run-status", StatusLine).say(message, "error")
 
-    def _apply(self, state, failure=None) -> None:
+    def _apply(self, state, failure=None, seeds=None) -> None:
         self._polling = False
         line = state.status_line()
         if failure is not None and state.reason:
             line = line.replace(f": {state.reason}", "", 1)  # the reason is shown in full below
         self.query_one("#run-status", StatusLine).say(line, "error" if state.status == "failed" else "info")
         self._show_failure(failure)
-        if self.state is not None and state.version == self.state.version:
+        seeds_changed = seeds is not getattr(self, "_seeds_shown", None)
+        self._seeds_shown = seeds
+        if self.state is not None and state.version == self.state.version and not seeds_changed:
             return
         self.state = state
         if self.feed.run is not None and not self._titled:
             self._titled = True  # a queued job gets its run (and its title) once it starts
             self.query_one(TitleBar).update(self._title())
         self._draw_curves(state)
-        if len(state.evals) != self._evals_seen or state.results:
+        if len(state.evals) != self._evals_seen or state.results or seeds_changed:
             self._draw_results(state)
         self._draw_table_list(state)
         self._draw_log(state)
@@ -186,6 +225,13 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         headers, rows, texts = results_rows(evals, state.results)
         scroll_x = table.scroll_x
         table.clear(columns=True)
+        seeds = self._seeds_shown
+        if seeds:  # the run's seed group: mean ± std, next to this run's own final and best values
+            from engine.seeds import common_n
+
+            n = common_n([_seed_stat(seeds["stats"], r[0]) for r in rows])
+            headers.insert(3, f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({seeds['n_runs']} runs)")
+            rows = [r[:3] + [seed_cell(seeds["stats"], r[0], with_n=n is None)] + r[3:] for r in rows]
         for i, h in enumerate(headers):
             table.add_column(h, key=f"c{i}")
         for row in rows:
@@ -197,10 +243,22 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ("running", "paused") else ""
         self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
         extra = details_text(evals, state.results, texts)
+        flags = self._flags(state)
+        if flags:  # degenerate results (engine.flags), above everything else
+            extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
         self.query_one("#results-extra-box").display = bool(extra)
+
+    def _flags(self, state) -> list:
+        """Flags on degenerate results of a finished run (engine.flags); computed once per results."""
+        from engine.flags import run_flags
+
+        run = self.feed.run
+        if not state.results or run is None:
+            return []
+        return run_flags(run)
 
     def _draw_table_list(self, state) -> None:
         if state.tables != self._shown_tables:
@@ -341,7 +399,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
         try:
             res = push(run, choice.repo, private=choice.private, revision=choice.revision or None,
-                       dry_run=choice.dry_run, out=Path("exports") / f"push-{run.experiment}-{run.run_id}")
+                       dry_run=choice.dry_run)  # a dry run stages in a new temporary folder (shown), never ./
         except PushError as exc:
             self.app.call_from_thread(self.say, f"push failed: {exc}", "error")
             return
@@ -361,9 +419,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         view = self.query_one(TableView)
         if active == "tables" and view.table is not None:
             table = view.table
-            prefix = f"{run.experiment}_{run.run_id}_"
             self.ask_export(f"table {table.name}",
-                            lambda folder, formats: export_tables([table], folder, formats, prefix=prefix))
+                            lambda folder, formats: export_table(run, table, folder, formats))
         else:
             self.ask_export(f"all tables of {run.experiment}/{short_id(run.run_id)}",
                             lambda folder, formats: export_runs([run], folder, formats))

@@ -20,6 +20,13 @@ def data_of(exp) -> str:
     return ds.removeprefix("embedded:") + (" (emb.)" if ds.startswith("embedded:") else "")
 
 
+def study_cell(exp, statuses) -> str:
+    """A study's progress: ``3/9 done, 1 ✗`` (steps finished, failed), from its steps' latest runs or jobs."""
+    sts = [statuses.get(step, ("", ""))[0] for step in exp.steps]
+    done, failed = sts.count("finished"), sum(s in ("failed", "blocked") for s in sts)
+    return f"{done}/{len(sts)} done" + (f", {failed} ✗" if failed else "")
+
+
 class ExperimentsPane(TablePane):
     COLUMNS = (" ", "experiment", "last run", "task", "model", "data", "after")
     EMPTY = "the manifest has no experiments"
@@ -52,7 +59,8 @@ class ExperimentsPane(TablePane):
         rows = []
         for exp in experiments:
             st = statuses.get(exp.name, ("", ""))[0]
-            cells = [exp.name, status_text(st) if st else "-", exp.task, exp.model, data_of(exp),
+            last = study_cell(exp, statuses) if exp.task == "study" else (status_text(st) if st else "-")
+            cells = [exp.name, last, exp.task, exp.model or "-", data_of(exp),
                      ", ".join(exp.dependencies) or "-"]
             rows.append((exp.name, cells, " ".join([exp.name, exp.task, exp.model, str(getattr(exp, "dataset", "")), exp.description])))
         self.set_rows(rows)

@@ -1,22 +1,44 @@
-"""The runs pane: every run on disk (any process), newest first; select several to compare."""
+"""The runs pane: every run on disk (any process), newest first; select several to compare.
+
+Columns: experiment, start time, status, headline result, tags, then the
+hyperparameters that differ between the listed runs, and the note. ``s``/``S`` (or a click on a
+header) sort by any column; ``/`` filters with the engine's filter language
+(``lr<1e-4``, ``tag:baseline``, plain text). ``t``/``n`` edit tags and note,
+``a`` archives (``A`` shows archived runs), ``d`` deletes after a confirmation.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import on
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from engine.runlist import RunRow, differing_keys, fmt_value, parse_filter, sort_rows
+
 from ..data import short_id, status_text
 from .panes import Note, TablePane
 
+MAX_HYPER = 6  # differing hyperparameters shown as columns (the rest: `lmconsole runs`)
+BASE_COLUMNS = (" ", "experiment", "started", "status", "result", "tags")
+TAIL_COLUMNS = ("note",)
+SHORT = {"learning_rate": "lr", "batch_size": "bs", "weight_decay": "wd", "max_seq_length": "seq",
+         "gradient_accumulation_steps": "accum"}
+
+
+def _row_from_summary(s) -> RunRow:
+    """A bare row for a summary without its run's details (config, tags) loaded."""
+    return RunRow(run=s.run, status=s.status, reason=s.reason, task=s.task, model=s.model, progress="",
+                  result_key="", result=None)
+
 
 class RunsPane(TablePane):
-    COLUMNS = (" ", "experiment", "started", "status", "result", "note")
+    COLUMNS = BASE_COLUMNS + TAIL_COLUMNS
     EMPTY = "no runs on disk yet"
-    FILTER_HINT = "filter runs: experiment, status, task, model (enter: keep, esc: clear)"
+    FILTER_HINT = "filter: text, tag:NAME, lr<1e-4, status=failed (enter keeps, esc clears)"
 
     BINDINGS = [
         Binding("space", "mark", "Select"),
@@ -25,6 +47,13 @@ class RunsPane(TablePane):
         Binding("p", "control('pause')", "Pause"),
         Binding("c", "control('cancel')", "Cancel"),
         Binding("R", "control('retry')", "Resume"),
+        Binding("t", "edit('tags')", "Tags"),
+        Binding("n", "edit('note')", "Note"),
+        Binding("a", "edit('archive')", "Archive/restore", show=False),
+        Binding("A", "toggle_archived", "Show archived", show=False),
+        Binding("d", "edit('delete')", "Delete", show=False),
+        Binding("s", "sort(1)", "Sort", show=False),
+        Binding("S", "sort(-1)", "Sort reverse", show=False),
         *TablePane.FILTER_BINDINGS,
     ]
 
@@ -42,23 +71,86 @@ class RunsPane(TablePane):
     class OpenRequested(Message):
         run: object
 
+    @dataclass
+    class EditRequested(Message):
+        action: str  # tags | note | archive | delete
+        rows: list  # engine.runlist.RunRow
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.summaries: dict[str, object] = {}
+        self.rows: dict[str, RunRow] = {}
+        self.hyper: list[str] = []
+        self.sort_column = "started"
+        self.sort_desc = True  # newest first
+        self.show_archived = False
+        self._columns: tuple = self.COLUMNS
+        self._terms: list = []
 
-    def set_summaries(self, summaries) -> None:
+    def on_mount(self) -> None:
+        self.table.fixed_columns = 2  # mark and experiment stay while the columns scroll sideways (right/left)
+
+    # -- data ---------------------------------------------------------------------
+    def set_summaries(self, summaries, rows: list[RunRow] | None = None) -> None:
         self.summaries = {s.key: s for s in summaries}
-        self.marked &= set(self.summaries)
-        rows = []
-        for s in reversed(summaries):  # newest first
-            note = s.reason if s.status in ("failed", "interrupted", "cancelled") else s.model
-            rows.append((s.key, [s.run.experiment, short_id(s.run.run_id), status_text(s.status), s.result, note],
-                         f"{s.key} {s.status} {s.task} {s.model}"))
-        self.set_rows(rows)
+        self._all_rows = rows if rows is not None else [_row_from_summary(s) for s in summaries]
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        rows = [r for r in self._all_rows if r.archived == self.show_archived]
+        self.rows = {r.key: r for r in rows}
+        self.marked &= set(self.rows)
+        self.hyper = differing_keys(rows, MAX_HYPER)
+        columns = BASE_COLUMNS + tuple(self.hyper) + TAIL_COLUMNS
+        self._set_columns(columns)
+        ordered = sort_rows(rows, self.sort_column, self.sort_desc)
+        out = []
+        for r in ordered:
+            failed = (r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason) or r.problems
+            note = " ".join((r.reason if failed else (r.note or r.model)).split())
+            result = r.result_text
+            cells = [r.run.experiment, short_id(r.run.run_id), status_text(r.status), result, " ".join(r.tags),
+                     *(Text(fmt_value(r.config.get(k)), justify="right") for k in self.hyper), note]
+            out.append((r.key, cells, r.haystack()))
+        self.set_rows(out)
+
+    def _label(self, column: str) -> str:
+        label = SHORT.get(column, column)
+        if column == self.sort_column:
+            label += " ▼" if self.sort_desc else " ▲"
+        return label
+
+    def _set_columns(self, columns: tuple) -> None:
+        labels = tuple(self._label(c) for c in columns)
+        if (columns, labels) == self._columns:
+            return
+        self._columns = (columns, labels)
+        table = self.table
+        table.clear(columns=True)
+        for col, label in zip(columns, labels):
+            table.add_column(label, key=col)
+
+    def matches_filter(self, key: str) -> bool:
+        row = self.rows.get(key)
+        if row is None:
+            return False
+        # A text term looks in the row's filter text, kept from set_rows (Term.matches would build
+        # it again for each row at each key typed): the same test, without the per-key cost.
+        hay = self._haystack.get(key)
+        return all((t.value.lower() in hay) != t.negate if t.kind == "text" and hay is not None else t.matches(row)
+                   for t in self._terms)
+
+    def _show(self) -> None:
+        self._terms = parse_filter(self.filter_text)
+        super()._show()
 
     def selected_runs(self) -> list:
-        return [self.summaries[k].run for k in self.marked_or_current() if k in self.summaries]
+        return [self.rows[k].run for k in self.marked_or_current() if k in self.rows]
 
+    def selected_rows(self) -> list[RunRow]:
+        return [self.rows[k] for k in self.marked_or_current() if k in self.rows]
+
+    # -- actions ------------------------------------------------------------------
     def action_compare(self) -> None:
         runs = self.selected_runs()
         if runs:
@@ -70,21 +162,64 @@ class RunsPane(TablePane):
             self.post_message(self.RunsRequested("export", runs))
 
     def action_control(self, action: str) -> None:
-        s = self.summaries.get(self.cursor_key or "")
-        if s is not None:
-            self.post_message(self.ControlRequested(action, s.run))
+        row = self.rows.get(self.cursor_key or "")
+        if row is not None:
+            self.post_message(self.ControlRequested(action, row.run))
+
+    def action_edit(self, action: str) -> None:
+        rows = self.selected_rows()
+        if rows:
+            self.post_message(self.EditRequested(action, rows))
+
+    def action_toggle_archived(self) -> None:
+        self.show_archived = not self.show_archived
+        self.EMPTY = "no archived runs (A shows the others)" if self.show_archived else type(self).EMPTY
+        self.marked.clear()
+        self._rebuild()
+        self.post_message(Note("showing archived runs (a restores, A goes back)" if self.show_archived
+                               else "showing active runs (archived hidden: A shows them)", source=self.id or ""))
+
+    def sort_columns(self) -> list[str]:
+        return ["started", "experiment", "status", "result", "tags", *self.hyper, "note"]
+
+    def action_sort(self, step: int) -> None:
+        """``s``: next column (ascending, ``started`` newest first); ``S``: reverse the order."""
+        if step < 0:
+            self.sort_desc = not self.sort_desc
+        else:
+            cols = self.sort_columns()
+            i = cols.index(self.sort_column) if self.sort_column in cols else -1
+            self.sort_column = cols[(i + 1) % len(cols)]
+            self.sort_desc = self.sort_column == "started"
+        self._rebuild()
+        self.post_message(Note(f"sorted by {self.sort_column} {'descending' if self.sort_desc else 'ascending'} "
+                               "(s: next column, S: reverse)", source=self.id or ""))
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        col = str(event.column_key.value)
+        if col == " ":
+            return
+        if col == self.sort_column:
+            self.sort_desc = not self.sort_desc
+        else:
+            self.sort_column, self.sort_desc = col, False
+        self._rebuild()
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        s = self.summaries.get(event.row_key.value)
-        if s is not None:
-            self.post_message(self.OpenRequested(s.run))
+        row = self.rows.get(event.row_key.value)
+        if row is not None:
+            self.post_message(self.OpenRequested(row.run))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        s = self.summaries.get(event.row_key.value)
-        if s is None:
+        r = self.rows.get(event.row_key.value)
+        if r is None:
             return
-        text = f"{s.key}: {s.status}" + (f": {s.reason}" if s.reason else "")
-        self.post_message(Note(text, "error" if s.status == "failed" else "info", source=self.id or ""))
+        text = f"{r.key}: {r.status}" + (f": {r.reason}" if r.reason else "")
+        if r.note and not r.reason:
+            text += f" · {r.note}"
+        self.post_message(Note(text, "error" if r.status == "failed" else "info", source=self.id or ""))

@@ -1,0 +1,276 @@
+"""The Slurm executor (issue 17): ``executor = "slurm"`` submits a job with ``sbatch``.
+
+The submitting side (the console's queue or ``lmconsole run``) creates the run
+directory, writes ``<run>/slurm.sbatch``, submits it with the resources of the
+manifest (``slurm_partition``, ``slurm_account``, ``slurm_time``, ``slurm_gpus``,
+``slurm_cpus_per_task``, ``slurm_args``) and follows the run directory like any
+other run (it must be on a filesystem that the compute node and this machine
+share). Pause and cancel go through ``control.json`` as for local jobs; a cancel
+while the job is still pending in Slurm's queue is an ``scancel``.
+
+The job side is ``python -m engine.slurm``: it runs the experiment into that
+run directory. On SIGTERM (preemption, ``scontrol requeue``) or SIGUSR1 (sent
+``_SIGNAL_BEFORE_S`` seconds before the time limit) it asks the job to stop at the
+next optimizer step, which saves a checkpoint, and marks the run ``interrupted``.
+With ``slurm_requeue`` (default on) the job is submitted ``--requeue``: Slurm
+requeues a preempted job itself, and on SIGUSR1 the job requeues itself with
+``scontrol requeue``. A requeued job (``SLURM_RESTART_COUNT`` > 0) or one that
+finds a checkpoint resumes from it, so a preempted job resumes by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_SIGNAL_BEFORE_S = 120
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+            "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+
+
+class SlurmError(Exception):
+    """sbatch missing or refusing the job; the message says what to do."""
+
+
+def executor_of(manifest, exp) -> str:
+    """``slurm`` or ``local``: the experiment's ``executor``, ``auto`` meaning ``settings.executor``."""
+    ex = getattr(exp, "executor", "auto")
+    return manifest.settings.executor if ex == "auto" else ex
+
+
+def in_slurm_job() -> bool:
+    """True inside the job we submitted (it must run the experiment, not submit it again)."""
+    return os.environ.get("LMCONSOLE_SLURM") == "1" and bool(os.environ.get("SLURM_JOB_ID"))
+
+
+def sbatch_options(manifest, exp, run) -> list[str]:
+    s = manifest.settings
+    opts = [f"--job-name=lmc-{exp.name}", f"--output={run.path.resolve() / 'slurm-%j.log'}", "--open-mode=append",
+            "--nodes=1", "--ntasks=1"]
+    partition = exp.slurm_partition or s.slurm_partition
+    account = exp.slurm_account or s.slurm_account
+    if partition:
+        opts.append(f"--partition={partition}")
+    if account:
+        opts.append(f"--account={account}")
+    if exp.slurm_time:
+        opts.append(f"--time={exp.slurm_time}")
+    if exp.slurm_gpus:
+        opts.append(f"--gpus-per-node={exp.slurm_gpus}")
+    if exp.slurm_cpus_per_task:
+        opts.append(f"--cpus-per-task={exp.slurm_cpus_per_task}")
+    if exp.slurm_requeue:
+        opts += ["--requeue", f"--signal=B:USR1@{_SIGNAL_BEFORE_S}"]
+    else:
+        opts.append("--no-requeue")
+    return opts + list(exp.slurm_args)
+
+
+def sbatch_script(manifest, exp, run) -> str:
+    """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.slurm``."""
+    cmd = [sys.executable, "-m", "engine.slurm", "--lmc-manifest", str(Path(manifest.path).resolve()),
+           "--lmc-experiment", exp.name, "--lmc-run", str(run.path.resolve())]
+    lines = ["#!/bin/bash"] + [f"#SBATCH {shlex.quote(o)}" for o in sbatch_options(manifest, exp, run)]
+    lines += [
+        f"cd {shlex.quote(str(Path.cwd()))}",
+        "export LMCONSOLE_SLURM=1",
+        f"export PYTHONPATH={shlex.quote(str(Path(__file__).resolve().parent.parent))}${{PYTHONPATH:+:$PYTHONPATH}}",
+        "# exec: SIGTERM/SIGUSR1 from Slurm reach Python, which checkpoints",
+        "exec " + " ".join(shlex.quote(c) for c in cmd),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def submit(manifest, exp, run) -> str:
+    """Write ``<run>/slurm.sbatch`` and submit it; returns the Slurm job id."""
+    exe = shutil.which("sbatch")
+    if exe is None:
+        raise SlurmError('executor = "slurm" but the sbatch command is not on PATH; '
+                         'run where Slurm is installed, or set executor = "local"')
+    script = run.path / "slurm.sbatch"
+    script.write_text(sbatch_script(manifest, exp, run))
+    proc = subprocess.run([exe, "--parsable", str(script)], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SlurmError(f"sbatch refused the job: {msg[-1] if msg else 'exit code ' + str(proc.returncode)}; "
+                         f"check slurm_partition/slurm_account/slurm_time (script: {script})")
+    return proc.stdout.strip().split(";")[0]
+
+
+def job_state(job_id: str) -> str | None:
+    """Slurm's state of the job (``PENDING``, ``RUNNING``, ``COMPLETED``...), or None once Slurm forgot it.
+
+    A job that was just requeued shows as ``CANCELLED`` (or ``PREEMPTED``) with reason
+    ``BeginTime`` until it is eligible again (Slurm holds a requeued batch job back
+    for a while): that is reported as ``REQUEUED``, not as the end.
+    """
+    try:
+        proc = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T %r"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "UNKNOWN"  # a slow controller is not a finished job
+    if proc.returncode != 0:
+        return None if "invalid job id" in proc.stderr.lower() else "UNKNOWN"
+    fields = proc.stdout.strip().split()
+    if not fields:
+        return None
+    state, reason = fields[0], (fields[1] if len(fields) > 1 else "")
+    if state in TERMINAL and reason == "BeginTime":
+        return "REQUEUED"
+    return state
+
+
+def follow(manifest, exp, run, sinks, record) -> None:
+    """Submit, then pass the run's events to ``sinks`` until Slurm is done with the job.
+
+    ``record(events)`` writes events into the run for a job that could not (sbatch
+    refused it, it was cancelled while pending, it died before writing its end).
+    """
+    from .events import JobFailed, LogEmitted, RunFinished, StatusChanged
+
+    def emit_failure(reason: str, hint: str) -> None:
+        record([JobFailed(reason=reason, hint=hint),
+                StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else ""))])
+
+    offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    try:
+        job_id = submit(manifest, exp, run)
+    except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
+        emit_failure(str(exc), "")
+        return
+    from .runs import atomic_write_json
+
+    atomic_write_json(run.path / "slurm.json", {"job_id": job_id, "script": "slurm.sbatch"})
+    for s in sinks:
+        s.emit(LogEmitted(level="info", message=f"submitted to Slurm as job {job_id}; "
+                                                 f"its output goes to {run.path / f'slurm-{job_id}.log'}"))
+
+    def pump() -> None:
+        nonlocal offset
+        events, offset = run.follow(offset)
+        for ev in events:
+            for s in sinks:
+                s.emit(ev)
+
+    def request_seq() -> int:
+        return int((run.pending_request() or {}).get("seq", 0))
+
+    # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
+    # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
+    state, next_check, seen_seq, scancelled = "PENDING", 0.0, request_seq(), False
+    try:
+        while True:
+            pump()
+            now = time.monotonic()
+            if now >= next_check:
+                state = job_state(job_id)
+                next_check = now + 1.0
+                if state is None or state in TERMINAL:
+                    break
+                if state not in ("PENDING", "REQUEUED"):
+                    seen_seq = request_seq()
+                elif request_seq() > seen_seq and _cancel_is_newest(run):
+                    seen_seq = request_seq()
+                    scancelled = subprocess.run(["scancel", job_id], capture_output=True, timeout=30).returncode == 0
+            time.sleep(0.2)
+        time.sleep(0.2)
+        pump()
+    except KeyboardInterrupt:
+        for s in sinks:
+            s.emit(LogEmitted(level="warning", message=f"stopped following Slurm job {job_id}; it keeps running "
+                                                        f"(cancel it with `lmconsole control {exp.name} cancel`)"))
+        raise
+    status = run.raw_status().get("status")
+    if scancelled and status not in ("finished", "cancelled", "failed"):
+        record([RunFinished(status="cancelled"),
+                StatusChanged(status="cancelled", reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
+                              + ("; resume to continue from the checkpoint" if run.last_checkpoint() else ""))])
+    elif status not in ("finished", "cancelled", "failed", "interrupted"):
+        emit_failure(f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
+                     f"see {run.path / f'slurm-{job_id}.log'}")
+
+
+def _cancel_is_newest(run) -> bool:
+    """A cancel request written after the run's last status change (the job's own SIGTERM
+    handler writes one too, but the job then records its status after it)."""
+    if (run.pending_request() or {}).get("action") != "cancel":
+        return False
+    try:
+        control = (run.path / "control.json").stat().st_mtime_ns
+    except OSError:
+        return False
+    try:
+        status = (run.path / "status.json").stat().st_mtime_ns
+    except OSError:
+        status = 0
+    return control > status
+
+
+# -- the job side -----------------------------------------------------------------
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.slurm")
+    p.add_argument("--lmc-manifest", dest="manifest", required=True)
+    p.add_argument("--lmc-experiment", dest="experiment", required=True)
+    p.add_argument("--lmc-run", dest="run", required=True)
+    args = p.parse_args(argv)
+
+    from .events import StatusChanged
+    from .jobs import run_experiment
+    from .manifest import load
+    from .runs import Run, RunStore, RunWriter
+
+    manifest = load(args.manifest)
+    exp = manifest.get(args.experiment)
+    run = Run(Path(args.run))
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    # Any earlier attempt (requeued, or `lmconsole run X --resume` submitting this run again):
+    # resume, which continues from the last checkpoint or, without one, starts afresh and
+    # drops the earlier attempt's events instead of appending to them.
+    earlier = run.events_path.exists() and run.events_path.stat().st_size > 0
+    resume = restarts > 0 or earlier or run.last_checkpoint() is not None
+    caught: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        # Before or after run_experiment's own stop handlers: a cancel request, which the
+        # loop honours at its next step with a checkpoint (nothing is lost either way).
+        if not caught:
+            run.request("cancel")
+        caught.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, on_signal)
+    run_experiment(manifest, exp.name, run=run, resume_flag=resume, store=RunStore(manifest.runs_dir))
+    st = run.raw_status()
+    status = st.get("status")
+    # The job's own stop handlers (engine/preempt.py) take over while it runs and end the run
+    # "interrupted" naming the signal; ours (above) cover the moments before and after.
+    if status == "interrupted" or (caught and status == "cancelled"):
+        import re
+
+        found = re.search(r"\bSIG[A-Z0-9]+\b", st.get("reason", ""))
+        name = signal.Signals(caught[0]).name if caught else (found.group(0) if found else "a signal")
+        requeue = exp.slurm_requeue
+        if requeue and name == "SIGUSR1":  # the time limit is near: Slurm does not requeue by itself
+            job = os.environ.get("SLURM_JOB_ID", "")
+            requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True).returncode == 0
+        why = (f"stopped by Slurm ({name}) after a checkpoint; "
+               + ("the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"))
+        writer = RunWriter(run).open()
+        try:
+            writer.emit(StatusChanged(status="interrupted", reason=why))
+        finally:
+            writer.close()
+        return 0
+    return 0 if status in ("finished", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
