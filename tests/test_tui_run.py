@@ -257,14 +257,18 @@ def test_manifest_error_view_and_reload(tmp_path):
             write_manifest(tmp_path, MANIFEST)
             await pilot.press("r")
             assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
-            # break it again and reload from the main screen (ctrl+r), then fix it
+            # break it again and reload from the main screen (ctrl+r): a banner, the last good manifest stays
+            good = app.manifest
             write_manifest(tmp_path, "[[experiment]]\nname = 'b'\n")
             await pilot.press("ctrl+r")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ManifestErrorScreen))
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, MainScreen) and app.manifest is good
+            text = screen_text(app)
+            assert "still using the last good version" in text and "baseline" in text
             write_manifest(tmp_path, MANIFEST.replace('name = "baseline"', 'name = "baseline2"'))
-            await pilot.press("r")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("ctrl+r")
             assert await wait_for(pilot, lambda: "baseline2" in screen_text(app))
+            assert "still using the last good version" not in screen_text(app)
     drive(go())
 
 
@@ -311,4 +315,31 @@ def test_push_refused_without_model(tmp_path, monkeypatch):
             await pilot.press("u")
             assert await wait_for(pilot, lambda: any("can be pushed" in n.message for n in app._notifications))
 
+    drive(go())
+
+
+def test_palette_lists_our_commands_first_one_quit_and_finds_pause(tmp_path):
+    async def go():
+        app = make_app(tmp_path, FakeRunner(pretrain={"block": True}))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("down", "r")
+            assert await wait_for(pilot, lambda: app.queue.jobs and app.queue.jobs[0].status == "running")
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            assert screen_text(app).split("Search for commands…")[1].split()[0] == "Run"  # ours first
+            await pilot.press(*"quit")
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert text.count("Quit (") == 1 and "^q / q" in text  # one entry, both keys; no system "Quit"
+            await pilot.press("escape")
+            await pilot.pause(0.3)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            await pilot.press(*"pause")
+            assert await wait_for(pilot, lambda: f"Pause/resume job #{app.queue.jobs[0].id} pretrain (running)" in screen_text(app))
+            await pilot.press("enter")
+            assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "paused")
+            app.queue.cancel(app.queue.jobs[0])
+            assert await wait_for(pilot, lambda: app.queue.jobs[0].done)
     drive(go())

@@ -79,10 +79,13 @@ class LMConsole(App[str]):
         from .screens.manifest_error import ManifestErrorScreen
 
         error = self._load()
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        if main is not None:
+            main.show_manifest_problems(error)  # a banner; the last good manifest stays in use
         if error is not None:
             if isinstance(self.screen, ManifestErrorScreen):
                 self.screen.show_error(error)
-            else:
+            elif main is None:
                 self.push_screen(ManifestErrorScreen(error))
             self.notify(f"{self.manifest_path.name}: {len(error.problems)} problem(s)", severity="error")
             return
@@ -95,6 +98,12 @@ class LMConsole(App[str]):
         if isinstance(self.screen, MainScreen):
             self.screen.refresh_all()
         self.notify(f"reloaded {self.manifest_path.name}: {len(self.manifest.experiments)} experiments")
+
+    def get_system_commands(self, screen):
+        """Textual's palette commands, less its "Quit" (ours, q / ctrl+q, asks first while jobs run)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
 
     def active_jobs(self) -> list:
         return [j for j in self.queue.jobs if not j.done] if self.queue is not None else []

@@ -81,11 +81,11 @@ def headline(task: str, results: dict, first_eval: dict | None = None) -> str:
             line += f" · macro-F1 {_f(final['macro_f1'])}"
         return line
     if task == "qa" and _num(final.get("f1")):
-        line = f"final F1 {final['f1']:.1f} / EM {final.get('exact', float('nan')):.1f} (0-100)"
+        line = f"final F1 {final['f1']:.1f}, EM {final.get('exact', float('nan')):.1f} (0-100)"
         if _num(final.get("HasAns_f1")) and _num(final.get("NoAns_f1")):
             line += f" · HasAns {final['HasAns_f1']:.1f} · NoAns {final['NoAns_f1']:.1f}"
         if _num(final.get("empty_baseline_f1")):
-            line += f" · always no-answer {final['empty_baseline_f1']:.1f}"
+            line += f" · always-empty {final['empty_baseline_f1']:.1f}"
         return line
     if task == "pretrain" and _num(final.get("mlm_perplexity")):
         line = f"final MLM perplexity {_f(final['mlm_perplexity'], 1)}"

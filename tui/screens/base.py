@@ -68,8 +68,7 @@ class CurveViewKeys:
         plots: list[CurvePlot] = self.curve_plots()
         self.log_override = not (plots[-1].log_y if plots else False)
         for plot in plots:
-            plot.set_view(log_y=self.log_override)
-        self.say(f"log y {'on' if self.log_override else 'off'} (l toggles)")
+            plot.set_view(log_y=self.log_override)  # the titles say "log"
 
     def action_smooth(self, delta: int) -> None:
         from ..widgets.plots import SMOOTHING
@@ -78,8 +77,7 @@ class CurveViewKeys:
         weight = SMOOTHING[self.smoothing_index]
         for plot in self.curve_plots():
             if plot.xlabel == "step":
-                plot.set_view(smoothing=weight)
-        self.say(f"smoothing: EMA {weight:g}, raw curve faint ([ less, ] more)" if weight else "smoothing off")
+                plot.set_view(smoothing=weight)  # the titles say "ema 0.9"; the raw curve stays, faint
 
 
 class ConsoleScreen(Screen):

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
 from engine.export import comparison_table, export_runs
 from engine.seeds import fmt_stat
@@ -229,7 +229,9 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one("#compare-tabs", TabbedContent).active = tab
+        tabs = self.query_one("#compare-tabs", TabbedContent)
+        tabs.query_one(Tabs).focus()  # else TabbedContent follows a focused table back to its pane
+        tabs.active = tab
         if tab != "compare-curves":
             self.query_one("#cmp-table" if tab == "compare-results" else "#cfg-table").focus()
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from rich.text import Text
 from textual.screen import ModalScreen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.export import export_runs
 from engine.runlist import RowCache
@@ -52,6 +53,7 @@ class MainScreen(ConsoleScreen):
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
+        yield Static("", id="manifest-banner")
         with TabbedContent(id="tabs"):
             with TabPane("1 Experiments", id="experiments"):
                 yield ExperimentsPane(id="experiments-pane")
@@ -169,6 +171,15 @@ class MainScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         self.app.reload_manifest()
+
+    def show_manifest_problems(self, error) -> None:
+        """A reload that failed: say so above the tabs, keep working with the last good manifest."""
+        banner = self.query_one("#manifest-banner", Static)
+        banner.display = error is not None
+        if error is not None:
+            n = len(error.problems)
+            banner.update(Text(f"✗ {error.path.name}: {n} problem{'s' if n != 1 else ''}, still using the last good "
+                               f"version (fix it, then ctrl+r): " + "; ".join(error.problems)))
 
     def action_report(self) -> None:
         self.say("writing the study report ...")

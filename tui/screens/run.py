@@ -14,7 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.export import export_runs, export_table
 
@@ -342,7 +342,10 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one("#run-tabs", TabbedContent).active = tab
+        tabs = self.query_one("#run-tabs", TabbedContent)
+        if tab != "results" and self.query_one("#results-table").has_focus:
+            tabs.query_one(Tabs).focus()  # else TabbedContent follows the focus back to its pane
+        tabs.active = tab
         if tab == "results":
             self.query_one("#results-table").focus()  # arrows scroll the epochs at once
 

@@ -27,6 +27,7 @@ MARKERS = ("•", "x", "+", "o", "*", "#", "@", "%")
 # EMA weights offered by `[` / `]` (0 = raw), as TensorBoard's smoothing slider.
 SMOOTHING = (0.0, 0.6, 0.8, 0.9, 0.95, 0.99)
 RAW_COLOR = "gray"
+TICK_ROOM = 9  # columns of the y tick labels and the frame
 MAX_POINTS = 4000  # kept per series; a 1M-point history is bucketed down to this
 
 
@@ -188,9 +189,11 @@ class CurvePlot(PlotextPlot):
         return [math.log10(y) if y > 0 else None for y in ys]
 
     def _title(self, shown: list[Series], width: int) -> str:
+        # plotext drops a title wider than its canvas (the width less the y tick labels)
+        width = width - TICK_ROOM
         if not shown:
             return f"{self.title}: no data yet"
-        name = self.title + (" · log" if self.log_y else "")
+        name = self.title + (", log" if self.log_y else "")
         if self.smoothing:
             name += f" ema {self.smoothing:g}"
         self.stats = ""
@@ -208,9 +211,9 @@ class CurvePlot(PlotextPlot):
                     parts.append(f"{other.__name__} {short(other(vals))}")
                 else:
                     parts.append(f"min {short(min(vals))} max {short(max(vals))}")
-                while len(parts) > 1 and len(name + ": " + " · ".join(parts)) > width - 2:
+                while len(parts) > 1 and len(name + ": " + ", ".join(parts)) > width - 2:
                     parts.pop()  # drop whole fields, never cut one
-                self.stats = " · ".join(parts)
+                self.stats = ", ".join(parts)
         full = f"{name}: {self.stats}" if self.stats else name
         return full if len(full) <= width - 2 else name
 
@@ -242,8 +245,8 @@ class CurvePlot(PlotextPlot):
             xlo, xhi = min(xlo, xs[0]), max(xhi, xs[-1])
         if not math.isfinite(lo):
             return
-        rows = height - 4  # title, x ticks, x label, frame
-        self._y_ticks(lo, hi, max(2, min(5, rows // 2)))
+        rows = height - 5  # canvas rows: less title, frame (2), x ticks, x label
+        self._y_ticks(lo, hi, max(2, min(5, (rows + 1) // 2)))
         self._x_ticks(xlo, xhi, max(3, min(6, width // 10)))
         plt.xlabel(self.xlabel)
 
@@ -253,12 +256,18 @@ class CurvePlot(PlotextPlot):
             a, b = math.floor(lo), math.ceil(hi)
             if b - a < 1:
                 b = a + 1
-            step = max(1, math.ceil((b - a) / count))
+            step = max(1, math.ceil((b - a) / max(1, count - 1)))
             ticks = list(range(a, b + step, step))
             plt.ylim(ticks[0], ticks[-1])
             plt.yticks(ticks, [log_label(t) for t in ticks])
             return
-        ticks = nice_ticks(lo, hi, count)
+        # At most ``count`` ticks, so each has a row of its own with a blank row between:
+        # two ticks on one row would show one label at random.
+        ticks = nice_ticks(lo, hi, max(1, count - 1))
+        for intervals in range(count - 2, 0, -1):
+            if len(ticks) <= count:
+                break
+            ticks = nice_ticks(lo, hi, intervals)
         step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
         plt.ylim(ticks[0], ticks[-1])
         plt.yticks(ticks, [tick_label(t, step) for t in ticks])

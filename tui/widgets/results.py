@@ -104,5 +104,5 @@ def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
         parts.append(f"confusion matrix ({where}; rows true, columns predicted)\n"
                      + confusion_text(matrix, class_labels(scope, len(matrix))))
     parts += [f"{k}: {compact_value(v)}" for k, v in nested.items()]
-    parts += [f"{k}: {v}" for k, v in texts.items()]
+    parts += [f"{k}: {v}" for k, v in texts.items() if k.split(".")[0] not in nested]  # not twice
     return "\n".join(parts)

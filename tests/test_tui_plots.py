@@ -1,0 +1,69 @@
+"""Plot ticks, log-y, smoothing and downsampling; metric scales; results rows (no Textual app needed)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from engine.events import EvalFinished
+from tui.metricinfo import best_of, headline, metric_scale
+from tui.screens.compare import common_scale, config_diff
+from tui.widgets.plots import downsample, ema, nice_ticks, tick_label
+from tui.widgets.results import confusion_text, results_rows
+
+
+def test_ticks_are_round_and_evenly_spaced():
+    ticks = nice_ticks(437.6, 3430.1, 4)  # the issue's 3430.1 / 2931.3 / 1933.8 ... on equal rows
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1 and ticks[0] <= 437.6 and ticks[-1] >= 3430.1
+    assert [tick_label(t, ticks[1] - ticks[0]) for t in ticks] == ["0", "1,000", "2,000", "3,000", "4,000"]
+    lr = nice_ticks(0.0, 1e-3, 4)
+    assert [tick_label(t, lr[1] - lr[0]) for t in lr] == ["0", "2.5e-4", "5.0e-4", "7.5e-4", "1.0e-3"]
+    flat = nice_ticks(5.0, 5.0, 3)  # a constant series still gets a range around it
+    assert flat[0] < 5.0 < flat[-1]
+
+
+def test_ema_is_debiased_and_downsampling_keeps_spikes_of_a_million_points():
+    assert ema([1.0, 1.0, 1.0], 0.9) == [1.0, 1.0, 1.0]  # no pull towards 0 at the start
+    assert ema([0.0, 10.0], 0.0) == [0.0, 10.0]
+    xs = list(range(1_000_000))
+    ys = [math.sin(x / 1000) for x in xs]
+    ys[123_456] = 50.0  # one spike
+    start = time.perf_counter()
+    dx, dy = downsample(xs, ys, 4000)
+    assert time.perf_counter() - start < 2.0
+    assert len(dx) <= 4000 and max(dy) == 50.0 and dx == sorted(dx)
+
+
+def test_metric_scales_and_best():
+    assert metric_scale("f1", "qa") == "percent" and metric_scale("final.HasAns_f1", "qa") == "percent"
+    assert metric_scale("f1", "classify") == "fraction" and metric_scale("bleu", "qa") == "fraction"
+    assert metric_scale("mlm_perplexity", "pretrain") == "" and metric_scale("NoAns_total", "qa") == ""
+    # a classifier's f1 (0-1) next to squad's f1 (0-100): one 0-100 scale
+    assert common_scale("final.f1", ["classify", "qa"]) == (100.0, 1.0)
+    assert common_scale("final.f1", ["classify", "qa"], [True, False]) is None  # only one run has it
+    assert common_scale("accuracy", ["classify", "classify"]) is None
+    assert best_of([3.0, 1.0, 2.0], "mlm_perplexity") == (1, 1.0)
+    assert best_of([0.5, 0.9, 0.7], "accuracy") == (1, 0.9)
+    assert best_of([500, 500], "n") is None
+
+
+def test_results_rows_final_best_history_and_headline():
+    evals = [EvalFinished(epoch=e, step=e, split="validation", metrics={"accuracy": a, "n": 500})
+             for e, a in enumerate([0.5, 0.9, 0.8])]
+    results = {"final": {"accuracy": 0.8, "n": 500, "majority_baseline": 0.528, "note": "x" * 40}}
+    headers, rows, texts = results_rows(evals, results)
+    assert headers == ["metric", "final", "best (ep)", "ep 0", "ep 1", "ep 2"]
+    acc = rows[0]
+    assert acc[0] == "accuracy" and str(acc[1]) == "0.8" and str(acc[2]) == "0.9 (1)"
+    assert texts == {"note": "x" * 40}
+    assert headline("classify", results) == "final accuracy 0.800 (majority 0.528)"
+    matrix = confusion_text([[227, 9], [7, 257]], ["negative", "positive"]).splitlines()
+    assert matrix[0].startswith("true \\ predicted") and matrix[0].split()[-2:] == ["negative", "positive"]
+    assert matrix[1].split() == ["negative", "227", "9"] and matrix[2].split() == ["positive", "7", "257"]
+
+
+def test_config_diff_lists_only_differing_keys():
+    rows = config_diff([{"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1},
+                        {"name": "b", "lr": 3e-4, "epochs": 3}])
+    assert rows == [("lr", 1e-3, 3e-4), ("seed", 1, None)]
