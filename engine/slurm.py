@@ -104,6 +104,10 @@ def submit(manifest, exp, run) -> str:
     return proc.stdout.strip().split(";")[0]
 
 
+LOST_ENDED_S = 60.0  # the run itself has ended: stop waiting for a silent Slurm after a minute
+LOST_S = 900.0  # the run has not ended: a controller restart can take a while
+
+
 def job_state(job_id: str) -> str | None:
     """Slurm's state of the job (``PENDING``, ``RUNNING``, ``COMPLETED``...), or None once Slurm forgot it.
 
@@ -165,6 +169,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
     # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
     # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
     state, next_check, seen_seq, scancelled = "PENDING", 0.0, request_seq(), False
+    unknown_since = None  # Slurm not answering (controller down or gone): followed for a while, not forever
     try:
         while True:
             pump()
@@ -173,6 +178,13 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 state = job_state(job_id)
                 next_check = now + 1.0
                 if state is None or state in TERMINAL:
+                    break
+                unknown_since = (unknown_since or now) if state == "UNKNOWN" else None
+                ended = run.raw_status().get("status") in ("finished", "cancelled", "failed")
+                if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
+                    for s in sinks:
+                        s.emit(LogEmitted(level="warning", message=f"Slurm has not answered about job {job_id} for "
+                                                                    f"{now - unknown_since:.0f} s: stopped following it"))
                     break
                 if state not in ("PENDING", "REQUEUED"):
                     seen_seq = request_seq()
