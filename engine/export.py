@@ -132,7 +132,7 @@ def confusion_table(run) -> Table | None:
     classes = final.get("classes")
     if not (isinstance(classes, list) and len(classes) == n):
         classes = list(range(n))
-    names = final.get("label_names")
+    names = final.get("class_names") or final.get("label_names")
     labels = [str(x) for x in (names if isinstance(names, list) and len(names) == n else classes)]
     cols = ("true",) + tuple(f"pred_{c}" for c in labels)
     rows = [(labels[i],) + tuple(row) for i, row in enumerate(matrix)]

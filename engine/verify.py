@@ -115,6 +115,11 @@ def verify_classify(run, mirror: str = "") -> list[Check]:
     num_labels = max(max(train_labels), max(labels)) + 1
     m = classification_metrics(labels, [int(r["prediction"]) for r in rows], positive=1,
                                baseline_labels=train_labels, num_labels=num_labels)
+    from .tasks.classify import class_names
+
+    names = class_names(train, cfg.get("label_column", "label"), num_labels)
+    if names:
+        m["class_names"] = names
     return checks + _compare(name, final, m, _numeric_keys(final))
 
 

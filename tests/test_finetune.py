@@ -151,3 +151,16 @@ def test_qa_train_labels_with_stride():
     offs = feats[last]["offset_mapping"]
     assert context[offs[s][0]:offs[e][1]].lower() == "zebra crossing"
     assert feats[0]["offset_mapping"][0] is None  # [CLS] is not context
+
+
+def test_class_names_come_from_a_classlabel_column():
+    import datasets
+
+    from engine.tasks.classify import class_names
+
+    feats = datasets.Features({"sentence": datasets.Value("string"),
+                               "label": datasets.ClassLabel(names=["negative", "positive"])})
+    ds = datasets.Dataset.from_dict({"sentence": ["bad", "good"], "label": [0, 1]}, features=feats)
+    assert class_names(ds, "label", 2) == ["negative", "positive"]  # GLUE sst2's names
+    plain = datasets.Dataset.from_dict({"sentence": ["bad"], "label": [0]})
+    assert class_names(plain, "label", 2) is None and class_names(ds, "label", 3) is None

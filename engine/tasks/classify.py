@@ -39,6 +39,12 @@ def choose_eval_split(ctx, mirror: str):
     return exp.eval_split, ds, ""
 
 
+def class_names(ds, column: str, num_labels: int) -> list[str] | None:
+    """The names of a ``ClassLabel`` label column (``["negative", "positive"]``), or None (plain integers)."""
+    names = getattr(ds.features.get(column), "names", None)
+    return [str(n) for n in names] if isinstance(names, list) and len(names) == num_labels else None
+
+
 def run(ctx):
     import torch
 
@@ -60,6 +66,7 @@ def run(ctx):
     if labels_hidden(train_labels) or min(train_labels) < 0:
         raise JobError(f"training split {exp.train_split!r} has hidden or negative labels", "train on a labelled split")
     num_labels = max(max(train_labels), max(int(x) for x in eval_ds[exp.label_column])) + 1
+    names = class_names(train_ds, exp.label_column, num_labels)
 
     kind, src = start_point(ctx)
     tok = get_tokenizer(ctx, kind, src, lambda: iter([list(train_ds[exp.text_column])]),
@@ -108,6 +115,8 @@ def run(ctx):
                 probs[j] = float(p[k].max())
         m = classification_metrics(eval_labels, preds, positive=1, baseline_labels=train_labels, num_labels=num_labels)
         m["eval_split"] = eval_split
+        if names:  # the label column's ClassLabel names (GLUE sst2: negative, positive), for labelled matrices
+            m["class_names"] = names
         if note:
             m["note"] = note
         last_preds["preds"], last_preds["probs"] = preds, probs
