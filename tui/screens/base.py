@@ -50,7 +50,7 @@ class CurveViewKeys:
 
     VIEW_BINDINGS = [
         Binding("l", "toggle_log", "Log y"),
-        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]"),
+        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]", show=False),  # in ? help: the footer must keep ? at 80 columns
         Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
     ]
     log_override: bool | None = None  # None: log-y for perplexity only

@@ -47,7 +47,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("2", "tab('results')", "Results", show=False),
         Binding("3", "tab('tables')", "Tables", show=False),
         Binding("4", "tab('log')", "Log", show=False),
-        Binding("p", "control('pause')", "Pause/resume"),
+        Binding("p", "control('pause')", "Pause"),  # p again resumes (in ? help); short: ? must fit at 80 columns
         Binding("c", "control('cancel')", "Cancel"),
         Binding("R", "control('retry')", "Resume"),
         Binding("e", "export", "Export"),
