@@ -196,7 +196,9 @@ def main(argv=None, console=None) -> int:
         "queue": cmd_queue, "attach": cmd_attach,
     }[args.command]
     try:
-        return handler(args)
+        rc = handler(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone meanwhile (`| head`) must not print a traceback
+        return rc
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:  # the reader of our output went away (`lmconsole runs --json | head`)
