@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from .status import ACTIVE
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
@@ -173,6 +174,15 @@ def safe_print(text: str, stream=None) -> bool:
         return False
 
 
+def _manifest(args):
+    """The manifest of ``--manifest``, or None after printing its problems (the command then exits 2)."""
+    manifest, err = _load_manifest(args.manifest)
+    if err:
+        print(err, file=sys.stderr)
+        return None
+    return manifest
+
+
 def _load_manifest(path: str):
     from .manifest import ManifestError, load
 
@@ -224,9 +234,8 @@ def get_run(store, ref: str):
 
 def _store_and_runs(args, refs):
     """(store, runs) for the refs of a command, or (None, exit code) after printing why."""
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return None, 2
     from .runs import RunStore
 
@@ -324,9 +333,8 @@ class ProgressPrinter:
 # -- commands -----------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .jobs import experiment_for, run_experiment
     from .runs import RunStore, RunUnavailable
@@ -435,9 +443,8 @@ def _row_flags(row, run_flags) -> list:
 
 
 def cmd_runs(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .flags import run_flags
     from .runlist import align, differing_keys, filter_rows, fmt_value, list_rows, sort_rows
@@ -566,9 +573,8 @@ def cmd_check(args) -> int:
 
         print(reference_markdown())
         return 0
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
     for exp in manifest.experiments:
@@ -597,9 +603,8 @@ def study_plan_text(manifest, name: str) -> str:
 
 
 def cmd_push(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .push import PushError, push
     from .runs import RunStore
@@ -625,9 +630,8 @@ def cmd_push(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .export import comparison_table
     from .runs import RunStore
@@ -648,23 +652,22 @@ def cmd_compare(args) -> int:
 
 
 def cmd_control(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .runs import RunStore
 
     store = RunStore(manifest.runs_dir)
     try:
         run = get_run(store, args.run)
-        if "/" not in args.run and run.status().get("status") not in ("running", "paused"):
+        if "/" not in args.run and run.status().get("status") not in ACTIVE:
             # `control EXP`: the experiment's live run, even when a newer one is dead
-            live = [r for r in store.runs(args.run.strip()) if r.status().get("status") in ("running", "paused")]
+            live = [r for r in store.runs(args.run.strip()) if r.status().get("status") in ACTIVE]
             run = live[-1] if live else run
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
     status = run.status().get("status")
-    if status not in ("running", "paused"):
+    if status not in ACTIVE:
         return _fail(f"{run.experiment}/{run.run_id} is {status}, not running")
     from .queue import JobQueue
 
@@ -681,9 +684,8 @@ def _print_flags(prefix: str, run) -> None:
 
 
 def cmd_report(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .report import FORMATS, build_report, select, write_report
     from .runs import RunStore
@@ -702,9 +704,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .report import select
     from .runs import RunStore
@@ -853,9 +854,8 @@ def _job_row(job) -> dict:
 
 
 def cmd_queue(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .queue import JobQueue
 
@@ -889,9 +889,8 @@ def cmd_queue(args) -> int:
 
 
 def cmd_attach(args) -> int:
-    manifest, err = _load_manifest(args.manifest)
-    if err:
-        print(err, file=sys.stderr)
+    manifest = _manifest(args)
+    if manifest is None:
         return 2
     from .follow import RunFollower
     from .queue import JobQueue

@@ -1,8 +1,7 @@
 """What the console needs to know about a metric's name: its scale, which way is better, a headline.
 
-Plain data, no Textual. ``metric_scale`` is the one place that decides whether a
-metric reads 0-1, 0-100 or is unbounded; swap it for the engine's function once
-that exists (issue 14), the screens only call it from here.
+Plain data, no Textual. ``metric_scale`` asks the engine's scale table whether a metric
+reads 0-1, 0-100 or is unbounded; the screens only call it from here.
 """
 
 from __future__ import annotations
@@ -11,10 +10,6 @@ import math
 
 from engine.export import flat_results
 
-# squad_v2's official script reports these 0-100; everything else it prints is a count.
-SQUAD_PERCENT = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
-                 "empty_baseline_f1")
-FRACTION_WORDS = ("accuracy", "precision", "recall", "f1", "bleu", "rouge", "meteor", "majority_baseline")
 LOWER_WORDS = ("loss", "perplexity")
 HIGHER_WORDS = ("accuracy", "precision", "recall", "f1", "exact", "bleu", "rouge", "meteor")
 
@@ -22,17 +17,13 @@ HIGHER_WORDS = ("accuracy", "precision", "recall", "f1", "exact", "bleu", "rouge
 def metric_scale(name: str, task: str = "") -> str:
     """``"percent"`` (0-100), ``"fraction"`` (0-1) or ``""`` (unbounded: losses, perplexity, counts).
 
-    The same name can differ by task: ``f1`` is 0-100 in squad_v2 (task ``qa``) and 0-1 for
-    a classifier. ``final.`` prefixes are ignored.
+    The engine's scale table decides (``engine.metrics.scale``: the same scales the report
+    and exports print); the same name can differ by task: ``f1`` is 0-100 in squad_v2 (task
+    ``qa``) and 0-1 for a classifier.
     """
-    name = name.removeprefix("final.")
-    if task == "qa" and (name in SQUAD_PERCENT or name.endswith("_f1") or name.endswith("_exact")):
-        return "percent"
-    if any(w in name.lower() for w in LOWER_WORDS) or name.endswith(("_total", "_thresh")):
-        return ""
-    if any(w in name.lower() for w in FRACTION_WORDS):
-        return "fraction"
-    return ""
+    from engine.metrics.scale import metric_scale as engine_scale
+
+    return {"0-100": "percent", "0-1": "fraction"}.get(engine_scale(name, task).unit, "")
 
 
 def higher_is_better(name: str) -> bool | None:
