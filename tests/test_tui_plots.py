@@ -67,3 +67,14 @@ def test_config_diff_lists_only_differing_keys():
     rows = config_diff([{"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1},
                         {"name": "b", "lr": 3e-4, "epochs": 3}])
     assert rows == [("lr", 1e-3, 3e-4), ("seed", 1, None)]
+
+
+def test_a_one_point_curve_draws():
+    """A metric with one evaluation so far (x range 0) is drawn, not a ZeroDivisionError in plotext."""
+    from tui.widgets.plots import CurvePlot, Series
+
+    for xs, ys in (([0], [0.5]), ([1, 1], [0.5, 0.5])):
+        plot = CurvePlot("evaluation", xlabel="epoch")
+        plot.series = [Series("accuracy", xs, ys)]
+        plot._draw(60, 10)
+        plot.plt.build()  # what the widget's render() does next

@@ -274,6 +274,8 @@ class CurvePlot(PlotextPlot):
 
     def _x_ticks(self, lo: float, hi: float, count: int) -> None:
         plt = self.plt
+        if hi <= lo:  # one point (a first evaluation): plotext divides by the x range
+            lo, hi = lo - 0.5, hi + 0.5
         ticks = nice_ticks(lo, hi, count)
         step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
         inside = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9] or ticks
