@@ -44,12 +44,20 @@ def main(argv=None) -> int:
     p.add_argument("--learning-rate", type=float, default=5e-5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave the default)")
-    p.add_argument("--peer", choices=("plain", "tuned"), default="plain",
-                   help="plain = Trainer defaults; tuned = group_by_length + fused AdamW (+ --precision, --compile)")
+    p.add_argument(
+        "--peer",
+        choices=("plain", "tuned"),
+        default="plain",
+        help="plain = Trainer defaults; tuned = group_by_length + fused AdamW (+ --precision, --compile)",
+    )
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--compile", action="store_true", help="torch_compile=True (tuned peer)")
-    p.add_argument("--max-rows", type=int, default=0,
-                   help="train on the first N pairs only (the engine's max_train_samples takes the same first N)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=0,
+        help="train on the first N pairs only (the engine's max_train_samples takes the same first N)",
+    )
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
 
@@ -57,8 +65,13 @@ def main(argv=None) -> int:
     import datasets
     import torch
     from transformers import (
-        AutoTokenizer, BertConfig, BertForPreTraining, DataCollatorForLanguageModeling, Trainer,
-        TrainerCallback, TrainingArguments,
+        AutoTokenizer,
+        BertConfig,
+        BertForPreTraining,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
     )
 
     if a.threads:
@@ -106,11 +119,20 @@ def main(argv=None) -> int:
             push_to_hub=False,
             disable_tqdm=True,
             bf16=a.precision == "bf16",
-            **({"train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused",
-                "torch_compile": a.compile} if tuned else {}),
+            **(
+                {"train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused", "torch_compile": a.compile}
+                if tuned
+                else {}
+            ),
         )
-        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=counting_collator,
-                          processing_class=tokenizer, callbacks=[Clock()])
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            data_collator=counting_collator,
+            processing_class=tokenizer,
+            callbacks=[Clock()],
+        )
         trainer.train()
 
     w, n = a.warmup_steps, a.steps

@@ -38,6 +38,7 @@ OFFLINE_ENV = {
 
 # -- machine ----------------------------------------------------------------------
 
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -82,6 +83,7 @@ def machine_info() -> dict:
 
 
 # -- manifests --------------------------------------------------------------------
+
 
 def demo_experiment(name: str = "demo-pretrain") -> dict:
     """An experiment table of the project's ``experiments.toml`` as a dict (the source of the demo settings)."""
@@ -140,6 +142,7 @@ class BenchCtx:
 
 # -- environment and child processes ------------------------------------------------
 
+
 def bench_env(cache: Path, **extra) -> dict:
     """Environment of a child: offline, its own lmconsole and datasets caches."""
     env = dict(os.environ)
@@ -151,7 +154,9 @@ def bench_env(cache: Path, **extra) -> dict:
     return env
 
 
-def run_child(args: list[str], env: dict, out_json: Path | None = None, timeout: float = 1800, log: Path | None = None) -> dict:
+def run_child(
+    args: list[str], env: dict, out_json: Path | None = None, timeout: float = 1800, log: Path | None = None
+) -> dict:
     """Run ``args``; return its JSON result (``out_json``) plus ``wall_s``, ``rc`` and the child's peak RSS."""
     import resource
 
@@ -159,8 +164,14 @@ def run_child(args: list[str], env: dict, out_json: Path | None = None, timeout:
     t0 = time.perf_counter()
     fh = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        proc = subprocess.run(args, env=env, cwd=str(REPO), stdout=fh, stderr=subprocess.STDOUT if log else subprocess.PIPE,
-                              timeout=timeout)
+        proc = subprocess.run(
+            args,
+            env=env,
+            cwd=str(REPO),
+            stdout=fh,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
+            timeout=timeout,
+        )
     finally:
         if log:
             fh.close()
@@ -169,10 +180,18 @@ def run_child(args: list[str], env: dict, out_json: Path | None = None, timeout:
     result: dict = {}
     if out_json is not None and Path(out_json).exists():
         result = json.loads(Path(out_json).read_text())
-    result.update(rc=proc.returncode, wall_s=wall, child_user_s=after.ru_utime - before.ru_utime,
-                  child_sys_s=after.ru_stime - before.ru_stime)
+    result.update(
+        rc=proc.returncode,
+        wall_s=wall,
+        child_user_s=after.ru_utime - before.ru_utime,
+        child_sys_s=after.ru_stime - before.ru_stime,
+    )
     if proc.returncode != 0:
-        tail = (proc.stderr or b"").decode(errors="replace")[-3000:] if not log else Path(log).read_text(errors="replace")[-3000:]
+        tail = (
+            (proc.stderr or b"").decode(errors="replace")[-3000:]
+            if not log
+            else Path(log).read_text(errors="replace")[-3000:]
+        )
         raise RuntimeError(f"child failed (rc {proc.returncode}): {' '.join(args)}\n{tail}")
     return result
 
@@ -192,6 +211,7 @@ def interleaved(sides: dict, reps: int, progress=None) -> dict[str, list]:
 
 # -- statistics ----------------------------------------------------------------------
 
+
 def median(xs) -> float:
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
@@ -200,8 +220,12 @@ def median(xs) -> float:
 def ratio_stats(num: list[float], den: list[float]) -> dict:
     """Pairwise ratios (repetition i of A over repetition i of B): median, min, max."""
     pairs = [a / b for a, b in zip(num, den) if a and b]
-    return {"median": median(pairs), "min": min(pairs) if pairs else float("nan"),
-            "max": max(pairs) if pairs else float("nan"), "n": len(pairs)}
+    return {
+        "median": median(pairs),
+        "min": min(pairs) if pairs else float("nan"),
+        "max": max(pairs) if pairs else float("nan"),
+        "n": len(pairs),
+    }
 
 
 def fmt(x, digits: int = 3) -> str:

@@ -105,14 +105,18 @@ class Tmux:
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in work.env.items() if k.isidentifier())
         cmd = " ".join(shlex.quote(c) for c in lmconsole_cmd())
         self.pid_file = work.root / f"{self.name}.pid"
-        script.write_text(f"cd {shlex.quote(str(work.root))}\n{exports}echo $$ > {shlex.quote(str(self.pid_file))}\n"
-                          f"exec {cmd} --manifest {shlex.quote(str(manifest))}\n")
-        self._tmux("new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}",
-                   check=True)
+        script.write_text(
+            f"cd {shlex.quote(str(work.root))}\n{exports}echo $$ > {shlex.quote(str(self.pid_file))}\n"
+            f"exec {cmd} --manifest {shlex.quote(str(manifest))}\n"
+        )
+        self._tmux(
+            "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}", check=True
+        )
 
     def _tmux(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args], capture_output=True, text=True,
-                              check=check)
+        return subprocess.run(
+            ["tmux", "-L", self.name, "-f", "/dev/null", *args], capture_output=True, text=True, check=check
+        )
 
     def screen(self) -> list[str]:
         return self._tmux("capture-pane", "-p", "-t", self.name).stdout.splitlines()
@@ -174,8 +178,13 @@ def wait_status(run_dir: Path, want: tuple, timeout: float) -> str:
 def headless_rep(work: Work) -> dict:
     before = work.existing()
     t0 = time.perf_counter()
-    proc = subprocess.run(lmconsole_cmd() + ["-m", str(work.manifest), "run", NAME, "-q"], env=work.env,
-                          capture_output=True, text=True, cwd=str(work.root))
+    proc = subprocess.run(
+        lmconsole_cmd() + ["-m", str(work.manifest), "run", NAME, "-q"],
+        env=work.env,
+        capture_output=True,
+        text=True,
+        cwd=str(work.root),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"headless run failed: {proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
     out = summarise(work.events(work.new_run(before)), work.warmup)
@@ -206,9 +215,15 @@ def console_rep(work: Work) -> dict:
     from engine.events import StepLogged
 
     w_time = next(e.time for e in events if isinstance(e, StepLogged) and e.step == work.warmup)
-    out.update(side="console", process_s=time.perf_counter() - t0, plots_on_screen_at_end=plots,
-               view_open_before_timed_window=view_at <= w_time, view_open_s_before_window=w_time - view_at,
-               ui_thread_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0, ui_window_s=t_cpu1 - t_cpu0)
+    out.update(
+        side="console",
+        process_s=time.perf_counter() - t0,
+        plots_on_screen_at_end=plots,
+        view_open_before_timed_window=view_at <= w_time,
+        view_open_s_before_window=w_time - view_at,
+        ui_thread_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
+        ui_window_s=t_cpu1 - t_cpu0,
+    )
     return out
 
 
@@ -264,15 +279,23 @@ def latency(work: Work, steps: int, presses: int, seed: int) -> dict:
         raise RuntimeError(f"the job was not running during the presses (status {still}); raise --latency-steps")
 
     def stats(xs):
-        return {"n": len(xs), "median_ms": percentile(xs, 50), "p95_ms": percentile(xs, 95), "max_ms": max(xs),
-                "all_ms": [round(x, 1) for x in xs]}
+        return {
+            "n": len(xs),
+            "median_ms": percentile(xs, 50),
+            "p95_ms": percentile(xs, 95),
+            "max_ms": max(xs),
+            "all_ms": [round(x, 1) for x in xs],
+        }
 
     return {"training": stats(training), "idle": stats(idle), "steps_at_end_of_presses": steps_done}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[1:]))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     p.add_argument("--reps", type=int, default=3, help="repetitions of each side (throughput)")
     p.add_argument("--steps", type=int, default=110, help="optimizer steps of the throughput job")
     p.add_argument("--warmup", type=int, default=10, help="steps excluded from the timed window")
@@ -292,7 +315,9 @@ def main(argv=None) -> int:
         headless_rep(work)
         sides = {"headless": lambda: headless_rep(work), "console": lambda: console_rep(work)}
         res = common.interleaved(sides, a.reps, progress=log)
-        ratio = common.ratio_stats([r["tokens_per_s"] for r in res["console"]], [r["tokens_per_s"] for r in res["headless"]])
+        ratio = common.ratio_stats(
+            [r["tokens_per_s"] for r in res["console"]], [r["tokens_per_s"] for r in res["headless"]]
+        )
         log(f"throughput console/headless {ratio['median']:.3f} [{ratio['min']:.3f}-{ratio['max']:.3f}]")
         log(f"latency: {a.presses} presses while training, then idle")
         lat = latency(work, a.latency_steps, a.presses, seed=7)
@@ -304,9 +329,16 @@ def main(argv=None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
-        "command": "python bench/console_overhead.py" + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:])),
-        "machine": info, "steps": a.steps, "warmup": a.warmup, "reps": a.reps,
-        "headless": res["headless"], "console": res["console"], "ratio": ratio, "latency": lat,
+        "command": "python bench/console_overhead.py"
+        + "".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:])),
+        "machine": info,
+        "steps": a.steps,
+        "warmup": a.warmup,
+        "reps": a.reps,
+        "headless": res["headless"],
+        "console": res["console"],
+        "ratio": ratio,
+        "latency": lat,
         "elapsed_s": time.time() - t0,
     }
     for side in ("headless", "console"):

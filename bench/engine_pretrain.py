@@ -48,7 +48,7 @@ def summarise(events: list, warmup_steps: int) -> dict:
     steps = [e for e in events if isinstance(e, StepLogged)]
     pauses = [e.time for e in events if isinstance(e, (EvalFinished, CheckpointSaved))]
     first = next(i for i, e in enumerate(steps) if e.step == warmup_steps)
-    timed = steps[first + 1:]
+    timed = steps[first + 1 :]
     # tokens of a window = its tokens/s x its duration (the loop's clock, read just before the event's time)
     tokens = samples = span = excluded = 0.0
     prev = steps[first].time
@@ -61,9 +61,16 @@ def summarise(events: list, warmup_steps: int) -> dict:
         prev = e.time
     n = timed[-1].step - warmup_steps
     return {
-        "side": "engine", "tokens_per_s": tokens / span, "samples_per_s": samples / span, "timed_steps": n,
-        "timed_s": span, "s_per_step": span / n, "warmup_steps": warmup_steps, "excluded_epoch_end_s": excluded,
-        "rss_mb_at_logs": [e.memory_mb for e in steps], "final_loss": steps[-1].loss,
+        "side": "engine",
+        "tokens_per_s": tokens / span,
+        "samples_per_s": samples / span,
+        "timed_steps": n,
+        "timed_s": span,
+        "s_per_step": span / n,
+        "warmup_steps": warmup_steps,
+        "excluded_epoch_end_s": excluded,
+        "rss_mb_at_logs": [e.memory_mb for e in steps],
+        "final_loss": steps[-1].loss,
         "evals": sum(isinstance(e, EvalFinished) for e in events),
     }
 
@@ -106,9 +113,15 @@ def main(argv=None) -> int:
     p.add_argument("--manifest", required=True)
     p.add_argument("--experiment", required=True)
     p.add_argument("--warmup-steps", type=int, required=True)
-    p.add_argument("--in-process", action="store_true", help="run_experiment in this process instead of `lmconsole run`")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads (0 = the default); through the CLI this sets OMP_NUM_THREADS for the child")
+    p.add_argument(
+        "--in-process", action="store_true", help="run_experiment in this process instead of `lmconsole run`"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0 = the default); through the CLI this sets OMP_NUM_THREADS for the child",
+    )
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
 
@@ -128,8 +141,12 @@ def main(argv=None) -> int:
     import torch
 
     device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-    out.update(process_s=time.perf_counter() - t0, mode="in-process" if a.in_process else "lmconsole run",
-               threads=a.threads or None, device=device)
+    out.update(
+        process_s=time.perf_counter() - t0,
+        mode="in-process" if a.in_process else "lmconsole run",
+        threads=a.threads or None,
+        device=device,
+    )
     Path(a.json).write_text(json.dumps(out))
     return 0
 

@@ -63,8 +63,9 @@ CONFIGS = {
     "- fused AdamW (foreach)": dict(_ALL, fused_adamw=False),
     "- sync-free slots (boolean indexing)": dict(_ALL, sync_free=False),
     "- masked-only logits (full logits)": dict(_ALL, masked_logits=False, sync_free=False),
-    "none (fp32, eager, foreach, full logits)": dict(bf16=False, tf32=False, sdpa=False, fused_adamw=False,
-                                                     masked_logits=False, sync_free=False),
+    "none (fp32, eager, foreach, full logits)": dict(
+        bf16=False, tf32=False, sdpa=False, fused_adamw=False, masked_logits=False, sync_free=False
+    ),
 }
 
 
@@ -72,7 +73,7 @@ def model_flops_per_step(cfg, batch: int, seq: int, masked: int) -> float:
     H, L, I, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, cfg.vocab_size
     T = batch * seq
     p_enc = L * (4 * H * H + 2 * H * I)
-    return (6 * T * p_enc + 12 * T * L * seq * H + 6 * masked * (H * H + H * V) + 6 * batch * (H * H + 2 * H))
+    return 6 * T * p_enc + 12 * T * L * seq * H + 6 * masked * (H * H + H * V) + 6 * batch * (H * H + 2 * H)
 
 
 def make_batches(n: int, batch: int, seq: int, vocab: int, device, seed: int = 0):
@@ -96,9 +97,13 @@ def make_batches(n: int, batch: int, seq: int, vocab: int, device, seed: int = 0
         ids, labels = mask_tokens(x, special, mask_id, vocab, 0.15, max(1, round(0.15 * seq)), g)
         pos, slot_labels = mlm_positions(labels, max(1, round(0.15 * seq)))
         b = {
-            "input_ids": ids, "labels": labels, "token_type_ids": types,
-            "attention_mask": torch.ones_like(x), "next_sentence_label": torch.randint(0, 2, (batch,), generator=g),
-            "mlm_positions": pos, "mlm_labels": slot_labels,
+            "input_ids": ids,
+            "labels": labels,
+            "token_type_ids": types,
+            "attention_mask": torch.ones_like(x),
+            "next_sentence_label": torch.randint(0, 2, (batch,), generator=g),
+            "mlm_positions": pos,
+            "mlm_labels": slot_labels,
         }
         out.append({k: v.to(device) for k, v in b.items()})
     return out
@@ -129,7 +134,11 @@ def measure(name: str, lev: dict, config, batches, args, device) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
     config._attn_implementation = "sdpa" if lev["sdpa"] else "eager"
-    model = BertForPreTraining._from_config(config, attn_implementation="sdpa" if lev["sdpa"] else "eager").to(device).train()
+    model = (
+        BertForPreTraining._from_config(config, attn_implementation="sdpa" if lev["sdpa"] else "eager")
+        .to(device)
+        .train()
+    )
     opt = build_optimizer(model, lev["fused_adamw"], device)
     amp = torch.bfloat16 if lev["bf16"] else None
 
@@ -161,8 +170,15 @@ def measure(name: str, lev: dict, config, batches, args, device) -> dict:
     final_loss = float(loss.detach())
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
     del model, opt
-    return {"config": name, **lev, "seconds": dt, "step_ms": dt / args.steps * 1e3, "peak_gib": peak,
-            "loss": final_loss, "attn": config._attn_implementation}
+    return {
+        "config": name,
+        **lev,
+        "seconds": dt,
+        "step_ms": dt / args.steps * 1e3,
+        "peak_gib": peak,
+        "loss": final_loss,
+        "attn": config._attn_implementation,
+    }
 
 
 def check_sync_free(config, batch: dict, device) -> dict:
@@ -182,7 +198,11 @@ def check_sync_free(config, batch: dict, device) -> dict:
                 m.p = 0.0
         loss, parts = mlm_nsp_forward(model, {k: v.to(dev) for k, v in b.items()})
         loss.backward()
-        grad = model.cls.predictions.bias.grad if model.cls.predictions.bias.grad is not None else model.cls.predictions.decoder.bias.grad
+        grad = (
+            model.cls.predictions.bias.grad
+            if model.cls.predictions.bias.grad is not None
+            else model.cls.predictions.decoder.bias.grad
+        )
         return float(loss), {k: float(v) for k, v in parts.items()}, grad.detach().cpu()
 
     tf32 = torch.backends.cuda.matmul.allow_tf32 if device.type == "cuda" else None
@@ -199,8 +219,16 @@ def check_sync_free(config, batch: dict, device) -> dict:
     rel = abs(loss - ref_loss) / abs(ref_loss)
     grad_err = float((grad - ref_grad).abs().max() / ref_grad.abs().max().clamp_min(1e-12))
     ok = rel < 1e-4 and grad_err < 1e-3
-    return {"cpu_boolean_loss": ref_loss, "device_slots_loss": loss, "cpu_parts": ref_parts, "device_parts": parts,
-            "loss_rel_diff": rel, "decoder_bias_grad_rel_err": grad_err, "device": str(device), "ok": ok}
+    return {
+        "cpu_boolean_loss": ref_loss,
+        "device_slots_loss": loss,
+        "cpu_parts": ref_parts,
+        "device_parts": parts,
+        "loss_rel_diff": rel,
+        "decoder_bias_grad_rel_err": grad_err,
+        "device": str(device),
+        "ok": ok,
+    }
 
 
 def main(argv=None) -> int:
@@ -222,8 +250,14 @@ def main(argv=None) -> int:
 
     if args.dry_run:
         device = torch.device("cpu")
-        config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
-                            vocab_size=1000, max_position_embeddings=512)
+        config = BertConfig(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=256,
+            vocab_size=1000,
+            max_position_embeddings=512,
+        )
         args.batch_size, args.seq, args.warmup_steps, args.steps, args.rounds = 4, 32, 2, 2, 1
     else:
         if not torch.cuda.is_available():
@@ -237,33 +271,54 @@ def main(argv=None) -> int:
     flops = model_flops_per_step(config, args.batch_size, args.seq, masked)
     tokens = args.batch_size * args.seq
     info = {
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)",
-        "batch_size": args.batch_size, "seq": args.seq, "warmup_steps": args.warmup_steps, "steps": args.steps,
-        "rounds": args.rounds, "masked_per_step": masked, "model_flops_per_step": flops,
-        "peak_tflops": H200_BF16_DENSE_TFLOPS, "params": sum(p.numel() for p in transformers.BertForPreTraining(config).parameters()),
+        "batch_size": args.batch_size,
+        "seq": args.seq,
+        "warmup_steps": args.warmup_steps,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "masked_per_step": masked,
+        "model_flops_per_step": flops,
+        "peak_tflops": H200_BF16_DENSE_TFLOPS,
+        "params": sum(p.numel() for p in transformers.BertForPreTraining(config).parameters()),
     }
     print(json.dumps(info), flush=True)
     check = check_sync_free(config, batches[0], device)
     info["sync_free_check"] = check
-    print(f"sync-free masked positions ({device}) vs CPU boolean indexing, same batch: loss {check['device_slots_loss']:.6f} vs "
-          f"{check['cpu_boolean_loss']:.6f} (rel {check['loss_rel_diff']:.1e}), decoder-bias grad rel err "
-          f"{check['decoder_bias_grad_rel_err']:.1e}: {'OK' if check['ok'] else 'MISMATCH'}", flush=True)
+    print(
+        f"sync-free masked positions ({device}) vs CPU boolean indexing, same batch: loss {check['device_slots_loss']:.6f} vs "
+        f"{check['cpu_boolean_loss']:.6f} (rel {check['loss_rel_diff']:.1e}), decoder-bias grad rel err "
+        f"{check['decoder_bias_grad_rel_err']:.1e}: {'OK' if check['ok'] else 'MISMATCH'}",
+        flush=True,
+    )
     runs: dict[str, list] = {n: [] for n in names}
     for r in range(args.rounds):
-        for n in (names if r % 2 == 0 else names[::-1]):
+        for n in names if r % 2 == 0 else names[::-1]:
             res = measure(n, CONFIGS[n], config, batches, args, device)
             runs[n].append(res)
-            print(f"round {r + 1} {n}: {res['step_ms']:.1f} ms/step, peak {res['peak_gib']} GiB, loss {res['loss']:.3f}", flush=True)
+            print(
+                f"round {r + 1} {n}: {res['step_ms']:.1f} ms/step, peak {res['peak_gib']} GiB, loss {res['loss']:.3f}",
+                flush=True,
+            )
     rows = []
     for n in names:
         ms = statistics.median(x["step_ms"] for x in runs[n])
         tok_s = tokens / (ms / 1e3)
         achieved = flops / (ms / 1e3) / 1e12
-        rows.append({"config": n, **{k: CONFIGS[n][k] for k in LEVERS}, "step_ms": ms, "tokens_per_s": tok_s,
-                     "model_tflops": achieved, "mfu": achieved / H200_BF16_DENSE_TFLOPS,
-                     "peak_gib": max((x["peak_gib"] or 0) for x in runs[n]) if device.type == "cuda" else None,
-                     "step_ms_all": [x["step_ms"] for x in runs[n]]})
+        rows.append(
+            {
+                "config": n,
+                **{k: CONFIGS[n][k] for k in LEVERS},
+                "step_ms": ms,
+                "tokens_per_s": tok_s,
+                "model_tflops": achieved,
+                "mfu": achieved / H200_BF16_DENSE_TFLOPS,
+                "peak_gib": max((x["peak_gib"] or 0) for x in runs[n]) if device.type == "cuda" else None,
+                "step_ms_all": [x["step_ms"] for x in runs[n]],
+            }
+        )
     ref = rows[0]["tokens_per_s"]
     lines = [
         f"bert-base MLM+NSP training, batch {args.batch_size} x seq {args.seq}, {info['device']}, torch {info['torch']}, "
@@ -274,11 +329,16 @@ def main(argv=None) -> int:
     ]
     for row in rows:
         peak = f"{row['peak_gib']:.1f}" if row["peak_gib"] is not None else "n/a"
-        lines.append(f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
-                     f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |")
-    lines += ["", f"Sync-free masked positions on {check['device']} vs the CPU's boolean indexing, same weights and batch, fp32: "
-              f"loss rel diff {check['loss_rel_diff']:.1e}, MLM decoder-bias gradient rel err {check['decoder_bias_grad_rel_err']:.1e}: "
-              f"**{'agree' if check['ok'] else 'DISAGREE'}**."]
+        lines.append(
+            f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
+            f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Sync-free masked positions on {check['device']} vs the CPU's boolean indexing, same weights and batch, fp32: "
+        f"loss rel diff {check['loss_rel_diff']:.1e}, MLM decoder-bias gradient rel err {check['decoder_bias_grad_rel_err']:.1e}: "
+        f"**{'agree' if check['ok'] else 'DISAGREE'}**.",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.json:

@@ -50,7 +50,7 @@ def _interleave(fns: dict, reps: int) -> dict:
     out = {k: [] for k in fns}
     names = list(fns)
     for r in range(reps):
-        for k in (names if r % 2 == 0 else names[::-1]):
+        for k in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
             fns[k]()
             out[k].append((time.perf_counter() - t0) * 1e3)
@@ -63,8 +63,10 @@ def bench_optimizer(model, reps):
     params = [p for p in model.parameters()]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    opts = {"foreach (engine today)": torch.optim.AdamW(params, lr=1e-4, foreach=True),
-            "fused (proposed; HF Trainer default)": torch.optim.AdamW(params, lr=1e-4, fused=True)}
+    opts = {
+        "foreach (engine today)": torch.optim.AdamW(params, lr=1e-4, foreach=True),
+        "fused (proposed; HF Trainer default)": torch.optim.AdamW(params, lr=1e-4, fused=True),
+    }
     for o in opts.values():
         o.step()  # allocate state
     return _interleave({k: o.step for k, o in opts.items()}, reps)
@@ -90,12 +92,22 @@ def bench_collate(exp, tok, train, batches, reps):
         x = pad_batch([ids[j] for j in idx], tok.pad_token_id)
         special = _special_mask(x, tok)
         g = torch.Generator().manual_seed(1)
-        masked, labels = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
-        return {"input_ids": masked, "labels": labels, "token_type_ids": pad_batch([types[j] for j in idx], 0),
-                "attention_mask": (x != tok.pad_token_id).long(), "next_sentence_label": torch.tensor([nsp[j] for j in idx])}
+        masked, labels = mask_tokens(
+            x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g
+        )
+        return {
+            "input_ids": masked,
+            "labels": labels,
+            "token_type_ids": pad_batch([types[j] for j in idx], 0),
+            "attention_mask": (x != tok.pad_token_id).long(),
+            "next_sentence_label": torch.tensor([nsp[j] for j in idx]),
+        }
 
-    fns = {"engine TrainBatches.get": lambda: batches.get(0, 0), "previous list path (pad_batch)": old_path,
-           "HF DataCollatorForLanguageModeling": lambda: collator([rows[j] for j in rnd])}
+    fns = {
+        "engine TrainBatches.get": lambda: batches.get(0, 0),
+        "previous list path (pad_batch)": old_path,
+        "HF DataCollatorForLanguageModeling": lambda: collator([rows[j] for j in rnd]),
+    }
     for f in fns.values():
         f()
     return _interleave(fns, reps * 10)
@@ -126,7 +138,7 @@ def bench_bf16(exp, model, batches, reps):
     out = {"fp32 (engine on CPU today)": [], "bf16 autocast (opt-in proposal)": []}
     for r in range(reps):
         i0 = state["i"]
-        for k in (list(out) if r % 2 == 0 else list(out)[::-1]):
+        for k in list(out) if r % 2 == 0 else list(out)[::-1]:
             state["i"] = i0
             t0 = time.perf_counter()
             step(k.startswith("bf16"))
@@ -163,7 +175,7 @@ def bench_compile(exp, model, batches, reps):
         first[k] = time.perf_counter() - t0
     out = {k: [] for k in models}
     for r in range(reps * 3):
-        for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
+        for k in list(models) if r % 2 == 0 else list(models)[::-1]:
             t0 = time.perf_counter()
             step(k, 3 + r)
             out[k].append((time.perf_counter() - t0) * 1e3)
@@ -194,7 +206,11 @@ def main(argv=None) -> int:
         res["step_ms_bf16"] = bench_bf16(exp, model, batches, a.reps)
     if "compile" in which:
         res["step_ms_compile"], res["compile_first3_s"] = bench_compile(exp, model, batches, a.reps)
-    summary = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in res.items() if k.endswith("_ms") or k.startswith("step_ms")}
+    summary = {
+        k: {n: statistics.median(v) for n, v in d.items()}
+        for k, d in res.items()
+        if k.endswith("_ms") or k.startswith("step_ms")
+    }
     print(json.dumps(summary, indent=1))
     Path(a.json).write_text(json.dumps(res))
     return 0

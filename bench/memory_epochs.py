@@ -54,9 +54,13 @@ def main(argv=None) -> int:
             return
         gc.collect()
         tensors = [o for o in gc.get_objects() if torch.is_tensor(o)]
-        row = {"epoch": ev.epoch, "rss_mb": rss_mb(), "live_tensors": len(tensors),
-               "tensor_mb": sum(t.untyped_storage().nbytes() for t in tensors if t.device.type == "cpu") / 2**20,
-               "gc_objects": len(gc.get_objects())}
+        row = {
+            "epoch": ev.epoch,
+            "rss_mb": rss_mb(),
+            "live_tensors": len(tensors),
+            "tensor_mb": sum(t.untyped_storage().nbytes() for t in tensors if t.device.type == "cpu") / 2**20,
+            "gc_objects": len(gc.get_objects()),
+        }
         del tensors
         if trim is not None:
             trim(0)
@@ -66,8 +70,9 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     run = run_experiment(load(a.manifest), a.experiment, sinks=[CallbackSink(on_event)])
-    Path(a.json).write_text(json.dumps({"status": run.status().get("status"), "epochs": rows,
-                                        "wall_s": time.perf_counter() - t0}))
+    Path(a.json).write_text(
+        json.dumps({"status": run.status().get("status"), "epochs": rows, "wall_s": time.perf_counter() - t0})
+    )
     return 0
 
 

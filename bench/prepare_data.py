@@ -52,17 +52,27 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     t4 = time.perf_counter()
     lengths = [len(x) for x in train_ids]
     out = {
-        "tokenizer_s": t1 - t0, "prepare_train_s": t2 - t1, "prepare_eval_s": t3 - t2,
-        "prepare_split_s": t3 - t1, "to_lists_s": t4 - t3, "data_total_s": t4 - t0, "imports_s": import_s,
+        "tokenizer_s": t1 - t0,
+        "prepare_train_s": t2 - t1,
+        "prepare_eval_s": t3 - t2,
+        "prepare_split_s": t3 - t1,
+        "to_lists_s": t4 - t3,
+        "data_total_s": t4 - t0,
+        "imports_s": import_s,
         "cache_hits": sum("reusing cached pairs" in m for m in ctx.logs),
-        "train_pairs": len(train_ids), "train_tokens": sum(lengths), "eval_pairs": len(eval_ds),
-        "vocab": len(tok), "lengths": lengths,
+        "train_pairs": len(train_ids),
+        "train_tokens": sum(lengths),
+        "eval_pairs": len(eval_ds),
+        "vocab": len(tok),
+        "lengths": lengths,
     }
     if export:
         d = Path(export)
         d.mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(str(d / "tokenizer"))
-        train_ds.select_columns(["input_ids", "token_type_ids", "next_sentence_label"]).save_to_disk(str(d / "train-pairs"))
+        train_ds.select_columns(["input_ids", "token_type_ids", "next_sentence_label"]).save_to_disk(
+            str(d / "train-pairs")
+        )
         if kind != "preset" or src not in PRESETS:
             raise SystemExit("the benchmark builds models from presets only")
         config = preset_config(src, vocab_size=len(tok))

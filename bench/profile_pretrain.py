@@ -75,7 +75,13 @@ def build(manifest_path: str, name: str, data_dir: str):
         e_opt.step()
         e_opt.zero_grad(set_to_none=True)
         t5 = time.perf_counter()
-        for k, v in (("batch", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2), ("clip", t4 - t3), ("optimizer", t5 - t4)):
+        for k, v in (
+            ("batch", t1 - t0),
+            ("forward", t2 - t1),
+            ("backward", t3 - t2),
+            ("clip", t4 - t3),
+            ("optimizer", t5 - t4),
+        ):
             t.setdefault(k, []).append(v * 1e3)
         t.setdefault("tokens", []).append(int(batch["attention_mask"].sum()))
         t.setdefault("width", []).append(batch["input_ids"].shape[1])
@@ -83,7 +89,7 @@ def build(manifest_path: str, name: str, data_dir: str):
     def baseline_step(i: int, t: dict):
         bs = exp.batch_size
         start = (i * bs) % max(1, len(rows) - bs)
-        feats = [rows[j] for j in order[start:start + bs]]
+        feats = [rows[j] for j in order[start : start + bs]]
         t0 = time.perf_counter()
         batch = collator(feats)
         t1 = time.perf_counter()
@@ -96,7 +102,13 @@ def build(manifest_path: str, name: str, data_dir: str):
         b_opt.step()
         b_opt.zero_grad(set_to_none=True)
         t5 = time.perf_counter()
-        for k, v in (("batch", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2), ("clip", t4 - t3), ("optimizer", t5 - t4)):
+        for k, v in (
+            ("batch", t1 - t0),
+            ("forward", t2 - t1),
+            ("backward", t3 - t2),
+            ("clip", t4 - t3),
+            ("optimizer", t5 - t4),
+        ):
             t.setdefault(k, []).append(v * 1e3)
         t.setdefault("tokens", []).append(int(batch["attention_mask"].sum()))
         t.setdefault("width", []).append(batch["input_ids"].shape[1])

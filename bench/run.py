@@ -53,12 +53,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 from common import (  # noqa: E402
-    REPO, bench_env, demo_experiment, fmt, interleaved, machine_info, median, ratio_stats, run_child, write_manifest,
+    REPO,
+    bench_env,
+    demo_experiment,
+    fmt,
+    interleaved,
+    machine_info,
+    median,
+    ratio_stats,
+    run_child,
+    write_manifest,
 )
 
 BENCH = REPO / "bench"
 PY = sys.executable
-SECTIONS = ("startup", "dataprep", "pretrain", "peer", "threads", "profile", "levers", "memory", "squad", "console", "store")
+SECTIONS = (
+    "startup",
+    "dataprep",
+    "pretrain",
+    "peer",
+    "threads",
+    "profile",
+    "levers",
+    "memory",
+    "squad",
+    "console",
+    "store",
+)
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
@@ -89,13 +110,45 @@ class Plan:
 
 def make_plan(quick: bool) -> Plan:
     if quick:
-        return Plan(quick, reps_tiny=2, reps_base=1, tiny_steps=(3, 20), base_steps=(1, 4), base_batch=8,
-                    omp_envs=("default", "passive"), base_omp_envs=("passive",), reps_threads=2, reps_dataprep=2,
-                    reps_startup=5, reps_squad=1, memory_epochs=2, profile_steps=(6, 2), levers_reps=3, compile=False,
-                    console=(2, 60, 20), reps_peer_tiny=2, reps_peer_base=2)
-    return Plan(quick, reps_tiny=4, reps_base=3, tiny_steps=(5, 35), base_steps=(2, 7), base_batch=8,
-                omp_envs=("default", "passive"), base_omp_envs=("passive", "default"), reps_threads=4, reps_dataprep=3,
-                reps_startup=10, reps_squad=3, memory_epochs=None, profile_steps=(10, 3), levers_reps=5, compile=True)
+        return Plan(
+            quick,
+            reps_tiny=2,
+            reps_base=1,
+            tiny_steps=(3, 20),
+            base_steps=(1, 4),
+            base_batch=8,
+            omp_envs=("default", "passive"),
+            base_omp_envs=("passive",),
+            reps_threads=2,
+            reps_dataprep=2,
+            reps_startup=5,
+            reps_squad=1,
+            memory_epochs=2,
+            profile_steps=(6, 2),
+            levers_reps=3,
+            compile=False,
+            console=(2, 60, 20),
+            reps_peer_tiny=2,
+            reps_peer_base=2,
+        )
+    return Plan(
+        quick,
+        reps_tiny=4,
+        reps_base=3,
+        tiny_steps=(5, 35),
+        base_steps=(2, 7),
+        base_batch=8,
+        omp_envs=("default", "passive"),
+        base_omp_envs=("passive", "default"),
+        reps_threads=4,
+        reps_dataprep=3,
+        reps_startup=10,
+        reps_squad=3,
+        memory_epochs=None,
+        profile_steps=(10, 3),
+        levers_reps=5,
+        compile=True,
+    )
 
 
 def log(msg: str) -> None:
@@ -132,8 +185,16 @@ def size_experiment(size: str, plan: Plan, precision: str = "auto") -> dict:
     w, n = plan.tiny_steps if size == "tiny" else plan.base_steps
     exp = demo_experiment("demo-pretrain")
     exp.pop("description", None)
-    exp.update(name=f"bench-{size}", model=preset, batch_size=batch, learning_rate=lr, epochs=1, max_steps=n,
-               logging_steps=w, max_eval_samples=8)
+    exp.update(
+        name=f"bench-{size}",
+        model=preset,
+        batch_size=batch,
+        learning_rate=lr,
+        epochs=1,
+        max_steps=n,
+        logging_steps=w,
+        max_eval_samples=8,
+    )
     if precision != "auto":
         exp.update(name=f"bench-{size}-{precision}", precision=precision)
     return exp
@@ -155,15 +216,29 @@ class Workspace:
         if size not in self.data:
             m = self.manifest(size)
             out = self.root / f"prep-{size}.json"
-            res = run_child([PY, str(BENCH / "prepare_data.py"), "--manifest", str(m), "--experiment", f"bench-{size}",
-                             "--export", str(self.root / f"data-{size}"), "--json", str(out)],
-                            omp_env(self.cache, "passive"), out)
+            res = run_child(
+                [
+                    PY,
+                    str(BENCH / "prepare_data.py"),
+                    "--manifest",
+                    str(m),
+                    "--experiment",
+                    f"bench-{size}",
+                    "--export",
+                    str(self.root / f"data-{size}"),
+                    "--json",
+                    str(out),
+                ],
+                omp_env(self.cache, "passive"),
+                out,
+            )
             res["manifest"], res["dir"] = str(m), str(self.root / f"data-{size}")
             self.data[size] = res
         return self.data[size]
 
 
 # -- sections ----------------------------------------------------------------------
+
 
 def bench_startup(ws: Workspace) -> dict:
     env = omp_env(ws.root / "cache-startup", "default")
@@ -172,8 +247,11 @@ def bench_startup(ws: Workspace) -> dict:
     def timed(cmd):
         def f():
             t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                cmd, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+            )
             return time.perf_counter() - t0
+
         return f
 
     for c in cmds.values():  # warm the page cache and the .pyc files
@@ -191,16 +269,42 @@ def bench_dataprep(ws: Workspace) -> dict:
         for kind in ("cold", "cached"):  # the cached run needs the cold one first: pairs, not alternation
             out = ws.root / f"prep-{kind}-{r}.json"
             log(f"dataprep rep {r + 1}: {kind}")
-            res = run_child([PY, str(BENCH / "prepare_data.py"), "--manifest", str(m), "--experiment", "bench-tiny",
-                             "--json", str(out)], env, out)
+            res = run_child(
+                [
+                    PY,
+                    str(BENCH / "prepare_data.py"),
+                    "--manifest",
+                    str(m),
+                    "--experiment",
+                    "bench-tiny",
+                    "--json",
+                    str(out),
+                ],
+                env,
+                out,
+            )
             res.pop("lengths", None)
             rows[kind].append(res)
         shutil.rmtree(cache, ignore_errors=True)
-    keys = ("prepare_split_s", "prepare_train_s", "prepare_eval_s", "tokenizer_s", "to_lists_s", "data_total_s", "wall_s")
+    keys = (
+        "prepare_split_s",
+        "prepare_train_s",
+        "prepare_eval_s",
+        "tokenizer_s",
+        "to_lists_s",
+        "data_total_s",
+        "wall_s",
+    )
     med = {k: {kind: median([x[k] for x in rows[kind]]) for kind in rows} for k in keys}
     ratio = {k: ratio_stats([x[k] for x in rows["cold"]], [x[k] for x in rows["cached"]]) for k in keys}
-    return {"rows": rows, "median": med, "ratio": ratio, "pairs": rows["cold"][0]["train_pairs"],
-            "tokens": rows["cold"][0]["train_tokens"], "cache_hits_cached": [x["cache_hits"] for x in rows["cached"]]}
+    return {
+        "rows": rows,
+        "median": med,
+        "ratio": ratio,
+        "pairs": rows["cold"][0]["train_pairs"],
+        "tokens": rows["cold"][0]["train_tokens"],
+        "cache_hits_cached": [x["cache_hits"] for x in rows["cached"]],
+    }
 
 
 def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, epoch: int = 0) -> float:
@@ -212,8 +316,15 @@ def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, ep
     return 1 - real / padded
 
 
-def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str = "plain", precision: str = "fp32",
-                   compile_peer: bool = False) -> dict:
+def bench_pretrain(
+    ws: Workspace,
+    size: str,
+    variant: str,
+    reps: int,
+    peer: str = "plain",
+    precision: str = "fp32",
+    compile_peer: bool = False,
+) -> dict:
     """Engine vs a Trainer (``peer`` plain or tuned) at one size, OpenMP variant and precision (both sides)."""
     prep = ws.prepared(size)
     exp = size_experiment(size, ws.plan, precision if peer != "plain" else "auto")
@@ -227,29 +338,80 @@ def bench_pretrain(ws: Workspace, size: str, variant: str, reps: int, peer: str 
     def engine():
         k["i"] += 1
         out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", exp["name"],
-                          "--warmup-steps", str(w), "--json", str(out)], env, out)
+        return run_child(
+            [
+                PY,
+                str(BENCH / "engine_pretrain.py"),
+                "--manifest",
+                prep["manifest"],
+                "--experiment",
+                exp["name"],
+                "--warmup-steps",
+                str(w),
+                "--json",
+                str(out),
+            ],
+            env,
+            out,
+        )
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(n),
-                          "--warmup-steps", str(w), "--batch-size", str(batch), "--learning-rate", str(exp["learning_rate"]),
-                          "--seed", str(exp["seed"]), "--peer", peer, "--precision", precision, "--json", str(out)]
-                         + (["--compile"] if compile_peer else []), env, out)
+        return run_child(
+            [
+                PY,
+                str(BENCH / "baseline_trainer.py"),
+                "--data",
+                prep["dir"],
+                "--steps",
+                str(n),
+                "--warmup-steps",
+                str(w),
+                "--batch-size",
+                str(batch),
+                "--learning-rate",
+                str(exp["learning_rate"]),
+                "--seed",
+                str(exp["seed"]),
+                "--peer",
+                peer,
+                "--precision",
+                precision,
+                "--json",
+                str(out),
+            ]
+            + (["--compile"] if compile_peer else []),
+            env,
+            out,
+        )
 
-    label = f"{size} [{variant}]" + (f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else "")
+    label = f"{size} [{variant}]" + (
+        f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else ""
+    )
     res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"pretrain {label} {m}"))
     tps = {s: [x["tokens_per_s"] for x in res[s]] for s in res}
     return {
-        "size": size, "variant": variant, "preset": exp["model"], "batch": batch, "seq": exp["max_seq_length"],
-        "peer": peer, "precision": precision, "peer_compile": compile_peer, "device": res["engine"][0].get("device", "cpu"),
-        "warmup_steps": w, "steps": n, "reps": reps, "runs": res,
+        "size": size,
+        "variant": variant,
+        "preset": exp["model"],
+        "batch": batch,
+        "seq": exp["max_seq_length"],
+        "peer": peer,
+        "precision": precision,
+        "peer_compile": compile_peer,
+        "device": res["engine"][0].get("device", "cpu"),
+        "warmup_steps": w,
+        "steps": n,
+        "reps": reps,
+        "runs": res,
         "median_tokens_per_s": {s: median(v) for s, v in tps.items()},
         "median_s_per_step": {s: median([x["s_per_step"] for x in res[s]]) for s in res},
         "ratio": ratio_stats(tps["engine"], tps["baseline"]),
-        "padding": {"baseline": median([x["padding_fraction"] for x in res["baseline"]]),
-                    "engine": engine_padding(prep["lengths"], batch, exp["seed"], w, n)},
+        "padding": {
+            "baseline": median([x["padding_fraction"] for x in res["baseline"]]),
+            "engine": engine_padding(prep["lengths"], batch, exp["seed"], w, n),
+        },
         "baseline_optimizer": res["baseline"][0].get("optimizer"),
         "attn": res["baseline"][0].get("attn_implementation"),
     }
@@ -285,34 +447,86 @@ def bench_peer_one(ws: Workspace, size: str, precision: str, reps: int, compile_
     def engine():
         k["i"] += 1
         out = ws.root / f"peer-eng-{exp['name']}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", str(manifest), "--experiment", exp["name"],
-                          "--warmup-steps", str(spe), "--json", str(out)], env, out)
+        return run_child(
+            [
+                PY,
+                str(BENCH / "engine_pretrain.py"),
+                "--manifest",
+                str(manifest),
+                "--experiment",
+                exp["name"],
+                "--warmup-steps",
+                str(spe),
+                "--json",
+                str(out),
+            ],
+            env,
+            out,
+        )
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"peer-base-{exp['name']}-{k['i']}.json"
-        return run_child([PY, str(BENCH / "baseline_trainer.py"), "--data", prep["dir"], "--steps", str(2 * spe),
-                          "--warmup-steps", str(spe), "--batch-size", str(exp["batch_size"]), "--max-rows",
-                          str(exp["max_train_samples"]), "--learning-rate", str(exp["learning_rate"]), "--seed",
-                          str(exp["seed"]), "--peer", "tuned", "--precision", precision, "--json", str(out)]
-                         + (["--compile"] if compile_peer else []), env, out)
+        return run_child(
+            [
+                PY,
+                str(BENCH / "baseline_trainer.py"),
+                "--data",
+                prep["dir"],
+                "--steps",
+                str(2 * spe),
+                "--warmup-steps",
+                str(spe),
+                "--batch-size",
+                str(exp["batch_size"]),
+                "--max-rows",
+                str(exp["max_train_samples"]),
+                "--learning-rate",
+                str(exp["learning_rate"]),
+                "--seed",
+                str(exp["seed"]),
+                "--peer",
+                "tuned",
+                "--precision",
+                precision,
+                "--json",
+                str(out),
+            ]
+            + (["--compile"] if compile_peer else []),
+            env,
+            out,
+        )
 
     label = f"{size} vs tuned Trainer, {precision}{' +compile' if compile_peer else ''}"
     res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"peer {label} {m}"))
     tps = {side: [x["tokens_per_s"] for x in res[side]] for side in res}
-    lengths = prep["lengths"][:exp["max_train_samples"]]
+    lengths = prep["lengths"][: exp["max_train_samples"]]
     return {
-        "size": size, "variant": "passive", "preset": exp["model"], "batch": exp["batch_size"], "seq": exp["max_seq_length"],
-        "peer": "tuned", "precision": precision, "peer_compile": compile_peer, "pairs": exp["max_train_samples"],
-        "warmup_steps": spe, "steps": 2 * spe, "reps": reps, "runs": res,
+        "size": size,
+        "variant": "passive",
+        "preset": exp["model"],
+        "batch": exp["batch_size"],
+        "seq": exp["max_seq_length"],
+        "peer": "tuned",
+        "precision": precision,
+        "peer_compile": compile_peer,
+        "pairs": exp["max_train_samples"],
+        "warmup_steps": spe,
+        "steps": 2 * spe,
+        "reps": reps,
+        "runs": res,
         "device": res["engine"][0].get("device", "cpu"),
         "median_tokens_per_s": {side: median(v) for side, v in tps.items()},
         "median_s_per_step": {side: median([x["s_per_step"] for x in res[side]]) for side in res},
         "ratio": ratio_stats(tps["engine"], tps["baseline"]),
-        "padding": {"baseline": median([x["padding_fraction"] for x in res["baseline"]]),
-                    "engine": engine_padding(lengths, exp["batch_size"], exp["seed"], 0, spe, epoch=1)},
-        "epoch_tokens": {"baseline": median([x["tokens_per_s"] * x["timed_s"] for x in res["baseline"]]),
-                         "engine": median([x["tokens_per_s"] * x["timed_s"] for x in res["engine"]])},
+        "padding": {
+            "baseline": median([x["padding_fraction"] for x in res["baseline"]]),
+            "engine": engine_padding(lengths, exp["batch_size"], exp["seed"], 0, spe, epoch=1),
+        },
+        "epoch_tokens": {
+            "baseline": median([x["tokens_per_s"] * x["timed_s"] for x in res["baseline"]]),
+            "engine": median([x["tokens_per_s"] * x["timed_s"] for x in res["engine"]]),
+        },
     }
 
 
@@ -355,40 +569,100 @@ def bench_threads(ws: Workspace) -> dict:
             k["i"] += 1
             out = ws.root / f"thr-{k['i']}.json"
             load = os.getloadavg()[0]
-            res = run_child([PY, str(BENCH / "engine_pretrain.py"), "--manifest", prep["manifest"], "--experiment", "bench-tiny",
-                             "--warmup-steps", str(w), "--threads", str(threads), "--in-process", "--json", str(out)],
-                            omp_env(ws.cache, "default", **extra), out)
+            res = run_child(
+                [
+                    PY,
+                    str(BENCH / "engine_pretrain.py"),
+                    "--manifest",
+                    prep["manifest"],
+                    "--experiment",
+                    "bench-tiny",
+                    "--warmup-steps",
+                    str(w),
+                    "--threads",
+                    str(threads),
+                    "--in-process",
+                    "--json",
+                    str(out),
+                ],
+                omp_env(ws.cache, "default", **extra),
+                out,
+            )
             res["load_before"] = load
             return res
+
         return f
 
-    res = interleaved({name: side(*v) for name, v in THREAD_VARIANTS.items()}, ws.plan.reps_threads,
-                      progress=lambda m: log(f"threads {m}"))
+    res = interleaved(
+        {name: side(*v) for name, v in THREAD_VARIANTS.items()},
+        ws.plan.reps_threads,
+        progress=lambda m: log(f"threads {m}"),
+    )
     tps = {n: [x["tokens_per_s"] for x in r] for n, r in res.items()}
     ref = list(THREAD_VARIANTS)[0]
     loads = [x["load_before"] for r in res.values() for x in r]
-    return {"median": {n: median(v) for n, v in tps.items()}, "all": tps,
-            "loads": {n: [x["load_before"] for x in r] for n, r in res.items()},
-            "ratio": {n: ratio_stats(v, tps[ref]) for n, v in tps.items()}, "reps": ws.plan.reps_threads,
-            "load_range": (min(loads), max(loads))}
+    return {
+        "median": {n: median(v) for n, v in tps.items()},
+        "all": tps,
+        "loads": {n: [x["load_before"] for x in r] for n, r in res.items()},
+        "ratio": {n: ratio_stats(v, tps[ref]) for n, v in tps.items()},
+        "reps": ws.plan.reps_threads,
+        "load_range": (min(loads), max(loads)),
+    }
 
 
 def bench_profile(ws: Workspace, size: str, steps: int) -> dict:
     prep = ws.prepared(size)
     out = ws.root / f"profile-{size}.json"
     log(f"profile {size}")
-    return run_child([PY, str(BENCH / "profile_pretrain.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
-                      "--data", prep["dir"], "--steps", str(steps), "--warmup-steps", "1", "--ops", "--json", str(out)],
-                     omp_env(ws.cache, "passive"), out)
+    return run_child(
+        [
+            PY,
+            str(BENCH / "profile_pretrain.py"),
+            "--manifest",
+            prep["manifest"],
+            "--experiment",
+            f"bench-{size}",
+            "--data",
+            prep["dir"],
+            "--steps",
+            str(steps),
+            "--warmup-steps",
+            "1",
+            "--ops",
+            "--json",
+            str(out),
+        ],
+        omp_env(ws.cache, "passive"),
+        out,
+    )
 
 
 def bench_levers(ws: Workspace, size: str, which: str) -> dict:
     prep = ws.prepared(size)
     out = ws.root / f"levers-{size}.json"
     log(f"levers {size}: {which}")
-    res = run_child([PY, str(BENCH / "levers_cpu.py"), "--manifest", prep["manifest"], "--experiment", f"bench-{size}",
-                     "--data", prep["dir"], "--reps", str(ws.plan.levers_reps), "--which", which, "--json", str(out)],
-                    omp_env(ws.cache, "passive"), out, timeout=3600)
+    res = run_child(
+        [
+            PY,
+            str(BENCH / "levers_cpu.py"),
+            "--manifest",
+            prep["manifest"],
+            "--experiment",
+            f"bench-{size}",
+            "--data",
+            prep["dir"],
+            "--reps",
+            str(ws.plan.levers_reps),
+            "--which",
+            which,
+            "--json",
+            str(out),
+        ],
+        omp_env(ws.cache, "passive"),
+        out,
+        timeout=3600,
+    )
     return res
 
 
@@ -419,12 +693,22 @@ def bench_memory(ws: Workspace) -> dict:
     env = bench_env(cache)
     out = {"epochs": exp["epochs"], "env": {k: os.environ.get(k) for k in OMP_VARS if os.environ.get(k)}, "runs": []}
     # The floor: the libraries a pretraining job imports, and nothing else.
-    floor = _wait_rss([PY, "-c", "import torch, transformers, datasets, tokenizers, engine.tasks.pretrain; "
-                       "from transformers import BertForPreTraining"], env, ws.root / "floor.log")
+    floor = _wait_rss(
+        [
+            PY,
+            "-c",
+            "import torch, transformers, datasets, tokenizers, engine.tasks.pretrain; "
+            "from transformers import BertForPreTraining",
+        ],
+        env,
+        ws.root / "floor.log",
+    )
     out["import_floor_rss_mb"] = floor["peak_rss_mb"]
     for label in ("first run (empty cache)", "second run (cached data)"):
         log(f"memory: lmconsole run demo-pretrain, {label}")
-        before = {p.name for p in (runs_dir / "demo-pretrain").glob("*")} if (runs_dir / "demo-pretrain").exists() else set()
+        before = (
+            {p.name for p in (runs_dir / "demo-pretrain").glob("*")} if (runs_dir / "demo-pretrain").exists() else set()
+        )
         res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-pretrain"], env, ws.root / "memory.log")
         new = [p for p in (runs_dir / "demo-pretrain").glob("*") if p.name not in before]
         events = [from_dict(d) for d in read_events(new[0] / "events.jsonl")[0]]
@@ -434,12 +718,23 @@ def bench_memory(ws: Workspace) -> dict:
         t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
         t_end = events[-1].time
         steps = [e for n, e in kinds if n == "StepLogged"]
-        epoch_end = [(round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1]
+        epoch_end = [
+            (round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1
+        ]
         evals = [e for n, e in kinds if n == "EvalFinished"]
-        res.update(label=label, to_first_eval_s=t_eval0 - t_pre, train_and_evals_s=t_end - t_train,
-                   rss_at_epoch_end_mb=epoch_end, rss_at_logs_mb=[e.memory_mb for e in steps],
-                   ppl=[e.metrics.get("mlm_perplexity") for e in evals],
-                   logs=[getattr(e, "message", "") for n, e in kinds if n == "LogEmitted" and "pairs" in getattr(e, "message", "")])
+        res.update(
+            label=label,
+            to_first_eval_s=t_eval0 - t_pre,
+            train_and_evals_s=t_end - t_train,
+            rss_at_epoch_end_mb=epoch_end,
+            rss_at_logs_mb=[e.memory_mb for e in steps],
+            ppl=[e.metrics.get("mlm_perplexity") for e in evals],
+            logs=[
+                getattr(e, "message", "")
+                for n, e in kinds
+                if n == "LogEmitted" and "pairs" in getattr(e, "message", "")
+            ],
+        )
         out["runs"].append(res)
     # The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run above.
     fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
@@ -448,17 +743,34 @@ def bench_memory(ws: Workspace) -> dict:
             e["epochs"] = ws.plan.memory_epochs
     manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
     log("memory: lmconsole run demo-sst2 demo-squad")
-    res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log")
+    res = _wait_rss(
+        lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log"
+    )
     res["runs"] = {}
     for e in fts:
         run = next((runs_dir / e["name"]).glob("*"))
-        steps = [x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"]
+        steps = [
+            x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"
+        ]
         res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
     out["finetune"] = res
     log("memory: leak check (bench/memory_epochs.py, demo-pretrain in-process)")
     leak_json = ws.root / "memory-epochs.json"
-    out["leak_check"] = run_child([PY, str(BENCH / "memory_epochs.py"), "--manifest", str(manifest), "--experiment",
-                                   "demo-pretrain", "--json", str(leak_json)], env, leak_json, log=ws.root / "memory-epochs.log")
+    out["leak_check"] = run_child(
+        [
+            PY,
+            str(BENCH / "memory_epochs.py"),
+            "--manifest",
+            str(manifest),
+            "--experiment",
+            "demo-pretrain",
+            "--json",
+            str(leak_json),
+        ],
+        env,
+        leak_json,
+        log=ws.root / "memory-epochs.log",
+    )
     return out
 
 
@@ -467,11 +779,16 @@ def _leak_verdict(lc: dict) -> tuple[str, str]:
     rows = [r for r in lc["epochs"] if r["epoch"] >= 1]
     a, b = rows[0], rows[-1]
     trim = "rss_after_trim_mb" in a
-    text = (f"epoch {a['epoch']} -> {b['epoch']}: live tensors {a['live_tensors']} -> {b['live_tensors']}, "
-            f"Python objects {a['gc_objects']:,} -> {b['gc_objects']:,}"
-            + (f", RSS after malloc_trim {a['rss_after_trim_mb']:.0f} -> {b['rss_after_trim_mb']:.0f} MB" if trim else ""))
-    ok = (b["live_tensors"] <= a["live_tensors"] and b["gc_objects"] <= a["gc_objects"] * 1.01 + 100
-          and (not trim or b["rss_after_trim_mb"] - a["rss_after_trim_mb"] < 50))
+    text = (
+        f"epoch {a['epoch']} -> {b['epoch']}: live tensors {a['live_tensors']} -> {b['live_tensors']}, "
+        f"Python objects {a['gc_objects']:,} -> {b['gc_objects']:,}"
+        + (f", RSS after malloc_trim {a['rss_after_trim_mb']:.0f} -> {b['rss_after_trim_mb']:.0f} MB" if trim else "")
+    )
+    ok = (
+        b["live_tensors"] <= a["live_tensors"]
+        and b["gc_objects"] <= a["gc_objects"] * 1.01 + 100
+        and (not trim or b["rss_after_trim_mb"] - a["rss_after_trim_mb"] < 50)
+    )
     return text, "no leak" if ok else "CHECK"
 
 
@@ -486,17 +803,35 @@ def _epoch_end_rss(steps: list) -> list:
 def bench_console(ws: Workspace) -> dict:
     reps, steps, presses = ws.plan.console
     out = ws.root / "console.json"
-    return run_child([PY, str(BENCH / "console_overhead.py"), "--reps", str(reps), "--steps", str(steps),
-                      "--presses", str(presses), "--json", str(out)], bench_env(ws.root / "cache-console"), out,
-                     log=ws.root / "console.log")
+    return run_child(
+        [
+            PY,
+            str(BENCH / "console_overhead.py"),
+            "--reps",
+            str(reps),
+            "--steps",
+            str(steps),
+            "--presses",
+            str(presses),
+            "--json",
+            str(out),
+        ],
+        bench_env(ws.root / "cache-console"),
+        out,
+        log=ws.root / "console.log",
+    )
 
 
 def bench_store(ws: Workspace) -> dict:
     """``bench/store_scale.py all``: 1,000 generated runs (quick: 1 with 1M events lines, full: 3)."""
     out = ws.root / "store.json"
     big = 1 if ws.plan.quick else 3
-    return run_child([PY, str(BENCH / "store_scale.py"), "all", "--big", str(big), "--json", str(out)],
-                     bench_env(ws.root / "cache-store"), out, log=ws.root / "store.log")
+    return run_child(
+        [PY, str(BENCH / "store_scale.py"), "all", "--big", str(big), "--json", str(out)],
+        bench_env(ws.root / "cache-store"),
+        out,
+        log=ws.root / "store.log",
+    )
 
 
 def _console_rows(c: dict) -> tuple[str, str, str, str]:
@@ -512,44 +847,64 @@ def _console_rows(c: dict) -> tuple[str, str, str, str]:
 def _console_section(add, c: dict) -> None:
     add("## Console overhead")
     add("")
-    add(f"`{c['command']}` ({c['date']}; 1-min load average at its start {c['machine']['load_avg_at_start'][0]}). "
+    add(
+        f"`{c['command']}` ({c['date']}; 1-min load average at its start {c['machine']['load_avg_at_start'][0]}). "
         "The console in a real terminal: a detached tmux session of 80x24 driven with `tmux send-keys`, read with "
         f"`tmux capture-pane`. Job: demo-pretrain (bert-tiny, batch 32, seq 128) cut to {c['steps']} steps; tokens/s over "
         f"steps {c['warmup'] + 1}..{c['steps']} from the run's StepLogged events. *headless* = `lmconsole run` in a fresh "
         "process; *console* = `lmconsole` started in tmux, keys `r` (run), `2` (Jobs), `Enter` (the run view: loss, "
         "learning-rate and perplexity plots redrawn live), then left alone until the run finished; the run view was on "
         "screen before the timed window in every repetition"
-        + ("" if all(r.get("view_open_before_timed_window") for r in c["console"]) else " **except some: see the JSON**")
-        + (", and its plots still on screen at the end" if all(r.get("plots_on_screen_at_end") for r in c["console"])
-           else ", **but not every repetition still showed the plots at the end: see the JSON**")
-        + ". Interleaved, each repetition a fresh process.")
+        + (
+            ""
+            if all(r.get("view_open_before_timed_window") for r in c["console"])
+            else " **except some: see the JSON**"
+        )
+        + (
+            ", and its plots still on screen at the end"
+            if all(r.get("plots_on_screen_at_end") for r in c["console"])
+            else ", **but not every repetition still showed the plots at the end: see the JSON**"
+        )
+        + ". Interleaved, each repetition a fresh process."
+    )
     add("")
     add("| rep | headless tokens/s | console tokens/s | console / headless |")
     add("|---|---:|---:|---:|")
     for i, (h, k) in enumerate(zip(c["headless"], c["console"])):
-        add(f"| {i + 1} | {h['tokens_per_s']:,.0f} | {k['tokens_per_s']:,.0f} | {k['tokens_per_s'] / h['tokens_per_s']:.3f} |")
+        add(
+            f"| {i + 1} | {h['tokens_per_s']:,.0f} | {k['tokens_per_s']:,.0f} | {k['tokens_per_s'] / h['tokens_per_s']:.3f} |"
+        )
     r = c["ratio"]
-    add(f"| median | {median([h['tokens_per_s'] for h in c['headless']]):,.0f} | {median([k['tokens_per_s'] for k in c['console']]):,.0f} "
-        f"| **{r['median']:.3f}** [{r['min']:.3f}-{r['max']:.3f}] |")
+    add(
+        f"| median | {median([h['tokens_per_s'] for h in c['headless']]):,.0f} | {median([k['tokens_per_s'] for k in c['console']]):,.0f} "
+        f"| **{r['median']:.3f}** [{r['min']:.3f}-{r['max']:.3f}] |"
+    )
     add("")
     ui = [(k["ui_thread_cpu_s"], k["ui_window_s"]) for k in c["console"] if k.get("ui_thread_cpu_s") is not None]
     if ui:
-        add(f"The console's main thread (Textual's event loop: timers, redrawing the plots and the status line; the job trains in "
+        add(
+            f"The console's main thread (Textual's event loop: timers, redrawing the plots and the status line; the job trains in "
             f"another thread; the run view's short poll workers are not counted) used {median([u for u, _ in ui]):.2f} s of CPU over a median {median([w for _, w in ui]):.1f} s "
             f"of training ({median([u / w for u, w in ui]):.1%} of one core; per repetition: "
-            + ", ".join(f"{u:.2f} s / {w:.0f} s" for u, w in ui) + ").")
+            + ", ".join(f"{u:.2f} s / {w:.0f} s" for u, w in ui)
+            + ")."
+        )
         add("")
     lat = c["latency"]
-    add(f"Latency: with the job training (it had reached step {lat['steps_at_end_of_presses']} by the end), key presses "
+    add(
+        f"Latency: with the job training (it had reached step {lat['steps_at_end_of_presses']} by the end), key presses "
         "alternating `4` (Log tab) and `1` (Curves tab) 100-300 ms apart, each timed from just before `tmux send-keys` until "
         "`capture-pane` shows the new tab's content; then the job was cancelled and the same presses timed on the idle "
-        "console. Includes tmux's own delivery and one capture-pane poll (~2-5 ms).")
+        "console. Includes tmux's own delivery and one capture-pane poll (~2-5 ms)."
+    )
     add("")
     add("| state | presses | median ms | p95 ms | max ms |")
     add("|---|---:|---:|---:|---:|")
     for k in ("training", "idle"):
         x = lat[k]
-        add(f"| {'job training' if k == 'training' else 'idle'} | {x['n']} | {x['median_ms']:.0f} | {x['p95_ms']:.0f} | {x['max_ms']:.0f} |")
+        add(
+            f"| {'job training' if k == 'training' else 'idle'} | {x['n']} | {x['median_ms']:.0f} | {x['p95_ms']:.0f} | {x['max_ms']:.0f} |"
+        )
     add("")
 
 
@@ -557,9 +912,19 @@ def bench_squad(ws: Workspace) -> dict:
     vals = []
     for r in range(ws.plan.reps_squad):
         log(f"squad rep {r + 1}")
-        proc = subprocess.run([PY, str(BENCH / "squad_postprocess.py")], cwd=str(REPO), env=bench_env(ws.root / "cache-squad"),
-                              capture_output=True, text=True, check=True, timeout=900)
-        got = {k: float(v) for k, v in re.findall(r"^(postprocess_qa|squad_v2_score|total):\s+([\d.]+) s", proc.stdout, re.M)}
+        proc = subprocess.run(
+            [PY, str(BENCH / "squad_postprocess.py")],
+            cwd=str(REPO),
+            env=bench_env(ws.root / "cache-squad"),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        )
+        got = {
+            k: float(v)
+            for k, v in re.findall(r"^(postprocess_qa|squad_v2_score|total):\s+([\d.]+) s", proc.stdout, re.M)
+        }
         vals.append(got)
         first_line = proc.stdout.splitlines()[0]
     return {"runs": vals, "median": {k: median([v[k] for v in vals]) for k in vals[0]}, "data": first_line}
@@ -567,24 +932,30 @@ def bench_squad(ws: Workspace) -> dict:
 
 # -- report ---------------------------------------------------------------------------
 
+
 def _pretrain_table(add, rows: list) -> None:
-    add("| model | OpenMP | W / N steps | reps | baseline tokens/s | engine tokens/s | engine / baseline | s/step baseline / engine | padding baseline / engine |")
+    add(
+        "| model | OpenMP | W / N steps | reps | baseline tokens/s | engine tokens/s | engine / baseline | s/step baseline / engine | padding baseline / engine |"
+    )
     add("|---|---|---|---|---:|---:|---:|---|---|")
     for r in rows:
         t, s, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
-        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['variant']} | {r['warmup_steps']} / {r['steps']} | {r['reps']} | "
+        add(
+            f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['variant']} | {r['warmup_steps']} / {r['steps']} | {r['reps']} | "
             f"{fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | "
-            f"{s['baseline']:.3g} / {s['engine']:.3g} | {pd['baseline']:.1%} / {pd['engine']:.1%} |")
+            f"{s['baseline']:.3g} / {s['engine']:.3g} | {pd['baseline']:.1%} / {pd['engine']:.1%} |"
+        )
     add("")
 
 
 def _peer_section(add, rows: list) -> None:
     add("## Against the strongest peer: a Trainer tuned for speed")
     add("")
-    add("The same harness and data as above, but the `Trainer` configured as a performance-minded user would "
-        "(`bench/baseline_trainer.py --peer tuned`): `train_sampling_strategy=\"group_by_length\"` (similar lengths in a "
-        "batch, lengths precomputed), `optim=\"adamw_torch_fused\"`, and the SAME precision as the engine's side: fp32 "
-        "on both, or bf16 autocast on both (`bf16=True` vs the engine's `precision = \"bf16\"`, on CPUs with native "
+    add(
+        "The same harness and data as above, but the `Trainer` configured as a performance-minded user would "
+        '(`bench/baseline_trainer.py --peer tuned`): `train_sampling_strategy="group_by_length"` (similar lengths in a '
+        'batch, lengths precomputed), `optim="adamw_torch_fused"`, and the SAME precision as the engine\'s side: fp32 '
+        'on both, or bf16 autocast on both (`bf16=True` vs the engine\'s `precision = "bf16"`, on CPUs with native '
         "bf16 only). `OMP_WAIT_POLICY=PASSIVE` for both. Both sides train two epochs over the same first P pairs "
         "(the engine's `max_train_samples = P`, the Trainer on the same rows); the second epoch is timed, so both process "
         "exactly the same sequences (group_by_length hands out the longest batch first and sorts each megabatch, so a "
@@ -594,34 +965,45 @@ def _peer_section(add, rows: list) -> None:
         "P = 640) or a single one (bert-base, P = 48: nothing to sort, hence its ~25% padding); on a full-size dataset it "
         "sorts 50 batches and pads little, so at bert-base its padding here is worse than a user would see, and the "
         "padding columns say by how much. A `+compile` row is the peer with `torch_compile=True` "
-        "(tried once at bert-tiny in the full run, to see whether it helps that side).")
+        "(tried once at bert-tiny in the full run, to see whether it helps that side)."
+    )
     add("")
     prov = rows[0].get("provenance") if rows else None
     if prov:
-        add(f"Measured by `{prov['command']}` ({prov['date']}; 1-min load average at its start {prov['load']}), "
-            "folded in with `--merge-json`.")
+        add(
+            f"Measured by `{prov['command']}` ({prov['date']}; 1-min load average at its start {prov['load']}), "
+            "folded in with `--merge-json`."
+        )
         add("")
-    add("| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |")
+    add(
+        "| model | precision | peer | pairs (timed epoch: steps) | reps | peer tokens/s | engine tokens/s | engine / peer | s/step peer / engine | padding peer / engine |"
+    )
     add("|---|---|---|---|---|---:|---:|---:|---|---|")
     mfu = {}
     for r in rows:
         if r.get("device", "cpu").startswith("cuda"):
-            mfu[id(r)] = {side: v * bert_flops_per_token(r["seq"]) / (H200_BF16_DENSE_TFLOPS * 1e12)
-                          for side, v in r["median_tokens_per_s"].items()}
+            mfu[id(r)] = {
+                side: v * bert_flops_per_token(r["seq"]) / (H200_BF16_DENSE_TFLOPS * 1e12)
+                for side, v in r["median_tokens_per_s"].items()
+            }
     for r in rows:
         t, st, pd = r["median_tokens_per_s"], r["median_s_per_step"], r["padding"]
         peer = "tuned" + (" +compile" if r.get("peer_compile") else "")
-        add(f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r.get('pairs', '?')} ({r['warmup_steps']}) | "
+        add(
+            f"| {r['preset']} (batch {r['batch']}, seq {r['seq']}) | {r['precision']} | {peer} | {r.get('pairs', '?')} ({r['warmup_steps']}) | "
             f"{r['reps']} | {fmt(t['baseline'])} | {fmt(t['engine'])} | **{r['ratio']['median']:.2f}x** "
             f"[{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] | {st['baseline']:.3g} / {st['engine']:.3g} | "
-            f"{pd['baseline']:.1%} / {pd['engine']:.1%} |")
+            f"{pd['baseline']:.1%} / {pd['engine']:.1%} |"
+        )
     add("")
     for r in rows:
         if id(r) in mfu:
             m = mfu[id(r)]
-            add(f"On {r['device']}: MFU peer {m['baseline']:.1%}, engine {m['engine']:.1%} (bert-base model FLOPs per real token "
+            add(
+                f"On {r['device']}: MFU peer {m['baseline']:.1%}, engine {m['engine']:.1%} (bert-base model FLOPs per real token "
                 f"{bert_flops_per_token(r['seq']) / 1e6:.0f} M: matmul weights, attention at seq {r['seq']}, MLM head at 15% of "
-                f"tokens, pooler/NSP; peak {H200_BF16_DENSE_TFLOPS:.0f} TFLOP/s, H200 bf16 dense).")
+                f"tokens, pooler/NSP; peak {H200_BF16_DENSE_TFLOPS:.0f} TFLOP/s, H200 bf16 dense)."
+            )
             add("")
 
 
@@ -633,7 +1015,9 @@ def bert_flops_per_token(seq: int) -> float:
 
 
 def _threads_table(add, t: dict, cores: int) -> None:
-    add(f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {cores} cores.")
+    add(
+        f"1-minute load average before the runs: {t['load_range'][0]:.1f} to {t['load_range'][1]:.1f} on {cores} cores."
+    )
     add("")
     add(f"| setting | tokens/s (median of {t['reps']}) | each run (1-min load average before it) | vs default |")
     add("|---|---:|---|---:|")
@@ -648,16 +1032,27 @@ def _threads_table(add, t: dict, cores: int) -> None:
 def _render_history(add, saved: dict) -> None:
     """An earlier invocation's pretraining and threads tables, labelled with its date and load."""
     info, res = saved["machine"], saved["results"]
-    add(f"## Earlier invocation: {info['date']} (load average at start {' / '.join(str(x) for x in info['load_avg_at_start'])})")
+    add(
+        f"## Earlier invocation: {info['date']} (load average at start {' / '.join(str(x) for x in info['load_avg_at_start'])})"
+    )
     add("")
-    add(f"`{saved.get('command', 'python bench/run.py')}` on the same machine, kept because the load differed: "
-        "the machine was shared with other jobs through most of it.")
+    add(
+        f"`{saved.get('command', 'python bench/run.py')}` on the same machine, kept because the load differed: "
+        "the machine was shared with other jobs through most of it."
+    )
     add("")
     rows = res.get("pretrain") or []
     if rows:
         in_process = any("mode" not in x for r in rows for x in r["runs"]["engine"])
-        add("Pretraining throughput" + (" (engine run in-process by `run_experiment`, so in the `default` rows both sides "
-                                        "had libgomp's spinning default):" if in_process else ":"))
+        add(
+            "Pretraining throughput"
+            + (
+                " (engine run in-process by `run_experiment`, so in the `default` rows both sides "
+                "had libgomp's spinning default):"
+                if in_process
+                else ":"
+            )
+        )
         add("")
         _pretrain_table(add, rows)
     if res.get("threads"):
@@ -671,18 +1066,24 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     add = L.append
     add("# Benchmarks")
     add("")
-    add(f"Generated by `{command}` (harness: `bench/run.py`; `--quick` = fewer repetitions and steps). "
+    add(
+        f"Generated by `{command}` (harness: `bench/run.py`; `--quick` = fewer repetitions and steps). "
         "Every comparison ran both sides in that one invocation, each repetition in a fresh child process, "
         "interleaved (A B, then B A, ...); figures are medians, ratios the median of the pairwise ratios "
         "(min-max in brackets). The machine is shared: other jobs load its CPUs at times, so absolute figures "
-        "move between invocations; the ratios are what to compare.")
+        "move between invocations; the ratios are what to compare."
+    )
     add("")
     add("| machine | |")
     add("|---|---|")
     add(f"| CPU | {info['cpu']}, {info['cores']} cores available, {info['memory_gib']} GiB RAM |")
-    add(f"| software | Python {info['python']}, torch {info['torch']} ({info['torch_threads']} threads), transformers {info['transformers']}, {info['os']} |")
+    add(
+        f"| software | Python {info['python']}, torch {info['torch']} ({info['torch_threads']} threads), transformers {info['transformers']}, {info['os']} |"
+    )
     add(f"| date | {info['date']} |")
-    add(f"| load average at start | {' / '.join(str(x) for x in info['load_avg_at_start'])} (1/5/15 min; {info['cores']} cores) |")
+    add(
+        f"| load average at start | {' / '.join(str(x) for x in info['load_avg_at_start'])} (1/5/15 min; {info['cores']} cores) |"
+    )
     add(f"| mode | {'quick' if plan.quick else 'full'} |")
     add("")
 
@@ -690,11 +1091,21 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     add("")
     add("| figure | goal | measured | status |")
     add("|---|---|---|---|")
-    for key, label, goal, thr in (("tiny", "pretraining tokens/s, engine / HF Trainer, bert-tiny (demo preset, seq 128, batch 32)", ">= 1.5x", 1.5),
-                                  ("base", "pretraining tokens/s, engine / HF Trainer, bert-base (seq 128, batch 8)", ">= 1.1x", 1.1)):
+    for key, label, goal, thr in (
+        (
+            "tiny",
+            "pretraining tokens/s, engine / HF Trainer, bert-tiny (demo preset, seq 128, batch 32)",
+            ">= 1.5x",
+            1.5,
+        ),
+        ("base", "pretraining tokens/s, engine / HF Trainer, bert-base (seq 128, batch 8)", ">= 1.1x", 1.1),
+    ):
         rows = [r for r in res.get("pretrain", []) if r["size"] == key]
         if rows:
-            txt = "; ".join(f"{r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] ({r['variant']} OpenMP)" for r in rows)
+            txt = "; ".join(
+                f"{r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}] ({r['variant']} OpenMP)"
+                for r in rows
+            )
             ok = all(r["ratio"]["median"] >= thr for r in rows)
             add(f"| {label} | {goal} | {txt} | {'met' if ok else 'NOT met'} |")
         else:
@@ -702,57 +1113,90 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     for key, label in (("tiny", "bert-tiny (batch 32, seq 128)"), ("base", "bert-base (batch 8, seq 128)")):
         rows = [r for r in res.get("peer", []) if r["size"] == key and not r.get("peer_compile")]
         if rows:
-            txt = "; ".join(f"{r['precision']}: {r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}]" for r in rows)
+            txt = "; ".join(
+                f"{r['precision']}: {r['ratio']['median']:.2f}x [{r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}]"
+                for r in rows
+            )
             ok = all(r["ratio"]["median"] >= 1.5 for r in rows)
-            add(f"| pretraining tokens/s, engine / **strongest peer** (Trainer: group_by_length, fused AdamW, same precision), {label} "
-                f"| >= 1.5x | {txt} | {'met' if ok else 'NOT met'} |")
+            add(
+                f"| pretraining tokens/s, engine / **strongest peer** (Trainer: group_by_length, fused AdamW, same precision), {label} "
+                f"| >= 1.5x | {txt} | {'met' if ok else 'NOT met'} |"
+            )
     if "startup" in res:
         h = res["startup"]["median"]["lmconsole --help"]
-        add(f"| `lmconsole --help` wall time | <= 0.3 s | {h:.3f} s (bare `python -c pass`: {res['startup']['median']['python -c pass']:.3f} s) | {'met' if h <= 0.3 else 'NOT met'} |")
+        add(
+            f"| `lmconsole --help` wall time | <= 0.3 s | {h:.3f} s (bare `python -c pass`: {res['startup']['median']['python -c pass']:.3f} s) | {'met' if h <= 0.3 else 'NOT met'} |"
+        )
     if "dataprep" in res:
         r = res["dataprep"]["ratio"]["prepare_split_s"]
-        add(f"| data preparation (`prepare_split`, train + eval), first / cached | >= 10x | {r['median']:.0f}x [{r['min']:.0f}-{r['max']:.0f}] | {'met' if r['median'] >= 10 else 'NOT met'} |")
+        add(
+            f"| data preparation (`prepare_split`, train + eval), first / cached | >= 10x | {r['median']:.0f}x [{r['min']:.0f}-{r['max']:.0f}] | {'met' if r['median'] >= 10 else 'NOT met'} |"
+        )
     if "memory" in res:
         m = res["memory"]["runs"]
         peak = max(x["peak_rss_mb"] for x in m)
-        growth = [x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]]
+        growth = [
+            x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]
+        ]
         add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
         flat = all(abs(g) < 50 for g in growth)
         # the last three epoch ends within 50 MB of each other: the allocator has settled
-        settled = all(max(v for _, v in x["rss_at_epoch_end_mb"][-3:]) - min(v for _, v in x["rss_at_epoch_end_mb"][-3:]) < 50
-                      for x in m if len(x["rss_at_epoch_end_mb"]) >= 3)
-        verdict = ("no growth" if flat else
-                   ("grows, then levels off" if settled else "grows") + (": see the leak check" if "leak_check" in res["memory"] else ""))
+        settled = all(
+            max(v for _, v in x["rss_at_epoch_end_mb"][-3:]) - min(v for _, v in x["rss_at_epoch_end_mb"][-3:]) < 50
+            for x in m
+            if len(x["rss_at_epoch_end_mb"]) >= 3
+        )
+        verdict = (
+            "no growth"
+            if flat
+            else ("grows, then levels off" if settled else "grows")
+            + (": see the leak check" if "leak_check" in res["memory"] else "")
+        )
         add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {verdict} |")
         if "leak_check" in res["memory"]:
             text, verdict = _leak_verdict(res["memory"]["leak_check"])
             add(f"| leak check (in-process, at each evaluation) | no growth of live objects | {text} | {verdict} |")
         ft = res["memory"].get("finetune")
         if ft:
-            g = [r["rss_at_epoch_end_mb"][-1][1] - r["rss_at_epoch_end_mb"][0][1] for r in ft["runs"].values() if r["rss_at_epoch_end_mb"]]
-            add(f"| peak RSS of `lmconsole run demo-sst2 demo-squad` (one process) | report | {ft['peak_rss_mb']:,.0f} MB | reported |")
-            add(f"| its RSS growth first -> last epoch end | none | {', '.join(f'{x:+.0f} MB' for x in g)} | {'no growth' if all(abs(x) < 50 for x in g) else 'CHECK'} |")
+            g = [
+                r["rss_at_epoch_end_mb"][-1][1] - r["rss_at_epoch_end_mb"][0][1]
+                for r in ft["runs"].values()
+                if r["rss_at_epoch_end_mb"]
+            ]
+            add(
+                f"| peak RSS of `lmconsole run demo-sst2 demo-squad` (one process) | report | {ft['peak_rss_mb']:,.0f} MB | reported |"
+            )
+            add(
+                f"| its RSS growth first -> last epoch end | none | {', '.join(f'{x:+.0f} MB' for x in g)} | {'no growth' if all(abs(x) < 50 for x in g) else 'CHECK'} |"
+            )
     if "squad" in res:
         t = res["squad"]["median"]["total"]
-        add(f"| SQuAD v2 post-processing + scoring, 12,000 questions | <= 20 s | {t:.2f} s | {'met' if t <= 20 else 'NOT met'} |")
+        add(
+            f"| SQuAD v2 post-processing + scoring, 12,000 questions | <= 20 s | {t:.2f} s | {'met' if t <= 20 else 'NOT met'} |"
+        )
     if "console" in res:
         t, t_ok, l_txt, l_ok = _console_rows(res["console"])
         add(f"| training tokens/s in the console (plots live, 80x24) / headless | >= 0.97 | {t} | {t_ok} |")
         add(f"| keypress to updated screen while a job trains, 80x24 | p95 <= 150 ms | {l_txt} | {l_ok} |")
     else:
-        add("| console overhead (throughput in the console vs headless, UI latency) | - | not run in this invocation | - |")
+        add(
+            "| console overhead (throughput in the console vs headless, UI latency) | - | not run in this invocation | - |"
+        )
     if "store" in res:
         from store_scale import summary_rows
 
         for row in summary_rows(res["store"]):
             add("| " + " | ".join(row) + " |")
-    add(f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |")
+    add(
+        f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |"
+    )
     add("")
 
     if res.get("pretrain"):
         add("## Pretraining throughput: engine vs HF Trainer")
         add("")
-        add("Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
+        add(
+            "Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
             "demo-pretrain's tokenizer), same model config (built from the preset), batch size, number of optimizer steps, "
             "seed, learning rate. Measure: real (non-padding) tokens per second over the timed steps, i.e. after the first W "
             "optimizer steps (warm-up, excluded). Engine: `lmconsole -m <temporary manifest> run` (`max_steps = N`, "
@@ -762,11 +1206,14 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             "random sampler, fused AdamW, clipping 1.0), tokens counted in the collator, clock read at each `on_step_end`. "
             "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variable in the environment, so each side runs "
             "as it would for a user (`lmconsole` sets `OMP_WAIT_POLICY=PASSIVE` unless one is set; the plain Trainer script "
-            "gets libgomp's spinning default); `passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides: the code alone (see Threads).")
+            "gets libgomp's spinning default); `passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides: the code alone (see Threads)."
+        )
         add("")
         _pretrain_table(add, res["pretrain"])
-        add("Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
-            "longest row; engine: length-bucketed batches, on CPU cut to their longest row).")
+        add(
+            "Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
+            "longest row; engine: length-bucketed batches, on CPU cut to their longest row)."
+        )
         add("")
 
     if res.get("peer"):
@@ -776,21 +1223,25 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         t = res["threads"]
         add("## Threads and OpenMP (engine in-process, bert-tiny)")
         add("")
-        add("PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
+        add(
+            "PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
             "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
             "every small parallel operator stalls (a 32-row gather measured 0.05 ms alone and 15 ms with 2 spinning threads). "
             "`OMP_WAIT_POLICY=PASSIVE` (threads sleep at once), a short spin (`GOMP_SPINCOUNT=1000`) or 1 thread avoids it; "
             "on free cores the default spin is fastest and PASSIVE pays a wake-up per operator. Both variables must be in the "
-            "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads.")
+            "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads."
+        )
         add("")
         _threads_table(add, t, info["cores"])
 
     if res.get("profile"):
         add("## Where the time goes (one step, phase by phase)")
         add("")
-        add("`bench/profile_pretrain.py`: engine step and baseline step alternating in one process, same model config and "
+        add(
+            "`bench/profile_pretrain.py`: engine step and baseline step alternating in one process, same model config and "
             "batch size (OMP_WAIT_POLICY=PASSIVE, 2 threads). Median milliseconds per optimizer step; then the top operators "
-            "by self CPU time over 3 steps (torch.profiler).")
+            "by self CPU time over 3 steps (torch.profiler)."
+        )
         add("")
         for size, p in res["profile"].items():
             add(f"**{size}** ({p['threads']} threads)")
@@ -799,8 +1250,12 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             add("|---|---:|---:|")
             for k in ("batch", "forward", "backward", "clip", "optimizer", "total"):
                 add(f"| {k} | {p['engine'][k]:.1f} | {p['baseline'][k]:.1f} |")
-            add(f"| real tokens per step | {p['engine']['tokens_per_step']:.0f} | {p['baseline']['tokens_per_step']:.0f} |")
-            add(f"| tokens/s (this profile) | {p['engine']['tokens_per_s']:.0f} | {p['baseline']['tokens_per_s']:.0f} |")
+            add(
+                f"| real tokens per step | {p['engine']['tokens_per_step']:.0f} | {p['baseline']['tokens_per_step']:.0f} |"
+            )
+            add(
+                f"| tokens/s (this profile) | {p['engine']['tokens_per_s']:.0f} | {p['baseline']['tokens_per_s']:.0f} |"
+            )
             add("")
             for side in ("engine", "baseline"):
                 if p[side].get("top_ops"):
@@ -816,8 +1271,12 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("| model | lever | A | B | B / A time |")
         add("|---|---|---|---|---:|")
         for size, lv in res["levers"].items():
-            for key, title in (("collate_ms", "build one training batch"), ("optimizer_ms", "one AdamW step"),
-                               ("step_ms_bf16", "one training step"), ("step_ms_compile", "one training step (after compiling)")):
+            for key, title in (
+                ("collate_ms", "build one training batch"),
+                ("optimizer_ms", "one AdamW step"),
+                ("step_ms_bf16", "one training step"),
+                ("step_ms_compile", "one training step (after compiling)"),
+            ):
                 if key not in lv:
                     continue
                 (na, va), (nb, vb), *rest = lv[key].items()
@@ -827,7 +1286,11 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
                     add(f"| {size} | {title} | {na}: {ma:.2f} | {nc}: {median(vc):.2f} | {median(vc) / ma:.2f} |")
             if "compile_first3_s" in lv:
                 c = lv["compile_first3_s"]
-                add(f"| {size} | first 3 steps (compilation) | " + " | ".join(f"{k}: {v:.1f} s" for k, v in c.items()) + " | - |")
+                add(
+                    f"| {size} | first 3 steps (compilation) | "
+                    + " | ".join(f"{k}: {v:.1f} s" for k, v in c.items())
+                    + " | - |"
+                )
         add("")
 
     if "dataprep" in res:
@@ -836,19 +1299,32 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("")
         if "startup" in res:
             s = res["startup"]
-            add(f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median wall time of {len(s['runs']['lmconsole --help'])} "
-                f"runs (a bare `python -c pass`: {s['median']['python -c pass']:.3f} s), interleaved.")
+            add(
+                f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median wall time of {len(s['runs']['lmconsole --help'])} "
+                f"runs (a bare `python -c pass`: {s['median']['python -c pass']:.3f} s), interleaved."
+            )
             add("")
-        add(f"The engine's own data preparation (`bench/prepare_data.py`: `load_tokenizer`, `prepare_split` of train and eval, "
+        add(
+            f"The engine's own data preparation (`bench/prepare_data.py`: `load_tokenizer`, `prepare_split` of train and eval, "
             f"then the lists `run()` builds) for demo-pretrain's data ({d['pairs']:,} training pairs, {d['tokens']:,} tokens), "
             f"in a child on an empty `LMCONSOLE_CACHE` and `HF_DATASETS_CACHE`, then again on the filled cache "
-            f"(cache hits in the cached runs: {d['cache_hits_cached']}); {len(d['rows']['cold'])} pairs of runs.")
+            f"(cache hits in the cached runs: {d['cache_hits_cached']}); {len(d['rows']['cold'])} pairs of runs."
+        )
         add("")
         add("| stage | first run s | cached s | first / cached |")
         add("|---|---:|---:|---:|")
-        for k, label in (("tokenizer_s", "tokenizer (WordPiece trained, then cached; includes importing transformers' tokenizer code, about 0.3-0.7 s)"), ("prepare_train_s", "prepare_split train"),
-                         ("prepare_eval_s", "prepare_split eval (masked once)"), ("prepare_split_s", "**prepare_split, both**"),
-                         ("to_lists_s", "columns to lists"), ("data_total_s", "data phase total"), ("wall_s", "whole child process")):
+        for k, label in (
+            (
+                "tokenizer_s",
+                "tokenizer (WordPiece trained, then cached; includes importing transformers' tokenizer code, about 0.3-0.7 s)",
+            ),
+            ("prepare_train_s", "prepare_split train"),
+            ("prepare_eval_s", "prepare_split eval (masked once)"),
+            ("prepare_split_s", "**prepare_split, both**"),
+            ("to_lists_s", "columns to lists"),
+            ("data_total_s", "data phase total"),
+            ("wall_s", "whole child process"),
+        ):
             m, r = d["median"][k], d["ratio"][k]
             add(f"| {label} | {m['cold']:.3f} | {m['cached']:.3f} | {r['median']:.1f}x |")
         add("")
@@ -856,7 +1332,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         s = res["startup"]
         add("## Start-up")
         add("")
-        add(f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median (bare python: {s['median']['python -c pass']:.3f} s).")
+        add(
+            f"`lmconsole --help`: **{s['median']['lmconsole --help']:.3f} s** median (bare python: {s['median']['python -c pass']:.3f} s)."
+        )
         add("")
 
     if "memory" in res:
@@ -864,51 +1342,70 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("## Memory: the demo pipeline")
         add("")
         if m.get("provenance"):
-            add(f"Measured by `{m['provenance']['command']}` ({m['provenance']['date']}; 1-min load average at its start "
-                f"{m['provenance']['load']}), folded in with `--merge-json`.")
+            add(
+                f"Measured by `{m['provenance']['command']}` ({m['provenance']['date']}; 1-min load average at its start "
+                f"{m['provenance']['load']}), folded in with `--merge-json`."
+            )
             add("")
-        add(f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
+        add(
+            f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
             f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if plan.quick else ''}), twice on one empty "
             f"`LMCONSOLE_CACHE`; OpenMP variables as inherited ({m['env'] or 'none set, so lmconsole sets OMP_WAIT_POLICY=PASSIVE'}). Peak RSS = the child's "
-            "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch.")
+            "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch."
+        )
         add("")
         add("| run | wall s | peak RSS MB | start -> first eval s | RSS at epoch ends MB | MLM perplexity by epoch |")
         add("|---|---:|---:|---:|---|---|")
         for r in m["runs"]:
             ends = ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
             ppl = ", ".join(f"{p:.0f}" for p in r["ppl"] if p is not None)
-            add(f"| {r['label']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['to_first_eval_s']:.1f} | {ends} | {ppl} |")
+            add(
+                f"| {r['label']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['to_first_eval_s']:.1f} | {ends} | {ppl} |"
+            )
         add("")
-        add(f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
-            f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data.")
+        add(
+            f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
+            f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data."
+        )
         add("")
         lc = m.get("leak_check")
         if lc:
-            add("Leak check: `bench/memory_epochs.py` runs demo-pretrain again in one process and, at each evaluation "
+            add(
+                "Leak check: `bench/memory_epochs.py` runs demo-pretrain again in one process and, at each evaluation "
                 "(after `gc.collect()`), counts live torch tensors and GC-tracked Python objects and reads RSS before and after "
                 "glibc's `malloc_trim(0)` (which returns the allocator's free pages to the OS). Growing tensors or objects would "
                 "be a leak (logits, events, plot data); RSS growth that the trim removes is the allocator keeping freed "
-                "activations of varying shapes (length-bucketed batches), not live data.")
+                "activations of varying shapes (length-bucketed batches), not live data."
+            )
             add("")
             add("| epoch | RSS MB | RSS after malloc_trim MB | live tensors | tensor storage MB | Python objects |")
             add("|---:|---:|---:|---:|---:|---:|")
             for r in lc["epochs"]:
                 after = f"{r['rss_after_trim_mb']:.0f}" if "rss_after_trim_mb" in r else "n/a"
-                add(f"| {r['epoch']} | {r['rss_mb']:.0f} | {after} | {r['live_tensors']} | {r['tensor_mb']:.1f} | {r['gc_objects']:,} |")
+                add(
+                    f"| {r['epoch']} | {r['rss_mb']:.0f} | {after} | {r['live_tensors']} | {r['tensor_mb']:.1f} | {r['gc_objects']:,} |"
+                )
             add("")
         ft = m.get("finetune")
         if ft:
-            add(f"Then the rest of the pipeline, `lmconsole run demo-sst2 demo-squad` in one process (from that demo-pretrain run): "
+            add(
+                f"Then the rest of the pipeline, `lmconsole run demo-sst2 demo-squad` in one process (from that demo-pretrain run): "
                 f"{ft['wall_s']:.0f} s, peak RSS **{ft['peak_rss_mb']:,.0f} MB**. RSS at each epoch end (MB): "
-                + "; ".join(f"{name} ({r['epochs']} epochs) " + ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
-                            for name, r in ft["runs"].items()) + ".")
+                + "; ".join(
+                    f"{name} ({r['epochs']} epochs) " + ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
+                    for name, r in ft["runs"].items()
+                )
+                + "."
+            )
             add("")
 
     if "squad" in res:
         s = res["squad"]
         add("## SQuAD v2 post-processing")
         add("")
-        add(f"`python bench/squad_postprocess.py` ({s['data'].split('[')[0].strip()}); median of {len(s['runs'])} run(s).")
+        add(
+            f"`python bench/squad_postprocess.py` ({s['data'].split('[')[0].strip()}); median of {len(s['runs'])} run(s)."
+        )
         add("")
         add("| stage | s |")
         add("|---|---:|")
@@ -931,26 +1428,32 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     add("")
     if gpu:
         info_g = gpu["info"]
-        add(f"`bash bench/gpu.sh` on {info_g['device']} (torch {info_g['torch']}, transformers {info_g['transformers']}): bert-base "
+        add(
+            f"`bash bench/gpu.sh` on {info_g['device']} (torch {info_g['torch']}, transformers {info_g['transformers']}): bert-base "
             f"({info_g['params']:,} parameters with the pretraining heads), batch {info_g['batch_size']} x seq {info_g['seq']}, synthetic "
             f"full-length pairs, median of {info_g['rounds']} rounds of {info_g['steps']} steps after {info_g['warmup_steps']} warm-up. "
             "MFU = model FLOPs per step (see `bench/gpu_pretrain.py`: 6 x tokens x encoder matmul parameters + 12 x tokens x layers x "
-            "seq x hidden for attention + the MLM head at masked positions + pooler/NSP) / step time / 989 TFLOP/s (H200 bf16 dense).")
+            "seq x hidden for attention + the MLM head at masked positions + pooler/NSP) / step time / 989 TFLOP/s (H200 bf16 dense)."
+        )
         add("")
         add("| config | tokens/s | ms/step | model TFLOP/s | MFU | peak GiB | vs all levers |")
         add("|---|---:|---:|---:|---:|---:|---:|")
         ref = gpu["rows"][0]["tokens_per_s"]
         for r in gpu["rows"]:
             peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "n/a"
-            add(f"| {r['config']} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {r['model_tflops']:.1f} | {r['mfu']:.1%} | {peak} | {r['tokens_per_s'] / ref:.2f}x |")
+            add(
+                f"| {r['config']} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.1f} | {r['model_tflops']:.1f} | {r['mfu']:.1%} | {peak} | {r['tokens_per_s'] / ref:.2f}x |"
+            )
     else:
-        add("**Not run yet** (no GPU in the session that produced this file). `bash bench/gpu.sh` (one prepared command, "
+        add(
+            "**Not run yet** (no GPU in the session that produced this file). `bash bench/gpu.sh` (one prepared command, "
             "a few minutes on an H200; `bash bench/gpu.sh --dry-run` checks it on a CPU) measures bert-base pretraining at "
             "seq 128: tokens/s, MFU (model FLOPs = 6 x tokens x encoder matmul parameters + attention 12 x tokens x layers x "
             "seq x hidden + MLM head at masked positions + pooler/NSP; peak 989 TFLOP/s, H200 bf16 dense) and peak memory, "
             "with all levers and with each one off: bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits, sync-free masked positions. "
             "Fold its JSON in without re-measuring the CPU figures: `python bench/run.py --from-json bench/results/<run>.json "
-            "--gpu-json bench/out/gpu_pretrain.json` (see bench/README.md).")
+            "--gpu-json bench/out/gpu_pretrain.json` (see bench/README.md)."
+        )
     add("")
     if not gpu:
         add("## Not measured yet")
@@ -963,26 +1466,48 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[1:]))
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     p.add_argument("--quick", action="store_true", help="fewer repetitions and steps (about 15 minutes)")
     p.add_argument("--only", default="", help=f"comma-separated sections ({', '.join(SECTIONS)}); default: all")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="Markdown report (default: BENCHMARKS.md)")
     p.add_argument("--json", help="also write every raw figure as JSON here")
     p.add_argument("--gpu-json", help="results of bench/gpu.sh (gpu_pretrain.json) to include")
     p.add_argument("--console-json", help="with --from-json: results of bench/console_overhead.py (--json) to include")
-    p.add_argument("--merge-json", metavar="FILE", action="append", default=[],
-                   help="with --from-json: the sections of another --json file replace those of --from-json "
-                        "(the memory section names its source)")
+    p.add_argument(
+        "--merge-json",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="with --from-json: the sections of another --json file replace those of --from-json "
+        "(the memory section names its source)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary work folder")
-    p.add_argument("--gpu-peer", action="store_true",
-                   help="on a GPU box (bench/gpu.sh runs it): the peer section at bert-base, batch 64, 10 + 50 steps, bf16 on both "
-                        "sides, with MFU")
-    p.add_argument("--sizes", default="tiny,base", help="model sizes of the pretrain and peer sections (default: tiny,base)")
-    p.add_argument("--history", metavar="FILE", action="append", default=[],
-                   help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)")
-    p.add_argument("--from-json", metavar="FILE", help="run nothing: re-render --out from a --json file of an earlier run "
-                   "(e.g. to add --gpu-json results without re-running the CPU benchmarks)")
+    p.add_argument(
+        "--gpu-peer",
+        action="store_true",
+        help="on a GPU box (bench/gpu.sh runs it): the peer section at bert-base, batch 64, 10 + 50 steps, bf16 on both "
+        "sides, with MFU",
+    )
+    p.add_argument(
+        "--sizes", default="tiny,base", help="model sizes of the pretrain and peer sections (default: tiny,base)"
+    )
+    p.add_argument(
+        "--history",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a --json file of an earlier invocation whose pretraining and threads tables to append (labelled)",
+    )
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="run nothing: re-render --out from a --json file of an earlier run "
+        "(e.g. to add --gpu-json results without re-running the CPU benchmarks)",
+    )
     a = p.parse_args(argv)
     only = [s for s in a.only.split(",") if s] or list(SECTIONS)
     bad = [s for s in only if s not in SECTIONS]
@@ -1013,8 +1538,11 @@ def main(argv=None) -> int:
         for f in a.merge_json:
             other = json.loads(Path(f).read_text())
             for name, section in other["results"].items():
-                prov = {"command": other.get("command", f), "date": other["machine"]["date"],
-                        "load": other["machine"]["load_avg_at_start"][0]}
+                prov = {
+                    "command": other.get("command", f),
+                    "date": other["machine"]["date"],
+                    "load": other["machine"]["load_avg_at_start"][0],
+                }
                 if name in SECTIONS and isinstance(section, dict):
                     section["provenance"] = prov
                     saved["results"][name] = section
@@ -1049,17 +1577,25 @@ def main(argv=None) -> int:
             for v in plan.omp_envs if "tiny" in plan.sizes else ():
                 res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
             for v in plan.base_omp_envs if "base" in plan.sizes else ():
-                res["pretrain"].append(bench_pretrain(ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)))
+                res["pretrain"].append(
+                    bench_pretrain(
+                        ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)
+                    )
+                )
         if "peer" in only:
             res["peer"] = bench_peer(ws)
         if "threads" in only:
             res["threads"] = bench_threads(ws)
         if "profile" in only:
-            res["profile"] = {"bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
-                              "bert-base": bench_profile(ws, "base", plan.profile_steps[1])}
+            res["profile"] = {
+                "bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
+                "bert-base": bench_profile(ws, "base", plan.profile_steps[1]),
+            }
         if "levers" in only:
-            res["levers"] = {"bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
-                             "bert-base": bench_levers(ws, "base", "optimizer,bf16")}
+            res["levers"] = {
+                "bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
+                "bert-base": bench_levers(ws, "base", "optimizer,bf16"),
+            }
         if "memory" in only:
             res["memory"] = bench_memory(ws)
         if "squad" in only:
@@ -1082,8 +1618,11 @@ def main(argv=None) -> int:
     text = render(info, res, command, plan, gpu, history)
     Path(a.out).write_text(text + "\n", encoding="utf-8")
     if a.json:
-        Path(a.json).write_text(json.dumps({"machine": info, "results": res, "quick": plan.quick, "command": command},
-                                           indent=1, default=str))
+        Path(a.json).write_text(
+            json.dumps(
+                {"machine": info, "results": res, "quick": plan.quick, "command": command}, indent=1, default=str
+            )
+        )
     log(f"wrote {a.out} in {res['elapsed_s'] / 60:.1f} min")
     print(text)
     return 0

@@ -33,8 +33,9 @@ def make_data(n_examples: int, seed: int = 0, seq: int = SEQ):
     examples, features, references, spans = [], [], {}, []
     for e in range(n_examples):
         # ~10% long contexts that need a second window -> ~1.1 features per question.
-        n_words = int(rng.integers(capacity + 20, capacity + 120)) if rng.random() < 0.1 \
-            else int(rng.integers(80, capacity))
+        n_words = (
+            int(rng.integers(capacity + 20, capacity + 120)) if rng.random() < 0.1 else int(rng.integers(80, capacity))
+        )
         words = [vocab[i] for i in rng.integers(0, len(vocab), n_words)]
         starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]]).tolist()
         context = " ".join(words)
@@ -46,7 +47,7 @@ def make_data(n_examples: int, seed: int = 0, seq: int = SEQ):
         else:
             a = int(rng.integers(0, n_words - 5))
             b = a + int(rng.integers(0, 5))
-            references[qid] = [" ".join(words[a:b + 1])]
+            references[qid] = [" ".join(words[a : b + 1])]
             answer = (a, b)
         window = 0
         while True:
@@ -79,9 +80,11 @@ def main() -> None:
 
     t = time.perf_counter()
     examples, features, start, end, references = make_data(args.examples)
-    print(f"data: {len(examples)} examples, {len(features)} features "
-          f"({len(features) / len(examples):.2f}/example), seq {start.shape[1]} "
-          f"[built in {time.perf_counter() - t:.1f} s, not timed]")
+    print(
+        f"data: {len(examples)} examples, {len(features)} features "
+        f"({len(features) / len(examples):.2f}/example), seq {start.shape[1]} "
+        f"[built in {time.perf_counter() - t:.1f} s, not timed]"
+    )
 
     t0 = time.perf_counter()
     preds, na_scores, nbest = postprocess_qa(examples, features, start, end)

@@ -49,8 +49,17 @@ from console_overhead import percentile  # noqa: E402
 from engine_pretrain import lmconsole_cmd  # noqa: E402
 
 from engine.events import (  # noqa: E402
-    CheckpointSaved, EvalFinished, LogEmitted, PhaseStarted, RunFinished, RunStarted, StatusChanged, StepLogged,
-    TableWritten, from_json, to_json,
+    CheckpointSaved,
+    EvalFinished,
+    LogEmitted,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+    StepLogged,
+    TableWritten,
+    from_json,
+    to_json,
 )
 from engine.events import _clean  # noqa: E402
 from engine.runs import atomic_write_text  # noqa: E402
@@ -84,6 +93,7 @@ def log(msg: str) -> None:
 
 # -- the generator ------------------------------------------------------------------------------
 
+
 def _template(event) -> tuple[str, list[str]]:
     """``to_json(event)`` with its sentinel values turned into ``str.format`` fields (in order)."""
     text = to_json(event).replace("{", "{{").replace("}", "}}")
@@ -95,21 +105,47 @@ def _template(event) -> tuple[str, list[str]]:
     return text, fields
 
 
-SENTINELS = {"time": "1111111111.25", "step": "222222222", "epoch": "3.125", "loss": "4.0625", "lr": "5.5e-05",
-             "gnorm": "6.75", "tps": "77777.5", "eta": "888.5", "mem": "999.5", "total": "123123123"}
+SENTINELS = {
+    "time": "1111111111.25",
+    "step": "222222222",
+    "epoch": "3.125",
+    "loss": "4.0625",
+    "lr": "5.5e-05",
+    "gnorm": "6.75",
+    "tps": "77777.5",
+    "eta": "888.5",
+    "mem": "999.5",
+    "total": "123123123",
+}
 
 
 def step_template() -> str:
-    ev = StepLogged(step=222222222, epoch=3.125, loss=4.0625, learning_rate=5.5e-05, total_steps=123123123,
-                    parts={"mlm_loss": 4.0625, "nsp_loss": 6.75}, grad_norm=6.75, tokens_per_s=77777.5,
-                    samples_per_s=888.5, eta_s=888.5, memory_mb=999.5, time=1111111111.25)
+    ev = StepLogged(
+        step=222222222,
+        epoch=3.125,
+        loss=4.0625,
+        learning_rate=5.5e-05,
+        total_steps=123123123,
+        parts={"mlm_loss": 4.0625, "nsp_loss": 6.75},
+        grad_norm=6.75,
+        tokens_per_s=77777.5,
+        samples_per_s=888.5,
+        eta_s=888.5,
+        memory_mb=999.5,
+        time=1111111111.25,
+    )
     text, _ = _template(ev)
     return text
 
 
 def eval_template() -> str:
-    ev = EvalFinished(epoch=123123123, step=222222222, split="test",
-                      metrics={"mlm_perplexity": 4.0625, "mlm_accuracy": 6.75, "eval_loss": 3.125}, time=1111111111.25)
+    ev = EvalFinished(
+        epoch=123123123,
+        step=222222222,
+        split="test",
+        metrics={"mlm_perplexity": 4.0625, "mlm_accuracy": 6.75, "eval_loss": 3.125},
+        time=1111111111.25,
+    )
     text, _ = _template(ev)
     return text
 
@@ -118,9 +154,17 @@ def write_big_events(path: Path, lines: int, t0: float) -> int:
     """A 1M-line events.jsonl in the engine's format (templates of ``to_json``), an evaluation every
     1% of the steps; returns its size in bytes."""
     eval_every = max(2, lines // 100)
-    head = [RunStarted(run_id=path.parent.name, experiment=path.parent.parent.name, task="pretrain", device="cuda:0 (H200)",
-                       time=t0),
-            StatusChanged(status="running", time=t0), PhaseStarted(phase="train", detail=f"{lines} steps", time=t0)]
+    head = [
+        RunStarted(
+            run_id=path.parent.name,
+            experiment=path.parent.parent.name,
+            task="pretrain",
+            device="cuda:0 (H200)",
+            time=t0,
+        ),
+        StatusChanged(status="running", time=t0),
+        PhaseStarted(phase="train", detail=f"{lines} steps", time=t0),
+    ]
     step_t, eval_t = step_template(), eval_template()
     total = lines
     rnd = random.Random(7)
@@ -131,12 +175,31 @@ def write_big_events(path: Path, lines: int, t0: float) -> int:
             loss = 2.0 + 8.0 / math.sqrt(i) + rnd.random() * 0.1
             t = t0 + i * 0.05
             if i % eval_every == 0:
-                buf.append(eval_t.format(time=repr(t), step=i, epoch=repr(loss), loss=repr(math.exp(loss)), gnorm=repr(0.3),
-                                         total=i // eval_every))
+                buf.append(
+                    eval_t.format(
+                        time=repr(t),
+                        step=i,
+                        epoch=repr(loss),
+                        loss=repr(math.exp(loss)),
+                        gnorm=repr(0.3),
+                        total=i // eval_every,
+                    )
+                )
             else:
-                buf.append(step_t.format(time=repr(t), step=i, epoch=repr(i / total), loss=repr(loss), lr=repr(1e-4 * (1 - i / total)),
-                                         gnorm=repr(1.0 + rnd.random()), tps=repr(50000.0 + i % 977), eta=repr((total - i) * 0.05),
-                                         mem="20480.0", total=total))
+                buf.append(
+                    step_t.format(
+                        time=repr(t),
+                        step=i,
+                        epoch=repr(i / total),
+                        loss=repr(loss),
+                        lr=repr(1e-4 * (1 - i / total)),
+                        gnorm=repr(1.0 + rnd.random()),
+                        tps=repr(50000.0 + i % 977),
+                        eta=repr((total - i) * 0.05),
+                        mem="20480.0",
+                        total=total,
+                    )
+                )
             if len(buf) >= 20000:
                 fh.write("\n".join(buf) + "\n")
                 buf = []
@@ -146,24 +209,48 @@ def write_big_events(path: Path, lines: int, t0: float) -> int:
 
 
 def small_events(run_id: str, exp: str, task: str, status: str, steps: int, t0: float, head: tuple) -> str:
-    evs = [StatusChanged(status="running", time=t0), RunStarted(run_id=run_id, experiment=exp, task=task, device="cpu", time=t0),
-           PhaseStarted(phase="data", detail="tokenising", time=t0 + 1), LogEmitted(level="info", message="device cpu", time=t0 + 1),
-           PhaseStarted(phase="train", detail=f"{steps} steps", time=t0 + 2)]
+    evs = [
+        StatusChanged(status="running", time=t0),
+        RunStarted(run_id=run_id, experiment=exp, task=task, device="cpu", time=t0),
+        PhaseStarted(phase="data", detail="tokenising", time=t0 + 1),
+        LogEmitted(level="info", message="device cpu", time=t0 + 1),
+        PhaseStarted(phase="train", detail=f"{steps} steps", time=t0 + 2),
+    ]
     done = steps if status == "finished" else steps // 2
     for s in range(10, done + 1, 10):
-        evs.append(StepLogged(step=s, epoch=s / steps * 3, loss=3.0 + 5.0 / s, learning_rate=1e-4, total_steps=steps,
-                              grad_norm=1.2, tokens_per_s=5000.0, samples_per_s=40.0, eta_s=(steps - s) * 0.1, memory_mb=700.0,
-                              time=t0 + 2 + s * 0.1))
+        evs.append(
+            StepLogged(
+                step=s,
+                epoch=s / steps * 3,
+                loss=3.0 + 5.0 / s,
+                learning_rate=1e-4,
+                total_steps=steps,
+                grad_norm=1.2,
+                tokens_per_s=5000.0,
+                samples_per_s=40.0,
+                eta_s=(steps - s) * 0.1,
+                memory_mb=700.0,
+                time=t0 + 2 + s * 0.1,
+            )
+        )
         if s % (steps // 3 or 1) == 0:
-            evs.append(EvalFinished(epoch=s * 3 // steps, step=s, split="validation", metrics={head[0]: head[1]},
-                                    time=t0 + 3 + s * 0.1))
-            evs.append(CheckpointSaved(step=s, epoch=s * 3 // steps, path=f"checkpoints/step-{s}", time=t0 + 3 + s * 0.1))
+            evs.append(
+                EvalFinished(
+                    epoch=s * 3 // steps, step=s, split="validation", metrics={head[0]: head[1]}, time=t0 + 3 + s * 0.1
+                )
+            )
+            evs.append(
+                CheckpointSaved(step=s, epoch=s * 3 // steps, path=f"checkpoints/step-{s}", time=t0 + 3 + s * 0.1)
+            )
     if status == "finished":
         evs.append(TableWritten(name="final", path="tables/final.json", time=t0 + 4 + steps * 0.1))
         evs.append(RunFinished(status="finished", results={"final": {head[0]: head[1]}}, time=t0 + 4 + steps * 0.1))
     if status in ("finished", "failed", "cancelled", "blocked"):
-        evs.append(StatusChanged(status=status, reason="" if status == "finished" else f"{status} (generated)",
-                                 time=t0 + 5 + steps * 0.1))
+        evs.append(
+            StatusChanged(
+                status=status, reason="" if status == "finished" else f"{status} (generated)", time=t0 + 5 + steps * 0.1
+            )
+        )
     return "".join(to_json(e) + "\n" for e in evs)
 
 
@@ -180,38 +267,74 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
         t = base + i * 3600 * 4 + rnd.randrange(3600)
         exp = names[i % len(names)] if i < runs - big else "pretrain"
         task, model, head = EXPERIMENTS[exp]
-        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(t)) + f"-{rnd.randrange(10**6):06d}-{rnd.randrange(16**4):04x}"
+        run_id = (
+            time.strftime("%Y%m%d-%H%M%S", time.localtime(t))
+            + f"-{rnd.randrange(10**6):06d}-{rnd.randrange(16**4):04x}"
+        )
         path = root / exp / run_id
         (path / "tables").mkdir(parents=True)
         is_big = i >= runs - big
         status = "finished" if is_big else rnd.choice(statuses)
         lr = rnd.choice((1e-5, 3e-5, 5e-5, 1e-4, 3e-4, 1e-3))
         steps = big_lines if is_big else rnd.choice((60, 120, 300, 600))
-        config = {"name": exp, "task": task, "model": model, "learning_rate": lr, "batch_size": rnd.choice((8, 16, 32)),
-                  "epochs": 3, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_seq_length": rnd.choice((128, 256)),
-                  "seed": rnd.randrange(5), "logging_steps": 10, "precision": "auto", "dataset": "glue" if task == "classify" else "wikitext",
-                  "description": f"generated run {i} of the store-scale benchmark"}
+        config = {
+            "name": exp,
+            "task": task,
+            "model": model,
+            "learning_rate": lr,
+            "batch_size": rnd.choice((8, 16, 32)),
+            "epochs": 3,
+            "weight_decay": 0.01,
+            "warmup_ratio": 0.1,
+            "max_seq_length": rnd.choice((128, 256)),
+            "seed": rnd.randrange(5),
+            "logging_steps": 10,
+            "precision": "auto",
+            "dataset": "glue" if task == "classify" else "wikitext",
+            "description": f"generated run {i} of the store-scale benchmark",
+        }
         write_json(path / "config.json", config)
-        st = {"status": status, "reason": {"failed": "CUDA out of memory; lower batch_size",
-                                           "cancelled": "cancelled by request; resume to continue from the checkpoint",
-                                           "blocked": "dependency demo-pretrain has no finished run"}.get(status, ""),
-              "pid": 10000 + i, "host": "gpu-box"}
+        st = {
+            "status": status,
+            "reason": {
+                "failed": "CUDA out of memory; lower batch_size",
+                "cancelled": "cancelled by request; resume to continue from the checkpoint",
+                "blocked": "dependency demo-pretrain has no finished run",
+            }.get(status, ""),
+            "pid": 10000 + i,
+            "host": "gpu-box",
+        }
         write_json(path / "status.json", st)
         value = head[1] * (0.8 + 0.4 * rnd.random())
         value = min(value, 0.99) if head[0] == "accuracy" else value
         if status == "finished":
             final = {head[0]: value, "eval_split": "validation", "n": 500}
             if task == "classify":
-                final.update(f1=value * 0.98, confusion_matrix=[[229, 7], [8, 256]], class_names=["negative", "positive"])
-            write_json(path / "results.json", {"final": final, "history": [{"epoch": e, head[0]: value * (1 + 0.1 / e)} for e in (1, 2, 3)]})
-            table = Table(name="final", columns=("metric", "value"), rows=tuple((k, v) for k, v in final.items() if isinstance(v, (int, float))),
-                          title=f"{exp}: final metrics")
+                final.update(
+                    f1=value * 0.98, confusion_matrix=[[229, 7], [8, 256]], class_names=["negative", "positive"]
+                )
+            write_json(
+                path / "results.json",
+                {"final": final, "history": [{"epoch": e, head[0]: value * (1 + 0.1 / e)} for e in (1, 2, 3)]},
+            )
+            table = Table(
+                name="final",
+                columns=("metric", "value"),
+                rows=tuple((k, v) for k, v in final.items() if isinstance(v, (int, float))),
+                title=f"{exp}: final metrics",
+            )
             (path / "tables" / "final.json").write_text(table.to_json(), encoding="utf-8")
         if rnd.random() < 0.4 or is_big:
-            write_json(path / "meta.json", {"tags": sorted(rnd.sample(TAGS, rnd.randrange(1, 3))) + (["big"] if is_big else []),
-                                                   "note": rnd.choice(("", "", "re-run after the tokenizer fix", "best so far",
-                                                                       "diverged at epoch 2")),
-                                                   "archived": rnd.random() < 0.1 and not is_big})
+            write_json(
+                path / "meta.json",
+                {
+                    "tags": sorted(rnd.sample(TAGS, rnd.randrange(1, 3))) + (["big"] if is_big else []),
+                    "note": rnd.choice(
+                        ("", "", "re-run after the tokenizer fix", "best so far", "diverged at epoch 2")
+                    ),
+                    "archived": rnd.random() < 0.1 and not is_big,
+                },
+            )
         if is_big:
             total_bytes += write_big_events(path / "events.jsonl", big_lines, t)
             big_paths.append(str(path))
@@ -226,14 +349,23 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
                 if raw.strip():
                     from_json(raw.decode())
     elapsed = time.perf_counter() - t_start
-    log(f"built {runs} runs ({big} with {big_lines:,} event lines) under {root} in {elapsed:.0f} s, {total_bytes / 2**20:,.0f} MiB of events")
-    info = {"runs": runs, "big": big, "big_lines": big_lines, "big_runs": big_paths, "events_mib": total_bytes / 2**20,
-            "build_s": elapsed}
+    log(
+        f"built {runs} runs ({big} with {big_lines:,} event lines) under {root} in {elapsed:.0f} s, {total_bytes / 2**20:,.0f} MiB of events"
+    )
+    info = {
+        "runs": runs,
+        "big": big,
+        "big_lines": big_lines,
+        "big_runs": big_paths,
+        "events_mib": total_bytes / 2**20,
+        "build_s": elapsed,
+    }
     (root / ".store-scale.json").write_text(json.dumps(info, indent=1))
     return info
 
 
 # -- measurements -------------------------------------------------------------------------------
+
 
 def manifest_for(root: Path, work: Path) -> Path:
     exps = [{"name": name, "task": "inspect", "model": "bert-tiny"} for name in EXPERIMENTS]
@@ -258,8 +390,13 @@ def measure_runs_cli(manifest: Path, reps: int = 5) -> dict:
         t0 = time.perf_counter()
         subprocess.run(lmconsole_cmd() + ["--help"], env=env, capture_output=True)
         help_t.append(time.perf_counter() - t0)
-    return {"command": shlex.join(cmd), "times_s": times, "median_s": statistics.median(times), "lines": lines,
-            "help_median_s": statistics.median(help_t)}
+    return {
+        "command": shlex.join(cmd),
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "lines": lines,
+        "help_median_s": statistics.median(help_t),
+    }
 
 
 class Tmux:
@@ -269,15 +406,21 @@ class Tmux:
         self.name = f"lmc-store-{random.randrange(1 << 30)}"
         script = manifest.parent / "launch.sh"
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.isidentifier())
-        script.write_text(f"cd {shlex.quote(str(manifest.parent))}\n{exports}"
-                          f"exec {shlex.join(lmconsole_cmd())} --manifest {shlex.quote(str(manifest))}\n")
+        script.write_text(
+            f"cd {shlex.quote(str(manifest.parent))}\n{exports}"
+            f"exec {shlex.join(lmconsole_cmd())} --manifest {shlex.quote(str(manifest))}\n"
+        )
         self._pid: int | None = None
         self.key_cpu_ms = []
         self.t_start = time.perf_counter()
-        self._tmux("new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}", check=True)
+        self._tmux(
+            "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", f"sh {shlex.quote(str(script))}", check=True
+        )
 
     def _tmux(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", *args], capture_output=True, text=True, check=check)
+        return subprocess.run(
+            ["tmux", "-L", self.name, "-f", "/dev/null", *args], capture_output=True, text=True, check=check
+        )
 
     def screen(self, escapes: bool = False) -> str:
         return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", self.name).stdout
@@ -404,12 +547,30 @@ def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0
     n_filter = len(filt) + untimed
     # UI-thread CPU per key (with the 1 Hz timers and a runs re-read every 3 s in the same window): less
     # sensitive to other processes' load than wall times
-    cpu = {"scroll_ms_per_key": (cpu1 - cpu0) * 1000 / (len(scroll) + (3 if len(rows) >= 200 else 0)), "filter_ms_per_key": (cpu3 - cpu2) * 1000 / n_filter} \
-        if None not in (cpu0, cpu1, cpu2, cpu3) else {}
+    cpu = (
+        {
+            "scroll_ms_per_key": (cpu1 - cpu0) * 1000 / (len(scroll) + (3 if len(rows) >= 200 else 0)),
+            "filter_ms_per_key": (cpu3 - cpu2) * 1000 / n_filter,
+        }
+        if None not in (cpu0, cpu1, cpu2, cpu3)
+        else {}
+    )
     if scroll_cpu and filter_cpu:  # per timed key: UI-thread CPU until the screen changed
-        cpu.update(scroll_key_cpu=stats(scroll_cpu), filter_key_cpu=stats(filter_cpu), all_key_cpu=stats(scroll_cpu + filter_cpu))
-    return {"first_frame_s": first, "runs_listed_s": listed, "scroll": stats(scroll), "filter": stats(filt), "ui_cpu": cpu,
-            "all_keys": stats(scroll + filt), "filter_keys_untimed": untimed, "screen_at_end": shown}
+        cpu.update(
+            scroll_key_cpu=stats(scroll_cpu),
+            filter_key_cpu=stats(filter_cpu),
+            all_key_cpu=stats(scroll_cpu + filter_cpu),
+        )
+    return {
+        "first_frame_s": first,
+        "runs_listed_s": listed,
+        "scroll": stats(scroll),
+        "filter": stats(filt),
+        "ui_cpu": cpu,
+        "all_keys": stats(scroll + filt),
+        "filter_keys_untimed": untimed,
+        "screen_at_end": shown,
+    }
 
 
 def _rchar() -> int:
@@ -435,8 +596,13 @@ def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
         feed = RunFeed(run=run)
         r0, t0 = _rchar(), time.perf_counter()
         state = feed.poll()
-        first = {"s": time.perf_counter() - t0, "bytes_read": _rchar() - r0, "file_bytes": size0,
-                 "steps_kept": len(state.steps), "last_step": state.last_step.step if state.last_step else None}
+        first = {
+            "s": time.perf_counter() - t0,
+            "bytes_read": _rchar() - r0,
+            "file_bytes": size0,
+            "steps_kept": len(state.steps),
+            "last_step": state.last_step.step if state.last_step else None,
+        }
         first_steps = state.steps
         polls = []
         step = state.last_step.step if state.last_step else 0
@@ -444,15 +610,35 @@ def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
             lines = []
             for k in range(new_lines):
                 step += 1
-                lines.append(to_json(StepLogged(step=step, epoch=1.0, loss=2.0, learning_rate=1e-5, total_steps=step + 10,
-                                                grad_norm=1.0, tokens_per_s=5e4, eta_s=1.0, memory_mb=2e4)))
+                lines.append(
+                    to_json(
+                        StepLogged(
+                            step=step,
+                            epoch=1.0,
+                            loss=2.0,
+                            learning_rate=1e-5,
+                            total_steps=step + 10,
+                            grad_norm=1.0,
+                            tokens_per_s=5e4,
+                            eta_s=1.0,
+                            memory_mb=2e4,
+                        )
+                    )
+                )
             blob = ("\n".join(lines) + "\n").encode()
             with open(events, "ab") as fh:
                 fh.write(blob)
             r0, t0 = _rchar(), time.perf_counter()
             state = feed.poll()
-            polls.append({"s": time.perf_counter() - t0, "bytes_read": _rchar() - r0, "bytes_new": len(blob),
-                          "last_step": state.last_step.step, "expected_last_step": step})
+            polls.append(
+                {
+                    "s": time.perf_counter() - t0,
+                    "bytes_read": _rchar() - r0,
+                    "bytes_new": len(blob),
+                    "last_step": state.last_step.step,
+                    "expected_last_step": step,
+                }
+            )
         # an idle poll: nothing new
         r0, t0 = _rchar(), time.perf_counter()
         feed.poll()
@@ -463,8 +649,14 @@ def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
         atomic_write_text(run.path / "status.json", status_before)
         lock.release()
     ok = all(p["last_step"] == p["expected_last_step"] and p["bytes_read"] < 4 * p["bytes_new"] + 65536 for p in polls)
-    return {"first_poll": first, "polls": polls, "idle_poll": idle, "new_lines": new_lines, "reads_only_new": ok,
-            "_steps": first_steps}
+    return {
+        "first_poll": first,
+        "polls": polls,
+        "idle_poll": idle,
+        "new_lines": new_lines,
+        "reads_only_new": ok,
+        "_steps": first_steps,
+    }
 
 
 def measure_plot(big_run: Path, reps: int = 5, steps: list | None = None) -> dict:
@@ -503,13 +695,21 @@ def measure_plot(big_run: Path, reps: int = 5, steps: list | None = None) -> dic
                 times.append((time.perf_counter() - t0) * 1000)
                 await pilot.pause()
             kept = getattr(plot, "series", None)  # a CurvePlot that thins what it keeps (min/max buckets)
-            result.update(refresh_ms=times, median_ms=statistics.median(times), series_points=npts,
-                          widget_points=sum(len(x.xs) for x in kept) if kept else npts, width=plot.size.width)
+            result.update(
+                refresh_ms=times,
+                median_ms=statistics.median(times),
+                series_points=npts,
+                widget_points=sum(len(x.xs) for x in kept) if kept else npts,
+                width=plot.size.width,
+            )
 
     asyncio.run(go())
     last = steps[-1].step if steps else 0
-    result.update(run_steps=last, steps_in_memory=len(steps),
-                  downsampled=bool(result.get("series_points")) and result["series_points"] * 10 <= last)
+    result.update(
+        run_steps=last,
+        steps_in_memory=len(steps),
+        downsampled=bool(result.get("series_points")) and result["series_points"] * 10 <= last,
+    )
     return result
 
 
@@ -525,14 +725,18 @@ def measure(root: Path, work: Path | None = None, presses: int = 40) -> dict:
         log("console in tmux")
         out["console"] = measure_console(manifest, root, presses)
         c = out["console"]
-        log(f"  first frame {c['first_frame_s']:.2f} s, runs listed {c['runs_listed_s']:.2f} s, keys p95 {c['all_keys']['p95_ms']:.0f} ms")
+        log(
+            f"  first frame {c['first_frame_s']:.2f} s, runs listed {c['runs_listed_s']:.2f} s, keys p95 {c['all_keys']['p95_ms']:.0f} ms"
+        )
     else:
         log("console: skipped, tmux is not installed")
     big = Path(info["big_runs"][0]) if info["big_runs"] else None
     if big is not None:
         log("follow")
         out["follow"] = measure_follow(big)
-        log(f"  first poll {out['follow']['first_poll']['s']:.1f} s; new polls read {[p['bytes_read'] for p in out['follow']['polls']]} bytes")
+        log(
+            f"  first poll {out['follow']['first_poll']['s']:.1f} s; new polls read {[p['bytes_read'] for p in out['follow']['polls']]} bytes"
+        )
         log("plot")
         out["plot"] = measure_plot(big, steps=out["follow"].pop("_steps"))
         log(f"  refresh {out['plot']['median_ms']:.0f} ms, {out['plot']['series_points']} points")
@@ -545,30 +749,59 @@ def summary_rows(r: dict) -> list[tuple[str, str, str, str]]:
     s = r["store"]
     rows = []
     c = r["runs_cli"]
-    rows.append((f"`lmconsole runs`, {s['runs']:,} runs ({s['big']} with {s['big_lines']:,}-line events files)", "<= 1 s",
-                 f"{c['median_s']:.2f} s (median of {len(c['times_s'])}; `lmconsole --help` {c['help_median_s']:.2f} s)",
-                 "met" if c["median_s"] <= GOALS["runs_s"] else "NOT met"))
+    rows.append(
+        (
+            f"`lmconsole runs`, {s['runs']:,} runs ({s['big']} with {s['big_lines']:,}-line events files)",
+            "<= 1 s",
+            f"{c['median_s']:.2f} s (median of {len(c['times_s'])}; `lmconsole --help` {c['help_median_s']:.2f} s)",
+            "met" if c["median_s"] <= GOALS["runs_s"] else "NOT met",
+        )
+    )
     if "console" in r:
         k = r["console"]
-        rows.append(("console first frame on that store, tmux 80x24", "<= 2 s",
-                     f"{k['first_frame_s']:.2f} s (runs listed at {k['runs_listed_s']:.2f} s)",
-                     "met" if k["first_frame_s"] <= GOALS["first_frame_s"] else "NOT met"))
+        rows.append(
+            (
+                "console first frame on that store, tmux 80x24",
+                "<= 2 s",
+                f"{k['first_frame_s']:.2f} s (runs listed at {k['runs_listed_s']:.2f} s)",
+                "met" if k["first_frame_s"] <= GOALS["first_frame_s"] else "NOT met",
+            )
+        )
         a = k["all_keys"]
-        rows.append((f"runs list: keypress to screen (scroll, filter), {s['runs']:,} runs", "p95 <= 150 ms",
-                     f"p95 {a['p95_ms']:.0f} ms (scroll p95 {k['scroll']['p95_ms']:.0f}, filter p95 {k['filter']['p95_ms']:.0f}; {a['n']} presses)"
-                     + (f"; the console's own CPU per key p95 {k['ui_cpu']['all_key_cpu']['p95_ms']:.0f} ms" if k.get("ui_cpu", {}).get("all_key_cpu") else ""),
-                     "met" if a["p95_ms"] <= GOALS["key_p95_ms"] else "NOT met"))
+        rows.append(
+            (
+                f"runs list: keypress to screen (scroll, filter), {s['runs']:,} runs",
+                "p95 <= 150 ms",
+                f"p95 {a['p95_ms']:.0f} ms (scroll p95 {k['scroll']['p95_ms']:.0f}, filter p95 {k['filter']['p95_ms']:.0f}; {a['n']} presses)"
+                + (
+                    f"; the console's own CPU per key p95 {k['ui_cpu']['all_key_cpu']['p95_ms']:.0f} ms"
+                    if k.get("ui_cpu", {}).get("all_key_cpu")
+                    else ""
+                ),
+                "met" if a["p95_ms"] <= GOALS["key_p95_ms"] else "NOT met",
+            )
+        )
     if "follow" in r:
         f = r["follow"]
         p = f["polls"][-1]
-        rows.append((f"following a growing {s['big_lines']:,}-line events file: bytes read per poll ({f['new_lines']:,} new lines)",
-                     "only what is new", f"{p['bytes_read']:,} B read for {p['bytes_new']:,} B new (file {f['first_poll']['file_bytes'] / 2**20:,.0f} MiB)",
-                     "met" if f["reads_only_new"] else "NOT met"))
+        rows.append(
+            (
+                f"following a growing {s['big_lines']:,}-line events file: bytes read per poll ({f['new_lines']:,} new lines)",
+                "only what is new",
+                f"{p['bytes_read']:,} B read for {p['bytes_new']:,} B new (file {f['first_poll']['file_bytes'] / 2**20:,.0f} MiB)",
+                "met" if f["reads_only_new"] else "NOT met",
+            )
+        )
     if "plot" in r:
         p = r["plot"]
-        rows.append((f"run view plot of a {p['run_steps']:,}-step run", "downsampled",
-                     f"{p['series_points']:,} points to the plot ({p['steps_in_memory']:,} steps kept), refresh {p['median_ms']:.0f} ms",
-                     "met" if p["downsampled"] else "NOT met"))
+        rows.append(
+            (
+                f"run view plot of a {p['run_steps']:,}-step run",
+                "downsampled",
+                f"{p['series_points']:,} points to the plot ({p['steps_in_memory']:,} steps kept), refresh {p['median_ms']:.0f} ms",
+                "met" if p["downsampled"] else "NOT met",
+            )
+        )
     return rows
 
 
@@ -577,56 +810,80 @@ def render_section(add, r: dict) -> None:
     s = r["store"]
     add("## Scale of the run store")
     add("")
-    add(f"`python bench/store_scale.py all` (`bench/run.py --only store`): a generated store of {s['runs']:,} run directories "
+    add(
+        f"`python bench/store_scale.py all` (`bench/run.py --only store`): a generated store of {s['runs']:,} run directories "
         f"({len(EXPERIMENTS)} experiments, pretrain/classify/qa, finished/failed/cancelled/interrupted/queued/blocked runs, tags, "
         f"notes and archived runs in meta.json, tables/, results.json); {s['big']} of them with {s['big_lines']:,}-line "
         f"events.jsonl ({s['events_mib']:,.0f} MiB of events in all; built in {s['build_s']:.0f} s). Load average "
         f"{r['load_avg_at_start'][0]:.1f} at the start, {r['load_avg_at_end'][0]:.1f} at the end ({r['cores']} cores): "
-        "the machine was shared, absolute times move with its load. Warm page cache.")
+        "the machine was shared, absolute times move with its load. Warm page cache."
+    )
     add("")
     add("| figure | goal | measured |")
     add("|---|---|---|")
     c = r["runs_cli"]
-    add(f"| `lmconsole runs` ({c['lines']:,} lines out) | <= 1 s | median {c['median_s']:.2f} s of "
-        f"{len(c['times_s'])} ({', '.join(f'{t:.2f}' for t in c['times_s'])}); `lmconsole --help` {c['help_median_s']:.2f} s |")
+    add(
+        f"| `lmconsole runs` ({c['lines']:,} lines out) | <= 1 s | median {c['median_s']:.2f} s of "
+        f"{len(c['times_s'])} ({', '.join(f'{t:.2f}' for t in c['times_s'])}); `lmconsole --help` {c['help_median_s']:.2f} s |"
+    )
     if "console" in r:
         k = r["console"]
-        add(f"| console: first frame (title and tabs on screen, from starting tmux) | <= 2 s | {k['first_frame_s']:.2f} s |")
+        add(
+            f"| console: first frame (title and tabs on screen, from starting tmux) | <= 2 s | {k['first_frame_s']:.2f} s |"
+        )
         add(f"| console: runs read and listed (title shows the count) | - | {k['runs_listed_s']:.2f} s |")
-        for name, label in (("scroll", "Runs tab: Down/Up/PageDown, key to changed screen"),
-                            ("filter", "Runs tab: typing a filter (`sst2`, `tag:keep`, `lr<1e-4`, `failed`) and deleting it")):
+        for name, label in (
+            ("scroll", "Runs tab: Down/Up/PageDown, key to changed screen"),
+            ("filter", "Runs tab: typing a filter (`sst2`, `tag:keep`, `lr<1e-4`, `failed`) and deleting it"),
+        ):
             x = k[name]
-            add(f"| {label} | p95 <= 150 ms | p95 {x['p95_ms']:.0f} ms, median {x['median_ms']:.0f}, max {x['max_ms']:.0f} ({x['n']} presses) |")
+            add(
+                f"| {label} | p95 <= 150 ms | p95 {x['p95_ms']:.0f} ms, median {x['median_ms']:.0f}, max {x['max_ms']:.0f} ({x['n']} presses) |"
+            )
         cpu = k.get("ui_cpu", {})
         for name, label in (("scroll_key_cpu", "scroll"), ("filter_key_cpu", "filter")):
             if name in cpu:
                 x = cpu[name]
-                add(f"| Runs tab {label} keys: the console's UI-thread CPU from key to changed screen (load-independent part) | - | "
-                    f"p95 {x['p95_ms']:.0f} ms, median {x['median_ms']:.0f}, max {x['max_ms']:.0f} |")
+                add(
+                    f"| Runs tab {label} keys: the console's UI-thread CPU from key to changed screen (load-independent part) | - | "
+                    f"p95 {x['p95_ms']:.0f} ms, median {x['median_ms']:.0f}, max {x['max_ms']:.0f} |"
+                )
         if k.get("filter_keys_untimed"):
-            add(f"| filter keys that change nothing on screen (same rows shown): sent, not timed | - | {k['filter_keys_untimed']} |")
+            add(
+                f"| filter keys that change nothing on screen (same rows shown): sent, not timed | - | {k['filter_keys_untimed']} |"
+            )
     if "follow" in r:
         f = r["follow"]
         fp = f["first_poll"]
-        add(f"| following: first poll of the {fp['file_bytes'] / 2**20:,.0f} MiB file (the run view opening it) | - | "
-            f"{fp['s']:.1f} s, {fp['bytes_read'] / 2**20:,.0f} MiB read, {fp['steps_kept']:,} steps kept |")
+        add(
+            f"| following: first poll of the {fp['file_bytes'] / 2**20:,.0f} MiB file (the run view opening it) | - | "
+            f"{fp['s']:.1f} s, {fp['bytes_read'] / 2**20:,.0f} MiB read, {fp['steps_kept']:,} steps kept |"
+        )
         for i, p in enumerate(f["polls"]):
-            add(f"| following: poll after {f['new_lines']:,} new lines ({i + 1}) | reads only what is new | "
+            add(
+                f"| following: poll after {f['new_lines']:,} new lines ({i + 1}) | reads only what is new | "
                 f"{p['bytes_read']:,} B read for {p['bytes_new']:,} B new, {p['s'] * 1000:.0f} ms; last step {p['last_step']:,} "
-                f"(expected {p['expected_last_step']:,}) |")
-        add(f"| following: poll with nothing new | - | {f['idle_poll']['bytes_read']:,} B read, {f['idle_poll']['s'] * 1000:.1f} ms |")
+                f"(expected {p['expected_last_step']:,}) |"
+            )
+        add(
+            f"| following: poll with nothing new | - | {f['idle_poll']['bytes_read']:,} B read, {f['idle_poll']['s'] * 1000:.1f} ms |"
+        )
     if "plot" in r:
         p = r["plot"]
-        add(f"| run view loss plot of a {p['run_steps']:,}-step run: points to the plot | downsampled | {p['series_points']:,} "
+        add(
+            f"| run view loss plot of a {p['run_steps']:,}-step run: points to the plot | downsampled | {p['series_points']:,} "
             f"(of {p['steps_in_memory']:,} steps kept by the MetricStore; {p['widget_points']:,} kept by the widget, drawn "
             f"at most 2 per column of its {p['width']} where it thins to the width); refresh {p['median_ms']:.0f} ms median "
-            f"({', '.join(f'{t:.0f}' for t in p['refresh_ms'])}) |")
+            f"({', '.join(f'{t:.0f}' for t in p['refresh_ms'])}) |"
+        )
     add("")
-    add("Keys are timed from just before `tmux send-keys` until `capture-pane -e` (with colours: the cursor row) differs "
+    add(
+        "Keys are timed from just before `tmux send-keys` until `capture-pane -e` (with colours: the cursor row) differs "
         "from the screen before, polled every 2 ms; a filter key whose new filter shows the same top rows is sent untimed "
         "(the engine's filter computes which). Bytes read = `rchar` of `/proc/self/io` around `RunFeed.poll()` (the run "
         "view's reader) with the run live (status running, owner lock held). Plot refresh = `step_series` + "
-        "`CurvePlot.show` + its `render()` (plotext build) in a headless 80x10 Textual app.")
+        "`CurvePlot.show` + its `render()` (plotext build) in a headless 80x10 Textual app."
+    )
     add("")
 
 

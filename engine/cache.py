@@ -68,8 +68,10 @@ def check(folder: Path, at: Path | None = None) -> str:
 def corrupt_error(what: str, folder: Path, problem: str):
     from .jobs import JobError
 
-    return JobError(f"the cached {what} in {folder} is corrupt ({problem}) and rebuilding it did not help",
-                    f"delete that folder (rm -r {folder}) and run again")
+    return JobError(
+        f"the cached {what} in {folder} is corrupt ({problem}) and rebuilding it did not help",
+        f"delete that folder (rm -r {folder}) and run again",
+    )
 
 
 def remove(folder: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+
 from .status import ACTIVE
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
@@ -21,7 +22,10 @@ FORMAT_CHOICES = ("csv", "md", "latex", "json")
 # Options of the whole program: accepted before the command and after it
 # (`lmconsole --manifest X run a` and `lmconsole run a --manifest X`).
 GLOBAL_OPTIONS = (
-    (("--manifest", "-m"), {"default": "experiments.toml", "help": "experiment manifest (default: ./experiments.toml)"}),
+    (
+        ("--manifest", "-m"),
+        {"default": "experiments.toml", "help": "experiment manifest (default: ./experiments.toml)"},
+    ),
 )
 
 
@@ -53,58 +57,102 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run experiments headless (dependencies first)")
     r.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     r.add_argument("--json", action="store_true", help="print events as JSON lines instead of progress lines")
-    r.add_argument("--resume", action="store_true", help="continue the latest unfinished run of each experiment from its checkpoint")
-    r.add_argument("--accept-changes", action="store_true",
-                   help="with --resume: continue even though the manifest changed since the run started (recorded in the run)")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the latest unfinished run of each experiment from its checkpoint",
+    )
+    r.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="with --resume: continue even though the manifest changed since the run started (recorded in the run)",
+    )
     r.add_argument("--no-deps", action="store_true", help="do not run missing dependencies first")
     r.add_argument("--quiet", "-q", action="store_true", help="only print the summary")
-    r.add_argument("--detach", "-d", action="store_true",
-                   help="queue them (each job then runs in its own process) and return; see `lmconsole queue`")
-    r.add_argument("--again", action="store_true", help="with --detach: queue another run even if one is queued or running")
+    r.add_argument(
+        "--detach",
+        "-d",
+        action="store_true",
+        help="queue them (each job then runs in its own process) and return; see `lmconsole queue`",
+    )
+    r.add_argument(
+        "--again", action="store_true", help="with --detach: queue another run even if one is queued or running"
+    )
 
     s = sub.add_parser("runs", help="list runs on disk (archived ones hidden)")
     s.add_argument("experiment", nargs="?")
     s.add_argument("--json", action="store_true")
     s.add_argument("--archived", action="store_true", help="list the archived runs instead")
-    s.add_argument("--filter", "-f", default="", metavar="TERMS",
-                   help="e.g. 'lr<1e-4', 'tag:baseline', 'status=finished', plain text (all must match)")
-    s.add_argument("--sort", default="started", metavar="COLUMN",
-                   help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses")
+    s.add_argument(
+        "--filter",
+        "-f",
+        default="",
+        metavar="TERMS",
+        help="e.g. 'lr<1e-4', 'tag:baseline', 'status=finished', plain text (all must match)",
+    )
+    s.add_argument(
+        "--sort",
+        default="started",
+        metavar="COLUMN",
+        help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses",
+    )
 
     pa = sub.add_parser("params", help="parameter table of a model (no weights loaded)")
-    pa.add_argument("model", help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment> "
-                    "(its latest finished run), run:<experiment>/<run-id> or run:<run path>")
+    pa.add_argument(
+        "model",
+        help="preset (bert-base, bert-tiny, bert-micro), Hub id, local folder, or run:<experiment> "
+        "(its latest finished run), run:<experiment>/<run-id> or run:<run path>",
+    )
     pa.add_argument("--head", default="base", choices=("base", "pretraining", "mlm", "classification", "qa"))
-    pa.add_argument("--diff-against", metavar="HEAD", choices=("base", "pretraining", "mlm", "classification", "qa"),
-                    help="show the diff from this head to --head instead")
+    pa.add_argument(
+        "--diff-against",
+        metavar="HEAD",
+        choices=("base", "pretraining", "mlm", "classification", "qa"),
+        help="show the diff from this head to --head instead",
+    )
     pa.add_argument("--format", default="table", choices=("table",) + FORMAT_CHOICES)
     pa.add_argument("--full", action="store_true", help="every tensor instead of the grouped view")
 
     e = sub.add_parser("export", help="export the tables of runs")
-    e.add_argument("runs", nargs="*", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix")
+    e.add_argument(
+        "runs", nargs="*", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"
+    )
     e.add_argument("--all", action="store_true", help="every finished, failed or stopped run on disk (not archived)")
     e.add_argument("--format", action="append", choices=FORMAT_CHOICES, help="repeatable; default: all four")
-    e.add_argument("--out", default="exports", help="root of the exports: each export makes a new folder in it (default: ./exports)")
-    e.add_argument("--include-running", action="store_true",
-                   help="with --all: also export runs still queued/running/paused (marked in runs.csv)")
+    e.add_argument(
+        "--out",
+        default="exports",
+        help="root of the exports: each export makes a new folder in it (default: ./exports)",
+    )
+    e.add_argument(
+        "--include-running",
+        action="store_true",
+        help="with --all: also export runs still queued/running/paused (marked in runs.csv)",
+    )
 
     c = sub.add_parser("check", help="validate the manifest and print the plan")
     c.add_argument("--reference", action="store_true", help="print the manifest key reference (Markdown)")
-    c.add_argument("--schema", action="store_true", help="print a JSON Schema of the manifest (for editors: taplo, Even Better TOML)")
+    c.add_argument(
+        "--schema",
+        action="store_true",
+        help="print a JSON Schema of the manifest (for editors: taplo, Even Better TOML)",
+    )
 
     pu = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub with a model card")
     pu.add_argument("run", metavar="RUN")
     pu.add_argument("--repo", required=True, metavar="OWNER/NAME")
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--revision", metavar="BRANCH", help="upload to this branch (created if missing)")
-    pu.add_argument("--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing")
+    pu.add_argument(
+        "--dry-run", action="store_true", help="write the exact folder that would be uploaded, upload nothing"
+    )
     pu.add_argument("--out", help="folder for --dry-run (default: a new temporary folder, printed)")
 
     tg = sub.add_parser("tag", help="add (+name) or remove (-name) tags of a run; no changes: print them")
     tg.add_argument("run", metavar="RUN")
     tg.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
 
-    nt = sub.add_parser("note", help="set the note of a run (\"\" clears it); no text: print it")
+    nt = sub.add_parser("note", help='set the note of a run ("" clears it); no text: print it')
     nt.add_argument("run", metavar="RUN")
     nt.add_argument("text", nargs="?")
 
@@ -118,24 +166,42 @@ def _parser() -> argparse.ArgumentParser:
 
     # the study report and its verification (issue 14)
     rp = sub.add_parser("report", help="write the study report (Markdown, LaTeX, HTML with plots)")
-    rp.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
-                    help="experiments or glob patterns (demo-*); default: every experiment with a finished run")
+    rp.add_argument(
+        "experiments",
+        nargs="*",
+        metavar="EXPERIMENT",
+        help="experiments or glob patterns (demo-*); default: every experiment with a finished run",
+    )
     rp.add_argument("--out", default="report", help="output folder (default: ./report)")
     rp.add_argument("--format", action="append", choices=("md", "latex", "html"), help="repeatable; default: all three")
     rp.add_argument("--title", default="Study report")
 
-    vf = sub.add_parser("verify", help="recompute every reported number from the saved predictions; exit 1 on a mismatch")
-    vf.add_argument("targets", nargs="+", metavar="RUN|STUDY",
-                    help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)")
+    vf = sub.add_parser(
+        "verify", help="recompute every reported number from the saved predictions; exit 1 on a mismatch"
+    )
+    vf.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RUN|STUDY",
+        help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)",
+    )
     vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
     cp = sub.add_parser("compare", help="final results of runs side by side, with mean ± std and n of seed groups")
-    cp.add_argument("runs", nargs="+", metavar="RUN",
-                    help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix")
+    cp.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="experiment (its latest run, or its latest seed group), experiment/run-id, or a run-id prefix",
+    )
     cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
 
     qu = sub.add_parser("queue", help="show or change the job queue of the runs directory (shared by consoles and CLI)")
-    qu.add_argument("action", nargs="?", default="list",
-                    choices=("list", "pause", "resume", "cancel", "retry", "up", "down", "clean"))
+    qu.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=("list", "pause", "resume", "cancel", "retry", "up", "down", "clean"),
+    )
     qu.add_argument("job", nargs="?", metavar="JOB", help="job number (as listed), or an experiment (its latest job)")
     qu.add_argument("--json", action="store_true")
 
@@ -199,11 +265,22 @@ def main(argv=None, console=None) -> int:
             return _fail("the console is not available here; use a command (see --help)")
         return console(args.manifest)
     handler = {
-        "run": cmd_run, "runs": cmd_runs, "params": cmd_params, "export": cmd_export,
-        "check": cmd_check, "control": cmd_control, "push": cmd_push, "compare": cmd_compare,
-        "report": cmd_report, "verify": cmd_verify,
-        "tag": cmd_tag, "note": cmd_note, "archive": cmd_archive, "delete": cmd_delete,
-        "queue": cmd_queue, "attach": cmd_attach,
+        "run": cmd_run,
+        "runs": cmd_runs,
+        "params": cmd_params,
+        "export": cmd_export,
+        "check": cmd_check,
+        "control": cmd_control,
+        "push": cmd_push,
+        "compare": cmd_compare,
+        "report": cmd_report,
+        "verify": cmd_verify,
+        "tag": cmd_tag,
+        "note": cmd_note,
+        "archive": cmd_archive,
+        "delete": cmd_delete,
+        "queue": cmd_queue,
+        "attach": cmd_attach,
     }[args.command]
     try:
         rc = handler(args)
@@ -254,8 +331,11 @@ def _pop_global_options(args, words: list[str]) -> list[str]:
         w = words[i]
         name, eq, value = w.partition("=")
         if name in flags and (eq or i + 1 < len(words)):
-            setattr(args, next(n for n, _ in GLOBAL_OPTIONS if name in n)[0].lstrip("-").replace("-", "_"),
-                    value if eq else words[i + 1])
+            setattr(
+                args,
+                next(n for n, _ in GLOBAL_OPTIONS if name in n)[0].lstrip("-").replace("-", "_"),
+                value if eq else words[i + 1],
+            )
             i += 1 if eq else 2
             continue
         out.append(w)
@@ -264,6 +344,7 @@ def _pop_global_options(args, words: list[str]) -> list[str]:
 
 
 # -- progress printing ----------------------------------------------------------
+
 
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
@@ -311,7 +392,11 @@ class ProgressPrinter:
                 f"lr {event.learning_rate:.2e} {tps} ETA {fmt_duration(event.eta_s)}"
             )
         elif isinstance(event, ev.EvalFinished):
-            shown = ", ".join(f"{k} {fmt_metric(v)}" for k, v in event.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            shown = ", ".join(
+                f"{k} {fmt_metric(v)}"
+                for k, v in event.metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            )
             self._print(f"{tag} eval epoch {event.epoch} ({event.split}): {shown}")
         elif isinstance(event, ev.ProgressUpdated):
             now = time.monotonic()
@@ -331,6 +416,7 @@ class ProgressPrinter:
 
 
 # -- commands -----------------------------------------------------------------------
+
 
 def cmd_run(args) -> int:
     manifest = _manifest(args)
@@ -366,8 +452,10 @@ def cmd_run(args) -> int:
             if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
                 resume = last
             elif last is not None and last.status().get("status") in ("running", "paused"):
-                return _fail(f"{name}: its latest run is {last.status().get('status')} in another process; "
-                             f"use `lmconsole control {name} resume|pause|cancel`")
+                return _fail(
+                    f"{name}: its latest run is {last.status().get('status')} in another process; "
+                    f"use `lmconsole control {name} resume|pause|cancel`"
+                )
         if resume is not None and not args.accept_changes:
             from .jobs import changed_run_error, config_changes
 
@@ -378,20 +466,31 @@ def cmd_run(args) -> int:
         from .seeds import seed_jobs
 
         runs = []
-        for seed, group in ([(None, "")] if resume else seed_jobs(exp)):
+        for seed, group in [(None, "")] if resume else seed_jobs(exp):
             printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
             if not args.json:
                 what = f"seed {seed}, " if seed is not None else ""
                 safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
             try:
-                run = run_experiment(manifest, name, sinks=[printer], resume=resume, store=store, seed=seed, group=group,
-                                     accept_changes=args.accept_changes)
+                run = run_experiment(
+                    manifest,
+                    name,
+                    sinks=[printer],
+                    resume=resume,
+                    store=store,
+                    seed=seed,
+                    group=group,
+                    accept_changes=args.accept_changes,
+                )
             except RunUnavailable as exc:
                 return _fail(f"{name}: {exc}")
             except (OSError, ValueError) as exc:  # the run directory itself cannot be created
                 reason = getattr(exc, "strerror", None) or str(exc)
-                return _fail(f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
-                             "set settings.runs_dir to a writable folder", 1)
+                return _fail(
+                    f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
+                    "set settings.runs_dir to a writable folder",
+                    1,
+                )
             runs.append(run)
             st = run.status()
             if st.get("status") == "interrupted":
@@ -413,7 +512,9 @@ def cmd_run(args) -> int:
         safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
     if failed:
         first = next(iter(failed.items()))
-        return _fail(f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1)
+        return _fail(
+            f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1
+        )
     return 0
 
 
@@ -431,7 +532,9 @@ def _print_group(name: str, runs) -> None:
     from .seeds import fmt_stat, group_stats
 
     stats = group_stats(runs)
-    shown = [k for k in ("final.mlm_perplexity", "final.accuracy", "final.f1", "final.exact", "final.best_f1") if k in stats]
+    shown = [
+        k for k in ("final.mlm_perplexity", "final.accuracy", "final.f1", "final.exact", "final.best_f1") if k in stats
+    ]
     seeds = ", ".join(str(r.config().get("seed")) for r in runs)
     body = "; ".join(f"{k.removeprefix('final.')} {fmt_stat(stats[k])}" for k in shown) or "no metrics"
     safe_print(f"[{name}] seeds {seeds}: {body} (sample std)")
@@ -453,17 +556,42 @@ def cmd_runs(args) -> int:
     rows = list_rows(RunStore(manifest.runs_dir), args.experiment, archived=True if args.archived else False)
     rows = filter_rows(rows, args.filter)
     column = args.sort.lstrip("-")
-    if rows and column not in ("started", "experiment", "run", "status", "progress", "result", "tags", "note") \
-            and all(r.value(column) is None for r in rows):
-        return _fail(f"--sort {column!r}: no listed run has it; use started, status, result, progress, "
-                     "or a hyperparameter/metric of these runs (e.g. learning_rate, accuracy)")
-    rows = sort_rows(rows, column, descending=args.sort.startswith("-")) if column != "started" or args.sort.startswith("-") else rows
+    if (
+        rows
+        and column not in ("started", "experiment", "run", "status", "progress", "result", "tags", "note")
+        and all(r.value(column) is None for r in rows)
+    ):
+        return _fail(
+            f"--sort {column!r}: no listed run has it; use started, status, result, progress, "
+            "or a hyperparameter/metric of these runs (e.g. learning_rate, accuracy)"
+        )
+    rows = (
+        sort_rows(rows, column, descending=args.sort.startswith("-"))
+        if column != "started" or args.sort.startswith("-")
+        else rows
+    )
     if args.json:
-        print(json.dumps([{"experiment": r.run.experiment, "run": r.run.run_id, "status": r.status,
-                           "reason": r.reason, "path": str(r.run.path), "progress": r.progress,
-                           "result": {r.result_key: r.result} if r.result_key else {}, "tags": r.tags,
-                           "note": r.note, "archived": r.archived,
-                           "flags": [f.to_dict() for f in _row_flags(r, run_flags)]} for r in rows], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "experiment": r.run.experiment,
+                        "run": r.run.run_id,
+                        "status": r.status,
+                        "reason": r.reason,
+                        "path": str(r.run.path),
+                        "progress": r.progress,
+                        "result": {r.result_key: r.result} if r.result_key else {},
+                        "tags": r.tags,
+                        "note": r.note,
+                        "archived": r.archived,
+                        "flags": [f.to_dict() for f in _row_flags(r, run_flags)],
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
         return 0
     if not rows:
         what = "archived runs" if args.archived else "runs"
@@ -474,9 +602,19 @@ def cmd_runs(args) -> int:
     table = []
     for r in rows:
         note = r.reason if r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason else r.note
-        table.append([r.run.experiment, r.run.run_id, r.status + (" (archived)" if r.archived else ""), r.progress,
-                      r.result_text, *(fmt_value(r.config.get(k)) for k in hyper), " ".join(r.tags),
-                      " ".join(note.split()) + (f" FLAGS: {n} (see lmconsole report)" if (n := len(_row_flags(r, run_flags))) else "")])
+        table.append(
+            [
+                r.run.experiment,
+                r.run.run_id,
+                r.status + (" (archived)" if r.archived else ""),
+                r.progress,
+                r.result_text,
+                *(fmt_value(r.config.get(k)) for k in hyper),
+                " ".join(r.tags),
+                " ".join(note.split())
+                + (f" FLAGS: {n} (see lmconsole report)" if (n := len(_row_flags(r, run_flags))) else ""),
+            ]
+        )
     for line in align(header, table):
         print(line)
     return 0
@@ -506,7 +644,9 @@ def cmd_params(args) -> int:
             except (KeyError, ValueError) as exc:
                 return _fail(str(exc).strip("'\""))
             if path is None:
-                return _fail(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})")
+                return _fail(
+                    f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})"
+                )
             config = load_config(str(path))
         elif args.model in PRESETS:
             config = preset_config(args.model)
@@ -542,9 +682,11 @@ def cmd_export(args) -> int:
         every = [r for r in store.runs() if str(r.path) not in named and not is_archived(r)]
         done, active = split_exportable(every)
         if active and not args.include_running:
-            print(f"left out {len(active)} run(s) still in progress: "
-                  f"{', '.join(f'{r.experiment}/{r.run_id}' for r in active)} (--include-running exports them, marked)",
-                  file=sys.stderr)
+            print(
+                f"left out {len(active)} run(s) still in progress: "
+                f"{', '.join(f'{r.experiment}/{r.run_id}' for r in active)} (--include-running exports them, marked)",
+                file=sys.stderr,
+            )
         runs = runs + done + (active if args.include_running else [])
     elif not runs:
         return _fail("name runs to export, or pass --all")
@@ -581,7 +723,11 @@ def cmd_check(args) -> int:
         deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
         seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
         target = exp.hub_model_id if exp.task == "push" else exp.model
-        what = f"{len(exp.steps)} steps" if exp.task == "study" else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        what = (
+            f"{len(exp.steps)} steps"
+            if exp.task == "study"
+            else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        )
         print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
     for exp in manifest.experiments:
         if exp.task == "study":
@@ -611,21 +757,31 @@ def cmd_push(args) -> int:
 
     try:
         run = get_run(RunStore(manifest.runs_dir), args.run)
-        result = push(run, args.repo, private=args.private, revision=args.revision, dry_run=args.dry_run,
-                      out=Path(args.out) if args.out else None)
+        result = push(
+            run,
+            args.repo,
+            private=args.private,
+            revision=args.revision,
+            dry_run=args.dry_run,
+            out=Path(args.out) if args.out else None,
+        )
     except (KeyError, ValueError) as exc:
         return _fail(str(exc).strip("'\""))
     except PushError as exc:
         return _fail(str(exc), 1)
     if result["dry_run"]:
-        print(f"dry run: {len(result['files'])} files in {Path(result['folder']).resolve()} "
-              f"(would go to {result['repo_id']}, {'private' if result['private'] else 'public'}"
-              f"{', branch ' + result['revision'] if result['revision'] else ''}):")
+        print(
+            f"dry run: {len(result['files'])} files in {Path(result['folder']).resolve()} "
+            f"(would go to {result['repo_id']}, {'private' if result['private'] else 'public'}"
+            f"{', branch ' + result['revision'] if result['revision'] else ''}):"
+        )
         for name in result["files"]:
             print(f"  {name}")
     else:
-        print(f"pushed {run.experiment}/{run.run_id} to https://huggingface.co/{result['repo_id']}"
-              f"{' (branch ' + result['revision'] + ')' if result['revision'] else ''}")
+        print(
+            f"pushed {run.experiment}/{run.run_id} to https://huggingface.co/{result['repo_id']}"
+            f"{' (branch ' + result['revision'] + ')' if result['revision'] else ''}"
+        )
     return 0
 
 
@@ -693,7 +849,9 @@ def cmd_report(args) -> int:
     store = RunStore(manifest.runs_dir)
     names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
     if not names:
-        return _fail(f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}")
+        return _fail(
+            f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}"
+        )
     report = build_report(store, names, title=args.title)
     if len(report.sections[0].tables[0].rows) == 0:
         return _fail(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", 1)
@@ -789,8 +947,14 @@ def cmd_archive(args) -> int:
             set_archived(run, not args.restore)
         except MetaError as exc:
             return _fail(str(exc))
-        print(f"{'restored' if args.restore else 'archived'} {run.experiment}/{run.run_id}"
-              + ("" if args.restore else f" (hidden; `lmconsole runs --archived` lists it, `archive --restore` brings it back)"))
+        print(
+            f"{'restored' if args.restore else 'archived'} {run.experiment}/{run.run_id}"
+            + (
+                ""
+                if args.restore
+                else " (hidden; `lmconsole runs --archived` lists it, `archive --restore` brings it back)"
+            )
+        )
     return 0
 
 
@@ -819,13 +983,17 @@ def cmd_delete(args) -> int:
 
 # -- the queue on disk (issue 12): run --detach, queue, attach --------------------------------------
 
+
 def _run_detached(manifest, args) -> int:
     from .queue import JobQueue
 
     queue = JobQueue(manifest)
     added = queue.submit(args.experiments, with_deps=not args.no_deps, again=args.again)
     for job in added:
-        print(f"queued #{job.id} {job.experiment}" + (f" (after #{', #'.join(map(str, job.depends_on))})" if job.depends_on else ""))
+        print(
+            f"queued #{job.id} {job.experiment}"
+            + (f" (after #{', #'.join(map(str, job.depends_on))})" if job.depends_on else "")
+        )
     for name in queue.last_skipped:
         print(f"{name}: already queued or running; add --again to queue another run", file=sys.stderr)
     if added:
@@ -847,10 +1015,18 @@ def _find_job(queue, ref: str | None, prefer_running: bool = False):
 
 def _job_row(job) -> dict:
     step = job.metrics.last_step
-    return {"id": job.id, "experiment": job.experiment, "status": str(job.status), "reason": job.reason,
-            "run": f"{job.run.experiment}/{job.run.run_id}" if job.run else None, "depends_on": list(job.depends_on),
-            "gpus": job.gpus, "devices": list(job.devices),
-            "step": step.step if step else None, "total_steps": step.total_steps if step else None}
+    return {
+        "id": job.id,
+        "experiment": job.experiment,
+        "status": str(job.status),
+        "reason": job.reason,
+        "run": f"{job.run.experiment}/{job.run.run_id}" if job.run else None,
+        "depends_on": list(job.depends_on),
+        "gpus": job.gpus,
+        "devices": list(job.devices),
+        "step": step.step if step else None,
+        "total_steps": step.total_steps if step else None,
+    }
 
 
 def cmd_queue(args) -> int:

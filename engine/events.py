@@ -12,8 +12,9 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 
 def _now() -> float:
@@ -135,8 +136,18 @@ class RunFinished(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        RunStarted, PhaseStarted, ProgressUpdated, StepLogged, EvalFinished,
-        CheckpointSaved, TableWritten, LogEmitted, StatusChanged, JobFailed, RunFinished, SystemSampled,
+        RunStarted,
+        PhaseStarted,
+        ProgressUpdated,
+        StepLogged,
+        EvalFinished,
+        CheckpointSaved,
+        TableWritten,
+        LogEmitted,
+        StatusChanged,
+        JobFailed,
+        RunFinished,
+        SystemSampled,
     )
 }
 

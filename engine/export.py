@@ -56,7 +56,9 @@ def comparison_table(runs) -> Table:
     keys = list(dict.fromkeys(k for f in flats for k in f))
     cols = ("metric",) + tuple(run_label(r) for r in runs)
     rows = [(k,) + tuple(f.get(k) for f in flats) for k in keys]
-    return with_group_columns(Table(name="comparison", columns=cols, rows=rows, title="Final results by run"), list(runs))
+    return with_group_columns(
+        Table(name="comparison", columns=cols, rows=rows, title="Final results by run"), list(runs)
+    )
 
 
 def comparison_info_table(runs) -> Table:
@@ -66,8 +68,7 @@ def comparison_info_table(runs) -> Table:
         for k, v in flat_results(r.results()).items():
             if v is not None and not _is_number(v):
                 rows.append((run_label(r), k, str(v)))
-    return Table(name="comparison_info", columns=("run", "key", "value"), rows=rows,
-                 title="Non-numeric results by run")
+    return Table(name="comparison_info", columns=("run", "key", "value"), rows=rows, title="Non-numeric results by run")
 
 
 def runs_table(runs) -> Table:
@@ -80,15 +81,31 @@ def runs_table(runs) -> Table:
         cfg = r.config()
         meta = read_meta(r)
         status = str(st.get("status", "queued"))
-        rows.append((r.experiment, r.run_id, status, status in ACTIVE_STATUSES, str(cfg.get("task", "")),
-                     str(cfg.get("model", "")), " ".join(meta["tags"]), meta["note"], str(st.get("reason", "") or ""),
-                     str(r.path)))
+        rows.append(
+            (
+                r.experiment,
+                r.run_id,
+                status,
+                status in ACTIVE_STATUSES,
+                str(cfg.get("task", "")),
+                str(cfg.get("model", "")),
+                " ".join(meta["tags"]),
+                meta["note"],
+                str(st.get("reason", "") or ""),
+                str(r.path),
+            )
+        )
     notes = ()
     active = [f"{r[0]}/{r[1]} ({r[2]})" for r in rows if r[3]]
     if active:
         notes = (f"still in progress when exported, results partial: {', '.join(active)}",)
-    return Table(name="runs", columns=("experiment", "run_id", "status", "in_progress", "task", "model", "tags", "note",
-                                       "reason", "path"), rows=rows, title="Exported runs", notes=notes)
+    return Table(
+        name="runs",
+        columns=("experiment", "run_id", "status", "in_progress", "task", "model", "tags", "note", "reason", "path"),
+        rows=rows,
+        title="Exported runs",
+        notes=notes,
+    )
 
 
 def tidy(table: Table) -> list[Table]:
@@ -109,14 +126,22 @@ def tidy(table: Table) -> list[Table]:
             m = _REPEAT.match(str(v))
             return int(m.group(1)) if m else v
 
-        body = [r[:idx] + (rep(r[idx]),) + r[idx + 1:] for r in body]
+        body = [r[:idx] + (rep(r[idx]),) + r[idx + 1 :] for r in body]
     out = [Table(name=table.name, columns=table.columns, rows=body, title=table.title, notes=table.notes)]
     if totals:
-        keep = [i for i, c in enumerate(table.columns)
-                if i == 0 or any(_is_number(r[i]) or isinstance(r[i], bool) for r in totals)]
-        out.append(Table(name=f"{table.name}_totals", columns=tuple(table.columns[i] for i in keep),
-                         rows=[tuple(r[i] for i in keep) for r in totals],
-                         title=f"{table.title or table.name}: totals"))
+        keep = [
+            i
+            for i, c in enumerate(table.columns)
+            if i == 0 or any(_is_number(r[i]) or isinstance(r[i], bool) for r in totals)
+        ]
+        out.append(
+            Table(
+                name=f"{table.name}_totals",
+                columns=tuple(table.columns[i] for i in keep),
+                rows=[tuple(r[i] for i in keep) for r in totals],
+                title=f"{table.title or table.name}: totals",
+            )
+        )
     return out
 
 
@@ -136,9 +161,13 @@ def confusion_table(run) -> Table | None:
     labels = [str(x) for x in (names if isinstance(names, list) and len(names) == n else classes)]
     cols = ("true",) + tuple(f"pred_{c}" for c in labels)
     rows = [(labels[i],) + tuple(row) for i, row in enumerate(matrix)]
-    return Table(name="confusion_matrix", columns=cols, rows=rows,
-                 title=f"Confusion matrix of {run_label(run)}: rows true class, columns predicted class",
-                 notes=(f"{sum(map(sum, matrix)):,} examples; classes {', '.join(labels)}",))
+    return Table(
+        name="confusion_matrix",
+        columns=cols,
+        rows=rows,
+        title=f"Confusion matrix of {run_label(run)}: rows true class, columns predicted class",
+        notes=(f"{sum(map(sum, matrix)):,} examples; classes {', '.join(labels)}",),
+    )
 
 
 def group_tables(runs) -> list[Table]:
@@ -154,7 +183,11 @@ def run_tables(run, problems: list | None = None) -> list[Table]:
     for name in run.table_names():
         try:
             tables += tidy(run.read_table(name))
-        except (OSError, ValueError, KeyError) as exc:  # a table being rewritten or hand-broken: the others still export
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+        ) as exc:  # a table being rewritten or hand-broken: the others still export
             if problems is not None:
                 problems.append(f"{where}: {exc}")
     cm = confusion_table(run)
@@ -210,7 +243,9 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
     for run in runs:
         written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
     if runs:
-        written += export_tables([comparison_table(runs), comparison_info_table(runs)] + group_tables(runs), folder, formats)
+        written += export_tables(
+            [comparison_table(runs), comparison_info_table(runs)] + group_tables(runs), folder, formats
+        )
     return written
 
 

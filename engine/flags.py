@@ -26,16 +26,16 @@ from pathlib import Path
 
 __all__ = ["Flag", "result_flags", "run_flags"]
 
-POINT = 0.01       # one point on a 0-1 scale
-NEAR_ZERO = 0.01   # answer-text metrics (0-1) below this are "near 0"
-VOCAB_FACTOR = 2   # perplexity above this many times the vocabulary size is implausible
+POINT = 0.01  # one point on a 0-1 scale
+NEAR_ZERO = 0.01  # answer-text metrics (0-1) below this are "near 0"
+VOCAB_FACTOR = 2  # perplexity above this many times the vocabulary size is implausible
 
 
 @dataclass(frozen=True)
 class Flag:
-    code: str      # stable identifier, e.g. "one_class"
-    metric: str    # the results key it is about
-    message: str   # one line for people
+    code: str  # stable identifier, e.g. "one_class"
+    metric: str  # the results key it is about
+    message: str  # one line for people
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,16 +53,25 @@ def classify_flags(final: dict) -> list[Flag]:
         predicted = [i for i, col in enumerate(zip(*cm)) if sum(col) > 0]
         classes = final.get("classes") or list(range(len(cm)))
         if len(predicted) == 1:
-            out.append(Flag("one_class", "confusion_matrix",
-                            f"predicts only class {classes[predicted[0]]} for every example"))
+            out.append(
+                Flag("one_class", "confusion_matrix", f"predicts only class {classes[predicted[0]]} for every example")
+            )
     acc, base = _num(final, "accuracy"), _num(final, "majority_baseline")
     if acc is not None and base is not None and abs(acc - base) <= POINT:
-        out.append(Flag("at_majority_baseline", "accuracy",
-                        f"accuracy {acc:.3f} is within 1 point of the majority-class baseline {base:.3f}"))
+        out.append(
+            Flag(
+                "at_majority_baseline",
+                "accuracy",
+                f"accuracy {acc:.3f} is within 1 point of the majority-class baseline {base:.3f}",
+            )
+        )
     rec = _num(final, "recall")
     if rec is not None and rec in (0.0, 1.0):
-        what = "every positive example is predicted positive: check it is not always answering positive" if rec == 1.0 \
+        what = (
+            "every positive example is predicted positive: check it is not always answering positive"
+            if rec == 1.0
             else "no positive example is predicted positive"
+        )
         out.append(Flag(f"recall_{int(rec)}", "recall", f"recall {rec:.1f}: {what}"))
     return out
 
@@ -73,21 +82,37 @@ def qa_flags(final: dict) -> list[Flag]:
     hasans_total, hasans_f1 = _num(final, "HasAns_total"), _num(final, "HasAns_f1")
     rate = _num(final, "no_answer_rate")
     if noans_total and noans_f1 == 0.0:
-        out.append(Flag("never_abstains", "NoAns_f1",
-                        f"NoAns_f1 0 on {int(noans_total)} no-answer questions: the model never answers \"no answer\""))
+        out.append(
+            Flag(
+                "never_abstains",
+                "NoAns_f1",
+                f'NoAns_f1 0 on {int(noans_total)} no-answer questions: the model never answers "no answer"',
+            )
+        )
     if rate == 1.0 or (hasans_total and hasans_f1 == 0.0 and noans_total and noans_f1 == 100.0):
-        out.append(Flag("always_abstains", "HasAns_f1", "the model answers \"no answer\" to every question"))
+        out.append(Flag("always_abstains", "HasAns_f1", 'the model answers "no answer" to every question'))
     best, total = _num(final, "best_f1"), _num(final, "total")
     empty = _num(final, "empty_baseline_f1")
     if empty is None and noans_total is not None and total:
         empty = 100.0 * noans_total / total
     if best is not None and empty is not None and abs(best - empty) <= 100 * POINT:
-        out.append(Flag("at_empty_baseline", "best_f1",
-                        f"best_f1 {best:.1f} is within 1 point of always answering \"no answer\" ({empty:.1f})"))
+        out.append(
+            Flag(
+                "at_empty_baseline",
+                "best_f1",
+                f'best_f1 {best:.1f} is within 1 point of always answering "no answer" ({empty:.1f})',
+            )
+        )
     for key in ("bleu", "rougeL", "meteor"):
         v = _num(final, key)
         if v is not None and v < NEAR_ZERO:
-            out.append(Flag("text_metric_near_zero", key, f"{key} {v:.3g} (0-1) is near 0: answers share almost no words with the gold answers"))
+            out.append(
+                Flag(
+                    "text_metric_near_zero",
+                    key,
+                    f"{key} {v:.3g} (0-1) is near 0: answers share almost no words with the gold answers",
+                )
+            )
     v = _num(final, "sacrebleu")
     if v is not None and v < 100 * NEAR_ZERO:
         out.append(Flag("text_metric_near_zero", "sacrebleu", f"sacrebleu {v:.3g} (0-100) is near 0"))
@@ -95,19 +120,32 @@ def qa_flags(final: dict) -> list[Flag]:
 
 
 def pretrain_flags(history: list[dict], vocab_size: int | None) -> list[Flag]:
-    ppl = [(h.get("epoch"), float(h["mlm_perplexity"])) for h in history
-           if isinstance(h.get("mlm_perplexity"), (int, float))]
+    ppl = [
+        (h.get("epoch"), float(h["mlm_perplexity"]))
+        for h in history
+        if isinstance(h.get("mlm_perplexity"), (int, float))
+    ]
     out = []
     if len(ppl) >= 2 and ppl[-1][1] >= ppl[0][1]:
-        out.append(Flag("perplexity_not_falling", "mlm_perplexity",
-                        f"MLM perplexity does not fall: {ppl[0][1]:,.1f} (epoch {ppl[0][0]}) -> {ppl[-1][1]:,.1f} (epoch {ppl[-1][0]})"))
+        out.append(
+            Flag(
+                "perplexity_not_falling",
+                "mlm_perplexity",
+                f"MLM perplexity does not fall: {ppl[0][1]:,.1f} (epoch {ppl[0][0]}) -> {ppl[-1][1]:,.1f} (epoch {ppl[-1][0]})",
+            )
+        )
     if vocab_size:
         trained = [(e, p) for e, p in ppl if e != 0] or ppl[-1:]
         worst = max(trained, key=lambda x: x[1], default=None)
         if worst and worst[1] > VOCAB_FACTOR * vocab_size:
-            out.append(Flag("perplexity_above_vocab", "mlm_perplexity",
-                            f"MLM perplexity {worst[1]:,.0f} (epoch {worst[0]}) is far above the vocabulary size "
-                            f"{vocab_size:,} (a uniform guess scores {vocab_size:,}): exp of a summed or combined loss?"))
+            out.append(
+                Flag(
+                    "perplexity_above_vocab",
+                    "mlm_perplexity",
+                    f"MLM perplexity {worst[1]:,.0f} (epoch {worst[0]}) is far above the vocabulary size "
+                    f"{vocab_size:,} (a uniform guess scores {vocab_size:,}): exp of a summed or combined loss?",
+                )
+            )
     return out
 
 
@@ -126,7 +164,7 @@ def result_flags(task: str, results: dict, vocab_size: int | None = None) -> lis
 
 def _vocab_size(run, config: dict | None = None) -> int | None:
     model = run.final_model()
-    for path in ([model / "config.json"] if model else []):
+    for path in [model / "config.json"] if model else []:
         try:
             return int(json.loads(Path(path).read_text()).get("vocab_size"))
         except (OSError, ValueError, TypeError):

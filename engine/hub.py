@@ -48,8 +48,19 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """
     if hub_offline():
         return False
-    proxies = tuple(os.environ.get(v, "") for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
-                                                    "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"))
+    proxies = tuple(
+        os.environ.get(v, "")
+        for v in (
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        )
+    )
     return _reachable(f"{hub_endpoint()}/api/models/{LEGACY_IDS['bert-base-uncased']}", proxies, timeout)
 
 
@@ -142,8 +153,10 @@ def resolve_dataset(spec: str, mirror: str = "") -> str:
 
         name = spec.split(":", 1)[1]
         if name not in EMBEDDED_NAMES:
-            raise ResolveError(f"dataset {spec!r}: unknown embedded corpus; expected one of "
-                               + ", ".join(f"embedded:{n}" for n in EMBEDDED_NAMES))
+            raise ResolveError(
+                f"dataset {spec!r}: unknown embedded corpus; expected one of "
+                + ", ".join(f"embedded:{n}" for n in EMBEDDED_NAMES)
+            )
         return str(ensure_embedded(name))
     local = Path(spec).expanduser()
     if local.is_dir():
@@ -170,9 +183,11 @@ def looks_local(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~", ".")) or spec.count("/") > 1 or "\\" in spec
 
 
-def _missing_local(spec: str, what: str) -> "ResolveError":
-    return ResolveError(f"{what} {spec!r}: no such local folder ({Path(spec).expanduser().absolute()}); "
-                        "check the path (relative paths start from the folder you run lmconsole in)")
+def _missing_local(spec: str, what: str) -> ResolveError:
+    return ResolveError(
+        f"{what} {spec!r}: no such local folder ({Path(spec).expanduser().absolute()}); "
+        "check the path (relative paths start from the folder you run lmconsole in)"
+    )
 
 
 def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
@@ -205,9 +220,11 @@ def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
 def folder_identity(folder: Path) -> list:
     """What a local dataset folder holds: its resolved path and its data files' names, sizes, mtimes."""
     folder = Path(folder)
-    files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
-                   for f in folder.rglob("*") if f.is_file() and f.suffix in (".parquet", ".arrow", ".json", ".jsonl",
-                                                                              ".csv", ".txt", ".md"))
+    files = sorted(
+        (str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+        for f in folder.rglob("*")
+        if f.is_file() and f.suffix in (".parquet", ".arrow", ".json", ".jsonl", ".csv", ".txt", ".md")
+    )
     return [str(folder.resolve()), files]
 
 
@@ -245,9 +262,11 @@ def load_dataset_split(spec: str, config: str, split: str, mirror: str = ""):
             try:
                 return datasets.load_dataset(source, config or None, split=split, **kwargs)
             except Exception:  # noqa: BLE001
-                raise ResolveError(f"dataset {spec!r} ({config}): its cache {kwargs['cache_dir']} cannot be read "
-                                   f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}); "
-                                   f"delete that folder (rm -r {kwargs['cache_dir']}) and run again") from None
+                raise ResolveError(
+                    f"dataset {spec!r} ({config}): its cache {kwargs['cache_dir']} cannot be read "
+                    f"({str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}); "
+                    f"delete that folder (rm -r {kwargs['cache_dir']}) and run again"
+                ) from None
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise ResolveError(f"dataset {spec!r} ({config}): no split {split!r}: {exc}") from None

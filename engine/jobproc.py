@@ -49,8 +49,15 @@ def main(argv=None) -> int:
     code = 1
     try:
         manifest = load(entry["manifest"])
-        _runner()(manifest, entry["experiment"], run=run, resume_flag=bool(entry.get("resume")), store=store,
-                  seen_seq=int(entry.get("seen_seq", 0)), **seeded(entry))
+        _runner()(
+            manifest,
+            entry["experiment"],
+            run=run,
+            resume_flag=bool(entry.get("resume")),
+            store=store,
+            seen_seq=int(entry.get("seen_seq", 0)),
+            **seeded(entry),
+        )
         code = 0 if run.raw_status().get("status") in ("finished", "cancelled") else 1
     except ManifestError as exc:
         from .events import JobFailed, StatusChanged

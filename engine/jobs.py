@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .events import (
-    EventSink, FanoutSink, JobFailed, LogEmitted, RunFinished, RunStarted, StatusChanged,
+    EventSink,
+    FanoutSink,
+    JobFailed,
+    LogEmitted,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
 )
 from .runs import Run, RunStore, RunWriter, read_json, request_seq
 
@@ -124,12 +130,17 @@ class JobContext:
 
 def _hint_for(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (ctrl+c)", "resume it to continue from its last checkpoint (lmconsole run <experiment> --resume)"
+        return (
+            "interrupted (ctrl+c)",
+            "resume it to continue from its last checkpoint (lmconsole run <experiment> --resume)",
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = str(exc).lower()
     if "out of memory" in low:
-        return (f"out of memory: {text[:200]}",
-                "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), or shorten max_seq_length")
+        return (
+            f"out of memory: {text[:200]}",
+            "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), or shorten max_seq_length",
+        )
     if isinstance(exc, JobError):
         return exc.reason, exc.hint
     from .hub import ResolveError
@@ -176,9 +187,11 @@ def json_text(v) -> str:
 
 
 def changed_run_error(name: str, changes: dict) -> JobError:
-    return JobError(f"the manifest changed since this run started: {describe_changes(changes)}",
-                    f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
-                    "with the new values (recorded in the run), or start a new run without --resume")
+    return JobError(
+        f"the manifest changed since this run started: {describe_changes(changes)}",
+        f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
+        "with the new values (recorded in the run), or start a new run without --resume",
+    )
 
 
 TASKS = {
@@ -226,10 +239,20 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
     return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
 
 
-def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, store: RunStore | None = None,
-                   run: Run | None = None, resume_flag: bool = False, in_worker: bool = False,
-                   seed: int | None = None, group: str = "", accept_changes: bool = False,
-                   seen_seq: int | None = None) -> Run:
+def run_experiment(
+    manifest,
+    name: str,
+    sinks=(),
+    resume: Run | None = None,
+    store: RunStore | None = None,
+    run: Run | None = None,
+    resume_flag: bool = False,
+    in_worker: bool = False,
+    seed: int | None = None,
+    group: str = "",
+    accept_changes: bool = False,
+    seen_seq: int | None = None,
+) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
     ``resume`` continues an existing (interrupted, cancelled or failed) run from
@@ -262,8 +285,17 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     stop = StopSignals()
     from .system import JobSampler
 
-    ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=is_resume,
-                     stop=stop if stop.install() else None, sampler=JobSampler())
+    ctx = JobContext(
+        manifest=manifest,
+        exp=exp,
+        run=run,
+        writer=writer,
+        sink=sink,
+        store=store,
+        resume=is_resume,
+        stop=stop if stop.install() else None,
+        sampler=JobSampler(),
+    )
     # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
     req = run.pending_request()
     ctx._seq_seen = request_seq(req) if seen_seq is None else seen_seq
@@ -290,12 +322,15 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
 
                 record = run.config().get("_accepted_changes", [])
                 record = (record if isinstance(record, list) else []) + [
-                    {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}]
+                    {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
+                ]
                 atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
                 ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
-        ctx.log(f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set")
+        ctx.log(
+            f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
+        )
         _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
         if ctx.start_model:
@@ -306,11 +341,17 @@ def run_experiment(manifest, name: str, sinks=(), resume: Run | None = None, sto
     except Interrupted as exc:
         interrupted = True
         sink.emit(RunFinished(status="interrupted"))
-        sink.emit(StatusChanged(status="interrupted", reason=f"stopped by {exc.signal_name or 'a signal'}; "
-                                "checkpoint saved, resume continues from it"))
+        sink.emit(
+            StatusChanged(
+                status="interrupted",
+                reason=f"stopped by {exc.signal_name or 'a signal'}; checkpoint saved, resume continues from it",
+            )
+        )
     except Cancelled:
         sink.emit(RunFinished(status="cancelled"))
-        sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
+        sink.emit(
+            StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint")
+        )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a job failure must never take the caller down
         reason, hint = _hint_for(exc)
         from .secrets import redact
@@ -343,11 +384,24 @@ def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
     import shutil
     import sys
 
-    worker = ["-m", "engine.worker", "--lmc-manifest", str(Path(manifest.path).resolve()),
-              "--lmc-experiment", exp.name, "--lmc-run", str(run.path.resolve())] + (["--lmc-resume"] if resume else [])
+    worker = [
+        "-m",
+        "engine.worker",
+        "--lmc-manifest",
+        str(Path(manifest.path).resolve()),
+        "--lmc-experiment",
+        exp.name,
+        "--lmc-run",
+        str(run.path.resolve()),
+    ] + (["--lmc-resume"] if resume else [])
     if exp.launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={exp.nproc_per_node}",
-               f"--nnodes={exp.nnodes}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={exp.nproc_per_node}",
+            f"--nnodes={exp.nnodes}",
+        ]
         if exp.rdzv_endpoint:
             cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={exp.rdzv_endpoint}"]
         elif exp.nnodes == 1:
@@ -355,10 +409,18 @@ def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
         return cmd + list(exp.launcher_args) + worker
     exe = shutil.which("accelerate")
     if exe is None:
-        raise JobError('launcher = "accelerate" but the accelerate command is not installed',
-                       'pip install accelerate, or use launcher = "torchrun"')
-    return [exe, "launch", f"--num_processes={exp.nproc_per_node * exp.nnodes}", f"--num_machines={exp.nnodes}",
-            *exp.launcher_args, *worker]
+        raise JobError(
+            'launcher = "accelerate" but the accelerate command is not installed',
+            'pip install accelerate, or use launcher = "torchrun"',
+        )
+    return [
+        exe,
+        "launch",
+        f"--num_processes={exp.nproc_per_node * exp.nnodes}",
+        f"--num_machines={exp.nnodes}",
+        *exp.launcher_args,
+        *worker,
+    ]
 
 
 def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
@@ -366,7 +428,6 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     import subprocess
 
     from .events import LogEmitted
-
     from .follow import RunFollower
 
     follower = RunFollower(run, run.events_path.stat().st_size if run.events_path.exists() else 0)
@@ -382,8 +443,13 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
         env.setdefault("OMP_NUM_THREADS", "1")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
         for s in sinks:
-            s.emit(LogEmitted(level="info", message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
-                                                    f"output in {run.path / 'launcher.log'}"))
+            s.emit(
+                LogEmitted(
+                    level="info",
+                    message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
+                    f"output in {run.path / 'launcher.log'}",
+                )
+            )
     from .preempt import ForwardSignals
 
     forward = ForwardSignals(proc) if proc is not None else None
@@ -409,12 +475,20 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):
         return run
     # The children died before rank 0 could record why: record it for them.
-    reason, hint = failure if proc is None else (
-        f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
-        f"see {run.path / 'launcher.log'}")
+    reason, hint = (
+        failure
+        if proc is None
+        else (
+            f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
+            f"see {run.path / 'launcher.log'}",
+        )
+    )
     writer = RunWriter(run).open()
     try:
-        for ev in (JobFailed(reason=reason, hint=hint), StatusChanged(status="failed", reason=f"{reason} (hint: {hint})")):
+        for ev in (
+            JobFailed(reason=reason, hint=hint),
+            StatusChanged(status="failed", reason=f"{reason} (hint: {hint})"),
+        ):
             writer.emit(ev)
             for s in sinks:
                 s.emit(ev)

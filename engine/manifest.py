@@ -47,79 +47,258 @@ class Key:
 ALL_TRAIN = ("pretrain", "classify", "qa")
 
 EXPERIMENT_KEYS: dict[str, Key] = {
-    "name": Key("str", None, "Unique experiment name; also the run directory name (letters, digits, . _ -).", required=True),
+    "name": Key(
+        "str", None, "Unique experiment name; also the run directory name (letters, digits, . _ -).", required=True
+    ),
     "task": Key("str", None, "What the experiment does.", choices=TASKS + STEP_TASKS, required=True),
     "description": Key("str", "", "Free text shown in the console."),
-    "model": Key("str", None, "Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).", required=True),
-    "init": Key("str", "auto", "`pretrained` loads weights; `scratch` builds the model from its config with random weights; `auto` = scratch for presets, pretrained otherwise.", choices=("auto", "scratch", "pretrained")),
-    "tokenizer": Key("str", "auto", "`auto` = the model's own tokenizer (presets: WordPiece trained on the training split, cached); `train` forces training one; or a Hub id / local folder."),
+    "model": Key(
+        "str",
+        None,
+        "Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).",
+        required=True,
+    ),
+    "init": Key(
+        "str",
+        "auto",
+        "`pretrained` loads weights; `scratch` builds the model from its config with random weights; `auto` = scratch for presets, pretrained otherwise.",
+        choices=("auto", "scratch", "pretrained"),
+    ),
+    "tokenizer": Key(
+        "str",
+        "auto",
+        "`auto` = the model's own tokenizer (presets: WordPiece trained on the training split, cached); `train` forces training one; or a Hub id / local folder.",
+    ),
     "vocab_size": Key("int", 8000, "Vocabulary size of a trained WordPiece tokenizer.", minimum=100),
-    "trust_remote_code": Key("bool", False, "Allow custom model code from the Hub (off unless you opt in; a warning is shown)."),
-    "heads": Key("list[str]", ["base", "pretraining", "classification", "qa"], "Heads whose parameter tables an `inspect` experiment writes.", tasks=("inspect",), choices=HEADS),
-    "dataset": Key("str", None, "Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.", tasks=ALL_TRAIN),
-    "dataset_config": Key("str", "", "Dataset configuration (`wikitext-2-raw-v1`, `sst2`, `squad_v2`); empty = the default one.", tasks=ALL_TRAIN),
+    "trust_remote_code": Key(
+        "bool", False, "Allow custom model code from the Hub (off unless you opt in; a warning is shown)."
+    ),
+    "heads": Key(
+        "list[str]",
+        ["base", "pretraining", "classification", "qa"],
+        "Heads whose parameter tables an `inspect` experiment writes.",
+        tasks=("inspect",),
+        choices=HEADS,
+    ),
+    "dataset": Key(
+        "str",
+        None,
+        "Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.",
+        tasks=ALL_TRAIN,
+    ),
+    "dataset_config": Key(
+        "str",
+        "",
+        "Dataset configuration (`wikitext-2-raw-v1`, `sst2`, `squad_v2`); empty = the default one.",
+        tasks=ALL_TRAIN,
+    ),
     "train_split": Key("str", "train", "Split to train on.", tasks=ALL_TRAIN),
-    "eval_split": Key("str", "validation", "Split to evaluate on (hidden-label splits fall back to `validation`).", tasks=ALL_TRAIN),
-    "text_column": Key("str", "text", "Text column (`text` for wikitext, `sentence` for SST-2).", tasks=("pretrain", "classify")),
+    "eval_split": Key(
+        "str", "validation", "Split to evaluate on (hidden-label splits fall back to `validation`).", tasks=ALL_TRAIN
+    ),
+    "text_column": Key(
+        "str", "text", "Text column (`text` for wikitext, `sentence` for SST-2).", tasks=("pretrain", "classify")
+    ),
     "label_column": Key("str", "label", "Label column for classification.", tasks=("classify",)),
     "max_train_samples": Key("int", 0, "Use at most this many training rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
     "max_eval_samples": Key("int", 0, "Evaluate on at most this many rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
     "epochs": Key("int", 3, "Training epochs.", tasks=ALL_TRAIN, minimum=1),
-    "max_steps": Key("int", 0, "Stop after this many optimizer steps (0 = run all epochs).", tasks=ALL_TRAIN, minimum=0),
-    "learning_rate": Key("float", 5e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", tasks=ALL_TRAIN, minimum=0),
-    "warmup": Key("float", 0.06, "Warmup: a ratio of all steps when < 1, else a number of steps.", tasks=ALL_TRAIN, minimum=0),
-    "weight_decay": Key("float", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0),
+    "max_steps": Key(
+        "int", 0, "Stop after this many optimizer steps (0 = run all epochs).", tasks=ALL_TRAIN, minimum=0
+    ),
+    "learning_rate": Key(
+        "float", 5e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", tasks=ALL_TRAIN, minimum=0
+    ),
+    "warmup": Key(
+        "float", 0.06, "Warmup: a ratio of all steps when < 1, else a number of steps.", tasks=ALL_TRAIN, minimum=0
+    ),
+    "weight_decay": Key(
+        "float", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0
+    ),
     "batch_size": Key("int", 32, "Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1),
     "eval_batch_size": Key("int", 64, "Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1),
     "gradient_accumulation_steps": Key("int", 1, "Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1),
     "max_grad_norm": Key("float", 1.0, "Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0),
-    "max_seq_length": Key("int", 128, "Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16),
-    "seed": Key("int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN, minimum=0, maximum=2**32 - 1),
-    "logging_steps": Key("int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
+    "max_seq_length": Key(
+        "int", 128, "Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16
+    ),
+    "seed": Key(
+        "int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN, minimum=0, maximum=2**32 - 1
+    ),
+    "logging_steps": Key(
+        "int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1
+    ),
     "device": Key("str", "auto", "`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`."),
-    "precision": Key("str", "auto", "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 (AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.", choices=("auto", "bf16", "fp16", "fp32")),
+    "precision": Key(
+        "str",
+        "auto",
+        "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 (AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.",
+        choices=("auto", "bf16", "fp16", "fp32"),
+    ),
     "num_workers": Key("int", 0, "DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0),
-    "nan_policy": Key("str", "stop", "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")),
-    "launcher": Key("str", "none", "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).", tasks=ALL_TRAIN, choices=("none", "torchrun", "accelerate")),
-    "nproc_per_node": Key("int", 1, "Processes per node under the launcher (GPUs per node; CPU processes with gloo).", tasks=ALL_TRAIN, minimum=1),
+    "nan_policy": Key(
+        "str",
+        "stop",
+        "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.",
+        tasks=ALL_TRAIN,
+        choices=("stop", "skip"),
+    ),
+    "launcher": Key(
+        "str",
+        "none",
+        "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).",
+        tasks=ALL_TRAIN,
+        choices=("none", "torchrun", "accelerate"),
+    ),
+    "nproc_per_node": Key(
+        "int",
+        1,
+        "Processes per node under the launcher (GPUs per node; CPU processes with gloo).",
+        tasks=ALL_TRAIN,
+        minimum=1,
+    ),
     "nnodes": Key("int", 1, "Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
-    "rdzv_endpoint": Key("str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN),
-    "launcher_args": Key("list[str]", [], "Extra arguments passed to the launcher as they are (e.g. `[\"--rdzv-id=job7\"]`).", tasks=ALL_TRAIN),
+    "rdzv_endpoint": Key(
+        "str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN
+    ),
+    "launcher_args": Key(
+        "list[str]",
+        [],
+        'Extra arguments passed to the launcher as they are (e.g. `["--rdzv-id=job7"]`).',
+        tasks=ALL_TRAIN,
+    ),
     # checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)
-    "save_steps": Key("int", 0, "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and stop signals still save).", tasks=ALL_TRAIN, minimum=0),
-    "save_minutes": Key("float", 30.0, "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.", tasks=ALL_TRAIN, minimum=0),
-    "save_total_limit": Key("int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
-    "depends_on": Key("list[str]", [], "Experiments that must finish first (besides the one named by `model = \"run:...\"`)."),
+    "save_steps": Key(
+        "int",
+        0,
+        "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and stop signals still save).",
+        tasks=ALL_TRAIN,
+        minimum=0,
+    ),
+    "save_minutes": Key(
+        "float",
+        30.0,
+        "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.",
+        tasks=ALL_TRAIN,
+        minimum=0,
+    ),
+    "save_total_limit": Key(
+        "int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0
+    ),
+    "depends_on": Key(
+        "list[str]", [], 'Experiments that must finish first (besides the one named by `model = "run:..."`).'
+    ),
     # queue and GPU scheduling (issue 12)
-    "gpus": Key("int", -1, "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; a torchrun/accelerate job takes `nproc_per_node`.", minimum=-1),
+    "gpus": Key(
+        "int",
+        -1,
+        "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; a torchrun/accelerate job takes `nproc_per_node`.",
+        minimum=-1,
+    ),
     # pretraining
-    "mlm_probability": Key("float", 0.15, "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).", tasks=("pretrain",), minimum=0, maximum=1),
-    "short_seq_prob": Key("float", 0.1, "Probability of a shorter target length when building NSP pairs (BERT recipe).", tasks=("pretrain",), minimum=0, maximum=1),
-    "max_predictions_per_seq": Key("int", 0, "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).", tasks=("pretrain",), minimum=0),
-    "pseudo_perplexity_samples": Key("int", 0, "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; costs one forward per token).", tasks=("pretrain",), minimum=0),
+    "mlm_probability": Key(
+        "float",
+        0.15,
+        "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).",
+        tasks=("pretrain",),
+        minimum=0,
+        maximum=1,
+    ),
+    "short_seq_prob": Key(
+        "float",
+        0.1,
+        "Probability of a shorter target length when building NSP pairs (BERT recipe).",
+        tasks=("pretrain",),
+        minimum=0,
+        maximum=1,
+    ),
+    "max_predictions_per_seq": Key(
+        "int",
+        0,
+        "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).",
+        tasks=("pretrain",),
+        minimum=0,
+    ),
+    "pseudo_perplexity_samples": Key(
+        "int",
+        0,
+        "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; costs one forward per token).",
+        tasks=("pretrain",),
+        minimum=0,
+    ),
     # question answering
     "doc_stride": Key("int", 128, "Overlap between windows of a long context.", tasks=("qa",), minimum=1),
     "n_best_size": Key("int", 20, "Start/end candidates per feature when decoding answers.", tasks=("qa",), minimum=1),
     "max_answer_length": Key("int", 30, "Longest answer span in tokens.", tasks=("qa",), minimum=1),
-    "null_score_diff_threshold": Key("float", 0.0, "Predict no answer when null score - best span score exceeds this.", tasks=("qa",)),
-    "eval_each_epoch": Key("bool", True, "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).", tasks=("qa", "classify")),
-    "text_metrics": Key("str", "offline", "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).", tasks=("qa",), choices=("offline", "hub")),
+    "null_score_diff_threshold": Key(
+        "float", 0.0, "Predict no answer when null score - best span score exceeds this.", tasks=("qa",)
+    ),
+    "eval_each_epoch": Key(
+        "bool",
+        True,
+        "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).",
+        tasks=("qa", "classify"),
+    ),
+    "text_metrics": Key(
+        "str",
+        "offline",
+        "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).",
+        tasks=("qa",),
+        choices=("offline", "hub"),
+    ),
     # the study as a pipeline (issue 14): push steps, studies, seeds
-    "hub_model_id": Key("str", None, "`push`: Hub repository to upload `model = \"run:<experiment>\"` to, `OWNER/NAME` or `NAME` (your namespace); the token comes from `HF_TOKEN` / `hf auth login`.", tasks=("push",)),
-    "hub_private_repo": Key("bool", False, "`push`: create the repository as private (an existing one keeps its visibility).", tasks=("push",)),
+    "hub_model_id": Key(
+        "str",
+        None,
+        '`push`: Hub repository to upload `model = "run:<experiment>"` to, `OWNER/NAME` or `NAME` (your namespace); the token comes from `HF_TOKEN` / `hf auth login`.',
+        tasks=("push",),
+    ),
+    "hub_private_repo": Key(
+        "bool",
+        False,
+        "`push`: create the repository as private (an existing one keeps its visibility).",
+        tasks=("push",),
+    ),
     "hub_revision": Key("str", "", "`push`: branch to upload to (created if missing); empty = main.", tasks=("push",)),
-    "steps": Key("list[str]", [], "`study`: experiments that make up the study; running it runs every step without a finished run, dependencies first.", tasks=("study",)),
-    "seeds": Key("list[int]", [], "Run the experiment once per seed (replaces `seed`); the runs form a group whose mean ± sample std and n per metric are shown next to each run.", tasks=ALL_TRAIN),
+    "steps": Key(
+        "list[str]",
+        [],
+        "`study`: experiments that make up the study; running it runs every step without a finished run, dependencies first.",
+        tasks=("study",),
+    ),
+    "seeds": Key(
+        "list[int]",
+        [],
+        "Run the experiment once per seed (replaces `seed`); the runs form a group whose mean ± sample std and n per metric are shown next to each run.",
+        tasks=ALL_TRAIN,
+    ),
     # issue 17: experiment trackers (report_to) and the Slurm executor
-    "report_to": Key("list[str]", [], "Experiment trackers that also receive the job's metrics, evaluations, results and config (the TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip install lmconsole[tensorboard]`).", tasks=ALL_TRAIN, choices=TRACKERS),
-    "executor": Key("str", "auto", "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be on a filesystem both see), `auto` = `settings.executor`.", choices=("auto", "local", "slurm")),
-    "slurm_partition": Key("str", "", "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."),
+    "report_to": Key(
+        "list[str]",
+        [],
+        "Experiment trackers that also receive the job's metrics, evaluations, results and config (the TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip install lmconsole[tensorboard]`).",
+        tasks=ALL_TRAIN,
+        choices=TRACKERS,
+    ),
+    "executor": Key(
+        "str",
+        "auto",
+        "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be on a filesystem both see), `auto` = `settings.executor`.",
+        choices=("auto", "local", "slurm"),
+    ),
+    "slurm_partition": Key(
+        "str", "", "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."
+    ),
     "slurm_account": Key("str", "", "Slurm account (`--account`); empty = `settings.slurm_account`, else none."),
-    "slurm_time": Key("str", "", "Slurm time limit (`--time`, e.g. `\"04:00:00\"`); empty = the partition default."),
+    "slurm_time": Key("str", "", 'Slurm time limit (`--time`, e.g. `"04:00:00"`); empty = the partition default.'),
     "slurm_gpus": Key("int", 0, "GPUs per node to request (`--gpus-per-node`; 0 = none).", minimum=0),
     "slurm_cpus_per_task": Key("int", 0, "CPUs to request (`--cpus-per-task`; 0 = the cluster default).", minimum=0),
-    "slurm_requeue": Key("bool", True, "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued job resumes from that checkpoint."),
-    "slurm_args": Key("list[str]", [], "Extra sbatch options as they are (e.g. `[\"--qos=high\", \"--mem=64G\"]`)."),
+    "slurm_requeue": Key(
+        "bool",
+        True,
+        "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued job resumes from that checkpoint.",
+    ),
+    "slurm_args": Key("list[str]", [], 'Extra sbatch options as they are (e.g. `["--qos=high", "--mem=64G"]`).'),
 }
 # Keys of the model tasks that the pipeline steps take too (besides their own keys above).
 STEP_KEYS: dict[str, tuple[str, ...]] = {
@@ -129,12 +308,23 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
 
 SETTINGS_KEYS: dict[str, Key] = {
     "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
-    "data_mirror": Key("str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."),
-    "max_parallel_jobs": Key("int", 1, "Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1),
+    "data_mirror": Key(
+        "str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."
+    ),
+    "max_parallel_jobs": Key(
+        "int", 1, "Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1
+    ),
     # queue and GPU scheduling (issue 12)
-    "gpus": Key("str", "all", "GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."),
+    "gpus": Key(
+        "str", "all", "GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."
+    ),
     # issue 17: the Slurm executor
-    "executor": Key("str", "local", "Default executor of experiments with `executor = \"auto\"`: `local` or `slurm`.", choices=("local", "slurm")),
+    "executor": Key(
+        "str",
+        "local",
+        'Default executor of experiments with `executor = "auto"`: `local` or `slurm`.',
+        choices=("local", "slurm"),
+    ),
     "slurm_partition": Key("str", "", "Default Slurm partition of Slurm jobs."),
     "slurm_account": Key("str", "", "Default Slurm account of Slurm jobs."),
 }
@@ -175,7 +365,9 @@ Experiment = dataclasses.make_dataclass(
         "__doc__": "One validated experiment; fields and meanings are listed in EXPERIMENT_KEYS.",
         "dependencies": property(lambda self: _dependencies(self)),
         "model_run": property(lambda self: self.model[4:] if str(self.model).startswith("run:") else None),
-        "to_dict": lambda self: {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()},
+        "to_dict": lambda self: {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+        },
     },
 )
 
@@ -250,8 +442,12 @@ class ManifestError(Exception):
 
 
 _TYPE_WORDS = {
-    "str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-    "list[str]": "a list of strings", "list[int]": "a list of integers",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+    "list[int]": "a list of integers",
 }
 
 
@@ -346,8 +542,13 @@ def parse_text(text: str, path: Path | str = "experiments.toml") -> Manifest:
     try:
         data = tomllib.loads(text)
     except RecursionError:
-        raise ManifestError(path, ["nested too deeply (arrays or tables inside each other): "
-                                   "a manifest needs [settings] and [[experiment]] tables of plain values"]) from None
+        raise ManifestError(
+            path,
+            [
+                "nested too deeply (arrays or tables inside each other): "
+                "a manifest needs [settings] and [[experiment]] tables of plain values"
+            ],
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -386,7 +587,9 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
         settings_raw = {}
     for k, v in settings_raw.items():
         if k not in SETTINGS_KEYS:
-            problems.append(f"settings.{k}: unknown key{_suggest(k, SETTINGS_KEYS)}; known keys: {', '.join(SETTINGS_KEYS)}")
+            problems.append(
+                f"settings.{k}: unknown key{_suggest(k, SETTINGS_KEYS)}; known keys: {', '.join(SETTINGS_KEYS)}"
+            )
             continue
         val = _check_value("settings", k, SETTINGS_KEYS[k], v, problems)
         if k == "gpus" and val is not None and parse_gpu_list(val) is None:
@@ -457,15 +660,17 @@ def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
         values[k] = val
     _check_steps(where, task, raw, values, problems)
     if task in ALL_TRAIN and "dataset" not in raw:
-        problems.append(f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})")
+        problems.append(
+            f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})"
+        )
     model = values.get("model")
     if isinstance(model, str):
         if model.startswith("run:") and not SAFE_NAME.match(model[4:]):
             problems.append(f"{where}.model: {_describe(model)} must name an experiment, as run:<experiment>")
         if values.get("init") == "pretrained" and model in _preset_names():
             problems.append(
-                f"{where}.init: \"pretrained\" needs weights, but {model!r} is a preset (a config only); "
-                "use init = \"scratch\" or a Hub id such as \"google-bert/bert-base-uncased\""
+                f'{where}.init: "pretrained" needs weights, but {model!r} is a preset (a config only); '
+                'use init = "scratch" or a Hub id such as "google-bert/bert-base-uncased"'
             )
         if model.startswith("run:") and values.get("init") == "scratch":
             problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
@@ -486,13 +691,19 @@ def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str])
     """Keys of push steps, studies and seeds (issue 14)."""
     if task == "push":
         if "hub_model_id" not in raw:
-            problems.append(f"{where}: missing required key 'hub_model_id' for task 'push' ({EXPERIMENT_KEYS['hub_model_id'].help})")
+            problems.append(
+                f"{where}: missing required key 'hub_model_id' for task 'push' ({EXPERIMENT_KEYS['hub_model_id'].help})"
+            )
         repo = values.get("hub_model_id")
         if isinstance(repo, str) and (repo.count("/") > 1 or not all(repo.split("/"))):
-            problems.append(f"{where}.hub_model_id: {_describe(repo)} is not a repository id; expected OWNER/NAME or NAME")
+            problems.append(
+                f"{where}.hub_model_id: {_describe(repo)} is not a repository id; expected OWNER/NAME or NAME"
+            )
         model = values.get("model")
         if isinstance(model, str) and not model.startswith("run:"):
-            problems.append(f"{where}.model: a push step uploads a finished run; expected run:<experiment>, got {_describe(model)}")
+            problems.append(
+                f"{where}.model: a push step uploads a finished run; expected run:<experiment>, got {_describe(model)}"
+            )
     if task == "study":
         steps = values.get("steps", ())
         if not steps:
@@ -501,7 +712,9 @@ def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str])
             problems.append(f"{where}.steps: {_describe(next(s for s in steps if steps.count(s) > 1))} is listed twice")
     seeds = values.get("seeds", ())
     if seeds and len(set(seeds)) != len(seeds):
-        problems.append(f"{where}.seeds: seed {next(s for s in seeds if seeds.count(s) > 1)} is listed twice; each seed runs once")
+        problems.append(
+            f"{where}.seeds: seed {next(s for s in seeds if seeds.count(s) > 1)} is listed twice; each seed runs once"
+        )
     if seeds and "seed" in raw:
         problems.append(f"{where}: set seed or seeds, not both (seeds = [...] runs once per seed)")
 
@@ -535,9 +748,11 @@ def _check_graph(experiments, problems: list[str]):
         stack.append(n)
         for dep in by_name[n].dependencies:
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 idx = [e.name for e in experiments].index(cycle[0])
-                problems.append(f'experiment[{idx}] "{cycle[0]}": dependency cycle {" -> ".join(cycle)}; remove one of these links')
+                problems.append(
+                    f'experiment[{idx}] "{cycle[0]}": dependency cycle {" -> ".join(cycle)}; remove one of these links'
+                )
                 return True
             if state.get(dep) is None and visit(dep):
                 return True
@@ -575,8 +790,12 @@ def _toml(v) -> str:
 
 # -- JSON Schema for editors (issue 17): generated from the same key tables ---------
 
-_SCHEMA_TYPES = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-                 "bool": {"type": "boolean"}}
+_SCHEMA_TYPES = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+}
 
 
 def _type_schema(type_name: str) -> dict:
@@ -627,12 +846,18 @@ def json_schema() -> dict:
     per_task = []
     for task in tasks:
         then: dict = {}
-        banned = {name: {"not": {}, "description": f"not used by task {task!r}"}
-                  for name, key in EXPERIMENT_KEYS.items() if not applies(name, key, task)}
+        banned = {
+            name: {"not": {}, "description": f"not used by task {task!r}"}
+            for name, key in EXPERIMENT_KEYS.items()
+            if not applies(name, key, task)
+        }
         if banned:
             then["properties"] = banned
-        required = [name for name, key in EXPERIMENT_KEYS.items()
-                    if key.required and name not in ("name", "task") and applies(name, key, task)]
+        required = [
+            name
+            for name, key in EXPERIMENT_KEYS.items()
+            if key.required and name not in ("name", "task") and applies(name, key, task)
+        ]
         if task in ALL_TRAIN:
             required.append("dataset")
         if required:

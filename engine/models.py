@@ -19,10 +19,12 @@ from pathlib import Path
 # name -> BertConfig keyword arguments (vocab_size of tiny presets follows the tokenizer)
 PRESETS: dict[str, dict] = {
     "bert-base": {},
-    "bert-tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=512, max_position_embeddings=512),
-    "bert-micro": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=256, max_position_embeddings=512),
+    "bert-tiny": dict(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, max_position_embeddings=512
+    ),
+    "bert-micro": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256, max_position_embeddings=512
+    ),
 }
 
 HEAD_CLASSES = {
@@ -108,14 +110,22 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
 
     tok = BertWordPieceTokenizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
     tok.train_from_iterator(
-        texts_iter, vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        texts_iter,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
         special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
     )
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     fast = BertTokenizerFast(
-        tokenizer_object=tok._tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", do_lower_case=lowercase,
+        tokenizer_object=tok._tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        do_lower_case=lowercase,
     )
     fast.save_pretrained(str(tmp))
     seal(tmp)

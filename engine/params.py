@@ -29,7 +29,7 @@ def param_rows(model) -> list[ParamRow]:
     rows = []
     for name, p in model.named_parameters():
         if prefix and name.startswith(prefix + "."):
-            name = name[len(prefix) + 1:]
+            name = name[len(prefix) + 1 :]
         rows.append(ParamRow(name, tuple(p.shape), int(p.numel()), bool(p.requires_grad)))
     return rows
 
@@ -56,7 +56,9 @@ def full_table(rows: list[ParamRow], label: str) -> Table:
     body = [(r.name, "x".join(map(str, r.shape)), r.count, r.trainable) for r in rows]
     body.append(("TOTAL", "", total, trainable == total))
     return Table(
-        name=f"params_{label}_full", columns=("module", "shape", "parameters", "trainable"), rows=body,
+        name=f"params_{label}_full",
+        columns=("module", "shape", "parameters", "trainable"),
+        rows=body,
         title=f"Parameters of {label} (every tensor)",
         notes=(f"total {total:,}; trainable {trainable:,}",),
     )
@@ -82,8 +84,10 @@ def grouped_table(rows: list[ParamRow], label: str) -> Table:
     total = sum(r.count for r in rows)
     body.append(("TOTAL", "", None, "", total, all(r.trainable for r in rows)))
     return Table(
-        name=f"params_{label}", columns=("module", "shape", "parameters", "repeat", "subtotal", "trainable"),
-        rows=body, title=f"Parameters of {label} (layer 0 shown once per stack)",
+        name=f"params_{label}",
+        columns=("module", "shape", "parameters", "repeat", "subtotal", "trainable"),
+        rows=body,
+        title=f"Parameters of {label} (layer 0 shown once per stack)",
         notes=(f"total {total:,}",),
     )
 
@@ -92,8 +96,12 @@ def summary_table(rows: list[ParamRow], label: str) -> Table:
     totals = module_totals(rows)
     body = [(k, v) for k, v in totals.items()]
     body.append(("TOTAL", sum(totals.values())))
-    return Table(name=f"params_{label}_modules", columns=("module", "parameters"), rows=body,
-                 title=f"Parameters of {label} by module")
+    return Table(
+        name=f"params_{label}_modules",
+        columns=("module", "parameters"),
+        rows=body,
+        title=f"Parameters of {label} by module",
+    )
 
 
 def diff_table(before: list[ParamRow], after: list[ParamRow], before_label: str, after_label: str) -> Table:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,8 +41,10 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight-"):
             pass
     except OSError as exc:
-        raise JobError(f"cannot write to {folder}: {exc.strerror or exc}",
-                       "fix its permissions or set settings.runs_dir to a writable folder") from None
+        raise JobError(
+            f"cannot write to {folder}: {exc.strerror or exc}",
+            "fix its permissions or set settings.runs_dir to a writable folder",
+        ) from None
 
 
 def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> int:
@@ -66,8 +67,10 @@ def run_preflight(ctx) -> dict:
     except ResolveError:
         raise
     except (OSError, ValueError) as exc:
-        raise JobError(f"model {exp.model!r} cannot be loaded: {str(exc).splitlines()[0]}",
-                       "check the model id or folder (a folder needs config.json)") from None
+        raise JobError(
+            f"model {exp.model!r} cannot be loaded: {str(exc).splitlines()[0]}",
+            "check the model id or folder (a folder needs config.json)",
+        ) from None
     from .params import rows_for
 
     n_params = sum(r.count for r in rows_for(config, "base"))
@@ -76,9 +79,13 @@ def run_preflight(ctx) -> dict:
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
         max_pos = getattr(config, "max_position_embeddings", None)
         if max_pos and exp.max_seq_length > max_pos:
-            raise JobError(f"max_seq_length = {exp.max_seq_length} exceeds the model's {max_pos} positions",
-                           f"set max_seq_length <= {max_pos} in experiment {exp.name!r}")
+            raise JobError(
+                f"max_seq_length = {exp.max_seq_length} exceeds the model's {max_pos} positions",
+                f"set max_seq_length <= {max_pos} in experiment {exp.name!r}",
+            )
         if exp.task == "qa" and exp.doc_stride >= exp.max_seq_length - 16:
-            raise JobError(f"doc_stride = {exp.doc_stride} leaves no room in max_seq_length = {exp.max_seq_length}",
-                           "use a doc_stride well below max_seq_length (e.g. 128 for 384)")
+            raise JobError(
+                f"doc_stride = {exp.doc_stride} leaves no room in max_seq_length = {exp.max_seq_length}",
+                "use a doc_stride well below max_seq_length (e.g. 128 for 384)",
+            )
     return {"parameters": n_params, "checkpoint_bytes": need}

@@ -12,7 +12,6 @@ The run directory is never modified. The token comes from
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import statistics
@@ -62,16 +61,33 @@ def card_data(run, repo_id: str):
     dataset = cfg.get("dataset", "")
     split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
     real_dataset = bool(dataset) and not dataset.startswith("embedded:") and not Path(dataset).is_absolute()
-    evals = [EvalResult(task_type=pipeline, task_name=task_text, dataset_type=dataset, dataset_name=dataset,
-                        dataset_config=cfg.get("dataset_config") or None, dataset_split=split or None,
-                        metric_type=k, metric_name=f"{k} ({metric_scale(k, task).label})", metric_value=float(final[k]))
-             for k in METRIC_KEYS.get(task, ()) if isinstance(final.get(k), (int, float)) and real_dataset]
+    evals = [
+        EvalResult(
+            task_type=pipeline,
+            task_name=task_text,
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_config=cfg.get("dataset_config") or None,
+            dataset_split=split or None,
+            metric_type=k,
+            metric_name=f"{k} ({metric_scale(k, task).label})",
+            metric_value=float(final[k]),
+        )
+        for k in METRIC_KEYS.get(task, ())
+        if isinstance(final.get(k), (int, float)) and real_dataset
+    ]
     base = cfg.get("model", "")
     return ModelCardData(
-        license="apache-2.0", library_name="transformers", pipeline_tag=pipeline or None,
-        tags=["lmconsole", "bert", task], datasets=[dataset] if real_dataset else None,
-        model_name=repo_id.split("/")[-1] if evals else None, eval_results=evals or None,
-        base_model=base if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-")) else None,
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag=pipeline or None,
+        tags=["lmconsole", "bert", task],
+        datasets=[dataset] if real_dataset else None,
+        model_name=repo_id.split("/")[-1] if evals else None,
+        eval_results=evals or None,
+        base_model=base
+        if base and not base.startswith("run:") and ("/" in base or base.startswith("bert-base-"))
+        else None,
     )
 
 
@@ -97,24 +113,42 @@ def model_card(run, repo_id: str) -> str:
     lines += ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
     lines += ["## Task", "", task_text + ".", ""]
     note = res.get("note", "")
-    lines += ["## Data and splits", "",
-              f"- dataset: `{dataset}` (config `{cfg.get('dataset_config', '')}`)",
-              f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`"]
+    lines += [
+        "## Data and splits",
+        "",
+        f"- dataset: `{dataset}` (config `{cfg.get('dataset_config', '')}`)",
+        f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`",
+    ]
     if note:
         lines.append(f"- note: {note}")
     if dataset.startswith("embedded:"):
-        lines.append(f"- `{dataset}` is lmconsole's generated offline stand-in, not a Hub dataset: "
-                     "the metrics below are not comparable with published results on the real one")
+        lines.append(
+            f"- `{dataset}` is lmconsole's generated offline stand-in, not a Hub dataset: "
+            "the metrics below are not comparable with published results on the real one"
+        )
     lines.append("")
     lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
-    for k in ("epochs", "max_steps", "learning_rate", "warmup", "weight_decay", "batch_size",
-              "gradient_accumulation_steps", "max_seq_length", "seed", "mlm_probability", "doc_stride"):
+    for k in (
+        "epochs",
+        "max_steps",
+        "learning_rate",
+        "warmup",
+        "weight_decay",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "max_seq_length",
+        "seed",
+        "mlm_probability",
+        "doc_stride",
+    ):
         if k in cfg and cfg[k] not in (None, 0, ""):
             lines.append(f"| {k} | {cfg[k]} |")
     lines.append("")
     tables = run.table_names()
     lines += ["## Parameters", ""]
-    shown = [t for t in tables if t.startswith("params_diff")] + [t for t in tables if t in ("params_classification", "params_qa", "params_pretraining")]
+    shown = [t for t in tables if t.startswith("params_diff")] + [
+        t for t in tables if t in ("params_classification", "params_qa", "params_pretraining")
+    ]
     for name in shown[:3]:
         lines += [run.read_table(name).to_markdown(), ""]
     if not shown:
@@ -132,7 +166,12 @@ def model_card(run, repo_id: str) -> str:
     lines += [f"- **{f.metric}**: {f.message}" for f in flags] or ["None raised."]
     lines.append("")
     tps = _tokens_per_s(run)
-    lines += ["## Throughput", "", f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.", ""]
+    lines += [
+        "## Throughput",
+        "",
+        f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.",
+        "",
+    ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
     return str(card)
 
@@ -141,12 +180,16 @@ def stage(run, folder: Path, repo_id: str) -> list[Path]:
     """Write the upload folder: model files + model card. Returns the files."""
     model = run.final_model()
     if model is None:
-        raise PushError(f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')}); "
-                        "only finished training runs can be pushed")
+        raise PushError(
+            f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')}); "
+            "only finished training runs can be pushed"
+        )
     folder = Path(folder)
     _check_run_dir(run)
     if model.is_symlink() or model.resolve().parent != run.path.resolve():
-        raise PushError(f"{run.experiment}/{run.run_id}/model is a symlink: only a real model folder inside the run is pushed")
+        raise PushError(
+            f"{run.experiment}/{run.run_id}/model is a symlink: only a real model folder inside the run is pushed"
+        )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise PushError(f"{folder} already exists and is not empty: stage into a new folder (--out NEW) or delete it")
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,10 +215,15 @@ REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 def check_repo_id(repo_id: str) -> str:
     """Hub repo ids are OWNER/NAME: letters, digits, '-', '_', '.', no '..' or '--', no leading/trailing '.'/'-'."""
     parts = str(repo_id).split("/")
-    if len(parts) != 2 or not all(REPO_PART.match(p) and ".." not in p and "--" not in p for p in parts) \
-            or parts[1].endswith(".git"):
-        raise PushError(f"--repo {repo_id!r} is not a Hub repo id: use OWNER/NAME with letters, digits, '-', '_' or '.' "
-                        "(no '..', no leading or trailing '.' or '-')")
+    if (
+        len(parts) != 2
+        or not all(REPO_PART.match(p) and ".." not in p and "--" not in p for p in parts)
+        or parts[1].endswith(".git")
+    ):
+        raise PushError(
+            f"--repo {repo_id!r} is not a Hub repo id: use OWNER/NAME with letters, digits, '-', '_' or '.' "
+            "(no '..', no leading or trailing '.' or '-')"
+        )
     return repo_id
 
 
@@ -189,31 +237,56 @@ def _check_run_dir(run) -> None:
 def _hub_error(exc: Exception, repo_id: str) -> PushError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status == 401:
-        return PushError("the Hugging Face token was rejected (401): create a new write token and set HF_TOKEN or run `hf auth login`")
+        return PushError(
+            "the Hugging Face token was rejected (401): create a new write token and set HF_TOKEN or run `hf auth login`"
+        )
     if status == 403:
-        return PushError(f"no write access to {repo_id} (403): use a namespace you own or a token with write permission")
+        return PushError(
+            f"no write access to {repo_id} (403): use a namespace you own or a token with write permission"
+        )
     if status == 404:
         return PushError(f"{repo_id} not found (404): check the owner name")
-    return PushError(f"upload to {repo_id} failed: {redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return PushError(
+        f"upload to {repo_id} failed: {redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}"
+    )
 
 
-def push(run, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
-         out: Path | None = None, api=None) -> dict:
+def push(
+    run,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    out: Path | None = None,
+    api=None,
+) -> dict:
     check_repo_id(repo_id)
     if dry_run:
         # Never the current directory: --out, or a new temporary folder that stays for the user to inspect.
         folder = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"lmconsole-push-{run.experiment}-{run.run_id}-"))
         files = stage(run, folder, repo_id)
-        return {"dry_run": True, "folder": str(folder), "files": [f.name for f in files],
-                "repo_id": repo_id, "private": private, "revision": revision}
+        return {
+            "dry_run": True,
+            "folder": str(folder),
+            "files": [f.name for f in files],
+            "repo_id": repo_id,
+            "private": private,
+            "revision": revision,
+        }
     if api is None:
         api = hub_api()
     message = f"Upload {run.experiment}/{run.run_id} from lmconsole"
     with tempfile.TemporaryDirectory(prefix="lmconsole-push-") as tmp:
         files = stage(run, Path(tmp), repo_id)
         info = upload(api, Path(tmp), repo_id, private=private, revision=revision, message=message)
-    return {"dry_run": False, "repo_id": repo_id, "private": private, "revision": revision,
-            "files": [f.name for f in files], "commit": commit_of(info)}
+    return {
+        "dry_run": False,
+        "repo_id": repo_id,
+        "private": private,
+        "revision": revision,
+        "files": [f.name for f in files],
+        "commit": commit_of(info),
+    }
 
 
 def hub_api(later: str = "push from a machine with access, or use --dry-run and upload the folder later"):
@@ -234,8 +307,9 @@ def upload(api, folder: Path, repo_id: str, private: bool = False, revision: str
         api.create_repo(repo_id, private=private, repo_type="model", exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                                 commit_message=message)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision, commit_message=message
+        )
     except PushError:
         raise
     except Exception as exc:  # noqa: BLE001 - mapped to a one-line message

@@ -40,10 +40,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .events import MetricStore, PhaseStarted, ProgressUpdated
 from .follow import RunFollower
@@ -55,6 +55,7 @@ FORMAT = 1
 
 
 # -- GPUs -----------------------------------------------------------------------------------------
+
 
 def visible_gpus() -> tuple[int, ...]:
     """GPU indices this machine shows (no torch import): CUDA_VISIBLE_DEVICES, else the driver's list."""
@@ -110,6 +111,7 @@ def assign_gpus(waiting: list[tuple[int, int]], free: list[int], slots: int) -> 
 
 
 # -- the file -------------------------------------------------------------------------------------
+
 
 def _flock(path: Path, blocking: bool = True) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -191,8 +193,15 @@ def _mtime(path: Path) -> float:
 
 # -- derived state ---------------------------------------------------------------------------------
 
-def entry_status(entry: dict, by_id: dict, store: RunStore, alive: Callable[[dict], bool],
-                 gpu_count: int | None = None, _memo: dict | None = None) -> tuple[str, str]:
+
+def entry_status(
+    entry: dict,
+    by_id: dict,
+    store: RunStore,
+    alive: Callable[[dict], bool],
+    gpu_count: int | None = None,
+    _memo: dict | None = None,
+) -> tuple[str, str]:
     """(status, reason) of one queue entry, from its run directory and its dependencies."""
     memo = {} if _memo is None else _memo
     key = entry["id"]
@@ -253,6 +262,7 @@ def external_active(store: RunStore, known: set[str]) -> int:
 
 # -- launching ---------------------------------------------------------------------------------------
 
+
 class ProcessLauncher:
     """Starts each job as ``python -m engine.jobproc`` in its own session (survives consoles and SSH)."""
 
@@ -275,10 +285,22 @@ class ProcessLauncher:
         log = open(queue_file.logs / f"job-{entry['id']}.log", "ab")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.jobproc", "--runs-dir", str(queue_file.dir.parent.resolve()),
-                 "--job", str(entry["id"])],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=str(Path(entry["manifest"]).resolve().parent), start_new_session=True, close_fds=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "engine.jobproc",
+                    "--runs-dir",
+                    str(queue_file.dir.parent.resolve()),
+                    "--job",
+                    str(entry["id"]),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(Path(entry["manifest"]).resolve().parent),
+                start_new_session=True,
+                close_fds=True,
             )
         finally:
             log.close()
@@ -318,8 +340,15 @@ class ThreadLauncher:
 
         def body() -> None:
             try:
-                self.runner(load(entry["manifest"]), entry["experiment"], run=run, resume_flag=entry.get("resume", False),
-                            store=store, seen_seq=entry.get("seen_seq", 0), **seeded(entry))
+                self.runner(
+                    load(entry["manifest"]),
+                    entry["experiment"],
+                    run=run,
+                    resume_flag=entry.get("resume", False),
+                    store=store,
+                    seen_seq=entry.get("seen_seq", 0),
+                    **seeded(entry),
+                )
             finally:
                 self.on_done()
 
@@ -382,7 +411,10 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
             e = by_id[job_id]
             entry_manifest = _entry_manifest(e, own)  # the manifest it was queued from (several may share runs/)
             if entry_manifest is None or e["experiment"] not in entry_manifest.names:
-                e["state"], e["reason"] = "removed", f"{e['experiment']} is no longer in {Path(e.get('manifest', '?')).name}"
+                e["state"], e["reason"] = (
+                    "removed",
+                    f"{e['experiment']} is no longer in {Path(e.get('manifest', '?')).name}",
+                )
                 continue
             if not e.get("run"):
                 from .jobs import experiment_for
@@ -421,10 +453,21 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
     log = open(queue_file.logs / "scheduler.log", "ab")
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "engine.scheduler", "--runs-dir", str(queue_file.dir.parent.resolve()),
-             "--manifest", str(Path(manifest_path).resolve())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            close_fds=True, cwd=str(Path(manifest_path).resolve().parent),
+            [
+                sys.executable,
+                "-m",
+                "engine.scheduler",
+                "--runs-dir",
+                str(queue_file.dir.parent.resolve()),
+                "--manifest",
+                str(Path(manifest_path).resolve()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=str(Path(manifest_path).resolve().parent),
         )
     finally:
         log.close()
@@ -432,6 +475,7 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
 
 
 # -- the client --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Job:
@@ -452,11 +496,12 @@ class Job:
     _read_final: bool = field(default=False, repr=False)  # events read once after it ended: nothing more comes
     _queue: object = field(default=None, repr=False, compare=False)
 
-    def refresh(self) -> "Job":
+    def refresh(self) -> Job:
         """Bring this view up to date from disk (rate-limited; cheap to call on every poll)."""
         if self._queue is not None:
             self._queue.jobs
         return self
+
     seed: int | None = None  # one seed of an experiment with ``seeds`` (issue 14), run in ``group``
     group: str = ""
 
@@ -482,8 +527,9 @@ class JobQueue:
 
     REFRESH_S = 0.25
 
-    def __init__(self, manifest, store: RunStore | None = None, max_parallel: int | None = None,
-                 runner: Callable | None = None):
+    def __init__(
+        self, manifest, store: RunStore | None = None, max_parallel: int | None = None, runner: Callable | None = None
+    ):
         self.manifest = manifest
         self.store = store or RunStore(manifest.runs_dir)
         self.file = QueueFile(self.store.root)
@@ -522,8 +568,9 @@ class JobQueue:
             return self.manifest
         import dataclasses
 
-        return dataclasses.replace(self.manifest, settings=dataclasses.replace(
-            self.manifest.settings, max_parallel_jobs=self.max_parallel))
+        return dataclasses.replace(
+            self.manifest, settings=dataclasses.replace(self.manifest.settings, max_parallel_jobs=self.max_parallel)
+        )
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -560,11 +607,17 @@ class JobQueue:
                     job._read_final = job.status in FINAL
                 order.append(e["id"])
             self._order = order
-            if self.launcher is None and not self._closed and any(j.status == "queued" for j in self._jobs.values()) \
-                    and not scheduler_running(self.file):
+            if (
+                self.launcher is None
+                and not self._closed
+                and any(j.status == "queued" for j in self._jobs.values())
+                and not scheduler_running(self.file)
+            ):
                 ensure_scheduler(self.file, self.manifest.path)  # e.g. the last one was killed
-            sig = tuple((j.id, j.status, j.reason, j.run.run_id if j.run else "", j.metrics.version)
-                        for j in (self._jobs[i] for i in order))
+            sig = tuple(
+                (j.id, j.status, j.reason, j.run.run_id if j.run else "", j.metrics.version)
+                for j in (self._jobs[i] for i in order)
+            )
             if sig != self._signature:
                 self._signature = sig
                 self._notify()
@@ -610,12 +663,20 @@ class JobQueue:
         has_gpus = self._has_gpus()
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            plan = self.manifest.job_plan(names) if with_deps else [
-                n for n in names if self.manifest.get(n).task != "study"]
+            plan = (
+                self.manifest.job_plan(names)
+                if with_deps
+                else [n for n in names if self.manifest.get(n).task != "study"]
+            )
 
             def pending(name: str):
                 for e in reversed(state["jobs"]):
-                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked"):
+                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in (
+                        "queued",
+                        "running",
+                        "paused",
+                        "blocked",
+                    ):
                         return e
                 return None
 
@@ -630,16 +691,34 @@ class JobQueue:
                     continue
                 deps = []
                 for dep in exp.dependencies:
-                    live = [e["id"] for e in state["jobs"] if e["experiment"] == dep
-                            and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked")]
+                    live = [
+                        e["id"]
+                        for e in state["jobs"]
+                        if e["experiment"] == dep
+                        and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked")
+                    ]
                     if not live:  # the latest job of it, if it finished (or its run did)
-                        live = [e["id"] for e in reversed(state["jobs"]) if e["experiment"] == dep
-                                and st.get(e["id"], ("",))[0] == "finished"][:1]
+                        live = [
+                            e["id"]
+                            for e in reversed(state["jobs"])
+                            if e["experiment"] == dep and st.get(e["id"], ("",))[0] == "finished"
+                        ][:1]
                     deps += live  # every seed of a dependency with ``seeds``
                 for seed, group in seed_jobs(exp):
-                    entry = {"id": state["next_id"], "experiment": name, "state": "queued", "run": None, "resume": False,
-                             "depends_on": deps, "gpus": gpus_needed(exp, has_gpus), "devices": [], "pid": None,
-                             "reason": "", "submitted": time.time(), "manifest": str(Path(self.manifest.path).resolve())}
+                    entry = {
+                        "id": state["next_id"],
+                        "experiment": name,
+                        "state": "queued",
+                        "run": None,
+                        "resume": False,
+                        "depends_on": deps,
+                        "gpus": gpus_needed(exp, has_gpus),
+                        "devices": [],
+                        "pid": None,
+                        "reason": "",
+                        "submitted": time.time(),
+                        "manifest": str(Path(self.manifest.path).resolve()),
+                    }
                     if group:
                         entry["seed"], entry["group"] = seed, group
                     state["next_id"] += 1
@@ -660,13 +739,26 @@ class JobQueue:
             entry = next((e for e in reversed(state["jobs"]) if e.get("run") == ref), None)
             if entry is None:
                 exp = self.manifest.get(run.experiment)
-                entry = {"id": state["next_id"], "experiment": run.experiment, "depends_on": [], "devices": [],
-                         "gpus": gpus_needed(exp, self._has_gpus()), "submitted": time.time(),
-                         "manifest": str(Path(self.manifest.path).resolve())}
+                entry = {
+                    "id": state["next_id"],
+                    "experiment": run.experiment,
+                    "depends_on": [],
+                    "devices": [],
+                    "gpus": gpus_needed(exp, self._has_gpus()),
+                    "submitted": time.time(),
+                    "manifest": str(Path(self.manifest.path).resolve()),
+                }
                 state["next_id"] += 1
                 state["jobs"].append(entry)
-            entry.update(state="queued", run=ref, resume=True, pid=None, reason="", devices=[],
-                         manifest=str(Path(self.manifest.path).resolve()))
+            entry.update(
+                state="queued",
+                run=ref,
+                resume=True,
+                pid=None,
+                reason="",
+                devices=[],
+                manifest=str(Path(self.manifest.path).resolve()),
+            )
             job_id = entry["id"]
         self._after_change()
         return self._jobs[job_id]
@@ -723,7 +815,10 @@ class JobQueue:
                 self.refresh()
                 return f"removed {name} from the queue" + (
                     f"; {', '.join(d.experiment for d in deps)} {'stays' if len(deps) == 1 else 'stay'} blocked "
-                    f"until it runs (R on #{job.id})" if deps else "")
+                    f"until it runs (R on #{job.id})"
+                    if deps
+                    else ""
+                )
             if job.active and job.run is not None:
                 job.run.request("cancel")
                 return f"cancel requested: {name} saves a checkpoint; R resumes it"
@@ -809,7 +904,9 @@ class JobQueue:
         name = f"#{job.id} {job.experiment}"
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            waiting = [e for e in state["jobs"] if st[e["id"]][0] in ("queued", "blocked") and e.get("state") == "queued"]
+            waiting = [
+                e for e in state["jobs"] if st[e["id"]][0] in ("queued", "blocked") and e.get("state") == "queued"
+            ]
             ids = [e["id"] for e in waiting]
             if job.id not in ids:
                 return f"{name} is {job.status}: only waiting jobs move"
@@ -818,7 +915,9 @@ class JobQueue:
             if k == i:
                 return f"{name} is already {'first' if delta < 0 else 'last'}"
             me, other = waiting[i], waiting[k]
-            if (delta < 0 and other["id"] in me.get("depends_on", [])) or (delta > 0 and me["id"] in other.get("depends_on", [])):
+            if (delta < 0 and other["id"] in me.get("depends_on", [])) or (
+                delta > 0 and me["id"] in other.get("depends_on", [])
+            ):
                 return f"{name} stays after its dependency"
             jobs = state["jobs"]
             a, b = jobs.index(me), jobs.index(other)

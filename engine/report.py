@@ -40,9 +40,23 @@ from .tables import Table, _fmt, latex_escape
 
 FORMATS = ("md", "latex", "html")
 CLASSIFY_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
-QA_KEYS = ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
-           "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "empty_baseline_f1",
-           "no_answer_rate")
+QA_KEYS = (
+    "exact",
+    "f1",
+    "total",
+    "HasAns_exact",
+    "HasAns_f1",
+    "HasAns_total",
+    "NoAns_exact",
+    "NoAns_f1",
+    "NoAns_total",
+    "best_exact",
+    "best_exact_thresh",
+    "best_f1",
+    "best_f1_thresh",
+    "empty_baseline_f1",
+    "no_answer_rate",
+)
 TEXT_KEYS = ("bleu", "sacrebleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "meteor", "n_answerable")
 PRETRAIN_KEYS = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "pseudo_perplexity")
 
@@ -50,7 +64,7 @@ PRETRAIN_KEYS = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "pseudo_perpl
 @dataclass
 class Section:
     title: str
-    text: list[str] = field(default_factory=list)                 # paragraphs (plain text)
+    text: list[str] = field(default_factory=list)  # paragraphs (plain text)
     tables: list[Table] = field(default_factory=list)
     figures: list[tuple[str, bytes, str]] = field(default_factory=list)  # (file stem, png, caption)
 
@@ -98,8 +112,11 @@ def _group_stats(store, run, keys) -> dict:
     group = run.config().get("group")
     if not isinstance(group, str) or not group:
         return {}
-    finals = [r.results().get("final", {}) for r in store.runs(run.experiment)
-              if r.config().get("group") == group and r.status().get("status") == "finished"]
+    finals = [
+        r.results().get("final", {})
+        for r in store.runs(run.experiment)
+        if r.config().get("group") == group and r.status().get("status") == "finished"
+    ]
     out = {}
     for k in keys:
         vals = [float(f[k]) for f in finals if isinstance(f.get(k), (int, float)) and not isinstance(f.get(k), bool)]
@@ -134,8 +151,13 @@ def _history_table(name, title, run, keys, task, facts) -> Table:
             v = h.get(k)
             row.append(facts.add(run, f"history.{i}.{k}", v) if isinstance(v, (int, float)) else None)
         rows.append(row)
-    return Table(name=name, columns=tuple(cols), rows=tuple(rows), title=title,
-                 notes=(f"source: run {ref(run)}; epoch 0 = before training",))
+    return Table(
+        name=name,
+        columns=tuple(cols),
+        rows=tuple(rows),
+        title=title,
+        notes=(f"source: run {ref(run)}; epoch 0 = before training",),
+    )
 
 
 def _plot(series_by_axis, title) -> bytes:
@@ -181,15 +203,18 @@ def _flat(x):
 
 # -- sections ------------------------------------------------------------------------------
 
+
 def flags_section(runs) -> Section:
     sec = Section("Flags on degenerate results")
     rows = [(r.experiment, ref(r), f.metric, f.message) for r in runs for f in run_flags(r)]
     if rows:
         sec.tables.append(Table("flags", ("experiment", "run", "metric", "flag"), rows, title="Flags raised"))
     else:
-        sec.text.append("No flag raised: no one-class classifier, no accuracy at the majority baseline, no recall of "
-                        "1.0 or 0.0, no QA model that never or always abstains or sits at the always-empty baseline, "
-                        "no answer-text metric near 0, no perplexity that does not fall or exceeds twice the vocabulary.")
+        sec.text.append(
+            "No flag raised: no one-class classifier, no accuracy at the majority baseline, no recall of "
+            "1.0 or 0.0, no QA model that never or always abstains or sits at the always-empty baseline, "
+            "no answer-text metric near 0, no perplexity that does not fall or exceeds twice the vocabulary."
+        )
     return sec
 
 
@@ -208,26 +233,40 @@ def params_section(runs, facts) -> Section:
                     facts.add(run, f"tables.params_base.{i}.subtotal", row[4])
             sec.tables.append(t)
         rows = [(h, facts.add(run, f"parameters.{h}", n), ref(run)) for h, n in totals.items()]
-        sec.tables.append(Table("params_totals", ("head", "parameters", "run"), rows, title=f"Total parameters of {model} by head"))
+        sec.tables.append(
+            Table("params_totals", ("head", "parameters", "run"), rows, title=f"Total parameters of {model} by head")
+        )
     return sec
 
 
 def pretrain_section(run, facts, store) -> Section:
     sec = Section(f"Pretraining: {run.experiment}")
     cfg = run.config()
-    sec.text.append(f"MLM + NSP on `{cfg.get('dataset')}` ({cfg.get('dataset_config')}), evaluated on split "
-                    f"`{cfg.get('eval_split')}` after every epoch. MLM perplexity = exp(total masked-token NLL / masked "
-                    f"tokens), NSP accuracy separately (never exp of the combined loss). Run {ref(run)}.")
+    sec.text.append(
+        f"MLM + NSP on `{cfg.get('dataset')}` ({cfg.get('dataset_config')}), evaluated on split "
+        f"`{cfg.get('eval_split')}` after every epoch. MLM perplexity = exp(total masked-token NLL / masked "
+        f"tokens), NSP accuracy separately (never exp of the combined loss). Run {ref(run)}."
+    )
     final = run.results().get("final", {})
     sec.tables.append(_history_table("pretrain_epochs", "Per-epoch evaluation", run, PRETRAIN_KEYS, "pretrain", facts))
-    sec.tables.append(_metric_table("pretrain_final", "Final evaluation", run, final, PRETRAIN_KEYS, "pretrain", facts, store))
+    sec.tables.append(
+        _metric_table("pretrain_final", "Final evaluation", run, final, PRETRAIN_KEYS, "pretrain", facts, store)
+    )
     ppl = _series(run, ("mlm_perplexity", "pseudo_perplexity"), "pretrain")
     acc = _series(run, ("mlm_accuracy", "nsp_accuracy"), "pretrain")
-    axes = [a for a in (("perplexity (log scale, lower is better)", True, ppl, None),
-                        ("accuracy (0-1)", False, acc, (0, 1))) if a[2]]
+    axes = [
+        a
+        for a in (("perplexity (log scale, lower is better)", True, ppl, None), ("accuracy (0-1)", False, acc, (0, 1)))
+        if a[2]
+    ]
     if axes:
-        sec.figures.append(("pretrain", _plot(axes, f"{run.experiment}: per-epoch evaluation ({ref(run)})"),
-                            f"Per-epoch MLM perplexity and accuracies of {ref(run)}"))
+        sec.figures.append(
+            (
+                "pretrain",
+                _plot(axes, f"{run.experiment}: per-epoch evaluation ({ref(run)})"),
+                f"Per-epoch MLM perplexity and accuracies of {ref(run)}",
+            )
+        )
     return sec
 
 
@@ -244,49 +283,81 @@ def classify_section(run, facts, store) -> Section:
     cfg, res = run.config(), run.results()
     final = res.get("final", {})
     split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split")
-    sec.text.append(f"`{cfg.get('dataset')}` ({cfg.get('dataset_config')}), scored on split `{split}`"
-                    f"{' (' + final['note'] + ')' if final.get('note') else ''}. Precision, recall and F1 of label 1; "
-                    f"majority_baseline = accuracy of always predicting the most frequent training label "
-                    f"({final.get('majority_class')}). Run {ref(run)}.")
-    sec.tables.append(_metric_table("classify_final", "Final metrics", run, final, CLASSIFY_KEYS, "classify", facts, store))
+    sec.text.append(
+        f"`{cfg.get('dataset')}` ({cfg.get('dataset_config')}), scored on split `{split}`"
+        f"{' (' + final['note'] + ')' if final.get('note') else ''}. Precision, recall and F1 of label 1; "
+        f"majority_baseline = accuracy of always predicting the most frequent training label "
+        f"({final.get('majority_class')}). Run {ref(run)}."
+    )
+    sec.tables.append(
+        _metric_table("classify_final", "Final metrics", run, final, CLASSIFY_KEYS, "classify", facts, store)
+    )
     cm, classes = final.get("confusion_matrix"), final.get("classes")
     if isinstance(cm, list) and classes:
         names = _class_names(run, classes)
-        rows = [[f"true {names[i]}"] + [facts.add(run, f"final.confusion_matrix.{i}.{j}", v) for j, v in enumerate(r)]
-                for i, r in enumerate(cm)]
-        sec.tables.append(Table("confusion_matrix", ["", *[f"predicted {n}" for n in names]], rows,
-                                title=f"Confusion matrix on {split} (rows: true class, columns: predicted class; counts)",
-                                notes=(f"source: run {ref(run)}",)))
-    sec.tables.append(_history_table("classify_epochs", "Per-epoch evaluation", run, CLASSIFY_KEYS[:-1], "classify", facts))
+        rows = [
+            [f"true {names[i]}"] + [facts.add(run, f"final.confusion_matrix.{i}.{j}", v) for j, v in enumerate(r)]
+            for i, r in enumerate(cm)
+        ]
+        sec.tables.append(
+            Table(
+                "confusion_matrix",
+                ["", *[f"predicted {n}" for n in names]],
+                rows,
+                title=f"Confusion matrix on {split} (rows: true class, columns: predicted class; counts)",
+                notes=(f"source: run {ref(run)}",),
+            )
+        )
+    sec.tables.append(
+        _history_table("classify_epochs", "Per-epoch evaluation", run, CLASSIFY_KEYS[:-1], "classify", facts)
+    )
     series = _series(run, ("accuracy", "f1", "macro_f1"), "classify")
     if series:
         base = final.get("majority_baseline")
         if isinstance(base, (int, float)):
             xs = series[0][1]
             series.append(("majority_baseline (0-1)", [min(xs), max(xs)], [base, base], "k--"))
-        sec.figures.append(("classify", _plot([("0-1", False, series, (0, 1))], f"{run.experiment} ({ref(run)})"),
-                            f"Per-epoch metrics of {ref(run)} with the majority baseline"))
+        sec.figures.append(
+            (
+                "classify",
+                _plot([("0-1", False, series, (0, 1))], f"{run.experiment} ({ref(run)})"),
+                f"Per-epoch metrics of {ref(run)} with the majority baseline",
+            )
+        )
     return sec
 
 
 def qa_section(run, facts, store) -> Section:
     sec = Section(f"Question answering: {run.experiment}")
     cfg, final = run.config(), run.results().get("final", {})
-    sec.text.append(f"`{cfg.get('dataset')}` ({cfg.get('dataset_config')}), split `{cfg.get('eval_split')}`. The "
-                    f"squad_v2 keys are 0-100 as the official evaluate-v2.0 script prints them, with a real "
-                    f"per-question no-answer score (null minus best span score); empty_baseline_f1 = always answering "
-                    f"\"no answer\". Run {ref(run)}.")
+    sec.text.append(
+        f"`{cfg.get('dataset')}` ({cfg.get('dataset_config')}), split `{cfg.get('eval_split')}`. The "
+        f"squad_v2 keys are 0-100 as the official evaluate-v2.0 script prints them, with a real "
+        f"per-question no-answer score (null minus best span score); empty_baseline_f1 = always answering "
+        f'"no answer". Run {ref(run)}.'
+    )
     sec.tables.append(_metric_table("squad_v2", "squad_v2 keys", run, final, QA_KEYS, "qa", facts, store))
-    sec.tables.append(_metric_table("answer_text", "Answer-text metrics (answerable questions only)", run, final,
-                                    TEXT_KEYS, "qa", facts, store))
+    sec.tables.append(
+        _metric_table(
+            "answer_text", "Answer-text metrics (answerable questions only)", run, final, TEXT_KEYS, "qa", facts, store
+        )
+    )
     variants = final.get("variants") or {}
     for k in ("bleu", "sacrebleu", "rouge", "meteor"):
         if k in variants:
             sec.text.append(f"{k}: {variants[k]}.")
     if final.get("sacrebleu_signature") and "sacrebleu" not in variants:
         sec.text.append(f"sacrebleu signature: {final['sacrebleu_signature']}.")
-    sec.tables.append(_history_table("qa_epochs", "Per-epoch evaluation", run,
-                                     ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor"), "qa", facts))
+    sec.tables.append(
+        _history_table(
+            "qa_epochs",
+            "Per-epoch evaluation",
+            run,
+            ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor"),
+            "qa",
+            facts,
+        )
+    )
     pct = _series(run, ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1"), "qa")
     unit = _series(run, ("rougeL", "meteor"), "qa")
     if pct:
@@ -294,8 +365,12 @@ def qa_section(run, facts, store) -> Section:
         if isinstance(base, (int, float)):
             xs = pct[0][1]
             pct.append(("always no-answer f1 (0-100)", [min(xs), max(xs)], [base, base], "k--"))
-        axes = [("squad_v2 (0-100)", False, pct, (0, 100))] + ([("answer text (0-1)", False, unit, (0, 1))] if unit else [])
-        sec.figures.append(("qa", _plot(axes, f"{run.experiment} ({ref(run)})"), f"Per-epoch squad_v2 metrics of {ref(run)}"))
+        axes = [("squad_v2 (0-100)", False, pct, (0, 100))] + (
+            [("answer text (0-1)", False, unit, (0, 1))] if unit else []
+        )
+        sec.figures.append(
+            ("qa", _plot(axes, f"{run.experiment} ({ref(run)})"), f"Per-epoch squad_v2 metrics of {ref(run)}")
+        )
     return sec
 
 
@@ -306,7 +381,9 @@ def diffs_section(runs, facts) -> Section:
         if not names:
             continue
         what = run.config().get("model", "")
-        sec.text.append(f"Run {ref(run)} (model `{what}`{', started from ' + run.results()['start_model'] if run.results().get('start_model') else ''}).")
+        sec.text.append(
+            f"Run {ref(run)} (model `{what}`{', started from ' + run.results()['start_model'] if run.results().get('start_model') else ''})."
+        )
         for n in names:
             t = run.read_table(n)
             if "delta" in t.columns:
@@ -327,7 +404,9 @@ def push_section(runs) -> Section:
         if run.config().get("task") == "push" and res.get("url"):
             rows.append((res.get("start_model", ""), res.get("repo_id", ""), res["url"], ref(run)))
     if rows:
-        sec.tables.append(Table("pushes", ("model run", "repository", "url", "push run"), rows, title="Models on the Hub"))
+        sec.tables.append(
+            Table("pushes", ("model run", "repository", "url", "push run"), rows, title="Models on the Hub")
+        )
     else:
         sec.text.append("No model of this study has been pushed (no finished push step).")
     return sec
@@ -361,21 +440,31 @@ def build_report(store, names, title: str = "Study report") -> Report:
     sections += [pretrain_section(r, facts, store) for r in by_task.get("pretrain", [])]
     sections += [classify_section(r, facts, store) for r in by_task.get("classify", [])]
     sections += [qa_section(r, facts, store) for r in by_task.get("qa", [])]
-    finetuned = [r for r in inspect if r.config().get("model", "").startswith("run:")] + \
-        by_task.get("classify", []) + by_task.get("qa", [])
+    finetuned = (
+        [r for r in inspect if r.config().get("model", "").startswith("run:")]
+        + by_task.get("classify", [])
+        + by_task.get("qa", [])
+    )
     sections.append(diffs_section(finetuned, facts))
     sections.append(push_section(runs))
     sections.append(environment_section(runs))
     missing = [n for n in names if n not in chosen]
     intro = Section("Runs", text=[f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by lmconsole report."])
-    intro.tables.append(Table("runs", ("experiment", "task", "run"), [(r.experiment, r.config().get("task", ""), ref(r)) for r in runs],
-                              title="The latest finished run of each experiment"))
+    intro.tables.append(
+        Table(
+            "runs",
+            ("experiment", "task", "run"),
+            [(r.experiment, r.config().get("task", ""), ref(r)) for r in runs],
+            title="The latest finished run of each experiment",
+        )
+    )
     if missing:
         intro.text.append("Without a finished run (not in this report): " + ", ".join(missing) + ".")
     return Report(title, [intro] + sections, facts.items)
 
 
 # -- rendering ---------------------------------------------------------------------------
+
 
 def _md(report: Report, fig_dir: str) -> str:
     out = [f"# {report.title}", ""]
@@ -396,9 +485,18 @@ def _tex_text(p: str) -> str:
 
 
 def _latex(report: Report, fig_dir: str) -> str:
-    out = [r"\documentclass[10pt]{article}", r"\usepackage[margin=1.8cm]{geometry}", r"\usepackage{graphicx}",
-           r"\usepackage[T1]{fontenc}", r"\usepackage{float}", r"\floatplacement{table}{H}",
-           r"\title{" + latex_escape(report.title) + "}", r"\date{}", r"\begin{document}", r"\maketitle"]
+    out = [
+        r"\documentclass[10pt]{article}",
+        r"\usepackage[margin=1.8cm]{geometry}",
+        r"\usepackage{graphicx}",
+        r"\usepackage[T1]{fontenc}",
+        r"\usepackage{float}",
+        r"\floatplacement{table}{H}",
+        r"\title{" + latex_escape(report.title) + "}",
+        r"\date{}",
+        r"\begin{document}",
+        r"\maketitle",
+    ]
     for s in report.sections:
         out.append(r"\section*{" + latex_escape(s.title) + "}")
         for p in s.text:
@@ -407,34 +505,49 @@ def _latex(report: Report, fig_dir: str) -> str:
             body = t.to_latex().replace("+-", r"$\pm$").replace(">=", r"$\geq$")
             if len(t.columns) > 5:
                 body = body.replace(r"\begin{tabular}", r"\resizebox{\textwidth}{!}{\begin{tabular}").replace(
-                    r"\end{tabular}", r"\end{tabular}}")
+                    r"\end{tabular}", r"\end{tabular}}"
+                )
             out.append(body)
         for stem, _, caption in s.figures:
-            out += [r"\begin{figure}[H]\centering", r"\includegraphics[width=\textwidth]{" + f"{fig_dir}/{stem}.png" + "}",
-                    r"\caption{" + latex_escape(caption) + "}", r"\end{figure}"]
+            out += [
+                r"\begin{figure}[H]\centering",
+                r"\includegraphics[width=\textwidth]{" + f"{fig_dir}/{stem}.png" + "}",
+                r"\caption{" + latex_escape(caption) + "}",
+                r"\end{figure}",
+            ]
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
 
 def _html_table(t: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
-    body = "".join("<tr>" + "".join(
-        f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>{html.escape(_fmt(v, 4))}</td>"
-        for v in row) + "</tr>" for row in t.rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>{html.escape(_fmt(v, 4))}</td>"
+            for v in row
+        )
+        + "</tr>"
+        for row in t.rows
+    )
     notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in t.notes)
     cap = f"<caption>{html.escape(t.title)}</caption>" if t.title else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
 
 
-CSS = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{font-weight:bold;text-align:left;padding:4px 0}"
-       "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}"
-       "p.note{font-size:12px;color:#555;margin:0}img{max-width:100%}code{background:#f3f3f3}")
+CSS = (
+    "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{font-weight:bold;text-align:left;padding:4px 0}"
+    "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "p.note{font-size:12px;color:#555;margin:0}img{max-width:100%}code{background:#f3f3f3}"
+)
 
 
 def _html(report: Report) -> str:
-    out = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(report.title)}</title>"
-           f"<style>{CSS}</style></head><body><h1>{html.escape(report.title)}</h1>"]
+    out = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(report.title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(report.title)}</h1>"
+    ]
     for s in report.sections:
         out.append(f"<h2>{html.escape(s.title)}</h2>")
         for p in s.text:
@@ -442,8 +555,10 @@ def _html(report: Report) -> str:
             out.append("<p>" + "".join(f"<code>{x}</code>" if i % 2 else x for i, x in enumerate(parts)) + "</p>")
         out += [_html_table(t) for t in s.tables]
         for _, png, caption in s.figures:
-            out.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                       f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
@@ -459,9 +574,11 @@ def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
         for stem, png, _ in s.figures:
             (fig_dir / f"{stem}.png").write_bytes(png)
             written.append(fig_dir / f"{stem}.png")
-    render = {"md": ("report.md", lambda: _md(report, "report_files")),
-              "latex": ("report.tex", lambda: _latex(report, "report_files")),
-              "html": ("report.html", lambda: _html(report))}
+    render = {
+        "md": ("report.md", lambda: _md(report, "report_files")),
+        "latex": ("report.tex", lambda: _latex(report, "report_files")),
+        "html": ("report.html", lambda: _html(report)),
+    }
     for fmt in formats:
         name, fn = render[fmt]
         atomic_write_text(out / name, fn())

@@ -24,15 +24,48 @@ from dataclasses import dataclass, field
 
 # Metrics worth a result column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
-ALIASES = {"lr": "learning_rate", "bs": "batch_size", "wd": "weight_decay", "seq": "max_seq_length",
-           "accum": "gradient_accumulation_steps", "exp": "experiment"}
+ALIASES = {
+    "lr": "learning_rate",
+    "bs": "batch_size",
+    "wd": "weight_decay",
+    "seq": "max_seq_length",
+    "accum": "gradient_accumulation_steps",
+    "exp": "experiment",
+}
 # Config keys that are not hyperparameters (bookkeeping, text, or shown in their own column).
-NOT_HYPER = {"name", "description", "task", "model", "depends_on", "notes", "note", "tags", "heads",
-             "dataset", "dataset_config", "text_column", "text_pair_column", "label_column", "eval_split",
-             "train_split", "output", "push", "report_to", "runs_dir", "cache_dir"}
+NOT_HYPER = {
+    "name",
+    "description",
+    "task",
+    "model",
+    "depends_on",
+    "notes",
+    "note",
+    "tags",
+    "heads",
+    "dataset",
+    "dataset_config",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "eval_split",
+    "train_split",
+    "output",
+    "push",
+    "report_to",
+    "runs_dir",
+    "cache_dir",
+}
 TEXT_COLUMNS = ("experiment", "run", "status", "task", "model", "tags", "note")
-_OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "==": operator.eq,
-        "<": operator.lt, ">": operator.gt, "=": operator.eq}
+_OPS = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "!=": operator.ne,
+    "==": operator.eq,
+    "<": operator.lt,
+    ">": operator.gt,
+    "=": operator.eq,
+}
 _CLAUSE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\-]*)(<=|>=|!=|==|<|>|=)(.+)$")
 
 
@@ -159,8 +192,18 @@ class RunRow:
         return self.final.get(name)
 
     def haystack(self) -> str:
-        return " ".join([self.key, self.status, self.task, self.model, " ".join(self.tags), self.note, self.reason,
-                         "archived" if self.archived else ""]).lower()
+        return " ".join(
+            [
+                self.key,
+                self.status,
+                self.task,
+                self.model,
+                " ".join(self.tags),
+                self.note,
+                self.reason,
+                "archived" if self.archived else "",
+            ]
+        ).lower()
 
 
 def run_row(run) -> RunRow:
@@ -170,7 +213,9 @@ def run_row(run) -> RunRow:
     # Each JSON file is read once (a listing of 1,000 runs reads thousands of files): the status, the
     # config, the results and the problems ("unreadable: <file>: <reason>") all come from these reads.
     base = os.fspath(run.path)
-    reads = {name: read_json_object(os.path.join(base, name)) for name in ("status.json", "config.json", "results.json")}
+    reads = {
+        name: read_json_object(os.path.join(base, name)) for name in ("status.json", "config.json", "results.json")
+    }
     st = run.status(reads["status.json"])
     status = str(st.get("status", "queued"))
     cfg = reads["config.json"][0]
@@ -187,10 +232,23 @@ def run_row(run) -> RunRow:
     meta = read_meta(run)
     # as run.problems(): shown as the run's reason, the other runs still list
     problems = [problem for _, problem in reads.values() if problem]
-    return RunRow(run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""), task=str(cfg.get("task", "")),
-                  model=str(cfg.get("model", "")), progress=progress, result_key=head[0] if head else "",
-                  result=head[1] if head else None, tags=meta["tags"], note=meta["note"], archived=meta["archived"],
-                  config=cfg, final=final, problems=problems, results=results)
+    return RunRow(
+        run=run,
+        status=status,
+        reason="; ".join(problems) or str(st.get("reason", "") or ""),
+        task=str(cfg.get("task", "")),
+        model=str(cfg.get("model", "")),
+        progress=progress,
+        result_key=head[0] if head else "",
+        result=head[1] if head else None,
+        tags=meta["tags"],
+        note=meta["note"],
+        archived=meta["archived"],
+        config=cfg,
+        final=final,
+        problems=problems,
+        results=results,
+    )
 
 
 def _hashable(v):
@@ -211,6 +269,7 @@ def differing_keys(rows: list[RunRow], limit: int | None = None) -> list[str]:
 
 
 # -- filter ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Term:
@@ -264,6 +323,7 @@ def filter_rows(rows: list[RunRow], text: str) -> list[RunRow]:
 
 
 # -- sort ------------------------------------------------------------------------------------
+
 
 def sort_key(column: str):
     """Key function for sorting rows by ``column``: numbers by value, then text; empty cells last."""

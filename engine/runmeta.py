@@ -36,8 +36,11 @@ def read_meta(run) -> dict:
     tags = raw.get("tags")
     tags = [t for t in tags if isinstance(t, str) and TAG.match(t)] if isinstance(tags, list) else []
     note = raw.get("note")
-    return {"tags": sorted(dict.fromkeys(tags)), "note": note if isinstance(note, str) else "",
-            "archived": raw.get("archived") is True}
+    return {
+        "tags": sorted(dict.fromkeys(tags)),
+        "note": note if isinstance(note, str) else "",
+        "archived": raw.get("archived") is True,
+    }
 
 
 @contextmanager
@@ -63,7 +66,9 @@ def _update(run, change) -> dict:
 
 def check_tag(tag: str) -> str:
     if not TAG.match(tag or ""):
-        raise MetaError(f"tag {tag!r}: use letters, digits and . _ : = + - (at most 40, starting with a letter or digit)")
+        raise MetaError(
+            f"tag {tag!r}: use letters, digits and . _ : = + - (at most 40, starting with a letter or digit)"
+        )
     return tag
 
 

@@ -26,9 +26,9 @@ import re
 import secrets
 import socket
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
 from .status import ACTIVE, STATUSES  # noqa: F401 - STATUSES re-exported for older imports
@@ -126,7 +126,9 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc).lower()
-    return any(s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing"))
+    return any(
+        s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing")
+    )
 
 
 def free_gib(path: Path) -> float:
@@ -225,13 +227,25 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
 
 BIG_EVENTS = 16 * 2**20  # events.jsonl larger than this is opened sampled (see read_events_sampled)
 _BULK = (b'{"event":"StepLogged"', b'{"event":"ProgressUpdated"')
-_SPARSE = tuple(b'\n{"event":"' + n.encode() + b'"' for n in (
-    "EvalFinished", "LogEmitted", "StatusChanged", "RunStarted", "PhaseStarted", "TableWritten",
-    "CheckpointSaved", "JobFailed", "RunFinished"))
+_SPARSE = tuple(
+    b'\n{"event":"' + n.encode() + b'"'
+    for n in (
+        "EvalFinished",
+        "LogEmitted",
+        "StatusChanged",
+        "RunStarted",
+        "PhaseStarted",
+        "TableWritten",
+        "CheckpointSaved",
+        "JobFailed",
+        "RunFinished",
+    )
+)
 
 
-def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 2**20,
-                        chunk: int = 8 * 2**20) -> tuple[list[dict], int]:
+def read_events_sampled(
+    path: Path, step_samples: int = 2000, tail_bytes: int = 2**20, chunk: int = 8 * 2**20
+) -> tuple[list[dict], int]:
     """What a view of a long run needs, in bounded memory: like :func:`read_events` from 0.
 
     Every event except the bulk (``StepLogged``/``ProgressUpdated``) from a chunked byte
@@ -253,7 +267,7 @@ def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 
             return [], 0
         cut = tail.find(b"\n") + 1 if size > tail_bytes else 0  # the tail starts at a line start
         tail_start = size - len(tail) + cut
-        tail = tail[cut:end - (size - len(tail))]
+        tail = tail[cut : end - (size - len(tail))]
         # sparse events before the tail, one chunk at a time ("\n" + chunk: a match is always a line start)
         pos, carry = 0, b"\n"
         fh.seek(0)
@@ -265,7 +279,7 @@ def read_events_sampled(path: Path, step_samples: int = 2000, tail_bytes: int = 
                 i = data.find(pat)
                 while 0 <= i < last:
                     j = data.find(b"\n", i + 1)
-                    found.append((pos - len(data) + i + 1, data[i + 1:j + 1]))
+                    found.append((pos - len(data) + i + 1, data[i + 1 : j + 1]))
                     i = data.find(pat, j)
             carry = data[last:]
         # evenly spaced step lines
@@ -328,8 +342,10 @@ class OwnerLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise RunUnavailable(f"{self.path} cannot be opened as a lock file ({exc.strerror or exc}); "
-                                 "if no job runs there, remove it and try again") from None
+            raise RunUnavailable(
+                f"{self.path} cannot be opened as a lock file ({exc.strerror or exc}); "
+                "if no job runs there, remove it and try again"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -414,8 +430,10 @@ class Run:
         if not data:
             return {"status": "queued"}
         if data.get("status") not in STATUSES:
-            return {"status": "unreadable",
-                    "reason": f"unreadable: status.json: unknown status {str(data.get('status'))[:40]!r}"}
+            return {
+                "status": "unreadable",
+                "reason": f"unreadable: status.json: unknown status {str(data.get('status'))[:40]!r}",
+            }
         if not isinstance(data.get("reason", ""), str):
             data["reason"] = str(data["reason"])
         return data
@@ -489,8 +507,11 @@ class Run:
         """Complete checkpoints (``step-N`` with a state.json), highest step first, by their folder name."""
         if not self.checkpoints.is_dir():
             return []
-        done = [p for p in self.checkpoints.iterdir()
-                if p.name.startswith("step-") and p.is_dir() and not p.is_symlink() and (p / "state.json").exists()]
+        done = [
+            p
+            for p in self.checkpoints.iterdir()
+            if p.name.startswith("step-") and p.is_dir() and not p.is_symlink() and (p / "state.json").exists()
+        ]
         return sorted(done, key=lambda p: p.name, reverse=True)
 
     def final_model(self) -> Path | None:
@@ -521,7 +542,7 @@ class RunWriter(EventSink):
     RESERVE = ".space-reserve"  # freed when the disk is full, so the failure itself can still be recorded
     RESERVE_BYTES = 256 * 1024
 
-    def open(self) -> "RunWriter":
+    def open(self) -> RunWriter:
         if not self.lock.acquire():
             raise RunUnavailable(
                 f"run {self.run.experiment}/{self.run.run_id} is owned by another live process; "
@@ -544,7 +565,9 @@ class RunWriter(EventSink):
             candidates += [p for p in self.run.checkpoints.iterdir() if p.name.startswith(".tmp-")]
         candidates += [p for p in self.run.path.glob(".model.tmp*")]
         for folder in (self.run.path, self.run.tables_dir):
-            if folder.is_dir():  # atomic_write_text temporaries of the owner's files (not control.json: anyone writes it)
+            if (
+                folder.is_dir()
+            ):  # atomic_write_text temporaries of the owner's files (not control.json: anyone writes it)
                 candidates += [p for p in folder.glob(".*.tmp") if not p.name.startswith(".control.json.")]
         for p in candidates:
             if p.is_dir() and not p.is_symlink():
@@ -681,8 +704,11 @@ class RunStore:
                 continue
             # os.scandir: a real directory (not a symlink) from the listing itself, one stat for config.json
             with os.scandir(exp) as it:
-                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False)
-                               and os.path.exists(os.path.join(e.path, "config.json")))
+                names = sorted(
+                    e.name
+                    for e in it
+                    if e.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(e.path, "config.json"))
+                )
             out.extend(Run(exp / name) for name in names)
         return sorted(out, key=lambda r: (r.run_id, r.experiment))
 

@@ -64,8 +64,15 @@ def metric_stats(results_list: list[dict]) -> dict[str, dict]:
     for res in results_list:
         for k, v in _numbers(res).items():
             per.setdefault(k, []).append(v)
-    return {k: {"mean": statistics.fmean(vs), "std": statistics.stdev(vs) if len(vs) > 1 else None,
-                "n": len(vs), "values": vs} for k, vs in per.items()}
+    return {
+        k: {
+            "mean": statistics.fmean(vs),
+            "std": statistics.stdev(vs) if len(vs) > 1 else None,
+            "n": len(vs),
+            "values": vs,
+        }
+        for k, vs in per.items()
+    }
 
 
 def finished(runs) -> list:
@@ -118,8 +125,13 @@ def group_table(group: str, runs) -> Table:
         vals = [_numbers(r.results()).get(k) for r in done]
         rows.append((k.removeprefix("final."), st["mean"], st["std"], st["n"], *vals))
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in group)
-    return Table(name=f"seeds_{safe}", columns=cols, rows=rows,
-                 title=f"{group_label(group, done) if done else group}: mean ± std over seeds", notes=(STD_NOTE,))
+    return Table(
+        name=f"seeds_{safe}",
+        columns=cols,
+        rows=rows,
+        title=f"{group_label(group, done) if done else group}: mean ± std over seeds",
+        notes=(STD_NOTE,),
+    )
 
 
 def with_group_columns(table: Table, runs) -> Table:
@@ -150,5 +162,10 @@ def with_group_columns(table: Table, runs) -> Table:
                 st = stats[p[1]].get(row[0])
                 out.append(st[p[2]] if st else None)
         rows.append(tuple(out))
-    return Table(name=table.name, columns=tuple(cols), rows=tuple(rows), title=table.title,
-                 notes=tuple(table.notes) + (STD_NOTE,))
+    return Table(
+        name=table.name,
+        columns=tuple(cols),
+        rows=tuple(rows),
+        title=table.title,
+        notes=tuple(table.notes) + (STD_NOTE,),
+    )

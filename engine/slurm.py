@@ -31,8 +31,19 @@ import time
 from pathlib import Path
 
 _SIGNAL_BEFORE_S = 120
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-            "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "SPECIAL_EXIT",
+    "REVOKED",
+}
 
 
 class SlurmError(Exception):
@@ -52,8 +63,13 @@ def in_slurm_job() -> bool:
 
 def sbatch_options(manifest, exp, run) -> list[str]:
     s = manifest.settings
-    opts = [f"--job-name=lmc-{exp.name}", f"--output={run.path.resolve() / 'slurm-%j.log'}", "--open-mode=append",
-            "--nodes=1", "--ntasks=1"]
+    opts = [
+        f"--job-name=lmc-{exp.name}",
+        f"--output={run.path.resolve() / 'slurm-%j.log'}",
+        "--open-mode=append",
+        "--nodes=1",
+        "--ntasks=1",
+    ]
     partition = exp.slurm_partition or s.slurm_partition
     account = exp.slurm_account or s.slurm_account
     if partition:
@@ -75,8 +91,17 @@ def sbatch_options(manifest, exp, run) -> list[str]:
 
 def sbatch_script(manifest, exp, run) -> str:
     """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.slurm``."""
-    cmd = [sys.executable, "-m", "engine.slurm", "--lmc-manifest", str(Path(manifest.path).resolve()),
-           "--lmc-experiment", exp.name, "--lmc-run", str(run.path.resolve())]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.slurm",
+        "--lmc-manifest",
+        str(Path(manifest.path).resolve()),
+        "--lmc-experiment",
+        exp.name,
+        "--lmc-run",
+        str(run.path.resolve()),
+    ]
     lines = ["#!/bin/bash"] + [f"#SBATCH {shlex.quote(o)}" for o in sbatch_options(manifest, exp, run)]
     lines += [
         f"cd {shlex.quote(str(Path.cwd()))}",
@@ -92,15 +117,19 @@ def submit(manifest, exp, run) -> str:
     """Write ``<run>/slurm.sbatch`` and submit it; returns the Slurm job id."""
     exe = shutil.which("sbatch")
     if exe is None:
-        raise SlurmError('executor = "slurm" but the sbatch command is not on PATH; '
-                         'run where Slurm is installed, or set executor = "local"')
+        raise SlurmError(
+            'executor = "slurm" but the sbatch command is not on PATH; '
+            'run where Slurm is installed, or set executor = "local"'
+        )
     script = run.path / "slurm.sbatch"
     script.write_text(sbatch_script(manifest, exp, run))
     proc = subprocess.run([exe, "--parsable", str(script)], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise SlurmError(f"sbatch refused the job: {msg[-1] if msg else 'exit code ' + str(proc.returncode)}; "
-                         f"check slurm_partition/slurm_account/slurm_time (script: {script})")
+        raise SlurmError(
+            f"sbatch refused the job: {msg[-1] if msg else 'exit code ' + str(proc.returncode)}; "
+            f"check slurm_partition/slurm_account/slurm_time (script: {script})"
+        )
     return proc.stdout.strip().split(";")[0]
 
 
@@ -116,8 +145,9 @@ def job_state(job_id: str) -> str | None:
     for a while): that is reported as ``REQUEUED``, not as the end.
     """
     try:
-        proc = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T %r"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "UNKNOWN"  # a slow controller is not a finished job
     if proc.returncode != 0:
@@ -140,8 +170,12 @@ def follow(manifest, exp, run, sinks, record) -> None:
     from .events import JobFailed, LogEmitted, RunFinished, StatusChanged
 
     def emit_failure(reason: str, hint: str) -> None:
-        record([JobFailed(reason=reason, hint=hint),
-                StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else ""))])
+        record(
+            [
+                JobFailed(reason=reason, hint=hint),
+                StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")),
+            ]
+        )
 
     offset = run.events_path.stat().st_size if run.events_path.exists() else 0
     try:
@@ -153,8 +187,12 @@ def follow(manifest, exp, run, sinks, record) -> None:
 
     atomic_write_json(run.path / "slurm.json", {"job_id": job_id, "script": "slurm.sbatch"})
     for s in sinks:
-        s.emit(LogEmitted(level="info", message=f"submitted to Slurm as job {job_id}; "
-                                                 f"its output goes to {run.path / f'slurm-{job_id}.log'}"))
+        s.emit(
+            LogEmitted(
+                level="info",
+                message=f"submitted to Slurm as job {job_id}; its output goes to {run.path / f'slurm-{job_id}.log'}",
+            )
+        )
 
     def pump() -> None:
         nonlocal offset
@@ -183,8 +221,13 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 ended = run.raw_status().get("status") in ("finished", "cancelled", "failed")
                 if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
                     for s in sinks:
-                        s.emit(LogEmitted(level="warning", message=f"Slurm has not answered about job {job_id} for "
-                                                                    f"{now - unknown_since:.0f} s: stopped following it"))
+                        s.emit(
+                            LogEmitted(
+                                level="warning",
+                                message=f"Slurm has not answered about job {job_id} for "
+                                f"{now - unknown_since:.0f} s: stopped following it",
+                            )
+                        )
                     break
                 if state not in ("PENDING", "REQUEUED"):
                     seen_seq = request_seq()
@@ -196,17 +239,31 @@ def follow(manifest, exp, run, sinks, record) -> None:
         pump()
     except KeyboardInterrupt:
         for s in sinks:
-            s.emit(LogEmitted(level="warning", message=f"stopped following Slurm job {job_id}; it keeps running "
-                                                        f"(cancel it with `lmconsole control {exp.name} cancel`)"))
+            s.emit(
+                LogEmitted(
+                    level="warning",
+                    message=f"stopped following Slurm job {job_id}; it keeps running "
+                    f"(cancel it with `lmconsole control {exp.name} cancel`)",
+                )
+            )
         raise
     status = run.raw_status().get("status")
     if scancelled and status not in ("finished", "cancelled", "failed"):
-        record([RunFinished(status="cancelled"),
-                StatusChanged(status="cancelled", reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
-                              + ("; resume to continue from the checkpoint" if run.last_checkpoint() else ""))])
+        record(
+            [
+                RunFinished(status="cancelled"),
+                StatusChanged(
+                    status="cancelled",
+                    reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
+                    + ("; resume to continue from the checkpoint" if run.last_checkpoint() else ""),
+                ),
+            ]
+        )
     elif status not in ("finished", "cancelled", "failed", "interrupted"):
-        emit_failure(f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
-                     f"see {run.path / f'slurm-{job_id}.log'}")
+        emit_failure(
+            f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
+            f"see {run.path / f'slurm-{job_id}.log'}",
+        )
 
 
 def _cancel_is_newest(run) -> bool:
@@ -226,6 +283,7 @@ def _cancel_is_newest(run) -> bool:
 
 
 # -- the job side -----------------------------------------------------------------
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.slurm")
@@ -273,8 +331,9 @@ def main(argv=None) -> int:
         if requeue and name == "SIGUSR1":  # the time limit is near: Slurm does not requeue by itself
             job = os.environ.get("SLURM_JOB_ID", "")
             requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True).returncode == 0
-        why = (f"stopped by Slurm ({name}) after a checkpoint; "
-               + ("the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"))
+        why = f"stopped by Slurm ({name}) after a checkpoint; " + (
+            "the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"
+        )
         writer = RunWriter(run).open()
         try:
             writer.emit(StatusChanged(status="interrupted", reason=why))

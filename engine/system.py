@@ -81,9 +81,13 @@ class SystemProbe:
             rss = self._process.memory_info().rss / 2**20
         except Exception:  # noqa: BLE001 - a vanished /proc entry must not break sampling
             rss = None
-        return HostSample(cpu_percent=float(ps.cpu_percent(interval=None)), cpu_count=ps.cpu_count(),
-                          ram_used_mb=(mem.total - mem.available) / 2**20, ram_total_mb=mem.total / 2**20,
-                          process_rss_mb=rss)
+        return HostSample(
+            cpu_percent=float(ps.cpu_percent(interval=None)),
+            cpu_count=ps.cpu_count(),
+            ram_used_mb=(mem.total - mem.available) / 2**20,
+            ram_total_mb=mem.total / 2**20,
+            process_rss_mb=rss,
+        )
 
     # -- GPUs -----------------------------------------------------------------------------
     def _init_nvml(self) -> bool:
@@ -138,15 +142,18 @@ class SystemProbe:
             temp = read(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))
             power = read(nv.nvmlDeviceGetPowerUsage, h)  # milliwatts
             limit = read(nv.nvmlDeviceGetEnforcedPowerLimit, h)
-            out.append(GpuSample(
-                index=i, name=name.decode() if isinstance(name, bytes) else str(name),
-                util_percent=float(util.gpu) if util is not None else None,
-                memory_used_mb=mem.used / 2**20 if mem is not None else None,
-                memory_total_mb=mem.total / 2**20 if mem is not None else None,
-                temperature_c=float(temp) if temp is not None else None,
-                power_w=power / 1000 if power is not None else None,
-                power_limit_w=limit / 1000 if limit is not None else None,
-            ))
+            out.append(
+                GpuSample(
+                    index=i,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    util_percent=float(util.gpu) if util is not None else None,
+                    memory_used_mb=mem.used / 2**20 if mem is not None else None,
+                    memory_total_mb=mem.total / 2**20 if mem is not None else None,
+                    temperature_c=float(temp) if temp is not None else None,
+                    power_w=power / 1000 if power is not None else None,
+                    power_limit_w=limit / 1000 if limit is not None else None,
+                )
+            )
         return out
 
 
@@ -178,8 +185,9 @@ def sample_event(probe: SystemProbe, only: list[int] | None = None):
     from .events import SystemSampled
 
     host = probe.host()
-    return SystemSampled(host=asdict(host) if host is not None else {},
-                         gpus=[asdict(g) for g in probe.gpus(only)], note=probe.gpu_reason)
+    return SystemSampled(
+        host=asdict(host) if host is not None else {}, gpus=[asdict(g) for g in probe.gpus(only)], note=probe.gpu_reason
+    )
 
 
 class JobSampler:
@@ -232,6 +240,13 @@ def system_table(events):
         for i in indices:
             row += [by_index.get(i, {}).get(c) for c in GPU_COLUMNS]
         rows.append(tuple(round(v, 2) if isinstance(v, float) else v for v in row))
-    return Table(name="system", columns=cols, rows=rows, title="System samples",
-                 notes=(f"one row per SystemSampled event (about every {SAMPLE_EVERY_S:.0f} s at optimizer-step "
-                        "boundaries); percentages 0-100, memory in MiB, temperature in °C, power in W",))
+    return Table(
+        name="system",
+        columns=cols,
+        rows=rows,
+        title="System samples",
+        notes=(
+            f"one row per SystemSampled event (about every {SAMPLE_EVERY_S:.0f} s at optimizer-step "
+            "boundaries); percentages 0-100, memory in MiB, temperature in °C, power in W",
+        ),
+    )

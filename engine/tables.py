@@ -50,20 +50,23 @@ class Table:
                 return repr(v)
             return v
 
-        return json.dumps(
-            {
-                "name": self.name,
-                "title": self.title,
-                "columns": list(self.columns),
-                "rows": [[enc(v) for v in r] for r in self.rows],
-                "notes": list(self.notes),
-            },
-            indent=1,
-            allow_nan=False,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "name": self.name,
+                    "title": self.title,
+                    "columns": list(self.columns),
+                    "rows": [[enc(v) for v in r] for r in self.rows],
+                    "notes": list(self.notes),
+                },
+                indent=1,
+                allow_nan=False,
+            )
+            + "\n"
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "Table":
+    def from_json(cls, text: str) -> Table:
         data = json.loads(text)
 
         def dec(v):
@@ -141,9 +144,7 @@ class Table:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
     def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
-        from .runs import atomic_write_text
-
-        from .runs import TABLE_NAME
+        from .runs import TABLE_NAME, atomic_write_text
 
         stem = stem or self.name
         if not TABLE_NAME.match(stem):  # a file name, never a path
@@ -158,15 +159,32 @@ class Table:
 
 
 _LATEX = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
 }
 
 
 # Text-mode < > | print as other glyphs in the default OT1 font ("->" came out as "-¿"):
 # arrows and math symbols go to math mode, the rest to their text commands.
-_LATEX.update({"<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}",
-               "→": r"$\rightarrow$", "←": r"$\leftarrow$", "±": r"$\pm$", "×": r"$\times$"})
+_LATEX.update(
+    {
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "|": r"\textbar{}",
+        "→": r"$\rightarrow$",
+        "←": r"$\leftarrow$",
+        "±": r"$\pm$",
+        "×": r"$\times$",
+    }
+)
 _LATEX_ARROWS = re.compile(r"<->|->|<-|=>")
 _ARROWS = {"<->": r"$\leftrightarrow$", "->": r"$\rightarrow$", "<-": r"$\leftarrow$", "=>": r"$\Rightarrow$"}
 
@@ -190,7 +208,7 @@ def _fmt(v, digits: int) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 10 ** -digits):
+        if v != 0 and (abs(v) >= 1e6 or abs(v) < 10**-digits):
             return f"{v:.{digits}g}"
         return f"{v:.{digits}f}"
     return str(v)

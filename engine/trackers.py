@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
 
@@ -119,6 +119,7 @@ class TrackerSink:
     def log(self, metrics: dict[str, float], step: int) -> None: ...
     def summary(self, metrics: dict[str, float], step: int) -> None:
         self.log(metrics, step)
+
     def close(self, status: str) -> None: ...
 
     # -- event handling -----------------------------------------------------------
@@ -146,8 +147,10 @@ class TrackerSink:
             self._thread.join(self.DRAIN_S)
             if self._thread.is_alive():
                 self.on = False
-                self._notes.append(f"report_to {self.name}: still writing after {self.DRAIN_S:.0f} s; "
-                                   "what it had not written yet is missing there (events.jsonl has everything)")
+                self._notes.append(
+                    f"report_to {self.name}: still writing after {self.DRAIN_S:.0f} s; "
+                    "what it had not written yet is missing there (events.jsonl has everything)"
+                )
             self._thread = None
             self._flush_notes()
 
@@ -169,8 +172,10 @@ class TrackerSink:
             except Exception as exc:  # noqa: BLE001 - a tracker never stops training
                 self.on = False
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self._notes.append(f"report_to {self.name}: {type(exc).__name__}: {first[:200]}; "
-                                   "this tracker is off for the rest of the job (training goes on)")
+                self._notes.append(
+                    f"report_to {self.name}: {type(exc).__name__}: {first[:200]}; "
+                    "this tracker is off for the rest of the job (training goes on)"
+                )
                 try:
                     self.close("failed")
                 except Exception:  # noqa: BLE001
@@ -254,14 +259,22 @@ class WandbSink(TrackerSink):
                 mode = "online"
         self.mode = mode
         self.wb = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", "lmconsole"), name=f"{self.exp.name}/{self.run.run_id}",
-            id=self.run.run_id.replace(":", "-"), resume="allow", dir=str(self.run.path), mode=mode,
-            config=self.config, group=self.exp.name, job_type=self.exp.task,
+            project=os.environ.get("WANDB_PROJECT", "lmconsole"),
+            name=f"{self.exp.name}/{self.run.run_id}",
+            id=self.run.run_id.replace(":", "-"),
+            resume="allow",
+            dir=str(self.run.path),
+            mode=mode,
+            config=self.config,
+            group=self.exp.name,
+            job_type=self.exp.task,
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
         )
         if mode == "offline":
-            self._info.append(f"report_to wandb: offline ({why or 'WANDB_MODE=offline'}); run files in "
-                              f"{self.run.path / 'wandb'}, upload them later with `wandb sync`")
+            self._info.append(
+                f"report_to wandb: offline ({why or 'WANDB_MODE=offline'}); run files in "
+                f"{self.run.path / 'wandb'}, upload them later with `wandb sync`"
+            )
 
     def log(self, metrics, step) -> None:
         self.wb.log(metrics, step=step)
@@ -318,12 +331,15 @@ class MlflowSink(TrackerSink):
         self.client = MlflowClient(tracking_uri=mlflow_tracking_uri(self.manifest))
         found = self.client.get_experiment_by_name(self.exp.name)
         exp_id = found.experiment_id if found else self.client.create_experiment(self.exp.name)
-        self.mlrun = self.client.create_run(exp_id, run_name=self.run.run_id,
-                                            tags={"lmconsole.run_dir": str(self.run.path), "lmconsole.task": self.exp.task})
+        self.mlrun = self.client.create_run(
+            exp_id,
+            run_name=self.run.run_id,
+            tags={"lmconsole.run_dir": str(self.run.path), "lmconsole.task": self.exp.task},
+        )
         self.run_id = self.mlrun.info.run_id
         params = [Param(k, v) for k, v in flat_config(self.config).items()]
         for i in range(0, len(params), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
 
     def log(self, metrics, step) -> None:
         import time
@@ -334,8 +350,12 @@ class MlflowSink(TrackerSink):
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
 
     def close(self, status) -> None:
-        self.client.set_terminated(self.run_id, status="FINISHED" if status == "finished" else
-                                   ("KILLED" if status in ("cancelled", "interrupted") else "FAILED"))
+        self.client.set_terminated(
+            self.run_id,
+            status="FINISHED"
+            if status == "finished"
+            else ("KILLED" if status in ("cancelled", "interrupted") else "FAILED"),
+        )
 
 
 class TrackioSink(TrackerSink):
@@ -347,9 +367,14 @@ class TrackioSink(TrackerSink):
         import trackio
 
         with _quiet():  # trackio prints its banner and dashboard hints to stdout
-            self.tk = trackio.init(project=os.environ.get("TRACKIO_PROJECT", "lmconsole"),
-                                   name=f"{self.exp.name}/{self.run.run_id}", config=self.config, resume="allow",
-                                   auto_log_gpu=False, auto_log_cpu=False)
+            self.tk = trackio.init(
+                project=os.environ.get("TRACKIO_PROJECT", "lmconsole"),
+                name=f"{self.exp.name}/{self.run.run_id}",
+                config=self.config,
+                resume="allow",
+                auto_log_gpu=False,
+                auto_log_cpu=False,
+            )
 
     def log(self, metrics, step) -> None:
         self.tk.log(metrics, step=step)
@@ -382,8 +407,11 @@ def make_trackers(run, exp, manifest, say: Callable[[str, str], None]) -> list[T
     for name in getattr(exp, "report_to", ()) or ():
         cls = SINKS[name]
         if importlib.util.find_spec(cls.module) is None:
-            say(f"report_to {name}: the {cls.module} package is not installed ({EXTRA_HINT.format(name=name)}); "
-                "the job goes on without it", "warning")
+            say(
+                f"report_to {name}: the {cls.module} package is not installed ({EXTRA_HINT.format(name=name)}); "
+                "the job goes on without it",
+                "warning",
+            )
             continue
         out.append(cls(run, exp, manifest, say))
     return out

@@ -16,9 +16,9 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .events import CheckpointSaved, EvalFinished, PhaseStarted, RunStarted, StatusChanged, StepLogged, TableWritten
 from .jobs import Cancelled, JobError
@@ -29,11 +29,11 @@ from .tables import Table
 @dataclass
 class TaskSpec:
     model: object
-    n_batches: Callable[[int], int]                 # epoch -> number of micro-batches
-    get_batch: Callable[[int, int], dict]            # (epoch, index) -> tensors on CPU (+ "n_tokens", "n_samples")
-    loss: Callable[[object, dict], tuple]            # (model, batch on device) -> (loss, {part: tensor})
-    evaluate: Callable[[object, int], dict]          # (model, epoch) -> metrics (epoch 0 = before training)
-    table_columns: tuple[str, ...]                   # per-epoch table: epoch, train_loss, <these>, elapsed_s
+    n_batches: Callable[[int], int]  # epoch -> number of micro-batches
+    get_batch: Callable[[int, int], dict]  # (epoch, index) -> tensors on CPU (+ "n_tokens", "n_samples")
+    loss: Callable[[object, dict], tuple]  # (model, batch on device) -> (loss, {part: tensor})
+    evaluate: Callable[[object, int], dict]  # (model, epoch) -> metrics (epoch 0 = before training)
+    table_columns: tuple[str, ...]  # per-epoch table: epoch, train_loss, <these>, elapsed_s
     eval_split: str = "validation"
     save_final: Callable[[object, Path], None] | None = None
     eval_each_epoch: bool = True
@@ -76,12 +76,16 @@ def autocast_dtype(pref: str, device):
     if device.type != "cuda":
         if pref == "bf16":
             if not cpu_bf16_native():
-                raise JobError("precision \"bf16\" on a CPU without native bf16 (AVX512-BF16/AMX) would be slower than fp32",
-                               'set precision = "auto" or "fp32" on this machine')
+                raise JobError(
+                    'precision "bf16" on a CPU without native bf16 (AVX512-BF16/AMX) would be slower than fp32',
+                    'set precision = "auto" or "fp32" on this machine',
+                )
             return torch.bfloat16
         if pref == "fp16":
-            raise JobError("precision \"fp16\" is a GPU precision; this job runs on the CPU",
-                           'set precision = "bf16" (CPUs with AVX512-BF16/AMX) or "auto"')
+            raise JobError(
+                'precision "fp16" is a GPU precision; this job runs on the CPU',
+                'set precision = "bf16" (CPUs with AVX512-BF16/AMX) or "auto"',
+            )
         return None
     if pref == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
@@ -148,6 +152,7 @@ def memory_mb(device) -> float:
 
 # -- checkpoints --------------------------------------------------------------
 
+
 def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None) -> Path:
     """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
 
@@ -170,7 +175,9 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
         if rank_rng:
             extra["rank_rng"] = rank_rng
         torch.save(extra, tmp / "optimizer.pt")
-        ctx.emit(CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path))))
+        ctx.emit(
+            CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path)))
+        )
         # The resume point of events.jsonl: everything up to and including CheckpointSaved.
         state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
         follow_umask(tmp)
@@ -178,7 +185,7 @@ def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
-    for old in (done[:-keep] if keep > 0 else []):  # save_total_limit: keep the newest `keep` (0 = all)
+    for old in done[:-keep] if keep > 0 else []:  # save_total_limit: keep the newest `keep` (0 = all)
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -208,8 +215,10 @@ class disk_full_is_a_job_error:
         from .runs import free_gib, is_disk_full
 
         if is_disk_full(exc):
-            raise JobError(f"disk full while writing {self.what}: free {free_gib(self.tmp.parent):.2f} GiB",
-                           "free some space on that disk (or move settings.runs_dir), then resume the run") from None
+            raise JobError(
+                f"disk full while writing {self.what}: free {free_gib(self.tmp.parent):.2f} GiB",
+                "free some space on that disk (or move settings.runs_dir), then resume the run",
+            ) from None
         return False
 
 
@@ -258,13 +267,18 @@ def load_latest_intact(ctx, model, optimizer, scheduler, rank: int = 0):
     for path in ctx.run.checkpoints_newest_first():
         try:
             state = load_checkpoint(path, model, optimizer, scheduler, rank=rank)
-            return path, state, [f"checkpoint file {p} is damaged: resumed from the previous checkpoint {path.name}"
-                                 for p in problems]
+            return (
+                path,
+                state,
+                [f"checkpoint file {p} is damaged: resumed from the previous checkpoint {path.name}" for p in problems],
+            )
         except CheckpointDamaged as exc:
             problems.append(str(exc))
     if problems:
-        raise JobError(f"no intact checkpoint to resume from ({'; '.join(problems)})",
-                       f"delete {ctx.run.checkpoints} to start this run over, or start a new run without --resume")
+        raise JobError(
+            f"no intact checkpoint to resume from ({'; '.join(problems)})",
+            f"delete {ctx.run.checkpoints} to start this run over, or start a new run without --resume",
+        )
     return None, {}, []
 
 
@@ -299,9 +313,15 @@ def window_state(loss_sum, parts_sum: dict, gn_sum, nonfinite, steps: int, token
     The float32 sums go through Python floats (exact for float32) and come back
     as the same float32 tensors (:func:`restore_window`).
     """
-    return {"loss_sum": loss_sum.item(), "parts_sum": {k: float(v.item()) for k, v in parts_sum.items()},
-            "gn_sum": gn_sum.item(), "nonfinite": int(nonfinite.item()), "steps": steps, "tokens": tokens,
-            "samples": samples}
+    return {
+        "loss_sum": loss_sum.item(),
+        "parts_sum": {k: float(v.item()) for k, v in parts_sum.items()},
+        "gn_sum": gn_sum.item(),
+        "nonfinite": int(nonfinite.item()),
+        "steps": steps,
+        "tokens": tokens,
+        "samples": samples,
+    }
 
 
 def restore_window(saved: dict | None, device) -> tuple:
@@ -313,9 +333,15 @@ def restore_window(saved: dict | None, device) -> tuple:
     def f32(x):
         return torch.tensor(float(x), dtype=torch.float32, device=device)
 
-    return (f32(saved.get("loss_sum", 0.0)), {k: f32(v) for k, v in saved.get("parts_sum", {}).items()},
-            f32(saved.get("gn_sum", 0.0)), torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device),
-            int(saved.get("steps", 0)), int(saved.get("tokens", 0)), int(saved.get("samples", 0)))
+    return (
+        f32(saved.get("loss_sum", 0.0)),
+        {k: f32(v) for k, v in saved.get("parts_sum", {}).items()},
+        f32(saved.get("gn_sum", 0.0)),
+        torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device),
+        int(saved.get("steps", 0)),
+        int(saved.get("tokens", 0)),
+        int(saved.get("samples", 0)),
+    )
 
 
 def rank_rng_state(device) -> dict:
@@ -347,6 +373,7 @@ def rewind_events(ctx, state: dict) -> None:
 
 
 # -- the loop -----------------------------------------------------------------
+
 
 def epoch_table(spec: TaskSpec, history: list[dict]) -> Table:
     cols = ("epoch", "train_loss", *spec.table_columns, "elapsed_s")
@@ -445,7 +472,9 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
     scheduler = make_schedule(optimizer, warmup, total_steps)
 
     state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0}
-    last, loaded, damaged = load_latest_intact(ctx, model, optimizer, scheduler, rank=dist.rank) if ctx.resume else (None, {}, [])
+    last, loaded, damaged = (
+        load_latest_intact(ctx, model, optimizer, scheduler, rank=dist.rank) if ctx.resume else (None, {}, [])
+    )
     if last is not None:
         state.update(loaded)
         if dist.main:
@@ -453,8 +482,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             # The rewind cut this attempt's first events too: record the resume again.
             ctx.emit(StatusChanged(status="running", reason="resumed"))
             ctx.emit(RunStarted(run_id=ctx.run.run_id, experiment=ctx.exp.name, task=ctx.exp.task, resumed=True))
-        ctx.log(f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
-                "events after that checkpoint were moved to events.discarded.jsonl")
+        ctx.log(
+            f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
+            "events after that checkpoint were moved to events.discarded.jsonl"
+        )
         for warning in damaged:
             ctx.log(warning, "warning")
     elif ctx.resume and dist.main:
@@ -470,8 +501,15 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         return elapsed0 + time.perf_counter() - t_start
 
     def snapshot(epoch: int, batch: int) -> dict:
-        return {"global_step": global_step, "epoch": epoch, "batch": batch, "history": history,
-                "elapsed": elapsed(), "total_steps": total_steps, "world_size": dist.world}
+        return {
+            "global_step": global_step,
+            "epoch": epoch,
+            "batch": batch,
+            "history": history,
+            "elapsed": elapsed(),
+            "total_steps": total_steps,
+            "world_size": dist.world,
+        }
 
     evaluated = []  # epochs evaluated by this attempt (empty when a resume starts past the last evaluation)
 
@@ -493,7 +531,9 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         dist.barrier()
         return metrics
 
-    saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=int(state["global_step"]) if last is not None else None)
+    saves = SavePolicy(
+        exp.save_steps, exp.save_minutes, last_step=int(state["global_step"]) if last is not None else None
+    )
 
     def checkpoint(state_now: dict) -> None:
         rank_rng = dist.gather(rank_rng_state(device)) if dist.on else None
@@ -531,8 +571,12 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         run_eval(0, None)
 
     model.train()
-    ctx.emit(PhaseStarted(phase="train", detail=f"{total_steps} optimizer steps on {device}"
-                          + (f" x {dist.world} processes" if dist.on else "")))
+    ctx.emit(
+        PhaseStarted(
+            phase="train",
+            detail=f"{total_steps} optimizer steps on {device}" + (f" x {dist.world} processes" if dist.on else ""),
+        )
+    )
     log_every = exp.logging_steps
     nan_every = min(log_every, 8)  # NaN/inf detection: a host sync every few steps, not every step
     session_steps, session_t0 = 0, time.perf_counter()
@@ -581,7 +625,9 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
             b = micro_end
             bad = ~torch.isfinite(loss_sum)
             if exp.nan_policy == "skip":
-                if bool(dist.sum_(bad.long().clone())):  # host sync per step: the price of skipping exactly the bad step
+                if bool(
+                    dist.sum_(bad.long().clone())
+                ):  # host sync per step: the price of skipping exactly the bad step
                     optimizer.zero_grad(set_to_none=True)
                     ctx.log(f"step {global_step + 1}: non-finite loss, step skipped", "warning")
                     loss_sum.zero_()
@@ -606,22 +652,29 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
                     )
             if log_now:
                 # The host sync of the loop: once per logging interval (plus the NaN check above).
-                totals = torch.tensor([loss_sum.item(), float(win_tokens), float(win_samples)], dtype=torch.float64,
-                                      device=device)
+                totals = torch.tensor(
+                    [loss_sum.item(), float(win_tokens), float(win_samples)], dtype=torch.float64, device=device
+                )
                 totals = dist.sum_(totals)
                 loss_val = totals[0].item() / dist.world / win_steps
                 now = time.perf_counter()
                 dt = max(now - win_t0, 1e-9)
                 rate = (now - session_t0) / max(session_steps, 1)
-                ctx.emit(StepLogged(
-                    step=global_step, total_steps=total_steps,
-                    epoch=epoch + b / n_batches, loss=loss_val,
-                    learning_rate=scheduler.get_last_lr()[0],
-                    parts={k: v.item() / win_steps for k, v in parts_sum.items()},
-                    grad_norm=(gn_sum.item() / win_steps) if exp.max_grad_norm > 0 else None,
-                    tokens_per_s=totals[1].item() / dt, samples_per_s=totals[2].item() / dt,
-                    eta_s=rate * (total_steps - global_step), memory_mb=memory_mb(device),
-                ))
+                ctx.emit(
+                    StepLogged(
+                        step=global_step,
+                        total_steps=total_steps,
+                        epoch=epoch + b / n_batches,
+                        loss=loss_val,
+                        learning_rate=scheduler.get_last_lr()[0],
+                        parts={k: v.item() / win_steps for k, v in parts_sum.items()},
+                        grad_norm=(gn_sum.item() / win_steps) if exp.max_grad_norm > 0 else None,
+                        tokens_per_s=totals[1].item() / dt,
+                        samples_per_s=totals[2].item() / dt,
+                        eta_s=rate * (total_steps - global_step),
+                        memory_mb=memory_mb(device),
+                    )
+                )
                 epoch_loss_sum += loss_val * win_steps
                 epoch_loss_n += win_steps
                 loss_sum.zero_()
@@ -662,5 +715,10 @@ def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     dist.barrier()
-    return {"final": {k: v for k, v in metrics.items() if k not in ("epoch",)}, "history": history,
-            "global_step": global_step, "elapsed_s": round(elapsed(), 3), "world_size": dist.world}
+    return {
+        "final": {k: v for k, v in metrics.items() if k not in ("epoch",)},
+        "history": history,
+        "global_step": global_step,
+        "elapsed_s": round(elapsed(), 3),
+        "world_size": dist.world,
+    }

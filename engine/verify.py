@@ -67,7 +67,9 @@ def _compare(name: str, reported: dict, recomputed: dict, keys, rel: float = 1e-
     for k in keys:
         if k not in reported:
             continue
-        out.append(Check(name, k, reported[k], recomputed.get(k), k in recomputed and _same(reported[k], recomputed[k], rel)))
+        out.append(
+            Check(name, k, reported[k], recomputed.get(k), k in recomputed and _same(reported[k], recomputed[k], rel))
+        )
     return out
 
 
@@ -75,7 +77,9 @@ def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise VerifyError(f"{path.name} is missing from {path.parent}: the run saved no predictions to verify") from None
+        raise VerifyError(
+            f"{path.name} is missing from {path.parent}: the run saved no predictions to verify"
+        ) from None
     except ValueError as exc:
         raise VerifyError(f"{path} is not valid JSON ({exc})") from None
 
@@ -106,15 +110,18 @@ def verify_classify(run, mirror: str = "") -> list[Check]:
     texts = list(ds[cfg.get("text_column", "text")])
     labels = [int(x) for x in ds[cfg.get("label_column", "label")]]
     checks = [Check(name, "examples", len(rows), len(labels), len(rows) == len(labels))]
-    same_rows = len(rows) == len(labels) and all(r["text"] == t and r["label"] == y for r, t, y in zip(rows, texts, labels))
+    same_rows = len(rows) == len(labels) and all(
+        r["text"] == t and r["label"] == y for r, t, y in zip(rows, texts, labels)
+    )
     checks.append(Check(name, "texts and labels = the split's", "saved", f"{cfg['dataset']}:{split}", same_rows))
     if not same_rows:
         return checks
     train = _eval_split(cfg, cfg.get("train_split", "train"), mirror, "max_train_samples")
     train_labels = [int(x) for x in train[cfg.get("label_column", "label")]]
     num_labels = max(max(train_labels), max(labels)) + 1
-    m = classification_metrics(labels, [int(r["prediction"]) for r in rows], positive=1,
-                               baseline_labels=train_labels, num_labels=num_labels)
+    m = classification_metrics(
+        labels, [int(r["prediction"]) for r in rows], positive=1, baseline_labels=train_labels, num_labels=num_labels
+    )
     from .tasks.classify import class_names
 
     names = class_names(train, cfg.get("label_column", "label"), num_labels)
@@ -135,7 +142,9 @@ def verify_qa(run, mirror: str = "") -> list[Check]:
     raw = {q: next((c["text"] for c in cands if c["text"]), "") for q, cands in nbest.items()}
     thresh = float(cfg.get("null_score_diff_threshold", 0.0))
     thresholded = {q: ("" if na.get(q, math.inf) > thresh else raw[q]) for q in raw}
-    checks = [Check(name, "predictions = n-best + no-answer threshold", len(preds), len(thresholded), preds == thresholded)]
+    checks = [
+        Check(name, "predictions = n-best + no-answer threshold", len(preds), len(thresholded), preds == thresholded)
+    ]
     ds = _eval_split(cfg, cfg.get("eval_split", "validation"), mirror)
     refs = {q: list(a["text"]) for q, a in zip(ds["id"], ds["answers"])}
     checks.append(Check(name, "questions = the split's", len(raw), len(refs), set(raw) == set(refs)))
@@ -148,7 +157,15 @@ def verify_qa(run, mirror: str = "") -> list[Check]:
     keys = _numeric_keys(final)
     checks += _compare(name, final, m, keys)
     if isinstance(final.get("variants"), dict):
-        checks.append(Check(name, "text-metric variants", final["variants"], m.get("variants"), final["variants"] == m.get("variants")))
+        checks.append(
+            Check(
+                name,
+                "text-metric variants",
+                final["variants"],
+                m.get("variants"),
+                final["variants"] == m.get("variants"),
+            )
+        )
     return checks
 
 
@@ -158,8 +175,17 @@ def verify_pretrain(run, mirror: str = "") -> list[Check]:
     final = run.results().get("final", {})
     name = f"{run.experiment}/{run.run_id}"
     m = reevaluate(run, mirror)
-    return _compare(name, final, m, [k for k in ("mlm_perplexity", "mlm_loss", "mlm_accuracy", "nsp_accuracy",
-                                                   "masked_tokens", "sequences") if k in final], rel=1e-4)
+    return _compare(
+        name,
+        final,
+        m,
+        [
+            k
+            for k in ("mlm_perplexity", "mlm_loss", "mlm_accuracy", "nsp_accuracy", "masked_tokens", "sequences")
+            if k in final
+        ],
+        rel=1e-4,
+    )
 
 
 def verify_inspect(run, mirror: str = "") -> list[Check]:
@@ -185,8 +211,15 @@ def verify_inspect(run, mirror: str = "") -> list[Check]:
     checks = _compare(name, run.results().get("parameters", {}), totals, list(totals))
     for t in tables:
         saved = run.read_table(t.name) if t.name in run.table_names() else None
-        checks.append(Check(name, f"table {t.name}", len(saved.rows) if saved else None, len(t.rows),
-                            saved is not None and saved.rows == t.rows))
+        checks.append(
+            Check(
+                name,
+                f"table {t.name}",
+                len(saved.rows) if saved else None,
+                len(t.rows),
+                saved is not None and saved.rows == t.rows,
+            )
+        )
     return checks
 
 

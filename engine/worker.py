@@ -70,8 +70,9 @@ def main(argv=None) -> int:
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
             writer = NullWriter(run)
-            ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store,
-                             resume=args.resume)
+            ctx = JobContext(
+                manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
+            )
             ctx.poll = lambda: None  # rank 0 decides; train_loop broadcasts its decision
             from .jobs import Cancelled
             from .preempt import StopSignals

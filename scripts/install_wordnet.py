@@ -21,8 +21,21 @@ from pathlib import Path
 SOURCE = Path("/usr/share/wordnet")
 MANPAGE = Path("/usr/share/man/man5/lexnames.5WN.gz")
 CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-FILES = ("data.noun", "data.verb", "data.adj", "data.adv", "index.noun", "index.verb", "index.adj",
-         "index.adv", "noun.exc", "verb.exc", "adj.exc", "adv.exc", "index.sense")
+FILES = (
+    "data.noun",
+    "data.verb",
+    "data.adj",
+    "data.adv",
+    "index.noun",
+    "index.verb",
+    "index.adj",
+    "index.adv",
+    "noun.exc",
+    "verb.exc",
+    "adj.exc",
+    "adv.exc",
+    "index.sense",
+)
 
 
 def lexnames_from_manpage(text: str) -> str:
@@ -41,8 +54,10 @@ def main(argv: list[str]) -> int:
         return 2
     missing = [f for f in FILES if not (SOURCE / f).is_file()] + ([] if MANPAGE.is_file() else [str(MANPAGE)])
     if missing:
-        print(f"install_wordnet: missing {', '.join(missing)}: apt-get install -y wordnet-base wordnet-sense-index",
-              file=sys.stderr)
+        print(
+            f"install_wordnet: missing {', '.join(missing)}: apt-get install -y wordnet-base wordnet-sense-index",
+            file=sys.stderr,
+        )
         return 1
     target = Path(argv[0]) / "corpora" / "wordnet"
     target.mkdir(parents=True, exist_ok=True)

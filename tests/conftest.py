@@ -14,7 +14,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One cache for the whole session: embedded corpora and tokenizers are deterministic,
 # so sharing them between tests only saves time.
-os.environ.setdefault("LMCONSOLE_CACHE", str(Path(os.environ.get("PYTEST_CACHE_ROOT", "/tmp")) / f"lmconsole-test-cache-{os.getuid()}"))
+os.environ.setdefault(
+    "LMCONSOLE_CACHE", str(Path(os.environ.get("PYTEST_CACHE_ROOT", "/tmp")) / f"lmconsole-test-cache-{os.getuid()}")
+)
 
 
 @pytest.fixture

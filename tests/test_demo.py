@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     m = load(REPO / "experiments.toml")
-    m = dataclasses.replace(m, settings=dataclasses.replace(m.settings, runs_dir=str(tmp_path_factory.mktemp("demo") / "runs")))
+    m = dataclasses.replace(
+        m, settings=dataclasses.replace(m.settings, runs_dir=str(tmp_path_factory.mktemp("demo") / "runs"))
+    )
     times, runs = {}, {}
     for name in ("demo-pretrain", "demo-sst2", "demo-squad"):
         t0 = time.perf_counter()
@@ -101,8 +103,17 @@ def test_squad_scores_recomputed_from_saved_predictions(demo):
     thresh = 0.0  # the manifest's null_score_diff_threshold (the default)
     assert preds == {q: "" if na[q] > thresh else raw[q] for q in raw}
     ds = datasets.load_dataset(str(ensure_embedded("squad_v2")), embedded_config("squad_v2"), split="validation")
-    dataset = [{"paragraphs": [{"qas": [{"id": q, "answers": [{"text": t} for t in a["text"]]}
-                                        for q, a in zip(ds["id"], ds["answers"])]}]}]
+    dataset = [
+        {
+            "paragraphs": [
+                {
+                    "qas": [
+                        {"id": q, "answers": [{"text": t} for t in a["text"]]} for q, a in zip(ds["id"], ds["answers"])
+                    ]
+                }
+            ]
+        }
+    ]
     assert set(raw) == set(ds["id"])
     official = _official_eval(dataset, raw, na, thresh)
     final = run.results()["final"]

@@ -48,8 +48,8 @@ def load(root, tmp_path_factory):
     def _load(name: str, split: str):
         if (name, split) not in loaded:
             loaded[name, split] = datasets.load_dataset(
-                str(ensure_embedded(name, root)), embedded_config(name), split=split,
-                cache_dir=str(cache))
+                str(ensure_embedded(name, root)), embedded_config(name), split=split, cache_dir=str(cache)
+            )
         return loaded[name, split]
 
     return _load
@@ -102,8 +102,7 @@ def test_layout_and_readme(root):
         folder = ensure_embedded(name, root)
         config = embedded_config(name)
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        expected = sorted([f"{config}/{s}-00000-of-00001.parquet" for s in SPLITS[name]]
-                          + ["README.md"])
+        expected = sorted([f"{config}/{s}-00000-of-00001.parquet" for s in SPLITS[name]] + ["README.md"])
         assert files == expected
         readme = (folder / "README.md").read_text()
         assert readme.startswith("---\nconfigs:\n")
@@ -140,7 +139,9 @@ def test_concurrent_callers(tmp_path):
         t.join()
     assert not errors
     assert len(set(results)) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([results[0].name, f".{results[0].name}.seal.json"])  # temp dirs cleaned up
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [results[0].name, f".{results[0].name}.seal.json"]
+    )  # temp dirs cleaned up
     assert len(_rows(tmp_path, "squad_v2", "validation")["id"]) == 400
 
 
@@ -153,11 +154,14 @@ def test_deterministic(root, tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, engine.data.embedded; "
-            "bad = [m for m in ('torch', 'transformers', 'datasets', 'textual', 'rich', 'pyarrow')"
-            " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, engine.data.embedded; "
+        "bad = [m for m in ('torch', 'transformers', 'datasets', 'textual', 'rich', 'pyarrow')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -176,8 +180,7 @@ def test_load_dataset_offline(load, name):
     if name == "wikitext":
         assert features == {"text": "Value('string')"}
     elif name == "sst2":
-        assert features == {"sentence": "Value('string')", "label": "Value('int64')",
-                            "idx": "Value('int32')"}
+        assert features == {"sentence": "Value('string')", "label": "Value('int64')", "idx": "Value('int32')"}
     else:
         ds = load(name, "validation")
         assert set(ds.features) == {"id", "title", "context", "question", "answers"}
@@ -250,7 +253,7 @@ def test_squad_answers(root):
             assert len(answers["text"]) == 1 if split == "train" else 1 <= len(answers["text"]) <= 3
             multi += len(answers["text"]) > 1
             for text, start in zip(answers["text"], answers["answer_start"]):
-                assert text and context[start:start + len(text)] == text
+                assert text and context[start : start + len(text)] == text
         assert 1 / 3 <= unanswerable / n <= 1 / 2
         if split == "validation":
             assert multi > 0
@@ -271,10 +274,16 @@ def test_two_folders_with_one_name_never_share_the_datasets_cache(tmp_path):
     first = ensure_embedded("sst2", tmp_path / "a")
     second = tmp_path / "b" / first.name
     shutil.copytree(first, second)
-    assert load_dataset_split(str(first), "sst2", "validation")[0]["sentence"] == \
-        load_dataset_split(str(second), "sst2", "validation")[0]["sentence"]
+    assert (
+        load_dataset_split(str(first), "sst2", "validation")[0]["sentence"]
+        == load_dataset_split(str(second), "sst2", "validation")[0]["sentence"]
+    )
     (shard,) = (second / "sst2").glob("validation-*.parquet")
-    pq.write_table(pa.table({"sentence": ["an edited row ."], "label": pa.array([1], pa.int64()),
-                             "idx": pa.array([0], pa.int32())}), shard)
+    pq.write_table(
+        pa.table(
+            {"sentence": ["an edited row ."], "label": pa.array([1], pa.int64()), "idx": pa.array([0], pa.int32())}
+        ),
+        shard,
+    )
     assert load_dataset_split(str(second), "sst2", "validation")["sentence"] == ["an edited row ."]
     assert len(load_dataset_split(str(first), "sst2", "validation")) == embedded.SST2_SIZES["validation"]

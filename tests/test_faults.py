@@ -32,7 +32,7 @@ N_FAULTS = int(os.environ.get("LMCONSOLE_FAULTS", "0") or 0)
 SEED = int(os.environ.get("LMCONSOLE_FAULTS_SEED", "0") or 0) or random.randrange(1, 10**6)
 
 SHAPES = {
-    "pretrain": '''
+    "pretrain": """
 name = "job"
 task = "pretrain"
 model = "bert-micro"
@@ -49,8 +49,8 @@ logging_steps = 3
 max_train_samples = 64
 max_eval_samples = 16
 seed = 5
-''',
-    "classify": '''
+""",
+    "classify": """
 name = "job"
 task = "classify"
 model = "bert-micro"
@@ -67,8 +67,8 @@ learning_rate = 1e-3
 max_train_samples = 64
 max_eval_samples = 24
 logging_steps = 3
-''',
-    "qa": '''
+""",
+    "qa": """
 name = "job"
 task = "qa"
 model = "bert-micro"
@@ -84,9 +84,13 @@ learning_rate = 1e-3
 max_train_samples = 48
 max_eval_samples = 16
 logging_steps = 3
-''',
+""",
 }
-PREDICTION_FILES = {"pretrain": (), "classify": ("predictions.jsonl",), "qa": ("predictions.json", "na_scores.json", "nbest.json")}
+PREDICTION_FILES = {
+    "pretrain": (),
+    "classify": ("predictions.jsonl",),
+    "qa": ("predictions.json", "na_scores.json", "nbest.json"),
+}
 
 
 def shape_manifest(folder: Path, shape: str, runs: str = "runs", extra: str = ""):
@@ -97,6 +101,7 @@ def shape_manifest(folder: Path, shape: str, runs: str = "runs", extra: str = ""
 
 
 # -- write-point hooks ------------------------------------------------------------------
+
 
 class WriteHooks:
     """Counts (and optionally dies at) writes whose path lies under ``root``."""
@@ -114,7 +119,7 @@ class WriteHooks:
             return
         if not p.startswith(self.root):
             return
-        self.ops.append(f"{kind} {p[len(self.root):]}")
+        self.ops.append(f"{kind} {p[len(self.root) :]}")
         if self.kill_at is not None and len(self.ops) >= self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -161,14 +166,20 @@ def killed_child(m, kill_at: int, resume: bool = False) -> int:
     import sys
 
     cmd = [sys.executable, str(Path(__file__).with_name("fault_child.py")), str(m.path), "job", str(kill_at)]
-    proc = subprocess.run(cmd + (["--resume"] if resume else []), capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"))
+    proc = subprocess.run(
+        cmd + (["--resume"] if resume else []),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"),
+    )
     if proc.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(proc.stderr[-2000:])
     return proc.returncode
 
 
 # -- comparisons -----------------------------------------------------------------------------
+
 
 def _close(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
@@ -257,6 +268,7 @@ def _resume(m):
 
 # -- point 1: a kill while the final model is saved -------------------------------------------
 
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_kill_while_saving_final_model_resumes_to_identical_results(shape, references, tmp_path):
     """The issue's repro: SIGKILL while ``.model.tmp`` exists, then ``--resume``."""
@@ -285,6 +297,7 @@ def test_random_kill_points_resume_to_identical_results(references, tmp_path):
 
 
 # -- in-process faults: disk full, changed manifest, damaged checkpoints, cancel mid-window -------
+
 
 def _fail_after(monkeypatch, n_steps: int):
     """The job's n_steps+1-th forward raises: a failed, resumable run with its epoch checkpoints."""
@@ -438,6 +451,7 @@ def test_huge_epochs_with_max_steps_start_at_once(tmp_path):
 
 # -- corrupt cache entries: detected, rebuilt once, else reported with the folder to delete ------------
 
+
 @pytest.fixture
 def own_cache(tmp_path, monkeypatch):
     """A cache of this test only (the session cache is shared with other tests and must stay intact)."""
@@ -494,7 +508,9 @@ def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tm
     run = run_experiment(shape_manifest(tmp_path / "a", "pretrain"), "job")
     st = run.status()
     assert st["status"] == "failed", st
-    assert "is corrupt" in st["reason"] and "delete that folder (rm -r " in st["reason"] and str(own_cache) in st["reason"]
+    assert (
+        "is corrupt" in st["reason"] and "delete that folder (rm -r " in st["reason"] and str(own_cache) in st["reason"]
+    )
 
 
 def test_corrupt_embedded_corpus_is_rebuilt(own_cache, tmp_path):

@@ -12,6 +12,7 @@ from engine.runs import atomic_write_text, current_umask
 
 from test_reliability import micro_text
 
+
 @pytest.fixture
 def umask():
     previous = os.umask(0o022)
@@ -48,15 +49,24 @@ def test_run_files_and_exports_readable_under_umask_022(tmp_path, umask):
     run = run_experiment(parse_text(path.read_text(), path), "pre")
     assert run.status()["status"] == "finished", run.status()
     assert cli_main(["--manifest", str(path), "export", "pre", "--out", str(tmp_path / "exports")]) == 0
-    musts = {"runs": ("status.json", "results.json", "config.json", "events.jsonl", "tables/epochs.json",
-                      "model/model.safetensors", "model.safetensors", "optimizer.pt"),
-             "exports": ("comparison.csv", "epochs.json", "epochs.tex")}
+    musts = {
+        "runs": (
+            "status.json",
+            "results.json",
+            "config.json",
+            "events.jsonl",
+            "tables/epochs.json",
+            "model/model.safetensors",
+            "model.safetensors",
+            "optimizer.pt",
+        ),
+        "exports": ("comparison.csv", "epochs.json", "epochs.tex"),
+    }
     for folder, names_needed in musts.items():
         root = tmp_path / folder
         modes = _modes(root)
         for must in names_needed:
             assert any(n.endswith(must) for n in modes), (must, sorted(modes))
-        wrong = {n: oct(m) for n, m in modes.items()
-                 if m != (0o755 if os.path.isdir(os.path.join(root, n)) else 0o644)}
+        wrong = {n: oct(m) for n, m in modes.items() if m != (0o755 if os.path.isdir(os.path.join(root, n)) else 0o644)}
         assert not wrong, wrong
     assert any("checkpoints/step-" in n and n.endswith("state.json") for n in _modes(tmp_path / "runs"))

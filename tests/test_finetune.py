@@ -8,7 +8,7 @@ from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.metrics.squad_v2 import SQUAD_V2_KEYS
 
-PIPE = '''
+PIPE = """
 [settings]
 runs_dir = "{runs}"
 
@@ -62,7 +62,7 @@ name = "after"
 task = "inspect"
 model = "run:cls"
 heads = ["base", "classification", "qa"]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +138,14 @@ def test_qa_train_labels_with_stride():
     context = " ".join(words) + " the answer is Zebra Crossing ."
     tok = train_wordpiece(iter([[context] * 5, ["where is it ?"] * 5]), 200, "test-qa-stride")
     start = context.index("Zebra Crossing")
-    ds = datasets.Dataset.from_dict({
-        "question": ["  where is it ?"], "context": [context],
-        "answers": [{"text": ["Zebra Crossing"], "answer_start": [start]}], "id": ["q1"],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "question": ["  where is it ?"],
+            "context": [context],
+            "answers": [{"text": ["Zebra Crossing"], "answer_start": [start]}],
+            "id": ["q1"],
+        }
+    )
     tf = train_features(tok, ds, max_len=40, stride=10)
     assert len(tf["input_ids"]) >= 2
     assert tf["start"][0] == 0 and tf["end"][0] == 0  # not in the first window -> [CLS]
@@ -149,7 +153,7 @@ def test_qa_train_labels_with_stride():
     last = len(tf["input_ids"]) - 1
     s, e = tf["start"][last], tf["end"][last]
     offs = feats[last]["offset_mapping"]
-    assert context[offs[s][0]:offs[e][1]].lower() == "zebra crossing"
+    assert context[offs[s][0] : offs[e][1]].lower() == "zebra crossing"
     assert feats[0]["offset_mapping"][0] is None  # [CLS] is not context
 
 
@@ -158,8 +162,9 @@ def test_class_names_come_from_a_classlabel_column():
 
     from engine.tasks.classify import class_names
 
-    feats = datasets.Features({"sentence": datasets.Value("string"),
-                               "label": datasets.ClassLabel(names=["negative", "positive"])})
+    feats = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
     ds = datasets.Dataset.from_dict({"sentence": ["bad", "good"], "label": [0, 1]}, features=feats)
     assert class_names(ds, "label", 2) == ["negative", "positive"]  # GLUE sst2's names
     plain = datasets.Dataset.from_dict({"sentence": ["bad"], "label": [0]})

@@ -15,7 +15,7 @@ from engine.manifest import parse_text
 
 HIDDEN = 32
 
-MANIFEST = '''
+MANIFEST = """
 [settings]
 runs_dir = "{runs}"
 data_mirror = "{mirror}"
@@ -48,7 +48,7 @@ doc_stride = 32
 max_train_samples = 48
 max_eval_samples = 16
 logging_steps = 2
-'''
+"""
 
 
 def _vocab() -> list[str]:
@@ -64,8 +64,9 @@ def _vocab() -> list[str]:
             for text in ds[col][:400]:
                 words.update(re.findall(r"[a-z]+", text.lower()))
     chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
-    return (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
-            + sorted(words - set(chars)))
+    return (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + sorted(words - set(chars))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,14 @@ def foreign(tmp_path_factory):
     vocab.write_text("\n".join(_vocab()) + "\n")
     tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok), hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     model = BertForPreTraining(config)
     local = tmp / "bert-foreign"
     hub_copy = tmp / "mirror" / "acme" / "bert-foreign"

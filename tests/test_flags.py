@@ -22,17 +22,35 @@ def test_perplexity_that_does_not_fall_flagged():
 def test_original_sst2_always_positive_flagged():
     # accuracy 0.551, recall 1.0: "positive" to everything (validation 444 positive / 428 negative
     # would read 0.509; the original's own counts are unknown, so the recall alone must fire)
-    assert "recall_1" in codes("classify", {"final": {"accuracy": 0.551, "precision": 0.551, "recall": 1.0, "f1": 0.71}})
-    always_pos = {"accuracy": 444 / 872, "recall": 1.0, "majority_baseline": 444 / 872,
-                  "confusion_matrix": [[0, 428], [0, 444]], "classes": [0, 1]}
+    assert "recall_1" in codes(
+        "classify", {"final": {"accuracy": 0.551, "precision": 0.551, "recall": 1.0, "f1": 0.71}}
+    )
+    always_pos = {
+        "accuracy": 444 / 872,
+        "recall": 1.0,
+        "majority_baseline": 444 / 872,
+        "confusion_matrix": [[0, 428], [0, 444]],
+        "classes": [0, 1],
+    }
     assert codes("classify", {"final": always_pos}) == {"one_class", "at_majority_baseline", "recall_1"}
     assert "recall_0" in codes("classify", {"final": {"recall": 0.0}})
 
 
 def test_original_squad_flagged():
-    final = {"exact": 40.1, "f1": 43.0, "total": 11873, "HasAns_f1": 86.0, "HasAns_total": 5928,
-             "NoAns_f1": 0.0, "NoAns_exact": 0.0, "NoAns_total": 5945, "best_f1": 50.5,
-             "bleu": 0.0, "meteor": 0.001, "rougeL": 0.3}
+    final = {
+        "exact": 40.1,
+        "f1": 43.0,
+        "total": 11873,
+        "HasAns_f1": 86.0,
+        "HasAns_total": 5928,
+        "NoAns_f1": 0.0,
+        "NoAns_exact": 0.0,
+        "NoAns_total": 5945,
+        "best_f1": 50.5,
+        "bleu": 0.0,
+        "meteor": 0.001,
+        "rougeL": 0.3,
+    }
     c = codes("qa", {"final": final})
     assert {"never_abstains", "at_empty_baseline", "text_metric_near_zero"} <= c
     metrics = {f.metric for f in result_flags("qa", {"final": final}) if f.code == "text_metric_near_zero"}
@@ -45,12 +63,31 @@ def test_quiet_on_demo_numbers():
     """README "Demo results": the low ends of the ranges it gives."""
     pre = [{"epoch": 0, "mlm_perplexity": 3420.0}, {"epoch": 8, "mlm_perplexity": 350.0}]
     assert codes("pretrain", {"history": pre, "final": pre[-1]}, 4000) == set()
-    sst2 = {"accuracy": 0.956, "precision": 0.95, "recall": 0.965, "f1": 0.958, "majority_baseline": 0.528,
-            "confusion_matrix": [[225, 11], [9, 255]], "classes": [0, 1]}
+    sst2 = {
+        "accuracy": 0.956,
+        "precision": 0.95,
+        "recall": 0.965,
+        "f1": 0.958,
+        "majority_baseline": 0.528,
+        "confusion_matrix": [[225, 11], [9, 255]],
+        "classes": [0, 1],
+    }
     assert codes("classify", {"final": sst2}) == set()
-    squad = {"exact": 66.0, "f1": 68.0, "total": 300, "HasAns_f1": 70.3, "HasAns_total": 192, "NoAns_f1": 61.8,
-             "NoAns_total": 108, "best_f1": 68.9, "empty_baseline_f1": 36.0, "rougeL": 0.71, "meteor": 0.50,
-             "bleu": 0.13, "sacrebleu": 13.0}
+    squad = {
+        "exact": 66.0,
+        "f1": 68.0,
+        "total": 300,
+        "HasAns_f1": 70.3,
+        "HasAns_total": 192,
+        "NoAns_f1": 61.8,
+        "NoAns_total": 108,
+        "best_f1": 68.9,
+        "empty_baseline_f1": 36.0,
+        "rougeL": 0.71,
+        "meteor": 0.50,
+        "bleu": 0.13,
+        "sacrebleu": 13.0,
+    }
     assert codes("qa", {"final": squad}) == set()
 
 

@@ -22,8 +22,14 @@ RID = "20260101-100000-000000-bbbb"
 
 
 def _cli(args, cwd, stdin=None):
-    return subprocess.run([sys.executable, "-m", "tui.entry", *args], capture_output=True, text=True, cwd=cwd,
-                          env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO)), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tui.entry", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO)),
+        timeout=120,
+    )
 
 
 def _fake_model(run):
@@ -35,6 +41,7 @@ def _fake_model(run):
 
 
 # -- point 2: export writes only under --out ----------------------------------------------------
+
 
 @pytest.mark.parametrize("evil", ["/tmp/lmc-evil-{pid}/owned", "../../../lmc-evil-{pid}", "..", "a/../../b"])
 def test_export_table_name_inside_file_never_leaves_out(tmp_path, monkeypatch, evil):
@@ -75,6 +82,7 @@ def test_export_out_dev_null_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 # -- point 3: push staging copies only regular files of the run ----------------------------------
+
 
 def test_push_staging_skips_symlinked_files(tmp_path):
     run = write_run(tmp_path / "runs", "pretrain", RID)
@@ -121,7 +129,9 @@ def test_push_dry_run_needs_a_fresh_folder(tmp_path):
         push(run, "alice/x", dry_run=True, out=stage)
 
 
-@pytest.mark.parametrize("repo", ["a/..", "./b", "a/.", "a/b/c", "-a/b", "a/b-", "a/b.git", "a/b--c", "a/", "/b", "a b/c"])
+@pytest.mark.parametrize(
+    "repo", ["a/..", "./b", "a/.", "a/b/c", "-a/b", "a/b-", "a/b.git", "a/b--c", "a/", "/b", "a b/c"]
+)
 def test_push_repo_id_validated(tmp_path, repo):
     run = write_run(tmp_path / "runs", "pretrain", RID)
     _fake_model(run)
@@ -137,6 +147,7 @@ def test_push_repo_id_accepts_hub_names(tmp_path):
 
 
 # -- point 4: run references stay inside the runs directory --------------------------------------
+
 
 @pytest.mark.parametrize("ref", ["..", "../..", "pretrain/..", "pretrain/../pretrain", ".", "/etc"])
 def test_run_refs_never_leave_runs_dir(tmp_path, ref):
@@ -160,6 +171,7 @@ def test_params_run_dotdot_is_a_message(tmp_path, monkeypatch, capsys):
 
 # -- point 6: a closed stdout never kills a job ----------------------------------------------------
 
+
 class _Broken(io.StringIO):
     def write(self, s):
         raise BrokenPipeError(32, "Broken pipe")
@@ -178,11 +190,18 @@ def test_progress_printer_survives_broken_pipe():
 
 def test_run_piped_into_head_finishes(tmp_path):
     """`lmconsole run X | head -1`: the job still finishes and the status says so."""
-    (tmp_path / "experiments.toml").write_text('[settings]\nruns_dir = "runs"\n\n[[experiment]]\nname = "p"\n'
-                                               'task = "inspect"\nmodel = "bert-micro"\nheads = ["base"]\n')
-    proc = subprocess.Popen(f"{sys.executable} -m tui.entry run p --json | head -c 1 >/dev/null", shell=True,
-                            cwd=tmp_path, env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO)),
-                            stderr=subprocess.PIPE, text=True)
+    (tmp_path / "experiments.toml").write_text(
+        '[settings]\nruns_dir = "runs"\n\n[[experiment]]\nname = "p"\n'
+        'task = "inspect"\nmodel = "bert-micro"\nheads = ["base"]\n'
+    )
+    proc = subprocess.Popen(
+        f"{sys.executable} -m tui.entry run p --json | head -c 1 >/dev/null",
+        shell=True,
+        cwd=tmp_path,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, err = proc.communicate(timeout=120)
     run = RunStore(tmp_path / "runs").latest("p")
     assert run.status()["status"] == "finished", (run.status(), err)
@@ -193,15 +212,31 @@ def test_runs_json_into_head_is_quiet(tmp_path):
     write_manifest(tmp_path)
     for i in range(30):
         write_run(tmp_path / "runs", "pretrain", f"20260101-1000{i:02d}-000000-bbbb", tables=False)
-    out = subprocess.run(f"{sys.executable} -m tui.entry runs --json | head -1", shell=True, cwd=tmp_path,
-                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    out = subprocess.run(
+        f"{sys.executable} -m tui.entry runs --json | head -1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=60,
+    )
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
 
 
 # -- point 10: readers tolerate any JSON shape ----------------------------------------------------
 
-BAD = ['[]', '"x"', '5', 'null', '{"status": [1]}', '{"status": "finished", "reason": {"a": 1}}',
-       '{', '\x00\xff', "[" * 5000 + "]" * 5000]
+BAD = [
+    "[]",
+    '"x"',
+    "5",
+    "null",
+    '{"status": [1]}',
+    '{"status": "finished", "reason": {"a": 1}}',
+    "{",
+    "\x00\xff",
+    "[" * 5000 + "]" * 5000,
+]
 
 
 @pytest.mark.parametrize("fname", ["status.json", "config.json", "results.json"])
@@ -220,7 +255,9 @@ def test_bad_json_shapes_show_as_unreadable_and_other_runs_still_show(tmp_path, 
     assert len(rows) == 2
     row = next(r for r in rows if r["run"] == bad_run.run_id)
     try:
-        usable = isinstance(json.loads(bad), dict) and (fname != "status.json" or bad.startswith('{"status": "finished"'))
+        usable = isinstance(json.loads(bad), dict) and (
+            fname != "status.json" or bad.startswith('{"status": "finished"')
+        )
     except (ValueError, RecursionError):
         usable = False
     if not usable:
@@ -271,21 +308,31 @@ def test_non_integer_control_seq_is_ignored(tmp_path):
 
 # -- point 13: validation gaps ------------------------------------------------------------------
 
-BASE = '''[[experiment]]
+BASE = """[[experiment]]
 name = "p"
 task = "pretrain"
 model = "bert-micro"
 dataset = "embedded:wikitext"
-'''
+"""
 
 
-@pytest.mark.parametrize("line,key", [
-    ("learning_rate = nan", "learning_rate"), ("warmup = nan", "warmup"), ("warmup = inf", "warmup"),
-    ("weight_decay = inf", "weight_decay"), ("max_grad_norm = nan", "max_grad_norm"),
-    ("mlm_probability = 5.0", "mlm_probability"), ("short_seq_prob = 7", "short_seq_prob"),
-    ("mlm_probability = inf", "mlm_probability"), ("seed = 1180591620717411303424", "seed"), ("seed = -1", "seed"),
-    ("seed = 4294967296", "seed"), ("epochs = 99999999999999999999", "epochs"),
-])
+@pytest.mark.parametrize(
+    "line,key",
+    [
+        ("learning_rate = nan", "learning_rate"),
+        ("warmup = nan", "warmup"),
+        ("warmup = inf", "warmup"),
+        ("weight_decay = inf", "weight_decay"),
+        ("max_grad_norm = nan", "max_grad_norm"),
+        ("mlm_probability = 5.0", "mlm_probability"),
+        ("short_seq_prob = 7", "short_seq_prob"),
+        ("mlm_probability = inf", "mlm_probability"),
+        ("seed = 1180591620717411303424", "seed"),
+        ("seed = -1", "seed"),
+        ("seed = 4294967296", "seed"),
+        ("epochs = 99999999999999999999", "epochs"),
+    ],
+)
 def test_non_finite_and_out_of_range_values_name_the_key(line, key):
     from engine.manifest import ManifestError, parse_text
 
@@ -312,8 +359,11 @@ def test_valid_edge_values_still_accepted():
 def test_manifest_nested_5000_deep_is_a_message():
     from engine.manifest import ManifestError, parse_text
 
-    for text in ("x = " + "[" * 5000 + "]" * 5000 + "\n", "a" + ".a" * 5000 + " = 1\n",
-                 BASE + "heads = " + "[" * 5000 + "]" * 5000 + "\n"):
+    for text in (
+        "x = " + "[" * 5000 + "]" * 5000 + "\n",
+        "a" + ".a" * 5000 + " = 1\n",
+        BASE + "heads = " + "[" * 5000 + "]" * 5000 + "\n",
+    ):
         with pytest.raises(ManifestError) as err:
             parse_text(text)
         assert err.value.problems and all(p.strip() and "\n" not in p for p in err.value.problems)
@@ -344,14 +394,18 @@ def test_bad_tokenizer_is_named_tokenizer(tmp_path):
     bad = tmp_path / "tok"
     bad.mkdir()
     (bad / "tokenizer_config.json").write_text("{not json")
-    text = (f'[settings]\nruns_dir = "{tmp_path / "runs"}"\n' + BASE.replace('"bert-micro"', '"bert-micro"\ninit = "scratch"')
-            + f'tokenizer = "{bad}"\nmax_train_samples = 16\nmax_eval_samples = 8\nmax_seq_length = 32\nepochs = 1\n')
+    text = (
+        f'[settings]\nruns_dir = "{tmp_path / "runs"}"\n'
+        + BASE.replace('"bert-micro"', '"bert-micro"\ninit = "scratch"')
+        + f'tokenizer = "{bad}"\nmax_train_samples = 16\nmax_eval_samples = 8\nmax_seq_length = 32\nepochs = 1\n'
+    )
     run = run_experiment(parse_text(text, tmp_path / "m.toml"), "p")
     st = run.status()
     assert st["status"] == "failed" and st["reason"].startswith("tokenizer "), st
 
 
 # -- point 11: one-line messages instead of tracebacks -------------------------------------------
+
 
 def test_resume_of_a_run_owned_elsewhere_is_a_message(tmp_path, monkeypatch, capsys):
     from engine.runs import OwnerLock
@@ -364,7 +418,9 @@ def test_resume_of_a_run_owned_elsewhere_is_a_message(tmp_path, monkeypatch, cap
         assert lock.acquire()  # a live owner (this process, another open file)
         try:
             # failed but owned: a second `--resume` while the first one runs (past the changed-manifest check)
-            code = main(["run", "pretrain", "--resume", "--no-deps"] + (["--accept-changes"] if status == "failed" else []))
+            code = main(
+                ["run", "pretrain", "--resume", "--no-deps"] + (["--accept-changes"] if status == "failed" else [])
+            )
         finally:
             lock.release()
         err = capsys.readouterr().err
@@ -386,13 +442,17 @@ def test_owner_lock_directory_is_a_message(tmp_path, monkeypatch, capsys):
 def test_unusable_runs_dir_is_a_message(tmp_path, monkeypatch, capsys, runs_dir):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("")
-    (tmp_path / "experiments.toml").write_text(f'[settings]\nruns_dir = "{runs_dir}"\n\n' + BASE.replace('"pretrain"', '"inspect"').replace('dataset = "embedded:wikitext"\n', ""))
+    (tmp_path / "experiments.toml").write_text(
+        f'[settings]\nruns_dir = "{runs_dir}"\n\n'
+        + BASE.replace('"pretrain"', '"inspect"').replace('dataset = "embedded:wikitext"\n', "")
+    )
     assert main(["run", "p"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("lmconsole: p: cannot create a run under") and "runs_dir" in err and "\n" not in err
 
 
 # -- point 14: control EXP picks the live run ------------------------------------------------------
+
 
 def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, monkeypatch, capsys):
     from engine.runs import OwnerLock
@@ -413,6 +473,7 @@ def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, mo
 
 # -- point 12: a long run's events.jsonl opens in bounded memory --------------------------------------
 
+
 def test_big_events_file_opens_in_bounded_memory(tmp_path):
     import tracemalloc
 
@@ -420,8 +481,19 @@ def test_big_events_file_opens_in_bounded_memory(tmp_path):
     from tui.data import RunFeed
 
     run = write_run(tmp_path / "runs", "pretrain", RID, tables=False)
-    step = to_json(StepLogged(step=0, total_steps=10**7, epoch=0.5, loss=1.0, learning_rate=1e-3,
-                              parts={"mlm_loss": 1.0, "nsp_loss": 0.5}, tokens_per_s=5000.0, eta_s=3.0, memory_mb=512.0))
+    step = to_json(
+        StepLogged(
+            step=0,
+            total_steps=10**7,
+            epoch=0.5,
+            loss=1.0,
+            learning_rate=1e-3,
+            parts={"mlm_loss": 1.0, "nsp_loss": 0.5},
+            tokens_per_s=5000.0,
+            eta_s=3.0,
+            memory_mb=512.0,
+        )
+    )
     head, rest = step.split('"step":0,', 1)
     n = 0
     with open(run.events_path, "a") as fh:

@@ -51,6 +51,7 @@ def _cli(capsys, *argv):
 
 # -- exports ------------------------------------------------------------------------------------
 
+
 def _assert_tidy_csv(path: Path) -> None:
     df = pd.read_csv(path)
     for col in df.columns:
@@ -58,11 +59,15 @@ def _assert_tidy_csv(path: Path) -> None:
             cells = df[col].dropna().astype(str)
             # a text column holds text only: a number hiding among strings would make it unusable as numbers
             numeric = [c for c in cells if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", c)]
-            assert not numeric or col in ("true", "value", "tags", "note"), f"{path.name}: {col} mixes numbers {numeric[:3]} into text"
-            assert not re.fullmatch(r"x\d+", "|".join(cells)) and not any(re.fullmatch(r"x\d+", c) for c in cells), \
+            assert not numeric or col in ("true", "value", "tags", "note"), (
+                f"{path.name}: {col} mixes numbers {numeric[:3]} into text"
+            )
+            assert not re.fullmatch(r"x\d+", "|".join(cells)) and not any(re.fullmatch(r"x\d+", c) for c in cells), (
                 f"{path.name}: {col} has repeat strings"
-        assert not df[col].astype(str).str.strip().str.lower().eq("total").any() or path.stem.endswith("_totals"), \
+            )
+        assert not df[col].astype(str).str.strip().str.lower().eq("total").any() or path.stem.endswith("_totals"), (
             f"{path.name}: a TOTAL row among the data"
+        )
 
 
 def test_every_exported_csv_is_tidy_for_pandas(study, tmp_path):
@@ -136,16 +141,24 @@ def test_export_marks_or_leaves_out_runs_still_training(study, capsys):
 
 
 def test_tidy_reads_old_tables_and_latex_arrows_are_valid():
-    t = Table(name="p", columns=("module", "parameters", "repeat"), rows=(("a", 3, "x12"), ("b", 2, ""), ("TOTAL", 38, "")))
+    t = Table(
+        name="p", columns=("module", "parameters", "repeat"), rows=(("a", 3, "x12"), ("b", 2, ""), ("TOTAL", 38, ""))
+    )
     body, totals = tidy(t)
     assert body.rows == (("a", 3, 12), ("b", 2, 1)) and totals.rows == (("TOTAL", 38),)
-    assert latex_escape("base -> qa <- x <-> y => z") == r"base $\rightarrow$ qa $\leftarrow$ x $\leftrightarrow$ y $\Rightarrow$ z"
+    assert (
+        latex_escape("base -> qa <- x <-> y => z")
+        == r"base $\rightarrow$ qa $\leftarrow$ x $\leftrightarrow$ y $\Rightarrow$ z"
+    )
     assert latex_escape("a<b>c|d_e") == r"a\textless{}b\textgreater{}c\textbar{}d\_e"
-    tex = Table(name="d", columns=("x",), rows=((1,),), title="Parameter diff: base -> qa", notes=("1 -> 2",)).to_latex()
+    tex = Table(
+        name="d", columns=("x",), rows=((1,),), title="Parameter diff: base -> qa", notes=("1 -> 2",)
+    ).to_latex()
     assert "->" not in tex and tex.count(r"$\rightarrow$") == 2
 
 
 # -- tags, notes, archive, delete ------------------------------------------------------------------
+
 
 def test_tags_notes_archive_in_their_own_file(study):
     store, (a, b, c) = study
@@ -182,8 +195,13 @@ def test_cli_tag_note_archive_delete(study, capsys):
     path = f"runs/pre/{A}"  # exactly what `runs --json` prints
     code, out, _ = _cli(capsys, "runs", "--json")
     assert path in [r["path"] for r in json.loads(out)]
-    assert _cli(capsys, "tag", path, "+baseline", "+old", "-old", "--manifest", "experiments.toml")[1] == f"pre/{A}: tags baseline\n"
-    assert _cli(capsys, "tag", str((store.root / "pre" / A).resolve()))[1].endswith("tags baseline\n")  # absolute path too
+    assert (
+        _cli(capsys, "tag", path, "+baseline", "+old", "-old", "--manifest", "experiments.toml")[1]
+        == f"pre/{A}: tags baseline\n"
+    )
+    assert _cli(capsys, "tag", str((store.root / "pre" / A).resolve()))[1].endswith(
+        "tags baseline\n"
+    )  # absolute path too
     assert _cli(capsys, "note", f"pre/{A}", "lr from the paper")[0] == 0
     assert _cli(capsys, "note", f"pre/{A}")[1] == "lr from the paper\n"
     assert _cli(capsys, "archive", f"cls/{C}")[0] == 0
@@ -207,8 +225,11 @@ def test_global_options_after_the_subcommand(workdir, capsys):
     other.mkdir()
     write_manifest(other, MANIFEST, 'runs_dir = "myruns"')
     write_run(other / "myruns", "pre", A)
-    for argv in (["--manifest", "elsewhere/experiments.toml", "runs"], ["runs", "--manifest", "elsewhere/experiments.toml"],
-                 ["runs", "-m", "elsewhere/experiments.toml"]):
+    for argv in (
+        ["--manifest", "elsewhere/experiments.toml", "runs"],
+        ["runs", "--manifest", "elsewhere/experiments.toml"],
+        ["runs", "-m", "elsewhere/experiments.toml"],
+    ):
         code, out, err = _cli(capsys, *argv)
         assert code == 0 and A in out, (argv, err)
     code, out, _ = _cli(capsys, "check", "--manifest", "elsewhere/experiments.toml")
@@ -239,6 +260,7 @@ def test_runs_is_aligned_with_status_progress_result(study, capsys):
 
 # -- runs list: filter, sort, differing columns --------------------------------------------------
 
+
 def test_filter_syntax_sort_and_differing_keys(study):
     store, (a, b, c) = study
     change_tags(a, ["baseline"])
@@ -264,6 +286,7 @@ def test_filter_syntax_sort_and_differing_keys(study):
 
 # -- push staging ---------------------------------------------------------------------------------
 
+
 def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch):
     from engine.push import push
 
@@ -284,6 +307,7 @@ def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch
 
 
 # -- the console's runs list (Pilot, 80x24) ------------------------------------------------------
+
 
 def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkeypatch):
     import asyncio
@@ -317,7 +341,11 @@ def test_console_runs_list_tags_note_archive_delete_filter_sort(tmp_path, monkey
             assert await wait_for(pilot, lambda: isinstance(app.screen, InputDialog))
             await pilot.press(*"first try", "enter")
             assert await wait_for(pilot, lambda: pane.rows[pretrain].note == "first try")
-            assert read_meta(RunStore(root).get(pretrain)) == {"tags": ["baseline"], "note": "first try", "archived": False}
+            assert read_meta(RunStore(root).get(pretrain)) == {
+                "tags": ["baseline"],
+                "note": "first try",
+                "archived": False,
+            }
             # filter syntax
             for terms in ("tag:baseline", "lr<1e-4"):
                 await pilot.press("slash")
@@ -384,7 +412,9 @@ def test_console_refuses_to_delete_a_running_run(tmp_path, monkeypatch):
                 await pilot.press("d")
                 await pilot.pause(0.3)
                 assert not isinstance(app.screen, ConfirmDialog)
-                assert await wait_for(pilot, lambda: any("cancel it before deleting" in n.message for n in app._notifications))
+                assert await wait_for(
+                    pilot, lambda: any("cancel it before deleting" in n.message for n in app._notifications)
+                )
                 assert (live.path / "config.json").exists()
         finally:
             lock.release()
@@ -396,8 +426,9 @@ def test_params_accepts_a_run_path(study, capsys):
     from transformers import BertConfig
 
     store, (a, b, c) = study
-    BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32).save_pretrained(c.path / "model")
+    BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    ).save_pretrained(c.path / "model")
     for ref in (f"run:runs/cls/{C}", f"run:cls/{C}", "run:cls"):
         code, out, err = _cli(capsys, "params", ref, "--format", "csv")
         assert code == 0, (ref, err)
@@ -413,9 +444,17 @@ def test_exported_latex_compiles(study, tmp_path):
     store, runs = study
     written = export_runs(runs, tmp_path / "exports", ("latex",))
     doc = tmp_path / "all.tex"
-    doc.write_text("\\documentclass{article}\\begin{document}\n"
-                   + "".join(f"\\input{{{p}}}\\clearpage\n" for p in written) + "\\end{document}\n")
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    doc.write_text(
+        "\\documentclass{article}\\begin{document}\n"
+        + "".join(f"\\input{{{p}}}\\clearpage\n" for p in written)
+        + "\\end{document}\n"
+    )
+    out = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout[-2000:]
     assert "Missing $ inserted" not in out.stdout

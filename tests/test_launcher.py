@@ -13,7 +13,7 @@ from engine.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 
-DDP = '''
+DDP = """
 [settings]
 runs_dir = "{runs}"
 
@@ -35,7 +35,7 @@ max_train_samples = 256
 max_eval_samples = 32
 launcher = "torchrun"
 nproc_per_node = 2
-'''
+"""
 
 
 def _manifest(tmp_path, extra=""):
@@ -46,8 +46,14 @@ def _manifest(tmp_path, extra=""):
 
 def test_torchrun_two_processes_from_cli(tmp_path):
     path = _manifest(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
-                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "launched torchrun with 2 process(es)" in proc.stdout
     run = RunStore(tmp_path / "runs").latest("pre")
@@ -68,7 +74,9 @@ def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
     q = JobQueue(m)
     (job,) = q.submit(["pre"])
     deadline = time.time() + 120
-    while time.time() < deadline and not (job.refresh().run and any(isinstance(e, StepLogged) for e in job.run.events())):
+    while time.time() < deadline and not (
+        job.refresh().run and any(isinstance(e, StepLogged) for e in job.run.events())
+    ):
         time.sleep(0.1)
     assert job.run is not None, "the queue created the run before starting the job process"
     q.cancel(job)

@@ -14,21 +14,21 @@ from engine.jobs import run_experiment
 from engine.manifest import parse_text
 
 TASKS = {
-    "pretrain": '''
+    "pretrain": """
 task = "pretrain"
 dataset = "embedded:wikitext"
 dataset_config = "wikitext-2-raw-v1"
 eval_split = "test"
 max_seq_length = 64
-''',
-    "classify": '''
+""",
+    "classify": """
 task = "classify"
 dataset = "embedded:sst2"
 dataset_config = "sst2"
 text_column = "sentence"
 eval_split = "validation"
 max_seq_length = 32
-''',
+""",
 }
 
 
@@ -39,7 +39,7 @@ def test_live_objects_do_not_grow_across_epochs(tmp_path, task):
 
     text = f'''
 [settings]
-runs_dir = "{tmp_path / 'runs'}"
+runs_dir = "{tmp_path / "runs"}"
 
 [[experiment]]
 name = "leak"

@@ -81,17 +81,18 @@ def _official_eval(dataset, preds, na_probs, na_prob_thresh):
                 f1_raw[qid] = max(_o_f1(a, preds[qid]) for a in gold)
 
     def apply(scores):
-        return {q: float(not qid_to_has_ans[q]) if na_probs[q] > na_prob_thresh else s
-                for q, s in scores.items()}
+        return {q: float(not qid_to_has_ans[q]) if na_probs[q] > na_prob_thresh else s for q, s in scores.items()}
 
     def make_eval(ex, f1, qid_list=None):
         if not qid_list:
             total = len(ex)
-            return {"exact": 100.0 * sum(ex.values()) / total,
-                    "f1": 100.0 * sum(f1.values()) / total, "total": total}
+            return {"exact": 100.0 * sum(ex.values()) / total, "f1": 100.0 * sum(f1.values()) / total, "total": total}
         total = len(qid_list)
-        return {"exact": 100.0 * sum(ex[k] for k in qid_list) / total,
-                "f1": 100.0 * sum(f1[k] for k in qid_list) / total, "total": total}
+        return {
+            "exact": 100.0 * sum(ex[k] for k in qid_list) / total,
+            "f1": 100.0 * sum(f1[k] for k in qid_list) / total,
+            "total": total,
+        }
 
     def find_best_thresh(scores):
         num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
@@ -231,8 +232,27 @@ def test_missing_inputs_raise_and_extra_predictions_are_ignored():
 
 
 # ---------------------------------------------------------------- cross-check
-WORDS = ["the", "a", "an", "Denver", "Broncos", "Paris", "river", "1905", "U.S.", "king's",
-         "blue", "Blue", "war", "of", "and", "x", "!", "—", "été"]
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "Denver",
+    "Broncos",
+    "Paris",
+    "river",
+    "1905",
+    "U.S.",
+    "king's",
+    "blue",
+    "Blue",
+    "war",
+    "of",
+    "and",
+    "x",
+    "!",
+    "—",
+    "été",
+]
 
 
 def _random_case(rng, n):
@@ -280,13 +300,20 @@ def test_functions_match_official_helpers():
 
 
 # ---------------------------------------------------------------- import hygiene
-@pytest.mark.parametrize("module", [
-    "engine.metrics.squad_v2", "engine.metrics.qa_postprocess",
-    "engine.metrics.text", "engine.metrics.classification",
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "engine.metrics.squad_v2",
+        "engine.metrics.qa_postprocess",
+        "engine.metrics.text",
+        "engine.metrics.classification",
+    ],
+)
 def test_metrics_modules_import_no_torch_or_ui(module):
-    code = (f"import sys, {module}\n"
-            "bad = [m for m in ('torch', 'textual', 'rich', 'transformers') if m in sys.modules]\n"
-            "assert not bad, bad")
+    code = (
+        f"import sys, {module}\n"
+        "bad = [m for m in ('torch', 'textual', 'rich', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
     env = dict(os.environ, PYTHONPATH=ROOT)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)

@@ -89,16 +89,21 @@ def test_changed_module_detected():
     ],
 )
 def test_params_cli(args, expected):
-    out = subprocess.run([sys.executable, "-m", "tui.entry", "params", "bert-base", *args],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tui.entry", "params", "bert-base", *args], capture_output=True, text=True, check=True
+    ).stdout
     assert expected in out
 
 
 def test_params_cli_csv_parses():
     from engine.tables import Table
 
-    out = subprocess.run([sys.executable, "-m", "tui.entry", "params", "bert-base", "--head", "qa", "--format", "csv"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tui.entry", "params", "bert-base", "--head", "qa", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     header, rows = Table.parse_csv(out)
     assert header[0] == "module"
     # tidy: no TOTAL row, so the column sums to the total once; repeats are integers

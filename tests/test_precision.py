@@ -44,8 +44,9 @@ def test_fused_adamw_on_cpu_matches_the_reference_update():
     # the reference: the same parameter groups with the single-tensor implementation
     decay = [p for n, p in ref.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in ref.named_parameters() if p.ndim < 2]
-    ref_opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                                lr=1e-3, foreach=False)
+    ref_opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, foreach=False
+    )
     x = torch.randn(4, 8)
     for _ in range(3):
         for m, o in ((model, opt), (ref, ref_opt)):

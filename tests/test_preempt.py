@@ -38,8 +38,13 @@ def _manifest(tmp_path, runs="runs", extra=""):
 
 def _cli(path, *args):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen([sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def _rows(run, kind):
@@ -49,8 +54,10 @@ def _rows(run, kind):
 
 def _numbers(run):
     """What must equal an uninterrupted run: the training curve and every evaluation."""
-    steps = [(r["step"], r["epoch"], r["loss"], r["learning_rate"], r["grad_norm"], r["parts"])
-             for r in _rows(run, "StepLogged")]
+    steps = [
+        (r["step"], r["epoch"], r["loss"], r["learning_rate"], r["grad_norm"], r["parts"])
+        for r in _rows(run, "StepLogged")
+    ]
     evals = [(r["epoch"], r["step"], r["metrics"]) for r in _rows(run, "EvalFinished")]
     return steps, evals
 
@@ -169,7 +176,7 @@ def test_default_is_at_most_30_minutes_between_checkpoints():
     assert EXPERIMENT_KEYS["save_total_limit"].default == 2
 
 
-STOP_SCRIPT = '''
+STOP_SCRIPT = """
 import os, signal, sys, time
 from engine.preempt import StopSignals
 with StopSignals() as stop:
@@ -179,7 +186,7 @@ with StopSignals() as stop:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)
     print("still alive", flush=True)
-'''
+"""
 
 
 def test_first_signal_sets_a_flag_second_ends_the_process():

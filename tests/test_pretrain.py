@@ -14,7 +14,7 @@ from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.runs import RunStore
 
-MICRO = '''
+MICRO = """
 [settings]
 runs_dir = "{runs}"
 
@@ -36,7 +36,7 @@ logging_steps = 2
 max_train_samples = {n_train}
 max_eval_samples = 48
 seed = 7
-'''
+"""
 
 
 def micro_manifest(tmp_path, epochs=2, n_train=160):
@@ -46,10 +46,17 @@ def micro_manifest(tmp_path, epochs=2, n_train=160):
 # -- data -----------------------------------------------------------------------
 
 LINES = [
-    "", " = Alpha = \n", "", " Alpha is a town . It has a river . The river is long . \n",
-    " = = History = = \n", " Alpha was founded in 1700 . People came . They stayed . \n",
-    "", " = Beta = \n", " Beta is a band . It plays rock . It toured Europe . It split up . \n",
-    " = Gamma = \n", " Gamma is a river . It flows east . It floods often . \n",
+    "",
+    " = Alpha = \n",
+    "",
+    " Alpha is a town . It has a river . The river is long . \n",
+    " = = History = = \n",
+    " Alpha was founded in 1700 . People came . They stayed . \n",
+    "",
+    " = Beta = \n",
+    " Beta is a band . It plays rock . It toured Europe . It split up . \n",
+    " = Gamma = \n",
+    " Gamma is a river . It flows east . It floods often . \n",
 ]
 
 
@@ -94,7 +101,9 @@ def test_masking_statistics():
     x[:, -1] = 3
     x[:200, 100:] = 0  # padding in half the rows
     special = (x == 2) | (x == 3) | (x == 0)
-    ids, labels = mask_tokens(x, special, mask_id=4, vocab_size=1000, mlm_probability=0.15, max_predictions=20, generator=g)
+    ids, labels = mask_tokens(
+        x, special, mask_id=4, vocab_size=1000, mlm_probability=0.15, max_predictions=20, generator=g
+    )
     chosen = labels != -100
     assert not chosen[special].any(), "never [CLS]/[SEP]/[PAD]"
     n_real = (~special).sum(1)
@@ -110,21 +119,33 @@ def test_masking_statistics():
 
 # -- perplexity ----------------------------------------------------------------------
 
+
 def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
     from transformers import BertConfig, BertForPreTraining
 
     from engine.tasks.pretrain import evaluate_mlm
 
     torch.manual_seed(0)
-    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                          intermediate_size=64, max_position_embeddings=64)).eval()
+    model = BertForPreTraining(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).eval()
 
     class Tok:
         pad_token_id, cls_token_id, sep_token_id, mask_token_id = 0, 2, 3, 4
 
     seqs = [[2, 10, 4, 12, 3, 20, 4, 3], [2, 4, 15, 3, 16, 17, 4, 18, 19, 3], [2, 30, 31, 4, 3, 33, 3]]
-    labels = [[-100, -100, 11, -100, -100, -100, 21, -100], [-100, 14, -100, -100, -100, -100, 40, -100, -100, -100],
-              [-100, -100, -100, 32, -100, -100, -100]]
+    labels = [
+        [-100, -100, 11, -100, -100, -100, 21, -100],
+        [-100, 14, -100, -100, -100, -100, 40, -100, -100, -100],
+        [-100, -100, -100, 32, -100, -100, -100],
+    ]
     types = [[0] * 5 + [1] * 3, [0] * 4 + [1] * 6, [0] * 5 + [1] * 2]
     nsp = [0, 1, 0]
     data = {"masked_ids": seqs, "labels": labels, "token_type_ids": types, "nsp": nsp}
@@ -133,8 +154,12 @@ def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
         # by hand: one sequence at a time through the stock HF forward, full-vocabulary logits
         nll, n, hf_losses = 0.0, 0, []
         for s, lab, t, y in zip(seqs, labels, types, nsp):
-            out = model(input_ids=torch.tensor([s]), token_type_ids=torch.tensor([t]),
-                        labels=torch.tensor([lab]), next_sentence_label=torch.tensor([y]))
+            out = model(
+                input_ids=torch.tensor([s]),
+                token_type_ids=torch.tensor([t]),
+                labels=torch.tensor([lab]),
+                next_sentence_label=torch.tensor([y]),
+            )
             logp = out.prediction_logits[0].log_softmax(-1)
             for pos, target in enumerate(lab):
                 if target != -100:
@@ -148,6 +173,7 @@ def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
 
 
 # -- end to end ---------------------------------------------------------------------
+
 
 def _events(run, cls):
     return [e for e in run.events() if isinstance(e, cls)]
@@ -183,6 +209,7 @@ def test_eval_masks_identical_across_epochs(finished_run):
     evals = _events(run, EvalFinished)
     assert len({e.metrics["masked_tokens"] for e in evals}) == 1
     from engine.tasks.pretrain import prepare_split
+
     # regenerating the evaluation set from scratch gives the same masks (fixed seed, not the cache)
     import shutil
     from engine.models import cache_root
@@ -211,7 +238,10 @@ def test_cached_tokenization_reused(finished_run, tmp_path):
     m, _ = finished_run
     logs = []
     sink = CallbackSink(lambda e: logs.append(getattr(e, "message", "")))
-    m2 = parse_text(MICRO.format(runs=tmp_path / "runs", epochs=1, n_train=160).replace("epochs = 1", "epochs = 1\nmax_steps = 1"), tmp_path / "m.toml")
+    m2 = parse_text(
+        MICRO.format(runs=tmp_path / "runs", epochs=1, n_train=160).replace("epochs = 1", "epochs = 1\nmax_steps = 1"),
+        tmp_path / "m.toml",
+    )
     run = run_experiment(m2, "pre", sinks=[sink])
     assert run.status()["status"] == "finished"
     assert any("reusing cached pairs" in x for x in logs)
@@ -233,7 +263,9 @@ def test_pause_resume_cancel_and_resume_continuity(tmp_path):
         if type(e).__name__ == "RunStarted":
             holder["run"] = RunStore(m.runs_dir).get(f"{e.experiment}/{e.run_id}")
 
-    t = threading.Thread(target=lambda: holder.setdefault("result", run_experiment(m, "pre", sinks=[CallbackSink(on_event)])))
+    t = threading.Thread(
+        target=lambda: holder.setdefault("result", run_experiment(m, "pre", sinks=[CallbackSink(on_event)]))
+    )
     t.start()
     deadline = time.time() + 60
     while time.time() < deadline and not (holder.get("run") and holder["run"].status()["status"] == "paused"):

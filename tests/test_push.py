@@ -10,7 +10,7 @@ from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.push import PushError, model_card, push
 
-PIPE = '''
+PIPE = """
 [settings]
 runs_dir = "{runs}"
 
@@ -44,7 +44,7 @@ max_seq_length = 32
 max_train_samples = 64
 max_eval_samples = 32
 logging_steps = 1
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,10 @@ class FakeApi:
     def create_repo(self, repo_id, **kw):
         self.calls.append(("create_repo", repo_id, kw))
         if self.fail_status:
+
             class Resp:
                 status_code = self.fail_status
+
             err = OSError("http error")
             err.response = Resp()
             raise err
@@ -85,7 +87,11 @@ def test_push_calls_and_staged_files(cls_run):
     res = push(cls_run, "alice/demo-sst2", private=True, revision="exp1", api=api)
     names = [c[0] for c in api.calls]
     assert names == ["create_repo", "create_branch", "upload_folder"]
-    assert api.calls[0][1] == "alice/demo-sst2" and api.calls[0][2]["private"] is True and api.calls[0][2]["exist_ok"] is True
+    assert (
+        api.calls[0][1] == "alice/demo-sst2"
+        and api.calls[0][2]["private"] is True
+        and api.calls[0][2]["exist_ok"] is True
+    )
     assert api.calls[1][2]["branch"] == "exp1"
     up = api.calls[2][2]
     assert up["revision"] == "exp1" and up["commit_message"].startswith("Upload cls/")
@@ -121,8 +127,16 @@ def test_model_card_sections_and_front_matter(cls_run):
     # embedded data is no Hub dataset: no model-index, never an "embedded:" dataset type
     assert "model-index" not in meta and "datasets" not in meta and "embedded:" not in front
     assert "offline stand-in" in body and "## Flags on degenerate results" in body
-    for section in ("## Base model", "## Task", "## Data and splits", "## Hyperparameters", "## Parameters",
-                    "## Metrics per epoch", "## Final metrics", "## Throughput"):
+    for section in (
+        "## Base model",
+        "## Task",
+        "## Data and splits",
+        "## Hyperparameters",
+        "## Parameters",
+        "## Metrics per epoch",
+        "## Final metrics",
+        "## Throughput",
+    ):
         assert section in body, section
     assert "hidden" in body  # validation stands in for the hidden test labels
     assert "classifier" in body and "tokens/s" in body

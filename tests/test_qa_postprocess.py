@@ -25,7 +25,7 @@ def _words(context):
 
 def _feature(example_index, context, window, seq=16, question_tokens=3):
     """[CLS] q q q [SEP] context words window[0]:window[1] [SEP] padding -> offsets."""
-    offsets = [None] * (question_tokens + 2) + _words(context)[window[0]:window[1]]
+    offsets = [None] * (question_tokens + 2) + _words(context)[window[0] : window[1]]
     offsets += [None] * (seq - len(offsets))
     return {"example_index": example_index, "offset_mapping": offsets}
 
@@ -87,8 +87,7 @@ def test_answer_outside_the_window_is_never_predicted():
     # The model points at question tokens (offsets None) in feature 0: no valid span there.
     ex = [{"id": "q", "context": CONTEXT}]
     feats = [_feature(0, CONTEXT, (0, 8))]
-    f0 = _logits(16, start=[(1, 9.0), (FIRST + 2, 1.0)], end=[(2, 9.0), (FIRST + 3, 1.0)],
-                 cls=(0.0, 0.0))
+    f0 = _logits(16, start=[(1, 9.0), (FIRST + 2, 1.0)], end=[(2, 9.0), (FIRST + 3, 1.0)], cls=(0.0, 0.0))
     preds, na, nbest = _run(ex, feats, [f0])
     assert preds["q"] == "w2 w3"  # the best span among context tokens only
     assert na["q"] == pytest.approx(0.0 - 2.0)
@@ -117,8 +116,9 @@ def test_span_rules_end_before_start_and_max_length():
     ex = [{"id": "q", "context": CONTEXT}]
     feats = [_feature(0, CONTEXT, (0, 10))]
     # best pair is end < start; next best is too long for max_answer_length=3
-    f0 = _logits(16, start=[(FIRST + 6, 5.0), (FIRST + 0, 4.0), (FIRST + 4, 1.0)],
-                 end=[(FIRST + 2, 5.0), (FIRST + 5, 4.0)])
+    f0 = _logits(
+        16, start=[(FIRST + 6, 5.0), (FIRST + 0, 4.0), (FIRST + 4, 1.0)], end=[(FIRST + 2, 5.0), (FIRST + 5, 4.0)]
+    )
     preds, _, _ = _run(ex, feats, [f0], max_answer_length=3)
     # candidates: (0,2) 9.0 len 3 ok -> "w0 w1 w2"
     assert preds["q"] == "w0 w1 w2"
@@ -135,8 +135,10 @@ def test_example_id_mapping_unsorted_features_and_examples_without_features():
     feats = [dict(fb, example_id="b"), dict(fa, example_id="a")]
     for f in feats:
         del f["example_index"]
-    logits = [_logits(16, start=[(FIRST + 1, 3.0)], end=[(FIRST + 2, 3.0)]),
-              _logits(16, start=[(FIRST + 0, 3.0)], end=[(FIRST + 0, 3.0)])]
+    logits = [
+        _logits(16, start=[(FIRST + 1, 3.0)], end=[(FIRST + 2, 3.0)]),
+        _logits(16, start=[(FIRST + 0, 3.0)], end=[(FIRST + 0, 3.0)]),
+    ]
     preds, na, nbest = _run(ex, feats, logits)
     assert list(preds) == ["a", "b", "c"]
     assert preds == {"a": "alpha", "b": "beta gamma", "c": ""}
@@ -161,7 +163,7 @@ def _random_data(n_examples, seed, seq=96, question_tokens=7, stride=24, integer
         examples.append({"id": f"id{e}", "context": context})
         words, window = _words(context), 0
         while True:
-            offs = [None] * (question_tokens + 2) + words[window:window + capacity]
+            offs = [None] * (question_tokens + 2) + words[window : window + capacity]
             offs += [None] * (seq - len(offs) - int(rng.integers(0, 3)))  # some lists shorter
             features.append({"example_id": f"id{e}", "offset_mapping": offs})
             if window + capacity >= n_words:
@@ -177,22 +179,28 @@ def _random_data(n_examples, seed, seq=96, question_tokens=7, stride=24, integer
 
 
 @pytest.mark.parametrize("seed,integer", [(0, False), (1, False), (2, True)])
-@pytest.mark.parametrize("kw", [{}, {"n_best_size": 5, "max_answer_length": 6},
-                                {"null_score_diff_threshold": -0.7},
-                                {"version_2_with_negative": False}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"n_best_size": 5, "max_answer_length": 6},
+        {"null_score_diff_threshold": -0.7},
+        {"version_2_with_negative": False},
+    ],
+)
 def test_vectorised_equals_reference(seed, integer, kw):
     examples, features, start, end = _random_data(250, seed, integer=integer)
     assert len(features) > 1.3 * len(examples)
     fast = postprocess_qa(examples, features, start.astype(np.float32), end.astype(np.float32), **kw)
-    slow = postprocess_qa_reference(examples, features, start.astype(np.float32),
-                                    end.astype(np.float32), **kw)
+    slow = postprocess_qa_reference(examples, features, start.astype(np.float32), end.astype(np.float32), **kw)
     assert fast[0] == slow[0]
     assert fast[1] == slow[1]
     assert fast[2] == slow[2]
 
 
-def _hf_utils_qa(examples, features, all_start, all_end, n_best_size=20, max_answer_length=30,
-                 null_score_diff_threshold=0.0):
+def _hf_utils_qa(
+    examples, features, all_start, all_end, n_best_size=20, max_answer_length=30, null_score_diff_threshold=0.0
+):
     """HF ``utils_qa.postprocess_qa_predictions`` (version_2_with_negative=True), re-typed."""
     ex_index = {ex["id"]: i for i, ex in enumerate(examples)}
     per_ex = {}
@@ -207,21 +215,22 @@ def _hf_utils_qa(examples, features, all_start, all_end, n_best_size=20, max_ans
             null = s[0] + e[0]
             if min_null is None or min_null["score"] > null:
                 min_null = {"offsets": (0, 0), "score": null, "start_logit": s[0], "end_logit": e[0]}
-            for a in np.argsort(s)[-1:-n_best_size - 1:-1].tolist():
-                for b in np.argsort(e)[-1:-n_best_size - 1:-1].tolist():
+            for a in np.argsort(s)[-1 : -n_best_size - 1 : -1].tolist():
+                for b in np.argsort(e)[-1 : -n_best_size - 1 : -1].tolist():
                     if a >= len(om) or b >= len(om) or om[a] is None or om[b] is None:
                         continue
                     if b < a or b - a + 1 > max_answer_length:
                         continue
-                    prelim.append({"offsets": (om[a][0], om[b][1]), "score": s[a] + e[b],
-                                   "start_logit": s[a], "end_logit": e[b]})
+                    prelim.append(
+                        {"offsets": (om[a][0], om[b][1]), "score": s[a] + e[b], "start_logit": s[a], "end_logit": e[b]}
+                    )
         prelim.append(min_null)
         null_score = min_null["score"]
         nbest = sorted(prelim, key=lambda x: x["score"], reverse=True)[:n_best_size]
         if not any(p["offsets"] == (0, 0) for p in nbest):
             nbest.append(min_null)
         for p in nbest:
-            p["text"] = example["context"][p["offsets"][0]:p["offsets"][1]]
+            p["text"] = example["context"][p["offsets"][0] : p["offsets"][1]]
         i = 0
         while nbest[i]["text"] == "":
             i += 1
@@ -243,8 +252,7 @@ def test_matches_hf_utils_qa_on_random_logits():
         end[f, t] += 6.0
     for thresh in (0.0, 2.0):
         preds, na, nbest = postprocess_qa(examples, features, start, end, null_score_diff_threshold=thresh)
-        hf_preds, hf_diff, hf_texts = _hf_utils_qa(examples, features, start, end,
-                                                   null_score_diff_threshold=thresh)
+        hf_preds, hf_diff, hf_texts = _hf_utils_qa(examples, features, start, end, null_score_diff_threshold=thresh)
         assert preds == hf_preds
         for q in na:
             assert na[q] == pytest.approx(hf_diff[q], abs=1e-12)
@@ -283,7 +291,7 @@ def test_speed_at_reduced_scale():
         examples.append({"id": f"q{e}", "context": context})
         words = _words(context)
         for k in range(n_feat):
-            offs = [None] * 17 + words[k * 128:k * 128 + 300]
+            offs = [None] * 17 + words[k * 128 : k * 128 + 300]
             features.append({"example_index": e, "offset_mapping": offs + [None] * (seq - len(offs))})
     start = rng.normal(size=(len(features), seq)).astype(np.float32)
     end = rng.normal(size=(len(features), seq)).astype(np.float32)

@@ -53,8 +53,13 @@ def _wait(cond, timeout=30.0, step=0.1):
 
 
 def _cli(folder: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(folder / "experiments.toml"), *args],
-                          capture_output=True, text=True, cwd=folder, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(folder / "experiments.toml"), *args],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=60,
+    )
 
 
 def _queue_json(folder: Path) -> list[dict]:
@@ -86,18 +91,25 @@ CONSOLE = textwrap.dedent("""
 
 
 def _console(folder: Path, names: str, tag: str = "a") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CONSOLE, str(folder), names, tag], cwd=folder,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", CONSOLE, str(folder), names, tag],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_sigkill_console_while_two_jobs_run_and_two_wait(tmp_path, process_jobs):
     gate = tmp_path / "release"  # the first two jobs hold until the console is dead
-    process_jobs(default={"steps": 30, "delay": 0.02}, baseline={"gate_file": str(gate)},
-                 params={"gate_file": str(gate)})
+    process_jobs(
+        default={"steps": 30, "delay": 0.02}, baseline={"gate_file": str(gate)}, params={"gate_file": str(gate)}
+    )
     write_manifest(tmp_path, PARALLEL2)
     console = _console(tmp_path, "baseline,params,finetune")  # + pretrain first: 4 jobs
     try:
-        assert _wait(lambda: [r["status"] for r in _queue_json(tmp_path)] == ["running", "running", "queued", "queued"], 30)
+        assert _wait(
+            lambda: [r["status"] for r in _queue_json(tmp_path)] == ["running", "running", "queued", "queued"], 30
+        )
         console.send_signal(signal.SIGKILL)
         console.wait(10)
     finally:
@@ -138,8 +150,9 @@ def test_sigkill_console_while_two_jobs_run_and_two_wait(tmp_path, process_jobs)
 
 def test_sigkill_console_mid_job_then_new_console_shows_running_and_queued(tmp_path, process_jobs):
     """A second console opened while the work of a killed one goes on: running and waiting rows."""
-    process_jobs(default={"steps": 6, "delay": 0.05},
-                 pretrain={"steps": 4, "gate_file": str(tmp_path / "never")})  # runs until cancelled
+    process_jobs(
+        default={"steps": 6, "delay": 0.05}, pretrain={"steps": 4, "gate_file": str(tmp_path / "never")}
+    )  # runs until cancelled
     write_manifest(tmp_path)
     console = _console(tmp_path, "finetune")
     assert _wait(lambda: any(r["status"] == "running" and r["step"] for r in _queue_json(tmp_path)), 30)
@@ -179,8 +192,9 @@ def test_two_consoles_started_together_share_one_queue(tmp_path, process_jobs):
     consoles = [_console(tmp_path, "finetune", tag) for tag in "ab"]
     try:
         assert _wait(lambda: all((tmp_path / f"submitted-{t}").exists() for t in "ab"), 30)
-        assert _wait(lambda: [r["status"] for r in _queue_json(tmp_path)] == ["finished", "finished"], 60), \
-            _queue_json(tmp_path)
+        assert _wait(lambda: [r["status"] for r in _queue_json(tmp_path)] == ["finished", "finished"], 60), _queue_json(
+            tmp_path
+        )
     finally:
         for c in consoles:
             c.kill()
@@ -192,6 +206,7 @@ def test_two_consoles_started_together_share_one_queue(tmp_path, process_jobs):
 
 
 # -- CLI ------------------------------------------------------------------------------------------------
+
 
 def test_cli_detach_queue_attach_and_duplicate_guard(tmp_path, process_jobs):
     process_jobs(default={"steps": 8, "delay": 0.05})
@@ -233,6 +248,7 @@ def test_headless_foreground_run_counts_against_max_parallel(tmp_path, process_j
 
 # -- dependencies ------------------------------------------------------------------------------------------
 
+
 def _until(q, job, status, timeout=10):
     return _wait(lambda: q.refresh() and job.status == status, timeout, 0.02)
 
@@ -251,7 +267,10 @@ def test_dependant_runs_after_its_cancelled_dependency_is_resumed(tmp_path):
     release.write_text("go")
     assert q.control(pre, "retry").startswith("resuming #1 pretrain")
     q.wait(20)
-    assert [(j.id, j.experiment, j.status) for j in q.jobs] == [(1, "pretrain", "finished"), (2, "finetune", "finished")]
+    assert [(j.id, j.experiment, j.status) for j in q.jobs] == [
+        (1, "pretrain", "finished"),
+        (2, "finetune", "finished"),
+    ]
     assert len(RunStore(tmp_path / "runs").runs("pretrain")) == 1  # resumed, not run again
 
 
@@ -308,18 +327,21 @@ def test_move_keeps_dependencies_first(tmp_path):
 
 # -- GPUs --------------------------------------------------------------------------------------------------
 
-GPU_MANIFEST = '''
+GPU_MANIFEST = """
 [settings]
 runs_dir = "runs"
 max_parallel_jobs = 6
 gpus = "0,1,2,3"
-''' + "".join(f'''
+""" + "".join(
+    f"""
 [[experiment]]
 name = "j{i}"
 task = "inspect"
 model = "bert-micro"
 gpus = {need}
-''' for i, need in enumerate([2, 1, 2, 1, 1, 2]))
+"""
+    for i, need in enumerate([2, 1, 2, 1, 1, 2])
+)
 
 
 class RecordingLauncher:
@@ -407,7 +429,9 @@ def test_job_processes_get_disjoint_cuda_visible_devices(tmp_path, process_jobs)
         assert [j.status for j in q.jobs].count("running") == 3
     finally:
         gate.write_text("go")
-    assert _wait(lambda: [j.status for j in q.refresh()] == ["finished"] * 6, 60), [(j.experiment, j.status) for j in q.jobs]
+    assert _wait(lambda: [j.status for j in q.refresh()] == ["finished"] * 6, 60), [
+        (j.experiment, j.status) for j in q.jobs
+    ]
 
 
 def test_assign_gpus_backfills_and_respects_slots():

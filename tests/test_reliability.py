@@ -20,7 +20,7 @@ from engine.runs import RunStore, read_events
 
 REPO = Path(__file__).resolve().parent.parent
 
-MICRO = '''
+MICRO = """
 [settings]
 runs_dir = "{runs}"
 
@@ -67,7 +67,7 @@ name = "push-pre"
 task = "push"
 model = "run:pre"
 hub_model_id = "alice/pre"
-'''
+"""
 
 
 def micro_text(runs, extra=""):
@@ -92,10 +92,16 @@ def manifest(tmp_path, extra="", runs="runs"):
 
 # -- crash and kill ----------------------------------------------------------------
 
+
 def _cli(path, *args):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen([sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+    )
 
 
 def _steps(run):
@@ -144,6 +150,7 @@ def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
 
 
 # -- job faults ---------------------------------------------------------------------
+
 
 def _inject(monkeypatch, fail):
     import engine.tasks.pretrain as pre
@@ -220,6 +227,7 @@ def test_failed_job_blocks_dependants_and_queue_goes_on(tmp_path, monkeypatch):
 
 # -- preflight ------------------------------------------------------------------------
 
+
 def test_preflight_runs_dir_not_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -273,8 +281,23 @@ def test_token_never_written(tmp_path, monkeypatch):
     run_experiment(m, "params")
     failed = run_experiment(m, "pre")
     assert failed.status()["status"] == "failed"
-    out = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "export", "--all",
-                          "--out", str(tmp_path / "exports")], capture_output=True, text=True, env=dict(os.environ), cwd=REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui.entry",
+            "--manifest",
+            str(path),
+            "export",
+            "--all",
+            "--out",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     assert FAKE not in out.stdout + out.stderr
     # push (dry run, and through an HfApi stand-in) writes a model card and stages files
@@ -282,9 +305,26 @@ def test_token_never_written(tmp_path, monkeypatch):
 
     ok = run_experiment(m, "pre")
     assert ok.status()["status"] == "finished"
-    out = subprocess.run([sys.executable, "-m", "tui.entry", "--manifest", str(path), "push", f"pre/{ok.run_id}",
-                          "--repo", "alice/x", "--dry-run", "--out", str(tmp_path / "dry")],
-                         capture_output=True, text=True, env=dict(os.environ), cwd=REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui.entry",
+            "--manifest",
+            str(path),
+            "push",
+            f"pre/{ok.run_id}",
+            "--repo",
+            "alice/x",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "dry"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=REPO,
+    )
     assert out.returncode == 0 and FAKE not in out.stdout + out.stderr, out.stderr
 
     class Api:
@@ -320,8 +360,14 @@ def test_token_never_written(tmp_path, monkeypatch):
 
 SHIPPED = (REPO / "experiments.toml").read_text()
 
-values = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12), st.booleans(),
-                   st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+values = st.one_of(
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.booleans(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -343,7 +389,7 @@ def test_mutated_manifest_text_never_traceback(data):
         i = data.draw(st.integers(0, len(text) - 1))
         op = data.draw(st.sampled_from(["delete", "insert", "dup"]))
         if op == "delete":
-            text = text[:i] + text[i + data.draw(st.integers(1, 30)):]
+            text = text[:i] + text[i + data.draw(st.integers(1, 30)) :]
         elif op == "insert":
             text = text[:i] + data.draw(st.sampled_from(['"', "=", "[", "]", "\n", "x", "1.5", "run:", "-"])) + text[i:]
         else:
@@ -357,8 +403,11 @@ def test_mutated_manifest_text_never_traceback(data):
 
 # -- issue 13: the property tests grown to NaN/inf, nesting depth and runtime-only failures -----------
 
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
-                    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, 5.0, 7, 2**32, 2**63]))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, 5.0, 7, 2**32, 2**63]),
+)
 NUMERIC = sorted(k for k, v in EXPERIMENT_KEYS.items() if v.type in ("int", "float"))
 
 

@@ -46,9 +46,16 @@ def test_report_in_three_formats_with_the_runs_numbers(study, capsys):
     for f in facts:
         assert _lookup(by_ref[f["run"]], f["key"]) == f["value"], f
         assert _fmt(f["value"], 4) in md, f
-    for section in ("Parameter counts", "Pretraining: demo-pretrain", "Classification: demo-sst2",
-                    "Question answering: demo-squad", "Parameter diffs after fine-tuning", "Pushed models",
-                    "Environment", "Flags on degenerate results"):
+    for section in (
+        "Parameter counts",
+        "Pretraining: demo-pretrain",
+        "Classification: demo-sst2",
+        "Question answering: demo-squad",
+        "Parameter diffs after fine-tuning",
+        "Pushed models",
+        "Environment",
+        "Flags on degenerate results",
+    ):
         assert f"## {section}" in md and section in page and section in tex
     assert "NoAns_f1" in md and "empty_baseline_f1" in md and "sacrebleu" in md and "predicted 1 positive" in md
     assert "<img" in page and 'src="data:image/png;base64,' in page and 'src="http' not in page  # self-contained

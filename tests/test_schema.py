@@ -22,8 +22,9 @@ def _validator():
 
 
 def test_cli_prints_the_schema():
-    proc = subprocess.run([sys.executable, "-m", "tui.entry", "check", "--schema"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui.entry", "check", "--schema"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == json_schema()
 
@@ -39,7 +40,12 @@ def test_schema_carries_types_defaults_choices_help_and_tasks():
     props = exp["properties"]
     assert set(props) == set(EXPERIMENT_KEYS)
     assert set(json_schema()["properties"]["settings"]["properties"]) == set(SETTINGS_KEYS)
-    assert props["epochs"] == {"type": "integer", "description": EXPERIMENT_KEYS["epochs"].help, "minimum": 1, "default": 3}
+    assert props["epochs"] == {
+        "type": "integer",
+        "description": EXPERIMENT_KEYS["epochs"].help,
+        "minimum": 1,
+        "default": 3,
+    }
     assert props["precision"]["enum"] == ["auto", "bf16", "fp16", "fp32"]
     assert props["report_to"]["items"]["enum"] == ["tensorboard", "wandb", "mlflow", "trackio"]
     assert exp["required"] == ["name", "task"]
@@ -50,15 +56,18 @@ def test_schema_carries_types_defaults_choices_help_and_tasks():
     assert pretrain_rule["then"]["required"] == ["model", "dataset"]
 
 
-@pytest.mark.parametrize("body, where", [
-    ('name = "a"\ntask = "classify"\nmodel = "bert-micro"\ndataset = "x"\nepochs = 0', "epochs"),
-    ('name = "a"\ntask = "inspect"\nmodel = "bert-micro"\nepochs = 2', "epochs"),  # not a key of inspect
-    ('name = "a"\ntask = "pretrain"\nmodel = "bert-micro"', "dataset"),  # required for training tasks
-    ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nprecision = "fp8"', "precision"),
-    ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nlearnign_rate = 1e-4', "learnign_rate"),
-    ('name = "a b"\ntask = "inspect"\nmodel = "bert-micro"', "name"),
-    ('name = "a"\ntask = "inspect"', "model"),
-])
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ('name = "a"\ntask = "classify"\nmodel = "bert-micro"\ndataset = "x"\nepochs = 0', "epochs"),
+        ('name = "a"\ntask = "inspect"\nmodel = "bert-micro"\nepochs = 2', "epochs"),  # not a key of inspect
+        ('name = "a"\ntask = "pretrain"\nmodel = "bert-micro"', "dataset"),  # required for training tasks
+        ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nprecision = "fp8"', "precision"),
+        ('name = "a"\ntask = "qa"\nmodel = "bert-micro"\ndataset = "x"\nlearnign_rate = 1e-4', "learnign_rate"),
+        ('name = "a b"\ntask = "inspect"\nmodel = "bert-micro"', "name"),
+        ('name = "a"\ntask = "inspect"', "model"),
+    ],
+)
 def test_schema_and_validator_reject_the_same_mistakes(body, where):
     text = "[[experiment]]\n" + body + "\n"
     with pytest.raises(ManifestError) as err:

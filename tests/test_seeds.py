@@ -22,7 +22,7 @@ GROUP = "cls-seeds-20260101-120000-000000-abcd"
 ACC = {1: 0.90, 2: 0.92, 3: 0.97}
 SAMPLE_STD = math.sqrt(0.0013)
 
-MANIFEST = '''
+MANIFEST = """
 [settings]
 runs_dir = "runs"
 
@@ -44,7 +44,7 @@ max_train_samples = 32
 max_eval_samples = 16
 logging_steps = 1
 seeds = [1, 2]
-'''
+"""
 
 
 def grouped_runs(root):
@@ -52,10 +52,21 @@ def grouped_runs(root):
     runs = []
     for i, (seed, acc) in enumerate(ACC.items()):
         run = write_run(root, "cls", f"20260101-12000{i}-000000-000{i}", task="classify")
-        atomic_write_json(run.path / "config.json", {"name": "cls", "task": "classify", "model": "bert-micro",
-                                                     "seed": seed, "seeds": [1, 2, 3, 4], "group": GROUP})
-        atomic_write_json(run.path / "results.json", {"final": {"accuracy": acc, "n": 872, "eval_split": "validation"},
-                                                      "global_step": 100 + seed})
+        atomic_write_json(
+            run.path / "config.json",
+            {
+                "name": "cls",
+                "task": "classify",
+                "model": "bert-micro",
+                "seed": seed,
+                "seeds": [1, 2, 3, 4],
+                "group": GROUP,
+            },
+        )
+        atomic_write_json(
+            run.path / "results.json",
+            {"final": {"accuracy": acc, "n": 872, "eval_split": "validation"}, "global_step": 100 + seed},
+        )
         runs.append(run)
     bad = write_run(root, "cls", "20260101-120009-000000-0009", "failed", task="classify")
     atomic_write_json(bad.path / "config.json", {"name": "cls", "task": "classify", "seed": 4, "group": GROUP})
@@ -141,7 +152,9 @@ def test_queue_submits_one_job_per_seed(tmp_path):
     from engine.queue import JobQueue
     from tui.testing import FakeRunner
 
-    (tmp_path / "experiments.toml").write_text(MANIFEST.replace('runs_dir = "runs"', f'runs_dir = "{tmp_path / "runs"}"'))
+    (tmp_path / "experiments.toml").write_text(
+        MANIFEST.replace('runs_dir = "runs"', f'runs_dir = "{tmp_path / "runs"}"')
+    )
     q = JobQueue(load(tmp_path / "experiments.toml"), runner=FakeRunner())
     jobs = q.submit(["cls"])
     q.wait(30)
@@ -184,6 +197,7 @@ def test_console_compare_and_results_show_mean_std_n(tmp_path, monkeypatch):
             assert labels()[:at] == ["metric", "final", "best (ep)"]
             row = next(table.get_row_at(i) for i in range(table.row_count) if table.get_row_at(i)[0] == "accuracy")
             assert str(row[at]) == "0.93 ± 0.03606"
+
     asyncio.run(go())
 
 

@@ -22,7 +22,7 @@ from engine.runs import RunStore
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")
 
-MANIFEST = '''
+MANIFEST = """
 [settings]
 runs_dir = "{runs}"
 executor = "slurm"
@@ -47,19 +47,25 @@ slurm_partition = "debug"
 slurm_time = "00:20:00"
 slurm_cpus_per_task = 1
 {extra}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     missing = [d for d in DAEMONS if shutil.which(d) is None and not Path(f"/usr/sbin/{d}").exists()]
     if missing:
-        pytest.skip(f"Slurm is not installed here ({', '.join(missing)} missing; Debian: apt-get install slurm-wlm munge)")
+        pytest.skip(
+            f"Slurm is not installed here ({', '.join(missing)} missing; Debian: apt-get install slurm-wlm munge)"
+        )
     if os.geteuid() != 0:
         pytest.skip("starting a private Slurm cluster needs root (slurmd runs jobs as their user)")
     folder = tmp_path_factory.mktemp("slurm")
-    start = subprocess.run(["bash", str(REPO / "scripts/slurm_local.sh"), "start", str(folder)],
-                           capture_output=True, text=True, timeout=120)
+    start = subprocess.run(
+        ["bash", str(REPO / "scripts/slurm_local.sh"), "start", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert start.returncode == 0, start.stdout + start.stderr
     mp = pytest.MonkeyPatch()
     mp.setenv("SLURM_CONF", str(folder / "slurm.conf"))

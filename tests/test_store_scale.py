@@ -28,7 +28,10 @@ def _store(tmp_path: Path) -> RunStore:
 def test_last_step_from_the_tail_matches_a_full_read(tmp_path):
     store = _store(tmp_path)
     run = store.create("exp", {"task": "pretrain", "model": "bert-tiny"})
-    lines = [to_json(StepLogged(step=i, epoch=i / 3000, loss=1.0, learning_rate=1e-4, total_steps=3000)) for i in range(1, 3001)]
+    lines = [
+        to_json(StepLogged(step=i, epoch=i / 3000, loss=1.0, learning_rate=1e-4, total_steps=3000))
+        for i in range(1, 3001)
+    ]
     # far more than the first 64 KiB block after the last step: the backward scan must go further back
     lines += [to_json(LogEmitted(level="info", message="x" * 200)) for _ in range(1500)]
     lines += [to_json(EvalFinished(epoch=1, step=3000, split="test", metrics={"accuracy": 0.5}))]
@@ -51,8 +54,11 @@ def test_last_step_without_any_step_and_on_an_empty_or_missing_file(tmp_path):
     assert last_step(run) is None
     run.events_path.write_text("".join(to_json(StatusChanged(status="running")) + "\n" for _ in range(3000)))
     assert last_step(run, tail_bytes=512) is None and _full_read_last_step(run) is None
-    run.events_path.write_text(to_json(StepLogged(step=7, epoch=0.1, loss=1.0, learning_rate=1e-4)) + "\n"
-                               + "".join(to_json(StatusChanged(status="running")) + "\n" for _ in range(3000)))
+    run.events_path.write_text(
+        to_json(StepLogged(step=7, epoch=0.1, loss=1.0, learning_rate=1e-4))
+        + "\n"
+        + "".join(to_json(StatusChanged(status="running")) + "\n" for _ in range(3000))
+    )
     assert last_step(run, tail_bytes=512) == _full_read_last_step(run) == (7, 0)
 
 
@@ -83,7 +89,9 @@ def test_run_row_reads_each_file_once_and_says_the_same(tmp_path, monkeypatch):
     assert row_bad.problems == bad.problems() and len(row_bad.problems) == 2
     assert row_bad.status == bad.status()["status"] == "unreadable"
     assert run_row(bad).reason == "; ".join(bad.problems())
-    assert read_json_object(str(bad.path / "results.json"))[1].startswith("unreadable: results.json: expected a JSON object")
+    assert read_json_object(str(bad.path / "results.json"))[1].startswith(
+        "unreadable: results.json: expected a JSON object"
+    )
 
 
 def test_runs_listing_skips_symlinks_and_folders_without_config(tmp_path):
@@ -128,12 +136,27 @@ def test_list_table_lays_out_as_a_data_table():
             yield ListTable(id="fast")
 
     def rows(n, wide=None):
-        return [(f"k{i}", [f"exp-{i % 7}", Text(f"{i * 1.5:g}", justify="right"), "x" * (i % 13),
-                           "a very long note" if i == wide else ""]) for i in range(n)]
+        return [
+            (
+                f"k{i}",
+                [
+                    f"exp-{i % 7}",
+                    Text(f"{i * 1.5:g}", justify="right"),
+                    "x" * (i % 13),
+                    "a very long note" if i == wide else "",
+                ],
+            )
+            for i in range(n)
+        ]
 
     def state(t):
-        return ([c.content_width for c in t.ordered_columns], [r.key.value for r in t.ordered_rows],
-                t.virtual_size, t.cursor_row, [t.get_row(r.key) for r in t.ordered_rows])
+        return (
+            [c.content_width for c in t.ordered_columns],
+            [r.key.value for r in t.ordered_rows],
+            t.virtual_size,
+            t.cursor_row,
+            [t.get_row(r.key) for r in t.ordered_rows],
+        )
 
     async def go():
         app = Two()

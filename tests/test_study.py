@@ -23,12 +23,29 @@ from engine.manifest import load
 from engine.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
-STEPS = ["params-bert-base", "pretrain", "push-pretrain", "sst2", "squad", "params-sst2", "params-squad",
-         "push-sst2", "push-squad"]
+STEPS = [
+    "params-bert-base",
+    "pretrain",
+    "push-pretrain",
+    "sst2",
+    "squad",
+    "params-sst2",
+    "params-squad",
+    "push-sst2",
+    "push-squad",
+]
 TRAIN = {"pretrain", "sst2", "squad"}
 PUSHES = {"push-pretrain": "pretrain", "push-sst2": "sst2", "push-squad": "squad"}
-TINY = {"epochs": "1", "max_steps": "2", "max_train_samples": "48", "max_eval_samples": "16", "batch_size": "8",
-        "eval_batch_size": "16", "max_seq_length": "64", "logging_steps": "1"}
+TINY = {
+    "epochs": "1",
+    "max_steps": "2",
+    "max_train_samples": "48",
+    "max_eval_samples": "16",
+    "batch_size": "8",
+    "eval_batch_size": "16",
+    "max_seq_length": "64",
+    "logging_steps": "1",
+}
 TINY_QA = {**TINY, "max_seq_length": "96", "doc_stride": "32"}
 FAKE = "hf_FAKE-token-for-tests-ABCDEFGHIJKLMNOPQRSTUV"
 
@@ -41,9 +58,17 @@ def test_real_study_manifest_is_the_whole_study():
     assert plan == STEPS
     assert m.get("pretrain").model == "google-bert/bert-base-uncased"
     assert (m.get("pretrain").dataset, m.get("pretrain").dataset_config, m.get("pretrain").eval_split) == (
-        "Salesforce/wikitext", "wikitext-2-raw-v1", "test")
+        "Salesforce/wikitext",
+        "wikitext-2-raw-v1",
+        "test",
+    )
     sst2, squad = m.get("sst2"), m.get("squad")
-    assert (sst2.dataset, sst2.dataset_config, sst2.model, sst2.eval_split) == ("nyu-mll/glue", "sst2", "run:pretrain", "validation")
+    assert (sst2.dataset, sst2.dataset_config, sst2.model, sst2.eval_split) == (
+        "nyu-mll/glue",
+        "sst2",
+        "run:pretrain",
+        "validation",
+    )
     assert (sst2.epochs, sst2.learning_rate, sst2.max_seq_length) == (3, 2e-5, 128)
     assert (squad.dataset, squad.dataset_config, squad.model) == ("rajpurkar/squad_v2", "squad_v2", "run:pretrain")
     assert (squad.epochs, squad.learning_rate, squad.max_seq_length, squad.doc_stride) == (2, 3e-5, 384, 128)
@@ -57,7 +82,8 @@ def test_real_study_manifest_is_the_whole_study():
     for name in ("sst2", "squad"):
         block = text.split(f'name = "{name}"\n', 1)[1].split("[[experiment]]", 1)[0]
         for key in ("epochs", "learning_rate", "batch_size", "max_seq_length", "warmup", "weight_decay") + (
-                ("doc_stride",) if name == "squad" else ()):
+            ("doc_stride",) if name == "squad" else ()
+        ):
             line = next(l for l in block.splitlines() if l.startswith(f"{key} ="))
             assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, line
     # the demo study is the README's command (a)
@@ -99,7 +125,11 @@ def make_mirror(root: Path) -> None:
     from engine.data.embedded import ensure_embedded
     from engine.models import preset_config
 
-    for name, repo in (("wikitext", "Salesforce/wikitext"), ("sst2", "nyu-mll/glue"), ("squad_v2", "rajpurkar/squad_v2")):
+    for name, repo in (
+        ("wikitext", "Salesforce/wikitext"),
+        ("sst2", "nyu-mll/glue"),
+        ("squad_v2", "rajpurkar/squad_v2"),
+    ):
         shutil.copytree(ensure_embedded(name), root / repo)
     # transformers 5 builds the tokenizer from ``vocab`` (a ``vocab_file=`` argument is ignored,
     # which leaves only the special tokens)
@@ -148,7 +178,9 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
             assert st["reason"].startswith("not pushed: no Hugging Face token") and "\n" not in st["reason"]
             staged = runs[0].path / "staged"
             assert f"staged folder kept: {staged}" in st["reason"]
-            assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= {p.name for p in staged.iterdir()}
+            assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= {
+                p.name for p in staged.iterdir()
+            }
         else:
             assert st["status"] == "finished", (name, st)
     assert "Traceback" not in out.out + out.err
@@ -162,7 +194,10 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     for name in ("sst2", "squad"):
         assert store.latest(name).results()["start_model"] == f"pretrain/{pre.run_id}"
     assert store.latest("sst2").results()["eval_split"] == "validation"
-    assert store.latest("squad").results()["final"]["total"] == 16 and "best_f1" in store.latest("squad").results()["final"]
+    assert (
+        store.latest("squad").results()["final"]["total"] == 16
+        and "best_f1" in store.latest("squad").results()["final"]
+    )
     hidden = 64  # bert-micro
     cls = {r[0]: r for r in store.latest("params-sst2").read_table("params_diff_base_vs_classification").rows}
     assert cls["classifier"][-1] == hidden * 2 + 2
@@ -176,8 +211,11 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     assert main(["--manifest", str(path), "run", "study"]) == 0
     capsys.readouterr()
     assert all(len(store.runs(n)) == 1 for n in STEPS if n not in PUSHES)
-    assert [r for r, _ in api.uploads] == ["alice/bert-base-uncased-wikitext2", "alice/bert-base-uncased-wikitext2-sst2",
-                                           "alice/bert-base-uncased-wikitext2-squad-v2"]  # bare names: the token owner's
+    assert [r for r, _ in api.uploads] == [
+        "alice/bert-base-uncased-wikitext2",
+        "alice/bert-base-uncased-wikitext2-sst2",
+        "alice/bert-base-uncased-wikitext2-squad-v2",
+    ]  # bare names: the token owner's
     assert all({"model.safetensors", "README.md"} <= set(files) for _, files in api.uploads)
     for push, source in PUSHES.items():
         run = store.latest(push)
@@ -207,7 +245,9 @@ def test_console_runs_a_study_with_one_key(tmp_path):
     from tui.testing import MANIFEST, FakeRunner, make_app, screen_text, wait_for
     from tui.widgets.experiments import ExperimentsPane
 
-    text = MANIFEST + '''
+    text = (
+        MANIFEST
+        + """
 [[experiment]]
 name = "push-pretrain"
 task = "push"
@@ -219,7 +259,8 @@ name = "all"
 task = "study"
 description = "everything"
 steps = ["push-pretrain", "finetune", "params"]
-'''
+"""
+    )
     runner = FakeRunner(**{"push-pretrain": {"fail": "not pushed: no Hugging Face token"}})
     app = make_app(tmp_path, runner, manifest=text, history=False)
 
@@ -237,21 +278,27 @@ steps = ["push-pretrain", "finetune", "params"]
             assert [j.status for j in app.queue.jobs] == ["finished", "failed", "finished", "finished"]
             assert said == ["study all: queued 4 steps in order: pretrain, push-pretrain, finetune, params"]
             assert await wait_for(pilot, lambda: "2/3 done, 1 ✗" in screen_text(app))  # the study's row
+
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("body, expected", [
-    ('name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y"\ndataset = "embedded:sst2"',
-     '"p".dataset: not used by task \'push\''),
-    ('name = "p"\ntask = "push"\nmodel = "run:a"', "missing required key 'hub_model_id' for task 'push'"),
-    ('name = "p"\ntask = "push"\nmodel = "bert-micro"\nhub_model_id = "x/y"', "expected run:<experiment>"),
-    ('name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y/z"', "expected OWNER/NAME or NAME"),
-    ('name = "s"\ntask = "study"\nsteps = ["a"]\nmodel = "bert-micro"', '"s".model: not used by task \'study\''),
-    ('name = "s"\ntask = "study"\nsteps = ["a", "nope"]', '"s".steps: unknown experiment \'nope\''),
-    ('name = "s"\ntask = "study"\nsteps = []', "a study needs at least one step"),
-    ('name = "s"\ntask = "study"\nsteps = ["a", "a"]', '"a" is listed twice'),
-    ('name = "s"\ntask = "study"\nsteps = ["a"]\nseeds = [1]', '"s".seeds: not used by task \'study\''),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            'name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y"\ndataset = "embedded:sst2"',
+            "\"p\".dataset: not used by task 'push'",
+        ),
+        ('name = "p"\ntask = "push"\nmodel = "run:a"', "missing required key 'hub_model_id' for task 'push'"),
+        ('name = "p"\ntask = "push"\nmodel = "bert-micro"\nhub_model_id = "x/y"', "expected run:<experiment>"),
+        ('name = "p"\ntask = "push"\nmodel = "run:a"\nhub_model_id = "x/y/z"', "expected OWNER/NAME or NAME"),
+        ('name = "s"\ntask = "study"\nsteps = ["a"]\nmodel = "bert-micro"', "\"s\".model: not used by task 'study'"),
+        ('name = "s"\ntask = "study"\nsteps = ["a", "nope"]', "\"s\".steps: unknown experiment 'nope'"),
+        ('name = "s"\ntask = "study"\nsteps = []', "a study needs at least one step"),
+        ('name = "s"\ntask = "study"\nsteps = ["a", "a"]', '"a" is listed twice'),
+        ('name = "s"\ntask = "study"\nsteps = ["a"]\nseeds = [1]', "\"s\".seeds: not used by task 'study'"),
+    ],
+)
 def test_step_keys_are_validated(body, expected):
     from engine.manifest import ManifestError, parse_text
 

@@ -35,6 +35,7 @@ def fake_pynvml(count=2, fail_init=None, unsupported=()):
             if name in unsupported:
                 raise NVMLError("Not Supported")
             return fn(*args)
+
         return call
 
     nv.nvmlInit = init
@@ -135,8 +136,13 @@ def _events(n, gpus=True):
     out = []
     for i in range(n):
         g = [{"index": 0, "util_percent": 50.0 + i, "memory_used_mb": 1000.0, "temperature_c": 60.0, "power_w": 300.0}]
-        out.append(SystemSampled(time=1000.0 + 30 * i, host={"cpu_percent": 12.5, "ram_used_mb": 2048.0,
-                                                              "process_rss_mb": 512.0}, gpus=g if gpus else []))
+        out.append(
+            SystemSampled(
+                time=1000.0 + 30 * i,
+                host={"cpu_percent": 12.5, "ram_used_mb": 2048.0, "process_rss_mb": 512.0},
+                gpus=g if gpus else [],
+            )
+        )
     return out
 
 

@@ -39,7 +39,10 @@ def test_latex_escapes_specials():
     assert r"50\% \& more" in tex
     assert r"\caption{Params\_of BERT}" in tex
     assert r"\begin{tabular}{lrrl}" in tex
-    assert latex_escape("a_b%c&d#e$f{g}h~i^j\\") == r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}"
+    assert (
+        latex_escape("a_b%c&d#e$f{g}h~i^j\\")
+        == r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}"
+    )
 
 
 def test_markdown_rounds_and_aligns():

@@ -38,14 +38,17 @@ def offline(monkeypatch):
 
 
 # ---------------------------------------------------------------- 13a tokenizer
-@pytest.mark.parametrize("text,tokens", [
-    ("Hello, world!", ["Hello", ",", "world", "!"]),
-    ("It costs $3.50, or 3,000 yen.", ["It", "costs", "$", "3.50", ",", "or", "3,000", "yen", "."]),
-    ("1990-2000 and well-known", ["1990", "-", "2000", "and", "well-known"]),
-    ("(approx.) &amp; &quot;x&quot;", ["(", "approx", ".", ")", "&", '"', "x", '"']),
-    ("king's  Army\n", ["king's", "Army"]),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "text,tokens",
+    [
+        ("Hello, world!", ["Hello", ",", "world", "!"]),
+        ("It costs $3.50, or 3,000 yen.", ["It", "costs", "$", "3.50", ",", "or", "3,000", "yen", "."]),
+        ("1990-2000 and well-known", ["1990", "-", "2000", "and", "well-known"]),
+        ("(approx.) &amp; &quot;x&quot;", ["(", "approx", ".", ")", "&", '"', "x", '"']),
+        ("king's  Army\n", ["king's", "Army"]),
+        ("", []),
+    ],
+)
 def test_tokenize_13a(text, tokens):
     assert tokenize_13a(text) == tokens
 
@@ -53,8 +56,14 @@ def test_tokenize_13a(text, tokens):
 # ---------------------------------------------------------------- BLEU
 def test_bleu_perfect_match():
     r = bleu(["the cat sat on the mat"], [["the cat sat on the mat"]])
-    assert r == {"bleu": 1.0, "precisions": [1.0] * 4, "brevity_penalty": 1.0,
-                 "length_ratio": 1.0, "translation_length": 6, "reference_length": 6}
+    assert r == {
+        "bleu": 1.0,
+        "precisions": [1.0] * 4,
+        "brevity_penalty": 1.0,
+        "length_ratio": 1.0,
+        "translation_length": 6,
+        "reference_length": 6,
+    }
 
 
 def test_bleu_partial_by_hand_with_shortest_reference():
@@ -164,8 +173,10 @@ def test_meteor_perfect_unrelated_stem_and_no_synonyms(offline):
 def test_meteor_credits_a_wordnet_synonym():
     """With WordNet installed (CI installs Debian's copy: .ci/run), a synonym counts."""
     if wordnet_reader() is None:
-        pytest.skip("no WordNet database for nltk (apt-get install -y wordnet-base wordnet-sense-index; "
-                    "python scripts/install_wordnet.py /usr/share/nltk_data)")
+        pytest.skip(
+            "no WordNet database for nltk (apt-get install -y wordnet-base wordnet-sense-index; "
+            "python scripts/install_wordnet.py /usr/share/nltk_data)"
+        )
     # "car" and "auto" share the synset car.n.01: a full match, one chunk. (nltk matches
     # synonyms against the Porter stems left after the stem stage, as evaluate's METEOR does,
     # so big/large does not match: "large" is left as "larg".)
@@ -188,8 +199,18 @@ def test_answer_text_metrics_uses_answerable_questions_only(offline):
     assert r["variants"] == dict(VARIANTS, meteor=meteor_variant(), sacrebleu=r["variants"]["sacrebleu"])
     assert r["sacrebleu_signature"] in r["variants"]["sacrebleu"]
     assert r["sacrebleu_signature"].startswith("nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:")
-    assert set(r) == {"bleu", "sacrebleu", "sacrebleu_signature", "rouge1", "rouge2", "rougeL", "rougeLsum",
-                      "meteor", "n_answerable", "variants"}
+    assert set(r) == {
+        "bleu",
+        "sacrebleu",
+        "sacrebleu_signature",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rougeLsum",
+        "meteor",
+        "n_answerable",
+        "variants",
+    }
     empty = answer_text_metrics({"c": ""}, {"c": []})
     assert empty["n_answerable"] == 0 and empty["bleu"] == empty["meteor"] == empty["rouge1"] == 0.0
     with pytest.raises(ValueError, match="no prediction"):

@@ -14,7 +14,7 @@ from engine.manifest import load
 from engine.trackers import eval_metrics, final_metrics, is_system_event, step_metrics, system_metrics
 
 
-TRACKED = '''
+TRACKED = """
 [[experiment]]
 name = "pre"
 task = "pretrain"
@@ -32,7 +32,7 @@ logging_steps = 2
 max_train_samples = 64
 max_eval_samples = 32
 report_to = [{trackers}]
-'''
+"""
 
 
 def write_manifest(folder, body, settings=""):
@@ -67,8 +67,11 @@ def tracked_run(tmp_path_factory):
         _isolate(mp, root)  # before the imports: trackio reads TRACKIO_DIR when imported
         for mod in ("tensorboard", "wandb", "mlflow", "trackio"):
             pytest.importorskip(mod)
-        path = write_manifest(root, TRACKED.format(trackers='"tensorboard", "wandb", "mlflow", "trackio"'),
-                              settings=f'runs_dir = "{root / "runs"}"')
+        path = write_manifest(
+            root,
+            TRACKED.format(trackers='"tensorboard", "wandb", "mlflow", "trackio"'),
+            settings=f'runs_dir = "{root / "runs"}"',
+        )
         m = load(path)
         run = run_experiment(m, "pre")
         yield m, run, root
@@ -140,11 +143,11 @@ def read_wandb_log(path):
         if left < 7:
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:  # zero padding at the end of a block
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):
             rec = pb.Record()
@@ -235,8 +238,9 @@ def test_trackio_local_store_through_its_api(tracked_run):
     for step, metrics in evals.items():
         assert by_step[step]["eval/mlm_perplexity"] == pytest.approx(metrics["eval/mlm_perplexity"], rel=1e-12)
     assert by_step[8]["final/global_step"] == final["final/global_step"]
-    assert [r["system/host/cpu_percent"] for r in rows if "system/host/cpu_percent" in r] == \
-        pytest.approx(_system_values(run), rel=1e-12)
+    assert [r["system/host/cpu_percent"] for r in rows if "system/host/cpu_percent" in r] == pytest.approx(
+        _system_values(run), rel=1e-12
+    )
 
 
 def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, monkeypatch):
@@ -252,15 +256,21 @@ def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, m
 
     monkeypatch.setitem(trackers.SINKS, "mlflow", Broken)
     monkeypatch.setattr(trackers.TensorBoardSink, "module", "lmconsole_no_such_package")
-    path = write_manifest(tmp_path, TRACKED.format(trackers='"tensorboard", "mlflow"').replace("epochs = 2", "epochs = 1"),
-                          settings=f'runs_dir = "{tmp_path / "runs"}"')
+    path = write_manifest(
+        tmp_path,
+        TRACKED.format(trackers='"tensorboard", "mlflow"').replace("epochs = 2", "epochs = 1"),
+        settings=f'runs_dir = "{tmp_path / "runs"}"',
+    )
     run = run_experiment(load(path), "pre")
     assert run.status()["status"] == "finished"
     warnings = [e.message for e in run.events() if isinstance(e, LogEmitted) and e.level == "warning"]
     assert len(warnings) == 2, warnings
     assert "report_to tensorboard: the lmconsole_no_such_package package is not installed" in warnings[0]
     assert "pip install 'lmconsole[tensorboard]'" in warnings[0]
-    assert warnings[1].startswith("report_to mlflow: ConnectionError: quota exceeded;") and "training goes on" in warnings[1]
+    assert (
+        warnings[1].startswith("report_to mlflow: ConnectionError: quota exceeded;")
+        and "training goes on" in warnings[1]
+    )
     assert Broken.calls == 1  # switched off after the first failure
     assert sorted(e.step for e in run.events() if isinstance(e, StepLogged)) == [2, 4]
 
@@ -307,16 +317,29 @@ def test_events_to_tracker_calls_including_a_system_event():
 
     said = []
     sink = Recorder(Run(), Exp(), None, lambda m, level: said.append((level, m)))
-    sink.emit(StepLogged(step=2, epoch=0.5, loss=1.5, learning_rate=1e-3, grad_norm=0.7, tokens_per_s=900.0,
-                         parts={"mlm_loss": 1.0}))
+    sink.emit(
+        StepLogged(
+            step=2, epoch=0.5, loss=1.5, learning_rate=1e-3, grad_norm=0.7, tokens_per_s=900.0, parts={"mlm_loss": 1.0}
+        )
+    )
     sink.emit(SystemSampled(cpu_percent=55.0, gpus=[{"util": 80, "name": "H100"}]))
     sink.emit(EvalFinished(epoch=1, step=4, split="test", metrics={"accuracy": 0.75, "note": "x", "ok": True}))
     sink.emit(RunFinished(status="finished", results={"accuracy": 0.75, "model": "path"}))
     sink.emit(StatusChanged(status="finished"))
     assert calls == [
         ("start", {"name": "pre", "learning_rate": 0.001, "run_id": "r1"}),
-        ("log", 2, {"train/loss": 1.5, "train/learning_rate": 1e-3, "train/epoch": 0.5, "train/grad_norm": 0.7,
-                    "train/tokens_per_s": 900.0, "train/mlm_loss": 1.0}),
+        (
+            "log",
+            2,
+            {
+                "train/loss": 1.5,
+                "train/learning_rate": 1e-3,
+                "train/epoch": 0.5,
+                "train/grad_norm": 0.7,
+                "train/tokens_per_s": 900.0,
+                "train/mlm_loss": 1.0,
+            },
+        ),
         ("log", 2, {"system/cpu_percent": 55.0, "system/gpus/0/util": 80.0}),
         ("log", 4, {"eval/accuracy": 0.75, "eval/epoch": 1.0}),
         ("summary", 4, {"final/accuracy": 0.75}),

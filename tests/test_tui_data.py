@@ -131,7 +131,6 @@ def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
     assert _until(queue, job, "cancelled")
 
 
-
 def test_summaries_and_formatting(tmp_path):
     write_history(tmp_path)
     cache = SummaryCache()
@@ -145,7 +144,10 @@ def test_summaries_and_formatting(tmp_path):
     assert RunStore(tmp_path / "nothing").runs() == [] and cache.load(RunStore(tmp_path / "nothing")) == []
     assert short_id("20261129-152312-160143-abe0") == "11-29 15:23:12"
     assert result_summary({"final": {"accuracy": 0.91234, "f1": 0.5}}) == "accuracy 0.9123"
-    assert compact_value({"matrix": [[50, 3], [4, 43]], "labels": ["neg", "pos"]}) == "matrix: [50 3; 4 43], labels: [neg, pos]"
+    assert (
+        compact_value({"matrix": [[50, 3], [4, 43]], "labels": ["neg", "pos"]})
+        == "matrix: [50 3; 4 43], labels: [neg, pos]"
+    )
     step = StepLogged(step=20, epoch=0.5, loss=1.0, learning_rate=1e-3, total_steps=168, eta_s=218.0)
     assert progress_text(step) == "step 20/168 11% ETA 3m38s"
     assert progress_text(step, active=False) == "step 20/168 11%"

@@ -33,6 +33,7 @@ def test_quit_without_jobs_exits_at_once(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
             await pilot.press("q")
             assert await wait_for(pilot, lambda: not app.is_running, timeout=3)
+
     drive(go())
 
 
@@ -132,10 +133,19 @@ def test_sighup_real_signal_in_a_subprocess(tmp_path):
     script = tmp_path / "console.py"
     script.write_text(SIGHUP_SCRIPT)
     gate = tmp_path / "release"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LMCONSOLE_JOB_RUNNER": "tui.testing:process_runner",
-           "LMCONSOLE_FAKE": json.dumps({"params": {"gate_file": str(gate)}})}
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "LMCONSOLE_JOB_RUNNER": "tui.testing:process_runner",
+        "LMCONSOLE_FAKE": json.dumps({"params": {"gate_file": str(gate)}}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         status = lambda: [json.loads(p.read_text())["status"] for p in (tmp_path / "runs").glob("params/*/status.json")]
@@ -189,8 +199,14 @@ def test_first_frame_is_fast_and_light(tmp_path):
     script = tmp_path / "first.py"
     script.write_text(FIRST_FRAME_SCRIPT)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
     total = time.perf_counter() - t0
     assert "HEAVY -" in out.stdout, out.stdout + out.stderr
     first = float(out.stdout.split("FIRST_FRAME")[1].split()[0])
@@ -234,8 +250,12 @@ def test_real_tiny_job_from_the_console(tmp_path):
             await pilot.press("r", "2", "enter")
             assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
             screen = app.screen
-            done = await wait_for(pilot, lambda: screen.state is not None and screen.state.status in ("finished", "failed"),
-                                  timeout=150, step=0.2)
+            done = await wait_for(
+                pilot,
+                lambda: screen.state is not None and screen.state.status in ("finished", "failed"),
+                timeout=150,
+                step=0.2,
+            )
             job = app.queue.jobs[0]
             assert done and job.status == "finished", (job.status, job.reason)
             await pilot.pause(0.3)
@@ -248,4 +268,5 @@ def test_real_tiny_job_from_the_console(tmp_path):
             assert await wait_for(pilot, lambda: screen.query_one("#table-view").table is not None)
             assert screen.query_one("#table-view").table.name == "epochs"
             assert len(screen.query_one("#table-view").table.rows) == 2
+
     drive(go())

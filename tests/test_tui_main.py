@@ -42,6 +42,7 @@ def test_startup_lists_experiments_with_latest_run_status(tmp_path):
             assert pane.statuses["finetune"][0] == "failed"
             assert "pretrain" in text.split("finetune", 1)[1]  # its dependency column
             assert app.focused is pane.table
+
     drive(go())
 
 
@@ -61,6 +62,7 @@ def test_filter_and_escape(tmp_path):
             assert "no match" in screen_text(app)
             await pilot.press("escape")  # esc in the filter line drops it
             assert pane.table.row_count == 4 and app.focused is pane.table
+
     drive(go())
 
 
@@ -76,6 +78,7 @@ def test_run_queues_missing_dependency_first(tmp_path):
             await pilot.press("2")
             assert await wait_for(pilot, lambda: "finished" in screen_text(app))
             assert app.screen.query_one(JobsPane).table.row_count == 2
+
     drive(go())
 
 
@@ -91,6 +94,7 @@ def test_marks_queue_several(tmp_path):
             await pilot.press("r")
             assert [j.experiment for j in app.queue.jobs] == ["params", "baseline"]
             assert pane.marked == set()
+
     drive(go())
 
 
@@ -122,6 +126,7 @@ def test_pause_resume_cancel_retry_from_jobs_tab(tmp_path):
             assert len(app.queue.store.runs("pretrain")) == n_runs  # resumed, no new run
             await pilot.press("c", "y")
             assert await wait_for(pilot, lambda: job.status == "cancelled")
+
     drive(go())
 
 
@@ -138,6 +143,7 @@ def test_failed_job_shows_reason_and_queue_goes_on(tmp_path):
             # the failed job's whole reason on the status line when highlighted
             await pilot.press("down", "up")
             assert "baseline failed: RuntimeError: CUDA out of memory" in screen_text(app)
+
     drive(go())
 
 
@@ -163,6 +169,7 @@ def test_move_queued_jobs(tmp_path):
             await pilot.press("c", "y")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "cancelled")
             assert await wait_for(pilot, lambda: all(j.done for j in app.queue.jobs))
+
     drive(go())
 
 
@@ -192,6 +199,7 @@ def test_runs_tab_history_select_control(tmp_path):
             assert await wait_for(pilot, lambda: app.queue.jobs and app.queue.jobs[0].done)
             assert app.queue.jobs[0].run.run_id == "20260102-100000-000000-cccc"  # that run, resumed
             assert app.queue.jobs[0].status == "finished"
+
     drive(go())
 
 
@@ -222,6 +230,7 @@ def test_runs_of_another_process_are_controlled_via_requests(tmp_path):
             assert runs.table.row_count == 1
         other.shutdown(timeout=5)
         assert not any(t.name.startswith("job-") and t.is_alive() for t in threading.enumerate())
+
     drive(go())
 
 
@@ -238,4 +247,5 @@ def test_empty_runs_dir_and_no_experiments_runs(tmp_path):
             assert await wait_for(pilot, lambda: "no runs on disk yet" in screen_text(app))
             await pilot.press("v", "e", "p", "c", "R", "space")  # nothing selected: no-ops, no crash
             assert isinstance(app.screen, MainScreen)
+
     drive(go())

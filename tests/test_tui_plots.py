@@ -49,8 +49,10 @@ def test_metric_scales_and_best():
 
 
 def test_results_rows_final_best_history_and_headline():
-    evals = [EvalFinished(epoch=e, step=e, split="validation", metrics={"accuracy": a, "n": 500})
-             for e, a in enumerate([0.5, 0.9, 0.8])]
+    evals = [
+        EvalFinished(epoch=e, step=e, split="validation", metrics={"accuracy": a, "n": 500})
+        for e, a in enumerate([0.5, 0.9, 0.8])
+    ]
     results = {"final": {"accuracy": 0.8, "n": 500, "majority_baseline": 0.528, "note": "x" * 40}}
     headers, rows, texts = results_rows(evals, results)
     assert headers == ["metric", "final", "best (ep)", "ep 0", "ep 1", "ep 2"]
@@ -64,8 +66,7 @@ def test_results_rows_final_best_history_and_headline():
 
 
 def test_config_diff_lists_only_differing_keys():
-    rows = config_diff([{"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1},
-                        {"name": "b", "lr": 3e-4, "epochs": 3}])
+    rows = config_diff([{"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1}, {"name": "b", "lr": 3e-4, "epochs": 3}])
     assert rows == [("lr", 1e-3, 3e-4), ("seed", 1, None)]
 
 

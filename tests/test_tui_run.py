@@ -75,6 +75,7 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
             await pilot.press("p")  # finished: nothing to pause
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
+
     drive(go())
 
 
@@ -97,6 +98,7 @@ def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path
             # final, best (its epoch), then the history per epoch
             assert accuracy_line.split()[1:] == ["0.7", "0.7", "(2)", "0.5", "0.6", "0.7"], accuracy_line
             assert "[sic]" in text  # the note is shown below the table, as text (not markup)
+
     drive(go())
 
 
@@ -109,6 +111,7 @@ def test_disk_run_with_corrupt_events_line(tmp_path):
             assert screen.state.status == "interrupted"
             assert len(screen.state.steps) == 6  # the torn and non-JSON lines are skipped
             assert "interrupted: the process running this job stopped" in screen_text(app)
+
     drive(go())
 
 
@@ -125,6 +128,7 @@ def test_failed_run_without_tables_shows_reason_and_traceback(tmp_path):
             assert "hint: see the traceback in the log" in text
             await pilot.press("enter")
             from tui.screens.dialogs import TextDialog
+
             assert await wait_for(pilot, lambda: isinstance(app.screen, TextDialog))
             assert "RuntimeError: boom" in screen_text(app)
             await pilot.press("escape")
@@ -136,6 +140,7 @@ def test_failed_run_without_tables_shows_reason_and_traceback(tmp_path):
             await pilot.press("escape")
             await pilot.press("4")
             assert any("Traceback" in line.text for line in screen.query_one(RichLog).lines)
+
     drive(go())
 
 
@@ -169,6 +174,7 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
             # where it went, on screen (a notification; the path may wrap)
             assert await wait_for(pilot, lambda: any(str(folder) in n.message for n in app._notifications))
             assert await wait_for(pilot, lambda: "exported table" in screen_text(app))
+
     drive(go())
 
 
@@ -186,6 +192,7 @@ def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
             assert folder.parent.name == "out"  # each export makes its own folder under the chosen one
             names = {p.name for p in written}
             assert {"epochs.csv", "epochs.md", "epochs.tex", "epochs.json", "comparison.md"} <= names
+
     drive(go())
 
 
@@ -218,6 +225,7 @@ def test_compare_selected_runs_and_export(tmp_path, monkeypatch):
             app.last_export = None
             await pilot.press("e", "enter")
             assert await wait_for(pilot, lambda: app.last_export is not None)
+
     drive(go())
 
 
@@ -241,13 +249,18 @@ def test_help_and_command_palette(tmp_path):
             assert "Run experiment baseline" in screen_text(app)
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: [j.experiment for j in app.queue.jobs] == ["baseline"])
+
     drive(go())
 
 
 def test_manifest_error_view_and_reload(tmp_path):
     async def go():
-        app = make_app(tmp_path, manifest="[settings]\nrunz = 1\n[[experiment]]\nname = 'a'\ntask = 'pretrain'\n"
-                                           "model = 'bert-micro'\nepochs = 'x'\n", history=False)
+        app = make_app(
+            tmp_path,
+            manifest="[settings]\nrunz = 1\n[[experiment]]\nname = 'a'\ntask = 'pretrain'\n"
+            "model = 'bert-micro'\nepochs = 'x'\n",
+            history=False,
+        )
         async with app.run_test(size=SIZE) as pilot:
             assert await wait_for(pilot, lambda: isinstance(app.screen, ManifestErrorScreen))
             text = screen_text(app)
@@ -269,6 +282,7 @@ def test_manifest_error_view_and_reload(tmp_path):
             await pilot.press("ctrl+r")
             assert await wait_for(pilot, lambda: "baseline2" in screen_text(app))
             assert "still using the last good version" not in screen_text(app)
+
     drive(go())
 
 
@@ -337,9 +351,12 @@ def test_palette_lists_our_commands_first_one_quit_and_finds_pause(tmp_path):
             await pilot.press("ctrl+p")
             await pilot.pause(0.3)
             await pilot.press(*"pause")
-            assert await wait_for(pilot, lambda: f"Pause/resume job #{app.queue.jobs[0].id} pretrain (running)" in screen_text(app))
+            assert await wait_for(
+                pilot, lambda: f"Pause/resume job #{app.queue.jobs[0].id} pretrain (running)" in screen_text(app)
+            )
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "paused")
             app.queue.cancel(app.queue.jobs[0])
             assert await wait_for(pilot, lambda: app.queue.jobs[0].done)
+
     drive(go())

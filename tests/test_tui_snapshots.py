@@ -52,13 +52,17 @@ def test_run_view_curves(snap_compare, tmp_path, size):
 
 # -- the screens researchers read, at 80x24, on fabricated finished runs (issue 15) -----------------
 
+
 async def open_screen(pilot, screen, keys=()):
     """Push ``screen`` over the main screen, wait for its data, then press ``keys``."""
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
     app.push_screen(screen)
-    ready = (lambda: len(screen.states) == len(screen.runs)) if hasattr(screen, "states") else (
-        lambda: screen.state is not None)
+    ready = (
+        (lambda: len(screen.states) == len(screen.runs))
+        if hasattr(screen, "states")
+        else (lambda: screen.state is not None)
+    )
     assert await wait_for(pilot, lambda: app.screen is screen and ready())
     await pilot.pause(0.2)
     for key in keys:

@@ -85,9 +85,13 @@ def test_run_view_plots_the_jobs_system_samples(tmp_path):
     writer.set_status("running")
     for i in range(4):
         writer.emit(StepLogged(step=i + 1, epoch=0.1 * i, loss=5.0 - i, learning_rate=1e-4, time=1000.0 + 30 * i))
-        writer.emit(SystemSampled(host={"cpu_percent": 50.0 + i, "ram_used_mb": 1000.0 + 10 * i},
-                                  gpus=[{"index": 0, "util_percent": 80.0 + i, "memory_used_mb": 2000.0}],
-                                  time=1000.0 + 30 * i))
+        writer.emit(
+            SystemSampled(
+                host={"cpu_percent": 50.0 + i, "ram_used_mb": 1000.0 + 10 * i},
+                gpus=[{"index": 0, "util_percent": 80.0 + i, "memory_used_mb": 2000.0}],
+                time=1000.0 + 30 * i,
+            )
+        )
     names = [n for n, _, _ in system_series([e for e in run.events() if isinstance(e, SystemSampled)])]
     assert names == ["cpu %", "ram used MB", "gpu0 util %", "gpu0 memory MB"]
 

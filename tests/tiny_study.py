@@ -5,7 +5,7 @@ Same names, tasks and dependencies as ``experiments.toml``'s demo-* experiments
 dozen rows and one epoch each: the whole study runs in well under a minute on 2 cores.
 """
 
-TINY_STUDY = '''
+TINY_STUDY = """
 [settings]
 runs_dir = "{runs}"
 
@@ -66,7 +66,7 @@ task = "inspect"
 model = "run:demo-sst2"
 heads = ["base", "classification", "qa"]
 depends_on = ["demo-squad"]
-'''
+"""
 
 STUDY_ORDER = ("demo-params", "demo-pretrain", "demo-sst2", "demo-squad", "demo-params-finetuned")
 

@@ -45,10 +45,20 @@ class ConsoleCommands(Provider):
         if control is not None and queue is not None:
             for job in [j for j in queue.jobs if not j.done]:
                 what = f"job #{job.id} {job.experiment} ({job.status})"
-                out.append((f"Pause/resume {what}", "pause holds at the next step; resume continues",
-                            partial(control, "pause", job=job, run=job.run)))
-                out.append((f"Cancel {what}", "asks first; a running job saves a checkpoint",
-                            partial(control, "cancel", job=job, run=job.run)))
+                out.append(
+                    (
+                        f"Pause/resume {what}",
+                        "pause holds at the next step; resume continues",
+                        partial(control, "pause", job=job, run=job.run),
+                    )
+                )
+                out.append(
+                    (
+                        f"Cancel {what}",
+                        "asks first; a running job saves a checkpoint",
+                        partial(control, "cancel", job=job, run=job.run),
+                    )
+                )
         return out
 
     async def discover(self) -> Hits:

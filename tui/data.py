@@ -17,18 +17,32 @@ from dataclasses import dataclass, field
 
 from engine.cli import fmt_duration
 from engine.events import (
-    EvalFinished, LogEmitted, MetricStore, PhaseStarted, ProgressUpdated, RunStarted,
-    StepLogged, TableWritten,
+    EvalFinished,
+    LogEmitted,
+    MetricStore,
+    PhaseStarted,
+    ProgressUpdated,
+    RunStarted,
+    StepLogged,
+    TableWritten,
 )
 from engine.export import flat_results
 from engine.follow import RunFollower
 from engine.runs import Run
 from engine.status import FINAL
+
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 STATUS_ICON = {
-    "queued": "…", "running": "▶", "paused": "‖", "finished": "✓", "failed": "✗",
-    "cancelled": "■", "interrupted": "!", "blocked": "⊘", "unreadable": "?",
+    "queued": "…",
+    "running": "▶",
+    "paused": "‖",
+    "finished": "✓",
+    "failed": "✗",
+    "cancelled": "■",
+    "interrupted": "!",
+    "blocked": "⊘",
+    "unreadable": "?",
 }
 
 
@@ -187,7 +201,7 @@ class RunFeed:
                 if isinstance(ev, RunStarted) and ev.device:
                     self._device = ev.device
                 elif isinstance(ev, LogEmitted) and ev.message.startswith("device "):
-                    self._device = ev.message[len("device "):]
+                    self._device = ev.message[len("device ") :]
                 elif isinstance(ev, (PhaseStarted, ProgressUpdated)):
                     self._phase = phase_text(ev)
                 elif isinstance(ev, TableWritten):
@@ -199,7 +213,9 @@ class RunFeed:
         snap = self._store.snapshot()
         if self.job is not None and hasattr(self.job, "refresh"):
             self.job.refresh()  # the queue's view of it (rate-limited re-read of the queue on disk)
-        if self.job is not None and (run is None or self.job.status in ("queued", "blocked") or self.job.reason == "starting"):
+        if self.job is not None and (
+            run is None or self.job.status in ("queued", "blocked") or self.job.reason == "starting"
+        ):
             status, reason = str(self.job.status), self.job.reason or snap["reason"]
         elif run is not None:
             self._disk_status = run.status()  # status.json (+ a lock probe): cheap at 1 Hz
@@ -215,15 +231,23 @@ class RunFeed:
         elif self._settled:
             self._settled = False
         return FeedState(
-            status=status, reason=reason, steps=snap["steps"], evals=snap["evals"], logs=snap["logs"],
+            status=status,
+            reason=reason,
+            steps=snap["steps"],
+            evals=snap["evals"],
+            logs=snap["logs"],
             system=snap.get("system", []),
-            last_step=snap["last_step"], phase=self._phase, device=self._device, tables=self._tables,
+            last_step=snap["last_step"],
+            phase=self._phase,
+            device=self._device,
+            tables=self._tables,
             results=self._results,
             version=(self.generation, snap["version"], status, len(self._tables), bool(self._results), self._phase),
         )
 
 
 # -- run summaries (the history list) ---------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -269,13 +293,22 @@ class SummaryCache:
                 status = str(st.get("status", "queued"))
                 problems = run.problems()  # a bad file shows on its run's row; the other runs still show
                 summary = RunSummary(
-                    run=run, status=status, reason="; ".join(problems) or str(st.get("reason", "") or ""),
-                    task=str(cfg.get("task", "")), model=str(cfg.get("model", "")),
+                    run=run,
+                    status=status,
+                    reason="; ".join(problems) or str(st.get("reason", "") or ""),
+                    task=str(cfg.get("task", "")),
+                    model=str(cfg.get("model", "")),
                     result=result_summary(run.results()) if status in FINAL else "",
                 )
             except Exception as exc:  # noqa: BLE001 - any other surprise in one run's files
-                summary = RunSummary(run=run, status="unreadable", reason=f"unreadable: {run.path.name}: {exc}"[:200],
-                                     task="", model="", result="")
+                summary = RunSummary(
+                    run=run,
+                    status="unreadable",
+                    reason=f"unreadable: {run.path.name}: {exc}"[:200],
+                    task="",
+                    model="",
+                    result="",
+                )
             self._cache[key] = (mtime, summary)
             out.append(summary)
         return out

@@ -92,8 +92,10 @@ def run(app, headless: bool = False) -> int:
             jobs = pending_jobs(queue)
             if jobs:
                 running = sum(1 for j in jobs if j.active)
-                _say(f"lmconsole: {running} job(s) running, {len(jobs) - running} waiting, each in its own process; "
-                     "`lmconsole queue` lists them, `lmconsole` reopens the console")
+                _say(
+                    f"lmconsole: {running} job(s) running, {len(jobs) - running} waiting, each in its own process; "
+                    "`lmconsole queue` lists them, `lmconsole` reopens the console"
+                )
         hangup.restore()
     if hangup.fired:
         return 0

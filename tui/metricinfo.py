@@ -41,8 +41,11 @@ def higher_is_better(name: str) -> bool | None:
 def best_of(values: list, name: str) -> tuple[int, float] | None:
     """(index, value) of the best finite value, or None when "best" means nothing for ``name``."""
     direction = higher_is_better(name)
-    pairs = [(i, float(v)) for i, v in enumerate(values)
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    pairs = [
+        (i, float(v))
+        for i, v in enumerate(values)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     if direction is None or not pairs:
         return None
     pick = max if direction else min

@@ -17,8 +17,18 @@ import traceback
 from pathlib import Path
 
 from engine.events import (
-    CheckpointSaved, EvalFinished, FanoutSink, JobFailed, LogEmitted, PhaseStarted, RunFinished,
-    RunStarted, StatusChanged, StepLogged, TableWritten, to_json,
+    CheckpointSaved,
+    EvalFinished,
+    FanoutSink,
+    JobFailed,
+    LogEmitted,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+    StepLogged,
+    TableWritten,
+    to_json,
 )
 from engine.jobs import Cancelled, JobContext
 from engine.runs import Run, RunStore, RunWriter, atomic_write_json
@@ -69,6 +79,7 @@ def write_manifest(folder: Path, text: str = MANIFEST) -> Path:
 
 # -- made-up metrics -------------------------------------------------------------------
 
+
 def _loss(step: int) -> float:
     return 2.0 + 6.0 * math.exp(-step / 15.0)
 
@@ -79,92 +90,170 @@ def _lr(step: int, total: int) -> float:
 
 
 def _eval(epoch: int) -> dict:
-    return {"mlm_perplexity": round(900.0 / (1 + 2 * epoch), 3), "mlm_loss": round(6.8 - 0.5 * epoch, 3),
-            "accuracy": round(0.5 + 0.1 * epoch, 3), "sequences": 16}
+    return {
+        "mlm_perplexity": round(900.0 / (1 + 2 * epoch), 3),
+        "mlm_loss": round(6.8 - 0.5 * epoch, 3),
+        "accuracy": round(0.5 + 0.1 * epoch, 3),
+        "sequences": 16,
+    }
 
 
 def _classify_eval(epoch: int) -> dict:
     acc = round(min(0.97, 0.48 + 0.045 * epoch), 3)
     wrong = round(500 * (1 - acc))
-    return {"accuracy": acc, "precision": round(acc + 0.01, 3), "recall": round(acc - 0.01, 3),
-            "f1": round(acc + 0.002, 3), "macro_f1": round(acc - 0.001, 3), "majority_baseline": 0.528,
-            "confusion_matrix": [[236 - wrong // 2, wrong // 2], [wrong - wrong // 2, 264 - wrong + wrong // 2]],
-            "classes": [0, 1], "class_names": ["negative", "positive"], "majority_class": 1, "n": 500,
-            "eval_split": "validation"}
+    return {
+        "accuracy": acc,
+        "precision": round(acc + 0.01, 3),
+        "recall": round(acc - 0.01, 3),
+        "f1": round(acc + 0.002, 3),
+        "macro_f1": round(acc - 0.001, 3),
+        "majority_baseline": 0.528,
+        "confusion_matrix": [[236 - wrong // 2, wrong // 2], [wrong - wrong // 2, 264 - wrong + wrong // 2]],
+        "classes": [0, 1],
+        "class_names": ["negative", "positive"],
+        "majority_class": 1,
+        "n": 500,
+        "eval_split": "validation",
+    }
 
 
 def _qa_eval(epoch: int) -> dict:
     f1 = round(36.0 + 4.2 * epoch, 2)
-    return {"exact": round(f1 - 3.1, 2), "f1": f1, "total": 250, "HasAns_exact": round(f1 - 1.1, 2),
-            "HasAns_f1": round(f1 + 2.0, 2), "HasAns_total": 160, "NoAns_exact": round(f1 - 4.0, 2),
-            "NoAns_f1": round(f1 - 4.0, 2), "NoAns_total": 90, "best_exact": round(f1 - 2.5, 2),
-            "best_f1": round(f1 + 0.8, 2), "bleu": round(0.02 * epoch, 3), "rougeL": round(0.3 + 0.05 * epoch, 3),
-            "meteor": round(0.2 + 0.04 * epoch, 3), "empty_baseline_f1": 36.0}
+    return {
+        "exact": round(f1 - 3.1, 2),
+        "f1": f1,
+        "total": 250,
+        "HasAns_exact": round(f1 - 1.1, 2),
+        "HasAns_f1": round(f1 + 2.0, 2),
+        "HasAns_total": 160,
+        "NoAns_exact": round(f1 - 4.0, 2),
+        "NoAns_f1": round(f1 - 4.0, 2),
+        "NoAns_total": 90,
+        "best_exact": round(f1 - 2.5, 2),
+        "best_f1": round(f1 + 0.8, 2),
+        "bleu": round(0.02 * epoch, 3),
+        "rougeL": round(0.3 + 0.05 * epoch, 3),
+        "meteor": round(0.2 + 0.04 * epoch, 3),
+        "empty_baseline_f1": 36.0,
+    }
 
 
 TASK_EVAL = {"classify": _classify_eval, "qa": _qa_eval}
 NOTES = {
     "classify": "labels of split 'test' are hidden (all -1, as in GLUE): evaluated on 'validation' instead, "
-                "so these numbers are validation numbers and not comparable with published test scores",
+    "so these numbers are validation numbers and not comparable with published test scores",
 }
 
 
 def epochs_table(name: str, evals: list[EvalFinished]) -> Table:
     cols = ("epoch", "mlm_perplexity", "mlm_loss", "accuracy")
-    return Table(name="epochs", columns=cols, rows=[(e.epoch, *(e.metrics.get(c) for c in cols[1:])) for e in evals],
-                 title=f"Pretraining of {name}: MLM perplexity on test")
+    return Table(
+        name="epochs",
+        columns=cols,
+        rows=[(e.epoch, *(e.metrics.get(c) for c in cols[1:])) for e in evals],
+        title=f"Pretraining of {name}: MLM perplexity on test",
+    )
 
 
 def params_tables() -> list[Table]:
     grouped = Table(
-        name="params_base", title="Parameters of base (layer 0 shown once per stack)",
+        name="params_base",
+        title="Parameters of base (layer 0 shown once per stack)",
         columns=("module", "shape", "parameters", "repeat", "subtotal", "trainable"),
-        rows=[("embeddings.word_embeddings.weight", "1000x64", 64000, "", 64000, True),
-              ("embeddings.position_embeddings.weight", "512x64", 32768, "", 32768, True),
-              ("encoder.layer.0.attention.self.query.weight", "64x64", 4096, "x2", 8192, True),
-              ("encoder.layer.0.output.dense.weight", "64x256", 16384, "x2", 32768, True),
-              ("pooler.dense.weight", "64x64", 4096, "", 4096, True),
-              ("TOTAL", "", None, "", 141824, None)],
-        notes=("141,824 parameters",))
+        rows=[
+            ("embeddings.word_embeddings.weight", "1000x64", 64000, "", 64000, True),
+            ("embeddings.position_embeddings.weight", "512x64", 32768, "", 32768, True),
+            ("encoder.layer.0.attention.self.query.weight", "64x64", 4096, "x2", 8192, True),
+            ("encoder.layer.0.output.dense.weight", "64x256", 16384, "x2", 32768, True),
+            ("pooler.dense.weight", "64x64", 4096, "", 4096, True),
+            ("TOTAL", "", None, "", 141824, None),
+        ],
+        notes=("141,824 parameters",),
+    )
     diff = Table(
-        name="params_diff_base_vs_qa", title="Parameter diff: base -> qa",
+        name="params_diff_base_vs_qa",
+        title="Parameter diff: base -> qa",
         columns=("module", "change", "base", "qa", "delta"),
-        rows=[("pooler", "removed", 4160, 0, -4160), ("qa_outputs", "added", 0, 130, 130),
-              ("TOTAL", "", 141824, 137794, -4030)],
-        notes=("141,824 -> 137,794 (-4,030)",))
+        rows=[
+            ("pooler", "removed", 4160, 0, -4160),
+            ("qa_outputs", "added", 0, 130, 130),
+            ("TOTAL", "", 141824, 137794, -4030),
+        ],
+        notes=("141,824 -> 137,794 (-4,030)",),
+    )
     return [grouped, diff]
 
 
 # -- run directories on disk (as another process would leave them) ---------------------------
 
-def write_run(root: Path, experiment: str, run_id: str, status: str = "finished", *, task: str = "pretrain",
-              model: str = "bert-micro", steps: int = 30, epochs: int = 2, reason: str = "",
-              tables: bool = True, corrupt_line: bool = False, params: bool = False, hint: str = "",
-              config: dict | None = None) -> Run:
+
+def write_run(
+    root: Path,
+    experiment: str,
+    run_id: str,
+    status: str = "finished",
+    *,
+    task: str = "pretrain",
+    model: str = "bert-micro",
+    steps: int = 30,
+    epochs: int = 2,
+    reason: str = "",
+    tables: bool = True,
+    corrupt_line: bool = False,
+    params: bool = False,
+    hint: str = "",
+    config: dict | None = None,
+) -> Run:
     """A run directory with fixed ids and times; ``status`` running/paused reads as interrupted (no owner)."""
     path = Path(root) / experiment / run_id
     (path / "tables").mkdir(parents=True, exist_ok=True)
     atomic_write_json(path / "config.json", {"name": experiment, "task": task, "model": model, **(config or {})})
-    events: list = [StatusChanged(status="running", time=T0), RunStarted(run_id=run_id, experiment=experiment, task=task,
-                                                                          device="cpu", time=T0)]
+    events: list = [
+        StatusChanged(status="running", time=T0),
+        RunStarted(run_id=run_id, experiment=experiment, task=task, device="cpu", time=T0),
+    ]
     evals = []
     if task != "inspect":
         per_epoch = max(1, steps // epochs)
         metrics_of = TASK_EVAL.get(task, _eval)
         evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
         for step in range(2, steps + 1, 2):
-            events.append(StepLogged(step=step, epoch=step / per_epoch, loss=_loss(step), learning_rate=_lr(step, steps),
-                                     total_steps=steps, parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
-                                     tokens_per_s=5000.0, eta_s=float(steps - step), memory_mb=512.0, time=T0 + 2 + step))
+            events.append(
+                StepLogged(
+                    step=step,
+                    epoch=step / per_epoch,
+                    loss=_loss(step),
+                    learning_rate=_lr(step, steps),
+                    total_steps=steps,
+                    parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+                    tokens_per_s=5000.0,
+                    eta_s=float(steps - step),
+                    memory_mb=512.0,
+                    time=T0 + 2 + step,
+                )
+            )
             if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
-                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test",
-                                          metrics=metrics_of(step // per_epoch), time=T0 + 2.5 + step))
+                evals.append(
+                    EvalFinished(
+                        epoch=step // per_epoch,
+                        step=step,
+                        split="test",
+                        metrics=metrics_of(step // per_epoch),
+                        time=T0 + 2.5 + step,
+                    )
+                )
                 events.append(evals[-1])
         events.insert(2, evals[0])
     events.append(LogEmitted(level="info", message="device cpu, fp32", time=T0 + 1))
     if status == "failed":
-        events.append(JobFailed(reason=reason or "RuntimeError: boom", hint=hint or "see the traceback in the log",
-                                traceback="Traceback (most recent call last):\nRuntimeError: boom", time=T0 + 99))
+        events.append(
+            JobFailed(
+                reason=reason or "RuntimeError: boom",
+                hint=hint or "see the traceback in the log",
+                traceback="Traceback (most recent call last):\nRuntimeError: boom",
+                time=T0 + 99,
+            )
+        )
     if status in ("finished", "cancelled", "failed"):
         events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
     lines = [to_json(e) for e in events]
@@ -197,28 +286,65 @@ def write_history(root: Path) -> list[Run]:
         write_run(root, "params", "20260101-090000-000000-aaaa", task="inspect", params=True),
         write_run(root, "pretrain", "20260101-100000-000000-bbbb", steps=30),
         write_run(root, "pretrain", "20260102-100000-000000-cccc", "running", steps=12, corrupt_line=True),
-        write_run(root, "finetune", "20260102-110000-000000-dddd", "failed", task="classify",
-                  reason="ValueError: label column 'label' not found", tables=False, steps=4),
+        write_run(
+            root,
+            "finetune",
+            "20260102-110000-000000-dddd",
+            "failed",
+            task="classify",
+            reason="ValueError: label column 'label' not found",
+            tables=False,
+            steps=4,
+        ),
     ]
 
 
 def write_task_runs(root: Path) -> dict[str, Run]:
     """One finished run per fine-tuning task and a failed one, as the demo leaves them (for snapshots)."""
     return {
-        "pretrain": write_run(root, "demo-pretrain", "20260103-090000-000000-eeee", steps=80, epochs=8,
-                              config={"epochs": 8, "learning_rate": 1e-3}),
-        "classify": write_run(root, "demo-sst2", "20260103-100000-000000-ffff", task="classify", steps=120,
-                              epochs=12, config={"epochs": 12, "learning_rate": 3e-4, "dataset": "embedded:sst2"}),
-        "qa": write_run(root, "demo-squad", "20260103-110000-000000-9999", task="qa", steps=80, epochs=8,
-                        config={"epochs": 8, "learning_rate": 3e-4, "dataset": "embedded:squad_v2"}),
-        "failed": write_run(root, "demo-sst2", "20260103-120000-000000-8888", "failed", task="classify", steps=6,
-                            epochs=2, tables=False,
-                            reason="JobError: column 'sentence' not in embedded:sst2 (columns: text, label, idx)",
-                            hint="set text_column / label_column in the manifest to one of the columns listed"),
+        "pretrain": write_run(
+            root,
+            "demo-pretrain",
+            "20260103-090000-000000-eeee",
+            steps=80,
+            epochs=8,
+            config={"epochs": 8, "learning_rate": 1e-3},
+        ),
+        "classify": write_run(
+            root,
+            "demo-sst2",
+            "20260103-100000-000000-ffff",
+            task="classify",
+            steps=120,
+            epochs=12,
+            config={"epochs": 12, "learning_rate": 3e-4, "dataset": "embedded:sst2"},
+        ),
+        "qa": write_run(
+            root,
+            "demo-squad",
+            "20260103-110000-000000-9999",
+            task="qa",
+            steps=80,
+            epochs=8,
+            config={"epochs": 8, "learning_rate": 3e-4, "dataset": "embedded:squad_v2"},
+        ),
+        "failed": write_run(
+            root,
+            "demo-sst2",
+            "20260103-120000-000000-8888",
+            "failed",
+            task="classify",
+            steps=6,
+            epochs=2,
+            tables=False,
+            reason="JobError: column 'sentence' not in embedded:sst2 (columns: text, label, idx)",
+            hint="set text_column / label_column in the manifest to one of the columns listed",
+        ),
     }
 
 
 # -- a fake job runner for JobQueue(runner=...) --------------------------------------------------
+
 
 class FakeRunner:
     """``JobQueue(manifest, runner=FakeRunner(...))``; behaviour per experiment name.
@@ -239,8 +365,19 @@ class FakeRunner:
     def options(self, name: str) -> dict:
         return {**self.default, **self.per_experiment.get(name, {})}
 
-    def __call__(self, manifest, name, sinks=(), resume=None, store=None, run=None, resume_flag=False,
-                 seen_seq=None, seed=None, group="") -> Run:
+    def __call__(
+        self,
+        manifest,
+        name,
+        sinks=(),
+        resume=None,
+        store=None,
+        run=None,
+        resume_flag=False,
+        seen_seq=None,
+        seed=None,
+        group="",
+    ) -> Run:
         """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``, ``seen_seq``)."""
         from engine.jobs import experiment_for
 
@@ -251,8 +388,9 @@ class FakeRunner:
         resume = run if is_resume else None
         writer = RunWriter(run).open()
         sink = FanoutSink([writer, *sinks])
-        ctx = JobContext(manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store,
-                         resume=resume is not None)
+        ctx = JobContext(
+            manifest=manifest, exp=exp, run=run, writer=writer, sink=sink, store=store, resume=resume is not None
+        )
         ctx._seq_seen = int(run.pending_request().get("seq", 0)) if seen_seq is None else seen_seq  # as run_experiment
         self.calls.append(name)
         try:
@@ -268,7 +406,9 @@ class FakeRunner:
         except Cancelled:
             sink.emit(CheckpointSaved(step=1, epoch=0, path="checkpoints/step-00000001"))
             sink.emit(RunFinished(status="cancelled"))
-            sink.emit(StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint"))
+            sink.emit(
+                StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint")
+            )
         except Exception as exc:  # noqa: BLE001
             reason = f"{type(exc).__name__}: {exc}"
             sink.emit(JobFailed(reason=reason, hint="see the traceback in the log", traceback=traceback.format_exc()))
@@ -291,17 +431,30 @@ class FakeRunner:
             ctx.poll()
             if opt.get("delay"):
                 time.sleep(opt["delay"])
-            ctx.emit(StepLogged(step=step, epoch=step / per_epoch, loss=_loss(step), learning_rate=_lr(step, steps),
-                                total_steps=steps, parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
-                                tokens_per_s=4000.0, eta_s=float(steps - step), memory_mb=256.0))
+            ctx.emit(
+                StepLogged(
+                    step=step,
+                    epoch=step / per_epoch,
+                    loss=_loss(step),
+                    learning_rate=_lr(step, steps),
+                    total_steps=steps,
+                    parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+                    tokens_per_s=4000.0,
+                    eta_s=float(steps - step),
+                    memory_mb=256.0,
+                )
+            )
             if opt.get("fail"):
                 raise RuntimeError(opt["fail"])
             while opt.get("block"):
                 ctx.poll()  # raises Cancelled on cancel; holds while paused
                 time.sleep(0.02)
             if step % per_epoch == 0:
-                evals.append(EvalFinished(epoch=step // per_epoch, step=step, split="test",
-                                          metrics={**_eval(step // per_epoch), **extra}))
+                evals.append(
+                    EvalFinished(
+                        epoch=step // per_epoch, step=step, split="test", metrics={**_eval(step // per_epoch), **extra}
+                    )
+                )
                 ctx.emit(evals[-1])
                 path = ctx.writer.write_table(epochs_table(ctx.exp.name, evals))
                 ctx.emit(TableWritten(name="epochs", path=str(path)))
@@ -335,8 +488,16 @@ def screen_text(app) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system=None, record=True, legacy_windows=False, safe_box=False)
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system=None,
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
 

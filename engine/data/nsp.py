@@ -102,8 +102,9 @@ def encode_pair(a: list[int], b: list[int], cls_id: int, sep_id: int) -> tuple[l
     return ids, types
 
 
-def mask_tokens(input_ids, special, mask_id: int, vocab_size: int, mlm_probability: float,
-                max_predictions: int, generator):
+def mask_tokens(
+    input_ids, special, mask_id: int, vocab_size: int, mlm_probability: float, max_predictions: int, generator
+):
     """BERT masking, vectorised: per row ``min(max_pred, max(1, round(p * n)))`` positions.
 
     ``special`` marks [CLS]/[SEP]/[PAD] (never chosen). Of the chosen positions

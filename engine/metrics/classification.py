@@ -70,8 +70,7 @@ def classification_metrics(
     if num_labels is not None:
         outside = sorted(c for c in seen if not 0 <= c < num_labels)
         if outside:
-            raise ValueError(
-                f"classes {outside} outside 0..{num_labels - 1} (num_labels={num_labels})")
+            raise ValueError(f"classes {outside} outside 0..{num_labels - 1} (num_labels={num_labels})")
         classes = list(range(num_labels))
     else:
         classes = sorted(seen)

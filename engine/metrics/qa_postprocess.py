@@ -63,8 +63,7 @@ def _prepare(examples, features, start_logits, end_logits, n_best_size):
     end = np.asarray(end_logits, dtype=np.float64)
     if start.ndim != 2 or start.shape != end.shape or start.shape[0] != len(features):
         raise ValueError(
-            f"start/end logits must both be [n_features={len(features)}, seq]; "
-            f"got {start.shape} and {end.shape}"
+            f"start/end logits must both be [n_features={len(features)}, seq]; got {start.shape} and {end.shape}"
         )
     id_to_index = {ex["id"]: i for i, ex in enumerate(examples)}
     ex_idx = np.empty(len(features), dtype=np.int64)
@@ -173,8 +172,10 @@ def postprocess_qa(
     length = ei[:, None, :] - si[:, :, None] + 1
     span_end = np.minimum(e_char[:, None, :], ctx_len[ex_idx][:, None, None])
     valid = (
-        (s_char[:, :, None] >= 0) & (e_char[:, None, :] >= 0)
-        & (length >= 1) & (length <= max_answer_length)
+        (s_char[:, :, None] >= 0)
+        & (e_char[:, None, :] >= 0)
+        & (length >= 1)
+        & (length <= max_answer_length)
         & (span_end > s_char[:, :, None])  # non-empty text
     )
     s_val = np.take_along_axis(start, si, axis=1)
@@ -191,9 +192,12 @@ def postprocess_qa(
     c_si, c_ei = (top // n).ravel()[keep], (top % n).ravel()[keep]
     c_score = c_score[keep]
     cols = {
-        "start_tok": si[c_feat, c_si], "end_tok": ei[c_feat, c_ei],
-        "start_logit": s_val[c_feat, c_si], "end_logit": e_val[c_feat, c_ei],
-        "a": s_char[c_feat, c_si], "b": e_char[c_feat, c_ei],
+        "start_tok": si[c_feat, c_si],
+        "end_tok": ei[c_feat, c_ei],
+        "start_logit": s_val[c_feat, c_si],
+        "end_logit": e_val[c_feat, c_ei],
+        "a": s_char[c_feat, c_si],
+        "b": e_char[c_feat, c_ei],
     }
     c_null = np.zeros(len(c_score), dtype=bool)
 
@@ -205,8 +209,14 @@ def postprocess_qa(
         first = np.r_[True, ex_idx[order][1:] != ex_idx[order][:-1]]
         nf = order[first]
         zeros = np.zeros(len(nf), dtype=np.int64)
-        extra = {"start_tok": zeros, "end_tok": zeros, "start_logit": start[nf, 0],
-                 "end_logit": end[nf, 0], "a": zeros, "b": zeros}
+        extra = {
+            "start_tok": zeros,
+            "end_tok": zeros,
+            "start_logit": start[nf, 0],
+            "end_logit": end[nf, 0],
+            "a": zeros,
+            "b": zeros,
+        }
         cols = {key: np.concatenate([col, extra[key]]) for key, col in cols.items()}
         c_feat = np.concatenate([c_feat, nf])
         c_score = np.concatenate([c_score, null[nf]])
@@ -241,14 +251,26 @@ def postprocess_qa(
     for i, ex in enumerate(examples):
         ctx = ex["context"]
         nbest[ex["id"]] = [
-            {"text": "" if null_l[c] else ctx[a_l[c]:b_l[c]], "start_logit": sl_l[c],
-             "end_logit": el_l[c], "score": score_l[c], "probability": prob_l[j]}
-            for j, c in enumerate(sel_l[bounds[i]:bounds[i + 1]], start=bounds[i])
+            {
+                "text": "" if null_l[c] else ctx[a_l[c] : b_l[c]],
+                "start_logit": sl_l[c],
+                "end_logit": el_l[c],
+                "score": score_l[c],
+                "probability": prob_l[j],
+            }
+            for j, c in enumerate(sel_l[bounds[i] : bounds[i + 1]], start=bounds[i])
         ]
         b, z = best_l[i], null_of_l[i]
-        _decide(ex["id"], ctx[a_l[b]:b_l[b]] if b >= 0 else None, score_l[b] if b >= 0 else None,
-                score_l[z] if z >= 0 else None, null_score_diff_threshold,
-                version_2_with_negative, preds, na_scores)
+        _decide(
+            ex["id"],
+            ctx[a_l[b] : b_l[b]] if b >= 0 else None,
+            score_l[b] if b >= 0 else None,
+            score_l[z] if z >= 0 else None,
+            null_score_diff_threshold,
+            version_2_with_negative,
+            preds,
+            na_scores,
+        )
     return preds, na_scores, nbest
 
 
@@ -290,7 +312,7 @@ def postprocess_qa_reference(
                         continue
                     if b < a or b - a + 1 > max_answer_length:
                         continue
-                    text = ctx[oa[0]:ob[1]]
+                    text = ctx[oa[0] : ob[1]]
                     if not text:
                         continue
                     sc = float(s[a]) + float(e[b])
@@ -308,6 +330,14 @@ def postprocess_qa_reference(
         ]
         spans = [c for c in cands if not c[0][1]]
         best_text, best_score = (spans[0][1], spans[0][4]) if spans else (None, None)
-        _decide(ex["id"], best_text, best_score, null[4] if null else None,
-                null_score_diff_threshold, version_2_with_negative, preds, na_scores)
+        _decide(
+            ex["id"],
+            best_text,
+            best_score,
+            null[4] if null else None,
+            null_score_diff_threshold,
+            version_2_with_negative,
+            preds,
+            na_scores,
+        )
     return preds, na_scores, nbest

@@ -24,15 +24,20 @@ __all__ = ["Scale", "metric_scale", "metric_label", "same_axis", "SCALES"]
 
 @dataclass(frozen=True)
 class Scale:
-    unit: str            # "0-1", "0-100", "count", "ppl", "nats", "s", "score", ""
-    lo: float | None     # axis bounds where fixed
+    unit: str  # "0-1", "0-100", "count", "ppl", "nats", "s", "score", ""
+    lo: float | None  # axis bounds where fixed
     hi: float | None
     higher_is_better: bool | None = True
 
     @property
     def label(self) -> str:
-        return {"ppl": ">= 1, lower is better", "nats": "nats", "count": "count", "s": "seconds",
-                "score": "no-answer score"}.get(self.unit, self.unit)
+        return {
+            "ppl": ">= 1, lower is better",
+            "nats": "nats",
+            "count": "count",
+            "s": "seconds",
+            "score": "no-answer score",
+        }.get(self.unit, self.unit)
 
 
 UNIT = Scale("0-1", 0.0, 1.0)
@@ -44,22 +49,53 @@ SECONDS = Scale("s", 0.0, None, None)
 THRESH = Scale("score", None, None, None)
 UNKNOWN = Scale("", None, None, None)
 
-_SQUAD_PERCENT = {"exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
-                  "best_f1", "empty_baseline_f1"}
+_SQUAD_PERCENT = {
+    "exact",
+    "f1",
+    "HasAns_exact",
+    "HasAns_f1",
+    "NoAns_exact",
+    "NoAns_f1",
+    "best_exact",
+    "best_f1",
+    "empty_baseline_f1",
+}
 SCALES: dict[str, Scale] = {
     # classification (sklearn conventions)
-    "accuracy": UNIT, "precision": UNIT, "recall": UNIT, "macro_f1": UNIT, "majority_baseline": UNIT,
+    "accuracy": UNIT,
+    "precision": UNIT,
+    "recall": UNIT,
+    "macro_f1": UNIT,
+    "majority_baseline": UNIT,
     # pretraining
-    "mlm_accuracy": UNIT, "nsp_accuracy": UNIT, "mlm_perplexity": PPL, "pseudo_perplexity": PPL,
-    "mlm_loss": NATS, "train_loss": NATS, "masked_tokens": COUNT, "sequences": COUNT,
+    "mlm_accuracy": UNIT,
+    "nsp_accuracy": UNIT,
+    "mlm_perplexity": PPL,
+    "pseudo_perplexity": PPL,
+    "mlm_loss": NATS,
+    "train_loss": NATS,
+    "masked_tokens": COUNT,
+    "sequences": COUNT,
     # answer-text metrics (over answerable questions)
-    "bleu": UNIT, "rouge1": UNIT, "rouge2": UNIT, "rougeL": UNIT, "rougeLsum": UNIT, "meteor": UNIT,
-    "sacrebleu": PERCENT, "no_answer_rate": UNIT,
+    "bleu": UNIT,
+    "rouge1": UNIT,
+    "rouge2": UNIT,
+    "rougeL": UNIT,
+    "rougeLsum": UNIT,
+    "meteor": UNIT,
+    "sacrebleu": PERCENT,
+    "no_answer_rate": UNIT,
     # squad_v2 (official script: 0-100)
     **{k: PERCENT for k in _SQUAD_PERCENT},
-    "total": COUNT, "HasAns_total": COUNT, "NoAns_total": COUNT, "n_answerable": COUNT, "n": COUNT,
-    "best_exact_thresh": THRESH, "best_f1_thresh": THRESH,
-    "elapsed_s": SECONDS, "epoch": COUNT,
+    "total": COUNT,
+    "HasAns_total": COUNT,
+    "NoAns_total": COUNT,
+    "n_answerable": COUNT,
+    "n": COUNT,
+    "best_exact_thresh": THRESH,
+    "best_f1_thresh": THRESH,
+    "elapsed_s": SECONDS,
+    "epoch": COUNT,
 }
 # names whose scale depends on the task
 _BY_TASK = {("f1", "classify"): UNIT, ("f1", "qa"): PERCENT, ("exact", "qa"): PERCENT}

@@ -55,10 +55,19 @@ __all__ = [
 
 #: Result keys, in the order the official script prints them.
 SQUAD_V2_KEYS = (
-    "exact", "f1", "total",
-    "HasAns_exact", "HasAns_f1", "HasAns_total",
-    "NoAns_exact", "NoAns_f1", "NoAns_total",
-    "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh",
+    "exact",
+    "f1",
+    "total",
+    "HasAns_exact",
+    "HasAns_f1",
+    "HasAns_total",
+    "NoAns_exact",
+    "NoAns_f1",
+    "NoAns_total",
+    "best_exact",
+    "best_exact_thresh",
+    "best_f1",
+    "best_f1_thresh",
 )
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -181,8 +190,7 @@ def squad_v2_score(
 
     has_qids = [q for q in qids if has_ans[q]]
     no_qids = [q for q in qids if not has_ans[q]]
-    best_exact, best_exact_thresh = _find_best_thresh(
-        qids, predictions, exact_raw, na_probs, has_ans)
+    best_exact, best_exact_thresh = _find_best_thresh(qids, predictions, exact_raw, na_probs, has_ans)
     best_f1, best_f1_thresh = _find_best_thresh(qids, predictions, f1_raw, na_probs, has_ans)
     return {
         "exact": _mean(exact_th, qids),

@@ -42,10 +42,12 @@ VARIANTS = {
     "bleu": "evaluate/nmt BLEU-4, 13a tokenizer, no smoothing, shortest reference length, 0-1",
     "rouge": "rouge_score F1, mean over answers, max over references, no stemmer, 0-1",
     "meteor": "nltk METEOR without WordNet synonyms (exact+stem), regex word/punctuation "
-              "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1",
+    "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1",
 }
-METEOR_WORDNET = ("nltk METEOR with WordNet {version} synonyms (exact+stem+synonym), regex word/punctuation "
-                  "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1")
+METEOR_WORDNET = (
+    "nltk METEOR with WordNet {version} synonyms (exact+stem+synonym), regex word/punctuation "
+    "tokens, alpha 0.9 beta 3 gamma 0.5, max over references, 0-1"
+)
 SACREBLEU = "sacrebleu corpus BLEU, closest reference length, 0-100; signature {signature}"
 
 # mteval-v13a rules, as in sacrebleu's TokenizerRegexp (language-dependent part).
@@ -61,8 +63,7 @@ _13A_RULES = (
 def _tokenize_13a_cached(line: str) -> tuple[str, ...]:
     line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
     if "&" in line:
-        line = (line.replace("&quot;", '"').replace("&amp;", "&")
-                .replace("&lt;", "<").replace("&gt;", ">"))
+        line = line.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
     line = f" {line} "
     for pattern, repl in _13A_RULES:
         line = pattern.sub(repl, line)
@@ -78,7 +79,7 @@ def _ngrams(tokens: Sequence[str], max_order: int) -> collections.Counter:
     counts: collections.Counter = collections.Counter()
     for order in range(1, max_order + 1):
         for i in range(len(tokens) - order + 1):
-            counts[tuple(tokens[i:i + order])] += 1
+            counts[tuple(tokens[i : i + order])] += 1
     return counts
 
 
@@ -149,9 +150,7 @@ def bleu(
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
-def rouge(
-    predictions: Sequence[str], references: Sequence[Sequence[str]], use_stemmer: bool = False
-) -> dict:
+def rouge(predictions: Sequence[str], references: Sequence[Sequence[str]], use_stemmer: bool = False) -> dict:
     """Mean rouge_score F-measure per type, max over each example's references (0-1)."""
     from rouge_score import rouge_scorer  # imports nltk: pay for it only when used
 
@@ -223,22 +222,29 @@ def meteor(
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     wn = wordnet_reader() if synonyms is not False else None
     if synonyms and wn is None:
-        raise LookupError("METEOR with synonyms needs WordNet: apt-get install -y wordnet-base wordnet-sense-index "
-                          "&& python scripts/install_wordnet.py /usr/share/nltk_data")
+        raise LookupError(
+            "METEOR with synonyms needs WordNet: apt-get install -y wordnet-base wordnet-sense-index "
+            "&& python scripts/install_wordnet.py /usr/share/nltk_data"
+        )
     stemmer, wordnet = PorterStemmer(), (wn if wn is not None else _NoSynonyms())
     scores = []
     for pred, refs in zip(predictions, references):
         refs = [refs] if isinstance(refs, str) else refs
-        scores.append(nltk_meteor(
-            [meteor_tokens(r) for r in refs], meteor_tokens(pred), stemmer=stemmer,
-            wordnet=wordnet, alpha=alpha, beta=beta, gamma=gamma,
-        ))
+        scores.append(
+            nltk_meteor(
+                [meteor_tokens(r) for r in refs],
+                meteor_tokens(pred),
+                stemmer=stemmer,
+                wordnet=wordnet,
+                alpha=alpha,
+                beta=beta,
+                gamma=gamma,
+            )
+        )
     return {"meteor": math.fsum(scores) / len(scores) if scores else 0.0}
 
 
-def answer_text_metrics(
-    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]
-) -> dict:
+def answer_text_metrics(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict:
     """BLEU, ROUGE and METEOR over the answerable questions, with a note of the variants.
 
     A question is answerable when it has a non-empty gold answer; its empty golds are dropped.
@@ -255,8 +261,9 @@ def answer_text_metrics(
     out.update(rouge(preds, refs))
     out.update(meteor(preds, refs))
     out["n_answerable"] = len(qids)
-    out["variants"] = dict(VARIANTS, meteor=meteor_variant(),
-                           sacrebleu=SACREBLEU.format(signature=out["sacrebleu_signature"]))
+    out["variants"] = dict(
+        VARIANTS, meteor=meteor_variant(), sacrebleu=SACREBLEU.format(signature=out["sacrebleu_signature"])
+    )
     return out
 
 
@@ -269,6 +276,9 @@ def sacre_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) 
     streams = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
     metric = BLEU()
     # an empty corpus scores 0.0; the call on one empty pair only fixes the signature's fields
-    score = metric.corpus_score(list(predictions), streams).score if predictions else \
-        0.0 * metric.corpus_score([""], [[""]]).score
+    score = (
+        metric.corpus_score(list(predictions), streams).score
+        if predictions
+        else 0.0 * metric.corpus_score([""], [[""]]).score
+    )
     return {"sacrebleu": float(score), "sacrebleu_signature": str(metric.get_signature())}

@@ -30,10 +30,11 @@ def choose_eval_split(ctx, mirror: str):
     labels = list(ds[exp.label_column])
     if labels_hidden(labels):
         if exp.eval_split == "validation":
-            raise JobError(f"the labels of split 'validation' of {exp.dataset} are hidden (all -1)",
-                           "set eval_split to a split with labels")
-        note = (f"labels of split {exp.eval_split!r} are hidden (all -1, as in GLUE): "
-                "evaluated on 'validation' instead")
+            raise JobError(
+                f"the labels of split 'validation' of {exp.dataset} are hidden (all -1)",
+                "set eval_split to a split with labels",
+            )
+        note = f"labels of split {exp.eval_split!r} are hidden (all -1, as in GLUE): evaluated on 'validation' instead"
         ctx.log(note, "warning")
         return "validation", load_dataset_split(exp.dataset, exp.dataset_config, "validation", mirror), note
     return exp.eval_split, ds, ""
@@ -55,8 +56,10 @@ def run(ctx):
     train_ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
     for col in (exp.text_column, exp.label_column):
         if col not in train_ds.column_names:
-            raise JobError(f"column {col!r} not in {exp.dataset} (columns: {', '.join(train_ds.column_names)})",
-                           "set text_column / label_column in the manifest")
+            raise JobError(
+                f"column {col!r} not in {exp.dataset} (columns: {', '.join(train_ds.column_names)})",
+                "set text_column / label_column in the manifest",
+            )
     if exp.max_train_samples:
         train_ds = train_ds.select(range(min(exp.max_train_samples, len(train_ds))))
     eval_split, eval_ds, note = choose_eval_split(ctx, mirror)
@@ -69,8 +72,13 @@ def run(ctx):
     names = class_names(train_ds, exp.label_column, num_labels)
 
     kind, src = start_point(ctx)
-    tok = get_tokenizer(ctx, kind, src, lambda: iter([list(train_ds[exp.text_column])]),
-                        dataset_key(exp, exp.train_split, mirror) + exp.text_column)
+    tok = get_tokenizer(
+        ctx,
+        kind,
+        src,
+        lambda: iter([list(train_ds[exp.text_column])]),
+        dataset_key(exp, exp.train_split, mirror) + exp.text_column,
+    )
     model = load_head_model(ctx, "classification", kind, src, len(tok), num_labels=num_labels)
 
     ctx.emit(PhaseStarted(phase="data", detail="tokenising"))
@@ -91,9 +99,13 @@ def run(ctx):
     def get_batch(epoch, i):
         idx = epoch_batches(epoch)[i]
         x = pad_batch([enc_train[j] for j in idx], tok.pad_token_id)
-        return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(),
-                "labels": torch.tensor([train_labels[j] for j in idx]),
-                "n_tokens": sum(lengths[j] for j in idx), "n_samples": len(idx)}
+        return {
+            "input_ids": x,
+            "attention_mask": (x != tok.pad_token_id).long(),
+            "labels": torch.tensor([train_labels[j] for j in idx]),
+            "n_tokens": sum(lengths[j] for j in idx),
+            "n_samples": len(idx),
+        }
 
     def loss(model, batch):
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -106,7 +118,7 @@ def run(ctx):
         probs = [0.0] * len(enc_eval)
         order = sorted(range(len(enc_eval)), key=lambda i: len(enc_eval[i]))
         for s in range(0, len(order), exp.eval_batch_size):
-            idx = order[s:s + exp.eval_batch_size]
+            idx = order[s : s + exp.eval_batch_size]
             x = pad_batch([enc_eval[j] for j in idx], tok.pad_token_id).to(device)
             logits = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits.float()
             p = logits.softmax(-1)
@@ -125,16 +137,31 @@ def run(ctx):
     def save_final(model, folder):
         model.save_pretrained(str(folder))
         tok.save_pretrained(str(folder))
-        rows = [json.dumps({"index": i, "text": t, "label": y, "prediction": p, "confidence": round(c, 6)})
-                for i, (t, y, p, c) in enumerate(zip(eval_texts, eval_labels, last_preds["preds"], last_preds["probs"]))]
+        rows = [
+            json.dumps({"index": i, "text": t, "label": y, "prediction": p, "confidence": round(c, 6)})
+            for i, (t, y, p, c) in enumerate(zip(eval_texts, eval_labels, last_preds["preds"], last_preds["probs"]))
+        ]
         atomic_write_text(ctx.run.path / "predictions.jsonl", "\n".join(rows) + "\n")
 
     spec = TaskSpec(
-        model=model, n_batches=lambda e: len(epoch_batches(e)), get_batch=get_batch, loss=loss,
-        evaluate=evaluate, table_columns=COLUMNS, eval_split=eval_split, save_final=save_final,
+        model=model,
+        n_batches=lambda e: len(epoch_batches(e)),
+        get_batch=get_batch,
+        loss=loss,
+        evaluate=evaluate,
+        table_columns=COLUMNS,
+        eval_split=eval_split,
+        save_final=save_final,
         eval_each_epoch=exp.eval_each_epoch,
         table_title=f"Fine-tuning {exp.name}: classification metrics on {eval_split}",
-        notes=tuple(x for x in (note, "precision/recall/f1 for label 1; majority_baseline = accuracy of always predicting the most frequent training label") if x),
+        notes=tuple(
+            x
+            for x in (
+                note,
+                "precision/recall/f1 for label 1; majority_baseline = accuracy of always predicting the most frequent training label",
+            )
+            if x
+        ),
     )
     result = train(ctx, spec, device, amp)
     result["eval_split"] = eval_split

@@ -7,8 +7,8 @@ import json
 import random
 from pathlib import Path
 
-from ..hub import folder_identity, load_dataset_split, resolve_dataset
-from ..models import PRESETS, cache_root, train_wordpiece
+from ..hub import folder_identity, resolve_dataset
+from ..models import PRESETS, train_wordpiece
 
 
 def dataset_key(exp, split: str, mirror: str) -> str:
@@ -65,8 +65,10 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
         from ..jobs import JobError
 
         which = "tokenizer" if exp.tokenizer not in ("auto", "train") else "the model's tokenizer"
-        raise JobError(f"{which} {source!r} cannot be loaded: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}",
-                       "set tokenizer to a Hub id or folder with tokenizer files, or \"train\"") from None
+        raise JobError(
+            f"{which} {source!r} cannot be loaded: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}",
+            'set tokenizer to a Hub id or folder with tokenizer files, or "train"',
+        ) from None
 
 
 def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
@@ -82,8 +84,8 @@ def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool
     mega = batch_size * 50
     batches = []
     for s in range(0, len(idx), mega):
-        chunk = sorted(idx[s:s + mega], key=lambda i: lengths[i])
-        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+        chunk = sorted(idx[s : s + mega], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
     if shuffle:
         rng.shuffle(batches)
     return batches
@@ -127,7 +129,9 @@ def load_head_model(ctx, head: str, kind: str, src: str, vocab_size: int, **conf
         model = model_class(head, config)(config)
         source_head = None
     else:
-        config = transformers.AutoConfig.from_pretrained(src, trust_remote_code=ctx.exp.trust_remote_code, **config_overrides)
+        config = transformers.AutoConfig.from_pretrained(
+            src, trust_remote_code=ctx.exp.trust_remote_code, **config_overrides
+        )
         cls = model_class(head, config)
         if kind == "scratch-config":
             model, source_head = cls(config), None
@@ -135,19 +139,24 @@ def load_head_model(ctx, head: str, kind: str, src: str, vocab_size: int, **conf
             level = transformers.logging.get_verbosity()
             transformers.logging.set_verbosity_error()
             try:
-                model, info = cls.from_pretrained(src, config=config, output_loading_info=True,
-                                                  trust_remote_code=ctx.exp.trust_remote_code)
+                model, info = cls.from_pretrained(
+                    src, config=config, output_loading_info=True, trust_remote_code=ctx.exp.trust_remote_code
+                )
             finally:
                 transformers.logging.set_verbosity(level)
             arch = (getattr(config, "architectures", None) or ["BertModel"])[0]
             source_head = next((h for h, c in HEAD_CLASSES.items() if c == arch), "base")
             n_missing, n_unexpected = len(info.get("missing_keys", [])), len(info.get("unexpected_keys", []))
-            ctx.log(f"loaded {arch} weights into a {head} model: {n_unexpected} checkpoint tensors unused, "
-                    f"{n_missing} new tensors initialised (see table params_diff_start)")
+            ctx.log(
+                f"loaded {arch} weights into a {head} model: {n_unexpected} checkpoint tensors unused, "
+                f"{n_missing} new tensors initialised (see table params_diff_start)"
+            )
     rows = param_rows(model)
     tables = [grouped_table(rows, head)]
     base_cfg = model.config
-    tables.append(dataclasses.replace(diff_table(rows_for(base_cfg, "base"), rows, "base", head), name="params_diff_base"))
+    tables.append(
+        dataclasses.replace(diff_table(rows_for(base_cfg, "base"), rows, "base", head), name="params_diff_base")
+    )
     if source_head is not None:
         t = diff_table(rows_for(base_cfg, source_head), rows, source_head, head)
         tables.append(dataclasses.replace(t, name="params_diff_start"))

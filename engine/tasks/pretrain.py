@@ -17,7 +17,7 @@ import math
 import time
 
 from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
-from ..events import LogEmitted, PhaseStarted, ProgressUpdated
+from ..events import PhaseStarted, ProgressUpdated
 from ..hub import load_dataset_split
 from ..models import cache_root, preset_config
 from ..train_loop import TaskSpec, setup_job, train
@@ -29,7 +29,9 @@ EVAL_MASK_SEED = 1_000_003
 
 def _tokenizer_hash(tok) -> str:
     vocab = json.dumps(sorted(tok.get_vocab().items()), separators=(",", ":"))
-    return hashlib.sha256((vocab + type(tok).__name__ + str(getattr(tok, "do_lower_case", ""))).encode()).hexdigest()[:16]
+    return hashlib.sha256((vocab + type(tok).__name__ + str(getattr(tok, "do_lower_case", ""))).encode()).hexdigest()[
+        :16
+    ]
 
 
 def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
@@ -39,9 +41,17 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
 
     exp = ctx.exp
     mirror = ctx.manifest.settings.data_mirror
-    key_src = [RECIPE_VERSION, dataset_key(exp, split, mirror), _tokenizer_hash(tok), exp.max_seq_length,
-               exp.short_seq_prob, seed, exp.text_column, exp.max_train_samples if split == exp.train_split else exp.max_eval_samples,
-               mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED]]
+    key_src = [
+        RECIPE_VERSION,
+        dataset_key(exp, split, mirror),
+        _tokenizer_hash(tok),
+        exp.max_seq_length,
+        exp.short_seq_prob,
+        seed,
+        exp.text_column,
+        exp.max_train_samples if split == exp.train_split else exp.max_eval_samples,
+        mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED],
+    ]
     key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
     folder = cache_root() / "pretrain-data" / key
     from ..cache import check, corrupt_error, remove, seal
@@ -66,11 +76,11 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
     ids: list[list[int]] = []
     step = 2000
     for s in range(0, len(sents), step):
-        ids += tok(sents[s:s + step], add_special_tokens=False)["input_ids"]
+        ids += tok(sents[s : s + step], add_special_tokens=False)["input_ids"]
         ctx.emit(ProgressUpdated(phase=f"tokenise {split}", done=min(s + step, len(sents)), total=len(sents)))
     tok_docs, k = [], 0
     for d in docs:
-        tok_docs.append([x for x in ids[k:k + len(d)] if x])
+        tok_docs.append([x for x in ids[k : k + len(d)] if x])
         k += len(d)
     pairs = build_nsp_pairs([d for d in tok_docs if d], exp.max_seq_length, exp.short_seq_prob, seed)
     limit = exp.max_train_samples if split == exp.train_split else exp.max_eval_samples
@@ -86,7 +96,7 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
         g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
         masked, labels = [], []
         for s in range(0, len(pairs), 512):
-            chunk = cols["input_ids"][s:s + 512]
+            chunk = cols["input_ids"][s : s + 512]
             x = pad_batch(chunk, tok.pad_token_id, multiple=1)
             special = _special_mask(x, tok)
             m, lab = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
@@ -188,15 +198,20 @@ class TrainBatches:
         x = self.ids[idx, :width].long()
         special = _special_mask(x, tok)
         g = torch.Generator().manual_seed(hash((exp.seed, epoch, i)) & 0x7FFFFFFF)
-        masked, labels = mask_tokens(x, special, tok.mask_token_id, self.vocab_size, exp.mlm_probability, self.max_pred, g)
+        masked, labels = mask_tokens(
+            x, special, tok.mask_token_id, self.vocab_size, exp.mlm_probability, self.max_pred, g
+        )
         types = self.types[idx, :width].long()
         if self.trim:
             masked, labels, types, x = (t[:, :longest] for t in (masked, labels, types, x))
         batch = {
-            "input_ids": masked, "labels": labels, "token_type_ids": types,
+            "input_ids": masked,
+            "labels": labels,
+            "token_type_ids": types,
             "attention_mask": (x != tok.pad_token_id).long(),
             "next_sentence_label": self.nsp[idx],
-            "n_tokens": int(self.lengths[idx].sum()), "n_samples": len(idx),
+            "n_tokens": int(self.lengths[idx].sum()),
+            "n_samples": len(idx),
         }
         if self.slots:
             batch["mlm_positions"], batch["mlm_labels"] = mlm_positions(labels, self.max_pred)
@@ -232,8 +247,9 @@ def mlm_nsp_forward(model, batch):
     """
     import torch.nn.functional as F
 
-    out = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     token_type_ids=batch["token_type_ids"])
+    out = model.bert(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+    )
     seq, pooled = out[0], out[1]
     if "mlm_positions" in batch:
         pos = batch["mlm_positions"]
@@ -263,7 +279,7 @@ def evaluate_mlm(model, eval_data, tok, batch_size: int, device) -> dict:
     types, nsp_labels = eval_data["token_type_ids"], eval_data["nsp"]
     order = sorted(range(len(masked_ids)), key=lambda i: len(masked_ids[i]))
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         x = pad_batch([masked_ids[i] for i in idx], tok.pad_token_id).to(device)
         tt = pad_batch([types[i] for i in idx], 0).to(device)
         lab = pad_batch([labels_all[i] for i in idx], -100).to(device)
@@ -297,7 +313,7 @@ def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int
     for seq in seqs:
         positions = [i for i, t in enumerate(seq) if t not in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id)]
         for s in range(0, len(positions), batch_size):
-            pos = torch.tensor(positions[s:s + batch_size])
+            pos = torch.tensor(positions[s : s + batch_size])
             x = torch.tensor(seq).repeat(len(pos), 1)
             target = x[torch.arange(len(pos)), pos].clone()
             x[torch.arange(len(pos)), pos] = tok.mask_token_id
@@ -319,7 +335,7 @@ def load_tokenizer(ctx, kind: str, src: str):
         ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
         col = ds[exp.text_column]
         for s in range(0, len(col), 1000):
-            yield [t for t in col[s:s + 1000] if t and t.strip()]
+            yield [t for t in col[s : s + 1000] if t and t.strip()]
 
     return get_tokenizer(ctx, kind, src, corpus, dataset_key(exp, exp.train_split, mirror) + exp.text_column)
 
@@ -345,8 +361,10 @@ def run(ctx):
     if exp.max_seq_length > model.config.max_position_embeddings:
         from ..jobs import JobError
 
-        raise JobError(f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
-                       f"set max_seq_length <= {model.config.max_position_embeddings}")
+        raise JobError(
+            f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
+            f"set max_seq_length <= {model.config.max_position_embeddings}",
+        )
     if len(tok) > model.config.vocab_size:
         model.resize_token_embeddings(len(tok))
 
@@ -354,16 +372,29 @@ def run(ctx):
     train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False)
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
     eval_data = {
-        "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
-        "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
+        "masked_ids": list(eval_ds["masked_input_ids"]),
+        "labels": list(eval_ds["mlm_labels"]),
+        "token_type_ids": list(eval_ds["token_type_ids"]),
+        "nsp": list(eval_ds["next_sentence_label"]),
     }
     if not len(train_ds) or not eval_data["masked_ids"]:
         from ..jobs import JobError
 
-        raise JobError("no NSP pairs could be built (empty split or text column?)", f"check dataset {exp.dataset!r} and text_column")
-    batches = TrainBatches(train_ds, tok, exp, vocab_size=min(len(tok), model.config.vocab_size),
-                           trim=device.type == "cpu", slots=device.type != "cpu")
-    ctx.log(f"train: {batches.n_pairs:,} pairs, {batches.n_tokens:,} tokens; eval: {len(eval_data['masked_ids']):,} pairs")
+        raise JobError(
+            "no NSP pairs could be built (empty split or text column?)",
+            f"check dataset {exp.dataset!r} and text_column",
+        )
+    batches = TrainBatches(
+        train_ds,
+        tok,
+        exp,
+        vocab_size=min(len(tok), model.config.vocab_size),
+        trim=device.type == "cpu",
+        slots=device.type != "cpu",
+    )
+    ctx.log(
+        f"train: {batches.n_pairs:,} pairs, {batches.n_tokens:,} tokens; eval: {len(eval_data['masked_ids']):,} pairs"
+    )
 
     def evaluate(model, epoch: int) -> dict:
         m = evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)
@@ -376,12 +407,22 @@ def run(ctx):
         model.save_pretrained(str(folder))
         tok.save_pretrained(str(folder))
 
-    cols = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy") + (("pseudo_perplexity",) if exp.pseudo_perplexity_samples else ())
+    cols = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy") + (
+        ("pseudo_perplexity",) if exp.pseudo_perplexity_samples else ()
+    )
     spec = TaskSpec(
-        model=model, n_batches=batches.n_batches, get_batch=batches.get,
-        loss=mlm_nsp_forward, evaluate=evaluate, table_columns=cols, eval_split=exp.eval_split,
-        save_final=save_final, table_title=f"Pretraining of {exp.name}: MLM perplexity on {exp.eval_split}",
-        notes=("mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; epoch 0 = before training",),
+        model=model,
+        n_batches=batches.n_batches,
+        get_batch=batches.get,
+        loss=mlm_nsp_forward,
+        evaluate=evaluate,
+        table_columns=cols,
+        eval_split=exp.eval_split,
+        save_final=save_final,
+        table_title=f"Pretraining of {exp.name}: MLM perplexity on {exp.eval_split}",
+        notes=(
+            "mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; epoch 0 = before training",
+        ),
     )
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
     return train(ctx, spec, device, amp)
@@ -409,15 +450,21 @@ def reevaluate(run, mirror: str = "") -> dict:
 
         raise VerifyError(f"{run.experiment}/{run.run_id} has no saved model to evaluate again")
     messages: list[str] = []
-    ctx = types.SimpleNamespace(exp=exp, manifest=types.SimpleNamespace(settings=Settings(data_mirror=mirror)),
-                                log=lambda msg, level="info": messages.append(msg), emit=lambda event: None)
+    ctx = types.SimpleNamespace(
+        exp=exp,
+        manifest=types.SimpleNamespace(settings=Settings(data_mirror=mirror)),
+        log=lambda msg, level="info": messages.append(msg),
+        emit=lambda event: None,
+    )
     device, amp = setup_job(exp)
     tok = AutoTokenizer.from_pretrained(str(folder))
     model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
     eval_data = {
-        "masked_ids": list(eval_ds["masked_input_ids"]), "labels": list(eval_ds["mlm_labels"]),
-        "token_type_ids": list(eval_ds["token_type_ids"]), "nsp": list(eval_ds["next_sentence_label"]),
+        "masked_ids": list(eval_ds["masked_input_ids"]),
+        "labels": list(eval_ds["mlm_labels"]),
+        "token_type_ids": list(eval_ds["token_type_ids"]),
+        "nsp": list(eval_ds["next_sentence_label"]),
     }
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         return evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)

@@ -25,19 +25,36 @@ def run(ctx):
         api = pushlib.hub_api(later="rerun this step where the Hub is reachable")
         if "/" not in repo:  # HF semantics: a bare name goes to the token owner's namespace
             repo = f"{api.whoami()['name']}/{repo}"
-        info = pushlib.upload(api, staged, repo, private=exp.hub_private_repo, revision=exp.hub_revision or None,
-                              message=f"Upload {ctx.start_model} from lmconsole")
+        info = pushlib.upload(
+            api,
+            staged,
+            repo,
+            private=exp.hub_private_repo,
+            revision=exp.hub_revision or None,
+            message=f"Upload {ctx.start_model} from lmconsole",
+        )
     except pushlib.PushError as exc:
         where = f"staged folder kept: {staged}" if staged.is_dir() else "nothing staged"
-        raise JobError(f"not pushed: {exc}; {where}",
-                       f"lmconsole run {exp.name} once the token and the Hub are there, "
-                       f"or upload the staged folder yourself (hf upload)") from None
+        raise JobError(
+            f"not pushed: {exc}; {where}",
+            f"lmconsole run {exp.name} once the token and the Hub are there, "
+            f"or upload the staged folder yourself (hf upload)",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - e.g. whoami rejected the token: one line, no traceback
         from ..secrets import redact
 
         text = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        raise JobError(f"not pushed: {text}; staged folder kept: {staged}", "check the token and hub_model_id") from None
+        raise JobError(
+            f"not pushed: {text}; staged folder kept: {staged}", "check the token and hub_model_id"
+        ) from None
     url = f"https://huggingface.co/{repo}" + (f"/tree/{exp.hub_revision}" if exp.hub_revision else "")
     ctx.log(f"pushed {ctx.start_model} to {url}")
-    return {"repo_id": repo, "url": url, "private": exp.hub_private_repo, "revision": exp.hub_revision,
-            "files": [f.name for f in files], "commit": pushlib.commit_of(info), "staged": str(staged)}
+    return {
+        "repo_id": repo,
+        "url": url,
+        "private": exp.hub_private_repo,
+        "revision": exp.hub_revision,
+        "files": [f.name for f in files],
+        "commit": pushlib.commit_of(info),
+        "staged": str(staged),
+    }

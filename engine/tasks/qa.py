@@ -13,7 +13,6 @@ named in the results.
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -32,8 +31,16 @@ COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor"
 
 
 def encode(tok, questions, contexts, max_len: int, stride: int):
-    return tok([q.lstrip() for q in questions], contexts, truncation="only_second", max_length=max_len,
-               stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+    return tok(
+        [q.lstrip() for q in questions],
+        contexts,
+        truncation="only_second",
+        max_length=max_len,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
 
 
 def train_features(tok, ds, max_len: int, stride: int) -> dict:
@@ -47,7 +54,8 @@ def train_features(tok, ds, max_len: int, stride: int) -> dict:
         seq_ids = enc.sequence_ids(i)
         ans = answers[enc["overflow_to_sample_mapping"][i]]
         if not ans["answer_start"]:
-            starts.append(cls_index); ends.append(cls_index)
+            starts.append(cls_index)
+            ends.append(cls_index)
             continue
         start_char = ans["answer_start"][0]
         end_char = start_char + len(ans["text"][0])
@@ -58,13 +66,15 @@ def train_features(tok, ds, max_len: int, stride: int) -> dict:
         while seq_ids[te] != 1:
             te -= 1
         if not (offsets[ts][0] <= start_char and offsets[te][1] >= end_char):
-            starts.append(cls_index); ends.append(cls_index)
+            starts.append(cls_index)
+            ends.append(cls_index)
             continue
         while ts < len(offsets) and offsets[ts][0] <= start_char:
             ts += 1
         while offsets[te][1] >= end_char:
             te -= 1
-        starts.append(ts - 1); ends.append(te + 1)
+        starts.append(ts - 1)
+        ends.append(te + 1)
     return {"input_ids": enc["input_ids"], "token_type_ids": enc["token_type_ids"], "start": starts, "end": ends}
 
 
@@ -73,10 +83,12 @@ def eval_features(tok, ds, max_len: int, stride: int) -> tuple[list[dict], list[
     feats = []
     for i, offsets in enumerate(enc["offset_mapping"]):
         seq_ids = enc.sequence_ids(i)
-        feats.append({
-            "example_index": enc["overflow_to_sample_mapping"][i],
-            "offset_mapping": [tuple(o) if seq_ids[k] == 1 else None for k, o in enumerate(offsets)],
-        })
+        feats.append(
+            {
+                "example_index": enc["overflow_to_sample_mapping"][i],
+                "offset_mapping": [tuple(o) if seq_ids[k] == 1 else None for k, o in enumerate(offsets)],
+            }
+        )
     return feats, enc["input_ids"], enc["token_type_ids"]
 
 
@@ -98,8 +110,14 @@ def hub_text_metrics(preds: dict, refs: dict) -> dict:
 def score(examples, feats, start, end, refs, exp, use_hub: bool):
     """Decode and score; returns (metrics, predictions, na_scores, nbest)."""
     raw, na_scores, nbest = postprocess_qa(
-        examples, feats, start, end, n_best_size=exp.n_best_size, max_answer_length=exp.max_answer_length,
-        null_score_diff_threshold=math.inf)
+        examples,
+        feats,
+        start,
+        end,
+        n_best_size=exp.n_best_size,
+        max_answer_length=exp.max_answer_length,
+        null_score_diff_threshold=math.inf,
+    )
     thresh = exp.null_score_diff_threshold
     preds = {q: ("" if na_scores[q] > thresh else raw[q]) for q in raw}
     metrics = dict(squad_v2_score(raw, refs, na_scores, na_prob_thresh=thresh))
@@ -122,25 +140,34 @@ def run(ctx):
     eval_ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.eval_split, mirror)
     for col in ("question", "context", "answers", "id"):
         if col not in train_ds.column_names:
-            raise JobError(f"column {col!r} not in {exp.dataset}: a SQuAD-style dataset needs id, question, context, answers",
-                           "point dataset at a SQuAD v2 layout")
+            raise JobError(
+                f"column {col!r} not in {exp.dataset}: a SQuAD-style dataset needs id, question, context, answers",
+                "point dataset at a SQuAD v2 layout",
+            )
     if exp.max_train_samples:
         train_ds = train_ds.select(range(min(exp.max_train_samples, len(train_ds))))
     if exp.max_eval_samples:
         eval_ds = eval_ds.select(range(min(exp.max_eval_samples, len(eval_ds))))
     use_hub = exp.text_metrics == "hub" and hub_reachable()
     if exp.text_metrics == "hub" and not use_hub:
-        ctx.log("text_metrics = \"hub\" but the Hub is unreachable: computing the offline variants instead", "warning")
+        ctx.log('text_metrics = "hub" but the Hub is unreachable: computing the offline variants instead', "warning")
 
     kind, src = start_point(ctx)
-    tok = get_tokenizer(ctx, kind, src, lambda: iter([list(train_ds["context"]), list(train_ds["question"])]),
-                        dataset_key(exp, exp.train_split, mirror) + "qa")
+    tok = get_tokenizer(
+        ctx,
+        kind,
+        src,
+        lambda: iter([list(train_ds["context"]), list(train_ds["question"])]),
+        dataset_key(exp, exp.train_split, mirror) + "qa",
+    )
     if not getattr(tok, "is_fast", False):
         raise JobError("question answering needs a fast tokenizer (offset mappings)", "use a model with tokenizer.json")
     model = load_head_model(ctx, "qa", kind, src, len(tok))
     if exp.max_seq_length > model.config.max_position_embeddings:
-        raise JobError(f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
-                       f"set max_seq_length <= {model.config.max_position_embeddings}")
+        raise JobError(
+            f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
+            f"set max_seq_length <= {model.config.max_position_embeddings}",
+        )
 
     ctx.emit(PhaseStarted(phase="data", detail="building features"))
     tf = train_features(tok, train_ds, exp.max_seq_length, exp.doc_stride)
@@ -148,8 +175,10 @@ def run(ctx):
     examples = [{"id": i, "context": c} for i, c in zip(eval_ds["id"], eval_ds["context"])]
     refs = {q: list(a["text"]) for q, a in zip(eval_ds["id"], eval_ds["answers"])}
     lengths = [len(x) for x in tf["input_ids"]]
-    ctx.log(f"train: {len(train_ds):,} questions -> {len(lengths):,} features; "
-            f"eval ({exp.eval_split}): {len(examples):,} questions -> {len(feats):,} features")
+    ctx.log(
+        f"train: {len(train_ds):,} questions -> {len(lengths):,} features; "
+        f"eval ({exp.eval_split}): {len(examples):,} questions -> {len(feats):,} features"
+    )
     batches_by_epoch: dict = {}
 
     def epoch_batches(epoch):
@@ -161,15 +190,24 @@ def run(ctx):
     def get_batch(epoch, i):
         idx = epoch_batches(epoch)[i]
         x = pad_batch([tf["input_ids"][j] for j in idx], tok.pad_token_id)
-        return {"input_ids": x, "attention_mask": (x != tok.pad_token_id).long(),
-                "token_type_ids": pad_batch([tf["token_type_ids"][j] for j in idx], 0),
-                "start_positions": torch.tensor([tf["start"][j] for j in idx]),
-                "end_positions": torch.tensor([tf["end"][j] for j in idx]),
-                "n_tokens": sum(lengths[j] for j in idx), "n_samples": len(idx)}
+        return {
+            "input_ids": x,
+            "attention_mask": (x != tok.pad_token_id).long(),
+            "token_type_ids": pad_batch([tf["token_type_ids"][j] for j in idx], 0),
+            "start_positions": torch.tensor([tf["start"][j] for j in idx]),
+            "end_positions": torch.tensor([tf["end"][j] for j in idx]),
+            "n_tokens": sum(lengths[j] for j in idx),
+            "n_samples": len(idx),
+        }
 
     def loss(model, b):
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
-                    start_positions=b["start_positions"], end_positions=b["end_positions"])
+        out = model(
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            token_type_ids=b["token_type_ids"],
+            start_positions=b["start_positions"],
+            end_positions=b["end_positions"],
+        )
         return out.loss, {}
 
     last: dict = {}
@@ -180,7 +218,7 @@ def run(ctx):
         end = np.full((len(eval_ids), width), -1e4, dtype=np.float32)
         order = sorted(range(len(eval_ids)), key=lambda i: len(eval_ids[i]))
         for s in range(0, len(order), exp.eval_batch_size):
-            idx = order[s:s + exp.eval_batch_size]
+            idx = order[s : s + exp.eval_batch_size]
             x = pad_batch([eval_ids[j] for j in idx], tok.pad_token_id).to(device)
             tt = pad_batch([eval_types[j] for j in idx], 0).to(device)
             out = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long(), token_type_ids=tt)
@@ -200,11 +238,20 @@ def run(ctx):
         atomic_write_json(ctx.run.path / "nbest.json", last.get("nbest", {}))
 
     spec = TaskSpec(
-        model=model, n_batches=lambda e: len(epoch_batches(e)), get_batch=get_batch, loss=loss, evaluate=evaluate,
-        table_columns=COLUMNS, eval_split=exp.eval_split, save_final=save_final, eval_each_epoch=exp.eval_each_epoch,
+        model=model,
+        n_batches=lambda e: len(epoch_batches(e)),
+        get_batch=get_batch,
+        loss=loss,
+        evaluate=evaluate,
+        table_columns=COLUMNS,
+        eval_split=exp.eval_split,
+        save_final=save_final,
+        eval_each_epoch=exp.eval_each_epoch,
         eval_before=exp.eval_each_epoch,
         table_title=f"Fine-tuning {exp.name}: SQuAD v2 metrics on {exp.eval_split}",
-        notes=("squad_v2 scores 0-100 with per-question no-answer scores (null - best span); "
-               "BLEU/ROUGE/METEOR over answerable questions only, 0-1; sacrebleu 0-100",),
+        notes=(
+            "squad_v2 scores 0-100 with per-question no-answer scores (null - best span); "
+            "BLEU/ROUGE/METEOR over answerable questions only, 0-1; sacrebleu 0-100",
+        ),
     )
     return train(ctx, spec, device, amp)

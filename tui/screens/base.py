@@ -37,8 +37,11 @@ def last_failure(run) -> JobFailed | None:
     rows, _ = read_events(run.events_path, 0)
     for row in reversed(rows):
         if isinstance(row, dict) and row.get("event") == "JobFailed":
-            return JobFailed(reason=str(row.get("reason", "")), hint=str(row.get("hint", "") or ""),
-                             traceback=str(row.get("traceback", "") or ""))
+            return JobFailed(
+                reason=str(row.get("reason", "")),
+                hint=str(row.get("hint", "") or ""),
+                traceback=str(row.get("traceback", "") or ""),
+            )
     return None
 
 
@@ -50,7 +53,9 @@ class CurveViewKeys:
 
     VIEW_BINDINGS = [
         Binding("l", "toggle_log", "Log y"),
-        Binding("right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]", show=False),  # in ? help: the footer must keep ? at 80 columns
+        Binding(
+            "right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]", show=False
+        ),  # in ? help: the footer must keep ? at 80 columns
         Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
     ]
     log_override: bool | None = None  # None: log-y for perplexity only
@@ -102,13 +107,18 @@ class ConsoleScreen(Screen):
             return
         skipped = list(queue.last_skipped)
         if skipped:
+
             def done(yes: bool | None) -> None:
                 if yes:
                     self.run_experiments(skipped, again=True)
 
-            self.app.push_screen(ConfirmDialog(
-                f"{', '.join(skipped)}: already queued or running (maybe from another console). "
-                "Queue another run?", yes="Queue another"), done)
+            self.app.push_screen(
+                ConfirmDialog(
+                    f"{', '.join(skipped)}: already queued or running (maybe from another console). Queue another run?",
+                    yes="Queue another",
+                ),
+                done,
+            )
         if not jobs:
             return
         msg = f"queued {', '.join(n for n in added if n in names)}" if any(n in names for n in added) else "queued"
@@ -143,7 +153,9 @@ class ConsoleScreen(Screen):
                 deps = queue.dependants(job)
                 question = f"Remove {job.experiment} from the queue?" + (
                     f" Its dependants ({', '.join(d.experiment for d in deps)}) stay blocked until it runs again (R)."
-                    if deps else "")
+                    if deps
+                    else ""
+                )
             elif job.active:
                 question = f"Cancel {job.experiment}? It saves a checkpoint; resume it later with R."
             else:
@@ -168,7 +180,9 @@ class ConsoleScreen(Screen):
                 self.say(queue.control_run(run, "cancel"))
 
         self.app.push_screen(
-            ConfirmDialog(f"Cancel {run.experiment} (running in another process)? It saves a checkpoint.", yes="Cancel job"),
+            ConfirmDialog(
+                f"Cancel {run.experiment} (running in another process)? It saves a checkpoint.", yes="Cancel job"
+            ),
             done_run,
         )
 
@@ -214,7 +228,15 @@ class ConsoleScreen(Screen):
     # -- run hygiene: tags, note, archive, delete (engine.runmeta) ------------------------------
     def edit_runs(self, action: str, rows, done=None) -> None:
         """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
-        from engine.runmeta import MetaError, change_tags, delete_run, parse_tag_changes, set_archived, set_note, set_tags
+        from engine.runmeta import (
+            MetaError,
+            change_tags,
+            delete_run,
+            parse_tag_changes,
+            set_archived,
+            set_note,
+            set_tags,
+        )
 
         from .dialogs import InputDialog
 
@@ -232,6 +254,7 @@ class ConsoleScreen(Screen):
                 done()
 
         if action == "tags":
+
             def got_tags(text):
                 if text is None:
                     return
@@ -247,32 +270,50 @@ class ConsoleScreen(Screen):
                     apply(lambda r: change_tags(r.run, add, remove), f"{names}: tags changed")
 
             current = " ".join(rows[0].tags) if len(rows) == 1 else ""
-            hint = ("space-separated tags (this replaces them); +tag adds, -tag removes" if len(rows) == 1
-                    else "+tag adds, -tag removes (on every selected run)")
+            hint = (
+                "space-separated tags (this replaces them); +tag adds, -tag removes"
+                if len(rows) == 1
+                else "+tag adds, -tag removes (on every selected run)"
+            )
             self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
         elif action == "note":
+
             def got_note(text):
                 if text is not None:
-                    apply(lambda r: set_note(r.run, text), f"{names}: " + ("note saved" if text.strip() else "note cleared"))
+                    apply(
+                        lambda r: set_note(r.run, text),
+                        f"{names}: " + ("note saved" if text.strip() else "note cleared"),
+                    )
 
-            self.app.push_screen(InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "",
-                                            "enter saves; empty clears"), got_note)
+            self.app.push_screen(
+                InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "", "enter saves; empty clears"),
+                got_note,
+            )
         elif action == "archive":
             restore = all(r.archived for r in rows)
-            apply(lambda r: set_archived(r.run, not restore),
-                  f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"))
+            apply(
+                lambda r: set_archived(r.run, not restore),
+                f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"),
+            )
         elif action == "delete":
             busy = [r.key for r in rows if r.status in ("queued", "running", "paused")]
             if busy:
-                self.say(f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting", "error")
+                self.say(
+                    f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting",
+                    "error",
+                )
                 return
 
             def confirmed(yes: bool) -> None:
                 if yes:
                     apply(lambda r: delete_run(r.run), f"deleted {names}")
 
-            self.app.push_screen(ConfirmDialog(f"Delete {names} from disk, with checkpoints and model? This cannot be undone.",
-                                               yes="Delete"), confirmed)
+            self.app.push_screen(
+                ConfirmDialog(
+                    f"Delete {names} from disk, with checkpoints and model? This cannot be undone.", yes="Delete"
+                ),
+                confirmed,
+            )
 
     # -- navigation --------------------------------------------------------------------------
     def open_run(self, run=None, job=None) -> None:

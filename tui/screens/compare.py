@@ -34,8 +34,9 @@ def common_scale(name: str, tasks: list[str], present: list[bool] | None = None)
 
     ``present``: which runs have a value (a run without one does not force a rescale).
     """
-    scales = [metric_scale(name, t) if (present is None or p) else "" for t, p in
-              zip(tasks, present or [True] * len(tasks))]
+    scales = [
+        metric_scale(name, t) if (present is None or p) else "" for t, p in zip(tasks, present or [True] * len(tasks))
+    ]
     if "percent" in scales and "fraction" in scales:
         return tuple(100.0 if sc == "fraction" else 1.0 for sc in scales)
     return None
@@ -68,8 +69,10 @@ def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
     ``ABC mean ± std (n=3)`` column, n in the header when every metric shares it, else in each cell."""
     from engine.seeds import common_n, group_label, groups_in
 
-    letters = {f"{group_label(g, rs)}: mean": "".join(letter(runs.index(r)) for r in rs)
-               for g, rs in groups_in(list(runs)).items()}
+    letters = {
+        f"{group_label(g, rs)}: mean": "".join(letter(runs.index(r)) for r in rs)
+        for g, rs in groups_in(list(runs)).items()
+    }
     cols, base = table.columns, 1 + len(runs)
     out = []
     for i in range(base, len(cols) - 2):
@@ -161,7 +164,8 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
         states = self.states
         self.query_one("#cmp-loss", CurvePlot).show(
             [Series(lab, *step_series(s.steps, "loss", limit=300)) for lab, s in zip(self.labels, states)],
-            key=tuple(len(s.steps) for s in states))
+            key=tuple(len(s.steps) for s in states),
+        )
         keys: list[str] = []
         for s in states:
             keys += [k for k in eval_keys(s.evals) if k not in keys]
@@ -175,8 +179,11 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
                 xs, ys = eval_series(s.evals, self.metric)
                 series.append(Series(lab, xs, [y * factors[i] for y in ys] if factors else ys))
             plot = self.query_one("#cmp-metric", CurvePlot)
-            plot.show(series, title=f"{self.metric}{' (0-100)' if factors else ''} per epoch (m: next)",
-                      key=(tuple(len(s.evals) for s in states), self.metric))
+            plot.show(
+                series,
+                title=f"{self.metric}{' (0-100)' if factors else ''} per epoch (m: next)",
+                key=(tuple(len(s.evals) for s in states), self.metric),
+            )
             self.auto_log(plot, self.metric)
 
     def _draw_table(self, table) -> None:
@@ -191,9 +198,17 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
             grid.add_column(f"{MARKERS[i % len(MARKERS)]} {letter(i)}", key=f"r{i}", width=RUN_COL_WIDTH)
         notes, rescaled = [], []
         for row in table.rows:
-            name, values = row[0], list(row[1:1 + len(self.runs)])
-            stats = [Text(fmt_stat({"mean": row[at], "std": row[at + 1], "n": row[at + 2]} if row[at] is not None else None,
-                                   with_n=with_n), justify="right") for _, at, with_n in groups]
+            name, values = row[0], list(row[1 : 1 + len(self.runs)])
+            stats = [
+                Text(
+                    fmt_stat(
+                        {"mean": row[at], "std": row[at + 1], "n": row[at + 2]} if row[at] is not None else None,
+                        with_n=with_n,
+                    ),
+                    justify="right",
+                )
+                for _, at, with_n in groups
+            ]
             if any(isinstance(v, str) and len(v) > RUN_COL_WIDTH for v in values):
                 for i, v in enumerate(values):
                     if v is not None:
@@ -205,8 +220,10 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
                 rescaled.append(name)
                 name = f"{name} (0-100)"
             grid.add_row(name, *stats, *(cell(v) for v in values))
-        legend = [f"{lab.split()[0]} = {r.experiment}/{r.run_id} ({t or '?'})"
-                  for lab, r, t in zip(self.labels, self.runs, self.tasks)]
+        legend = [
+            f"{lab.split()[0]} = {r.experiment}/{r.run_id} ({t or '?'})"
+            for lab, r, t in zip(self.labels, self.runs, self.tasks)
+        ]
         if rescaled:
             legend.append(f"on one 0-100 scale (0-1 values x100): {', '.join(rescaled)}")
         self.query_one("#cmp-legend", Static).update(Text("\n".join(legend + notes)))
@@ -222,8 +239,12 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
             grid.add_row(row[0], *(cell(v) for v in row[1:]))
         same = len({k for r in self.runs for k in r.config()}) - len(rows)
         self.query_one("#cfg-title", Static).update(
-            Text(f"{len(rows)} config keys differ ({same} identical not shown)" if rows
-                 else "the runs' configs are identical"))
+            Text(
+                f"{len(rows)} config keys differ ({same} identical not shown)"
+                if rows
+                else "the runs' configs are identical"
+            )
+        )
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -245,5 +266,7 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
 
     def action_export(self) -> None:
         runs = self.runs
-        self.ask_export(f"comparison of {len(runs)} run(s) and their tables",
-                        lambda folder, formats: export_runs(runs, folder, formats))
+        self.ask_export(
+            f"comparison of {len(runs)} run(s) and their tables",
+            lambda folder, formats: export_runs(runs, folder, formats),
+        )

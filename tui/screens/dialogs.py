@@ -147,8 +147,12 @@ class PushDialog(ModalScreen["PushChoice | None"]):
         if repo.count("/") != 1 or not all(repo.split("/")):
             self.notify("repository must be OWNER/NAME", severity="warning")
             return None
-        return PushChoice(repo, self.query_one("#private", Checkbox).value,
-                          self.query_one("#revision", Input).value.strip(), self.query_one("#dry", Checkbox).value)
+        return PushChoice(
+            repo,
+            self.query_one("#private", Checkbox).value,
+            self.query_one("#revision", Input).value.strip(),
+            self.query_one("#dry", Checkbox).value,
+        )
 
     @on(Input.Submitted)
     def _submitted(self) -> None:

@@ -9,16 +9,25 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 EXTRA = {
-    "Everywhere": [("ctrl+q", "Quit (jobs go on in their own processes)"), ("ctrl+p", "command palette: every action by name"),
-                   ("tab", "next widget (tab bar, lists)")],
+    "Everywhere": [
+        ("ctrl+q", "Quit (jobs go on in their own processes)"),
+        ("ctrl+p", "command palette: every action by name"),
+        ("tab", "next widget (tab bar, lists)"),
+    ],
     "Experiments": [("enter", "open the latest run of the experiment")],
     "Jobs": [("enter", "open the job's run view")],
     "Runs": [("enter", "open the run")],
-    "Run view": [("v", "loss panel: total loss, each part, all together"),
-                 ("g", "small panel: learning rate, then each CPU/RAM/GPU figure the job sampled"),
-                 ("enter", "a failed run: its traceback"), ("left / right", "results: scroll the epochs")],
-    "Export dialog": [("enter", "export to the folder"), ("tab / space", "move to / toggle a format"),
-                      ("esc", "cancel")],
+    "Run view": [
+        ("v", "loss panel: total loss, each part, all together"),
+        ("g", "small panel: learning rate, then each CPU/RAM/GPU figure the job sampled"),
+        ("enter", "a failed run: its traceback"),
+        ("left / right", "results: scroll the epochs"),
+    ],
+    "Export dialog": [
+        ("enter", "export to the folder"),
+        ("tab / space", "move to / toggle a format"),
+        ("esc", "cancel"),
+    ],
 }
 
 
@@ -31,9 +40,14 @@ def sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from .run import RunScreen
 
     groups = [
-        ("Everywhere", type(app).BINDINGS), ("Main screen", MainScreen.BINDINGS),
-        ("Experiments", ExperimentsPane.BINDINGS), ("Jobs", JobsPane.BINDINGS), ("Runs", RunsPane.BINDINGS),
-        ("Run view", RunScreen.BINDINGS), ("Compare", CompareScreen.BINDINGS), ("Export dialog", []),
+        ("Everywhere", type(app).BINDINGS),
+        ("Main screen", MainScreen.BINDINGS),
+        ("Experiments", ExperimentsPane.BINDINGS),
+        ("Jobs", JobsPane.BINDINGS),
+        ("Runs", RunsPane.BINDINGS),
+        ("Run view", RunScreen.BINDINGS),
+        ("Compare", CompareScreen.BINDINGS),
+        ("Export dialog", []),
     ]
     out = []
     for title, bindings in groups:
@@ -59,7 +73,9 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"[b]{title}[/b]")
             lines += [f"  {key:<14} {desc}".replace("[", "\\[") for key, desc in rows]  # keys such as [ ]
             lines.append("")
-        lines.append("Jobs run in their own processes: quitting leaves them going; any console or `lmconsole queue` sees them.")
+        lines.append(
+            "Jobs run in their own processes: quitting leaves them going; any console or `lmconsole queue` sees them."
+        )
         with VerticalScroll(classes="dialog help-dialog"):
             yield Static("\n".join(lines), markup=True)
 

@@ -178,8 +178,12 @@ class MainScreen(ConsoleScreen):
         banner.display = error is not None
         if error is not None:
             n = len(error.problems)
-            banner.update(Text(f"✗ {error.path.name}: {n} problem{'s' if n != 1 else ''}, still using the last good "
-                               f"version (fix it, then ctrl+r): " + "; ".join(error.problems)))
+            banner.update(
+                Text(
+                    f"✗ {error.path.name}: {n} problem{'s' if n != 1 else ''}, still using the last good "
+                    f"version (fix it, then ctrl+r): " + "; ".join(error.problems)
+                )
+            )
 
     def action_report(self) -> None:
         self.say("writing the study report ...")
@@ -200,10 +204,16 @@ class MainScreen(ConsoleScreen):
             out = manifest.path.parent / "report"
             write_report(report, out)
             flags = sum(len(t.rows) for t in report.sections[1].tables)
-            text = f"report of {n} runs written to {out}/report.{{md,tex,html}}" + (f"; {flags} flag(s) raised" if flags else "")
+            text = f"report of {n} runs written to {out}/report.{{md,tex,html}}" + (
+                f"; {flags} flag(s) raised" if flags else ""
+            )
             self.app.call_from_thread(self.say, text, "warning" if flags else "info")
         except Exception as exc:  # noqa: BLE001 - a failed report is a message, not a crash
-            self.app.call_from_thread(self.say, f"report failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "error")
+            self.app.call_from_thread(
+                self.say,
+                f"report failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "error",
+            )
 
     def say(self, text: str, level: str = "info") -> None:
         self.query_one(StatusLine).say(text, level)

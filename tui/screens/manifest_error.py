@@ -30,8 +30,11 @@ class ManifestErrorScreen(Screen):
         n = len(err.problems)
         lines = [f"[b]{escape(err.path.name)}[/b]: {n} problem{'s' if n != 1 else ''} ({escape(str(err.path))})", ""]
         lines += [f"  • {escape(p)}" for p in err.problems]
-        lines += ["", "Fix the file, then press [b]r[/b] to reload (q quits). "
-                  "`lmconsole check` prints the same list; the README lists every key."]
+        lines += [
+            "",
+            "Fix the file, then press [b]r[/b] to reload (q quits). "
+            "`lmconsole check` prints the same list; the README lists every key.",
+        ]
         return "\n".join(lines)
 
     def show_error(self, error) -> None:

@@ -112,7 +112,11 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         run = self.feed.run
         task = run.config().get("task") if run is not None else None
         if task is None and self.feed.job is not None:
-            exp = self.app.manifest.get(self.feed.job.experiment) if self.feed.job.experiment in self.app.manifest.names else None
+            exp = (
+                self.app.manifest.get(self.feed.job.experiment)
+                if self.feed.job.experiment in self.app.manifest.names
+                else None
+            )
             task = exp.task if exp else None
         return "tables" if task == "inspect" else "curves"
 
@@ -215,7 +219,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             plot.show(
                 [Series(self.metric, *eval_series(state.evals, self.metric))],
                 title=f"{self.metric} on {split} per epoch (m: next)",
-                key=(len(state.evals), self.metric), best={True: "max", False: "min"}.get(better, ""),
+                key=(len(state.evals), self.metric),
+                best={True: "max", False: "min"}.get(better, ""),
             )
             self.auto_log(plot, self.metric)
 
@@ -234,8 +239,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             return
         name, xs, ys = figures[self.system_view - 1]
         plot.xlabel = "minutes"
-        plot.show([Series(name, xs, ys)], title=f"{name} (g: next)", key=(len(state.system), self.system_view),
-                  best="max")
+        plot.show(
+            [Series(name, xs, ys)], title=f"{name} (g: next)", key=(len(state.system), self.system_view), best="max"
+        )
 
     def action_next_system(self) -> None:
         n = len(system_series(self.state.system)) if self.state is not None else 0
@@ -258,7 +264,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             from engine.seeds import common_n
 
             n = common_n([_seed_stat(seeds["stats"], r[0]) for r in rows])
-            headers.insert(3, f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({seeds['n_runs']} runs)")
+            headers.insert(
+                3, f"seeds mean ± std (n={n})" if n is not None else f"seeds mean ± std ({seeds['n_runs']} runs)"
+            )
             rows = [r[:3] + [seed_cell(seeds["stats"], r[0], with_n=n is None)] + r[3:] for r in rows]
         for i, h in enumerate(headers):
             table.add_column(h, key=f"c{i}")
@@ -416,8 +424,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             where = f"{choice.repo} ({'private' if choice.private else 'public'}"
             where += f", branch {choice.revision})" if choice.revision else ")"
             verb = "Write a dry-run folder for" if choice.dry_run else "Upload to"
-            self.app.push_screen(ConfirmDialog(f"{verb} {where}: {', '.join(files)}?", yes="Push"),
-                                 lambda yes: confirmed(choice, yes))
+            self.app.push_screen(
+                ConfirmDialog(f"{verb} {where}: {', '.join(files)}?", yes="Push"), lambda yes: confirmed(choice, yes)
+            )
 
         self.app.push_screen(PushDialog(f"{run.experiment}/{short_id(run.run_id)}", repo=""), chosen)
 
@@ -426,16 +435,20 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         from engine.push import PushError, push
 
         try:
-            res = push(run, choice.repo, private=choice.private, revision=choice.revision or None,
-                       dry_run=choice.dry_run)  # a dry run stages in a new temporary folder (shown), never ./
+            res = push(
+                run, choice.repo, private=choice.private, revision=choice.revision or None, dry_run=choice.dry_run
+            )  # a dry run stages in a new temporary folder (shown), never ./
         except PushError as exc:
             self.app.call_from_thread(self.say, f"push failed: {exc}", "error")
             return
         except Exception as exc:  # noqa: BLE001 - never crash the console
             self.app.call_from_thread(self.say, f"push failed: {type(exc).__name__}: {exc}", "error")
             return
-        msg = (f"dry run: {len(res['files'])} files in {Path(res['folder']).resolve()}" if res["dry_run"]
-               else f"pushed to https://huggingface.co/{res['repo_id']}")
+        msg = (
+            f"dry run: {len(res['files'])} files in {Path(res['folder']).resolve()}"
+            if res["dry_run"]
+            else f"pushed to https://huggingface.co/{res['repo_id']}"
+        )
         self.app.call_from_thread(self.say, msg, "ok")
 
     def action_export(self) -> None:
@@ -447,8 +460,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         view = self.query_one(TableView)
         if active == "tables" and view.table is not None:
             table = view.table
-            self.ask_export(f"table {table.name}",
-                            lambda folder, formats: export_table(run, table, folder, formats))
+            self.ask_export(f"table {table.name}", lambda folder, formats: export_table(run, table, folder, formats))
         else:
-            self.ask_export(f"all tables of {run.experiment}/{short_id(run.run_id)}",
-                            lambda folder, formats: export_runs([run], folder, formats))
+            self.ask_export(
+                f"all tables of {run.experiment}/{short_id(run.run_id)}",
+                lambda folder, formats: export_runs([run], folder, formats),
+            )

@@ -60,9 +60,14 @@ class ExperimentsPane(TablePane):
         for exp in experiments:
             st = statuses.get(exp.name, ("", ""))[0]
             last = study_cell(exp, statuses) if exp.task == "study" else (status_text(st) if st else "-")
-            cells = [exp.name, last, exp.task, exp.model or "-", data_of(exp),
-                     ", ".join(exp.dependencies) or "-"]
-            rows.append((exp.name, cells, " ".join([exp.name, exp.task, exp.model, str(getattr(exp, "dataset", "")), exp.description])))
+            cells = [exp.name, last, exp.task, exp.model or "-", data_of(exp), ", ".join(exp.dependencies) or "-"]
+            rows.append(
+                (
+                    exp.name,
+                    cells,
+                    " ".join([exp.name, exp.task, exp.model, str(getattr(exp, "dataset", "")), exp.description]),
+                )
+            )
         self.set_rows(rows)
 
     def action_run(self) -> None:

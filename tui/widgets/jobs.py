@@ -59,8 +59,13 @@ class JobsPane(TablePane):
             # the phase of an ended job is stale, except where it failed
             phase = job.phase if job.active or job.status == "failed" else None
             progress = progress_text(job.metrics.last_step, phase, job.active) if job.status != "queued" else ""
-            rows.append((str(job.id), [str(job.id), job.experiment, status_text(job.status), progress, note],
-                         f"{job.experiment} {job.status}"))
+            rows.append(
+                (
+                    str(job.id),
+                    [str(job.id), job.experiment, status_text(job.status), progress, note],
+                    f"{job.experiment} {job.status}",
+                )
+            )
         self.set_rows(rows)
 
     def current_job(self):
@@ -90,6 +95,8 @@ class JobsPane(TablePane):
         if job is None:
             return
         if job.status in ("failed", "blocked") and job.reason:
-            self.post_message(Note(f"#{job.id} {job.experiment} {job.status}: {job.reason}", "error", source=self.id or ""))
+            self.post_message(
+                Note(f"#{job.id} {job.experiment} {job.status}: {job.reason}", "error", source=self.id or "")
+            )
         else:
             self.post_message(Note(f"#{job.id} {job.experiment}: {job.status}", source=self.id or ""))

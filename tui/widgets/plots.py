@@ -77,13 +77,13 @@ def tick_label(v: float, step: float) -> str:
     if a >= 1e4 and step >= 100:
         return f"{v / 1000:g}k"
     decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
-    if step < 1 and not math.isclose(step * 10 ** decimals % 1, 0, abs_tol=1e-6):
+    if step < 1 and not math.isclose(step * 10**decimals % 1, 0, abs_tol=1e-6):
         decimals += 1  # 0.25 steps need two decimals
     return f"{v:,.{decimals}f}"
 
 
 def log_label(exp10: float) -> str:
-    v = 10 ** exp10
+    v = 10**exp10
     if 1e-3 <= v < 1e5:
         return f"{v:,.{max(0, -round(exp10))}f}" if exp10 < 0 else f"{v:,.0f}"
     return f"1e{round(exp10)}"
@@ -97,7 +97,7 @@ def ema(ys: list[float], weight: float) -> list[float]:
     for y in ys:
         n += 1
         last = last * weight + (1 - weight) * y
-        out.append(last / (1 - weight ** n))
+        out.append(last / (1 - weight**n))
     return out
 
 

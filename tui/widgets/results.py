@@ -29,7 +29,7 @@ class ResultsTable(DataTable):
     def _edges(self) -> list[int]:
         """Scroll offsets at which a scrolling (non-fixed) column starts."""
         edges, x = [0], 0
-        for col in list(self.columns.values())[self.fixed_columns:]:
+        for col in list(self.columns.values())[self.fixed_columns :]:
             x += col.get_render_width(self)
             edges.append(x)
         return edges
@@ -101,8 +101,10 @@ def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
         nested.pop(k, None)
     if isinstance(matrix, list) and matrix and all(isinstance(r, list) for r in matrix):
         where = "final" if source is not results else "last evaluation"
-        parts.append(f"confusion matrix ({where}; rows true, columns predicted)\n"
-                     + confusion_text(matrix, class_labels(scope, len(matrix))))
+        parts.append(
+            f"confusion matrix ({where}; rows true, columns predicted)\n"
+            + confusion_text(matrix, class_labels(scope, len(matrix)))
+        )
     parts += [f"{k}: {compact_value(v)}" for k, v in nested.items()]
     parts += [f"{k}: {v}" for k, v in texts.items() if k.split(".")[0] not in nested]  # not twice
     return "\n".join(parts)

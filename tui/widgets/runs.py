@@ -25,14 +25,20 @@ from .panes import Note, TablePane
 MAX_HYPER = 6  # differing hyperparameters shown as columns (the rest: `lmconsole runs`)
 BASE_COLUMNS = (" ", "experiment", "started", "status", "result", "tags")
 TAIL_COLUMNS = ("note",)
-SHORT = {"learning_rate": "lr", "batch_size": "bs", "weight_decay": "wd", "max_seq_length": "seq",
-         "gradient_accumulation_steps": "accum"}
+SHORT = {
+    "learning_rate": "lr",
+    "batch_size": "bs",
+    "weight_decay": "wd",
+    "max_seq_length": "seq",
+    "gradient_accumulation_steps": "accum",
+}
 
 
 def _row_from_summary(s) -> RunRow:
     """A bare row for a summary without its run's details (config, tags) loaded."""
-    return RunRow(run=s.run, status=s.status, reason=s.reason, task=s.task, model=s.model, progress="",
-                  result_key="", result=None)
+    return RunRow(
+        run=s.run, status=s.status, reason=s.reason, task=s.task, model=s.model, progress="", result_key="", result=None
+    )
 
 
 class RunsPane(TablePane):
@@ -109,8 +115,15 @@ class RunsPane(TablePane):
             failed = (r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason) or r.problems
             note = " ".join((r.reason if failed else (r.note or r.model)).split())
             result = r.result_text
-            cells = [r.run.experiment, short_id(r.run.run_id), status_text(r.status), result, " ".join(r.tags),
-                     *(Text(fmt_value(r.config.get(k)), justify="right") for k in self.hyper), note]
+            cells = [
+                r.run.experiment,
+                short_id(r.run.run_id),
+                status_text(r.status),
+                result,
+                " ".join(r.tags),
+                *(Text(fmt_value(r.config.get(k)), justify="right") for k in self.hyper),
+                note,
+            ]
             out.append((r.key, cells, r.haystack()))
         self.set_rows(out)
 
@@ -137,8 +150,10 @@ class RunsPane(TablePane):
         # A text term looks in the row's filter text, kept from set_rows (Term.matches would build
         # it again for each row at each key typed): the same test, without the per-key cost.
         hay = self._haystack.get(key)
-        return all((t.value.lower() in hay) != t.negate if t.kind == "text" and hay is not None else t.matches(row)
-                   for t in self._terms)
+        return all(
+            (t.value.lower() in hay) != t.negate if t.kind == "text" and hay is not None else t.matches(row)
+            for t in self._terms
+        )
 
     def _show(self) -> None:
         self._terms = parse_filter(self.filter_text)
@@ -176,8 +191,14 @@ class RunsPane(TablePane):
         self.EMPTY = "no archived runs (A shows the others)" if self.show_archived else type(self).EMPTY
         self.marked.clear()
         self._rebuild()
-        self.post_message(Note("showing archived runs (a restores, A goes back)" if self.show_archived
-                               else "showing active runs (archived hidden: A shows them)", source=self.id or ""))
+        self.post_message(
+            Note(
+                "showing archived runs (a restores, A goes back)"
+                if self.show_archived
+                else "showing active runs (archived hidden: A shows them)",
+                source=self.id or "",
+            )
+        )
 
     def sort_columns(self) -> list[str]:
         return ["started", "experiment", "status", "result", "tags", *self.hyper, "note"]
@@ -192,8 +213,13 @@ class RunsPane(TablePane):
             self.sort_column = cols[(i + 1) % len(cols)]
             self.sort_desc = self.sort_column == "started"
         self._rebuild()
-        self.post_message(Note(f"sorted by {self.sort_column} {'descending' if self.sort_desc else 'ascending'} "
-                               "(s: next column, S: reverse)", source=self.id or ""))
+        self.post_message(
+            Note(
+                f"sorted by {self.sort_column} {'descending' if self.sort_desc else 'ascending'} "
+                "(s: next column, S: reverse)",
+                source=self.id or "",
+            )
+        )
 
     @on(DataTable.HeaderSelected)
     def _header(self, event: DataTable.HeaderSelected) -> None:

@@ -37,8 +37,14 @@ def sample_view(probe, summaries) -> SystemView:
     for name, gpus in jobs:
         for g in gpus:
             holders.setdefault(g, []).append(name)
-    return SystemView(host=probe.host(), gpus=probe.gpus(), gpu_reason=probe.gpu_reason,
-                      host_reason=probe.host_reason, holders=holders, jobs=jobs)
+    return SystemView(
+        host=probe.host(),
+        gpus=probe.gpus(),
+        gpu_reason=probe.gpu_reason,
+        host_reason=probe.host_reason,
+        holders=holders,
+        jobs=jobs,
+    )
 
 
 def _num(v, fmt: str, unit: str = "") -> str:
@@ -50,27 +56,46 @@ def host_text(view: SystemView) -> str:
     if h is None:
         return view.host_reason or "no CPU or RAM figures"
     cores = f" of {h.cpu_count} cores" if h.cpu_count else ""
-    ram = f"{_num(h.ram_used_mb / 1024 if h.ram_used_mb is not None else None, '.1f')}/" \
-          f"{_num(h.ram_total_mb / 1024 if h.ram_total_mb is not None else None, '.1f')} GiB"
+    ram = (
+        f"{_num(h.ram_used_mb / 1024 if h.ram_used_mb is not None else None, '.1f')}/"
+        f"{_num(h.ram_total_mb / 1024 if h.ram_total_mb is not None else None, '.1f')} GiB"
+    )
     return f"CPU {_num(h.cpu_percent, '.0f', '%')}{cores} · RAM {ram} · this console {_num(h.process_rss_mb, ',.0f', ' MB')}"
 
 
 def jobs_text(view: SystemView) -> str:
     if not view.jobs:
         return "no job running"
-    parts = [f"{name} → " + (("GPU " + ",".join(map(str, gpus))) if gpus else "no GPU recorded") for name, gpus in view.jobs]
+    parts = [
+        f"{name} → " + (("GPU " + ",".join(map(str, gpus))) if gpus else "no GPU recorded") for name, gpus in view.jobs
+    ]
     return "running: " + " · ".join(parts)
 
 
 def gpu_rows(view: SystemView) -> list[tuple[str, list]]:
     rows = []
     for g in view.gpus:
-        mem = (f"{g.memory_used_mb / 1024:.1f}/{g.memory_total_mb / 1024:.0f}G"
-               if g.memory_used_mb is not None and g.memory_total_mb is not None else "?")
+        mem = (
+            f"{g.memory_used_mb / 1024:.1f}/{g.memory_total_mb / 1024:.0f}G"
+            if g.memory_used_mb is not None and g.memory_total_mb is not None
+            else "?"
+        )
         power = _num(g.power_w, ".0f") + ("/" + _num(g.power_limit_w, ".0f") if g.power_limit_w else "") + "W"
         job = ", ".join(view.holders.get(g.index, [])) or "-"
-        rows.append((str(g.index), [str(g.index), g.name.replace("NVIDIA ", ""), _num(g.util_percent, ".0f", "%"),
-                                    mem, _num(g.temperature_c, ".0f", "C"), power, job]))
+        rows.append(
+            (
+                str(g.index),
+                [
+                    str(g.index),
+                    g.name.replace("NVIDIA ", ""),
+                    _num(g.util_percent, ".0f", "%"),
+                    mem,
+                    _num(g.temperature_c, ".0f", "C"),
+                    power,
+                    job,
+                ],
+            )
+        )
     return rows
 
 
