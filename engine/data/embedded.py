@@ -675,186 +675,206 @@ class _Names:
         return "The " + title if r.random() < 0.5 else title
 
 
+def _town(names: _Names, u: bool) -> dict:
+    r = names.rng
+    founded = r.randint(1150, 1780)
+    name = names.place(unique=u)
+    e = dict(
+        name=name,
+        province=r.choice(PROVINCES),
+        river=names.river(),
+        neighbour=names.place(avoid=name),
+        founded=founded,
+        founder=names.person()[0],
+        founder_role=r.choice(ROLES),
+        population=f"{r.randint(2, 95)},{r.randint(0, 999):03d}",
+        census=r.randint(1950, 2011),
+        industry=r.choice(INDUSTRIES),
+        landmark=r.choice(LANDMARKS),
+        festival=r.choice(FESTIVALS),
+        bank=r.choice(("left", "right")),
+        dist=r.randint(5, 90),
+        direction=r.choice(DIRECTIONS),
+        direction2=r.choice(DIRECTIONS),
+        built=founded + r.randint(10, 120),
+        fire=r.randint(1600, 1890),
+        railway=r.randint(1840, 1910),
+        century=r.choice(CENTURIES),
+        bridges=r.choice(("two", "three", "four", "five")),
+        height=r.randint(20, 900),
+        pct=r.randint(10, 60),
+        weekday=r.choice(WEEKDAYS),
+        restored=r.randint(1950, 2010),
+        month=r.choice(MONTHS),
+        profession=r.choice(PROFESSIONS),
+        notable=names.person()[0],
+        notable_born=r.randint(1700, 1960),
+    )
+    e.update(Pro="It", pro="it", Pos="Its", pos="its", kind="town", title=e["name"])
+    return e
+
+
+def _river(names: _Names, u: bool) -> dict:
+    r = names.rng
+    name, town1 = names.river(unique=u), names.place()
+    e = dict(
+        name=name,
+        province=r.choice(PROVINCES),
+        length=r.randint(40, 900),
+        source=r.choice(MOUNTAINS),
+        mouth=r.choice(WATERS),
+        town1=town1,
+        town2=names.place(avoid=town1),
+        tributary=names.river(avoid=name),
+        fish=r.choice(FISH),
+        explorer=names.person()[0],
+        mapped=r.randint(1500, 1850),
+        dam=r.randint(1900, 1980),
+        height=r.randint(300, 2900),
+        direction=r.choice(DIRECTIONS),
+        bridges=r.choice(("six", "nine", "twelve")),
+    )
+    e.update(Pro="It", pro="it", Pos="Its", pos="its", kind="river", title=e["name"] + " River")
+    return e
+
+
+def _person(names: _Names, u: bool) -> dict:
+    r = names.rng
+    name, fem = names.person(unique=u)
+    born = r.randint(1700, 1920)
+    e = dict(
+        name=name,
+        surname=name.split()[1],
+        born=born,
+        died=born + r.randint(35, 90),
+        birthplace=names.place(),
+        city=names.place(),
+        profession=r.choice(PROFESSIONS),
+        work=names.work(),
+        work_year=born + r.randint(22, 34),
+        award=f"{r.choice(PROVINCES)} Prize",
+        award_year=born + r.randint(35, 45),
+        mentor=names.person()[0],
+        father=names.person(female=False)[0],
+        parent_job=r.choice(ROLES),
+        ordinal=r.choice(ORDINALS),
+        subject=r.choice(SUBJECTS),
+        quality=r.choice(QUALITIES),
+        study_year=born + r.randint(15, 19),
+        career_year=born + r.randint(20, 24),
+        years=r.choice(("three", "five", "seven", "ten")),
+        industry=r.choice(INDUSTRIES),
+    )
+    e["age"] = e["died"] - born
+    e["a_profession"] = _a(e["profession"])  # derived, no draw: the SQuAD stream is unchanged
+    e["return_year"] = e["died"] - r.randint(3, 20)
+    e.update(
+        Pro="She" if fem else "He",
+        pro="she" if fem else "he",
+        Pos="Her" if fem else "His",
+        pos="her" if fem else "his",
+        kind="person",
+        title=name,
+    )
+    return e
+
+
+def _band(names: _Names, u: bool) -> dict:
+    r = names.rng
+    formed = r.randint(1962, 2012)
+    members = [names.person()[0] for _ in range(4)]
+    name = names.band(unique=u)
+    e = dict(
+        name=name,
+        genre=r.choice(GENRES),
+        genre2=r.choice(GENRES),
+        hometown=names.place(),
+        province=r.choice(PROVINCES),
+        formed=formed,
+        m1=members[0],
+        m2=members[1],
+        m3=members[2],
+        m4=members[3],
+        instr3=r.choice(INSTRUMENTS),
+        instr4=r.choice(INSTRUMENTS),
+        join_year=formed + r.randint(1, 3),
+        sign_year=formed + r.randint(2, 4),
+        debut=names.work(),
+        debut_year=formed + r.randint(4, 6),
+        label=r.choice(LABELS),
+        single=names.work(),
+        chart=r.randint(2, 40),
+        tour_year=formed + r.randint(6, 9),
+        other_band=names.band(avoid=name),
+        theme=r.choice(THEMES),
+    )
+    e["a_genre"] = _a(e["genre"])
+    e.update(Pro="They", pro="they", Pos="Their", pos="their", kind="band", title=e["name"])
+    return e
+
+
+def _film(names: _Names, u: bool) -> dict:
+    r = names.rng
+    # Films carry the review language of the SST-2 stand-in (the same lexicons, with
+    # one polarity per film), as real wikitext's film articles carry critics' words:
+    # a tokenizer trained on this corpus then covers the fine-tuning vocabulary.
+    year = r.randint(1948, 2015)
+    pos = r.random() < 0.55
+    name = names.film(unique=u)
+    star1, fem1 = names.person()
+    e = dict(
+        name=name,
+        year=year,
+        film_genre=r.choice(FILM_GENRES),
+        director=names.person()[0],
+        star1=star1,
+        star2=names.person()[0],
+        writer=names.person()[0],
+        composer=names.person()[0],
+        critic=names.person()[0],
+        critic2=names.person()[0],
+        paper=f"{r.choice(PROVINCES)} {r.choice(NEWSPAPERS)}",
+        place=names.place(),
+        month=r.choice(MONTHS),
+        shoot_year=year - 1,
+        runtime=r.randint(78, 165),
+        profession=r.choice(PROFESSIONS),
+        profession2=r.choice(PROFESSIONS),
+        century=r.choice(CENTURIES),
+        gross=r.randint(2, 90),
+        label=r.choice(LABELS),
+        verdict="praised" if pos else "panned",
+        rev1=_sst2_clause(r, pos),
+        rev2=_sst2_np(r, pos),
+        rev3=_sst2_clause(r, pos),
+        rev4=_sst2_clause(r, not pos),
+        rev5=_sst2_clause(r, pos),
+        filler=r.choice(FILLERS).capitalize(),
+    )
+    e.update(a_profession=_a(e["profession"]), a_profession2=_a(e["profession2"]))
+    e.update(
+        Pro="It",
+        pro="it",
+        Pos="Its",
+        pos="its",
+        star_pro="she" if fem1 else "he",
+        kind="film",
+        title=f"{name} (film)",
+    )
+    return e
+
+
+_ENTITY_DRAWERS = {"town": _town, "river": _river, "person": _person, "band": _band, "film": _film}
+
+
 def _entity(kind: str, names: _Names, unique: bool = True) -> dict:
     """Draw one synthetic entity: a flat dict of attribute -> value.
 
     ``unique`` subjects get a name never used before in the corpus (articles and SQuAD
-    titles are distinct entities); distractors only need a name of their own.
+    titles are distinct entities); distractors only need a name of their own. Each kind's
+    drawer takes its random draws in a fixed order: the corpus depends on it.
     """
-    r = names.rng
-    u = unique
-    if kind == "town":
-        founded = r.randint(1150, 1780)
-        name = names.place(unique=u)
-        e = dict(
-            name=name,
-            province=r.choice(PROVINCES),
-            river=names.river(),
-            neighbour=names.place(avoid=name),
-            founded=founded,
-            founder=names.person()[0],
-            founder_role=r.choice(ROLES),
-            population=f"{r.randint(2, 95)},{r.randint(0, 999):03d}",
-            census=r.randint(1950, 2011),
-            industry=r.choice(INDUSTRIES),
-            landmark=r.choice(LANDMARKS),
-            festival=r.choice(FESTIVALS),
-            bank=r.choice(("left", "right")),
-            dist=r.randint(5, 90),
-            direction=r.choice(DIRECTIONS),
-            direction2=r.choice(DIRECTIONS),
-            built=founded + r.randint(10, 120),
-            fire=r.randint(1600, 1890),
-            railway=r.randint(1840, 1910),
-            century=r.choice(CENTURIES),
-            bridges=r.choice(("two", "three", "four", "five")),
-            height=r.randint(20, 900),
-            pct=r.randint(10, 60),
-            weekday=r.choice(WEEKDAYS),
-            restored=r.randint(1950, 2010),
-            month=r.choice(MONTHS),
-            profession=r.choice(PROFESSIONS),
-            notable=names.person()[0],
-            notable_born=r.randint(1700, 1960),
-        )
-        e.update(Pro="It", pro="it", Pos="Its", pos="its", kind="town", title=e["name"])
-    elif kind == "river":
-        name, town1 = names.river(unique=u), names.place()
-        e = dict(
-            name=name,
-            province=r.choice(PROVINCES),
-            length=r.randint(40, 900),
-            source=r.choice(MOUNTAINS),
-            mouth=r.choice(WATERS),
-            town1=town1,
-            town2=names.place(avoid=town1),
-            tributary=names.river(avoid=name),
-            fish=r.choice(FISH),
-            explorer=names.person()[0],
-            mapped=r.randint(1500, 1850),
-            dam=r.randint(1900, 1980),
-            height=r.randint(300, 2900),
-            direction=r.choice(DIRECTIONS),
-            bridges=r.choice(("six", "nine", "twelve")),
-        )
-        e.update(Pro="It", pro="it", Pos="Its", pos="its", kind="river", title=e["name"] + " River")
-    elif kind == "person":
-        name, fem = names.person(unique=u)
-        born = r.randint(1700, 1920)
-        e = dict(
-            name=name,
-            surname=name.split()[1],
-            born=born,
-            died=born + r.randint(35, 90),
-            birthplace=names.place(),
-            city=names.place(),
-            profession=r.choice(PROFESSIONS),
-            work=names.work(),
-            work_year=born + r.randint(22, 34),
-            award=f"{r.choice(PROVINCES)} Prize",
-            award_year=born + r.randint(35, 45),
-            mentor=names.person()[0],
-            father=names.person(female=False)[0],
-            parent_job=r.choice(ROLES),
-            ordinal=r.choice(ORDINALS),
-            subject=r.choice(SUBJECTS),
-            quality=r.choice(QUALITIES),
-            study_year=born + r.randint(15, 19),
-            career_year=born + r.randint(20, 24),
-            years=r.choice(("three", "five", "seven", "ten")),
-            industry=r.choice(INDUSTRIES),
-        )
-        e["age"] = e["died"] - born
-        e["a_profession"] = _a(e["profession"])  # derived, no draw: the SQuAD stream is unchanged
-        e["return_year"] = e["died"] - r.randint(3, 20)
-        e.update(
-            Pro="She" if fem else "He",
-            pro="she" if fem else "he",
-            Pos="Her" if fem else "His",
-            pos="her" if fem else "his",
-            kind="person",
-            title=name,
-        )
-    elif kind == "band":
-        formed = r.randint(1962, 2012)
-        members = [names.person()[0] for _ in range(4)]
-        name = names.band(unique=u)
-        e = dict(
-            name=name,
-            genre=r.choice(GENRES),
-            genre2=r.choice(GENRES),
-            hometown=names.place(),
-            province=r.choice(PROVINCES),
-            formed=formed,
-            m1=members[0],
-            m2=members[1],
-            m3=members[2],
-            m4=members[3],
-            instr3=r.choice(INSTRUMENTS),
-            instr4=r.choice(INSTRUMENTS),
-            join_year=formed + r.randint(1, 3),
-            sign_year=formed + r.randint(2, 4),
-            debut=names.work(),
-            debut_year=formed + r.randint(4, 6),
-            label=r.choice(LABELS),
-            single=names.work(),
-            chart=r.randint(2, 40),
-            tour_year=formed + r.randint(6, 9),
-            other_band=names.band(avoid=name),
-            theme=r.choice(THEMES),
-        )
-        e["a_genre"] = _a(e["genre"])
-        e.update(Pro="They", pro="they", Pos="Their", pos="their", kind="band", title=e["name"])
-    elif kind == "film":
-        # Films carry the review language of the SST-2 stand-in (the same lexicons, with
-        # one polarity per film), as real wikitext's film articles carry critics' words:
-        # a tokenizer trained on this corpus then covers the fine-tuning vocabulary.
-        year = r.randint(1948, 2015)
-        pos = r.random() < 0.55
-        name = names.film(unique=u)
-        star1, fem1 = names.person()
-        e = dict(
-            name=name,
-            year=year,
-            film_genre=r.choice(FILM_GENRES),
-            director=names.person()[0],
-            star1=star1,
-            star2=names.person()[0],
-            writer=names.person()[0],
-            composer=names.person()[0],
-            critic=names.person()[0],
-            critic2=names.person()[0],
-            paper=f"{r.choice(PROVINCES)} {r.choice(NEWSPAPERS)}",
-            place=names.place(),
-            month=r.choice(MONTHS),
-            shoot_year=year - 1,
-            runtime=r.randint(78, 165),
-            profession=r.choice(PROFESSIONS),
-            profession2=r.choice(PROFESSIONS),
-            century=r.choice(CENTURIES),
-            gross=r.randint(2, 90),
-            label=r.choice(LABELS),
-            verdict="praised" if pos else "panned",
-            rev1=_sst2_clause(r, pos),
-            rev2=_sst2_np(r, pos),
-            rev3=_sst2_clause(r, pos),
-            rev4=_sst2_clause(r, not pos),
-            rev5=_sst2_clause(r, pos),
-            filler=r.choice(FILLERS).capitalize(),
-        )
-        e.update(a_profession=_a(e["profession"]), a_profession2=_a(e["profession2"]))
-        e.update(
-            Pro="It",
-            pro="it",
-            Pos="Its",
-            pos="its",
-            star_pro="she" if fem1 else "he",
-            kind="film",
-            title=f"{name} (film)",
-        )
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return e
+    return _ENTITY_DRAWERS[kind](names, unique)
 
 
 _FORMATTER = string.Formatter()
