@@ -7,3 +7,4 @@ lazily inside the functions that need them, so ``import engine`` and
 """
 
 __version__ = "0.1.0"
+DISTRIBUTION = "lmconsole"  # tui.entry checks it: another installed package named `engine` must not stand in

@@ -53,7 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_global_options(p, top=True)
     p.register("action", "parsers", _SubParsers)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # subcommands in --help order
+    _add_run_commands(sub)
+    _add_model_commands(sub)
+    _add_hygiene_commands(sub)
+    _add_study_commands(sub)
+    _add_queue_commands(sub)
+    return p
 
+
+def _add_run_commands(sub) -> None:
+    """Run and runs: running experiments headless and listing runs."""
     r = sub.add_parser("run", help="run experiments headless (dependencies first)")
     r.add_argument("experiments", nargs="+", metavar="EXPERIMENT")
     r.add_argument("--json", action="store_true", help="print events as JSON lines instead of progress lines")
@@ -97,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         help="started (default), status, result, progress, or any hyperparameter/metric; --sort=-COLUMN reverses",
     )
 
+
+def _add_model_commands(sub) -> None:
+    """Params, export, check, push: models, result tables, the manifest, the Hub."""
     pa = sub.add_parser("params", help="parameter table of a model (no weights loaded)")
     pa.add_argument(
         "model",
@@ -148,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     pu.add_argument("--out", help="folder for --dry-run (default: a new temporary folder, printed)")
 
+
+def _add_hygiene_commands(sub) -> None:
+    """Tag, note, archive, delete: run hygiene."""
     tg = sub.add_parser("tag", help="add (+name) or remove (-name) tags of a run; no changes: print them")
     tg.add_argument("run", metavar="RUN")
     tg.add_argument("changes", nargs=argparse.REMAINDER, metavar="+TAG|-TAG")
@@ -164,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("runs", nargs="+", metavar="RUN")
     de.add_argument("--yes", "-y", action="store_true", help="do not ask")
 
-    # the study report and its verification (issue 14)
+
+def _add_study_commands(sub) -> None:
+    """Report, verify, compare: the study report and its numbers."""
     rp = sub.add_parser("report", help="write the study report (Markdown, LaTeX, HTML with plots)")
     rp.add_argument(
         "experiments",
@@ -186,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a run (experiment, experiment/run-id, run-id prefix) or experiments as glob patterns (demo-*)",
     )
     vf.add_argument("--quiet", "-q", action="store_true", help="print only mismatches and the summary")
+
     cp = sub.add_parser("compare", help="final results of runs side by side, with mean ± std and n of seed groups")
     cp.add_argument(
         "runs",
@@ -195,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     cp.add_argument("--format", default="md", choices=FORMAT_CHOICES)
 
+
+def _add_queue_commands(sub) -> None:
+    """Queue, attach, control: the job queue of the runs directory."""
     qu = sub.add_parser("queue", help="show or change the job queue of the runs directory (shared by consoles and CLI)")
     qu.add_argument(
         "action",
@@ -212,7 +234,6 @@ def _parser() -> argparse.ArgumentParser:
     ct = sub.add_parser("control", help="pause, resume or cancel a running job (any process)")
     ct.add_argument("run", metavar="RUN")
     ct.add_argument("action", choices=("pause", "resume", "cancel"))
-    return p
 
 
 def _fail(msg: str, code: int = 2) -> int:

@@ -95,7 +95,7 @@ def runs_table(runs) -> Table:
                 str(r.path),
             )
         )
-    notes = ()
+    notes: tuple[str, ...] = ()
     active = [f"{r[0]}/{r[1]} ({r[2]})" for r in rows if r[3]]
     if active:
         notes = (f"still in progress when exported, results partial: {', '.join(active)}",)
@@ -113,7 +113,8 @@ def tidy(table: Table) -> list[Table]:
 
     Works on tables stored by any version (older runs carry a ``TOTAL`` row and ``"x12"`` strings).
     """
-    body, totals = [], []
+    body: list = []
+    totals: list = []
     for row in table.rows:
         first = row[0] if row else None
         (totals if isinstance(first, str) and first.strip().lower() in TOTAL_LABELS else body).append(row)
@@ -262,7 +263,8 @@ def export_folder(written: list[Path]) -> Path | None:
 
 def split_exportable(runs) -> tuple[list, list]:
     """(runs with a result to export, runs still queued/running/paused) for ``export --all``."""
-    done, active = [], []
+    done: list = []
+    active: list = []
     for r in runs:
         (active if r.status().get("status") in ACTIVE_STATUSES else done).append(r)
     return done, active

@@ -151,7 +151,8 @@ def pretrain_flags(history: list[dict], vocab_size: int | None) -> list[Flag]:
 
 def result_flags(task: str, results: dict, vocab_size: int | None = None) -> list[Flag]:
     """Flags for one run's ``results.json`` content (``final`` and ``history``)."""
-    final = results.get("final") if isinstance(results.get("final"), dict) else {}
+    final = results.get("final")
+    final = final if isinstance(final, dict) else {}
     history = results.get("history") if isinstance(results.get("history"), list) else []
     if task == "classify":
         return classify_flags(final)

@@ -71,7 +71,7 @@ def grouped_table(rows: list[ParamRow], label: str) -> Table:
         m = _LAYER.match(r.name)
         if m:
             repeats[m.group(1)] = max(repeats.get(m.group(1), 0), int(m.group(2)) + 1)
-    body = []
+    body: list[tuple] = []
     for r in rows:
         m = _LAYER.match(r.name)
         if m:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from typing import Any
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
@@ -25,7 +26,7 @@ class StopSignals:
 
     def __init__(self):
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL/SIG_IGN or None
 
     @property
     def requested(self) -> bool:

@@ -430,7 +430,7 @@ def build_report(store, names, title: str = "Study report") -> Report:
     chosen = study_runs(store, names)
     runs = list(chosen.values())
     facts = _Facts()
-    by_task = {}
+    by_task: dict[str, list] = {}
     for r in runs:
         by_task.setdefault(r.config().get("task", ""), []).append(r)
     sections = [flags_section(runs)]

@@ -20,7 +20,12 @@ import math
 import operator
 import os
 import re
+from collections.abc import Set
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 # Metrics worth a result column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
@@ -82,7 +87,8 @@ def _number(v) -> float | None:
 
 def primary_result(results: dict) -> tuple[str, float] | None:
     """The headline metric of a run's results: (key, value), from ``final`` first."""
-    final = results.get("final") if isinstance(results.get("final"), dict) else {}
+    final = results.get("final")
+    final = final if isinstance(final, dict) else {}
     for src in (final, results):
         nums = {k: v for k, v in src.items() if _number(v) is not None and not isinstance(v, str)}
         for key in PRIMARY:
@@ -150,7 +156,7 @@ def _last_step_in(lines: list[bytes]) -> tuple[int, int] | None:
 
 @dataclass
 class RunRow:
-    run: object
+    run: Run
     status: str
     reason: str
     task: str
@@ -220,7 +226,8 @@ def run_row(run) -> RunRow:
     status = str(st.get("status", "queued"))
     cfg = reads["config.json"][0]
     results = reads["results.json"][0]
-    final = results.get("final") if isinstance(results.get("final"), dict) else {}
+    final = results.get("final")
+    final = final if isinstance(final, dict) else {}
     head = primary_result(results) if status == "finished" else None
     step = last_step(run)
     if step and step[1]:
@@ -355,7 +362,7 @@ def list_rows(store, experiment: str | None = None, archived: bool | None = Fals
     return [r for r in rows if r.archived == archived]
 
 
-def align(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+def align(header: list[str], rows: list[list[str]], right: Set[int] = frozenset()) -> list[str]:
     """Text table with every column padded to its widest cell (the last column unpadded)."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     out = []

@@ -143,7 +143,7 @@ def with_group_columns(table: Table, runs) -> Table:
     stats = {g: group_stats(rs) for g, rs in groups.items()}
     last = {g: max(runs.index(r) for r in rs) for g, rs in groups.items()}
     cols = [table.columns[0]]
-    plan = []  # per output column: ("run", index) or ("stat", group, field)
+    plan: list[tuple] = []  # per output column: ("run", index) or ("stat", group, field)
     for i, col in enumerate(table.columns[1:]):
         cols.append(col)
         plan.append(("run", i))

@@ -13,8 +13,10 @@ import io
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FORMATS = ("csv", "md", "latex", "json")
 EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}
@@ -23,10 +25,11 @@ EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}
 @dataclass(frozen=True)
 class Table:
     name: str  # file-safe identifier, e.g. "params_grouped"
-    columns: tuple[str, ...]
-    rows: tuple[tuple, ...]
+    # Any sequences are accepted; __post_init__ stores tuples (the table is immutable).
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
     title: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self):
         object.__setattr__(self, "columns", tuple(self.columns))

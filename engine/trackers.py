@@ -28,8 +28,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
 
@@ -110,7 +113,8 @@ class TrackerSink:
         self.on = True
         self.started = False
         self.last_step = 0
-        self._thread = None
+        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._notes: list[str] = []  # warnings
         self._info: list[str] = []
 
@@ -135,17 +139,15 @@ class TrackerSink:
         if not self.on:
             return
         if self._thread is None:
-            import queue
-            import threading
-
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._work, name=f"tracker-{self.name}", daemon=True)
             self._thread.start()
+        thread = self._thread
         self._queue.put(event)
         if isinstance(event, StatusChanged) and event.status in FINAL:
             self._queue.put(None)
-            self._thread.join(self.DRAIN_S)
-            if self._thread.is_alive():
+            thread.join(self.DRAIN_S)
+            if thread.is_alive():
                 self.on = False
                 self._notes.append(
                     f"report_to {self.name}: still writing after {self.DRAIN_S:.0f} s; "
@@ -247,7 +249,7 @@ class WandbSink(TrackerSink):
     def start(self) -> None:
         import wandb
 
-        mode = os.environ.get("WANDB_MODE", "")
+        mode: Any = os.environ.get("WANDB_MODE", "")  # wandb checks the value (a Literal in its stubs)
         why = ""
         if not mode:
             base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
@@ -403,7 +405,7 @@ def make_trackers(run, exp, manifest, say: Callable[[str, str], None]) -> list[T
 
     if int(os.environ.get("RANK", "0") or 0) != 0:  # only rank 0 reports
         return []
-    out = []
+    out: list[TrackerSink] = []
     for name in getattr(exp, "report_to", ()) or ():
         cls = SINKS[name]
         if importlib.util.find_spec(cls.module) is None:

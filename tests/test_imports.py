@@ -48,3 +48,16 @@ def test_help_is_fast_and_light():
     elapsed = time.perf_counter() - t0
     assert "HEAVY=\n" in out.stdout + "\n" and "usage: lmconsole" in out.stdout
     assert elapsed < 1.0, elapsed
+
+
+def test_another_package_named_engine_is_a_clear_message(tmp_path):
+    """The import names are the fixed folders `engine` and `tui`: a foreign `engine` earlier on
+    sys.path must stop lmconsole with one line that names it, not a confusing ImportError."""
+    fake = tmp_path / "engine"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("# some other project's engine\n")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from tui.entry import main; sys.exit(main(['runs']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2
+    assert "is not lmconsole's engine" in out.stderr and str(fake) in out.stderr
+    assert "Traceback" not in out.stderr

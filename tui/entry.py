@@ -11,6 +11,19 @@ def _open_console(manifest_path: str) -> int:
     return run_console(manifest_path)
 
 
+def _shadowed() -> str:
+    """A message when the ``engine`` that imports is not lmconsole's (README, "Import names")."""
+    import engine
+
+    if getattr(engine, "DISTRIBUTION", None) == "lmconsole":
+        return ""
+    where = getattr(engine, "__file__", None) or ", ".join(getattr(engine, "__path__", [])) or "?"
+    return (
+        f"lmconsole: the module 'engine' imported from {where} is not lmconsole's engine: another installed "
+        "package uses that top-level name. Install lmconsole in its own virtual environment."
+    )
+
+
 def main(argv=None) -> int:
     import os
 
@@ -18,6 +31,10 @@ def main(argv=None) -> int:
     # slower CPU training under load (BENCHMARKS.md, "Threads and OpenMP"). Must be set before
     # torch is imported; an explicit setting by the user wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    problem = _shadowed()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from engine.cli import main as cli_main
 
     return cli_main(argv, console=_open_console)

@@ -47,6 +47,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EMBEDDED_NAMES", "embedded_root", "ensure_embedded", "embedded_config"]
 
@@ -679,7 +680,7 @@ def _town(names: _Names, u: bool) -> dict:
     r = names.rng
     founded = r.randint(1150, 1780)
     name = names.place(unique=u)
-    e = dict(
+    e: dict[str, Any] = dict(
         name=name,
         province=r.choice(PROVINCES),
         river=names.river(),
@@ -717,7 +718,7 @@ def _town(names: _Names, u: bool) -> dict:
 def _river(names: _Names, u: bool) -> dict:
     r = names.rng
     name, town1 = names.river(unique=u), names.place()
-    e = dict(
+    e: dict[str, Any] = dict(
         name=name,
         province=r.choice(PROVINCES),
         length=r.randint(40, 900),
@@ -742,7 +743,7 @@ def _person(names: _Names, u: bool) -> dict:
     r = names.rng
     name, fem = names.person(unique=u)
     born = r.randint(1700, 1920)
-    e = dict(
+    e: dict[str, Any] = dict(
         name=name,
         surname=name.split()[1],
         born=born,
@@ -784,7 +785,7 @@ def _band(names: _Names, u: bool) -> dict:
     formed = r.randint(1962, 2012)
     members = [names.person()[0] for _ in range(4)]
     name = names.band(unique=u)
-    e = dict(
+    e: dict[str, Any] = dict(
         name=name,
         genre=r.choice(GENRES),
         genre2=r.choice(GENRES),
@@ -822,7 +823,7 @@ def _film(names: _Names, u: bool) -> dict:
     pos = r.random() < 0.55
     name = names.film(unique=u)
     star1, fem1 = names.person()
-    e = dict(
+    e: dict[str, Any] = dict(
         name=name,
         year=year,
         film_genre=r.choice(FILM_GENRES),
@@ -1227,9 +1228,10 @@ def _build_sst2(folder: Path) -> None:
     """~55 % positive; the test split is unlabeled (-1) exactly like GLUE."""
     rng = _rng("sst2")
     seen: set[str] = set()  # membership only: no duplicates across or within splits
-    splits = {}
+    splits: dict[str, dict[str, list]] = {}
     for split, n in SST2_SIZES.items():
-        sentences, labels = [], []
+        sentences: list[str] = []
+        labels: list[int] = []
         while len(sentences) < n:
             pos = rng.random() < 0.55
             s = _sst2_sentence(rng, pos)

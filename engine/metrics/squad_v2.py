@@ -140,7 +140,8 @@ def _find_best_thresh(
     """The official ``find_best_thresh``: best prefix of questions sorted by na_prob."""
     if not qids:
         return 0.0, 0.0
-    cur = best = sum(1 for q in qids if not has_ans[q])
+    cur: float = sum(1 for q in qids if not has_ans[q])
+    best = cur
     best_thresh = 0.0
     # Sort the ids in na_probs order (stable), as the official script sorts the na_probs dict.
     scored = set(qids)

@@ -35,6 +35,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 __all__ = ["tokenize_13a", "bleu", "sacre_bleu", "rouge", "meteor", "answer_text_metrics", "VARIANTS", "wordnet_reader"]
 
@@ -273,7 +274,8 @@ def sacre_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) 
 
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     width = max((len(r) for r in refs), default=1)
-    streams = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
+    # sacrebleu takes None for a missing reference in a stream (a variable number per sentence)
+    streams: list[list[Any]] = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
     metric = BLEU()
     # an empty corpus scores 0.0; the call on one empty pair only fixes the signature's fields
     score = (
