@@ -91,61 +91,71 @@ def card_data(run, repo_id: str):
     )
 
 
+CARD_HYPERPARAMETERS = (
+    "epochs",
+    "max_steps",
+    "learning_rate",
+    "warmup",
+    "weight_decay",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "max_seq_length",
+    "seed",
+    "mlm_probability",
+    "doc_stride",
+)
+
+
 def model_card(run, repo_id: str) -> str:
     """The README.md of an upload: huggingface_hub ``ModelCard`` = ``card_data`` + the text below."""
     from huggingface_hub import ModelCard
-
-    from .flags import run_flags
 
     cfg = run.config()
     res = run.results()
     final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
     task = cfg.get("task", "")
-    pipeline, task_text = TASK_META.get(task, ("", task))
+    lines = [f"# {repo_id.split('/')[-1]}", ""]
+    lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
+    lines += _card_origin(cfg, res, final, task)
+    lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {cfg[k]} |" for k in CARD_HYPERPARAMETERS if k in cfg and cfg[k] not in (None, 0, "")]
+    lines.append("")
+    lines += _card_tables(run)
+    lines += _card_results(run, final, task)
+    card = ModelCard(f"---\n{card_data(run, repo_id).to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    return str(card)
+
+
+def _card_origin(cfg: dict, res: dict, final: dict, task: str) -> list[str]:
+    """Base model, task, data and splits."""
     dataset = cfg.get("dataset", "")
     split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
     base = cfg.get("model", "")
-    data = card_data(run, repo_id)
     start = res.get("start_model", "")
-    lines = [f"# {repo_id.split('/')[-1]}", ""]
-    lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
     origin = f" (the finished run `{start}` of this study)" if base.startswith("run:") and start else ""
-    lines += ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
-    lines += ["## Task", "", task_text + ".", ""]
-    note = res.get("note", "")
+    lines = ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
+    lines += ["## Task", "", TASK_META.get(task, ("", task))[1] + ".", ""]
     lines += [
         "## Data and splits",
         "",
         f"- dataset: `{dataset}` (config `{cfg.get('dataset_config', '')}`)",
         f"- trained on split `{cfg.get('train_split', 'train')}`, evaluated on `{split}`",
     ]
-    if note:
-        lines.append(f"- note: {note}")
+    if res.get("note", ""):
+        lines.append(f"- note: {res['note']}")
     if dataset.startswith("embedded:"):
         lines.append(
             f"- `{dataset}` is lmconsole's generated offline stand-in, not a Hub dataset: "
             "the metrics below are not comparable with published results on the real one"
         )
     lines.append("")
-    lines += ["## Hyperparameters", "", "| setting | value |", "|---|---|"]
-    for k in (
-        "epochs",
-        "max_steps",
-        "learning_rate",
-        "warmup",
-        "weight_decay",
-        "batch_size",
-        "gradient_accumulation_steps",
-        "max_seq_length",
-        "seed",
-        "mlm_probability",
-        "doc_stride",
-    ):
-        if k in cfg and cfg[k] not in (None, 0, ""):
-            lines.append(f"| {k} | {cfg[k]} |")
-    lines.append("")
+    return lines
+
+
+def _card_tables(run) -> list[str]:
+    """Parameter tables (the diffs first) and the per-epoch metrics."""
     tables = run.table_names()
-    lines += ["## Parameters", ""]
+    lines = ["## Parameters", ""]
     shown = [t for t in tables if t.startswith("params_diff")] + [
         t for t in tables if t in ("params_classification", "params_qa", "params_pretraining")
     ]
@@ -156,14 +166,20 @@ def model_card(run, repo_id: str) -> str:
     lines += ["## Metrics per epoch", ""]
     if "epochs" in tables:
         lines += [run.read_table("epochs").to_markdown(), ""]
-    lines += ["## Final metrics", "", "| metric | scale | value |", "|---|---|---:|"]
+    return lines
+
+
+def _card_results(run, final: dict, task: str) -> list[str]:
+    """Final metrics with their scales, the flags on degenerate results, throughput."""
+    from .flags import run_flags
+
+    lines = ["## Final metrics", "", "| metric | scale | value |", "|---|---|---:|"]
     for k, v in final.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             lines.append(f"| {k} | {metric_scale(k, task).label or '-'} | {v:.6g} |")
     lines.append("")
-    flags = run_flags(run)
     lines += ["## Flags on degenerate results", ""]
-    lines += [f"- **{f.metric}**: {f.message}" for f in flags] or ["None raised."]
+    lines += [f"- **{f.metric}**: {f.message}" for f in run_flags(run)] or ["None raised."]
     lines.append("")
     tps = _tokens_per_s(run)
     lines += [
@@ -172,8 +188,7 @@ def model_card(run, repo_id: str) -> str:
         f"Median training throughput: {tps:,.0f} tokens/s (non-padding tokens)." if tps else "Not recorded.",
         "",
     ]
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
-    return str(card)
+    return lines
 
 
 def stage(run, folder: Path, repo_id: str) -> list[Path]:
