@@ -212,38 +212,7 @@ def write_run(
         StatusChanged(status="running", time=T0),
         RunStarted(run_id=run_id, experiment=experiment, task=task, device="cpu", time=T0),
     ]
-    evals = []
-    if task != "inspect":
-        per_epoch = max(1, steps // epochs)
-        metrics_of = TASK_EVAL.get(task, _eval)
-        evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
-        for step in range(2, steps + 1, 2):
-            events.append(
-                StepLogged(
-                    step=step,
-                    epoch=step / per_epoch,
-                    loss=_loss(step),
-                    learning_rate=_lr(step, steps),
-                    total_steps=steps,
-                    parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
-                    tokens_per_s=5000.0,
-                    eta_s=float(steps - step),
-                    memory_mb=512.0,
-                    time=T0 + 2 + step,
-                )
-            )
-            if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
-                evals.append(
-                    EvalFinished(
-                        epoch=step // per_epoch,
-                        step=step,
-                        split="test",
-                        metrics=metrics_of(step // per_epoch),
-                        time=T0 + 2.5 + step,
-                    )
-                )
-                events.append(evals[-1])
-        events.insert(2, evals[0])
+    evals = _training_events(events, task, steps, epochs) if task != "inspect" else []
     events.append(LogEmitted(level="info", message="device cpu, fp32", time=T0 + 1))
     if status == "failed":
         events.append(
@@ -262,22 +231,61 @@ def write_run(
         lines.insert(4, "not json at all")
     (path / "events.jsonl").write_text("\n".join(lines) + "\n")
     atomic_write_json(path / "status.json", {"status": status, "reason": reason})
-    results: dict = {}
     if status == "finished":
-        if task == "inspect":
-            results = {"parameters": {"base": 141824, "qa": 137794}}
-        else:
-            final = dict(evals[-1].metrics)
-            if task == "pretrain":
-                final["confusion_matrix"] = [[7, 1], [2, 6]]
-            results = {"final": final, "global_step": steps}
-            if task in NOTES:
-                results["final"]["note"] = results["note"] = NOTES[task]
-        atomic_write_json(path / "results.json", results)
+        atomic_write_json(path / "results.json", _results(task, evals, steps))
     if tables:
         for t in ([epochs_table(experiment, evals)] if evals else []) + (params_tables() if params else []):
             (path / "tables" / f"{t.name}.json").write_text(t.to_json())
     return Run(path)
+
+
+def _training_events(events: list, task: str, steps: int, epochs: int) -> list:
+    """Append a training curve's StepLogged/EvalFinished events; return the evaluations (epoch 0 first)."""
+    evals = []
+    per_epoch = max(1, steps // epochs)
+    metrics_of = TASK_EVAL.get(task, _eval)
+    evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
+    for step in range(2, steps + 1, 2):
+        events.append(
+            StepLogged(
+                step=step,
+                epoch=step / per_epoch,
+                loss=_loss(step),
+                learning_rate=_lr(step, steps),
+                total_steps=steps,
+                parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+                tokens_per_s=5000.0,
+                eta_s=float(steps - step),
+                memory_mb=512.0,
+                time=T0 + 2 + step,
+            )
+        )
+        if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
+            evals.append(
+                EvalFinished(
+                    epoch=step // per_epoch,
+                    step=step,
+                    split="test",
+                    metrics=metrics_of(step // per_epoch),
+                    time=T0 + 2.5 + step,
+                )
+            )
+            events.append(evals[-1])
+    events.insert(2, evals[0])
+    return evals
+
+
+def _results(task: str, evals: list, steps: int) -> dict:
+    """results.json of a finished run of ``task``."""
+    if task == "inspect":
+        return {"parameters": {"base": 141824, "qa": 137794}}
+    final = dict(evals[-1].metrics)
+    if task == "pretrain":
+        final["confusion_matrix"] = [[7, 1], [2, 6]]
+    results: dict = {"final": final, "global_step": steps}
+    if task in NOTES:
+        results["final"]["note"] = results["note"] = NOTES[task]
+    return results
 
 
 def write_history(root: Path) -> list[Run]:
