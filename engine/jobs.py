@@ -14,6 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .events import (
     EventSink,
@@ -25,6 +26,11 @@ from .events import (
     StatusChanged,
 )
 from .runs import Run, RunStore, RunWriter, read_json, request_seq
+
+if TYPE_CHECKING:
+    from .manifest import Experiment, Manifest
+    from .preempt import StopSignals
+    from .system import JobSampler
 
 
 class Cancelled(Exception):
@@ -52,16 +58,16 @@ class JobError(Exception):
 class JobContext:
     """What a task gets: its experiment, the run it writes, and the control channel."""
 
-    manifest: object
-    exp: object
+    manifest: Manifest
+    exp: Experiment
     run: Run
     writer: RunWriter
     sink: EventSink
     store: RunStore
     resume: bool = False
     start_model: str = ""  # the run a fine-tuning started from, for results and model cards
-    stop: object = None  # a StopSignals (engine/preempt.py) when this job runs in a process's main thread
-    sampler: object = None  # a JobSampler (engine/system.py): SystemSampled events every 30 s
+    stop: StopSignals | None = None  # engine/preempt.py: when this job runs in a process's main thread
+    sampler: JobSampler | None = None  # engine/system.py: SystemSampled events every 30 s
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -108,7 +114,10 @@ class JobContext:
             self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
 
     def poll(self) -> None:
-        """Call between steps: holds while paused; raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal."""
+        """Call between steps: holds while paused.
+
+        Raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal.
+        """
         self.check_stop()
         self.sample_system()
         action = self._read_request()

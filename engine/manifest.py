@@ -1,8 +1,11 @@
 """The experiment manifest (``experiments.toml``): schema, parsing and validation.
 
-Every key is declared once in :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS`
-with its type, default, the tasks it applies to and a one-line meaning; the
-parser, the validator and the README's manifest reference all come from there.
+Every key is declared once, as a field of the typed, frozen config dataclasses
+(:class:`Experiment` combines one per concern: data, optimisation, QA decoding,
+launcher, ...; :class:`Settings`), with its type, default, the tasks it applies to
+and a one-line meaning. :data:`EXPERIMENT_KEYS` / :data:`SETTINGS_KEYS` are built
+from those fields; the parser, the validator, the README's manifest reference and
+the JSON schema all read them.
 Errors never raise a traceback at the user: :class:`ManifestError` carries one
 line per problem, naming the experiment and the key and saying what was expected.
 """
@@ -13,6 +16,7 @@ import dataclasses
 import math
 import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +38,18 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # "str" | "int" | "float" | "bool" | "list[str]" | "int|float"
+    """One manifest key as the validator, the README reference and the JSON schema read it.
+
+    Not written by hand: :func:`_keys` builds one per field of the config dataclasses
+    below, the type from the field's annotation, the default from its default (none
+    means required), the rest from its metadata (:func:`_meta`).
+    """
+
+    type: str  # "str" | "int" | "float" | "bool" | "list[str]" | "list[int]"
     default: Any
     help: str
     tasks: tuple[str, ...] = TASKS
-    choices: tuple = ()
+    choices: tuple[str, ...] = ()
     minimum: float | None = None
     required: bool = False
     maximum: float | None = None  # issue 13: probabilities and seeds have an upper bound too
@@ -46,348 +57,571 @@ class Key:
 
 ALL_TRAIN = ("pretrain", "classify", "qa")
 
-EXPERIMENT_KEYS: dict[str, Key] = {
-    "name": Key(
-        "str", None, "Unique experiment name; also the run directory name (letters, digits, . _ -).", required=True
-    ),
-    "task": Key("str", None, "What the experiment does.", choices=TASKS + STEP_TASKS, required=True),
-    "description": Key("str", "", "Free text shown in the console."),
-    "model": Key(
-        "str",
-        None,
-        "Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).",
-        required=True,
-    ),
-    "init": Key(
-        "str",
-        "auto",
-        "`pretrained` loads weights; `scratch` builds the model from its config with random weights; `auto` = scratch for presets, pretrained otherwise.",
-        choices=("auto", "scratch", "pretrained"),
-    ),
-    "tokenizer": Key(
-        "str",
-        "auto",
-        "`auto` = the model's own tokenizer (presets: WordPiece trained on the training split, cached); `train` forces training one; or a Hub id / local folder.",
-    ),
-    "vocab_size": Key("int", 8000, "Vocabulary size of a trained WordPiece tokenizer.", minimum=100),
-    "trust_remote_code": Key(
-        "bool", False, "Allow custom model code from the Hub (off unless you opt in; a warning is shown)."
-    ),
-    "heads": Key(
-        "list[str]",
-        ["base", "pretraining", "classification", "qa"],
-        "Heads whose parameter tables an `inspect` experiment writes.",
-        tasks=("inspect",),
-        choices=HEADS,
-    ),
-    "dataset": Key(
-        "str",
-        None,
-        "Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.",
-        tasks=ALL_TRAIN,
-    ),
-    "dataset_config": Key(
-        "str",
-        "",
-        "Dataset configuration (`wikitext-2-raw-v1`, `sst2`, `squad_v2`); empty = the default one.",
-        tasks=ALL_TRAIN,
-    ),
-    "train_split": Key("str", "train", "Split to train on.", tasks=ALL_TRAIN),
-    "eval_split": Key(
-        "str", "validation", "Split to evaluate on (hidden-label splits fall back to `validation`).", tasks=ALL_TRAIN
-    ),
-    "text_column": Key(
-        "str", "text", "Text column (`text` for wikitext, `sentence` for SST-2).", tasks=("pretrain", "classify")
-    ),
-    "label_column": Key("str", "label", "Label column for classification.", tasks=("classify",)),
-    "max_train_samples": Key("int", 0, "Use at most this many training rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
-    "max_eval_samples": Key("int", 0, "Evaluate on at most this many rows (0 = all).", tasks=ALL_TRAIN, minimum=0),
-    "epochs": Key("int", 3, "Training epochs.", tasks=ALL_TRAIN, minimum=1),
-    "max_steps": Key(
-        "int", 0, "Stop after this many optimizer steps (0 = run all epochs).", tasks=ALL_TRAIN, minimum=0
-    ),
-    "learning_rate": Key(
-        "float", 5e-5, "Peak learning rate of AdamW (linear warmup, then linear decay).", tasks=ALL_TRAIN, minimum=0
-    ),
-    "warmup": Key(
-        "float", 0.06, "Warmup: a ratio of all steps when < 1, else a number of steps.", tasks=ALL_TRAIN, minimum=0
-    ),
-    "weight_decay": Key(
-        "float", 0.01, "AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0
-    ),
-    "batch_size": Key("int", 32, "Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1),
-    "eval_batch_size": Key("int", 64, "Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1),
-    "gradient_accumulation_steps": Key("int", 1, "Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1),
-    "max_grad_norm": Key("float", 1.0, "Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0),
-    "max_seq_length": Key(
-        "int", 128, "Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16
-    ),
-    "seed": Key(
-        "int", 42, "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN, minimum=0, maximum=2**32 - 1
-    ),
-    "logging_steps": Key(
-        "int", 20, "Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1
-    ),
-    "device": Key("str", "auto", "`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`."),
-    "precision": Key(
-        "str",
-        "auto",
-        "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 (AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.",
-        choices=("auto", "bf16", "fp16", "fp32"),
-    ),
-    "num_workers": Key("int", 0, "DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0),
-    "nan_policy": Key(
-        "str",
-        "stop",
-        "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.",
-        tasks=ALL_TRAIN,
-        choices=("stop", "skip"),
-    ),
-    "launcher": Key(
-        "str",
-        "none",
-        "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).",
-        tasks=ALL_TRAIN,
-        choices=("none", "torchrun", "accelerate"),
-    ),
-    "nproc_per_node": Key(
-        "int",
-        1,
-        "Processes per node under the launcher (GPUs per node; CPU processes with gloo).",
-        tasks=ALL_TRAIN,
-        minimum=1,
-    ),
-    "nnodes": Key("int", 1, "Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
-    "rdzv_endpoint": Key(
-        "str", "", "Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN
-    ),
-    "launcher_args": Key(
-        "list[str]",
-        [],
-        'Extra arguments passed to the launcher as they are (e.g. `["--rdzv-id=job7"]`).',
-        tasks=ALL_TRAIN,
-    ),
-    # checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)
-    "save_steps": Key(
-        "int",
-        0,
-        "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and stop signals still save).",
-        tasks=ALL_TRAIN,
-        minimum=0,
-    ),
-    "save_minutes": Key(
-        "float",
-        30.0,
-        "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost at most.",
-        tasks=ALL_TRAIN,
-        minimum=0,
-    ),
-    "save_total_limit": Key(
-        "int", 2, "Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0
-    ),
-    "depends_on": Key(
-        "list[str]", [], 'Experiments that must finish first (besides the one named by `model = "run:..."`).'
-    ),
-    # queue and GPU scheduling (issue 12)
-    "gpus": Key(
-        "int",
-        -1,
-        "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; a torchrun/accelerate job takes `nproc_per_node`.",
-        minimum=-1,
-    ),
-    # pretraining
-    "mlm_probability": Key(
-        "float",
-        0.15,
-        "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).",
-        tasks=("pretrain",),
-        minimum=0,
-        maximum=1,
-    ),
-    "short_seq_prob": Key(
-        "float",
-        0.1,
-        "Probability of a shorter target length when building NSP pairs (BERT recipe).",
-        tasks=("pretrain",),
-        minimum=0,
-        maximum=1,
-    ),
-    "max_predictions_per_seq": Key(
-        "int",
-        0,
-        "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).",
-        tasks=("pretrain",),
-        minimum=0,
-    ),
-    "pseudo_perplexity_samples": Key(
-        "int",
-        0,
-        "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; costs one forward per token).",
-        tasks=("pretrain",),
-        minimum=0,
-    ),
-    # question answering
-    "doc_stride": Key("int", 128, "Overlap between windows of a long context.", tasks=("qa",), minimum=1),
-    "n_best_size": Key("int", 20, "Start/end candidates per feature when decoding answers.", tasks=("qa",), minimum=1),
-    "max_answer_length": Key("int", 30, "Longest answer span in tokens.", tasks=("qa",), minimum=1),
-    "null_score_diff_threshold": Key(
-        "float", 0.0, "Predict no answer when null score - best span score exceeds this.", tasks=("qa",)
-    ),
-    "eval_each_epoch": Key(
-        "bool",
-        True,
-        "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).",
-        tasks=("qa", "classify"),
-    ),
-    "text_metrics": Key(
-        "str",
-        "offline",
-        "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).",
-        tasks=("qa",),
-        choices=("offline", "hub"),
-    ),
-    # the study as a pipeline (issue 14): push steps, studies, seeds
-    "hub_model_id": Key(
-        "str",
-        None,
-        '`push`: Hub repository to upload `model = "run:<experiment>"` to, `OWNER/NAME` or `NAME` (your namespace); the token comes from `HF_TOKEN` / `hf auth login`.',
-        tasks=("push",),
-    ),
-    "hub_private_repo": Key(
-        "bool",
-        False,
-        "`push`: create the repository as private (an existing one keeps its visibility).",
-        tasks=("push",),
-    ),
-    "hub_revision": Key("str", "", "`push`: branch to upload to (created if missing); empty = main.", tasks=("push",)),
-    "steps": Key(
-        "list[str]",
-        [],
-        "`study`: experiments that make up the study; running it runs every step without a finished run, dependencies first.",
-        tasks=("study",),
-    ),
-    "seeds": Key(
-        "list[int]",
-        [],
-        "Run the experiment once per seed (replaces `seed`); the runs form a group whose mean ± sample std and n per metric are shown next to each run.",
-        tasks=ALL_TRAIN,
-    ),
-    # issue 17: experiment trackers (report_to) and the Slurm executor
-    "report_to": Key(
-        "list[str]",
-        [],
-        "Experiment trackers that also receive the job's metrics, evaluations, results and config (the TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip install lmconsole[tensorboard]`).",
-        tasks=ALL_TRAIN,
-        choices=TRACKERS,
-    ),
-    "executor": Key(
-        "str",
-        "auto",
-        "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be on a filesystem both see), `auto` = `settings.executor`.",
-        choices=("auto", "local", "slurm"),
-    ),
-    "slurm_partition": Key(
-        "str", "", "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."
-    ),
-    "slurm_account": Key("str", "", "Slurm account (`--account`); empty = `settings.slurm_account`, else none."),
-    "slurm_time": Key("str", "", 'Slurm time limit (`--time`, e.g. `"04:00:00"`); empty = the partition default.'),
-    "slurm_gpus": Key("int", 0, "GPUs per node to request (`--gpus-per-node`; 0 = none).", minimum=0),
-    "slurm_cpus_per_task": Key("int", 0, "CPUs to request (`--cpus-per-task`; 0 = the cluster default).", minimum=0),
-    "slurm_requeue": Key(
-        "bool",
-        True,
-        "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued job resumes from that checkpoint.",
-    ),
-    "slurm_args": Key("list[str]", [], 'Extra sbatch options as they are (e.g. `["--qos=high", "--mem=64G"]`).'),
-}
+
+def _meta(
+    help: str,
+    *,
+    tasks: tuple[str, ...] = TASKS,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
+    """A config field's metadata: its one-line meaning, the tasks it applies to, and its allowed values."""
+    return {"help": help, "tasks": tasks, "choices": choices, "minimum": minimum, "maximum": maximum}
+
+
+# -- the experiment, one dataclass per concern ---------------------------------------
+# Every manifest key is a field here, with its type, its default and (in ``metadata``)
+# its help, tasks and bounds. :data:`EXPERIMENT_KEYS` is built from these fields, so the
+# parser, the validator, the README reference and the JSON schema read the same facts.
+# A field without a default is required. Lists in TOML are tuples here (frozen).
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentityConfig:
+    """What the experiment is called and what it does."""
+
+    name: str = field(metadata=_meta("Unique experiment name; also the run directory name (letters, digits, . _ -)."))
+    task: str = field(metadata=_meta("What the experiment does.", choices=TASKS + STEP_TASKS))
+    description: str = field(default="", metadata=_meta("Free text shown in the console."))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Where the model and its tokenizer come from."""
+
+    model: str = field(
+        metadata=_meta(
+            "Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that "
+            "experiment's final model; makes it a dependency)."
+        )
+    )
+    init: str = field(
+        default="auto",
+        metadata=_meta(
+            "`pretrained` loads weights; `scratch` builds the model from its config with random weights; `auto` = "
+            "scratch for presets, pretrained otherwise.",
+            choices=("auto", "scratch", "pretrained"),
+        ),
+    )
+    tokenizer: str = field(
+        default="auto",
+        metadata=_meta(
+            "`auto` = the model's own tokenizer (presets: WordPiece trained on the training split, cached); `train` "
+            "forces training one; or a Hub id / local folder."
+        ),
+    )
+    vocab_size: int = field(
+        default=8000, metadata=_meta("Vocabulary size of a trained WordPiece tokenizer.", minimum=100)
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_meta("Allow custom model code from the Hub (off unless you opt in; a warning is shown)."),
+    )
+    heads: tuple[str, ...] = field(
+        default=("base", "pretraining", "classification", "qa"),
+        metadata=_meta(
+            "Heads whose parameter tables an `inspect` experiment writes.", tasks=("inspect",), choices=HEADS
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """The dataset, its splits and columns, and how much of it to use."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.",
+            tasks=ALL_TRAIN,
+        ),
+    )
+    dataset_config: str = field(
+        default="",
+        metadata=_meta(
+            "Dataset configuration (`wikitext-2-raw-v1`, `sst2`, `squad_v2`); empty = the default one.", tasks=ALL_TRAIN
+        ),
+    )
+    train_split: str = field(default="train", metadata=_meta("Split to train on.", tasks=ALL_TRAIN))
+    eval_split: str = field(
+        default="validation",
+        metadata=_meta("Split to evaluate on (hidden-label splits fall back to `validation`).", tasks=ALL_TRAIN),
+    )
+    text_column: str = field(
+        default="text",
+        metadata=_meta("Text column (`text` for wikitext, `sentence` for SST-2).", tasks=("pretrain", "classify")),
+    )
+    label_column: str = field(default="label", metadata=_meta("Label column for classification.", tasks=("classify",)))
+    max_train_samples: int = field(
+        default=0, metadata=_meta("Use at most this many training rows (0 = all).", tasks=ALL_TRAIN, minimum=0)
+    )
+    max_eval_samples: int = field(
+        default=0, metadata=_meta("Evaluate on at most this many rows (0 = all).", tasks=ALL_TRAIN, minimum=0)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """Optimisation and schedule: epochs, AdamW, batches, sequence length, seed, logging."""
+
+    epochs: int = field(default=3, metadata=_meta("Training epochs.", tasks=ALL_TRAIN, minimum=1))
+    max_steps: int = field(
+        default=0,
+        metadata=_meta("Stop after this many optimizer steps (0 = run all epochs).", tasks=ALL_TRAIN, minimum=0),
+    )
+    learning_rate: float = field(
+        default=5e-5,
+        metadata=_meta("Peak learning rate of AdamW (linear warmup, then linear decay).", tasks=ALL_TRAIN, minimum=0),
+    )
+    warmup: float = field(
+        default=0.06,
+        metadata=_meta("Warmup: a ratio of all steps when < 1, else a number of steps.", tasks=ALL_TRAIN, minimum=0),
+    )
+    weight_decay: float = field(
+        default=0.01,
+        metadata=_meta("AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0),
+    )
+    batch_size: int = field(
+        default=32, metadata=_meta("Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1)
+    )
+    eval_batch_size: int = field(
+        default=64, metadata=_meta("Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1)
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_meta("Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1)
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_meta("Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0)
+    )
+    max_seq_length: int = field(
+        default=128,
+        metadata=_meta("Maximum tokens per sequence, special tokens included.", tasks=ALL_TRAIN, minimum=16),
+    )
+    seed: int = field(
+        default=42,
+        metadata=_meta(
+            "Random seed (data order, masking, initialisation).", tasks=ALL_TRAIN, minimum=0, maximum=2**32 - 1
+        ),
+    )
+    logging_steps: int = field(
+        default=20,
+        metadata=_meta("Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Device, precision, data loading workers, and what a non-finite loss does."""
+
+    device: str = field(
+        default="auto", metadata=_meta("`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`.")
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_meta(
+            "`auto` = bf16 autocast on GPUs that support it, else fp32; `bf16` also on CPUs with native bf16 "
+            "(AVX512-BF16 or AMX), an opt-in there; `fp16` is GPU only.",
+            choices=("auto", "bf16", "fp16", "fp32"),
+        ),
+    )
+    num_workers: int = field(default=0, metadata=_meta("DataLoader worker processes.", tasks=ALL_TRAIN, minimum=0))
+    nan_policy: str = field(
+        default="stop",
+        metadata=_meta(
+            "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LauncherConfig:
+    """Running the job under torchrun or accelerate (DDP)."""
+
+    launcher: str = field(
+        default="none",
+        metadata=_meta(
+            "Run the job as a process under `torchrun` or `accelerate` (DDP; rank 0 writes the run directory).",
+            tasks=ALL_TRAIN,
+            choices=("none", "torchrun", "accelerate"),
+        ),
+    )
+    nproc_per_node: int = field(
+        default=1,
+        metadata=_meta(
+            "Processes per node under the launcher (GPUs per node; CPU processes with gloo).",
+            tasks=ALL_TRAIN,
+            minimum=1,
+        ),
+    )
+    nnodes: int = field(
+        default=1,
+        metadata=_meta("Nodes under the launcher (multi-node needs `rdzv_endpoint`).", tasks=ALL_TRAIN, minimum=1),
+    )
+    rdzv_endpoint: str = field(
+        default="",
+        metadata=_meta("Rendezvous `host:port` for multi-node torchrun (`--rdzv-endpoint`).", tasks=ALL_TRAIN),
+    )
+    launcher_args: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            'Extra arguments passed to the launcher as they are (e.g. `["--rdzv-id=job7"]`).', tasks=ALL_TRAIN
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    """Checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)."""
+
+    save_steps: int = field(
+        default=0,
+        metadata=_meta(
+            "Also save a checkpoint every N optimizer steps inside an epoch (0 = off; epoch ends, `save_minutes` and "
+            "stop signals still save).",
+            tasks=ALL_TRAIN,
+            minimum=0,
+        ),
+    )
+    save_minutes: float = field(
+        default=30.0,
+        metadata=_meta(
+            "Save a checkpoint once this many minutes passed since the last one (0 = off): what a SIGKILL can cost "
+            "at most.",
+            tasks=ALL_TRAIN,
+            minimum=0,
+        ),
+    )
+    save_total_limit: int = field(
+        default=2,
+        metadata=_meta("Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    """When and where the queue runs the job: its dependencies and its GPUs (issue 12)."""
+
+    depends_on: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta('Experiments that must finish first (besides the one named by `model = "run:..."`).'),
+    )
+    gpus: int = field(
+        default=-1,
+        metadata=_meta(
+            "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; "
+            "a torchrun/accelerate job takes `nproc_per_node`.",
+            minimum=-1,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """Pretraining: masked-LM and next-sentence data, pseudo-perplexity."""
+
+    mlm_probability: float = field(
+        default=0.15,
+        metadata=_meta(
+            "Fraction of tokens selected for masked-LM prediction (80% [MASK], 10% random, 10% kept).",
+            tasks=("pretrain",),
+            minimum=0,
+            maximum=1,
+        ),
+    )
+    short_seq_prob: float = field(
+        default=0.1,
+        metadata=_meta(
+            "Probability of a shorter target length when building NSP pairs (BERT recipe).",
+            tasks=("pretrain",),
+            minimum=0,
+            maximum=1,
+        ),
+    )
+    max_predictions_per_seq: int = field(
+        default=0,
+        metadata=_meta(
+            "Cap on masked positions per sequence (0 = round(mlm_probability * max_seq_length)).",
+            tasks=("pretrain",),
+            minimum=0,
+        ),
+    )
+    pseudo_perplexity_samples: int = field(
+        default=0,
+        metadata=_meta(
+            "Also compute pseudo-perplexity (Salazar et al. 2020) on this many eval sequences each epoch (0 = off; "
+            "costs one forward per token).",
+            tasks=("pretrain",),
+            minimum=0,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QAConfig:
+    """Question answering: windows over long contexts, answer decoding, and evaluation."""
+
+    doc_stride: int = field(
+        default=128, metadata=_meta("Overlap between windows of a long context.", tasks=("qa",), minimum=1)
+    )
+    n_best_size: int = field(
+        default=20,
+        metadata=_meta("Start/end candidates per feature when decoding answers.", tasks=("qa",), minimum=1),
+    )
+    max_answer_length: int = field(
+        default=30, metadata=_meta("Longest answer span in tokens.", tasks=("qa",), minimum=1)
+    )
+    null_score_diff_threshold: float = field(
+        default=0.0,
+        metadata=_meta("Predict no answer when null score - best span score exceeds this.", tasks=("qa",)),
+    )
+    eval_each_epoch: bool = field(
+        default=True,
+        metadata=_meta(
+            "Evaluate after every epoch (else only at the end; SQuAD evaluation is costly).", tasks=("qa", "classify")
+        ),
+    )
+    text_metrics: str = field(
+        default="offline",
+        metadata=_meta(
+            "`offline` = BLEU/ROUGE/METEOR computed locally; `hub` = the `evaluate` modules (needs the Hub).",
+            tasks=("qa",),
+            choices=("offline", "hub"),
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PushConfig:
+    """A ``push`` step (issue 14): where a finished run is uploaded on the Hub."""
+
+    hub_model_id: str | None = field(
+        default=None,
+        metadata=_meta(
+            '`push`: Hub repository to upload `model = "run:<experiment>"` to, `OWNER/NAME` or `NAME` (your '
+            "namespace); the token comes from `HF_TOKEN` / `hf auth login`.",
+            tasks=("push",),
+        ),
+    )
+    hub_private_repo: bool = field(
+        default=False,
+        metadata=_meta(
+            "`push`: create the repository as private (an existing one keeps its visibility).", tasks=("push",)
+        ),
+    )
+    hub_revision: str = field(
+        default="",
+        metadata=_meta("`push`: branch to upload to (created if missing); empty = main.", tasks=("push",)),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """A ``study`` step's experiments, and seeds that repeat an experiment (issue 14)."""
+
+    steps: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "`study`: experiments that make up the study; running it runs every step without a finished run, "
+            "dependencies first.",
+            tasks=("study",),
+        ),
+    )
+    seeds: tuple[int, ...] = field(
+        default=(),
+        metadata=_meta(
+            "Run the experiment once per seed (replaces `seed`); the runs form a group whose mean ± sample std and n "
+            "per metric are shown next to each run.",
+            tasks=ALL_TRAIN,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackerConfig:
+    """Experiment trackers that receive the job's metrics too (issue 17)."""
+
+    report_to: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "Experiment trackers that also receive the job's metrics, evaluations, results and config (the "
+            "TrainingArguments name): `tensorboard`, `wandb`, `mlflow`, `trackio`; each needs its extra (`pip "
+            "install lmconsole[tensorboard]`).",
+            tasks=ALL_TRAIN,
+            choices=TRACKERS,
+        ),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorConfig:
+    """Where the job runs: this machine or Slurm, and what it asks Slurm for (issue 17)."""
+
+    executor: str = field(
+        default="auto",
+        metadata=_meta(
+            "Where the job runs: `local` (this machine), `slurm` (submitted with sbatch; the run directory must be "
+            "on a filesystem both see), `auto` = `settings.executor`.",
+            choices=("auto", "local", "slurm"),
+        ),
+    )
+    slurm_partition: str = field(
+        default="",
+        metadata=_meta(
+            "Slurm partition (`--partition`); empty = `settings.slurm_partition`, else the cluster default."
+        ),
+    )
+    slurm_account: str = field(
+        default="",
+        metadata=_meta("Slurm account (`--account`); empty = `settings.slurm_account`, else none."),
+    )
+    slurm_time: str = field(
+        default="",
+        metadata=_meta('Slurm time limit (`--time`, e.g. `"04:00:00"`); empty = the partition default.'),
+    )
+    slurm_gpus: int = field(
+        default=0, metadata=_meta("GPUs per node to request (`--gpus-per-node`; 0 = none).", minimum=0)
+    )
+    slurm_cpus_per_task: int = field(
+        default=0, metadata=_meta("CPUs to request (`--cpus-per-task`; 0 = the cluster default).", minimum=0)
+    )
+    slurm_requeue: bool = field(
+        default=True,
+        metadata=_meta(
+            "Requeue on preemption or before the time limit: the job checkpoints on SIGTERM/SIGUSR1 and the requeued "
+            "job resumes from that checkpoint."
+        ),
+    )
+    slurm_args: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta('Extra sbatch options as they are (e.g. `["--qos=high", "--mem=64G"]`).'),
+    )
+
+
+# A dataclass collects its fields from the end of its MRO, so the groups are listed last
+# first: the fields (and the README reference, the schema, ``config.json``) run from
+# IdentityConfig's ``name`` to ExecutorConfig's ``slurm_args``.
+@dataclass(frozen=True, kw_only=True)
+class Experiment(
+    ExecutorConfig,
+    TrackerConfig,
+    StudyConfig,
+    PushConfig,
+    QAConfig,
+    PretrainConfig,
+    QueueConfig,
+    CheckpointConfig,
+    LauncherConfig,
+    RuntimeConfig,
+    OptimConfig,
+    DataConfig,
+    ModelConfig,
+    IdentityConfig,
+):
+    """One validated experiment: every manifest key as a flat, typed field (``exp.doc_stride``).
+
+    The fields come from the groups it combines; their meanings are in each field's
+    ``metadata["help"]`` and in :data:`EXPERIMENT_KEYS`.
+    """
+
+    @property
+    def model_run(self) -> str | None:
+        """The experiment whose final model this one starts from (``model = "run:<experiment>"``), else None."""
+        return self.model[4:] if self.model.startswith("run:") else None
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """Experiments that must finish first: the ``run:`` model's, then ``depends_on`` (a study's: its steps)."""
+        if self.task == "study":
+            return tuple(self.steps)  # a study is its steps; it runs nothing itself
+        deps = list(self.depends_on)
+        if self.model_run and self.model_run not in deps:
+            deps.insert(0, self.model_run)
+        return tuple(deps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (tuples as lists), in manifest order: a run's ``config.json``."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
 # Keys of the model tasks that the pipeline steps take too (besides their own keys above).
 STEP_KEYS: dict[str, tuple[str, ...]] = {
     "push": ("name", "task", "description", "model", "depends_on"),
     "study": ("name", "task", "description"),
 }
 
-SETTINGS_KEYS: dict[str, Key] = {
-    "runs_dir": Key("str", "runs", "Where run directories go (relative to the manifest)."),
-    "data_mirror": Key(
-        "str", "", "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."
-    ),
-    "max_parallel_jobs": Key(
-        "int", 1, "Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1
-    ),
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """``[settings]``: what holds for the whole manifest."""
+
+    runs_dir: str = field(default="runs", metadata=_meta("Where run directories go (relative to the manifest)."))
+    data_mirror: str = field(
+        default="",
+        metadata=_meta(
+            "Folder with offline copies of Hub datasets/models as `<owner>/<name>` (also `LMCONSOLE_MIRROR`)."
+        ),
+    )
+    max_parallel_jobs: int = field(
+        default=1,
+        metadata=_meta("Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1),
+    )
     # queue and GPU scheduling (issue 12)
-    "gpus": Key(
-        "str", "all", "GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."
-    ),
+    gpus: str = field(
+        default="all",
+        metadata=_meta("GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."),
+    )
     # issue 17: the Slurm executor
-    "executor": Key(
-        "str",
-        "local",
-        'Default executor of experiments with `executor = "auto"`: `local` or `slurm`.',
-        choices=("local", "slurm"),
-    ),
-    "slurm_partition": Key("str", "", "Default Slurm partition of Slurm jobs."),
-    "slurm_account": Key("str", "", "Default Slurm account of Slurm jobs."),
+    executor: str = field(
+        default="local",
+        metadata=_meta(
+            'Default executor of experiments with `executor = "auto"`: `local` or `slurm`.', choices=("local", "slurm")
+        ),
+    )
+    slurm_partition: str = field(default="", metadata=_meta("Default Slurm partition of Slurm jobs."))
+    slurm_account: str = field(default="", metadata=_meta("Default Slurm account of Slurm jobs."))
+
+
+# The manifest's word for each field type (tuples are TOML arrays; ``X | None`` is an X that may be unset).
+_TYPE_NAMES: dict[Any, str] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    tuple[str, ...]: "list[str]",
+    tuple[int, ...]: "list[int]",
 }
 
 
-def _field(name: str, key: Key):
-    default = key.default
-    if isinstance(default, list):
-        default = tuple(default)
-        return field(default=default)
-    return field(default=default)
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if type(None) in args:  # ``str | None``: a key without a default value
+        (hint,) = (a for a in args if a is not type(None))
+    return _TYPE_NAMES[hint]
 
 
-@dataclass(frozen=True)
-class Settings:
-    runs_dir: str = "runs"
-    data_mirror: str = ""
-    max_parallel_jobs: int = 1
-    executor: str = "local"
-    slurm_partition: str = ""
-    slurm_account: str = ""
-    gpus: str = "all"
-
-
-def _experiment_fields():
-    out = []
-    for name, key in EXPERIMENT_KEYS.items():
-        default = tuple(key.default) if isinstance(key.default, list) else key.default
-        out.append((name, Any, field(default=default)))
+def _keys(cls: type) -> dict[str, Key]:
+    """One :class:`Key` per field of a config dataclass, in field order."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING
+        default = None if required else (list(f.default) if isinstance(f.default, tuple) else f.default)
+        out[f.name] = Key(type=_type_name(hints[f.name]), default=default, required=required, **f.metadata)
     return out
 
 
-Experiment = dataclasses.make_dataclass(
-    "Experiment",
-    _experiment_fields(),
-    frozen=True,
-    namespace={
-        "__doc__": "One validated experiment; fields and meanings are listed in EXPERIMENT_KEYS.",
-        "dependencies": property(lambda self: _dependencies(self)),
-        "model_run": property(lambda self: self.model[4:] if str(self.model).startswith("run:") else None),
-        "to_dict": lambda self: {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
-        },
-    },
-)
-
-
-def _dependencies(exp) -> tuple[str, ...]:
-    if exp.task == "study":
-        return tuple(exp.steps)  # a study is its steps; it runs nothing itself
-    deps = list(exp.depends_on)
-    if exp.model_run and exp.model_run not in deps:
-        deps.insert(0, exp.model_run)
-    return tuple(deps)
+EXPERIMENT_KEYS: dict[str, Key] = _keys(Experiment)
+SETTINGS_KEYS: dict[str, Key] = _keys(Settings)
 
 
 @dataclass(frozen=True)
 class Manifest:
     path: Path
     settings: Settings
-    experiments: tuple
+    experiments: tuple[Experiment, ...]
 
-    def get(self, name: str):
+    def get(self, name: str) -> Experiment:
         for exp in self.experiments:
             if exp.name == name:
                 return exp
@@ -577,11 +811,12 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
     for top in data:
         if top not in ("settings", "experiment"):
             problems.append(
-                f"{top}: unknown top-level key{_suggest(top, ('settings', 'experiment'))}; expected [settings] and [[experiment]] tables"
+                f"{top}: unknown top-level key{_suggest(top, ('settings', 'experiment'))}; "
+                "expected [settings] and [[experiment]] tables"
             )
 
     settings_raw = data.get("settings", {})
-    settings_vals = {}
+    settings_vals: dict[str, Any] = {}
     if not isinstance(settings_raw, dict):
         problems.append("settings: expected a table ([settings])")
         settings_raw = {}
@@ -620,7 +855,7 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
     return Manifest(path=path, settings=settings, experiments=tuple(experiments))
 
 
-def _parse_experiment(i: int, raw, problems: list[str], seen: dict[str, int]):
+def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int]) -> Experiment | None:
     where = f"experiment[{i}]"
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a table, got {_describe(raw)}")
@@ -725,7 +960,7 @@ def _preset_names():
     return PRESETS
 
 
-def _check_graph(experiments, problems: list[str]):
+def _check_graph(experiments: list[Experiment], problems: list[str]) -> None:
     by_name = {e.name: e for e in experiments}
     for i, exp in enumerate(experiments):
         for dep in exp.dependencies:
