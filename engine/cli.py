@@ -250,7 +250,8 @@ def _manifest(args):
 
 
 def _load_manifest(path: str):
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
 
     try:
         return load(path), None
@@ -621,7 +622,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from .hub import ResolveError
+    from .errors import ResolveError
     from .models import PRESETS, load_config, preset_config
     from .params import diff_table, full_table, grouped_table, rows_for
 
@@ -631,8 +632,8 @@ def cmd_params(args) -> int:
             if err:
                 print(err, file=sys.stderr)
                 return 2
-            from .jobs import JobError, dependency_run
-            from .runs import RunStore
+            from .errors import JobError
+            from .runs import RunStore, dependency_run
 
             store, ref = RunStore(manifest.runs_dir), args.model[4:]
             try:
@@ -865,9 +866,10 @@ def cmd_verify(args) -> int:
     manifest = _manifest(args)
     if manifest is None:
         return 2
+    from .errors import VerifyError
     from .report import select
     from .runs import RunStore
-    from .verify import VerifyError, verify_run
+    from .verify import verify_run
 
     store = RunStore(manifest.runs_dir)
     runs = []

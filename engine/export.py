@@ -20,23 +20,11 @@ import datetime as _dt
 import re
 from pathlib import Path
 
-from .tables import FORMATS, Table, export_tables
+from .tables import FORMATS, Table, export_tables, flat_results
 
 TOTAL_LABELS = ("total",)
 _REPEAT = re.compile(r"^x(\d+)$")
 ACTIVE_STATUSES = ("queued", "running", "paused")
-
-
-def flat_results(results: dict, prefix: str = "") -> dict:
-    """Nested results flattened to ``a.b`` keys with scalar values (lists/matrices skipped)."""
-    out = {}
-    for k, v in results.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_results(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-    return out
 
 
 def _is_number(v) -> bool:

@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--job", type=int, required=True)
     args = p.parse_args(argv)
 
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
     from .queue import QueueFile, ensure_scheduler, seeded
     from .runs import Run, RunStore
 

@@ -18,9 +18,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from .files import read_regular_file
 from .hub import hub_reachable
 from .metrics.scale import metric_scale
-from .runs import read_regular_file
 from .secrets import hf_token, redact
 
 TASK_META = {

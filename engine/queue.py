@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .events import MetricStore, PhaseStarted, ProgressUpdated
+from .files import atomic_write_json, read_json
 from .follow import RunFollower
-from .runs import Run, RunStore, atomic_write_json, read_json
+from .runs import Run, RunStore
 from .status import ACTIVE, FINAL, RESUMABLE, STOPPED
 
 QUEUE_DIR = ".queue"
@@ -368,7 +369,8 @@ def seeded(entry: dict) -> dict:
 
 
 def _entry_manifest(entry: dict, cache: dict):
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
 
     path = str(Path(entry.get("manifest", "")).resolve())
     if path not in cache:

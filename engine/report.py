@@ -564,7 +564,7 @@ def _html(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
-    from .runs import atomic_write_text
+    from .files import atomic_write_text
 
     out = Path(out)
     fig_dir = out / "report_files"

@@ -207,8 +207,8 @@ class RunRow:
 
 
 def run_row(run) -> RunRow:
+    from .files import read_json_object
     from .runmeta import read_meta
-    from .runs import read_json_object
 
     # Each JSON file is read once (a listing of 1,000 runs reads thousands of files): the status, the
     # config, the results and the problems ("unreadable: <file>: <reason>") all come from these reads.

@@ -16,8 +16,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .files import atomic_write_text
+
 FORMATS = ("csv", "md", "latex", "json")
 EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}
+TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")  # table names become export file names
+
+
+def flat_results(results: dict, prefix: str = "") -> dict:
+    """Nested results flattened to ``a.b`` keys with scalar values (lists/matrices skipped)."""
+    out = {}
+    for k, v in results.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_results(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -144,8 +159,6 @@ class Table:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
     def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
-        from .runs import TABLE_NAME, atomic_write_text
-
         stem = stem or self.name
         if not TABLE_NAME.match(stem):  # a file name, never a path
             raise ValueError(f"table name {stem!r} is not a safe file name (letters, digits, '_', '-')")

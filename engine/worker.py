@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                 manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
             )
             ctx.poll = lambda: None  # rank 0 decides; train_loop broadcasts its decision
-            from .jobs import Cancelled
+            from .errors import Cancelled
             from .preempt import StopSignals
 
             # The launcher sends a stop signal to every rank: here it only waits for rank 0's decision

@@ -26,10 +26,10 @@ from engine.events import (
     StepLogged,
     TableWritten,
 )
-from engine.export import flat_results
 from engine.follow import RunFollower
 from engine.runs import Run
 from engine.status import FINAL
+from engine.tables import flat_results
 
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")

@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from engine.errors import Cancelled
 from engine.events import (
     CheckpointSaved,
     EvalFinished,
@@ -30,8 +31,9 @@ from engine.events import (
     TableWritten,
     to_json,
 )
-from engine.jobs import Cancelled, JobContext
-from engine.runs import Run, RunStore, RunWriter, atomic_write_json
+from engine.files import atomic_write_json
+from engine.jobs import JobContext
+from engine.runs import Run, RunStore, RunWriter
 from engine.tables import Table
 
 MANIFEST = """\
