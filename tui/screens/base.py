@@ -1,4 +1,4 @@
-"""Behaviour shared by the console's screens: job/run control, export, opening runs.
+"""Behaviour shared by the console's screens: job/run control and export.
 
 Everything goes through the engine's public API: ``JobQueue.control`` /
 ``control_run`` for any job or run, whoever runs it. Exports run in a worker thread.
@@ -314,11 +314,3 @@ class ConsoleScreen(Screen):
                 ),
                 confirmed,
             )
-
-    # -- navigation --------------------------------------------------------------------------
-    def open_run(self, run=None, job=None) -> None:
-        from .run import RunScreen
-
-        if job is None and run is not None:
-            job = job_for_run(self.app.queue, run)
-        self.app.push_screen(RunScreen(run=run, job=job))
