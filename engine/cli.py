@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .status import ACTIVE
+from .status import ACTIVE, RESUMABLE, STOPPED, Status
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
@@ -412,7 +412,7 @@ class ProgressPrinter:
             self._print(f"{tag} checkpoint at step {event.step}: {event.path}")
         elif isinstance(event, ev.JobFailed):
             self._print(f"{tag} FAILED: {event.reason}" + (f"\n{tag} hint: {event.hint}" if event.hint else ""))
-        elif isinstance(event, ev.StatusChanged) and event.status in ("paused", "cancelled"):
+        elif isinstance(event, ev.StatusChanged) and event.status in (Status.PAUSED, Status.CANCELLED):
             self._print(f"{tag} {event.status}{': ' + event.reason if event.reason else ''}")
 
 
@@ -450,9 +450,9 @@ def cmd_run(args) -> int:
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
+            if last is not None and last.status().get("status") in RESUMABLE:
                 resume = last
-            elif last is not None and last.status().get("status") in ("running", "paused"):
+            elif last is not None and last.status().get("status") in ACTIVE:
                 return _fail(
                     f"{name}: its latest run is {last.status().get('status')} in another process; "
                     f"use `lmconsole control {name} resume|pause|cancel`"
@@ -602,7 +602,7 @@ def cmd_runs(args) -> int:
     header = ["experiment", "run", "status", "progress", "result", *hyper, "tags", "note"]
     table = []
     for r in rows:
-        note = r.reason if r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason else r.note
+        note = r.reason if r.status in STOPPED and r.reason else r.note
         table.append(
             [
                 r.run.experiment,
@@ -1061,7 +1061,7 @@ def cmd_queue(args) -> int:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
-        note = j.reason if j.status in ("failed", "blocked", "cancelled", "interrupted") else (row["run"] or "")
+        note = j.reason if j.status in STOPPED else (row["run"] or "")
         print(f"#{j.id:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
     return 0
 

@@ -20,11 +20,11 @@ import datetime as _dt
 import re
 from pathlib import Path
 
+from .status import LIVE
 from .tables import FORMATS, Table, export_tables, flat_results
 
 TOTAL_LABELS = ("total",)
 _REPEAT = re.compile(r"^x(\d+)$")
-ACTIVE_STATUSES = ("queued", "running", "paused")
 
 
 def _is_number(v) -> bool:
@@ -74,7 +74,7 @@ def runs_table(runs) -> Table:
                 r.experiment,
                 r.run_id,
                 status,
-                status in ACTIVE_STATUSES,
+                status in LIVE,
                 str(cfg.get("task", "")),
                 str(cfg.get("model", "")),
                 " ".join(meta["tags"]),
@@ -252,5 +252,5 @@ def split_exportable(runs) -> tuple[list, list]:
     """(runs with a result to export, runs still queued/running/paused) for ``export --all``."""
     done, active = [], []
     for r in runs:
-        (active if r.status().get("status") in ACTIVE_STATUSES else done).append(r)
+        (active if r.status().get("status") in LIVE else done).append(r)
     return done, active

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .status import CLEAN_EXIT
+
 
 def _runner():
     spec = os.environ.get("LMCONSOLE_JOB_RUNNER")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
             seen_seq=int(entry.get("seen_seq", 0)),
             **seeded(entry),
         )
-        code = 0 if run.raw_status().get("status") in ("finished", "cancelled") else 1
+        code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
     except ManifestError as exc:
         from .events import JobFailed, StatusChanged
         from .runs import RunWriter

@@ -27,6 +27,7 @@ from .events import (
 )
 from .files import atomic_write_json, read_json
 from .runs import Run, RunStore, RunWriter, request_seq
+from .status import RUN_FINAL
 
 
 @dataclass
@@ -448,7 +449,7 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
             forward.restore()
         log.close()
     status = run.raw_status().get("status")
-    if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):
+    if proc is not None and status in RUN_FINAL:
         return run
     # The children died before rank 0 could record why: record it for them.
     reason, hint = (

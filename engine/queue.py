@@ -49,7 +49,7 @@ from .events import MetricStore, PhaseStarted, ProgressUpdated
 from .files import atomic_write_json, read_json
 from .follow import RunFollower
 from .runs import Run, RunStore
-from .status import ACTIVE, FINAL, RESUMABLE, STOPPED
+from .status import ACTIVE, FINAL, LIVE, RESUMABLE, RUN_FINAL, STOPPED, WAITING, Status
 
 QUEUE_DIR = ".queue"
 FORMAT = 1
@@ -513,11 +513,11 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.status in FINAL and self.status != "blocked"
+        return self.status in RUN_FINAL
 
     @property
     def waiting(self) -> bool:
-        return self.status in ("queued", "blocked")
+        return self.status in WAITING
 
 
 class JobQueue:
@@ -673,12 +673,7 @@ class JobQueue:
 
             def pending(name: str):
                 for e in reversed(state["jobs"]):
-                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in (
-                        "queued",
-                        "running",
-                        "paused",
-                        "blocked",
-                    ):
+                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in ACTIVE | WAITING:
                         return e
                 return None
 
@@ -696,8 +691,7 @@ class JobQueue:
                     live = [
                         e["id"]
                         for e in state["jobs"]
-                        if e["experiment"] == dep
-                        and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked")
+                        if e["experiment"] == dep and st.get(e["id"], ("",))[0] in ACTIVE | WAITING
                     ]
                     if not live:  # the latest job of it, if it finished (or its run did)
                         live = [
@@ -785,7 +779,7 @@ class JobQueue:
         self.refresh()
         name = f"#{job.id} {job.experiment}"
         if action in ("up", "down"):
-            if job.status not in ("queued", "blocked"):
+            if job.status not in WAITING:
                 return f"{name} is {job.status}: only waiting jobs move"
             return self.move(job, -1 if action == "up" else 1)
         if action == "pause":
@@ -826,7 +820,7 @@ class JobQueue:
                 return f"cancel requested: {name} saves a checkpoint; R resumes it"
             return f"{name} is {job.status}: nothing to cancel"
         if action == "retry":
-            if job.status in ("queued", "running", "paused"):
+            if job.status in LIVE:
                 return f"{name} is {job.status}"
             if job.status == "blocked":
                 return f"{name} is {job.reason}"
@@ -879,7 +873,7 @@ class JobQueue:
             return f"resuming {run.experiment} from its last checkpoint (job #{job.id})"
         if action == "pause" and status == "paused":
             action = "resume"
-        wanted = {"pause": ("running",), "resume": ("paused",), "cancel": ("running", "paused")}[action]
+        wanted = {"pause": (Status.RUNNING,), "resume": (Status.PAUSED,), "cancel": ACTIVE}[action]
         if status not in wanted:
             return f"{name} is {status}: nothing to {action}"
         run.request(action)
@@ -906,9 +900,7 @@ class JobQueue:
         name = f"#{job.id} {job.experiment}"
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            waiting = [
-                e for e in state["jobs"] if st[e["id"]][0] in ("queued", "blocked") and e.get("state") == "queued"
-            ]
+            waiting = [e for e in state["jobs"] if st[e["id"]][0] in WAITING and e.get("state") == "queued"]
             ids = [e["id"] for e in waiting]
             if job.id not in ids:
                 return f"{name} is {job.status}: only waiting jobs move"
@@ -931,7 +923,7 @@ class JobQueue:
         """Drop finished, failed, cancelled and interrupted jobs from the queue (their runs stay)."""
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            keep = [e for e in state["jobs"] if st[e["id"]][0] not in FINAL or st[e["id"]][0] == "blocked"]
+            keep = [e for e in state["jobs"] if st[e["id"]][0] not in RUN_FINAL]
             needed = {d for e in keep for d in e.get("depends_on", [])}
             while True:  # keep what a remaining job waits on (a failed dependency keeps blocking it)
                 more = [e for e in state["jobs"] if e["id"] in needed and e not in keep]
@@ -982,7 +974,7 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.refresh()
-            if not any(j.status in ("queued", "running", "paused") for j in self.jobs):
+            if not any(j.status in LIVE for j in self.jobs):
                 return True
             time.sleep(poll_s)
         return False

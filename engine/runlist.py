@@ -22,6 +22,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from .status import LIVE
+
 # Metrics worth a result column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 ALIASES = {
@@ -391,7 +393,7 @@ class RowCache:
             key = str(run.path)
             stamp = self._stamp(run)
             hit = self._cache.get(key)
-            if hit and hit[0] == stamp and hit[1].status not in ("queued", "running", "paused"):
+            if hit and hit[0] == stamp and hit[1].status not in LIVE:
                 out.append(hit[1])
                 continue
             row = run_row(run)

@@ -32,7 +32,7 @@ from pathlib import Path
 from .errors import JobError
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
 from .files import atomic_write_json, atomic_write_text, is_disk_full, read_json, read_json_object, read_regular_file
-from .status import ACTIVE, STATUSES  # noqa: F401 - STATUSES re-exported for older imports
+from .status import ACTIVE, STATUSES
 from .tables import TABLE_NAME, Table
 
 UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled

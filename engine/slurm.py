@@ -29,7 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from .status import RUN_FINAL
+
 _SIGNAL_BEFORE_S = 120
+_ENDED = RUN_FINAL - {"interrupted"}  # the run recorded an end that stays (an interrupted one is resumed)
 TERMINAL = {
     "COMPLETED",
     "FAILED",
@@ -217,7 +220,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 if state is None or state in TERMINAL:
                     break
                 unknown_since = (unknown_since or now) if state == "UNKNOWN" else None
-                ended = run.raw_status().get("status") in ("finished", "cancelled", "failed")
+                ended = run.raw_status().get("status") in _ENDED
                 if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
                     for s in sinks:
                         s.emit(
@@ -247,7 +250,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
             )
         raise
     status = run.raw_status().get("status")
-    if scancelled and status not in ("finished", "cancelled", "failed"):
+    if scancelled and status not in _ENDED:
         record(
             [
                 RunFinished(status="cancelled"),
@@ -258,7 +261,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 ),
             ]
         )
-    elif status not in ("finished", "cancelled", "failed", "interrupted"):
+    elif status not in RUN_FINAL:
         emit_failure(
             f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
             f"see {run.path / f'slurm-{job_id}.log'}",

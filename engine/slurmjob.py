@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .status import CLEAN_EXIT
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.slurmjob")
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
         finally:
             writer.close()
         return 0
-    return 0 if status in ("finished", "cancelled") else 1
+    return 0 if status in CLEAN_EXIT else 1
 
 
 if __name__ == "__main__":

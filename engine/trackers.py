@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
+from .status import RUN_FINAL, Status
 
 EXTRA_HINT = "pip install 'lmconsole[{name}]'"
-FINAL = ("finished", "failed", "cancelled", "interrupted")
 
 
 def _number(v) -> float | None:
@@ -142,7 +142,7 @@ class TrackerSink:
             self._thread = threading.Thread(target=self._work, name=f"tracker-{self.name}", daemon=True)
             self._thread.start()
         self._queue.put(event)
-        if isinstance(event, StatusChanged) and event.status in FINAL:
+        if isinstance(event, StatusChanged) and event.status in RUN_FINAL:
             self._queue.put(None)
             self._thread.join(self.DRAIN_S)
             if self._thread.is_alive():
@@ -207,7 +207,7 @@ class TrackerSink:
             final = final_metrics(event.results)
             if final:
                 self.summary(final, self.last_step)
-        elif isinstance(event, StatusChanged) and event.status in FINAL:
+        elif isinstance(event, StatusChanged) and event.status in RUN_FINAL:
             if self.started:
                 self.started = False
                 self.close(event.status)
@@ -354,7 +354,7 @@ class MlflowSink(TrackerSink):
             self.run_id,
             status="FINISHED"
             if status == "finished"
-            else ("KILLED" if status in ("cancelled", "interrupted") else "FAILED"),
+            else ("KILLED" if status in (Status.CANCELLED, Status.INTERRUPTED) else "FAILED"),
         )
 
 

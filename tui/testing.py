@@ -34,6 +34,7 @@ from engine.events import (
 from engine.files import atomic_write_json
 from engine.jobs import JobContext
 from engine.runs import Run, RunStore, RunWriter
+from engine.status import Status
 from engine.tables import Table
 
 MANIFEST = """\
@@ -256,7 +257,7 @@ def write_run(
                 time=T0 + 99,
             )
         )
-    if status in ("finished", "cancelled", "failed"):
+    if status in (Status.FINISHED, Status.CANCELLED, Status.FAILED):
         events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
     lines = [to_json(e) for e in events]
     if corrupt_line:

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.export import export_runs
 from engine.runlist import RowCache
+from engine.status import ACTIVE, Status
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -98,7 +99,7 @@ class MainScreen(ConsoleScreen):
     def _update_queue(self) -> None:
         queue = self.app.queue
         jobs = list(queue.jobs)
-        busy = any(j.status in ("running", "paused") for j in jobs)
+        busy = any(j.status in ACTIVE for j in jobs)
         if queue.version == self._queue_version and not busy:
             return
         self._queue_version = queue.version
@@ -108,7 +109,10 @@ class MainScreen(ConsoleScreen):
 
     def _update_title(self) -> None:
         jobs = self.app.queue.jobs
-        counts = {s: sum(1 for j in jobs if j.status == s) for s in ("running", "paused", "queued", "failed")}
+        counts = {
+            s: sum(1 for j in jobs if j.status == s)
+            for s in (Status.RUNNING, Status.PAUSED, Status.QUEUED, Status.FAILED)
+        }
         parts = [f"{n} {s}" for s, n in counts.items() if n]
         manifest = self.app.manifest
         self.query_one(TitleBar).update(
