@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .status import ACTIVE, RESUMABLE, STOPPED, Status
+from .tables import fmt_num
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
@@ -356,12 +357,6 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def fmt_metric(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 class ProgressPrinter:
     """Turns events into short progress lines on stdout (or JSON lines with ``as_json``)."""
 
@@ -394,7 +389,7 @@ class ProgressPrinter:
             )
         elif isinstance(event, ev.EvalFinished):
             shown = ", ".join(
-                f"{k} {fmt_metric(v)}"
+                f"{k} {fmt_num(v) if isinstance(v, float) else v}"  # ints as they are: step and example counts
                 for k, v in event.metrics.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             )

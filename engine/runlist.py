@@ -16,13 +16,13 @@ Terms are combined with AND. Pure reading: no file is written.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import os
 import re
 from dataclasses import dataclass, field
 
 from .status import LIVE
+from .tables import fmt_num
 
 # Metrics worth a result column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
@@ -98,9 +98,7 @@ def primary_result(results: dict) -> tuple[str, float] | None:
 
 def fmt_value(v) -> str:
     if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.4g}"
+        return fmt_num(v)
     if isinstance(v, (list, dict)):
         return json.dumps(v, separators=(",", ":"))
     return "" if v is None else str(v)

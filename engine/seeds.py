@@ -13,7 +13,7 @@ import math
 import statistics
 
 from .runs import new_run_id
-from .tables import Table, flat_results
+from .tables import Table, flat_results, fmt_num
 
 STD_NOTE = "std = sample standard deviation (n - 1); n = finished runs with the metric"
 
@@ -86,8 +86,8 @@ def fmt_stat(stat: dict | None, digits: int = 4, with_n: bool = True) -> str:
     """``0.92 ± 0.02 (n=3)``; ``0.92 (n=1)`` when the std is undefined; without ``(n=..)`` if not ``with_n``."""
     if not stat:
         return ""
-    mean = f"{stat['mean']:.{digits}g}"
-    std = f" ± {stat['std']:.{digits}g}" if stat.get("std") is not None else ""
+    mean = fmt_num(stat["mean"], digits)
+    std = f" ± {fmt_num(stat['std'], digits)}" if stat.get("std") is not None else ""
     return f"{mean}{std}" + (f" (n={stat['n']})" if with_n else "")
 
 

@@ -118,7 +118,7 @@ class Table:
     # -- Markdown / LaTeX ---------------------------------------------------
     def to_markdown(self, float_digits: int = 4) -> str:
         def cell(v):
-            return _fmt(v, float_digits).replace("|", "\\|")
+            return fmt_num(v, float_digits, fixed=True).replace("|", "\\|")
 
         lines = []
         if self.title:
@@ -140,7 +140,7 @@ class Table:
         lines.append(" & ".join(latex_escape(c) for c in self.columns) + r" \\")
         lines.append(r"\hline")
         for row in self.rows:
-            lines.append(" & ".join(latex_escape(_fmt(v, float_digits)) for v in row) + r" \\")
+            lines.append(" & ".join(latex_escape(fmt_num(v, float_digits, fixed=True)) for v in row) + r" \\")
         lines += [r"\hline", r"\end{tabular}"]
         for note in self.notes:
             lines.append(r"\par\small " + latex_escape(note))
@@ -211,7 +211,14 @@ def latex_escape(text: str) -> str:
     return out
 
 
-def _fmt(v, digits: int) -> str:
+def fmt_num(v, digits: int = 4, fixed: bool = False) -> str:
+    """The one number formatter (tables, report, CLI, runs list, console): text for a cell or a line.
+
+    ``None`` is empty, ints get thousands separators, nan/inf print as such. Floats get
+    ``digits`` significant digits, or with ``fixed`` (Markdown and LaTeX tables, the report)
+    ``digits`` decimals, so a column lines up, except for numbers of a million and more or too
+    small to show in that many decimals (those too get significant digits).
+    """
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -221,9 +228,9 @@ def _fmt(v, digits: int) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 10**-digits):
-            return f"{v:.{digits}g}"
-        return f"{v:.{digits}f}"
+        if fixed and not (v != 0 and (abs(v) >= 1e6 or abs(v) < 10**-digits)):
+            return f"{v:.{digits}f}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 

@@ -29,7 +29,7 @@ from engine.events import (
 from engine.follow import RunFollower
 from engine.runs import Run
 from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
-from engine.tables import flat_results
+from engine.tables import flat_results, fmt_num  # fmt_num: the panes import it from here
 
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
@@ -49,20 +49,6 @@ STATUS_ICON = {
 def status_text(status: str) -> str:
     """Status word with an icon: readable without colour."""
     return f"{STATUS_ICON.get(status, '?')} {status}"
-
-
-def fmt_num(v, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.{digits}g}"
-    return str(v)
 
 
 def short_id(run_id: str) -> str:
