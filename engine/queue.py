@@ -524,7 +524,9 @@ class JobQueue:
     """A client of the queue of ``manifest``'s runs directory (see the module doc).
 
     ``runner`` (tests): run jobs in threads of this process with that callable and
-    schedule them here instead of in a scheduler process.
+    schedule them here instead of in a scheduler process. Clients poll :attr:`jobs`
+    (re-read from disk at most every ``REFRESH_S``); :attr:`version` goes up whenever a
+    job's status, reason, run or metrics changed, so a console redraws only then.
     """
 
     REFRESH_S = 0.25
@@ -542,23 +544,10 @@ class JobQueue:
         self._order: list[int] = []
         self._refreshed = 0.0
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[], None]] = []
         self._signature = None
         self.version = 0
         self.last_skipped: list[str] = []
         self._closed = False
-
-    # -- observers --------------------------------------------------------------------------
-    def subscribe(self, fn: Callable[[], None]) -> None:
-        self._listeners.append(fn)
-
-    def _notify(self) -> None:
-        self.version += 1
-        for fn in list(self._listeners):
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - a broken listener must not break a client
-                pass
 
     def _alive(self, entry: dict) -> bool:
         if self.launcher is not None and entry["id"] in self.launcher.threads:
@@ -622,7 +611,7 @@ class JobQueue:
             )
             if sig != self._signature:
                 self._signature = sig
-                self._notify()
+                self.version += 1
             return [self._jobs[i] for i in order]
 
     @staticmethod

@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,10 +224,6 @@ class OwnerLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     @staticmethod
     def is_held(path: Path) -> bool:
@@ -515,12 +510,6 @@ class RunWriter(EventSink):
         atomic_write_text(path, table.to_json())
         return path
 
-    def clear_request(self) -> None:
-        try:
-            os.unlink(self.run.path / "control.json")
-        except FileNotFoundError:
-            pass
-
 
 class RunStore:
     """All runs under one root directory."""
@@ -599,10 +588,6 @@ class RunStore:
             if len(matches) == 1:
                 return matches[0]
         raise KeyError(f"no run matches {ref!r} under {self.root} (see `lmconsole runs`)")
-
-    def iter_follow(self, run: Run, offset: int = 0) -> Iterator[Event]:
-        events, _ = run.follow(offset)
-        yield from events
 
 
 def dependency_run(store: RunStore, exp_name: str) -> Run:

@@ -55,9 +55,6 @@ class Table:
         idx = self.columns.index(name)
         return [r[idx] for r in self.rows]
 
-    def records(self) -> list[dict]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
-
     # -- JSON ---------------------------------------------------------------
     def to_json(self) -> str:
         def enc(v):
