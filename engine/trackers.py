@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged, SystemSampled
+from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
 from .status import RUN_FINAL, Status
 
 EXTRA_HINT = "pip install 'lmconsole[{name}]'"
@@ -86,7 +86,8 @@ def system_metrics(ev: Event) -> dict[str, float]:
 
 
 def is_system_event(ev: Event) -> bool:
-    return isinstance(ev, SystemSampled)
+    # By name, on purpose (test_trackers asserts it): any System* event class is a system sample.
+    return type(ev).__name__.startswith("System")
 
 
 def flat_config(config: dict) -> dict[str, str]:
