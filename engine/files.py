@@ -61,7 +61,7 @@ def follow_umask(folder: Path) -> None:
     For folders written by libraries that create private files (safetensors writes 0600).
     """
     mask = current_umask()
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, _dirnames, filenames in os.walk(folder):
         os.chmod(dirpath, 0o777 & ~mask)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
