@@ -66,7 +66,7 @@ def check(folder: Path, at: Path | None = None) -> str:
 
 
 def corrupt_error(what: str, folder: Path, problem: str):
-    from .jobs import JobError
+    from .errors import JobError
 
     return JobError(
         f"the cached {what} in {folder} is corrupt ({problem}) and rebuilding it did not help",

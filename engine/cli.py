@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .status import ACTIVE
+from .status import ACTIVE, RESUMABLE, STOPPED, Status
+from .tables import fmt_num
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
@@ -271,7 +272,8 @@ def _manifest(args):
 
 
 def _load_manifest(path: str):
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
 
     try:
         return load(path), None
@@ -376,12 +378,6 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def fmt_metric(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 class ProgressPrinter:
     """Turns events into short progress lines on stdout (or JSON lines with ``as_json``)."""
 
@@ -414,7 +410,7 @@ class ProgressPrinter:
             )
         elif isinstance(event, ev.EvalFinished):
             shown = ", ".join(
-                f"{k} {fmt_metric(v)}"
+                f"{k} {fmt_num(v) if isinstance(v, float) else v}"  # ints as they are: step and example counts
                 for k, v in event.metrics.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             )
@@ -432,7 +428,7 @@ class ProgressPrinter:
             self._print(f"{tag} checkpoint at step {event.step}: {event.path}")
         elif isinstance(event, ev.JobFailed):
             self._print(f"{tag} FAILED: {event.reason}" + (f"\n{tag} hint: {event.hint}" if event.hint else ""))
-        elif isinstance(event, ev.StatusChanged) and event.status in ("paused", "cancelled"):
+        elif isinstance(event, ev.StatusChanged) and event.status in (Status.PAUSED, Status.CANCELLED):
             self._print(f"{tag} {event.status}{': ' + event.reason if event.reason else ''}")
 
 
@@ -470,9 +466,9 @@ def cmd_run(args) -> int:
         resume = None
         if args.resume:
             last = store.latest(name)
-            if last is not None and last.status().get("status") in ("interrupted", "cancelled", "failed"):
+            if last is not None and last.status().get("status") in RESUMABLE:
                 resume = last
-            elif last is not None and last.status().get("status") in ("running", "paused"):
+            elif last is not None and last.status().get("status") in ACTIVE:
                 return _fail(
                     f"{name}: its latest run is {last.status().get('status')} in another process; "
                     f"use `lmconsole control {name} resume|pause|cancel`"
@@ -622,7 +618,7 @@ def cmd_runs(args) -> int:
     header = ["experiment", "run", "status", "progress", "result", *hyper, "tags", "note"]
     table = []
     for r in rows:
-        note = r.reason if r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason else r.note
+        note = r.reason if r.status in STOPPED and r.reason else r.note
         table.append(
             [
                 r.run.experiment,
@@ -642,7 +638,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from .hub import ResolveError
+    from .errors import ResolveError
     from .models import PRESETS, load_config, preset_config
     from .params import diff_table, full_table, grouped_table, rows_for
 
@@ -652,8 +648,8 @@ def cmd_params(args) -> int:
             if err:
                 print(err, file=sys.stderr)
                 return 2
-            from .jobs import JobError, dependency_run
-            from .runs import RunStore
+            from .errors import JobError
+            from .runs import RunStore, dependency_run
 
             store, ref = RunStore(manifest.runs_dir), args.model[4:]
             try:
@@ -886,9 +882,10 @@ def cmd_verify(args) -> int:
     manifest = _manifest(args)
     if manifest is None:
         return 2
+    from .errors import VerifyError
     from .report import select
     from .runs import RunStore
-    from .verify import VerifyError, verify_run
+    from .verify import verify_run
 
     store = RunStore(manifest.runs_dir)
     runs = []
@@ -1080,7 +1077,7 @@ def cmd_queue(args) -> int:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
-        note = j.reason if j.status in ("failed", "blocked", "cancelled", "interrupted") else (row["run"] or "")
+        note = j.reason if j.status in STOPPED else (row["run"] or "")
         print(f"#{j.id:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
     return 0
 

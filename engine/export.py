@@ -20,23 +20,11 @@ import datetime as _dt
 import re
 from pathlib import Path
 
-from .tables import FORMATS, Table, export_tables
+from .status import LIVE
+from .tables import FORMATS, Table, export_tables, flat_results
 
 TOTAL_LABELS = ("total",)
 _REPEAT = re.compile(r"^x(\d+)$")
-ACTIVE_STATUSES = ("queued", "running", "paused")
-
-
-def flat_results(results: dict, prefix: str = "") -> dict:
-    """Nested results flattened to ``a.b`` keys with scalar values (lists/matrices skipped)."""
-    out = {}
-    for k, v in results.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_results(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-    return out
 
 
 def _is_number(v) -> bool:
@@ -86,7 +74,7 @@ def runs_table(runs) -> Table:
                 r.experiment,
                 r.run_id,
                 status,
-                status in ACTIVE_STATUSES,
+                status in LIVE,
                 str(cfg.get("task", "")),
                 str(cfg.get("model", "")),
                 " ".join(meta["tags"]),
@@ -266,5 +254,5 @@ def split_exportable(runs) -> tuple[list, list]:
     done: list = []
     active: list = []
     for r in runs:
-        (active if r.status().get("status") in ACTIVE_STATUSES else done).append(r)
+        (active if r.status().get("status") in LIVE else done).append(r)
     return done, active

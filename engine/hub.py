@@ -15,11 +15,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import ResolveError
+
 HUB_HOST = "huggingface.co"
-
-
-class ResolveError(Exception):
-    """A dataset or model that cannot be found; the message says what to do."""
 
 
 def mirror_root(setting: str = "") -> Path | None:

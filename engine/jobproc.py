@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from .status import CLEAN_EXIT
+
 
 def _runner():
     spec = os.environ.get("LMCONSOLE_JOB_RUNNER")
@@ -33,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--job", type=int, required=True)
     args = p.parse_args(argv)
 
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
     from .queue import QueueFile, ensure_scheduler, seeded
     from .runs import Run, RunStore
 
@@ -58,7 +61,7 @@ def main(argv=None) -> int:
             seen_seq=int(entry.get("seen_seq", 0)),
             **seeded(entry),
         )
-        code = 0 if run.raw_status().get("status") in ("finished", "cancelled") else 1
+        code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
     except ManifestError as exc:
         from .events import JobFailed, StatusChanged
         from .runs import RunWriter

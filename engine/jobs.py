@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import Cancelled, Interrupted, JobError, ResolveError
 from .events import (
     EventSink,
     FanoutSink,
@@ -25,33 +26,14 @@ from .events import (
     RunStarted,
     StatusChanged,
 )
-from .runs import Run, RunStore, RunWriter, read_json, request_seq
+from .files import atomic_write_json, read_json
+from .runs import Run, RunStore, RunWriter, request_seq
+from .status import RUN_FINAL
 
 if TYPE_CHECKING:
     from .manifest import Experiment, Manifest
     from .preempt import StopSignals
     from .system import JobSampler
-
-
-class Cancelled(Exception):
-    """Raised inside a task when the user cancels; the task saves a checkpoint first."""
-
-
-class Interrupted(Cancelled):
-    """Raised at a step boundary after a stop signal (SIGTERM/SIGINT/SIGUSR1); the task saves a checkpoint first."""
-
-    def __init__(self, signal_name: str = ""):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
-class JobError(Exception):
-    """An expected failure with a one-line reason and a hint for the user."""
-
-    def __init__(self, reason: str, hint: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.hint = hint
 
 
 @dataclass
@@ -152,8 +134,6 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
         )
     if isinstance(exc, JobError):
         return exc.reason, exc.hint
-    from .hub import ResolveError
-
     if isinstance(exc, ResolveError):
         return text, ""
     return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
@@ -222,7 +202,6 @@ def _task_fn(task: str):
 def _record_environment(run: Run, exp) -> None:
     """``environment.json``: versions and the device this job runs on (the study report reads it)."""
     from .environment import environment
-    from .runs import atomic_write_json
 
     device = ""
     if exp.task in ("pretrain", "classify", "qa"):
@@ -327,8 +306,6 @@ def run_experiment(
             if changes and not accept_changes:
                 raise changed_run_error(exp.name, changes)
             if changes:  # continue with the new values, and say so in the run
-                from .runs import atomic_write_json
-
                 record = run.config().get("_accepted_changes", [])
                 record = (record if isinstance(record, list) else []) + [
                     {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
@@ -481,7 +458,7 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
             forward.restore()
         log.close()
     status = run.raw_status().get("status")
-    if proc is not None and status in ("finished", "cancelled", "failed", "interrupted"):
+    if proc is not None and status in RUN_FINAL:
         return run
     # The children died before rank 0 could record why: record it for them.
     reason, hint = (
@@ -521,15 +498,4 @@ def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
             writer.close()
 
     follow(manifest, exp, run, sinks, record)
-    return run
-
-
-def dependency_run(store: RunStore, exp_name: str) -> Run:
-    """The latest finished run of ``exp_name`` (what ``model = "run:<exp>"`` means)."""
-    run = store.latest(exp_name, status="finished")
-    if run is None:
-        raise JobError(
-            f"needs a finished run of {exp_name!r}, and there is none",
-            f"run it first: lmconsole run {exp_name} (the console and `lmconsole run` queue dependencies for you)",
-        )
     return run

@@ -26,6 +26,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+from .errors import ManifestError
+
 TASKS = ("inspect", "pretrain", "classify", "qa")
 # Pipeline steps that build no model (issue 14): ``push`` uploads a finished run, ``study``
 # names a group of steps that one action runs in dependency order. Keys whose ``tasks``
@@ -660,19 +662,6 @@ class Manifest:
         for n in names:
             visit(n)
         return order
-
-
-class ManifestError(Exception):
-    """One or more problems with a manifest; ``problems`` has one line each."""
-
-    def __init__(self, path, problems: list[str]):
-        self.path = Path(path)
-        self.problems = list(problems)
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        head = f"{self.path}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
-        return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
 
 
 _TYPE_WORDS = {

@@ -15,9 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .hub import ResolveError, resolve_dataset
-from .jobs import JobError, dependency_run
+from .errors import JobError, ResolveError
+from .hub import resolve_dataset
 from .models import PRESETS, load_config, preset_config
+from .runs import dependency_run
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
 

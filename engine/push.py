@@ -18,9 +18,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from .events import StepLogged
+from .files import read_regular_file
 from .hub import hub_reachable
 from .metrics.scale import metric_scale
-from .runs import read_regular_file
 from .secrets import hf_token, redact
 
 TASK_META = {
@@ -40,7 +41,7 @@ class PushError(Exception):
 
 
 def _tokens_per_s(run) -> float | None:
-    vals = [e.tokens_per_s for e in run.events() if type(e).__name__ == "StepLogged" and e.tokens_per_s]
+    vals = [e.tokens_per_s for e in run.events() if isinstance(e, StepLogged) and e.tokens_per_s]
     return statistics.median(vals) if vals else None
 
 

@@ -46,9 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .events import MetricStore, PhaseStarted, ProgressUpdated
+from .files import atomic_write_json, read_json
 from .follow import RunFollower
-from .runs import Run, RunStore, atomic_write_json, read_json
-from .status import ACTIVE, FINAL, RESUMABLE, STOPPED
+from .runs import Run, RunStore
+from .status import ACTIVE, FINAL, LIVE, RESUMABLE, RUN_FINAL, STOPPED, WAITING, Status
 
 QUEUE_DIR = ".queue"
 FORMAT = 1
@@ -368,7 +369,8 @@ def seeded(entry: dict) -> dict:
 
 
 def _entry_manifest(entry: dict, cache: dict):
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
 
     path = str(Path(entry.get("manifest", "")).resolve())
     if path not in cache:
@@ -511,18 +513,20 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.status in FINAL and self.status != "blocked"
+        return self.status in RUN_FINAL
 
     @property
     def waiting(self) -> bool:
-        return self.status in ("queued", "blocked")
+        return self.status in WAITING
 
 
 class JobQueue:
     """A client of the queue of ``manifest``'s runs directory (see the module doc).
 
     ``runner`` (tests): run jobs in threads of this process with that callable and
-    schedule them here instead of in a scheduler process.
+    schedule them here instead of in a scheduler process. Clients poll :attr:`jobs`
+    (re-read from disk at most every ``REFRESH_S``); :attr:`version` goes up whenever a
+    job's status, reason, run or metrics changed, so a console redraws only then.
     """
 
     REFRESH_S = 0.25
@@ -540,23 +544,10 @@ class JobQueue:
         self._order: list[int] = []
         self._refreshed = 0.0
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[], None]] = []
         self._signature = None
         self.version = 0
         self.last_skipped: list[str] = []
         self._closed = False
-
-    # -- observers --------------------------------------------------------------------------
-    def subscribe(self, fn: Callable[[], None]) -> None:
-        self._listeners.append(fn)
-
-    def _notify(self) -> None:
-        self.version += 1
-        for fn in list(self._listeners):
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - a broken listener must not break a client
-                pass
 
     def _alive(self, entry: dict) -> bool:
         if self.launcher is not None and entry["id"] in self.launcher.threads:
@@ -620,7 +611,7 @@ class JobQueue:
             )
             if sig != self._signature:
                 self._signature = sig
-                self._notify()
+                self.version += 1
             return [self._jobs[i] for i in order]
 
     @staticmethod
@@ -671,12 +662,7 @@ class JobQueue:
 
             def pending(name: str):
                 for e in reversed(state["jobs"]):
-                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in (
-                        "queued",
-                        "running",
-                        "paused",
-                        "blocked",
-                    ):
+                    if e["experiment"] == name and st.get(e["id"], ("",))[0] in ACTIVE | WAITING:
                         return e
                 return None
 
@@ -694,8 +680,7 @@ class JobQueue:
                     live = [
                         e["id"]
                         for e in state["jobs"]
-                        if e["experiment"] == dep
-                        and st.get(e["id"], ("",))[0] in ("queued", "running", "paused", "blocked")
+                        if e["experiment"] == dep and st.get(e["id"], ("",))[0] in ACTIVE | WAITING
                     ]
                     if not live:  # the latest job of it, if it finished (or its run did)
                         live = [
@@ -783,7 +768,7 @@ class JobQueue:
         self.refresh()
         name = f"#{job.id} {job.experiment}"
         if action in ("up", "down"):
-            if job.status not in ("queued", "blocked"):
+            if job.status not in WAITING:
                 return f"{name} is {job.status}: only waiting jobs move"
             return self.move(job, -1 if action == "up" else 1)
         if action == "pause":
@@ -824,7 +809,7 @@ class JobQueue:
                 return f"cancel requested: {name} saves a checkpoint; R resumes it"
             return f"{name} is {job.status}: nothing to cancel"
         if action == "retry":
-            if job.status in ("queued", "running", "paused"):
+            if job.status in LIVE:
                 return f"{name} is {job.status}"
             if job.status == "blocked":
                 return f"{name} is {job.reason}"
@@ -877,7 +862,7 @@ class JobQueue:
             return f"resuming {run.experiment} from its last checkpoint (job #{job.id})"
         if action == "pause" and status == "paused":
             action = "resume"
-        wanted = {"pause": ("running",), "resume": ("paused",), "cancel": ("running", "paused")}[action]
+        wanted = {"pause": (Status.RUNNING,), "resume": (Status.PAUSED,), "cancel": ACTIVE}[action]
         if status not in wanted:
             return f"{name} is {status}: nothing to {action}"
         run.request(action)
@@ -904,9 +889,7 @@ class JobQueue:
         name = f"#{job.id} {job.experiment}"
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            waiting = [
-                e for e in state["jobs"] if st[e["id"]][0] in ("queued", "blocked") and e.get("state") == "queued"
-            ]
+            waiting = [e for e in state["jobs"] if st[e["id"]][0] in WAITING and e.get("state") == "queued"]
             ids = [e["id"] for e in waiting]
             if job.id not in ids:
                 return f"{name} is {job.status}: only waiting jobs move"
@@ -929,7 +912,7 @@ class JobQueue:
         """Drop finished, failed, cancelled and interrupted jobs from the queue (their runs stay)."""
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
-            keep = [e for e in state["jobs"] if st[e["id"]][0] not in FINAL or st[e["id"]][0] == "blocked"]
+            keep = [e for e in state["jobs"] if st[e["id"]][0] not in RUN_FINAL]
             needed = {d for e in keep for d in e.get("depends_on", [])}
             while True:  # keep what a remaining job waits on (a failed dependency keeps blocking it)
                 more = [e for e in state["jobs"] if e["id"] in needed and e not in keep]
@@ -980,7 +963,7 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.refresh()
-            if not any(j.status in ("queued", "running", "paused") for j in self.jobs):
+            if not any(j.status in LIVE for j in self.jobs):
                 return True
             time.sleep(poll_s)
         return False

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .flags import run_flags
 from .metrics.scale import metric_label, metric_scale
-from .tables import Table, _fmt, latex_escape
+from .tables import Table, fmt_num, latex_escape
 
 FORMATS = ("md", "latex", "html")
 CLASSIFY_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
@@ -135,7 +135,7 @@ def _metric_table(name, title, run, final, keys, task, facts, store, baseline=No
         row = [k, metric_scale(k, task).label or "-", facts.add(run, f"final.{k}", final[k])]
         if stats:
             m = stats.get(k)
-            row.append(f"{_fmt(m[0], 4)} +- {_fmt(m[1], 4)} ({m[2]})" if m else "")
+            row.append(f"{fmt_num(m[0], 4, fixed=True)} +- {fmt_num(m[1], 4, fixed=True)} ({m[2]})" if m else "")
         rows.append(row + [ref(run)])
     return Table(name=name, columns=tuple(cols), rows=tuple(rows), title=title)
 
@@ -524,7 +524,7 @@ def _html_table(t: Table) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>{html.escape(_fmt(v, 4))}</td>"
+            f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>{html.escape(fmt_num(v, 4, fixed=True))}</td>"
             for v in row
         )
         + "</tr>"
@@ -564,7 +564,7 @@ def _html(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
-    from .runs import atomic_write_text
+    from .files import atomic_write_text
 
     out = Path(out)
     fig_dir = out / "report_files"

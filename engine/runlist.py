@@ -16,7 +16,6 @@ Terms are combined with AND. Pure reading: no file is written.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import os
 import re
@@ -26,6 +25,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .runs import Run
+
+from .status import LIVE
+from .tables import fmt_num
 
 # Metrics worth a result column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
@@ -102,9 +104,7 @@ def primary_result(results: dict) -> tuple[str, float] | None:
 
 def fmt_value(v) -> str:
     if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.4g}"
+        return fmt_num(v)
     if isinstance(v, (list, dict)):
         return json.dumps(v, separators=(",", ":"))
     return "" if v is None else str(v)
@@ -213,8 +213,8 @@ class RunRow:
 
 
 def run_row(run) -> RunRow:
+    from .files import read_json_object
     from .runmeta import read_meta
-    from .runs import read_json_object
 
     # Each JSON file is read once (a listing of 1,000 runs reads thousands of files): the status, the
     # config, the results and the problems ("unreadable: <file>: <reason>") all come from these reads.
@@ -398,7 +398,7 @@ class RowCache:
             key = str(run.path)
             stamp = self._stamp(run)
             hit = self._cache.get(key)
-            if hit and hit[0] == stamp and hit[1].status not in ("queued", "running", "paused"):
+            if hit and hit[0] == stamp and hit[1].status not in LIVE:
                 out.append(hit[1])
                 continue
             row = run_row(run)

@@ -18,7 +18,9 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from .runs import ACTIVE, OwnerLock, atomic_write_json, read_json
+from .files import atomic_write_json, read_json
+from .runs import OwnerLock
+from .status import ACTIVE
 
 META = "meta.json"
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]{0,39}$")

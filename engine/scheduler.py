@@ -23,7 +23,8 @@ def main(argv=None) -> int:
     p.add_argument("--poll", type=float, default=0.5)
     args = p.parse_args(argv)
 
-    from .manifest import ManifestError, load
+    from .errors import ManifestError
+    from .manifest import load
     from .queue import ProcessLauncher, QueueFile, _flock, _unlock, advance, scheduler_gpus, waiting_count
     from .runs import RunStore
 

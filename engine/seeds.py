@@ -13,7 +13,7 @@ import math
 import statistics
 
 from .runs import new_run_id
-from .tables import Table
+from .tables import Table, flat_results, fmt_num
 
 STD_NOTE = "std = sample standard deviation (n - 1); n = finished runs with the metric"
 
@@ -45,8 +45,6 @@ def group_runs(store, group: str, experiment: str | None = None) -> list:
 
 
 def _numbers(results: dict) -> dict[str, float]:
-    from .export import flat_results
-
     out = {}
     for k, v in flat_results(results).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -58,7 +56,7 @@ def metric_stats(results_list: list[dict]) -> dict[str, dict]:
     """Per metric: ``{"mean", "std", "n", "values"}`` over the given final results.
 
     ``std`` is the sample standard deviation (None when n < 2). Keys are those of
-    :func:`engine.export.flat_results` (``final.accuracy``), in order of first appearance.
+    :func:`engine.tables.flat_results` (``final.accuracy``), in order of first appearance.
     """
     per: dict[str, list[float]] = {}
     for res in results_list:
@@ -88,8 +86,8 @@ def fmt_stat(stat: dict | None, digits: int = 4, with_n: bool = True) -> str:
     """``0.92 ± 0.02 (n=3)``; ``0.92 (n=1)`` when the std is undefined; without ``(n=..)`` if not ``with_n``."""
     if not stat:
         return ""
-    mean = f"{stat['mean']:.{digits}g}"
-    std = f" ± {stat['std']:.{digits}g}" if stat.get("std") is not None else ""
+    mean = fmt_num(stat["mean"], digits)
+    std = f" ± {fmt_num(stat['std'], digits)}" if stat.get("std") is not None else ""
     return f"{mean}{std}" + (f" (n={stat['n']})" if with_n else "")
 
 

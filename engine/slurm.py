@@ -8,7 +8,8 @@ other run (it must be on a filesystem that the compute node and this machine
 share). Pause and cancel go through ``control.json`` as for local jobs; a cancel
 while the job is still pending in Slurm's queue is an ``scancel``.
 
-The job side is ``python -m engine.slurm``: it runs the experiment into that
+The job side is ``python -m engine.slurmjob`` (its own module: it runs the job
+runner, which imports this one to submit): it runs the experiment into that
 run directory. On SIGTERM (preemption, ``scontrol requeue``) or SIGUSR1 (sent
 ``_SIGNAL_BEFORE_S`` seconds before the time limit) it asks the job to stop at the
 next optimizer step, which saves a checkpoint, and marks the run ``interrupted``.
@@ -20,17 +21,18 @@ finds a checkpoint resumes from it, so a preempted job resumes by itself.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from .status import RUN_FINAL
+
 _SIGNAL_BEFORE_S = 120
+_ENDED = RUN_FINAL - {"interrupted"}  # the run recorded an end that stays (an interrupted one is resumed)
 TERMINAL = {
     "COMPLETED",
     "FAILED",
@@ -90,11 +92,11 @@ def sbatch_options(manifest, exp, run) -> list[str]:
 
 
 def sbatch_script(manifest, exp, run) -> str:
-    """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.slurm``."""
+    """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.slurmjob``."""
     cmd = [
         sys.executable,
         "-m",
-        "engine.slurm",
+        "engine.slurmjob",
         "--lmc-manifest",
         str(Path(manifest.path).resolve()),
         "--lmc-experiment",
@@ -183,7 +185,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
     except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
         emit_failure(str(exc), "")
         return
-    from .runs import atomic_write_json
+    from .files import atomic_write_json
 
     atomic_write_json(run.path / "slurm.json", {"job_id": job_id, "script": "slurm.sbatch"})
     for s in sinks:
@@ -218,7 +220,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 if state is None or state in TERMINAL:
                     break
                 unknown_since = (unknown_since or now) if state == "UNKNOWN" else None
-                ended = run.raw_status().get("status") in ("finished", "cancelled", "failed")
+                ended = run.raw_status().get("status") in _ENDED
                 if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
                     for s in sinks:
                         s.emit(
@@ -248,7 +250,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
             )
         raise
     status = run.raw_status().get("status")
-    if scancelled and status not in ("finished", "cancelled", "failed"):
+    if scancelled and status not in _ENDED:
         record(
             [
                 RunFinished(status="cancelled"),
@@ -259,7 +261,7 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 ),
             ]
         )
-    elif status not in ("finished", "cancelled", "failed", "interrupted"):
+    elif status not in RUN_FINAL:
         emit_failure(
             f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
             f"see {run.path / f'slurm-{job_id}.log'}",
@@ -280,68 +282,3 @@ def _cancel_is_newest(run) -> bool:
     except OSError:
         status = 0
     return control > status
-
-
-# -- the job side -----------------------------------------------------------------
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.slurm")
-    p.add_argument("--lmc-manifest", dest="manifest", required=True)
-    p.add_argument("--lmc-experiment", dest="experiment", required=True)
-    p.add_argument("--lmc-run", dest="run", required=True)
-    args = p.parse_args(argv)
-
-    from .events import StatusChanged
-    from .jobs import run_experiment
-    from .manifest import load
-    from .runs import Run, RunStore, RunWriter
-
-    manifest = load(args.manifest)
-    exp = manifest.get(args.experiment)
-    run = Run(Path(args.run))
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    # Any earlier attempt (requeued, or `lmconsole run X --resume` submitting this run again):
-    # resume, which continues from the last checkpoint or, without one, starts afresh and
-    # drops the earlier attempt's events instead of appending to them.
-    earlier = run.events_path.exists() and run.events_path.stat().st_size > 0
-    resume = restarts > 0 or earlier or run.last_checkpoint() is not None
-    caught: list[int] = []
-
-    def on_signal(signum, _frame) -> None:
-        # Before or after run_experiment's own stop handlers: a cancel request, which the
-        # loop honours at its next step with a checkpoint (nothing is lost either way).
-        if not caught:
-            run.request("cancel")
-        caught.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGUSR1, on_signal)
-    run_experiment(manifest, exp.name, run=run, resume_flag=resume, store=RunStore(manifest.runs_dir))
-    st = run.raw_status()
-    status = st.get("status")
-    # The job's own stop handlers (engine/preempt.py) take over while it runs and end the run
-    # "interrupted" naming the signal; ours (above) cover the moments before and after.
-    if status == "interrupted" or (caught and status == "cancelled"):
-        import re
-
-        found = re.search(r"\bSIG[A-Z0-9]+\b", st.get("reason", ""))
-        name = signal.Signals(caught[0]).name if caught else (found.group(0) if found else "a signal")
-        requeue = exp.slurm_requeue
-        if requeue and name == "SIGUSR1":  # the time limit is near: Slurm does not requeue by itself
-            job = os.environ.get("SLURM_JOB_ID", "")
-            requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True).returncode == 0
-        why = f"stopped by Slurm ({name}) after a checkpoint; " + (
-            "the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"
-        )
-        writer = RunWriter(run).open()
-        try:
-            writer.emit(StatusChanged(status="interrupted", reason=why))
-        finally:
-            writer.close()
-        return 0
-    return 0 if status in ("finished", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,3 +30,11 @@ ACTIVE = frozenset({"running", "paused"})  # a live process holds the run
 FINAL = frozenset({"finished", "failed", "cancelled", "interrupted", "blocked"})  # nothing more happens by itself
 RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})  # resume continues from the last checkpoint
 STOPPED = frozenset({"failed", "cancelled", "interrupted", "blocked"})  # final but not finished: blocks dependants
+
+# Sets that differ from the four above on purpose, each named for why:
+RUN_FINAL = FINAL - {"blocked"}  # how a run directory ends; only a queue entry is ever blocked
+LIVE = ACTIVE | {"queued"}  # a run not over yet: it may still change by itself (exports mark it)
+WAITING = frozenset({"queued", "blocked"})  # a queue entry that has not started (and may still)
+CLEAN_EXIT = frozenset({"finished", "cancelled"})  # ended as asked: a job process exits 0
+UNEXPECTED = STOPPED - {"cancelled"}  # stopped without being asked: the reason is news (a cancel's is not)
+PROBLEM = frozenset({"failed", "blocked"})  # needs the user: shown as errors, counted as failed steps

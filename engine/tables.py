@@ -18,8 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write_text
+
 FORMATS = ("csv", "md", "latex", "json")
 EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}
+TABLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")  # table names become export file names
+
+
+def flat_results(results: dict, prefix: str = "") -> dict:
+    """Nested results flattened to ``a.b`` keys with scalar values (lists/matrices skipped)."""
+    out = {}
+    for k, v in results.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_results(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,6 @@ class Table:
     def column(self, name: str) -> list:
         idx = self.columns.index(name)
         return [r[idx] for r in self.rows]
-
-    def records(self) -> list[dict]:
-        return [dict(zip(self.columns, r)) for r in self.rows]
 
     # -- JSON ---------------------------------------------------------------
     def to_json(self) -> str:
@@ -106,7 +118,7 @@ class Table:
     # -- Markdown / LaTeX ---------------------------------------------------
     def to_markdown(self, float_digits: int = 4) -> str:
         def cell(v):
-            return _fmt(v, float_digits).replace("|", "\\|")
+            return fmt_num(v, float_digits, fixed=True).replace("|", "\\|")
 
         lines = []
         if self.title:
@@ -128,7 +140,7 @@ class Table:
         lines.append(" & ".join(latex_escape(c) for c in self.columns) + r" \\")
         lines.append(r"\hline")
         for row in self.rows:
-            lines.append(" & ".join(latex_escape(_fmt(v, float_digits)) for v in row) + r" \\")
+            lines.append(" & ".join(latex_escape(fmt_num(v, float_digits, fixed=True)) for v in row) + r" \\")
         lines += [r"\hline", r"\end{tabular}"]
         for note in self.notes:
             lines.append(r"\par\small " + latex_escape(note))
@@ -147,8 +159,6 @@ class Table:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
     def write(self, folder: Path, fmt: str, stem: str | None = None) -> Path:
-        from .runs import TABLE_NAME, atomic_write_text
-
         stem = stem or self.name
         if not TABLE_NAME.match(stem):  # a file name, never a path
             raise ValueError(f"table name {stem!r} is not a safe file name (letters, digits, '_', '-')")
@@ -201,7 +211,14 @@ def latex_escape(text: str) -> str:
     return out
 
 
-def _fmt(v, digits: int) -> str:
+def fmt_num(v, digits: int = 4, fixed: bool = False) -> str:
+    """The one number formatter (tables, report, CLI, runs list, console): text for a cell or a line.
+
+    ``None`` is empty, ints get thousands separators, nan/inf print as such. Floats get
+    ``digits`` significant digits, or with ``fixed`` (Markdown and LaTeX tables, the report)
+    ``digits`` decimals, so a column lines up, except for numbers of a million and more or too
+    small to show in that many decimals (those too get significant digits).
+    """
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -211,9 +228,9 @@ def _fmt(v, digits: int) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
-        if v != 0 and (abs(v) >= 1e6 or abs(v) < 10**-digits):
-            return f"{v:.{digits}g}"
-        return f"{v:.{digits}f}"
+        if fixed and not (v != 0 and (abs(v) >= 1e6 or abs(v) < 10**-digits)):
+            return f"{v:.{digits}f}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
+from .status import RUN_FINAL, Status
 
 EXTRA_HINT = "pip install 'lmconsole[{name}]'"
-FINAL = ("finished", "failed", "cancelled", "interrupted")
 
 
 def _number(v) -> float | None:
@@ -89,6 +89,7 @@ def system_metrics(ev: Event) -> dict[str, float]:
 
 
 def is_system_event(ev: Event) -> bool:
+    # By name, on purpose (test_trackers asserts it): any System* event class is a system sample.
     return type(ev).__name__.startswith("System")
 
 
@@ -144,7 +145,7 @@ class TrackerSink:
             self._thread.start()
         thread = self._thread
         self._queue.put(event)
-        if isinstance(event, StatusChanged) and event.status in FINAL:
+        if isinstance(event, StatusChanged) and event.status in RUN_FINAL:
             self._queue.put(None)
             thread.join(self.DRAIN_S)
             if thread.is_alive():
@@ -209,7 +210,7 @@ class TrackerSink:
             final = final_metrics(event.results)
             if final:
                 self.summary(final, self.last_step)
-        elif isinstance(event, StatusChanged) and event.status in FINAL:
+        elif isinstance(event, StatusChanged) and event.status in RUN_FINAL:
             if self.started:
                 self.started = False
                 self.close(event.status)
@@ -356,7 +357,7 @@ class MlflowSink(TrackerSink):
             self.run_id,
             status="FINISHED"
             if status == "finished"
-            else ("KILLED" if status in ("cancelled", "interrupted") else "FAILED"),
+            else ("KILLED" if status in (Status.CANCELLED, Status.INTERRUPTED) else "FAILED"),
         )
 
 

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import Cancelled, JobError
 from .events import CheckpointSaved, EvalFinished, PhaseStarted, RunStarted, StatusChanged, StepLogged, TableWritten
-from .jobs import Cancelled, JobError
-from .runs import atomic_write_json, follow_umask, read_json, repair_events
+from .files import atomic_write_json, follow_umask, read_json
+from .runs import repair_events
 from .tables import Table
 
 
@@ -212,7 +213,7 @@ class disk_full_is_a_job_error:
         if exc is None or not isinstance(exc, Exception):
             return False
         shutil.rmtree(self.tmp, ignore_errors=True)
-        from .runs import free_gib, is_disk_full
+        from .files import free_gib, is_disk_full
 
         if is_disk_full(exc):
             raise JobError(

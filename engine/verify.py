@@ -26,11 +26,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import VerifyError
+
 __all__ = ["Check", "verify_run", "VerifyError"]
-
-
-class VerifyError(Exception):
-    """A run that cannot be verified (no saved predictions, unfinished), one line."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from .status import RUN_FINAL
+
 
 class NullWriter:
     """What non-zero ranks write to: nothing."""
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
     try:
         if rank == 0:
             run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
-            ok = run.raw_status().get("status") in ("finished", "cancelled", "interrupted")
+            ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
             writer = NullWriter(run)
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
                 manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
             )
             ctx.poll = lambda: None  # rank 0 decides; train_loop broadcasts its decision
-            from .jobs import Cancelled
+            from .errors import Cancelled
             from .preempt import StopSignals
 
             # The launcher sends a stop signal to every rank: here it only waits for rank 0's decision

@@ -319,11 +319,12 @@ def test_disk_full_at_checkpoint_fails_clearly_and_resumes(references, tmp_path,
 
     import torch
 
+    import engine.files as files_mod
     import engine.runs as runs_mod
 
     ref, _ = references["pretrain"]
     m = shape_manifest(tmp_path, "pretrain")
-    real_save, real_atomic = torch.save, runs_mod.atomic_write_text
+    real_save, real_atomic = torch.save, files_mod.atomic_write_text
     full = {"on": False}
 
     def save(obj, f, *a, **k):
@@ -341,6 +342,7 @@ def test_disk_full_at_checkpoint_fails_clearly_and_resumes(references, tmp_path,
 
     monkeypatch.setattr(torch, "save", save)
     monkeypatch.setattr(runs_mod, "atomic_write_text", atomic)
+    monkeypatch.setattr(files_mod, "atomic_write_text", atomic)  # atomic_write_json writes through it
     run = run_experiment(m, "job")
     st = run.status()
     assert st["status"] == "failed", st

@@ -4,13 +4,12 @@ import os
 import stat
 
 import pytest
+from test_reliability import micro_text
 
 from engine.cli import main as cli_main
+from engine.files import atomic_write_text, current_umask
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
-from engine.runs import atomic_write_text, current_umask
-
-from test_reliability import micro_text
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""engine/ stays headless (no textual, rich or tui) and light (no torch on import or --help)."""
+"""engine/ stays headless (no textual, rich or tui) and light (no torch on import or --help),
+and neither engine/ nor tui/ imports in a circle (lazy imports inside functions included)."""
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -61,3 +63,103 @@ def test_another_package_named_engine_is_a_clear_message(tmp_path):
     assert out.returncode == 2
     assert "is not lmconsole's engine" in out.stderr and str(fake) in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def import_graph(folder: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, from the source: every ``import`` and
+    ``from ... import`` anywhere in the file (top level or inside a function), relative or
+    absolute. ``from pkg import name`` counts as importing ``pkg.name`` when that is a module."""
+    files = {}
+    for path in sorted(Path(folder).rglob("*.py")):
+        parts = [package, *path.relative_to(folder).with_suffix("").parts]
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        here = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here[: len(here) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in files:  # engine.runs.RunStore -> engine.runs
+                    name = name.rpartition(".")[0]
+                if name and name != mod:
+                    graph[mod].add(name)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, todo = work[-1]
+            nxt = next(todo, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp.append(m)
+                    if m == node:
+                        break
+                if len(comp) > 1:
+                    found.append(sorted(comp))
+    return found
+
+
+def describe_cycles(graph: dict[str, set[str]], cycles: list[list[str]]) -> str:
+    lines = []
+    for comp in cycles:
+        inside = set(comp)
+        lines.append("circle: " + ", ".join(comp))
+        lines += [f"  {m} -> {', '.join(sorted(graph[m] & inside))}" for m in comp]
+    return "\n".join(lines)
+
+
+def test_no_import_cycles():
+    for package in ("engine", "tui"):
+        graph = import_graph(REPO / package, package)
+        assert len(graph) > 10, sorted(graph)  # found the modules by itself
+        cycles = import_cycles(graph)
+        assert not cycles, describe_cycles(graph, cycles)
+
+
+def test_cycle_finder_sees_a_lazy_circle(tmp_path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from .sub import b\n")
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("def f():\n    from ..c import x\n")
+    (tmp_path / "pkg" / "c.py").write_text("import pkg.a\nimport os\n")
+    graph = import_graph(tmp_path / "pkg", "pkg")
+    assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"}
+    assert import_cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]

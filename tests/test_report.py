@@ -12,7 +12,7 @@ import pytest
 from tiny_study import run_tiny_study
 
 from engine.cli import main
-from engine.tables import _fmt
+from engine.tables import fmt_num
 from engine.verify import verify_run
 
 
@@ -45,7 +45,7 @@ def test_report_in_three_formats_with_the_runs_numbers(study, capsys):
     assert {f["run"] for f in facts} == set(by_ref)  # every run contributes numbers
     for f in facts:
         assert _lookup(by_ref[f["run"]], f["key"]) == f["value"], f
-        assert _fmt(f["value"], 4) in md, f
+        assert fmt_num(f["value"], 4, fixed=True) in md, f
     for section in (
         "Parameter counts",
         "Pretraining: demo-pretrain",

@@ -16,7 +16,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from engine.manifest import ManifestError, load
+from engine.errors import ManifestError
+from engine.manifest import load
 
 from .commands import ConsoleCommands
 

@@ -26,10 +26,10 @@ from engine.events import (
     StepLogged,
     TableWritten,
 )
-from engine.export import flat_results
 from engine.follow import RunFollower
 from engine.runs import Run
-from engine.status import FINAL
+from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
+from engine.tables import flat_results, fmt_num  # fmt_num: the panes import it from here
 
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
@@ -49,20 +49,6 @@ STATUS_ICON = {
 def status_text(status: str) -> str:
     """Status word with an icon: readable without colour."""
     return f"{STATUS_ICON.get(status, '?')} {status}"
-
-
-def fmt_num(v, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.{digits}g}"
-    return str(v)
 
 
 def short_id(run_id: str) -> str:
@@ -130,7 +116,7 @@ class FeedState:
     def status_line(self) -> str:
         """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``"""
         parts = [status_text(self.status)]
-        if self.reason and self.status in ("failed", "blocked", "interrupted"):
+        if self.reason and self.status in UNEXPECTED:
             parts[0] += f": {self.reason}"
         s = self.last_step
         if s is not None:
@@ -139,9 +125,9 @@ class FeedState:
             parts.append(f"epoch {s.epoch:.2f}")
             if s.tokens_per_s:
                 parts.append(f"{s.tokens_per_s / 1000:.1f}k tok/s")
-            if s.eta_s is not None and self.status in ("running", "paused"):
+            if s.eta_s is not None and self.status in ACTIVE:
                 parts.append(f"ETA {fmt_duration(s.eta_s)}")
-        elif self.phase and self.status in ("running", "paused"):
+        elif self.phase and self.status in ACTIVE:
             parts.append(self.phase)
         dev = self.device
         if s is not None and s.memory_mb:
@@ -213,9 +199,7 @@ class RunFeed:
         snap = self._store.snapshot()
         if self.job is not None and hasattr(self.job, "refresh"):
             self.job.refresh()  # the queue's view of it (rate-limited re-read of the queue on disk)
-        if self.job is not None and (
-            run is None or self.job.status in ("queued", "blocked") or self.job.reason == "starting"
-        ):
+        if self.job is not None and (run is None or self.job.status in WAITING or self.job.reason == "starting"):
             status, reason = str(self.job.status), self.job.reason or snap["reason"]
         elif run is not None:
             self._disk_status = run.status()  # status.json (+ a lock probe): cheap at 1 Hz

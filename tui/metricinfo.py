@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from engine.export import flat_results
+from engine.tables import flat_results
 
 LOWER_WORDS = ("loss", "perplexity")
 HIGHER_WORDS = ("accuracy", "precision", "recall", "f1", "exact", "bleu", "rouge", "meteor")

@@ -16,6 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
+from engine.errors import Cancelled
 from engine.events import (
     CheckpointSaved,
     EvalFinished,
@@ -30,8 +31,10 @@ from engine.events import (
     TableWritten,
     to_json,
 )
-from engine.jobs import Cancelled, JobContext
-from engine.runs import Run, RunStore, RunWriter, atomic_write_json
+from engine.files import atomic_write_json
+from engine.jobs import JobContext
+from engine.runs import Run, RunStore, RunWriter
+from engine.status import Status
 from engine.tables import Table
 
 MANIFEST = """\
@@ -223,7 +226,7 @@ def write_run(
                 time=T0 + 99,
             )
         )
-    if status in ("finished", "cancelled", "failed"):
+    if status in (Status.FINISHED, Status.CANCELLED, Status.FAILED):
         events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
     lines = [to_json(e) for e in events]
     if corrupt_line:

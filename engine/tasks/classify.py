@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 
+from ..errors import JobError
 from ..events import PhaseStarted
+from ..files import atomic_write_text
 from ..hub import load_dataset_split
-from ..jobs import JobError
 from ..metrics.classification import classification_metrics, labels_hidden
-from ..runs import atomic_write_text
 from ..train_loop import TaskSpec, setup_job, train
 from .common import dataset_key, get_tokenizer, length_batches, load_head_model, pad_batch, start_point
 

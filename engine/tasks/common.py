@@ -27,7 +27,8 @@ def start_point(ctx):
     if exp.model in PRESETS:
         return "preset", exp.model
     if exp.model_run:
-        from ..jobs import JobError, dependency_run
+        from ..errors import JobError
+        from ..runs import dependency_run
 
         run = dependency_run(ctx.store, exp.model_run)
         path = run.final_model()
@@ -46,7 +47,7 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
     exp = ctx.exp
     if exp.tokenizer == "train" or (exp.tokenizer == "auto" and kind == "preset"):
         if corpus_texts is None:
-            from ..jobs import JobError
+            from ..errors import JobError
 
             raise JobError("a trained tokenizer needs a text corpus", "set tokenizer to a Hub id or folder")
         tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key, log=ctx.log)
@@ -62,7 +63,7 @@ def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str 
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=exp.trust_remote_code)
     except (OSError, ValueError) as exc:
-        from ..jobs import JobError
+        from ..errors import JobError
 
         which = "tokenizer" if exp.tokenizer not in ("auto", "train") else "the model's tokenizer"
         raise JobError(

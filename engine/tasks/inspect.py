@@ -12,7 +12,7 @@ def config_for(ctx):
     if exp.model in PRESETS:
         return preset_config(exp.model, vocab_size=exp.vocab_size)
     if exp.model_run:
-        from ..jobs import dependency_run
+        from ..runs import dependency_run
 
         path = dependency_run(ctx.store, exp.model_run).final_model()
         return load_config(str(path))

@@ -359,7 +359,7 @@ def run(ctx):
     else:
         model = BertForPreTraining.from_pretrained(src)
     if exp.max_seq_length > model.config.max_position_embeddings:
-        from ..jobs import JobError
+        from ..errors import JobError
 
         raise JobError(
             f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
@@ -378,7 +378,7 @@ def run(ctx):
         "nsp": list(eval_ds["next_sentence_label"]),
     }
     if not len(train_ds) or not eval_data["masked_ids"]:
-        from ..jobs import JobError
+        from ..errors import JobError
 
         raise JobError(
             "no NSP pairs could be built (empty split or text column?)",
@@ -446,7 +446,7 @@ def reevaluate(run, mirror: str = "") -> dict:
     exp = types.SimpleNamespace(**cfg)
     folder = run.final_model()
     if folder is None:
-        from ..verify import VerifyError
+        from ..errors import VerifyError
 
         raise VerifyError(f"{run.experiment}/{run.run_id} has no saved model to evaluate again")
     messages: list[str] = []

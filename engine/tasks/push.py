@@ -10,7 +10,8 @@ token is read by :func:`engine.push.hub_api` and handed to ``HfApi`` only.
 from __future__ import annotations
 
 from .. import push as pushlib
-from ..jobs import JobError, dependency_run
+from ..errors import JobError
+from ..runs import dependency_run
 
 
 def run(ctx):

@@ -17,13 +17,13 @@ import math
 
 import numpy as np
 
+from ..errors import JobError
 from ..events import PhaseStarted
+from ..files import atomic_write_json
 from ..hub import hub_reachable, load_dataset_split
-from ..jobs import JobError
 from ..metrics.qa_postprocess import postprocess_qa
 from ..metrics.squad_v2 import squad_v2_score
 from ..metrics.text import answer_text_metrics
-from ..runs import atomic_write_json
 from ..train_loop import TaskSpec, setup_job, train
 from .common import dataset_key, get_tokenizer, length_batches, load_head_model, pad_batch, start_point
 

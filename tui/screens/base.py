@@ -1,4 +1,4 @@
-"""Behaviour shared by the console's screens: job/run control, export, opening runs.
+"""Behaviour shared by the console's screens: job/run control and export.
 
 Everything goes through the engine's public API: ``JobQueue.control`` /
 ``control_run`` for any job or run, whoever runs it. Exports run in a worker thread.
@@ -14,6 +14,7 @@ from textual.screen import Screen
 
 from engine.events import JobFailed
 from engine.runs import read_events
+from engine.status import ACTIVE, LIVE
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
@@ -171,7 +172,7 @@ class ConsoleScreen(Screen):
         if run is None:
             return
         status = run.status().get("status")
-        if status not in ("running", "paused"):
+        if status not in ACTIVE:
             self.say(f"{run.experiment}/{run.run_id} is {status}: nothing to cancel")
             return
 
@@ -296,7 +297,7 @@ class ConsoleScreen(Screen):
                 f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"),
             )
         elif action == "delete":
-            busy = [r.key for r in rows if r.status in ("queued", "running", "paused")]
+            busy = [r.key for r in rows if r.status in LIVE]
             if busy:
                 self.say(
                     f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting",
@@ -314,11 +315,3 @@ class ConsoleScreen(Screen):
                 ),
                 confirmed,
             )
-
-    # -- navigation --------------------------------------------------------------------------
-    def open_run(self, run=None, job=None) -> None:
-        from .run import RunScreen
-
-        if job is None and run is not None:
-            job = job_for_run(self.app.queue, run)
-        self.app.push_screen(RunScreen(run=run, job=job))

@@ -7,15 +7,16 @@ a worker thread, so runs of other processes show up and are followed too).
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from rich.text import Text
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.export import export_runs
 from engine.runlist import RowCache
+from engine.status import ACTIVE, Status
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -24,7 +25,7 @@ from ..widgets.jobs import JobsPane
 from ..widgets.panes import Note
 from ..widgets.runs import RunsPane
 from ..widgets.system import SystemPane, sample_view
-from .base import ConsoleScreen
+from .base import ConsoleScreen, job_for_run
 
 RUNS_EVERY_S = 3  # how often the runs directory is re-read (another process may write to it)
 SYSTEM_EVERY_S = 2  # how often the system tab samples CPU/RAM/GPUs while it is shown
@@ -98,7 +99,7 @@ class MainScreen(ConsoleScreen):
     def _update_queue(self) -> None:
         queue = self.app.queue
         jobs = list(queue.jobs)
-        busy = any(j.status in ("running", "paused") for j in jobs)
+        busy = any(j.status in ACTIVE for j in jobs)
         if queue.version == self._queue_version and not busy:
             return
         self._queue_version = queue.version
@@ -108,7 +109,10 @@ class MainScreen(ConsoleScreen):
 
     def _update_title(self) -> None:
         jobs = self.app.queue.jobs
-        counts = {s: sum(1 for j in jobs if j.status == s) for s in ("running", "paused", "queued", "failed")}
+        counts = {
+            s: sum(1 for j in jobs if j.status == s)
+            for s in (Status.RUNNING, Status.PAUSED, Status.QUEUED, Status.FAILED)
+        }
         parts = [f"{n} {s}" for s, n in counts.items() if n]
         manifest = self.app.manifest
         self.query_one(TitleBar).update(
@@ -230,6 +234,15 @@ class MainScreen(ConsoleScreen):
     def _run(self, msg: ExperimentsPane.RunRequested) -> None:
         self.run_experiments(msg.names)
         self._update_queue()
+
+    # -- navigation: the run view opens from here (a RunScreen is a ConsoleScreen, so the shared
+    # base cannot import it without a circle) -------------------------------------------------
+    def open_run(self, run=None, job=None) -> None:
+        from .run import RunScreen  # on first use: keeps the first frame fast
+
+        if job is None and run is not None:
+            job = job_for_run(self.app.queue, run)
+        self.app.push_screen(RunScreen(run=run, job=job))
 
     @on(ExperimentsPane.OpenRequested)
     def _open_experiment(self, msg: ExperimentsPane.OpenRequested) -> None:

@@ -17,6 +17,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.export import export_runs, export_table
+from engine.status import ACTIVE
 
 from ..data import RunFeed, eval_keys, eval_series, short_id, step_series, system_series
 from ..metricinfo import headline, higher_is_better
@@ -151,10 +152,10 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     def _read_seed_stats(self, state) -> dict | None:
         """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
+        import time
+
         from engine.runs import RunStore
         from engine.seeds import group_of, group_runs, group_stats
-
-        import time
 
         run = self.feed.run
         group = group_of(run) if run is not None and state.results else ""
@@ -276,7 +277,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         task = self.feed.run.config().get("task", "") if self.feed.run is not None else ""
         line = headline(task, state.results, evals[0].metrics if evals else None) if state.results else ""
         if not line and evals:
-            line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ("running", "paused") else ""
+            line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ACTIVE else ""
         self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
         extra = details_text(evals, state.results, texts)
         flags = self._flags(state)

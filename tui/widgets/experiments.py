@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from engine.status import PROBLEM, UNEXPECTED
+
 from ..data import status_text
 from .panes import Note, TablePane
 
@@ -23,7 +25,7 @@ def data_of(exp) -> str:
 def study_cell(exp, statuses) -> str:
     """A study's progress: ``3/9 done, 1 ✗`` (steps finished, failed), from its steps' latest runs or jobs."""
     sts = [statuses.get(step, ("", ""))[0] for step in exp.steps]
-    done, failed = sts.count("finished"), sum(s in ("failed", "blocked") for s in sts)
+    done, failed = sts.count("finished"), sum(s in PROBLEM for s in sts)
     return f"{done}/{len(sts)} done" + (f", {failed} ✗" if failed else "")
 
 
@@ -90,6 +92,6 @@ class ExperimentsPane(TablePane):
             return
         st, reason = self.statuses.get(name, ("", ""))
         text = exp.description or f"{exp.task} {exp.model}"
-        if st in ("failed", "blocked", "interrupted") and reason:
+        if st in UNEXPECTED and reason:
             text = f"{name}: {st}: {reason}"
         self.post_message(Note(text, "error" if st == "failed" else "info", source=self.id or ""))

@@ -9,6 +9,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from engine.status import PROBLEM
+
 from ..data import progress_text, short_id, status_text
 from .panes import Note, TablePane
 
@@ -49,7 +51,7 @@ class JobsPane(TablePane):
         self.jobs = {str(j.id): j for j in jobs}
         rows = []
         for job in jobs:
-            note = job.reason if job.status in ("failed", "blocked", "cancelled") else ""
+            note = job.reason if job.status in PROBLEM | {"cancelled"} else ""  # an interrupted job shows its run
             if not note and job.run is not None:
                 note = short_id(job.run.run_id)
             if job.resume is not None and job.status == "queued":
@@ -94,7 +96,7 @@ class JobsPane(TablePane):
         job = self.jobs.get(event.row_key.value)
         if job is None:
             return
-        if job.status in ("failed", "blocked") and job.reason:
+        if job.status in PROBLEM and job.reason:
             self.post_message(
                 Note(f"#{job.id} {job.experiment} {job.status}: {job.reason}", "error", source=self.id or "")
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.export import flat_results
+from engine.tables import flat_results
 
 from ..data import compact_value, eval_keys, fmt_num
 from ..metricinfo import best_of

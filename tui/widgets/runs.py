@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from engine.runlist import RunRow, differing_keys, fmt_value, parse_filter, sort_rows
+from engine.status import STOPPED
 
 from ..data import short_id, status_text
 from .panes import Note, TablePane
@@ -112,7 +113,7 @@ class RunsPane(TablePane):
         ordered = sort_rows(rows, self.sort_column, self.sort_desc)
         out = []
         for r in ordered:
-            failed = (r.status in ("failed", "interrupted", "cancelled", "blocked") and r.reason) or r.problems
+            failed = (r.status in STOPPED and r.reason) or r.problems
             note = " ".join((r.reason if failed else (r.note or r.model)).split())
             result = r.result_text
             cells = [

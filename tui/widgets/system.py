@@ -29,7 +29,7 @@ class SystemView:
 
 def sample_view(probe, summaries) -> SystemView:
     """Read the figures now and who holds which GPU (call from a worker thread)."""
-    from engine.runs import ACTIVE
+    from engine.status import ACTIVE
     from engine.system import gpus_of
 
     jobs = [(s.run.experiment, gpus_of(s.run)) for s in summaries if s.status in ACTIVE]

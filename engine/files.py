@@ -1,0 +1,154 @@
+"""File primitives shared by the run store, tables, exports and the training loop.
+
+Atomic writes (a reader sees the old file or the new one, never half of one) with the
+mode a plain ``open`` would give, tolerant JSON reads, reading a regular file without
+following symlinks, and the two ways a full disk shows up. Nothing here knows about
+runs: this is a leaf module that imports nothing of the engine at import time.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def read_regular_file(path: Path, inside: Path) -> bytes:
+    """Bytes of ``path`` if it is a regular file (not a symlink) under folder ``inside``; else OSError."""
+    path, inside = Path(path), Path(inside)
+    rel = path.relative_to(inside)
+    cur = inside
+    for part in rel.parts[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise OSError(errno.ELOOP, f"{cur.name} is a symlink")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        import stat as _stat
+
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # no /proc (not Linux): the set-and-restore fallback
+    os.umask(old)
+    return old
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode the umask asks for (0644/0755 under 022).
+
+    For folders written by libraries that create private files (safetensors writes 0600).
+    """
+    mask = current_umask()
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over ``path``.
+
+    A reader sees the old file or the new one, never a half-written one. The
+    file gets the mode a plain ``open`` would give it (0644 under umask 022),
+    not mkstemp's private 0600, so others on a shared box can read runs and exports.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, data) -> None:
+    from .events import _clean  # NaN/inf become "nan"/"inf" strings: strict JSON for every reader
+
+    atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the ways a full disk (or quota) shows up: ENOSPC/EDQUOT, and torch's and safetensors' wrappers of it."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(
+        s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing")
+    )
+
+
+def free_gib(path: Path) -> float:
+    import shutil
+
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free / 2**30
+    except OSError:
+        return 0.0
+
+
+def read_json(path: Path, default=None):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.read())
+    except (OSError, ValueError, RecursionError):
+        return default
+
+
+def read_json_object(path: Path) -> tuple[dict, str]:
+    """A JSON object from ``path`` as ``(data, problem)``; never raises.
+
+    ``problem`` is ``""`` when the file is fine or missing, else
+    ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
+    problem for this run and goes on with the others.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:  # not Path.read_text: a listing calls this thousands of times
+            text = fh.read()
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"unreadable: {os.path.basename(path)}: {getattr(exc, 'strerror', None) or exc}"
+    name = os.path.basename(path)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        return {}, f"unreadable: {name}: nested too deeply"
+    except ValueError as exc:
+        return {}, f"unreadable: {name}: not JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, f"unreadable: {name}: expected a JSON object, got {type(data).__name__}"
+    return data, ""
