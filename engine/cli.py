@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .status import ACTIVE, RESUMABLE, STOPPED, Status
 from .tables import fmt_num
@@ -22,7 +23,7 @@ FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
 # Options of the whole program: accepted before the command and after it
 # (`lmconsole --manifest X run a` and `lmconsole run a --manifest X`).
-GLOBAL_OPTIONS = (
+GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (
         ("--manifest", "-m"),
         {"default": "experiments.toml", "help": "experiment manifest (default: ./experiments.toml)"},
@@ -451,7 +452,7 @@ def cmd_run(args) -> int:
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
     plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)
     requested = set(args.experiments)
-    failed: dict[str, str] = {}
+    failed: dict[str, str | None] = {}
     ran = 0
     for name in plan:
         exp = manifest.get(name)
@@ -717,7 +718,10 @@ def cmd_export(args) -> int:
         return _fail(f"cannot write to --out {args.out}: {exc.strerror or exc}; choose a writable folder", 1)
     for p in problems:
         print(f"lmconsole: {p}", file=sys.stderr)
-    print(f"exported {len(written)} files for {len(runs)} run(s) to {export_folder(written).resolve()}")
+    print(
+        f"exported {len(written)} files for {len(runs)} run(s) to "
+        f"{(export_folder(written) or Path(args.out)).resolve()}"
+    )
     return 0
 
 

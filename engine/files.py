@@ -128,7 +128,7 @@ def read_json(path: Path, default=None):
         return default
 
 
-def read_json_object(path: Path) -> tuple[dict, str]:
+def read_json_object(path: Path | str) -> tuple[dict, str]:
     """A JSON object from ``path`` as ``(data, problem)``; never raises.
 
     ``problem`` is ``""`` when the file is fine or missing, else

@@ -131,7 +131,8 @@ def pretrain_flags(history: list[dict], vocab_size: int | None) -> list[Flag]:
             Flag(
                 "perplexity_not_falling",
                 "mlm_perplexity",
-                f"MLM perplexity does not fall: {ppl[0][1]:,.1f} (epoch {ppl[0][0]}) -> {ppl[-1][1]:,.1f} (epoch {ppl[-1][0]})",
+                f"MLM perplexity does not fall: {ppl[0][1]:,.1f} (epoch {ppl[0][0]}) -> "
+                f"{ppl[-1][1]:,.1f} (epoch {ppl[-1][0]})",
             )
         )
     if vocab_size:

@@ -130,7 +130,8 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
     if "out of memory" in low:
         return (
             f"out of memory: {text[:200]}",
-            "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), or shorten max_seq_length",
+            "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), "
+            "or shorten max_seq_length",
         )
     if isinstance(exc, JobError):
         return exc.reason, exc.hint
@@ -315,7 +316,8 @@ def run_experiment(
         sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
         facts = run_preflight(ctx)
         ctx.log(
-            f"preflight ok: {facts['parameters']:,} parameters (base), about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
+            f"preflight ok: {facts['parameters']:,} parameters (base), "
+            f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
         )
         _record_environment(run, exp)
         results = _task_fn(exp.task)(ctx) or {}
@@ -358,7 +360,7 @@ def run_experiment(
     finally:
         stop.restore()
         writer.close()
-        if stop.requested and not interrupted:
+        if stop.signum is not None and not interrupted:
             # The signal came after the last step boundary (the job finished or failed meanwhile):
             # its results are on disk, so deliver it now to whatever ran this job.
             os.kill(os.getpid(), stop.signum)
@@ -451,7 +453,8 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
                 break
             time.sleep(0.2)
     except KeyboardInterrupt:
-        proc.terminate()
+        if proc is not None:
+            proc.terminate()
         raise
     finally:
         if forward is not None:

@@ -53,7 +53,8 @@ def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> i
     free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
     if free < need:
         raise JobError(
-            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, about {need / 2**30:.2f} GiB needed for checkpoints",
+            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, "
+            f"about {need / 2**30:.2f} GiB needed for checkpoints",
             "free some space or point settings.runs_dir at a bigger disk",
         )
     return need

@@ -254,7 +254,8 @@ def _hub_error(exc: Exception, repo_id: str) -> PushError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status == 401:
         return PushError(
-            "the Hugging Face token was rejected (401): create a new write token and set HF_TOKEN or run `hf auth login`"
+            "the Hugging Face token was rejected (401): create a new write token and set HF_TOKEN "
+            "or run `hf auth login`"
         )
     if status == 403:
         return PushError(
@@ -306,7 +307,10 @@ def push(
 
 
 def hub_api(later: str = "push from a machine with access, or use --dry-run and upload the folder later"):
-    """An ``HfApi`` with the user's token, or :class:`PushError` (no token, Hub unreachable: ``later`` says what to do)."""
+    """An ``HfApi`` with the user's token, or :class:`PushError`.
+
+    No token or an unreachable Hub raises it; ``later`` says what to do then.
+    """
     token = hf_token()
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")

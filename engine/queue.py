@@ -79,7 +79,7 @@ def scheduler_gpus(settings) -> tuple[int, ...]:
     from .manifest import parse_gpu_list
 
     chosen = parse_gpu_list(getattr(settings, "gpus", "all"))
-    return visible_gpus() if chosen in ("all", None) else tuple(chosen)
+    return visible_gpus() if chosen in ("all", None) or isinstance(chosen, str) else tuple(chosen)
 
 
 def gpus_needed(exp, has_gpus: bool) -> int:
@@ -496,12 +496,12 @@ class Job:
     phase: object = None  # latest PhaseStarted/ProgressUpdated: what a job does before its first step
     _follower: RunFollower | None = field(default=None, repr=False)
     _read_final: bool = field(default=False, repr=False)  # events read once after it ended: nothing more comes
-    _queue: object = field(default=None, repr=False, compare=False)
+    _queue: JobQueue | None = field(default=None, repr=False, compare=False)
 
     def refresh(self) -> Job:
         """Bring this view up to date from disk (rate-limited; cheap to call on every poll)."""
         if self._queue is not None:
-            self._queue.jobs
+            _ = self._queue.jobs  # reading the property refreshes every job from disk
         return self
 
     seed: int | None = None  # one seed of an experiment with ``seeds`` (issue 14), run in ``group``
@@ -544,7 +544,7 @@ class JobQueue:
         self._order: list[int] = []
         self._refreshed = 0.0
         self._lock = threading.RLock()
-        self._signature = None
+        self._signature: tuple | None = None
         self.version = 0
         self.last_skipped: list[str] = []
         self._closed = False
@@ -616,6 +616,7 @@ class JobQueue:
 
     @staticmethod
     def _feed(job: Job) -> None:
+        assert job._follower is not None
         events, rewound = job._follower.poll()
         if rewound:
             job.metrics, job.phase = MetricStore(), None

@@ -36,24 +36,13 @@ from pathlib import Path
 
 from .flags import run_flags
 from .metrics.scale import metric_label, metric_scale
+from .metrics.squad_v2 import SQUAD_V2_KEYS
 from .tables import Table, fmt_num, latex_escape
 
 FORMATS = ("md", "latex", "html")
 CLASSIFY_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
 QA_KEYS = (
-    "exact",
-    "f1",
-    "total",
-    "HasAns_exact",
-    "HasAns_f1",
-    "HasAns_total",
-    "NoAns_exact",
-    "NoAns_f1",
-    "NoAns_total",
-    "best_exact",
-    "best_exact_thresh",
-    "best_f1",
-    "best_f1_thresh",
+    *SQUAD_V2_KEYS,
     "empty_baseline_f1",
     "no_answer_rate",
 )
@@ -382,7 +371,8 @@ def diffs_section(runs, facts) -> Section:
             continue
         what = run.config().get("model", "")
         sec.text.append(
-            f"Run {ref(run)} (model `{what}`{', started from ' + run.results()['start_model'] if run.results().get('start_model') else ''})."
+            f"Run {ref(run)} (model `{what}`"
+            f"{', started from ' + run.results()['start_model'] if run.results().get('start_model') else ''})."
         )
         for n in names:
             t = run.read_table(n)
@@ -524,7 +514,8 @@ def _html_table(t: Table) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>{html.escape(fmt_num(v, 4, fixed=True))}</td>"
+            f"<td class={'num' if isinstance(v, (int, float)) and not isinstance(v, bool) else 'txt'}>"
+            f"{html.escape(fmt_num(v, 4, fixed=True))}</td>"
             for v in row
         )
         + "</tr>"
@@ -538,7 +529,8 @@ def _html_table(t: Table) -> str:
 CSS = (
     "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{font-weight:bold;text-align:left;padding:4px 0}"
-    "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}"
     "p.note{font-size:12px;color:#555;margin:0}img{max-width:100%}code{background:#f3f3f3}"
 )
 
@@ -556,7 +548,8 @@ def _html(report: Report) -> str:
         out += [_html_table(t) for t in s.tables]
         for _, png, caption in s.figures:
             out.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+                f'<figure><img alt="{html.escape(caption)}" '
+                f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     out.append("</body></html>")

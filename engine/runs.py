@@ -401,7 +401,8 @@ class RunWriter(EventSink):
         if not self.lock.acquire():
             raise RunUnavailable(
                 f"run {self.run.experiment}/{self.run.run_id} is owned by another live process; "
-                f"follow it or send it pause/resume/cancel requests instead (lmconsole control {self.run.experiment} ...)"
+                f"follow it or send it pause/resume/cancel requests instead "
+                f"(lmconsole control {self.run.experiment} ...)"
             )
         self.clean_leftovers()
         repair_events(self.run.events_path)

@@ -48,6 +48,7 @@ def main(argv=None) -> int:
                 if manifest is None:
                     print(f"scheduler: cannot load {args.manifest}: {exc}", file=sys.stderr, flush=True)
                     return 2
+            assert manifest is not None  # loaded above, or the last good one is kept
             for job_id in advance(qf, manifest, launcher):
                 print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} started job {job_id}", flush=True)
             launcher.reap()

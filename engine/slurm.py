@@ -208,7 +208,8 @@ def follow(manifest, exp, run, sinks, record) -> None:
 
     # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
     # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
-    state, next_check, seen_seq, scancelled = "PENDING", 0.0, request_seq(), False
+    state: str | None = "PENDING"
+    next_check, seen_seq, scancelled = 0.0, request_seq(), False
     unknown_since = None  # Slurm not answering (controller down or gone): followed for a while, not forever
     try:
         while True:

@@ -44,7 +44,7 @@ class HostSample:
     process_rss_mb: float | None = None  # this process
 
 
-def _nvml_error(pynvml) -> type:
+def _nvml_error(pynvml) -> type[Exception]:
     return getattr(pynvml, "NVMLError", Exception)
 
 

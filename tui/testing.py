@@ -242,6 +242,24 @@ def write_run(
     return Run(path)
 
 
+def _step(
+    step: int, per_epoch: int, steps: int, *, tokens_per_s: float, memory_mb: float, at: float | None = None
+) -> StepLogged:
+    """One logged step of the fixed synthetic curve; ``at`` fixes its time (default: now)."""
+    return StepLogged(
+        step=step,
+        epoch=step / per_epoch,
+        loss=_loss(step),
+        learning_rate=_lr(step, steps),
+        total_steps=steps,
+        parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
+        tokens_per_s=tokens_per_s,
+        eta_s=float(steps - step),
+        memory_mb=memory_mb,
+        **({"time": at} if at is not None else {}),
+    )
+
+
 def _training_events(events: list, task: str, steps: int, epochs: int) -> list:
     """Append a training curve's StepLogged/EvalFinished events; return the evaluations (epoch 0 first)."""
     evals = []
@@ -249,20 +267,7 @@ def _training_events(events: list, task: str, steps: int, epochs: int) -> list:
     metrics_of = TASK_EVAL.get(task, _eval)
     evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
     for step in range(2, steps + 1, 2):
-        events.append(
-            StepLogged(
-                step=step,
-                epoch=step / per_epoch,
-                loss=_loss(step),
-                learning_rate=_lr(step, steps),
-                total_steps=steps,
-                parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
-                tokens_per_s=5000.0,
-                eta_s=float(steps - step),
-                memory_mb=512.0,
-                time=T0 + 2 + step,
-            )
-        )
+        events.append(_step(step, per_epoch, steps, tokens_per_s=5000.0, memory_mb=512.0, at=T0 + 2 + step))
         if step // per_epoch > (step - 2) // per_epoch:  # crossed an epoch boundary
             evals.append(
                 EvalFinished(
@@ -389,7 +394,8 @@ class FakeRunner:
         seed=None,
         group="",
     ) -> Run:
-        """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``, ``seen_seq``)."""
+        """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``,
+        ``seen_seq``)."""
         from engine.jobs import experiment_for
 
         exp = experiment_for(manifest, name, run or resume, seed)  # as run_experiment: one seed of ``seeds``
@@ -442,19 +448,7 @@ class FakeRunner:
             ctx.poll()
             if opt.get("delay"):
                 time.sleep(opt["delay"])
-            ctx.emit(
-                StepLogged(
-                    step=step,
-                    epoch=step / per_epoch,
-                    loss=_loss(step),
-                    learning_rate=_lr(step, steps),
-                    total_steps=steps,
-                    parts={"mlm_loss": _loss(step) - 0.7, "nsp_loss": 0.7},
-                    tokens_per_s=4000.0,
-                    eta_s=float(steps - step),
-                    memory_mb=256.0,
-                )
-            )
+            ctx.emit(_step(step, per_epoch, steps, tokens_per_s=4000.0, memory_mb=256.0))
             if opt.get("fail"):
                 raise RuntimeError(opt["fail"])
             while opt.get("block"):

@@ -8,10 +8,10 @@ squad_v2) is shown on one 0-100 scale, in the table and the overlay alike.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 

@@ -142,7 +142,7 @@ class PushDialog(ModalScreen["PushChoice | None"]):
     def on_mount(self) -> None:
         self.query_one("#repo", Input).focus()
 
-    def _choice(self) -> "PushChoice | None":
+    def _choice(self) -> PushChoice | None:
         repo = self.query_one("#repo", Input).value.strip()
         if repo.count("/") != 1 or not all(repo.split("/")):
             self.notify("repository must be OWNER/NAME", severity="warning")

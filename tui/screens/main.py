@@ -1,8 +1,9 @@
 """The main screen: Experiments | Jobs | Runs | System tabs, a title bar and a one-line status.
 
 A 1 Hz timer passes data down to the panes: the job queue's state (re-read from
-``runs/.queue`` and the run directories; panes redrawn only when it changed) and, every few seconds, the runs on disk (read in
-a worker thread, so runs of other processes show up and are followed too).
+``runs/.queue`` and the run directories; panes redrawn only when it changed) and, every few
+seconds, the runs on disk (read in a worker thread, so runs of other processes show up and are
+followed too).
 """
 
 from __future__ import annotations

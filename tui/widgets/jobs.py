@@ -1,4 +1,5 @@
-"""The jobs pane: the queue of the runs directory (every console's jobs), with progress and the one-line reason of failures."""
+"""The jobs pane: the queue of the runs directory (every console's jobs), with progress
+and the one-line reason of failures."""
 
 from __future__ import annotations
 

@@ -60,7 +60,8 @@ def host_text(view: SystemView) -> str:
         f"{_num(h.ram_used_mb / 1024 if h.ram_used_mb is not None else None, '.1f')}/"
         f"{_num(h.ram_total_mb / 1024 if h.ram_total_mb is not None else None, '.1f')} GiB"
     )
-    return f"CPU {_num(h.cpu_percent, '.0f', '%')}{cores} · RAM {ram} · this console {_num(h.process_rss_mb, ',.0f', ' MB')}"
+    console = _num(h.process_rss_mb, ",.0f", " MB")
+    return f"CPU {_num(h.cpu_percent, '.0f', '%')}{cores} · RAM {ram} · this console {console}"
 
 
 def jobs_text(view: SystemView) -> str:
