@@ -56,17 +56,6 @@ def preset_config(name: str, vocab_size: int | None = None):
     return BertConfig(**kwargs)
 
 
-def load_config(spec: str, mirror: str = "", trust_remote_code: bool = False):
-    """Config for a preset, a local folder or a Hub id (no weights loaded)."""
-    if spec in PRESETS:
-        return preset_config(spec)
-    from transformers import AutoConfig
-
-    from .hub import resolve_model_path
-
-    return AutoConfig.from_pretrained(resolve_model_path(spec, mirror), trust_remote_code=trust_remote_code)
-
-
 def model_class(head: str, config):
     import transformers
 

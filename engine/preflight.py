@@ -16,23 +16,10 @@ import tempfile
 from pathlib import Path
 
 from .hub import ResolveError, resolve_dataset
-from .jobs import JobError, dependency_run
-from .models import PRESETS, load_config, preset_config
+from .jobs import JobError
+from .model_source import experiment_config
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
-
-
-def _config(ctx):
-    exp = ctx.exp
-    if exp.model in PRESETS:
-        return preset_config(exp.model, vocab_size=exp.vocab_size)
-    if exp.model_run:
-        run = dependency_run(ctx.store, exp.model_run)
-        path = run.final_model()
-        if path is None:
-            raise JobError(f"run {run.experiment}/{run.run_id} has no saved model", f"re-run {exp.model_run}")
-        return load_config(str(path))
-    return load_config(exp.model, ctx.manifest.settings.data_mirror, exp.trust_remote_code)
 
 
 def check_writable(folder: Path) -> None:
@@ -52,7 +39,8 @@ def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> i
     free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
     if free < need:
         raise JobError(
-            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, about {need / 2**30:.2f} GiB needed for checkpoints",
+            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, "
+            f"about {need / 2**30:.2f} GiB needed for checkpoints",
             "free some space or point settings.runs_dir at a bigger disk",
         )
     return need
@@ -63,7 +51,7 @@ def run_preflight(ctx) -> dict:
     exp = ctx.exp
     check_writable(ctx.run.path)
     try:
-        config = _config(ctx)
+        config = experiment_config(ctx)
     except ResolveError:
         raise
     except (OSError, ValueError) as exc:
