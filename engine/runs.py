@@ -625,13 +625,22 @@ class RunWriter(EventSink):
         if isinstance(event, StatusChanged):
             self.set_status(event.status, event.reason)
 
-    def discard_before(self, offset: int) -> None:
-        """Move events before byte ``offset`` to ``events.discarded.jsonl`` (a restart from scratch)."""
+    def discard_events(self, start: int, end: int | None = None) -> None:
+        """Move bytes ``[start, end)`` of ``events.jsonl`` to ``events.discarded.jsonl``; the rest stays, in order.
+
+        The one way a resume rewinds its history: back to a checkpoint (``start`` = the checkpoint's
+        offset: the steps the attempt that died did after it), or, with no checkpoint, from scratch
+        (``start`` = 0, ``end`` = :attr:`opened_at`: the earlier attempts' events). Offsets are line starts.
+        """
         self._fh.flush()
+        repair_events(self.run.events_path)
         data = self.run.events_path.read_bytes()
+        end = len(data) if end is None else min(end, len(data))
+        if not 0 <= start < end:
+            return
         with open(self.run.path / "events.discarded.jsonl", "ab") as fh:
-            fh.write(data[:offset])
-        atomic_write_text(self.run.events_path, data[offset:].decode("utf-8"))
+            fh.write(data[start:end])
+        atomic_write_text(self.run.events_path, (data[:start] + data[end:]).decode("utf-8"))
         self._fh.close()
         self._fh = open(self.run.events_path, "a", encoding="utf-8")
 
