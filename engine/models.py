@@ -81,7 +81,7 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
     ``key`` identifies the corpus (e.g. a hash of dataset + split + rows); the
     cache folder is keyed by it and the settings, so reruns are instant.
     """
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
 
     from .cache import check, corrupt_error, remove, seal
 
@@ -132,7 +132,7 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
 
 def _tokenizer_problem(folder: Path) -> str:
     """A load check of a cached WordPiece tokenizer: it loads and has its special tokens and a vocabulary."""
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
 
     try:
         tok = BertTokenizerFast.from_pretrained(str(folder))

@@ -138,7 +138,7 @@ class EpochBatches:
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int):
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
-        self._epoch, self._batches = -1, []
+        self._epoch, self._batches = -1, []  # type: tuple[int, list[list[int]]]
 
     def of(self, epoch: int) -> list[list[int]]:
         if epoch != self._epoch:

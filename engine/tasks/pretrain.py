@@ -28,12 +28,12 @@ from ..model_source import ModelSource
 from ..models import cache_root, preset_config
 from ..train_loop import TaskSpec, setup_job, train
 from .common import (
+    EpochBatches,
     TaskInputs,
     check_positions,
     data_inputs,
     first_line,
     get_tokenizer,
-    length_batches,
     pad_batch,
     task_inputs,
 )
@@ -224,13 +224,10 @@ class TrainBatches:
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
         self.tok, self.exp, self.vocab_size, self.trim, self.slots = tok, exp, vocab_size, trim, slots
         self.max_pred = max_predictions(exp)
-        self._epoch, self._batches = None, []
+        self._epochs = EpochBatches(self.lengths_list, exp.batch_size, exp.seed)
 
     def batches(self, epoch: int) -> list[list[int]]:
-        if self._epoch != epoch:
-            self._batches = length_batches(self.lengths_list, self.exp.batch_size, self.exp.seed * 1000 + epoch)
-            self._epoch = epoch
-        return self._batches
+        return self._epochs.of(epoch)
 
     def n_batches(self, epoch: int) -> int:
         return len(self.batches(epoch))
