@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
-from .jobs import Cancelled, JobError
+from .jobs import Cancelled, JobError, announce_start
 from .runs import atomic_write_json, follow_umask, read_json
 from .tables import Table
 
@@ -536,8 +536,6 @@ def start_loop(ctx, spec: TaskSpec, device, amp_dtype) -> tuple[Loop, dict]:
 
 def resume(lp: Loop) -> dict:
     """Load the newest intact checkpoint (its state; {} when there is none) and cut events.jsonl back to it."""
-    from .jobs import announce_start
-
     ctx, dist = lp.ctx, lp.dist
     last, state, damaged = load_latest_intact(ctx, lp.model, lp.optimizer, lp.scheduler, rank=dist.rank)
     if last is None:
