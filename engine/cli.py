@@ -639,37 +639,29 @@ def cmd_runs(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from .errors import ResolveError
-    from .models import PRESETS, load_config, preset_config
+    from .errors import JobError, ResolveError
+    from .model_source import model_source
     from .params import diff_table, full_table, grouped_table, rows_for
+    from .runs import RunStore, dependency_run
+
+    store = None
+    if args.model.startswith("run:"):
+        manifest, err = _load_manifest(args.manifest)
+        if err:
+            print(err, file=sys.stderr)
+            return 2
+        store = RunStore(manifest.runs_dir)
+
+    def find_run(ref: str):  # run:<experiment> = its latest finished run; run:<exp>/<id> or run:<path> = that run
+        assert store is not None  # only asked for run: models
+        return get_run(store, ref) if "/" in ref else dependency_run(store, ref)
 
     try:
-        if args.model.startswith("run:"):
-            manifest, err = _load_manifest(args.manifest)
-            if err:
-                print(err, file=sys.stderr)
-                return 2
-            from .errors import JobError
-            from .runs import RunStore, dependency_run
-
-            store, ref = RunStore(manifest.runs_dir), args.model[4:]
-            try:
-                # run:<experiment> = its latest finished run; run:<exp>/<id> or run:<path> = that run
-                run = get_run(store, ref) if "/" in ref else dependency_run(store, ref)
-                path = run.final_model()
-            except JobError as exc:
-                return _fail(f"{exc.reason}; {exc.hint}")
-            except (KeyError, ValueError) as exc:
-                return _fail(str(exc).strip("'\""))
-            if path is None:
-                return _fail(
-                    f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})"
-                )
-            config = load_config(str(path))
-        elif args.model in PRESETS:
-            config = preset_config(args.model)
-        else:
-            config = load_config(args.model)
+        config = model_source(args.model, store=store, find_run=find_run).config()
+    except JobError as exc:
+        return _fail(f"{exc.reason}; {exc.hint}")
+    except KeyError as exc:
+        return _fail(str(exc).strip("'\""))
     except (ResolveError, OSError, ValueError) as exc:
         return _fail(str(exc).splitlines()[0])
     rows = rows_for(config, args.head)

@@ -2,7 +2,7 @@
 
 :class:`RunFollower` reads only the new complete lines of ``events.jsonl`` on
 each :meth:`~RunFollower.poll`. A resumed job cuts the file back to its
-checkpoint (``engine.train_loop.rewind_events``) or replaces it, which an
+checkpoint or replaces it (``engine.runs.RunWriter.discard_events``), which an
 offset alone cannot tell: the follower remembers the bytes just before its
 offset and, when they changed, starts over (``rewound`` is then True and
 ``generation`` bumps, so a reader drops what it built from the old history).

@@ -169,9 +169,10 @@ def resolve_dataset(spec: str, mirror: str = "") -> str:
     cached = _cached_snapshot(spec, "dataset")
     if cached is not None:
         return str(cached)
+    where = "LMCONSOLE_MIRROR or settings.data_mirror" if root is None else root
     raise ResolveError(
         f"dataset {spec!r}: the Hugging Face Hub is unreachable and no cached copy or mirror was found. "
-        f"Either put a copy in the Hub layout under a mirror folder ({'LMCONSOLE_MIRROR or settings.data_mirror' if root is None else root}/{spec}), "
+        f"Either put a copy in the Hub layout under a mirror folder ({where}/{spec}), "
         "or use a local folder / an embedded:<name> dataset."
     )
 
@@ -211,7 +212,8 @@ def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
     raise ResolveError(
         f"{what} {spec!r}: the Hugging Face Hub is unreachable and no cached copy or mirror was found. "
         "Either download it where the Hub is reachable and copy it to a mirror folder "
-        "(LMCONSOLE_MIRROR/<owner>/<name> with config.json, e.g. `hf download google-bert/bert-base-uncased --local-dir <mirror>/google-bert/bert-base-uncased`), or use a preset such as 'bert-tiny'."
+        "(LMCONSOLE_MIRROR/<owner>/<name> with config.json, e.g. `hf download google-bert/bert-base-uncased "
+        "--local-dir <mirror>/google-bert/bert-base-uncased`), or use a preset such as 'bert-tiny'."
     )
 
 

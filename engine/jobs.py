@@ -206,7 +206,7 @@ def _record_environment(run: Run, exp) -> None:
 
     device = ""
     if exp.task in ("pretrain", "classify", "qa"):
-        from .train_loop import pick_device
+        from .device import pick_device
 
         device = str(pick_device(exp.device))
     atomic_write_json(run.path / "environment.json", environment(device))
@@ -226,6 +226,12 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
     if run is not None and isinstance(run.config().get("seed"), int):
         seed = run.config()["seed"]
     return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
+def announce_start(ctx: JobContext) -> None:
+    """An attempt's first events: running, and RunStarted (again after a resume's rewind cut them off)."""
+    ctx.emit(StatusChanged(status="running", reason="resumed" if ctx.resume else ""))
+    ctx.emit(RunStarted(run_id=ctx.run.run_id, experiment=ctx.exp.name, task=ctx.exp.task, resumed=ctx.resume))
 
 
 def run_experiment(
@@ -290,8 +296,7 @@ def run_experiment(
     ctx._seq_seen = request_seq(req) if seen_seq is None else seen_seq
     interrupted = False
     try:
-        sink.emit(StatusChanged(status="running", reason="resumed" if is_resume else ""))
-        sink.emit(RunStarted(run_id=run.run_id, experiment=exp.name, task=exp.task, resumed=is_resume))
+        announce_start(ctx)
         if getattr(exp, "report_to", ()):  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
             from .trackers import make_trackers
 

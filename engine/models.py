@@ -56,17 +56,6 @@ def preset_config(name: str, vocab_size: int | None = None):
     return BertConfig(**kwargs)
 
 
-def load_config(spec: str, mirror: str = "", trust_remote_code: bool = False):
-    """Config for a preset, a local folder or a Hub id (no weights loaded)."""
-    if spec in PRESETS:
-        return preset_config(spec)
-    from transformers import AutoConfig
-
-    from .hub import resolve_model_path
-
-    return AutoConfig.from_pretrained(resolve_model_path(spec, mirror), trust_remote_code=trust_remote_code)
-
-
 def model_class(head: str, config):
     import transformers
 
@@ -92,7 +81,7 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
     ``key`` identifies the corpus (e.g. a hash of dataset + split + rows); the
     cache folder is keyed by it and the settings, so reruns are instant.
     """
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
 
     from .cache import check, corrupt_error, remove, seal
 
@@ -143,7 +132,7 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
 
 def _tokenizer_problem(folder: Path) -> str:
     """A load check of a cached WordPiece tokenizer: it loads and has its special tokens and a vocabulary."""
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
 
     try:
         tok = BertTokenizerFast.from_pretrained(str(folder))

@@ -17,23 +17,9 @@ from pathlib import Path
 
 from .errors import JobError, ResolveError
 from .hub import resolve_dataset
-from .models import PRESETS, load_config, preset_config
-from .runs import dependency_run
+from .model_source import experiment_config
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
-
-
-def _config(ctx):
-    exp = ctx.exp
-    if exp.model in PRESETS:
-        return preset_config(exp.model, vocab_size=exp.vocab_size)
-    if exp.model_run:
-        run = dependency_run(ctx.store, exp.model_run)
-        path = run.final_model()
-        if path is None:
-            raise JobError(f"run {run.experiment}/{run.run_id} has no saved model", f"re-run {exp.model_run}")
-        return load_config(str(path))
-    return load_config(exp.model, ctx.manifest.settings.data_mirror, exp.trust_remote_code)
 
 
 def check_writable(folder: Path) -> None:
@@ -65,7 +51,7 @@ def run_preflight(ctx) -> dict:
     exp = ctx.exp
     check_writable(ctx.run.path)
     try:
-        config = _config(ctx)
+        config = experiment_config(ctx)
     except ResolveError:
         raise
     except (OSError, ValueError) as exc:

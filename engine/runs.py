@@ -27,6 +27,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .errors import JobError
 from .events import Event, EventSink, StatusChanged, from_dict, to_json
@@ -392,7 +393,7 @@ class RunWriter(EventSink):
     def __init__(self, run: Run):
         self.run = run
         self.lock = OwnerLock(run.path / "owner.lock")
-        self._fh = None
+        self._fh: TextIO | None = None
 
     RESERVE = ".space-reserve"  # freed when the disk is full, so the failure itself can still be recorded
     RESERVE_BYTES = 256 * 1024
@@ -406,8 +407,8 @@ class RunWriter(EventSink):
             )
         self.clean_leftovers()
         repair_events(self.run.events_path)
-        self._fh = open(self.run.events_path, "a", encoding="utf-8")
-        self.opened_at = self._fh.tell()  # where this attempt's events begin
+        self._fh = fh = open(self.run.events_path, "a", encoding="utf-8")
+        self.opened_at = fh.tell()  # where this attempt's events begin
         self._reserve()
         return self
 
@@ -472,23 +473,38 @@ class RunWriter(EventSink):
         self._free_reserve()
         self.lock.release()
 
+    @property
+    def _out(self) -> TextIO:
+        if self._fh is None:
+            raise RuntimeError(f"the events file of {self.run.path} is not open for writing")
+        return self._fh
+
     def emit(self, event: Event) -> None:
         # One write per line, flushed before returning, so a reader never sees a
         # complete-looking line that is not on disk.
         line = to_json(event) + "\n"
-        self._fh.write(line)
-        self._with_space(self._fh.flush)  # a failed flush keeps the line buffered: retrying the flush is enough
+        self._out.write(line)
+        self._with_space(self._out.flush)  # a failed flush keeps the line buffered: retrying the flush is enough
         if isinstance(event, StatusChanged):
             self.set_status(event.status, event.reason)
 
-    def discard_before(self, offset: int) -> None:
-        """Move events before byte ``offset`` to ``events.discarded.jsonl`` (a restart from scratch)."""
-        self._fh.flush()
+    def discard_events(self, start: int, end: int | None = None) -> None:
+        """Move bytes ``[start, end)`` of ``events.jsonl`` to ``events.discarded.jsonl``; the rest stays, in order.
+
+        The one way a resume rewinds its history: back to a checkpoint (``start`` = the checkpoint's
+        offset: the steps the attempt that died did after it), or, with no checkpoint, from scratch
+        (``start`` = 0, ``end`` = :attr:`opened_at`: the earlier attempts' events). Offsets are line starts.
+        """
+        self._out.flush()
+        repair_events(self.run.events_path)
         data = self.run.events_path.read_bytes()
+        end = len(data) if end is None else min(end, len(data))
+        if not 0 <= start < end:
+            return
         with open(self.run.path / "events.discarded.jsonl", "ab") as fh:
-            fh.write(data[:offset])
-        atomic_write_text(self.run.events_path, data[offset:].decode("utf-8"))
-        self._fh.close()
+            fh.write(data[start:end])
+        atomic_write_text(self.run.events_path, (data[:start] + data[end:]).decode("utf-8"))
+        self._out.close()
         self._fh = open(self.run.events_path, "a", encoding="utf-8")
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
@@ -548,7 +564,7 @@ class RunStore:
         if not self.root.is_dir():
             return []
         exps = [self.root / experiment] if experiment else sorted(p for p in self.root.iterdir() if p.is_dir())
-        out = []
+        out: list[Run] = []
         for exp in exps:
             if not exp.is_dir() or exp.is_symlink():
                 continue

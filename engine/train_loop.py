@@ -12,24 +12,27 @@ A task supplies a :class:`TaskSpec`; the loop does the rest.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .device import pick_device
 from .errors import Cancelled, JobError
-from .events import CheckpointSaved, EvalFinished, PhaseStarted, RunStarted, StatusChanged, StepLogged, TableWritten
+from .events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
 from .files import atomic_write_json, follow_umask, read_json
-from .runs import repair_events
+from .jobs import announce_start
 from .tables import Table
 
 
 @dataclass
 class TaskSpec:
-    model: object
+    model: Any
     n_batches: Callable[[int], int]  # epoch -> number of micro-batches
     get_batch: Callable[[int, int], dict]  # (epoch, index) -> tensors on CPU (+ "n_tokens", "n_samples")
     loss: Callable[[object, dict], tuple]  # (model, batch on device) -> (loss, {part: tensor})
@@ -42,16 +45,6 @@ class TaskSpec:
     table_name: str = "epochs"
     table_title: str = "Per-epoch metrics"
     notes: tuple[str, ...] = ()
-
-
-def pick_device(pref: str):
-    import torch
-
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise JobError(f"device {pref!r} requested but CUDA is not available", 'set device = "auto" or "cpu"')
-    return torch.device(pref)
 
 
 def cpu_bf16_native() -> bool:
@@ -264,7 +257,7 @@ def load_latest_intact(ctx, model, optimizer, scheduler, rank: int = 0):
     a warning naming the file (logged by the caller, after the events rewind);
     the previous intact one is used instead.
     """
-    problems = []
+    problems: list[str] = []
     for path in ctx.run.checkpoints_newest_first():
         try:
             state = load_checkpoint(path, model, optimizer, scheduler, rank=rank)
@@ -308,43 +301,6 @@ class SavePolicy:
         self.t_saved = time.monotonic()
 
 
-def window_state(loss_sum, parts_sum: dict, gn_sum, nonfinite, steps: int, tokens: int, samples: int) -> dict:
-    """The logging window's running sums, so a checkpoint between two StepLogged events resumes them exactly.
-
-    The float32 sums go through Python floats (exact for float32) and come back
-    as the same float32 tensors (:func:`restore_window`).
-    """
-    return {
-        "loss_sum": loss_sum.item(),
-        "parts_sum": {k: float(v.item()) for k, v in parts_sum.items()},
-        "gn_sum": gn_sum.item(),
-        "nonfinite": int(nonfinite.item()),
-        "steps": steps,
-        "tokens": tokens,
-        "samples": samples,
-    }
-
-
-def restore_window(saved: dict | None, device) -> tuple:
-    """(loss_sum, parts_sum, gn_sum, nonfinite, steps, tokens, samples) from :func:`window_state` (zeros if None)."""
-    import torch
-
-    saved = saved or {}
-
-    def f32(x):
-        return torch.tensor(float(x), dtype=torch.float32, device=device)
-
-    return (
-        f32(saved.get("loss_sum", 0.0)),
-        {k: f32(v) for k, v in saved.get("parts_sum", {}).items()},
-        f32(saved.get("gn_sum", 0.0)),
-        torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device),
-        int(saved.get("steps", 0)),
-        int(saved.get("tokens", 0)),
-        int(saved.get("samples", 0)),
-    )
-
-
 def rank_rng_state(device) -> dict:
     """This rank's RNG state: CPU, and its own CUDA device's."""
     import torch
@@ -352,33 +308,12 @@ def rank_rng_state(device) -> dict:
     return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
-def rewind_events(ctx, state: dict) -> None:
-    """Cut ``events.jsonl`` back to the checkpoint, so resumed curves have no duplicate steps.
-
-    The cut-off tail (steps done after the checkpoint by the attempt that died)
-    is kept in ``events.discarded.jsonl`` for forensics.
-    """
-    path = ctx.run.events_path
-    offset = int(state.get("events_offset", 0))
-    repair_events(path)
-    size = os.path.getsize(path)
-    if 0 < offset < size:
-        ctx.writer._fh.flush()
-        with open(path, "rb+") as fh:
-            fh.seek(offset)
-            tail = fh.read()
-            fh.truncate(offset)
-        with open(ctx.run.path / "events.discarded.jsonl", "ab") as fh:
-            fh.write(tail)
-        ctx.writer._fh.seek(0, os.SEEK_END)
-
-
-# -- the loop -----------------------------------------------------------------
+# -- the loop's helpers ---------------------------------------------------------
 
 
 def epoch_table(spec: TaskSpec, history: list[dict]) -> Table:
     cols = ("epoch", "train_loss", *spec.table_columns, "elapsed_s")
-    rows = [tuple(h.get(c) for c in cols) for h in history]
+    rows = tuple(tuple(h.get(c) for c in cols) for h in history)
     return Table(name=spec.table_name, columns=cols, rows=rows, title=spec.table_title, notes=spec.notes)
 
 
@@ -443,283 +378,412 @@ def _loss_module(model, fn):
     return LossModule()
 
 
-def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
-    import contextlib
+class Window:
+    """The logging window: running sums since the last StepLogged, and the epoch's logged loss.
 
-    import torch
+    The sums stay on the device (adding to them costs no host sync). A mid-epoch checkpoint
+    stores them (:meth:`checkpoint_state`, one window per rank) and a resume restores them
+    (:meth:`resumed`), so the next StepLogged equals an uninterrupted run's. The float32 sums
+    go through Python floats (exact for float32) and come back as the same float32 tensors.
+    """
 
+    def __init__(self, device, saved: dict | None = None, epoch_sum: float = 0.0, epoch_n: int = 0):
+        import torch
+
+        saved = saved or {}
+
+        def f32(x):
+            return torch.tensor(float(x), dtype=torch.float32, device=device)
+
+        self.loss = f32(saved.get("loss_sum", 0.0))  # mean loss per optimizer step, summed
+        self.parts = {k: f32(v) for k, v in saved.get("parts_sum", {}).items()}
+        self.grad_norm = f32(saved.get("gn_sum", 0.0))
+        self.nonfinite = torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device)
+        self.steps = int(saved.get("steps", 0))
+        self.tokens = int(saved.get("tokens", 0))
+        self.samples = int(saved.get("samples", 0))
+        self.t0 = time.perf_counter()
+        self.epoch_sum, self.epoch_n = epoch_sum, epoch_n  # logged loss x steps, and steps, this epoch
+
+    @classmethod
+    def resumed(cls, state: dict, dist: Dist, device) -> Window:
+        """The window a checkpoint carried for this rank (zeros at an epoch boundary or a fresh start)."""
+        windows = state.pop("window", None)
+        mine = windows[dist.rank] if isinstance(windows, list) and len(windows) == dist.world else None
+        return cls(device, mine, float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0)))
+
+    def checkpoint_state(self, dist: Dist) -> dict:
+        """What a mid-epoch checkpoint stores: the epoch's loss and every rank's window (host syncs: rare)."""
+        mine = {
+            "loss_sum": self.loss.item(),
+            "parts_sum": {k: float(v.item()) for k, v in self.parts.items()},
+            "gn_sum": self.grad_norm.item(),
+            "nonfinite": int(self.nonfinite.item()),
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "samples": self.samples,
+        }
+        return {"epoch_loss_sum": self.epoch_sum, "epoch_loss_n": self.epoch_n, "window": dist.gather(mine)}
+
+    def add(self, loss, parts: dict, n_micro: int) -> None:
+        self.loss += loss.detach().float() / n_micro
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0) + v.detach().float() / n_micro
+
+    def drop_step(self) -> None:
+        """Forget a skipped step's loss (its tokens still count towards throughput)."""
+        self.loss.zero_()
+        self.parts = {}
+
+    def new_epoch(self) -> None:
+        self.epoch_sum, self.epoch_n = 0.0, 0
+
+    def epoch_loss(self) -> float | None:
+        return self.epoch_sum / self.epoch_n if self.epoch_n else None
+
+    def logged(self, loss: float, now: float) -> None:
+        """After a StepLogged with mean ``loss``: count it into the epoch, start a new window."""
+        self.epoch_sum += loss * self.steps
+        self.epoch_n += self.steps
+        self.loss.zero_()
+        self.grad_norm.zero_()
+        self.parts = {}
+        self.steps = self.tokens = self.samples = 0
+        self.t0 = now
+
+
+@dataclass
+class Loop:
+    """What the loop's helpers share: the job, the task, the model, its optimizer and schedule, the progress."""
+
+    ctx: Any
+    spec: TaskSpec
+    device: Any
+    amp_dtype: Any
+    dist: Dist
+    model: Any
+    forward: Any  # the DDP-wrapped loss (None when not distributed)
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    step: int = 0  # optimizer steps done (global_step)
+    history: list[dict] = field(default_factory=list)  # per-epoch rows (the epochs table)
+    evaluated: list[int] = field(default_factory=list)  # epochs evaluated by this attempt
+    saves: SavePolicy = field(default_factory=lambda: SavePolicy(0, 0))  # replaced once resumed
+    elapsed0: float = 0.0  # seconds trained by earlier attempts
+    t_start: float = field(default_factory=time.perf_counter)
+    session_steps: int = 0  # steps of this attempt, for the ETA
+    session_t0: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
+
+    def n_batches(self, epoch: int) -> int:  # this rank's share (equal for all ranks)
+        return self.spec.n_batches(epoch) // self.dist.world
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def snapshot(self, epoch: int, batch: int) -> dict:
+        return {
+            "global_step": self.step,
+            "epoch": epoch,
+            "batch": batch,
+            "history": self.history,
+            "elapsed": self.elapsed(),
+            "total_steps": self.total_steps,
+            "world_size": self.dist.world,
+        }
+
+
+def start_loop(ctx, spec: TaskSpec, device, amp_dtype) -> tuple[Loop, dict]:
+    """The model on its device (DDP-wrapped when distributed), AdamW, the schedule; resumed when asked."""
     exp = ctx.exp
     dist = Dist()
     model = spec.model.to(device)
+    forward = None
     if dist.on:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
         forward = DistributedDataParallel(_loss_module(model, spec.loss), device_ids=ids)
-    else:
-        forward = None
     optimizer = make_optimizer(model, exp, device)
-    accum = exp.gradient_accumulation_steps
-
-    def n_batches_of(epoch: int) -> int:  # this rank's share (equal for all ranks)
-        return spec.n_batches(epoch) // dist.world
-
     # Every epoch has the same number of batches (the same rows, reshuffled): one epoch's count is
     # enough, so `epochs = 1000000000` with `max_steps` starts at once instead of counting every epoch.
-    total_steps = math.ceil(n_batches_of(0) / accum) * exp.epochs
+    total_steps = math.ceil(spec.n_batches(0) // dist.world / exp.gradient_accumulation_steps) * exp.epochs
     if exp.max_steps:
         total_steps = min(total_steps, exp.max_steps)
     warmup = int(exp.warmup * total_steps) if exp.warmup < 1 else int(exp.warmup)
     scheduler = make_schedule(optimizer, warmup, total_steps)
+    lp = Loop(ctx, spec, device, amp_dtype, dist, model, forward, optimizer, scheduler, total_steps)
+    resumed = resume(lp) if ctx.resume else {}
+    state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0} | resumed
+    lp.step, lp.history, lp.elapsed0 = int(state["global_step"]), state["history"], float(state["elapsed"])
+    lp.saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=lp.step if resumed else None)
+    lp.t_start = time.perf_counter()
+    return lp, state
 
-    state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0}
-    last, loaded, damaged = (
-        load_latest_intact(ctx, model, optimizer, scheduler, rank=dist.rank) if ctx.resume else (None, {}, [])
+
+def resume(lp: Loop) -> dict:
+    """Load the newest intact checkpoint (its state; {} when there is none) and cut events.jsonl back to it."""
+    ctx, dist = lp.ctx, lp.dist
+    last, state, damaged = load_latest_intact(ctx, lp.model, lp.optimizer, lp.scheduler, rank=dist.rank)
+    if last is None:
+        if dist.main:  # Nothing to continue from: the earlier attempt's events would duplicate this one's.
+            ctx.writer.discard_events(0, ctx.writer.opened_at)
+            ctx.log("no checkpoint found: starting this run from the beginning", "warning")
+        return {}
+    if dist.main:
+        offset = int(state.get("events_offset", 0))
+        if offset > 0:  # the cut-off tail (steps after the checkpoint) goes to events.discarded.jsonl
+            ctx.writer.discard_events(offset)
+        announce_start(ctx)  # the rewind cut this attempt's first events too: record the resume again
+    ctx.log(
+        f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
+        "events after that checkpoint were moved to events.discarded.jsonl"
     )
-    if last is not None:
-        state.update(loaded)
-        if dist.main:
-            rewind_events(ctx, state)
-            # The rewind cut this attempt's first events too: record the resume again.
-            ctx.emit(StatusChanged(status="running", reason="resumed"))
-            ctx.emit(RunStarted(run_id=ctx.run.run_id, experiment=ctx.exp.name, task=ctx.exp.task, resumed=True))
-        ctx.log(
-            f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
-            "events after that checkpoint were moved to events.discarded.jsonl"
+    for warning in damaged:
+        ctx.log(warning, "warning")
+    return state
+
+
+def evaluate(lp: Loop, epoch: int, train_loss: float | None) -> dict:
+    """Rank 0 evaluates, emits EvalFinished and rewrites the epochs table; every rank waits for it."""
+    import torch
+
+    ctx, spec, metrics = lp.ctx, lp.spec, {}
+    lp.evaluated.append(epoch)
+    if lp.dist.main:
+        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
+        lp.model.eval()
+        with torch.no_grad(), lp.autocast():
+            metrics = spec.evaluate(lp.model, epoch)
+        lp.model.train()
+        ctx.emit(EvalFinished(epoch=epoch, step=lp.step, split=spec.eval_split, metrics=metrics))
+        row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(lp.elapsed(), 3)}
+        row.update({c: metrics.get(c) for c in spec.table_columns})
+        lp.history.append(row)
+        table = epoch_table(spec, lp.history)
+        ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+    lp.dist.barrier()
+    return metrics
+
+
+def evaluate_again(lp: Loop, epoch: int) -> dict:
+    """The final weights' metrics when a resume starts after the last evaluation (a kill during the final save).
+
+    The final metrics and the task's predictions live in memory only, so the restored weights are
+    evaluated again. No new event or table row: the first attempt's final EvalFinished is in events.jsonl.
+    """
+    import torch
+
+    lp.model.eval()
+    with torch.no_grad(), lp.autocast():
+        metrics = lp.spec.evaluate(lp.model, epoch)
+    lp.model.train()
+    lp.ctx.log("resumed after the final evaluation: evaluated the final weights again for the results")
+    return metrics
+
+
+def checkpoint(lp: Loop, state: dict) -> None:
+    """Rank 0 saves ``state`` with the weights, optimizer and every rank's RNG; all ranks wait for it."""
+    dist = lp.dist
+    rank_rng = dist.gather(rank_rng_state(lp.device)) if dist.on else None
+    if dist.main:
+        keep = lp.ctx.exp.save_total_limit
+        save_checkpoint(lp.ctx, lp.model, lp.optimizer, lp.scheduler, state, keep=keep, rank_rng=rank_rng)
+    lp.saves.saved(state["global_step"])
+    dist.barrier()
+
+
+def checkpoint_mid_epoch(lp: Loop, window: Window, epoch: int, batch: int) -> None:
+    """A checkpoint between two optimizer steps, logging window included (skipped if this step has one)."""
+    if lp.step == lp.saves.last_step:
+        return
+    checkpoint(lp, lp.snapshot(epoch, batch) | window.checkpoint_state(lp.dist))
+
+
+def control(lp: Loop, window: Window, epoch: int, batch: int) -> None:
+    """Before each optimizer step: pause/cancel requests, stop signals and the save policy.
+
+    Rank 0 reads the requests (one ``os.stat``; blocking while paused) and decides; every rank
+    follows its decision (one broadcast). A cancel or stop signal saves a checkpoint, then raises.
+    """
+    code, stop_exc = 0, None
+    if lp.dist.main:
+        try:
+            lp.ctx.poll()
+            code = int(lp.saves.due(lp.step))
+        except Cancelled as exc:  # Interrupted (a stop signal) included
+            code, stop_exc = 2, exc
+    code = lp.dist.broadcast(code, lp.device)
+    if code:
+        checkpoint_mid_epoch(lp, window, epoch, batch)
+    if code == 2:
+        raise stop_exc or Cancelled()
+
+
+def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> tuple[int, bool]:
+    """One optimizer step from micro-batch ``b`` on: (the next micro-batch, whether the step was taken).
+
+    A step is ``gradient_accumulation_steps`` micro-batches (this rank's share: batch b*world + rank).
+    """
+    import torch
+
+    exp, dist, spec = lp.ctx.exp, lp.dist, lp.spec
+    micro_end = min(b + exp.gradient_accumulation_steps, n_batches)
+    n_micro = micro_end - b
+    for mb in range(b, micro_end):
+        batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
+        window.tokens += batch.pop("n_tokens")
+        window.samples += batch.pop("n_samples")
+        batch = {k: v.to(lp.device, non_blocking=True) for k, v in batch.items()}
+        last_micro = lp.forward is None or mb == micro_end - 1
+        with contextlib.nullcontext() if last_micro else lp.forward.no_sync():
+            with lp.autocast():
+                loss, parts = spec.loss(lp.model, batch) if lp.forward is None else lp.forward(batch)
+            (loss / n_micro).backward()
+        window.add(loss, parts, n_micro)
+    bad = ~torch.isfinite(window.loss)
+    # host sync per step: the price of skipping exactly the bad step
+    if exp.nan_policy == "skip" and bool(dist.sum_(bad.long().clone())):
+        lp.optimizer.zero_grad(set_to_none=True)
+        lp.ctx.log(f"step {lp.step + 1}: non-finite loss, step skipped", "warning")
+        window.drop_step()
+        return micro_end, False
+    if exp.max_grad_norm > 0:
+        window.grad_norm += torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
+    lp.optimizer.step()
+    lp.scheduler.step()
+    lp.optimizer.zero_grad(set_to_none=True)
+    lp.step += 1
+    lp.session_steps += 1
+    window.steps += 1
+    window.nonfinite += bad.long()
+    return micro_end, True
+
+
+def check_finite(lp: Loop, window: Window) -> None:
+    """Fail the job once a step's loss was NaN/inf (host sync: called every few steps, not every step)."""
+    if int(lp.dist.sum_(window.nonfinite.clone()).item()) > 0:
+        raise JobError(
+            f"loss became NaN/inf by step {lp.step}",
+            'lower learning_rate, raise warmup, or set nan_policy = "skip"',
         )
-        for warning in damaged:
-            ctx.log(warning, "warning")
-    elif ctx.resume and dist.main:
-        # Nothing to continue from: the earlier attempt's events would duplicate this one's.
-        ctx.writer.discard_before(ctx.writer.opened_at)
-        ctx.log("no checkpoint found: starting this run from the beginning", "warning")
 
-    history: list[dict] = state["history"]
-    elapsed0 = float(state.get("elapsed", 0.0))
-    t_start = time.perf_counter()
 
-    def elapsed() -> float:
-        return elapsed0 + time.perf_counter() - t_start
+def log_window(lp: Loop, window: Window, epoch: float) -> None:
+    """Emit StepLogged with the window's means (all ranks' sums), then start a new window."""
+    import torch
 
-    def snapshot(epoch: int, batch: int) -> dict:
-        return {
-            "global_step": global_step,
-            "epoch": epoch,
-            "batch": batch,
-            "history": history,
-            "elapsed": elapsed(),
-            "total_steps": total_steps,
-            "world_size": dist.world,
-        }
-
-    evaluated = []  # epochs evaluated by this attempt (empty when a resume starts past the last evaluation)
-
-    def run_eval(epoch: int, train_loss):
-        metrics = {}
-        evaluated.append(epoch)
-        if dist.main:
-            ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
-            model.eval()
-            with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                metrics = spec.evaluate(model, epoch)
-            model.train()
-            ctx.emit(EvalFinished(epoch=epoch, step=global_step, split=spec.eval_split, metrics=metrics))
-            row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)}
-            row.update({c: metrics.get(c) for c in spec.table_columns})
-            history.append(row)
-            table = epoch_table(spec, history)
-            ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
-        dist.barrier()
-        return metrics
-
-    saves = SavePolicy(
-        exp.save_steps, exp.save_minutes, last_step=int(state["global_step"]) if last is not None else None
+    exp, dist = lp.ctx.exp, lp.dist
+    # The host sync of the loop: once per logging interval (plus the NaN check).
+    totals = torch.tensor(
+        [window.loss.item(), float(window.tokens), float(window.samples)], dtype=torch.float64, device=lp.device
     )
-
-    def checkpoint(state_now: dict) -> None:
-        rank_rng = dist.gather(rank_rng_state(device)) if dist.on else None
-        if dist.main:
-            save_checkpoint(ctx, model, optimizer, scheduler, state_now, keep=exp.save_total_limit, rank_rng=rank_rng)
-        saves.saved(state_now["global_step"])
-        dist.barrier()
-
-    def checkpoint_mid_epoch(epoch: int, b: int) -> None:
-        """A checkpoint between two optimizer steps, logging window included (skipped if this step has one)."""
-        if global_step == saves.last_step:
-            return
-        state_now = snapshot(epoch, b)
-        window = window_state(loss_sum, parts_sum, gn_sum, nonfinite, win_steps, win_tokens, win_samples)
-        state_now.update(epoch_loss_sum=epoch_loss_sum, epoch_loss_n=epoch_loss_n, window=dist.gather(window))
-        checkpoint(state_now)
-
-    def poll_control() -> bool:
-        """Rank 0 reads pause/cancel requests and stop signals (blocking while paused) and decides whether a
-        checkpoint is due; everyone follows it. Returns True when a checkpoint is due now."""
-        code, stop_exc = 0, None
-        if dist.main:
-            try:
-                ctx.poll()
-                code = int(saves.due(global_step))
-            except Cancelled as exc:  # Interrupted (a stop signal) included
-                code, stop_exc = 2, exc
-        code = dist.broadcast(code, device)
-        if code == 2:
-            raise stop_exc or Cancelled()
-        return code == 1
-
-    global_step = int(state["global_step"])
-    if spec.eval_before and not history:
-        run_eval(0, None)
-
-    model.train()
-    ctx.emit(
-        PhaseStarted(
-            phase="train",
-            detail=f"{total_steps} optimizer steps on {device}" + (f" x {dist.world} processes" if dist.on else ""),
+    totals = dist.sum_(totals)
+    loss = totals[0].item() / dist.world / window.steps
+    now = time.perf_counter()
+    dt = max(now - window.t0, 1e-9)
+    rate = (now - lp.session_t0) / max(lp.session_steps, 1)
+    lp.ctx.emit(
+        StepLogged(
+            step=lp.step,
+            total_steps=lp.total_steps,
+            epoch=epoch,
+            loss=loss,
+            learning_rate=lp.scheduler.get_last_lr()[0],
+            parts={k: v.item() / window.steps for k, v in window.parts.items()},
+            grad_norm=(window.grad_norm.item() / window.steps) if exp.max_grad_norm > 0 else None,
+            tokens_per_s=totals[1].item() / dt,
+            samples_per_s=totals[2].item() / dt,
+            eta_s=rate * (lp.total_steps - lp.step),
+            memory_mb=memory_mb(lp.device),
         )
     )
-    log_every = exp.logging_steps
-    nan_every = min(log_every, 8)  # NaN/inf detection: a host sync every few steps, not every step
-    session_steps, session_t0 = 0, time.perf_counter()
-    win_t0 = time.perf_counter()
-    # The logging window (sums since the last StepLogged); a mid-epoch checkpoint carries one per rank.
-    windows = state.get("window")
-    mine = windows[dist.rank] if isinstance(windows, list) and len(windows) == dist.world else None
-    loss_sum, parts_sum, gn_sum, nonfinite, win_steps, win_tokens, win_samples = restore_window(mine, device)
-    epoch_loss_sum, epoch_loss_n = float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0))
-    state.pop("window", None)
+    window.logged(loss, now)
+
+
+def end_epoch(lp: Loop, window: Window, epoch: int, last: bool) -> dict | None:
+    """After epoch ``epoch``: evaluate (each epoch, or the last one), record its row, save a checkpoint.
+
+    Returns the evaluation's metrics (None when this epoch is not evaluated).
+    """
+    metrics = None
+    if lp.spec.eval_each_epoch or last:
+        metrics = evaluate(lp, epoch + 1, window.epoch_loss())
+    else:
+        lp.history.append({"epoch": epoch + 1, "train_loss": window.epoch_loss(), "elapsed_s": round(lp.elapsed(), 3)})
+    checkpoint(lp, lp.snapshot(epoch + 1, 0))
+    return metrics
+
+
+def save_final_model(lp: Loop) -> None:
+    """Rank 0 writes ``model/`` through a temporary folder (a full disk fails the job clearly)."""
+    if lp.spec.save_final is None or not lp.dist.main:
+        return
+    final, tmp = lp.ctx.run.path / "model", lp.ctx.run.path / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with disk_full_is_a_job_error(tmp, "the final model"):
+        lp.spec.save_final(lp.model, tmp)
+    follow_umask(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+# -- the loop -------------------------------------------------------------------
+
+
+def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
+    """Train ``spec.model``: optimizer steps with logging windows, control between steps, epochs with evaluations."""
+    exp = ctx.exp
+    lp, state = start_loop(ctx, spec, device, amp_dtype)
+    if spec.eval_before and not lp.history:
+        evaluate(lp, 0, None)
+    lp.model.train()
+    workers = f" x {lp.dist.world} processes" if lp.dist.on else ""
+    ctx.emit(PhaseStarted(phase="train", detail=f"{lp.total_steps} optimizer steps on {device}{workers}"))
+    nan_every = min(exp.logging_steps, 8)  # NaN/inf detection: a host sync every few steps, not every step
+    window = Window.resumed(state, lp.dist, device)
+    lp.session_t0 = window.t0 = time.perf_counter()
+    metrics: dict = lp.history[-1] if lp.history else {}
     stop = False
-    metrics: dict = history[-1] if history else {}
-
     # A checkpoint at the last step (e.g. the attempt died while saving the final model) leaves nothing to train.
-    first_epoch = exp.epochs if global_step >= total_steps else int(state["epoch"])
+    first_epoch = exp.epochs if lp.step >= lp.total_steps else int(state["epoch"])
     for epoch in range(first_epoch, exp.epochs):
-        n_batches = n_batches_of(epoch)
-        start_batch = int(state["batch"]) if epoch == int(state["epoch"]) else 0
-        if start_batch == 0:
-            epoch_loss_sum, epoch_loss_n = 0.0, 0
-        optimizer.zero_grad(set_to_none=True)
-        b = start_batch
+        n_batches = lp.n_batches(epoch)
+        b = int(state["batch"]) if epoch == int(state["epoch"]) else 0
+        if b == 0:
+            window.new_epoch()
+        lp.optimizer.zero_grad(set_to_none=True)
         while b < n_batches:
-            try:
-                if poll_control():
-                    checkpoint_mid_epoch(epoch, b)
-            except Cancelled:  # cancel request or stop signal: save where we are, then stop
-                checkpoint_mid_epoch(epoch, b)
-                raise
-            # one optimizer step = `accum` micro-batches (this rank's share: batch b*world + rank)
-            micro_end = min(b + accum, n_batches)
-            n_micro = micro_end - b
-            for mb in range(b, micro_end):
-                batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
-                win_tokens += batch.pop("n_tokens")
-                win_samples += batch.pop("n_samples")
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                sync = contextlib.nullcontext() if forward is None or mb == micro_end - 1 else forward.no_sync()
-                with sync:
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        loss, parts = spec.loss(model, batch) if forward is None else forward(batch)
-                    (loss / n_micro).backward()
-                loss_sum += loss.detach().float() / n_micro
-                for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0) + v.detach().float() / n_micro
-            b = micro_end
-            bad = ~torch.isfinite(loss_sum)
-            if exp.nan_policy == "skip":
-                if bool(
-                    dist.sum_(bad.long().clone())
-                ):  # host sync per step: the price of skipping exactly the bad step
-                    optimizer.zero_grad(set_to_none=True)
-                    ctx.log(f"step {global_step + 1}: non-finite loss, step skipped", "warning")
-                    loss_sum.zero_()
-                    parts_sum = {}
-                    continue
-            if exp.max_grad_norm > 0:
-                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), exp.max_grad_norm)
-                gn_sum += gn.detach().float()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            session_steps += 1
-            win_steps += 1
-            nonfinite += bad.long()
-            log_now = global_step % log_every == 0 or b >= n_batches or global_step >= total_steps
-            if log_now or global_step % nan_every == 0:
-                if int(dist.sum_(nonfinite.clone()).item()) > 0:
-                    raise JobError(
-                        f"loss became NaN/inf by step {global_step}",
-                        'lower learning_rate, raise warmup, or set nan_policy = "skip"',
-                    )
+            control(lp, window, epoch, b)
+            b, stepped = train_step(lp, window, epoch, b, n_batches)
+            if not stepped:
+                continue
+            log_now = lp.step % exp.logging_steps == 0 or b >= n_batches or lp.step >= lp.total_steps
+            if log_now or lp.step % nan_every == 0:
+                check_finite(lp, window)
             if log_now:
-                # The host sync of the loop: once per logging interval (plus the NaN check above).
-                totals = torch.tensor(
-                    [loss_sum.item(), float(win_tokens), float(win_samples)], dtype=torch.float64, device=device
-                )
-                totals = dist.sum_(totals)
-                loss_val = totals[0].item() / dist.world / win_steps
-                now = time.perf_counter()
-                dt = max(now - win_t0, 1e-9)
-                rate = (now - session_t0) / max(session_steps, 1)
-                ctx.emit(
-                    StepLogged(
-                        step=global_step,
-                        total_steps=total_steps,
-                        epoch=epoch + b / n_batches,
-                        loss=loss_val,
-                        learning_rate=scheduler.get_last_lr()[0],
-                        parts={k: v.item() / win_steps for k, v in parts_sum.items()},
-                        grad_norm=(gn_sum.item() / win_steps) if exp.max_grad_norm > 0 else None,
-                        tokens_per_s=totals[1].item() / dt,
-                        samples_per_s=totals[2].item() / dt,
-                        eta_s=rate * (total_steps - global_step),
-                        memory_mb=memory_mb(device),
-                    )
-                )
-                epoch_loss_sum += loss_val * win_steps
-                epoch_loss_n += win_steps
-                loss_sum.zero_()
-                gn_sum.zero_()
-                parts_sum = {}
-                win_steps = win_tokens = win_samples = 0
-                win_t0 = now
-            if global_step >= total_steps:
+                log_window(lp, window, epoch + b / n_batches)
+            if lp.step >= lp.total_steps:
                 stop = True
                 break
-        train_loss = epoch_loss_sum / epoch_loss_n if epoch_loss_n else None
-        last_epoch = stop or epoch == exp.epochs - 1
-        if spec.eval_each_epoch or last_epoch:
-            metrics = run_eval(epoch + 1, train_loss)
-        else:
-            history.append({"epoch": epoch + 1, "train_loss": train_loss, "elapsed_s": round(elapsed(), 3)})
-        checkpoint(snapshot(epoch + 1, 0))
+        evaluated = end_epoch(lp, window, epoch, last=stop or epoch == exp.epochs - 1)
+        metrics = metrics if evaluated is None else evaluated
         state["batch"] = 0
         if stop:
             break
-
-    if not evaluated and dist.main:
-        # Resumed after the last evaluation (a kill during the final save): the final metrics and the
-        # task's predictions live in memory only, so evaluate the restored weights again. No new event
-        # or table row: the first attempt's final EvalFinished is still in events.jsonl.
-        model.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            metrics = spec.evaluate(model, int(history[-1]["epoch"]) if history else int(state["epoch"]))
-        model.train()
-        ctx.log("resumed after the final evaluation: evaluated the final weights again for the results")
-    final = ctx.run.path / "model"
-    if spec.save_final is not None and dist.main:
-        tmp = ctx.run.path / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        with disk_full_is_a_job_error(tmp, "the final model"):
-            spec.save_final(model, tmp)
-        follow_umask(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    dist.barrier()
+    if not lp.evaluated and lp.dist.main:
+        metrics = evaluate_again(lp, int(lp.history[-1]["epoch"]) if lp.history else int(state["epoch"]))
+    save_final_model(lp)
+    lp.dist.barrier()
     return {
         "final": {k: v for k, v in metrics.items() if k not in ("epoch",)},
-        "history": history,
-        "global_step": global_step,
-        "elapsed_s": round(elapsed(), 3),
-        "world_size": dist.world,
+        "history": lp.history,
+        "global_step": lp.step,
+        "elapsed_s": round(lp.elapsed(), 3),
+        "world_size": lp.dist.world,
     }

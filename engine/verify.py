@@ -188,23 +188,19 @@ def verify_pretrain(run, mirror: str = "") -> list[Check]:
 
 def verify_inspect(run, mirror: str = "") -> list[Check]:
     """Every parameter table and total counted again from the model's config (no weights)."""
-    from .models import PRESETS, load_config, preset_config
+    from .errors import JobError
+    from .model_source import model_source
+    from .runs import RunStore
     from .tasks.inspect import parameter_tables
 
     cfg = run.config()
     name = f"{run.experiment}/{run.run_id}"
     model = cfg.get("model", "")
-    if model in PRESETS:
-        config = preset_config(model, vocab_size=cfg.get("vocab_size", 8000))
-    elif model.startswith("run:"):
-        from .runs import RunStore
-
-        source = RunStore(run.path.parent.parent).latest(model[4:], status="finished")
-        if source is None or source.final_model() is None:
-            raise VerifyError(f"{name}: the model run {model[4:]!r} has no finished run with a saved model")
-        config = load_config(str(source.final_model()))
-    else:
-        config = load_config(model, mirror, bool(cfg.get("trust_remote_code")))
+    try:
+        source = model_source(model, mirror, RunStore(run.path.parent.parent))
+    except JobError:
+        raise VerifyError(f"{name}: the model run {model[4:]!r} has no finished run with a saved model") from None
+    config = source.config(cfg.get("vocab_size", 8000), bool(cfg.get("trust_remote_code")))
     tables, totals = parameter_tables(config, list(cfg.get("heads") or []))
     checks = _compare(name, run.results().get("parameters", {}), totals, list(totals))
     for t in tables:

@@ -35,7 +35,7 @@ class NullWriter:
     def write_results(self, results) -> None:
         pass
 
-    def discard_before(self, offset) -> None:
+    def discard_events(self, start, end=None) -> None:
         pass
 
 

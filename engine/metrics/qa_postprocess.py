@@ -156,11 +156,22 @@ def postprocess_qa(
     start_logits, end_logits: [n_features, seq]; upcast to float64, so scores are float64.
     """
     start, end, ex_idx = _prepare(examples, features, start_logits, end_logits, n_best_size)
-    n_feat, seq = start.shape
-    n_ex = len(examples)
-    n = min(n_best_size, seq)
     ctx_len = np.array([len(ex["context"]) for ex in examples], dtype=np.int64)
+    c_feat, c_score, cols = _span_candidates(features, start, end, ctx_len[ex_idx], n_best_size, max_answer_length)
+    c_null = np.zeros(len(c_score), dtype=bool)
+    if version_2_with_negative and len(start):
+        c_feat, c_score, cols, c_null = _with_null_candidates(start, end, ex_idx, c_feat, c_score, cols, c_null)
+    ranked = _rank(ex_idx[c_feat], c_feat, c_score, c_null, cols, len(examples), n_best_size)
+    return _answers(examples, ranked, c_score, c_null, cols, null_score_diff_threshold, version_2_with_negative)
 
+
+def _span_candidates(features, start, end, ctx_len, n_best_size: int, max_answer_length: int):
+    """Each feature's ``n_best_size`` best valid spans: (feature index, score, columns) per candidate.
+
+    ``ctx_len``: per feature, its example's context length in characters.
+    """
+    n_feat, seq = start.shape
+    n = min(n_best_size, seq)
     # Top-n token indices per feature, sorted by token index so that the flattened n x n
     # grid below is in (start token, end token) order.
     si = np.sort(_top_set(start, n), axis=1)
@@ -170,7 +181,7 @@ def postprocess_qa(
 
     # Broadcast n x n candidate matrix per feature, masked to valid spans.
     length = ei[:, None, :] - si[:, :, None] + 1
-    span_end = np.minimum(e_char[:, None, :], ctx_len[ex_idx][:, None, None])
+    span_end = np.minimum(e_char[:, None, :], ctx_len[:, None, None])
     valid = (
         (s_char[:, :, None] >= 0)
         & (e_char[:, None, :] >= 0)
@@ -190,7 +201,6 @@ def postprocess_qa(
     keep = np.isfinite(c_score)
     c_feat = np.repeat(np.arange(n_feat), k)[keep]
     c_si, c_ei = (top // n).ravel()[keep], (top % n).ravel()[keep]
-    c_score = c_score[keep]
     cols = {
         "start_tok": si[c_feat, c_si],
         "end_tok": ei[c_feat, c_ei],
@@ -199,31 +209,43 @@ def postprocess_qa(
         "a": s_char[c_feat, c_si],
         "b": e_char[c_feat, c_ei],
     }
-    c_null = np.zeros(len(c_score), dtype=bool)
+    return c_feat, c_score[keep], cols
 
-    if version_2_with_negative and n_feat:
-        # Null candidate per example: the feature with the smallest [CLS] score (the first
-        # such feature on ties, as HF's strict comparison keeps it).
-        null = start[:, 0] + end[:, 0]
-        order = np.lexsort((np.arange(n_feat), null, ex_idx))
-        first = np.r_[True, ex_idx[order][1:] != ex_idx[order][:-1]]
-        nf = order[first]
-        zeros = np.zeros(len(nf), dtype=np.int64)
-        extra = {
-            "start_tok": zeros,
-            "end_tok": zeros,
-            "start_logit": start[nf, 0],
-            "end_logit": end[nf, 0],
-            "a": zeros,
-            "b": zeros,
-        }
-        cols = {key: np.concatenate([col, extra[key]]) for key, col in cols.items()}
-        c_feat = np.concatenate([c_feat, nf])
-        c_score = np.concatenate([c_score, null[nf]])
-        c_null = np.concatenate([c_null, np.ones(len(nf), dtype=bool)])
 
-    # Rank candidates per example: score desc, spans before null, feature, start, end.
-    c_ex = ex_idx[c_feat]
+def _with_null_candidates(start, end, ex_idx, c_feat, c_score, cols, c_null):
+    """Append one null candidate per example: the feature with the smallest [CLS] score.
+
+    The first such feature on ties, as HF's strict comparison keeps it.
+    """
+    n_feat = len(start)
+    null = start[:, 0] + end[:, 0]
+    order = np.lexsort((np.arange(n_feat), null, ex_idx))
+    first = np.r_[True, ex_idx[order][1:] != ex_idx[order][:-1]]
+    nf = order[first]
+    zeros = np.zeros(len(nf), dtype=np.int64)
+    extra = {
+        "start_tok": zeros,
+        "end_tok": zeros,
+        "start_logit": start[nf, 0],
+        "end_logit": end[nf, 0],
+        "a": zeros,
+        "b": zeros,
+    }
+    cols = {key: np.concatenate([col, extra[key]]) for key, col in cols.items()}
+    return (
+        np.concatenate([c_feat, nf]),
+        np.concatenate([c_score, null[nf]]),
+        cols,
+        np.concatenate([c_null, np.ones(len(nf), dtype=bool)]),
+    )
+
+
+def _rank(c_ex, c_feat, c_score, c_null, cols, n_ex: int, n_best_size: int) -> dict:
+    """Rank candidates per example (score desc, spans before null, feature, start, end).
+
+    Returns the selected candidates in rank order (top n_best plus the null), each example's
+    slice of them (``bounds``), their probabilities, and per example its best span and null candidate.
+    """
     order = np.lexsort((cols["end_tok"], cols["start_tok"], c_feat, c_null, -c_score, c_ex))
     ranked_ex = c_ex[order]
     rank = np.arange(len(order)) - np.searchsorted(ranked_ex, ranked_ex)
@@ -239,11 +261,21 @@ def postprocess_qa(
     null_of = np.full(n_ex, -1, dtype=np.int64)
     nulls = np.flatnonzero(c_null)
     null_of[c_ex[nulls]] = nulls
+    return {
+        "sel": sel.tolist(),
+        "bounds": bounds,
+        "prob": prob.tolist(),
+        "best": best.tolist(),
+        "null_of": null_of.tolist(),
+    }
 
-    score_l, prob_l = c_score.tolist(), prob.tolist()
+
+def _answers(examples, ranked: dict, c_score, c_null, cols, thresh: float, version_2_with_negative: bool) -> Result:
+    """(predictions, na_scores, nbest) from the ranked candidates (Python lists: one conversion, fast loop)."""
+    score_l, prob_l = c_score.tolist(), ranked["prob"]
     a_l, b_l, null_l = cols["a"].tolist(), cols["b"].tolist(), c_null.tolist()
     sl_l, el_l = cols["start_logit"].tolist(), cols["end_logit"].tolist()
-    sel_l, best_l, null_of_l = sel.tolist(), best.tolist(), null_of.tolist()
+    sel_l, bounds, best_l, null_of_l = ranked["sel"], ranked["bounds"], ranked["best"], ranked["null_of"]
 
     preds: dict[str, str] = {}
     na_scores: dict[str, float] = {}
@@ -266,7 +298,7 @@ def postprocess_qa(
             ctx[a_l[b] : b_l[b]] if b >= 0 else None,
             score_l[b] if b >= 0 else None,
             score_l[z] if z >= 0 else None,
-            null_score_diff_threshold,
+            thresh,
             version_2_with_negative,
             preds,
             na_scores,

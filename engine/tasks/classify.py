@@ -11,22 +11,23 @@ answers "positive" is obvious at a glance.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import JobError
 from ..events import PhaseStarted
 from ..files import atomic_write_text
-from ..hub import load_dataset_split
 from ..metrics.classification import classification_metrics, labels_hidden
 from ..train_loop import TaskSpec, setup_job, train
-from .common import dataset_key, get_tokenizer, length_batches, load_head_model, pad_batch, start_point
+from .common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
 
 
-def choose_eval_split(ctx, mirror: str):
+def choose_eval_split(ctx, inputs: TaskInputs):
     """The configured split, or ``validation`` when its labels are hidden. Returns (split, dataset, note)."""
-    exp = ctx.exp
-    ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.eval_split, mirror)
+    exp = inputs.exp
+    ds = inputs.split(exp.eval_split)
     labels = list(ds[exp.label_column])
     if labels_hidden(labels):
         if exp.eval_split == "validation":
@@ -36,7 +37,7 @@ def choose_eval_split(ctx, mirror: str):
             )
         note = f"labels of split {exp.eval_split!r} are hidden (all -1, as in GLUE): evaluated on 'validation' instead"
         ctx.log(note, "warning")
-        return "validation", load_dataset_split(exp.dataset, exp.dataset_config, "validation", mirror), note
+        return "validation", inputs.split("validation"), note
     return exp.eval_split, ds, ""
 
 
@@ -46,14 +47,23 @@ def class_names(ds, column: str, num_labels: int) -> list[str] | None:
     return [str(n) for n in names] if isinstance(names, list) and len(names) == num_labels else None
 
 
-def run(ctx):
-    import torch
+@dataclass
+class Splits:
+    """The labelled training and evaluation rows (evaluation on ``validation`` when labels are hidden)."""
 
-    exp = ctx.exp
-    mirror = ctx.manifest.settings.data_mirror
-    device, amp = setup_job(exp)
+    train: Any
+    eval: Any
+    eval_split: str
+    note: str  # why the evaluation split differs from the configured one ("" when it does not)
+    train_labels: list[int]
+    eval_labels: list[int]
+    num_labels: int
+    names: list[str] | None  # the label column's ClassLabel names
 
-    train_ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
+
+def load_splits(ctx, inputs: TaskInputs) -> Splits:
+    exp = inputs.exp
+    train_ds = inputs.split(exp.train_split)
     for col in (exp.text_column, exp.label_column):
         if col not in train_ds.column_names:
             raise JobError(
@@ -62,47 +72,40 @@ def run(ctx):
             )
     if exp.max_train_samples:
         train_ds = train_ds.select(range(min(exp.max_train_samples, len(train_ds))))
-    eval_split, eval_ds, note = choose_eval_split(ctx, mirror)
+    eval_split, eval_ds, note = choose_eval_split(ctx, inputs)
     if exp.max_eval_samples:
         eval_ds = eval_ds.select(range(min(exp.max_eval_samples, len(eval_ds))))
     train_labels = [int(x) for x in train_ds[exp.label_column]]
     if labels_hidden(train_labels) or min(train_labels) < 0:
         raise JobError(f"training split {exp.train_split!r} has hidden or negative labels", "train on a labelled split")
-    num_labels = max(max(train_labels), max(int(x) for x in eval_ds[exp.label_column])) + 1
-    names = class_names(train_ds, exp.label_column, num_labels)
-
-    kind, src = start_point(ctx)
-    tok = get_tokenizer(
-        ctx,
-        kind,
-        src,
-        lambda: iter([list(train_ds[exp.text_column])]),
-        dataset_key(exp, exp.train_split, mirror) + exp.text_column,
-    )
-    model = load_head_model(ctx, "classification", kind, src, len(tok), num_labels=num_labels)
-
-    ctx.emit(PhaseStarted(phase="data", detail="tokenising"))
-    enc_train = tok(list(train_ds[exp.text_column]), truncation=True, max_length=exp.max_seq_length)["input_ids"]
-    eval_texts = list(eval_ds[exp.text_column])
     eval_labels = [int(x) for x in eval_ds[exp.label_column]]
+    num_labels = max(max(train_labels), max(eval_labels)) + 1
+    names = class_names(train_ds, exp.label_column, num_labels)
+    return Splits(train_ds, eval_ds, eval_split, note, train_labels, eval_labels, num_labels, names)
+
+
+def classify_spec(ctx, model, tok, device, data: Splits) -> TaskSpec:
+    """The loop's view of classification: length-bucketed batches, the head's loss, metrics, predictions."""
+    import torch
+
+    exp = ctx.exp
+    ctx.emit(PhaseStarted(phase="data", detail="tokenising"))
+    enc_train = tok(list(data.train[exp.text_column]), truncation=True, max_length=exp.max_seq_length)["input_ids"]
+    eval_texts = list(data.eval[exp.text_column])
     enc_eval = tok(eval_texts, truncation=True, max_length=exp.max_seq_length)["input_ids"]
     lengths = [len(x) for x in enc_train]
-    ctx.log(f"train: {len(enc_train):,} rows; eval ({eval_split}): {len(enc_eval):,} rows; {num_labels} labels")
-    batches_by_epoch: dict = {}
-
-    def epoch_batches(epoch):
-        if epoch not in batches_by_epoch:
-            batches_by_epoch.clear()
-            batches_by_epoch[epoch] = length_batches(lengths, exp.batch_size, exp.seed * 1000 + epoch)
-        return batches_by_epoch[epoch]
+    ctx.log(
+        f"train: {len(enc_train):,} rows; eval ({data.eval_split}): {len(enc_eval):,} rows; {data.num_labels} labels"
+    )
+    batches = EpochBatches(lengths, exp.batch_size, exp.seed)
 
     def get_batch(epoch, i):
-        idx = epoch_batches(epoch)[i]
+        idx = batches.of(epoch)[i]
         x = pad_batch([enc_train[j] for j in idx], tok.pad_token_id)
         return {
             "input_ids": x,
             "attention_mask": (x != tok.pad_token_id).long(),
-            "labels": torch.tensor([train_labels[j] for j in idx]),
+            "labels": torch.tensor([data.train_labels[j] for j in idx]),
             "n_tokens": sum(lengths[j] for j in idx),
             "n_samples": len(idx),
         }
@@ -114,23 +117,15 @@ def run(ctx):
     last_preds: dict = {}
 
     def evaluate(model, epoch):
-        preds = [0] * len(enc_eval)
-        probs = [0.0] * len(enc_eval)
-        order = sorted(range(len(enc_eval)), key=lambda i: len(enc_eval[i]))
-        for s in range(0, len(order), exp.eval_batch_size):
-            idx = order[s : s + exp.eval_batch_size]
-            x = pad_batch([enc_eval[j] for j in idx], tok.pad_token_id).to(device)
-            logits = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).logits.float()
-            p = logits.softmax(-1)
-            for k, j in enumerate(idx):
-                preds[j] = int(p[k].argmax())
-                probs[j] = float(p[k].max())
-        m = classification_metrics(eval_labels, preds, positive=1, baseline_labels=train_labels, num_labels=num_labels)
-        m["eval_split"] = eval_split
-        if names:  # the label column's ClassLabel names (GLUE sst2: negative, positive), for labelled matrices
-            m["class_names"] = names
-        if note:
-            m["note"] = note
+        preds, probs = predict(model, enc_eval, tok.pad_token_id, exp.eval_batch_size, device)
+        m = classification_metrics(
+            data.eval_labels, preds, positive=1, baseline_labels=data.train_labels, num_labels=data.num_labels
+        )
+        m["eval_split"] = data.eval_split
+        if data.names:  # the label column's ClassLabel names (GLUE sst2: negative, positive), for labelled matrices
+            m["class_names"] = data.names
+        if data.note:
+            m["note"] = data.note
         last_preds["preds"], last_preds["probs"] = preds, probs
         return m
 
@@ -139,32 +134,59 @@ def run(ctx):
         tok.save_pretrained(str(folder))
         rows = [
             json.dumps({"index": i, "text": t, "label": y, "prediction": p, "confidence": round(c, 6)})
-            for i, (t, y, p, c) in enumerate(zip(eval_texts, eval_labels, last_preds["preds"], last_preds["probs"]))
+            for i, (t, y, p, c) in enumerate(
+                zip(eval_texts, data.eval_labels, last_preds["preds"], last_preds["probs"])
+            )
         ]
         atomic_write_text(ctx.run.path / "predictions.jsonl", "\n".join(rows) + "\n")
 
-    spec = TaskSpec(
+    notes = (
+        data.note,
+        "precision/recall/f1 for label 1; "
+        "majority_baseline = accuracy of always predicting the most frequent training label",
+    )
+    return TaskSpec(
         model=model,
-        n_batches=lambda e: len(epoch_batches(e)),
+        n_batches=lambda e: len(batches.of(e)),
         get_batch=get_batch,
         loss=loss,
         evaluate=evaluate,
         table_columns=COLUMNS,
-        eval_split=eval_split,
+        eval_split=data.eval_split,
         save_final=save_final,
         eval_each_epoch=exp.eval_each_epoch,
-        table_title=f"Fine-tuning {exp.name}: classification metrics on {eval_split}",
-        notes=tuple(
-            x
-            for x in (
-                note,
-                "precision/recall/f1 for label 1; majority_baseline = accuracy of always predicting the most frequent training label",
-            )
-            if x
-        ),
+        table_title=f"Fine-tuning {exp.name}: classification metrics on {data.eval_split}",
+        notes=tuple(x for x in notes if x),
     )
-    result = train(ctx, spec, device, amp)
-    result["eval_split"] = eval_split
-    if note:
-        result["note"] = note
+
+
+def predict(model, enc_eval: list[list[int]], pad: int, batch_size: int, device) -> tuple[list[int], list[float]]:
+    """Predicted label and its probability per row, in batches of similar length."""
+    preds = [0] * len(enc_eval)
+    probs = [0.0] * len(enc_eval)
+    order = sorted(range(len(enc_eval)), key=lambda i: len(enc_eval[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        x = pad_batch([enc_eval[j] for j in idx], pad).to(device)
+        logits = model(input_ids=x, attention_mask=(x != pad).long()).logits.float()
+        p = logits.softmax(-1)
+        for k, j in enumerate(idx):
+            preds[j] = int(p[k].argmax())
+            probs[j] = float(p[k].max())
+    return preds, probs
+
+
+def run(ctx):
+    """Resolve the inputs, load the splits, tokenizer and model, then train."""
+    exp = ctx.exp
+    device, amp = setup_job(exp)
+    inputs = task_inputs(ctx)
+    data = load_splits(ctx, inputs)
+    corpus_key = inputs.dataset_key(exp.train_split) + exp.text_column
+    tok = get_tokenizer(ctx, inputs, lambda: iter([list(data.train[exp.text_column])]), corpus_key)
+    model = load_head_model(ctx, "classification", inputs, len(tok), num_labels=data.num_labels)
+    result = train(ctx, classify_spec(ctx, model, tok, device, data), device, amp)
+    result["eval_split"] = data.eval_split
+    if data.note:
+        result["note"] = data.note
     return result

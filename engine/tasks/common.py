@@ -5,71 +5,111 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from ..hub import folder_identity, resolve_dataset
-from ..models import PRESETS, train_wordpiece
-
-
-def dataset_key(exp, split: str, mirror: str) -> str:
-    """A stable identity of a dataset split: its source folder/id, config, split and files' sizes."""
-    source = resolve_dataset(exp.dataset, mirror)
-    ident = [source, exp.dataset_config, split]
-    if Path(source).is_dir():
-        ident.append(folder_identity(Path(source)))
-    return hashlib.sha256(json.dumps(ident, default=str).encode()).hexdigest()[:16]
+from ..errors import JobError
+from ..hub import folder_identity, load_dataset_split, resolve_dataset, resolve_model_path
+from ..model_source import ModelSource, model_source
+from ..models import train_wordpiece
 
 
-def start_point(ctx):
-    """Where the model starts: (kind, path_or_preset). kind: preset | pretrained | scratch-config."""
-    exp = ctx.exp
-    mirror = ctx.manifest.settings.data_mirror
-    if exp.model in PRESETS:
-        return "preset", exp.model
-    if exp.model_run:
-        from ..errors import JobError
-        from ..runs import dependency_run
+@dataclass(frozen=True)
+class TaskInputs:
+    """A training task's inputs, resolved once: experiment, data mirror, where the model starts.
 
-        run = dependency_run(ctx.store, exp.model_run)
-        path = run.final_model()
-        if path is None:
-            raise JobError(f"run {run.experiment}/{run.run_id} finished without a saved model", "re-run it")
-        ctx.log(f"starting from {run.experiment}/{run.run_id}")
-        ctx.start_model = f"{run.experiment}/{run.run_id}"
-        return "pretrained", str(path)
-    from ..hub import resolve_model_path
+    ``kind`` says how the model is built: ``preset`` (a config, random weights),
+    ``pretrained`` (weights from ``path``) or ``scratch-config`` (``path``'s config,
+    random weights: ``init = "scratch"``). ``source`` is None where only data is needed.
+    """
 
-    path = resolve_model_path(exp.model, mirror)
-    return ("scratch-config" if exp.init == "scratch" else "pretrained"), path
+    exp: Any
+    mirror: str
+    source: ModelSource | None = None
+    kind: str = ""
+
+    @property
+    def path(self) -> str:
+        """The preset's name, or the folder / Hub id the model (and by default the tokenizer) loads from."""
+        return self.source.path if self.source is not None else ""
+
+    def split(self, name: str):
+        """One split of the experiment's dataset (``datasets.Dataset``)."""
+        return load_dataset_split(self.exp.dataset, self.exp.dataset_config, name, self.mirror)
+
+    def dataset_key(self, split: str) -> str:
+        """A stable identity of a dataset split: its source folder/id, config, split and files' sizes."""
+        exp = self.exp
+        source = resolve_dataset(exp.dataset, self.mirror)
+        ident = [source, exp.dataset_config, split]
+        if Path(source).is_dir():
+            ident.append(folder_identity(Path(source)))
+        return hashlib.sha256(json.dumps(ident, default=str).encode()).hexdigest()[:16]
 
 
-def get_tokenizer(ctx, kind: str, path: str, corpus_texts=None, corpus_key: str = ""):
-    exp = ctx.exp
-    if exp.tokenizer == "train" or (exp.tokenizer == "auto" and kind == "preset"):
+def data_inputs(ctx) -> TaskInputs:
+    """The inputs of a job that only reads data (no model source): experiment and data mirror."""
+    return TaskInputs(exp=ctx.exp, mirror=ctx.manifest.settings.data_mirror)
+
+
+def task_inputs(ctx) -> TaskInputs:
+    """Resolve the job's inputs once: mirror and where the model starts (:func:`engine.model_source.model_source`)."""
+    inputs = data_inputs(ctx)
+    source = model_source(ctx.exp.model, inputs.mirror, getattr(ctx, "store", None))
+    if source.run is not None:
+        ctx.log(f"starting from {source.run_ref}")
+        ctx.start_model = source.run_ref
+    if source.is_preset:
+        kind = "preset"
+    else:
+        kind = "scratch-config" if ctx.exp.init == "scratch" else "pretrained"
+    return replace(inputs, source=source, kind=kind)
+
+
+def start_point(ctx) -> tuple[str, str]:
+    """(kind, path) of :func:`task_inputs`: where the model starts (``bench/prepare_data.py`` calls this)."""
+    inputs = task_inputs(ctx)
+    return inputs.kind, inputs.path
+
+
+def get_tokenizer(ctx, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
+    """The experiment's tokenizer: the model's, a named one, or WordPiece trained on ``corpus_texts()`` (cached)."""
+    exp = inputs.exp
+    if exp.tokenizer == "train" or (exp.tokenizer == "auto" and inputs.kind == "preset"):
         if corpus_texts is None:
-            from ..errors import JobError
-
             raise JobError("a trained tokenizer needs a text corpus", "set tokenizer to a Hub id or folder")
         tok = train_wordpiece(corpus_texts(), exp.vocab_size, corpus_key, log=ctx.log)
         ctx.log(f"WordPiece tokenizer: {len(tok):,} tokens (trained on the training split, cached)")
         return tok
     from transformers import AutoTokenizer
 
-    source = path if exp.tokenizer == "auto" else exp.tokenizer
-    if exp.tokenizer not in ("auto", "train"):
-        from ..hub import resolve_model_path
-
-        source = resolve_model_path(exp.tokenizer, ctx.manifest.settings.data_mirror, what="tokenizer")
+    named = exp.tokenizer != "auto"
+    source = resolve_model_path(exp.tokenizer, inputs.mirror, what="tokenizer") if named else inputs.path
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=exp.trust_remote_code)
     except (OSError, ValueError) as exc:
-        from ..errors import JobError
-
-        which = "tokenizer" if exp.tokenizer not in ("auto", "train") else "the model's tokenizer"
+        which = "tokenizer" if named else "the model's tokenizer"
         raise JobError(
-            f"{which} {source!r} cannot be loaded: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}",
+            f"{which} {source!r} cannot be loaded: {first_line(exc, 200)}",
             'set tokenizer to a Hub id or folder with tokenizer files, or "train"',
         ) from None
+
+
+def check_positions(exp, config) -> None:
+    """``max_seq_length`` must fit the model's position embeddings."""
+    positions = config.max_position_embeddings
+    if exp.max_seq_length > positions:
+        raise JobError(
+            f"max_seq_length {exp.max_seq_length} exceeds the model's {positions} positions",
+            f"set max_seq_length <= {positions}",
+        )
+
+
+def first_line(exc: BaseException, limit: int) -> str:
+    """An exception's first line (at most ``limit`` characters), or its type's name when it has no text."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
@@ -92,6 +132,20 @@ def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool
     return batches
 
 
+class EpochBatches:
+    """The length-bucketed batches of one epoch (:func:`length_batches`, seed ``seed * 1000 + epoch``), the last
+    epoch's kept: the loop asks for every batch of an epoch in turn."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self._epoch, self._batches = -1, []  # type: tuple[int, list[list[int]]]
+
+    def of(self, epoch: int) -> list[list[int]]:
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, length_batches(self.lengths, self.batch_size, self.seed * 1000 + epoch)
+        return self._batches
+
+
 def pad_batch(seqs: list[list[int]], pad: int, multiple: int = 8):
     """Right-pad to the longest sequence (rounded up to a multiple of 8 for tensor cores)."""
     import torch
@@ -104,7 +158,7 @@ def pad_batch(seqs: list[list[int]], pad: int, multiple: int = 8):
     return out
 
 
-def load_head_model(ctx, head: str, kind: str, src: str, vocab_size: int, **config_overrides):
+def load_head_model(ctx, head: str, inputs: TaskInputs, vocab_size: int, **config_overrides):
     """Build or load a model with ``head``; report dropped/added modules as a parameter diff.
 
     Loading a pretraining checkpoint into a head model makes transformers warn
@@ -122,6 +176,7 @@ def load_head_model(ctx, head: str, kind: str, src: str, vocab_size: int, **conf
     from ..models import HEAD_CLASSES, model_class, preset_config
     from ..params import diff_table, grouped_table, param_rows, rows_for
 
+    kind, src = inputs.kind, inputs.path
     torch.manual_seed(ctx.exp.seed)
     if kind == "preset":
         config = preset_config(src, vocab_size=vocab_size)

@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 from ..events import TableWritten
-from ..models import PRESETS, load_config, preset_config
+from ..model_source import experiment_config
 from ..params import diff_table, full_table, grouped_table, rows_for, summary_table
-
-
-def config_for(ctx):
-    exp = ctx.exp
-    if exp.model in PRESETS:
-        return preset_config(exp.model, vocab_size=exp.vocab_size)
-    if exp.model_run:
-        from ..runs import dependency_run
-
-        path = dependency_run(ctx.store, exp.model_run).final_model()
-        return load_config(str(path))
-    return load_config(exp.model, ctx.manifest.settings.data_mirror, exp.trust_remote_code)
 
 
 def parameter_tables(config, heads, base_head: str = "base"):
@@ -33,7 +21,7 @@ def parameter_tables(config, heads, base_head: str = "base"):
 
 
 def run(ctx):
-    config = config_for(ctx)
+    config = experiment_config(ctx)
     tables, totals = parameter_tables(config, list(ctx.exp.heads))
     for t in tables:
         path = ctx.writer.write_table(t)

@@ -14,14 +14,29 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import time
+from dataclasses import replace
+from pathlib import Path
 
+from ..cache import check, corrupt_error, remove, seal
 from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
+from ..errors import JobError
 from ..events import PhaseStarted, ProgressUpdated
-from ..hub import load_dataset_split
+from ..model_source import ModelSource
 from ..models import cache_root, preset_config
 from ..train_loop import TaskSpec, setup_job, train
-from .common import dataset_key, get_tokenizer, length_batches, pad_batch, start_point
+from .common import (
+    EpochBatches,
+    TaskInputs,
+    check_positions,
+    data_inputs,
+    first_line,
+    get_tokenizer,
+    pad_batch,
+    task_inputs,
+)
 
 RECIPE_VERSION = 1
 EVAL_MASK_SEED = 1_000_003
@@ -34,16 +49,28 @@ def _tokenizer_hash(tok) -> str:
     ]
 
 
-def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
+def prepare_split(ctx, tok, split: str, seed: int, mask: bool, inputs: TaskInputs | None = None):
     """NSP pairs of one split as a cached ``datasets.Dataset`` (masked once when ``mask``)."""
-    import datasets
-    import torch
+    inputs = inputs or data_inputs(ctx)
+    folder = cache_root() / "pretrain-data" / _pairs_key(inputs, tok, split, seed, mask)
+    cached = _cached_pairs(ctx, folder, split)
+    if cached is not None:
+        return cached
+    t0 = time.perf_counter()
+    cols = _nsp_columns(ctx, inputs, tok, split, seed)
+    if mask and cols["input_ids"]:
+        _mask_once(cols, tok, inputs.exp, seed)
+    _save_sealed(cols, folder)
+    ctx.log(f"{split}: {len(cols['input_ids']):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
+    return _load_sealed(folder)
 
-    exp = ctx.exp
-    mirror = ctx.manifest.settings.data_mirror
+
+def _pairs_key(inputs: TaskInputs, tok, split: str, seed: int, mask: bool) -> str:
+    """The cache key of a split's pairs: data, tokenizer, recipe and (for evaluation) mask settings."""
+    exp = inputs.exp
     key_src = [
         RECIPE_VERSION,
-        dataset_key(exp, split, mirror),
+        inputs.dataset_key(split),
         _tokenizer_hash(tok),
         exp.max_seq_length,
         exp.short_seq_prob,
@@ -52,25 +79,32 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
         exp.max_train_samples if split == exp.train_split else exp.max_eval_samples,
         mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED],
     ]
-    key = hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
-    folder = cache_root() / "pretrain-data" / key
-    from ..cache import check, corrupt_error, remove, seal
+    return hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
 
-    if (folder / "dataset_info.json").exists():
-        problem = check(folder)
-        if not problem:
-            try:
-                ds = datasets.load_from_disk(str(folder))
-                ctx.log(f"{split}: reusing cached pairs ({folder.name})")
-                return ds
-            except Exception as exc:  # noqa: BLE001 - a damaged Arrow file
-                problem = f"does not load: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}"
-        ctx.log(f"the cached NSP pairs {folder} are corrupt ({problem}): rebuilding them", "warning")
-        remove(folder)
-    t0 = time.perf_counter()
-    ds = load_dataset_split(exp.dataset, exp.dataset_config, split, mirror)
-    lines = ds[exp.text_column]
-    docs = documents_from_lines(lines)
+
+def _cached_pairs(ctx, folder: Path, split: str):
+    """The sealed cached pairs in ``folder``, or None (a corrupt copy is removed, to be rebuilt)."""
+    import datasets
+
+    if not (folder / "dataset_info.json").exists():
+        return None
+    problem = check(folder)
+    if not problem:
+        try:
+            ds = datasets.load_from_disk(str(folder))
+            ctx.log(f"{split}: reusing cached pairs ({folder.name})")
+            return ds
+        except Exception as exc:  # noqa: BLE001 - a damaged Arrow file
+            problem = f"does not load: {first_line(exc, 120)}"
+    ctx.log(f"the cached NSP pairs {folder} are corrupt ({problem}): rebuilding them", "warning")
+    remove(folder)
+    return None
+
+
+def _nsp_columns(ctx, inputs: TaskInputs, tok, split: str, seed: int) -> dict[str, list]:
+    """Documents of ``split`` -> tokenised NSP pairs as columns (input_ids, token_type_ids, next_sentence_label)."""
+    exp = inputs.exp
+    docs = documents_from_lines(inputs.split(split)[exp.text_column])
     ctx.emit(PhaseStarted(phase="data", detail=f"{split}: {len(docs):,} documents, tokenising"))
     sents = [s for d in docs for s in d]
     ids: list[list[int]] = []
@@ -86,45 +120,58 @@ def prepare_split(ctx, tok, split: str, seed: int, mask: bool):
     limit = exp.max_train_samples if split == exp.train_split else exp.max_eval_samples
     if limit:
         pairs = pairs[:limit]
-    cols = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
+    cols: dict[str, list] = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
     for a, b, rnd in pairs:
         i, t = encode_pair(a, b, tok.cls_token_id, tok.sep_token_id)
         cols["input_ids"].append(i)
         cols["token_type_ids"].append(t)
         cols["next_sentence_label"].append(int(rnd))
-    if mask and pairs:
-        g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
-        masked, labels = [], []
-        for s in range(0, len(pairs), 512):
-            chunk = cols["input_ids"][s : s + 512]
-            x = pad_batch(chunk, tok.pad_token_id, multiple=1)
-            special = _special_mask(x, tok)
-            m, lab = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
-            for row, seq in enumerate(chunk):
-                masked.append(m[row, : len(seq)].tolist())
-                labels.append(lab[row, : len(seq)].tolist())
-        cols["masked_input_ids"] = masked
-        cols["mlm_labels"] = labels
-    out = datasets.Dataset.from_dict(cols)
-    import os
-    import shutil
+    return cols
+
+
+def _mask_once(cols: dict[str, list], tok, exp, seed: int) -> None:
+    """Add ``masked_input_ids`` / ``mlm_labels``: the evaluation masks, drawn once with a fixed seed."""
+    import torch
+
+    g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
+    masked, labels = [], []
+    for s in range(0, len(cols["input_ids"]), 512):
+        chunk = cols["input_ids"][s : s + 512]
+        x = pad_batch(chunk, tok.pad_token_id, multiple=1)
+        special = _special_mask(x, tok)
+        m, lab = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
+        for row, seq in enumerate(chunk):
+            masked.append(m[row, : len(seq)].tolist())
+            labels.append(lab[row, : len(seq)].tolist())
+    cols["masked_input_ids"] = masked
+    cols["mlm_labels"] = labels
+
+
+def _save_sealed(cols: dict[str, list], folder: Path) -> None:
+    """Write the columns as an Arrow dataset into ``folder``, sealed, through a temporary folder."""
+    import datasets
 
     # pid in the temp name: concurrent builders (e.g. ranks of a torchrun job) never share it;
     # the first rename wins and the others keep the winner's identical copy.
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    out.save_to_disk(str(tmp))
+    datasets.Dataset.from_dict(cols).save_to_disk(str(tmp))
     seal(tmp)
     try:
         os.replace(tmp, folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-    ctx.log(f"{split}: {len(pairs):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
+
+
+def _load_sealed(folder: Path):
+    """The dataset just saved in ``folder``; a damaged one fails naming the folder to delete."""
+    import datasets
+
     problem = check(folder)
     try:
         if not problem:
             return datasets.load_from_disk(str(folder))
     except Exception as exc:  # noqa: BLE001
-        problem = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        problem = first_line(exc, 120)
     raise corrupt_error("NSP pairs", folder, problem)
 
 
@@ -177,13 +224,10 @@ class TrainBatches:
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
         self.tok, self.exp, self.vocab_size, self.trim, self.slots = tok, exp, vocab_size, trim, slots
         self.max_pred = max_predictions(exp)
-        self._epoch, self._batches = None, []
+        self._epochs = EpochBatches(self.lengths_list, exp.batch_size, exp.seed)
 
     def batches(self, epoch: int) -> list[list[int]]:
-        if self._epoch != epoch:
-            self._batches = length_batches(self.lengths_list, self.exp.batch_size, self.exp.seed * 1000 + epoch)
-            self._epoch = epoch
-        return self._batches
+        return self._epochs.of(epoch)
 
     def n_batches(self, epoch: int) -> int:
         return len(self.batches(epoch))
@@ -326,75 +370,76 @@ def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int
     return math.exp(-total / max(count, 1))
 
 
-def load_tokenizer(ctx, kind: str, src: str):
-    """The experiment's tokenizer (a trained WordPiece one is cached); shared with ``bench/``."""
-    exp = ctx.exp
-    mirror = ctx.manifest.settings.data_mirror
+def pretrain_tokenizer(ctx, inputs: TaskInputs):
+    """The experiment's tokenizer; a WordPiece one is trained on the training split's text (and cached)."""
+    exp = inputs.exp
 
     def corpus():
-        ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
-        col = ds[exp.text_column]
+        col = inputs.split(exp.train_split)[exp.text_column]
         for s in range(0, len(col), 1000):
             yield [t for t in col[s : s + 1000] if t and t.strip()]
 
-    return get_tokenizer(ctx, kind, src, corpus, dataset_key(exp, exp.train_split, mirror) + exp.text_column)
+    return get_tokenizer(ctx, inputs, corpus, inputs.dataset_key(exp.train_split) + exp.text_column)
 
 
-def run(ctx):
+def load_tokenizer(ctx, kind: str, src: str):
+    """:func:`pretrain_tokenizer` for a start point from :func:`~engine.tasks.common.start_point` (``bench/``)."""
+    inputs = data_inputs(ctx)
+    return pretrain_tokenizer(
+        ctx, replace(inputs, source=ModelSource("preset" if kind == "preset" else "folder", src), kind=kind)
+    )
+
+
+def pretraining_model(inputs: TaskInputs, tok):
+    """``BertForPreTraining`` from the start point, its embeddings grown to the tokenizer's vocabulary."""
     import torch
-    from transformers import BertForPreTraining
+    from transformers import AutoConfig, BertForPreTraining
 
-    exp = ctx.exp
-    device, amp = setup_job(exp)
-    kind, src = start_point(ctx)
-    tok = load_tokenizer(ctx, kind, src)
-    torch.manual_seed(exp.seed)
-    if kind == "preset":
-        config = preset_config(src, vocab_size=len(tok))
-        model = BertForPreTraining(config)
-    elif kind == "scratch-config":
-        from transformers import AutoConfig
-
-        model = BertForPreTraining(AutoConfig.from_pretrained(src))
+    torch.manual_seed(inputs.exp.seed)
+    if inputs.kind == "preset":
+        model = BertForPreTraining(preset_config(inputs.path, vocab_size=len(tok)))
+    elif inputs.kind == "scratch-config":
+        model = BertForPreTraining(AutoConfig.from_pretrained(inputs.path))
     else:
-        model = BertForPreTraining.from_pretrained(src)
-    if exp.max_seq_length > model.config.max_position_embeddings:
-        from ..errors import JobError
-
-        raise JobError(
-            f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
-            f"set max_seq_length <= {model.config.max_position_embeddings}",
-        )
+        model = BertForPreTraining.from_pretrained(inputs.path)
+    check_positions(inputs.exp, model.config)
     if len(tok) > model.config.vocab_size:
         model.resize_token_embeddings(len(tok))
+    return model
 
-    ctx.emit(PhaseStarted(phase="data", detail="building NSP pairs"))
-    train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False)
-    eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
-    eval_data = {
+
+def _eval_data(eval_ds) -> dict[str, list]:
+    """The pre-masked evaluation split as Python lists (what :func:`evaluate_mlm` reads)."""
+    return {
         "masked_ids": list(eval_ds["masked_input_ids"]),
         "labels": list(eval_ds["mlm_labels"]),
         "token_type_ids": list(eval_ds["token_type_ids"]),
         "nsp": list(eval_ds["next_sentence_label"]),
     }
-    if not len(train_ds) or not eval_data["masked_ids"]:
-        from ..errors import JobError
 
+
+def build_data(ctx, inputs: TaskInputs, tok, vocab_size: int, device):
+    """(training batches, evaluation split, its lists): the cached NSP pairs of both splits."""
+    exp = inputs.exp
+    ctx.emit(PhaseStarted(phase="data", detail="building NSP pairs"))
+    train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False, inputs=inputs)
+    eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True, inputs=inputs)
+    eval_data = _eval_data(eval_ds)
+    if not len(train_ds) or not eval_data["masked_ids"]:
         raise JobError(
             "no NSP pairs could be built (empty split or text column?)",
             f"check dataset {exp.dataset!r} and text_column",
         )
-    batches = TrainBatches(
-        train_ds,
-        tok,
-        exp,
-        vocab_size=min(len(tok), model.config.vocab_size),
-        trim=device.type == "cpu",
-        slots=device.type != "cpu",
-    )
+    cpu = device.type == "cpu"
+    batches = TrainBatches(train_ds, tok, exp, vocab_size=vocab_size, trim=cpu, slots=not cpu)
     ctx.log(
         f"train: {batches.n_pairs:,} pairs, {batches.n_tokens:,} tokens; eval: {len(eval_data['masked_ids']):,} pairs"
     )
+    return batches, eval_ds, eval_data
+
+
+def pretrain_spec(exp, model, tok, device, batches: TrainBatches, eval_ds, eval_data: dict) -> TaskSpec:
+    """The loop's view of pretraining: batches, MLM+NSP loss, MLM evaluation, final save."""
 
     def evaluate(model, epoch: int) -> dict:
         m = evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)
@@ -410,20 +455,31 @@ def run(ctx):
     cols = ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy") + (
         ("pseudo_perplexity",) if exp.pseudo_perplexity_samples else ()
     )
-    spec = TaskSpec(
+    return TaskSpec(
         model=model,
         n_batches=batches.n_batches,
         get_batch=batches.get,
-        loss=mlm_nsp_forward,
+        loss=mlm_nsp_forward,  # looked up now, not at import: tests replace it to inject faults
         evaluate=evaluate,
         table_columns=cols,
         eval_split=exp.eval_split,
         save_final=save_final,
         table_title=f"Pretraining of {exp.name}: MLM perplexity on {exp.eval_split}",
         notes=(
-            "mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; epoch 0 = before training",
+            "mlm_perplexity = exp(total masked-token NLL / masked tokens) on a split masked once with a fixed seed; "
+            "epoch 0 = before training",
         ),
     )
+
+
+def run(ctx):
+    """Resolve the inputs, build the model and the data, then train."""
+    device, amp = setup_job(ctx.exp)
+    inputs = task_inputs(ctx)
+    tok = pretrain_tokenizer(ctx, inputs)
+    model = pretraining_model(inputs, tok)
+    batches, eval_ds, eval_data = build_data(ctx, inputs, tok, min(len(tok), model.config.vocab_size), device)
+    spec = pretrain_spec(ctx.exp, model, tok, device, batches, eval_ds, eval_data)
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
     return train(ctx, spec, device, amp)
 
@@ -460,11 +516,6 @@ def reevaluate(run, mirror: str = "") -> dict:
     tok = AutoTokenizer.from_pretrained(str(folder))
     model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
-    eval_data = {
-        "masked_ids": list(eval_ds["masked_input_ids"]),
-        "labels": list(eval_ds["mlm_labels"]),
-        "token_type_ids": list(eval_ds["token_type_ids"]),
-        "nsp": list(eval_ds["next_sentence_label"]),
-    }
+    eval_data = _eval_data(eval_ds)
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):
         return evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)

@@ -20,12 +20,12 @@ import numpy as np
 from ..errors import JobError
 from ..events import PhaseStarted
 from ..files import atomic_write_json
-from ..hub import hub_reachable, load_dataset_split
+from ..hub import hub_reachable
 from ..metrics.qa_postprocess import postprocess_qa
 from ..metrics.squad_v2 import squad_v2_score
 from ..metrics.text import answer_text_metrics
 from ..train_loop import TaskSpec, setup_job, train
-from .common import dataset_key, get_tokenizer, length_batches, load_head_model, pad_batch, start_point
+from .common import EpochBatches, TaskInputs, check_positions, get_tokenizer, load_head_model, pad_batch, task_inputs
 
 COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor")
 
@@ -130,14 +130,10 @@ def score(examples, feats, start, end, refs, exp, use_hub: bool):
     return metrics, preds, na_scores, nbest
 
 
-def run(ctx):
-    import torch
-
-    exp = ctx.exp
-    mirror = ctx.manifest.settings.data_mirror
-    device, amp = setup_job(exp)
-    train_ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.train_split, mirror)
-    eval_ds = load_dataset_split(exp.dataset, exp.dataset_config, exp.eval_split, mirror)
+def load_squad_splits(inputs: TaskInputs):
+    """(train, eval) splits of a SQuAD-style dataset, cut to ``max_train_samples`` / ``max_eval_samples``."""
+    exp = inputs.exp
+    train_ds, eval_ds = inputs.split(exp.train_split), inputs.split(exp.eval_split)
     for col in ("question", "context", "answers", "id"):
         if col not in train_ds.column_names:
             raise JobError(
@@ -148,27 +144,55 @@ def run(ctx):
         train_ds = train_ds.select(range(min(exp.max_train_samples, len(train_ds))))
     if exp.max_eval_samples:
         eval_ds = eval_ds.select(range(min(exp.max_eval_samples, len(eval_ds))))
-    use_hub = exp.text_metrics == "hub" and hub_reachable()
-    if exp.text_metrics == "hub" and not use_hub:
-        ctx.log('text_metrics = "hub" but the Hub is unreachable: computing the offline variants instead', "warning")
+    return train_ds, eval_ds
 
-    kind, src = start_point(ctx)
-    tok = get_tokenizer(
-        ctx,
-        kind,
-        src,
-        lambda: iter([list(train_ds["context"]), list(train_ds["question"])]),
-        dataset_key(exp, exp.train_split, mirror) + "qa",
-    )
+
+def qa_tokenizer(ctx, inputs: TaskInputs, train_ds):
+    """The experiment's tokenizer (a trained one learns from contexts and questions); it must be fast."""
+
+    def corpus():
+        return iter([list(train_ds["context"]), list(train_ds["question"])])
+
+    tok = get_tokenizer(ctx, inputs, corpus, inputs.dataset_key(inputs.exp.train_split) + "qa")
     if not getattr(tok, "is_fast", False):
         raise JobError("question answering needs a fast tokenizer (offset mappings)", "use a model with tokenizer.json")
-    model = load_head_model(ctx, "qa", kind, src, len(tok))
-    if exp.max_seq_length > model.config.max_position_embeddings:
-        raise JobError(
-            f"max_seq_length {exp.max_seq_length} exceeds the model's {model.config.max_position_embeddings} positions",
-            f"set max_seq_length <= {model.config.max_position_embeddings}",
-        )
+    return tok
 
+
+def predict_logits(model, eval_ids: list, eval_types: list, pad: int, batch_size: int, device):
+    """Start and end logits of every evaluation feature, as [features, longest] float32 arrays (-1e4 beyond a row)."""
+    width = max(len(x) for x in eval_ids)
+    start = np.full((len(eval_ids), width), -1e4, dtype=np.float32)
+    end = np.full((len(eval_ids), width), -1e4, dtype=np.float32)
+    order = sorted(range(len(eval_ids)), key=lambda i: len(eval_ids[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        x = pad_batch([eval_ids[j] for j in idx], pad).to(device)
+        tt = pad_batch([eval_types[j] for j in idx], 0).to(device)
+        out = model(input_ids=x, attention_mask=(x != pad).long(), token_type_ids=tt)
+        sl, el = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+        for k, j in enumerate(idx):
+            n = len(eval_ids[j])
+            start[j, :n], end[j, :n] = sl[k, :n], el[k, :n]
+    return start, end
+
+
+def qa_loss(model, b):
+    out = model(
+        input_ids=b["input_ids"],
+        attention_mask=b["attention_mask"],
+        token_type_ids=b["token_type_ids"],
+        start_positions=b["start_positions"],
+        end_positions=b["end_positions"],
+    )
+    return out.loss, {}
+
+
+def qa_spec(ctx, model, tok, device, train_ds, eval_ds, use_hub: bool) -> TaskSpec:
+    """The loop's view of QA: features, batches, span loss, SQuAD v2 decoding and scores, predictions."""
+    import torch
+
+    exp = ctx.exp
     ctx.emit(PhaseStarted(phase="data", detail="building features"))
     tf = train_features(tok, train_ds, exp.max_seq_length, exp.doc_stride)
     feats, eval_ids, eval_types = eval_features(tok, eval_ds, exp.max_seq_length, exp.doc_stride)
@@ -179,16 +203,10 @@ def run(ctx):
         f"train: {len(train_ds):,} questions -> {len(lengths):,} features; "
         f"eval ({exp.eval_split}): {len(examples):,} questions -> {len(feats):,} features"
     )
-    batches_by_epoch: dict = {}
-
-    def epoch_batches(epoch):
-        if epoch not in batches_by_epoch:
-            batches_by_epoch.clear()
-            batches_by_epoch[epoch] = length_batches(lengths, exp.batch_size, exp.seed * 1000 + epoch)
-        return batches_by_epoch[epoch]
+    batches = EpochBatches(lengths, exp.batch_size, exp.seed)
 
     def get_batch(epoch, i):
-        idx = epoch_batches(epoch)[i]
+        idx = batches.of(epoch)[i]
         x = pad_batch([tf["input_ids"][j] for j in idx], tok.pad_token_id)
         return {
             "input_ids": x,
@@ -200,32 +218,10 @@ def run(ctx):
             "n_samples": len(idx),
         }
 
-    def loss(model, b):
-        out = model(
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            token_type_ids=b["token_type_ids"],
-            start_positions=b["start_positions"],
-            end_positions=b["end_positions"],
-        )
-        return out.loss, {}
-
     last: dict = {}
 
     def evaluate(model, epoch):
-        width = max(len(x) for x in eval_ids)
-        start = np.full((len(eval_ids), width), -1e4, dtype=np.float32)
-        end = np.full((len(eval_ids), width), -1e4, dtype=np.float32)
-        order = sorted(range(len(eval_ids)), key=lambda i: len(eval_ids[i]))
-        for s in range(0, len(order), exp.eval_batch_size):
-            idx = order[s : s + exp.eval_batch_size]
-            x = pad_batch([eval_ids[j] for j in idx], tok.pad_token_id).to(device)
-            tt = pad_batch([eval_types[j] for j in idx], 0).to(device)
-            out = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long(), token_type_ids=tt)
-            sl, el = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for k, j in enumerate(idx):
-                n = len(eval_ids[j])
-                start[j, :n], end[j, :n] = sl[k, :n], el[k, :n]
+        start, end = predict_logits(model, eval_ids, eval_types, tok.pad_token_id, exp.eval_batch_size, device)
         metrics, preds, na_scores, nbest = score(examples, feats, start, end, refs, exp, use_hub)
         last.update(preds=preds, na=na_scores, nbest=nbest)
         return metrics
@@ -237,11 +233,11 @@ def run(ctx):
         atomic_write_json(ctx.run.path / "na_scores.json", last.get("na", {}))
         atomic_write_json(ctx.run.path / "nbest.json", last.get("nbest", {}))
 
-    spec = TaskSpec(
+    return TaskSpec(
         model=model,
-        n_batches=lambda e: len(epoch_batches(e)),
+        n_batches=lambda e: len(batches.of(e)),
         get_batch=get_batch,
-        loss=loss,
+        loss=qa_loss,
         evaluate=evaluate,
         table_columns=COLUMNS,
         eval_split=exp.eval_split,
@@ -254,4 +250,18 @@ def run(ctx):
             "BLEU/ROUGE/METEOR over answerable questions only, 0-1; sacrebleu 0-100",
         ),
     )
-    return train(ctx, spec, device, amp)
+
+
+def run(ctx):
+    """Resolve the inputs, load the splits, tokenizer and model, then train."""
+    exp = ctx.exp
+    device, amp = setup_job(exp)
+    inputs = task_inputs(ctx)
+    train_ds, eval_ds = load_squad_splits(inputs)
+    use_hub = exp.text_metrics == "hub" and hub_reachable()
+    if exp.text_metrics == "hub" and not use_hub:
+        ctx.log('text_metrics = "hub" but the Hub is unreachable: computing the offline variants instead', "warning")
+    tok = qa_tokenizer(ctx, inputs, train_ds)
+    model = load_head_model(ctx, "qa", inputs, len(tok))
+    check_positions(exp, model.config)
+    return train(ctx, qa_spec(ctx, model, tok, device, train_ds, eval_ds, use_hub), device, amp)
