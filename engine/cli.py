@@ -440,8 +440,7 @@ def cmd_run(args) -> int:
     manifest = _manifest(args)
     if manifest is None:
         return 2
-    from .jobs import experiment_for, run_experiment
-    from .runs import RunStore, RunUnavailable
+    from .runs import RunStore
 
     unknown = [n for n in args.experiments if n not in manifest.names]
     if unknown:
@@ -464,67 +463,11 @@ def cmd_run(args) -> int:
         if name not in requested and store.latest(name, status="finished") is not None:
             continue  # dependency already satisfied by a finished run
         ran += 1
-        resume = None
-        if args.resume:
-            last = store.latest(name)
-            if last is not None and last.status().get("status") in RESUMABLE:
-                resume = last
-            elif last is not None and last.status().get("status") in ACTIVE:
-                return _fail(
-                    f"{name}: its latest run is {last.status().get('status')} in another process; "
-                    f"use `lmconsole control {name} resume|pause|cancel`"
-                )
-        if resume is not None and not args.accept_changes:
-            from .jobs import changed_run_error, config_changes
-
-            changes = config_changes(experiment_for(manifest, name, resume), resume)
-            if changes:
-                err = changed_run_error(name, changes)
-                return _fail(f"{name}: {err.reason}; {err.hint}")
-        from .seeds import seed_jobs
-
-        runs = []
-        for seed, group in [(None, "")] if resume else seed_jobs(exp):
-            printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
-            if not args.json:
-                what = f"seed {seed}, " if seed is not None else ""
-                safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
-            try:
-                run = run_experiment(
-                    manifest,
-                    name,
-                    sinks=[printer],
-                    resume=resume,
-                    store=store,
-                    seed=seed,
-                    group=group,
-                    accept_changes=args.accept_changes,
-                )
-            except RunUnavailable as exc:
-                return _fail(f"{name}: {exc}")
-            except (OSError, ValueError) as exc:  # the run directory itself cannot be created
-                reason = getattr(exc, "strerror", None) or str(exc)
-                return _fail(
-                    f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
-                    "set settings.runs_dir to a writable folder",
-                    1,
-                )
-            runs.append(run)
-            st = run.status()
-            if st.get("status") == "interrupted":
-                # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
-                safe_print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", sys.stderr)
-                return 130
-            if st.get("status") != "finished":
-                failed[name] = st.get("reason") or st.get("status")
-                if st.get("status") == "cancelled":
-                    safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
-                    break
-            elif not args.json:
-                safe_print(f"[{name}] finished: {run.path}")
-                _print_flags(f"[{name}] ", run)
-        if len(runs) > 1 and not args.json:
-            _print_group(name, runs)
+        resume, code = _resume_target(manifest, store, name, args) if args.resume else (None, None)
+        if code is None:
+            code = _run_seeds(manifest, store, name, resume, args, failed)
+        if code is not None:
+            return code
     studies = [n for n in args.experiments if manifest.get(n).task == "study"]
     if studies and not ran and not failed:
         safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
@@ -534,6 +477,80 @@ def cmd_run(args) -> int:
             f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), 1
         )
     return 0
+
+
+def _resume_target(manifest, store, name: str, args) -> tuple:
+    """``run --resume``: (the run to continue or None, None), or (None, exit code) when it cannot be."""
+    from .jobs import changed_run_error, config_changes, experiment_for
+
+    last = store.latest(name)
+    status = last.status().get("status") if last is not None else None
+    if status in ACTIVE:
+        return None, _fail(
+            f"{name}: its latest run is {status} in another process; use `lmconsole control {name} resume|pause|cancel`"
+        )
+    resume = last if status in RESUMABLE else None
+    if resume is not None and not args.accept_changes:
+        changes = config_changes(experiment_for(manifest, name, resume), resume)
+        if changes:
+            err = changed_run_error(name, changes)
+            return None, _fail(f"{name}: {err.reason}; {err.hint}")
+    return resume, None
+
+
+def _run_seeds(manifest, store, name: str, resume, args, failed: dict) -> int | None:
+    """Run (or resume) one experiment, once per seed; records what did not finish in ``failed``.
+
+    Returns an exit code when ``cmd_run`` must stop here (a stop signal, an unusable runs directory).
+    """
+    from .jobs import run_experiment
+    from .runs import RunUnavailable
+    from .seeds import seed_jobs
+
+    exp = manifest.get(name)
+    runs = []
+    for seed, group in [(None, "")] if resume else seed_jobs(exp):
+        printer = ProgressPrinter(name, as_json=args.json, quiet=args.quiet)
+        if not args.json:
+            what = f"seed {seed}, " if seed is not None else ""
+            safe_print(f"[{name}] {'resuming ' + resume.run_id if resume else 'starting'} ({what}{exp.task})")
+        try:
+            run = run_experiment(
+                manifest,
+                name,
+                sinks=[printer],
+                resume=resume,
+                store=store,
+                seed=seed,
+                group=group,
+                accept_changes=args.accept_changes,
+            )
+        except RunUnavailable as exc:
+            return _fail(f"{name}: {exc}")
+        except (OSError, ValueError) as exc:  # the run directory itself cannot be created
+            reason = getattr(exc, "strerror", None) or str(exc)
+            return _fail(
+                f"{name}: cannot create a run under {manifest.runs_dir!s:.200}: {reason}; "
+                "set settings.runs_dir to a writable folder",
+                1,
+            )
+        runs.append(run)
+        st = run.status()
+        if st.get("status") == "interrupted":
+            # A stop signal (Slurm preemption, systemctl stop, kill, Ctrl-C): stop here, start nothing else.
+            safe_print(f"[{name}] {st.get('reason')}: lmconsole run {name} --resume", sys.stderr)
+            return 130
+        if st.get("status") != "finished":
+            failed[name] = st.get("reason") or st.get("status")
+            if st.get("status") == "cancelled":
+                safe_print(f"[{name}] cancelled; resume with: lmconsole run {name} --resume", sys.stderr)
+                break
+        elif not args.json:
+            safe_print(f"[{name}] finished: {run.path}")
+            _print_flags(f"[{name}] ", run)
+    if len(runs) > 1 and not args.json:
+        _print_group(name, runs)
+    return None
 
 
 def _without_deps(manifest, names: list[str]) -> list[str]:

@@ -273,103 +273,125 @@ def run_experiment(
             return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
         return _launch(manifest, exp, run, sinks, is_resume)
-    writer = RunWriter(run).open()
-    sink = FanoutSink([writer, *sinks])
-    from .preempt import StopSignals
-
-    stop = StopSignals()
-    from .system import JobSampler
-
-    ctx = JobContext(
-        manifest=manifest,
-        exp=exp,
-        run=run,
-        writer=writer,
-        sink=sink,
-        store=store,
-        resume=is_resume,
-        stop=stop if stop.install() else None,
-        sampler=JobSampler(),
-    )
-    # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
-    req = run.pending_request()
-    ctx._seq_seen = request_seq(req) if seen_seq is None else seen_seq
+    ctx = _job_context(manifest, exp, run, store, sinks, is_resume, seen_seq)
+    stop, writer = ctx.stop, ctx.writer
     interrupted = False
     try:
-        announce_start(ctx)
-        if getattr(exp, "report_to", ()):  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
-            from .trackers import make_trackers
-
-            for tracker in make_trackers(run, exp, manifest, ctx.log):
-                sink.add(tracker)
-        if exp.trust_remote_code:
-            ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
-        from .events import PhaseStarted
-        from .preflight import run_preflight
-
-        if is_resume and not in_worker:
-            changes = config_changes(exp, run)
-            if changes and not accept_changes:
-                raise changed_run_error(exp.name, changes)
-            if changes:  # continue with the new values, and say so in the run
-                record = run.config().get("_accepted_changes", [])
-                record = (record if isinstance(record, list) else []) + [
-                    {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
-                ]
-                atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
-                ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
-        sink.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
-        facts = run_preflight(ctx)
-        ctx.log(
-            f"preflight ok: {facts['parameters']:,} parameters (base), "
-            f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
-        )
-        _record_environment(run, exp)
-        results = _task_fn(exp.task)(ctx) or {}
-        if ctx.start_model:
-            results["start_model"] = ctx.start_model
-        writer.write_results(results)
-        sink.emit(RunFinished(status="finished", results=results))
-        sink.emit(StatusChanged(status="finished"))
+        _run_job(ctx, check_changes=is_resume and not in_worker, accept_changes=accept_changes)
     except Interrupted as exc:
         interrupted = True
-        sink.emit(RunFinished(status="interrupted"))
-        sink.emit(
+        ctx.emit(RunFinished(status="interrupted"))
+        ctx.emit(
             StatusChanged(
                 status="interrupted",
                 reason=f"stopped by {exc.signal_name or 'a signal'}; checkpoint saved, resume continues from it",
             )
         )
     except Cancelled:
-        sink.emit(RunFinished(status="cancelled"))
-        sink.emit(
+        ctx.emit(RunFinished(status="cancelled"))
+        ctx.emit(
             StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint")
         )
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a job failure must never take the caller down
-        reason, hint = _hint_for(exc)
-        from .secrets import redact
-
-        reason, tb = redact(reason), redact(traceback.format_exc())
-        full = reason + (f" (hint: {hint})" if hint else "")
-        try:
-            sink.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
-            sink.emit(StatusChanged(status="failed", reason=full))
-        except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
-            try:
-                writer.set_status("failed", full)
-            except OSError:
-                pass
+        _record_failure(ctx, exc)
         if isinstance(exc, KeyboardInterrupt):
             writer.close()
             raise
     finally:
-        stop.restore()
+        if stop is not None:
+            stop.restore()
         writer.close()
-        if stop.signum is not None and not interrupted:
+        if stop is not None and stop.signum is not None and not interrupted:
             # The signal came after the last step boundary (the job finished or failed meanwhile):
             # its results are on disk, so deliver it now to whatever ran this job.
             os.kill(os.getpid(), stop.signum)
     return run
+
+
+def _job_context(manifest, exp, run: Run, store: RunStore, sinks, is_resume: bool, seen_seq: int | None) -> JobContext:
+    """The context a job runs in: its run's writer (opened), sinks, stop-signal handlers, sampler."""
+    from .preempt import StopSignals
+    from .system import JobSampler
+
+    writer = RunWriter(run).open()
+    stop = StopSignals()
+    ctx = JobContext(
+        manifest=manifest,
+        exp=exp,
+        run=run,
+        writer=writer,
+        sink=FanoutSink([writer, *sinks]),
+        store=store,
+        resume=is_resume,
+        stop=stop if stop.install() else None,
+        sampler=JobSampler(),
+    )
+    # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
+    ctx._seq_seen = request_seq(run.pending_request()) if seen_seq is None else seen_seq
+    return ctx
+
+
+def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None:
+    """Announce, attach trackers, check a resume's manifest, preflight, run the task, write its results."""
+    from .events import PhaseStarted
+    from .preflight import run_preflight
+
+    exp, run = ctx.exp, ctx.run
+    announce_start(ctx)
+    if exp.report_to:  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
+        from .trackers import make_trackers
+
+        assert isinstance(ctx.sink, FanoutSink)
+        for tracker in make_trackers(run, exp, ctx.manifest, ctx.log):
+            ctx.sink.add(tracker)
+    if exp.trust_remote_code:
+        ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
+    if check_changes:
+        _check_changes(ctx, accept_changes)
+    ctx.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
+    facts = run_preflight(ctx)
+    ctx.log(
+        f"preflight ok: {facts['parameters']:,} parameters (base), "
+        f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
+    )
+    _record_environment(run, exp)
+    results = _task_fn(exp.task)(ctx) or {}
+    if ctx.start_model:
+        results["start_model"] = ctx.start_model
+    ctx.writer.write_results(results)
+    ctx.emit(RunFinished(status="finished", results=results))
+    ctx.emit(StatusChanged(status="finished"))
+
+
+def _check_changes(ctx: JobContext, accept_changes: bool) -> None:
+    """A resume with a changed manifest: refused, or (accepted) recorded in ``config.json``."""
+    changes = config_changes(ctx.exp, ctx.run)
+    if changes and not accept_changes:
+        raise changed_run_error(ctx.exp.name, changes)
+    if changes:  # continue with the new values, and say so in the run
+        record = ctx.run.config().get("_accepted_changes", [])
+        record = (record if isinstance(record, list) else []) + [
+            {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
+        ]
+        atomic_write_json(ctx.run.path / "config.json", {**ctx.exp.to_dict(), "_accepted_changes": record})
+        ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
+
+
+def _record_failure(ctx: JobContext, exc: BaseException) -> None:
+    """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
+    from .secrets import redact
+
+    reason, hint = _hint_for(exc)
+    reason, tb = redact(reason), redact(traceback.format_exc())
+    full = reason + (f" (hint: {hint})" if hint else "")
+    try:
+        ctx.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
+        ctx.emit(StatusChanged(status="failed", reason=full))
+    except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
+        try:
+            ctx.writer.set_status("failed", full)
+        except OSError:
+            pass
 
 
 def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:

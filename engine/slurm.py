@@ -169,51 +169,69 @@ def follow(manifest, exp, run, sinks, record) -> None:
     ``record(events)`` writes events into the run for a job that could not (sbatch
     refused it, it was cancelled while pending, it died before writing its end).
     """
-    from .events import JobFailed, LogEmitted, RunFinished, StatusChanged
+    from .files import atomic_write_json
 
-    def emit_failure(reason: str, hint: str) -> None:
-        record(
+    f = _Follower(run, sinks, record)
+    try:
+        job_id = submit(manifest, exp, run)
+    except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
+        f.fail(str(exc), "")
+        return
+    atomic_write_json(run.path / "slurm.json", {"job_id": job_id, "script": "slurm.sbatch"})
+    f.say(f"submitted to Slurm as job {job_id}; its output goes to {run.path / f'slurm-{job_id}.log'}")
+    try:
+        state, scancelled = f.watch(job_id)
+    except KeyboardInterrupt:
+        f.say(
+            f"stopped following Slurm job {job_id}; it keeps running "
+            f"(cancel it with `lmconsole control {exp.name} cancel`)",
+            "warning",
+        )
+        raise
+    f.finish(job_id, state, scancelled)
+
+
+class _Follower:
+    """What :func:`follow` does while a job is in Slurm's hands: copy events, watch its state, end it."""
+
+    def __init__(self, run, sinks, record):
+        self.run, self.sinks, self.record = run, sinks, record
+        self.offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+
+    def say(self, message: str, level: str = "info") -> None:
+        from .events import LogEmitted
+
+        for s in self.sinks:
+            s.emit(LogEmitted(level=level, message=message))
+
+    def fail(self, reason: str, hint: str) -> None:
+        from .events import JobFailed, StatusChanged
+
+        self.record(
             [
                 JobFailed(reason=reason, hint=hint),
                 StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")),
             ]
         )
 
-    offset = run.events_path.stat().st_size if run.events_path.exists() else 0
-    try:
-        job_id = submit(manifest, exp, run)
-    except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
-        emit_failure(str(exc), "")
-        return
-    from .files import atomic_write_json
-
-    atomic_write_json(run.path / "slurm.json", {"job_id": job_id, "script": "slurm.sbatch"})
-    for s in sinks:
-        s.emit(
-            LogEmitted(
-                level="info",
-                message=f"submitted to Slurm as job {job_id}; its output goes to {run.path / f'slurm-{job_id}.log'}",
-            )
-        )
-
-    def pump() -> None:
-        nonlocal offset
-        events, offset = run.follow(offset)
+    def pump(self) -> None:
+        events, self.offset = self.run.follow(self.offset)
         for ev in events:
-            for s in sinks:
+            for s in self.sinks:
                 s.emit(ev)
 
-    def request_seq() -> int:
-        return int((run.pending_request() or {}).get("seq", 0))
+    def request_seq(self) -> int:
+        return int((self.run.pending_request() or {}).get("seq", 0))
 
-    # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
-    # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
-    state: str | None = "PENDING"
-    next_check, seen_seq, scancelled = 0.0, request_seq(), False
-    unknown_since = None  # Slurm not answering (controller down or gone): followed for a while, not forever
-    try:
+    def watch(self, job_id: str) -> tuple[str | None, bool]:
+        """Follow until Slurm is done with the job (or stops answering): (last state, scancelled)."""
+        # A cancel asked while the job waits in Slurm's queue is an scancel; one asked before
+        # (or while it ran: the job saw it, or its own SIGTERM handler wrote it) is not.
+        state: str | None = "PENDING"
+        next_check, seen_seq, scancelled = 0.0, self.request_seq(), False
+        unknown_since = None  # Slurm not answering (controller down or gone): followed for a while, not forever
         while True:
-            pump()
+            self.pump()
             now = time.monotonic()
             if now >= next_check:
                 state = job_state(job_id)
@@ -221,52 +239,45 @@ def follow(manifest, exp, run, sinks, record) -> None:
                 if state is None or state in TERMINAL:
                     break
                 unknown_since = (unknown_since or now) if state == "UNKNOWN" else None
-                ended = run.raw_status().get("status") in _ENDED
+                ended = self.run.raw_status().get("status") in _ENDED
                 if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
-                    for s in sinks:
-                        s.emit(
-                            LogEmitted(
-                                level="warning",
-                                message=f"Slurm has not answered about job {job_id} for "
-                                f"{now - unknown_since:.0f} s: stopped following it",
-                            )
-                        )
+                    self.say(
+                        f"Slurm has not answered about job {job_id} for {now - unknown_since:.0f} s: "
+                        "stopped following it",
+                        "warning",
+                    )
                     break
                 if state not in ("PENDING", "REQUEUED"):
-                    seen_seq = request_seq()
-                elif request_seq() > seen_seq and _cancel_is_newest(run):
-                    seen_seq = request_seq()
+                    seen_seq = self.request_seq()
+                elif self.request_seq() > seen_seq and _cancel_is_newest(self.run):
+                    seen_seq = self.request_seq()
                     scancelled = subprocess.run(["scancel", job_id], capture_output=True, timeout=30).returncode == 0
             time.sleep(0.2)
         time.sleep(0.2)
-        pump()
-    except KeyboardInterrupt:
-        for s in sinks:
-            s.emit(
-                LogEmitted(
-                    level="warning",
-                    message=f"stopped following Slurm job {job_id}; it keeps running "
-                    f"(cancel it with `lmconsole control {exp.name} cancel`)",
-                )
+        self.pump()
+        return state, scancelled
+
+    def finish(self, job_id: str, state: str | None, scancelled: bool) -> None:
+        """End a run the job could not end itself: cancelled in the queue, or died before its end."""
+        from .events import RunFinished, StatusChanged
+
+        status = self.run.raw_status().get("status")
+        if scancelled and status not in _ENDED:
+            self.record(
+                [
+                    RunFinished(status="cancelled"),
+                    StatusChanged(
+                        status="cancelled",
+                        reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
+                        + ("; resume to continue from the checkpoint" if self.run.last_checkpoint() else ""),
+                    ),
+                ]
             )
-        raise
-    status = run.raw_status().get("status")
-    if scancelled and status not in _ENDED:
-        record(
-            [
-                RunFinished(status="cancelled"),
-                StatusChanged(
-                    status="cancelled",
-                    reason=f"cancelled while waiting in the Slurm queue (job {job_id})"
-                    + ("; resume to continue from the checkpoint" if run.last_checkpoint() else ""),
-                ),
-            ]
-        )
-    elif status not in RUN_FINAL:
-        emit_failure(
-            f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
-            f"see {run.path / f'slurm-{job_id}.log'}",
-        )
+        elif status not in RUN_FINAL:
+            self.fail(
+                f"Slurm job {job_id} ended ({state or 'gone'}) before the run finished",
+                f"see {self.run.path / f'slurm-{job_id}.log'}",
+            )
 
 
 def _cancel_is_newest(run) -> bool:

@@ -229,17 +229,7 @@ class ConsoleScreen(Screen):
     # -- run hygiene: tags, note, archive, delete (engine.runmeta) ------------------------------
     def edit_runs(self, action: str, rows, done=None) -> None:
         """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
-        from engine.runmeta import (
-            MetaError,
-            change_tags,
-            delete_run,
-            parse_tag_changes,
-            set_archived,
-            set_note,
-            set_tags,
-        )
-
-        from .dialogs import InputDialog
+        from engine.runmeta import MetaError, delete_run, set_archived
 
         names = rows[0].key if len(rows) == 1 else f"{len(rows)} runs"
 
@@ -255,41 +245,9 @@ class ConsoleScreen(Screen):
                 done()
 
         if action == "tags":
-
-            def got_tags(text):
-                if text is None:
-                    return
-                words = text.split()
-                if len(rows) == 1 and not any(w[:1] in "+-" for w in words):
-                    apply(lambda r: set_tags(r.run, words), f"{names}: tags {' '.join(sorted(set(words))) or '(none)'}")
-                else:
-                    try:
-                        add, remove = parse_tag_changes(words)
-                    except MetaError as exc:
-                        self.say(str(exc), "error")
-                        return
-                    apply(lambda r: change_tags(r.run, add, remove), f"{names}: tags changed")
-
-            current = " ".join(rows[0].tags) if len(rows) == 1 else ""
-            hint = (
-                "space-separated tags (this replaces them); +tag adds, -tag removes"
-                if len(rows) == 1
-                else "+tag adds, -tag removes (on every selected run)"
-            )
-            self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
+            self._ask_tags(rows, names, apply)
         elif action == "note":
-
-            def got_note(text):
-                if text is not None:
-                    apply(
-                        lambda r: set_note(r.run, text),
-                        f"{names}: " + ("note saved" if text.strip() else "note cleared"),
-                    )
-
-            self.app.push_screen(
-                InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "", "enter saves; empty clears"),
-                got_note,
-            )
+            self._ask_note(rows, names, apply)
         elif action == "archive":
             restore = all(r.archived for r in rows)
             apply(
@@ -297,12 +255,9 @@ class ConsoleScreen(Screen):
                 f"{'restored' if restore else 'archived'} {names}" + ("" if restore else " (A shows archived runs)"),
             )
         elif action == "delete":
-            busy = [r.key for r in rows if r.status in LIVE]
+            busy = [r for r in rows if r.status in LIVE]
             if busy:
-                self.say(
-                    f"{busy[0]} is {next(r.status for r in rows if r.key == busy[0])}: cancel it before deleting",
-                    "error",
-                )
+                self.say(f"{busy[0].key} is {busy[0].status}: cancel it before deleting", "error")
                 return
 
             def confirmed(yes: bool) -> None:
@@ -315,3 +270,48 @@ class ConsoleScreen(Screen):
                 ),
                 confirmed,
             )
+
+    def _ask_tags(self, rows, names: str, apply) -> None:
+        """One run: the typed words replace its tags; several (or +tag/-tag): add and remove."""
+        from engine.runmeta import MetaError, change_tags, parse_tag_changes, set_tags
+
+        from .dialogs import InputDialog
+
+        def got_tags(text):
+            if text is None:
+                return
+            words = text.split()
+            if len(rows) == 1 and not any(w[:1] in "+-" for w in words):
+                apply(lambda r: set_tags(r.run, words), f"{names}: tags {' '.join(sorted(set(words))) or '(none)'}")
+            else:
+                try:
+                    add, remove = parse_tag_changes(words)
+                except MetaError as exc:
+                    self.say(str(exc), "error")
+                    return
+                apply(lambda r: change_tags(r.run, add, remove), f"{names}: tags changed")
+
+        current = " ".join(rows[0].tags) if len(rows) == 1 else ""
+        hint = (
+            "space-separated tags (this replaces them); +tag adds, -tag removes"
+            if len(rows) == 1
+            else "+tag adds, -tag removes (on every selected run)"
+        )
+        self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
+
+    def _ask_note(self, rows, names: str, apply) -> None:
+        from engine.runmeta import set_note
+
+        from .dialogs import InputDialog
+
+        def got_note(text):
+            if text is not None:
+                apply(
+                    lambda r: set_note(r.run, text),
+                    f"{names}: " + ("note saved" if text.strip() else "note cleared"),
+                )
+
+        self.app.push_screen(
+            InputDialog(f"Note on {names}", rows[0].note if len(rows) == 1 else "", "enter saves; empty clears"),
+            got_note,
+        )
