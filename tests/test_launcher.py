@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import PRETRAIN, experiment, manifest_text, write_manifest
+
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue import JobQueue
@@ -13,35 +15,20 @@ from engine.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 
-DDP = """
-[settings]
-runs_dir = "{runs}"
-
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 2
-max_train_samples = 256
-max_eval_samples = 32
-launcher = "torchrun"
-nproc_per_node = 2
-"""
+# bert-micro pretraining under torchrun with 2 processes
+DDP = experiment(
+    PRETRAIN,
+    epochs=2,
+    learning_rate=1e-3,
+    max_train_samples=256,
+    max_eval_samples=32,
+    launcher="torchrun",
+    nproc_per_node=2,
+)
 
 
-def _manifest(tmp_path, extra=""):
-    path = tmp_path / "experiments.toml"
-    path.write_text(DDP.format(runs=tmp_path / "runs") + extra)
-    return path
+def _manifest(tmp_path):
+    return write_manifest(tmp_path, manifest_text(tmp_path / "runs", DDP))
 
 
 def test_torchrun_two_processes_from_cli(tmp_path):

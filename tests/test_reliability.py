@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.events import StepLogged
@@ -20,68 +21,26 @@ from engine.runs import RunStore, read_events
 
 REPO = Path(__file__).resolve().parent.parent
 
-MICRO = """
-[settings]
-runs_dir = "{runs}"
-
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 3
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 1
-max_train_samples = 128
-max_eval_samples = 32
-seed = 11
-{extra}
-
-[[experiment]]
-name = "params"
-task = "inspect"
-model = "bert-micro"
-heads = ["base", "qa"]
-
-[[experiment]]
-name = "cls"
-task = "classify"
-model = "run:pre"
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-epochs = 1
-batch_size = 16
-max_seq_length = 32
-max_train_samples = 32
-max_eval_samples = 16
-
-[[experiment]]
-name = "push-pre"
-task = "push"
-model = "run:pre"
-hub_model_id = "alice/pre"
-"""
-
 
 def micro_text(runs, extra=""):
     """The micro manifest with ``extra`` lines overriding keys of the "pre" experiment."""
-    import re
-
-    text = MICRO.format(runs=runs, extra="{extra}")
-    head, rest = text.split("{extra}")
-    for line in filter(None, extra.splitlines()):
-        key = line.split("=")[0].strip()
-        head, n = re.subn(rf"(?m)^{key} = .*$", line, head)
-        if not n:
-            head += line + "\n"
-    return head + rest
+    pre = experiment(
+        PRETRAIN,
+        extra,
+        epochs=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        max_train_samples=128,
+        max_eval_samples=32,
+        seed=11,
+    )
+    return manifest_text(
+        runs,
+        pre,
+        experiment(name="params", task="inspect", model="bert-micro", heads=["base", "qa"]),
+        experiment(CLASSIFY, eval_split=None, logging_steps=None, max_train_samples=32, max_eval_samples=16),
+        experiment(name="push-pre", task="push", model="run:pre", hub_model_id="alice/pre"),
+    )
 
 
 def manifest(tmp_path, extra="", runs="runs"):
