@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,29 @@ os.environ.setdefault(
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def run_cli(path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``lmconsole --manifest path args`` in a subprocess started from the repository, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=REPO,
+        **kwargs,
+    )
+
+
+def start_cli(path, *args: str) -> subprocess.Popen:
+    """``lmconsole --manifest path args`` started in the background, offline; stdout dropped, stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=REPO,
+    )
 
 
 def write_manifest(folder: Path, body: str, settings: str = "") -> Path:

@@ -1,19 +1,13 @@
 """Scaling out: a job under torchrun with 2 CPU processes (gloo), from the CLI and from the queue."""
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from conftest import PRETRAIN, experiment, manifest_text, write_manifest
+from conftest import PRETRAIN, experiment, manifest_text, run_cli, write_manifest
 
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue import JobQueue
 from engine.runs import RunStore
-
-REPO = Path(__file__).resolve().parent.parent
 
 # bert-micro pretraining under torchrun with 2 processes
 DDP = experiment(
@@ -33,14 +27,7 @@ def _manifest(tmp_path):
 
 def test_torchrun_two_processes_from_cli(tmp_path):
     path = _manifest(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    proc = run_cli(path, "run", "pre", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "launched torchrun with 2 process(es)" in proc.stdout
     run = RunStore(tmp_path / "runs").latest("pre")

@@ -1,16 +1,13 @@
 """Fault injection: SIGKILL and resume, job faults, preflight, secrets, fuzzed manifests."""
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text
+from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, start_cli
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.events import StepLogged
@@ -52,17 +49,6 @@ def manifest(tmp_path, extra="", runs="runs"):
 # -- crash and kill ----------------------------------------------------------------
 
 
-def _cli(path, *args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-    )
-
-
 def _steps(run):
     rows, _ = read_events(run.events_path)
     return [r["step"] for r in rows if r.get("event") == "StepLogged"]
@@ -72,7 +58,7 @@ def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
     m, path = manifest(tmp_path)
     store = RunStore(m.runs_dir)
     rng = random.Random(1234)
-    proc = _cli(path, "run", "pre")
+    proc = start_cli(path, "run", "pre")
     for attempt in range(3):
         # wait for a random number of new optimizer steps, then kill without warning
         deadline = time.time() + 120
@@ -90,7 +76,7 @@ def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
         st_ = run.status()
         assert st_["status"] == "interrupted", st_
         assert "resume" in st_["reason"]
-        proc = _cli(path, "run", "pre", "--resume")
+        proc = start_cli(path, "run", "pre", "--resume")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
 
     assert len(store.runs("pre")) == 1, "resumed the same run every time"
@@ -240,23 +226,7 @@ def test_token_never_written(tmp_path, monkeypatch):
     run_experiment(m, "params")
     failed = run_experiment(m, "pre")
     assert failed.status()["status"] == "failed"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.entry",
-            "--manifest",
-            str(path),
-            "export",
-            "--all",
-            "--out",
-            str(tmp_path / "exports"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        cwd=REPO,
-    )
+    out = run_cli(path, "export", "--all", "--out", str(tmp_path / "exports"))
     assert out.returncode == 0, out.stderr
     assert FAKE not in out.stdout + out.stderr
     # push (dry run, and through an HfApi stand-in) writes a model card and stages files
@@ -264,26 +234,7 @@ def test_token_never_written(tmp_path, monkeypatch):
 
     ok = run_experiment(m, "pre")
     assert ok.status()["status"] == "finished"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.entry",
-            "--manifest",
-            str(path),
-            "push",
-            f"pre/{ok.run_id}",
-            "--repo",
-            "alice/x",
-            "--dry-run",
-            "--out",
-            str(tmp_path / "dry"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        cwd=REPO,
-    )
+    out = run_cli(path, "push", f"pre/{ok.run_id}", "--repo", "alice/x", "--dry-run", "--out", str(tmp_path / "dry"))
     assert out.returncode == 0 and FAKE not in out.stdout + out.stderr, out.stderr
 
     class Api:
