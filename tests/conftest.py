@@ -1,4 +1,8 @@
-"""Shared fixtures: every test runs offline with its own cache and runs directory."""
+"""Shared fixtures: every test runs offline with its own cache and runs directory.
+
+Also the helpers test files import (``from conftest import ...``; pytest puts ``tests/`` on the
+path): the tiny pipeline manifest builder, ``write_manifest``, and the console CLI in a subprocess.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ def start_cli(path, *args: str) -> subprocess.Popen:
 
 
 def write_manifest(folder: Path, body: str, settings: str = "") -> Path:
+    """``folder/experiments.toml`` holding ``body``, after a ``[settings]`` table of ``settings`` lines if any."""
     path = Path(folder) / "experiments.toml"
     path.write_text((f"[settings]\n{settings}\n" if settings else "") + body)
     return path

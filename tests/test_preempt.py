@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import start_cli
+from conftest import start_cli, write_manifest
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
@@ -32,9 +32,7 @@ PRE = "epochs = 2\nlogging_steps = 3\nseed = 5"
 
 def _manifest(tmp_path, runs="runs", extra=""):
     """The manifest with ``extra`` lines (``key = value``) replacing or adding keys of "pre"."""
-    path = tmp_path / "experiments.toml"
-    path.write_text(micro_text(tmp_path / runs, PRE + "\n" + extra))
-    return path
+    return write_manifest(tmp_path, micro_text(tmp_path / runs, PRE + "\n" + extra))
 
 
 def _rows(run, kind):

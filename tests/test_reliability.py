@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, start_cli
+from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, start_cli, write_manifest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.events import StepLogged
@@ -41,8 +41,7 @@ def micro_text(runs, extra=""):
 
 
 def manifest(tmp_path, extra="", runs="runs"):
-    path = tmp_path / "experiments.toml"
-    path.write_text(micro_text(tmp_path / runs, extra))
+    path = write_manifest(tmp_path, micro_text(tmp_path / runs, extra))
     return parse_text(path.read_text(), path), path
 
 
