@@ -22,6 +22,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import CLASSIFY, PRETRAIN, QA, experiment, manifest_text, write_manifest
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
@@ -31,60 +32,28 @@ from engine.runs import RunStore, read_events
 N_FAULTS = int(os.environ.get("LMCONSOLE_FAULTS", "0") or 0)
 SEED = int(os.environ.get("LMCONSOLE_FAULTS_SEED", "0") or 0) or random.randrange(1, 10**6)
 
+# One job per task shape, trained from scratch (a tokenizer trained on the fly for classify and qa).
+FROM_SCRATCH = {"name": "job", "model": "bert-micro", "tokenizer": "train", "vocab_size": 2000}
 SHAPES = {
-    "pretrain": """
-name = "job"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 3
-max_train_samples = 64
-max_eval_samples = 16
-seed = 5
-""",
-    "classify": """
-name = "job"
-task = "classify"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 32
-learning_rate = 1e-3
-max_train_samples = 64
-max_eval_samples = 24
-logging_steps = 3
-""",
-    "qa": """
-name = "job"
-task = "qa"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:squad_v2"
-dataset_config = "squad_v2"
-epochs = 2
-batch_size = 16
-max_seq_length = 96
-doc_stride = 32
-learning_rate = 1e-3
-max_train_samples = 48
-max_eval_samples = 16
-logging_steps = 3
-""",
+    "pretrain": {**PRETRAIN, "name": "job", "epochs": 2, "learning_rate": 1e-3, "logging_steps": 3, "seed": 5},
+    "classify": {
+        **CLASSIFY,
+        **FROM_SCRATCH,
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "max_train_samples": 64,
+        "max_eval_samples": 24,
+        "logging_steps": 3,
+    },
+    "qa": {
+        **QA,
+        **FROM_SCRATCH,
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "max_train_samples": 48,
+        "max_eval_samples": 16,
+        "logging_steps": 3,
+    },
 }
 PREDICTION_FILES = {
     "pretrain": (),
@@ -95,8 +64,7 @@ PREDICTION_FILES = {
 
 def shape_manifest(folder: Path, shape: str, runs: str = "runs", extra: str = ""):
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "experiments.toml"
-    path.write_text(f'[settings]\nruns_dir = "{folder / runs}"\n\n[[experiment]]\n{SHAPES[shape]}{extra}\n')
+    path = write_manifest(folder, manifest_text(folder / runs, experiment(SHAPES[shape], extra)))
     return parse_text(path.read_text(), path)
 
 

@@ -3,72 +3,23 @@
 import json
 
 import pytest
+from conftest import CLASSIFY, PRETRAIN, QA, experiment, manifest_text
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.metrics.squad_v2 import SQUAD_V2_KEYS
 
-PIPE = """
-[settings]
-runs_dir = "{runs}"
 
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 1
-batch_size = 16
-max_seq_length = 64
-max_train_samples = 64
-max_eval_samples = 16
-logging_steps = 2
-
-[[experiment]]
-name = "cls"
-task = "classify"
-model = "run:pre"
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-eval_split = "test"
-epochs = 1
-batch_size = 16
-max_seq_length = 32
-max_train_samples = 96
-max_eval_samples = 40
-logging_steps = 2
-
-[[experiment]]
-name = "qa"
-task = "qa"
-model = "run:pre"
-dataset = "embedded:squad_v2"
-dataset_config = "squad_v2"
-epochs = 1
-batch_size = 16
-max_seq_length = 96
-doc_stride = 32
-max_train_samples = 64
-max_eval_samples = 24
-logging_steps = 2
-
-[[experiment]]
-name = "after"
-task = "inspect"
-model = "run:cls"
-heads = ["base", "classification", "qa"]
-"""
+def pipeline_text(runs):
+    """pretrain -> classify, qa -> inspect of the fine-tuned model."""
+    after = experiment(name="after", task="inspect", model="run:cls", heads=["base", "classification", "qa"])
+    return manifest_text(runs, experiment(PRETRAIN), experiment(CLASSIFY), experiment(QA), after)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ft")
-    m = parse_text(PIPE.format(runs=tmp / "runs"), tmp / "m.toml")
+    m = parse_text(pipeline_text(tmp / "runs"), tmp / "m.toml")
     runs = {name: run_experiment(m, name) for name in m.plan(["cls", "qa", "after"])}
     return m, runs
 

@@ -9,46 +9,24 @@ mirror folder, by its Hub id, with the Hub unreachable.
 import re
 
 import pytest
+from conftest import CLASSIFY, QA, experiment, manifest_text
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
 
 HIDDEN = 32
 
-MANIFEST = """
-[settings]
-runs_dir = "{runs}"
-data_mirror = "{mirror}"
 
-[[experiment]]
-name = "cls-local"
-task = "classify"
-model = "{local}"
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-eval_split = "validation"
-epochs = 1
-batch_size = 16
-max_seq_length = 32
-max_train_samples = 64
-max_eval_samples = 32
-logging_steps = 2
-
-[[experiment]]
-name = "qa-hub-id"
-task = "qa"
-model = "acme/bert-foreign"
-dataset = "embedded:squad_v2"
-dataset_config = "squad_v2"
-epochs = 1
-batch_size = 16
-max_seq_length = 96
-doc_stride = 32
-max_train_samples = 48
-max_eval_samples = 16
-logging_steps = 2
-"""
+def manifest_for(runs, mirror, local):
+    """Classify from the local folder ``local``; qa from the Hub id acme/bert-foreign, found in ``mirror``."""
+    return manifest_text(
+        runs,
+        experiment(
+            CLASSIFY, name="cls-local", model=local, eval_split="validation", max_train_samples=64, max_eval_samples=32
+        ),
+        experiment(QA, name="qa-hub-id", model="acme/bert-foreign", max_train_samples=48, max_eval_samples=16),
+        data_mirror=mirror,
+    )
 
 
 def _vocab() -> list[str]:
@@ -93,7 +71,7 @@ def foreign(tmp_path_factory):
     for folder in (local, hub_copy):
         model.save_pretrained(str(folder))
         tok.save_pretrained(str(folder))
-    text = MANIFEST.format(runs=tmp / "runs", mirror=tmp / "mirror", local=local)
+    text = manifest_for(tmp / "runs", tmp / "mirror", local)
     m = parse_text(text, tmp / "experiments.toml")
     return {name: run_experiment(m, name) for name in ("cls-local", "qa-hub-id")}
 

@@ -1,59 +1,33 @@
 """Scaling out: a job under torchrun with 2 CPU processes (gloo), from the CLI and from the queue."""
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
+
+from conftest import PRETRAIN, experiment, manifest_text, run_cli, write_manifest
 
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue import JobQueue
 from engine.runs import RunStore
 
-REPO = Path(__file__).resolve().parent.parent
-
-DDP = """
-[settings]
-runs_dir = "{runs}"
-
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 2
-max_train_samples = 256
-max_eval_samples = 32
-launcher = "torchrun"
-nproc_per_node = 2
-"""
+# bert-micro pretraining under torchrun with 2 processes
+DDP = experiment(
+    PRETRAIN,
+    epochs=2,
+    learning_rate=1e-3,
+    max_train_samples=256,
+    max_eval_samples=32,
+    launcher="torchrun",
+    nproc_per_node=2,
+)
 
 
-def _manifest(tmp_path, extra=""):
-    path = tmp_path / "experiments.toml"
-    path.write_text(DDP.format(runs=tmp_path / "runs") + extra)
-    return path
+def _manifest(tmp_path):
+    return write_manifest(tmp_path, manifest_text(tmp_path / "runs", DDP))
 
 
 def test_torchrun_two_processes_from_cli(tmp_path):
     path = _manifest(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ),
-        timeout=300,
-    )
+    proc = run_cli(path, "run", "pre", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "launched torchrun with 2 process(es)" in proc.stdout
     run = RunStore(tmp_path / "runs").latest("pre")

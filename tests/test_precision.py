@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from test_pretrain import micro_text
 
 from engine import train_loop
 from engine.jobs import JobError, run_experiment
 from engine.manifest import parse_text
 from engine.train_loop import autocast_dtype, make_optimizer
-
-from test_pretrain import MICRO
 
 CPU = torch.device("cpu")
 
@@ -59,7 +58,7 @@ def test_fused_adamw_on_cpu_matches_the_reference_update():
 
 @pytest.mark.skipif(not train_loop.cpu_bf16_native(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
 def test_bf16_pretraining_on_cpu_learns(tmp_path):
-    text = MICRO.format(runs=tmp_path / "runs", epochs=2, n_train=160) + 'precision = "bf16"\n'
+    text = micro_text(tmp_path / "runs", precision="bf16")
     run = run_experiment(parse_text(text, tmp_path / "m.toml"), "pre")
     assert run.status()["status"] == "finished", run.status()
     assert any("autocast torch.bfloat16" in getattr(e, "message", "") for e in run.events())

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import start_cli, write_manifest
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
@@ -31,20 +32,7 @@ PRE = "epochs = 2\nlogging_steps = 3\nseed = 5"
 
 def _manifest(tmp_path, runs="runs", extra=""):
     """The manifest with ``extra`` lines (``key = value``) replacing or adding keys of "pre"."""
-    path = tmp_path / "experiments.toml"
-    path.write_text(micro_text(tmp_path / runs, PRE + "\n" + extra))
-    return path
-
-
-def _cli(path, *args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-    )
+    return write_manifest(tmp_path, micro_text(tmp_path / runs, PRE + "\n" + extra))
 
 
 def _rows(run, kind):
@@ -83,7 +71,7 @@ def _wait(pred, proc, timeout=120):
 
 
 def _resume_and_compare(path, run, reference):
-    proc = _cli(path, "run", "pre", "--resume")
+    proc = start_cli(path, "run", "pre", "--resume")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
     assert len(RunStore(run.path.parent.parent).runs("pre")) == 1, "resumed the same run"
     assert run.status()["status"] == "finished"
@@ -101,7 +89,7 @@ def test_sigterm_saves_checkpoint_then_resume_equals_uninterrupted(tmp_path, ref
     signame = "SIGTERM"  # SIGINT and SIGUSR1 take the same path: test_each_stop_signal_sets_the_flag
     path = _manifest(tmp_path)
     store = RunStore(tmp_path / "runs")
-    proc = _cli(path, "run", "pre")
+    proc = start_cli(path, "run", "pre")
     _wait(lambda: store.latest("pre") is not None, proc)
     run = store.latest("pre")
     _wait(lambda: len(_rows(run, "StepLogged")) >= 2, proc)  # step 6: mid-epoch, and so far no checkpoint
@@ -124,7 +112,7 @@ def test_sigterm_saves_checkpoint_then_resume_equals_uninterrupted(tmp_path, ref
 def test_save_steps_mid_epoch_then_sigkill_then_resume_equals_uninterrupted(tmp_path, reference):
     path = _manifest(tmp_path, extra="save_steps = 4\nsave_total_limit = 0")
     store = RunStore(tmp_path / "runs")
-    proc = _cli(path, "run", "pre")
+    proc = start_cli(path, "run", "pre")
     _wait(lambda: store.latest("pre") is not None, proc)
     run = store.latest("pre")
     _wait(lambda: any(r["step"] == 4 for r in _rows(run, "CheckpointSaved")), proc)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import PRETRAIN, experiment, manifest_text
 
 from engine.data.nsp import build_nsp_pairs, documents_from_lines, mask_tokens
 from engine.events import CallbackSink, EvalFinished, StepLogged
@@ -14,33 +15,24 @@ from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.runs import RunStore
 
-MICRO = """
-[settings]
-runs_dir = "{runs}"
 
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = {epochs}
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-warmup = 0.1
-logging_steps = 2
-max_train_samples = {n_train}
-max_eval_samples = 48
-seed = 7
-"""
+def micro_text(runs, epochs=2, n_train=160, **keys):
+    """bert-micro pretraining on ``n_train`` pairs; ``keys`` change or add keys."""
+    pre = experiment(
+        PRETRAIN,
+        epochs=epochs,
+        learning_rate=1e-3,
+        warmup=0.1,
+        max_train_samples=n_train,
+        max_eval_samples=48,
+        seed=7,
+        **keys,
+    )
+    return manifest_text(runs, pre)
 
 
 def micro_manifest(tmp_path, epochs=2, n_train=160):
-    return parse_text(MICRO.format(runs=tmp_path / "runs", epochs=epochs, n_train=n_train), tmp_path / "m.toml")
+    return parse_text(micro_text(tmp_path / "runs", epochs, n_train), tmp_path / "m.toml")
 
 
 # -- data -----------------------------------------------------------------------
@@ -238,10 +230,7 @@ def test_cached_tokenization_reused(finished_run, tmp_path):
     m, _ = finished_run
     logs = []
     sink = CallbackSink(lambda e: logs.append(getattr(e, "message", "")))
-    m2 = parse_text(
-        MICRO.format(runs=tmp_path / "runs", epochs=1, n_train=160).replace("epochs = 1", "epochs = 1\nmax_steps = 1"),
-        tmp_path / "m.toml",
-    )
+    m2 = parse_text(micro_text(tmp_path / "runs", epochs=1, max_steps=1), tmp_path / "m.toml")
     run = run_experiment(m2, "pre", sinks=[sink])
     assert run.status()["status"] == "finished"
     assert any("reusing cached pairs" in x for x in logs)

@@ -5,52 +5,25 @@ import os
 
 import pytest
 import yaml
+from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.push import PushError, model_card, push
 
-PIPE = """
-[settings]
-runs_dir = "{runs}"
 
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 1
-batch_size = 16
-max_seq_length = 64
-max_train_samples = 48
-max_eval_samples = 16
-logging_steps = 1
-
-[[experiment]]
-name = "cls"
-task = "classify"
-model = "run:pre"
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-eval_split = "test"
-epochs = 1
-batch_size = 16
-max_seq_length = 32
-max_train_samples = 64
-max_eval_samples = 32
-logging_steps = 1
-"""
+def pipeline_text(runs):
+    return manifest_text(
+        runs,
+        experiment(PRETRAIN, max_train_samples=48, logging_steps=1),
+        experiment(CLASSIFY, max_train_samples=64, max_eval_samples=32, logging_steps=1),
+    )
 
 
 @pytest.fixture(scope="module")
 def cls_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("push")
-    m = parse_text(PIPE.format(runs=tmp / "runs"), tmp / "m.toml")
+    m = parse_text(pipeline_text(tmp / "runs"), tmp / "m.toml")
     run_experiment(m, "pre")
     return run_experiment(m, "cls")
 

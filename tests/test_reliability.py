@@ -1,15 +1,13 @@
 """Fault injection: SIGKILL and resume, job faults, preflight, secrets, fuzzed manifests."""
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, start_cli, write_manifest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.events import StepLogged
@@ -20,88 +18,34 @@ from engine.runs import RunStore, read_events
 
 REPO = Path(__file__).resolve().parent.parent
 
-MICRO = """
-[settings]
-runs_dir = "{runs}"
-
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 3
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 1
-max_train_samples = 128
-max_eval_samples = 32
-seed = 11
-{extra}
-
-[[experiment]]
-name = "params"
-task = "inspect"
-model = "bert-micro"
-heads = ["base", "qa"]
-
-[[experiment]]
-name = "cls"
-task = "classify"
-model = "run:pre"
-dataset = "embedded:sst2"
-dataset_config = "sst2"
-text_column = "sentence"
-epochs = 1
-batch_size = 16
-max_seq_length = 32
-max_train_samples = 32
-max_eval_samples = 16
-
-[[experiment]]
-name = "push-pre"
-task = "push"
-model = "run:pre"
-hub_model_id = "alice/pre"
-"""
-
 
 def micro_text(runs, extra=""):
     """The micro manifest with ``extra`` lines overriding keys of the "pre" experiment."""
-    import re
-
-    text = MICRO.format(runs=runs, extra="{extra}")
-    head, rest = text.split("{extra}")
-    for line in filter(None, extra.splitlines()):
-        key = line.split("=")[0].strip()
-        head, n = re.subn(rf"(?m)^{key} = .*$", line, head)
-        if not n:
-            head += line + "\n"
-    return head + rest
+    pre = experiment(
+        PRETRAIN,
+        extra,
+        epochs=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        max_train_samples=128,
+        max_eval_samples=32,
+        seed=11,
+    )
+    return manifest_text(
+        runs,
+        pre,
+        experiment(name="params", task="inspect", model="bert-micro", heads=["base", "qa"]),
+        experiment(CLASSIFY, eval_split=None, logging_steps=None, max_train_samples=32, max_eval_samples=16),
+        experiment(name="push-pre", task="push", model="run:pre", hub_model_id="alice/pre"),
+    )
 
 
 def manifest(tmp_path, extra="", runs="runs"):
-    path = tmp_path / "experiments.toml"
-    path.write_text(micro_text(tmp_path / runs, extra))
+    path = write_manifest(tmp_path, micro_text(tmp_path / runs, extra))
     return parse_text(path.read_text(), path), path
 
 
 # -- crash and kill ----------------------------------------------------------------
-
-
-def _cli(path, *args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=REPO,
-    )
 
 
 def _steps(run):
@@ -113,7 +57,7 @@ def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
     m, path = manifest(tmp_path)
     store = RunStore(m.runs_dir)
     rng = random.Random(1234)
-    proc = _cli(path, "run", "pre")
+    proc = start_cli(path, "run", "pre")
     for attempt in range(3):
         # wait for a random number of new optimizer steps, then kill without warning
         deadline = time.time() + 120
@@ -131,7 +75,7 @@ def test_sigkill_three_times_then_resume_matches_uninterrupted(tmp_path):
         st_ = run.status()
         assert st_["status"] == "interrupted", st_
         assert "resume" in st_["reason"]
-        proc = _cli(path, "run", "pre", "--resume")
+        proc = start_cli(path, "run", "pre", "--resume")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
 
     assert len(store.runs("pre")) == 1, "resumed the same run every time"
@@ -281,23 +225,7 @@ def test_token_never_written(tmp_path, monkeypatch):
     run_experiment(m, "params")
     failed = run_experiment(m, "pre")
     assert failed.status()["status"] == "failed"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.entry",
-            "--manifest",
-            str(path),
-            "export",
-            "--all",
-            "--out",
-            str(tmp_path / "exports"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        cwd=REPO,
-    )
+    out = run_cli(path, "export", "--all", "--out", str(tmp_path / "exports"))
     assert out.returncode == 0, out.stderr
     assert FAKE not in out.stdout + out.stderr
     # push (dry run, and through an HfApi stand-in) writes a model card and stages files
@@ -305,26 +233,7 @@ def test_token_never_written(tmp_path, monkeypatch):
 
     ok = run_experiment(m, "pre")
     assert ok.status()["status"] == "finished"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tui.entry",
-            "--manifest",
-            str(path),
-            "push",
-            f"pre/{ok.run_id}",
-            "--repo",
-            "alice/x",
-            "--dry-run",
-            "--out",
-            str(tmp_path / "dry"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        cwd=REPO,
-    )
+    out = run_cli(path, "push", f"pre/{ok.run_id}", "--repo", "alice/x", "--dry-run", "--out", str(tmp_path / "dry"))
     assert out.returncode == 0 and FAKE not in out.stdout + out.stderr, out.stderr
 
     class Api:

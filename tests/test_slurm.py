@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PRETRAIN, experiment, manifest_text, write_manifest
 
 from engine.events import CheckpointSaved, RunStarted, StatusChanged, StepLogged
 from engine.jobs import run_experiment
@@ -22,32 +23,20 @@ from engine.runs import RunStore
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")
 
-MANIFEST = """
-[settings]
-runs_dir = "{runs}"
-executor = "slurm"
 
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 2
-max_train_samples = 256
-max_eval_samples = 32
-slurm_partition = "debug"
-slurm_time = "00:20:00"
-slurm_cpus_per_task = 1
-{extra}
-"""
+def _manifest(tmp_path, extra=""):
+    pre = experiment(
+        PRETRAIN,
+        extra,
+        epochs=2,
+        learning_rate=1e-3,
+        max_train_samples=256,
+        max_eval_samples=32,
+        slurm_partition="debug",
+        slurm_time="00:20:00",
+        slurm_cpus_per_task=1,
+    )
+    return load(write_manifest(tmp_path, manifest_text(tmp_path / "runs", pre, executor="slurm")))
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +63,6 @@ def slurm(tmp_path_factory):
     finally:
         mp.undo()
         subprocess.run(["bash", str(REPO / "scripts/slurm_local.sh"), "stop", str(folder)], timeout=60)
-
-
-def _manifest(tmp_path, extra=""):
-    path = tmp_path / "experiments.toml"
-    path.write_text(MANIFEST.format(runs=tmp_path / "runs", extra=extra))
-    return load(path)
 
 
 def _scontrol(job_id: str) -> dict:

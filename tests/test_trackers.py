@@ -7,6 +7,7 @@ import socket
 import struct
 
 import pytest
+from conftest import PRETRAIN, experiment, write_manifest
 
 from engine.events import EvalFinished, LogEmitted, RunFinished, StepLogged
 from engine.jobs import run_experiment
@@ -14,31 +15,9 @@ from engine.manifest import load
 from engine.trackers import eval_metrics, final_metrics, is_system_event, step_metrics, system_metrics
 
 
-TRACKED = """
-[[experiment]]
-name = "pre"
-task = "pretrain"
-model = "bert-micro"
-tokenizer = "train"
-vocab_size = 2000
-dataset = "embedded:wikitext"
-dataset_config = "wikitext-2-raw-v1"
-eval_split = "test"
-epochs = 2
-batch_size = 16
-max_seq_length = 64
-learning_rate = 1e-3
-logging_steps = 2
-max_train_samples = 64
-max_eval_samples = 32
-report_to = [{trackers}]
-"""
-
-
-def write_manifest(folder, body, settings=""):
-    path = folder / "experiments.toml"
-    path.write_text(f"[settings]\n{settings}\n{body}")
-    return path
+def tracked(*trackers: str, epochs: int = 2) -> str:
+    """A bert-micro pretraining reporting to ``trackers``."""
+    return experiment(PRETRAIN, epochs=epochs, learning_rate=1e-3, max_eval_samples=32, report_to=list(trackers))
 
 
 def _closed_port() -> int:
@@ -69,7 +48,7 @@ def tracked_run(tmp_path_factory):
             pytest.importorskip(mod)
         path = write_manifest(
             root,
-            TRACKED.format(trackers='"tensorboard", "wandb", "mlflow", "trackio"'),
+            tracked("tensorboard", "wandb", "mlflow", "trackio"),
             settings=f'runs_dir = "{root / "runs"}"',
         )
         m = load(path)
@@ -258,7 +237,7 @@ def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, m
     monkeypatch.setattr(trackers.TensorBoardSink, "module", "lmconsole_no_such_package")
     path = write_manifest(
         tmp_path,
-        TRACKED.format(trackers='"tensorboard", "mlflow"').replace("epochs = 2", "epochs = 1"),
+        tracked("tensorboard", "mlflow", epochs=1),
         settings=f'runs_dir = "{tmp_path / "runs"}"',
     )
     run = run_experiment(load(path), "pre")
