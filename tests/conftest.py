@@ -25,6 +25,8 @@ os.environ.setdefault(
     "LMCONSOLE_CACHE", str(Path(os.environ.get("PYTEST_CACHE_ROOT", "/tmp")) / f"lmconsole-test-cache-{os.getuid()}")
 )
 
+from tui import testing  # noqa: E402 - after the environment above: libraries read it on import
+
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
@@ -55,11 +57,7 @@ def start_cli(path, *args: str) -> subprocess.Popen:
     )
 
 
-def write_manifest(folder: Path, body: str, settings: str = "") -> Path:
-    """``folder/experiments.toml`` holding ``body``, after a ``[settings]`` table of ``settings`` lines if any."""
-    path = Path(folder) / "experiments.toml"
-    path.write_text((f"[settings]\n{settings}\n" if settings else "") + body)
-    return path
+write_manifest = testing.write_manifest  # the one manifest writer: tui.testing's (the console tests use it too)
 
 
 # -- the tiny pipeline manifest: pretrain -> classify -> qa on bert-micro -------------------------

@@ -74,9 +74,13 @@ dataset = "embedded:wikitext"
 T0 = 1_790_000_000.0  # fixed event times: snapshots must not depend on the clock
 
 
-def write_manifest(folder: Path, text: str = MANIFEST) -> Path:
+def write_manifest(folder: Path, text: str = MANIFEST, settings: str = "") -> Path:
+    """``folder/experiments.toml`` holding ``text``, after a ``[settings]`` table of ``settings`` lines if any.
+
+    The one manifest writer of the tests (tests/conftest.py re-exports it).
+    """
     path = Path(folder) / "experiments.toml"
-    path.write_text(text)
+    path.write_text((f"[settings]\n{settings}\n" if settings else "") + text)
     return path
 
 
