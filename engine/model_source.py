@@ -88,3 +88,13 @@ def experiment_config(ctx) -> Any:
     exp = ctx.exp
     source = model_source(exp.model, ctx.manifest.settings.data_mirror, ctx.store)
     return source.config(exp.vocab_size, exp.trust_remote_code)
+
+
+def check_positions(exp, config) -> None:
+    """``max_seq_length`` must fit the model's position embeddings (preflight, and the tasks once loaded)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and exp.max_seq_length > positions:
+        raise JobError(
+            f"max_seq_length = {exp.max_seq_length} exceeds the model's {positions} positions",
+            f"set max_seq_length <= {positions} in experiment {exp.name!r}",
+        )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import JobError, ResolveError
 from .hub import resolve_dataset
-from .model_source import experiment_config
+from .model_source import check_positions, experiment_config
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
 
@@ -65,12 +65,7 @@ def run_preflight(ctx) -> dict:
     need = check_space(ctx.run.path, n_params)
     if exp.task not in ("inspect", "push"):
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
-        max_pos = getattr(config, "max_position_embeddings", None)
-        if max_pos and exp.max_seq_length > max_pos:
-            raise JobError(
-                f"max_seq_length = {exp.max_seq_length} exceeds the model's {max_pos} positions",
-                f"set max_seq_length <= {max_pos} in experiment {exp.name!r}",
-            )
+        check_positions(exp, config)
         if exp.task == "qa" and exp.doc_stride >= exp.max_seq_length - 16:
             raise JobError(
                 f"doc_stride = {exp.doc_stride} leaves no room in max_seq_length = {exp.max_seq_length}",

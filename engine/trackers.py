@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged
+from .events import EvalFinished, Event, RunFinished, RunStarted, StatusChanged, StepLogged, SystemSampled
 from .status import RUN_FINAL, Status
 
 EXTRA_HINT = "pip install 'lmconsole[{name}]'"
@@ -89,8 +89,7 @@ def system_metrics(ev: Event) -> dict[str, float]:
 
 
 def is_system_event(ev: Event) -> bool:
-    # By name, on purpose (test_trackers asserts it): any System* event class is a system sample.
-    return type(ev).__name__.startswith("System")
+    return isinstance(ev, SystemSampled)
 
 
 def flat_config(config: dict) -> dict[str, str]:

@@ -96,16 +96,6 @@ def get_tokenizer(ctx, inputs: TaskInputs, corpus_texts=None, corpus_key: str = 
         ) from None
 
 
-def check_positions(exp, config) -> None:
-    """``max_seq_length`` must fit the model's position embeddings."""
-    positions = config.max_position_embeddings
-    if exp.max_seq_length > positions:
-        raise JobError(
-            f"max_seq_length {exp.max_seq_length} exceeds the model's {positions} positions",
-            f"set max_seq_length <= {positions}",
-        )
-
-
 def first_line(exc: BaseException, limit: int) -> str:
     """An exception's first line (at most ``limit`` characters), or its type's name when it has no text."""
     text = str(exc).strip()

@@ -24,13 +24,12 @@ from ..cache import check, corrupt_error, remove, seal
 from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
 from ..errors import JobError
 from ..events import PhaseStarted, ProgressUpdated
-from ..model_source import ModelSource
+from ..model_source import ModelSource, check_positions
 from ..models import cache_root, preset_config
 from ..train_loop import TaskSpec, setup_job, train
 from .common import (
     EpochBatches,
     TaskInputs,
-    check_positions,
     data_inputs,
     first_line,
     get_tokenizer,

@@ -24,8 +24,9 @@ from ..hub import hub_reachable
 from ..metrics.qa_postprocess import postprocess_qa
 from ..metrics.squad_v2 import squad_v2_score
 from ..metrics.text import answer_text_metrics
+from ..model_source import check_positions
 from ..train_loop import TaskSpec, setup_job, train
-from .common import EpochBatches, TaskInputs, check_positions, get_tokenizer, load_head_model, pad_batch, task_inputs
+from .common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
 
 COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor")
 
