@@ -70,9 +70,13 @@ def model_source(
             run = find_run(spec[4:])
         folder = run.final_model()
         if folder is None:
+            task = run.config().get("task", "")
+            trains = task in ("pretrain", "classify", "qa")
             raise JobError(
                 f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})",
-                f"run it again: lmconsole run {run.experiment}",
+                f"run it again: lmconsole run {run.experiment}"
+                if trains
+                else f"{task or 'such'} runs save no model: name a pretrain, classify or qa run",
             )
         return ModelSource("run", resolve_model_path(str(folder)), run)
     path = resolve_model_path(spec, mirror)

@@ -169,6 +169,16 @@ def test_params_run_dotdot_is_a_message(tmp_path, monkeypatch, capsys):
     assert err.startswith("lmconsole:") and "not a safe directory name" in err and "\n" not in err
 
 
+def test_params_of_a_run_that_saves_no_model_says_which_runs_do(tmp_path, monkeypatch, capsys):
+    """`params run:<inspect run>`: no "run it again" (that would save no model either)."""
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path)
+    write_run(tmp_path / "runs", "params", RID, task="inspect")
+    assert main(["params", "run:params"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no final model" in err and "inspect runs save no model" in err and "run it again" not in err
+
+
 # -- point 6: a closed stdout never kills a job ----------------------------------------------------
 
 
