@@ -2,12 +2,12 @@
 
     python bench/prepare_data.py --manifest M --experiment E [--export DIR] [--json OUT]
 
-Runs the engine's own functions (``engine.tasks.pretrain.load_tokenizer`` and
-``prepare_split``) under ``$LMCONSOLE_CACHE``, so a second call with the same
-cache measures the cached path. With ``--export`` it also writes what the HF
-Trainer baseline needs: ``tokenizer/``, ``train-pairs/`` (the cached NSP pairs:
-input_ids, token_type_ids, next_sentence_label) and ``config.json`` (the model
-config the engine builds for the preset).
+Runs the engine's own functions (``engine.tasks.common.task_inputs``,
+``engine.tasks.pretrain.pretrain_tokenizer`` and ``prepare_split``) under
+``$LMCONSOLE_CACHE``, so a second call with the same cache measures the cached path.
+With ``--export`` it also writes what the HF Trainer baseline needs: ``tokenizer/``,
+``train-pairs/`` (the cached NSP pairs: input_ids, token_type_ids, next_sentence_label)
+and ``config.json`` (the model config the engine builds for the preset).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     t_import = time.perf_counter()
     from engine.manifest import load
     from engine.models import PRESETS, preset_config
-    from engine.tasks.common import start_point
-    from engine.tasks.pretrain import load_tokenizer, prepare_split
+    from engine.tasks.common import task_inputs
+    from engine.tasks.pretrain import prepare_split, pretrain_tokenizer
     from engine.train_loop import setup_job
 
     manifest = load(manifest_path)
@@ -38,8 +38,8 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     import_s = time.perf_counter() - t_import
 
     t0 = time.perf_counter()
-    kind, src = start_point(ctx)
-    tok = load_tokenizer(ctx, kind, src)
+    inputs = task_inputs(ctx)
+    tok = pretrain_tokenizer(ctx, inputs)
     t1 = time.perf_counter()
     train_ds = prepare_split(ctx, tok, exp.train_split, exp.seed, mask=False)
     t2 = time.perf_counter()
@@ -73,9 +73,9 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
         train_ds.select_columns(["input_ids", "token_type_ids", "next_sentence_label"]).save_to_disk(
             str(d / "train-pairs")
         )
-        if kind != "preset" or src not in PRESETS:
+        if inputs.kind != "preset" or inputs.path not in PRESETS:
             raise SystemExit("the benchmark builds models from presets only")
-        config = preset_config(src, vocab_size=len(tok))
+        config = preset_config(inputs.path, vocab_size=len(tok))
         if len(tok) > config.vocab_size:
             config.vocab_size = len(tok)
         config.to_json_file(str(d / "config.json"))

@@ -1305,7 +1305,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             )
             add("")
         add(
-            f"The engine's own data preparation (`bench/prepare_data.py`: `load_tokenizer`, `prepare_split` of train and eval, "
+            f"The engine's own data preparation (`bench/prepare_data.py`: `pretrain_tokenizer`, `prepare_split` of train and eval, "
             f"then the lists `run()` builds) for demo-pretrain's data ({d['pairs']:,} training pairs, {d['tokens']:,} tokens), "
             f"in a child on an empty `LMCONSOLE_CACHE` and `HF_DATASETS_CACHE`, then again on the filled cache "
             f"(cache hits in the cached runs: {d['cache_hits_cached']}); {len(d['rows']['cold'])} pairs of runs."

@@ -669,16 +669,22 @@ def cmd_params(args) -> int:
             return 2
         store = RunStore(manifest.runs_dir)
 
+    class BadRef(Exception):
+        pass
+
     def find_run(ref: str):  # run:<experiment> = its latest finished run; run:<exp>/<id> or run:<path> = that run
         assert store is not None  # only asked for run: models
-        return get_run(store, ref) if "/" in ref else dependency_run(store, ref)
+        try:
+            return get_run(store, ref) if "/" in ref else dependency_run(store, ref)
+        except (KeyError, ValueError) as exc:  # no such run, an unsafe reference
+            raise BadRef(exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from None
 
     try:
         config = model_source(args.model, store=store, find_run=find_run).config()
     except JobError as exc:
         return _fail(f"{exc.reason}; {exc.hint}")
-    except KeyError as exc:
-        return _fail(str(exc).strip("'\""))
+    except BadRef as exc:
+        return _fail(str(exc))
     except (ResolveError, OSError, ValueError) as exc:
         return _fail(str(exc).splitlines()[0])
     rows = rows_for(config, args.head)

@@ -190,7 +190,7 @@ def _missing_local(spec: str, what: str) -> ResolveError:
 
 
 def resolve_model_path(spec: str, mirror: str = "", what: str = "model") -> str:
-    """Local folder or Hub id for ``from_pretrained`` (presets and run: refs are handled by models)."""
+    """Local folder or Hub id for ``from_pretrained`` (presets and run: refs: ``engine.model_source``)."""
     local = Path(spec).expanduser()
     if local.is_dir():
         if what == "model" and not (local / "config.json").exists():

@@ -203,9 +203,10 @@ def _task_fn(task: str):
 def _record_environment(run: Run, exp) -> None:
     """``environment.json``: versions and the device this job runs on (the study report reads it)."""
     from .environment import environment
+    from .manifest import ALL_TRAIN
 
     device = ""
-    if exp.task in ("pretrain", "classify", "qa"):
+    if exp.task in ALL_TRAIN:
         from .device import pick_device
 
         device = str(pick_device(exp.device))

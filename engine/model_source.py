@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import JobError
 from .hub import resolve_model_path
+from .manifest import ALL_TRAIN
 from .models import PRESETS, preset_config
 from .runs import Run, RunStore, dependency_run
 
@@ -71,7 +72,7 @@ def model_source(
         folder = run.final_model()
         if folder is None:
             task = run.config().get("task", "")
-            trains = task in ("pretrain", "classify", "qa")
+            trains = task in ALL_TRAIN
             raise JobError(
                 f"run {run.experiment}/{run.run_id} has no final model (status {run.status().get('status')})",
                 f"run it again: lmconsole run {run.experiment}"

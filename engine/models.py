@@ -1,4 +1,7 @@
-"""Models and tokenizers: presets, Hub ids, local folders and finished runs.
+"""Models and tokenizers: presets, head classes, WordPiece tokenizers.
+
+Where a model comes from (a preset, a run, a folder, a mirror, the Hub) is decided by
+:mod:`engine.model_source`.
 
 Presets are configs only (random weights): ``bert-base`` is ``BertConfig()``
 (= bert-base-uncased's shape); ``bert-tiny`` and ``bert-micro`` are small

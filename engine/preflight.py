@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import JobError, ResolveError
 from .hub import resolve_dataset
+from .manifest import ALL_TRAIN
 from .model_source import check_positions, experiment_config
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
@@ -63,7 +64,7 @@ def run_preflight(ctx) -> dict:
 
     n_params = sum(r.count for r in rows_for(config, "base"))
     need = check_space(ctx.run.path, n_params)
-    if exp.task not in ("inspect", "push"):
+    if exp.task in ALL_TRAIN:
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
         check_positions(exp, config)
         if exp.task == "qa" and exp.doc_stride >= exp.max_seq_length - 16:

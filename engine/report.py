@@ -186,10 +186,6 @@ def _series(run, keys, task):
     return out
 
 
-def _flat(x):
-    return [h.get("epoch") for h in x]
-
-
 # -- sections ------------------------------------------------------------------------------
 
 

@@ -496,16 +496,30 @@ class RunWriter(EventSink):
         (``start`` = 0, ``end`` = :attr:`opened_at`: the earlier attempts' events). Offsets are line starts.
         """
         self._out.flush()
-        repair_events(self.run.events_path)
-        data = self.run.events_path.read_bytes()
-        end = len(data) if end is None else min(end, len(data))
+        path = self.run.events_path
+        repair_events(path)
+        size = path.stat().st_size
+        end = size if end is None else min(end, size)
         if not 0 <= start < end:
             return
-        with open(self.run.path / "events.discarded.jsonl", "ab") as fh:
-            fh.write(data[start:end])
-        atomic_write_text(self.run.events_path, (data[:start] + data[end:]).decode("utf-8"))
+        # The cut bytes reach events.discarded.jsonl before they leave events.jsonl: a crash in
+        # between keeps them twice, never nowhere.
+        if end == size:  # back to a checkpoint: only the tail is read, then cut off in place
+            with open(path, "rb+") as fh:
+                fh.seek(start)
+                self._keep_discarded(fh.read())
+                fh.truncate(start)
+        else:  # from scratch: what stays moves to the front, so the file is written anew
+            data = path.read_bytes()
+            self._keep_discarded(data[start:end])
+            atomic_write_text(path, (data[:start] + data[end:]).decode("utf-8"))
         self._out.close()
-        self._fh = open(self.run.events_path, "a", encoding="utf-8")
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def _keep_discarded(self, data: bytes) -> None:
+        with open(self.run.path / "events.discarded.jsonl", "ab") as fh:
+            fh.write(data)
+            fh.flush()
 
     def set_status(self, status: str, reason: str = "", **extra) -> None:
         data = {"status": status, "reason": reason, "pid": os.getpid(), "host": socket.gethostname()}

@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from .status import RUN_FINAL
+from .runs import request_seq
+from .status import ENDED, RUN_FINAL
 
 _SIGNAL_BEFORE_S = 120
-_ENDED = RUN_FINAL - {"interrupted"}  # the run recorded an end that stays (an interrupted one is resumed)
 TERMINAL = {
     "COMPLETED",
     "FAILED",
@@ -221,7 +221,7 @@ class _Follower:
                 s.emit(ev)
 
     def request_seq(self) -> int:
-        return int((self.run.pending_request() or {}).get("seq", 0))
+        return request_seq(self.run.pending_request())
 
     def watch(self, job_id: str) -> tuple[str | None, bool]:
         """Follow until Slurm is done with the job (or stops answering): (last state, scancelled)."""
@@ -239,7 +239,7 @@ class _Follower:
                 if state is None or state in TERMINAL:
                     break
                 unknown_since = (unknown_since or now) if state == "UNKNOWN" else None
-                ended = self.run.raw_status().get("status") in _ENDED
+                ended = self.run.raw_status().get("status") in ENDED
                 if unknown_since is not None and now - unknown_since > (LOST_ENDED_S if ended else LOST_S):
                     self.say(
                         f"Slurm has not answered about job {job_id} for {now - unknown_since:.0f} s: "
@@ -262,7 +262,7 @@ class _Follower:
         from .events import RunFinished, StatusChanged
 
         status = self.run.raw_status().get("status")
-        if scancelled and status not in _ENDED:
+        if scancelled and status not in ENDED:
             self.record(
                 [
                     RunFinished(status="cancelled"),
@@ -294,3 +294,11 @@ def _cancel_is_newest(run) -> bool:
     except OSError:
         status = 0
     return control > status
+
+
+if __name__ == "__main__":
+    # Batch scripts written before the job side moved to engine.slurmjob run `python -m engine.slurm`
+    # (a requeue reruns the stored script): hand them over by name, not by import (no import cycle).
+    import runpy
+
+    runpy.run_module("engine.slurmjob", run_name="__main__", alter_sys=True)

@@ -37,4 +37,5 @@ LIVE = ACTIVE | {"queued"}  # a run not over yet: it may still change by itself 
 WAITING = frozenset({"queued", "blocked"})  # a queue entry that has not started (and may still)
 CLEAN_EXIT = frozenset({"finished", "cancelled"})  # ended as asked: a job process exits 0
 UNEXPECTED = STOPPED - {"cancelled"}  # stopped without being asked: the reason is news (a cancel's is not)
+ENDED = RUN_FINAL - {"interrupted"}  # a run ended for good (an interrupted one is resumed)
 PROBLEM = frozenset({"failed", "blocked"})  # needs the user: shown as errors, counted as failed steps

@@ -9,8 +9,8 @@ events and writes what they carry through the tracker's own client library:
   evaluation, plus ``eval/epoch``;
 - final results (``RunFinished``): ``final/<metric>`` (numbers only);
 - the config: the experiment's keys, once at the start;
-- system figures: any event whose name starts with ``System`` (e.g. a
-  ``SystemSampled`` of the system view): its numeric fields as ``system/<field>``.
+- system figures (``SystemSampled``, about every 30 s): its numeric fields as
+  ``system/<field>`` (nested ones as ``system/host/cpu_percent``, ``system/gpus/0/...``).
 
 A tracker never stops training: one that cannot be imported, started or
 written to logs one warning (a ``LogEmitted`` event) and is switched off for

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from conftest import CLASSIFY, PRETRAIN, QA, experiment, manifest_text, write_manifest
 
+from engine.events import StepLogged
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
-from engine.events import StepLogged
 from engine.runs import RunStore, read_events
 
 N_FAULTS = int(os.environ.get("LMCONSOLE_FAULTS", "0") or 0)
@@ -377,7 +377,8 @@ def test_all_checkpoints_damaged_is_one_clear_message(tmp_path):
 
 def test_cancel_mid_window_keeps_the_window_loss(references, tmp_path, monkeypatch):
     """Cancel 1 step after a log line (logging_steps = 3), resume: every logged loss equals the uninterrupted run."""
-    from engine.jobs import Cancelled, JobContext
+    from engine.errors import Cancelled
+    from engine.jobs import JobContext
 
     ref, _ = references["pretrain"]
     m = shape_manifest(tmp_path, "pretrain")

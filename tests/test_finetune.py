@@ -80,10 +80,9 @@ def test_qa_train_labels_with_stride():
     import datasets
     from transformers import AutoTokenizer
 
-    from engine.tasks.qa import eval_features, train_features
-
     # a deterministic word-level tokenizer (trained WordPiece on these words)
     from engine.models import train_wordpiece
+    from engine.tasks.qa import eval_features, train_features
 
     words = [f"w{i}" for i in range(60)]
     context = " ".join(words) + " the answer is Zebra Crossing ."

@@ -13,8 +13,9 @@ import pytest
 
 from engine.cli import ProgressPrinter, main
 from engine.events import LogEmitted, StepLogged
+from engine.files import atomic_write_json
 from engine.push import PushError, push
-from engine.runs import RunStore, atomic_write_json
+from engine.runs import RunStore
 from tui.testing import write_manifest, write_run
 
 REPO = Path(__file__).resolve().parent.parent

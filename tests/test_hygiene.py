@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_manifest
 
 from engine.cli import main
 from engine.export import export_runs, tidy
+from engine.files import atomic_write_json
 from engine.runlist import differing_keys, filter_rows, list_rows, parse_filter, sort_rows
 from engine.runmeta import MetaError, change_tags, delete_run, read_meta, set_archived, set_note
-from engine.runs import OwnerLock, RunStore, atomic_write_json
+from engine.runs import OwnerLock, RunStore
 from engine.tables import Table, latex_escape
 from tui.testing import write_run
-
-from conftest import write_manifest
 
 A, B, C = "20260101-100000-000000-aaaa", "20260102-100000-000000-bbbb", "20260103-100000-000000-cccc"
 MANIFEST = '[[experiment]]\nname = "pre"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\n'

@@ -163,3 +163,11 @@ def test_cycle_finder_sees_a_lazy_circle(tmp_path):
     graph = import_graph(tmp_path / "pkg", "pkg")
     assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"}
     assert import_cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+def test_batch_scripts_of_before_the_slurmjob_module_still_run_the_job_side():
+    """A requeue reruns the stored sbatch script: older ones say `python -m engine.slurm`."""
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.slurm", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert out.returncode == 0 and "--lmc-manifest" in out.stdout

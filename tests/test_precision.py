@@ -5,7 +5,8 @@ import torch
 from test_pretrain import micro_text
 
 from engine import train_loop
-from engine.jobs import JobError, run_experiment
+from engine.errors import JobError
+from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.train_loop import autocast_dtype, make_optimizer
 

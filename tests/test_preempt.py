@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import start_cli, write_manifest
+from test_reliability import micro_text
 
 from engine.jobs import run_experiment
 from engine.manifest import parse_text
 from engine.preempt import StopSignals
 from engine.runs import RunStore, read_events
 from engine.train_loop import SavePolicy
-
-from test_reliability import micro_text
 
 REPO = Path(__file__).resolve().parent.parent
 

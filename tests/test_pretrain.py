@@ -200,11 +200,11 @@ def test_eval_masks_identical_across_epochs(finished_run):
     m, run = finished_run
     evals = _events(run, EvalFinished)
     assert len({e.metrics["masked_tokens"] for e in evals}) == 1
-    from engine.tasks.pretrain import prepare_split
-
     # regenerating the evaluation set from scratch gives the same masks (fixed seed, not the cache)
     import shutil
+
     from engine.models import cache_root
+    from engine.tasks.pretrain import prepare_split
 
     class Ctx:
         manifest, exp = m, m.get("pre")
@@ -215,8 +215,9 @@ def test_eval_masks_identical_across_epochs(finished_run):
         def log(self, *a, **k):
             pass
 
-    from engine.models import train_wordpiece
     from transformers import AutoTokenizer
+
+    from engine.models import train_wordpiece
 
     tok = AutoTokenizer.from_pretrained(str(run.final_model()))
     a = prepare_split(Ctx(), tok, "test", 7, mask=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from engine.files import atomic_write_json
 from engine.manifest import load
 from engine.queue import JobQueue, QueueFile, advance, assign_gpus, device_env, statuses
-from engine.runs import RunStore, atomic_write_json
+from engine.runs import RunStore
 from tui.testing import MANIFEST, FakeRunner, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent

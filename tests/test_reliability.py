@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, start_cli, write_manifest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.events import StepLogged
 from engine.jobs import run_experiment
@@ -176,16 +177,16 @@ def test_preflight_runs_dir_not_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     m, _ = manifest(tmp_path)
+    from engine.errors import JobError
     from engine.jobs import JobContext
     from engine.preflight import check_writable
-    from engine.jobs import JobError
 
     with pytest.raises(JobError, match="cannot write to"):
         check_writable(blocker / "runs")
 
 
 def test_preflight_disk_space_message():
-    from engine.jobs import JobError
+    from engine.errors import JobError
     from engine.preflight import check_space
 
     with pytest.raises(JobError, match=r"not enough disk space .* GiB needed"):

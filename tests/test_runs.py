@@ -10,7 +10,8 @@ import time
 import pytest
 
 from engine.events import EvalFinished, LogEmitted, StepLogged, from_json, to_json
-from engine.runs import OwnerLock, RunStore, RunWriter, atomic_write_json, read_events, repair_events
+from engine.files import atomic_write_json
+from engine.runs import OwnerLock, RunStore, RunWriter, read_events, repair_events
 
 
 def test_event_json_round_trip():

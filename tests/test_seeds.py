@@ -13,8 +13,9 @@ import pytest
 
 from engine.cli import main
 from engine.export import comparison_table, export_folder, export_runs
+from engine.files import atomic_write_json
 from engine.manifest import ManifestError, parse_text
-from engine.runs import RunStore, atomic_write_json
+from engine.runs import RunStore
 from engine.seeds import fmt_stat, group_stats, metric_stats
 from tui.testing import write_run
 

@@ -157,7 +157,8 @@ def test_system_table():
 
 
 def test_gpus_of_reads_status_then_config(tmp_path):
-    from engine.runs import RunWriter, atomic_write_json
+    from engine.files import atomic_write_json
+    from engine.runs import RunWriter
 
     store = RunStore(tmp_path)
     run = store.create("x", {"gpus": 2})  # a count (the manifest key), not an assignment

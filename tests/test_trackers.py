@@ -197,7 +197,6 @@ def test_mlflow_store_through_its_client(tracked_run):
 def test_trackio_local_store_through_its_api(tracked_run):
     import trackio
     from trackio.sqlite_storage import SQLiteStorage
-
     from trackio.utils import TRACKIO_DIR
 
     _, run, root = tracked_run

@@ -207,8 +207,8 @@ def test_runs_of_another_process_are_controlled_via_requests(tmp_path):
     async def go():
         import threading
 
-        from engine.queue import JobQueue
         from engine.manifest import load
+        from engine.queue import JobQueue
 
         app = make_app(tmp_path, history=False)
         # "another process": a second client of the same queue on disk, with its own runner

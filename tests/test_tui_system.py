@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from test_system import fake_pynvml
+
 from engine.runs import RunStore, RunWriter
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.testing import make_app, screen_text, wait_for
 from tui.widgets.system import SystemPane
-
-from test_system import fake_pynvml
 
 SIZE = (80, 24)
 

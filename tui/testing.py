@@ -34,7 +34,7 @@ from engine.events import (
 from engine.files import atomic_write_json
 from engine.jobs import JobContext
 from engine.runs import Run, RunStore, RunWriter
-from engine.status import Status
+from engine.status import ENDED
 from engine.tables import Table
 
 MANIFEST = """\
@@ -230,7 +230,7 @@ def write_run(
                 time=T0 + 99,
             )
         )
-    if status in (Status.FINISHED, Status.CANCELLED, Status.FAILED):
+    if status in ENDED:
         events.append(StatusChanged(status=status, reason=reason, time=T0 + 100))
     lines = [to_json(e) for e in events]
     if corrupt_line:

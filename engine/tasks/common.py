@@ -67,12 +67,6 @@ def task_inputs(ctx) -> TaskInputs:
     return replace(inputs, source=source, kind=kind)
 
 
-def start_point(ctx) -> tuple[str, str]:
-    """(kind, path) of :func:`task_inputs`: where the model starts (``bench/prepare_data.py`` calls this)."""
-    inputs = task_inputs(ctx)
-    return inputs.kind, inputs.path
-
-
 def get_tokenizer(ctx, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
     """The experiment's tokenizer: the model's, a named one, or WordPiece trained on ``corpus_texts()`` (cached)."""
     exp = inputs.exp

@@ -17,14 +17,13 @@ import math
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from ..cache import check, corrupt_error, remove, seal
 from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
 from ..errors import JobError
 from ..events import PhaseStarted, ProgressUpdated
-from ..model_source import ModelSource, check_positions
+from ..model_source import check_positions
 from ..models import cache_root, preset_config
 from ..train_loop import TaskSpec, setup_job, train
 from .common import (
@@ -379,14 +378,6 @@ def pretrain_tokenizer(ctx, inputs: TaskInputs):
             yield [t for t in col[s : s + 1000] if t and t.strip()]
 
     return get_tokenizer(ctx, inputs, corpus, inputs.dataset_key(exp.train_split) + exp.text_column)
-
-
-def load_tokenizer(ctx, kind: str, src: str):
-    """:func:`pretrain_tokenizer` for a start point from :func:`~engine.tasks.common.start_point` (``bench/``)."""
-    inputs = data_inputs(ctx)
-    return pretrain_tokenizer(
-        ctx, replace(inputs, source=ModelSource("preset" if kind == "preset" else "folder", src), kind=kind)
-    )
 
 
 def pretraining_model(inputs: TaskInputs, tok):
