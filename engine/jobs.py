@@ -9,31 +9,45 @@ between optimizer steps (one ``os.stat``, microseconds).
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .device import pick_device
+from .environment import environment
 from .errors import Cancelled, Interrupted, JobError, ResolveError
 from .events import (
     EventSink,
     FanoutSink,
     JobFailed,
     LogEmitted,
+    PhaseStarted,
     RunFinished,
     RunStarted,
     StatusChanged,
+    SystemSampled,
+    TableWritten,
+    _clean,
 )
 from .files import atomic_write_json, read_json
+from .follow import RunFollower
+from .manifest import ALL_TRAIN, EXPERIMENT_KEYS, Experiment, Manifest
+from .preempt import ForwardSignals, StopSignals
+from .preflight import run_preflight
 from .runs import Run, RunStore, RunWriter, request_seq
+from .secrets import redact
+from .slurm import executor_of, follow, in_slurm_job
 from .status import RUN_FINAL
-
-if TYPE_CHECKING:
-    from .manifest import Experiment, Manifest
-    from .preempt import StopSignals
-    from .system import JobSampler
+from .system import JobSampler, system_table
+from .trackers import make_trackers
 
 
 @dataclass
@@ -83,8 +97,6 @@ class JobContext:
     def sample_system(self) -> None:
         if self.sampler is None:
             return
-        from .events import SystemSampled, TableWritten
-        from .system import system_table
 
         try:
             if self.sampler.maybe(self.emit, lambda: [e for e in self.run.events() if isinstance(e, SystemSampled)]):
@@ -145,10 +157,6 @@ IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (t
 
 def config_changes(exp, run: Run) -> dict:
     """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
-    import json
-
-    from .events import _clean
-    from .manifest import EXPERIMENT_KEYS
 
     old = run.config()
     new = json.loads(json.dumps(_clean(exp.to_dict())))
@@ -171,7 +179,6 @@ def describe_changes(changes: dict) -> str:
 
 
 def json_text(v) -> str:
-    import json
 
     return v if isinstance(v, str) and v == "(not set)" else json.dumps(v)
 
@@ -194,7 +201,6 @@ TASKS = {
 
 
 def _task_fn(task: str):
-    import importlib
 
     mod, fn = TASKS[task].split(":")
     return getattr(importlib.import_module(mod), fn)
@@ -202,13 +208,9 @@ def _task_fn(task: str):
 
 def _record_environment(run: Run, exp) -> None:
     """``environment.json``: versions and the device this job runs on (the study report reads it)."""
-    from .environment import environment
-    from .manifest import ALL_TRAIN
 
     device = ""
     if exp.task in ALL_TRAIN:
-        from .device import pick_device
-
         device = str(pick_device(exp.device))
     atomic_write_json(run.path / "environment.json", environment(device))
 
@@ -219,7 +221,6 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
     A run that exists already (resumed, or started by a launcher) keeps the seed in
     its ``config.json``; a new one takes ``seed`` (default: the first of ``seeds``).
     """
-    import dataclasses
 
     exp = manifest.get(name)
     if not getattr(exp, "seeds", ()):
@@ -268,8 +269,6 @@ def run_experiment(
         run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
     if not in_worker:  # issue 17: executor = "slurm" submits the job and follows its run directory
-        from .slurm import executor_of, in_slurm_job
-
         if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
             return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
@@ -311,8 +310,6 @@ def run_experiment(
 
 def _job_context(manifest, exp, run: Run, store: RunStore, sinks, is_resume: bool, seen_seq: int | None) -> JobContext:
     """The context a job runs in: its run's writer (opened), sinks, stop-signal handlers, sampler."""
-    from .preempt import StopSignals
-    from .system import JobSampler
 
     writer = RunWriter(run).open()
     stop = StopSignals()
@@ -334,14 +331,10 @@ def _job_context(manifest, exp, run: Run, store: RunStore, sinks, is_resume: boo
 
 def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None:
     """Announce, attach trackers, check a resume's manifest, preflight, run the task, write its results."""
-    from .events import PhaseStarted
-    from .preflight import run_preflight
 
     exp, run = ctx.exp, ctx.run
     announce_start(ctx)
     if exp.report_to:  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
-        from .trackers import make_trackers
-
         assert isinstance(ctx.sink, FanoutSink)
         for tracker in make_trackers(run, exp, ctx.manifest, ctx.log):
             ctx.sink.add(tracker)
@@ -380,7 +373,6 @@ def _check_changes(ctx: JobContext, accept_changes: bool) -> None:
 
 def _record_failure(ctx: JobContext, exc: BaseException) -> None:
     """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
-    from .secrets import redact
 
     reason, hint = _hint_for(exc)
     reason, tb = redact(reason), redact(traceback.format_exc())
@@ -397,8 +389,6 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> None:
 
 def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
     """The torchrun / accelerate command line that runs ``engine.worker`` for this job."""
-    import shutil
-    import sys
 
     worker = [
         "-m",
@@ -441,10 +431,6 @@ def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
 
 def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     """Start the launcher as a child process and follow the run directory until it exits."""
-    import subprocess
-
-    from .events import LogEmitted
-    from .follow import RunFollower
 
     follower = RunFollower(run, run.events_path.stat().st_size if run.events_path.exists() else 0)
     try:
@@ -466,7 +452,6 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
                     f"output in {run.path / 'launcher.log'}",
                 )
             )
-    from .preempt import ForwardSignals
 
     forward = ForwardSignals(proc) if proc is not None else None
     if forward is not None:
@@ -516,7 +501,6 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
 
 def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
     """Submit to Slurm and follow the run (see :mod:`engine.slurm`)."""
-    from .slurm import follow
 
     def record(events) -> None:  # what the job itself could not write
         writer = RunWriter(run).open()
