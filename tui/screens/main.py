@@ -1,16 +1,18 @@
 """The main screen: Experiments | Jobs | Runs | System tabs, a title bar and a one-line status.
 
 A 1 Hz timer passes data down to the panes: the job queue's state (re-read from
-``runs/.queue`` and the run directories; panes redrawn only when it changed) and, every few seconds, the runs on disk (read in
-a worker thread, so runs of other processes show up and are followed too).
+``runs/.queue`` and the run directories; panes redrawn only when it changed) and, every few seconds,
+the runs on disk (read in a worker thread, so runs of other processes show up and are followed too).
 """
 
 from __future__ import annotations
 
+import gc
+
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from rich.text import Text
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
@@ -28,6 +30,25 @@ from .base import ConsoleScreen
 
 RUNS_EVERY_S = 3  # how often the runs directory is re-read (another process may write to it)
 SYSTEM_EVERY_S = 2  # how often the system tab samples CPU/RAM/GPUs while it is shown
+
+
+_frozen = False
+
+
+def freeze_heap_once() -> None:
+    """Once the console is up with the runs listed: ``gc.freeze()``, so that the collector's full passes
+    skip what exists by then (the app, its widgets, the first runs list).
+
+    With 1,000 runs those passes walked the whole heap and took 75-120 ms each, falling on a key every
+    few dozen (the slowest filter keys in bench/store_scale.py). Frozen objects are still freed when
+    their last reference goes; only cyclic garbage among them would stay, at most this one-time heap.
+    Only in a console process of its own (``LMConsole.freeze_heap``), not in tests that build apps.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class MainScreen(ConsoleScreen):
@@ -150,6 +171,8 @@ class MainScreen(ConsoleScreen):
         self.query_one(RunsPane).set_summaries(summaries, rows)
         self._update_experiments()
         self._update_title()
+        if getattr(self.app, "freeze_heap", False):
+            freeze_heap_once()
 
     # -- actions ------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
