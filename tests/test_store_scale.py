@@ -249,3 +249,40 @@ def test_list_table_draws_what_a_data_table_draws_when_scrolled_sideways():
     assert skipped  # cells were skipped at the last position (not a vacuous pass)
     for (x, a), (y, b) in zip(plain, fast):
         assert x == y and a == b, x
+
+
+def test_list_table_re_adding_the_same_rows_shows_their_cells():
+    """A row re-added with the same cell list reuses its objects (issue 16), but never a cell that
+    ``update_cell`` changed in between: the table shows the cells it was given, as DataTable does."""
+    import asyncio
+
+    from textual.app import App
+
+    from tui.widgets.panes import ListTable
+
+    class One(App):
+        def compose(self):
+            yield ListTable(id="t")
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(60, 12)) as pilot:
+            t = app.query_one("#t", ListTable)
+            for c in ("a", "b"):
+                t.add_column(c, key=c)
+            rows = [(f"k{i}", [f"a{i}", f"b{i}"]) for i in range(5)]
+            t.add_keyed_rows(rows)
+            await pilot.pause()
+            t.update_cell("k2", "b", "changed")
+            assert t.get_row("k2") == ["a2", "changed"]
+            t.clear()
+            t.add_keyed_rows(rows[1:3])  # the same lists again: k1 reuses its objects, k2 gets its cells back
+            await pilot.pause()
+            assert [t.get_row(k) for k in ("k1", "k2")] == [["a1", "b1"], ["a2", "b2"]]
+            assert t.rows[t._made["k1"][1]] is t._made["k1"][3]
+            t.clear()
+            t.add_keyed_rows(rows)
+            await pilot.pause()
+            assert [t.get_row(k) for k, _ in rows] == [c for _, c in rows]
+
+    asyncio.run(go())

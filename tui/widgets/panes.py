@@ -45,7 +45,7 @@ class ListTable(DataTable):
         self._view: tuple | None = None  # (scroll x, width, column widths, fixed columns) of the last render
         self._offscreen: frozenset = frozenset()  # indexes of the columns outside the view
         self._made: dict = {}  # key -> (cells, RowKey, cell dict, Row) of the rows last added
-        self._made_for: list = []  # the columns they were made for
+        self._made_for: list = []  # the keys of the columns they were made for
 
     # -- drawing: cells scrolled out of view are not rendered ---------------------------------------
     # DataTable renders every cell of each visible row, then crops the line to the width of the
@@ -107,8 +107,9 @@ class ListTable(DataTable):
         index = self.row_count
         # A row added again with the same cells (each filter key re-adds the rows that stay) gets the
         # objects it had: 1,000 new keys, dicts and rows per key kept the collector busy.
-        made = self._made if self._made_for == columns else {}
-        self._made, self._made_for = {}, list(columns)
+        column_keys = [c.key for c in columns]
+        made = self._made if self._made_for == column_keys else {}
+        self._made, self._made_for = {}, column_keys
         for key, cells in rows:
             hit = made.get(key)
             if hit is not None and hit[0] is cells and len(hit[2]) == len(columns):
