@@ -181,3 +181,108 @@ def test_list_table_lays_out_as_a_data_table():
                 raise AssertionError("a duplicate key was accepted")
 
     asyncio.run(go())
+
+
+def test_list_table_draws_what_a_data_table_draws_when_scrolled_sideways():
+    """ListTable skips rendering the cells outside its view (issue 16): the lines on screen, with their
+    styles, are DataTable's own at any horizontal scroll, with fixed columns and the cursor on a row."""
+    import asyncio
+
+    from rich.text import Text
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from tui.widgets.panes import ListTable
+
+    class One(App):
+        def __init__(self, cls):
+            super().__init__()
+            self.cls = cls
+
+        def compose(self):
+            yield self.cls(id="t", cursor_type="row", zebra_stripes=True)
+
+    cols = ["mark", "experiment", "started", "status", "result", "tags", "lr", "bs", "note"]
+    rows = [
+        (
+            f"k{i}",
+            [
+                Text("●" if i % 5 == 0 else " "),
+                f"exp-{i % 7}",
+                f"12-0{i % 9} 10:{i:02d}",
+                "finished" if i % 3 else "failed",
+                f"acc {i / 40:.3f}",
+                "keep" * (i % 3),
+                Text(f"{i * 1.5:g}e-5", justify="right"),
+                str(8 * (1 + i % 4)),
+                "a note " * (i % 4),
+            ],
+        )
+        for i in range(40)
+    ]
+
+    def screen(t):
+        return [[(seg.text, seg.style) for seg in t.render_line(y)] for y in range(t.size.height)]
+
+    async def go(cls):
+        app = One(cls)
+        shown = []
+        async with app.run_test(size=(40, 16)) as pilot:
+            t = app.query_one("#t", DataTable)
+            t.fixed_columns = 2
+            for c in cols:
+                t.add_column(c, key=c)
+            for k, c in rows:
+                t.add_row(*c, key=k)
+            t.move_cursor(row=3)
+            await pilot.pause()
+            assert t.virtual_size.width > t.size.width
+            for x in (0, 3, 11, 25, 1000):
+                t.scroll_to(x=x, animate=False, immediate=True)
+                await pilot.pause()
+                shown.append((t.scroll_x, screen(t)))
+            skipped = getattr(t, "_offscreen", None)
+        return shown, skipped
+
+    plain, _ = asyncio.run(go(DataTable))
+    fast, skipped = asyncio.run(go(ListTable))
+    assert skipped  # cells were skipped at the last position (not a vacuous pass)
+    for (x, a), (y, b) in zip(plain, fast):
+        assert x == y and a == b, x
+
+
+def test_list_table_re_adding_the_same_rows_shows_their_cells():
+    """A row re-added with the same cell list reuses its objects (issue 16), but never a cell that
+    ``update_cell`` changed in between: the table shows the cells it was given, as DataTable does."""
+    import asyncio
+
+    from textual.app import App
+
+    from tui.widgets.panes import ListTable
+
+    class One(App):
+        def compose(self):
+            yield ListTable(id="t")
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(60, 12)) as pilot:
+            t = app.query_one("#t", ListTable)
+            for c in ("a", "b"):
+                t.add_column(c, key=c)
+            rows = [(f"k{i}", [f"a{i}", f"b{i}"]) for i in range(5)]
+            t.add_keyed_rows(rows)
+            await pilot.pause()
+            t.update_cell("k2", "b", "changed")
+            assert t.get_row("k2") == ["a2", "changed"]
+            t.clear()
+            t.add_keyed_rows(rows[1:3])  # the same lists again: k1 reuses its objects, k2 gets its cells back
+            await pilot.pause()
+            assert [t.get_row(k) for k in ("k1", "k2")] == [["a1", "b1"], ["a2", "b2"]]
+            assert t.rows[t._made["k1"][1]] is t._made["k1"][3]
+            t.clear()
+            t.add_keyed_rows(rows)
+            await pilot.pause()
+            assert [t.get_row(k) for k, _ in rows] == [c for _, c in rows]
+
+    asyncio.run(go())

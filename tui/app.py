@@ -32,6 +32,7 @@ class LMConsole(App[str]):
     CSS_PATH = "styles.tcss"
     TITLE = "lmconsole"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
+    freeze_heap = False  # gc.freeze() once the runs are listed (run_console: a process of its own)
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
@@ -131,4 +132,6 @@ def run_console(manifest_path: str | Path, queue_factory=default_queue, headless
     # Progress bars of datasets / hub downloads would write over the UI from job threads.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    return run(build_app(manifest_path, queue_factory), headless=headless)
+    app = build_app(manifest_path, queue_factory)
+    app.freeze_heap = True  # a console process of its own: see screens.main.freeze_heap_once
+    return run(app, headless=headless)

@@ -42,6 +42,52 @@ class ListTable(DataTable):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._measured: dict = {}  # row key -> (cells, their content widths)
+        self._view: tuple | None = None  # (scroll x, width, column widths, fixed columns) of the last render
+        self._offscreen: frozenset = frozenset()  # indexes of the columns outside the view
+        self._made: dict = {}  # key -> (cells, RowKey, cell dict, Row) of the rows last added
+        self._made_for: list = []  # the keys of the columns they were made for
+
+    # -- drawing: cells scrolled out of view are not rendered ---------------------------------------
+    # DataTable renders every cell of each visible row, then crops the line to the width of the
+    # widget: at 80 columns the runs table showed about 5 of its 13 columns, and rendering the other
+    # cells was most of the time a filter key spent drawing. Here a cell entirely outside the view
+    # is a blank of its width (cropped away, as its rendering was); the row cache, whose key does
+    # not hold the scroll position, is emptied whenever the view moves.
+
+    def render_lines(self, crop):
+        try:
+            widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
+            view = (self.scroll_x, self.size.width, widths, self.fixed_columns, self._labelled_row_exists)
+            if view != self._view:
+                self._view = view
+                self._row_render_cache.clear()
+                self._offscreen = self._columns_out_of_view(*view)
+        except AttributeError:  # another Textual: every cell is rendered
+            self._offscreen = frozenset()
+        return super().render_lines(crop)
+
+    @staticmethod
+    def _columns_out_of_view(scroll_x, width, widths, fixed, labelled) -> frozenset:
+        if labelled or not width:
+            return frozenset()
+        # the scrollable part of a line holds every column from x = 0 and is cropped to
+        # [scroll_x + width of the fixed columns, scroll_x + width of the widget)
+        left, right = scroll_x + sum(widths[:fixed]), scroll_x + width
+        out, x = set(), 0
+        for i, w in enumerate(widths):
+            if i >= fixed and (x + w <= left or x >= right):
+                out.add(i)
+            x += w
+        return frozenset(out)
+
+    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
+        if column_index in self._offscreen and row_index >= 0:
+            row = self.rows.get(self._row_locations.get_key(row_index))
+            if row is not None and row.height == 1 and not row.auto_height:
+                from rich.segment import Segment
+
+                return [[Segment(" " * width, base_style)]]
+        return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
 
     def add_keyed_rows(self, rows: list[tuple[str, list]]) -> None:
         """``add_row(*cells, key=key)`` for each row, as one change (DataTable's per-row bookkeeping,
@@ -59,14 +105,28 @@ class ListTable(DataTable):
             raise ValueError("More values provided than there are columns.")
         was_empty = self.row_count == 0
         index = self.row_count
+        # A row added again with the same cells (each filter key re-adds the rows that stay) gets the
+        # objects it had: 1,000 new keys, dicts and rows per key kept the collector busy.
+        column_keys = [c.key for c in columns]
+        made = self._made if self._made_for == column_keys else {}
+        self._made, self._made_for = {}, column_keys
         for key, cells in rows:
-            row_key = RowKey(key)
+            hit = made.get(key)
+            if hit is not None and hit[0] is cells and len(hit[2]) == len(columns):
+                _, row_key, data, row = hit
+                if any(data.get(c.key) is not v for c, v in zip(columns, cells)):  # update_cell changed it
+                    data = {column.key: cell for column, cell in zip_longest(columns, cells)}
+            else:
+                row_key = RowKey(key)
+                data = {column.key: cell for column, cell in zip_longest(columns, cells)}
+                row = Row(row_key, 1, None, False)
             if row_key in self._row_locations:
                 raise DuplicateKey(f"The row key {row_key!r} already exists.")
             self._row_locations[row_key] = index
             index += 1
-            self._data[row_key] = {column.key: cell for column, cell in zip_longest(columns, cells)}
-            self.rows[row_key] = Row(row_key, 1, None, False)
+            self._data[row_key] = data
+            self.rows[row_key] = row
+            self._made[key] = (cells, row_key, data, row)
             self._new_rows.add(row_key)
         self._require_update_dimensions = True
         self.cursor_coordinate = self.cursor_coordinate
@@ -158,6 +218,7 @@ class TablePane(Vertical):
         self.filter_text = ""
         self._rows: list[tuple[str, list]] = []
         self._haystack: dict[str, str] = {}
+        self._with_mark: dict[str, tuple] = {}  # key -> (cells, marked, [mark cell, *cells]) last shown
 
     def compose(self) -> ComposeResult:
         yield Static(self.EMPTY, classes="empty")
@@ -186,16 +247,25 @@ class TablePane(Vertical):
         """rows: (key, cells without the mark column, text to filter on)."""
         self._rows = [(k, cells) for k, cells, _ in rows]
         self._haystack = {k: text.lower() for k, _, text in rows}
+        self._with_mark = {k: v for k, v in self._with_mark.items() if k in self._haystack}
         self._show()
 
     def _show(self) -> None:
         has_mark = bool(self.COLUMNS) and self.COLUMNS[0] == " "
         shown = []
+        with_mark = self._with_mark
         for key, cells in self._rows:
             if self.filter_text and not self.matches_filter(key):
                 continue
             if has_mark:
-                cells = [Text(MARK if key in self.marked else " ")] + list(cells)
+                # the same row list as last time while the row and its mark are unchanged: each filter
+                # key built 1,000 new lists (garbage for the collector) and the table compared them cell
+                # by cell to decide what to measure again
+                marked = key in self.marked
+                hit = with_mark.get(key)
+                if hit is None or hit[0] is not cells or hit[1] != marked:
+                    hit = with_mark[key] = (cells, marked, [Text(MARK if marked else " "), *cells])
+                cells = hit[2]
             shown.append((key, cells))
         sync_rows(self.table, shown)
         empty = self.query_one(".empty", Static)
