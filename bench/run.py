@@ -316,6 +316,65 @@ def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, ep
     return 1 - real / padded
 
 
+def _engine_cmd(manifest: str, experiment: str, warmup: int, out: Path) -> list[str]:
+    """bench/engine_pretrain.py: one engine run of ``experiment``, timed after ``warmup`` steps, figures to ``out``."""
+    return [
+        PY,
+        str(BENCH / "engine_pretrain.py"),
+        "--manifest",
+        manifest,
+        "--experiment",
+        experiment,
+        "--warmup-steps",
+        str(warmup),
+        "--json",
+        str(out),
+    ]
+
+
+def _baseline_cmd(
+    data: str,
+    steps: int,
+    warmup: int,
+    batch: int,
+    rows: list[str],
+    exp: dict,
+    peer: str,
+    precision: str,
+    out: Path,
+    compile_peer: bool,
+) -> list[str]:
+    """bench/baseline_trainer.py: the Trainer side (``rows``: extra arguments after --batch-size, e.g. --max-rows)."""
+    return (
+        [
+            PY,
+            str(BENCH / "baseline_trainer.py"),
+            "--data",
+            data,
+            "--steps",
+            str(steps),
+            "--warmup-steps",
+            str(warmup),
+            "--batch-size",
+            str(batch),
+        ]
+        + rows
+        + [
+            "--learning-rate",
+            str(exp["learning_rate"]),
+            "--seed",
+            str(exp["seed"]),
+            "--peer",
+            peer,
+            "--precision",
+            precision,
+            "--json",
+            str(out),
+        ]
+        + (["--compile"] if compile_peer else [])
+    )
+
+
 def bench_pretrain(
     ws: Workspace,
     size: str,
@@ -338,53 +397,13 @@ def bench_pretrain(
     def engine():
         k["i"] += 1
         out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "engine_pretrain.py"),
-                "--manifest",
-                prep["manifest"],
-                "--experiment",
-                exp["name"],
-                "--warmup-steps",
-                str(w),
-                "--json",
-                str(out),
-            ],
-            env,
-            out,
-        )
+        return run_child(_engine_cmd(prep["manifest"], exp["name"], w, out), env, out)
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "baseline_trainer.py"),
-                "--data",
-                prep["dir"],
-                "--steps",
-                str(n),
-                "--warmup-steps",
-                str(w),
-                "--batch-size",
-                str(batch),
-                "--learning-rate",
-                str(exp["learning_rate"]),
-                "--seed",
-                str(exp["seed"]),
-                "--peer",
-                peer,
-                "--precision",
-                precision,
-                "--json",
-                str(out),
-            ]
-            + (["--compile"] if compile_peer else []),
-            env,
-            out,
-        )
+        args = _baseline_cmd(prep["dir"], n, w, batch, [], exp, peer, precision, out, compile_peer)
+        return run_child(args, env, out)
 
     label = f"{size} [{variant}]" + (
         f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else ""
@@ -447,55 +466,16 @@ def bench_peer_one(ws: Workspace, size: str, precision: str, reps: int, compile_
     def engine():
         k["i"] += 1
         out = ws.root / f"peer-eng-{exp['name']}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "engine_pretrain.py"),
-                "--manifest",
-                str(manifest),
-                "--experiment",
-                exp["name"],
-                "--warmup-steps",
-                str(spe),
-                "--json",
-                str(out),
-            ],
-            env,
-            out,
-        )
+        return run_child(_engine_cmd(str(manifest), exp["name"], spe, out), env, out)
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"peer-base-{exp['name']}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "baseline_trainer.py"),
-                "--data",
-                prep["dir"],
-                "--steps",
-                str(2 * spe),
-                "--warmup-steps",
-                str(spe),
-                "--batch-size",
-                str(exp["batch_size"]),
-                "--max-rows",
-                str(exp["max_train_samples"]),
-                "--learning-rate",
-                str(exp["learning_rate"]),
-                "--seed",
-                str(exp["seed"]),
-                "--peer",
-                "tuned",
-                "--precision",
-                precision,
-                "--json",
-                str(out),
-            ]
-            + (["--compile"] if compile_peer else []),
-            env,
-            out,
+        rows = ["--max-rows", str(exp["max_train_samples"])]
+        args = _baseline_cmd(
+            prep["dir"], 2 * spe, spe, exp["batch_size"], rows, exp, "tuned", precision, out, compile_peer
         )
+        return run_child(args, env, out)
 
     label = f"{size} vs tuned Trainer, {precision}{' +compile' if compile_peer else ''}"
     res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"peer {label} {m}"))
@@ -679,11 +659,60 @@ def _wait_rss(args, env, log_path: Path) -> dict:
     return {"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "user_s": ru.ru_utime, "sys_s": ru.ru_stime}
 
 
-def bench_memory(ws: Workspace) -> dict:
-    """``lmconsole run demo-pretrain`` twice on one empty cache: first run, then a second reusing the cached data."""
+def _pretrain_run_figures(run: Path) -> dict:
+    """From a demo-pretrain run's events: time to the first evaluation, RSS at epoch ends and logs, perplexities."""
     from engine.events import from_dict
     from engine.runs import read_events
 
+    events = [from_dict(d) for d in read_events(run / "events.jsonl")[0]]
+    kinds = [(type(e).__name__, e) for e in events]
+    t_pre = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "preflight")
+    t_eval0 = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "eval")
+    t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
+    t_end = events[-1].time
+    steps = [e for n, e in kinds if n == "StepLogged"]
+    epoch_end = [(round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1]
+    evals = [e for n, e in kinds if n == "EvalFinished"]
+    return dict(
+        to_first_eval_s=t_eval0 - t_pre,
+        train_and_evals_s=t_end - t_train,
+        rss_at_epoch_end_mb=epoch_end,
+        rss_at_logs_mb=[e.memory_mb for e in steps],
+        ppl=[e.metrics.get("mlm_perplexity") for e in evals],
+        logs=[
+            getattr(e, "message", "") for n, e in kinds if n == "LogEmitted" and "pairs" in getattr(e, "message", "")
+        ],
+    )
+
+
+def _memory_finetune(ws: Workspace, runs_dir: Path, exp: dict, env: dict) -> tuple[Path, dict]:
+    """The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run of ``runs_dir``.
+
+    Returns the manifest written for it (the leak check reuses it) and its figures."""
+    from engine.events import from_dict
+    from engine.runs import read_events
+
+    fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
+    if ws.plan.memory_epochs:
+        for e in fts:
+            e["epochs"] = ws.plan.memory_epochs
+    manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
+    log("memory: lmconsole run demo-sst2 demo-squad")
+    res = _wait_rss(
+        lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log"
+    )
+    res["runs"] = {}
+    for e in fts:
+        run = next((runs_dir / e["name"]).glob("*"))
+        steps = [
+            x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"
+        ]
+        res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
+    return manifest, res
+
+
+def bench_memory(ws: Workspace) -> dict:
+    """``lmconsole run demo-pretrain`` twice on one empty cache: first run, then a second reusing the cached data."""
     runs_dir = ws.root / "runs-memory"
     exp = demo_experiment("demo-pretrain")
     if ws.plan.memory_epochs:
@@ -711,49 +740,9 @@ def bench_memory(ws: Workspace) -> dict:
         )
         res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-pretrain"], env, ws.root / "memory.log")
         new = [p for p in (runs_dir / "demo-pretrain").glob("*") if p.name not in before]
-        events = [from_dict(d) for d in read_events(new[0] / "events.jsonl")[0]]
-        kinds = [(type(e).__name__, e) for e in events]
-        t_pre = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "preflight")
-        t_eval0 = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "eval")
-        t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
-        t_end = events[-1].time
-        steps = [e for n, e in kinds if n == "StepLogged"]
-        epoch_end = [
-            (round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1
-        ]
-        evals = [e for n, e in kinds if n == "EvalFinished"]
-        res.update(
-            label=label,
-            to_first_eval_s=t_eval0 - t_pre,
-            train_and_evals_s=t_end - t_train,
-            rss_at_epoch_end_mb=epoch_end,
-            rss_at_logs_mb=[e.memory_mb for e in steps],
-            ppl=[e.metrics.get("mlm_perplexity") for e in evals],
-            logs=[
-                getattr(e, "message", "")
-                for n, e in kinds
-                if n == "LogEmitted" and "pairs" in getattr(e, "message", "")
-            ],
-        )
+        res.update(label=label, **_pretrain_run_figures(new[0]))
         out["runs"].append(res)
-    # The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run above.
-    fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
-    if ws.plan.memory_epochs:
-        for e in fts:
-            e["epochs"] = ws.plan.memory_epochs
-    manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
-    log("memory: lmconsole run demo-sst2 demo-squad")
-    res = _wait_rss(
-        lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log"
-    )
-    res["runs"] = {}
-    for e in fts:
-        run = next((runs_dir / e["name"]).glob("*"))
-        steps = [
-            x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"
-        ]
-        res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
-    out["finetune"] = res
+    manifest, out["finetune"] = _memory_finetune(ws, runs_dir, exp, env)
     log("memory: leak check (bench/memory_epochs.py, demo-pretrain in-process)")
     leak_json = ws.root / "memory-epochs.json"
     out["leak_check"] = run_child(
@@ -1496,7 +1485,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     return "\n".join(L)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1539,6 +1528,92 @@ def main(argv=None) -> int:
         help="run nothing: re-render --out from a --json file of an earlier run "
         "(e.g. to add --gpu-json results without re-running the CPU benchmarks)",
     )
+    return p
+
+
+def _merge_json(saved: dict, f: str) -> None:
+    """Fold the sections of another --json file into ``saved``, each labelled with its command, date and load."""
+    other = json.loads(Path(f).read_text())
+    for name, section in other["results"].items():
+        prov = {
+            "command": other.get("command", f),
+            "date": other["machine"]["date"],
+            "load": other["machine"]["load_avg_at_start"][0],
+        }
+        if name in SECTIONS and isinstance(section, dict):
+            section["provenance"] = prov
+            saved["results"][name] = section
+        elif name in SECTIONS and isinstance(section, list):  # the peer section: a list of rows
+            for row in section:
+                row["provenance"] = prov
+            saved["results"][name] = section
+
+
+def _run_sections(ws: Workspace, only: list) -> dict:
+    """Measure the sections in ``only``; their figures by section name."""
+    plan = ws.plan
+    res: dict = {}
+    if "startup" in only:
+        log("startup")
+        res["startup"] = bench_startup(ws)
+    if "dataprep" in only:
+        res["dataprep"] = bench_dataprep(ws)
+    if "pretrain" in only:
+        res["pretrain"] = []
+        for v in plan.omp_envs if "tiny" in plan.sizes else ():
+            res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
+        for v in plan.base_omp_envs if "base" in plan.sizes else ():
+            res["pretrain"].append(
+                bench_pretrain(
+                    ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)
+                )
+            )
+    if "peer" in only:
+        res["peer"] = bench_peer(ws)
+    if "threads" in only:
+        res["threads"] = bench_threads(ws)
+    if "profile" in only:
+        res["profile"] = {
+            "bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
+            "bert-base": bench_profile(ws, "base", plan.profile_steps[1]),
+        }
+    if "levers" in only:
+        res["levers"] = {
+            "bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
+            "bert-base": bench_levers(ws, "base", "optimizer,bf16"),
+        }
+    if "memory" in only:
+        res["memory"] = bench_memory(ws)
+    if "squad" in only:
+        res["squad"] = bench_squad(ws)
+    if "store" in only:
+        log("store")
+        res["store"] = bench_store(ws)
+    if "console" in only:
+        if shutil.which("tmux"):
+            log("console")
+            res["console"] = bench_console(ws)
+        else:
+            log("console: skipped, tmux is not installed")
+    return res
+
+
+def _from_json(a, command: str, gpu: dict | None, history: list) -> int:
+    """--from-json: re-render --out from an earlier run's figures (plus --console-json and --merge-json), measuring nothing."""
+    saved = json.loads(Path(a.from_json).read_text())
+    plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
+    if a.console_json:
+        saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
+    for f in a.merge_json:
+        _merge_json(saved, f)
+    text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
+    Path(a.out).write_text(text + "\n", encoding="utf-8")
+    log(f"re-rendered {a.out} from {a.from_json}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
     only = [s for s in a.only.split(",") if s] or list(SECTIONS)
     bad = [s for s in only if s not in SECTIONS]
@@ -1562,29 +1637,7 @@ def main(argv=None) -> int:
     if (a.console_json or a.merge_json) and not a.from_json:
         p.error("--console-json and --merge-json only apply with --from-json")
     if a.from_json:
-        saved = json.loads(Path(a.from_json).read_text())
-        plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
-        if a.console_json:
-            saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
-        for f in a.merge_json:
-            other = json.loads(Path(f).read_text())
-            for name, section in other["results"].items():
-                prov = {
-                    "command": other.get("command", f),
-                    "date": other["machine"]["date"],
-                    "load": other["machine"]["load_avg_at_start"][0],
-                }
-                if name in SECTIONS and isinstance(section, dict):
-                    section["provenance"] = prov
-                    saved["results"][name] = section
-                elif name in SECTIONS and isinstance(section, list):  # the peer section: a list of rows
-                    for row in section:
-                        row["provenance"] = prov
-                    saved["results"][name] = section
-        text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
-        log(f"re-rendered {a.out} from {a.from_json}")
-        return 0
+        return _from_json(a, command, gpu, history)
     if any(s in only for s in ("pretrain",)):
         try:
             import accelerate  # noqa: F401
@@ -1594,52 +1647,10 @@ def main(argv=None) -> int:
     info = machine_info()
     root = Path(tempfile.mkdtemp(prefix="lmconsole-bench-"))
     ws = Workspace(root, plan)
-    res: dict = {}
     t0 = time.perf_counter()
     log(f"work folder {root}; sections {only}; {'quick' if plan.quick else 'full'}")
     try:
-        if "startup" in only:
-            log("startup")
-            res["startup"] = bench_startup(ws)
-        if "dataprep" in only:
-            res["dataprep"] = bench_dataprep(ws)
-        if "pretrain" in only:
-            res["pretrain"] = []
-            for v in plan.omp_envs if "tiny" in plan.sizes else ():
-                res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
-            for v in plan.base_omp_envs if "base" in plan.sizes else ():
-                res["pretrain"].append(
-                    bench_pretrain(
-                        ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)
-                    )
-                )
-        if "peer" in only:
-            res["peer"] = bench_peer(ws)
-        if "threads" in only:
-            res["threads"] = bench_threads(ws)
-        if "profile" in only:
-            res["profile"] = {
-                "bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
-                "bert-base": bench_profile(ws, "base", plan.profile_steps[1]),
-            }
-        if "levers" in only:
-            res["levers"] = {
-                "bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
-                "bert-base": bench_levers(ws, "base", "optimizer,bf16"),
-            }
-        if "memory" in only:
-            res["memory"] = bench_memory(ws)
-        if "squad" in only:
-            res["squad"] = bench_squad(ws)
-        if "store" in only:
-            log("store")
-            res["store"] = bench_store(ws)
-        if "console" in only:
-            if shutil.which("tmux"):
-                log("console")
-                res["console"] = bench_console(ws)
-            else:
-                log("console: skipped, tmux is not installed")
+        res = _run_sections(ws, only)
     finally:
         if a.keep:
             log(f"kept {root}")
