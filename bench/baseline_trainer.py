@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder with tokenizer/, train-pairs/, config.json")
     p.add_argument("--steps", type=int, required=True)
@@ -59,20 +59,14 @@ def main(argv=None) -> int:
         help="train on the first N pairs only (the engine's max_train_samples takes the same first N)",
     )
     p.add_argument("--json", required=True)
-    a = p.parse_args(argv)
+    return p
 
-    t_start = time.perf_counter()
+
+def _load(a) -> tuple:
+    """The tokenizer, the training pairs (the first --max-rows; their lengths for the tuned peer), a fresh model."""
     import datasets
     import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertForPreTraining,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    from transformers import AutoTokenizer, BertConfig, BertForPreTraining
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -87,7 +81,15 @@ def main(argv=None) -> int:
     config = BertConfig.from_json_file(str(data / "config.json"))
     torch.manual_seed(a.seed)
     model = BertForPreTraining(config)
+    return tokenizer, train, model
 
+
+def _train(a, tokenizer, train, model) -> tuple[list[int], list[int], list[float], str]:
+    """Trainer.train(); the real and padded tokens of each batch, the clock at each step end, the optimizer used."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
+
+    tuned = a.peer == "tuned"
     collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm=True, mlm_probability=0.15)
     real_tokens: list[int] = []
     padded_tokens: list[int] = []
@@ -134,13 +136,19 @@ def main(argv=None) -> int:
             callbacks=[Clock()],
         )
         trainer.train()
+    return real_tokens, padded_tokens, step_end, str(args.optim)
+
+
+def _figures(a, real_tokens: list[int], padded_tokens: list[int], step_end: list[float]) -> dict:
+    """Tokens/s and the rest over the timed steps (after --warmup-steps)."""
+    import torch
 
     w, n = a.warmup_steps, a.steps
     if len(step_end) != n:
         raise SystemExit(f"expected {n} optimizer steps, saw {len(step_end)}")
     span = step_end[n - 1] - step_end[w - 1]
     tokens = sum(real_tokens[w:n])  # batch i feeds optimizer step i (one micro-batch per step)
-    out = {
+    return {
         "side": "baseline",
         "peer": a.peer,
         "precision": a.precision,
@@ -153,10 +161,20 @@ def main(argv=None) -> int:
         "warmup_steps": w,
         "threads": torch.get_num_threads(),
         "padding_fraction": 1 - sum(real_tokens[w:n]) / sum(padded_tokens[w:n]),
-        "optimizer": str(args.optim),
-        "attn_implementation": getattr(model.config, "_attn_implementation", None),
-        "process_s": time.perf_counter() - t_start,
     }
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+    t_start = time.perf_counter()
+    tokenizer, train, model = _load(a)
+    real_tokens, padded_tokens, step_end, optim = _train(a, tokenizer, train, model)
+    out = _figures(a, real_tokens, padded_tokens, step_end)
+    out.update(
+        optimizer=optim,
+        attn_implementation=getattr(model.config, "_attn_implementation", None),
+        process_s=time.perf_counter() - t_start,
+    )
     Path(a.json).write_text(json.dumps(out))
     return 0
 

@@ -131,7 +131,7 @@ def op_shares(fn, vocab: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=("tiny", "base"), help="prepare bench/run.py's data of this size in a temp dir")
     p.add_argument("--manifest")
@@ -141,6 +141,12 @@ def main(argv=None) -> int:
     p.add_argument("--pad-peer", type=float, default=None, help="the peer's padding fraction in a harness run")
     p.add_argument("--pad-engine", type=float, default=None, help="the engine's padding fraction in that run")
     p.add_argument("--json")
+    return p
+
+
+def _args(argv) -> argparse.Namespace:
+    """The arguments; --size prepares bench/run.py's data of that size and fills --manifest, --experiment, --data."""
+    p = _parser()
     a = p.parse_args(argv)
     if a.size:  # bench/run.py's workload of that size: its manifest, tokenizer, NSP pairs and model config
         import os
@@ -155,11 +161,12 @@ def main(argv=None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the harness's children (torch not imported yet)
     elif not (a.manifest and a.experiment and a.data):
         p.error("--size, or --manifest, --experiment and --data")
-    import torch
+    return a
 
-    engine_batch, peer_batch, step, encoder, vocab = build(a.manifest, a.experiment, a.data)
+
+def _measure(a, step, encoder, batch: dict, vocab) -> tuple[dict, dict, list, int]:
+    """The interleaved timings of both sides and the encoder, then operator shares on the batch of median width."""
     sides = ("engine", "peer")
-    batch = {"engine": engine_batch, "peer": peer_batch}
     times = {s: {} for s in sides}
     for s in sides:  # warm-up: one step and one encoder pass each
         step(s, batch[s](0), {})
@@ -179,6 +186,14 @@ def main(argv=None) -> int:
             "step": op_shares(lambda s=s: step(s, batch[s](mid), {}), vocab),
             "encoder": op_shares(lambda: encoder("engine", batch["engine"](mid), {}), vocab),
         }
+    return times, prof, widths, mid
+
+
+def _figures(a, times: dict, prof: dict, widths: list, mid: int) -> dict:
+    """Medians per side, the skippable head, the ratio now and the ceilings."""
+    import torch
+
+    sides = ("engine", "peer")
     res: dict = {"threads": torch.get_num_threads(), "steps": a.steps}
     enc = times["engine"]["encoder_fwd_bwd"]
     for s in sides:
@@ -215,6 +230,13 @@ def main(argv=None) -> int:
         k = (1 - a.pad_engine) / (1 - a.pad_peer)  # the peer's work per real token grows with its padding
         res["padding_factor"] = k
         res["ceiling_harness_padding"] = k * res["ceiling_equal_padding"]
+    return res
+
+
+def _report(res: dict) -> None:
+    """The figures of both sides and the ceilings, printed."""
+    sides = ("engine", "peer")
+    skippable = res["skippable_ms"]
     for s in sides:
         r = res[s]
         print(
@@ -240,6 +262,17 @@ def main(argv=None) -> int:
             else ""
         )
     )
+
+
+def main(argv=None) -> int:
+    a = _args(argv)
+    import torch  # noqa: F401  (imported here, after _args has set the OpenMP variables, as before)
+
+    engine_batch, peer_batch, step, encoder, vocab = build(a.manifest, a.experiment, a.data)
+    batch = {"engine": engine_batch, "peer": peer_batch}
+    times, prof, widths, mid = _measure(a, step, encoder, batch, vocab)
+    res = _figures(a, times, prof, widths, mid)
+    _report(res)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     return 0

@@ -231,7 +231,7 @@ def check_sync_free(config, batch: dict, device) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seq", type=int, default=128)
@@ -242,10 +242,13 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny model, 2 warm-up + 2 timed steps, 1 round")
     p.add_argument("--json")
     p.add_argument("--markdown")
-    args = p.parse_args(argv)
+    return p
 
+
+def _device_and_config(args):
+    """The device and BertConfig to measure: bert-base on CUDA, or a tiny model on the CPU for --dry-run
+    (which also shrinks batch, seq, steps and rounds). None without a CUDA device and without --dry-run."""
     import torch
-    import transformers
     from transformers import BertConfig
 
     if args.dry_run:
@@ -262,9 +265,69 @@ def main(argv=None) -> int:
     else:
         if not torch.cuda.is_available():
             print("no CUDA device (use --dry-run to check the script on a CPU)", file=sys.stderr)
-            return 2
+            return None
         device = torch.device("cuda")
         config = BertConfig()  # bert-base-uncased's shape: 12 x 768, vocab 30522
+    return device, config
+
+
+def _rows(names: list, runs: dict, flops: float, tokens: int, device) -> list[dict]:
+    """One row per config: median ms/step, tokens/s, model TFLOP/s, MFU, peak memory."""
+    rows = []
+    for n in names:
+        ms = statistics.median(x["step_ms"] for x in runs[n])
+        tok_s = tokens / (ms / 1e3)
+        achieved = flops / (ms / 1e3) / 1e12
+        rows.append(
+            {
+                "config": n,
+                **{k: CONFIGS[n][k] for k in LEVERS},
+                "step_ms": ms,
+                "tokens_per_s": tok_s,
+                "model_tflops": achieved,
+                "mfu": achieved / H200_BF16_DENSE_TFLOPS,
+                "peak_gib": max((x["peak_gib"] or 0) for x in runs[n]) if device.type == "cuda" else None,
+                "step_ms_all": [x["step_ms"] for x in runs[n]],
+            }
+        )
+    return rows
+
+
+def _markdown(args, info: dict, rows: list[dict], check: dict) -> str:
+    """The table of rows (relative to the first, all levers on) and the sync-free check."""
+    ref = rows[0]["tokens_per_s"]
+    lines = [
+        f"bert-base MLM+NSP training, batch {args.batch_size} x seq {args.seq}, {info['device']}, torch {info['torch']}, "
+        f"transformers {info['transformers']}; median of {args.rounds} rounds of {args.steps} steps after {args.warmup_steps} warm-up",
+        "",
+        "| config | tokens/s | ms/step | model TFLOP/s | MFU (of 989) | peak GiB | vs all levers |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        peak = f"{row['peak_gib']:.1f}" if row["peak_gib"] is not None else "n/a"
+        lines.append(
+            f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
+            f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Sync-free masked positions on {check['device']} vs the CPU's boolean indexing, same weights and batch, fp32: "
+        f"loss rel diff {check['loss_rel_diff']:.1e}, MLM decoder-bias gradient rel err {check['decoder_bias_grad_rel_err']:.1e}: "
+        f"**{'agree' if check['ok'] else 'DISAGREE'}**.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+
+    import torch
+    import transformers
+
+    got = _device_and_config(args)
+    if got is None:
+        return 2
+    device, config = got
     names = [n for n in CONFIGS if not args.configs or n in args.configs.split(",")]
     batches = make_batches(4, args.batch_size, args.seq, config.vocab_size, device)
     masked = sum(int((b["labels"] != -100).sum()) for b in batches) / len(batches)
@@ -302,44 +365,8 @@ def main(argv=None) -> int:
                 f"round {r + 1} {n}: {res['step_ms']:.1f} ms/step, peak {res['peak_gib']} GiB, loss {res['loss']:.3f}",
                 flush=True,
             )
-    rows = []
-    for n in names:
-        ms = statistics.median(x["step_ms"] for x in runs[n])
-        tok_s = tokens / (ms / 1e3)
-        achieved = flops / (ms / 1e3) / 1e12
-        rows.append(
-            {
-                "config": n,
-                **{k: CONFIGS[n][k] for k in LEVERS},
-                "step_ms": ms,
-                "tokens_per_s": tok_s,
-                "model_tflops": achieved,
-                "mfu": achieved / H200_BF16_DENSE_TFLOPS,
-                "peak_gib": max((x["peak_gib"] or 0) for x in runs[n]) if device.type == "cuda" else None,
-                "step_ms_all": [x["step_ms"] for x in runs[n]],
-            }
-        )
-    ref = rows[0]["tokens_per_s"]
-    lines = [
-        f"bert-base MLM+NSP training, batch {args.batch_size} x seq {args.seq}, {info['device']}, torch {info['torch']}, "
-        f"transformers {info['transformers']}; median of {args.rounds} rounds of {args.steps} steps after {args.warmup_steps} warm-up",
-        "",
-        "| config | tokens/s | ms/step | model TFLOP/s | MFU (of 989) | peak GiB | vs all levers |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        peak = f"{row['peak_gib']:.1f}" if row["peak_gib"] is not None else "n/a"
-        lines.append(
-            f"| {row['config']} | {row['tokens_per_s']:,.0f} | {row['step_ms']:.1f} | {row['model_tflops']:.1f} | "
-            f"{row['mfu']:.1%} | {peak} | {row['tokens_per_s'] / ref:.2f}x |"
-        )
-    lines += [
-        "",
-        f"Sync-free masked positions on {check['device']} vs the CPU's boolean indexing, same weights and batch, fp32: "
-        f"loss rel diff {check['loss_rel_diff']:.1e}, MLM decoder-bias gradient rel err {check['decoder_bias_grad_rel_err']:.1e}: "
-        f"**{'agree' if check['ok'] else 'DISAGREE'}**.",
-    ]
-    text = "\n".join(lines)
+    rows = _rows(names, runs, flops, tokens, device)
+    text = _markdown(args, info, rows, check)
     print(text)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -316,6 +316,65 @@ def engine_padding(lengths: list[int], batch: int, seed: int, w: int, n: int, ep
     return 1 - real / padded
 
 
+def _engine_cmd(manifest: str, experiment: str, warmup: int, out: Path) -> list[str]:
+    """bench/engine_pretrain.py: one engine run of ``experiment``, timed after ``warmup`` steps, figures to ``out``."""
+    return [
+        PY,
+        str(BENCH / "engine_pretrain.py"),
+        "--manifest",
+        manifest,
+        "--experiment",
+        experiment,
+        "--warmup-steps",
+        str(warmup),
+        "--json",
+        str(out),
+    ]
+
+
+def _baseline_cmd(
+    data: str,
+    steps: int,
+    warmup: int,
+    batch: int,
+    rows: list[str],
+    exp: dict,
+    peer: str,
+    precision: str,
+    out: Path,
+    compile_peer: bool,
+) -> list[str]:
+    """bench/baseline_trainer.py: the Trainer side (``rows``: extra arguments after --batch-size, e.g. --max-rows)."""
+    return (
+        [
+            PY,
+            str(BENCH / "baseline_trainer.py"),
+            "--data",
+            data,
+            "--steps",
+            str(steps),
+            "--warmup-steps",
+            str(warmup),
+            "--batch-size",
+            str(batch),
+        ]
+        + rows
+        + [
+            "--learning-rate",
+            str(exp["learning_rate"]),
+            "--seed",
+            str(exp["seed"]),
+            "--peer",
+            peer,
+            "--precision",
+            precision,
+            "--json",
+            str(out),
+        ]
+        + (["--compile"] if compile_peer else [])
+    )
+
+
 def bench_pretrain(
     ws: Workspace,
     size: str,
@@ -338,53 +397,13 @@ def bench_pretrain(
     def engine():
         k["i"] += 1
         out = ws.root / f"eng-{size}-{variant}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "engine_pretrain.py"),
-                "--manifest",
-                prep["manifest"],
-                "--experiment",
-                exp["name"],
-                "--warmup-steps",
-                str(w),
-                "--json",
-                str(out),
-            ],
-            env,
-            out,
-        )
+        return run_child(_engine_cmd(prep["manifest"], exp["name"], w, out), env, out)
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"base-{size}-{variant}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "baseline_trainer.py"),
-                "--data",
-                prep["dir"],
-                "--steps",
-                str(n),
-                "--warmup-steps",
-                str(w),
-                "--batch-size",
-                str(batch),
-                "--learning-rate",
-                str(exp["learning_rate"]),
-                "--seed",
-                str(exp["seed"]),
-                "--peer",
-                peer,
-                "--precision",
-                precision,
-                "--json",
-                str(out),
-            ]
-            + (["--compile"] if compile_peer else []),
-            env,
-            out,
-        )
+        args = _baseline_cmd(prep["dir"], n, w, batch, [], exp, peer, precision, out, compile_peer)
+        return run_child(args, env, out)
 
     label = f"{size} [{variant}]" + (
         f" vs {peer} Trainer, {precision}{' +compile' if compile_peer else ''}" if peer != "plain" else ""
@@ -447,55 +466,16 @@ def bench_peer_one(ws: Workspace, size: str, precision: str, reps: int, compile_
     def engine():
         k["i"] += 1
         out = ws.root / f"peer-eng-{exp['name']}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "engine_pretrain.py"),
-                "--manifest",
-                str(manifest),
-                "--experiment",
-                exp["name"],
-                "--warmup-steps",
-                str(spe),
-                "--json",
-                str(out),
-            ],
-            env,
-            out,
-        )
+        return run_child(_engine_cmd(str(manifest), exp["name"], spe, out), env, out)
 
     def baseline():
         k["i"] += 1
         out = ws.root / f"peer-base-{exp['name']}-{k['i']}.json"
-        return run_child(
-            [
-                PY,
-                str(BENCH / "baseline_trainer.py"),
-                "--data",
-                prep["dir"],
-                "--steps",
-                str(2 * spe),
-                "--warmup-steps",
-                str(spe),
-                "--batch-size",
-                str(exp["batch_size"]),
-                "--max-rows",
-                str(exp["max_train_samples"]),
-                "--learning-rate",
-                str(exp["learning_rate"]),
-                "--seed",
-                str(exp["seed"]),
-                "--peer",
-                "tuned",
-                "--precision",
-                precision,
-                "--json",
-                str(out),
-            ]
-            + (["--compile"] if compile_peer else []),
-            env,
-            out,
+        rows = ["--max-rows", str(exp["max_train_samples"])]
+        args = _baseline_cmd(
+            prep["dir"], 2 * spe, spe, exp["batch_size"], rows, exp, "tuned", precision, out, compile_peer
         )
+        return run_child(args, env, out)
 
     label = f"{size} vs tuned Trainer, {precision}{' +compile' if compile_peer else ''}"
     res = interleaved({"baseline": baseline, "engine": engine}, reps, progress=lambda m: log(f"peer {label} {m}"))
@@ -679,11 +659,60 @@ def _wait_rss(args, env, log_path: Path) -> dict:
     return {"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "user_s": ru.ru_utime, "sys_s": ru.ru_stime}
 
 
-def bench_memory(ws: Workspace) -> dict:
-    """``lmconsole run demo-pretrain`` twice on one empty cache: first run, then a second reusing the cached data."""
+def _pretrain_run_figures(run: Path) -> dict:
+    """From a demo-pretrain run's events: time to the first evaluation, RSS at epoch ends and logs, perplexities."""
     from engine.events import from_dict
     from engine.runs import read_events
 
+    events = [from_dict(d) for d in read_events(run / "events.jsonl")[0]]
+    kinds = [(type(e).__name__, e) for e in events]
+    t_pre = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "preflight")
+    t_eval0 = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "eval")
+    t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
+    t_end = events[-1].time
+    steps = [e for n, e in kinds if n == "StepLogged"]
+    epoch_end = [(round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1]
+    evals = [e for n, e in kinds if n == "EvalFinished"]
+    return dict(
+        to_first_eval_s=t_eval0 - t_pre,
+        train_and_evals_s=t_end - t_train,
+        rss_at_epoch_end_mb=epoch_end,
+        rss_at_logs_mb=[e.memory_mb for e in steps],
+        ppl=[e.metrics.get("mlm_perplexity") for e in evals],
+        logs=[
+            getattr(e, "message", "") for n, e in kinds if n == "LogEmitted" and "pairs" in getattr(e, "message", "")
+        ],
+    )
+
+
+def _memory_finetune(ws: Workspace, runs_dir: Path, exp: dict, env: dict) -> tuple[Path, dict]:
+    """The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run of ``runs_dir``.
+
+    Returns the manifest written for it (the leak check reuses it) and its figures."""
+    from engine.events import from_dict
+    from engine.runs import read_events
+
+    fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
+    if ws.plan.memory_epochs:
+        for e in fts:
+            e["epochs"] = ws.plan.memory_epochs
+    manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
+    log("memory: lmconsole run demo-sst2 demo-squad")
+    res = _wait_rss(
+        lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log"
+    )
+    res["runs"] = {}
+    for e in fts:
+        run = next((runs_dir / e["name"]).glob("*"))
+        steps = [
+            x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"
+        ]
+        res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
+    return manifest, res
+
+
+def bench_memory(ws: Workspace) -> dict:
+    """``lmconsole run demo-pretrain`` twice on one empty cache: first run, then a second reusing the cached data."""
     runs_dir = ws.root / "runs-memory"
     exp = demo_experiment("demo-pretrain")
     if ws.plan.memory_epochs:
@@ -711,49 +740,9 @@ def bench_memory(ws: Workspace) -> dict:
         )
         res = _wait_rss(lmconsole_cmd() + ["-m", str(manifest), "run", "demo-pretrain"], env, ws.root / "memory.log")
         new = [p for p in (runs_dir / "demo-pretrain").glob("*") if p.name not in before]
-        events = [from_dict(d) for d in read_events(new[0] / "events.jsonl")[0]]
-        kinds = [(type(e).__name__, e) for e in events]
-        t_pre = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "preflight")
-        t_eval0 = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "eval")
-        t_train = next(e.time for n, e in kinds if n == "PhaseStarted" and e.phase == "train")
-        t_end = events[-1].time
-        steps = [e for n, e in kinds if n == "StepLogged"]
-        epoch_end = [
-            (round(e.epoch), e.memory_mb) for e in steps if abs(e.epoch - round(e.epoch)) < 1e-9 and e.epoch >= 1
-        ]
-        evals = [e for n, e in kinds if n == "EvalFinished"]
-        res.update(
-            label=label,
-            to_first_eval_s=t_eval0 - t_pre,
-            train_and_evals_s=t_end - t_train,
-            rss_at_epoch_end_mb=epoch_end,
-            rss_at_logs_mb=[e.memory_mb for e in steps],
-            ppl=[e.metrics.get("mlm_perplexity") for e in evals],
-            logs=[
-                getattr(e, "message", "")
-                for n, e in kinds
-                if n == "LogEmitted" and "pairs" in getattr(e, "message", "")
-            ],
-        )
+        res.update(label=label, **_pretrain_run_figures(new[0]))
         out["runs"].append(res)
-    # The rest of the pipeline: both fine-tunings in one process, from the demo-pretrain run above.
-    fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
-    if ws.plan.memory_epochs:
-        for e in fts:
-            e["epochs"] = ws.plan.memory_epochs
-    manifest = write_manifest(ws.root / "manifests" / "memory-ft.toml", runs_dir, [exp] + fts)
-    log("memory: lmconsole run demo-sst2 demo-squad")
-    res = _wait_rss(
-        lmconsole_cmd() + ["-m", str(manifest), "run", "demo-sst2", "demo-squad"], env, ws.root / "memory-ft.log"
-    )
-    res["runs"] = {}
-    for e in fts:
-        run = next((runs_dir / e["name"]).glob("*"))
-        steps = [
-            x for x in (from_dict(d) for d in read_events(run / "events.jsonl")[0]) if type(x).__name__ == "StepLogged"
-        ]
-        res["runs"][e["name"]] = {"epochs": e["epochs"], "rss_at_epoch_end_mb": _epoch_end_rss(steps)}
-    out["finetune"] = res
+    manifest, out["finetune"] = _memory_finetune(ws, runs_dir, exp, env)
     log("memory: leak check (bench/memory_epochs.py, demo-pretrain in-process)")
     leak_json = ws.root / "memory-epochs.json"
     out["leak_check"] = run_child(
@@ -1061,9 +1050,8 @@ def _render_history(add, saved: dict) -> None:
         _threads_table(add, res["threads"], info["cores"])
 
 
-def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, history: list | None = None) -> str:
-    L: list[str] = []
-    add = L.append
+def _header_section(add, info: dict, command: str, plan: Plan) -> None:
+    """The title, how the file was generated, and the machine table."""
     add("# Benchmarks")
     add("")
     add(
@@ -1087,10 +1075,9 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     add(f"| mode | {'quick' if plan.quick else 'full'} |")
     add("")
 
-    add("## Summary")
-    add("")
-    add("| figure | goal | measured | status |")
-    add("|---|---|---|---|")
+
+def _summary_throughput_rows(add, res: dict) -> None:
+    """Summary rows: engine / HF Trainer and engine / strongest peer, per model size."""
     for key, label, goal, thr in (
         (
             "tiny",
@@ -1122,6 +1109,52 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
                 f"| pretraining tokens/s, engine / **strongest peer** (Trainer: group_by_length, fused AdamW, same precision), {label} "
                 f"| >= 1.5x | {txt} | {'met' if ok else 'NOT met'} |"
             )
+
+
+def _summary_memory_rows(add, res: dict) -> None:
+    """Summary rows of the memory section: peak RSS, its growth, the leak check, the fine-tuning runs."""
+    m = res["memory"]["runs"]
+    peak = max(x["peak_rss_mb"] for x in m)
+    growth = [x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]]
+    add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
+    flat = all(abs(g) < 50 for g in growth)
+    # the last three epoch ends within 50 MB of each other: the allocator has settled
+    settled = all(
+        max(v for _, v in x["rss_at_epoch_end_mb"][-3:]) - min(v for _, v in x["rss_at_epoch_end_mb"][-3:]) < 50
+        for x in m
+        if len(x["rss_at_epoch_end_mb"]) >= 3
+    )
+    verdict = (
+        "no growth"
+        if flat
+        else ("grows, then levels off" if settled else "grows")
+        + (": see the leak check" if "leak_check" in res["memory"] else "")
+    )
+    add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {verdict} |")
+    if "leak_check" in res["memory"]:
+        text, verdict = _leak_verdict(res["memory"]["leak_check"])
+        add(f"| leak check (in-process, at each evaluation) | no growth of live objects | {text} | {verdict} |")
+    ft = res["memory"].get("finetune")
+    if ft:
+        g = [
+            r["rss_at_epoch_end_mb"][-1][1] - r["rss_at_epoch_end_mb"][0][1]
+            for r in ft["runs"].values()
+            if r["rss_at_epoch_end_mb"]
+        ]
+        add(
+            f"| peak RSS of `lmconsole run demo-sst2 demo-squad` (one process) | report | {ft['peak_rss_mb']:,.0f} MB | reported |"
+        )
+        add(
+            f"| its RSS growth first -> last epoch end | none | {', '.join(f'{x:+.0f} MB' for x in g)} | {'no growth' if all(abs(x) < 50 for x in g) else 'CHECK'} |"
+        )
+
+
+def _summary_section(add, res: dict, gpu: dict | None) -> None:
+    add("## Summary")
+    add("")
+    add("| figure | goal | measured | status |")
+    add("|---|---|---|---|")
+    _summary_throughput_rows(add, res)
     if "startup" in res:
         h = res["startup"]["median"]["lmconsole --help"]
         add(
@@ -1133,42 +1166,7 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
             f"| data preparation (`prepare_split`, train + eval), first / cached | >= 10x | {r['median']:.0f}x [{r['min']:.0f}-{r['max']:.0f}] | {'met' if r['median'] >= 10 else 'NOT met'} |"
         )
     if "memory" in res:
-        m = res["memory"]["runs"]
-        peak = max(x["peak_rss_mb"] for x in m)
-        growth = [
-            x["rss_at_epoch_end_mb"][-1][1] - x["rss_at_epoch_end_mb"][0][1] for x in m if x["rss_at_epoch_end_mb"]
-        ]
-        add(f"| peak RSS of `lmconsole run demo-pretrain` | report | {peak:,.0f} MB | reported |")
-        flat = all(abs(g) < 50 for g in growth)
-        # the last three epoch ends within 50 MB of each other: the allocator has settled
-        settled = all(
-            max(v for _, v in x["rss_at_epoch_end_mb"][-3:]) - min(v for _, v in x["rss_at_epoch_end_mb"][-3:]) < 50
-            for x in m
-            if len(x["rss_at_epoch_end_mb"]) >= 3
-        )
-        verdict = (
-            "no growth"
-            if flat
-            else ("grows, then levels off" if settled else "grows")
-            + (": see the leak check" if "leak_check" in res["memory"] else "")
-        )
-        add(f"| RSS growth first -> last epoch end | none | {', '.join(f'{g:+.0f} MB' for g in growth)} | {verdict} |")
-        if "leak_check" in res["memory"]:
-            text, verdict = _leak_verdict(res["memory"]["leak_check"])
-            add(f"| leak check (in-process, at each evaluation) | no growth of live objects | {text} | {verdict} |")
-        ft = res["memory"].get("finetune")
-        if ft:
-            g = [
-                r["rss_at_epoch_end_mb"][-1][1] - r["rss_at_epoch_end_mb"][0][1]
-                for r in ft["runs"].values()
-                if r["rss_at_epoch_end_mb"]
-            ]
-            add(
-                f"| peak RSS of `lmconsole run demo-sst2 demo-squad` (one process) | report | {ft['peak_rss_mb']:,.0f} MB | reported |"
-            )
-            add(
-                f"| its RSS growth first -> last epoch end | none | {', '.join(f'{x:+.0f} MB' for x in g)} | {'no growth' if all(abs(x) < 50 for x in g) else 'CHECK'} |"
-            )
+        _summary_memory_rows(add, res)
     if "squad" in res:
         t = res["squad"]["median"]["total"]
         add(
@@ -1192,107 +1190,106 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
     )
     add("")
 
-    if res.get("pretrain"):
-        add("## Pretraining throughput: engine vs HF Trainer")
+
+def _pretrain_section(add, rows: list) -> None:
+    add("## Pretraining throughput: engine vs HF Trainer")
+    add("")
+    add(
+        "Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
+        "demo-pretrain's tokenizer), same model config (built from the preset), batch size, number of optimizer steps, "
+        "seed, learning rate. Measure: real (non-padding) tokens per second over the timed steps, i.e. after the first W "
+        "optimizer steps (warm-up, excluded). Engine: `lmconsole -m <temporary manifest> run` (`max_steps = N`, "
+        "`logging_steps = W`, `max_eval_samples = 8`; `bench/engine_pretrain.py`), timed from the StepLogged events of "
+        "its `events.jsonl`, so the evaluations and checkpoints before and after training fall outside the window. Baseline: "
+        "`bench/baseline_trainer.py` (`BertForPreTraining`, `DataCollatorForLanguageModeling`, `Trainer` defaults: "
+        "random sampler, fused AdamW, clipping 1.0), tokens counted in the collator, clock read at each `on_step_end`. "
+        "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variable in the environment, so each side runs "
+        "as it would for a user (`lmconsole` sets `OMP_WAIT_POLICY=PASSIVE` unless one is set; the plain Trainer script "
+        "gets libgomp's spinning default); `passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides: the code alone (see Threads)."
+    )
+    add("")
+    _pretrain_table(add, rows)
+    add(
+        "Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
+        "longest row; engine: length-bucketed batches, on CPU cut to their longest row)."
+    )
+    add("")
+
+
+def _threads_section(add, t: dict, cores: int) -> None:
+    add("## Threads and OpenMP (engine in-process, bert-tiny)")
+    add("")
+    add(
+        "PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
+        "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
+        "every small parallel operator stalls (a 32-row gather measured 0.05 ms alone and 15 ms with 2 spinning threads). "
+        "`OMP_WAIT_POLICY=PASSIVE` (threads sleep at once), a short spin (`GOMP_SPINCOUNT=1000`) or 1 thread avoids it; "
+        "on free cores the default spin is fastest and PASSIVE pays a wake-up per operator. Both variables must be in the "
+        "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads."
+    )
+    add("")
+    _threads_table(add, t, cores)
+
+
+def _profile_section(add, profile: dict) -> None:
+    add("## Where the time goes (one step, phase by phase)")
+    add("")
+    add(
+        "`bench/profile_pretrain.py`: engine step and baseline step alternating in one process, same model config and "
+        "batch size (OMP_WAIT_POLICY=PASSIVE, 2 threads). Median milliseconds per optimizer step; then the top operators "
+        "by self CPU time over 3 steps (torch.profiler)."
+    )
+    add("")
+    for size, p in profile.items():
+        add(f"**{size}** ({p['threads']} threads)")
         add("")
-        add(
-            "Same tokenised NSP pairs (the engine's cached `prepare_split` output of the embedded wikitext-like corpus, "
-            "demo-pretrain's tokenizer), same model config (built from the preset), batch size, number of optimizer steps, "
-            "seed, learning rate. Measure: real (non-padding) tokens per second over the timed steps, i.e. after the first W "
-            "optimizer steps (warm-up, excluded). Engine: `lmconsole -m <temporary manifest> run` (`max_steps = N`, "
-            "`logging_steps = W`, `max_eval_samples = 8`; `bench/engine_pretrain.py`), timed from the StepLogged events of "
-            "its `events.jsonl`, so the evaluations and checkpoints before and after training fall outside the window. Baseline: "
-            "`bench/baseline_trainer.py` (`BertForPreTraining`, `DataCollatorForLanguageModeling`, `Trainer` defaults: "
-            "random sampler, fused AdamW, clipping 1.0), tokens counted in the collator, clock read at each `on_step_end`. "
-            "Both fp32 on CPU, 2 threads. *OpenMP*: `default` = no OpenMP variable in the environment, so each side runs "
-            "as it would for a user (`lmconsole` sets `OMP_WAIT_POLICY=PASSIVE` unless one is set; the plain Trainer script "
-            "gets libgomp's spinning default); `passive` = `OMP_WAIT_POLICY=PASSIVE` for both sides: the code alone (see Threads)."
-        )
+        add("| phase | engine ms | baseline ms |")
+        add("|---|---:|---:|")
+        for k in ("batch", "forward", "backward", "clip", "optimizer", "total"):
+            add(f"| {k} | {p['engine'][k]:.1f} | {p['baseline'][k]:.1f} |")
+        add(f"| real tokens per step | {p['engine']['tokens_per_step']:.0f} | {p['baseline']['tokens_per_step']:.0f} |")
+        add(f"| tokens/s (this profile) | {p['engine']['tokens_per_s']:.0f} | {p['baseline']['tokens_per_s']:.0f} |")
         add("")
-        _pretrain_table(add, res["pretrain"])
-        add(
-            "Padding = padded positions / all positions of the timed batches (baseline: random batches padded to their "
-            "longest row; engine: length-bucketed batches, on CPU cut to their longest row)."
-        )
+        for side in ("engine", "baseline"):
+            if p[side].get("top_ops"):
+                ops = ", ".join(f"{n} {f:.0%}" for n, f in p[side]["top_ops"][:6])
+                add(f"- {side} top operators: {ops}")
         add("")
 
-    if res.get("peer"):
-        _peer_section(add, res["peer"])
 
-    if "threads" in res:
-        t = res["threads"]
-        add("## Threads and OpenMP (engine in-process, bert-tiny)")
-        add("")
-        add(
-            "PyTorch's CPU kernels use GNU OpenMP, whose worker threads spin while waiting for work. On a machine "
-            "whose cores are also busy with other processes, a spinning thread steals the core its partner needs, and "
-            "every small parallel operator stalls (a 32-row gather measured 0.05 ms alone and 15 ms with 2 spinning threads). "
-            "`OMP_WAIT_POLICY=PASSIVE` (threads sleep at once), a short spin (`GOMP_SPINCOUNT=1000`) or 1 thread avoids it; "
-            "on free cores the default spin is fastest and PASSIVE pays a wake-up per operator. Both variables must be in the "
-            "environment before torch is imported. Which setting wins depends on the load at the time: compare runs at similar loads."
-        )
-        add("")
-        _threads_table(add, t, info["cores"])
-
-    if res.get("profile"):
-        add("## Where the time goes (one step, phase by phase)")
-        add("")
-        add(
-            "`bench/profile_pretrain.py`: engine step and baseline step alternating in one process, same model config and "
-            "batch size (OMP_WAIT_POLICY=PASSIVE, 2 threads). Median milliseconds per optimizer step; then the top operators "
-            "by self CPU time over 3 steps (torch.profiler)."
-        )
-        add("")
-        for size, p in res["profile"].items():
-            add(f"**{size}** ({p['threads']} threads)")
-            add("")
-            add("| phase | engine ms | baseline ms |")
-            add("|---|---:|---:|")
-            for k in ("batch", "forward", "backward", "clip", "optimizer", "total"):
-                add(f"| {k} | {p['engine'][k]:.1f} | {p['baseline'][k]:.1f} |")
+def _levers_section(add, levers: dict) -> None:
+    add("## Single levers (CPU, A/B in one process)")
+    add("")
+    add("`bench/levers_cpu.py`, OMP_WAIT_POLICY=PASSIVE, 2 threads; median ms, interleaved.")
+    add("")
+    add("| model | lever | A | B | B / A time |")
+    add("|---|---|---|---|---:|")
+    for size, lv in levers.items():
+        for key, title in (
+            ("collate_ms", "build one training batch"),
+            ("optimizer_ms", "one AdamW step"),
+            ("step_ms_bf16", "one training step"),
+            ("step_ms_compile", "one training step (after compiling)"),
+        ):
+            if key not in lv:
+                continue
+            (na, va), (nb, vb), *rest = lv[key].items()
+            ma, mb = median(va), median(vb)
+            add(f"| {size} | {title} | {na}: {ma:.2f} | {nb}: {mb:.2f} | {mb / ma:.2f} |")
+            for nc, vc in rest:
+                add(f"| {size} | {title} | {na}: {ma:.2f} | {nc}: {median(vc):.2f} | {median(vc) / ma:.2f} |")
+        if "compile_first3_s" in lv:
+            c = lv["compile_first3_s"]
             add(
-                f"| real tokens per step | {p['engine']['tokens_per_step']:.0f} | {p['baseline']['tokens_per_step']:.0f} |"
+                f"| {size} | first 3 steps (compilation) | "
+                + " | ".join(f"{k}: {v:.1f} s" for k, v in c.items())
+                + " | - |"
             )
-            add(
-                f"| tokens/s (this profile) | {p['engine']['tokens_per_s']:.0f} | {p['baseline']['tokens_per_s']:.0f} |"
-            )
-            add("")
-            for side in ("engine", "baseline"):
-                if p[side].get("top_ops"):
-                    ops = ", ".join(f"{n} {f:.0%}" for n, f in p[side]["top_ops"][:6])
-                    add(f"- {side} top operators: {ops}")
-            add("")
+    add("")
 
-    if res.get("levers"):
-        add("## Single levers (CPU, A/B in one process)")
-        add("")
-        add("`bench/levers_cpu.py`, OMP_WAIT_POLICY=PASSIVE, 2 threads; median ms, interleaved.")
-        add("")
-        add("| model | lever | A | B | B / A time |")
-        add("|---|---|---|---|---:|")
-        for size, lv in res["levers"].items():
-            for key, title in (
-                ("collate_ms", "build one training batch"),
-                ("optimizer_ms", "one AdamW step"),
-                ("step_ms_bf16", "one training step"),
-                ("step_ms_compile", "one training step (after compiling)"),
-            ):
-                if key not in lv:
-                    continue
-                (na, va), (nb, vb), *rest = lv[key].items()
-                ma, mb = median(va), median(vb)
-                add(f"| {size} | {title} | {na}: {ma:.2f} | {nb}: {mb:.2f} | {mb / ma:.2f} |")
-                for nc, vc in rest:
-                    add(f"| {size} | {title} | {na}: {ma:.2f} | {nc}: {median(vc):.2f} | {median(vc) / ma:.2f} |")
-            if "compile_first3_s" in lv:
-                c = lv["compile_first3_s"]
-                add(
-                    f"| {size} | first 3 steps (compilation) | "
-                    + " | ".join(f"{k}: {v:.1f} s" for k, v in c.items())
-                    + " | - |"
-                )
-        add("")
 
+def _startup_dataprep_section(add, res: dict) -> None:
+    """Start-up and data preparation, or start-up alone when the dataprep section did not run."""
     if "dataprep" in res:
         d = res["dataprep"]
         add("## Start-up and data preparation")
@@ -1337,93 +1334,83 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         )
         add("")
 
-    if "memory" in res:
-        m = res["memory"]
-        add("## Memory: the demo pipeline")
-        add("")
-        if m.get("provenance"):
-            add(
-                f"Measured by `{m['provenance']['command']}` ({m['provenance']['date']}; 1-min load average at its start "
-                f"{m['provenance']['load']}), folded in with `--merge-json`."
-            )
-            add("")
+
+def _memory_section(add, m: dict, quick: bool) -> None:
+    add("## Memory: the demo pipeline")
+    add("")
+    if m.get("provenance"):
         add(
-            f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
-            f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if plan.quick else ''}), twice on one empty "
-            f"`LMCONSOLE_CACHE`; OpenMP variables as inherited ({m['env'] or 'none set, so lmconsole sets OMP_WAIT_POLICY=PASSIVE'}). Peak RSS = the child's "
-            "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch."
+            f"Measured by `{m['provenance']['command']}` ({m['provenance']['date']}; 1-min load average at its start "
+            f"{m['provenance']['load']}), folded in with `--merge-json`."
         )
         add("")
-        add("| run | wall s | peak RSS MB | start -> first eval s | RSS at epoch ends MB | MLM perplexity by epoch |")
-        add("|---|---:|---:|---:|---|---|")
-        for r in m["runs"]:
-            ends = ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
-            ppl = ", ".join(f"{p:.0f}" for p in r["ppl"] if p is not None)
-            add(
-                f"| {r['label']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['to_first_eval_s']:.1f} | {ends} | {ppl} |"
-            )
-        add("")
+    add(
+        f"`lmconsole -m <copy of experiments.toml with a temporary runs_dir> run demo-pretrain` "
+        f"({m['epochs']} epoch(s){'; quick mode: fewer than the demo' if quick else ''}), twice on one empty "
+        f"`LMCONSOLE_CACHE`; OpenMP variables as inherited ({m['env'] or 'none set, so lmconsole sets OMP_WAIT_POLICY=PASSIVE'}). Peak RSS = the child's "
+        "`ru_maxrss` (os.wait4). RSS at each epoch end = `StepLogged.memory_mb` (current RSS on CPU) of the last step of each epoch."
+    )
+    add("")
+    add("| run | wall s | peak RSS MB | start -> first eval s | RSS at epoch ends MB | MLM perplexity by epoch |")
+    add("|---|---:|---:|---:|---|---|")
+    for r in m["runs"]:
+        ends = ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
+        ppl = ", ".join(f"{p:.0f}" for p in r["ppl"] if p is not None)
         add(
-            f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
-            f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data."
+            f"| {r['label']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['to_first_eval_s']:.1f} | {ends} | {ppl} |"
+        )
+    add("")
+    add(
+        f"For scale: a process that only imports torch, transformers, datasets, tokenizers and the engine's pretraining "
+        f"task peaks at {m['import_floor_rss_mb']:,.0f} MB; the rest is the model, optimizer state, activations and data."
+    )
+    add("")
+    lc = m.get("leak_check")
+    if lc:
+        add(
+            "Leak check: `bench/memory_epochs.py` runs demo-pretrain again in one process and, at each evaluation "
+            "(after `gc.collect()`), counts live torch tensors and GC-tracked Python objects and reads RSS before and after "
+            "glibc's `malloc_trim(0)` (which returns the allocator's free pages to the OS). Growing tensors or objects would "
+            "be a leak (logits, events, plot data); RSS growth that the trim removes is the allocator keeping freed "
+            "activations of varying shapes (length-bucketed batches), not live data."
         )
         add("")
-        lc = m.get("leak_check")
-        if lc:
+        add("| epoch | RSS MB | RSS after malloc_trim MB | live tensors | tensor storage MB | Python objects |")
+        add("|---:|---:|---:|---:|---:|---:|")
+        for r in lc["epochs"]:
+            after = f"{r['rss_after_trim_mb']:.0f}" if "rss_after_trim_mb" in r else "n/a"
             add(
-                "Leak check: `bench/memory_epochs.py` runs demo-pretrain again in one process and, at each evaluation "
-                "(after `gc.collect()`), counts live torch tensors and GC-tracked Python objects and reads RSS before and after "
-                "glibc's `malloc_trim(0)` (which returns the allocator's free pages to the OS). Growing tensors or objects would "
-                "be a leak (logits, events, plot data); RSS growth that the trim removes is the allocator keeping freed "
-                "activations of varying shapes (length-bucketed batches), not live data."
+                f"| {r['epoch']} | {r['rss_mb']:.0f} | {after} | {r['live_tensors']} | {r['tensor_mb']:.1f} | {r['gc_objects']:,} |"
             )
-            add("")
-            add("| epoch | RSS MB | RSS after malloc_trim MB | live tensors | tensor storage MB | Python objects |")
-            add("|---:|---:|---:|---:|---:|---:|")
-            for r in lc["epochs"]:
-                after = f"{r['rss_after_trim_mb']:.0f}" if "rss_after_trim_mb" in r else "n/a"
-                add(
-                    f"| {r['epoch']} | {r['rss_mb']:.0f} | {after} | {r['live_tensors']} | {r['tensor_mb']:.1f} | {r['gc_objects']:,} |"
-                )
-            add("")
-        ft = m.get("finetune")
-        if ft:
-            add(
-                f"Then the rest of the pipeline, `lmconsole run demo-sst2 demo-squad` in one process (from that demo-pretrain run): "
-                f"{ft['wall_s']:.0f} s, peak RSS **{ft['peak_rss_mb']:,.0f} MB**. RSS at each epoch end (MB): "
-                + "; ".join(
-                    f"{name} ({r['epochs']} epochs) " + ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
-                    for name, r in ft["runs"].items()
-                )
-                + "."
-            )
-            add("")
-
-    if "squad" in res:
-        s = res["squad"]
-        add("## SQuAD v2 post-processing")
         add("")
+    ft = m.get("finetune")
+    if ft:
         add(
-            f"`python bench/squad_postprocess.py` ({s['data'].split('[')[0].strip()}); median of {len(s['runs'])} run(s)."
+            f"Then the rest of the pipeline, `lmconsole run demo-sst2 demo-squad` in one process (from that demo-pretrain run): "
+            f"{ft['wall_s']:.0f} s, peak RSS **{ft['peak_rss_mb']:,.0f} MB**. RSS at each epoch end (MB): "
+            + "; ".join(
+                f"{name} ({r['epochs']} epochs) " + ", ".join(f"{mb:.0f}" for _, mb in r["rss_at_epoch_end_mb"])
+                for name, r in ft["runs"].items()
+            )
+            + "."
         )
         add("")
-        add("| stage | s |")
-        add("|---|---:|")
-        for k, v in s["median"].items():
-            add(f"| {k} | {v:.2f} |")
-        add("")
 
-    if "console" in res:
-        _console_section(add, res["console"])
 
-    if "store" in res:
-        from store_scale import render_section
+def _squad_section(add, s: dict) -> None:
+    add("## SQuAD v2 post-processing")
+    add("")
+    add(f"`python bench/squad_postprocess.py` ({s['data'].split('[')[0].strip()}); median of {len(s['runs'])} run(s).")
+    add("")
+    add("| stage | s |")
+    add("|---|---:|")
+    for k, v in s["median"].items():
+        add(f"| {k} | {v:.2f} |")
+    add("")
 
-        render_section(add, res["store"])
 
-    for saved in history or []:
-        _render_history(add, saved)
-
+def _gpu_section(add, gpu: dict | None) -> None:
+    """The GPU table from bench/gpu.sh's JSON, or what it would measure; then what is not measured yet."""
     add("## GPU")
     add("")
     if gpu:
@@ -1462,10 +1449,43 @@ def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, hi
         add("|---|---|")
         add("| everything on a GPU (`bench/gpu.sh`) | no GPU in this session |")
         add("")
+
+
+def render(info: dict, res: dict, command: str, plan: Plan, gpu: dict | None, history: list | None = None) -> str:
+    L: list[str] = []
+    add = L.append
+    _header_section(add, info, command, plan)
+    _summary_section(add, res, gpu)
+    if res.get("pretrain"):
+        _pretrain_section(add, res["pretrain"])
+    if res.get("peer"):
+        _peer_section(add, res["peer"])
+    if "threads" in res:
+        _threads_section(add, res["threads"], info["cores"])
+    if res.get("profile"):
+        _profile_section(add, res["profile"])
+    if res.get("levers"):
+        _levers_section(add, res["levers"])
+    _startup_dataprep_section(add, res)
+    if "memory" in res:
+        _memory_section(add, res["memory"], plan.quick)
+    if "squad" in res:
+        _squad_section(add, res["squad"])
+    if "console" in res:
+        _console_section(add, res["console"])
+
+    if "store" in res:
+        from store_scale import render_section
+
+        render_section(add, res["store"])
+
+    for saved in history or []:
+        _render_history(add, saved)
+    _gpu_section(add, gpu)
     return "\n".join(L)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1508,6 +1528,92 @@ def main(argv=None) -> int:
         help="run nothing: re-render --out from a --json file of an earlier run "
         "(e.g. to add --gpu-json results without re-running the CPU benchmarks)",
     )
+    return p
+
+
+def _merge_json(saved: dict, f: str) -> None:
+    """Fold the sections of another --json file into ``saved``, each labelled with its command, date and load."""
+    other = json.loads(Path(f).read_text())
+    for name, section in other["results"].items():
+        prov = {
+            "command": other.get("command", f),
+            "date": other["machine"]["date"],
+            "load": other["machine"]["load_avg_at_start"][0],
+        }
+        if name in SECTIONS and isinstance(section, dict):
+            section["provenance"] = prov
+            saved["results"][name] = section
+        elif name in SECTIONS and isinstance(section, list):  # the peer section: a list of rows
+            for row in section:
+                row["provenance"] = prov
+            saved["results"][name] = section
+
+
+def _run_sections(ws: Workspace, only: list) -> dict:
+    """Measure the sections in ``only``; their figures by section name."""
+    plan = ws.plan
+    res: dict = {}
+    if "startup" in only:
+        log("startup")
+        res["startup"] = bench_startup(ws)
+    if "dataprep" in only:
+        res["dataprep"] = bench_dataprep(ws)
+    if "pretrain" in only:
+        res["pretrain"] = []
+        for v in plan.omp_envs if "tiny" in plan.sizes else ():
+            res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
+        for v in plan.base_omp_envs if "base" in plan.sizes else ():
+            res["pretrain"].append(
+                bench_pretrain(
+                    ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)
+                )
+            )
+    if "peer" in only:
+        res["peer"] = bench_peer(ws)
+    if "threads" in only:
+        res["threads"] = bench_threads(ws)
+    if "profile" in only:
+        res["profile"] = {
+            "bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
+            "bert-base": bench_profile(ws, "base", plan.profile_steps[1]),
+        }
+    if "levers" in only:
+        res["levers"] = {
+            "bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
+            "bert-base": bench_levers(ws, "base", "optimizer,bf16"),
+        }
+    if "memory" in only:
+        res["memory"] = bench_memory(ws)
+    if "squad" in only:
+        res["squad"] = bench_squad(ws)
+    if "store" in only:
+        log("store")
+        res["store"] = bench_store(ws)
+    if "console" in only:
+        if shutil.which("tmux"):
+            log("console")
+            res["console"] = bench_console(ws)
+        else:
+            log("console: skipped, tmux is not installed")
+    return res
+
+
+def _from_json(a, command: str, gpu: dict | None, history: list) -> int:
+    """--from-json: re-render --out from an earlier run's figures (plus --console-json and --merge-json), measuring nothing."""
+    saved = json.loads(Path(a.from_json).read_text())
+    plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
+    if a.console_json:
+        saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
+    for f in a.merge_json:
+        _merge_json(saved, f)
+    text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
+    Path(a.out).write_text(text + "\n", encoding="utf-8")
+    log(f"re-rendered {a.out} from {a.from_json}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
     only = [s for s in a.only.split(",") if s] or list(SECTIONS)
     bad = [s for s in only if s not in SECTIONS]
@@ -1531,29 +1637,7 @@ def main(argv=None) -> int:
     if (a.console_json or a.merge_json) and not a.from_json:
         p.error("--console-json and --merge-json only apply with --from-json")
     if a.from_json:
-        saved = json.loads(Path(a.from_json).read_text())
-        plan = make_plan(saved.get("quick", saved["machine"].get("mode") == "quick"))
-        if a.console_json:
-            saved["results"]["console"] = json.loads(Path(a.console_json).read_text())
-        for f in a.merge_json:
-            other = json.loads(Path(f).read_text())
-            for name, section in other["results"].items():
-                prov = {
-                    "command": other.get("command", f),
-                    "date": other["machine"]["date"],
-                    "load": other["machine"]["load_avg_at_start"][0],
-                }
-                if name in SECTIONS and isinstance(section, dict):
-                    section["provenance"] = prov
-                    saved["results"][name] = section
-                elif name in SECTIONS and isinstance(section, list):  # the peer section: a list of rows
-                    for row in section:
-                        row["provenance"] = prov
-                    saved["results"][name] = section
-        text = render(saved["machine"], saved["results"], saved.get("command", command), plan, gpu, history)
-        Path(a.out).write_text(text + "\n", encoding="utf-8")
-        log(f"re-rendered {a.out} from {a.from_json}")
-        return 0
+        return _from_json(a, command, gpu, history)
     if any(s in only for s in ("pretrain",)):
         try:
             import accelerate  # noqa: F401
@@ -1563,52 +1647,10 @@ def main(argv=None) -> int:
     info = machine_info()
     root = Path(tempfile.mkdtemp(prefix="lmconsole-bench-"))
     ws = Workspace(root, plan)
-    res: dict = {}
     t0 = time.perf_counter()
     log(f"work folder {root}; sections {only}; {'quick' if plan.quick else 'full'}")
     try:
-        if "startup" in only:
-            log("startup")
-            res["startup"] = bench_startup(ws)
-        if "dataprep" in only:
-            res["dataprep"] = bench_dataprep(ws)
-        if "pretrain" in only:
-            res["pretrain"] = []
-            for v in plan.omp_envs if "tiny" in plan.sizes else ():
-                res["pretrain"].append(bench_pretrain(ws, "tiny", v, plan.reps_tiny))
-            for v in plan.base_omp_envs if "base" in plan.sizes else ():
-                res["pretrain"].append(
-                    bench_pretrain(
-                        ws, "base", v, plan.reps_base if v == plan.base_omp_envs[0] else max(1, plan.reps_base - 1)
-                    )
-                )
-        if "peer" in only:
-            res["peer"] = bench_peer(ws)
-        if "threads" in only:
-            res["threads"] = bench_threads(ws)
-        if "profile" in only:
-            res["profile"] = {
-                "bert-tiny": bench_profile(ws, "tiny", plan.profile_steps[0]),
-                "bert-base": bench_profile(ws, "base", plan.profile_steps[1]),
-            }
-        if "levers" in only:
-            res["levers"] = {
-                "bert-tiny": bench_levers(ws, "tiny", "collate,optimizer,bf16" + (",compile" if plan.compile else "")),
-                "bert-base": bench_levers(ws, "base", "optimizer,bf16"),
-            }
-        if "memory" in only:
-            res["memory"] = bench_memory(ws)
-        if "squad" in only:
-            res["squad"] = bench_squad(ws)
-        if "store" in only:
-            log("store")
-            res["store"] = bench_store(ws)
-        if "console" in only:
-            if shutil.which("tmux"):
-                log("console")
-                res["console"] = bench_console(ws)
-            else:
-                log("console: skipped, tmux is not installed")
+        res = _run_sections(ws, only)
     finally:
         if a.keep:
             log(f"kept {root}")
