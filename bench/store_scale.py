@@ -254,6 +254,65 @@ def small_events(run_id: str, exp: str, task: str, status: str, steps: int, t0: 
     return "".join(to_json(e) + "\n" for e in evs)
 
 
+def _config(rnd: random.Random, i: int, exp: str, task: str, model: str, lr: float) -> dict:
+    """A run's config.json (three random draws, in this order: batch size, sequence length, seed)."""
+    return {
+        "name": exp,
+        "task": task,
+        "model": model,
+        "learning_rate": lr,
+        "batch_size": rnd.choice((8, 16, 32)),
+        "epochs": 3,
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.1,
+        "max_seq_length": rnd.choice((128, 256)),
+        "seed": rnd.randrange(5),
+        "logging_steps": 10,
+        "precision": "auto",
+        "dataset": "glue" if task == "classify" else "wikitext",
+        "description": f"generated run {i} of the store-scale benchmark",
+    }
+
+
+def _write_results(path: Path, exp: str, task: str, metric: str, value: float) -> None:
+    """results.json and tables/final.json of a finished run."""
+    final = {metric: value, "eval_split": "validation", "n": 500}
+    if task == "classify":
+        final.update(f1=value * 0.98, confusion_matrix=[[229, 7], [8, 256]], class_names=["negative", "positive"])
+    write_json(
+        path / "results.json",
+        {"final": final, "history": [{"epoch": e, metric: value * (1 + 0.1 / e)} for e in (1, 2, 3)]},
+    )
+    table = Table(
+        name="final",
+        columns=("metric", "value"),
+        rows=tuple((k, v) for k, v in final.items() if isinstance(v, (int, float))),
+        title=f"{exp}: final metrics",
+    )
+    (path / "tables" / "final.json").write_text(table.to_json(), encoding="utf-8")
+
+
+def _write_meta(rnd: random.Random, path: Path, is_big: bool) -> None:
+    """meta.json: tags, a note, archived (random draws in this order)."""
+    write_json(
+        path / "meta.json",
+        {
+            "tags": sorted(rnd.sample(TAGS, rnd.randrange(1, 3))) + (["big"] if is_big else []),
+            "note": rnd.choice(("", "", "re-run after the tokenizer fix", "best so far", "diverged at epoch 2")),
+            "archived": rnd.random() < 0.1 and not is_big,
+        },
+    )
+
+
+def _check_big_events(big_paths: list) -> None:
+    """The big files' format is the engine's: every sampled line reads back as an event."""
+    for p in big_paths:
+        with open(Path(p) / "events.jsonl", "rb") as fh:
+            for raw in [fh.readline() for _ in range(5)] + fh.read(1 << 20).splitlines()[1:200]:
+                if raw.strip():
+                    from_json(raw.decode())
+
+
 def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000, seed: int = 0) -> dict:
     """Write ``runs`` run directories under ``root`` (``big`` of them, the newest, with ``big_lines`` events)."""
     t_start = time.perf_counter()
@@ -277,23 +336,7 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
         status = "finished" if is_big else rnd.choice(statuses)
         lr = rnd.choice((1e-5, 3e-5, 5e-5, 1e-4, 3e-4, 1e-3))
         steps = big_lines if is_big else rnd.choice((60, 120, 300, 600))
-        config = {
-            "name": exp,
-            "task": task,
-            "model": model,
-            "learning_rate": lr,
-            "batch_size": rnd.choice((8, 16, 32)),
-            "epochs": 3,
-            "weight_decay": 0.01,
-            "warmup_ratio": 0.1,
-            "max_seq_length": rnd.choice((128, 256)),
-            "seed": rnd.randrange(5),
-            "logging_steps": 10,
-            "precision": "auto",
-            "dataset": "glue" if task == "classify" else "wikitext",
-            "description": f"generated run {i} of the store-scale benchmark",
-        }
-        write_json(path / "config.json", config)
+        write_json(path / "config.json", _config(rnd, i, exp, task, model, lr))
         st = {
             "status": status,
             "reason": {
@@ -308,33 +351,9 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
         value = head[1] * (0.8 + 0.4 * rnd.random())
         value = min(value, 0.99) if head[0] == "accuracy" else value
         if status == "finished":
-            final = {head[0]: value, "eval_split": "validation", "n": 500}
-            if task == "classify":
-                final.update(
-                    f1=value * 0.98, confusion_matrix=[[229, 7], [8, 256]], class_names=["negative", "positive"]
-                )
-            write_json(
-                path / "results.json",
-                {"final": final, "history": [{"epoch": e, head[0]: value * (1 + 0.1 / e)} for e in (1, 2, 3)]},
-            )
-            table = Table(
-                name="final",
-                columns=("metric", "value"),
-                rows=tuple((k, v) for k, v in final.items() if isinstance(v, (int, float))),
-                title=f"{exp}: final metrics",
-            )
-            (path / "tables" / "final.json").write_text(table.to_json(), encoding="utf-8")
+            _write_results(path, exp, task, head[0], value)
         if rnd.random() < 0.4 or is_big:
-            write_json(
-                path / "meta.json",
-                {
-                    "tags": sorted(rnd.sample(TAGS, rnd.randrange(1, 3))) + (["big"] if is_big else []),
-                    "note": rnd.choice(
-                        ("", "", "re-run after the tokenizer fix", "best so far", "diverged at epoch 2")
-                    ),
-                    "archived": rnd.random() < 0.1 and not is_big,
-                },
-            )
+            _write_meta(rnd, path, is_big)
         if is_big:
             total_bytes += write_big_events(path / "events.jsonl", big_lines, t)
             big_paths.append(str(path))
@@ -342,12 +361,7 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
             text = small_events(run_id, exp, task, status, steps, t, (head[0], value))
             (path / "events.jsonl").write_text(text, encoding="utf-8")
             total_bytes += len(text)
-    # the big files' format is the engine's: every sampled line reads back as an event
-    for p in big_paths:
-        with open(Path(p) / "events.jsonl", "rb") as fh:
-            for raw in [fh.readline() for _ in range(5)] + fh.read(1 << 20).splitlines()[1:200]:
-                if raw.strip():
-                    from_json(raw.decode())
+    _check_big_events(big_paths)
     elapsed = time.perf_counter() - t_start
     log(
         f"built {runs} runs ({big} with {big_lines:,} event lines) under {root} in {elapsed:.0f} s, {total_bytes / 2**20:,.0f} MiB of events"
