@@ -46,6 +46,33 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+class _FormDialog(ModalScreen):
+    """A form that enter or its submit button hands back once ``_choice()`` accepts it; esc or Cancel dismiss None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def _choice(self):
+        raise NotImplementedError
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        choice = self._choice()
+        if choice:
+            self.dismiss(choice)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 @dataclass(frozen=True)
 class ExportChoice:
     folder: str
@@ -55,10 +82,8 @@ class ExportChoice:
 FORMAT_LABELS = {"csv": "CSV", "md": "Markdown", "latex": "LaTeX", "json": "JSON"}
 
 
-class ExportDialog(ModalScreen[ExportChoice | None]):
+class ExportDialog(_FormDialog):
     """Folder and formats; enter exports, esc cancels."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, what: str, folder: str = "exports"):
         super().__init__()
@@ -88,24 +113,6 @@ class ExportDialog(ModalScreen[ExportChoice | None]):
             return None
         return ExportChoice(folder, formats)
 
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        choice = self._choice()
-        if choice:
-            self.dismiss(choice)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        choice = self._choice()
-        if choice:
-            self.dismiss(choice)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
 
 @dataclass
 class PushChoice:
@@ -115,10 +122,8 @@ class PushChoice:
     dry_run: bool
 
 
-class PushDialog(ModalScreen["PushChoice | None"]):
+class PushDialog(_FormDialog):
     """Repository, visibility and branch for a push; the next step confirms with the file list."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, what: str, repo: str = ""):
         super().__init__()
@@ -153,24 +158,6 @@ class PushDialog(ModalScreen["PushChoice | None"]):
             self.query_one("#revision", Input).value.strip(),
             self.query_one("#dry", Checkbox).value,
         )
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        choice = self._choice()
-        if choice:
-            self.dismiss(choice)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        choice = self._choice()
-        if choice:
-            self.dismiss(choice)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class InputDialog(ModalScreen["str | None"]):
