@@ -161,6 +161,7 @@ class QueueFile:
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._local:
             fd = _flock(self.lock_path)
+            assert fd is not None  # a blocking flock waits for the lock: it never comes back without it
             try:
                 state = self.read()
                 before = json.dumps(state, sort_keys=True)

@@ -78,7 +78,7 @@ class SystemProbe:
             return None
         mem = ps.virtual_memory()
         try:
-            rss = self._process.memory_info().rss / 2**20
+            rss = self._process.memory_info().rss / 2**20 if self._process is not None else None
         except Exception:  # noqa: BLE001 - a vanished /proc entry must not break sampling
             rss = None
         return HostSample(

@@ -109,7 +109,8 @@ def configure_backend(device) -> None:
 def make_optimizer(model, exp, device):
     import torch
 
-    decay, no_decay = [], []
+    decay: list = []
+    no_decay: list = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
