@@ -172,15 +172,29 @@ def read_events_sampled(
 
 
 def repair_events(path: Path) -> int:
-    """Cut a torn last line off ``events.jsonl`` (owner only, before appending). Returns bytes cut."""
+    """Cut a torn last line off ``events.jsonl`` (owner only, before appending). Returns bytes cut.
+
+    Reads backwards from the end until the last newline: a writer opening (or a resume rewinding)
+    a run of a million events reads a few bytes, not the whole file.
+    """
     try:
         with open(path, "rb+") as fh:
-            data = fh.read()
-            end = data.rfind(b"\n") + 1
-            if end == len(data):
+            size = fh.seek(0, os.SEEK_END)
+            end = pos = size
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                pos -= step
+                fh.seek(pos)
+                nl = fh.read(step).rfind(b"\n")
+                if nl >= 0:
+                    end = pos + nl + 1
+                    break
+            else:
+                end = 0  # no newline at all: the whole file is one torn line
+            if end == size:
                 return 0
             fh.truncate(end)
-            return len(data) - end
+            return size - end
     except FileNotFoundError:
         return 0
 

@@ -54,6 +54,23 @@ def test_torn_last_line_tolerated_and_repaired(tmp_path):
     assert path.read_text() == good + "\n"
 
 
+@pytest.mark.parametrize("torn", [0, 15, 70_000, 200_000])
+def test_repair_reads_back_from_the_end_only(tmp_path, torn):
+    """The torn tail may span several 64 KiB chunks; a well-formed big file costs a few bytes of reading."""
+    path = tmp_path / "events.jsonl"
+    good = (to_json(LogEmitted(level="info", message="a")) + "\n") * 40_000  # about 3 MB
+    path.write_bytes(good.encode() + b"x" * torn)
+    with open("/proc/self/io") as fh:
+        before = int(next(line for line in fh if line.startswith("rchar:")).split()[1])
+    assert repair_events(path) == torn
+    with open("/proc/self/io") as fh:
+        read = int(next(line for line in fh if line.startswith("rchar:")).split()[1]) - before
+    assert path.read_bytes() == good.encode()
+    assert read < torn + 2 * 65536 + 4096, read  # the tail only, not the file's 3 MB
+    path.write_bytes(b"no newline at all")
+    assert repair_events(path) == 17 and path.read_bytes() == b""
+
+
 def test_writer_status_and_liveness(tmp_path):
     store = RunStore(tmp_path)
     run = store.create("exp", {})
