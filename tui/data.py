@@ -29,7 +29,7 @@ from engine.events import (
 from engine.follow import RunFollower
 from engine.runs import Run
 from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
-from engine.tables import flat_results, fmt_num  # fmt_num: the panes import it from here
+from engine.tables import flat_results, fmt_num
 
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")

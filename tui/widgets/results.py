@@ -11,9 +11,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.tables import flat_results
+from engine.tables import flat_results, fmt_num
 
-from ..data import compact_value, eval_keys, fmt_num
+from ..data import compact_value, eval_keys
 from ..metricinfo import best_of
 from .tables import cell
 

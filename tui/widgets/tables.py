@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from ..data import fmt_num
+from engine.tables import fmt_num
 
 
 def cell(value) -> Text | str:
