@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -585,7 +587,7 @@ def cmd_runs(args) -> int:
     if manifest is None:
         return 2
     from .flags import run_flags
-    from .runlist import align, differing_keys, filter_rows, fmt_value, list_rows, sort_rows
+    from .runlist import align, differing_keys, filter_rows, fit_width, fmt_value, list_rows, sort_rows
     from .runs import RunStore
 
     rows = list_rows(RunStore(manifest.runs_dir), args.experiment, archived=True if args.archived else False)
@@ -650,7 +652,17 @@ def cmd_runs(args) -> int:
                 + (f" FLAGS: {n} (see lmconsole report)" if (n := len(_row_flags(r, run_flags))) else ""),
             ]
         )
-    for line in align(header, table):
+    lines = align(header, table)
+    if sys.stdout.isatty():  # a terminal: fit its width (a pipe or a file gets every column)
+        width = shutil.get_terminal_size().columns
+        lines, hidden = fit_width(header, table, list(range(5, 5 + len(hyper))), width)
+        if hidden:
+            lines += textwrap.wrap(
+                f"({len(hidden)} differing settings left out at this width: {', '.join(hidden)}; "
+                "`lmconsole runs | cat` shows every column)",
+                width,
+            )
+    for line in lines:
         print(line)
     return 0
 

@@ -375,6 +375,24 @@ def align(header: list[str], rows: list[list[str]], right: Set[int] = frozenset(
     return out
 
 
+def fit_width(header: list[str], rows: list[list[str]], drop: list[int], width: int) -> tuple[list[str], list[str]]:
+    """:func:`align` for a terminal ``width`` columns wide: (lines, header names of the columns left out).
+
+    Columns at the indices ``drop`` (e.g. the differing hyperparameters) go from the right while a
+    line is wider than ``width``; a line still too wide is cut, ending in "…".
+    """
+    keep = list(range(len(header)))
+    hidden: list[str] = []
+    lines = align(header, rows)
+    for i in reversed(drop):
+        if max(map(len, lines)) <= width:
+            break
+        keep.remove(i)
+        hidden.insert(0, header[i])
+        lines = align([header[k] for k in keep], [[r[k] for k in keep] for r in rows])
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines], hidden
+
+
 class RowCache:
     """:func:`run_row` for many runs, re-read only when ``status.json`` or ``meta.json`` changed
     (or the run is still active). Call from a worker thread."""

@@ -258,6 +258,47 @@ def test_runs_is_aligned_with_status_progress_result(study, capsys):
     assert code == 2 and "no listed run has it" in err
 
 
+def test_runs_in_a_terminal_fits_its_width(study):
+    """In a terminal (here a pty 60 columns wide) no line wraps: differing settings that do not fit
+    are left out and named; a pipe still gets every column (the test above)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, child_fd = pty.openpty()
+    env = dict(os.environ, COLUMNS="60", LINES="40")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui.entry", "runs"], stdout=child_fd, stderr=subprocess.PIPE, env=env, timeout=60
+    )
+    os.close(child_fd)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the pty's other end is closed: everything is read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main_fd)
+    lines = out.decode().replace("\r\n", "\n").splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert lines[0].split()[:3] == ["experiment", "run", "status"]
+    assert all(len(line) <= 60 for line in lines), [line for line in lines if len(line) > 60]
+    assert "learning_rate" not in lines[0] and any("left out at this width: learning_rate" in ln for ln in lines)
+
+
+def test_fit_width_drops_the_named_columns_from_the_right_then_cuts():
+    from engine.runlist import fit_width
+
+    header, rows = ["a", "b", "c", "d"], [["1", "22", "333", "4444"]]
+    assert fit_width(header, rows, [1, 2], 80) == (["a  b   c    d", "1  22  333  4444"], [])
+    assert fit_width(header, rows, [1, 2], 12) == (["a  b   d", "1  22  4444"], ["c"])
+    assert fit_width(header, rows, [1, 2], 8) == (["a  d", "1  4444"], ["b", "c"])
+    assert fit_width(header, rows, [1, 2], 5) == (["a  d", "1  4…"], ["b", "c"])
+
+
 # -- runs list: filter, sort, differing columns --------------------------------------------------
 
 
