@@ -36,30 +36,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchCtx  # noqa: E402
+from common import exported_engine_side  # noqa: E402
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
 def build(manifest_path: str, name: str, data_dir: str):
-    import datasets
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForPreTraining, DataCollatorForLanguageModeling
+    from transformers import BertForPreTraining, DataCollatorForLanguageModeling
 
-    from engine.manifest import load
     from engine.tasks.pretrain import TrainBatches, mlm_nsp_forward
-    from engine.train_loop import make_optimizer
 
-    ctx = BenchCtx(load(manifest_path), name)
-    exp = ctx.exp
-    d = Path(data_dir)
-    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
-    train = datasets.load_from_disk(str(d / "train-pairs"))
-    config = BertConfig.from_json_file(str(d / "config.json"))
-    cpu = torch.device("cpu")
-    torch.manual_seed(exp.seed)
-    e_model = BertForPreTraining(config).train()
-    e_opt = make_optimizer(e_model, exp, cpu)
+    exp, tok, train, config, e_model, e_opt = exported_engine_side(manifest_path, name, data_dir)
     torch.manual_seed(exp.seed)
     p_model = BertForPreTraining(config).train()
     p_opt = torch.optim.AdamW(p_model.parameters(), lr=exp.learning_rate, fused=True)

@@ -140,6 +140,29 @@ class BenchCtx:
             print(f"  [{level}] {message}", file=sys.stderr)
 
 
+def exported_engine_side(manifest_path: str, name: str, data_dir: str):
+    """What ``prepare_data.py --export`` wrote, loaded, and the engine's model and optimizer built from it.
+
+    Returns (exp, tokenizer, train pairs, config, model, optimizer); the model is seeded with
+    ``exp.seed`` just before it is built, so a peer seeded the same way starts from the same weights.
+    """
+    import datasets
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForPreTraining
+
+    from engine.manifest import load
+    from engine.train_loop import make_optimizer
+
+    exp = BenchCtx(load(manifest_path), name).exp
+    d = Path(data_dir)
+    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
+    train = datasets.load_from_disk(str(d / "train-pairs"))
+    config = BertConfig.from_json_file(str(d / "config.json"))
+    torch.manual_seed(exp.seed)
+    model = BertForPreTraining(config).train()
+    return exp, tok, train, config, model, make_optimizer(model, exp, torch.device("cpu"))
+
+
 # -- environment and child processes ------------------------------------------------
 
 
