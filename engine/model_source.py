@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .errors import JobError
@@ -25,7 +24,7 @@ from .runs import Run, RunStore, dependency_run
 class ModelSource:
     """A resolved model name: where its files are (or that it is a preset)."""
 
-    origin: str  # "preset" | "run" | "folder" | "mirror" (a mirror folder or the HF cache) | "hub"
+    origin: str  # "preset" | "run" | "path" (a folder, a mirror or HF cache copy, or a Hub id)
     path: str  # the preset's name, or the folder / Hub id that ``from_pretrained`` reads
     run: Run | None = None  # the finished run whose final model this is (origin "run")
 
@@ -80,12 +79,7 @@ def model_source(
                 else f"{task or 'such'} runs save no model: name a pretrain, classify or qa run",
             )
         return ModelSource("run", resolve_model_path(str(folder)), run)
-    path = resolve_model_path(spec, mirror)
-    if Path(spec).expanduser().is_dir():
-        origin = "folder"
-    else:
-        origin = "mirror" if Path(path).is_dir() else "hub"
-    return ModelSource(origin, path)
+    return ModelSource("path", resolve_model_path(spec, mirror))
 
 
 def experiment_config(ctx) -> Any:
