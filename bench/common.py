@@ -151,7 +151,7 @@ def exported_engine_side(manifest_path: str, name: str, data_dir: str):
     from transformers import AutoTokenizer, BertConfig, BertForPreTraining
 
     from engine.manifest import load
-    from engine.train_loop import make_optimizer
+    from engine.train.loop import make_optimizer
 
     exp = BenchCtx(load(manifest_path), name).exp
     d = Path(data_dir)

@@ -86,7 +86,7 @@ class Work:
 
     def events(self, run: Path) -> list:
         from engine.events import from_dict
-        from engine.runs import read_events
+        from engine.store.runs import read_events
 
         return [from_dict(d) for d in read_events(run / "events.jsonl")[0]]
 

@@ -5,7 +5,7 @@
 By default the run goes through the real command line, ``lmconsole -m M run E -q``
 in a child process (so whatever the console-script entry sets up before torch is
 imported applies, as for a user), and is timed from the run's ``events.jsonl``.
-``--in-process`` calls ``engine.jobs.run_experiment`` in this process instead.
+``--in-process`` calls ``engine.job.runner.run_experiment`` in this process instead.
 Either way it is the engine's real path: data from the cache, ``train_loop.train``
 with the pretraining task's batching and forward. The experiment must set
 ``logging_steps = W`` and ``max_steps = N`` within the first epoch: the training
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import common  # noqa: E402  (puts the repository on sys.path)
 
 
@@ -78,7 +77,7 @@ def summarise(events: list, warmup_steps: int) -> dict:
 def via_cli(manifest_path: str, name: str) -> list:
     from engine.events import from_dict
     from engine.manifest import load
-    from engine.runs import read_events
+    from engine.store.runs import read_events
 
     runs = Path(load(manifest_path).runs_dir) / name
     before = set(runs.glob("*")) if runs.exists() else set()
@@ -98,7 +97,7 @@ def in_process(manifest_path: str, name: str, threads: int) -> list:
     if threads:
         torch.set_num_threads(threads)
     from engine.events import CallbackSink
-    from engine.jobs import run_experiment
+    from engine.job.runner import run_experiment
     from engine.manifest import load
 
     events: list = []

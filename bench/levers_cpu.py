@@ -117,7 +117,7 @@ def bench_bf16(exp, model, batches, reps):
     import torch
 
     from engine.tasks.pretrain import mlm_nsp_forward
-    from engine.train_loop import make_optimizer
+    from engine.train.loop import make_optimizer
 
     opt = make_optimizer(model, exp, torch.device("cpu"))
     state = {"i": 0}

@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     import torch
 
     from engine.events import CallbackSink
-    from engine.jobs import run_experiment
+    from engine.job.runner import run_experiment
     from engine.manifest import load
-    from engine.train_loop import memory_mb  # current RSS on CPU
+    from engine.train.loop import memory_mb  # current RSS on CPU
 
     def rss_mb() -> float:
         return memory_mb(torch.device("cpu"))

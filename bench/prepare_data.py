@@ -26,10 +26,10 @@ from common import BenchCtx  # noqa: E402
 def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     t_import = time.perf_counter()
     from engine.manifest import load
-    from engine.models import PRESETS, preset_config
+    from engine.models.presets import PRESETS, preset_config
     from engine.tasks.common import task_inputs
     from engine.tasks.pretrain import prepare_split, pretrain_tokenizer
-    from engine.train_loop import setup_job
+    from engine.train.loop import setup_job
 
     manifest = load(manifest_path)
     ctx = BenchCtx(manifest, name)

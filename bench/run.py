@@ -51,7 +51,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 from common import (  # noqa: E402
     REPO,
     bench_env,
@@ -64,6 +63,7 @@ from common import (  # noqa: E402
     run_child,
     write_manifest,
 )
+from gpu_pretrain import H200_BF16_DENSE_TFLOPS, model_flops_per_step  # noqa: E402
 
 BENCH = REPO / "bench"
 PY = sys.executable
@@ -514,7 +514,7 @@ def bench_peer(ws: Workspace) -> list:
     """Engine vs the tuned Trainer: each size, fp32 and (where native) bf16 on both sides, passive OpenMP."""
     import torch
 
-    from engine.train_loop import cpu_bf16_native
+    from engine.train.loop import cpu_bf16_native
 
     plan = ws.plan
     if torch.cuda.is_available():  # --gpu-peer: the GPU's own precision on both sides
@@ -662,7 +662,7 @@ def _wait_rss(args, env, log_path: Path) -> dict:
 def _pretrain_run_figures(run: Path) -> dict:
     """From a demo-pretrain run's events: time to the first evaluation, RSS at epoch ends and logs, perplexities."""
     from engine.events import from_dict
-    from engine.runs import read_events
+    from engine.store.runs import read_events
 
     events = [from_dict(d) for d in read_events(run / "events.jsonl")[0]]
     kinds = [(type(e).__name__, e) for e in events]
@@ -690,7 +690,7 @@ def _memory_finetune(ws: Workspace, runs_dir: Path, exp: dict, env: dict) -> tup
 
     Returns the manifest written for it (the leak check reuses it) and its figures."""
     from engine.events import from_dict
-    from engine.runs import read_events
+    from engine.store.runs import read_events
 
     fts = [demo_experiment(n) for n in ("demo-sst2", "demo-squad")]
     if ws.plan.memory_epochs:

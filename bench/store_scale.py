@@ -15,7 +15,7 @@ against their goals (``measure``); ``all`` does both in a temporary folder (``be
    refresh (``step_series`` + ``CurvePlot`` draw + plotext build at 80x24 size).
 
 The generator writes realistic run directories in the engine's formats: ``config.json``,
-``status.json`` and ``results.json`` as ``engine.runs.atomic_write_json`` writes them (without its
+``status.json`` and ``results.json`` as ``engine.store.runs.atomic_write_json`` writes them (without its
 fsync: thousands of files), ``tables/`` with
 ``engine.tables.Table``, ``meta.json`` (tags, notes, archived), and ``events.jsonl`` whose lines
 are ``engine.events.to_json`` of real events (the 1M-line files: the same line format, one
@@ -58,11 +58,11 @@ from engine.events import (  # noqa: E402
     StatusChanged,
     StepLogged,
     TableWritten,
+    json_safe,  # noqa: E402
     from_json,
     to_json,
 )
-from engine.events import _clean  # noqa: E402
-from engine.runs import atomic_write_text  # noqa: E402
+from engine.store.runs import atomic_write_text  # noqa: E402
 from engine.tables import Table  # noqa: E402
 
 GOALS = {"runs_s": 1.0, "first_frame_s": 2.0, "key_p95_ms": 150.0}
@@ -83,8 +83,8 @@ TAGS = ("baseline", "sweep", "ablation", "keep", "old", "seed-0", "seed-1", "lr:
 
 
 def write_json(path: Path, data) -> None:
-    """What ``engine.runs.atomic_write_json`` writes, without its fsync (thousands of files: the build stays quick)."""
-    Path(path).write_text(json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    """What ``engine.store.runs.atomic_write_json`` writes, without its fsync (thousands of files: the build stays quick)."""
+    Path(path).write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def log(msg: str) -> None:
@@ -500,8 +500,8 @@ FILTER_WORDS = ("sst2", "tag:keep", "lr<1e-4", "failed")
 
 
 def measure_console(manifest: Path, root: Path, presses: int = 40, seed: int = 0) -> dict:
-    from engine.runlist import list_rows, parse_filter, sort_rows
-    from engine.runs import RunStore
+    from engine.store.listing import list_rows, parse_filter, sort_rows
+    from engine.store.runs import RunStore
 
     rows = sort_rows(list_rows(RunStore(root)), "started", descending=True)  # the Runs tab's rows and order
 
@@ -596,7 +596,8 @@ def _rchar() -> int:
 
 def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
     """``RunFeed.poll`` on a 1M-line run, then after ``new_lines`` appended lines: bytes read each time."""
-    from engine.runs import OwnerLock, Run, atomic_write_json as write
+    from engine.store.runs import OwnerLock, Run
+    from engine.store.runs import atomic_write_json as write
     from tui.data import RunFeed
 
     run = Run(big_run)
@@ -682,7 +683,7 @@ def measure_plot(big_run: Path, reps: int = 5, steps: list | None = None) -> dic
 
     from textual.app import App
 
-    from engine.runs import Run
+    from engine.store.runs import Run
     from tui.data import RunFeed, step_series
     from tui.widgets.plots import CurvePlot, Series
 

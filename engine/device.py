@@ -1,8 +1,10 @@
-"""Which torch device a job runs on (imported by the job lifecycle and the training loop)."""
+"""Which devices a job runs on: the torch device it picks, the GPUs ``CUDA_VISIBLE_DEVICES`` gives it."""
 
 from __future__ import annotations
 
-from .errors import JobError
+import os
+
+from engine.errors import JobError
 
 
 def pick_device(pref: str):
@@ -14,3 +16,17 @@ def pick_device(pref: str):
     if pref.startswith("cuda") and not torch.cuda.is_available():
         raise JobError(f"device {pref!r} requested but CUDA is not available", 'set device = "auto" or "cpu"')
     return torch.device(pref)
+
+
+def visible_gpus(env=None) -> list[int] | None:
+    """The device indices in ``CUDA_VISIBLE_DEVICES`` (None when unset or not plain indices, e.g. UUIDs)."""
+    value = (env if env is not None else os.environ).get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return []
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        return None

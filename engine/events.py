@@ -115,7 +115,7 @@ class JobFailed(Event):
 
 @dataclass(frozen=True)
 class SystemSampled(Event):
-    """CPU/RAM and per-GPU figures, sampled by a job about every 30 s (engine/system.py).
+    """CPU/RAM and per-GPU figures, sampled by a job about every 30 s (engine/job/system.py).
 
     ``host``: cpu_percent (all cores, 0-100), cpu_count, ram_used_mb, ram_total_mb, process_rss_mb.
     ``gpus``: one dict per GPU the job sees: index, name, util_percent, memory_used_mb,
@@ -152,14 +152,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/inf: encode them as strings so lines stay valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # "nan", "inf", "-inf"
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -175,7 +175,7 @@ def _restore(value: Any) -> Any:
 
 def to_dict(event: Event) -> dict:
     data = {"event": type(event).__name__}
-    data.update(_clean(dataclasses.asdict(event)))
+    data.update(json_safe(dataclasses.asdict(event)))
     return data
 
 

@@ -93,9 +93,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data) -> None:
-    from .events import _clean  # NaN/inf become "nan"/"inf" strings: strict JSON for every reader
+    from engine.events import json_safe  # NaN/inf become "nan"/"inf" strings: strict JSON for every reader
 
-    atomic_write_text(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def is_disk_full(exc: BaseException) -> bool:

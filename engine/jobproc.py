@@ -1,85 +1,9 @@
-"""One job in its own process: ``python -m engine.jobproc --runs-dir R --job ID``.
+"""Old entry point ``python -m engine.jobproc``: runs ``engine.queue.jobproc``.
 
-Started by the scheduler in a new session (``setsid``), so no console, terminal
-or SSH connection takes it down. It reads its entry from the queue file, runs
-the experiment into the run directory the scheduler created (owning it with the
-owner lock, like a headless run), and on the way out makes sure a scheduler is
-alive to start what waits. ``LMCONSOLE_JOB_RUNNER=module:callable`` replaces
-:func:`engine.jobs.run_experiment` (tests run fake jobs this way).
+Kept for queue entries and job command lines written by an earlier version.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-import os
-import sys
-from pathlib import Path
-
-from .status import CLEAN_EXIT
-
-
-def _runner():
-    spec = os.environ.get("LMCONSOLE_JOB_RUNNER")
-    if not spec:
-        from .jobs import run_experiment
-
-        return run_experiment
-    mod, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(mod), attr)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.jobproc")
-    p.add_argument("--runs-dir", required=True)
-    p.add_argument("--job", type=int, required=True)
-    args = p.parse_args(argv)
-
-    from .errors import ManifestError
-    from .manifest import load
-    from .queue import QueueFile, ensure_scheduler, seeded
-    from .runs import Run, RunStore
-
-    qf = QueueFile(args.runs_dir)
-    entry = next((e for e in qf.read()["jobs"] if e["id"] == args.job), None)
-    if entry is None or not entry.get("run"):
-        print(f"job {args.job}: not in {qf.path}", file=sys.stderr)
-        return 2
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    store = RunStore(args.runs_dir)
-    run = Run(Path(args.runs_dir) / entry["run"])
-    code = 1
-    try:
-        manifest = load(entry["manifest"])
-        _runner()(
-            manifest,
-            entry["experiment"],
-            run=run,
-            resume_flag=bool(entry.get("resume")),
-            store=store,
-            seen_seq=int(entry.get("seen_seq", 0)),
-            **seeded(entry),
-        )
-        code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
-    except ManifestError as exc:
-        from .events import JobFailed, StatusChanged
-        from .runs import RunWriter
-
-        reason = f"the manifest no longer loads: {exc.problems[0] if exc.problems else exc}"
-        writer = RunWriter(run).open()
-        try:
-            writer.emit(JobFailed(reason=reason, hint=f"fix {entry['manifest']} and resume the job (R)"))
-            writer.emit(StatusChanged(status="failed", reason=reason))
-        finally:
-            writer.close()
-    finally:
-        try:  # the scheduler may have died (OOM, kill): the queue must not stall
-            ensure_scheduler(qf, entry["manifest"])
-        except OSError:
-            pass
-    return code
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    import runpy
+
+    runpy.run_module("engine.queue.jobproc", run_name="__main__", alter_sys=True)

@@ -26,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .errors import ManifestError
+from engine.errors import ManifestError
 
 TASKS = ("inspect", "pretrain", "classify", "qa")
 # Pipeline steps that build no model (issue 14): ``push`` uploads a finished run, ``study``
@@ -944,7 +944,7 @@ def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str])
 
 
 def _preset_names():
-    from .models import PRESETS
+    from engine.models.presets import PRESETS
 
     return PRESETS
 

@@ -1,69 +1,9 @@
-"""The scheduler of one runs directory: ``python -m engine.scheduler --runs-dir R --manifest M``.
+"""Old entry point ``python -m engine.scheduler``: runs ``engine.queue.scheduler``.
 
-Started on demand (detached, its own session) by any client that queues work;
-at most one runs per runs directory (``scheduler.lock``). Every half second it
-starts what may start (:func:`engine.queue.advance`: slots, GPUs, dependencies)
-and reaps its children. It exits when no job waits; a client that queues more,
-or a job process that ends, starts it again. Job processes do not depend on it:
-killing the scheduler stops only the starting of new jobs until the next start.
+Kept for schedulers started by an earlier version.
 """
 
-from __future__ import annotations
-
-import argparse
-import os
-import sys
-import time
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.scheduler")
-    p.add_argument("--runs-dir", required=True)
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--poll", type=float, default=0.5)
-    args = p.parse_args(argv)
-
-    from .errors import ManifestError
-    from .manifest import load
-    from .queue import ProcessLauncher, QueueFile, _flock, _unlock, advance, scheduler_gpus, waiting_count
-    from .runs import RunStore
-
-    qf = QueueFile(args.runs_dir)
-    qf.dir.mkdir(parents=True, exist_ok=True)
-    me = _flock(qf.scheduler_lock, blocking=False)
-    if me is None:
-        return 0  # another scheduler has it
-    os.ftruncate(me, 0)
-    os.write(me, str(os.getpid()).encode())
-    launcher = ProcessLauncher()
-    store = RunStore(args.runs_dir)
-    manifest, stamp = None, None
-    try:
-        while True:
-            try:
-                now = os.stat(args.manifest).st_mtime_ns
-                if now != stamp:
-                    manifest, stamp = load(args.manifest), now  # edits apply to jobs started later
-            except (OSError, ManifestError) as exc:
-                if manifest is None:
-                    print(f"scheduler: cannot load {args.manifest}: {exc}", file=sys.stderr, flush=True)
-                    return 2
-            assert manifest is not None  # loaded above, or the last good one is kept
-            for job_id in advance(qf, manifest, launcher):
-                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} started job {job_id}", flush=True)
-            launcher.reap()
-            # Exit only under the queue lock: a client that queues meanwhile either is seen
-            # here or finds the scheduler lock free afterwards and starts a new scheduler.
-            with qf.change():
-                if waiting_count(qf, store, launcher.alive, len(scheduler_gpus(manifest.settings))) == 0:
-                    _unlock(me)
-                    me = None
-                    return 0
-            time.sleep(args.poll)
-    finally:
-        if me is not None:
-            _unlock(me)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    import runpy
+
+    runpy.run_module("engine.queue.scheduler", run_name="__main__", alter_sys=True)

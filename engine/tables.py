@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write_text
+from engine.files import atomic_write_text
 
 FORMATS = ("csv", "md", "latex", "json")
 EXTENSIONS = {"csv": "csv", "md": "md", "latex": "tex", "json": "json"}

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from test_faults import WriteHooks  # noqa: E402
 
-from engine.jobs import run_experiment  # noqa: E402
+from engine.job.runner import run_experiment  # noqa: E402
 from engine.manifest import load  # noqa: E402
-from engine.runs import RunStore  # noqa: E402
+from engine.store.runs import RunStore  # noqa: E402
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,8 +123,8 @@ def test_squad_scores_recomputed_from_saved_predictions(demo):
 
 def test_demo_raises_no_flag_and_verifies(demo):
     """The shipped demo's results are not degenerate, and every reported number recomputes."""
-    from engine.flags import run_flags
-    from engine.verify import verify_run
+    from engine.metrics.flags import run_flags
+    from engine.study.verify import verify_run
 
     runs, _ = demo
     for name, run in runs.items():

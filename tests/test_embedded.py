@@ -269,7 +269,7 @@ def test_two_folders_with_one_name_never_share_the_datasets_cache(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from engine.hub import load_dataset_split
+    from engine.hub.resolve import load_dataset_split
 
     first = ensure_embedded("sst2", tmp_path / "a")
     second = tmp_path / "b" / first.name

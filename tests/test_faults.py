@@ -25,9 +25,9 @@ import pytest
 from conftest import CLASSIFY, PRETRAIN, QA, experiment, manifest_text, write_manifest
 
 from engine.events import StepLogged
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
-from engine.runs import RunStore, read_events
+from engine.store.runs import RunStore, read_events
 
 N_FAULTS = int(os.environ.get("LMCONSOLE_FAULTS", "0") or 0)
 SEED = int(os.environ.get("LMCONSOLE_FAULTS_SEED", "0") or 0) or random.randrange(1, 10**6)
@@ -103,7 +103,7 @@ class WriteHooks:
         self._saved.append((owner, attr, real))
         setattr(owner, attr, hooked)
 
-    def install(self) -> "WriteHooks":
+    def install(self) -> WriteHooks:
         import safetensors.torch
         import torch
 
@@ -288,7 +288,7 @@ def test_disk_full_at_checkpoint_fails_clearly_and_resumes(references, tmp_path,
     import torch
 
     import engine.files as files_mod
-    import engine.runs as runs_mod
+    import engine.store.runs as runs_mod
 
     ref, _ = references["pretrain"]
     m = shape_manifest(tmp_path, "pretrain")
@@ -323,7 +323,7 @@ def test_disk_full_at_checkpoint_fails_clearly_and_resumes(references, tmp_path,
 
 
 def test_resume_refuses_a_changed_manifest_unless_accepted(tmp_path, monkeypatch, capsys):
-    from engine.cli import main
+    from engine.cli.main import main
 
     m = shape_manifest(tmp_path, "pretrain")
     _fail_after(monkeypatch, 6)
@@ -378,7 +378,7 @@ def test_all_checkpoints_damaged_is_one_clear_message(tmp_path):
 def test_cancel_mid_window_keeps_the_window_loss(references, tmp_path, monkeypatch):
     """Cancel 1 step after a log line (logging_steps = 3), resume: every logged loss equals the uninterrupted run."""
     from engine.errors import Cancelled
-    from engine.jobs import JobContext
+    from engine.job.runner import JobContext
 
     ref, _ = references["pretrain"]
     m = shape_manifest(tmp_path, "pretrain")
@@ -470,7 +470,7 @@ def test_corrupt_cache_entries_are_rebuilt_once(own_cache, tmp_path):
 
 
 def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tmp_path, monkeypatch):
-    import engine.cache as cache
+    import engine.data.cache as cache
 
     def bad_seal(folder, to=None):  # every entry "changes" right after it is built: rebuilding cannot help
         Path(to or Path(folder) / cache.SEAL).write_text('{"tokenizer.json": [0, "x"]}')
@@ -485,7 +485,7 @@ def test_cache_entry_that_stays_corrupt_names_the_folder_to_delete(own_cache, tm
 
 
 def test_corrupt_embedded_corpus_is_rebuilt(own_cache, tmp_path):
-    from engine.cache import check
+    from engine.data.cache import check
     from engine.data.embedded import ensure_embedded
 
     corpus = ensure_embedded("wikitext")

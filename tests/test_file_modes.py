@@ -6,9 +6,9 @@ import stat
 import pytest
 from test_reliability import micro_text
 
-from engine.cli import main as cli_main
+from engine.cli.main import main as cli_main
 from engine.files import atomic_write_text, current_umask
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
 
 

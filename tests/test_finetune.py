@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import CLASSIFY, PRETRAIN, QA, experiment, manifest_text
 
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
 from engine.metrics.squad_v2 import SQUAD_V2_KEYS
 
@@ -81,7 +81,7 @@ def test_qa_train_labels_with_stride():
     from transformers import AutoTokenizer
 
     # a deterministic word-level tokenizer (trained WordPiece on these words)
-    from engine.models import train_wordpiece
+    from engine.models.presets import train_wordpiece
     from engine.tasks.qa import eval_features, train_features
 
     words = [f"w{i}" for i in range(60)]

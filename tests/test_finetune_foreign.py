@@ -11,7 +11,7 @@ import re
 import pytest
 from conftest import CLASSIFY, QA, experiment, manifest_text
 
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
 
 HIDDEN = 32

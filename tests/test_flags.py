@@ -1,6 +1,6 @@
 """Degenerate-result flags fire on the original report's numbers and stay quiet on the demo's."""
 
-from engine.flags import result_flags
+from engine.metrics.flags import result_flags
 from engine.metrics.scale import metric_label, metric_scale, same_axis
 
 

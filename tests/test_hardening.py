@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import ProgressPrinter, main
+from engine.cli.main import ProgressPrinter, main
 from engine.events import LogEmitted, StepLogged
-from engine.files import atomic_write_json
-from engine.push import PushError, push
-from engine.runs import RunStore
+from engine.hub.publish import PushError, push
+from engine.store.runs import RunStore
 from tui.testing import write_manifest, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,7 +113,7 @@ def test_push_refuses_symlinked_model_folder_and_run_dirs(tmp_path):
     # an experiment folder symlinked into runs/ holds no runs
     (tmp_path / "runs" / "linked").symlink_to(outside / "pretrain")
     assert store.runs("linked") == [] and all(r.experiment != "linked" for r in store.runs())
-    from engine.runs import Run
+    from engine.store.runs import Run
 
     with pytest.raises(PushError, match="symlink"):
         push(Run(tmp_path / "runs" / "linked" / RID), "alice/x", dry_run=True, out=tmp_path / "s2")
@@ -310,7 +309,7 @@ def test_non_integer_control_seq_is_ignored(tmp_path):
     (run.path / "control.json").write_text('{"action": "pause", "seq": "abc"}')
     run.request("cancel")
     assert json.loads((run.path / "control.json").read_text()) == {"action": "cancel", "seq": 1}
-    from engine.jobs import JobContext
+    from engine.job.runner import JobContext
 
     (run.path / "control.json").write_text('{"action": "cancel", "seq": [1]}')
     ctx = JobContext(manifest=None, exp=None, run=run, writer=None, sink=None, store=None)
@@ -381,7 +380,7 @@ def test_manifest_nested_5000_deep_is_a_message():
 
 
 def test_missing_local_dataset_folder_is_not_called_an_unreachable_hub(tmp_path):
-    from engine.hub import ResolveError, resolve_dataset, resolve_model_path
+    from engine.hub.resolve import ResolveError, resolve_dataset, resolve_model_path
 
     for spec in ("./data/sst2", str(tmp_path / "nope"), "../x", "~/nope-lmc"):
         with pytest.raises(ResolveError, match="no such local folder") as err:
@@ -392,14 +391,14 @@ def test_missing_local_dataset_folder_is_not_called_an_unreachable_hub(tmp_path)
 
 
 def test_ctrl_c_reads_as_a_message():
-    from engine.jobs import _hint_for
+    from engine.job.runner import _hint_for
 
     reason, hint = _hint_for(KeyboardInterrupt())
     assert "KeyboardInterrupt" not in reason and "ctrl+c" in reason and "resume" in hint
 
 
 def test_bad_tokenizer_is_named_tokenizer(tmp_path):
-    from engine.jobs import run_experiment
+    from engine.job.runner import run_experiment
     from engine.manifest import parse_text
 
     bad = tmp_path / "tok"
@@ -419,7 +418,7 @@ def test_bad_tokenizer_is_named_tokenizer(tmp_path):
 
 
 def test_resume_of_a_run_owned_elsewhere_is_a_message(tmp_path, monkeypatch, capsys):
-    from engine.runs import OwnerLock
+    from engine.store.runs import OwnerLock
 
     monkeypatch.chdir(tmp_path)
     write_manifest(tmp_path)
@@ -466,7 +465,7 @@ def test_unusable_runs_dir_is_a_message(tmp_path, monkeypatch, capsys, runs_dir)
 
 
 def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, monkeypatch, capsys):
-    from engine.runs import OwnerLock
+    from engine.store.runs import OwnerLock
 
     monkeypatch.chdir(tmp_path)
     write_manifest(tmp_path)

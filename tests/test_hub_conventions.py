@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from engine import hub
+from engine.hub import resolve as hub
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

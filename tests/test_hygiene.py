@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from conftest import write_manifest
 
-from engine.cli import main
-from engine.export import export_runs, tidy
+from engine.cli.main import main
 from engine.files import atomic_write_json
-from engine.runlist import differing_keys, filter_rows, list_rows, parse_filter, sort_rows
-from engine.runmeta import MetaError, change_tags, delete_run, read_meta, set_archived, set_note
-from engine.runs import OwnerLock, RunStore
+from engine.store.listing import differing_keys, filter_rows, list_rows, parse_filter, sort_rows
+from engine.store.meta import MetaError, change_tags, delete_run, read_meta, set_archived, set_note
+from engine.store.runs import OwnerLock, RunStore
+from engine.study.export import export_runs, tidy
 from engine.tables import Table, latex_escape
 from tui.testing import write_run
 
@@ -290,7 +290,7 @@ def test_runs_in_a_terminal_fits_its_width(study):
 
 
 def test_fit_width_drops_the_named_columns_from_the_right_then_cuts():
-    from engine.runlist import fit_width
+    from engine.store.listing import fit_width
 
     header, rows = ["a", "b", "c", "d"], [["1", "22", "333", "4444"]]
     assert fit_width(header, rows, [1, 2], 80) == (["a  b   c    d", "1  22  333  4444"], [])
@@ -329,7 +329,7 @@ def test_filter_syntax_sort_and_differing_keys(study):
 
 
 def test_push_dry_run_never_stages_in_the_current_directory(workdir, monkeypatch):
-    from engine.push import push
+    from engine.hub.publish import push
 
     run = write_run(workdir / "runs", "cls", C, task="classify")
     model = run.path / "model"

@@ -6,8 +6,8 @@ from conftest import PRETRAIN, experiment, manifest_text, run_cli, write_manifes
 
 from engine.events import StepLogged
 from engine.manifest import load
-from engine.queue import JobQueue
-from engine.runs import RunStore
+from engine.queue.jobqueue import JobQueue
+from engine.store.runs import RunStore
 
 # bert-micro pretraining under torchrun with 2 processes
 DDP = experiment(

@@ -10,7 +10,7 @@ import gc
 import pytest
 
 from engine.events import CallbackSink
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
 
 TASKS = {

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from engine.models import preset_config
-from engine.params import diff_table, grouped_table, rows_for
+from engine.models.params import diff_table, grouped_table, rows_for
+from engine.models.presets import preset_config
 
 REFERENCE = {
     "base": 109_482_240,

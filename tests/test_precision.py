@@ -4,11 +4,11 @@ import pytest
 import torch
 from test_pretrain import micro_text
 
-from engine import train_loop
 from engine.errors import JobError
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
-from engine.train_loop import autocast_dtype, make_optimizer
+from engine.train import loop as train_loop
+from engine.train.loop import autocast_dtype, make_optimizer
 
 CPU = torch.device("cpu")
 

@@ -16,11 +16,11 @@ import pytest
 from conftest import start_cli, write_manifest
 from test_reliability import micro_text
 
-from engine.jobs import run_experiment
+from engine.job.preempt import StopSignals
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
-from engine.preempt import StopSignals
-from engine.runs import RunStore, read_events
-from engine.train_loop import SavePolicy
+from engine.store.runs import RunStore, read_events
+from engine.train.loop import SavePolicy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -165,7 +165,7 @@ def test_default_is_at_most_30_minutes_between_checkpoints():
 
 STOP_SCRIPT = """
 import os, signal, sys, time
-from engine.preempt import StopSignals
+from engine.job.preempt import StopSignals
 with StopSignals() as stop:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.2)

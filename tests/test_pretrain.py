@@ -11,9 +11,9 @@ from conftest import PRETRAIN, experiment, manifest_text
 
 from engine.data.nsp import build_nsp_pairs, documents_from_lines, mask_tokens
 from engine.events import CallbackSink, EvalFinished, StepLogged
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
-from engine.runs import RunStore
+from engine.store.runs import RunStore
 
 
 def micro_text(runs, epochs=2, n_train=160, **keys):
@@ -203,7 +203,7 @@ def test_eval_masks_identical_across_epochs(finished_run):
     # regenerating the evaluation set from scratch gives the same masks (fixed seed, not the cache)
     import shutil
 
-    from engine.models import cache_root
+    from engine.models.presets import cache_root
     from engine.tasks.pretrain import prepare_split
 
     class Ctx:
@@ -217,7 +217,6 @@ def test_eval_masks_identical_across_epochs(finished_run):
 
     from transformers import AutoTokenizer
 
-    from engine.models import train_wordpiece
 
     tok = AutoTokenizer.from_pretrained(str(run.final_model()))
     a = prepare_split(Ctx(), tok, "test", 7, mask=True)

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text
 
-from engine.jobs import run_experiment
+from engine.hub.publish import PushError, model_card, push
+from engine.job.runner import run_experiment
 from engine.manifest import parse_text
-from engine.push import PushError, model_card, push
 
 
 def pipeline_text(runs):
@@ -82,10 +82,10 @@ def test_push_http_errors_are_one_line(cls_run, status, words):
 
 def test_push_without_token_or_hub(cls_run, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("engine.push.hf_token", lambda: None)
+    monkeypatch.setattr("engine.hub.publish.hf_token", lambda: None)
     with pytest.raises(PushError, match="no Hugging Face token"):
         push(cls_run, "alice/x")
-    monkeypatch.setattr("engine.push.hf_token", lambda: "hf_fake")
+    monkeypatch.setattr("engine.hub.publish.hf_token", lambda: "hf_fake")
     with pytest.raises(PushError, match="unreachable"):
         push(cls_run, "alice/x")  # HF_HUB_OFFLINE=1 in tests: fails fast, no hang
     with pytest.raises(PushError, match="OWNER/NAME"):
@@ -121,7 +121,7 @@ def test_model_card_eval_results_name_the_real_dataset(cls_run, tmp_path):
 
     from huggingface_hub import ModelCard
 
-    from engine.runs import Run
+    from engine.store.runs import Run
 
     copy = tmp_path / "runs" / cls_run.experiment / cls_run.run_id
     shutil.copytree(cls_run.path, copy, ignore=shutil.ignore_patterns("model", "checkpoints"))

@@ -22,8 +22,8 @@ import pytest
 
 from engine.files import atomic_write_json
 from engine.manifest import load
-from engine.queue import JobQueue, QueueFile, advance, assign_gpus, device_env, statuses
-from engine.runs import RunStore
+from engine.queue.jobqueue import JobQueue, QueueFile, advance, assign_gpus, device_env, statuses
+from engine.store.runs import RunStore
 from tui.testing import MANIFEST, FakeRunner, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def _queue_json(folder: Path) -> list[dict]:
 CONSOLE = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from engine.queue import JobQueue
+    from engine.queue.jobqueue import JobQueue
     from tui.app import build_app
     from tui.lifecycle import run
 
@@ -379,7 +379,7 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
     q = JobQueue(m)
     qf, store = QueueFile(tmp_path / "runs"), RunStore(tmp_path / "runs")
     launcher = RecordingLauncher()
-    import engine.queue as eq
+    import engine.queue.jobqueue as eq
 
     real_ensure = eq.ensure_scheduler
     eq.ensure_scheduler = lambda *a, **k: False  # this test is the scheduler
@@ -460,7 +460,7 @@ def test_job_needing_more_gpus_than_offered_is_blocked_with_a_reason(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from engine.queue import QueueFile
+    from engine.queue.jobqueue import QueueFile
 
     qf = QueueFile(sys.argv[1])
     i = 0

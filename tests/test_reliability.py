@@ -11,11 +11,10 @@ from conftest import CLASSIFY, PRETRAIN, experiment, manifest_text, run_cli, sta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.events import StepLogged
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import EXPERIMENT_KEYS, ManifestError, parse_text
-from engine.queue import JobQueue
-from engine.runs import RunStore, read_events
+from engine.queue.jobqueue import JobQueue
+from engine.store.runs import RunStore, read_events
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -178,8 +177,7 @@ def test_preflight_runs_dir_not_writable(tmp_path):
     blocker.write_text("")
     m, _ = manifest(tmp_path)
     from engine.errors import JobError
-    from engine.jobs import JobContext
-    from engine.preflight import check_writable
+    from engine.job.preflight import check_writable
 
     with pytest.raises(JobError, match="cannot write to"):
         check_writable(blocker / "runs")
@@ -187,7 +185,7 @@ def test_preflight_runs_dir_not_writable(tmp_path):
 
 def test_preflight_disk_space_message():
     from engine.errors import JobError
-    from engine.preflight import check_space
+    from engine.job.preflight import check_space
 
     with pytest.raises(JobError, match=r"not enough disk space .* GiB needed"):
         check_space(Path("."), 110_000_000, free_bytes=100 * 2**20)
@@ -230,7 +228,7 @@ def test_token_never_written(tmp_path, monkeypatch):
     assert out.returncode == 0, out.stderr
     assert FAKE not in out.stdout + out.stderr
     # push (dry run, and through an HfApi stand-in) writes a model card and stages files
-    from engine.push import push
+    from engine.hub.publish import push
 
     ok = run_experiment(m, "pre")
     assert ok.status()["status"] == "finished"
@@ -254,7 +252,7 @@ def test_token_never_written(tmp_path, monkeypatch):
         def upload_folder(self, **k):
             raise RuntimeError(f"403 Forbidden for {FAKE}")
 
-    monkeypatch.setattr("engine.push.hub_api", lambda later="": LeakyApi())
+    monkeypatch.setattr("engine.hub.publish.hub_api", lambda later="": LeakyApi())
     leaky = run_experiment(m, "push-pre")
     assert leaky.status()["status"] == "failed" and "<redacted>" in leaky.status()["reason"]
     scanned = 0

@@ -11,9 +11,9 @@ import shutil
 import pytest
 from tiny_study import run_tiny_study
 
-from engine.cli import main
+from engine.cli.main import main
+from engine.study.verify import verify_run
 from engine.tables import fmt_num
-from engine.verify import verify_run
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from engine.events import EvalFinished, LogEmitted, StepLogged, from_json, to_json
 from engine.files import atomic_write_json
-from engine.runs import OwnerLock, RunStore, RunWriter, read_events, repair_events
+from engine.store.runs import OwnerLock, RunStore, RunWriter, read_events, repair_events
 
 
 def test_event_json_round_trip():
@@ -97,7 +97,7 @@ def test_killed_owner_detected(tmp_path):
     run = RunStore(tmp_path).create("exp", {})
     code = textwrap.dedent(f"""
         import sys, time
-        from engine.runs import Run, RunWriter
+        from engine.store.runs import Run, RunWriter
         from pathlib import Path
         w = RunWriter(Run(Path({str(run.path)!r}))).open()
         w.set_status("running")
@@ -118,7 +118,7 @@ def test_follow_from_another_process(tmp_path):
     code = textwrap.dedent(f"""
         import time
         from engine.events import LogEmitted
-        from engine.runs import Run, RunWriter
+        from engine.store.runs import Run, RunWriter
         from pathlib import Path
         w = RunWriter(Run(Path({str(run.path)!r}))).open()
         for i in range(5):

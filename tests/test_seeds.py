@@ -11,12 +11,12 @@ import math
 
 import pytest
 
-from engine.cli import main
-from engine.export import comparison_table, export_folder, export_runs
+from engine.cli.main import main
 from engine.files import atomic_write_json
 from engine.manifest import ManifestError, parse_text
-from engine.runs import RunStore
-from engine.seeds import fmt_stat, group_stats, metric_stats
+from engine.store.runs import RunStore
+from engine.store.seeds import fmt_stat, group_stats, metric_stats
+from engine.study.export import comparison_table, export_runs
 from tui.testing import write_run
 
 GROUP = "cls-seeds-20260101-120000-000000-abcd"
@@ -150,7 +150,7 @@ def test_cli_runs_each_seed_in_one_group(tmp_path, monkeypatch, capsys):
 
 def test_queue_submits_one_job_per_seed(tmp_path):
     from engine.manifest import load
-    from engine.queue import JobQueue
+    from engine.queue.jobqueue import JobQueue
     from tui.testing import FakeRunner
 
     (tmp_path / "experiments.toml").write_text(
@@ -218,7 +218,7 @@ def test_console_compare_cells_carry_n_when_metrics_differ_in_n(tmp_path):
 
 
 def test_a_resumed_or_launched_run_keeps_its_own_seed(tmp_path):
-    from engine.jobs import experiment_for
+    from engine.job.runner import experiment_for
 
     m = parse_text(MANIFEST.replace("seeds = [1, 2]", "seeds = [5, 6, 7]"), tmp_path / "experiments.toml")
     assert experiment_for(m, "cls").seed == 5 and experiment_for(m, "cls", seed=7).seed == 7

@@ -15,10 +15,10 @@ import pytest
 from conftest import PRETRAIN, experiment, manifest_text, write_manifest
 
 from engine.events import CheckpointSaved, RunStarted, StatusChanged, StepLogged
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
 from engine.manifest import load
-from engine.queue import JobQueue
-from engine.runs import RunStore
+from engine.queue.jobqueue import JobQueue
+from engine.store.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "scancel")

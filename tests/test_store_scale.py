@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from engine.events import EvalFinished, LogEmitted, StatusChanged, StepLogged, to_json
-from engine.runlist import last_step, list_rows, run_row
-from engine.runs import Run, RunStore, read_json_object
+from engine.store.listing import last_step, list_rows, run_row
+from engine.store.runs import Run, RunStore, read_json_object
 
 
 def _full_read_last_step(run: Run):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.manifest import load
-from engine.runs import RunStore
+from engine.store.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = [
@@ -123,7 +123,7 @@ def make_mirror(root: Path) -> None:
     from transformers import BertForPreTraining, BertTokenizerFast
 
     from engine.data.embedded import ensure_embedded
-    from engine.models import preset_config
+    from engine.models.presets import preset_config
 
     for name, repo in (
         ("wikitext", "Salesforce/wikitext"),
@@ -163,7 +163,7 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     make_mirror(tmp_path / "mirror")
     path = tiny_manifest(tmp_path)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("engine.push.hf_token", lambda: None)
+    monkeypatch.setattr("engine.hub.publish.hf_token", lambda: None)
 
     # 1. one action, no token: every step runs in order; the pushes fail with a one-line reason
     assert main(["--manifest", str(path), "run", "study"]) == 1
@@ -207,7 +207,7 @@ def test_real_study_end_to_end_with_a_mirror(tmp_path, monkeypatch, capsys):
     # 2. the same action with a token: only the pushes run (the rest has finished runs), and upload
     api = FakeApi()
     monkeypatch.setenv("HF_TOKEN", FAKE)
-    monkeypatch.setattr("engine.push.hub_api", lambda later="": api)
+    monkeypatch.setattr("engine.hub.publish.hub_api", lambda later="": api)
     assert main(["--manifest", str(path), "run", "study"]) == 0
     capsys.readouterr()
     assert all(len(store.runs(n)) == 1 for n in STEPS if n not in PUSHES)

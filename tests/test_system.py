@@ -7,8 +7,9 @@ from collections import namedtuple
 import pytest
 
 from engine.events import SystemSampled, from_json, to_json
-from engine.runs import RunStore
-from engine.system import JobSampler, SystemProbe, gpus_of, sample_event, system_table, visible_gpus
+from engine.device import visible_gpus
+from engine.job.system import JobSampler, SystemProbe, gpus_of, sample_event, system_table
+from engine.store.runs import RunStore
 
 Util = namedtuple("Util", "gpu memory")
 Mem = namedtuple("Mem", "total free used")
@@ -115,7 +116,7 @@ def test_event_round_trip_and_job_sampler_rate(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=2))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     clock = {"t": 100.0}
-    import engine.system as system
+    import engine.job.system as system
 
     monkeypatch.setattr(system.time, "monotonic", lambda: clock["t"])
     got = []
@@ -158,7 +159,6 @@ def test_system_table():
 
 def test_gpus_of_reads_status_then_config(tmp_path):
     from engine.files import atomic_write_json
-    from engine.runs import RunWriter
 
     store = RunStore(tmp_path)
     run = store.create("x", {"gpus": 2})  # a count (the manifest key), not an assignment
@@ -168,7 +168,7 @@ def test_gpus_of_reads_status_then_config(tmp_path):
 
 
 def test_job_records_its_gpus_and_samples(tmp_path, monkeypatch):
-    from engine.runs import RunWriter
+    from engine.store.runs import RunWriter
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
     run = RunStore(tmp_path).create("x", {})

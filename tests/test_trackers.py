@@ -10,9 +10,9 @@ import pytest
 from conftest import PRETRAIN, experiment, write_manifest
 
 from engine.events import EvalFinished, LogEmitted, RunFinished, StepLogged
-from engine.jobs import run_experiment
+from engine.job.runner import run_experiment
+from engine.job.trackers import eval_metrics, final_metrics, is_system_event, step_metrics, system_metrics
 from engine.manifest import load
-from engine.trackers import eval_metrics, final_metrics, is_system_event, step_metrics, system_metrics
 
 
 def tracked(*trackers: str, epochs: int = 2) -> str:
@@ -222,7 +222,7 @@ def test_trackio_local_store_through_its_api(tracked_run):
 
 
 def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, monkeypatch):
-    from engine import trackers
+    from engine.job import trackers
 
     class Broken(trackers.TrackerSink):
         name, module = "mlflow", "json"  # importable; fails on its first write
@@ -256,8 +256,8 @@ def test_a_failing_or_missing_tracker_warns_once_and_the_job_goes_on(tmp_path, m
 def test_events_to_tracker_calls_including_a_system_event():
     """What each tracker is handed, without a tracker library: the base class's translation.
     A SystemSampled event becomes its numeric fields, nested ones flattened with "/"."""
-    from engine import trackers
     from engine.events import StatusChanged, SystemSampled
+    from engine.job import trackers
 
     calls = []
 
@@ -324,7 +324,8 @@ def test_wandb_mode_offline_without_server_or_key(tmp_path, monkeypatch):
     import http.server
     import threading
 
-    from engine import hub, trackers
+    from engine.hub import resolve as hub
+    from engine.job import trackers
 
     class Ok(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self):  # noqa: N802

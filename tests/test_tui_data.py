@@ -9,8 +9,8 @@ import pytest
 
 from engine.events import StepLogged
 from engine.manifest import load
-from engine.queue import JobQueue
-from engine.runs import RunStore
+from engine.queue.jobqueue import JobQueue
+from engine.store.runs import RunStore
 from tui.data import FeedState, RunFeed, SummaryCache, compact_value, progress_text, result_summary, short_id
 from tui.testing import FakeRunner, write_history, write_manifest, write_run
 

@@ -108,7 +108,7 @@ def test_hangup_handler_stops_ui_and_job_finishes(tmp_path):
 SIGHUP_SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from engine.queue import JobQueue
+    from engine.queue.jobqueue import JobQueue
     from tui.app import build_app
     from tui.lifecycle import run
     from tui.testing import write_manifest

@@ -208,7 +208,7 @@ def test_runs_of_another_process_are_controlled_via_requests(tmp_path):
         import threading
 
         from engine.manifest import load
-        from engine.queue import JobQueue
+        from engine.queue.jobqueue import JobQueue
 
         app = make_app(tmp_path, history=False)
         # "another process": a second client of the same queue on disk, with its own runner

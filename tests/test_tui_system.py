@@ -7,7 +7,7 @@ import sys
 
 from test_system import fake_pynvml
 
-from engine.runs import RunStore, RunWriter
+from engine.store.runs import RunStore, RunWriter
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.testing import make_app, screen_text, wait_for

@@ -30,7 +30,7 @@ def run_tiny_study(folder):
     """Write the manifest under ``folder`` and run the whole study; returns (manifest, runs by name)."""
     from pathlib import Path
 
-    from engine.jobs import run_experiment
+    from engine.job.runner import run_experiment
     from engine.manifest import load
 
     folder = Path(folder)

@@ -1,7 +1,7 @@
 """The console app: wiring only (manifest -> job queue on disk -> screens).
 
 ``run_console(path)`` is what ``lmconsole`` with no command calls. The console is
-a client of the runs directory's queue (``engine.queue``): every job runs in its
+a client of the runs directory's queue (``engine.queue.jobqueue``): every job runs in its
 own process, so quitting (or losing the terminal) leaves them going. Tests build
 the app with :func:`build_app` and a queue with a fake runner. Nothing here
 imports torch or transformers, so the first frame comes fast.
@@ -23,7 +23,7 @@ from .commands import ConsoleCommands
 
 
 def default_queue(manifest):
-    from engine.queue import JobQueue
+    from engine.queue.jobqueue import JobQueue
 
     return JobQueue(manifest)
 

@@ -2,7 +2,7 @@
 
 A :class:`RunFeed` gives the console one view of a run's metrics whoever runs it:
 every job runs in its own process, so the feed follows the run directory with the
-engine's :class:`~engine.follow.RunFollower` (offsets, torn lines, rewinds after a
+engine's :class:`~engine.store.follow.RunFollower` (offsets, torn lines, rewinds after a
 resume) into a private MetricStore, and takes status words from the job when it has one.
 
 ``poll()`` does file I/O (new bytes of ``events.jsonl`` only): call it from a
@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from engine.cli import fmt_duration
+from engine.cli.main import fmt_duration
 from engine.events import (
     EvalFinished,
     LogEmitted,
@@ -26,9 +26,9 @@ from engine.events import (
     StepLogged,
     TableWritten,
 )
-from engine.follow import RunFollower
-from engine.runs import Run
 from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
+from engine.store.follow import RunFollower
+from engine.store.runs import Run
 from engine.tables import flat_results, fmt_num
 
 # Metrics worth a curve / a summary column, best first (pretrain, classify, qa).

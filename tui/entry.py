@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    from engine.cli import main as cli_main
+    from engine.cli.main import main as cli_main
 
     return cli_main(argv, console=_open_console)
 

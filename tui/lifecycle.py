@@ -1,6 +1,6 @@
 """Running the console process: the UI, SIGHUP, and what it says about jobs on the way out.
 
-Jobs never live in the console process (``engine.queue``: one detached process per
+Jobs never live in the console process (``engine.queue.jobqueue``: one detached process per
 job, a scheduler started on demand), so quitting needs no choice and never holds
 the shell: the console exits and one line says how many jobs go on.
 

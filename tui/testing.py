@@ -32,9 +32,9 @@ from engine.events import (
     to_json,
 )
 from engine.files import atomic_write_json
-from engine.jobs import JobContext
-from engine.runs import Run, RunStore, RunWriter
+from engine.job.runner import JobContext
 from engine.status import ENDED
+from engine.store.runs import Run, RunStore, RunWriter
 from engine.tables import Table
 
 MANIFEST = """\
@@ -398,9 +398,9 @@ class FakeRunner:
         seed=None,
         group="",
     ) -> Run:
-        """Same signature as ``engine.jobs.run_experiment`` (the queue passes ``run``, ``resume_flag``,
+        """Same signature as ``engine.job.runner.run_experiment`` (the queue passes ``run``, ``resume_flag``,
         ``seen_seq``)."""
-        from engine.jobs import experiment_for
+        from engine.job.runner import experiment_for
 
         exp = experiment_for(manifest, name, run or resume, seed)  # as run_experiment: one seed of ``seeds``
         store = store or RunStore(manifest.runs_dir)
@@ -513,7 +513,7 @@ def screen_text(app) -> str:
 
 def make_app(folder: Path, runner=None, manifest: str = MANIFEST, history: bool = True):
     """An app on a fake manifest in ``folder`` (with the fake run history) and a fake runner."""
-    from engine.queue import JobQueue
+    from engine.queue.jobqueue import JobQueue
 
     from .app import build_app
 

@@ -1583,7 +1583,7 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     _check_name(name)
     root = Path(root) if root is not None else embedded_root()
     final = root / f"{name}-v{_VERSIONS[name]}"
-    from ..cache import check, remove, seal
+    from engine.data.cache import check, remove, seal
 
     seal_file = root / f".{final.name}.seal.json"  # beside the corpus: its file list stays as published
     if (final / "README.md").is_file():

@@ -14,12 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import JobError
-from ..events import PhaseStarted
-from ..files import atomic_write_text
-from ..metrics.classification import classification_metrics, labels_hidden
-from ..train_loop import TaskSpec, setup_job, train
-from .common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.errors import JobError
+from engine.events import PhaseStarted
+from engine.files import atomic_write_text
+from engine.metrics.classification import classification_metrics, labels_hidden
+from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.train.loop import TaskSpec, setup_job, train
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
 

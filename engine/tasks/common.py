@@ -9,10 +9,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import JobError
-from ..hub import folder_identity, load_dataset_split, resolve_dataset, resolve_model_path
-from ..model_source import ModelSource, model_source
-from ..models import train_wordpiece
+from engine.errors import JobError
+from engine.hub.resolve import folder_identity, load_dataset_split, resolve_dataset, resolve_model_path
+from engine.models.presets import train_wordpiece
+from engine.models.source import ModelSource, model_source
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def data_inputs(ctx) -> TaskInputs:
 
 
 def task_inputs(ctx) -> TaskInputs:
-    """Resolve the job's inputs once: mirror and where the model starts (:func:`engine.model_source.model_source`)."""
+    """Resolve the job's inputs once: mirror and where the model starts (:func:`engine.models.source.model_source`)."""
     inputs = data_inputs(ctx)
     source = model_source(ctx.exp.model, inputs.mirror, getattr(ctx, "store", None))
     if source.run is not None:
@@ -156,9 +156,9 @@ def load_head_model(ctx, head: str, inputs: TaskInputs, vocab_size: int, **confi
     import torch
     import transformers
 
-    from ..events import TableWritten
-    from ..models import HEAD_CLASSES, model_class, preset_config
-    from ..params import diff_table, grouped_table, param_rows, rows_for
+    from engine.events import TableWritten
+    from engine.models.params import diff_table, grouped_table, param_rows, rows_for
+    from engine.models.presets import HEAD_CLASSES, model_class, preset_config
 
     kind, src = inputs.kind, inputs.path
     torch.manual_seed(ctx.exp.seed)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..events import TableWritten
-from ..model_source import experiment_config
-from ..params import diff_table, full_table, grouped_table, rows_for, summary_table
+from engine.events import TableWritten
+from engine.models.params import diff_table, full_table, grouped_table, rows_for, summary_table
+from engine.models.source import experiment_config
 
 
 def parameter_tables(config, heads, base_head: str = "base"):

@@ -19,14 +19,13 @@ import shutil
 import time
 from pathlib import Path
 
-from ..cache import check, corrupt_error, remove, seal
-from ..data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
-from ..errors import JobError
-from ..events import PhaseStarted, ProgressUpdated
-from ..model_source import check_positions
-from ..models import cache_root, preset_config
-from ..train_loop import TaskSpec, setup_job, train
-from .common import (
+from engine.data.cache import check, corrupt_error, remove, seal
+from engine.data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
+from engine.errors import JobError
+from engine.events import PhaseStarted, ProgressUpdated
+from engine.models.presets import cache_root, preset_config
+from engine.models.source import check_positions
+from engine.tasks.common import (
     EpochBatches,
     TaskInputs,
     data_inputs,
@@ -35,6 +34,7 @@ from .common import (
     pad_batch,
     task_inputs,
 )
+from engine.train.loop import TaskSpec, setup_job, train
 
 RECIPE_VERSION = 1
 EVAL_MASK_SEED = 1_000_003
@@ -486,13 +486,13 @@ def reevaluate(run, mirror: str = "") -> dict:
     import torch
     from transformers import AutoTokenizer, BertForPreTraining
 
-    from ..manifest import Settings
+    from engine.manifest import Settings
 
     cfg = run.config()
     exp = types.SimpleNamespace(**cfg)
     folder = run.final_model()
     if folder is None:
-        from ..errors import VerifyError
+        from engine.errors import VerifyError
 
         raise VerifyError(f"{run.experiment}/{run.run_id} has no saved model to evaluate again")
     messages: list[str] = []

@@ -1,17 +1,17 @@
 """``task = "push"``: upload a finished run's model to the Hub as a step of the study.
 
-The step stages exactly what would be uploaded (:func:`engine.push.stage`: weights,
+The step stages exactly what would be uploaded (:func:`engine.hub.publish.stage`: weights,
 config, tokenizer, model card) into ``staged/`` of its own run directory, then
 uploads that folder. Without a token or a reachable Hub it fails with a one-line
 reason and keeps the staged folder; steps that do not depend on it go on. The
-token is read by :func:`engine.push.hub_api` and handed to ``HfApi`` only.
+token is read by :func:`engine.hub.publish.hub_api` and handed to ``HfApi`` only.
 """
 
 from __future__ import annotations
 
-from .. import push as pushlib
-from ..errors import JobError
-from ..runs import dependency_run
+from engine.errors import JobError
+from engine.hub import publish as pushlib
+from engine.store.runs import dependency_run
 
 
 def run(ctx):
@@ -42,7 +42,7 @@ def run(ctx):
             f"or upload the staged folder yourself (hf upload)",
         ) from None
     except Exception as exc:  # noqa: BLE001 - e.g. whoami rejected the token: one line, no traceback
-        from ..secrets import redact
+        from engine.secrets import redact
 
         text = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
         raise JobError(

@@ -17,16 +17,16 @@ import math
 
 import numpy as np
 
-from ..errors import JobError
-from ..events import PhaseStarted
-from ..files import atomic_write_json
-from ..hub import hub_reachable
-from ..metrics.qa_postprocess import postprocess_qa
-from ..metrics.squad_v2 import squad_v2_score
-from ..metrics.text import answer_text_metrics
-from ..model_source import check_positions
-from ..train_loop import TaskSpec, setup_job, train
-from .common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.errors import JobError
+from engine.events import PhaseStarted
+from engine.files import atomic_write_json
+from engine.hub.resolve import hub_reachable
+from engine.metrics.qa_postprocess import postprocess_qa
+from engine.metrics.squad_v2 import squad_v2_score
+from engine.metrics.text import answer_text_metrics
+from engine.models.source import check_positions
+from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.train.loop import TaskSpec, setup_job, train
 
 COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor")
 
@@ -126,7 +126,7 @@ def score(examples, feats, start, end, refs, exp, use_hub: bool):
     metrics.update({k: v for k, v in text.items()})
     n_noans = metrics["NoAns_total"]
     metrics["empty_baseline_f1"] = 100.0 * n_noans / max(metrics["total"], 1)
-    # share of questions answered "no answer" (0-1): 0 or 1 flags a degenerate model (engine.flags)
+    # share of questions answered "no answer" (0-1): 0 or 1 flags a degenerate model (engine.metrics.flags)
     metrics["no_answer_rate"] = sum(1 for v in preds.values() if v == "") / max(len(preds), 1)
     return metrics, preds, na_scores, nbest
 

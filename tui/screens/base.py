@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from engine.events import JobFailed
-from engine.runs import read_events
 from engine.status import ACTIVE, LIVE
+from engine.store.runs import read_events
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
 
@@ -220,16 +220,16 @@ class ConsoleScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - show it, never crash the console
             self.app.call_from_thread(self.say, f"export failed: {exc}", "error")
             return
-        from engine.export import export_folder
+        from engine.study.export import export_folder
 
         folder = export_folder(written) or folder  # each export makes its own folder under the chosen one
         self.app.last_export = (folder, written)
         self.app.call_from_thread(self.say, f"exported {what}: {len(written)} files to {folder}", "ok")
 
-    # -- run hygiene: tags, note, archive, delete (engine.runmeta) ------------------------------
+    # -- run hygiene: tags, note, archive, delete (engine.store.meta) ------------------------------
     def edit_runs(self, action: str, rows, done=None) -> None:
-        """``action`` tags | note | archive | delete on ``rows`` (engine.runlist.RunRow); ``done()`` after a change."""
-        from engine.runmeta import MetaError, delete_run, set_archived
+        """``action`` tags | note | archive | delete on ``rows`` (listing ``RunRow``s); ``done()`` after a change."""
+        from engine.store.meta import MetaError, delete_run, set_archived
 
         names = rows[0].key if len(rows) == 1 else f"{len(rows)} runs"
 
@@ -273,7 +273,7 @@ class ConsoleScreen(Screen):
 
     def _ask_tags(self, rows, names: str, apply) -> None:
         """One run: the typed words replace its tags; several (or +tag/-tag): add and remove."""
-        from engine.runmeta import MetaError, change_tags, parse_tag_changes, set_tags
+        from engine.store.meta import MetaError, change_tags, parse_tag_changes, set_tags
 
         from .dialogs import InputDialog
 
@@ -300,7 +300,7 @@ class ConsoleScreen(Screen):
         self.app.push_screen(InputDialog(f"Tags of {names}", current, hint), got_tags)
 
     def _ask_note(self, rows, names: str, apply) -> None:
-        from engine.runmeta import set_note
+        from engine.store.meta import set_note
 
         from .dialogs import InputDialog
 

@@ -1,7 +1,7 @@
 """Several runs side by side: overlaid curves (marker + label per run), final results, config diff.
 
 Runs are labelled A, B, C... on screen, with the marker of their plot series; exports
-keep the engine's full ``experiment/run-id`` column names (``engine.export.comparison_table``).
+keep the engine's full ``experiment/run-id`` column names (``engine.study.export.comparison_table``).
 A metric whose runs use different scales (``f1`` is 0-1 for a classifier, 0-100 in
 squad_v2) is shown on one 0-100 scale, in the table and the overlay alike.
 """
@@ -15,8 +15,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
-from engine.export import comparison_table, export_runs
-from engine.seeds import fmt_stat
+from engine.store.seeds import fmt_stat
+from engine.study.export import comparison_table, export_runs
 
 from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
 from ..metricinfo import metric_scale
@@ -65,9 +65,9 @@ def letter(i: int) -> str:
 
 def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
     """(header, index of the mean column, n per cell) of each seed group's mean / std / n columns
-    after the runs' own columns in ``engine.export.comparison_table`` (issue 14): shown as one
+    after the runs' own columns in ``engine.study.export.comparison_table`` (issue 14): shown as one
     ``ABC mean ± std (n=3)`` column, n in the header when every metric shares it, else in each cell."""
-    from engine.seeds import common_n, group_label, groups_in
+    from engine.store.seeds import common_n, group_label, groups_in
 
     letters = {
         f"{group_label(g, rs)}: mean": "".join(letter(runs.index(r)) for r in rs)

@@ -17,9 +17,9 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from engine.export import export_runs
-from engine.runlist import RowCache
 from engine.status import ACTIVE, Status
+from engine.store.listing import RowCache
+from engine.study.export import export_runs
 
 from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
@@ -72,7 +72,7 @@ class MainScreen(ConsoleScreen):
         self._rows_cache = RowCache()
         self._loading = False
         self._runs_shown: tuple = ()  # (summaries, rows) last passed to the panes
-        self._probe = None  # engine.system.SystemProbe, made on first look at the system tab
+        self._probe = None  # engine.job.system.SystemProbe, made on first look at the system tab
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
@@ -164,7 +164,7 @@ class MainScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="system", exit_on_error=False)
     def sample_system(self) -> None:
-        from engine.system import SystemProbe
+        from engine.job.system import SystemProbe
 
         if self._probe is None:
             self._probe = SystemProbe()
@@ -220,7 +220,7 @@ class MainScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="report", exit_on_error=False)
     def _write_report(self) -> None:
         """The study report of every experiment with a finished run, next to the manifest (``report/``)."""
-        from engine.report import build_report, write_report
+        from engine.study.report import build_report, write_report
 
         manifest = self.app.manifest
         try:

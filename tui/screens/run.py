@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
-from engine.export import export_runs, export_table
 from engine.status import ACTIVE
+from engine.study.export import export_runs, export_table
 
 from ..data import RunFeed, eval_keys, eval_series, short_id, step_series, system_series
 from ..metricinfo import headline, higher_is_better
@@ -36,7 +36,7 @@ def _seed_stat(stats: dict, key: str):
 
 def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
     """``0.92 ± 0.02`` (``(n=3)`` too, unless the header says n) for a metric of the run's seed group."""
-    from engine.seeds import fmt_stat
+    from engine.store.seeds import fmt_stat
 
     return Text(fmt_stat(_seed_stat(stats, key), with_n=with_n), justify="right")
 
@@ -60,7 +60,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("u", "push", "Push", show=False),
     ]
 
-    _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.seeds)
+    _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
 
     def __init__(self, run=None, job=None):
         super().__init__()
@@ -154,8 +154,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
         import time
 
-        from engine.runs import RunStore
-        from engine.seeds import group_of, group_runs, group_stats
+        from engine.store.runs import RunStore
+        from engine.store.seeds import group_of, group_runs, group_stats
 
         run = self.feed.run
         group = group_of(run) if run is not None and state.results else ""
@@ -262,7 +262,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         table.clear(columns=True)
         seeds = self._seeds_shown
         if seeds:  # the run's seed group: mean ± std, next to this run's own final and best values
-            from engine.seeds import common_n
+            from engine.store.seeds import common_n
 
             n = common_n([_seed_stat(seeds["stats"], r[0]) for r in rows])
             headers.insert(
@@ -281,7 +281,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
         extra = details_text(evals, state.results, texts)
         flags = self._flags(state)
-        if flags:  # degenerate results (engine.flags), above everything else
+        if flags:  # degenerate results (engine.metrics.flags), above everything else
             extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows and not texts:
             extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
@@ -289,8 +289,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self.query_one("#results-extra-box").display = bool(extra)
 
     def _flags(self, state) -> list:
-        """Flags on degenerate results of a finished run (engine.flags); computed once per results."""
-        from engine.flags import run_flags
+        """Flags on degenerate results of a finished run (engine.metrics.flags); computed once per results."""
+        from engine.metrics.flags import run_flags
 
         run = self.feed.run
         if not state.results or run is None:
@@ -433,7 +433,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     @work(thread=True, exit_on_error=False, group="push")
     def _push(self, run, choice) -> None:
-        from engine.push import PushError, push
+        from engine.hub.publish import PushError, push
 
         try:
             res = push(

@@ -17,8 +17,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from engine.runlist import RunRow, differing_keys, fmt_value, parse_filter, sort_rows
 from engine.status import STOPPED
+from engine.store.listing import RunRow, differing_keys, fmt_value, parse_filter, sort_rows
 
 from ..data import short_id, status_text
 from .panes import Note, TablePane
@@ -81,7 +81,7 @@ class RunsPane(TablePane):
     @dataclass
     class EditRequested(Message):
         action: str  # tags | note | archive | delete
-        rows: list  # engine.runlist.RunRow
+        rows: list  # engine.store.listing.RunRow
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -1,6 +1,6 @@
 """The system pane: CPU and RAM, then one row per GPU (utilisation, memory, temperature, power, job).
 
-A view like the other panes: the main screen samples (engine/system.py, in a
+A view like the other panes: the main screen samples (engine/job/system.py, in a
 worker thread, about every two seconds while this tab is shown) and passes a
 :class:`SystemView` down. Without NVML figures the GPU table is replaced by the
 reason (no driver, nvidia-ml-py missing, no GPUs).
@@ -19,8 +19,8 @@ from .panes import sync_rows
 
 @dataclass
 class SystemView:
-    host: object = None  # engine.system.HostSample | None
-    gpus: list = field(default_factory=list)  # engine.system.GpuSample
+    host: object = None  # engine.job.system.HostSample | None
+    gpus: list = field(default_factory=list)  # engine.job.system.GpuSample
     gpu_reason: str = ""
     host_reason: str = ""
     holders: dict = field(default_factory=dict)  # GPU index -> ["experiment", ...]
@@ -29,8 +29,8 @@ class SystemView:
 
 def sample_view(probe, summaries) -> SystemView:
     """Read the figures now and who holds which GPU (call from a worker thread)."""
+    from engine.job.system import gpus_of
     from engine.status import ACTIVE
-    from engine.system import gpus_of
 
     jobs = [(s.run.experiment, gpus_of(s.run)) for s in summaries if s.status in ACTIVE]
     holders: dict[int, list[str]] = {}

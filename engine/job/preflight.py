@@ -1,0 +1,75 @@
+"""Checks run before a job starts, so it fails in seconds, not after tokenising for an hour.
+
+* the runs directory is writable and has room for a checkpoint (estimated from
+  the parameter count: fp32 weights + two AdamW moments, twice, for the rolling
+  checkpoints, plus the final model);
+* the dataset and the starting model can be resolved (Hub reachable, cached,
+  mirrored, local or embedded);
+* settings agree with the model (``max_seq_length`` within its positions, QA
+  stride shorter than the window).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.errors import JobError, ResolveError
+from engine.hub.resolve import resolve_dataset
+from engine.manifest import ALL_TRAIN
+from engine.models.source import check_positions, experiment_config
+
+BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight-"):
+            pass
+    except OSError as exc:
+        raise JobError(
+            f"cannot write to {folder}: {exc.strerror or exc}",
+            "fix its permissions or set settings.runs_dir to a writable folder",
+        ) from None
+
+
+def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> int:
+    need = n_params * BYTES_PER_PARAM_CHECKPOINT * 2 + n_params * 4
+    free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
+    if free < need:
+        raise JobError(
+            f"not enough disk space in {folder}: {free / 2**30:.2f} GiB free, "
+            f"about {need / 2**30:.2f} GiB needed for checkpoints",
+            "free some space or point settings.runs_dir at a bigger disk",
+        )
+    return need
+
+
+def run_preflight(ctx) -> dict:
+    """Raises :class:`JobError` / :class:`ResolveError` with a clear message; returns facts."""
+    exp = ctx.exp
+    check_writable(ctx.run.path)
+    try:
+        config = experiment_config(ctx)
+    except ResolveError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise JobError(
+            f"model {exp.model!r} cannot be loaded: {str(exc).splitlines()[0]}",
+            "check the model id or folder (a folder needs config.json)",
+        ) from None
+    from engine.models.params import rows_for
+
+    n_params = sum(r.count for r in rows_for(config, "base"))
+    need = check_space(ctx.run.path, n_params)
+    if exp.task in ALL_TRAIN:
+        resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
+        check_positions(exp, config)
+        if exp.task == "qa" and exp.doc_stride >= exp.max_seq_length - 16:
+            raise JobError(
+                f"doc_stride = {exp.doc_stride} leaves no room in max_seq_length = {exp.max_seq_length}",
+                "use a doc_stride well below max_seq_length (e.g. 128 for 384)",
+            )
+    return {"parameters": n_params, "checkpoint_bytes": need}

@@ -1,0 +1,515 @@
+"""Running one experiment as a job: run directory, status, control and failure handling.
+
+:func:`run_experiment` runs a job in the calling thread (a job process of the
+queue, ``engine.queue.jobproc``, calls it; so do a foreground ``lmconsole run`` and a
+launcher's rank 0). Control requests (pause/resume/cancel) reach a job the same way from
+any process: :meth:`Run.request` writes ``control.json``; the job polls it
+between optimizer steps (one ``os.stat``, microseconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.device import pick_device
+from engine.errors import Cancelled, Interrupted, JobError, ResolveError
+from engine.events import (
+    EventSink,
+    FanoutSink,
+    JobFailed,
+    LogEmitted,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StatusChanged,
+    SystemSampled,
+    TableWritten,
+    json_safe,
+)
+from engine.files import atomic_write_json, read_json
+from engine.job.environment import environment
+from engine.job.preempt import ForwardSignals, StopSignals
+from engine.job.preflight import run_preflight
+from engine.job.slurm import executor_of, follow, in_slurm_job
+from engine.job.system import JobSampler, system_table
+from engine.job.trackers import make_trackers
+from engine.manifest import ALL_TRAIN, EXPERIMENT_KEYS, Experiment, Manifest
+from engine.secrets import redact
+from engine.status import RUN_FINAL
+from engine.store.follow import RunFollower
+from engine.store.runs import Run, RunStore, RunWriter, request_seq
+
+
+@dataclass
+class JobContext:
+    """What a task gets: its experiment, the run it writes, and the control channel."""
+
+    manifest: Manifest
+    exp: Experiment
+    run: Run
+    writer: RunWriter
+    sink: EventSink
+    store: RunStore
+    resume: bool = False
+    start_model: str = ""  # the run a fine-tuning started from, for results and model cards
+    stop: StopSignals | None = None  # engine/job/preempt.py: when this job runs in a process's main thread
+    sampler: JobSampler | None = None  # engine/job/system.py: SystemSampled events every 30 s
+    _control_mtime: float = field(default=0.0, repr=False)
+    _seq_seen: int = field(default=0, repr=False)
+
+    def emit(self, event) -> None:
+        self.sink.emit(event)
+
+    def announce_start(self) -> None:
+        """An attempt's first events: running, and RunStarted (again after a resume's rewind cut them off)."""
+        self.emit(StatusChanged(status="running", reason="resumed" if self.resume else ""))
+        self.emit(RunStarted(run_id=self.run.run_id, experiment=self.exp.name, task=self.exp.task, resumed=self.resume))
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.sink.emit(LogEmitted(level=level, message=message))
+
+    def _read_request(self) -> str | None:
+        path = self.run.path / "control.json"
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if mtime == self._control_mtime:
+            return None
+        self._control_mtime = mtime
+        req = read_json(path, {})
+        seq = request_seq(req)
+        if seq <= self._seq_seen:
+            return None
+        self._seq_seen = seq
+        return req.get("action")
+
+    def check_stop(self) -> None:
+        """Raise :class:`Interrupted` once a stop signal arrived."""
+        if self.stop is not None and self.stop.requested:
+            raise Interrupted(self.stop.name)
+
+    def sample_system(self) -> None:
+        if self.sampler is None:
+            return
+
+        try:
+            if self.sampler.maybe(self.emit, lambda: [e for e in self.run.events() if isinstance(e, SystemSampled)]):
+                # the samples as a table (tables/system.json), live: exported and shown like the other tables
+                path = self.writer.write_table(system_table(self.sampler.samples))
+                self.emit(TableWritten(name="system", path=str(path)))
+        except Exception as exc:  # noqa: BLE001 - monitoring must never end a job
+            self.sampler = None
+            self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
+
+    def poll(self) -> None:
+        """Call between steps: holds while paused.
+
+        Raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal.
+        """
+        self.check_stop()
+        self.sample_system()
+        action = self._read_request()
+        if action == "cancel":
+            raise Cancelled()
+        if action != "pause":
+            return
+        self.emit(StatusChanged(status="paused", reason="paused by request"))
+        while True:
+            time.sleep(0.1)
+            self.check_stop()
+            action = self._read_request()
+            if action == "resume":
+                self.emit(StatusChanged(status="running", reason="resumed"))
+                return
+            if action == "cancel":
+                raise Cancelled()
+
+
+def _hint_for(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return (
+            "interrupted (ctrl+c)",
+            "resume it to continue from its last checkpoint (lmconsole run <experiment> --resume)",
+        )
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    if "out of memory" in low:
+        return (
+            f"out of memory: {text[:200]}",
+            "lower batch_size (and raise gradient_accumulation_steps to keep the effective batch), "
+            "or shorten max_seq_length",
+        )
+    if isinstance(exc, JobError):
+        return exc.reason, exc.hint
+    if isinstance(exc, ResolveError):
+        return text, ""
+    return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
+
+
+IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (they change no result)
+
+
+def config_changes(exp, run: Run) -> dict:
+    """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
+
+    old = run.config()
+    new = json.loads(json.dumps(json_safe(exp.to_dict())))
+    out = {}
+    for key, value in new.items():
+        if key in IGNORED_CHANGES or key.startswith("_"):
+            continue
+        if key not in old:
+            default = EXPERIMENT_KEYS[key].default if key in EXPERIMENT_KEYS else None
+            if value == default:
+                continue  # a key added to lmconsole after the run started, at its default
+            out[key] = ("(not set)", value)
+        elif old[key] != value:
+            out[key] = (old[key], value)
+    return out
+
+
+def describe_changes(changes: dict) -> str:
+    return ", ".join(f"{k} {json_text(a)} -> {json_text(b)}" for k, (a, b) in changes.items())
+
+
+def json_text(v) -> str:
+
+    return v if isinstance(v, str) and v == "(not set)" else json.dumps(v)
+
+
+def changed_run_error(name: str, changes: dict) -> JobError:
+    return JobError(
+        f"the manifest changed since this run started: {describe_changes(changes)}",
+        f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
+        "with the new values (recorded in the run), or start a new run without --resume",
+    )
+
+
+TASKS = {
+    "inspect": "engine.tasks.inspect:run",
+    "pretrain": "engine.tasks.pretrain:run",
+    "classify": "engine.tasks.classify:run",
+    "qa": "engine.tasks.qa:run",
+    "push": "engine.tasks.push:run",
+}
+
+
+def _task_fn(task: str):
+
+    mod, fn = TASKS[task].split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def _record_environment(run: Run, exp) -> None:
+    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
+
+    device = ""
+    if exp.task in ALL_TRAIN:
+        device = str(pick_device(exp.device))
+    atomic_write_json(run.path / "environment.json", environment(device))
+
+
+def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
+    """The experiment as one run of it executes: with ``seeds``, the seed of that run.
+
+    A run that exists already (resumed, or started by a launcher) keeps the seed in
+    its ``config.json``; a new one takes ``seed`` (default: the first of ``seeds``).
+    """
+
+    exp = manifest.get(name)
+    if not getattr(exp, "seeds", ()):
+        return exp
+    if run is not None and isinstance(run.config().get("seed"), int):
+        seed = run.config()["seed"]
+    return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
+def run_experiment(
+    manifest,
+    name: str,
+    sinks=(),
+    resume: Run | None = None,
+    store: RunStore | None = None,
+    run: Run | None = None,
+    resume_flag: bool = False,
+    in_worker: bool = False,
+    seed: int | None = None,
+    group: str = "",
+    accept_changes: bool = False,
+    seen_seq: int | None = None,
+) -> Run:
+    """Run one experiment to completion in this thread; returns its run.
+
+    ``resume`` continues an existing (interrupted, cancelled or failed) run from
+    its last checkpoint. ``seen_seq``: control requests up to this sequence number
+    are old (the queue passes what it saw when it started the job, so a cancel sent
+    while the job process started up still counts). Never raises for job failures: they end up in the
+    run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
+    With ``launcher`` set, the job runs as child processes under torchrun or
+    accelerate and this thread follows its run directory (see :func:`_launch`).
+    An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
+    ``group`` (written to ``config.json``) ties the runs of one submission together.
+    """
+    exp = experiment_for(manifest, name, run or resume, seed)
+    store = store or RunStore(manifest.runs_dir)
+    if run is None:
+        config = exp.to_dict() | ({"group": group} if group else {})
+        run = resume if resume is not None else store.create(exp.name, config)
+    is_resume = resume is not None or resume_flag
+    if not in_worker:  # issue 17: executor = "slurm" submits the job and follows its run directory
+        if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
+            return _submit_slurm(manifest, exp, run, sinks)
+    if getattr(exp, "launcher", "none") != "none" and not in_worker:
+        return _launch(manifest, exp, run, sinks, is_resume)
+    ctx = _job_context(manifest, exp, run, store, sinks, is_resume, seen_seq)
+    stop, writer = ctx.stop, ctx.writer
+    interrupted = False
+    try:
+        _run_job(ctx, check_changes=is_resume and not in_worker, accept_changes=accept_changes)
+    except Interrupted as exc:
+        interrupted = True
+        ctx.emit(RunFinished(status="interrupted"))
+        ctx.emit(
+            StatusChanged(
+                status="interrupted",
+                reason=f"stopped by {exc.signal_name or 'a signal'}; checkpoint saved, resume continues from it",
+            )
+        )
+    except Cancelled:
+        ctx.emit(RunFinished(status="cancelled"))
+        ctx.emit(
+            StatusChanged(status="cancelled", reason="cancelled by request; resume to continue from the checkpoint")
+        )
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - a job failure must never take the caller down
+        _record_failure(ctx, exc)
+        if isinstance(exc, KeyboardInterrupt):
+            writer.close()
+            raise
+    finally:
+        if stop is not None:
+            stop.restore()
+        writer.close()
+        if stop is not None and stop.signum is not None and not interrupted:
+            # The signal came after the last step boundary (the job finished or failed meanwhile):
+            # its results are on disk, so deliver it now to whatever ran this job.
+            os.kill(os.getpid(), stop.signum)
+    return run
+
+
+def _job_context(manifest, exp, run: Run, store: RunStore, sinks, is_resume: bool, seen_seq: int | None) -> JobContext:
+    """The context a job runs in: its run's writer (opened), sinks, stop-signal handlers, sampler."""
+
+    writer = RunWriter(run).open()
+    stop = StopSignals()
+    ctx = JobContext(
+        manifest=manifest,
+        exp=exp,
+        run=run,
+        writer=writer,
+        sink=FanoutSink([writer, *sinks]),
+        store=store,
+        resume=is_resume,
+        stop=stop if stop.install() else None,
+        sampler=JobSampler(),
+    )
+    # A request left over from before (e.g. the cancel that stopped the last attempt) must not fire again.
+    ctx._seq_seen = request_seq(run.pending_request()) if seen_seq is None else seen_seq
+    return ctx
+
+
+def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None:
+    """Announce, attach trackers, check a resume's manifest, preflight, run the task, write its results."""
+
+    exp, run = ctx.exp, ctx.run
+    ctx.announce_start()
+    if exp.report_to:  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
+        assert isinstance(ctx.sink, FanoutSink)
+        for tracker in make_trackers(run, exp, ctx.manifest, ctx.log):
+            ctx.sink.add(tracker)
+    if exp.trust_remote_code:
+        ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
+    if check_changes:
+        _check_changes(ctx, accept_changes)
+    ctx.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
+    facts = run_preflight(ctx)
+    ctx.log(
+        f"preflight ok: {facts['parameters']:,} parameters (base), "
+        f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
+    )
+    _record_environment(run, exp)
+    results = _task_fn(exp.task)(ctx) or {}
+    if ctx.start_model:
+        results["start_model"] = ctx.start_model
+    ctx.writer.write_results(results)
+    ctx.emit(RunFinished(status="finished", results=results))
+    ctx.emit(StatusChanged(status="finished"))
+
+
+def _check_changes(ctx: JobContext, accept_changes: bool) -> None:
+    """A resume with a changed manifest: refused, or (accepted) recorded in ``config.json``."""
+    changes = config_changes(ctx.exp, ctx.run)
+    if changes and not accept_changes:
+        raise changed_run_error(ctx.exp.name, changes)
+    if changes:  # continue with the new values, and say so in the run
+        record = ctx.run.config().get("_accepted_changes", [])
+        record = (record if isinstance(record, list) else []) + [
+            {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
+        ]
+        atomic_write_json(ctx.run.path / "config.json", {**ctx.exp.to_dict(), "_accepted_changes": record})
+        ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
+
+
+def _record_failure(ctx: JobContext, exc: BaseException) -> None:
+    """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
+
+    reason, hint = _hint_for(exc)
+    reason, tb = redact(reason), redact(traceback.format_exc())
+    full = reason + (f" (hint: {hint})" if hint else "")
+    try:
+        ctx.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
+        ctx.emit(StatusChanged(status="failed", reason=full))
+    except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
+        try:
+            ctx.writer.set_status("failed", full)
+        except OSError:
+            pass
+
+
+def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
+    """The torchrun / accelerate command line that runs ``engine.job.worker`` for this job."""
+
+    worker = [
+        "-m",
+        "engine.job.worker",
+        "--lmc-manifest",
+        str(Path(manifest.path).resolve()),
+        "--lmc-experiment",
+        exp.name,
+        "--lmc-run",
+        str(run.path.resolve()),
+    ] + (["--lmc-resume"] if resume else [])
+    if exp.launcher == "torchrun":
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={exp.nproc_per_node}",
+            f"--nnodes={exp.nnodes}",
+        ]
+        if exp.rdzv_endpoint:
+            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={exp.rdzv_endpoint}"]
+        elif exp.nnodes == 1:
+            cmd += ["--standalone"]
+        return cmd + list(exp.launcher_args) + worker
+    exe = shutil.which("accelerate")
+    if exe is None:
+        raise JobError(
+            'launcher = "accelerate" but the accelerate command is not installed',
+            'pip install accelerate, or use launcher = "torchrun"',
+        )
+    return [
+        exe,
+        "launch",
+        f"--num_processes={exp.nproc_per_node * exp.nnodes}",
+        f"--num_machines={exp.nnodes}",
+        *exp.launcher_args,
+        *worker,
+    ]
+
+
+def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
+    """Start the launcher as a child process and follow the run directory until it exits."""
+
+    follower = RunFollower(run, run.events_path.stat().st_size if run.events_path.exists() else 0)
+    try:
+        cmd = launcher_command(manifest, exp, run, resume)
+    except JobError as exc:
+        cmd = None
+        failure = (exc.reason, exc.hint)
+    log = open(run.path / "launcher.log", "ab")
+    proc = None
+    if cmd is not None:
+        env = dict(os.environ, LMCONSOLE_LAUNCHED="1")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
+        for s in sinks:
+            s.emit(
+                LogEmitted(
+                    level="info",
+                    message=f"launched {exp.launcher} with {exp.nproc_per_node} process(es) per node; "
+                    f"output in {run.path / 'launcher.log'}",
+                )
+            )
+
+    forward = ForwardSignals(proc) if proc is not None else None
+    if forward is not None:
+        forward.install()
+    try:
+        while proc is not None:
+            exited = proc.poll() is not None
+            for ev in follower.poll()[0]:  # a rewind by the resumed rank 0 re-sends the kept history
+                for s in sinks:
+                    s.emit(ev)
+            if exited:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        if proc is not None:
+            proc.terminate()
+        raise
+    finally:
+        if forward is not None:
+            forward.restore()
+        log.close()
+    status = run.raw_status().get("status")
+    if proc is not None and status in RUN_FINAL:
+        return run
+    # The children died before rank 0 could record why: record it for them.
+    reason, hint = (
+        failure
+        if proc is None
+        else (
+            f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
+            f"see {run.path / 'launcher.log'}",
+        )
+    )
+    writer = RunWriter(run).open()
+    try:
+        for ev in (
+            JobFailed(reason=reason, hint=hint),
+            StatusChanged(status="failed", reason=f"{reason} (hint: {hint})"),
+        ):
+            writer.emit(ev)
+            for s in sinks:
+                s.emit(ev)
+    finally:
+        writer.close()
+    return run
+
+
+def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
+    """Submit to Slurm and follow the run (see :mod:`engine.job.slurm`)."""
+
+    def record(events) -> None:  # what the job itself could not write
+        writer = RunWriter(run).open()
+        try:
+            for ev in events:
+                writer.emit(ev)
+                for s in sinks:
+                    s.emit(ev)
+        finally:
+            writer.close()
+
+    follow(manifest, exp, run, sinks, record)
+    return run

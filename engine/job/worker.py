@@ -1,0 +1,98 @@
+"""Entry point of one process of a launched job: ``python -m engine.job.worker`` under torchrun/accelerate.
+
+The parent (``run_experiment`` with ``launcher`` set) created the run directory
+and follows it; here every rank joins the process group, rank 0 runs the job as
+the owner of the run directory, and the other ranks train their share without
+writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+from typing import cast
+
+from engine.status import RUN_FINAL
+
+
+class NullWriter:
+    """What non-zero ranks write to: nothing."""
+
+    opened_at = 0
+
+    def __init__(self, run):
+        self.run = run
+
+    def emit(self, event) -> None:
+        pass
+
+    def write_table(self, table):
+        return self.run.tables_dir / f"{table.name}.json"
+
+    def write_results(self, results) -> None:
+        pass
+
+    def discard_events(self, start, end=None) -> None:
+        pass
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.job.worker")
+    # Prefixed names: launchers parse their own options first and must not mistake ours for theirs.
+    p.add_argument("--lmc-manifest", dest="manifest", required=True)
+    p.add_argument("--lmc-experiment", dest="experiment", required=True)
+    p.add_argument("--lmc-run", dest="run", required=True)
+    p.add_argument("--lmc-resume", dest="resume", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+    import torch.distributed as dist
+
+    from engine.job.runner import JobContext, _task_fn, experiment_for, run_experiment
+    from engine.manifest import load
+    from engine.store.runs import Run, RunStore, RunWriter
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # A paused job holds the others in a collective: allow long pauses.
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(days=7))
+    manifest = load(args.manifest)
+    run = Run(Path(args.run))
+    store = RunStore(manifest.runs_dir)
+    try:
+        if rank == 0:
+            run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
+            ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
+        else:
+            exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
+            writer = cast(RunWriter, NullWriter(run))  # duck-typed: what the loop calls, doing nothing
+            ctx = JobContext(
+                manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
+            )
+            ctx.poll = lambda: None  # type: ignore[method-assign]  # rank 0 decides; train_loop broadcasts its decision
+            from engine.errors import Cancelled
+            from engine.job.preempt import StopSignals
+
+            # The launcher sends a stop signal to every rank: here it only waits for rank 0's decision
+            # (it stops all ranks at one step boundary, after a checkpoint), so no rank dies mid-collective.
+            with StopSignals():
+                try:
+                    _task_fn(exp.task)(ctx)
+                except Cancelled:
+                    pass
+            ok = True
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Models and tokenizers: presets, head classes, WordPiece tokenizers.
+
+Where a model comes from (a preset, a run, a folder, a mirror, the Hub) is decided by
+:mod:`engine.models.source`.
+
+Presets are configs only (random weights): ``bert-base`` is ``BertConfig()``
+(= bert-base-uncased's shape); ``bert-tiny`` and ``bert-micro`` are small
+enough to train on a laptop CPU. Tokenizers come from the checkpoint, or are
+WordPiece tokenizers trained on a corpus and cached by content hash
+(the cache makes reruns reuse one vocabulary; training itself is not bit-for-bit
+reproducible: the HF tokenizers trainer breaks frequency ties in hash order, so two
+fresh trainings on the same text differ in a few tokens and in token ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+# name -> BertConfig keyword arguments (vocab_size of tiny presets follows the tokenizer)
+PRESETS: dict[str, dict] = {
+    "bert-base": {},
+    "bert-tiny": dict(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, max_position_embeddings=512
+    ),
+    "bert-micro": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256, max_position_embeddings=512
+    ),
+}
+
+HEAD_CLASSES = {
+    "base": "BertModel",
+    "pretraining": "BertForPreTraining",
+    "mlm": "BertForMaskedLM",
+    "classification": "BertForSequenceClassification",
+    "qa": "BertForQuestionAnswering",
+}
+AUTO_CLASSES = {
+    "base": "AutoModel",
+    "pretraining": "AutoModelForPreTraining",
+    "mlm": "AutoModelForMaskedLM",
+    "classification": "AutoModelForSequenceClassification",
+    "qa": "AutoModelForQuestionAnswering",
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LMCONSOLE_CACHE", "~/.cache/lmconsole")).expanduser()
+
+
+def preset_config(name: str, vocab_size: int | None = None):
+    from transformers import BertConfig
+
+    kwargs = dict(PRESETS[name])
+    if vocab_size and name != "bert-base":
+        kwargs["vocab_size"] = vocab_size
+    return BertConfig(**kwargs)
+
+
+def model_class(head: str, config):
+    import transformers
+
+    if getattr(config, "model_type", "bert") == "bert":
+        return getattr(transformers, HEAD_CLASSES[head])
+    return getattr(transformers, AUTO_CLASSES[head])
+
+
+def build_meta(config, head: str):
+    """Instantiate ``head`` on the meta device: shapes without memory or init cost."""
+    import torch
+
+    cls = model_class(head, config)
+    with torch.device("meta"):
+        if hasattr(cls, "from_config") and not hasattr(cls, "config_class"):
+            return cls.from_config(config)
+        return cls(config)
+
+
+def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = True, log=None):
+    """Train (or load from cache) a BERT WordPiece tokenizer; returns a fast tokenizer.
+
+    ``key`` identifies the corpus (e.g. a hash of dataset + split + rows); the
+    cache folder is keyed by it and the settings, so reruns are instant.
+    """
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
+
+    from engine.data.cache import check, corrupt_error, remove, seal
+
+    digest = hashlib.sha256(json.dumps([key, vocab_size, lowercase]).encode()).hexdigest()[:16]
+    folder = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}"
+    problem = ""
+    if (folder / "tokenizer.json").exists():
+        problem = check(folder) or _tokenizer_problem(folder)
+        if not problem:
+            return BertTokenizerFast.from_pretrained(str(folder))
+        if log is not None:
+            log(f"the cached tokenizer {folder} is corrupt ({problem}): rebuilding it", "warning")
+        remove(folder)
+    from tokenizers import BertWordPieceTokenizer
+
+    tok = BertWordPieceTokenizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
+    tok.train_from_iterator(
+        texts_iter,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    )
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    fast = BertTokenizerFast(
+        tokenizer_object=tok._tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        do_lower_case=lowercase,
+    )
+    fast.save_pretrained(str(tmp))
+    seal(tmp)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process won the race: use theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    again = check(folder) or _tokenizer_problem(folder)
+    if again:
+        raise corrupt_error("tokenizer", folder, again)
+    return BertTokenizerFast.from_pretrained(str(folder))
+
+
+def _tokenizer_problem(folder: Path) -> str:
+    """A load check of a cached WordPiece tokenizer: it loads and has its special tokens and a vocabulary."""
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
+
+    try:
+        tok = BertTokenizerFast.from_pretrained(str(folder))
+    except Exception as exc:  # noqa: BLE001 - any damage
+        return f"does not load: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}"
+    vocab = tok.get_vocab()
+    missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in vocab]
+    if missing or len(vocab) <= 5:
+        return f"vocabulary of {len(vocab)} tokens" + (f", missing {', '.join(missing)}" if missing else "")
+    return ""

@@ -1,0 +1,77 @@
+"""The scheduler of one runs directory: ``python -m engine.queue.scheduler --runs-dir R --manifest M``.
+
+Started on demand (detached, its own session) by any client that queues work;
+at most one runs per runs directory (``scheduler.lock``). Every half second it
+starts what may start (:func:`engine.queue.jobqueue.advance`: slots, GPUs, dependencies)
+and reaps its children. It exits when no job waits; a client that queues more,
+or a job process that ends, starts it again. Job processes do not depend on it:
+killing the scheduler stops only the starting of new jobs until the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.queue.scheduler")
+    p.add_argument("--runs-dir", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--poll", type=float, default=0.5)
+    args = p.parse_args(argv)
+
+    from engine.errors import ManifestError
+    from engine.manifest import load
+    from engine.queue.jobqueue import (
+        ProcessLauncher,
+        QueueFile,
+        _flock,
+        _unlock,
+        advance,
+        scheduler_gpus,
+        waiting_count,
+    )
+    from engine.store.runs import RunStore
+
+    qf = QueueFile(args.runs_dir)
+    qf.dir.mkdir(parents=True, exist_ok=True)
+    me = _flock(qf.scheduler_lock, blocking=False)
+    if me is None:
+        return 0  # another scheduler has it
+    os.ftruncate(me, 0)
+    os.write(me, str(os.getpid()).encode())
+    launcher = ProcessLauncher()
+    store = RunStore(args.runs_dir)
+    manifest, stamp = None, None
+    try:
+        while True:
+            try:
+                now = os.stat(args.manifest).st_mtime_ns
+                if now != stamp:
+                    manifest, stamp = load(args.manifest), now  # edits apply to jobs started later
+            except (OSError, ManifestError) as exc:
+                if manifest is None:
+                    print(f"scheduler: cannot load {args.manifest}: {exc}", file=sys.stderr, flush=True)
+                    return 2
+            assert manifest is not None  # loaded above, or the last good one is kept
+            for job_id in advance(qf, manifest, launcher):
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} started job {job_id}", flush=True)
+            launcher.reap()
+            # Exit only under the queue lock: a client that queues meanwhile either is seen
+            # here or finds the scheduler lock free afterwards and starts a new scheduler.
+            with qf.change():
+                if waiting_count(qf, store, launcher.alive, len(scheduler_gpus(manifest.settings))) == 0:
+                    _unlock(me)
+                    me = None
+                    return 0
+            time.sleep(args.poll)
+    finally:
+        if me is not None:
+            _unlock(me)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

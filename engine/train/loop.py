@@ -1,0 +1,789 @@
+"""The training loop shared by every task: optimizer, schedule, logging, control, checkpoints.
+
+Why our own loop rather than HF ``Trainer``: the pretraining head computes
+vocabulary logits only at masked positions (a custom loss), pause/cancel must
+hold at optimizer-step boundaries and resume exactly (data order and masks are
+functions of (seed, epoch, batch), RNG state is checkpointed), and logging must
+not sync the GPU every step. All of that is awkward through Trainer callbacks
+and cheap here. The loop is a plain function around small helpers.
+
+A task supplies a :class:`TaskSpec`; the loop does the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.device import pick_device
+from engine.errors import Cancelled, JobError
+from engine.events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
+from engine.files import atomic_write_json, follow_umask, read_json
+from engine.tables import Table
+
+
+@dataclass
+class TaskSpec:
+    model: Any
+    n_batches: Callable[[int], int]  # epoch -> number of micro-batches
+    get_batch: Callable[[int, int], dict]  # (epoch, index) -> tensors on CPU (+ "n_tokens", "n_samples")
+    loss: Callable[[object, dict], tuple]  # (model, batch on device) -> (loss, {part: tensor})
+    evaluate: Callable[[object, int], dict]  # (model, epoch) -> metrics (epoch 0 = before training)
+    table_columns: tuple[str, ...]  # per-epoch table: epoch, train_loss, <these>, elapsed_s
+    eval_split: str = "validation"
+    save_final: Callable[[object, Path], None] | None = None
+    eval_each_epoch: bool = True
+    eval_before: bool = True
+    table_name: str = "epochs"
+    table_title: str = "Per-epoch metrics"
+    notes: tuple[str, ...] = ()
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU runs bf16 matmuls in hardware (AVX512-BF16 or AMX), not emulated."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+def autocast_dtype(pref: str, device):
+    """The autocast dtype for ``precision`` on ``device`` (None = fp32).
+
+    GPUs: ``auto`` = bf16 where supported. CPUs: ``auto`` stays fp32 (bf16 changes the
+    numerics, so it is an opt-in there); ``bf16`` autocasts matmuls to bf16 where the CPU
+    supports it natively (measured 0.4-0.5x of an fp32 bert-base step with AMX) and raises
+    where it would be emulated (slower than fp32); ``fp16`` is a GPU precision.
+    """
+    import torch
+
+    if device.type != "cuda":
+        if pref == "bf16":
+            if not cpu_bf16_native():
+                raise JobError(
+                    'precision "bf16" on a CPU without native bf16 (AVX512-BF16/AMX) would be slower than fp32',
+                    'set precision = "auto" or "fp32" on this machine',
+                )
+            return torch.bfloat16
+        if pref == "fp16":
+            raise JobError(
+                'precision "fp16" is a GPU precision; this job runs on the CPU',
+                'set precision = "bf16" (CPUs with AVX512-BF16/AMX) or "auto"',
+            )
+        return None
+    if pref == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[pref]
+
+
+def setup_job(exp):
+    """Device, autocast dtype and quiet libraries (their progress bars would garble our output)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    device = pick_device(exp.device)
+    configure_backend(device)
+    return device, autocast_dtype(exp.precision, device)
+
+
+def configure_backend(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def make_optimizer(model, exp, device):
+    import torch
+
+    decay: list = []
+    no_decay: list = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": exp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused AdamW on CPU too: one kernel over all parameters, 0.14x of the foreach step at bert-base
+    # (463 -> 64 ms, bench/levers_cpu.py); same update rule, last-bit rounding differs from foreach.
+    kwargs = {"fused": True}
+    return torch.optim.AdamW(groups, lr=exp.learning_rate, betas=(0.9, 0.999), eps=1e-8, **kwargs)
+
+
+def make_schedule(optimizer, warmup_steps: int, total_steps: int):
+    import torch
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+def memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+# -- checkpoints --------------------------------------------------------------
+
+
+def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None) -> Path:
+    """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
+
+    ``rank_rng``: every rank's RNG state (:func:`rank_rng_state`) in a distributed job, whose ranks draw
+    different amounts of randomness (their batches differ in shape), so each resumes its own.
+    """
+    import torch
+    from safetensors.torch import save_model
+
+    root = ctx.run.checkpoints
+    final = root / f"step-{state['global_step']:08d}"
+    tmp = root / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with disk_full_is_a_job_error(tmp, f"checkpoint {state['global_step']}"):
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            extra["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if rank_rng:
+            extra["rank_rng"] = rank_rng
+        torch.save(extra, tmp / "optimizer.pt")
+        ctx.emit(
+            CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path)))
+        )
+        # The resume point of events.jsonl: everything up to and including CheckpointSaved.
+        state = dict(state, events_offset=os.path.getsize(ctx.run.events_path))
+        follow_umask(tmp)
+        atomic_write_json(tmp / "state.json", state)  # written last: its presence marks a complete checkpoint
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
+    for old in done[:-keep] if keep > 0 else []:  # save_total_limit: keep the newest `keep` (0 = all)
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+class CheckpointDamaged(Exception):
+    """One file of a checkpoint cannot be used; ``str()`` names it and why."""
+
+
+class disk_full_is_a_job_error:
+    """Around a write of ``what`` into folder ``tmp``: on a full disk, remove ``tmp`` and fail the job clearly.
+
+    torch reports ENOSPC as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``;
+    the job instead fails with "disk full while writing checkpoint N: free X GiB", and no
+    half-written folder is left to block a resume.
+    """
+
+    def __init__(self, tmp: Path, what: str):
+        self.tmp, self.what = Path(tmp), what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        from engine.files import free_gib, is_disk_full
+
+        if is_disk_full(exc):
+            raise JobError(
+                f"disk full while writing {self.what}: free {free_gib(self.tmp.parent):.2f} GiB",
+                "free some space on that disk (or move settings.runs_dir), then resume the run",
+            ) from None
+        return False
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> dict:
+    """Restore a checkpoint; raises :class:`CheckpointDamaged` naming the file that cannot be used."""
+    import torch
+    from safetensors.torch import load_model
+
+    def damaged(name: str, exc: BaseException):
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        return CheckpointDamaged(f"{path.name}/{name}: {text}")
+
+    state = read_json(path / "state.json", None)
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), int) for k in ("global_step", "epoch", "batch")):
+        raise CheckpointDamaged(f"{path.name}/state.json: missing or not a checkpoint state")
+    try:
+        load_model(model, str(path / "model.safetensors"))
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign file
+        raise damaged("model.safetensors", exc) from None
+    try:
+        extra = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["rng"])
+        if "cuda_rng" in extra and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(extra["cuda_rng"])
+        per_rank = extra.get("rank_rng") or []
+        if rank < len(per_rank) and per_rank[rank]:  # a distributed checkpoint: this rank's own stream
+            mine = per_rank[rank]
+            torch.set_rng_state(mine["cpu"])
+            if mine.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(mine["cuda"], torch.cuda.current_device())
+    except Exception as exc:  # noqa: BLE001
+        raise damaged("optimizer.pt", exc) from None
+    return state
+
+
+def load_latest_intact(ctx, model, optimizer, scheduler, rank: int = 0):
+    """The newest checkpoint that loads, as (path, state, warnings); (None, {}, []) when there is none.
+
+    A damaged one (truncated weights, optimizer state, state.json) is skipped with
+    a warning naming the file (logged by the caller, after the events rewind);
+    the previous intact one is used instead.
+    """
+    problems: list[str] = []
+    for path in ctx.run.checkpoints_newest_first():
+        try:
+            state = load_checkpoint(path, model, optimizer, scheduler, rank=rank)
+            return (
+                path,
+                state,
+                [f"checkpoint file {p} is damaged: resumed from the previous checkpoint {path.name}" for p in problems],
+            )
+        except CheckpointDamaged as exc:
+            problems.append(str(exc))
+    if problems:
+        raise JobError(
+            f"no intact checkpoint to resume from ({'; '.join(problems)})",
+            f"delete {ctx.run.checkpoints} to start this run over, or start a new run without --resume",
+        )
+    return None, {}, []
+
+
+class SavePolicy:
+    """When to save a checkpoint inside an epoch: every ``save_steps`` steps and/or after ``save_minutes``.
+
+    The clock restarts at every checkpoint (epoch ends included), so at most
+    ``save_minutes`` of work lies between two checkpoints and a SIGKILL costs no more.
+    """
+
+    def __init__(self, save_steps: int, save_minutes: float, last_step: int | None = None):
+        self.steps = int(save_steps or 0)
+        self.seconds = float(save_minutes or 0) * 60
+        self.last_step = last_step  # the step of the newest checkpoint (None: none yet)
+        self.t_saved = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if step <= 0 or step == self.last_step:
+            return False
+        if self.steps and step % self.steps == 0:
+            return True
+        return self.seconds > 0 and time.monotonic() - self.t_saved >= self.seconds
+
+    def saved(self, step: int) -> None:
+        self.last_step = step
+        self.t_saved = time.monotonic()
+
+
+def rank_rng_state(device) -> dict:
+    """This rank's RNG state: CPU, and its own CUDA device's."""
+    import torch
+
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+# -- the loop's helpers ---------------------------------------------------------
+
+
+def epoch_table(spec: TaskSpec, history: list[dict]) -> Table:
+    cols = ("epoch", "train_loss", *spec.table_columns, "elapsed_s")
+    rows = tuple(tuple(h.get(c) for c in cols) for h in history)
+    return Table(name=spec.table_name, columns=cols, rows=rows, title=spec.table_title, notes=spec.notes)
+
+
+class Dist:
+    """This process's place in a torchrun/accelerate job (rank 0 of 1 when not distributed).
+
+    Rank 0 alone evaluates, writes events, tables and checkpoints; the other ranks
+    only train their share of the batches and follow rank 0's control decisions.
+    """
+
+    def __init__(self):
+        import torch.distributed as d
+
+        self.d = d
+        self.on = d.is_available() and d.is_initialized()
+        self.rank = d.get_rank() if self.on else 0
+        self.world = d.get_world_size() if self.on else 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.on:
+            self.d.barrier()
+
+    def broadcast(self, value: int, device) -> int:
+        import torch
+
+        if not self.on:
+            return value
+        t = torch.tensor([value], dtype=torch.long, device=device)
+        self.d.broadcast(t, src=0)
+        return int(t.item())
+
+    def gather(self, obj) -> list:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if not self.on:
+            return [obj]
+        out = [None] * self.world
+        self.d.all_gather_object(out, obj)
+        return out
+
+    def sum_(self, t):
+        if self.on:
+            self.d.all_reduce(t)
+        return t
+
+
+def _loss_module(model, fn):
+    """DDP must see the forward call to sync gradients: wrap the task's loss in a module."""
+    import torch
+
+    class LossModule(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch):
+            return fn(self.model, batch)
+
+    return LossModule()
+
+
+class Window:
+    """The logging window: running sums since the last StepLogged, and the epoch's logged loss.
+
+    The sums stay on the device (adding to them costs no host sync). A mid-epoch checkpoint
+    stores them (:meth:`checkpoint_state`, one window per rank) and a resume restores them
+    (:meth:`resumed`), so the next StepLogged equals an uninterrupted run's. The float32 sums
+    go through Python floats (exact for float32) and come back as the same float32 tensors.
+    """
+
+    def __init__(self, device, saved: dict | None = None, epoch_sum: float = 0.0, epoch_n: int = 0):
+        import torch
+
+        saved = saved or {}
+
+        def f32(x):
+            return torch.tensor(float(x), dtype=torch.float32, device=device)
+
+        self.loss = f32(saved.get("loss_sum", 0.0))  # mean loss per optimizer step, summed
+        self.parts = {k: f32(v) for k, v in saved.get("parts_sum", {}).items()}
+        self.grad_norm = f32(saved.get("gn_sum", 0.0))
+        self.nonfinite = torch.tensor(int(saved.get("nonfinite", 0)), dtype=torch.long, device=device)
+        self.steps = int(saved.get("steps", 0))
+        self.tokens = int(saved.get("tokens", 0))
+        self.samples = int(saved.get("samples", 0))
+        self.t0 = time.perf_counter()
+        self.epoch_sum, self.epoch_n = epoch_sum, epoch_n  # logged loss x steps, and steps, this epoch
+
+    @classmethod
+    def resumed(cls, state: dict, dist: Dist, device) -> Window:
+        """The window a checkpoint carried for this rank (zeros at an epoch boundary or a fresh start)."""
+        windows = state.pop("window", None)
+        mine = windows[dist.rank] if isinstance(windows, list) and len(windows) == dist.world else None
+        return cls(device, mine, float(state.get("epoch_loss_sum", 0.0)), int(state.get("epoch_loss_n", 0)))
+
+    def checkpoint_state(self, dist: Dist) -> dict:
+        """What a mid-epoch checkpoint stores: the epoch's loss and every rank's window (host syncs: rare)."""
+        mine = {
+            "loss_sum": self.loss.item(),
+            "parts_sum": {k: float(v.item()) for k, v in self.parts.items()},
+            "gn_sum": self.grad_norm.item(),
+            "nonfinite": int(self.nonfinite.item()),
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "samples": self.samples,
+        }
+        return {"epoch_loss_sum": self.epoch_sum, "epoch_loss_n": self.epoch_n, "window": dist.gather(mine)}
+
+    def add(self, loss, parts: dict, n_micro: int) -> None:
+        self.loss += loss.detach().float() / n_micro
+        for k, v in parts.items():
+            self.parts[k] = self.parts.get(k, 0) + v.detach().float() / n_micro
+
+    def drop_step(self) -> None:
+        """Forget a skipped step's loss (its tokens still count towards throughput)."""
+        self.loss.zero_()
+        self.parts = {}
+
+    def new_epoch(self) -> None:
+        self.epoch_sum, self.epoch_n = 0.0, 0
+
+    def epoch_loss(self) -> float | None:
+        return self.epoch_sum / self.epoch_n if self.epoch_n else None
+
+    def logged(self, loss: float, now: float) -> None:
+        """After a StepLogged with mean ``loss``: count it into the epoch, start a new window."""
+        self.epoch_sum += loss * self.steps
+        self.epoch_n += self.steps
+        self.loss.zero_()
+        self.grad_norm.zero_()
+        self.parts = {}
+        self.steps = self.tokens = self.samples = 0
+        self.t0 = now
+
+
+@dataclass
+class Loop:
+    """What the loop's helpers share: the job, the task, the model, its optimizer and schedule, the progress."""
+
+    ctx: Any
+    spec: TaskSpec
+    device: Any
+    amp_dtype: Any
+    dist: Dist
+    model: Any
+    forward: Any  # the DDP-wrapped loss (None when not distributed)
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    step: int = 0  # optimizer steps done (global_step)
+    history: list[dict] = field(default_factory=list)  # per-epoch rows (the epochs table)
+    evaluated: list[int] = field(default_factory=list)  # epochs evaluated by this attempt
+    saves: SavePolicy = field(default_factory=lambda: SavePolicy(0, 0))  # replaced once resumed
+    elapsed0: float = 0.0  # seconds trained by earlier attempts
+    t_start: float = field(default_factory=time.perf_counter)
+    session_steps: int = 0  # steps of this attempt, for the ETA
+    session_t0: float = field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
+
+    def n_batches(self, epoch: int) -> int:  # this rank's share (equal for all ranks)
+        return self.spec.n_batches(epoch) // self.dist.world
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def snapshot(self, epoch: int, batch: int) -> dict:
+        return {
+            "global_step": self.step,
+            "epoch": epoch,
+            "batch": batch,
+            "history": self.history,
+            "elapsed": self.elapsed(),
+            "total_steps": self.total_steps,
+            "world_size": self.dist.world,
+        }
+
+
+def start_loop(ctx, spec: TaskSpec, device, amp_dtype) -> tuple[Loop, dict]:
+    """The model on its device (DDP-wrapped when distributed), AdamW, the schedule; resumed when asked."""
+    exp = ctx.exp
+    dist = Dist()
+    model = spec.model.to(device)
+    forward = None
+    if dist.on:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        forward = DistributedDataParallel(_loss_module(model, spec.loss), device_ids=ids)
+    optimizer = make_optimizer(model, exp, device)
+    # Every epoch has the same number of batches (the same rows, reshuffled): one epoch's count is
+    # enough, so `epochs = 1000000000` with `max_steps` starts at once instead of counting every epoch.
+    total_steps = math.ceil(spec.n_batches(0) // dist.world / exp.gradient_accumulation_steps) * exp.epochs
+    if exp.max_steps:
+        total_steps = min(total_steps, exp.max_steps)
+    warmup = int(exp.warmup * total_steps) if exp.warmup < 1 else int(exp.warmup)
+    scheduler = make_schedule(optimizer, warmup, total_steps)
+    lp = Loop(ctx, spec, device, amp_dtype, dist, model, forward, optimizer, scheduler, total_steps)
+    resumed = resume(lp) if ctx.resume else {}
+    state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0} | resumed
+    lp.step, lp.history, lp.elapsed0 = int(state["global_step"]), state["history"], float(state["elapsed"])
+    lp.saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=lp.step if resumed else None)
+    lp.t_start = time.perf_counter()
+    return lp, state
+
+
+def resume(lp: Loop) -> dict:
+    """Load the newest intact checkpoint (its state; {} when there is none) and cut events.jsonl back to it."""
+    ctx, dist = lp.ctx, lp.dist
+    last, state, damaged = load_latest_intact(ctx, lp.model, lp.optimizer, lp.scheduler, rank=dist.rank)
+    if last is None:
+        if dist.main:  # Nothing to continue from: the earlier attempt's events would duplicate this one's.
+            ctx.writer.discard_events(0, ctx.writer.opened_at)
+            ctx.log("no checkpoint found: starting this run from the beginning", "warning")
+        return {}
+    if dist.main:
+        offset = int(state.get("events_offset", 0))
+        if offset > 0:  # the cut-off tail (steps after the checkpoint) goes to events.discarded.jsonl
+            ctx.writer.discard_events(offset)
+        ctx.announce_start()  # the rewind cut this attempt's first events too: record the resume again
+    ctx.log(
+        f"resumed from {last.name}: epoch {state['epoch']}, batch {state['batch']}, step {state['global_step']}; "
+        "events after that checkpoint were moved to events.discarded.jsonl"
+    )
+    for warning in damaged:
+        ctx.log(warning, "warning")
+    return state
+
+
+def evaluate(lp: Loop, epoch: int, train_loss: float | None) -> dict:
+    """Rank 0 evaluates, emits EvalFinished and rewrites the epochs table; every rank waits for it."""
+    import torch
+
+    ctx, spec, metrics = lp.ctx, lp.spec, {}
+    lp.evaluated.append(epoch)
+    if lp.dist.main:
+        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
+        lp.model.eval()
+        with torch.no_grad(), lp.autocast():
+            metrics = spec.evaluate(lp.model, epoch)
+        lp.model.train()
+        ctx.emit(EvalFinished(epoch=epoch, step=lp.step, split=spec.eval_split, metrics=metrics))
+        row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(lp.elapsed(), 3)}
+        row.update({c: metrics.get(c) for c in spec.table_columns})
+        lp.history.append(row)
+        table = epoch_table(spec, lp.history)
+        ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+    lp.dist.barrier()
+    return metrics
+
+
+def evaluate_again(lp: Loop, epoch: int) -> dict:
+    """The final weights' metrics when a resume starts after the last evaluation (a kill during the final save).
+
+    The final metrics and the task's predictions live in memory only, so the restored weights are
+    evaluated again. No new event or table row: the first attempt's final EvalFinished is in events.jsonl.
+    """
+    import torch
+
+    lp.model.eval()
+    with torch.no_grad(), lp.autocast():
+        metrics = lp.spec.evaluate(lp.model, epoch)
+    lp.model.train()
+    lp.ctx.log("resumed after the final evaluation: evaluated the final weights again for the results")
+    return metrics
+
+
+def checkpoint(lp: Loop, state: dict) -> None:
+    """Rank 0 saves ``state`` with the weights, optimizer and every rank's RNG; all ranks wait for it."""
+    dist = lp.dist
+    rank_rng = dist.gather(rank_rng_state(lp.device)) if dist.on else None
+    if dist.main:
+        keep = lp.ctx.exp.save_total_limit
+        save_checkpoint(lp.ctx, lp.model, lp.optimizer, lp.scheduler, state, keep=keep, rank_rng=rank_rng)
+    lp.saves.saved(state["global_step"])
+    dist.barrier()
+
+
+def checkpoint_mid_epoch(lp: Loop, window: Window, epoch: int, batch: int) -> None:
+    """A checkpoint between two optimizer steps, logging window included (skipped if this step has one)."""
+    if lp.step == lp.saves.last_step:
+        return
+    checkpoint(lp, lp.snapshot(epoch, batch) | window.checkpoint_state(lp.dist))
+
+
+def control(lp: Loop, window: Window, epoch: int, batch: int) -> None:
+    """Before each optimizer step: pause/cancel requests, stop signals and the save policy.
+
+    Rank 0 reads the requests (one ``os.stat``; blocking while paused) and decides; every rank
+    follows its decision (one broadcast). A cancel or stop signal saves a checkpoint, then raises.
+    """
+    code, stop_exc = 0, None
+    if lp.dist.main:
+        try:
+            lp.ctx.poll()
+            code = int(lp.saves.due(lp.step))
+        except Cancelled as exc:  # Interrupted (a stop signal) included
+            code, stop_exc = 2, exc
+    code = lp.dist.broadcast(code, lp.device)
+    if code:
+        checkpoint_mid_epoch(lp, window, epoch, batch)
+    if code == 2:
+        raise stop_exc or Cancelled()
+
+
+def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> tuple[int, bool]:
+    """One optimizer step from micro-batch ``b`` on: (the next micro-batch, whether the step was taken).
+
+    A step is ``gradient_accumulation_steps`` micro-batches (this rank's share: batch b*world + rank).
+    """
+    import torch
+
+    exp, dist, spec = lp.ctx.exp, lp.dist, lp.spec
+    micro_end = min(b + exp.gradient_accumulation_steps, n_batches)
+    n_micro = micro_end - b
+    for mb in range(b, micro_end):
+        batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
+        window.tokens += batch.pop("n_tokens")
+        window.samples += batch.pop("n_samples")
+        batch = {k: v.to(lp.device, non_blocking=True) for k, v in batch.items()}
+        last_micro = lp.forward is None or mb == micro_end - 1
+        with contextlib.nullcontext() if last_micro else lp.forward.no_sync():
+            with lp.autocast():
+                loss, parts = spec.loss(lp.model, batch) if lp.forward is None else lp.forward(batch)
+            (loss / n_micro).backward()
+        window.add(loss, parts, n_micro)
+    bad = ~torch.isfinite(window.loss)
+    # host sync per step: the price of skipping exactly the bad step
+    if exp.nan_policy == "skip" and bool(dist.sum_(bad.long().clone())):
+        lp.optimizer.zero_grad(set_to_none=True)
+        lp.ctx.log(f"step {lp.step + 1}: non-finite loss, step skipped", "warning")
+        window.drop_step()
+        return micro_end, False
+    if exp.max_grad_norm > 0:
+        window.grad_norm += torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
+    lp.optimizer.step()
+    lp.scheduler.step()
+    lp.optimizer.zero_grad(set_to_none=True)
+    lp.step += 1
+    lp.session_steps += 1
+    window.steps += 1
+    window.nonfinite += bad.long()
+    return micro_end, True
+
+
+def check_finite(lp: Loop, window: Window) -> None:
+    """Fail the job once a step's loss was NaN/inf (host sync: called every few steps, not every step)."""
+    if int(lp.dist.sum_(window.nonfinite.clone()).item()) > 0:
+        raise JobError(
+            f"loss became NaN/inf by step {lp.step}",
+            'lower learning_rate, raise warmup, or set nan_policy = "skip"',
+        )
+
+
+def log_window(lp: Loop, window: Window, epoch: float) -> None:
+    """Emit StepLogged with the window's means (all ranks' sums), then start a new window."""
+    import torch
+
+    exp, dist = lp.ctx.exp, lp.dist
+    # The host sync of the loop: once per logging interval (plus the NaN check).
+    totals = torch.tensor(
+        [window.loss.item(), float(window.tokens), float(window.samples)], dtype=torch.float64, device=lp.device
+    )
+    totals = dist.sum_(totals)
+    loss = totals[0].item() / dist.world / window.steps
+    now = time.perf_counter()
+    dt = max(now - window.t0, 1e-9)
+    rate = (now - lp.session_t0) / max(lp.session_steps, 1)
+    lp.ctx.emit(
+        StepLogged(
+            step=lp.step,
+            total_steps=lp.total_steps,
+            epoch=epoch,
+            loss=loss,
+            learning_rate=lp.scheduler.get_last_lr()[0],
+            parts={k: v.item() / window.steps for k, v in window.parts.items()},
+            grad_norm=(window.grad_norm.item() / window.steps) if exp.max_grad_norm > 0 else None,
+            tokens_per_s=totals[1].item() / dt,
+            samples_per_s=totals[2].item() / dt,
+            eta_s=rate * (lp.total_steps - lp.step),
+            memory_mb=memory_mb(lp.device),
+        )
+    )
+    window.logged(loss, now)
+
+
+def end_epoch(lp: Loop, window: Window, epoch: int, last: bool) -> dict | None:
+    """After epoch ``epoch``: evaluate (each epoch, or the last one), record its row, save a checkpoint.
+
+    Returns the evaluation's metrics (None when this epoch is not evaluated).
+    """
+    metrics = None
+    if lp.spec.eval_each_epoch or last:
+        metrics = evaluate(lp, epoch + 1, window.epoch_loss())
+    else:
+        lp.history.append({"epoch": epoch + 1, "train_loss": window.epoch_loss(), "elapsed_s": round(lp.elapsed(), 3)})
+    checkpoint(lp, lp.snapshot(epoch + 1, 0))
+    return metrics
+
+
+def save_final_model(lp: Loop) -> None:
+    """Rank 0 writes ``model/`` through a temporary folder (a full disk fails the job clearly)."""
+    if lp.spec.save_final is None or not lp.dist.main:
+        return
+    final, tmp = lp.ctx.run.path / "model", lp.ctx.run.path / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with disk_full_is_a_job_error(tmp, "the final model"):
+        lp.spec.save_final(lp.model, tmp)
+    follow_umask(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+# -- the loop -------------------------------------------------------------------
+
+
+def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
+    """Train ``spec.model``: optimizer steps with logging windows, control between steps, epochs with evaluations."""
+    exp = ctx.exp
+    lp, state = start_loop(ctx, spec, device, amp_dtype)
+    if spec.eval_before and not lp.history:
+        evaluate(lp, 0, None)
+    lp.model.train()
+    workers = f" x {lp.dist.world} processes" if lp.dist.on else ""
+    ctx.emit(PhaseStarted(phase="train", detail=f"{lp.total_steps} optimizer steps on {device}{workers}"))
+    nan_every = min(exp.logging_steps, 8)  # NaN/inf detection: a host sync every few steps, not every step
+    window = Window.resumed(state, lp.dist, device)
+    lp.session_t0 = window.t0 = time.perf_counter()
+    metrics: dict = lp.history[-1] if lp.history else {}
+    stop = False
+    # A checkpoint at the last step (e.g. the attempt died while saving the final model) leaves nothing to train.
+    first_epoch = exp.epochs if lp.step >= lp.total_steps else int(state["epoch"])
+    for epoch in range(first_epoch, exp.epochs):
+        n_batches = lp.n_batches(epoch)
+        b = int(state["batch"]) if epoch == int(state["epoch"]) else 0
+        if b == 0:
+            window.new_epoch()
+        lp.optimizer.zero_grad(set_to_none=True)
+        while b < n_batches:
+            control(lp, window, epoch, b)
+            b, stepped = train_step(lp, window, epoch, b, n_batches)
+            if not stepped:
+                continue
+            log_now = lp.step % exp.logging_steps == 0 or b >= n_batches or lp.step >= lp.total_steps
+            if log_now or lp.step % nan_every == 0:
+                check_finite(lp, window)
+            if log_now:
+                log_window(lp, window, epoch + b / n_batches)
+            if lp.step >= lp.total_steps:
+                stop = True
+                break
+        evaluated = end_epoch(lp, window, epoch, last=stop or epoch == exp.epochs - 1)
+        metrics = metrics if evaluated is None else evaluated
+        state["batch"] = 0
+        if stop:
+            break
+    if not lp.evaluated and lp.dist.main:
+        metrics = evaluate_again(lp, int(lp.history[-1]["epoch"]) if lp.history else int(state["epoch"]))
+    save_final_model(lp)
+    lp.dist.barrier()
+    return {
+        "final": {k: v for k, v in metrics.items() if k not in ("epoch",)},
+        "history": lp.history,
+        "global_step": lp.step,
+        "elapsed_s": round(lp.elapsed(), 3),
+        "world_size": lp.dist.world,
+    }
