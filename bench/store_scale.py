@@ -1,6 +1,6 @@
 """Scale of the run store: 1,000 run directories, some with 1,000,000-line events files.
 
-Builds such a store quickly (``build``), then measures the four figures of issue 16 point 4
+Builds such a store quickly (``build``), then measures four figures
 against their goals (``measure``); ``all`` does both in a temporary folder (``bench/run.py
 --only store`` runs that):
 

@@ -1,9 +1,35 @@
-"""lmconsole engine: manifest, run store, training tasks, metrics and export.
+"""lmconsole's engine: everything headless, from the manifest to a trained, reported model.
 
-Headless by design: nothing here imports ``textual``, ``rich`` or ``tui`` (a test
-enforces it), and heavy libraries (torch, transformers, datasets) are imported
-lazily inside the functions that need them, so ``import engine`` and
-``lmconsole --help`` stay fast.
+The map, one layer per folder; a layer imports only from the layers below it
+(``lint-imports`` checks the contract in pyproject.toml)::
+
+    cli/        the ``lmconsole`` commands
+    study/      many runs read together: export, the study report, verify
+    queue/      the queue of a runs directory on disk, the scheduler, the job process
+    job/        one experiment as a job: runner, preflight, preemption, environment,
+                system samples, trackers, Slurm
+    tasks/      what an experiment does: inspect, pretrain, classify, qa, push
+    train/      the training loop the training tasks share
+    models/     presets, where a model comes from, parameter tables     (+ manifest.py)
+    hub/        where a dataset or model comes from on the Hub; publishing a model
+    data/       embedded corpora, NSP pairs, the cache
+    store/      run directories: the source of truth about every run
+    metrics/    official metric definitions, scales, flags for degenerate numbers
+    leaves      errors, status, files, events, tables, secrets, device (this folder)
+
+``lmconsole run pretrain`` goes: ``cli`` parses the manifest (``manifest.load``) and, in the
+foreground, calls ``job.runner.run_experiment``; with ``--detach`` or from the console it
+becomes an entry of ``queue`` and the scheduler starts ``queue.jobproc``, which calls the same
+function. The runner opens a run directory (``store.runs``), runs ``job.preflight``, then the
+task (``tasks.pretrain``), which builds its data and model (``data``, ``models``) and hands
+them to ``train.loop``; every step, evaluation and checkpoint is an event (``events``)
+written to the run's ``events.jsonl``. The console, ``lmconsole runs``, exports and the report
+read the run directory and nothing else.
+
+Headless by design: nothing here imports ``textual``, ``rich`` or ``tui`` (a test enforces it),
+and heavy libraries (torch, transformers, datasets) are imported inside the functions that need
+them, so ``import engine`` and ``lmconsole --help`` stay fast. ``jobproc.py``, ``scheduler.py``
+and ``slurm.py`` here only forward old ``python -m engine.X`` command lines to their new homes.
 """
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 from engine.errors import ManifestError
 
 TASKS = ("inspect", "pretrain", "classify", "qa")
-# Pipeline steps that build no model (issue 14): ``push`` uploads a finished run, ``study``
+# Pipeline steps that build no model: ``push`` uploads a finished run, ``study``
 # names a group of steps that one action runs in dependency order. Keys whose ``tasks``
 # is the default (the four model tasks, "all" in the reference) do not apply to them.
 STEP_TASKS = ("push", "study")
@@ -54,7 +54,7 @@ class Key:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     required: bool = False
-    maximum: float | None = None  # issue 13: probabilities and seeds have an upper bound too
+    maximum: float | None = None  # probabilities and seeds have an upper bound too
 
 
 ALL_TRAIN = ("pretrain", "classify", "qa")
@@ -274,7 +274,7 @@ class LauncherConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class CheckpointConfig:
-    """Checkpoints inside an epoch and how many to keep (issue 12: preemption and long epochs)."""
+    """Checkpoints inside an epoch and how many to keep (preemption and long epochs)."""
 
     save_steps: int = field(
         default=0,
@@ -302,7 +302,7 @@ class CheckpointConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class QueueConfig:
-    """When and where the queue runs the job: its dependencies and its GPUs (issue 12)."""
+    """When and where the queue runs the job: its dependencies and its GPUs."""
 
     depends_on: tuple[str, ...] = field(
         default=(),
@@ -395,7 +395,7 @@ class QAConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PushConfig:
-    """A ``push`` step (issue 14): where a finished run is uploaded on the Hub."""
+    """A ``push`` step: where a finished run is uploaded on the Hub."""
 
     hub_model_id: str | None = field(
         default=None,
@@ -419,7 +419,7 @@ class PushConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class StudyConfig:
-    """A ``study`` step's experiments, and seeds that repeat an experiment (issue 14)."""
+    """A ``study`` step's experiments, and seeds that repeat an experiment."""
 
     steps: tuple[str, ...] = field(
         default=(),
@@ -441,7 +441,7 @@ class StudyConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrackerConfig:
-    """Experiment trackers that receive the job's metrics too (issue 17)."""
+    """Experiment trackers that receive the job's metrics too."""
 
     report_to: tuple[str, ...] = field(
         default=(),
@@ -457,7 +457,7 @@ class TrackerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutorConfig:
-    """Where the job runs: this machine or Slurm, and what it asks Slurm for (issue 17)."""
+    """Where the job runs: this machine or Slurm, and what it asks Slurm for."""
 
     executor: str = field(
         default="auto",
@@ -568,12 +568,12 @@ class Settings:
         default=1,
         metadata=_meta("Jobs of this runs directory that run at the same time, whoever queued them.", minimum=1),
     )
-    # queue and GPU scheduling (issue 12)
+    # queue and GPU scheduling
     gpus: str = field(
         default="all",
         metadata=_meta("GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."),
     )
-    # issue 17: the Slurm executor
+    # the Slurm executor
     executor: str = field(
         default="local",
         metadata=_meta(
@@ -912,7 +912,7 @@ def _applies_to(name: str, key: Key) -> list[str]:
 
 
 def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str]) -> None:
-    """Keys of push steps, studies and seeds (issue 14)."""
+    """Keys of push steps, studies and seeds."""
     if task == "push":
         if "hub_model_id" not in raw:
             problems.append(
@@ -1012,7 +1012,7 @@ def _toml(v) -> str:
     return repr(v)
 
 
-# -- JSON Schema for editors (issue 17): generated from the same key tables ---------
+# -- JSON Schema for editors: generated from the same key tables ---------
 
 _SCHEMA_TYPES = {
     "str": {"type": "string"},

@@ -1,20 +1,14 @@
 """Shared fixtures: every test runs offline with its own cache and runs directory.
 
-Also the helpers test files import (``from conftest import ...``; pytest puts ``tests/`` on the
-path): the tiny pipeline manifest builder, ``write_manifest``, and the console CLI in a subprocess.
+Helpers and fakes the tests import live in ``tests/support/``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -24,8 +18,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault(
     "LMCONSOLE_CACHE", str(Path(os.environ.get("PYTEST_CACHE_ROOT", "/tmp")) / f"lmconsole-test-cache-{os.getuid()}")
 )
-
-from tui import testing  # noqa: E402 - after the environment above: libraries read it on import
+# Processes the tests start (job processes, the scheduler, the CLI) find the repository and tests/support.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p
+)
 
 
 @pytest.fixture
@@ -34,105 +30,3 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_cli(path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """``lmconsole --manifest path args`` in a subprocess started from the repository, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        cwd=REPO,
-        **kwargs,
-    )
-
-
-def start_cli(path, *args: str) -> subprocess.Popen:
-    """``lmconsole --manifest path args`` started in the background, offline; stdout dropped, stderr piped."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui.entry", "--manifest", str(path), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        cwd=REPO,
-    )
-
-
-write_manifest = testing.write_manifest  # the one manifest writer: tui.testing's (the console tests use it too)
-
-
-# -- the tiny pipeline manifest: pretrain -> classify -> qa on bert-micro -------------------------
-# Each test file takes these three experiments and changes the few keys it needs.
-
-PRETRAIN = {
-    "name": "pre",
-    "task": "pretrain",
-    "model": "bert-micro",
-    "tokenizer": "train",
-    "vocab_size": 2000,
-    "dataset": "embedded:wikitext",
-    "dataset_config": "wikitext-2-raw-v1",
-    "eval_split": "test",
-    "epochs": 1,
-    "batch_size": 16,
-    "max_seq_length": 64,
-    "max_train_samples": 64,
-    "max_eval_samples": 16,
-    "logging_steps": 2,
-}
-CLASSIFY = {
-    "name": "cls",
-    "task": "classify",
-    "model": "run:pre",
-    "dataset": "embedded:sst2",
-    "dataset_config": "sst2",
-    "text_column": "sentence",
-    "eval_split": "test",
-    "epochs": 1,
-    "batch_size": 16,
-    "max_seq_length": 32,
-    "max_train_samples": 96,
-    "max_eval_samples": 40,
-    "logging_steps": 2,
-}
-QA = {
-    "name": "qa",
-    "task": "qa",
-    "model": "run:pre",
-    "dataset": "embedded:squad_v2",
-    "dataset_config": "squad_v2",
-    "epochs": 1,
-    "batch_size": 16,
-    "max_seq_length": 96,
-    "doc_stride": 32,
-    "max_train_samples": 64,
-    "max_eval_samples": 24,
-    "logging_steps": 2,
-}
-
-
-def toml_value(value) -> str:
-    """``value`` as a TOML value: booleans, numbers, lists, and strings (or paths) as basic strings."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def experiment(base: dict | None = None, /, extra: str = "", **keys) -> str:
-    """One ``[[experiment]]`` table, one ``key = value`` line per key: ``base`` with ``keys`` changed or
-    added (``None`` removes a key), then ``extra`` TOML lines, each replacing the line of its key or added."""
-    lines = {
-        key: f"{key} = {toml_value(value)}" for key, value in {**(base or {}), **keys}.items() if value is not None
-    }
-    for line in filter(None, extra.splitlines()):
-        lines[line.split("=")[0].strip()] = line
-    return "[[experiment]]\n" + "\n".join(lines.values()) + "\n"
-
-
-def manifest_text(runs, *experiments: str, **settings) -> str:
-    """A manifest: ``[settings]`` with ``runs_dir = runs`` and ``settings``, then the experiments."""
-    head = "".join(f"{key} = {toml_value(value)}\n" for key, value in {"runs_dir": runs, **settings}.items())
-    return "[settings]\n" + head + "".join("\n" + text for text in experiments)

@@ -64,7 +64,7 @@ def test_squad_learns_answers_and_abstentions(demo):
 
 def test_demo_pipeline_time(demo):
     _, times = demo
-    # ~150 s on an idle 2-core machine; issue 4 asks for under six minutes
+    # ~150 s on an idle 2-core machine; the demo is meant to stay under six minutes
     assert sum(times.values()) < 360, times
 
 
@@ -89,7 +89,7 @@ def test_squad_scores_recomputed_from_saved_predictions(demo):
     """The official evaluate-v2.0 algorithm (re-typed in test_metrics_squad) on the saved
     predictions, n-best lists and no-answer scores gives the reported squad_v2 numbers."""
     import datasets
-    from test_metrics_squad import _official_eval
+    from support.squad_official import official_eval
 
     from engine.data.embedded import embedded_config, ensure_embedded
 
@@ -115,7 +115,7 @@ def test_squad_scores_recomputed_from_saved_predictions(demo):
         }
     ]
     assert set(raw) == set(ds["id"])
-    official = _official_eval(dataset, raw, na, thresh)
+    official = official_eval(dataset, raw, na, thresh)
     final = run.results()["final"]
     for key, value in official.items():
         assert final[key] == pytest.approx(value, abs=1e-9), key

@@ -1030,7 +1030,7 @@ def cmd_delete(args) -> int:
     return 0
 
 
-# -- the queue on disk (issue 12): run --detach, queue, attach --------------------------------------
+# -- the queue on disk: run --detach, queue, attach --------------------------------------
 
 
 def _run_detached(manifest, args) -> int:

@@ -1,4 +1,4 @@
-"""Integrity of lmconsole's caches (issue 13): seal a folder when it is built, check it before use.
+"""Integrity of lmconsole's caches: seal a folder when it is built, check it before use.
 
 A sealed folder carries ``.lmconsole-seal.json``: every file's size and SHA-256
 (of the whole file up to 64 MiB, else of its first and last MiB). :func:`check`

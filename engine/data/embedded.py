@@ -1589,7 +1589,7 @@ def ensure_embedded(name: str, root: Path | None = None) -> Path:
     if (final / "README.md").is_file():
         if not check(final, at=seal_file):
             return final
-        remove(final)  # damaged since it was built (issue 13): build it again
+        remove(final)  # damaged since it was built: build it again
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:

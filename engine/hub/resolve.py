@@ -98,7 +98,7 @@ def _reachable(url: str, _proxies: tuple, timeout: float, via_hub_session: bool 
     return bool(answer and answer[0])
 
 
-# Legacy ids of the models the Hub moved under an organisation (issue 17): both spellings
+# Legacy ids of the models the Hub moved under an organisation: both spellings
 # resolve, in mirrors and in the HF cache; the canonical one is what we write and document.
 LEGACY_IDS = {
     "bert-base-uncased": "google-bert/bert-base-uncased",

@@ -267,7 +267,7 @@ def run_experiment(
         config = exp.to_dict() | ({"group": group} if group else {})
         run = resume if resume is not None else store.create(exp.name, config)
     is_resume = resume is not None or resume_flag
-    if not in_worker:  # issue 17: executor = "slurm" submits the job and follows its run directory
+    if not in_worker:  # executor = "slurm" submits the job and follows its run directory
         if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
             return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
@@ -333,7 +333,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
 
     exp, run = ctx.exp, ctx.run
     ctx.announce_start()
-    if exp.report_to:  # issue 17: trackers are sinks too (rank 0 only: other ranks never get here)
+    if exp.report_to:  # trackers are sinks too (rank 0 only: other ranks never get here)
         assert isinstance(ctx.sink, FanoutSink)
         for tracker in make_trackers(run, exp, ctx.manifest, ctx.log):
             ctx.sink.add(tracker)

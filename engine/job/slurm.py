@@ -1,4 +1,4 @@
-"""The Slurm executor (issue 17): ``executor = "slurm"`` submits a job with ``sbatch``.
+"""The Slurm executor: ``executor = "slurm"`` submits a job with ``sbatch``.
 
 The submitting side (the console's queue or ``lmconsole run``) creates the run
 directory, writes ``<run>/slurm.sbatch``, submits it with the resources of the
@@ -108,7 +108,7 @@ def sbatch_script(manifest, exp, run) -> str:
     lines += [
         f"cd {shlex.quote(str(Path.cwd()))}",
         "export LMCONSOLE_SLURM=1",
-        f"export PYTHONPATH={shlex.quote(str(Path(__file__).resolve().parent.parent))}${{PYTHONPATH:+:$PYTHONPATH}}",
+        f"export PYTHONPATH={shlex.quote(str(Path(__file__).resolve().parents[2]))}${{PYTHONPATH:+:$PYTHONPATH}}",
         "# exec: SIGTERM/SIGUSR1 from Slurm reach Python, which checkpoints",
         "exec " + " ".join(shlex.quote(c) for c in cmd),
     ]

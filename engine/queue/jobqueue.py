@@ -365,7 +365,7 @@ class ThreadLauncher:
 
 
 def seeded(entry: dict) -> dict:
-    """The runner's ``seed``/``group`` arguments of a job that is one seed of ``seeds`` (issue 14)."""
+    """The runner's ``seed``/``group`` arguments of a job that is one seed of ``seeds``."""
     return {"seed": entry.get("seed"), "group": entry["group"]} if entry.get("group") else {}
 
 
@@ -505,7 +505,7 @@ class Job:
             _ = self._queue.jobs  # reading the property refreshes every job from disk
         return self
 
-    seed: int | None = None  # one seed of an experiment with ``seeds`` (issue 14), run in ``group``
+    seed: int | None = None  # one seed of an experiment with ``seeds``, run in ``group``
     group: str = ""
 
     @property

@@ -65,7 +65,7 @@ def letter(i: int) -> str:
 
 def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
     """(header, index of the mean column, n per cell) of each seed group's mean / std / n columns
-    after the runs' own columns in ``engine.study.export.comparison_table`` (issue 14): shown as one
+    after the runs' own columns in ``engine.study.export.comparison_table``: shown as one
     ``ABC mean ± std (n=3)`` column, n in the header when every metric shares it, else in each cell."""
     from engine.store.seeds import common_n, group_label, groups_in
 

@@ -60,7 +60,7 @@ class MainScreen(ConsoleScreen):
         Binding("3", "tab('runs')", "Runs", show=False),
         Binding("4", "tab('system')", "System", show=False),
         Binding("ctrl+r", "reload", "Reload manifest", show=False),
-        Binding("w", "report", "Report", show=False),  # write the study report (issue 14)
+        Binding("w", "report", "Report", show=False),  # write the study report
     ]
 
     def __init__(self):

@@ -151,7 +151,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
     _seed_read: float = 0.0
 
     def _read_seed_stats(self, state) -> dict | None:
-        """Mean ± std and n of this run's seed group (issue 14), re-read when a run of the group changes."""
+        """Mean ± std and n of this run's seed group, re-read when a run of the group changes."""
         import time
 
         from engine.store.runs import RunStore

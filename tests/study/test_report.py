@@ -1,0 +1,114 @@
+"""The study report and ``lmconsole verify`` on the demo study (tiny settings, all five steps).
+
+The report is written in all three formats; every number it lists (report.json) equals the
+value in its run's results or tables and appears in the Markdown; verify passes on the real
+runs, and fails (exit 1) after one saved prediction is altered.
+"""
+
+import json
+import shutil
+
+import pytest
+from support.tiny_study import run_tiny_study
+
+from engine.cli.main import main
+from engine.study.verify import verify_run
+from engine.tables import fmt_num
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    manifest, runs = run_tiny_study(folder)
+    return folder, manifest, runs
+
+
+def _lookup(run, key: str):
+    """A fact's key: final.<k>[.i.j], history.<i>.<k>, parameters.<head>, tables.<name>.<row>.<column>."""
+    head, *rest = key.split(".")
+    if head == "tables":
+        t = run.read_table(rest[0])
+        return t.rows[int(rest[1])][t.columns.index(rest[2])]
+    value = run.results()[head]
+    for part in rest:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def test_report_in_three_formats_with_the_runs_numbers(study, capsys):
+    folder, manifest, runs = study
+    out = folder / "report"
+    assert main(["--manifest", str(manifest.path), "report", "demo-*", "--out", str(out)]) == 0
+    md, tex, page = ((out / n).read_text() for n in ("report.md", "report.tex", "report.html"))
+    facts = json.loads((out / "report.json").read_text())["facts"]
+    by_ref = {f"{r.experiment}/{r.run_id}": r for r in runs.values()}
+    assert {f["run"] for f in facts} == set(by_ref)  # every run contributes numbers
+    for f in facts:
+        assert _lookup(by_ref[f["run"]], f["key"]) == f["value"], f
+        assert fmt_num(f["value"], 4, fixed=True) in md, f
+    for section in (
+        "Parameter counts",
+        "Pretraining: demo-pretrain",
+        "Classification: demo-sst2",
+        "Question answering: demo-squad",
+        "Parameter diffs after fine-tuning",
+        "Pushed models",
+        "Environment",
+        "Flags on degenerate results",
+    ):
+        assert f"## {section}" in md and section in page and section in tex
+    assert "NoAns_f1" in md and "empty_baseline_f1" in md and "sacrebleu" in md and "predicted 1 positive" in md
+    assert "<img" in page and 'src="data:image/png;base64,' in page and 'src="http' not in page  # self-contained
+    assert page.count("data:image/png") == 3 and tex.count(r"\includegraphics") == 3
+    assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
+    assert "device" in md and runs["demo-pretrain"].path.joinpath("environment.json").exists()
+
+
+def test_verify_passes_then_fails_on_an_altered_prediction(study, capsys):
+    folder, manifest, runs = study
+    for name, run in runs.items():
+        checks = verify_run(run)
+        assert checks and all(c.ok for c in checks), (name, [c.line() for c in checks if not c.ok])
+    assert main(["--manifest", str(manifest.path), "verify", "demo-sst2", "demo-squad"]) == 0
+    sst2 = runs["demo-sst2"].path / "predictions.jsonl"
+    keep = folder / "keep.jsonl"
+    shutil.copy(sst2, keep)
+    rows = [json.loads(x) for x in sst2.read_text().splitlines()]
+    rows[0]["prediction"] = 1 - rows[0]["prediction"]
+    sst2.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        capsys.readouterr()
+        assert main(["--manifest", str(manifest.path), "verify", "demo-sst2"]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL" in out and "accuracy" in out
+    finally:
+        shutil.copy(keep, sst2)
+    preds = runs["demo-squad"].path / "predictions.json"
+    saved = preds.read_text()
+    altered = json.loads(saved)
+    q = next(iter(altered))
+    altered[q] = altered[q] + " x" if altered[q] else "x"
+    preds.write_text(json.dumps(altered))
+    try:
+        assert main(["--manifest", str(manifest.path), "verify", "demo-squad"]) == 1
+    finally:
+        preds.write_text(saved)
+
+
+def test_console_key_writes_the_report(tmp_path):
+    """``w`` on the main screen writes the report of the runs on disk next to the manifest."""
+    import asyncio
+
+    from tui.screens.main import MainScreen
+    from support.console import make_app, screen_text, wait_for
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("w")
+            assert await wait_for(pilot, lambda: "report of" in screen_text(app), timeout=60)
+            folder = app.manifest.path.parent / "report"
+            assert all((folder / n).is_file() for n in ("report.md", "report.tex", "report.html"))
+
+    asyncio.run(go())

@@ -1,0 +1,155 @@
+"""The console's data layer (no UI): run feeds, summaries, formatting."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.events import StepLogged
+from engine.manifest import load
+from engine.queue.jobqueue import JobQueue
+from engine.store.runs import RunStore
+from tui.data import FeedState, RunFeed, SummaryCache, compact_value, progress_text, result_summary, short_id
+from support.fakes import FakeRunner, write_history, write_manifest, write_run
+
+
+def test_feed_follows_a_run_directory_and_settles(tmp_path):
+    run = write_run(tmp_path, "pretrain", "20260101-100000-000000-bbbb", steps=30)
+    feed = RunFeed(run=run)
+    state = feed.poll()
+    assert [s.step for s in state.steps][:3] == [2, 4, 6] and len(state.steps) == 15
+    assert [e.epoch for e in state.evals] == [0, 1, 2]
+    assert state.status == "finished" and state.device == "cpu, fp32" and state.tables == ("epochs",)
+    assert state.results["global_step"] == 30
+    feed.poll()
+    assert feed._settled  # finished and not growing: no more reading
+    assert "✓ finished · step 30/30 (100%) · epoch 2.00 · 5.0k tok/s · cpu, fp32 512 MB" == state.status_line()
+
+
+def test_feed_survives_bad_lines(tmp_path):
+    run = write_run(tmp_path, "pretrain", "20260101-100000-000000-bbbb", steps=8, corrupt_line=True)
+    with open(run.events_path, "a") as fh:
+        fh.write('"a json string, not an event"\n[1, 2]\n{"event": "NoSuchEvent"}\n')
+    state = RunFeed(run=run).poll()
+    assert len(state.steps) == 4 and state.status == "finished"
+
+
+def test_feed_notices_a_rewound_events_file(tmp_path):
+    """A resumed job cuts events.jsonl back to its checkpoint; a follower must start over."""
+    run = write_run(tmp_path, "pretrain", "20260101-100000-000000-bbbb", steps=30)
+    feed = RunFeed(run=run)
+    assert len(feed.poll().steps) == 15
+    data = run.events_path.read_bytes()
+    cut = data.rfind(b"\n", 0, data.index(b'"step":10,')) + 1
+    with open(run.events_path, "r+b") as fh:
+        fh.truncate(cut)
+        fh.seek(0, 2)
+        fh.write(data[cut:].replace(b'"loss":', b'"loss": ') * 2)  # longer than before
+    state = feed.poll()
+    assert feed.generation == 1 and len(state.steps) == 4 + 2 * 11
+
+
+def test_feed_of_a_job_follows_its_run_directory(tmp_path):
+    """Every job runs outside the console, so a job's feed reads its run directory (the engine's
+    RunFollower) and takes its status from the queue until the run has one."""
+    gate = threading.Event()
+    manifest = load(write_manifest(tmp_path))
+    queue = JobQueue(manifest, runner=FakeRunner(params={"gate": gate}))
+    [job] = queue.submit(["params"])
+    feed = RunFeed(job=job)
+    queue.wait(0.5)
+    state = feed.poll()
+    assert state.status == "running" and state.last_step.step == 6 and state.phase == "data: fake data"
+    gate.set()
+    queue.wait(10)
+    state = feed.poll()
+    assert state.status == "finished" and state.tables == ("epochs",) and state.results["global_step"] == 6
+
+
+def _starting_job(tmp_path):
+    """A job that is running but has not announced its run yet (as under a launcher)."""
+    start = threading.Event()
+    queue = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"start_gate": start, "block": True}))
+    [job] = queue.submit(["params"])
+    deadline = time.time() + 5
+    while time.time() < deadline and job.status != "running":
+        queue.refresh()
+        time.sleep(0.01)
+    # The queue creates the run directory before it starts the job: requests have somewhere to go.
+    assert job.status == "running" and job.reason == "starting" and job.run is not None
+    return queue, job, start
+
+
+def _finish(queue, job, start):
+    """Never leave the blocking fake job running (its thread is not a daemon)."""
+    start.set()
+    queue.refresh()
+    queue.cancel(job)
+    queue.wait(10)
+
+
+def _until(queue, job, want, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and job.status != want:
+        queue.refresh()
+        time.sleep(0.02)
+    return job.status == want
+
+
+@pytest.mark.parametrize("action", ["cancel", "pause"])
+def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, action):
+    """Under a launcher a job runs for seconds before its run announces itself: a cancel or
+    pause pressed then goes to its run directory and takes effect at its first step, not dropped."""
+    queue, job, start = _starting_job(tmp_path)
+    try:
+        if action == "pause":
+            assert queue.pause(job) == "sent"
+        else:
+            assert "cancel requested" in queue.cancel(job)
+        start.set()
+        want = "cancelled" if action == "cancel" else "paused"
+        assert _until(queue, job, want), (job.status, job.reason)
+        if action == "pause":
+            assert job.run.status()["status"] == "paused"
+            assert queue.pause(job) == ""  # paused already: resume is the way on
+    finally:
+        _finish(queue, job, start)
+    assert _until(queue, job, "cancelled"), (job.status, job.reason)
+
+
+def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
+    queue, job, start = _starting_job(tmp_path)
+    try:
+        assert queue.pause(job) == "sent"
+        queue.cancel(job)
+        start.set()
+        queue.wait(10)
+    finally:
+        _finish(queue, job, start)
+    assert _until(queue, job, "cancelled")
+
+
+def test_summaries_and_formatting(tmp_path):
+    write_history(tmp_path)
+    cache = SummaryCache()
+    rows = cache.load(RunStore(tmp_path))
+    by_id = {s.run.run_id[-4:]: s for s in rows}
+    assert by_id["aaaa"].result == "parameters.base 141,824"
+    assert by_id["bbbb"].result == "mlm_perplexity 180"
+    assert by_id["cccc"].status == "interrupted"
+    assert by_id["dddd"].status == "failed" and "label column" in by_id["dddd"].reason
+    assert cache.load(RunStore(tmp_path))[0] is rows[0]  # unchanged finished runs come from the cache
+    assert RunStore(tmp_path / "nothing").runs() == [] and cache.load(RunStore(tmp_path / "nothing")) == []
+    assert short_id("20261129-152312-160143-abe0") == "11-29 15:23:12"
+    assert result_summary({"final": {"accuracy": 0.91234, "f1": 0.5}}) == "accuracy 0.9123"
+    assert (
+        compact_value({"matrix": [[50, 3], [4, 43]], "labels": ["neg", "pos"]})
+        == "matrix: [50 3; 4 43], labels: [neg, pos]"
+    )
+    step = StepLogged(step=20, epoch=0.5, loss=1.0, learning_rate=1e-3, total_steps=168, eta_s=218.0)
+    assert progress_text(step) == "step 20/168 11% ETA 3m38s"
+    assert progress_text(step, active=False) == "step 20/168 11%"
+    failed = FeedState(status="failed", reason="RuntimeError: boom", last_step=step)
+    assert failed.status_line().startswith("✗ failed: RuntimeError: boom · step 20/168")

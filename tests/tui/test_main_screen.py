@@ -1,0 +1,252 @@
+"""Console main screen (Pilot, 80x24): experiments, jobs, runs, marks, filter, control keys.
+
+Jobs run through a fake runner (support.fakes.FakeRunner) that writes real run
+directories and obeys pause/resume/cancel through the engine's control path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tui.screens.dialogs import ConfirmDialog
+from tui.screens.main import MainScreen
+from support.console import make_app, screen_text, wait_for
+from support.fakes import FakeRunner
+from tui.widgets.experiments import ExperimentsPane
+from tui.widgets.jobs import JobsPane
+from tui.widgets.runs import RunsPane
+
+SIZE = (80, 24)
+
+
+def drive(coro):
+    return asyncio.run(coro)
+
+
+def statuses(app):
+    return [(j.experiment, j.status) for j in app.queue.jobs]
+
+
+def test_startup_lists_experiments_with_latest_run_status(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            pane = app.screen.query_one(ExperimentsPane)
+            assert await wait_for(pilot, lambda: "failed" in screen_text(app))
+            text = screen_text(app)
+            for name in ("params", "pretrain", "finetune", "baseline"):
+                assert name in text
+            assert "inspect" in text and "bert-micro" in text and "wikitext" in text
+            assert pane.statuses["params"][0] == "finished"
+            assert pane.statuses["pretrain"][0] == "interrupted"  # running on disk, owner gone
+            assert pane.statuses["finetune"][0] == "failed"
+            assert "pretrain" in text.split("finetune", 1)[1]  # its dependency column
+            assert app.focused is pane.table
+
+    drive(go())
+
+
+def test_filter_and_escape(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            pane = app.screen.query_one(ExperimentsPane)
+            await pilot.press("slash", *"tiny")
+            assert pane.table.row_count == 1  # only bert-tiny's baseline
+            await pilot.press("enter")
+            assert app.focused is pane.table and pane.filter_text == "tiny"
+            await pilot.press("escape")
+            assert pane.table.row_count == 4
+            await pilot.press("slash", *"zzz")
+            assert "no match" in screen_text(app)
+            await pilot.press("escape")  # esc in the filter line drops it
+            assert pane.table.row_count == 4 and app.focused is pane.table
+
+    drive(go())
+
+
+def test_run_queues_missing_dependency_first(tmp_path):
+    async def go():
+        app = make_app(tmp_path, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("down", "down", "r")  # finetune: needs pretrain
+            assert [j.experiment for j in app.queue.jobs] == ["pretrain", "finetune"]
+            assert "dependencies first: pretrain" in screen_text(app)
+            assert await wait_for(pilot, lambda: all(j.status == "finished" for j in app.queue.jobs))
+            await pilot.press("2")
+            assert await wait_for(pilot, lambda: "finished" in screen_text(app))
+            assert app.screen.query_one(JobsPane).table.row_count == 2
+
+    drive(go())
+
+
+def test_marks_queue_several(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("space", "down", "down", "space")  # params, baseline (cursor moves on mark)
+            pane = app.screen.query_one(ExperimentsPane)
+            assert pane.marked == {"params", "baseline"}
+            assert "●" in screen_text(app)
+            await pilot.press("r")
+            assert [j.experiment for j in app.queue.jobs] == ["params", "baseline"]
+            assert pane.marked == set()
+
+    drive(go())
+
+
+def test_pause_resume_cancel_retry_from_jobs_tab(tmp_path):
+    async def go():
+        runner = FakeRunner(pretrain={"block": True, "steps": 4})
+        app = make_app(tmp_path, runner)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("down", "r", "2")
+            job = app.queue.jobs[0]
+            assert await wait_for(pilot, lambda: job.run is not None and job.metrics.last_step is not None)
+            await pilot.press("p")
+            assert await wait_for(pilot, lambda: job.status == "paused")
+            assert await wait_for(pilot, lambda: "paused" in screen_text(app))
+            await pilot.press("p")
+            assert await wait_for(pilot, lambda: job.status == "running")
+            await pilot.press("c")
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("n")  # no: nothing happens
+            assert job.status == "running"
+            await pilot.press("c", "y")
+            assert await wait_for(pilot, lambda: job.status == "cancelled")
+            assert job.run.status()["status"] == "cancelled"
+            run_path, n_runs = job.run.path, len(app.queue.store.runs("pretrain"))
+            await pilot.press("R")  # resume the cancelled run from its checkpoint: the same job, one row
+            assert len(app.queue.jobs) == 1
+            assert await wait_for(pilot, lambda: job.status == "running" and job.run.path == run_path)
+            assert len(app.queue.store.runs("pretrain")) == n_runs  # resumed, no new run
+            await pilot.press("c", "y")
+            assert await wait_for(pilot, lambda: job.status == "cancelled")
+
+    drive(go())
+
+
+def test_failed_job_shows_reason_and_queue_goes_on(tmp_path):
+    async def go():
+        runner = FakeRunner(baseline={"fail": "CUDA out of memory"})
+        app = make_app(tmp_path, runner)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            app.screen.run_experiments(["baseline", "params"])
+            assert await wait_for(pilot, lambda: [s for _, s in statuses(app)] == ["failed", "finished"])
+            await pilot.press("2")
+            assert await wait_for(pilot, lambda: "RuntimeError: CUDA out of memory" in screen_text(app))
+            # the failed job's whole reason on the status line when highlighted
+            await pilot.press("down", "up")
+            assert "baseline failed: RuntimeError: CUDA out of memory" in screen_text(app)
+
+    drive(go())
+
+
+def test_move_queued_jobs(tmp_path):
+    async def go():
+        runner = FakeRunner(params={"block": True})
+        app = make_app(tmp_path, runner)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            app.screen.run_experiments(["params", "pretrain", "baseline"])
+            await pilot.press("2")
+            jobs = app.screen.query_one(JobsPane)
+            assert await wait_for(pilot, lambda: jobs.table.row_count == 3)
+            await pilot.press("down", "down", "K")  # baseline up
+            assert [j.experiment for j in app.queue.jobs] == ["params", "baseline", "pretrain"]
+            assert jobs.cursor_key == str(app.queue.jobs[1].id)
+            await pilot.press("shift+down")
+            assert [j.experiment for j in app.queue.jobs] == ["params", "pretrain", "baseline"]
+            await pilot.press("J")  # already last
+            assert [j.experiment for j in app.queue.jobs] == ["params", "pretrain", "baseline"]
+            await pilot.press("up", "up", "K")  # the running job does not move
+            assert "only waiting jobs move" in screen_text(app)
+            await pilot.press("c", "y")
+            assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "cancelled")
+            assert await wait_for(pilot, lambda: all(j.done for j in app.queue.jobs))
+
+    drive(go())
+
+
+def test_runs_tab_history_select_control(tmp_path):
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("3")
+            runs = app.screen.query_one(RunsPane)
+            assert await wait_for(pilot, lambda: runs.table.row_count == 4)
+            text = screen_text(app)
+            assert "interrupted" in text and "mlm_perplexity 180" in text and "01-02 11:00:00" in text
+            assert app.focused is runs.table
+            await pilot.press("space", "space")
+            assert len(runs.marked) == 2
+            await pilot.press("escape")
+            assert runs.marked == set()
+            await pilot.press("slash", *"params", "enter")
+            assert runs.table.row_count == 1
+            await pilot.press("p")  # finished: nothing to pause
+            assert "nothing to pause" in screen_text(app)
+            await pilot.press("c")
+            assert "nothing to cancel" in screen_text(app)
+            await pilot.press("escape", "up", "up")  # cursor stays on params (last); up twice: the interrupted run
+            await pilot.press("R")
+            assert await wait_for(pilot, lambda: app.queue.jobs and app.queue.jobs[0].done)
+            assert app.queue.jobs[0].run.run_id == "20260102-100000-000000-cccc"  # that run, resumed
+            assert app.queue.jobs[0].status == "finished"
+
+    drive(go())
+
+
+def test_runs_of_another_process_are_controlled_via_requests(tmp_path):
+    async def go():
+        import threading
+
+        from engine.manifest import load
+        from engine.queue.jobqueue import JobQueue
+
+        app = make_app(tmp_path, history=False)
+        # "another process": a second client of the same queue on disk, with its own runner
+        other = JobQueue(load(tmp_path / "experiments.toml"), runner=FakeRunner(default={"block": True}))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            other.submit(["params"])
+            job = other.jobs[0]
+            assert await wait_for(pilot, lambda: job.refresh().run is not None)
+            await pilot.press("3")
+            runs = app.screen.query_one(RunsPane)
+            assert await wait_for(pilot, lambda: "running" in screen_text(app), timeout=8)
+            await pilot.press("p")
+            assert await wait_for(pilot, lambda: job.refresh().status == "paused")
+            await pilot.press("p")
+            assert await wait_for(pilot, lambda: job.refresh().status == "running")
+            await pilot.press("c", "y")
+            assert await wait_for(pilot, lambda: job.refresh().status == "cancelled")
+            assert runs.table.row_count == 1
+        other.shutdown(timeout=5)
+        assert not any(t.name.startswith("job-") and t.is_alive() for t in threading.enumerate())
+
+    drive(go())
+
+
+def test_empty_runs_dir_and_no_experiments_runs(tmp_path):
+    async def go():
+        app = make_app(tmp_path, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("enter")  # params has no runs yet
+            assert "has no runs yet" in screen_text(app)
+            await pilot.press("2")
+            assert "no jobs yet" in screen_text(app)
+            await pilot.press("3")
+            assert await wait_for(pilot, lambda: "no runs on disk yet" in screen_text(app))
+            await pilot.press("v", "e", "p", "c", "R", "space")  # nothing selected: no-ops, no crash
+            assert isinstance(app.screen, MainScreen)
+
+    drive(go())
