@@ -10,7 +10,8 @@ The map, one layer per folder; a layer imports only from the layers below it
                 system samples, trackers, Slurm
     tasks/      what an experiment does: inspect, pretrain, classify, qa, push
     train/      the training loop the training tasks share
-    models/     presets, where a model comes from, parameter tables     (+ manifest.py)
+    models/     presets, where a model comes from, parameter tables
+    manifest.py the experiments: typed, validated (experiments.toml)
     hub/        where a dataset or model comes from on the Hub; publishing a model
     data/       embedded corpora, NSP pairs, the cache
     store/      run directories: the source of truth about every run

@@ -37,6 +37,18 @@ HEADS = ("base", "pretraining", "mlm", "classification", "qa")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
+# Model presets the `model` key accepts: name -> BertConfig keyword arguments (engine.models.presets
+# builds them; vocab_size of the small presets follows the tokenizer)
+PRESETS: dict[str, dict] = {
+    "bert-base": {},
+    "bert-tiny": dict(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, max_position_embeddings=512
+    ),
+    "bert-micro": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256, max_position_embeddings=512
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Key:
@@ -944,8 +956,6 @@ def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str])
 
 
 def _preset_names():
-    from engine.models.presets import PRESETS
-
     return PRESETS
 
 

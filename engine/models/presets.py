@@ -19,16 +19,7 @@ import json
 import os
 from pathlib import Path
 
-# name -> BertConfig keyword arguments (vocab_size of tiny presets follows the tokenizer)
-PRESETS: dict[str, dict] = {
-    "bert-base": {},
-    "bert-tiny": dict(
-        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512, max_position_embeddings=512
-    ),
-    "bert-micro": dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256, max_position_embeddings=512
-    ),
-}
+from engine.manifest import PRESETS  # the preset shapes live with the manifest, which validates model names
 
 HEAD_CLASSES = {
     "base": "BertModel",
