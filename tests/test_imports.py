@@ -3,6 +3,9 @@ and neither engine/ nor tui/ imports in a circle (lazy imports inside functions 
 
 import ast
 import pkgutil
+from re import MULTILINE
+from re import finditer as re_finditer
+from re import search as re_search
 import subprocess
 import sys
 import time
@@ -171,3 +174,23 @@ def test_batch_scripts_of_before_the_slurmjob_module_still_run_the_job_side():
         [sys.executable, "-m", "engine.slurm", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert out.returncode == 0 and "--lmc-manifest" in out.stdout
+
+
+def test_nothing_test_only_ships_and_tests_share_through_support():
+    """The installed packages hold no test scaffolding; tests share helpers through tests/support only."""
+    shipped = [p for top in ("engine", "tui") for p in (REPO / top).rglob("*.py")]
+    for path in shipped:
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m.split(".")[0] for m in names} & {"pytest", "support", "conftest", "hypothesis"}, path
+    cross = r"^\s*(from (conftest|bench|test_\w+)\b.* import|import (conftest|bench|test_\w+)\b)"
+    for path in (REPO / "tests").rglob("*.py"):
+        assert not re_search(cross, path.read_text(), MULTILINE), path
+
+
+def test_no_history_in_the_code():
+    """Comments and docs say what and why; which issue asked for a change lives in the tracker."""
+    paths = [p for top in ("engine", "tui", "tests") for p in (REPO / top).rglob("*.py")] + [REPO / "README.md"]
+    found = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in paths for m in re_finditer(r"\b[Ii]ssue #?\d+", p.read_text())]
+    assert not found, found
