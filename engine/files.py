@@ -11,8 +11,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# A name that becomes one directory name (an experiment, a run id): no separators, no leading dot,
+# short enough for any filesystem. The manifest checks experiment names with it, the store every
+# directory it creates, exports every folder they copy.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def read_regular_file(path: Path, inside: Path) -> bytes:

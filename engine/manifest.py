@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from engine.errors import ManifestError
+from engine.files import SAFE_NAME
 
 TASKS = ("inspect", "pretrain", "classify", "qa")
 # Pipeline steps that build no model: ``push`` uploads a finished run, ``study``
@@ -35,7 +36,6 @@ TASKS = ("inspect", "pretrain", "classify", "qa")
 STEP_TASKS = ("push", "study")
 HEADS = ("base", "pretraining", "mlm", "classification", "qa")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 # Model presets the `model` key accepts: name -> BertConfig keyword arguments (engine.models.presets
 # builds them; vocab_size of the small presets follows the tokenizer)

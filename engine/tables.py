@@ -234,6 +234,16 @@ def fmt_num(v, digits: int = 4, fixed: bool = False) -> str:
     return str(v)
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """A duration for a progress line or an ETA: ``42s``, ``3m38s``, ``2h05m``; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
 def _parse_cell(cell: str):
     if cell == "":
         return None

@@ -274,9 +274,9 @@ def test_bad_json_shapes_show_as_unreadable_and_other_runs_still_show(tmp_path, 
     if not usable:
         assert row["reason"].startswith(f"unreadable: {fname}") or "unreadable" in row["status"], row
     assert main(["export", "--all", "--out", "out"]) == 0
-    from tui.data import SummaryCache
+    from engine.store.listing import RowCache
 
-    summaries = SummaryCache().load(RunStore(tmp_path / "runs"))
+    summaries = RowCache().load(RunStore(tmp_path / "runs").runs())
     assert {s.run.run_id for s in summaries} == {RID, bad_run.run_id}
     assert next(s for s in summaries if s.run.run_id == RID).status == "finished"
     # push reads the same files: a message, never a traceback

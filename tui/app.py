@@ -19,6 +19,7 @@ from textual.binding import Binding
 from engine.errors import ManifestError
 from engine.manifest import load
 
+from .appbase import ConsoleApp
 from .commands import ConsoleCommands
 
 
@@ -28,7 +29,7 @@ def default_queue(manifest):
     return JobQueue(manifest)
 
 
-class LMConsole(App[str]):
+class LMConsole(ConsoleApp):
     CSS_PATH = "styles.tcss"
     TITLE = "lmconsole"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
@@ -42,12 +43,13 @@ class LMConsole(App[str]):
         super().__init__()
         self.manifest_path = Path(manifest_path)
         self.queue_factory = queue_factory
-        self.manifest = None
-        self.queue = None
-        self.store = None
+        # None until on_mount loads the manifest (see ConsoleApp: the screens read them set)
+        self.manifest = None  # type: ignore[assignment]
+        self.queue = None  # type: ignore[assignment]
+        self.store = None  # type: ignore[assignment]
         self.loop: asyncio.AbstractEventLoop | None = None  # for the SIGHUP handler
         self.hangup = False
-        self.last_export = None  # (folder, [paths]) of the last export, for tests and the status line
+        self.last_export = None
 
     def on_mount(self) -> None:
         self.loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ dropped in :meth:`tui.app.LMConsole.get_system_commands` (ours asks first).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from textual.command import Hit, Hits, Provider
@@ -19,7 +20,7 @@ OURS_FIRST = 1.0  # added to our scores: the palette sorts by score, ours above 
 
 
 class ConsoleCommands(Provider):
-    def _commands(self) -> list[tuple[str, str, object]]:
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         screen, app = self.screen, self.app
         by_action: dict[tuple, list] = {}
         for active in screen.active_bindings.values():
@@ -32,14 +33,15 @@ class ConsoleCommands(Provider):
             key = app.get_key_display(b)
             if key not in entry[1]:
                 entry[1].append(key)
-        out = []
+        out: list[tuple[str, str, Callable[[], object]]] = []
         for description, keys, node, b in by_action.values():
             title = f"{description} ({' / '.join(keys)})"
             out.append((title, b.tooltip or f"key {' / '.join(keys)}", partial(node.run_action, b.action)))
         run = getattr(screen, "run_experiments", None)
         queue = getattr(app, "queue", None)
-        if app.manifest is not None and run is not None and queue is not None:
-            for name in app.manifest.names:
+        manifest = getattr(app, "manifest", None)  # None while the manifest error screen shows
+        if manifest is not None and run is not None and queue is not None:
+            for name in manifest.names:
                 out.append((f"Run experiment {name}", "queue it, missing dependencies first", partial(run, [name])))
         control = getattr(screen, "control", None)
         if control is not None and queue is not None:

@@ -1,4 +1,4 @@
-"""Plain data for the console: run feeds, run summaries and one-line formatting. No Textual here.
+"""Plain data for the console: run feeds, series for the plots and one-line formatting. No Textual here.
 
 A :class:`RunFeed` gives the console one view of a run's metrics whoever runs it:
 every job runs in its own process, so the feed follows the run directory with the
@@ -12,10 +12,8 @@ worker thread on a 1-2 Hz timer, never per training step.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
-from engine.cli.main import fmt_duration
 from engine.events import (
     EvalFinished,
     LogEmitted,
@@ -28,11 +26,10 @@ from engine.events import (
 )
 from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
 from engine.store.follow import RunFollower
+from engine.store.listing import PRIMARY, primary_key
 from engine.store.runs import Run
-from engine.tables import flat_results, fmt_num
+from engine.tables import fmt_duration, fmt_num
 
-# Metrics worth a curve / a summary column, best first (pretrain, classify, qa).
-PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
 STATUS_ICON = {
     "queued": "…",
     "running": "▶",
@@ -57,24 +54,6 @@ def short_id(run_id: str) -> str:
         d, t = run_id[:8], run_id[9:15]
         return f"{d[4:6]}-{d[6:8]} {t[:2]}:{t[2:4]}:{t[4:6]}"
     return run_id[:14]
-
-
-def primary_metric(metrics: dict) -> str | None:
-    for key in PRIMARY:
-        if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
-            return key
-    return next((k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
-
-
-def result_summary(results: dict) -> str:
-    """One short cell for a run's final results: ``mlm_perplexity 299.6``."""
-    flat = flat_results(results)
-    final = {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith("final.")}
-    for src in (final, flat):
-        key = primary_metric(src)
-        if key:
-            return f"{key} {fmt_num(src[key])}"
-    return ""
 
 
 def phase_text(event) -> str:
@@ -230,74 +209,6 @@ class RunFeed:
         )
 
 
-# -- run summaries (the history list) ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One row of the runs list."""
-
-    run: Run
-    status: str
-    reason: str
-    task: str
-    model: str
-    result: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.run.experiment}/{self.run.run_id}"
-
-
-class SummaryCache:
-    """Loads every run's status and headline result; re-reads only what changed.
-
-    Finished runs are cached by the mtime of ``status.json``; running ones are
-    probed each time (their owner may have died). Call from a worker thread.
-    """
-
-    def __init__(self):
-        self._cache: dict[str, tuple[float, RunSummary]] = {}
-
-    def load(self, store) -> list[RunSummary]:
-        out = []
-        for run in store.runs():
-            key = str(run.path)
-            try:
-                mtime = os.stat(run.path / "status.json").st_mtime_ns
-            except OSError:
-                mtime = 0
-            hit = self._cache.get(key)
-            if hit and hit[0] == mtime and hit[1].status in FINAL and hit[1].status != "interrupted":
-                out.append(hit[1])
-                continue
-            try:
-                st = run.status()
-                cfg = run.config()
-                status = str(st.get("status", "queued"))
-                problems = run.problems()  # a bad file shows on its run's row; the other runs still show
-                summary = RunSummary(
-                    run=run,
-                    status=status,
-                    reason="; ".join(problems) or str(st.get("reason", "") or ""),
-                    task=str(cfg.get("task", "")),
-                    model=str(cfg.get("model", "")),
-                    result=result_summary(run.results()) if status in FINAL else "",
-                )
-            except Exception as exc:  # noqa: BLE001 - any other surprise in one run's files
-                summary = RunSummary(
-                    run=run,
-                    status="unreadable",
-                    reason=f"unreadable: {run.path.name}: {exc}"[:200],
-                    task="",
-                    model="",
-                    result="",
-                )
-            self._cache[key] = (mtime, summary)
-            out.append(summary)
-        return out
-
-
 def eval_series(evals: list[EvalFinished], key: str) -> tuple[list, list]:
     xs, ys = [], []
     for ev in evals:
@@ -315,7 +226,7 @@ def eval_keys(evals: list[EvalFinished]) -> list[str]:
         for k, v in ev.metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 keys[k] = None
-    first = primary_metric({k: 0.0 for k in keys})
+    first = primary_key({k: 0.0 for k in keys})
     ordered = [k for k in PRIMARY if k in keys] + [k for k in keys if k not in PRIMARY]
     if first and first in ordered:
         ordered.remove(first)

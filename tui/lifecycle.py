@@ -17,6 +17,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 
 def redirect_to_devnull() -> None:
@@ -37,7 +40,7 @@ class Hangup:
         self.app = app
         self.redirect = redirect
         self.fired = False
-        self._previous = None
+        self._previous: Callable[[int, FrameType | None], Any] | int | None = None  # the handler before ours
 
     def install(self) -> bool:
         if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():

@@ -64,7 +64,8 @@ def _f(v, digits: int = 3) -> str:
 
 def headline(task: str, results: dict, first_eval: dict | None = None) -> str:
     """One line a reader wants first, e.g. ``final accuracy 0.968 (majority 0.528) · F1 0.970``."""
-    final = results.get("final") if isinstance(results.get("final"), dict) else {}
+    final = results.get("final")
+    final = final if isinstance(final, dict) else {}
     if task == "classify" and _num(final.get("accuracy")):
         line = f"final accuracy {_f(final['accuracy'])}"
         if _num(final.get("majority_baseline")):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.status import ACTIVE, RESUMABLE, STOPPED, Status
-from engine.tables import fmt_num
+from engine.tables import fmt_duration, fmt_num
 
 FORMAT_CHOICES = ("csv", "md", "latex", "json")
 
@@ -370,15 +370,6 @@ def _pop_global_options(args, words: list[str]) -> list[str]:
 
 
 # -- progress printing ----------------------------------------------------------
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 class ProgressPrinter:

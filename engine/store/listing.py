@@ -21,16 +21,17 @@ import os
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.store.runs import Run
 
-from engine.status import LIVE
+from engine.status import ENDED
 from engine.tables import fmt_num
 
-# Metrics worth a result column, best first (pretrain, classify, qa).
+# Metrics worth a result column or a curve, best first (pretrain, classify, qa).
 PRIMARY = ("mlm_perplexity", "accuracy", "f1", "exact", "eval_loss", "loss")
+# Short words for long config keys, in filters (``lr<1e-4``) and as column headers (see short_name).
 ALIASES = {
     "lr": "learning_rate",
     "bs": "batch_size",
@@ -64,6 +65,8 @@ NOT_HYPER = {
     "cache_dir",
 }
 TEXT_COLUMNS = ("experiment", "run", "status", "task", "model", "tags", "note")
+# A hyperparameter's column header: its alias (columns of their own keep their names: "experiment").
+_SHORT = {key: alias for alias, key in ALIASES.items() if key not in TEXT_COLUMNS}
 _OPS = {
     "<=": operator.le,
     ">=": operator.ge,
@@ -87,18 +90,25 @@ def _number(v) -> float | None:
         return None
 
 
+def short_name(key: str) -> str:
+    """The column header of config key ``key``: its alias (``learning_rate`` -> ``lr``), else ``key`` itself."""
+    return _SHORT.get(key, key)
+
+
+def primary_key(metrics: dict) -> str | None:
+    """The headline metric among ``metrics``' numbers: the first of :data:`PRIMARY` present, else the first number."""
+    nums = [k for k, v in metrics.items() if _number(v) is not None and not isinstance(v, str)]
+    return next((k for k in PRIMARY if k in nums), nums[0] if nums else None)
+
+
 def primary_result(results: dict) -> tuple[str, float] | None:
     """The headline metric of a run's results: (key, value), from ``final`` first."""
     final = results.get("final")
     final = final if isinstance(final, dict) else {}
     for src in (final, results):
-        nums = {k: v for k, v in src.items() if _number(v) is not None and not isinstance(v, str)}
-        for key in PRIMARY:
-            if key in nums:
-                return key, float(nums[key])
-        if nums:
-            key = next(iter(nums))
-            return key, float(nums[key])
+        key = primary_key(src)
+        if key is not None:
+            return key, float(src[key])
     return None
 
 
@@ -156,21 +166,38 @@ def _last_step_in(lines: list[bytes]) -> tuple[int, int] | None:
 
 @dataclass
 class RunRow:
+    """One run as ``lmconsole runs`` and the console's Runs, Experiments and System tabs show it."""
+
     run: Run
+    """The run directory."""
     status: str
+    """As :meth:`Run.status` says (a dead owner's run is interrupted); ``unreadable`` for a bad status.json."""
     reason: str
+    """Why the run stopped, or its files' problems ("unreadable: <file>: <reason>") when it has any."""
     task: str
+    """The config's task (inspect, pretrain, classify, qa); empty when the config has none."""
     model: str
+    """The config's model (a preset, a Hub id, a folder or ``run:<experiment>``); empty when none."""
     progress: str
+    """``120/480 25%`` from the last step logged, ``step 120`` without a total, ``100%`` once finished, else empty."""
     result_key: str
+    """The headline metric of a finished run (see :func:`primary_result`); empty before it finished."""
     result: float | None
-    tags: list = field(default_factory=list)
+    """That metric's value; None before the run finished."""
+    tags: list[str] = field(default_factory=list)
+    """Tags from meta.json, in the order they were added."""
     note: str = ""
+    """The note from meta.json."""
     archived: bool = False
-    config: dict = field(default_factory=dict)
-    final: dict = field(default_factory=dict)
-    problems: list = field(default_factory=list)
-    results: dict = field(default_factory=dict)  # the whole results.json (flags read its history)
+    """Archived runs are hidden unless asked for (``--archived``, ``A`` in the console)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """config.json: the hyperparameters the listing compares."""
+    final: dict[str, Any] = field(default_factory=dict)
+    """results.json's ``final`` metrics (filters compare them: ``accuracy>0.9``)."""
+    problems: list[str] = field(default_factory=list)
+    """The run's unreadable files, as :meth:`Run.problems` lists them."""
+    results: dict[str, Any] = field(default_factory=dict)
+    """The whole results.json (the flags read its history)."""
 
     @property
     def key(self) -> str:
@@ -394,10 +421,18 @@ def fit_width(header: list[str], rows: list[list[str]], drop: list[int], width: 
 
 
 class RowCache:
-    """:func:`run_row` for many runs, re-read only when ``status.json`` or ``meta.json`` changed
-    (or the run is still active). Call from a worker thread."""
+    """:func:`run_row` for many runs, re-read only when a run may have changed. Call from a worker thread.
 
-    def __init__(self):
+    A row is kept while its run's status is in ``ENDED`` (finished, failed, cancelled) and none of
+    status.json, meta.json and results.json changed: nothing else changes such a run (a resume,
+    a tag, a note rewrite one of those files). Every other row is read again at each load: a live
+    run's progress is in events.jsonl and its owner may die (running turns interrupted with no
+    file written); an interrupted run turns running as soon as a resume takes its lock, before
+    status.json says so; an unreadable one is read until it is fixed. The cost: one stat of three
+    files per ended run, one :func:`run_row` per other run.
+    """
+
+    def __init__(self) -> None:
         self._cache: dict[str, tuple[tuple, RunRow]] = {}
 
     @staticmethod
@@ -411,12 +446,13 @@ class RowCache:
         return tuple(out)
 
     def load(self, runs) -> list[RunRow]:
+        """The rows of ``runs`` (e.g. ``store.runs()``), in their order."""
         out = []
         for run in runs:
             key = str(run.path)
             stamp = self._stamp(run)
             hit = self._cache.get(key)
-            if hit and hit[0] == stamp and hit[1].status not in LIVE:
+            if hit and hit[0] == stamp and hit[1].status in ENDED:
                 out.append(hit[1])
                 continue
             row = run_row(run)

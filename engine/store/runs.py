@@ -22,7 +22,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import secrets
 import socket
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import TextIO
 from engine.errors import JobError
 from engine.events import Event, EventSink, StatusChanged, from_dict, to_json
 from engine.files import (
+    SAFE_NAME,
     atomic_write_json,
     atomic_write_text,
     is_disk_full,
@@ -43,7 +43,6 @@ from engine.status import ACTIVE, STATUSES
 from engine.tables import TABLE_NAME, Table
 
 UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def request_seq(req) -> int:

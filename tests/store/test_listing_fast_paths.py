@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from engine.events import EvalFinished, LogEmitted, StatusChanged, StepLogged, to_json
-from engine.store.listing import last_step, list_rows, run_row
-from engine.store.runs import Run, RunStore, read_json_object
+from engine.store.listing import RowCache, last_step, list_rows, run_row
+from engine.store.runs import OwnerLock, Run, RunStore, read_json_object
 
 
 def _full_read_last_step(run: Run):
@@ -92,6 +92,30 @@ def test_run_row_reads_each_file_once_and_says_the_same(tmp_path, monkeypatch):
     assert read_json_object(str(bad.path / "results.json"))[1].startswith(
         "unreadable: results.json: expected a JSON object"
     )
+
+
+def test_row_cache_keeps_ended_runs_and_reads_every_other_run_again(tmp_path):
+    store = _store(tmp_path)
+    done = store.create("exp", {"task": "classify"})
+    (done.path / "status.json").write_text(json.dumps({"status": "finished"}))
+    (done.path / "results.json").write_text(json.dumps({"final": {"accuracy": 0.9}}))
+    live = store.create("exp", {"task": "pretrain"})
+    (live.path / "status.json").write_text(json.dumps({"status": "running"}))  # no owner: interrupted
+    cache = RowCache()
+    first = {r.run.path: r for r in cache.load(store.runs())}
+    assert first[live.path].status == "interrupted" and first[done.path].result_key == "accuracy"
+    # a resume holds the lock before it writes status.json: the row says running at once
+    lock = OwnerLock(live.path / "owner.lock")
+    assert lock.acquire()
+    try:
+        live.events_path.write_text(to_json(StepLogged(step=5, epoch=0.1, loss=1.0, learning_rate=1e-4, total_steps=10)))
+        second = {r.run.path: r for r in cache.load(store.runs())}
+        assert second[live.path].status == "running" and second[live.path].progress == "5/10 50%"
+    finally:
+        lock.release()
+    assert second[done.path] is first[done.path]  # an ended run with the same files: the cached row
+    (done.path / "meta.json").write_text(json.dumps({"tags": ["best"]}))
+    assert {r.run.path: r for r in cache.load(store.runs())}[done.path].tags == ["best"]
 
 
 def test_runs_listing_skips_symlinks_and_folders_without_config(tmp_path):

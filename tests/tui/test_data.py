@@ -1,4 +1,4 @@
-"""The console's data layer (no UI): run feeds, summaries, formatting."""
+"""The console's data layer (no UI): run feeds, the runs list's rows, formatting."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue.jobqueue import JobQueue
+from engine.store.listing import RowCache, primary_result
 from engine.store.runs import RunStore
-from tui.data import FeedState, RunFeed, SummaryCache, compact_value, progress_text, result_summary, short_id
+from tui.data import FeedState, RunFeed, compact_value, progress_text, short_id
 from support.fakes import FakeRunner, write_history, write_manifest, write_run
 
 
@@ -133,17 +134,17 @@ def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
 
 def test_summaries_and_formatting(tmp_path):
     write_history(tmp_path)
-    cache = SummaryCache()
-    rows = cache.load(RunStore(tmp_path))
+    cache = RowCache()
+    rows = cache.load(RunStore(tmp_path).runs())
     by_id = {s.run.run_id[-4:]: s for s in rows}
-    assert by_id["aaaa"].result == "parameters.base 141,824"
-    assert by_id["bbbb"].result == "mlm_perplexity 180"
+    assert by_id["aaaa"].result_text == ""  # an inspect run's parameter counts are no headline metric
+    assert by_id["bbbb"].result_text == "mlm_perplexity 180"
     assert by_id["cccc"].status == "interrupted"
     assert by_id["dddd"].status == "failed" and "label column" in by_id["dddd"].reason
-    assert cache.load(RunStore(tmp_path))[0] is rows[0]  # unchanged finished runs come from the cache
-    assert RunStore(tmp_path / "nothing").runs() == [] and cache.load(RunStore(tmp_path / "nothing")) == []
+    assert cache.load(RunStore(tmp_path).runs())[0] is rows[0]  # unchanged finished runs come from the cache
+    assert RunStore(tmp_path / "nothing").runs() == [] and cache.load(RunStore(tmp_path / "nothing").runs()) == []
     assert short_id("20261129-152312-160143-abe0") == "11-29 15:23:12"
-    assert result_summary({"final": {"accuracy": 0.91234, "f1": 0.5}}) == "accuracy 0.9123"
+    assert primary_result({"final": {"accuracy": 0.91234, "f1": 0.5}}) == ("accuracy", 0.91234)
     assert (
         compact_value({"matrix": [[50, 3], [4, 43]], "labels": ["neg", "pos"]})
         == "matrix: [50 3; 4 43], labels: [neg, pos]"

@@ -7,6 +7,7 @@ Everything goes through the engine's public API: ``JobQueue.control`` /
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.binding import Binding
@@ -17,6 +18,12 @@ from engine.status import ACTIVE, LIVE
 from engine.store.runs import read_events
 
 from .dialogs import ConfirmDialog, ExportChoice, ExportDialog
+
+if TYPE_CHECKING:
+    from textual import getters
+    from textual.notifications import SeverityLevel
+
+    from ..appbase import ConsoleApp
 
 
 def job_for_run(queue, run):
@@ -89,8 +96,11 @@ class CurveViewKeys:
 class ConsoleScreen(Screen):
     """A screen with a way to say one line, confirm, control jobs and export."""
 
+    if TYPE_CHECKING:  # self.app is this console (runtime: Textual's own property)
+        app = getters.app(ConsoleApp)
+
     def say(self, text: str, level: str = "info") -> None:
-        severity = {"error": "error", "warning": "warning"}.get(level, "information")
+        severity: SeverityLevel = "error" if level == "error" else "warning" if level == "warning" else "information"
         self.notify(text, severity=severity, timeout=6 if level != "error" else 10)
 
     # -- experiments and jobs ----------------------------------------------------------
@@ -260,7 +270,7 @@ class ConsoleScreen(Screen):
                 self.say(f"{busy[0].key} is {busy[0].status}: cancel it before deleting", "error")
                 return
 
-            def confirmed(yes: bool) -> None:
+            def confirmed(yes: bool | None) -> None:
                 if yes:
                     apply(lambda r: delete_run(r.run), f"deleted {names}")
 

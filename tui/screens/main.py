@@ -18,10 +18,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from engine.status import ACTIVE, Status
-from engine.store.listing import RowCache
+from engine.store.listing import RowCache, RunRow
 from engine.study.export import export_runs
 
-from ..data import SummaryCache
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.experiments import ExperimentsPane
 from ..widgets.jobs import JobsPane
@@ -67,11 +66,9 @@ class MainScreen(ConsoleScreen):
         super().__init__()
         self._queue_version = -1
         self._ticks = 0
-        self._summaries: list = []
-        self._cache = SummaryCache()
-        self._rows_cache = RowCache()
-        self._loading = False
-        self._runs_shown: tuple = ()  # (summaries, rows) last passed to the panes
+        self._rows: list[RunRow] = []  # every run on disk, oldest first, as last passed to the panes
+        self._cache = RowCache()
+        self._rows_shown: list[RunRow] | None = None  # the rows load_runs last passed on (worker thread)
         self._probe = None  # engine.job.system.SystemProbe, made on first look at the system tab
 
     def compose(self) -> ComposeResult:
@@ -139,13 +136,13 @@ class MainScreen(ConsoleScreen):
         manifest = self.app.manifest
         self.query_one(TitleBar).update(
             f"lmconsole · {manifest.path.name} · {len(manifest.experiments)} experiments · "
-            f"{len(self._summaries)} runs" + (" · " + ", ".join(parts) if parts else "")
+            f"{len(self._rows)} runs" + (" · " + ", ".join(parts) if parts else "")
         )
 
     def _update_experiments(self) -> None:
         statuses: dict[str, tuple[str, str]] = {}
-        for s in self._summaries:  # oldest first: the latest run wins
-            statuses[s.run.experiment] = (s.status, s.reason)
+        for r in self._rows:  # oldest first: the latest run wins
+            statuses[r.run.experiment] = (r.status, r.reason)
         for job in self.app.queue.jobs:  # this console's jobs are fresher than the disk
             if not job.done or job.status == "blocked" or job.run is None:
                 statuses[job.experiment] = (job.status, job.reason)
@@ -153,14 +150,13 @@ class MainScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:
-        summaries = self._cache.load(self.app.store)
-        rows = self._rows_cache.load([s.run for s in summaries])  # tags, note, hyperparameters of the runs list
+        rows = self._cache.load(self.app.store.runs())
         # Nothing changed on disk (the usual case, every few seconds): the panes are not rebuilt
         # (with 1,000 runs that costs the UI thread a noticeable pause, felt as a stalled key).
-        if (summaries, rows) == self._runs_shown:
+        if rows == self._rows_shown:
             return
-        self._runs_shown = (summaries, rows)
-        self.app.call_from_thread(self._apply_runs, summaries, rows)
+        self._rows_shown = rows
+        self.app.call_from_thread(self._apply_runs, rows)
 
     @work(thread=True, exclusive=True, group="system", exit_on_error=False)
     def sample_system(self) -> None:
@@ -168,12 +164,12 @@ class MainScreen(ConsoleScreen):
 
         if self._probe is None:
             self._probe = SystemProbe()
-        view = sample_view(self._probe, self._summaries)
+        view = sample_view(self._probe, self._rows)
         self.app.call_from_thread(self.query_one(SystemPane).set_view, view)
 
-    def _apply_runs(self, summaries, rows=None) -> None:
-        self._summaries = summaries
-        self.query_one(RunsPane).set_summaries(summaries, rows)
+    def _apply_runs(self, rows: list[RunRow]) -> None:
+        self._rows = rows
+        self.query_one(RunsPane).set_runs(rows)
         self._update_experiments()
         self._update_title()
         if getattr(self.app, "freeze_heap", False):
@@ -185,8 +181,13 @@ class MainScreen(ConsoleScreen):
         self._focus_tab(tab)
 
     def _focus_tab(self, tab: str) -> None:
-        pane = {"experiments": ExperimentsPane, "jobs": JobsPane, "runs": RunsPane, "system": SystemPane}[tab]
-        self.query_one(pane).focus_table()
+        panes: dict[str, type[ExperimentsPane | JobsPane | RunsPane | SystemPane]] = {
+            "experiments": ExperimentsPane,
+            "jobs": JobsPane,
+            "runs": RunsPane,
+            "system": SystemPane,
+        }
+        self.query_one(panes[tab]).focus_table()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -271,7 +272,7 @@ class MainScreen(ConsoleScreen):
     @on(ExperimentsPane.OpenRequested)
     def _open_experiment(self, msg: ExperimentsPane.OpenRequested) -> None:
         jobs = [j for j in self.app.queue.jobs if j.experiment == msg.experiment]
-        runs = [s.run for s in self._summaries if s.run.experiment == msg.experiment]
+        runs = [r.run for r in self._rows if r.run.experiment == msg.experiment]
         if jobs and not jobs[-1].done:
             self.open_run(job=jobs[-1])
         elif runs:

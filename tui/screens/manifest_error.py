@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,8 +13,16 @@ from textual.widgets import Footer, Static
 
 from ..widgets.bars import TitleBar
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from ..appbase import ConsoleApp
+
 
 class ManifestErrorScreen(Screen):
+    if TYPE_CHECKING:  # self.app is this console (runtime: Textual's own property)
+        app = getters.app(ConsoleApp)
+
     BINDINGS = [Binding("r", "reload", "Reload manifest")]
 
     def __init__(self, error):

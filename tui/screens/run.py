@@ -158,7 +158,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         from engine.store.seeds import group_of, group_runs, group_stats
 
         run = self.feed.run
-        group = group_of(run) if run is not None and state.results else ""
+        if run is None or not state.results:
+            return None
+        group = group_of(run)
         if not group:
             return None
         if self._seed_stats is not None and time.monotonic() - self._seed_read < 5:
@@ -221,7 +223,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                 [Series(self.metric, *eval_series(state.evals, self.metric))],
                 title=f"{self.metric} on {split} per epoch (m: next)",
                 key=(len(state.evals), self.metric),
-                best={True: "max", False: "min"}.get(better, ""),
+                best="" if better is None else "max" if better else "min",
             )
             self.auto_log(plot, self.metric)
 
@@ -314,7 +316,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
     def _draw_log(self, state) -> None:
         log = self.query_one(RichLog)
         logs = state.logs
-        start = 0
+        start: int | None = 0
         if self._log_mark is not None:
             start = next((i + 1 for i in range(len(logs) - 1, -1, -1) if logs[i] is self._log_mark), None)
             if start is None:  # the store dropped old lines: continue by time
@@ -340,8 +342,10 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="table", exit_on_error=False)
     def _table_worker(self, name: str) -> None:
+        run = self.feed.run
         try:
-            table, msg = self.feed.run.read_table(name), ""
+            assert run is not None  # the tables listed are this run's
+            table, msg = run.read_table(name), ""
         except Exception as exc:  # noqa: BLE001 - a corrupt table file is shown, not raised
             table, msg = None, f"cannot read table {name}: {exc}"
         self.app.call_from_thread(lambda: self.query_one(TableView).show(table, msg))
@@ -410,10 +414,11 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         from .dialogs import ConfirmDialog, PushDialog
 
         run = self.feed.run
-        if run is None or run.final_model() is None:
+        model = run.final_model() if run is not None else None
+        if run is None or model is None:
             self.say("only a finished training run with a saved model can be pushed")
             return
-        files = sorted(p.name for p in run.final_model().iterdir() if p.is_file()) + ["README.md (model card)"]
+        files = sorted(p.name for p in model.iterdir() if p.is_file()) + ["README.md (model card)"]
 
         def confirmed(choice, yes) -> None:
             if yes:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
@@ -13,6 +15,9 @@ from engine.status import PROBLEM, UNEXPECTED
 
 from ..data import status_text
 from .panes import Note, TablePane
+
+if TYPE_CHECKING:
+    from engine.manifest import Experiment
 
 
 def data_of(exp) -> str:
@@ -50,7 +55,7 @@ class ExperimentsPane(TablePane):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.experiments = ()
+        self.experiments: Sequence[Experiment] = ()
         self.statuses: dict[str, tuple[str, str]] = {}
 
     def set_experiments(self, experiments, statuses: dict[str, tuple[str, str]]) -> None:
@@ -82,11 +87,12 @@ class ExperimentsPane(TablePane):
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.post_message(self.OpenRequested(event.row_key.value))
+        if event.row_key.value is not None:
+            self.post_message(self.OpenRequested(event.row_key.value))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        name = event.row_key.value
+        name = event.row_key.value or ""
         exp = next((e for e in self.experiments if e.name == name), None)
         if exp is None:
             return

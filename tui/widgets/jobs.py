@@ -4,6 +4,7 @@ and the one-line reason of failures."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
@@ -14,6 +15,9 @@ from engine.status import PROBLEM
 
 from ..data import progress_text, short_id, status_text
 from .panes import Note, TablePane
+
+if TYPE_CHECKING:
+    from engine.queue.jobqueue import Job
 
 
 class JobsPane(TablePane):
@@ -33,20 +37,20 @@ class JobsPane(TablePane):
     @dataclass
     class ControlRequested(Message):
         action: str  # pause | cancel | retry (pause toggles pause/resume)
-        job: object
+        job: Job
 
     @dataclass
     class MoveRequested(Message):
-        job: object
+        job: Job
         delta: int
 
     @dataclass
     class OpenRequested(Message):
-        job: object
+        job: Job
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.jobs: dict[str, object] = {}
+        self.jobs: dict[str, Job] = {}
 
     def set_jobs(self, jobs) -> None:
         self.jobs = {str(j.id): j for j in jobs}
@@ -71,7 +75,7 @@ class JobsPane(TablePane):
             )
         self.set_rows(rows)
 
-    def current_job(self):
+    def current_job(self) -> Job | None:
         return self.jobs.get(self.cursor_key or "")
 
     def action_control(self, action: str) -> None:
@@ -88,13 +92,13 @@ class JobsPane(TablePane):
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        job = self.jobs.get(event.row_key.value)
+        job = self.jobs.get(event.row_key.value or "")
         if job is not None:
             self.post_message(self.OpenRequested(job))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        job = self.jobs.get(event.row_key.value)
+        job = self.jobs.get(event.row_key.value or "")
         if job is None:
             return
         if job.status in PROBLEM and job.reason:

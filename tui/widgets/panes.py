@@ -82,7 +82,8 @@ class ListTable(DataTable):
 
     def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
         if column_index in self._offscreen and row_index >= 0:
-            row = self.rows.get(self._row_locations.get_key(row_index))
+            key = self._row_locations.get_key(row_index)
+            row = self.rows.get(key) if key is not None else None
             if row is not None and row.height == 1 and not row.auto_height:
                 from rich.segment import Segment
 
@@ -94,9 +95,11 @@ class ListTable(DataTable):
         repeated 1,000 times, was most of a filter key's time). Same resulting table."""
         try:
             from textual.widgets._data_table import DuplicateKey, Row, RowKey
-        except ImportError:
-            DuplicateKey = None
-        if DuplicateKey is None or not hasattr(self, "_row_locations") or not rows:
+        except ImportError:  # a Textual without these internals: the public way, row by row
+            internals = False
+        else:
+            internals = True
+        if not internals or not hasattr(self, "_row_locations") or not rows:
             for key, cells in rows:
                 self.add_row(*cells, key=key)
             return
@@ -139,7 +142,8 @@ class ListTable(DataTable):
         try:
             from textual.render import measure
 
-            keys = [k for k in new_rows if self._row_locations.get(k) is not None]
+            located = {k: i for k in new_rows if (i := self._row_locations.get(k)) is not None}
+            keys = list(located)
             if any(self.rows[k].label is not None or self.rows[k].auto_height for k in keys):
                 return super()._update_dimensions(new_rows)
             console, columns = self.app.console, self.ordered_columns
@@ -148,7 +152,7 @@ class ListTable(DataTable):
                 cells = tuple(data.get(c.key) for c in columns)
                 hit = self._measured.get(key)
                 if hit is None or hit[0] != cells:
-                    _, renderables = self._get_row_renderables(self._row_locations.get(key))
+                    _, renderables = self._get_row_renderables(located[key])
                     hit = (cells, [measure(console, r, 1) for r in renderables])
                     self._measured[key] = hit
                 for column, width in zip(columns, hit[1]):

@@ -185,7 +185,7 @@ class CurvePlot(PlotextPlot):
     # -- drawing --------------------------------------------------------------------------
     def _values(self, ys: list[float]) -> list[float | None]:
         if not self.log_y:
-            return ys
+            return list(ys)  # a copy typed as the log branch's (plotext only reads it)
         return [math.log10(y) if y > 0 else None for y in ys]
 
     def _title(self, shown: list[Series], width: int) -> str:
@@ -257,9 +257,9 @@ class CurvePlot(PlotextPlot):
             if b - a < 1:
                 b = a + 1
             step = max(1, math.ceil((b - a) / max(1, count - 1)))
-            ticks = list(range(a, b + step, step))
-            plt.ylim(ticks[0], ticks[-1])
-            plt.yticks(ticks, [log_label(t) for t in ticks])
+            powers: list[float] = list(range(a, b + step, step))
+            plt.ylim(powers[0], powers[-1])
+            plt.yticks(powers, [log_label(t) for t in powers])
             return
         # At most ``count`` ticks, so each has a row of its own with a blank row between:
         # two ticks on one row would show one label at random.
@@ -268,9 +268,9 @@ class CurvePlot(PlotextPlot):
             if len(ticks) <= count:
                 break
             ticks = nice_ticks(lo, hi, intervals)
-        step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+        tick_step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
         plt.ylim(ticks[0], ticks[-1])
-        plt.yticks(ticks, [tick_label(t, step) for t in ticks])
+        plt.yticks(ticks, [tick_label(t, tick_step) for t in ticks])
 
     def _x_ticks(self, lo: float, hi: float, count: int) -> None:
         plt = self.plt

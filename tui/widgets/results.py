@@ -90,7 +90,8 @@ def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
     nested: dict = {}
     if evals:
         nested.update({k: v for k, v in evals[-1].metrics.items() if isinstance(v, (dict, list))})
-    source = results.get("final") if isinstance(results.get("final"), dict) else results
+    final = results.get("final")
+    source: dict = final if isinstance(final, dict) else results
     for k, v in source.items():
         if isinstance(v, (dict, list)) and k != "history":
             nested[k] = v

@@ -10,6 +10,7 @@ header) sort by any column; ``/`` filters with the engine's filter language
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -18,28 +19,17 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from engine.status import STOPPED
-from engine.store.listing import RunRow, differing_keys, fmt_value, parse_filter, sort_rows
+from engine.store.listing import RunRow, differing_keys, fmt_value, parse_filter, short_name, sort_rows
 
 from ..data import short_id, status_text
 from .panes import Note, TablePane
 
+if TYPE_CHECKING:
+    from engine.store.runs import Run
+
 MAX_HYPER = 6  # differing hyperparameters shown as columns (the rest: `lmconsole runs`)
 BASE_COLUMNS = (" ", "experiment", "started", "status", "result", "tags")
 TAIL_COLUMNS = ("note",)
-SHORT = {
-    "learning_rate": "lr",
-    "batch_size": "bs",
-    "weight_decay": "wd",
-    "max_seq_length": "seq",
-    "gradient_accumulation_steps": "accum",
-}
-
-
-def _row_from_summary(s) -> RunRow:
-    """A bare row for a summary without its run's details (config, tags) loaded."""
-    return RunRow(
-        run=s.run, status=s.status, reason=s.reason, task=s.task, model=s.model, progress="", result_key="", result=None
-    )
 
 
 class RunsPane(TablePane):
@@ -67,26 +57,26 @@ class RunsPane(TablePane):
     @dataclass
     class RunsRequested(Message):
         action: str  # compare | export
-        runs: list
+        runs: list[Run]
 
     @dataclass
     class ControlRequested(Message):
         action: str
-        run: object
+        run: Run
 
     @dataclass
     class OpenRequested(Message):
-        run: object
+        run: Run
 
     @dataclass
     class EditRequested(Message):
         action: str  # tags | note | archive | delete
-        rows: list  # engine.store.listing.RunRow
+        rows: list[RunRow]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.summaries: dict[str, object] = {}
-        self.rows: dict[str, RunRow] = {}
+        self._all_rows: list[RunRow] = []  # archived or not, as set_runs passed them
+        self.rows: dict[str, RunRow] = {}  # the rows listed now, by key
         self.hyper: list[str] = []
         self.sort_column = "started"
         self.sort_desc = True  # newest first
@@ -98,9 +88,9 @@ class RunsPane(TablePane):
         self.table.fixed_columns = 2  # mark and experiment stay while the columns scroll sideways (right/left)
 
     # -- data ---------------------------------------------------------------------
-    def set_summaries(self, summaries, rows: list[RunRow] | None = None) -> None:
-        self.summaries = {s.key: s for s in summaries}
-        self._all_rows = rows if rows is not None else [_row_from_summary(s) for s in summaries]
+    def set_runs(self, rows: list[RunRow]) -> None:
+        """Every run on disk (archived ones too: ``A`` switches between the two lists)."""
+        self._all_rows = rows
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -129,7 +119,7 @@ class RunsPane(TablePane):
         self.set_rows(out)
 
     def _label(self, column: str) -> str:
-        label = SHORT.get(column, column)
+        label = short_name(column)
         if column == self.sort_column:
             label += " ▼" if self.sort_desc else " ▲"
         return label
@@ -160,7 +150,7 @@ class RunsPane(TablePane):
         self._terms = parse_filter(self.filter_text)
         super()._show()
 
-    def selected_runs(self) -> list:
+    def selected_runs(self) -> list[Run]:
         return [self.rows[k].run for k in self.marked_or_current() if k in self.rows]
 
     def selected_rows(self) -> list[RunRow]:
@@ -237,13 +227,13 @@ class RunsPane(TablePane):
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        row = self.rows.get(event.row_key.value)
+        row = self.rows.get(event.row_key.value or "")
         if row is not None:
             self.post_message(self.OpenRequested(row.run))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        r = self.rows.get(event.row_key.value)
+        r = self.rows.get(event.row_key.value or "")
         if r is None:
             return
         text = f"{r.key}: {r.status}" + (f": {r.reason}" if r.reason else "")

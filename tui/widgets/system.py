@@ -9,6 +9,7 @@ reason (no driver, nvidia-ml-py missing, no GPUs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -16,23 +17,27 @@ from textual.widgets import DataTable, Static
 
 from .panes import sync_rows
 
+if TYPE_CHECKING:
+    from engine.job.system import GpuSample, HostSample
+    from engine.store.listing import RunRow
+
 
 @dataclass
 class SystemView:
-    host: object = None  # engine.job.system.HostSample | None
-    gpus: list = field(default_factory=list)  # engine.job.system.GpuSample
+    host: HostSample | None = None
+    gpus: list[GpuSample] = field(default_factory=list)
     gpu_reason: str = ""
     host_reason: str = ""
     holders: dict = field(default_factory=dict)  # GPU index -> ["experiment", ...]
     jobs: list = field(default_factory=list)  # [(experiment, [gpu indices])] of running/paused runs
 
 
-def sample_view(probe, summaries) -> SystemView:
-    """Read the figures now and who holds which GPU (call from a worker thread)."""
+def sample_view(probe, rows: list[RunRow]) -> SystemView:
+    """Read the figures now and who holds which GPU (call from a worker thread); ``rows``: the runs on disk."""
     from engine.job.system import gpus_of
     from engine.status import ACTIVE
 
-    jobs = [(s.run.experiment, gpus_of(s.run)) for s in summaries if s.status in ACTIVE]
+    jobs = [(r.run.experiment, gpus_of(r.run)) for r in rows if r.status in ACTIVE]
     holders: dict[int, list[str]] = {}
     for name, gpus in jobs:
         for g in gpus:
@@ -114,7 +119,7 @@ class SystemPane(Vertical):
         yield Static("reading system figures…", id="sys-host")
         yield Static("", id="sys-jobs")
         yield Static("", id="sys-reason", classes="reason")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="sys-gpus")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="sys-gpus")
         for col in self.COLUMNS:
             table.add_column(col, key=col)
         yield table
