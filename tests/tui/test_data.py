@@ -10,8 +10,9 @@ import pytest
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue.jobqueue import JobQueue
+from engine.store.follow import FeedState, RunFeed
 from engine.store.runs import RunStore
-from tui.data import FeedState, RunFeed, SummaryCache, compact_value, progress_text, result_summary, short_id
+from tui.data import SummaryCache, compact_value, progress_text, result_summary, short_id, status_line
 from support.fakes import FakeRunner, write_history, write_manifest, write_run
 
 
@@ -25,7 +26,7 @@ def test_feed_follows_a_run_directory_and_settles(tmp_path):
     assert state.results["global_step"] == 30
     feed.poll()
     assert feed._settled  # finished and not growing: no more reading
-    assert "✓ finished · step 30/30 (100%) · epoch 2.00 · 5.0k tok/s · cpu, fp32 512 MB" == state.status_line()
+    assert "✓ finished · step 30/30 (100%) · epoch 2.00 · 5.0k tok/s · cpu, fp32 512 MB" == status_line(state)
 
 
 def test_feed_survives_bad_lines(tmp_path):
@@ -152,4 +153,4 @@ def test_summaries_and_formatting(tmp_path):
     assert progress_text(step) == "step 20/168 11% ETA 3m38s"
     assert progress_text(step, active=False) == "step 20/168 11%"
     failed = FeedState(status="failed", reason="RuntimeError: boom", last_step=step)
-    assert failed.status_line().startswith("✗ failed: RuntimeError: boom · step 20/168")
+    assert status_line(failed).startswith("✗ failed: RuntimeError: boom · step 20/168")
