@@ -87,7 +87,7 @@ def _finish(queue, job, start):
     """Never leave the blocking fake job running (its thread is not a daemon)."""
     start.set()
     queue.refresh()
-    queue.cancel(job)
+    queue.control(job, "cancel")
     queue.wait(10)
 
 
@@ -108,7 +108,7 @@ def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, actio
         if action == "pause":
             assert queue.pause(job) == "sent"
         else:
-            assert "cancel requested" in queue.cancel(job)
+            assert "cancel requested" in queue.control(job, "cancel")
         start.set()
         want = "cancelled" if action == "cancel" else "paused"
         assert _until(queue, job, want), (job.status, job.reason)
@@ -124,7 +124,7 @@ def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
     queue, job, start = _starting_job(tmp_path)
     try:
         assert queue.pause(job) == "sent"
-        queue.cancel(job)
+        queue.control(job, "cancel")
         start.set()
         queue.wait(10)
     finally:
