@@ -8,7 +8,7 @@ against their goals (``measure``); ``all`` does both in a temporary folder (``be
 2. the console in tmux at 80x24: time to its first frame (<= 2 s; also: until the runs are
    listed), then key presses on the Runs tab (down-arrow scrolling, typing a filter), each timed
    from just before ``tmux send-keys`` until ``capture-pane`` shows the change (p95 <= 150 ms);
-3. following a growing events file (``tui.data.RunFeed.poll``, the run view's reader):
+3. following a growing events file (``engine.store.follow.RunFeed.poll``, the run view's reader):
    bytes the process read (``/proc/self/io`` rchar) for a poll after N new lines, against the
    size of those lines (goal: reads only what is new, not the whole file);
 4. the run view's plots of a 1M-step run: points handed to plotext and the time of one plot
@@ -596,9 +596,9 @@ def _rchar() -> int:
 
 def measure_follow(big_run: Path, new_lines: int = 1000) -> dict:
     """``RunFeed.poll`` on a 1M-line run, then after ``new_lines`` appended lines: bytes read each time."""
+    from engine.store.follow import RunFeed
     from engine.store.runs import OwnerLock, Run
     from engine.store.runs import atomic_write_json as write
-    from tui.data import RunFeed
 
     run = Run(big_run)
     events = run.events_path
@@ -683,8 +683,9 @@ def measure_plot(big_run: Path, reps: int = 5, steps: list | None = None) -> dic
 
     from textual.app import App
 
+    from engine.store.follow import RunFeed
     from engine.store.runs import Run
-    from tui.data import RunFeed, step_series
+    from tui.data import step_series
     from tui.widgets.plots import CurvePlot, Series
 
     if steps is None:

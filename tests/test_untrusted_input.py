@@ -489,7 +489,7 @@ def test_big_events_file_opens_in_bounded_memory(tmp_path):
     import tracemalloc
 
     from engine.events import EvalFinished, to_json
-    from tui.data import RunFeed
+    from engine.store.follow import RunFeed
 
     run = write_run(tmp_path / "runs", "pretrain", RID, tables=False)
     step = to_json(

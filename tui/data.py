@@ -1,33 +1,18 @@
-"""Plain data for the console: run feeds, series for the plots and one-line formatting. No Textual here.
+"""Plain data for the console: series for the plots and one-line formatting. No Textual here.
 
-A :class:`RunFeed` gives the console one view of a run's metrics whoever runs it:
-every job runs in its own process, so the feed follows the run directory with the
-engine's :class:`~engine.store.follow.RunFollower` (offsets, torn lines, rewinds after a
-resume) into a private MetricStore, and takes status words from the job when it has one.
-
-``poll()`` does file I/O (new bytes of ``events.jsonl`` only): call it from a
-worker thread on a 1-2 Hz timer, never per training step.
+A run's metrics come from the engine's :class:`~engine.store.follow.RunFeed` (the one
+reader of a run's events, for the console and the queue alike); :func:`status_line`
+renders its :class:`~engine.store.follow.FeedState` in one line.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-from engine.events import (
-    EvalFinished,
-    LogEmitted,
-    MetricStore,
-    PhaseStarted,
-    ProgressUpdated,
-    RunStarted,
-    StepLogged,
-    TableWritten,
-)
-from engine.status import ACTIVE, FINAL, UNEXPECTED, WAITING
-from engine.store.follow import RunFollower
+from engine.events import EvalFinished, StepLogged
+from engine.status import ACTIVE, UNEXPECTED
+from engine.store.follow import FeedState, phase_text
 from engine.store.listing import PRIMARY, primary_key
-from engine.store.runs import Run
 from engine.tables import fmt_duration, fmt_num
 
 STATUS_ICON = {
@@ -56,15 +41,6 @@ def short_id(run_id: str) -> str:
     return run_id[:14]
 
 
-def phase_text(event) -> str:
-    if isinstance(event, ProgressUpdated):
-        pct = f" ({100 * event.done // event.total}%)" if event.total else ""
-        return f"{event.phase} {event.done:,}/{event.total:,}{pct}"
-    if isinstance(event, PhaseStarted):
-        return f"{event.phase}: {event.detail}" if event.detail else event.phase
-    return ""
-
-
 def progress_text(last_step: StepLogged | None, phase=None, active: bool = True) -> str:
     """Short progress cell for tables: ``step 20/168 12% ETA 3m38s`` or the current phase."""
     if last_step is not None:
@@ -75,138 +51,28 @@ def progress_text(last_step: StepLogged | None, phase=None, active: bool = True)
     return phase_text(phase)
 
 
-@dataclass
-class FeedState:
-    """A snapshot of one run for the UI thread (plain lists, safe to keep)."""
-
-    status: str = "queued"
-    reason: str = ""
-    steps: list = field(default_factory=list)
-    evals: list = field(default_factory=list)
-    logs: list = field(default_factory=list)
-    system: list = field(default_factory=list)  # SystemSampled events
-    last_step: StepLogged | None = None
-    phase: str = ""
-    device: str = ""
-    tables: tuple = ()
-    results: dict = field(default_factory=dict)
-    version: tuple = ()
-
-    def status_line(self) -> str:
-        """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``"""
-        parts = [status_text(self.status)]
-        if self.reason and self.status in UNEXPECTED:
-            parts[0] += f": {self.reason}"
-        s = self.last_step
-        if s is not None:
-            tot = s.total_steps
-            parts.append(f"step {s.step}/{tot}" + (f" ({100 * s.step // tot}%)" if tot else ""))
-            parts.append(f"epoch {s.epoch:.2f}")
-            if s.tokens_per_s:
-                parts.append(f"{s.tokens_per_s / 1000:.1f}k tok/s")
-            if s.eta_s is not None and self.status in ACTIVE:
-                parts.append(f"ETA {fmt_duration(s.eta_s)}")
-        elif self.phase and self.status in ACTIVE:
-            parts.append(self.phase)
-        dev = self.device
-        if s is not None and s.memory_mb:
-            dev = f"{dev} {s.memory_mb:,.0f} MB".strip()
-        if dev:
-            parts.append(dev)
-        return " · ".join(parts)
-
-
-class RunFeed:
-    """Metric history of one run for the console, whichever process runs it (see module doc)."""
-
-    def __init__(self, run: Run | None = None, job=None):
-        self.job = job
-        self.run = run
-        self._store = MetricStore()
-        self._follower: RunFollower | None = None
-        self._phase = ""
-        self._device = ""
-        self._tables: tuple = ()
-        self._tables_dirty = True
-        self._results: dict = {}
-        self._disk_status: dict = {"status": "queued"}
-        self._settled = False  # a final run whose file stopped growing: nothing left to read
-        self._stamp = None  # (size, mtime) of events.jsonl when the feed settled
-
-    @property
-    def generation(self) -> int:
-        """Bumps when the history is re-read from the start (the run was rewound by a resume)."""
-        return self._follower.generation if self._follower is not None else 0
-
-    def attach(self, job) -> None:
-        """Follow this job from now on (e.g. after resuming this run)."""
-        self.job = job
-        self._settled = False
-
-    def _current_run(self) -> Run | None:
-        if self.run is None and self.job is not None:
-            self.run = self.job.run or self.job.resume
-        if self.run is not None and (self._follower is None or self._follower.run.path != self.run.path):
-            self._follower = RunFollower(self.run)
-        return self.run
-
-    def poll(self) -> FeedState:
-        run = self._current_run()
-        grew = False
-        if run is not None and self._settled and self._follower.stamp() != self._stamp:
-            self._settled = False  # written again (e.g. resumed by another process)
-        if run is not None and not self._settled:
-            events, rewound = self._follower.poll()
-            if rewound:
-                self._store = MetricStore()
-                self._phase = ""
-                self._tables_dirty = True
-            for ev in events:
-                grew = True
-                if isinstance(ev, RunStarted) and ev.device:
-                    self._device = ev.device
-                elif isinstance(ev, LogEmitted) and ev.message.startswith("device "):
-                    self._device = ev.message[len("device ") :]
-                elif isinstance(ev, (PhaseStarted, ProgressUpdated)):
-                    self._phase = phase_text(ev)
-                elif isinstance(ev, TableWritten):
-                    self._tables_dirty = True
-                self._store.emit(ev)
-            if self._tables_dirty:
-                self._tables = tuple(run.table_names())
-                self._tables_dirty = False
-        snap = self._store.snapshot()
-        if self.job is not None and hasattr(self.job, "refresh"):
-            self.job.refresh()  # the queue's view of it (rate-limited re-read of the queue on disk)
-        if self.job is not None and (run is None or self.job.status in WAITING or self.job.reason == "starting"):
-            status, reason = str(self.job.status), self.job.reason or snap["reason"]
-        elif run is not None:
-            self._disk_status = run.status()  # status.json (+ a lock probe): cheap at 1 Hz
-            status, reason = self._disk_status.get("status", "queued"), self._disk_status.get("reason", "")
-        else:
-            status, reason = "queued", ""
-        if run is not None and status in FINAL:
-            if not self._results or grew:
-                self._results = run.results()
-            # Finished and not growing: stop re-reading (until a resume writes again).
-            if not grew and self._follower.offset > 0:
-                self._settled, self._stamp = True, self._follower.stamp()
-        elif self._settled:
-            self._settled = False
-        return FeedState(
-            status=status,
-            reason=reason,
-            steps=snap["steps"],
-            evals=snap["evals"],
-            logs=snap["logs"],
-            system=snap.get("system", []),
-            last_step=snap["last_step"],
-            phase=self._phase,
-            device=self._device,
-            tables=self._tables,
-            results=self._results,
-            version=(self.generation, snap["version"], status, len(self._tables), bool(self._results), self._phase),
-        )
+def status_line(state: FeedState) -> str:
+    """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``"""
+    parts = [status_text(state.status)]
+    if state.reason and state.status in UNEXPECTED:
+        parts[0] += f": {state.reason}"
+    s = state.last_step
+    if s is not None:
+        tot = s.total_steps
+        parts.append(f"step {s.step}/{tot}" + (f" ({100 * s.step // tot}%)" if tot else ""))
+        parts.append(f"epoch {s.epoch:.2f}")
+        if s.tokens_per_s:
+            parts.append(f"{s.tokens_per_s / 1000:.1f}k tok/s")
+        if s.eta_s is not None and state.status in ACTIVE:
+            parts.append(f"ETA {fmt_duration(s.eta_s)}")
+    elif state.phase and state.status in ACTIVE:
+        parts.append(state.phase)
+    dev = state.device
+    if s is not None and s.memory_mb:
+        dev = f"{dev} {s.memory_mb:,.0f} MB".strip()
+    if dev:
+        parts.append(dev)
+    return " · ".join(parts)
 
 
 def eval_series(evals: list[EvalFinished], key: str) -> tuple[list, list]:

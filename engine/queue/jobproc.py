@@ -14,7 +14,6 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 
 from engine.status import CLEAN_EXIT
 
@@ -37,30 +36,23 @@ def main(argv=None) -> int:
 
     from engine.errors import ManifestError
     from engine.manifest import load
-    from engine.queue.jobqueue import QueueFile, ensure_scheduler, seeded
-    from engine.store.runs import Run, RunStore
+    from engine.queue.launch import ensure_scheduler
+    from engine.queue.queuefile import QueueFile
+    from engine.store.runs import RunStore
 
     qf = QueueFile(args.runs_dir)
-    entry = next((e for e in qf.read()["jobs"] if e["id"] == args.job), None)
-    if entry is None or not entry.get("run"):
+    entry = qf.read().get(args.job)
+    if entry is None or not entry.run:
         print(f"job {args.job}: not in {qf.path}", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    store = RunStore(args.runs_dir)
-    run = Run(Path(args.runs_dir) / entry["run"])
+    kwargs = entry.runner_kwargs(RunStore(args.runs_dir))
+    run = kwargs["run"]
     code = 1
     try:
-        manifest = load(entry["manifest"])
-        _runner()(
-            manifest,
-            entry["experiment"],
-            run=run,
-            resume_flag=bool(entry.get("resume")),
-            store=store,
-            seen_seq=int(entry.get("seen_seq", 0)),
-            **seeded(entry),
-        )
+        manifest = load(entry.manifest or "")
+        _runner()(manifest, entry.experiment, **kwargs)
         code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
     except ManifestError as exc:
         from engine.events import JobFailed, StatusChanged
@@ -69,13 +61,13 @@ def main(argv=None) -> int:
         reason = f"the manifest no longer loads: {exc.problems[0] if exc.problems else exc}"
         writer = RunWriter(run).open()
         try:
-            writer.emit(JobFailed(reason=reason, hint=f"fix {entry['manifest']} and resume the job (R)"))
+            writer.emit(JobFailed(reason=reason, hint=f"fix {entry.manifest} and resume the job (R)"))
             writer.emit(StatusChanged(status="failed", reason=reason))
         finally:
             writer.close()
     finally:
         try:  # the scheduler may have died (OOM, kill): the queue must not stall
-            ensure_scheduler(qf, entry["manifest"])
+            ensure_scheduler(qf, entry.manifest or "")
         except OSError:
             pass
     return code

@@ -2,7 +2,7 @@
 
 Started on demand (detached, its own session) by any client that queues work;
 at most one runs per runs directory (``scheduler.lock``). Every half second it
-starts what may start (:func:`engine.queue.jobqueue.advance`: slots, GPUs, dependencies)
+starts what may start (:func:`engine.queue.schedule.advance`: slots, GPUs, dependencies)
 and reaps its children. It exits when no job waits; a client that queues more,
 or a job process that ends, starts it again. Job processes do not depend on it:
 killing the scheduler stops only the starting of new jobs until the next start.
@@ -25,20 +25,15 @@ def main(argv=None) -> int:
 
     from engine.errors import ManifestError
     from engine.manifest import load
-    from engine.queue.jobqueue import (
-        ProcessLauncher,
-        QueueFile,
-        _flock,
-        _unlock,
-        advance,
-        scheduler_gpus,
-        waiting_count,
-    )
+    from engine.queue.gpus import scheduler_gpus
+    from engine.queue.launch import ProcessLauncher
+    from engine.queue.queuefile import QueueFile, flock, unlock
+    from engine.queue.schedule import advance, waiting_count
     from engine.store.runs import RunStore
 
     qf = QueueFile(args.runs_dir)
     qf.dir.mkdir(parents=True, exist_ok=True)
-    me = _flock(qf.scheduler_lock, blocking=False)
+    me = flock(qf.scheduler_lock, blocking=False)
     if me is None:
         return 0  # another scheduler has it
     os.ftruncate(me, 0)
@@ -62,15 +57,15 @@ def main(argv=None) -> int:
             launcher.reap()
             # Exit only under the queue lock: a client that queues meanwhile either is seen
             # here or finds the scheduler lock free afterwards and starts a new scheduler.
-            with qf.change():
+            with qf.locked():
                 if waiting_count(qf, store, launcher.alive, len(scheduler_gpus(manifest.settings))) == 0:
-                    _unlock(me)
+                    unlock(me)
                     me = None
                     return 0
             time.sleep(args.poll)
     finally:
         if me is not None:
-            _unlock(me)
+            unlock(me)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``runs`` (a run's directory, its writer and readers, the store of all runs), ``meta``
 (tags, note, archive flag), ``listing`` (the rows of ``lmconsole runs`` and the console's
-runs tab, with their cache), ``follow`` (reading a live run's events as they are written),
+runs tab, with their cache), ``follow`` (reading a live run's events as they are written, and
+the metric history a ``RunFeed`` builds of them for the console and the queue),
 ``seeds`` (runs of one experiment over several seeds, and their mean / std).
 
 May import: the leaves (``engine.errors``, ``status``, ``files``, ``events``, ``tables``,

@@ -49,11 +49,11 @@ def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
     (job,) = q.submit(["pre"])
     deadline = time.time() + 120
     while time.time() < deadline and not (
-        job.refresh().run and any(isinstance(e, StepLogged) for e in job.run.events())
+        q.get(job.id).run and any(isinstance(e, StepLogged) for e in job.run.events())
     ):
         time.sleep(0.1)
     assert job.run is not None, "the queue created the run before starting the job process"
-    q.cancel(job)
+    q.control(job, "cancel")
     q.wait(120)
     assert job.status == "cancelled", (job.status, job.reason)
     assert job.run.last_checkpoint() is not None

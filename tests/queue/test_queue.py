@@ -22,7 +22,10 @@ import pytest
 
 from engine.files import atomic_write_json
 from engine.manifest import load
-from engine.queue.jobqueue import JobQueue, QueueFile, advance, assign_gpus, device_env, statuses
+from engine.queue.gpus import assign_gpus, device_env
+from engine.queue.jobqueue import JobQueue
+from engine.queue.queuefile import QueueFile
+from engine.queue.schedule import advance, statuses
 from engine.store.runs import RunStore
 from support.fakes import MANIFEST, FakeRunner, write_manifest
 from support import PYTHONPATH
@@ -241,11 +244,11 @@ def test_headless_foreground_run_counts_against_max_parallel(tmp_path, process_j
         q = JobQueue(m)
         [job] = q.submit(["params"])
         time.sleep(2.0)
-        assert job.refresh().status == "queued"
+        assert q.get(job.id).status == "queued"
     finally:
         gate.set()
         t.join(10)
-    assert _wait(lambda: job.refresh().status == "finished", 30), (job.status, job.reason)
+    assert _wait(lambda: q.get(job.id).status == "finished", 30), (job.status, job.reason)
 
 
 # -- dependencies ------------------------------------------------------------------------------------------
@@ -353,24 +356,24 @@ class RecordingLauncher:
         self.started: dict[int, list[int]] = {}
 
     def alive(self, entry):
-        return entry["id"] in self.started
+        return entry.id in self.started
 
     def start(self, queue_file, entry, devices):
-        self.started[entry["id"]] = devices
+        self.started[entry.id] = devices
         return 0
 
 
 def _check_gpu_invariants(qf, store, launcher, gpus=(0, 1, 2, 3)):
     state = qf.read()
     st = statuses(state, store, launcher.alive)
-    held = [g for e in state["jobs"] if st[e["id"]][0] == "running" for g in e["devices"]]
+    held = [g for e in state.jobs if st[e.id][0] == "running" for g in e.devices]
     assert len(held) == len(set(held)) and set(held) <= set(gpus), held  # never over-subscribed
-    for e in state["jobs"]:
-        if st[e["id"]][0] == "running":
-            assert len(e["devices"]) == e["gpus"]
+    for e in state.jobs:
+        if st[e.id][0] == "running":
+            assert len(e.devices) == e.gpus
     free = len(gpus) - len(held)
-    waiting = [e for e in state["jobs"] if st[e["id"]][0] == "queued"]
-    assert all(e["gpus"] > free for e in waiting), (free, waiting)  # no GPU idles while a fitting job waits
+    waiting = [e for e in state.jobs if st[e.id][0] == "queued"]
+    assert all(e.gpus > free for e in waiting), (free, waiting)  # no GPU idles while a fitting job waits
     return held
 
 
@@ -394,11 +397,11 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
         for _ in range(20):
             state = qf.read()
             st = statuses(state, store, launcher.alive)
-            running = [e for e in state["jobs"] if st[e["id"]][0] == "running"]
+            running = [e for e in state.jobs if st[e.id][0] == "running"]
             if not running:
                 break
             done = rng.choice(running)
-            atomic_write_json(store.root / done["run"] / "status.json", {"status": "finished"})
+            atomic_write_json(store.root / done.run / "status.json", {"status": "finished"})
             advance(qf, m, launcher)
             _check_gpu_invariants(qf, store, launcher)
         assert [j.status for j in q.refresh()] == ["finished"] * 6
@@ -461,17 +464,18 @@ def test_job_needing_more_gpus_than_offered_is_blocked_with_a_reason(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from engine.queue.jobqueue import QueueFile
+    from engine.queue.entry import EntryState, QueueEntry
+    from engine.queue.queuefile import QueueFile
 
     qf = QueueFile(sys.argv[1])
     i = 0
     while True:
         with qf.change() as state:
-            state["jobs"].append({"id": state["next_id"], "experiment": "params", "state": "removed",
-                                  "reason": "x" * 2000, "depends_on": []})
-            state["next_id"] += 1
-            if len(state["jobs"]) > 50:
-                del state["jobs"][:25]
+            state.jobs.append(QueueEntry(id=state.next_id, experiment="params", state=EntryState.REMOVED,
+                                         reason="x" * 2000))
+            state.next_id += 1
+            if len(state.jobs) > 50:
+                del state.jobs[:25]
 """)
 
 
@@ -488,7 +492,7 @@ def test_sigkill_while_the_queue_is_written_leaves_it_readable(tmp_path):
         data = json.loads(qf.path.read_text())  # never torn
         assert data["jobs"] and data["next_id"] == data["jobs"][-1]["id"] + 1
         with qf.change() as state:  # the dead writer's lock is gone
-            state["touched"] = True
+            state.extra["touched"] = True
 
 
 def test_console_asks_before_a_second_run_of_a_queued_experiment(tmp_path):

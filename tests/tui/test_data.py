@@ -10,9 +10,10 @@ import pytest
 from engine.events import StepLogged
 from engine.manifest import load
 from engine.queue.jobqueue import JobQueue
+from engine.store.follow import FeedState, RunFeed
 from engine.store.listing import RowCache, primary_result
 from engine.store.runs import RunStore
-from tui.data import FeedState, RunFeed, compact_value, progress_text, short_id
+from tui.data import compact_value, progress_text, short_id, status_line
 from support.fakes import FakeRunner, write_history, write_manifest, write_run
 
 
@@ -26,7 +27,7 @@ def test_feed_follows_a_run_directory_and_settles(tmp_path):
     assert state.results["global_step"] == 30
     feed.poll()
     assert feed._settled  # finished and not growing: no more reading
-    assert "✓ finished · step 30/30 (100%) · epoch 2.00 · 5.0k tok/s · cpu, fp32 512 MB" == state.status_line()
+    assert "✓ finished · step 30/30 (100%) · epoch 2.00 · 5.0k tok/s · cpu, fp32 512 MB" == status_line(state)
 
 
 def test_feed_survives_bad_lines(tmp_path):
@@ -87,7 +88,7 @@ def _finish(queue, job, start):
     """Never leave the blocking fake job running (its thread is not a daemon)."""
     start.set()
     queue.refresh()
-    queue.cancel(job)
+    queue.control(job, "cancel")
     queue.wait(10)
 
 
@@ -108,7 +109,7 @@ def test_control_before_the_run_starts_is_delivered_when_it_does(tmp_path, actio
         if action == "pause":
             assert queue.pause(job) == "sent"
         else:
-            assert "cancel requested" in queue.cancel(job)
+            assert "cancel requested" in queue.control(job, "cancel")
         start.set()
         want = "cancelled" if action == "cancel" else "paused"
         assert _until(queue, job, want), (job.status, job.reason)
@@ -124,7 +125,7 @@ def test_pause_then_cancel_before_the_start_cancel_wins(tmp_path):
     queue, job, start = _starting_job(tmp_path)
     try:
         assert queue.pause(job) == "sent"
-        queue.cancel(job)
+        queue.control(job, "cancel")
         start.set()
         queue.wait(10)
     finally:
@@ -153,4 +154,4 @@ def test_summaries_and_formatting(tmp_path):
     assert progress_text(step) == "step 20/168 11% ETA 3m38s"
     assert progress_text(step, active=False) == "step 20/168 11%"
     failed = FeedState(status="failed", reason="RuntimeError: boom", last_step=step)
-    assert failed.status_line().startswith("✗ failed: RuntimeError: boom · step 20/168")
+    assert status_line(failed).startswith("✗ failed: RuntimeError: boom · step 20/168")

@@ -357,7 +357,7 @@ def test_palette_lists_our_commands_first_one_quit_and_finds_pause(tmp_path):
             )
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "paused")
-            app.queue.cancel(app.queue.jobs[0])
+            app.queue.control(app.queue.jobs[0], "cancel")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].done)
 
     drive(go())

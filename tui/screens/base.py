@@ -103,6 +103,12 @@ class ConsoleScreen(Screen):
         severity: SeverityLevel = "error" if level == "error" else "warning" if level == "warning" else "information"
         self.notify(text, severity=severity, timeout=6 if level != "error" else 10)
 
+    def refresh_queue(self) -> None:
+        """The queue's rate-limited re-read: a run feed's job stays current while this screen
+        hides the main screen (which polls the queue otherwise)."""
+        if self.app.queue is not None:
+            _ = self.app.queue.jobs
+
     # -- experiments and jobs ----------------------------------------------------------
     def run_experiments(self, names: list[str], again: bool = False) -> None:
         """Queue experiments (dependencies first); one already queued or running asks before a second run."""
@@ -159,7 +165,7 @@ class ConsoleScreen(Screen):
     def _cancel(self, job, run) -> None:
         queue = self.app.queue
         if job is not None:
-            job.refresh()
+            queue.refresh()
             if job.waiting:
                 deps = queue.dependants(job)
                 question = f"Remove {job.experiment} from the queue?" + (

@@ -15,10 +15,11 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 
+from engine.store.follow import RunFeed
 from engine.store.seeds import fmt_stat
 from engine.study.export import comparison_table, export_runs
 
-from ..data import RunFeed, eval_keys, eval_series, short_id, step_series
+from ..data import eval_keys, eval_series, short_id, step_series
 from ..metricinfo import metric_scale
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.plots import MARKERS, CurvePlot, Series
@@ -128,7 +129,7 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
     def on_mount(self) -> None:
         for plot in self.curve_plots():
             plot.legend = False
-        self.feeds = [RunFeed(run=r, job=job_for_run(self.app.queue, r)) for r in self.runs]
+        self.feeds = [RunFeed(run=r, job=job_for_run(self.app.queue, r), refresh=self.refresh_queue) for r in self.runs]
         self._draw_config()
         self._poll()
         self.set_interval(1.0, self._poll)

@@ -17,9 +17,10 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.status import ACTIVE
+from engine.store.follow import RunFeed
 from engine.study.export import export_runs, export_table
 
-from ..data import RunFeed, eval_keys, eval_series, short_id, step_series, system_series
+from ..data import eval_keys, eval_series, short_id, status_line, step_series, system_series
 from ..metricinfo import headline, higher_is_better
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.plots import CurvePlot, Series
@@ -64,7 +65,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     def __init__(self, run=None, job=None):
         super().__init__()
-        self.feed = RunFeed(run=run, job=job)
+        self.feed = RunFeed(run=run, job=job, refresh=self.refresh_queue)
         self.state = None
         self.metric: str | None = None
         self._polling = False
@@ -107,7 +108,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             cfg = run.config()
             head = f"{run.experiment} / {short_id(run.run_id)}"
             return f"{head} · {cfg.get('task', '?')} · {cfg.get('model', '?')}"
-        return f"{job.experiment} · job #{job.id}"
+        return f"{job.experiment} · job #{job.id}" if job is not None else "?"
 
     def _initial_tab(self) -> str:
         run = self.feed.run
@@ -177,7 +178,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     def _apply(self, state, failure=None, seeds=None) -> None:
         self._polling = False
-        line = state.status_line()
+        line = status_line(state)
         if failure is not None and state.reason:
             line = line.replace(f": {state.reason}", "", 1)  # the reason is shown in full below
         self.query_one("#run-status", StatusLine).say(line, "error" if state.status == "failed" else "info")

@@ -1,0 +1,171 @@
+"""What each queue entry's status is, and which waiting jobs start now.
+
+A job's status is *derived*, never saved: a started job's status is its run's
+(``Run.status``, with the owner-lock liveness check), a waiting job is ``queued``,
+``paused`` while held, or ``blocked`` while one of its dependencies stopped without
+finishing. So a dependency that is resumed later and finishes unblocks its dependants,
+and a console started after a crash sees the truth.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.queue.entry import EntryState, QueueEntry, QueueState
+from engine.queue.gpus import assign_gpus, scheduler_gpus
+from engine.queue.queuefile import QUEUE_DIR, QueueFile
+from engine.status import ACTIVE, FINAL, STOPPED
+from engine.store.runs import Run, RunStore
+
+Alive = Callable[[QueueEntry], bool]  # whether an entry's job process (or thread) still runs
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def entry_status(
+    entry: QueueEntry,
+    by_id: dict[int, QueueEntry],
+    store: RunStore,
+    alive: Alive,
+    gpu_count: int | None = None,
+    _memo: dict | None = None,
+) -> tuple[str, str]:
+    """(status, reason) of one queue entry, from its run directory and its dependencies."""
+    memo = {} if _memo is None else _memo
+    key = entry.id
+    if key in memo:
+        return memo[key]
+    memo[key] = ("queued", "")  # a cycle (hand-edited file) reads as waiting, never recurses forever
+    if entry.state is EntryState.REMOVED:
+        out = ("cancelled", entry.reason or "removed from the queue")
+    elif entry.state is EntryState.STARTED and entry.run:
+        run = Run(store.root / entry.run)
+        st = run.status()
+        status, reason = st.get("status", "queued"), str(st.get("reason", "") or "")
+        if status in FINAL and entry.resume and _mtime(run.path / "status.json") < (entry.started or 0):
+            status = "queued"  # a resume whose process has not written yet: the status is the last attempt's
+        if status == "queued":  # the process has not taken its run directory yet
+            if alive(entry):
+                status, reason = "running", "starting"
+            else:
+                status = "failed"
+                reason = f"the job process exited before it started (see {QUEUE_DIR}/logs/job-{key}.log)"
+        out = (status, reason)
+    elif entry.held:  # paused while waiting: the scheduler skips it (and so its dependants wait)
+        out = ("paused", "held in the queue: resume (p) lets it start")
+    else:
+        out = ("queued", "")
+        for dep_id in entry.depends_on:
+            dep = by_id.get(dep_id)
+            if dep is None:
+                continue
+            ds, _ = entry_status(dep, by_id, store, alive, gpu_count, memo)
+            if ds in STOPPED:
+                out = ("blocked", f"dependency {dep.experiment} {ds}; it runs once that finishes (R on #{dep_id})")
+                break
+        if out[0] == "queued" and gpu_count is not None and entry.gpus > gpu_count:
+            out = ("blocked", f"needs {entry.gpus} GPU(s); settings.gpus offers {gpu_count}")
+    memo[key] = out
+    return out
+
+
+def statuses(
+    state: QueueState, store: RunStore, alive: Alive, gpu_count: int | None = None
+) -> dict[int, tuple[str, str]]:
+    """(status, reason) of every entry of the queue, by job id."""
+    by_id = {e.id: e for e in state.jobs}
+    memo: dict = {}
+    return {e.id: entry_status(e, by_id, store, alive, gpu_count, memo) for e in state.jobs}
+
+
+def external_active(store: RunStore, known: set[str]) -> int:
+    """Runs of this directory running outside the queue (e.g. a foreground ``lmconsole run``)."""
+    n = 0
+    for run in store.runs():
+        ref = f"{run.experiment}/{run.run_id}"
+        if ref in known:
+            continue
+        if run.raw_status().get("status") in ACTIVE and run.owner_alive():
+            n += 1
+    return n
+
+
+def _entry_manifest(entry: QueueEntry, cache: dict):
+    from engine.errors import ManifestError
+    from engine.manifest import load
+
+    path = str(Path(entry.manifest or "").resolve())
+    if path not in cache:
+        try:
+            cache[path] = load(path)
+        except (ManifestError, OSError):
+            cache[path] = None
+    return cache[path]
+
+
+def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
+    """Start every waiting job that may start now (slots, GPUs, dependencies); returns their ids.
+
+    Called by the scheduler in a loop (or by a test client). All under the queue lock:
+    two schedulers, or a client submitting meanwhile, never start one job twice.
+    ``launcher`` has ``alive(entry)`` and ``start(queue_file, entry, devices) -> pid``.
+    """
+    store = RunStore(queue_file.dir.parent)
+    gpus = scheduler_gpus(manifest.settings)
+    started: list[int] = []
+    with queue_file.change() as state:
+        st = statuses(state, store, launcher.alive, len(gpus))
+        busy: set[int] = set()
+        active = 0
+        for e in state.jobs:
+            if e.state is EntryState.STARTED and st[e.id][0] in ACTIVE:
+                active += 1
+                busy.update(e.devices)
+        active += external_active(store, {e.run for e in state.jobs if e.run})
+        waiting = []
+        for e in state.jobs:
+            if e.state is not EntryState.QUEUED or st[e.id][0] != "queued":
+                continue
+            if any(st[d][0] != "finished" for d in e.depends_on if d in st):
+                continue  # a dependency still waits or runs
+            waiting.append((e.id, e.gpus))
+        picks = assign_gpus(waiting, [g for g in gpus if g not in busy], manifest.settings.max_parallel_jobs - active)
+        own = {str(Path(manifest.path).resolve()): manifest}
+        for job_id, devices in picks.items():
+            entry = state.get(job_id)
+            assert entry is not None  # picked from this state's entries
+            entry_manifest = _entry_manifest(entry, own)  # the manifest it was queued from (several may share runs/)
+            if entry_manifest is None or entry.experiment not in entry_manifest.names:
+                reason = f"{entry.experiment} is no longer in {Path(entry.manifest or '?').name}"
+                state.change(job_id, state=EntryState.REMOVED, reason=reason)
+                continue
+            if not entry.run:
+                from engine.job.runner import experiment_for
+
+                exp = experiment_for(entry_manifest, entry.experiment, None, entry.seed)  # one seed of ``seeds``
+                run = store.create(exp.name, exp.to_dict() | ({"group": entry.group} if entry.group else {}))
+                ref, seen = f"{run.experiment}/{run.run_id}", 0
+            else:
+                run = Run(store.root / entry.run)
+                ref, seen = entry.run, int(run.pending_request().get("seq", 0))  # an old cancel must not fire again
+            entry = state.change(
+                job_id, run=ref, seen_seq=seen, state=EntryState.STARTED, devices=tuple(devices), started=time.time()
+            )
+            state.change(job_id, pid=launcher.start(queue_file, entry, devices))
+            started.append(job_id)
+    return started
+
+
+def waiting_count(queue_file: QueueFile, store: RunStore, alive: Alive, gpu_count: int | None = None) -> int:
+    """Jobs that still wait to start (not blocked): the scheduler's reason to stay."""
+    state = queue_file.read()
+    st = statuses(state, store, alive, gpu_count)
+    return sum(1 for e in state.jobs if e.state is EntryState.QUEUED and st[e.id][0] == "queued")
