@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     bench_env,
     demo_experiment,
     interleaved,
+    lmconsole_cmd,
     machine_info,
     median,
     ratio_stats,
@@ -161,11 +162,6 @@ def omp_env(cache: Path, variant: str, **extra) -> dict:
     env.update(OMP_ENVS[variant])
     env.update({k: str(v) for k, v in extra.items()})
     return env
-
-
-def lmconsole_cmd() -> list[str]:
-    exe = Path(PY).parent / "lmconsole"
-    return [str(exe)] if exe.exists() else [PY, "-m", "tui.entry"]
 
 
 # -- workloads ---------------------------------------------------------------------

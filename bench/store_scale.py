@@ -45,8 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (puts the repo on sys.path)
-from console_overhead import percentile  # noqa: E402
-from engine_pretrain import lmconsole_cmd  # noqa: E402
+from common import lmconsole_cmd, percentile  # noqa: E402
 
 from engine.events import (  # noqa: E402
     CheckpointSaved,
@@ -58,8 +57,8 @@ from engine.events import (  # noqa: E402
     StatusChanged,
     StepLogged,
     TableWritten,
-    json_safe,  # noqa: E402
     from_json,
+    json_safe,  # noqa: E402
     to_json,
 )
 from engine.store.runs import atomic_write_text  # noqa: E402
@@ -84,7 +83,9 @@ TAGS = ("baseline", "sweep", "ablation", "keep", "old", "seed-0", "seed-1", "lr:
 
 def write_json(path: Path, data) -> None:
     """What ``engine.store.runs.atomic_write_json`` writes, without its fsync (thousands of files: the build stays quick)."""
-    Path(path).write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    Path(path).write_text(
+        json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8"
+    )
 
 
 def log(msg: str) -> None:
