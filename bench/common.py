@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -177,6 +178,12 @@ def bench_env(cache: Path, **extra) -> dict:
     return env
 
 
+def lmconsole_cmd() -> list[str]:
+    """The ``lmconsole`` command of this interpreter: its console script, or ``python -m tui.entry``."""
+    exe = Path(sys.executable).parent / "lmconsole"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tui.entry"]
+
+
 def run_child(
     args: list[str], env: dict, out_json: Path | None = None, timeout: float = 1800, log: Path | None = None
 ) -> dict:
@@ -238,6 +245,13 @@ def interleaved(sides: dict, reps: int, progress=None) -> dict[str, list]:
 def median(xs) -> float:
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else float("nan")
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, math.ceil(round(q / 100 * len(s), 9)) - 1))
+    return s[k]
 
 
 def ratio_stats(num: list[float], den: list[float]) -> dict:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shlex
@@ -45,7 +44,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (puts the repository on sys.path)
-from engine_pretrain import lmconsole_cmd, summarise  # noqa: E402
+from common import lmconsole_cmd, percentile  # noqa: E402
+from engine_pretrain import summarise  # noqa: E402
 
 NAME = "bench-console"
 MARKERS = {"4": "preflight ok", "1": "training loss"}  # key -> text its tab shows
@@ -53,13 +53,6 @@ MARKERS = {"4": "preflight ok", "1": "training loss"}  # key -> text its tab sho
 
 def log(msg: str) -> None:
     print(f"[console {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    s = sorted(xs)
-    k = max(0, min(len(s) - 1, math.ceil(round(q / 100 * len(s), 9)) - 1))
-    return s[k]
 
 
 class Work:

@@ -26,12 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402  (puts the repository on sys.path)
-
-
-def lmconsole_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "lmconsole"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tui.entry"]
+from common import lmconsole_cmd  # noqa: E402  (common puts the repository on sys.path)
 
 
 def summarise(events: list, warmup_steps: int) -> dict:

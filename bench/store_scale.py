@@ -24,6 +24,12 @@ template per event type made by ``to_json`` and checked by ``from_json`` on a sa
     python bench/store_scale.py build --root /tmp/store --runs 1000 --big 3 --big-lines 1000000
     python bench/store_scale.py measure --root /tmp/store --json /tmp/store.json
     python bench/store_scale.py all --json /tmp/store.json      # build in a temp folder, measure, delete
+    python bench/store_scale.py check      # 30 runs in a temp folder, read back by the engine (exit 1 if not)
+
+``check`` is the generator's own test (bench/ is not part of the test suite): the store it writes
+must read back as real runs do (every run listed without problems, a big run's events parsed back
+whole, the listing's tail read of the last step equal to a full read), or the figures of ``measure``
+describe something the engine never sees.
 """
 
 from __future__ import annotations
@@ -45,8 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (puts the repo on sys.path)
-from console_overhead import percentile  # noqa: E402
-from engine_pretrain import lmconsole_cmd  # noqa: E402
+from common import lmconsole_cmd, percentile  # noqa: E402
 
 from engine.events import (  # noqa: E402
     CheckpointSaved,
@@ -58,11 +63,12 @@ from engine.events import (  # noqa: E402
     StatusChanged,
     StepLogged,
     TableWritten,
-    json_safe,  # noqa: E402
     from_json,
+    json_safe,  # noqa: E402
     to_json,
 )
-from engine.store.runs import atomic_write_text  # noqa: E402
+from engine.store.listing import last_step, list_rows  # noqa: E402
+from engine.store.runs import Run, RunStore, atomic_write_text  # noqa: E402
 from engine.tables import Table  # noqa: E402
 
 GOALS = {"runs_s": 1.0, "first_frame_s": 2.0, "key_p95_ms": 150.0}
@@ -84,7 +90,9 @@ TAGS = ("baseline", "sweep", "ablation", "keep", "old", "seed-0", "seed-1", "lr:
 
 def write_json(path: Path, data) -> None:
     """What ``engine.store.runs.atomic_write_json`` writes, without its fsync (thousands of files: the build stays quick)."""
-    Path(path).write_text(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    Path(path).write_text(
+        json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8"
+    )
 
 
 def log(msg: str) -> None:
@@ -376,6 +384,52 @@ def build(root: Path, runs: int = 1000, big: int = 3, big_lines: int = 1_000_000
     }
     (root / ".store-scale.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+# -- check: the generator writes what the engine reads ----------------------------------------------
+
+FULL_SIZE = {"runs": 1000, "big": 3, "big_lines": 1_000_000}  # build and all: the store the measurements need
+CHECK_SIZE = {"runs": 30, "big": 1, "big_lines": 3000}  # check: seconds to build, yet every kind of run and a big one
+
+
+def full_read_last_step(run: Run) -> tuple[int, int] | None:
+    """(step, total_steps) of the run's last StepLogged from a read of every event: what ``last_step`` must match."""
+    steps = [e for e in run.events() if isinstance(e, StepLogged)]
+    return (steps[-1].step, steps[-1].total_steps) if steps else None
+
+
+def check(root: Path, runs: int, big: int, big_lines: int) -> list[str]:
+    """Build a store under ``root`` and read it back with the engine; what disagrees, one sentence each.
+
+    The measurements mean something only on runs the engine reads as it reads real ones: the store
+    lists every run without problems, with finished runs among several tasks, and a big run's
+    ``events.jsonl`` parses back event by event (evaluations included) to the step that the
+    listing's tail read reports.
+    """
+    info = build(root, runs=runs, big=big, big_lines=big_lines)
+    failures = []
+    rows = list_rows(RunStore(root), archived=None)
+    if len(rows) != runs:
+        failures.append(f"list_rows found {len(rows)} runs under {root}, the generator wrote {runs}")
+    for r in rows:
+        if r.problems:
+            failures.append(f"{r.key} has problems: {r.problems}")
+    tasks = {r.task for r in rows}
+    if not any(r.status == "finished" for r in rows):
+        failures.append(f"no finished run among the statuses {sorted({r.status for r in rows})}")
+    if len(tasks) < 3:
+        failures.append(f"runs of {len(tasks)} task(s) {sorted(tasks)}, expected at least 3")
+    for path in info["big_runs"]:
+        run = Run(Path(path))
+        events = run.events()
+        if len(events) < big_lines - 10:
+            failures.append(f"{path}: {len(events):,} events read back, {big_lines:,} lines written")
+        if not any(isinstance(e, EvalFinished) for e in events):
+            failures.append(f"{path}: no EvalFinished among its events")
+        tail, full = last_step(run), full_read_last_step(run)
+        if tail != full:
+            failures.append(f"{path}: last_step (from the tail) says {tail}, a full read says {full}")
+    return failures
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -905,22 +959,39 @@ def render_section(add, r: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("build", "measure", "all"))
-    p.add_argument("--root", help="the store (build: created; measure: read); all: a temporary folder")
-    p.add_argument("--runs", type=int, default=1000)
-    p.add_argument("--big", type=int, default=3, help="runs with --big-lines events (default 3)")
-    p.add_argument("--big-lines", type=int, default=1_000_000)
+    p.add_argument(
+        "what",
+        choices=("build", "measure", "all", "check"),
+        help="check: build a small store in a temporary folder (30 runs, 1 with 3,000 event lines) and read it "
+        "back with the engine; exit status 1 if anything disagrees",
+    )
+    p.add_argument("--root", help="the store (build: created; measure: read); all, check: a temporary folder")
+    p.add_argument("--runs", type=int, help="(default 1000; check: 30)")
+    p.add_argument("--big", type=int, help="runs with --big-lines events (default 3; check: 1)")
+    p.add_argument("--big-lines", type=int, help="(default 1000000; check: 3000)")
     p.add_argument("--presses", type=int, default=40)
     p.add_argument("--json", help="write the measurements here")
     a = p.parse_args(argv)
     if a.what in ("build", "measure") and not a.root:
         p.error("--root is required")
+    if a.what == "check" and a.root:
+        p.error("check builds its store in a temporary folder: no --root")
+    for k, v in (CHECK_SIZE if a.what == "check" else FULL_SIZE).items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
     tmp = None
     root = Path(a.root) if a.root else None
-    if a.what == "all" and root is None:
+    if a.what in ("all", "check") and root is None:
         tmp = Path(tempfile.mkdtemp(prefix="lmconsole-store-"))
         root = tmp / "runs"
     try:
+        if a.what == "check":
+            failures = check(root, a.runs, a.big, a.big_lines)
+            for f in failures:
+                print(f"FAILED: {f}")
+            if not failures:
+                print(f"ok: {a.runs} generated runs ({a.big} with {a.big_lines:,} event lines) read back by the engine")
+            return 1 if failures else 0
         if a.what in ("build", "all"):
             if root.exists() and any(root.iterdir()):
                 p.error(f"{root} is not empty: build writes a new store")

@@ -1,4 +1,17 @@
-"""Path safety, tolerant readers, closed output, clear messages, validation gaps."""
+"""Untrusted input: names, files and values that come from outside the program.
+
+- paths: an export writes only under ``--out``, a push stages only the run's regular files,
+  a run reference never leaves the runs directory;
+- closed output: a job piped into ``head`` (stdout closed) still finishes;
+- readers: status.json, config.json and results.json of any JSON shape show as unreadable,
+  and the other runs still list, in the CLI and the console;
+- values: NaN, infinities and out-of-range numbers are refused with the key named (edge values
+  still pass), any nesting depth is a message, and a bad dataset folder or tokenizer is named
+  for what it is;
+- one-line messages instead of tracebacks (a run owned by another process, an unusable runs
+  directory, Ctrl-C); ``control EXP`` picks the live run; a long events.jsonl opens in
+  bounded memory.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +54,7 @@ def _fake_model(run):
     return model
 
 
-# -- point 2: export writes only under --out ----------------------------------------------------
+# -- export writes only under --out ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("evil", ["/tmp/lmc-evil-{pid}/owned", "../../../lmc-evil-{pid}", "..", "a/../../b"])
@@ -82,7 +95,7 @@ def test_export_out_dev_null_is_one_line(tmp_path, monkeypatch, capsys):
     assert err.startswith("lmconsole: cannot write to --out /dev/null") and "\n" not in err
 
 
-# -- point 3: push staging copies only regular files of the run ----------------------------------
+# -- push staging copies only regular files of the run ---------------------------------------------
 
 
 def test_push_staging_skips_symlinked_files(tmp_path):
@@ -147,7 +160,7 @@ def test_push_repo_id_accepts_hub_names(tmp_path):
     assert push(run, "alice-b/bert_tiny.v2", dry_run=True, out=tmp_path / "stage")["files"]
 
 
-# -- point 4: run references stay inside the runs directory --------------------------------------
+# -- run references stay inside the runs directory -------------------------------------------------
 
 
 @pytest.mark.parametrize("ref", ["..", "../..", "pretrain/..", "pretrain/../pretrain", ".", "/etc"])
@@ -180,7 +193,7 @@ def test_params_of_a_run_that_saves_no_model_says_which_runs_do(tmp_path, monkey
     assert "has no final model" in err and "inspect runs save no model" in err and "run it again" not in err
 
 
-# -- point 6: a closed stdout never kills a job ----------------------------------------------------
+# -- a closed stdout never kills a job -------------------------------------------------------------
 
 
 class _Broken(io.StringIO):
@@ -235,7 +248,7 @@ def test_runs_json_into_head_is_quiet(tmp_path):
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
 
 
-# -- point 10: readers tolerate any JSON shape ----------------------------------------------------
+# -- readers tolerate any JSON shape ---------------------------------------------------------------
 
 BAD = [
     "[]",
@@ -317,7 +330,7 @@ def test_non_integer_control_seq_is_ignored(tmp_path):
     ctx.poll()  # no traceback, no cancel
 
 
-# -- point 13: validation gaps ------------------------------------------------------------------
+# -- values refused with the key named, edge values kept, causes named -----------------------------
 
 BASE = """[[experiment]]
 name = "p"
@@ -415,7 +428,7 @@ def test_bad_tokenizer_is_named_tokenizer(tmp_path):
     assert st["status"] == "failed" and st["reason"].startswith("tokenizer "), st
 
 
-# -- point 11: one-line messages instead of tracebacks -------------------------------------------
+# -- one-line messages instead of tracebacks -------------------------------------------------------
 
 
 def test_resume_of_a_run_owned_elsewhere_is_a_message(tmp_path, monkeypatch, capsys):
@@ -462,7 +475,7 @@ def test_unusable_runs_dir_is_a_message(tmp_path, monkeypatch, capsys, runs_dir)
     assert err.startswith("lmconsole: p: cannot create a run under") and "runs_dir" in err and "\n" not in err
 
 
-# -- point 14: control EXP picks the live run ------------------------------------------------------
+# -- control EXP picks the live run ----------------------------------------------------------------
 
 
 def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, monkeypatch, capsys):
@@ -482,7 +495,7 @@ def test_control_experiment_picks_the_live_run_not_a_dead_newer_one(tmp_path, mo
     assert json.loads((paused.path / "control.json").read_text())["action"] == "resume"
 
 
-# -- point 12: a long run's events.jsonl opens in bounded memory --------------------------------------
+# -- a long run's events.jsonl opens in bounded memory ---------------------------------------------
 
 
 def test_big_events_file_opens_in_bounded_memory(tmp_path):

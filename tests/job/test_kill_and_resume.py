@@ -1,4 +1,21 @@
-"""Fault injection: SIGKILL and resume, job faults, preflight, secrets, fuzzed manifests."""
+"""Jobs under faults from outside and inside: a killed process resumes, a failing job says why.
+
+- SIGKILL from outside: a real ``lmconsole run`` process killed three times at random training
+  steps, each time resumed with ``--resume``: one run, every step logged once, the perplexities
+  of an uninterrupted run;
+- faults inside a job: a NaN loss stops it within a few steps (``nan_policy = "skip"`` finishes
+  instead), out of memory fails with a hint and keeps the checkpoint, a failed job blocks its
+  dependants while the queue goes on;
+- preflight: an unwritable runs directory, too little disk, a sequence length the model cannot
+  take, an unreachable Hub, each a message;
+- secrets: the Hub token never lands in a run directory, a model card, a staged push or an error;
+- fuzzed manifests (hypothesis): random tables, mutated text and any nesting depth give named
+  messages, never a traceback; whatever the validator accepts is finite, in range and usable.
+
+The kill here lands wherever the clock puts it (between steps, almost always);
+tests/job/test_kill_at_write.py places it on each write into the runs directory instead, and
+covers the damaged files such a kill leaves.
+"""
 
 import json
 import random
@@ -291,7 +308,7 @@ def test_mutated_manifest_text_never_traceback(data):
         assert exc.problems and all(p.strip() for p in exc.problems)
 
 
-# -- the property tests grown to NaN/inf, nesting depth and runtime-only failures -----------
+# -- accepted values: NaN/inf, out of range, nesting depth, failures that only show at run time -----------
 
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

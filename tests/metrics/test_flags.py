@@ -1,4 +1,9 @@
-"""Degenerate-result flags fire on the original report's numbers and stay quiet on the demo's."""
+"""Degenerate-result flags fire on the numbers of this study's original report and stay quiet on the demo's.
+
+The original report (``test_original_*``; see engine/metrics/flags.py) printed MLM "perplexities"
+in the millions, an SST-2 classifier answering "positive" to everything and a SQuAD v2 model that
+never abstains; the demo's figures are those README "Demo results" gives.
+"""
 
 from engine.metrics.flags import result_flags
 from engine.metrics.scale import metric_label, metric_scale, same_axis

@@ -1,6 +1,7 @@
 """The fast paths of the run listing (a store of 1,000 runs) give the same answers as full reads.
 
-Small files only (a few thousand lines): the scale itself is measured by bench/store_scale.py.
+Small files only (a few thousand lines): the scale itself is measured by bench/store_scale.py,
+and ``python bench/store_scale.py check`` checks that its generated store reads back as real runs do.
 """
 
 from __future__ import annotations
