@@ -48,6 +48,7 @@ from engine.secrets import redact
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
+from engine.store.writer import EventWriter
 
 
 @dataclass
@@ -57,7 +58,7 @@ class JobContext:
     manifest: Manifest
     exp: Experiment
     run: Run
-    writer: RunWriter
+    writer: EventWriter
     sink: EventSink
     store: RunStore
     resume: bool = False

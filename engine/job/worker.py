@@ -13,30 +13,8 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import cast
 
 from engine.status import RUN_FINAL
-
-
-class NullWriter:
-    """What non-zero ranks write to: nothing."""
-
-    opened_at = 0
-
-    def __init__(self, run):
-        self.run = run
-
-    def emit(self, event) -> None:
-        pass
-
-    def write_table(self, table):
-        return self.run.tables_dir / f"{table.name}.json"
-
-    def write_results(self, results) -> None:
-        pass
-
-    def discard_events(self, start, end=None) -> None:
-        pass
 
 
 def main(argv=None) -> int:
@@ -53,7 +31,8 @@ def main(argv=None) -> int:
 
     from engine.job.runner import JobContext, _task_fn, experiment_for, run_experiment
     from engine.manifest import load
-    from engine.store.runs import Run, RunStore, RunWriter
+    from engine.store.runs import Run, RunStore
+    from engine.store.writer import NullWriter
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -72,7 +51,7 @@ def main(argv=None) -> int:
             ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
-            writer = cast(RunWriter, NullWriter(run))  # duck-typed: what the loop calls, doing nothing
+            writer = NullWriter(run)  # rank 0 writes the run for every rank
             ctx = JobContext(
                 manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
             )
