@@ -53,7 +53,10 @@ from engine.store.writer import EventWriter
 
 @dataclass
 class JobContext:
-    """What a task gets: its experiment, the run it writes, and the control channel."""
+    """What a task gets: its experiment, the run it writes, and the control channel.
+
+    The train and task layers name it as :class:`engine.train.context.TaskContext`, which it satisfies.
+    """
 
     manifest: Manifest
     exp: Experiment

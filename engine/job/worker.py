@@ -14,7 +14,24 @@ import os
 import sys
 from pathlib import Path
 
+from engine.job.runner import JobContext
+from engine.manifest import Experiment, Manifest
 from engine.status import RUN_FINAL
+from engine.store.runs import Run, RunStore
+from engine.store.writer import NullWriter
+
+
+class OtherRankContext(JobContext):
+    """The context of a rank other than 0: it writes nothing (rank 0 owns the run) and reads no
+    control requests (rank 0 decides; the loop broadcasts its decision to every rank)."""
+
+    @classmethod
+    def of(cls, manifest: Manifest, exp: Experiment, run: Run, store: RunStore, resume: bool) -> OtherRankContext:
+        writer = NullWriter(run)
+        return cls(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=resume)
+
+    def poll(self) -> None:
+        pass
 
 
 def main(argv=None) -> int:
@@ -29,10 +46,8 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
 
-    from engine.job.runner import JobContext, _task_fn, experiment_for, run_experiment
+    from engine.job.runner import _task_fn, experiment_for, run_experiment
     from engine.manifest import load
-    from engine.store.runs import Run, RunStore
-    from engine.store.writer import NullWriter
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -51,11 +66,7 @@ def main(argv=None) -> int:
             ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
-            writer = NullWriter(run)  # rank 0 writes the run for every rank
-            ctx = JobContext(
-                manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
-            )
-            ctx.poll = lambda: None  # type: ignore[method-assign]  # rank 0 decides; train_loop broadcasts its decision
+            ctx = OtherRankContext.of(manifest, exp, run, store, args.resume)
             from engine.errors import Cancelled
             from engine.job.preempt import StopSignals
 
