@@ -26,7 +26,6 @@ from engine.errors import Cancelled, Interrupted, JobError, ResolveError
 from engine.events import (
     EventSink,
     FanoutSink,
-    JobFailed,
     LogEmitted,
     PhaseStarted,
     RunFinished,
@@ -37,6 +36,7 @@ from engine.events import (
     json_safe,
 )
 from engine.files import atomic_write_json, read_json
+from engine.job.ending import failure_events, record_end
 from engine.job.environment import environment
 from engine.job.preempt import ForwardSignals, StopSignals
 from engine.job.preflight import run_preflight
@@ -378,14 +378,13 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> None:
     """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
 
     reason, hint = _hint_for(exc)
-    reason, tb = redact(reason), redact(traceback.format_exc())
-    full = reason + (f" (hint: {hint})" if hint else "")
+    failed, status = failure_events(redact(reason), hint, redact(traceback.format_exc()))
     try:
-        ctx.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
-        ctx.emit(StatusChanged(status="failed", reason=full))
+        ctx.emit(failed)
+        ctx.emit(status)
     except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
         try:
-            ctx.writer.set_status("failed", full)
+            ctx.writer.set_status("failed", status.reason)
         except OSError:
             pass
 
@@ -488,32 +487,12 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
             f"see {run.path / 'launcher.log'}",
         )
     )
-    writer = RunWriter(run).open()
-    try:
-        for ev in (
-            JobFailed(reason=reason, hint=hint),
-            StatusChanged(status="failed", reason=f"{reason} (hint: {hint})"),
-        ):
-            writer.emit(ev)
-            for s in sinks:
-                s.emit(ev)
-    finally:
-        writer.close()
+    record_end(run, failure_events(reason, hint), sinks)
     return run
 
 
 def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
     """Submit to Slurm and follow the run (see :mod:`engine.job.slurm`)."""
 
-    def record(events) -> None:  # what the job itself could not write
-        writer = RunWriter(run).open()
-        try:
-            for ev in events:
-                writer.emit(ev)
-                for s in sinks:
-                    s.emit(ev)
-        finally:
-            writer.close()
-
-    follow(manifest, exp, run, sinks, record)
+    follow(manifest, exp, run, sinks)
     return run

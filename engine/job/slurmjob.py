@@ -28,9 +28,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from engine.events import StatusChanged
+    from engine.job.ending import record_end
     from engine.job.runner import run_experiment
     from engine.manifest import load
-    from engine.store.runs import Run, RunStore, RunWriter
+    from engine.store.runs import Run, RunStore
 
     manifest = load(args.manifest)
     exp = manifest.get(args.experiment)
@@ -69,11 +70,7 @@ def main(argv=None) -> int:
         why = f"stopped by Slurm ({name}) after a checkpoint; " + (
             "the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"
         )
-        writer = RunWriter(run).open()
-        try:
-            writer.emit(StatusChanged(status="interrupted", reason=why))
-        finally:
-            writer.close()
+        record_end(run, [StatusChanged(status="interrupted", reason=why)])
         return 0
     return 0 if status in CLEAN_EXIT else 1
 
