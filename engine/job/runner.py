@@ -13,9 +13,7 @@ import dataclasses
 import importlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from engine.events import (
     json_safe,
 )
 from engine.files import atomic_write_json, read_json
+from engine.job.commands import launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import environment
 from engine.job.preempt import ForwardSignals, StopSignals
@@ -387,48 +386,6 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> None:
             ctx.writer.set_status("failed", status.reason)
         except OSError:
             pass
-
-
-def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
-    """The torchrun / accelerate command line that runs ``engine.job.worker`` for this job."""
-
-    worker = [
-        "-m",
-        "engine.job.worker",
-        "--lmc-manifest",
-        str(Path(manifest.path).resolve()),
-        "--lmc-experiment",
-        exp.name,
-        "--lmc-run",
-        str(run.path.resolve()),
-    ] + (["--lmc-resume"] if resume else [])
-    if exp.launcher == "torchrun":
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc-per-node={exp.nproc_per_node}",
-            f"--nnodes={exp.nnodes}",
-        ]
-        if exp.rdzv_endpoint:
-            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={exp.rdzv_endpoint}"]
-        elif exp.nnodes == 1:
-            cmd += ["--standalone"]
-        return cmd + list(exp.launcher_args) + worker
-    exe = shutil.which("accelerate")
-    if exe is None:
-        raise JobError(
-            'launcher = "accelerate" but the accelerate command is not installed',
-            'pip install accelerate, or use launcher = "torchrun"',
-        )
-    return [
-        exe,
-        "launch",
-        f"--num_processes={exp.nproc_per_node * exp.nnodes}",
-        f"--num_machines={exp.nnodes}",
-        *exp.launcher_args,
-        *worker,
-    ]
 
 
 def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:

@@ -25,10 +25,10 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from engine.job.commands import slurm_job_command
 from engine.job.ending import failure_events, record_end
 from engine.status import ENDED, RUN_FINAL
 from engine.store.runs import request_seq
@@ -94,17 +94,7 @@ def sbatch_options(manifest, exp, run) -> list[str]:
 
 def sbatch_script(manifest, exp, run) -> str:
     """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.job.slurmjob``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.job.slurmjob",
-        "--lmc-manifest",
-        str(Path(manifest.path).resolve()),
-        "--lmc-experiment",
-        exp.name,
-        "--lmc-run",
-        str(run.path.resolve()),
-    ]
+    cmd = slurm_job_command(manifest, exp, run)
     lines = ["#!/bin/bash"] + [f"#SBATCH {shlex.quote(o)}" for o in sbatch_options(manifest, exp, run)]
     lines += [
         f"cd {shlex.quote(str(Path.cwd()))}",

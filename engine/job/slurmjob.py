@@ -17,14 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.job.commands import add_job_options
 from engine.status import CLEAN_EXIT
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.job.slurmjob")
-    p.add_argument("--lmc-manifest", dest="manifest", required=True)
-    p.add_argument("--lmc-experiment", dest="experiment", required=True)
-    p.add_argument("--lmc-run", dest="run", required=True)
+    add_job_options(p, resume=False)
     args = p.parse_args(argv)
 
     from engine.events import StatusChanged

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.job.commands import add_job_options
 from engine.job.runner import JobContext
 from engine.manifest import Experiment, Manifest
 from engine.status import RUN_FINAL
@@ -36,11 +37,7 @@ class OtherRankContext(JobContext):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.job.worker")
-    # Prefixed names: launchers parse their own options first and must not mistake ours for theirs.
-    p.add_argument("--lmc-manifest", dest="manifest", required=True)
-    p.add_argument("--lmc-experiment", dest="experiment", required=True)
-    p.add_argument("--lmc-run", dest="run", required=True)
-    p.add_argument("--lmc-resume", dest="resume", action="store_true")
+    add_job_options(p, resume=True)
     args = p.parse_args(argv)
 
     import torch
