@@ -10,7 +10,6 @@ between optimizer steps (one ``os.stat``, microseconds).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import subprocess
@@ -48,6 +47,7 @@ from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
 from engine.store.writer import EventWriter
+from engine.tasks import task_function
 
 
 @dataclass
@@ -199,21 +199,6 @@ def changed_run_error(name: str, changes: dict) -> JobError:
     )
 
 
-TASKS = {
-    "inspect": "engine.tasks.inspect:run",
-    "pretrain": "engine.tasks.pretrain:run",
-    "classify": "engine.tasks.classify:run",
-    "qa": "engine.tasks.qa:run",
-    "push": "engine.tasks.push:run",
-}
-
-
-def _task_fn(task: str):
-
-    mod, fn = TASKS[task].split(":")
-    return getattr(importlib.import_module(mod), fn)
-
-
 def _record_environment(run: Run, exp) -> None:
     """``environment.json``: versions and the device this job runs on (the study report reads it)."""
 
@@ -351,7 +336,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
     )
     _record_environment(run, exp)
-    results = _task_fn(exp.task)(ctx) or {}
+    results = task_function(exp.task)(ctx) or {}
     if ctx.start_model:
         results["start_model"] = ctx.start_model
     ctx.writer.write_results(results)

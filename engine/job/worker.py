@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 from engine.job.commands import add_job_options
-from engine.job.runner import JobContext
-from engine.manifest import Experiment, Manifest
+from engine.job.runner import JobContext, experiment_for, run_experiment
+from engine.manifest import Experiment, Manifest, load
 from engine.status import RUN_FINAL
 from engine.store.runs import Run, RunStore
 from engine.store.writer import NullWriter
+from engine.tasks import task_function
 
 
 class OtherRankContext(JobContext):
@@ -42,9 +43,6 @@ def main(argv=None) -> int:
 
     import torch
     import torch.distributed as dist
-
-    from engine.job.runner import _task_fn, experiment_for, run_experiment
-    from engine.manifest import load
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -71,7 +69,7 @@ def main(argv=None) -> int:
             # (it stops all ranks at one step boundary, after a checkpoint), so no rank dies mid-collective.
             with StopSignals():
                 try:
-                    _task_fn(exp.task)(ctx)
+                    task_function(exp.task)(ctx)
                 except Cancelled:
                     pass
             ok = True
