@@ -57,7 +57,7 @@ def data_inputs(ctx: TaskContext) -> TaskInputs:
 def task_inputs(ctx: TaskContext) -> TaskInputs:
     """Resolve the job's inputs once: mirror and where the model starts (:func:`engine.models.source.model_source`)."""
     inputs = data_inputs(ctx)
-    source = model_source(ctx.exp.model, inputs.mirror, getattr(ctx, "store", None))
+    source = model_source(ctx.exp.model, inputs.mirror, ctx.store)
     if source.run is not None:
         ctx.log(f"starting from {source.run_ref}")
         ctx.start_model = source.run_ref
