@@ -19,6 +19,7 @@ from engine.errors import JobError, ResolveError
 from engine.hub.resolve import resolve_dataset
 from engine.manifest import ALL_TRAIN
 from engine.models.source import check_positions, experiment_config
+from engine.train.context import TaskContext
 
 BYTES_PER_PARAM_CHECKPOINT = 4 * 3  # weights + Adam m + v, fp32
 
@@ -47,7 +48,7 @@ def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> i
     return need
 
 
-def run_preflight(ctx) -> dict:
+def run_preflight(ctx: TaskContext) -> dict:
     """Raises :class:`JobError` / :class:`ResolveError` with a clear message; returns facts."""
     exp = ctx.exp
     check_writable(ctx.run.path)
@@ -65,6 +66,7 @@ def run_preflight(ctx) -> dict:
     n_params = sum(r.count for r in rows_for(config, "base"))
     need = check_space(ctx.run.path, n_params)
     if exp.task in ALL_TRAIN:
+        assert exp.dataset is not None  # the manifest requires it of a training task
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
         check_positions(exp, config)
         if exp.task == "qa" and exp.doc_stride >= exp.max_seq_length - 16:

@@ -10,12 +10,9 @@ between optimizer steps (one ``os.stat``, microseconds).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,7 +23,6 @@ from engine.errors import Cancelled, Interrupted, JobError, ResolveError
 from engine.events import (
     EventSink,
     FanoutSink,
-    JobFailed,
     LogEmitted,
     PhaseStarted,
     RunFinished,
@@ -37,6 +33,8 @@ from engine.events import (
     json_safe,
 )
 from engine.files import atomic_write_json, read_json
+from engine.job.commands import launcher_command
+from engine.job.ending import failure_events, record_end
 from engine.job.environment import environment
 from engine.job.preempt import ForwardSignals, StopSignals
 from engine.job.preflight import run_preflight
@@ -48,16 +46,21 @@ from engine.secrets import redact
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
+from engine.store.writer import EventWriter
+from engine.tasks import task_function
 
 
 @dataclass
 class JobContext:
-    """What a task gets: its experiment, the run it writes, and the control channel."""
+    """What a task gets: its experiment, the run it writes, and the control channel.
+
+    The train and task layers name it as :class:`engine.train.context.TaskContext`, which it satisfies.
+    """
 
     manifest: Manifest
     exp: Experiment
     run: Run
-    writer: RunWriter
+    writer: EventWriter
     sink: EventSink
     store: RunStore
     resume: bool = False
@@ -194,21 +197,6 @@ def changed_run_error(name: str, changes: dict) -> JobError:
         f"restore those values, resume with `lmconsole run {name} --resume --accept-changes` to continue "
         "with the new values (recorded in the run), or start a new run without --resume",
     )
-
-
-TASKS = {
-    "inspect": "engine.tasks.inspect:run",
-    "pretrain": "engine.tasks.pretrain:run",
-    "classify": "engine.tasks.classify:run",
-    "qa": "engine.tasks.qa:run",
-    "push": "engine.tasks.push:run",
-}
-
-
-def _task_fn(task: str):
-
-    mod, fn = TASKS[task].split(":")
-    return getattr(importlib.import_module(mod), fn)
 
 
 def _record_environment(run: Run, exp) -> None:
@@ -348,7 +336,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
     )
     _record_environment(run, exp)
-    results = _task_fn(exp.task)(ctx) or {}
+    results = task_function(exp.task)(ctx) or {}
     if ctx.start_model:
         results["start_model"] = ctx.start_model
     ctx.writer.write_results(results)
@@ -374,58 +362,15 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> None:
     """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
 
     reason, hint = _hint_for(exc)
-    reason, tb = redact(reason), redact(traceback.format_exc())
-    full = reason + (f" (hint: {hint})" if hint else "")
+    failed, status = failure_events(redact(reason), hint, redact(traceback.format_exc()))
     try:
-        ctx.emit(JobFailed(reason=reason, hint=hint, traceback=tb))
-        ctx.emit(StatusChanged(status="failed", reason=full))
+        ctx.emit(failed)
+        ctx.emit(status)
     except Exception:  # noqa: BLE001 - e.g. a disk still full: the status (small, reserved space) must still say failed
         try:
-            ctx.writer.set_status("failed", full)
+            ctx.writer.set_status("failed", status.reason)
         except OSError:
             pass
-
-
-def launcher_command(manifest, exp, run: Run, resume: bool) -> list[str]:
-    """The torchrun / accelerate command line that runs ``engine.job.worker`` for this job."""
-
-    worker = [
-        "-m",
-        "engine.job.worker",
-        "--lmc-manifest",
-        str(Path(manifest.path).resolve()),
-        "--lmc-experiment",
-        exp.name,
-        "--lmc-run",
-        str(run.path.resolve()),
-    ] + (["--lmc-resume"] if resume else [])
-    if exp.launcher == "torchrun":
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc-per-node={exp.nproc_per_node}",
-            f"--nnodes={exp.nnodes}",
-        ]
-        if exp.rdzv_endpoint:
-            cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={exp.rdzv_endpoint}"]
-        elif exp.nnodes == 1:
-            cmd += ["--standalone"]
-        return cmd + list(exp.launcher_args) + worker
-    exe = shutil.which("accelerate")
-    if exe is None:
-        raise JobError(
-            'launcher = "accelerate" but the accelerate command is not installed',
-            'pip install accelerate, or use launcher = "torchrun"',
-        )
-    return [
-        exe,
-        "launch",
-        f"--num_processes={exp.nproc_per_node * exp.nnodes}",
-        f"--num_machines={exp.nnodes}",
-        *exp.launcher_args,
-        *worker,
-    ]
 
 
 def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
@@ -484,32 +429,12 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
             f"see {run.path / 'launcher.log'}",
         )
     )
-    writer = RunWriter(run).open()
-    try:
-        for ev in (
-            JobFailed(reason=reason, hint=hint),
-            StatusChanged(status="failed", reason=f"{reason} (hint: {hint})"),
-        ):
-            writer.emit(ev)
-            for s in sinks:
-                s.emit(ev)
-    finally:
-        writer.close()
+    record_end(run, failure_events(reason, hint), sinks)
     return run
 
 
 def _submit_slurm(manifest, exp, run: Run, sinks) -> Run:
     """Submit to Slurm and follow the run (see :mod:`engine.job.slurm`)."""
 
-    def record(events) -> None:  # what the job itself could not write
-        writer = RunWriter(run).open()
-        try:
-            for ev in events:
-                writer.emit(ev)
-                for s in sinks:
-                    s.emit(ev)
-        finally:
-            writer.close()
-
-    follow(manifest, exp, run, sinks, record)
+    follow(manifest, exp, run, sinks)
     return run

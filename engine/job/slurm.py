@@ -25,10 +25,11 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from engine.job.commands import slurm_job_command
+from engine.job.ending import failure_events, record_end
 from engine.status import ENDED, RUN_FINAL
 from engine.store.runs import request_seq
 
@@ -93,17 +94,7 @@ def sbatch_options(manifest, exp, run) -> list[str]:
 
 def sbatch_script(manifest, exp, run) -> str:
     """The batch script: ``#SBATCH`` lines from the manifest, then ``exec python -m engine.job.slurmjob``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.job.slurmjob",
-        "--lmc-manifest",
-        str(Path(manifest.path).resolve()),
-        "--lmc-experiment",
-        exp.name,
-        "--lmc-run",
-        str(run.path.resolve()),
-    ]
+    cmd = slurm_job_command(manifest, exp, run)
     lines = ["#!/bin/bash"] + [f"#SBATCH {shlex.quote(o)}" for o in sbatch_options(manifest, exp, run)]
     lines += [
         f"cd {shlex.quote(str(Path.cwd()))}",
@@ -163,15 +154,15 @@ def job_state(job_id: str) -> str | None:
     return state
 
 
-def follow(manifest, exp, run, sinks, record) -> None:
+def follow(manifest, exp, run, sinks) -> None:
     """Submit, then pass the run's events to ``sinks`` until Slurm is done with the job.
 
-    ``record(events)`` writes events into the run for a job that could not (sbatch
-    refused it, it was cancelled while pending, it died before writing its end).
+    The end of a job that could not write it (sbatch refused it, it was cancelled while
+    pending, it died before writing its end) is written here (:func:`engine.job.ending.record_end`).
     """
     from engine.files import atomic_write_json
 
-    f = _Follower(run, sinks, record)
+    f = _Follower(run, sinks)
     try:
         job_id = submit(manifest, exp, run)
     except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
@@ -194,8 +185,8 @@ def follow(manifest, exp, run, sinks, record) -> None:
 class _Follower:
     """What :func:`follow` does while a job is in Slurm's hands: copy events, watch its state, end it."""
 
-    def __init__(self, run, sinks, record):
-        self.run, self.sinks, self.record = run, sinks, record
+    def __init__(self, run, sinks):
+        self.run, self.sinks = run, sinks
         self.offset = run.events_path.stat().st_size if run.events_path.exists() else 0
 
     def say(self, message: str, level: str = "info") -> None:
@@ -204,15 +195,12 @@ class _Follower:
         for s in self.sinks:
             s.emit(LogEmitted(level=level, message=message))
 
-    def fail(self, reason: str, hint: str) -> None:
-        from engine.events import JobFailed, StatusChanged
+    def record(self, events) -> None:
+        """Write events into the run that the job itself could not write."""
+        record_end(self.run, events, self.sinks)
 
-        self.record(
-            [
-                JobFailed(reason=reason, hint=hint),
-                StatusChanged(status="failed", reason=reason + (f" (hint: {hint})" if hint else "")),
-            ]
-        )
+    def fail(self, reason: str, hint: str) -> None:
+        self.record(failure_events(reason, hint))
 
     def pump(self) -> None:
         events, self.offset = self.run.follow(self.offset)

@@ -17,20 +17,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.job.commands import add_job_options
 from engine.status import CLEAN_EXIT
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.job.slurmjob")
-    p.add_argument("--lmc-manifest", dest="manifest", required=True)
-    p.add_argument("--lmc-experiment", dest="experiment", required=True)
-    p.add_argument("--lmc-run", dest="run", required=True)
+    add_job_options(p, resume=False)
     args = p.parse_args(argv)
 
     from engine.events import StatusChanged
+    from engine.job.ending import record_end
     from engine.job.runner import run_experiment
     from engine.manifest import load
-    from engine.store.runs import Run, RunStore, RunWriter
+    from engine.store.runs import Run, RunStore
 
     manifest = load(args.manifest)
     exp = manifest.get(args.experiment)
@@ -69,11 +69,7 @@ def main(argv=None) -> int:
         why = f"stopped by Slurm ({name}) after a checkpoint; " + (
             "the requeued job resumes from it" if requeue else f"resume with: lmconsole run {exp.name} --resume"
         )
-        writer = RunWriter(run).open()
-        try:
-            writer.emit(StatusChanged(status="interrupted", reason=why))
-        finally:
-            writer.close()
+        record_end(run, [StatusChanged(status="interrupted", reason=why)])
         return 0
     return 0 if status in CLEAN_EXIT else 1
 

@@ -13,47 +13,36 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import cast
 
+from engine.job.commands import add_job_options
+from engine.job.runner import JobContext, experiment_for, run_experiment
+from engine.manifest import Experiment, Manifest, load
 from engine.status import RUN_FINAL
+from engine.store.runs import Run, RunStore
+from engine.store.writer import NullWriter
+from engine.tasks import task_function
 
 
-class NullWriter:
-    """What non-zero ranks write to: nothing."""
+class OtherRankContext(JobContext):
+    """The context of a rank other than 0: it writes nothing (rank 0 owns the run) and reads no
+    control requests (rank 0 decides; the loop broadcasts its decision to every rank)."""
 
-    opened_at = 0
+    @classmethod
+    def of(cls, manifest: Manifest, exp: Experiment, run: Run, store: RunStore, resume: bool) -> OtherRankContext:
+        writer = NullWriter(run)
+        return cls(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=resume)
 
-    def __init__(self, run):
-        self.run = run
-
-    def emit(self, event) -> None:
-        pass
-
-    def write_table(self, table):
-        return self.run.tables_dir / f"{table.name}.json"
-
-    def write_results(self, results) -> None:
-        pass
-
-    def discard_events(self, start, end=None) -> None:
+    def poll(self) -> None:
         pass
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.job.worker")
-    # Prefixed names: launchers parse their own options first and must not mistake ours for theirs.
-    p.add_argument("--lmc-manifest", dest="manifest", required=True)
-    p.add_argument("--lmc-experiment", dest="experiment", required=True)
-    p.add_argument("--lmc-run", dest="run", required=True)
-    p.add_argument("--lmc-resume", dest="resume", action="store_true")
+    add_job_options(p, resume=True)
     args = p.parse_args(argv)
 
     import torch
     import torch.distributed as dist
-
-    from engine.job.runner import JobContext, _task_fn, experiment_for, run_experiment
-    from engine.manifest import load
-    from engine.store.runs import Run, RunStore, RunWriter
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -72,11 +61,7 @@ def main(argv=None) -> int:
             ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with
-            writer = cast(RunWriter, NullWriter(run))  # duck-typed: what the loop calls, doing nothing
-            ctx = JobContext(
-                manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=args.resume
-            )
-            ctx.poll = lambda: None  # type: ignore[method-assign]  # rank 0 decides; train_loop broadcasts its decision
+            ctx = OtherRankContext.of(manifest, exp, run, store, args.resume)
             from engine.errors import Cancelled
             from engine.job.preempt import StopSignals
 
@@ -84,7 +69,7 @@ def main(argv=None) -> int:
             # (it stops all ranks at one step boundary, after a checkpoint), so no rank dies mid-collective.
             with StopSignals():
                 try:
-                    _task_fn(exp.task)(ctx)
+                    task_function(exp.task)(ctx)
                 except Cancelled:
                     pass
             ok = True

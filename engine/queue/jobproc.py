@@ -56,15 +56,11 @@ def main(argv=None) -> int:
         code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
     except ManifestError as exc:
         from engine.events import JobFailed, StatusChanged
-        from engine.store.runs import RunWriter
+        from engine.job.ending import record_end
 
         reason = f"the manifest no longer loads: {exc.problems[0] if exc.problems else exc}"
-        writer = RunWriter(run).open()
-        try:
-            writer.emit(JobFailed(reason=reason, hint=f"fix {entry.manifest} and resume the job (R)"))
-            writer.emit(StatusChanged(status="failed", reason=reason))
-        finally:
-            writer.close()
+        hint = f"fix {entry.manifest} and resume the job (R)"
+        record_end(run, [JobFailed(reason=reason, hint=hint), StatusChanged(status="failed", reason=reason)])
     finally:
         try:  # the scheduler may have died (OOM, kill): the queue must not stall
             ensure_scheduler(qf, entry.manifest or "")

@@ -1,6 +1,7 @@
 """The run store: run directories on disk, the one source of truth about a run.
 
-``runs`` (a run's directory, its writer and readers, the store of all runs), ``meta``
+``runs`` (a run's directory, its writer and readers, the store of all runs), ``writer``
+(the protocol a job writes its run through, and a writer that writes nothing), ``meta``
 (tags, note, archive flag), ``listing`` (the rows of ``lmconsole runs`` and the console's
 runs tab, with their cache), ``follow`` (reading a live run's events as they are written, and
 the metric history a ``RunFeed`` builds of them for the console and the queue),

@@ -19,12 +19,13 @@ from engine.events import PhaseStarted
 from engine.files import atomic_write_text
 from engine.metrics.classification import classification_metrics, labels_hidden
 from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.train.context import TaskContext
 from engine.train.loop import TaskSpec, setup_job, train
 
 COLUMNS = ("accuracy", "precision", "recall", "f1", "macro_f1", "majority_baseline")
 
 
-def choose_eval_split(ctx, inputs: TaskInputs):
+def choose_eval_split(ctx: TaskContext, inputs: TaskInputs):
     """The configured split, or ``validation`` when its labels are hidden. Returns (split, dataset, note)."""
     exp = inputs.exp
     ds = inputs.split(exp.eval_split)
@@ -61,7 +62,7 @@ class Splits:
     names: list[str] | None  # the label column's ClassLabel names
 
 
-def load_splits(ctx, inputs: TaskInputs) -> Splits:
+def load_splits(ctx: TaskContext, inputs: TaskInputs) -> Splits:
     exp = inputs.exp
     train_ds = inputs.split(exp.train_split)
     for col in (exp.text_column, exp.label_column):
@@ -84,7 +85,7 @@ def load_splits(ctx, inputs: TaskInputs) -> Splits:
     return Splits(train_ds, eval_ds, eval_split, note, train_labels, eval_labels, num_labels, names)
 
 
-def classify_spec(ctx, model, tok, device, data: Splits) -> TaskSpec:
+def classify_spec(ctx: TaskContext, model, tok, device, data: Splits) -> TaskSpec:
     """The loop's view of classification: length-bucketed batches, the head's loss, metrics, predictions."""
     import torch
 
@@ -176,7 +177,7 @@ def predict(model, enc_eval: list[list[int]], pad: int, batch_size: int, device)
     return preds, probs
 
 
-def run(ctx):
+def run(ctx: TaskContext) -> dict:
     """Resolve the inputs, load the splits, tokenizer and model, then train."""
     exp = ctx.exp
     device, amp = setup_job(exp)

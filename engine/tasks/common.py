@@ -13,6 +13,7 @@ from engine.errors import JobError
 from engine.hub.resolve import folder_identity, load_dataset_split, resolve_dataset, resolve_model_path
 from engine.models.presets import train_wordpiece
 from engine.models.source import ModelSource, model_source
+from engine.train.context import TaskContext
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,15 @@ class TaskInputs:
         return hashlib.sha256(json.dumps(ident, default=str).encode()).hexdigest()[:16]
 
 
-def data_inputs(ctx) -> TaskInputs:
+def data_inputs(ctx: TaskContext) -> TaskInputs:
     """The inputs of a job that only reads data (no model source): experiment and data mirror."""
     return TaskInputs(exp=ctx.exp, mirror=ctx.manifest.settings.data_mirror)
 
 
-def task_inputs(ctx) -> TaskInputs:
+def task_inputs(ctx: TaskContext) -> TaskInputs:
     """Resolve the job's inputs once: mirror and where the model starts (:func:`engine.models.source.model_source`)."""
     inputs = data_inputs(ctx)
-    source = model_source(ctx.exp.model, inputs.mirror, getattr(ctx, "store", None))
+    source = model_source(ctx.exp.model, inputs.mirror, ctx.store)
     if source.run is not None:
         ctx.log(f"starting from {source.run_ref}")
         ctx.start_model = source.run_ref
@@ -67,7 +68,7 @@ def task_inputs(ctx) -> TaskInputs:
     return replace(inputs, source=source, kind=kind)
 
 
-def get_tokenizer(ctx, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
+def get_tokenizer(ctx: TaskContext, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
     """The experiment's tokenizer: the model's, a named one, or WordPiece trained on ``corpus_texts()`` (cached)."""
     exp = inputs.exp
     if exp.tokenizer == "train" or (exp.tokenizer == "auto" and inputs.kind == "preset"):
@@ -142,7 +143,7 @@ def pad_batch(seqs: list[list[int]], pad: int, multiple: int = 8):
     return out
 
 
-def load_head_model(ctx, head: str, inputs: TaskInputs, vocab_size: int, **config_overrides):
+def load_head_model(ctx: TaskContext, head: str, inputs: TaskInputs, vocab_size: int, **config_overrides):
     """Build or load a model with ``head``; report dropped/added modules as a parameter diff.
 
     Loading a pretraining checkpoint into a head model makes transformers warn

@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.events import TableWritten
 from engine.models.params import diff_table, full_table, grouped_table, rows_for, summary_table
 from engine.models.source import experiment_config
+from engine.train.context import TaskContext
 
 
 def parameter_tables(config, heads, base_head: str = "base"):
@@ -20,7 +21,7 @@ def parameter_tables(config, heads, base_head: str = "base"):
     return tables, totals
 
 
-def run(ctx):
+def run(ctx: TaskContext) -> dict:
     config = experiment_config(ctx)
     tables, totals = parameter_tables(config, list(ctx.exp.heads))
     for t in tables:

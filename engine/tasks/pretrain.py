@@ -34,6 +34,7 @@ from engine.tasks.common import (
     pad_batch,
     task_inputs,
 )
+from engine.train.context import TaskContext
 from engine.train.loop import TaskSpec, setup_job, train
 
 RECIPE_VERSION = 1
@@ -47,7 +48,7 @@ def _tokenizer_hash(tok) -> str:
     ]
 
 
-def prepare_split(ctx, tok, split: str, seed: int, mask: bool, inputs: TaskInputs | None = None):
+def prepare_split(ctx: TaskContext, tok, split: str, seed: int, mask: bool, inputs: TaskInputs | None = None):
     """NSP pairs of one split as a cached ``datasets.Dataset`` (masked once when ``mask``)."""
     inputs = inputs or data_inputs(ctx)
     folder = cache_root() / "pretrain-data" / _pairs_key(inputs, tok, split, seed, mask)
@@ -80,7 +81,7 @@ def _pairs_key(inputs: TaskInputs, tok, split: str, seed: int, mask: bool) -> st
     return hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
 
 
-def _cached_pairs(ctx, folder: Path, split: str):
+def _cached_pairs(ctx: TaskContext, folder: Path, split: str):
     """The sealed cached pairs in ``folder``, or None (a corrupt copy is removed, to be rebuilt)."""
     import datasets
 
@@ -99,7 +100,7 @@ def _cached_pairs(ctx, folder: Path, split: str):
     return None
 
 
-def _nsp_columns(ctx, inputs: TaskInputs, tok, split: str, seed: int) -> dict[str, list]:
+def _nsp_columns(ctx: TaskContext, inputs: TaskInputs, tok, split: str, seed: int) -> dict[str, list]:
     """Documents of ``split`` -> tokenised NSP pairs as columns (input_ids, token_type_ids, next_sentence_label)."""
     exp = inputs.exp
     docs = documents_from_lines(inputs.split(split)[exp.text_column])
@@ -368,7 +369,7 @@ def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int
     return math.exp(-total / max(count, 1))
 
 
-def pretrain_tokenizer(ctx, inputs: TaskInputs):
+def pretrain_tokenizer(ctx: TaskContext, inputs: TaskInputs):
     """The experiment's tokenizer; a WordPiece one is trained on the training split's text (and cached)."""
     exp = inputs.exp
 
@@ -408,7 +409,7 @@ def _eval_data(eval_ds) -> dict[str, list]:
     }
 
 
-def build_data(ctx, inputs: TaskInputs, tok, vocab_size: int, device):
+def build_data(ctx: TaskContext, inputs: TaskInputs, tok, vocab_size: int, device):
     """(training batches, evaluation split, its lists): the cached NSP pairs of both splits."""
     exp = inputs.exp
     ctx.emit(PhaseStarted(phase="data", detail="building NSP pairs"))
@@ -462,7 +463,7 @@ def pretrain_spec(exp, model, tok, device, batches: TrainBatches, eval_ds, eval_
     )
 
 
-def run(ctx):
+def run(ctx: TaskContext) -> dict:
     """Resolve the inputs, build the model and the data, then train."""
     device, amp = setup_job(ctx.exp)
     inputs = task_inputs(ctx)

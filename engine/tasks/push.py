@@ -12,14 +12,16 @@ from __future__ import annotations
 from engine.errors import JobError
 from engine.hub import publish as pushlib
 from engine.store.runs import dependency_run
+from engine.train.context import TaskContext
 
 
-def run(ctx):
+def run(ctx: TaskContext) -> dict:
     exp = ctx.exp
-    source = dependency_run(ctx.store, exp.model_run)
+    model_run, repo = exp.model_run, exp.hub_model_id
+    assert model_run is not None and repo is not None  # the manifest requires both of a push step
+    source = dependency_run(ctx.store, model_run)
     ctx.start_model = f"{source.experiment}/{source.run_id}"
     staged = ctx.run.path / "staged"
-    repo = exp.hub_model_id
     try:
         files = pushlib.stage(source, staged, repo)
         ctx.log(f"staged {len(files)} files of {ctx.start_model} in {staged}")

@@ -26,6 +26,7 @@ from engine.metrics.squad_v2 import squad_v2_score
 from engine.metrics.text import answer_text_metrics
 from engine.models.source import check_positions
 from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
+from engine.train.context import TaskContext
 from engine.train.loop import TaskSpec, setup_job, train
 
 COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "rougeL", "meteor")
@@ -148,7 +149,7 @@ def load_squad_splits(inputs: TaskInputs):
     return train_ds, eval_ds
 
 
-def qa_tokenizer(ctx, inputs: TaskInputs, train_ds):
+def qa_tokenizer(ctx: TaskContext, inputs: TaskInputs, train_ds):
     """The experiment's tokenizer (a trained one learns from contexts and questions); it must be fast."""
 
     def corpus():
@@ -189,7 +190,7 @@ def qa_loss(model, b):
     return out.loss, {}
 
 
-def qa_spec(ctx, model, tok, device, train_ds, eval_ds, use_hub: bool) -> TaskSpec:
+def qa_spec(ctx: TaskContext, model, tok, device, train_ds, eval_ds, use_hub: bool) -> TaskSpec:
     """The loop's view of QA: features, batches, span loss, SQuAD v2 decoding and scores, predictions."""
     import torch
 
@@ -253,7 +254,7 @@ def qa_spec(ctx, model, tok, device, train_ds, eval_ds, use_hub: bool) -> TaskSp
     )
 
 
-def run(ctx):
+def run(ctx: TaskContext) -> dict:
     """Resolve the inputs, load the splits, tokenizer and model, then train."""
     exp = ctx.exp
     device, amp = setup_job(exp)

@@ -27,6 +27,7 @@ from engine.errors import Cancelled, JobError
 from engine.events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
 from engine.files import atomic_write_json, follow_umask, read_json
 from engine.tables import Table
+from engine.train.context import TaskContext
 
 
 @dataclass
@@ -147,7 +148,9 @@ def memory_mb(device) -> float:
 # -- checkpoints --------------------------------------------------------------
 
 
-def save_checkpoint(ctx, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None) -> Path:
+def save_checkpoint(
+    ctx: TaskContext, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None
+) -> Path:
     """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
 
     ``rank_rng``: every rank's RNG state (:func:`rank_rng_state`) in a distributed job, whose ranks draw
@@ -250,7 +253,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> d
     return state
 
 
-def load_latest_intact(ctx, model, optimizer, scheduler, rank: int = 0):
+def load_latest_intact(ctx: TaskContext, model, optimizer, scheduler, rank: int = 0):
     """The newest checkpoint that loads, as (path, state, warnings); (None, {}, []) when there is none.
 
     A damaged one (truncated weights, optimizer state, state.json) is skipped with
@@ -456,7 +459,7 @@ class Window:
 class Loop:
     """What the loop's helpers share: the job, the task, the model, its optimizer and schedule, the progress."""
 
-    ctx: Any
+    ctx: TaskContext
     spec: TaskSpec
     device: Any
     amp_dtype: Any
@@ -498,7 +501,7 @@ class Loop:
         }
 
 
-def start_loop(ctx, spec: TaskSpec, device, amp_dtype) -> tuple[Loop, dict]:
+def start_loop(ctx: TaskContext, spec: TaskSpec, device, amp_dtype) -> tuple[Loop, dict]:
     """The model on its device (DDP-wrapped when distributed), AdamW, the schedule; resumed when asked."""
     exp = ctx.exp
     dist = Dist()
@@ -736,7 +739,7 @@ def save_final_model(lp: Loop) -> None:
 # -- the loop -------------------------------------------------------------------
 
 
-def train(ctx, spec: TaskSpec, device, amp_dtype=None) -> dict:
+def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
     """Train ``spec.model``: optimizer steps with logging windows, control between steps, epochs with evaluations."""
     exp = ctx.exp
     lp, state = start_loop(ctx, spec, device, amp_dtype)
