@@ -38,8 +38,7 @@ def as_user_error() -> Iterator[None]:
     try:
         yield
     except ValueError as exc:
-        # without the quotes at its ends, as the command line has always printed these messages
-        raise UserError(str(exc).strip("'\"")) from None
+        raise UserError(str(exc)) from None
 
 
 def runs_of(store, refs: list[str]) -> list:

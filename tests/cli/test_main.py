@@ -64,3 +64,11 @@ def test_global_options_after_the_rest_of_the_line_are_taken_out(workdir, capsys
     write_run(workdir / "elsewhere" / "runs", "pre", RID)
     assert cli.main(["tag", "pre", "+a", "--manifest", "elsewhere/experiments.toml", "-b"]) == 0
     assert capsys.readouterr().out == f"pre/{RID}: tags a\n"
+
+
+def test_an_unsafe_run_name_is_quoted_in_its_message(workdir, capsys):
+    write_manifest(workdir, MANIFEST)
+    write_run(workdir / "runs", "pre", RID)
+    for argv in (["tag", "..", "+a"], ["compare", ".."], ["verify", "a/.."], ["control", "..", "pause"]):
+        assert cli.main(argv) == 2, argv
+        assert capsys.readouterr().err.startswith("lmconsole: '..' is not a safe directory name"), argv
