@@ -1,6 +1,7 @@
 """The engine's expected failures, in one leaf module that imports nothing of the engine.
 
-Each carries a one-line reason for the user (and, for :class:`JobError`, a hint).
+Each carries a one-line reason for the user (and, for :class:`JobError` and
+:class:`UserError`, a hint).
 They live here, not beside the code that raises them, so that any module can raise
 or catch them without importing the job runner, the Hub helpers or the manifest
 parser (that is what made the engine's imports go round in circles).
@@ -18,6 +19,28 @@ class JobError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
+
+
+class UserError(Exception):
+    """A command cannot do what was asked, for a reason the user can fix: one line, and what to do.
+
+    The command line prints it once (``lmconsole: <message>; <hint>``) and exits with
+    ``code``: 2 when the request itself cannot be carried out as given (a name that
+    matches nothing, a missing confirmation), 1 when it was tried and failed.
+    """
+
+    def __init__(self, message: str, hint: str = "", code: int = 2):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class NotFound(UserError):
+    """No run, experiment or job matches what the user named."""
 
 
 class Cancelled(Exception):

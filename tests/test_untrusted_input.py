@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.main import ProgressPrinter, main
+from engine.cli.main import main
+from engine.cli.output import ProgressPrinter
 from engine.events import LogEmitted, StepLogged
 from engine.hub.publish import PushError, push
 from engine.store.runs import RunStore

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine.errors import JobError
+from engine.errors import JobError, NotFound
 from engine.events import Event, EventSink, StatusChanged, from_dict, to_json
 from engine.files import (
     SAFE_NAME,
@@ -619,7 +619,11 @@ class RunStore:
         return runs[-1] if runs else None
 
     def get(self, ref: str) -> Run:
-        """``experiment/run-id``, ``experiment`` (latest run), or a run-id prefix."""
+        """``experiment/run-id``, ``experiment`` (latest run), or a run-id prefix.
+
+        :class:`NotFound` when no run matches; ``ValueError`` for a name that is not a safe
+        directory name or leads outside the runs directory.
+        """
         ref = ref.strip().rstrip("/")
         if "/" in ref:
             exp, rid = ref.split("/", 1)
@@ -638,7 +642,7 @@ class RunStore:
             matches = [r for r in self.runs() if r.run_id.startswith(ref)]
             if len(matches) == 1:
                 return matches[0]
-        raise KeyError(f"no run matches {ref!r} under {self.root} (see `lmconsole runs`)")
+        raise NotFound(f"no run matches {ref!r} under {self.root} (see `lmconsole runs`)")
 
 
 def dependency_run(store: RunStore, exp_name: str) -> Run:

@@ -1,0 +1,111 @@
+"""The manifest and the study: ``check`` validates the manifest and prints the plan, ``report``
+writes the study report, ``verify`` recomputes its numbers from the saved predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.cli.refs import as_user_error
+from engine.errors import NotFound, UserError
+
+
+def cmd_check(args) -> int:
+    """Reads the manifest unless asked for its reference or schema (those need none)."""
+    if args.schema:
+        from engine.manifest import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.reference:
+        from engine.manifest import reference_markdown
+
+        print(reference_markdown())
+        return 0
+    from engine.manifest import load
+
+    manifest = load(args.manifest)
+    print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
+    for exp in manifest.experiments:
+        deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
+        seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
+        target = exp.hub_model_id if exp.task == "push" else exp.model
+        what = (
+            f"{len(exp.steps)} steps"
+            if exp.task == "study"
+            else (f"{exp.model} -> {target}" if exp.task == "push" else target)
+        )
+        print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
+    for exp in manifest.experiments:
+        if exp.task == "study":
+            print(study_plan_text(manifest, exp.name))
+    return 0
+
+
+def study_plan_text(manifest, name: str) -> str:
+    """The steps a study runs, in order, each with what it waits for: ``lmconsole check`` and the console."""
+    plan = manifest.job_plan([name])
+    width = max([20] + [len(s) + 1 for s in plan])
+    lines = [f"plan of study {name!r} ({len(plan)} steps, in this order; `lmconsole run {name}`):"]
+    for i, step in enumerate(plan, 1):
+        exp = manifest.get(step)
+        deps = f"after {', '.join(exp.dependencies)}" if exp.dependencies else "no dependencies"
+        seeds = f", {len(exp.seeds)} seeds" if getattr(exp, "seeds", ()) else ""
+        lines.append(f"  {i:>2}. {step:<{width}} {exp.task:<9} {deps}{seeds}")
+    return "\n".join(lines)
+
+
+def cmd_report(args, manifest) -> int:
+    from engine.store.runs import RunStore
+    from engine.study.report import FORMATS, build_report, select, write_report
+
+    store = RunStore(manifest.runs_dir)
+    names = manifest.expand_studies(select(manifest.names, args.experiments))  # a study: its steps' runs
+    if not names:
+        raise NotFound(
+            f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}"
+        )
+    report = build_report(store, names, title=args.title)
+    if len(report.sections[0].tables[0].rows) == 0:
+        raise UserError(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", code=1)
+    written = write_report(report, Path(args.out), tuple(args.format or FORMATS))
+    main_files = [p for p in written if p.parent == Path(args.out)]
+    print(f"report of {len(report.sections[0].tables[0].rows)} runs: " + ", ".join(str(p) for p in main_files))
+    return 0
+
+
+def cmd_verify(args, manifest) -> int:
+    from engine.errors import VerifyError
+    from engine.store.runs import RunStore
+    from engine.study.report import select
+    from engine.study.verify import verify_run
+
+    store = RunStore(manifest.runs_dir)
+    runs = []
+    for target in args.targets:
+        names = select(manifest.names, [target]) if not target.count("/") else []
+        # a study: its steps' runs, less the pushes (they report no numbers to recompute)
+        names = [n for n in manifest.expand_studies(names) if n in names or manifest.get(n).task != "push"]
+        if names:
+            found = [store.latest(n, status="finished") for n in names]
+            runs += [r for r in found if r is not None]
+            if not any(found):
+                raise NotFound(f"no finished run of {target} under {manifest.runs_dir}")
+            continue
+        with as_user_error():
+            runs.append(store.get(target))
+    failed, total = 0, 0
+    for run in runs:
+        try:
+            checks = verify_run(run, manifest.settings.data_mirror)
+        except VerifyError as exc:
+            print(f"FAIL {exc}")
+            failed += 1
+            continue
+        for c in checks:
+            total += 1
+            failed += not c.ok
+            if not (args.quiet and c.ok):
+                print(c.line())
+    print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
+    return 1 if failed else 0
