@@ -18,14 +18,16 @@ The map, one layer per folder; a layer imports only from the layers below it
     metrics/    official metric definitions, scales, flags for degenerate numbers
     leaves      errors, status, files, events, tables, secrets, device (this folder)
 
-``lmconsole run pretrain`` goes: ``cli`` parses the manifest (``manifest.load``) and, in the
-foreground, calls ``job.runner.run_experiment``; with ``--detach`` or from the console it
-becomes an entry of ``queue`` and the scheduler starts ``queue.jobproc``, which calls the same
-function. The runner opens a run directory (``store.runs``), runs ``job.preflight``, then the
-task (``tasks.pretrain``), which builds its data and model (``data``, ``models``) and hands
-them to ``train.loop``; every step, evaluation and checkpoint is an event (``events``)
-written to the run's ``events.jsonl``. The console, ``lmconsole runs``, exports and the report
-read the run directory and nothing else.
+``lmconsole run pretrain`` goes: ``cli/main.py`` loads the manifest (``manifest.load``) and hands
+the command to ``cli/run.py``, which in the foreground calls ``job.runner.run_experiment``. With
+``--detach`` (or ``r`` in the console) the experiment becomes an entry of the queue
+(``queue/entry.py``, ``queue/queuefile.py``); the scheduler (``queue/scheduler.py``) places it on
+free GPUs and starts ``queue/jobproc.py``, which calls the same function. The runner opens a run
+directory (``store/runs.py``), runs ``job/preflight.py``, then the task (``tasks/pretrain.py``),
+which builds its data and model (``data/``, ``models/``) and hands them to ``train/loop.py``:
+every step, evaluation and checkpoint becomes an event (``events.py``) in the run's
+``events.jsonl``, and the final model lands in the run's ``model/``. The console,
+``lmconsole runs``, exports and the report read run directories (``store/``) and nothing else.
 
 Headless by design: nothing here imports ``textual``, ``rich`` or ``tui`` (a test enforces it),
 and heavy libraries (torch, transformers, datasets) are imported inside the functions that need
