@@ -12,13 +12,6 @@ from engine.cli.refs import as_user_error, get_run
 from engine.errors import UserError
 
 
-def bar(p: float, width: int = 20) -> str:
-    """A probability as a bar of ``width`` cells (eighths of a cell for the remainder)."""
-    eighths = round(max(0.0, min(1.0, p)) * width * 8)
-    full, part = divmod(eighths, 8)
-    return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
-
-
 def _run(manifest, ref: str):
     from engine.store.runs import RunStore
 
@@ -51,32 +44,8 @@ def _inputs(args, predictor) -> list[dict]:
     return [{"question": q, "context": context} for q in args.texts]
 
 
-def answer_lines(task: str, out: dict) -> list[str]:
-    """One prediction as the lines ``predict`` prints (the console's Try tab shows the same)."""
-    if task == "classify":
-        lines = [f"{out['text']!r} -> {out['label']} ({out['confidence']:.3f})"]
-        width = max(len(k) for k in out["probabilities"])
-        lines += [f"  {k:<{width}} {bar(v)} {v:.4f}" for k, v in out["probabilities"].items()]
-        return lines
-    if task == "qa":
-        verdict = "no answer" if out["no_answer"] else repr(out["answer"])
-        span = f"{out['span']!r} (score {out['span_score']:.4f})" if out["span"] else "none"
-        null = f"{out['null_score']:.4f}" if out["null_score"] is not None else "-"
-        return [
-            f"Q: {out['question']}",
-            f"A: {verdict}",
-            f"  best span {span}; null score {null}; "
-            f"null - span {out['na_score']:.4f} {'>' if out['no_answer'] else '<='} threshold {out['threshold']:g}",
-        ]
-    lines = [out["text"]]
-    for n, m in enumerate(out["masks"], 1):
-        lines.append(f"  mask {n} (token {m['position']}):")
-        lines += [f"    {t['token']:<16} {bar(t['probability'])} {t['probability']:.4f}" for t in m["top"]]
-    return lines
-
-
 def cmd_predict(args, manifest) -> int:
-    from engine.study.predict import load_predictor
+    from engine.study.predict import answer_lines, load_predictor
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")

@@ -269,3 +269,34 @@ def read_jsonl_inputs(path, keys: tuple[str, ...]) -> list[dict]:
     if not rows:
         raise UserError(f"{path} has no input lines: one JSON object per line with {', '.join(keys)}")
     return rows
+
+
+def bar(p: float, width: int = 20) -> str:
+    """A probability as a bar of ``width`` cells (eighths of a cell for the remainder)."""
+    eighths = round(max(0.0, min(1.0, p)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(width)
+
+
+def answer_lines(task: str, out: dict) -> list[str]:
+    """One prediction as text lines: ``lmconsole predict`` prints them, the console's Try tab shows them."""
+    if task == "classify":
+        lines = [f"{out['text']!r} -> {out['label']} ({out['confidence']:.3f})"]
+        width = max(len(k) for k in out["probabilities"])
+        lines += [f"  {k:<{width}} {bar(v)} {v:.4f}" for k, v in out["probabilities"].items()]
+        return lines
+    if task == "qa":
+        verdict = "no answer" if out["no_answer"] else repr(out["answer"])
+        span = f"{out['span']!r} (score {out['span_score']:.4f})" if out["span"] else "none"
+        null = f"{out['null_score']:.4f}" if out["null_score"] is not None else "-"
+        return [
+            f"Q: {out['question']}",
+            f"A: {verdict}",
+            f"  best span {span}; null score {null}; "
+            f"null - span {out['na_score']:.4f} {'>' if out['no_answer'] else '<='} threshold {out['threshold']:g}",
+        ]
+    lines = [out["text"]]
+    for n, m in enumerate(out["masks"], 1):
+        lines.append(f"  mask {n} (token {m['position']}):")
+        lines += [f"    {t['token']:<16} {bar(t['probability'])} {t['probability']:.4f}" for t in m["top"]]
+    return lines
