@@ -149,7 +149,7 @@ def test_cli_predict_file_writes_jsonl_equal_to_the_evaluation(trained, tmp_path
     assert [g["prediction"] for g in got] == [r["prediction"] for r in saved]
     assert main(["-m", str(path), "predict", "cls", "a wonderful, moving film", "--json"]) == 0
     one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(one["probabilities"]) == {"0", "1"} and math.isclose(sum(one["probabilities"].values()), 1.0)
+    assert set(one["probabilities"]) == {"0", "1"} and math.isclose(sum(one["probabilities"].values()), 1.0, abs_tol=1e-6)
     assert main(["-m", str(path), "predict", "qa", "who?"]) == 2
     assert "--context" in capsys.readouterr().err
     assert main(["-m", str(path), "predict", "qa", "Who sings?", "--context", "The singer is Petra."]) == 0
@@ -170,3 +170,24 @@ def test_cli_examples_exports_rows_and_counts(trained, tmp_path, capsys):
     assert f"{MISSED_ANSWER}: " in text
     assert main(["-m", str(path), "examples", "cls", "--cell", "0,7"]) == 2
     assert "not a class" in capsys.readouterr().err
+
+
+def test_report_has_an_error_analysis_per_fine_tuned_run(trained):
+    from engine.store.runs import RunStore
+    from engine.study.report import build_report
+
+    _, runs = trained
+    report = build_report(RunStore(runs["cls"].path.parent.parent), ["pre", "cls", "qa"])
+    sections = {s.title: s for s in report.sections}
+    assert "Error analysis: pre" not in sections  # pretraining saves no per-example predictions
+    cls = sections["Error analysis: cls"]
+    matrix = runs["cls"].results()["final"]["confusion_matrix"]
+    kinds, top = cls.tables
+    assert sorted(kinds.column("count")) == sorted(matrix[0][1:] + matrix[1][:1])
+    wrong = load_examples(runs["cls"]).select(wrong_only=True)
+    assert top.column("index") == [r.index for r in wrong[:5]]
+    assert top.column("confidence") == sorted(top.column("confidence"), reverse=True)
+    qa_kinds, qa_top = sections["Error analysis: qa"].tables
+    counts = load_examples(runs["qa"]).counts()
+    assert dict(qa_kinds.rows) == {k: counts[k] for k in QA_KINDS[1:]}
+    assert len(qa_top.rows) == min(5, sum(counts[k] for k in QA_KINDS[1:]))
