@@ -194,9 +194,13 @@ class Predictor:
             torch.cuda.empty_cache()
 
 
-def load_predictor(run, device: str = "") -> Predictor:
+def load_predictor(run, device: str = "", threads: int = 0) -> Predictor:
     """The finished ``run``'s saved model on ``device`` (default: the run's ``device``), ready to predict.
 
+    ``threads``: on the CPU, torch's threads for this whole process (0 leaves them as they are).
+    The console asks for 1: one input at a time is too little work to share, and on cores busy
+    with training jobs each extra thread waits for a core at every operator (median 19 ms with 1
+    thread against 60-280 ms with 2 on a loaded 2-core box: BENCHMARKS.md).
     A UserError when the run has no saved model or its task makes none (inspect, push, study).
     """
     import transformers
@@ -223,6 +227,10 @@ def load_predictor(run, device: str = "") -> Predictor:
         raise UserError(f"{exc}; choose another with --device", code=2) from None
     except RuntimeError as exc:  # torch rejects the device string
         raise UserError(f"device {device!r} is not a torch device ({exc}): use cpu, cuda or cuda:N") from None
+    if threads and dev.type == "cpu":
+        import torch
+
+        torch.set_num_threads(threads)
     trust = bool(cfg.get("trust_remote_code"))
     tok = transformers.AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
     config = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=trust)

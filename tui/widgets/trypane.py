@@ -10,6 +10,7 @@ go; the run view calls it when it closes.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 from rich.text import Text
 from textual import on, work
@@ -37,7 +38,8 @@ class TryPane(Vertical):
     """
 
     HISTORY = 3  # inputs kept below the result (the tab must fit 80x24)
-    loader = staticmethod(load_predictor)  # (run) -> Predictor; tests put a fake here
+    # (run) -> Predictor; one torch thread on the CPU (see load_predictor); tests put a fake here
+    loader = staticmethod(partial(load_predictor, threads=1))
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
