@@ -49,6 +49,11 @@ def render(info: dict, res: dict, command: str, quick: bool, gpu: dict | None, h
 
         render_section(add, res["store"])
 
+    if "predict" in res:
+        from predict_latency import render_section as render_predict
+
+        render_predict(add, res["predict"])
+
     for saved in history or []:
         _render_history(add, saved)
     _gpu_section(add, gpu)
@@ -116,6 +121,11 @@ def _summary_section(add, res: dict, gpu: dict | None) -> None:
         from store_scale import summary_rows
 
         for row in summary_rows(res["store"]):
+            add("| " + " | ".join(row) + " |")
+    if "predict" in res:
+        from predict_latency import summary_rows as predict_rows
+
+        for row in predict_rows(res["predict"]):
             add("| " + " | ".join(row) + " |")
     add(
         f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |"

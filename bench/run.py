@@ -30,6 +30,8 @@ fairly. Sections:
 - store:    ``bench/store_scale.py`` (needs tmux for the console part): a generated store of 1,000 runs,
             some with 1M-line events files: ``lmconsole runs``, the console's first frame and keypresses,
             following a growing events file, the plot of a 1M-step run
+- predict:  ``bench/predict_latency.py``: one prediction after load (the console's Try tab,
+            ``lmconsole predict``), the demo's three bert-tiny models on the CPU
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -79,6 +81,7 @@ SECTIONS = (
     "squad",
     "console",
     "store",
+    "predict",
 )
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
@@ -800,6 +803,18 @@ def bench_store(ws: Workspace) -> dict:
     )
 
 
+def bench_predict(ws: Workspace) -> dict:
+    """``bench/predict_latency.py``: one prediction after load, the demo's three models (quick: fewer calls)."""
+    out = ws.root / "predict.json"
+    reps = 20 if ws.plan.quick else 50
+    return run_child(
+        [PY, str(BENCH / "predict_latency.py"), "--reps", str(reps), "--json", str(out)],
+        bench_env(ws.root / "cache-predict"),
+        out,
+        log=ws.root / "predict.log",
+    )
+
+
 def bench_squad(ws: Workspace) -> dict:
     vals = []
     for r in range(ws.plan.reps_squad):
@@ -929,6 +944,9 @@ def _run_sections(ws: Workspace, only: list) -> dict:
     if "store" in only:
         log("store")
         res["store"] = bench_store(ws)
+    if "predict" in only:
+        log("predict")
+        res["predict"] = bench_predict(ws)
     if "console" in only:
         if shutil.which("tmux"):
             log("console")

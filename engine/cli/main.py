@@ -13,6 +13,7 @@ The commands, in ``--help`` order, and the module each lives in:
 - ``verify``: recompute the reported numbers from the saved predictions (``study.py``)
 - ``compare``: final results of runs side by side (``runs.py``)
 - ``queue``, ``attach``, ``control``: the job queue of the runs directory (``jobs.py``)
+- ``predict``: try a run's model on new input; ``examples``: its evaluation mistakes (``look.py``)
 
 At module level this file and the command modules import only the standard library, each
 other and the engine's leaf modules, so ``lmconsole --help`` answers instantly; each command
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.cli import jobs, models, run, runs, study
+from engine.cli import jobs, look, models, run, runs, study
 from engine.cli.output import safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
@@ -293,6 +294,55 @@ COMMANDS: tuple[Command, ...] = (
         jobs.cmd_control,
         "pause, resume or cancel a running job (any process)",
         (arg("run", metavar="RUN"), arg("action", choices=("pause", "resume", "cancel"))),
+    ),
+    Command(
+        "predict",
+        look.cmd_predict,
+        "try a run's model: fill-mask (pretrain), label and probabilities (classify), answer span (qa)",
+        (
+            arg("run", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"),
+            arg(
+                "texts",
+                nargs="*",
+                metavar="TEXT",
+                help="texts to predict (with [MASK] for pretraining; questions for qa)",
+            ),
+            arg("--context", default="", help="qa: the passage the answer comes from"),
+            arg("--context-file", metavar="PATH", help="qa: read the passage from a file"),
+            arg(
+                "--file",
+                metavar="IN.jsonl",
+                help="predict every line (JSON objects with text, or question and context) in batches",
+            ),
+            arg("--out", metavar="OUT.jsonl", help="write the predictions as JSON lines to this file"),
+            arg("--json", action="store_true", help="print each prediction as a JSON line"),
+            arg("--top-k", type=int, default=5, help="pretraining: tokens listed per [MASK] (default 5)"),
+            arg("--device", default="", help="cpu, cuda or cuda:N (default: the run's device setting)"),
+        ),
+    ),
+    Command(
+        "examples",
+        look.cmd_examples,
+        "a fine-tuned run's evaluation examples and mistakes, from its saved predictions",
+        (
+            arg("run", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"),
+            arg("--wrong", action="store_true", help="only the mistakes"),
+            arg("--cell", metavar="GOLD,PRED", help="classify: one confusion-matrix cell (class names or indices)"),
+            arg(
+                "--kind",
+                choices=("wrong", "unanswerable", "no-answer"),
+                help="qa: wrong answers, answers to unanswerable questions, or 'no answer' to answerable ones",
+            ),
+            arg(
+                "--sort",
+                default="confidence",
+                choices=("confidence", "index"),
+                help="most confident first (default) or evaluation order",
+            ),
+            arg("--limit", type=int, default=20, help="rows printed (0: all; default 20)"),
+            arg("--format", action="append", choices=FORMATS, help="print the rows as a table in this format"),
+            arg("--out", metavar="FOLDER", help="write the rows and counts per cell/kind (csv and json by default)"),
+        ),
     ),
 )
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -412,7 +412,76 @@ def environment_section(runs) -> Section:
     return sec
 
 
-def build_report(store, names, title: str = "Study report") -> Report:
+def error_analysis_section(run, mirror: str = "") -> Section:
+    """A fine-tuned run's mistakes from its saved predictions: counts per kind, the five most confident.
+
+    Kinds: for a classifier each off-diagonal confusion cell (gold -> predicted); for QA a wrong
+    answer, an answer to an unanswerable question, "no answer" to an answerable one
+    (:mod:`engine.study.examples`, the rows ``lmconsole examples`` lists).
+    """
+    from engine.errors import UserError
+    from engine.study.examples import QA_MISTAKES, ClassExamples, load_examples
+
+    sec = Section(f"Error analysis: {run.experiment}")
+    try:
+        ex = load_examples(run, mirror)
+    except UserError as exc:
+        sec.text.append(f"Not available: {exc}.")
+        return sec
+    stem = run.experiment.replace(".", "_")
+    if isinstance(ex, ClassExamples):
+        m = ex.counts()
+        kinds = [
+            (f"{ex.name(g)} predicted as {ex.name(p)}", m[g][p]) for g in range(len(m)) for p in range(len(m)) if g != p
+        ]
+        mistakes = ex.select(wrong_only=True)[:5]
+        top = Table(
+            f"errors_top_{stem}",
+            ("index", "text", "gold", "predicted", "confidence"),
+            [(r.index, r.text, ex.name(r.gold), ex.name(r.prediction), r.confidence) for r in mistakes],
+            title="The five most confident mistakes",
+            notes=(f"source: run {ref(run)}, predictions.jsonl (final evaluation)",),
+        )
+        total = len(ex.rows)
+    else:
+        counts = ex.counts()
+        kinds = [(k, counts[k]) for k in QA_MISTAKES]
+        qa_mistakes = ex.select(wrong_only=True)[:5]
+        top = Table(
+            f"errors_top_{stem}",
+            ("question", "kind", "gold", "predicted", "confidence"),
+            [
+                (r.question, r.kind, " | ".join(r.gold), r.prediction or "(no answer)", r.confidence)
+                for r in qa_mistakes
+            ],
+            title="The five most confident mistakes",
+            notes=(
+                f"source: run {ref(run)}, predictions.json, nbest.json (final evaluation)",
+                "confidence: the n-best probability of the chosen answer (span or no answer)",
+            ),
+        )
+        total = len(ex.rows)
+    wrong = sum(n for _, n in kinds)
+    sec.text.append(
+        f"{wrong} of {total} evaluation examples are wrong; by kind below, then the mistakes the model was most "
+        f"sure of (`lmconsole examples {run.experiment}` lists them all). Run {ref(run)}."
+    )
+    sec.tables.append(
+        Table(
+            f"errors_{stem}",
+            ("kind of mistake", "count"),
+            kinds,  # counted from the saved predictions, not results.json: no facts to look up there
+            title="Mistakes per kind",
+            notes=(f"source: run {ref(run)}, the predictions of its final evaluation",),
+        )
+    )
+    sec.tables.append(top)
+    return sec
+
+
+def build_report(store, names, title: str = "Study report", mirror: str = "") -> Report:
+    """The report of the latest finished run of each of ``names``; ``mirror`` is the data mirror the
+    error analysis loads QA questions from (``settings.data_mirror``)."""
     chosen = study_runs(store, names)
     runs = list(chosen.values())
     facts = _Facts()
@@ -431,6 +500,7 @@ def build_report(store, names, title: str = "Study report") -> Report:
         + by_task.get("classify", [])
         + by_task.get("qa", [])
     )
+    sections += [error_analysis_section(r, mirror) for r in by_task.get("classify", []) + by_task.get("qa", [])]
     sections.append(diffs_section(finetuned, facts))
     sections.append(push_section(runs))
     sections.append(environment_section(runs))

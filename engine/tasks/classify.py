@@ -161,20 +161,29 @@ def classify_spec(ctx: TaskContext, model, tok, device, data: Splits) -> TaskSpe
     )
 
 
-def predict(model, enc_eval: list[list[int]], pad: int, batch_size: int, device) -> tuple[list[int], list[float]]:
-    """Predicted label and its probability per row, in batches of similar length."""
-    preds = [0] * len(enc_eval)
-    probs = [0.0] * len(enc_eval)
-    order = sorted(range(len(enc_eval)), key=lambda i: len(enc_eval[i]))
+def class_probabilities(model, enc: list[list[int]], pad: int, batch_size: int, device) -> list[list[float]]:
+    """Every class's probability per row (softmax of the logits), in batches of similar length.
+
+    The one forward pass of classification: evaluation and ``lmconsole predict`` both use it, so
+    a sentence gets the same answer from both when batched the same way.
+    """
+    probs: list[list[float]] = [[] for _ in enc]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
-        x = pad_batch([enc_eval[j] for j in idx], pad).to(device)
+        x = pad_batch([enc[j] for j in idx], pad).to(device)
         logits = model(input_ids=x, attention_mask=(x != pad).long()).logits.float()
-        p = logits.softmax(-1)
+        p = logits.softmax(-1).cpu().tolist()
         for k, j in enumerate(idx):
-            preds[j] = int(p[k].argmax())
-            probs[j] = float(p[k].max())
-    return preds, probs
+            probs[j] = p[k]
+    return probs
+
+
+def predict(model, enc_eval: list[list[int]], pad: int, batch_size: int, device) -> tuple[list[int], list[float]]:
+    """Predicted label (the first most probable class) and its probability per row."""
+    probs = class_probabilities(model, enc_eval, pad, batch_size, device)
+    preds = [max(range(len(p)), key=p.__getitem__) for p in probs]
+    return preds, [p[k] for p, k in zip(probs, preds)]
 
 
 def run(ctx: TaskContext) -> dict:

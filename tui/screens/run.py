@@ -1,4 +1,5 @@
-"""One run: live curves, evaluation results, its tables and its log, in tabs that fit 80x24.
+"""One run: live curves, evaluation results, its tables, its log, its evaluation mistakes (Examples)
+and its model on new input (Try), in tabs that fit 80x24.
 
 A 1 Hz timer polls the run's :class:`~tui.data.RunFeed` in a worker thread (new
 bytes of events.jsonl or the job's MetricStore) and redraws only what changed.
@@ -23,12 +24,14 @@ from engine.study.export import export_runs, export_table
 from ..data import eval_keys, eval_series, short_id, status_line, step_series, system_series
 from ..metricinfo import headline, higher_is_better
 from ..widgets.bars import StatusLine, TitleBar
+from ..widgets.examples import ExamplesPane
 from ..widgets.plots import CurvePlot, Series
 from ..widgets.results import ResultsTable, details_text, results_rows
 from ..widgets.tables import TableView
+from ..widgets.trypane import TryPane
 from .base import ConsoleScreen, CurveViewKeys, last_failure
 
-TAB_IDS = ("curves", "results", "tables", "log")
+TAB_IDS = ("curves", "results", "tables", "log", "examples", "try")
 
 
 def _seed_stat(stats: dict, key: str):
@@ -49,6 +52,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("2", "tab('results')", "Results", show=False),
         Binding("3", "tab('tables')", "Tables", show=False),
         Binding("4", "tab('log')", "Log", show=False),
+        Binding("5", "tab('examples')", "Examples", show=False),
+        Binding("6", "tab('try')", "Try", show=False),
         Binding("p", "control('pause')", "Pause"),  # p again resumes (in ? help); short: ? must fit at 80 columns
         Binding("c", "control('cancel')", "Cancel"),
         Binding("R", "control('retry')", "Resume"),
@@ -100,6 +105,11 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                     yield TableView(id="table-view")
             with TabPane("4 Log", id="log"):
                 yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
+            with TabPane("5 Examples", id="examples"):
+                yield ExamplesPane(id="examples-pane")
+            with TabPane("6 Try", id="try"):
+                self.try_pane = TryPane(id="try-pane")  # kept: on_unmount releases its model
+                yield self.try_pane
         yield Footer(compact=True, show_command_palette=False)
 
     def _title(self) -> str:
@@ -354,6 +364,20 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
     # -- actions ------------------------------------------------------------------------------
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    # -- Examples and Try: loaded the first time their tab is shown --------------------------
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id
+        if tab == "examples":
+            self.query_one(ExamplesPane).start(self.feed.run, self.app.manifest.settings.data_mirror)
+            self.query_one("#ex-table").focus()  # w, x, o act on the rows at once
+        elif tab == "try":
+            self.query_one(TryPane).start(self.feed.run)
+            self.query_one("#try-input").focus()
+
+    def on_unmount(self) -> None:
+        self.try_pane.release()  # the model's memory goes with the view
 
     def action_tab(self, tab: str) -> None:
         tabs = self.query_one("#run-tabs", TabbedContent)

@@ -1,0 +1,163 @@
+"""The run view's Examples and Try tabs: snapshots at 80x24, filters, the model's loading state and release.
+
+The Try tab's model is a fake here (``TryPane.loader``): its answers and latency are fixed, so
+the snapshot does not depend on training or the machine; tests/study/test_predict_examples.py
+checks the real predictions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+from support.console import make_app, wait_for
+from support.fakes import write_task_runs
+
+from tui.screens.main import MainScreen
+from tui.screens.run import RunScreen
+from tui.widgets.examples import ExamplesPane
+from tui.widgets.trypane import TryPane
+
+ROWS = [  # index, text, gold, prediction, confidence
+    (0, "a gorgeous , witty , seductive movie .", 1, 1, 0.981),
+    (1, "the acting is bad and the script is worse .", 0, 1, 0.912),
+    (2, "it 's a charming and often affecting journey .", 1, 1, 0.874),
+    (3, "unflinchingly bleak and desperate", 0, 0, 0.701),
+    (4, "this is n't a new idea .", 0, 1, 0.655),
+    (5, "a [MASK] of cliches", 0, 0, 0.802),
+    (6, "the film is strictly routine .", 0, 1, 0.577),
+    (7, "an utterly charming and hilarious film", 1, 0, 0.543),
+]
+
+
+def with_predictions(run):
+    (run.path / "predictions.jsonl").write_text(
+        "".join(
+            json.dumps({"index": i, "text": t, "label": y, "prediction": p, "confidence": c}) + "\n"
+            for i, t, y, p, c in ROWS
+        )
+    )
+    return run
+
+
+class FakePredictor:
+    """Fixed answers and latency; records whether its memory was let go."""
+
+    task = "classify"
+    device = "cpu"
+    load_s = 0.4
+    run_name = "demo-sst2/20260103-100000-000000-ffff"
+
+    def __init__(self):
+        self.closed = False
+        self.calls: list = []
+
+    def timed(self, rows, top_k=5):
+        self.calls.append(rows)
+        text = rows[0]["text"]
+        out = {
+            "text": text,
+            "prediction": 1,
+            "label": "positive",
+            "confidence": 0.93,
+            "probabilities": {"negative": 0.07, "positive": 0.93},
+        }
+        return [out], 0.012
+
+    def close(self):
+        self.closed = True
+
+
+async def open_tab(pilot, screen, key):
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+    app.push_screen(screen)
+    assert await wait_for(pilot, lambda: app.screen is screen and screen.state is not None)
+    await pilot.press(key)
+    await pilot.pause(0.2)
+
+
+def test_examples_tab_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    run = with_predictions(write_task_runs(tmp_path / "runs")["classify"])
+
+    async def before(pilot):
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        await pilot.press("down")  # the second most confident mistake, in full below
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_try_tab_80x24(snap_compare, tmp_path, monkeypatch):
+    fake = FakePredictor()
+    monkeypatch.setattr(TryPane, "loader", staticmethod(lambda run: fake))
+    app = make_app(tmp_path)
+    run = write_task_runs(tmp_path / "runs")["classify"]
+
+    async def before(pilot):
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "6")
+        pane = screen.query_one(TryPane)
+        assert await wait_for(pilot, lambda: pane.state == "ready")
+        for sentence in ("a dull film", "a wonderful, moving film"):
+            await pilot.press(*sentence, "enter")
+            assert await wait_for(pilot, lambda s=sentence: pane.history and pane.history[0].startswith(s))
+            pane.query_one("#try-input").value = ""
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_examples_filters_follow_the_confusion_cells(tmp_path):
+    asyncio.run(examples_filters(tmp_path))
+
+
+async def examples_filters(tmp_path):
+    app = make_app(tmp_path)
+    run = with_predictions(write_task_runs(tmp_path / "runs")["classify"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        wrong = [r for r in ROWS if r[2] != r[3]]
+        assert [r.index for r in pane.shown] == [r[0] for r in sorted(wrong, key=lambda r: -r[4])]
+        for cell in pane.filters():  # x steps through every cell: each shows the rows of its count
+            await pilot.press("x")
+            counts = pane.examples.counts()
+            assert len(pane.shown) == counts[cell[0]][cell[1]] == sum(1 for r in ROWS if (r[2], r[3]) == cell)
+        await pilot.press("x", "w")  # back to no cell, then every row
+        assert len(pane.shown) == len(ROWS)
+
+
+def test_try_model_loads_in_a_thread_and_goes_with_the_view(tmp_path, monkeypatch):
+    asyncio.run(try_loads_in_a_thread(tmp_path, monkeypatch))
+
+
+async def try_loads_in_a_thread(tmp_path, monkeypatch):
+    fake, gate = FakePredictor(), threading.Event()
+
+    def slow_loader(run):
+        gate.wait(5)
+        return fake
+
+    monkeypatch.setattr(TryPane, "loader", staticmethod(slow_loader))
+    app = make_app(tmp_path)
+    run = write_task_runs(tmp_path / "runs")["classify"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "6")
+        pane = screen.query_one(TryPane)
+        assert pane.state == "loading" and "loading" in str(pane.query_one("#try-state").render())
+        await pilot.press(*"too early", "enter")  # the console stays responsive while it loads
+        assert "not loaded yet" in str(pane.query_one("#try-state").render())
+        gate.set()
+        assert await wait_for(pilot, lambda: pane.state == "ready")
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: fake.closed)
+        assert pane.predictor is None
