@@ -58,6 +58,8 @@ def test_a_run_records_code_packages_manifest_data_and_no_secret(tmp_path, monke
     assert env["env"]["OMP_NUM_THREADS"] == "2" and env["env"]["HF_HOME_NOTE"] == "token <redacted>"
     assert "HF_TOKEN" not in env["env"] and "HF_HUB_TOKEN_EXTRA" not in env["env"]
     assert env["device"] == "cpu" and env["torch_threads"] >= 1 and "torch" in env
+    saved = json.loads((run.path / "model" / "tokenizer.json").read_text())
+    assert len(env["tokenizer_sha256"]) == 64 and saved["model"]["vocab"]  # the trained tokenizer, hashed
     for f in run.path.rglob("*"):
         if f.is_file():
             assert FAKE.encode() not in f.read_bytes(), f
