@@ -45,6 +45,7 @@ HASH_DATA_LIMIT = 512 * 2**20
 ENV_PREFIXES = ("HF_", "CUDA_", "OMP_", "MKL_", "TORCH_", "PYTORCH_", "NCCL_", "CUBLAS_", "TOKENIZERS_", "LMCONSOLE_")
 ENV_NAMES = ("PYTHONHASHSEED", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_CACHE")
 _SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+RERUN_MARK = "# lmconsole: rerun of "  # the first line of a manifest written by `lmconsole rerun`
 FILES = ("environment.json", "packages.txt", "manifest.toml", "code.diff")
 
 
@@ -188,6 +189,8 @@ def record(run_path: Path, manifest_path: Path, dataset: str, source: str, devic
         text = ""
     if text:
         atomic_write_text(run_path / "manifest.toml", redact(text))
+    if text.startswith(RERUN_MARK):  # a manifest `lmconsole rerun` wrote: the run it repeats
+        env["rerun_of"] = text[len(RERUN_MARK) :].splitlines()[0].strip()
     env["manifest"] = {"path": str(manifest_path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
     env["git"], diff = code_state(manifest_path.resolve().parent)
     if diff:
@@ -207,3 +210,73 @@ def read_packages(run_path: Path) -> dict[str, str]:
     except OSError:
         return {}
     return dict(line.split("==", 1) for line in lines if "==" in line)
+
+
+# -- comparing two runs -------------------------------------------------------------------------
+
+#: environment.json keys shown by :func:`differences` under "environment" (the rest have sections).
+_ENV_KEYS = ("python", "platform", "device", "cuda", "cudnn", "driver", "gpu", "cpu_count", "torch_threads")
+_MISSING = "-"
+
+
+def _flat(value) -> str:
+    return _MISSING if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def differences(run_a: Path, run_b: Path) -> list[tuple[str, str, str, str]]:
+    """What differs between two run directories: (section, key, value in a, value in b) rows.
+
+    Sections: ``config`` (``config.json`` keys), ``code`` (commit, branch, dirty, the diff's
+    hash), ``data`` (dataset fingerprint or revision, tokenizer hash), ``environment``
+    (Python, platform, device, CUDA, threads, recorded environment variables) and ``packages``
+    (``packages.txt``). A value a run did not record shows as ``-``.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(section: str, a: dict, b: dict, keys=None) -> None:
+        for key in keys if keys is not None else sorted(set(a) | set(b)):
+            va, vb = _flat(a.get(key)), _flat(b.get(key))
+            if va != vb:
+                rows.append((section, key, va, vb))
+
+    add("config", _read(run_a / "config.json"), _read(run_b / "config.json"))
+    env_a, env_b = _read(run_a / "environment.json"), _read(run_b / "environment.json")
+    code_keys = ("commit", "branch", "dirty", "diff_sha256", "diff_cut")
+    add("code", env_a.get("git") or {}, env_b.get("git") or {}, code_keys)
+    data_keys = ("source", "revision", "fingerprint")
+    add("data", env_a.get("data") or {}, env_b.get("data") or {}, data_keys)
+    add("data", env_a, env_b, ("tokenizer_sha256",))
+    add("environment", env_a, env_b, _ENV_KEYS)
+    add("environment", env_a.get("env") or {}, env_b.get("env") or {})
+    pk_a, pk_b = read_packages(run_a), read_packages(run_b)
+    if pk_a and pk_b:
+        add("packages", pk_a, pk_b)
+    elif pk_a or pk_b:  # an older run without packages.txt: the main versions it did record
+        add("packages", env_a, env_b, PACKAGES)
+    return rows
+
+
+def what_changed_since(run_path: Path, manifest_path: Path) -> list[tuple[str, str, str, str]]:
+    """How the code and packages here and now differ from what ``run_path`` recorded (for a rerun)."""
+    env = _read(run_path / "environment.json")
+    rows: list[tuple[str, str, str, str]] = []
+    state, _diff = code_state(Path(manifest_path).resolve().parent)
+    before = env.get("git") or {}
+    for key in ("commit", "branch", "dirty", "diff_sha256"):
+        va, vb = _flat(before.get(key)), _flat(state.get(key))
+        if va != vb:
+            rows.append(("code", key, va, vb))
+    old, new = read_packages(run_path), dict(p.split("==", 1) for p in installed_packages())
+    if old:
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                rows.append(("packages", key, old.get(key, _MISSING), new.get(key, _MISSING)))
+    return rows
