@@ -5,8 +5,8 @@ the files :mod:`engine.job.environment` recorded at its start, never the manifes
 version of the experiment.
 
 - ``rerun RUN``: a manifest of that one experiment is written under ``<runs>/.reruns/`` (the
-  current manifest's settings, the run's config; a ``run:`` model pinned to the exact run it
-  started from) and run from there, in the foreground or, with ``--detach``, through the queue.
+  current manifest's settings, the run's config; a ``run:`` model replaced by the model folder of
+  the exact run it started from) and run from there, in the foreground or, with ``--detach``, through the queue.
   Its first line names the original; the new run's ``environment.json`` carries it as ``rerun_of``.
 - ``diff A B``: config, code, data, environment and package differences, one aligned line each.
 - ``clone RUN NAME``: a new ``[[experiment]]`` appended to the manifest with tomlkit (comments and
@@ -131,6 +131,28 @@ def cmd_clone(args, manifest) -> int:
     return 0
 
 
+def _start_model_folder(store, run, config: dict) -> str:
+    """For a run that started from another run's model (``run:X``): that exact run's model folder.
+
+    ``run:X`` would mean X's latest finished run *now*; a manifest cannot name one run of X, so
+    the rerun names the folder (the model and tokenizer the original loaded). Else "".
+    """
+    model = str(config.get("model") or "")
+    if not model.startswith("run:"):
+        return ""
+    start = (run.results() or {}).get("start_model", "") if (run.path / "results.json").exists() else ""
+    folder = None
+    if start:
+        with as_user_error():
+            folder = store.get(start).final_model()
+    if folder is None:
+        raise UserError(
+            f"{run.experiment}/{run.run_id} started from {model} but the run it started from "
+            f"({start or 'not recorded'}) has no final model any more; rerun it with `lmconsole run` or clone it"
+        )
+    return str(Path(folder).resolve())
+
+
 def cmd_rerun(args, manifest) -> int:
     from engine.files import atomic_write_text
     from engine.job.environment import what_changed_since
@@ -140,14 +162,7 @@ def cmd_rerun(args, manifest) -> int:
     with as_user_error():
         run = get_run(store, args.run)
     config = _read_config(run)
-    start = (run.results() or {}).get("start_model", "") if (run.path / "results.json").exists() else ""
-    model = str(config.get("model") or "")
-    if model.startswith("run:") and not start:
-        raise UserError(
-            f"{run.experiment}/{run.run_id} started from {model} but did not record which run; "
-            "rerun it with `lmconsole run` or clone it"
-        )
-    keys = experiment_keys(config, run.experiment, pin_model=f"run:{start}" if model.startswith("run:") else "")
+    keys = experiment_keys(config, run.experiment, pin_model=_start_model_folder(store, run, config))
     original = f"{run.experiment}/{run.run_id}"
     settings = manifest.path.read_text()
     import tomlkit

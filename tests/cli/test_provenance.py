@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from support.manifests import PRETRAIN, REPO, experiment, manifest_text
+from support.manifests import CLASSIFY, PRETRAIN, REPO, experiment, manifest_text
 
 from engine.cli import main as cli
 from engine.manifest import load
@@ -30,7 +30,7 @@ def project(tmp_path_factory):
     _git(repo, "config", "user.email", "t@example.com")
     _git(repo, "config", "user.name", "t")
     pre = experiment(PRETRAIN, learning_rate=0.001, seed=7, extra="# the pretraining, tuned by hand")
-    text = COMMENTED + manifest_text(str(repo / "runs"), pre)
+    text = COMMENTED + manifest_text(str(repo / "runs"), pre, experiment(CLASSIFY, max_train_samples=48))
     (repo / "experiments.toml").write_text(text)
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "first")
@@ -145,3 +145,20 @@ def test_rerun_detached_goes_through_the_queue(project):
     env = json.loads((new[0].path / "environment.json").read_text())
     assert env["rerun_of"] == f"pre/{first.run_id}"
     assert new[0].results()["final"] == first.results()["final"]
+
+
+def test_rerun_of_a_fine_tuning_starts_from_the_same_pretrained_run(project, capsys):
+    store = RunStore(project / "runs")
+    assert _main(project, "run", "cls", "-q") == 0
+    first = store.latest("cls", status="finished")
+    start = first.results()["start_model"]
+    # a newer pretraining run appears: `run:pre` would now mean it, the rerun must not
+    newer = _copy_run(project, store.get(start), "20990101-000000-000000-cccc")
+    shutil.copytree(store.get(start).path / "model", newer / "model")
+    capsys.readouterr()
+    assert _main(project, "rerun", f"cls/{first.run_id}") == 0
+    again = store.latest("cls", status="finished")
+    assert again.run_id != first.run_id
+    assert again.config()["model"] == str((store.get(start).path / "model").resolve())
+    assert again.results()["final"] == first.results()["final"]
+    shutil.rmtree(newer)
