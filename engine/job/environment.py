@@ -259,7 +259,7 @@ def differences(run_a: Path, run_b: Path) -> list[tuple[str, str, str, str]]:
     pk_a, pk_b = read_packages(run_a), read_packages(run_b)
     if pk_a and pk_b:
         add("packages", pk_a, pk_b)
-    elif pk_a or pk_b:  # an older run without packages.txt: the main versions it did record
+    else:  # a run recorded before packages.txt: the main versions environment.json holds
         add("packages", env_a, env_b, PACKAGES)
     return rows
 

@@ -108,3 +108,19 @@ def test_the_data_fingerprint_follows_the_file_contents(tmp_path):
 def test_secret_variables_are_never_recorded(name):
     assert name not in envmod.env_vars({name: "x", "HF_HOME": "/h", "CUDA_VISIBLE_DEVICES": "0"})
     assert envmod.env_vars({"HF_HOME": "/h", "PATH": "/bin"}) == {"HF_HOME": "/h"}
+
+
+def test_differences_by_section_and_for_runs_recorded_before_the_package_list(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, lr, torch_version, commit in ((a, 0.001, "2.13.0", "c1"), (b, 0.002, "2.14.0", "c2")):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"task": "pretrain", "learning_rate": lr, "seed": 1}))
+        env = {"torch": torch_version, "python": "3.12", "git": {"commit": commit, "dirty": False}}
+        (folder / "environment.json").write_text(json.dumps(env))
+    rows = envmod.differences(a, b)
+    assert ("config", "learning_rate", "0.001", "0.002") in rows
+    assert ("code", "commit", "c1", "c2") in rows
+    assert ("packages", "torch", "2.13.0", "2.14.0") in rows  # no packages.txt: the main versions recorded
+    (b / "packages.txt").write_text("torch==2.14.0\n")
+    assert ("packages", "torch", "2.13.0", "2.14.0") in envmod.differences(a, b)  # one list: still those
+    assert envmod.differences(a, a) == []
