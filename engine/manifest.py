@@ -222,6 +222,15 @@ class OptimConfig:
         default=20,
         metadata=_meta("Emit a training-metrics event every N optimizer steps.", tasks=ALL_TRAIN, minimum=1),
     )
+    full_determinism: bool = field(
+        default=False,
+        metadata=_meta(
+            "Deterministic algorithms only (HF `enable_full_determinism`): `torch.use_deterministic_algorithms`, "
+            "cuDNN deterministic, `CUBLAS_WORKSPACE_CONFIG=:4096:8` on GPUs. Bit-identical GPU reruns at some "
+            "speed; an op with no deterministic kernel stops the job with its name.",
+            tasks=ALL_TRAIN,
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,6 +14,8 @@ The commands, in ``--help`` order, and the module each lives in:
 - ``compare``: final results of runs side by side (``runs.py``)
 - ``queue``, ``attach``, ``control``: the job queue of the runs directory (``jobs.py``)
 - ``predict``: try a run's model on new input; ``examples``: its evaluation mistakes (``look.py``)
+- ``rerun``, ``diff``, ``clone``: a run's exact config again, two runs compared, a run into the manifest
+  (``provenance.py``)
 
 At module level this file and the command modules import only the standard library, each
 other and the engine's leaf modules, so ``lmconsole --help`` answers instantly; each command
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.cli import jobs, look, models, run, runs, study
+from engine.cli import jobs, look, models, provenance, run, runs, study
 from engine.cli.output import safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
@@ -343,6 +345,27 @@ COMMANDS: tuple[Command, ...] = (
             arg("--format", action="append", choices=FORMATS, help="print the rows as a table in this format"),
             arg("--out", metavar="FOLDER", help="write the rows and counts per cell/kind (csv and json by default)"),
         ),
+    ),
+    Command(
+        "rerun",
+        provenance.cmd_rerun,
+        "run a run's exact config again (its config.json and seed, not the manifest's); says what changed since",
+        (
+            arg("run", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"),
+            arg("--detach", "-d", action="store_true", help="queue it and return; see `lmconsole queue`"),
+        ),
+    ),
+    Command(
+        "diff",
+        provenance.cmd_diff,
+        "what differs between two runs: config, code, data, environment, packages",
+        (arg("run_a", metavar="RUN"), arg("run_b", metavar="RUN")),
+    ),
+    Command(
+        "clone",
+        provenance.cmd_clone,
+        "append a new experiment with a run's settings to the manifest (comments kept; validated first)",
+        (arg("run", metavar="RUN"), arg("name", metavar="NEW-NAME")),
     ),
 )
 BY_NAME = {c.name: c for c in COMMANDS}

@@ -33,9 +33,10 @@ from engine.events import (
     json_safe,
 )
 from engine.files import atomic_write_json, read_json
+from engine.hub.resolve import resolve_dataset
 from engine.job.commands import launcher_command
 from engine.job.ending import failure_events, record_end
-from engine.job.environment import environment
+from engine.job.environment import record as record_environment
 from engine.job.preempt import ForwardSignals, StopSignals
 from engine.job.preflight import run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
@@ -199,13 +200,19 @@ def changed_run_error(name: str, changes: dict) -> JobError:
     )
 
 
-def _record_environment(run: Run, exp) -> None:
-    """``environment.json``: versions and the device this job runs on (the study report reads it)."""
-
+def _record_environment(ctx: JobContext) -> None:
+    """What this run needs to be rerun exactly (:mod:`engine.job.environment`), written once at its start."""
+    exp = ctx.exp
     device = ""
     if exp.task in ALL_TRAIN:
         device = str(pick_device(exp.device))
-    atomic_write_json(run.path / "environment.json", environment(device))
+    source = ""
+    if exp.dataset:
+        try:
+            source = resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
+        except ResolveError:
+            pass  # preflight has said why the data cannot be found; record the name alone
+    record_environment(ctx.run.path, ctx.manifest.path, exp.dataset or "", source, device)
 
 
 def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
@@ -335,7 +342,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         f"preflight ok: {facts['parameters']:,} parameters (base), "
         f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
     )
-    _record_environment(run, exp)
+    _record_environment(ctx)
     results = task_function(exp.task)(ctx) or {}
     if ctx.start_model:
         results["start_model"] = ctx.start_model

@@ -6,10 +6,9 @@ Where a model comes from (a preset, a run, a folder, a mirror, the Hub) is decid
 Presets are configs only (random weights): ``bert-base`` is ``BertConfig()``
 (= bert-base-uncased's shape); ``bert-tiny`` and ``bert-micro`` are small
 enough to train on a laptop CPU. Tokenizers come from the checkpoint, or are
-WordPiece tokenizers trained on a corpus and cached by content hash
-(the cache makes reruns reuse one vocabulary; training itself is not bit-for-bit
-reproducible: the HF tokenizers trainer breaks frequency ties in hash order, so two
-fresh trainings on the same text differ in a few tokens and in token ids).
+WordPiece tokenizers trained on a corpus and cached by content hash. Training is
+deterministic (:mod:`engine.models.wordpiece`): the same text and settings give a
+byte-identical ``tokenizer.json`` in any process, so a fresh cache gives the same vocabulary.
 """
 
 from __future__ import annotations
@@ -78,8 +77,13 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
     from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # a lazy module mypy cannot see
 
     from engine.data.cache import check, corrupt_error, remove, seal
+    from engine.models.wordpiece import TRAINER_VERSION
 
-    digest = hashlib.sha256(json.dumps([key, vocab_size, lowercase]).encode()).hexdigest()[:16]
+    # The key holds everything the vocabulary depends on: the corpus, the settings and the
+    # trainer's version (older caches came from the hash-ordered Rust trainer and are not reused).
+    digest = hashlib.sha256(
+        json.dumps([key, vocab_size, lowercase, "wordpiece", TRAINER_VERSION]).encode()
+    ).hexdigest()[:16]
     folder = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}"
     problem = ""
     if (folder / "tokenizer.json").exists():
@@ -91,13 +95,11 @@ def train_wordpiece(texts_iter, vocab_size: int, key: str, lowercase: bool = Tru
         remove(folder)
     from tokenizers import BertWordPieceTokenizer
 
-    tok = BertWordPieceTokenizer(lowercase=lowercase, clean_text=True, strip_accents=lowercase)
-    tok.train_from_iterator(
-        texts_iter,
-        vocab_size=vocab_size,
-        min_frequency=2,
-        show_progress=False,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    from engine.models.wordpiece import count_words, train_vocab
+
+    vocab = train_vocab(count_words(texts_iter, lowercase), vocab_size, min_frequency=2)
+    tok = BertWordPieceTokenizer(
+        {t: i for i, t in enumerate(vocab)}, lowercase=lowercase, clean_text=True, strip_accents=lowercase
     )
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)

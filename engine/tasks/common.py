@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import JobError
+from engine.files import atomic_write_json, read_json
 from engine.hub.resolve import folder_identity, load_dataset_split, resolve_dataset, resolve_model_path
 from engine.models.presets import train_wordpiece
 from engine.models.source import ModelSource, model_source
@@ -69,7 +70,31 @@ def task_inputs(ctx: TaskContext) -> TaskInputs:
 
 
 def get_tokenizer(ctx: TaskContext, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
-    """The experiment's tokenizer: the model's, a named one, or WordPiece trained on ``corpus_texts()`` (cached)."""
+    """The experiment's tokenizer: the model's, a named one, or WordPiece trained on ``corpus_texts()`` (cached).
+
+    Its SHA-256 (of the fast tokenizer's ``tokenizer.json`` text) goes into the run's
+    ``environment.json`` as ``tokenizer_sha256``: two runs with equal hashes split text alike.
+    """
+    tok = _get_tokenizer(ctx, inputs, corpus_texts, corpus_key)
+    record_tokenizer(ctx, tok)
+    return tok
+
+
+def record_tokenizer(ctx, tok) -> None:
+    """Add the tokenizer's hash to the run's ``environment.json`` (contexts without a run directory: skipped)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    run = getattr(ctx, "run", None)
+    if backend is None or run is None:
+        return
+    path = run.path / "environment.json"
+    env = read_json(path, None)
+    if isinstance(env, dict):
+        env["tokenizer_sha256"] = hashlib.sha256(backend.to_str().encode()).hexdigest()
+        atomic_write_json(path, env)
+
+
+def _get_tokenizer(ctx: TaskContext, inputs: TaskInputs, corpus_texts=None, corpus_key: str = ""):
+    """:func:`get_tokenizer` before its hash is recorded."""
     exp = inputs.exp
     if exp.tokenizer == "train" or (exp.tokenizer == "auto" and inputs.kind == "preset"):
         if corpus_texts is None:

@@ -95,7 +95,25 @@ def setup_job(exp):
     transformers.utils.logging.disable_progress_bar()
     device = pick_device(exp.device)
     configure_backend(device)
+    set_determinism(exp.full_determinism)
     return device, autocast_dtype(exp.precision, device)
+
+
+def set_determinism(on: bool) -> None:
+    """``full_determinism``: deterministic kernels only (HF ``enable_full_determinism``), or the defaults back.
+
+    Set both ways because it is process-wide and one process may run several jobs. cuBLAS
+    reads ``CUBLAS_WORKSPACE_CONFIG`` when its first handle is made, so it is set before any
+    model reaches the GPU; a job that already used cuBLAS in this process keeps its workspace.
+    """
+    import torch
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    if on:
+        torch.backends.cudnn.benchmark = False
 
 
 def configure_backend(device) -> None:
