@@ -55,3 +55,21 @@ def pytest_sessionfinish(session, exitstatus):
     """Remove this session's own cache (not one named by LMCONSOLE_TEST_CACHE)."""
     if _OWN_CACHE:
         shutil.rmtree(os.environ["LMCONSOLE_CACHE"], ignore_errors=True)
+
+
+# In CI (LMCONSOLE_CI=1, set by .ci/run) a test skipped for a missing tool or library is a
+# failure: .ci/run installs everything the suite needs, so such a skip means a promise went
+# untested. Skips that depend on the machine's hardware stay skips.
+HARDWARE_SKIPS = ("this CPU has no native bf16", "an NVIDIA driver is present")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("LMCONSOLE_CI") != "1" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not any(h in reason for h in HARDWARE_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every tool the tests need is installed (.ci/run): {reason}"
