@@ -150,6 +150,17 @@ def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
     assert abs(math.exp(sum(hf_losses) / len(hf_losses)) - got["mlm_perplexity"]) > 0.05 * got["mlm_perplexity"]
 
 
+def test_unigram_baseline_by_hand():
+    """The baseline the pretraining tests compare with (support.baselines): add-one over the whole vocabulary."""
+    from support.baselines import mlm_baselines
+
+    b = mlm_baselines([[1, 5, 5, 6, 1]], [[-100, 5, 6, -100, 7]], [0, 1, 1], vocab_size=10, special_ids=[1])
+    # training counts (specials dropped): 5 x2, 6 x1 -> p = 3/13, 2/13, 1/13 for 5, 6, 7
+    assert b.unigram_perplexity == pytest.approx(math.exp(-(math.log(3) + math.log(2) - 3 * math.log(13)) / 3))
+    assert b.most_frequent_rate == pytest.approx(1 / 3) and b.nsp_majority == pytest.approx(2 / 3)
+    assert b.masked_tokens == 3
+
+
 # -- end to end ---------------------------------------------------------------------
 
 
