@@ -1,8 +1,11 @@
 """The shipped demo pipeline on the embedded data: learning is real.
 
 Runs ``demo-pretrain``, ``demo-sst2`` and ``demo-squad`` exactly as the manifest
-defines them (only the runs directory is redirected). Checked: MLM perplexity at
-least halves; the classifier reaches accuracy >= 0.90 on the validation split, far
+defines them (only the runs directory is redirected). Checked: MLM perplexity below
+an add-one unigram model of the run's own training split and vocabulary, and MLM accuracy
+above always guessing the most frequent token (both computed here, printed with ``-s``);
+"uses context" (half the unigram perplexity, NSP above its majority rate) is a strict
+xfail until the demo gets there; the classifier reaches accuracy >= 0.90 on the validation split, far
 above the majority-class baseline, and is not a one-class model; the QA model
 reaches HasAns_f1 >= 40 and beats always answering "no answer" by >= 10 F1 points;
 the three experiments take under six minutes together.
@@ -37,11 +40,44 @@ def demo(tmp_path_factory):
     return runs, times
 
 
-def test_pretraining_halves_perplexity_within_two_minutes(demo):
-    runs, times = demo
-    ppl = runs["demo-pretrain"].read_table("epochs").column("mlm_perplexity")
-    assert ppl[-1] <= 0.5 * ppl[0], ppl
+@pytest.fixture(scope="module")
+def pretrain_vs_baselines(demo):
+    """The demo's final MLM/NSP numbers and the baselines of its own data and vocabulary, printed."""
+    from support.baselines import run_baselines
+
+    runs, _ = demo
+    table = runs["demo-pretrain"].read_table("epochs")
+    final = {c: table.column(c)[-1] for c in ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy")}
+    b = run_baselines(runs["demo-pretrain"])
+    print(
+        f"demo-pretrain: MLM perplexity {final['mlm_perplexity']:.1f} (add-one unigram of the training split "
+        f"{b.unigram_perplexity:.1f}), MLM accuracy {final['mlm_accuracy']:.3f} (most frequent token "
+        f"{b.most_frequent_rate:.3f}), NSP accuracy {final['nsp_accuracy']:.3f} (majority label "
+        f"{b.nsp_majority:.3f}); {b.masked_tokens} masked tokens, vocabulary {b.vocab_size}"
+    )
+    return final, b
+
+
+def test_pretraining_beats_word_frequencies_within_five_minutes(demo, pretrain_vs_baselines):
+    """Below the unigram model of its own training split, above always guessing the most frequent token."""
+    _, times = demo
+    final, b = pretrain_vs_baselines
+    assert final["mlm_perplexity"] < b.unigram_perplexity, (final, b)
+    assert final["mlm_accuracy"] > b.most_frequent_rate, (final, b)
     assert times["demo-pretrain"] < 300  # ~60-100 s on an idle 2-core machine; generous for noisy CI
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the tiny demo schedule stops near the unigram plateau (perplexity ~350 against ~429) and NSP at "
+    "the majority rate: the demo does not yet show that the model uses context",
+)
+def test_pretraining_uses_context(pretrain_vs_baselines):
+    """The goal: at most half the unigram perplexity, and NSP clearly above its majority rate.
+    Strict: when the demo gets there this test passes, fails as an XPASS, and the marker must go."""
+    final, b = pretrain_vs_baselines
+    assert final["mlm_perplexity"] <= 0.5 * b.unigram_perplexity, (final, b)
+    assert final["nsp_accuracy"] >= b.nsp_majority + 0.05, (final, b)
 
 
 def test_sst2_far_above_baseline(demo):
@@ -70,7 +106,8 @@ def test_demo_pipeline_time(demo):
 
 def test_sst2_scores_recomputed_from_saved_predictions(demo):
     """The saved per-example predictions give the reported metrics under scikit-learn."""
-    metrics = pytest.importorskip("sklearn.metrics")
+    import sklearn.metrics as metrics  # the test extra: a missing one fails, not skips
+
     runs, _ = demo
     run = runs["demo-sst2"]
     rows = [json.loads(line) for line in (run.path / "predictions.jsonl").read_text().splitlines()]

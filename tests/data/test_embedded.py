@@ -191,8 +191,14 @@ def test_load_dataset_offline(load, name):
 
 
 def test_squad_has_no_test_split(load):
-    with pytest.raises(Exception):
+    """Like the Hub's squad_v2: train and validation only; asking for test names the split and the choices."""
+    from engine.errors import ResolveError
+    from engine.hub.resolve import load_dataset_split
+
+    with pytest.raises(ValueError, match=r"Unknown split \"test\".*'train', 'validation'"):
         load("squad_v2", "test")
+    with pytest.raises(ResolveError, match=r"no split 'test'.*'train', 'validation'"):
+        load_dataset_split("embedded:squad_v2", "squad_v2", "test", "")
 
 
 # ---------------------------------------------------------------------- content

@@ -190,6 +190,36 @@ def test_preflight_disk_space_message():
         check_space(Path("."), 110_000_000, free_bytes=100 * 2**20)
 
 
+@pytest.mark.parametrize("fault", ["not writable", "disk full"])
+def test_a_job_runs_preflight_before_any_tokenisation(tmp_path, monkeypatch, fault):
+    """The checks above are wired in: a job whose runs directory cannot be written, or whose disk
+    has no room for its checkpoints, fails with that message before its tokenizer or data are built."""
+    import collections
+
+    import engine.job.preflight as preflight
+    import engine.tasks.pretrain as pretrain
+
+    built = []
+    monkeypatch.setattr(pretrain, "pretrain_tokenizer", lambda *a, **k: built.append("tokenizer"))
+    monkeypatch.setattr(pretrain, "build_data", lambda *a, **k: built.append("data"))
+    if fault == "not writable":  # as root, permissions do not stop a write: fail the probe file instead
+
+        def refuse(*a, **k):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(preflight.tempfile, "NamedTemporaryFile", refuse)
+        expected = "cannot write to"
+    else:
+        usage = collections.namedtuple("usage", "total used free")
+        monkeypatch.setattr(preflight.shutil, "disk_usage", lambda folder: usage(2**30, 2**30, 2**10))
+        expected = "not enough disk space"
+    m, _ = manifest(tmp_path)
+    run = run_experiment(m, "pre")
+    st_ = run.status()
+    assert st_["status"] == "failed" and expected in st_["reason"], st_
+    assert built == [], f"{built} built before preflight failed"
+
+
 def test_preflight_seq_length_and_unreachable_hub(tmp_path):
     m, _ = manifest(tmp_path, extra="max_seq_length = 1024")
     t0 = time.time()
@@ -348,12 +378,24 @@ def test_accepted_numbers_are_finite_in_range_and_usable_at_run_time(values):
         if key.maximum is not None:
             assert v <= key.maximum, (k, v)
     assert 0 <= exp.mlm_probability <= 1 and 0 <= exp.short_seq_prob <= 1
-    # what a job does with the values first: seeds, the warmup step count, the schedule
+    # what a job does with the values first, through the engine's own code: seeds, the
+    # optimizer and its warmup/decay schedule for a few steps (finite learning rates, no error)
+    from engine.train.loop import make_schedule
+
     torch.manual_seed(exp.seed)
     _random.Random(exp.seed * 1000 + 1)
+    param = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([param], lr=exp.learning_rate, weight_decay=exp.weight_decay)
     total = 100
-    int(exp.warmup * total) if exp.warmup < 1 else int(exp.warmup)
-    assert math.isfinite(exp.learning_rate * exp.max_grad_norm)
+    warmup = int(exp.warmup * total) if exp.warmup < 1 else int(exp.warmup)  # as engine.train.loop does
+    sched = make_schedule(opt, warmup, total)
+    for _ in range(3):
+        param.grad = torch.ones(2)
+        if exp.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([param], exp.max_grad_norm)
+        opt.step()
+        sched.step()
+        assert all(math.isfinite(g["lr"]) and g["lr"] >= 0 for g in opt.param_groups), values
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

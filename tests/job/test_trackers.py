@@ -3,6 +3,7 @@ back with that tracker's own reader and must hold the same numbers as our events
 
 from __future__ import annotations
 
+import importlib
 import socket
 import struct
 
@@ -45,7 +46,11 @@ def tracked_run(tmp_path_factory):
     try:
         _isolate(mp, root)  # before the imports: trackio reads TRACKIO_DIR when imported
         for mod in ("tensorboard", "wandb", "mlflow", "trackio"):
-            pytest.importorskip(mod)
+            # the test extra installs all four: one that does not import is an error naming it, not a skip
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:  # noqa: BLE001 - a broken install raises more than ImportError
+                pytest.fail(f"tracker {mod!r} does not import ({type(exc).__name__}: {exc}); pip install -e '.[test]'")
         path = write_manifest(
             root,
             tracked("tensorboard", "wandb", "mlflow", "trackio"),

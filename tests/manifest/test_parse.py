@@ -1,5 +1,6 @@
 """Manifest parsing: the shipped manifest is valid; bad ones get exact, named messages."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,10 @@ def test_defaults_and_frozen():
     m = parse_text(GOOD)
     exp = m.get("pre")
     assert exp.learning_rate == 5e-5 and exp.mlm_probability == 0.15 and exp.init == "auto"
-    with pytest.raises(Exception):
-        exp.epochs = 3
+    before = exp.epochs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        exp.epochs = before + 1
+    assert exp.epochs == before
 
 
 def test_dependency_plan_orders_dependencies_first():

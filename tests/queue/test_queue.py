@@ -243,7 +243,9 @@ def test_headless_foreground_run_counts_against_max_parallel(tmp_path, process_j
         assert _wait(lambda: runner.started.is_set(), 10)
         q = JobQueue(m)
         [job] = q.submit(["params"])
-        time.sleep(2.0)
+        # a scheduler's turn, taken here rather than waited for: with the slot held by the
+        # foreground run it must start nothing (the background scheduler may have had turns too)
+        assert advance(q.file, m, RecordingLauncher()) == []
         assert q.get(job.id).status == "queued"
     finally:
         gate.set()

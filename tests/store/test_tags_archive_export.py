@@ -217,7 +217,10 @@ def test_cli_tag_note_archive_delete(study, capsys):
     code, _, err = _cli(capsys, "tag", "/etc", "+x")
     assert code == 2 and "not a run under the runs directory" in err
     code, _, err = _cli(capsys, "tag", f"pre/{A}", "+bad tag!")
-    assert code == 2 and "tag 'bad'" in err or "tag" in err
+    # the message names the tag and says what a tag may hold; exit code 2, no traceback
+    assert code == 2, (code, err)
+    assert err.startswith("lmconsole: tag 'bad tag!': use letters, digits") and "Traceback" not in err, err
+    assert _cli(capsys, "tag", f"pre/{A}")[1].endswith("tags baseline\n")  # nothing was added
 
 
 def test_global_options_after_the_subcommand(workdir, capsys):

@@ -7,6 +7,7 @@ runs, and fails (exit 1) after one saved prediction is altered.
 
 import json
 import shutil
+import subprocess
 
 import pytest
 from support.tiny_study import run_tiny_study
@@ -62,6 +63,56 @@ def test_report_in_three_formats_with_the_runs_numbers(study, capsys):
     assert page.count("data:image/png") == 3 and tex.count(r"\includegraphics") == 3
     assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
     assert "device" in md and runs["demo-pretrain"].path.joinpath("environment.json").exists()
+
+
+def _section(md: str, title: str) -> str:
+    """The Markdown of the section whose heading starts with ``## title`` (up to the next ``## ``)."""
+    start = md.index(f"## {title}")
+    end = md.find("\n## ", start + 3)
+    return md[start : end if end != -1 else len(md)]
+
+
+def test_report_sections_show_each_runs_own_headline_numbers(study):
+    """Read from the runs' results (not from report.json): each number in its own task's section."""
+    folder, manifest, runs = study
+    out = folder / "report-sections"
+    assert main(["--manifest", str(manifest.path), "report", "demo-*", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    expect = {
+        "Pretraining: demo-pretrain": ("demo-pretrain", ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy")),
+        "Classification: demo-sst2": ("demo-sst2", ("accuracy", "f1", "majority_baseline")),
+        "Question answering: demo-squad": ("demo-squad", ("best_f1", "HasAns_f1", "NoAns_f1", "exact")),
+    }
+    for title, (name, keys) in expect.items():
+        # the section's "Final metrics" rows: | metric | scale | value | run |, read cell by cell
+        rows = {}
+        for line in _section(md, title).splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 4 and cells[3].startswith(f"{name}/"):
+                rows.setdefault(cells[0], cells[2])
+        final = runs[name].results()["final"]
+        for key in keys:
+            assert rows.get(key) == fmt_num(final[key], 4, fixed=True), (title, key, rows.get(key), final[key])
+
+
+def test_report_tex_compiles_with_its_plots(study, tmp_path):
+    """``pdflatex report.tex`` builds the PDF the README promises (CI installs a minimal TeX: .ci/run)."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
+    folder, manifest, _ = study
+    out = tmp_path / "report"
+    assert main(["--manifest", str(manifest.path), "report", "demo-*", "--out", str(out)]) == 0
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    log = (out / "report.log").read_text(errors="replace")
+    assert "LaTeX Warning: File" not in log and "not found" not in log, log[-2000:]  # every plot found
+    assert (out / "report.pdf").stat().st_size > 10_000
 
 
 def test_verify_passes_then_fails_on_an_altered_prediction(study, capsys):

@@ -105,6 +105,16 @@ def _eval(epoch: int) -> dict:
     }
 
 
+def _pretrain_eval(epoch: int) -> dict:
+    """What a real pretraining evaluation reports (engine.tasks.pretrain.evaluate_mlm): no accuracy, no confusion."""
+    return {
+        "mlm_perplexity": round(3400.0 / (1 + 1.2 * epoch), 3),
+        "mlm_accuracy": round(min(0.35, 0.01 + 0.04 * epoch), 3),
+        "nsp_accuracy": round(min(0.8, 0.5 + 0.03 * epoch), 3),
+        "masked_tokens": 1480,
+    }
+
+
 def _classify_eval(epoch: int) -> dict:
     acc = round(min(0.97, 0.48 + 0.045 * epoch), 3)
     wrong = round(500 * (1 - acc))
@@ -153,7 +163,12 @@ NOTES = {
 
 
 def epochs_table(name: str, evals: list[EvalFinished]) -> Table:
-    cols = ("epoch", "mlm_perplexity", "mlm_loss", "accuracy")
+    real = "mlm_accuracy" in evals[0].metrics  # the columns of engine.tasks.pretrain's table
+    cols = (
+        ("epoch", "mlm_perplexity", "mlm_accuracy", "nsp_accuracy")
+        if real
+        else ("epoch", "mlm_perplexity", "mlm_loss", "accuracy")
+    )
     return Table(
         name="epochs",
         columns=cols,
@@ -210,8 +225,12 @@ def write_run(
     params: bool = False,
     hint: str = "",
     config: dict | None = None,
+    real_pretrain_metrics: bool = False,
 ) -> Run:
-    """A run directory with fixed ids and times; ``status`` running/paused reads as interrupted (no owner)."""
+    """A run directory with fixed ids and times; ``status`` running/paused reads as interrupted (no owner).
+
+    ``real_pretrain_metrics``: a pretraining run reports what the engine's does (MLM perplexity and
+    accuracy, NSP accuracy) instead of the older made-up keys other snapshots were drawn with."""
     path = Path(root) / experiment / run_id
     (path / "tables").mkdir(parents=True, exist_ok=True)
     atomic_write_json(path / "config.json", {"name": experiment, "task": task, "model": model, **(config or {})})
@@ -219,7 +238,8 @@ def write_run(
         StatusChanged(status="running", time=T0),
         RunStarted(run_id=run_id, experiment=experiment, task=task, device="cpu", time=T0),
     ]
-    evals = _training_events(events, task, steps, epochs) if task != "inspect" else []
+    metrics_of = _pretrain_eval if real_pretrain_metrics else TASK_EVAL.get(task, _eval)
+    evals = _training_events(events, task, steps, epochs, metrics_of) if task != "inspect" else []
     events.append(LogEmitted(level="info", message="device cpu, fp32", time=T0 + 1))
     if status == "failed":
         events.append(
@@ -264,11 +284,10 @@ def _step(
     )
 
 
-def _training_events(events: list, task: str, steps: int, epochs: int) -> list:
+def _training_events(events: list, task: str, steps: int, epochs: int, metrics_of) -> list:
     """Append a training curve's StepLogged/EvalFinished events; return the evaluations (epoch 0 first)."""
     evals = []
     per_epoch = max(1, steps // epochs)
-    metrics_of = TASK_EVAL.get(task, _eval)
     evals.append(EvalFinished(epoch=0, step=0, split="test", metrics=metrics_of(0), time=T0 + 1))
     for step in range(2, steps + 1, 2):
         events.append(_step(step, per_epoch, steps, tokens_per_s=5000.0, memory_mb=512.0, at=T0 + 2 + step))
@@ -292,7 +311,7 @@ def _results(task: str, evals: list, steps: int) -> dict:
     if task == "inspect":
         return {"parameters": {"base": 141824, "qa": 137794}}
     final = dict(evals[-1].metrics)
-    if task == "pretrain":
+    if task == "pretrain" and "mlm_accuracy" not in final:
         final["confusion_matrix"] = [[7, 1], [2, 6]]
     results: dict = {"final": final, "global_step": steps}
     if task in NOTES:
@@ -329,6 +348,7 @@ def write_task_runs(root: Path) -> dict[str, Run]:
             steps=80,
             epochs=8,
             config={"epochs": 8, "learning_rate": 1e-3},
+            real_pretrain_metrics=True,
         ),
         "classify": write_run(
             root,

@@ -17,8 +17,6 @@ from engine.store.runs import RunStore
 from support.micro import micro_text
 
 
-
-
 def micro_manifest(tmp_path, epochs=2, n_train=160):
     return parse_text(micro_text(tmp_path / "runs", epochs, n_train), tmp_path / "m.toml")
 
@@ -152,6 +150,17 @@ def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
     assert abs(math.exp(sum(hf_losses) / len(hf_losses)) - got["mlm_perplexity"]) > 0.05 * got["mlm_perplexity"]
 
 
+def test_unigram_baseline_by_hand():
+    """The baseline the pretraining tests compare with (support.baselines): add-one over the whole vocabulary."""
+    from support.baselines import mlm_baselines
+
+    b = mlm_baselines([[1, 5, 5, 6, 1]], [[-100, 5, 6, -100, 7]], [0, 1, 1], vocab_size=10, special_ids=[1])
+    # training counts (specials dropped): 5 x2, 6 x1 -> p = 3/13, 2/13, 1/13 for 5, 6, 7
+    assert b.unigram_perplexity == pytest.approx(math.exp(-(math.log(3) + math.log(2) - 3 * math.log(13)) / 3))
+    assert b.most_frequent_rate == pytest.approx(1 / 3) and b.nsp_majority == pytest.approx(2 / 3)
+    assert b.masked_tokens == 3
+
+
 # -- end to end ---------------------------------------------------------------------
 
 
@@ -205,7 +214,6 @@ def test_eval_masks_identical_across_epochs(finished_run):
 
     from transformers import AutoTokenizer
 
-
     tok = AutoTokenizer.from_pretrained(str(run.final_model()))
     a = prepare_split(Ctx(), tok, "test", 7, mask=True)
     shutil.rmtree(cache_root() / "pretrain-data")
@@ -214,14 +222,19 @@ def test_eval_masks_identical_across_epochs(finished_run):
     assert list(a["mlm_labels"]) == list(b["mlm_labels"])
 
 
-def test_cached_tokenization_reused(finished_run, tmp_path):
-    m, _ = finished_run
-    logs = []
-    sink = CallbackSink(lambda e: logs.append(getattr(e, "message", "")))
+def test_cached_tokenization_reused(tmp_path):
+    """The second job with the same data, tokenizer and recipe builds no pairs: both splits come from the cache."""
     m2 = parse_text(micro_text(tmp_path / "runs", epochs=1, max_steps=1), tmp_path / "m.toml")
-    run = run_experiment(m2, "pre", sinks=[sink])
-    assert run.status()["status"] == "finished"
-    assert any("reusing cached pairs" in x for x in logs)
+    logs: list[list[str]] = []
+    for _ in range(2):  # the first fills the cache (another test may have emptied it), the second must reuse it
+        logs.append([])
+        sink = CallbackSink(lambda e, out=logs[-1]: out.append(getattr(e, "message", "")))
+        run = run_experiment(m2, "pre", sinks=[sink])
+        assert run.status()["status"] == "finished"
+    second = logs[-1]
+    for split in ("train", "test"):
+        assert any(x.startswith(f"{split}: reusing cached pairs") for x in second), (split, second)
+    assert not any("NSP pairs built" in x for x in second), second
 
 
 def test_pause_resume_cancel_and_resume_continuity(tmp_path):
@@ -234,6 +247,11 @@ def test_pause_resume_cancel_and_resume_continuity(tmp_path):
         if isinstance(e, StepLogged):
             if state["paused_at"] is not None and holder.get("paused"):
                 state["steps_while_paused"] += 1
+            if holder.get("resumed") and state.get("cancelled_at") is None:
+                # the first step after resuming: cancel now, from the job's own thread, so the
+                # request is there before the next step boundary however fast the machine is
+                state["cancelled_at"] = e.step
+                run.request("cancel")
             if e.step == 4 and run is not None:
                 run.request("pause")
                 state["paused_at"] = e.step
@@ -254,11 +272,11 @@ def test_pause_resume_cancel_and_resume_continuity(tmp_path):
     time.sleep(0.6)
     assert len(_events(run, StepLogged)) == n_before, "no steps while paused"
     holder["paused"] = False
+    holder["resumed"] = True
     run.request("resume")
-    time.sleep(0.3)
-    run.request("cancel")
     t.join(60)
     assert run.status()["status"] == "cancelled"
+    assert state["paused_at"] < state["cancelled_at"] < _events(run, StepLogged)[-1].total_steps  # trained on, then
     assert run.last_checkpoint() is not None
 
     # resume the same run: it finishes, each epoch once, steps continue without duplicates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 
 from engine.events import EvalFinished
@@ -78,4 +79,8 @@ def test_a_one_point_curve_draws():
         plot = CurvePlot("evaluation", xlabel="epoch")
         plot.series = [Series("accuracy", xs, ys)]
         plot._draw(60, 10)
-        plot.plt.build()  # what the widget's render() does next
+        canvas = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())  # what the widget's render() does next
+        # the point itself (one braille dot) on the 0.500 row, and the axis labelled
+        point_rows = [line for line in canvas.splitlines() if any(0x2800 < ord(c) <= 0x28FF for c in line)]
+        assert len(point_rows) == 1 and point_rows[0].startswith("0.500"), canvas
+        assert "epoch" in canvas and "last 0.500" in canvas
