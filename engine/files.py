@@ -47,6 +47,57 @@ def read_regular_file(path: Path, inside: Path) -> bytes:
         os.close(fd)
 
 
+MAX_READ = 64 << 20  # bytes: more than any queue file or run record we write; a bigger one is damage
+
+
+def read_plain(path: Path | str, limit: int = MAX_READ) -> bytes:
+    """The bytes of ``path`` if it is a regular file: never through a symlink (``O_NOFOLLOW``), never
+    a FIFO or a device (no hang, no endless read), never more than ``limit`` bytes.
+
+    ``FileNotFoundError`` when it is missing; another ``OSError`` naming the problem otherwise.
+    """
+    import stat as _stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens without a writer
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a file", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+        chunks, size = [], 0
+        while size <= limit:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_append(path: Path | str) -> int:
+    """A file descriptor appending to ``path`` (created 0644 under umask 022), never through a symlink
+    and only to a regular file; ``OSError`` otherwise. For logs in folders others can write to."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o666)
+    if not _stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def current_umask() -> int:
     """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
     try:
