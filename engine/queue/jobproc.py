@@ -42,8 +42,8 @@ def main(argv=None) -> int:
 
     qf = QueueFile(args.runs_dir)
     entry = qf.read().get(args.job)
-    if entry is None or not entry.run:
-        print(f"job {args.job}: not in {qf.path}", file=sys.stderr)
+    if entry is None or not entry.run:  # a quarantined entry (escaping run, bad types...) is never run
+        print(f"job {args.job}: not a runnable entry of {qf.path} (see `lmconsole queue`)", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -13,10 +13,27 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.files import open_append
 from engine.queue.entry import QueueEntry
 from engine.queue.gpus import device_env
-from engine.queue.queuefile import QueueFile
+from engine.queue.queuefile import QueueDirError, QueueFile, check_plain
 from engine.store.runs import RunStore
+
+# ``-P``: the working directory (the manifest's folder) never goes on sys.path, so a user's own
+# ``datasets.py``, ``torch.py`` or ``engine/`` beside experiments.toml is never imported by a job or
+# the scheduler. Not ``-I``: that drops PYTHONPATH too, which fake runners in tests (and some
+# setups) rely on.
+PYTHON = (sys.executable, "-P")
+
+
+def _log(queue_file: QueueFile, name: str) -> int:
+    """An fd appending to ``logs/<name>`` (never through a link: a shared folder may hold one)."""
+    check_plain(queue_file.logs, is_dir=True)
+    queue_file.logs.mkdir(parents=True, exist_ok=True)
+    try:
+        return open_append(queue_file.logs / name)
+    except OSError:
+        raise QueueDirError(queue_file.logs / name, "a plain file that can be appended to") from None
 
 
 def pid_alive(pid) -> bool:
@@ -48,16 +65,15 @@ class ProcessLauncher:
         self.children = [p for p in self.children if p.poll() is None]
 
     def start(self, queue_file: QueueFile, entry: QueueEntry, devices: list[int]) -> int:
-        queue_file.logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         cuda = device_env(devices, entry.gpus)
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
-        log = open(queue_file.logs / f"job-{entry.id}.log", "ab")
+        log = _log(queue_file, f"job-{entry.id}.log")
         try:
             proc = subprocess.Popen(
                 [
-                    sys.executable,
+                    *PYTHON,
                     "-m",
                     "engine.queue.jobproc",
                     "--runs-dir",
@@ -74,7 +90,7 @@ class ProcessLauncher:
                 close_fds=True,
             )
         finally:
-            log.close()
+            os.close(log)
         self.children.append(proc)
         return proc.pid
 
@@ -121,12 +137,12 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
     """Start the scheduler (detached) unless one runs; True when this call started one."""
     if scheduler_running(queue_file):
         return False
-    queue_file.logs.mkdir(parents=True, exist_ok=True)
-    log = open(queue_file.logs / "scheduler.log", "ab")
+    check_plain(queue_file.scheduler_lock, is_dir=False)  # a scheduler that cannot lock would die at once, unseen
+    log = _log(queue_file, "scheduler.log")
     try:
         subprocess.Popen(
             [
-                sys.executable,
+                *PYTHON,
                 "-m",
                 "engine.queue.scheduler",
                 "--runs-dir",
@@ -142,5 +158,5 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
             cwd=str(Path(manifest_path).resolve().parent),
         )
     finally:
-        log.close()
+        os.close(log)
     return True
