@@ -85,6 +85,20 @@ def read_plain(path: Path | str, limit: int = MAX_READ) -> bytes:
         os.close(fd)
 
 
+def open_plain(path: Path | str):
+    """``path`` opened for binary reading if it is a regular file, never through a symlink: a FIFO,
+    a device or a link is an ``OSError`` (``FileNotFoundError`` when it is missing). For files in
+    run directories, which anyone sharing the runs directory could replace."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not _stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def open_append(path: Path | str) -> int:
     """A file descriptor appending to ``path`` (created 0644 under umask 022), never through a symlink
     and only to a regular file; ``OSError`` otherwise. For logs in folders others can write to."""
@@ -178,9 +192,9 @@ def free_gib(path: Path) -> float:
 
 
 def read_json(path: Path, default=None):
+    """The JSON in ``path`` (a regular file, not a link, of bounded size), or ``default``."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.loads(fh.read())
+        return json.loads(read_plain(path).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return default
 
@@ -192,9 +206,8 @@ def read_json_object(path: Path | str) -> tuple[dict, str]:
     ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
     problem for this run and goes on with the others.
     """
-    try:
-        with open(path, encoding="utf-8") as fh:  # not Path.read_text: a listing calls this thousands of times
-            text = fh.read()
+    try:  # a regular file only: a link to a file outside the run is never read (nor published)
+        text = read_plain(path).decode("utf-8")
     except FileNotFoundError:
         return {}, ""
     except (OSError, UnicodeDecodeError) as exc:
