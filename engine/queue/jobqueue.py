@@ -117,7 +117,7 @@ class JobQueue:
     def _alive(self, entry: QueueEntry) -> bool:
         if self.launcher is not None and entry.id in self.launcher.threads:
             return self.launcher.alive(entry)
-        return pid_alive(entry.pid)
+        return pid_alive(entry.pid, entry.started)
 
     def _manifest_for_scheduling(self):
         if self.max_parallel is None:

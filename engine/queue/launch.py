@@ -36,19 +36,40 @@ def _log(queue_file: QueueFile, name: str) -> int:
         raise QueueDirError(queue_file.logs / name, "a plain file that can be appended to") from None
 
 
-def pid_alive(pid) -> bool:
-    """Whether process ``pid`` runs (a zombie that exited does not)."""
-    if not pid:
-        return False
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, to about a second), from /proc; None elsewhere."""
     try:
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks after boot
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def pid_alive(pid, not_before: float | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie that exited does not).
+
+    ``not_before``: when the job was started; a process with that pid that is older (a reused
+    pid, or a hand-edited entry naming someone else's process, pid 1) is not the job's.
+    """
+    if not pid or isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+        return False
+    if pid == os.getpid():
+        return True  # a job thread of this process (tests, demos)
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":  # a zombie has exited
+                return False
     except (OSError, IndexError, ValueError):
         try:
-            os.kill(int(pid), 0)
-            return True
-        except (OSError, ValueError):
+            os.kill(pid, 0)
+        except OSError:
             return False
+        return True
+    born = _started_at(pid) if not_before is not None else None
+    return born is None or not_before is None or born >= not_before - 2  # btime counts whole seconds
 
 
 class ProcessLauncher:
@@ -59,7 +80,7 @@ class ProcessLauncher:
 
     def alive(self, entry: QueueEntry) -> bool:
         self.reap()
-        return pid_alive(entry.pid)
+        return pid_alive(entry.pid, entry.started)
 
     def reap(self) -> None:
         self.children = [p for p in self.children if p.poll() is None]

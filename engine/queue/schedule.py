@@ -126,7 +126,9 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
         busy: set[int] = set()
         active = 0
         for e in state.jobs:
-            if e.state is EntryState.STARTED and st[e.id][0] in ACTIVE:
+            # A job's process holds its slot and GPUs until it exits, not only while its run is
+            # active: one that wrote "finished" may still free GPU memory for a second or so.
+            if e.state is EntryState.STARTED and (st[e.id][0] in ACTIVE or launcher.alive(e)):
                 active += 1
                 busy.update(e.devices)
         active += external_active(store, {e.run for e in state.jobs if e.run})

@@ -363,3 +363,36 @@ def _logs(qf: QueueFile) -> str:
 def test_an_entry_built_here_reads_back_unchanged():
     e = QueueEntry(id=3, experiment="params", state=EntryState.STARTED, run="params/20260101-x", manifest="/m.toml")
     assert QueueEntry.from_json(e.to_json()) == e
+
+
+# -- liveness: a pid is the job's only if its process started with the job --------------------------------
+
+
+def test_a_started_entry_naming_an_older_process_is_not_running(tmp_path):
+    m = load(write_manifest(tmp_path, MANIFEST))
+    q = JobQueue(m)
+    run = q.store.create("params", {})
+    qf = QueueFile(m.runs_dir)
+    manifest = str(Path(m.path).resolve())
+    entry = GOOD | {"manifest": manifest, "state": "started", "run": f"params/{run.run_id}", "started": time.time()}
+    _write(qf, {"jobs": [entry | {"pid": 1}]})  # pid 1 lives, but started long before this job
+    [job] = q.refresh()
+    assert job.status == "failed" and "exited before it started" in job.reason
+
+
+def test_a_finished_jobs_lingering_process_still_holds_its_slot(tmp_path):
+    m = load(write_manifest(tmp_path, MANIFEST))  # max_parallel_jobs = 1
+    store = JobQueue(m).store
+    run = store.create("params", {})
+    (run.path / "status.json").write_text(json.dumps({"status": "finished"}))
+    qf = QueueFile(m.runs_dir)
+    manifest = str(Path(m.path).resolve())
+    started = GOOD | {"manifest": manifest, "state": "started", "run": f"params/{run.run_id}", "pid": 5}
+    _write(qf, {"jobs": [started, GOOD | {"id": 2, "manifest": manifest}]})
+
+    class Lingering(Recorder):
+        def alive(self, entry):
+            return entry.id == 1  # its run says finished, its process has not exited yet
+
+    assert advance(qf, m, Lingering()) == []
+    assert advance(qf, m, Recorder()) == [2]  # once it exits, the next one starts

@@ -354,9 +354,10 @@ class RecordingLauncher:
 
     def __init__(self):
         self.started: dict[int, list[int]] = {}
+        self.exited: set[int] = set()
 
     def alive(self, entry):
-        return entry.id in self.started
+        return entry.id in self.started and entry.id not in self.exited
 
     def start(self, queue_file, entry, devices):
         self.started[entry.id] = devices
@@ -402,6 +403,7 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
                 break
             done = rng.choice(running)
             atomic_write_json(store.root / done.run / "status.json", {"status": "finished"})
+            launcher.exited.add(done.id)  # its process exits too: slot and GPUs free
             advance(qf, m, launcher)
             _check_gpu_invariants(qf, store, launcher)
         assert [j.status for j in q.refresh()] == ["finished"] * 6
