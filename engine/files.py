@@ -155,11 +155,14 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and is_disk_full(exc) and not exc.filename:
+            # name the file: "disk full" alone does not say what was lost (the old file is intact)
+            raise OSError(exc.errno or errno.ENOSPC, exc.strerror or "No space left on device", str(path)) from exc
         raise
 
 
@@ -177,6 +180,13 @@ def is_disk_full(exc: BaseException) -> bool:
     return any(
         s in text for s in ("no space left", "disk quota", "unexpected pos", "file write failed", "failed writing")
     )
+
+
+def disk_full_message(exc: OSError) -> str:
+    """One line for a full disk: what was being written and how much space is left there."""
+    where = exc.filename or ""
+    free = f"; {free_gib(Path(where)):.1f} GiB free there" if where else ""
+    return f"disk full while writing {where or 'a file'}{free}; free some space and try again"
 
 
 def free_gib(path: Path) -> float:

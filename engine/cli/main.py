@@ -363,6 +363,12 @@ def _call(command: Command, args) -> int:
         return 2
     except UserError as exc:
         return _fail(str(exc), exc.code)
+    except OSError as exc:
+        from engine.files import disk_full_message, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        return _fail(disk_full_message(exc), 1)
 
 
 def main(argv=None, console=None) -> int:
