@@ -396,3 +396,34 @@ def test_a_finished_jobs_lingering_process_still_holds_its_slot(tmp_path):
 
     assert advance(qf, m, Lingering()) == []
     assert advance(qf, m, Recorder()) == [2]  # once it exits, the next one starts
+
+
+# -- an entry's manifest: the user's own, keeping its runs in this runs directory ---------------------------
+
+
+def _foreign_manifest(tmp_path: Path, runs_dir: str) -> str:
+    other = tmp_path / "other"
+    other.mkdir()
+    return str(write_manifest(other, MANIFEST.replace('runs_dir = "runs"', f'runs_dir = "{runs_dir}"')).resolve())
+
+
+def test_an_entry_naming_a_manifest_of_another_runs_directory_never_starts(tmp_path):
+    m = load(write_manifest(tmp_path, MANIFEST))
+    qf = QueueFile(m.runs_dir)
+    _write(qf, {"jobs": [GOOD | {"manifest": _foreign_manifest(tmp_path, "elsewhere")}]})
+    launcher = Recorder()
+    assert advance(qf, m, launcher) == [] and launcher.started == []
+    [entry] = qf.read().jobs
+    assert entry.state is EntryState.REMOVED and "keeps its runs elsewhere" in entry.reason
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_an_entry_naming_another_users_manifest_never_starts(tmp_path):
+    m = load(write_manifest(tmp_path, MANIFEST))
+    qf = QueueFile(m.runs_dir)
+    foreign = _foreign_manifest(tmp_path, str(Path(m.runs_dir).resolve()))
+    os.chown(foreign, 4242, -1)
+    _write(qf, {"jobs": [GOOD | {"manifest": foreign}]})
+    assert advance(qf, m, Recorder()) == []
+    [entry] = qf.read().jobs
+    assert entry.state is EntryState.REMOVED and "belongs to another user" in entry.reason
