@@ -346,7 +346,7 @@ class JobQueue:
         return f"resume requested: {name}"
 
     def _cancel_job(self, job: Job, name: str) -> str:
-        if job.waiting:
+        if job.waiting or (job.status == "paused" and self._is_held(job)):  # a held job has not started either
             deps = self.dependants(job)
             with self._lock, self.file.change() as state:
                 if state.get(job.id) is not None:
@@ -372,14 +372,16 @@ class JobQueue:
             return f"{name} finished; press r on the experiment to run it again"
         if job.experiment not in self.manifest.names:
             return f"{job.experiment} is no longer in the manifest"
-        resume = False
+        resume = held = False
         with self._lock, self.file.change() as state:
             entry = state.get(job.id)
             if entry is not None:
-                resume = bool(entry.run)
+                resume, held = bool(entry.run), bool(entry.held)
                 state.put(entry.requeued(resume=resume))
         self._after_change()
-        return f"resuming {name} from its last checkpoint" if resume else f"queued {name} again"
+        said = f"resuming {name} from its last checkpoint" if resume else f"queued {name} again"
+        # a hold outlives a cancel and a retry: say so, or "queued again" reads as "it will start"
+        return f"{said}, still held: it starts once resumed (p)" if held else said
 
     def _is_held(self, job: Job) -> bool:
         entry = self.file.read().get(job.id)

@@ -316,6 +316,19 @@ def test_pausing_a_waiting_job_holds_it_and_its_dependants_until_resumed(tmp_pat
     assert [j.status for j in q.jobs] == ["finished"] * 3
 
 
+def test_retrying_a_held_cancelled_job_says_it_stays_held(tmp_path):
+    gate = threading.Event()
+    q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
+    q.submit(["params"])  # holds the one slot
+    [pre] = q.submit(["pretrain"], with_deps=False)
+    q.control(pre, "pause")
+    assert q.control(pre, "cancel").startswith("removed #2 pretrain")
+    assert q.control(q.get(2), "retry") == "queued #2 pretrain again, still held: it starts once resumed (p)"
+    assert q.get(2).status == "paused"
+    gate.set()
+    q.shutdown(timeout=10)
+
+
 def test_move_keeps_dependencies_first(tmp_path):
     gate = threading.Event()
     q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
