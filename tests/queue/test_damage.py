@@ -427,3 +427,41 @@ def test_an_entry_naming_another_users_manifest_never_starts(tmp_path):
     assert advance(qf, m, Recorder()) == []
     [entry] = qf.read().jobs
     assert entry.state is EntryState.REMOVED and "belongs to another user" in entry.reason
+
+
+NEIGHBOURS = ["queue.json", "queue.lock", "scheduler.lock", "quarantine.json", "logs"]
+KINDS = ["folder", "link to a file", "link to a folder", "fifo", "file", "dangling link"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(NEIGHBOURS), st.sampled_from(KINDS), min_size=1, max_size=3))
+def test_links_folders_and_fifos_beside_the_queue_never_raise_or_write_through(tmp_path_factory, damage):
+    base = tmp_path_factory.mktemp("n")
+    qf = QueueFile(base / "runs")
+    qf.dir.mkdir(parents=True)
+    target_file, target_dir = base / "victim.txt", base / "victim"
+    target_file.write_text("mine")
+    target_dir.mkdir()
+    for name, kind in damage.items():
+        path = qf.dir / name
+        if kind == "folder":
+            path.mkdir()
+        elif kind == "link to a file":
+            path.symlink_to(target_file)
+        elif kind == "link to a folder":
+            path.symlink_to(target_dir)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dangling link":
+            path.symlink_to(base / "nowhere")
+        else:
+            path.write_text("not what it should be")
+    qf.read()  # readers never raise, never hang on a FIFO
+    qf.quarantined()
+    try:
+        with qf.change() as state:
+            state.add("params", "/m.toml", gpus=0)
+    except QueueDirError as exc:
+        assert "\n" not in str(exc) and str(qf.dir) in str(exc)
+    assert target_file.read_text() == "mine" and list(target_dir.iterdir()) == []
+    assert not (base / "nowhere").exists()
