@@ -47,6 +47,71 @@ def read_regular_file(path: Path, inside: Path) -> bytes:
         os.close(fd)
 
 
+MAX_READ = 64 << 20  # bytes: more than any queue file or run record we write; a bigger one is damage
+
+
+def read_plain(path: Path | str, limit: int = MAX_READ) -> bytes:
+    """The bytes of ``path`` if it is a regular file: never through a symlink (``O_NOFOLLOW``), never
+    a FIFO or a device (no hang, no endless read), never more than ``limit`` bytes.
+
+    ``FileNotFoundError`` when it is missing; another ``OSError`` naming the problem otherwise.
+    """
+    import stat as _stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens without a writer
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a file", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+        chunks, size = [], 0
+        while size <= limit:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_plain(path: Path | str):
+    """``path`` opened for binary reading if it is a regular file, never through a symlink: a FIFO,
+    a device or a link is an ``OSError`` (``FileNotFoundError`` when it is missing). For files in
+    run directories, which anyone sharing the runs directory could replace."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not _stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def open_append(path: Path | str) -> int:
+    """A file descriptor appending to ``path`` (created 0644 under umask 022), never through a symlink
+    and only to a regular file; ``OSError`` otherwise. For logs in folders others can write to."""
+    import stat as _stat
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o666)
+    if not _stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def current_umask() -> int:
     """This process's umask, read without changing it (``os.umask`` can only set it, racing other threads)."""
     try:
@@ -90,11 +155,14 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and is_disk_full(exc) and not exc.filename:
+            # name the file: "disk full" alone does not say what was lost (the old file is intact)
+            raise OSError(exc.errno or errno.ENOSPC, exc.strerror or "No space left on device", str(path)) from exc
         raise
 
 
@@ -114,6 +182,13 @@ def is_disk_full(exc: BaseException) -> bool:
     )
 
 
+def disk_full_message(exc: OSError) -> str:
+    """One line for a full disk: what was being written and how much space is left there."""
+    where = exc.filename or ""
+    free = f"; {free_gib(Path(where)):.1f} GiB free there" if where else ""
+    return f"disk full while writing {where or 'a file'}{free}; free some space and try again"
+
+
 def free_gib(path: Path) -> float:
     import shutil
 
@@ -127,9 +202,9 @@ def free_gib(path: Path) -> float:
 
 
 def read_json(path: Path, default=None):
+    """The JSON in ``path`` (a regular file, not a link, of bounded size), or ``default``."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.loads(fh.read())
+        return json.loads(read_plain(path).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return default
 
@@ -141,9 +216,8 @@ def read_json_object(path: Path | str) -> tuple[dict, str]:
     ``"unreadable: <file>: <reason>"`` and ``data`` is ``{}``: a reader shows the
     problem for this run and goes on with the others.
     """
-    try:
-        with open(path, encoding="utf-8") as fh:  # not Path.read_text: a listing calls this thousands of times
-            text = fh.read()
+    try:  # a regular file only: a link to a file outside the run is never read (nor published)
+        text = read_plain(path).decode("utf-8")
     except FileNotFoundError:
         return {}, ""
     except (OSError, UnicodeDecodeError) as exc:

@@ -197,13 +197,14 @@ class OptimConfig:
         metadata=_meta("AdamW weight decay (not applied to biases and LayerNorm).", tasks=ALL_TRAIN, minimum=0),
     )
     batch_size: int = field(
-        default=32, metadata=_meta("Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1)
+        default=32,
+        metadata=_meta("Sequences per micro-batch (per device).", tasks=ALL_TRAIN, minimum=1, maximum=65536),
     )
     eval_batch_size: int = field(
-        default=64, metadata=_meta("Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1)
+        default=64, metadata=_meta("Sequences per evaluation batch.", tasks=ALL_TRAIN, minimum=1, maximum=65536)
     )
     gradient_accumulation_steps: int = field(
-        default=1, metadata=_meta("Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1)
+        default=1, metadata=_meta("Micro-batches per optimizer step.", tasks=ALL_TRAIN, minimum=1, maximum=65536)
     )
     max_grad_norm: float = field(
         default=1.0, metadata=_meta("Gradient clipping norm (0 = off).", tasks=ALL_TRAIN, minimum=0)
@@ -756,7 +757,38 @@ def _check_value(where: str, name: str, key: Key, value, problems: list[str]):
     if t == "int" and abs(value) >= 2**63:
         problems.append(f"{where}.{name}: {value} is too large (at most {2**63 - 1})")
         return None
+    problem = _check_text(name, value) if t == "str" else _check_range(name, value)
+    if problem:
+        problems.append(f"{where}.{name}: {problem}")
+        return None
     return value
+
+
+# Control characters in a path, a device or a Slurm time end up in file names, command lines and
+# terminals; tab and newline may only appear in prose (descriptions).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PROSE = frozenset({"description"})
+_NOT_EMPTY = frozenset({"runs_dir"})  # "" would put run folders beside the manifest, the queue among them
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,2}|mps)$")
+
+
+def _check_text(name: str, value: str) -> str:
+    """Why a string value is unusable ("" when it is fine)."""
+    if (_CONTROL if name in _PROSE else _LINE_CONTROL).search(value):
+        return "contains control characters; use printable text"
+    if name in _NOT_EMPTY and not value.strip():
+        return 'must not be empty (a folder name or path, e.g. "runs")'
+    if name == "device" and not _DEVICE.match(value):
+        return f"{_describe(value)} is not a device; expected auto, cpu, cuda, cuda:N or mps"
+    return ""
+
+
+def _check_range(name: str, value) -> str:
+    """Why a number is out of its sensible range ("" when it is fine)."""
+    if name == "mlm_probability" and isinstance(value, float) and value <= 0:
+        return "expected a fraction above 0 (at most 1): with 0 no token is masked and perplexity is undefined"
+    return ""
 
 
 def parse_gpu_list(value: str) -> tuple[int, ...] | str | None:

@@ -19,6 +19,7 @@ def _find_job(queue, ref: str | None, prefer_running: bool = False):
             return next((j for j in jobs if j.active), None) or next((j for j in jobs if j.waiting), None)
         return None
     ref = ref.lstrip("#")
+    jobs = [j for j in jobs if not j.quarantined]  # shown, never controlled
     if ref.isdigit():
         return next((j for j in jobs if j.id == int(ref)), None)
     return next((j for j in reversed(jobs) if j.experiment == ref), None)
@@ -28,6 +29,7 @@ def _job_row(job) -> dict:
     step = job.metrics.last_step
     return {
         "id": job.id,
+        "quarantined": job.quarantined,
         "experiment": job.experiment,
         "status": str(job.status),
         "reason": job.reason,
@@ -68,7 +70,10 @@ def cmd_queue(args, manifest) -> int:
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
         note = j.reason if j.status in STOPPED else (row["run"] or "")
-        print(f"#{j.id:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip())
+        ident = "--" if j.quarantined else f"{j.id}"
+        print(
+            f"#{ident:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip()
+        )
     return 0
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cli import jobs, look, models, provenance, run, runs, study
-from engine.cli.output import safe_print
+from engine.cli.output import PrintableStream, safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
 
@@ -436,6 +436,12 @@ def _call(command: Command, args) -> int:
         return 2
     except UserError as exc:
         return _fail(str(exc), exc.code)
+    except OSError as exc:
+        from engine.files import disk_full_message, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        return _fail(disk_full_message(exc), 1)
 
 
 def main(argv=None, console=None) -> int:
@@ -444,6 +450,8 @@ def main(argv=None, console=None) -> int:
         if console is None:
             return _fail("the console is not available here; use a command (see --help)")
         return console(args.manifest)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(out), PrintableStream(err)
     try:
         rc = _call(BY_NAME[args.command], args)
         sys.stdout.flush()  # here, not at exit: a reader gone meanwhile (`| head`) must not print a traceback
@@ -453,6 +461,8 @@ def main(argv=None, console=None) -> int:
     except BrokenPipeError:  # the reader of our output went away (`lmconsole runs --json | head`)
         safe_print("", sys.stdout)  # points stdout at /dev/null so the exit flush is quiet
         return 0
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,17 +2,46 @@
 
 :func:`safe_print` never raises when stdout or stderr is closed under it (``| head``, a
 closed terminal); :class:`ProgressPrinter` is the event sink that ``run`` and ``attach``
-turn a run's events into lines with.
+turn a run's events into lines with; :func:`printable` (applied to everything a command writes,
+through :class:`PrintableStream`) keeps text read from run directories and the queue from
+driving the user's terminal.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
 from engine.status import Status
 from engine.tables import fmt_duration, fmt_num
+
+# C0 controls but tab and newline, DEL and C1: ESC/CSI/OSC sequences retitle, clear or link the
+# terminal, a carriage return overwrites what a line said. Log messages, failure reasons and notes
+# come from run directories and the queue folder, which anyone sharing the box can write.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (tab and newline kept): safe to show on a terminal."""
+    return _CONTROL.sub("", text)
+
+
+class PrintableStream:
+    """A text stream that writes :func:`printable` text to ``stream`` (everything else is ``stream``'s).
+
+    JSON output is unchanged by it: ``json.dumps`` escapes control characters itself."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def safe_print(text: str, stream=None) -> bool:

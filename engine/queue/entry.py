@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from engine.files import SAFE_NAME
 from engine.store.runs import Run, RunStore
 
 FORMAT = 1
@@ -44,6 +45,12 @@ _OPTIONAL = ("seen_seq", "started", "seed", "group", "held")
 
 class QueueFormatError(ValueError):
     """A queue file entry this version cannot read (an unknown state, a missing id...)."""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``value`` for a one-line reason: its repr in ASCII (no control character reaches a terminal), cut short."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class EntryState(str, Enum):
@@ -67,22 +74,45 @@ class EntryState(str, Enum):
         return self.value
 
 
-def _int(data: dict, key: str, default: int) -> int:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(data: dict, key: str, default: int, low: int | None = None) -> int:
     value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise QueueFormatError(f"{key} must be a whole number, not {value!r}")
+    if not _is_int(value) or (low is not None and value < low):
+        at_least = f" of at least {low}" if low is not None else ""
+        raise QueueFormatError(f"{key} must be a whole number{at_least}, not {shown(value)}")
     return value
 
 
-def _opt_int(data: dict, key: str) -> int | None:
-    return None if data.get(key) is None else _int(data, key, 0)
+def _opt_int(data: dict, key: str, low: int | None = None) -> int | None:
+    return None if data.get(key) is None else _int(data, key, 0, low)
 
 
 def _ints(data: dict, key: str) -> tuple[int, ...]:
     value = data.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise QueueFormatError(f"{key} must be a list of numbers, not {value!r}")
+    if not isinstance(value, list) or not all(_is_int(v) and v >= 0 for v in value):
+        raise QueueFormatError(f"{key} must be a list of whole numbers, not {shown(value)}")
     return tuple(value)
+
+
+def _opt(data: dict, key: str, types: tuple[type, ...], what: str) -> Any:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+        raise QueueFormatError(f"{key} must be {what}, not {shown(value)}")
+    return value
+
+
+def check_run_ref(ref: Any, experiment: str) -> str:
+    """``ref`` if it names a run directory of ``experiment`` as ``<experiment>/<run id>`` (two safe names);
+    else :class:`QueueFormatError`. A hand-edited ``/elsewhere`` or ``../x/y`` never leaves the runs dir."""
+    parts = ref.split("/") if isinstance(ref, str) else []
+    if len(parts) != 2 or not all(SAFE_NAME.match(p) and p not in (".", "..") for p in parts):
+        raise QueueFormatError(f"run must be <experiment>/<run id> inside the runs directory, not {shown(ref)}")
+    if parts[0] != experiment:
+        raise QueueFormatError(f"run {shown(ref)} belongs to another experiment than {experiment}")
+    return ref
 
 
 @dataclass(frozen=True)
@@ -113,7 +143,7 @@ class QueueEntry:
         """The entry of one ``jobs`` item; :class:`QueueFormatError` names what is wrong with it."""
         if not isinstance(data, dict):
             raise QueueFormatError(f"a queue entry is an object, not {data!r}")
-        job = f"job #{data.get('id', '?')}"
+        job = f"job #{shown(data['id'], 20) if 'id' in data else '?'}"
         try:
             state = data.get("state", EntryState.QUEUED.value)
             try:
@@ -123,27 +153,36 @@ class QueueEntry:
                 raise QueueFormatError(f"unknown state {state!r} (one of {words})") from None
             if "id" not in data:
                 raise QueueFormatError("no id")
-            if not isinstance(data.get("experiment"), str):
-                raise QueueFormatError(f"experiment must be a name, not {data.get('experiment')!r}")
+            experiment = data.get("experiment")
+            if not isinstance(experiment, str) or not SAFE_NAME.match(experiment):
+                raise QueueFormatError(f"experiment must be an experiment name, not {shown(experiment)}")
+            run = data.get("run")
+            if run is not None:
+                check_run_ref(run, experiment)
+            manifest = _opt(data, "manifest", (str,), "the path of a manifest")
+            if manifest is not None and (not manifest.startswith("/") or "\x00" in manifest):
+                raise QueueFormatError(f"manifest must be an absolute path, not {shown(manifest)}")
+            if state is EntryState.STARTED and run is None:
+                raise QueueFormatError("started without a run directory")
             known = set(_ALWAYS) | set(_OPTIONAL)
             return cls(
-                id=_int(data, "id", 0),
-                experiment=data["experiment"],
+                id=_int(data, "id", 0, low=1),
+                experiment=experiment,
                 state=state,
-                manifest=data.get("manifest"),
-                run=data.get("run"),
-                resume=bool(data.get("resume", False)),
+                manifest=manifest,
+                run=run,
+                resume=_opt(data, "resume", (bool,), "true or false") or False,
                 depends_on=_ints(data, "depends_on"),
-                gpus=_int(data, "gpus", 0),
+                gpus=_int(data, "gpus", 0, low=0),
                 devices=_ints(data, "devices"),
-                pid=_opt_int(data, "pid"),
-                reason=str(data.get("reason") or ""),
-                submitted=data.get("submitted"),
-                started=data.get("started"),
-                seen_seq=_opt_int(data, "seen_seq"),
-                seed=data.get("seed"),
-                group=data.get("group"),
-                held=data.get("held"),
+                pid=_opt_int(data, "pid", low=0),
+                reason=_opt(data, "reason", (str,), "a sentence") or "",
+                submitted=_opt(data, "submitted", (int, float), "a time"),
+                started=_opt(data, "started", (int, float), "a time"),
+                seen_seq=_opt_int(data, "seen_seq", low=0),
+                seed=_opt(data, "seed", (int,), "a whole number"),
+                group=_opt(data, "group", (str,), "a name"),
+                held=_opt(data, "held", (bool,), "true or false"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except QueueFormatError as exc:
@@ -194,28 +233,124 @@ class QueueEntry:
         return kwargs
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """A ``jobs`` item set apart, never run: what the file held (as read) and why, in one line."""
+
+    data: Any
+    reason: str
+    time: float | None = None  # when it was moved out of queue.json
+
+    def to_json(self) -> dict:
+        return {"entry": self.data, "reason": self.reason, "time": self.time}
+
+    @classmethod
+    def from_json(cls, item: Any) -> Quarantined:
+        if not isinstance(item, dict):
+            return cls(item, "not a quarantine record")
+        t = item.get("time")
+        return cls(item.get("entry"), str(item.get("reason") or "?"), t if isinstance(t, (int, float)) else None)
+
+
+def _on_cycle(start: int, deps: dict[int, tuple[int, ...]]) -> bool:
+    """Whether ``start`` depends on itself through ``deps`` (job id -> its dependencies)."""
+    seen: set[int] = set()
+    todo = list(deps.get(start, ()))
+    while todo:
+        cur = todo.pop()
+        if cur == start:
+            return True
+        if cur not in seen:
+            seen.add(cur)
+            todo.extend(deps.get(cur, ()))
+    return False
+
+
+def _set_apart(
+    jobs: list[QueueEntry], quarantined: list[Quarantined], run_inside: Callable[[str], bool] | None
+) -> list[QueueEntry]:
+    """The entries that may stay in the queue; the others join ``quarantined`` with their reason.
+
+    Set apart: a second entry with an id already used, a run that resolves outside the runs
+    directory (a symlinked experiment folder), and waiting entries that depend on a job not in the
+    queue or on themselves (a cycle): those would wait forever, or start a job twice every pass.
+    """
+    kept: list[QueueEntry] = []
+    for e in jobs:
+        if any(k.id == e.id for k in kept):
+            quarantined.append(Quarantined(e.to_json(), f"job #{e.id}: a second entry with id {e.id}"))
+        elif e.run and run_inside is not None and not run_inside(e.run):
+            quarantined.append(
+                Quarantined(e.to_json(), f"job #{e.id}: run {shown(e.run)} leads outside the runs directory")
+            )
+        else:
+            kept.append(e)
+    while True:  # until no waiting entry depends on a missing job (setting one apart may orphan another)
+        ids = {e.id for e in kept}
+        deps = {e.id: e.depends_on for e in kept}
+        bad: dict[int, str] = {}
+        for e in kept:
+            if e.state is not EntryState.QUEUED:
+                continue  # a started or removed job no longer waits on anything
+            missing = [d for d in e.depends_on if d not in ids]
+            if missing:
+                bad[e.id] = f"job #{e.id}: depends on job #{missing[0]}, which is not in the queue"
+            elif _on_cycle(e.id, deps):
+                bad[e.id] = f"job #{e.id}: its dependencies go round in a circle back to it"
+        if not bad:
+            return kept
+        quarantined.extend(Quarantined(e.to_json(), bad[e.id]) for e in kept if e.id in bad)
+        kept = [e for e in kept if e.id not in bad]
+
+
 @dataclass
 class QueueState:
-    """The whole queue file: its entries in queue order and the next job id."""
+    """The whole queue file: its entries in queue order and the next job id.
+
+    Reading never fails: an entry this version cannot trust is set apart in ``quarantined`` (the
+    queue file moves it to ``quarantine.json`` at its next change), and a file that is not a queue
+    at all reads as an empty queue with ``damaged`` saying why (the file is moved aside, not
+    overwritten).
+    """
 
     jobs: list[QueueEntry] = field(default_factory=list)
     next_id: int = 1
     format: int | None = FORMAT
     extra: dict[str, Any] = field(default_factory=dict)  # top-level keys of a newer version, kept
+    quarantined: list[Quarantined] = field(default_factory=list)  # entries of the file never run
+    damaged: str = ""  # why the file could not be read as a queue ("" when it could, or there is none)
 
     @classmethod
-    def from_json(cls, data: Any) -> QueueState:
-        """The state of a ``queue.json``; anything but an object with a ``jobs`` list is an empty queue
-        (no file yet, or one cut short before the atomic rewrites)."""
-        if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+    def from_json(cls, data: Any, run_inside: Callable[[str], bool] | None = None) -> QueueState:
+        """The state of a ``queue.json`` (``None``: no file yet, an empty queue). ``run_inside(ref)``
+        says whether an entry's run stays inside the runs directory (symlinks resolved)."""
+        if data is None:
             return cls()
-        jobs = [QueueEntry.from_json(e) for e in data["jobs"]]
-        default_next = max((e.id for e in jobs), default=0) + 1
+        if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+            got = type(data.get("jobs")).__name__ if isinstance(data, dict) else type(data).__name__
+            what = f"'jobs' is {got}" if isinstance(data, dict) else f"it holds a {got}"
+            return cls(damaged=f"not a queue: {what}, not a list of jobs")
+        quarantined: list[Quarantined] = []
+        jobs: list[QueueEntry] = []
+        for item in data["jobs"]:
+            try:
+                jobs.append(QueueEntry.from_json(item))
+            except QueueFormatError as exc:
+                quarantined.append(Quarantined(item, str(exc)))
+        jobs = _set_apart(jobs, quarantined, run_inside)
+        used = [e.id for e in jobs] + [
+            q.data["id"] for q in quarantined if isinstance(q.data, dict) and _is_int(q.data.get("id"))
+        ]
+        given = data.get("next_id")
+        # Never hand out an id in use (or set apart): a bad or stale next_id would start a job twice.
+        next_id = max(given if isinstance(given, int) and _is_int(given) else 1, max(used, default=0) + 1)
+        fmt = data.get("format")
         return cls(
             jobs=jobs,
-            next_id=_int(data, "next_id", default_next),
-            format=data.get("format"),
+            next_id=next_id,
+            format=fmt if _is_int(fmt) else None,
             extra={k: v for k, v in data.items() if k not in ("jobs", "next_id", "format")},
+            quarantined=quarantined,
         )
 
     def to_json(self) -> dict:

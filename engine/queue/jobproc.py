@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from engine.status import CLEAN_EXIT
 
@@ -35,15 +36,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from engine.errors import ManifestError
-    from engine.manifest import load
     from engine.queue.launch import ensure_scheduler
     from engine.queue.queuefile import QueueFile
+    from engine.queue.schedule import entry_manifest
     from engine.store.runs import RunStore
 
     qf = QueueFile(args.runs_dir)
     entry = qf.read().get(args.job)
-    if entry is None or not entry.run:
-        print(f"job {args.job}: not in {qf.path}", file=sys.stderr)
+    if entry is None or not entry.run:  # a quarantined entry (escaping run, bad types...) is never run
+        print(f"job {args.job}: not a runnable entry of {qf.path} (see `lmconsole queue`)", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -51,7 +52,9 @@ def main(argv=None) -> int:
     run = kwargs["run"]
     code = 1
     try:
-        manifest = load(entry.manifest or "")
+        manifest, why = entry_manifest(entry, qf.dir.parent)  # checked again: the entry may have changed since
+        if manifest is None:
+            raise ManifestError(Path(entry.manifest or "?"), [why])
         _runner()(manifest, entry.experiment, **kwargs)
         code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
     except ManifestError as exc:

@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.events import MetricStore, PhaseStarted, ProgressUpdated
-from engine.queue.entry import EntryState, QueueEntry
+from engine.files import SAFE_NAME
+from engine.queue.entry import EntryState, Quarantined, QueueEntry
 from engine.queue.gpus import gpus_needed, scheduler_gpus
 from engine.queue.launch import ThreadLauncher, ensure_scheduler, pid_alive, scheduler_running
-from engine.queue.queuefile import QueueFile
+from engine.queue.queuefile import QUEUE_DIR, QueueDirError, QueueFile
 from engine.queue.schedule import advance, statuses
 from engine.status import ACTIVE, FINAL, LIVE, RESUMABLE, RUN_FINAL, WAITING, Status
 from engine.store.follow import RunFeed
@@ -66,6 +67,12 @@ class Job:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def quarantined(self) -> bool:
+        """An entry of the queue file set apart (malformed, unsafe, or damaged file): shown, never run.
+        Its id is negative (its place among the quarantined), so it never stands for a real job."""
+        return self.id < 0
 
     @property
     def done(self) -> bool:
@@ -110,7 +117,7 @@ class JobQueue:
     def _alive(self, entry: QueueEntry) -> bool:
         if self.launcher is not None and entry.id in self.launcher.threads:
             return self.launcher.alive(entry)
-        return pid_alive(entry.pid)
+        return pid_alive(entry.pid, entry.started)
 
     def _manifest_for_scheduling(self):
         if self.max_parallel is None:
@@ -146,6 +153,9 @@ class JobQueue:
                 self._update(job, e, st[e.id])
                 self._follow(job)
                 order.append(e.id)
+            for n, q in enumerate(self.file.quarantined(state), 1):
+                order.append(-n)
+                self._jobs[-n] = self._quarantined_job(-n, q)
             self._order = order
             if (
                 self.launcher is None
@@ -153,7 +163,10 @@ class JobQueue:
                 and any(j.status == "queued" for j in self._jobs.values())
                 and not scheduler_running(self.file)
             ):
-                ensure_scheduler(self.file, self.manifest.path)  # e.g. the last one was killed
+                try:
+                    ensure_scheduler(self.file, self.manifest.path)  # e.g. the last one was killed
+                except QueueDirError:
+                    pass  # said by the next change (submit, retry...); a console that only looks goes on
             sig = tuple(
                 (j.id, j.status, j.reason, j.run.run_id if j.run else "", j.metrics.version)
                 for j in (self._jobs[i] for i in order)
@@ -162,6 +175,12 @@ class JobQueue:
                 self._signature = sig
                 self.version += 1
             return [self._jobs[i] for i in order]
+
+    def _quarantined_job(self, job_id: int, q: Quarantined) -> Job:
+        name = q.data.get("experiment") if isinstance(q.data, dict) else None
+        shown = name if isinstance(name, str) and SAFE_NAME.match(name) else ("queue.json" if q.data is None else "?")
+        where = f"{QUEUE_DIR}/{self.file.quarantine_path.name}"
+        return Job(experiment=shown, id=job_id, status="blocked", reason=f"quarantined: {q.reason} (kept in {where})")
 
     def _update(self, job: Job, e: QueueEntry, status: tuple[str, str]) -> None:
         """Bring ``job`` in line with its entry and its derived (status, reason)."""
@@ -287,6 +306,8 @@ class JobQueue:
         steps by whichever process owns the run); waiting jobs are changed in the queue file.
         """
         self.refresh()
+        if job.quarantined:
+            return f"{job.experiment}: {job.reason}; it never runs: queue it again if you want it"
         actions: dict[str, Callable[[Job, str], str]] = {
             "pause": self._pause_job,
             "resume": self._resume_job,
@@ -325,7 +346,7 @@ class JobQueue:
         return f"resume requested: {name}"
 
     def _cancel_job(self, job: Job, name: str) -> str:
-        if job.waiting:
+        if job.waiting or (job.status == "paused" and self._is_held(job)):  # a held job has not started either
             deps = self.dependants(job)
             with self._lock, self.file.change() as state:
                 if state.get(job.id) is not None:
@@ -351,14 +372,16 @@ class JobQueue:
             return f"{name} finished; press r on the experiment to run it again"
         if job.experiment not in self.manifest.names:
             return f"{job.experiment} is no longer in the manifest"
-        resume = False
+        resume = held = False
         with self._lock, self.file.change() as state:
             entry = state.get(job.id)
             if entry is not None:
-                resume = bool(entry.run)
+                resume, held = bool(entry.run), bool(entry.held)
                 state.put(entry.requeued(resume=resume))
         self._after_change()
-        return f"resuming {name} from its last checkpoint" if resume else f"queued {name} again"
+        said = f"resuming {name} from its last checkpoint" if resume else f"queued {name} again"
+        # a hold outlives a cancel and a retry: say so, or "queued again" reads as "it will start"
+        return f"{said}, still held: it starts once resumed (p)" if held else said
 
     def _is_held(self, job: Job) -> bool:
         entry = self.file.read().get(job.id)

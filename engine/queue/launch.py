@@ -13,25 +13,63 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.files import open_append
 from engine.queue.entry import QueueEntry
 from engine.queue.gpus import device_env
-from engine.queue.queuefile import QueueFile
+from engine.queue.queuefile import QueueDirError, QueueFile, check_plain
 from engine.store.runs import RunStore
 
+# ``-P``: the working directory (the manifest's folder) never goes on sys.path, so a user's own
+# ``datasets.py``, ``torch.py`` or ``engine/`` beside experiments.toml is never imported by a job or
+# the scheduler. Not ``-I``: that drops PYTHONPATH too, which fake runners in tests (and some
+# setups) rely on.
+PYTHON = (sys.executable, "-P")
 
-def pid_alive(pid) -> bool:
-    """Whether process ``pid`` runs (a zombie that exited does not)."""
-    if not pid:
-        return False
+
+def _log(queue_file: QueueFile, name: str) -> int:
+    """An fd appending to ``logs/<name>`` (never through a link: a shared folder may hold one)."""
+    check_plain(queue_file.logs, is_dir=True)
+    queue_file.logs.mkdir(parents=True, exist_ok=True)
     try:
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        return open_append(queue_file.logs / name)
+    except OSError:
+        raise QueueDirError(queue_file.logs / name, "a plain file that can be appended to") from None
+
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, to about a second), from /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22: start time, clock ticks after boot
+        with open("/proc/stat") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def pid_alive(pid, not_before: float | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie that exited does not).
+
+    ``not_before``: when the job was started; a process with that pid that is older (a reused
+    pid, or a hand-edited entry naming someone else's process, pid 1) is not the job's.
+    """
+    if not pid or isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+        return False
+    if pid == os.getpid():
+        return True  # a job thread of this process (tests, demos)
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":  # a zombie has exited
+                return False
     except (OSError, IndexError, ValueError):
         try:
-            os.kill(int(pid), 0)
-            return True
-        except (OSError, ValueError):
+            os.kill(pid, 0)
+        except OSError:
             return False
+        return True
+    born = _started_at(pid) if not_before is not None else None
+    return born is None or not_before is None or born >= not_before - 2  # btime counts whole seconds
 
 
 class ProcessLauncher:
@@ -42,22 +80,21 @@ class ProcessLauncher:
 
     def alive(self, entry: QueueEntry) -> bool:
         self.reap()
-        return pid_alive(entry.pid)
+        return pid_alive(entry.pid, entry.started)
 
     def reap(self) -> None:
         self.children = [p for p in self.children if p.poll() is None]
 
     def start(self, queue_file: QueueFile, entry: QueueEntry, devices: list[int]) -> int:
-        queue_file.logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         cuda = device_env(devices, entry.gpus)
         if cuda is not None:
             env["CUDA_VISIBLE_DEVICES"] = cuda
-        log = open(queue_file.logs / f"job-{entry.id}.log", "ab")
+        log = _log(queue_file, f"job-{entry.id}.log")
         try:
             proc = subprocess.Popen(
                 [
-                    sys.executable,
+                    *PYTHON,
                     "-m",
                     "engine.queue.jobproc",
                     "--runs-dir",
@@ -74,7 +111,7 @@ class ProcessLauncher:
                 close_fds=True,
             )
         finally:
-            log.close()
+            os.close(log)
         self.children.append(proc)
         return proc.pid
 
@@ -121,12 +158,12 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
     """Start the scheduler (detached) unless one runs; True when this call started one."""
     if scheduler_running(queue_file):
         return False
-    queue_file.logs.mkdir(parents=True, exist_ok=True)
-    log = open(queue_file.logs / "scheduler.log", "ab")
+    check_plain(queue_file.scheduler_lock, is_dir=False)  # a scheduler that cannot lock would die at once, unseen
+    log = _log(queue_file, "scheduler.log")
     try:
         subprocess.Popen(
             [
-                sys.executable,
+                *PYTHON,
                 "-m",
                 "engine.queue.scheduler",
                 "--runs-dir",
@@ -142,5 +179,5 @@ def ensure_scheduler(queue_file: QueueFile, manifest_path: Path | str) -> bool:
             cwd=str(Path(manifest_path).resolve().parent),
         )
     finally:
-        log.close()
+        os.close(log)
     return True

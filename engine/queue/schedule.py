@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.queue.entry import EntryState, QueueEntry, QueueState
 from engine.queue.gpus import assign_gpus, scheduler_gpus
@@ -98,17 +99,37 @@ def external_active(store: RunStore, known: set[str]) -> int:
     return n
 
 
-def _entry_manifest(entry: QueueEntry, cache: dict):
+def entry_manifest(entry: QueueEntry, runs_dir: Path, cache: dict | None = None) -> tuple[Any, str]:
+    """``(manifest, "")`` for the manifest ``entry`` was queued from, or ``(None, why not)``.
+
+    The queue folder is shared, so the path in an entry is not trusted: the file must belong to
+    this process's user (nobody else can make us run their experiments, e.g. with remote code) and
+    its ``runs_dir`` must be this runs directory (the queue belongs to it). ``cache``: path ->
+    answer, for the scheduler's pass.
+    """
     from engine.errors import ManifestError
     from engine.manifest import load
 
     path = str(Path(entry.manifest or "").resolve())
+    cache = {} if cache is None else cache
     if path not in cache:
+        name = Path(path).name
         try:
-            cache[path] = load(path)
+            owner = os.stat(path).st_uid
+            m = load(path)
         except (ManifestError, OSError):
-            cache[path] = None
-    return cache[path]
+            cache[path] = (None, f"{entry.experiment}: {name} no longer loads")
+        else:
+            if owner != os.getuid():
+                cache[path] = (None, f"{entry.experiment}: {path} belongs to another user; queue it from your own")
+            elif Path(m.runs_dir).resolve() != Path(runs_dir).resolve():
+                cache[path] = (None, f"{entry.experiment}: {name} keeps its runs elsewhere, not in this runs directory")
+            else:
+                cache[path] = (m, "")
+    m, why = cache[path]
+    if m is not None and entry.experiment not in m.names:
+        return None, f"{entry.experiment} is no longer in {Path(path).name}"
+    return m, why
 
 
 def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
@@ -126,7 +147,9 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
         busy: set[int] = set()
         active = 0
         for e in state.jobs:
-            if e.state is EntryState.STARTED and st[e.id][0] in ACTIVE:
+            # A job's process holds its slot and GPUs until it exits, not only while its run is
+            # active: one that wrote "finished" may still free GPU memory for a second or so.
+            if e.state is EntryState.STARTED and (st[e.id][0] in ACTIVE or launcher.alive(e)):
                 active += 1
                 busy.update(e.devices)
         active += external_active(store, {e.run for e in state.jobs if e.run})
@@ -138,19 +161,19 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 continue  # a dependency still waits or runs
             waiting.append((e.id, e.gpus))
         picks = assign_gpus(waiting, [g for g in gpus if g not in busy], manifest.settings.max_parallel_jobs - active)
-        own = {str(Path(manifest.path).resolve()): manifest}
+        own = {str(Path(manifest.path).resolve()): (manifest, "")}
         for job_id, devices in picks.items():
             entry = state.get(job_id)
             assert entry is not None  # picked from this state's entries
-            entry_manifest = _entry_manifest(entry, own)  # the manifest it was queued from (several may share runs/)
-            if entry_manifest is None or entry.experiment not in entry_manifest.names:
-                reason = f"{entry.experiment} is no longer in {Path(entry.manifest or '?').name}"
+            # the manifest it was queued from (several may share runs/), if it may be used
+            queued_from, reason = entry_manifest(entry, store.root, own)
+            if queued_from is None:
                 state.change(job_id, state=EntryState.REMOVED, reason=reason)
                 continue
             if not entry.run:
                 from engine.job.runner import experiment_for
 
-                exp = experiment_for(entry_manifest, entry.experiment, None, entry.seed)  # one seed of ``seeds``
+                exp = experiment_for(queued_from, entry.experiment, None, entry.seed)  # one seed of ``seeds``
                 run = store.create(exp.name, exp.to_dict() | ({"group": entry.group} if entry.group else {}))
                 ref, seen = f"{run.experiment}/{run.run_id}", 0
             else:

@@ -27,13 +27,17 @@ def main(argv=None) -> int:
     from engine.manifest import load
     from engine.queue.gpus import scheduler_gpus
     from engine.queue.launch import ProcessLauncher
-    from engine.queue.queuefile import QueueFile, flock, unlock
+    from engine.queue.queuefile import QueueDirError, QueueFile, flock, unlock
     from engine.queue.schedule import advance, waiting_count
     from engine.store.runs import RunStore
 
     qf = QueueFile(args.runs_dir)
-    qf.dir.mkdir(parents=True, exist_ok=True)
-    me = flock(qf.scheduler_lock, blocking=False)
+    try:
+        qf.dir.mkdir(parents=True, exist_ok=True)
+        me = flock(qf.scheduler_lock, blocking=False)
+    except (QueueDirError, OSError) as exc:  # stop with a message, never start and die in a loop
+        print(f"scheduler: cannot take {qf.scheduler_lock}: {exc}", file=sys.stderr, flush=True)
+        return 2
     if me is None:
         return 0  # another scheduler has it
     os.ftruncate(me, 0)
@@ -41,6 +45,7 @@ def main(argv=None) -> int:
     launcher = ProcessLauncher()
     store = RunStore(args.runs_dir)
     manifest, stamp = None, None
+    told: list = []  # quarantine records already written to the log
     try:
         while True:
             try:
@@ -52,8 +57,15 @@ def main(argv=None) -> int:
                     print(f"scheduler: cannot load {args.manifest}: {exc}", file=sys.stderr, flush=True)
                     return 2
             assert manifest is not None  # loaded above, or the last good one is kept
-            for job_id in advance(qf, manifest, launcher):
-                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} started job {job_id}", flush=True)
+            try:
+                for job_id in advance(qf, manifest, launcher):
+                    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} started job {job_id}", flush=True)
+            except QueueDirError as exc:
+                print(f"scheduler: {exc}", file=sys.stderr, flush=True)
+                return 2
+            for q in qf.quarantined()[len(told) :]:  # set apart by advance's change: never run
+                told.append(q)
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} quarantined: {q.reason}", flush=True)
             launcher.reap()
             # Exit only under the queue lock: a client that queues meanwhile either is seen
             # here or finds the scheduler lock free afterwards and starts a new scheduler.

@@ -31,6 +31,7 @@ from engine.events import (
     TableWritten,
     from_dict,
 )
+from engine.files import open_plain
 from engine.status import FINAL, WAITING
 from engine.store.runs import BIG_EVENTS, Run, read_events_sampled
 
@@ -50,7 +51,7 @@ class RunFollower:
         if self.offset == 0:
             return False
         try:
-            with open(self.run.events_path, "rb") as fh:
+            with open_plain(self.run.events_path) as fh:
                 fh.seek(self.offset - len(self._tail))
                 return fh.read(len(self._tail)) != self._tail
         except OSError:
@@ -58,7 +59,7 @@ class RunFollower:
 
     def _remember_tail(self) -> None:
         try:
-            with open(self.run.events_path, "rb") as fh:
+            with open_plain(self.run.events_path) as fh:
                 start = max(0, self.offset - TAIL)
                 fh.seek(start)
                 self._tail = fh.read(self.offset - start)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.store.runs import Run
 
+from engine.files import open_plain
 from engine.status import ENDED
 from engine.tables import fmt_num
 
@@ -128,7 +129,7 @@ def last_step(run, tail_bytes: int = 65536) -> tuple[int, int] | None:
     its tail only (a run's events end with steps, or a few lines after them).
     """
     try:
-        with open(run.events_path, "rb") as fh:
+        with open_plain(run.events_path) as fh:
             fh.seek(0, 2)
             end = fh.tell()
             block, carry = tail_bytes, b""

@@ -35,6 +35,7 @@ from engine.files import (
     atomic_write_json,
     atomic_write_text,
     is_disk_full,
+    open_plain,
     read_json,
     read_json_object,
     read_regular_file,
@@ -75,10 +76,10 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     """
     out: list[dict] = []
     try:
-        with open(path, "rb") as fh:
+        with open_plain(path) as fh:  # never a FIFO (a hang) or a link to /dev/zero (no end)
             fh.seek(offset)
             data = fh.read()
-    except FileNotFoundError:
+    except OSError:
         return out, offset
     end = data.rfind(b"\n")
     if end < 0:
@@ -122,8 +123,8 @@ def read_events_sampled(
     offset after the last complete line), so following continues from there.
     """
     try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
+        fh = open_plain(path)
+    except OSError:
         return [], 0
     found: list[tuple[int, bytes]] = []
     with fh:

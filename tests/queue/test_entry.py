@@ -91,7 +91,7 @@ def test_an_old_queue_file_is_not_rewritten_and_stays_readable_by_the_old_reader
 
 def test_entries_built_by_this_version_carry_the_previous_versions_keys():
     state = QueueState()
-    plain = state.add("params", "/m.toml", gpus=1, depends_on=[4])
+    plain = state.add("params", "/m.toml", gpus=1, depends_on=[2])
     seeded = state.add("cls", "/m.toml", gpus=0, seed=2, group="cls-g")
     assert set(plain.to_json()) == set(REMOVED)
     assert set(seeded.to_json()) == set(REMOVED) | {"seed", "group"}
@@ -104,14 +104,15 @@ def test_keys_of_a_newer_version_are_kept():
     assert QueueEntry.from_json(newer).to_json() == newer
 
 
-def test_an_unknown_state_is_refused_with_a_clear_error(tmp_path):
+def test_an_unknown_state_is_set_apart_with_a_clear_reason(tmp_path):
     with pytest.raises(QueueFormatError, match=r"job #2: unknown state 'running' \(one of queued, started, removed\)"):
         QueueEntry.from_json(STARTED | {"state": "running"})
     qf = QueueFile(tmp_path / "runs")
     qf.dir.mkdir(parents=True)
-    atomic_write_json(qf.path, {"format": 1, "next_id": 3, "jobs": [STARTED | {"state": "held"}]})
-    with pytest.raises(QueueFormatError, match=r"queue\.json: job #2: unknown state 'held'"):
-        qf.read()
+    atomic_write_json(qf.path, {"format": 1, "next_id": 8, "jobs": [STARTED | {"state": "held"}, QUEUED_SEED]})
+    state = qf.read()  # the other entries still read: one bad entry stops nothing
+    assert [e.id for e in state.jobs] == [7]
+    assert [q.reason for q in state.quarantined] == ["job #2: unknown state 'held' (one of queued, started, removed)"]
 
 
 def test_a_missing_state_is_queued_and_a_bad_id_is_refused():
@@ -132,7 +133,10 @@ def test_runner_kwargs_of_a_seeded_entry(tmp_path):
         "seed": 2,
         "group": "cls-20260101-100000-ab12",
     }
-    assert isinstance(kwargs["run"], Run) and kwargs["run"].path == tmp_path / "runs" / "cls" / "20260101-100000-000000-ef01"
+    assert (
+        isinstance(kwargs["run"], Run)
+        and kwargs["run"].path == tmp_path / "runs" / "cls" / "20260101-100000-000000-ef01"
+    )
 
 
 def test_runner_kwargs_of_a_resumed_entry(tmp_path):

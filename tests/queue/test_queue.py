@@ -318,6 +318,19 @@ def test_pausing_a_waiting_job_holds_it_and_its_dependants_until_resumed(tmp_pat
     assert [j.status for j in q.jobs] == ["finished"] * 3
 
 
+def test_retrying_a_held_cancelled_job_says_it_stays_held(tmp_path):
+    gate = threading.Event()
+    q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
+    q.submit(["params"])  # holds the one slot
+    [pre] = q.submit(["pretrain"], with_deps=False)
+    q.control(pre, "pause")
+    assert q.control(pre, "cancel").startswith("removed #2 pretrain")
+    assert q.control(q.get(2), "retry") == "queued #2 pretrain again, still held: it starts once resumed (p)"
+    assert q.get(2).status == "paused"
+    gate.set()
+    q.shutdown(timeout=10)
+
+
 def test_move_keeps_dependencies_first(tmp_path):
     gate = threading.Event()
     q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
@@ -356,9 +369,10 @@ class RecordingLauncher:
 
     def __init__(self):
         self.started: dict[int, list[int]] = {}
+        self.exited: set[int] = set()
 
     def alive(self, entry):
-        return entry.id in self.started
+        return entry.id in self.started and entry.id not in self.exited
 
     def start(self, queue_file, entry, devices):
         self.started[entry.id] = devices
@@ -404,6 +418,7 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
                 break
             done = rng.choice(running)
             atomic_write_json(store.root / done.run / "status.json", {"status": "finished"})
+            launcher.exited.add(done.id)  # its process exits too: slot and GPUs free
             advance(qf, m, launcher)
             _check_gpu_invariants(qf, store, launcher)
         assert [j.status for j in q.refresh()] == ["finished"] * 6
