@@ -180,8 +180,15 @@ def load_head_model(ctx: TaskContext, head: str, inputs: TaskInputs, vocab_size:
             level = transformers.logging.get_verbosity()
             transformers.logging.set_verbosity_error()
             try:
+                # fp32 master weights whatever dtype the checkpoint stores (transformers 5 defaults to
+                # dtype="auto": a half-precision checkpoint would train in half precision); autocast
+                # gives the mixed precision.
                 model, info = cls.from_pretrained(
-                    src, config=config, output_loading_info=True, trust_remote_code=ctx.exp.trust_remote_code
+                    src,
+                    config=config,
+                    output_loading_info=True,
+                    trust_remote_code=ctx.exp.trust_remote_code,
+                    dtype=torch.float32,
                 )
             finally:
                 transformers.logging.set_verbosity(level)
