@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.queue.entry import QueueEntry
-from engine.queue.gpus import device_env
+from engine.queue.gpus import job_env
 from engine.queue.queuefile import QueueFile
 from engine.store.runs import RunStore
 
@@ -49,10 +49,7 @@ class ProcessLauncher:
 
     def start(self, queue_file: QueueFile, entry: QueueEntry, devices: list[int]) -> int:
         queue_file.logs.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        cuda = device_env(devices, entry.gpus)
-        if cuda is not None:
-            env["CUDA_VISIBLE_DEVICES"] = cuda
+        env = dict(os.environ) | job_env(devices, entry.gpus)
         log = open(queue_file.logs / f"job-{entry.id}.log", "ab")
         try:
             proc = subprocess.Popen(
