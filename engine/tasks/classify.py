@@ -170,10 +170,10 @@ def predict(model, enc_eval: list[list[int]], pad: int, batch_size: int, device)
         idx = order[s : s + batch_size]
         x = pad_batch([enc_eval[j] for j in idx], pad).to(device)
         logits = model(input_ids=x, attention_mask=(x != pad).long()).logits.float()
-        p = logits.softmax(-1)
-        for k, j in enumerate(idx):
-            preds[j] = int(p[k].argmax())
-            probs[j] = float(p[k].max())
+        top, label = logits.softmax(-1).max(-1)  # per row: its probability and label (argmax)
+        # one copy to the host per batch (a host sync each), not two per row
+        for j, lab, prob in zip(idx, label.tolist(), top.tolist()):
+            preds[j], probs[j] = lab, prob
     return preds, probs
 
 

@@ -411,6 +411,11 @@ class Dist:
             self.d.all_reduce(t)
         return t
 
+    def max_(self, t):
+        if self.on:
+            self.d.all_reduce(t, op=self.d.ReduceOp.MAX)
+        return t
+
 
 def _loss_module(model, fn):
     """DDP must see the forward call to sync gradients: wrap the task's loss in a module."""
@@ -768,10 +773,16 @@ def log_window(lp: Loop, window: Window, epoch: float) -> None:
     import torch
 
     exp, dist = lp.ctx.exp, lp.dist
-    # The host sync of the loop: once per logging interval (plus the NaN check).
+    # The host sync of the loop: once per logging interval (plus the NaN check). Loss and parts are
+    # every rank's mean, throughput their sum, memory their maximum (the rank nearest to running out).
+    names = sorted(window.parts)
     totals = torch.tensor(
-        [window.loss.item(), float(window.tokens), float(window.samples)], dtype=torch.float64, device=lp.device
+        [window.loss.item(), float(window.tokens), float(window.samples), memory_mb(lp.device)]
+        + [window.parts[k].item() for k in names],
+        dtype=torch.float64,
+        device=lp.device,
     )
+    peak = dist.max_(totals[3:4].clone()).item()
     totals = dist.sum_(totals)
     loss = totals[0].item() / dist.world / window.steps
     now = time.perf_counter()
@@ -784,12 +795,12 @@ def log_window(lp: Loop, window: Window, epoch: float) -> None:
             epoch=epoch,
             loss=loss,
             learning_rate=lp.scheduler.get_last_lr()[0],
-            parts={k: v.item() / window.steps for k, v in window.parts.items()},
+            parts={k: totals[4 + i].item() / dist.world / window.steps for i, k in enumerate(names)},
             grad_norm=(window.grad_norm.item() / window.steps) if exp.max_grad_norm > 0 else None,
             tokens_per_s=totals[1].item() / dt,
             samples_per_s=totals[2].item() / dt,
             eta_s=rate * (lp.total_steps - lp.step),
-            memory_mb=memory_mb(lp.device),
+            memory_mb=peak,
         )
     )
     window.logged(loss, now)

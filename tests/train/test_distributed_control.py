@@ -57,3 +57,37 @@ def test_a_pause_sends_heartbeats_to_the_other_ranks(tmp_path, group):
     train_toy(ctx, ToyTask())
     assert time.monotonic() - t0 >= 2.5
     assert group.count(loop.PAUSED) >= 2 and group[-1] != loop.PAUSED  # then the decision itself
+
+
+def test_logged_parts_are_every_ranks_mean_and_memory_their_maximum():
+    """Rank 0's view of a two-rank window: the other rank (faked in the reductions) had parts 3.0 and 9000 MiB."""
+    from types import SimpleNamespace
+
+    from engine.events import StepLogged
+
+    class TwoRanks:
+        world = 2
+
+        def sum_(self, t):
+            other = t.clone()
+            other[0], other[3], other[4] = 3.0, 9000.0, 3.0  # the other rank's loss, memory, part "mlm"
+            return t + other
+
+        def max_(self, t):
+            return torch.maximum(t, torch.tensor([9000.0], dtype=t.dtype))
+
+    events = []
+    exp = SimpleNamespace(max_grad_norm=0.0)
+    ctx = SimpleNamespace(exp=exp, emit=events.append)
+    scheduler = SimpleNamespace(get_last_lr=lambda: [1e-3])
+    lp = SimpleNamespace(
+        ctx=ctx, dist=TwoRanks(), device=torch.device("cpu"), scheduler=scheduler, step=1, total_steps=2,
+        session_t0=time.perf_counter(), session_steps=1,
+    )
+    window = loop.Window(torch.device("cpu"))
+    window.add_step(torch.tensor(1.0), {"mlm": torch.tensor(1.0)})
+    window.steps = 1
+    loop.log_window(lp, window, 0.5)
+    (logged,) = [e for e in events if isinstance(e, StepLogged)]
+    assert logged.loss == 2.0 and logged.parts == {"mlm": 2.0}
+    assert logged.memory_mb == 9000.0
