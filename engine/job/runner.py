@@ -166,6 +166,27 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
 
 
+RANK_FAILURE = "rank-{rank}.failure.json"  # a rank other than 0 that failed: {"reason", "hint"} (worker.py writes it)
+
+
+def record_rank_failure(run: Run, rank: int, exc: BaseException) -> None:
+    """A rank other than 0 failed: its reason and hint (an out-of-memory hint, say), redacted, in the run
+    directory, where rank 0 (whose next collective fails) and the launcher's parent find them."""
+    reason, hint = _hint_for(exc)
+    atomic_write_json(
+        run.path / RANK_FAILURE.format(rank=rank), {"reason": f"rank {rank}: {redact(reason)}", "hint": hint}
+    )
+
+
+def rank_failure(run: Run) -> tuple[str, str] | None:
+    """The (reason, hint) a failed rank other than 0 left in ``run`` (the lowest rank's), or None."""
+    for path in sorted(run.path.glob(RANK_FAILURE.format(rank="*")), key=lambda p: p.name):
+        data = read_json(path, {})
+        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+            return data["reason"], str(data.get("hint", ""))
+    return None
+
+
 IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (they change no result)
 
 
@@ -395,6 +416,9 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> None:
     """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
 
     reason, hint = _hint_for(exc)
+    other = rank_failure(ctx.run) if getattr(ctx.exp, "launcher", "none") != "none" else None
+    if other is not None:  # rank 0's own error is then a collective that lost that rank: the cause is the rank's
+        reason, hint = other
     failed, status = failure_events(redact(reason), hint, redact(traceback.format_exc()))
     try:
         ctx.emit(failed)
@@ -418,6 +442,8 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     log = open(run.path / "launcher.log", "ab")
     proc = None
     if cmd is not None:
+        for old in run.path.glob(RANK_FAILURE.format(rank="*")):  # an earlier attempt's
+            old.unlink(missing_ok=True)
         env = dict(os.environ, LMCONSOLE_LAUNCHED="1")
         env.setdefault("OMP_NUM_THREADS", "1")
         # torchrun (and accelerate, through torch's launcher) SIGKILLs the ranks this long after forwarding a
@@ -460,7 +486,8 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     reason, hint = (
         failure
         if proc is None
-        else (
+        else rank_failure(run)
+        or (
             f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
             f"see {run.path / 'launcher.log'}",
         )

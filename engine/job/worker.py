@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.device import distributed_backend
 from engine.job.commands import add_job_options
-from engine.job.runner import JobContext, experiment_for, run_experiment
+from engine.job.runner import JobContext, experiment_for, record_rank_failure, run_experiment
 from engine.manifest import Experiment, Manifest, load
 from engine.status import RUN_FINAL
 from engine.store.runs import Run, RunStore
@@ -78,6 +78,9 @@ def main(argv=None) -> int:
                     task_function(exp.task)(ctx)
                 except Cancelled:
                     pass
+                except Exception as exc:
+                    record_rank_failure(run, rank, exc)  # for rank 0 and the parent: this rank's reason and hint
+                    raise
             ok = True
     finally:
         if world > 1 and dist.is_initialized():

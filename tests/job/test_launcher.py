@@ -147,3 +147,28 @@ def test_a_launcher_resume_from_the_queue_checks_the_manifest_first(tmp_path, mo
     st = run.status()
     assert st["status"] == "failed"
     assert "the manifest changed since this run started: learning_rate 0.001 -> 0.0005" in st["reason"]
+
+
+def test_a_failed_rank_names_its_own_reason_and_hint(tmp_path, monkeypatch):
+    """Rank 1 ran out of memory: the run's reason and hint are its, not "exited with code 1, see launcher.log"."""
+    import sys
+
+    from engine.job import runner
+    from engine.job.runner import run_experiment
+
+    m = load(_manifest(tmp_path))
+    run = RunStore(m.runs_dir).create("pre", m.get("pre").to_dict())
+    (run.path / "rank-3.failure.json").write_text('{"reason": "rank 3: from an earlier attempt", "hint": ""}')
+    # the launcher stands in for torchrun: rank 1 records its failure, then the job exits with code 1
+    code = (
+        "import sys; from pathlib import Path; from engine.store.runs import Run; "
+        "from engine.job.runner import record_rank_failure; "
+        f"record_rank_failure(Run(Path({str(run.path)!r})), 1, RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')); "
+        "sys.exit(1)"
+    )
+    monkeypatch.setattr(runner, "launcher_command", lambda *a: [sys.executable, "-c", code])
+    run_experiment(m, "pre", run=run)
+    st = run.status()
+    assert st["status"] == "failed"
+    assert st["reason"].startswith("rank 1: out of memory: CUDA out of memory"), st
+    assert "lower batch_size" in st["reason"]
