@@ -744,7 +744,9 @@ def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> 
     if scaler is not None:
         scaler.unscale_(lp.optimizer)  # clip (and report) the true gradients, not the scaled ones
     if exp.max_grad_norm > 0:
-        window.grad_norm += torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
+        norm = torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
+        # fp16: an overflowed step (inf norm) is skipped by the scaler; it adds 0, not inf, to the logged mean
+        window.grad_norm += norm if scaler is None else torch.nan_to_num(norm, nan=0.0, posinf=0.0)
     if scaler is not None:
         scaler.step(lp.optimizer)  # skipped when the fp16 gradients overflowed; update() then lowers the scale
         scaler.update()

@@ -142,3 +142,20 @@ def test_tf32_only_when_precision_allows_it(monkeypatch):
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     configure_backend(gpu, "fp32")  # true fp32 asked for: an earlier job's TF32 is switched off
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
+def test_fp16_overflowed_steps_do_not_make_the_logged_grad_norm_inf(tmp_path):
+    """A large loss overflows the scaled fp16 gradients at first: the scaler skips those steps and lowers
+    its scale; the logged gradient norm stays finite."""
+    import math
+
+    from support.toyloop import ToyTask, toy_context, train_toy
+
+    from engine.events import StepLogged
+
+    ctx = toy_context(tmp_path, max_grad_norm=1.0, logging_steps=8, epochs=2)
+    train_toy(ctx, ToyTask(scale=10.0), amp_dtype=torch.float16)
+    norms = [e.grad_norm for e in ctx.run.events() if isinstance(e, StepLogged)]
+    assert all(math.isfinite(n) for n in norms) and norms[-1] > 0, norms
+    extra = torch.load(ctx.run.last_checkpoint() / "optimizer.pt", weights_only=True)
+    assert extra["scaler"]["scale"] < 65536.0  # overflows happened and were handled
