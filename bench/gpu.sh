@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmark: bert-base MLM + NSP pretraining at seq 128 with each lever on and off
 # (bf16 autocast, TF32, SDPA attention, fused AdamW, masked-only logits, sync-free masked positions): tokens/s,
-# MFU against the H200's 989 TFLOP/s bf16 dense peak, peak GPU memory.
+# MFU against the GPU's bf16 dense peak (H100/H200 SXM 989, NVL 835, H100 PCIe 756 TFLOP/s), peak GPU memory.
 #
 #   bash bench/gpu.sh                 # on a GPU box, from the repository root or anywhere
 #   bash bench/gpu.sh --dry-run       # anywhere: CPU, tiny model, checks the script only

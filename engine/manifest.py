@@ -951,6 +951,12 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
             )
         if model.startswith("run:") and values.get("init") == "scratch":
             problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
+    if isinstance(values.get("device"), str):
+        from engine.device import device_problem
+
+        why = device_problem(values["device"], str(values.get("launcher", "none")))
+        if why:
+            problems.append(f"{where}.device: {why}")
     if values.get("trust_remote_code") is True:
         pass  # allowed; the job warns at start
     if len(problems) > n_before:

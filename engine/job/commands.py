@@ -8,6 +8,7 @@ with the same options: :func:`job_args` writes them, :func:`add_job_options` par
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ from engine.errors import JobError
 from engine.manifest import Experiment, Manifest
 from engine.store.runs import Run
 
+# How long the launcher waits for its ranks after a stop signal before it SIGKILLs them: the ranks stop at
+# the next optimizer step after a checkpoint, which an evaluation or a large checkpoint write can delay
+# by minutes (torch's default, 30 s, would lose the checkpoint). `launcher_args = ["--shutdown_timeout=N"]`
+# overrides it for torchrun.
+SHUTDOWN_TIMEOUT_S = 1800
 WORKER = "engine.job.worker"  # one rank of a launched job
 SLURM_JOB = "engine.job.slurmjob"  # the job side of the Slurm executor
 
@@ -67,14 +73,28 @@ def launcher_command(manifest: Manifest, exp: Experiment, run: Run, resume: bool
             'launcher = "accelerate" but the accelerate command is not installed',
             'pip install accelerate, or use launcher = "torchrun"',
         )
-    return [
-        exe,
-        "launch",
-        f"--num_processes={exp.nproc_per_node * exp.nnodes}",
-        f"--num_machines={exp.nnodes}",
-        *exp.launcher_args,
-        *worker,
-    ]
+    return [exe, "launch", *accelerate_flags(exp), *exp.launcher_args, *worker]
+
+
+def accelerate_flags(exp: Experiment) -> list[str]:
+    """What ``accelerate launch`` must be told so that a user's accelerate default config cannot override it.
+
+    The process count and kind (``--cpu``, or ``--multi_gpu`` with ``--gpu_ids=all``: every GPU this
+    process sees, i.e. the scheduler's ``CUDA_VISIBLE_DEVICES``), and on several nodes this node's rank
+    (``NODE_RANK``, else Slurm's ``SLURM_NODEID``) and the rendezvous address from ``rdzv_endpoint``.
+    """
+    world = exp.nproc_per_node * exp.nnodes
+    flags = [f"--num_processes={world}", f"--num_machines={exp.nnodes}"]
+    if exp.device == "cpu":
+        flags.append("--cpu")
+    elif world > 1:
+        flags += ["--multi_gpu", "--gpu_ids=all"]
+    if exp.nnodes > 1:
+        flags.append(f"--machine_rank={os.environ.get('NODE_RANK') or os.environ.get('SLURM_NODEID') or 0}")
+        if exp.rdzv_endpoint:
+            host, _, port = exp.rdzv_endpoint.rpartition(":")
+            flags += [f"--main_process_ip={host}", f"--main_process_port={port}"]
+    return flags
 
 
 def slurm_job_command(manifest: Manifest, exp: Experiment, run: Run) -> list[str]:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from engine.events import (
 )
 from engine.files import atomic_write_json, read_json
 from engine.hub.resolve import resolve_dataset
-from engine.job.commands import launcher_command
+from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
 from engine.job.preempt import ForwardSignals, StopSignals
@@ -116,8 +117,9 @@ class JobContext:
             self.sampler = None
             self.log(f"system sampling stopped: {type(exc).__name__}: {exc}", "warning")
 
-    def poll(self) -> None:
-        """Call between steps: holds while paused.
+    def poll(self, heartbeat: Callable[[], object] | None = None) -> None:
+        """Call between steps: holds while paused, calling ``heartbeat`` about every second meanwhile
+        (a distributed job's rank 0 tells the other ranks it is still paused).
 
         Raises :class:`Cancelled` on cancel, :class:`Interrupted` on a signal.
         """
@@ -129,8 +131,12 @@ class JobContext:
         if action != "pause":
             return
         self.emit(StatusChanged(status="paused", reason="paused by request"))
+        beat = time.monotonic()
         while True:
             time.sleep(0.1)
+            if heartbeat is not None and time.monotonic() - beat >= 1.0:
+                heartbeat()
+                beat = time.monotonic()
             self.check_stop()
             action = self._read_request()
             if action == "resume":
@@ -159,6 +165,27 @@ def _hint_for(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ResolveError):
         return text, ""
     return f"{type(exc).__name__}: {text[:300]}", "see the traceback in the log"
+
+
+RANK_FAILURE = "rank-{rank}.failure.json"  # a rank other than 0 that failed: {"reason", "hint"} (worker.py writes it)
+
+
+def record_rank_failure(run: Run, rank: int, exc: BaseException) -> None:
+    """A rank other than 0 failed: its reason and hint (an out-of-memory hint, say), redacted, in the run
+    directory, where rank 0 (whose next collective fails) and the launcher's parent find them."""
+    reason, hint = _hint_for(exc)
+    atomic_write_json(
+        run.path / RANK_FAILURE.format(rank=rank), {"reason": f"rank {rank}: {redact(reason)}", "hint": hint}
+    )
+
+
+def rank_failure(run: Run) -> tuple[str, str] | None:
+    """The (reason, hint) a failed rank other than 0 left in ``run`` (the lowest rank's), or None."""
+    for path in sorted(run.path.glob(RANK_FAILURE.format(rank="*")), key=lambda p: p.name):
+        data = read_json(path, {})
+        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+            return data["reason"], str(data.get("hint", ""))
+    return None
 
 
 IGNORED_CHANGES = ("description",)  # keys a resume may change without asking (they change no result)
@@ -256,6 +283,9 @@ def run_experiment(
     An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
     ``group`` (written to ``config.json``) ties the runs of one submission together.
     """
+    # GPU indices (CUDA_VISIBLE_DEVICES, the system view's NVML indices) in PCI bus order, as the queue
+    # sets it for its jobs; CUDA's default, fastest first, differs on a box with mixed GPUs.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     exp = experiment_for(manifest, name, run or resume, seed)
     store = store or RunStore(manifest.runs_dir)
     if run is None:
@@ -266,6 +296,9 @@ def run_experiment(
         if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
             return _submit_slurm(manifest, exp, run, sinks)
     if getattr(exp, "launcher", "none") != "none" and not in_worker:
+        # The ranks run with in_worker: the changed-manifest check of a resume happens here, once.
+        if is_resume and not _launch_changes_ok(exp, run, sinks, accept_changes):
+            return run
         return _launch(manifest, exp, run, sinks, is_resume)
     ctx = _job_context(manifest, exp, run, store, sinks, is_resume, seen_seq)
     stop, writer = ctx.stop, ctx.writer
@@ -353,22 +386,46 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
 
 def _check_changes(ctx: JobContext, accept_changes: bool) -> None:
     """A resume with a changed manifest: refused, or (accepted) recorded in ``config.json``."""
-    changes = config_changes(ctx.exp, ctx.run)
+    check_changes(ctx.exp, ctx.run, accept_changes, ctx.log)
+
+
+def check_changes(exp, run: Run, accept_changes: bool, log) -> None:
+    """Raise :func:`changed_run_error` when ``exp`` differs from the run's config; accepted changes are
+    written to ``config.json`` (with the time, under ``_accepted_changes``) and logged through ``log``."""
+    changes = config_changes(exp, run)
     if changes and not accept_changes:
-        raise changed_run_error(ctx.exp.name, changes)
+        raise changed_run_error(exp.name, changes)
     if changes:  # continue with the new values, and say so in the run
-        record = ctx.run.config().get("_accepted_changes", [])
+        record = run.config().get("_accepted_changes", [])
         record = (record if isinstance(record, list) else []) + [
             {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
         ]
-        atomic_write_json(ctx.run.path / "config.json", {**ctx.exp.to_dict(), "_accepted_changes": record})
-        ctx.log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
+        atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
+        log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
+
+
+def _launch_changes_ok(exp, run: Run, sinks, accept_changes: bool) -> bool:
+    """A launcher job's resume: the changed-manifest check (the ranks skip it); False after recording the refusal."""
+
+    def log(message: str, level: str = "info") -> None:
+        for s in sinks:
+            s.emit(LogEmitted(level=level, message=message))
+
+    try:
+        check_changes(exp, run, accept_changes, log)
+    except JobError as exc:
+        record_end(run, failure_events(exc.reason, exc.hint), sinks)
+        return False
+    return True
 
 
 def _record_failure(ctx: JobContext, exc: BaseException) -> None:
     """A job's failure as JobFailed + status ``failed``, its reason and traceback redacted."""
 
     reason, hint = _hint_for(exc)
+    other = rank_failure(ctx.run) if getattr(ctx.exp, "launcher", "none") != "none" else None
+    if other is not None:  # rank 0's own error is then a collective that lost that rank: the cause is the rank's
+        reason, hint = other
     failed, status = failure_events(redact(reason), hint, redact(traceback.format_exc()))
     try:
         ctx.emit(failed)
@@ -392,8 +449,13 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     log = open(run.path / "launcher.log", "ab")
     proc = None
     if cmd is not None:
+        for old in run.path.glob(RANK_FAILURE.format(rank="*")):  # an earlier attempt's
+            old.unlink(missing_ok=True)
         env = dict(os.environ, LMCONSOLE_LAUNCHED="1")
         env.setdefault("OMP_NUM_THREADS", "1")
+        # torchrun (and accelerate, through torch's launcher) SIGKILLs the ranks this long after forwarding a
+        # stop signal (default 30 s): a rank 0 in an evaluation or a checkpoint write must get to its checkpoint.
+        env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] = str(SHUTDOWN_TIMEOUT_S)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path.cwd())
         for s in sinks:
             s.emit(
@@ -431,7 +493,8 @@ def _launch(manifest, exp, run: Run, sinks, resume: bool) -> Run:
     reason, hint = (
         failure
         if proc is None
-        else (
+        else rank_failure(run)
+        or (
             f"the {exp.launcher} job exited with code {proc.returncode} before finishing",
             f"see {run.path / 'launcher.log'}",
         )

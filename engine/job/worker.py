@@ -12,15 +12,22 @@ import argparse
 import datetime
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from engine.device import distributed_backend
 from engine.job.commands import add_job_options
-from engine.job.runner import JobContext, experiment_for, run_experiment
+from engine.job.runner import JobContext, experiment_for, record_rank_failure, run_experiment
 from engine.manifest import Experiment, Manifest, load
 from engine.status import RUN_FINAL
 from engine.store.runs import Run, RunStore
 from engine.store.writer import NullWriter
 from engine.tasks import task_function
+
+# How long a rank waits in one collective before the job fails: bounds a real desync (a rank that died or
+# took another branch). The longest wait by design is the other ranks' at rank 0's evaluation; a pause
+# does not count (rank 0 sends the others a heartbeat while paused, engine.train.loop.control).
+COLLECTIVE_TIMEOUT_S = 2 * 3600
 
 
 class OtherRankContext(JobContext):
@@ -32,7 +39,7 @@ class OtherRankContext(JobContext):
         writer = NullWriter(run)
         return cls(manifest=manifest, exp=exp, run=run, writer=writer, sink=writer, store=store, resume=resume)
 
-    def poll(self) -> None:
+    def poll(self, heartbeat: Callable[[], object] | None = None) -> None:
         pass
 
 
@@ -46,15 +53,14 @@ def main(argv=None) -> int:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        # A paused job holds the others in a collective: allow long pauses.
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(days=7))
     manifest = load(args.manifest)
     run = Run(Path(args.run))
     store = RunStore(manifest.runs_dir)
+    if world > 1:
+        backend = distributed_backend(manifest.get(args.experiment).device)  # a cpu job on a GPU box: gloo
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
         if rank == 0:
             run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
@@ -72,6 +78,9 @@ def main(argv=None) -> int:
                     task_function(exp.task)(ctx)
                 except Cancelled:
                     pass
+                except Exception as exc:
+                    record_rank_failure(run, rank, exc)  # for rank 0 and the parent: this rank's reason and hint
+                    raise
             ok = True
     finally:
         if world > 1 and dist.is_initialized():

@@ -43,19 +43,27 @@ def gpus_needed(exp, has_gpus: bool) -> int:
     return (1 if has_gpus else 0) if n is None or n < 0 else n
 
 
-def assign_gpus(waiting: list[tuple[int, int]], free: list[int], slots: int) -> dict[int, list[int]]:
-    """Pick jobs to start: ``waiting`` is (job id, GPUs needed) in queue order.
+def assign_gpus(
+    waiting: list[tuple[int, int]], free: list[int], slots: int, total: int | None = None
+) -> dict[int, list[int]]:
+    """Pick jobs to start: ``waiting`` is (job id, GPUs needed) in queue order; ``total``: the GPUs
+    the scheduler hands out in all (None: no limit known).
 
-    Goes down the queue and starts every job that fits the free GPUs and the free
-    slots, skipping (not stopping at) one that does not fit, so no GPU idles
-    while a job that fits it waits. Never hands out a GPU twice.
+    Goes down the queue and starts every job that fits the free GPUs and the free slots. The oldest
+    job that does not fit holds the GPUs still free (it needs more than that): later jobs may not take
+    them, so a stream of 1-GPU jobs cannot keep a waiting 2-GPU job from ever starting (jobs that need
+    no GPU still start). The price: those GPUs idle until enough come free. A job that needs more GPUs
+    than ``total`` could never start and holds nothing. Never hands out a GPU twice.
     """
     free = sorted(free)
     out: dict[int, list[int]] = {}
+    held = False
     for job_id, need in waiting:
         if slots <= 0:
             break
         if need > len(free):
+            if not held and (total is None or need <= total):
+                free, held = [], True  # held for this job until enough GPUs come free
             continue
         out[job_id], free = free[:need], free[need:]
         slots -= 1
@@ -73,3 +81,17 @@ def device_env(devices: list[int] | tuple[int, ...], needed: int) -> str | None:
     parent = os.environ.get("CUDA_VISIBLE_DEVICES")
     names = [p.strip() for p in parent.split(",") if p.strip()] if parent else None
     return ",".join(names[g] if names and g < len(names) else str(g) for g in devices)
+
+
+def job_env(devices: list[int] | tuple[int, ...], needed: int) -> dict[str, str]:
+    """The GPU variables of a job's environment: ``CUDA_VISIBLE_DEVICES`` (see :func:`device_env`) and
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID``.
+
+    The scheduler's indices, like NVML's (the system view), count GPUs in PCI bus order; CUDA's default
+    order is fastest first, so on a box with mixed GPUs a job would run on another GPU than it was given.
+    """
+    env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    cuda = device_env(devices, needed)
+    if cuda is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda
+    return env

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.files import open_append
 from engine.queue.entry import QueueEntry
-from engine.queue.gpus import device_env
+from engine.queue.gpus import job_env
 from engine.queue.queuefile import QueueDirError, QueueFile, check_plain
 from engine.store.runs import RunStore
 
@@ -86,10 +86,7 @@ class ProcessLauncher:
         self.children = [p for p in self.children if p.poll() is None]
 
     def start(self, queue_file: QueueFile, entry: QueueEntry, devices: list[int]) -> int:
-        env = dict(os.environ)
-        cuda = device_env(devices, entry.gpus)
-        if cuda is not None:
-            env["CUDA_VISIBLE_DEVICES"] = cuda
+        env = dict(os.environ) | job_env(devices, entry.gpus)
         log = _log(queue_file, f"job-{entry.id}.log")
         try:
             proc = subprocess.Popen(

@@ -160,7 +160,8 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
             if any(st[d][0] != "finished" for d in e.depends_on if d in st):
                 continue  # a dependency still waits or runs
             waiting.append((e.id, e.gpus))
-        picks = assign_gpus(waiting, [g for g in gpus if g not in busy], manifest.settings.max_parallel_jobs - active)
+        free = [g for g in gpus if g not in busy]
+        picks = assign_gpus(waiting, free, manifest.settings.max_parallel_jobs - active, total=len(gpus))
         own = {str(Path(manifest.path).resolve()): (manifest, "")}
         for job_id, devices in picks.items():
             entry = state.get(job_id)

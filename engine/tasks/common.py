@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,11 +123,17 @@ def first_line(exc: BaseException, limit: int) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
-def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+def length_batches(
+    lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, ranks: int = 1
+) -> list[list[int]]:
     """Length-bucketed batches: shuffle, sort within mega-batches of 50 batches, shuffle batches.
 
     Sequences of similar length share a batch, so dynamic padding wastes little,
-    while the order stays random from epoch to epoch.
+    while the order stays random from epoch to epoch. With ``ranks`` > 1 (a DDP job,
+    whose rank r takes batches r, r + ranks, ...) the batches are shuffled in runs of
+    ``ranks`` neighbours of one mega-batch, so the ranks of one step get batches of
+    similar length and no all-reduce waits for one long batch (with ``ranks = 1``
+    the order is the same as before).
     """
     idx = list(range(len(lengths)))
     rng = random.Random(seed)
@@ -137,22 +144,29 @@ def length_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool
     for s in range(0, len(idx), mega):
         chunk = sorted(idx[s : s + mega], key=lambda i: lengths[i])
         batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    # Whole runs of `ranks` batches are shuffled; a last, shorter run stays last (the loop leaves
+    # those batches out: every rank takes the same number), so every step's batches are one run.
+    whole = len(batches) - len(batches) % ranks
+    groups = [batches[j : j + ranks] for j in range(0, whole, ranks)]
     if shuffle:
-        rng.shuffle(batches)
-    return batches
+        rng.shuffle(groups)
+    return [b for group in groups for b in group] + batches[whole:]
 
 
 class EpochBatches:
     """The length-bucketed batches of one epoch (:func:`length_batches`, seed ``seed * 1000 + epoch``), the last
-    epoch's kept: the loop asks for every batch of an epoch in turn."""
+    epoch's kept: the loop asks for every batch of an epoch in turn. ``ranks``: the processes of a DDP job
+    (default: torchrun's ``WORLD_SIZE``), whose batches of one step come from one length bucket."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, ranks: int | None = None):
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.ranks = ranks if ranks is not None else max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
         self._epoch, self._batches = -1, []  # type: tuple[int, list[list[int]]]
 
     def of(self, epoch: int) -> list[list[int]]:
         if epoch != self._epoch:
-            self._epoch, self._batches = epoch, length_batches(self.lengths, self.batch_size, self.seed * 1000 + epoch)
+            self._batches = length_batches(self.lengths, self.batch_size, self.seed * 1000 + epoch, ranks=self.ranks)
+            self._epoch = epoch
         return self._batches
 
 
@@ -205,8 +219,15 @@ def load_head_model(ctx: TaskContext, head: str, inputs: TaskInputs, vocab_size:
             level = transformers.logging.get_verbosity()
             transformers.logging.set_verbosity_error()
             try:
+                # fp32 master weights whatever dtype the checkpoint stores (transformers 5 defaults to
+                # dtype="auto": a half-precision checkpoint would train in half precision); autocast
+                # gives the mixed precision.
                 model, info = cls.from_pretrained(
-                    src, config=config, output_loading_info=True, trust_remote_code=ctx.exp.trust_remote_code
+                    src,
+                    config=config,
+                    output_loading_info=True,
+                    trust_remote_code=ctx.exp.trust_remote_code,
+                    dtype=torch.float32,
                 )
             finally:
                 transformers.logging.set_verbosity(level)

@@ -392,7 +392,7 @@ def pretraining_model(inputs: TaskInputs, tok):
     elif inputs.kind == "scratch-config":
         model = BertForPreTraining(AutoConfig.from_pretrained(inputs.path))
     else:
-        model = BertForPreTraining.from_pretrained(inputs.path)
+        model = BertForPreTraining.from_pretrained(inputs.path, dtype=torch.float32)  # fp32 master weights
     check_positions(inputs.exp, model.config)
     if len(tok) > model.config.vocab_size:
         model.resize_token_embeddings(len(tok))

@@ -8,6 +8,7 @@ hands it to a task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from engine.events import Event
@@ -51,8 +52,9 @@ class TaskContext(Protocol):
 
     def log(self, message: str, level: str = "info") -> None: ...
 
-    def poll(self) -> None:
-        """Between optimizer steps: holds while paused; raises ``Cancelled`` (or ``Interrupted``) to stop."""
+    def poll(self, heartbeat: Callable[[], object] | None = None) -> None:
+        """Between optimizer steps: holds while paused (calling ``heartbeat`` about every second);
+        raises ``Cancelled`` (or ``Interrupted``) to stop."""
         ...
 
     def announce_start(self) -> None:

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,16 @@ def autocast_dtype(pref: str, device):
                 'set precision = "bf16" (CPUs with AVX512-BF16/AMX) or "auto"',
             )
         return None
+    # is_bf16_supported() alone counts emulation (pre-Ampere GPUs run bf16 slower than fp32): ask for hardware
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
     if pref == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if native else None
+    if pref == "bf16" and not native:
+        raise JobError(
+            f'precision "bf16" on {torch.cuda.get_device_name(device)}, which has no native bf16 (before Ampere): '
+            "it would be emulated, slower than fp32",
+            'set precision = "fp16" (mixed precision with loss scaling) or "auto" on this GPU',
+        )
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[pref]
 
 
@@ -94,7 +103,7 @@ def setup_job(exp):
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     device = pick_device(exp.device)
-    configure_backend(device)
+    configure_backend(device, exp.precision)
     set_determinism(exp.full_determinism)
     return device, autocast_dtype(exp.precision, device)
 
@@ -116,12 +125,28 @@ def set_determinism(on: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def configure_backend(device) -> None:
+def configure_backend(device, precision: str = "auto") -> None:
+    """TF32 matmuls (10-bit mantissa, ~8x faster fp32 matmuls on Ampere+) unless ``precision = "fp32"`` asks for
+    true fp32; set both ways, so an earlier job of this process cannot leave it on."""
     import torch
 
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def make_scaler(amp_dtype, device):
+    """fp16 autocast needs loss scaling (small gradients underflow in fp16, large ones overflow): a GradScaler.
+
+    None for bf16 and fp32, whose exponent range is fp32's. The scaler skips a step whose gradients
+    are not finite and lowers its scale; its state is checkpointed with the optimizer's.
+    """
+    import torch
+
+    if amp_dtype is not torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def make_optimizer(model, exp, device):
@@ -167,12 +192,20 @@ def memory_mb(device) -> float:
 
 
 def save_checkpoint(
-    ctx: TaskContext, model, optimizer, scheduler, state: dict, keep: int = 2, rank_rng: list | None = None
+    ctx: TaskContext,
+    model,
+    optimizer,
+    scheduler,
+    state: dict,
+    keep: int = 2,
+    rank_rng: list | None = None,
+    scaler=None,
 ) -> Path:
     """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
 
     ``rank_rng``: every rank's RNG state (:func:`rank_rng_state`) in a distributed job, whose ranks draw
     different amounts of randomness (their batches differ in shape), so each resumes its own.
+    ``scaler``: the fp16 GradScaler, whose scale is part of the training state.
     """
     import torch
     from safetensors.torch import save_model
@@ -189,6 +222,8 @@ def save_checkpoint(
             extra["cuda_rng"] = torch.cuda.get_rng_state_all()
         if rank_rng:
             extra["rank_rng"] = rank_rng
+        if scaler is not None:
+            extra["scaler"] = scaler.state_dict()
         torch.save(extra, tmp / "optimizer.pt")
         ctx.emit(
             CheckpointSaved(step=state["global_step"], epoch=state["epoch"], path=str(final.relative_to(ctx.run.path)))
@@ -237,8 +272,12 @@ class disk_full_is_a_job_error:
         return False
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> dict:
-    """Restore a checkpoint; raises :class:`CheckpointDamaged` naming the file that cannot be used."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0, scaler=None) -> dict:
+    """Restore a checkpoint; raises :class:`CheckpointDamaged` naming the file that cannot be used.
+
+    The CUDA RNG states of the GPUs this process sees are restored: a run saved where 8 GPUs were
+    visible (a foreground run) resumes where one is (a queue job), device 0 continuing device 0's stream.
+    """
     import torch
     from safetensors.torch import load_model
 
@@ -259,7 +298,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> d
         scheduler.load_state_dict(extra["scheduler"])
         torch.set_rng_state(extra["rng"])
         if "cuda_rng" in extra and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(extra["cuda_rng"])
+            for i, cuda_state in enumerate(extra["cuda_rng"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(cuda_state, i)
+        if scaler is not None and "scaler" in extra:
+            scaler.load_state_dict(extra["scaler"])
         per_rank = extra.get("rank_rng") or []
         if rank < len(per_rank) and per_rank[rank]:  # a distributed checkpoint: this rank's own stream
             mine = per_rank[rank]
@@ -271,7 +313,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rank: int = 0) -> d
     return state
 
 
-def load_latest_intact(ctx: TaskContext, model, optimizer, scheduler, rank: int = 0):
+def load_latest_intact(ctx: TaskContext, model, optimizer, scheduler, rank: int = 0, scaler=None):
     """The newest checkpoint that loads, as (path, state, warnings); (None, {}, []) when there is none.
 
     A damaged one (truncated weights, optimizer state, state.json) is skipped with
@@ -281,7 +323,7 @@ def load_latest_intact(ctx: TaskContext, model, optimizer, scheduler, rank: int 
     problems: list[str] = []
     for path in ctx.run.checkpoints_newest_first():
         try:
-            state = load_checkpoint(path, model, optimizer, scheduler, rank=rank)
+            state = load_checkpoint(path, model, optimizer, scheduler, rank=rank, scaler=scaler)
             return (
                 path,
                 state,
@@ -311,11 +353,15 @@ class SavePolicy:
         self.t_saved = time.monotonic()
 
     def due(self, step: int) -> bool:
-        if step <= 0 or step == self.last_step:
-            return False
-        if self.steps and step % self.steps == 0:
+        if self.due_steps(step):
             return True
-        return self.seconds > 0 and time.monotonic() - self.t_saved >= self.seconds
+        return (
+            step > 0 and step != self.last_step and self.seconds > 0 and time.monotonic() - self.t_saved >= self.seconds
+        )
+
+    def due_steps(self, step: int) -> bool:
+        """Due by ``save_steps`` alone: the same answer on every rank, with no clock."""
+        return bool(step > 0 and step != self.last_step and self.steps and step % self.steps == 0)
 
     def saved(self, step: int) -> None:
         self.last_step = step
@@ -383,6 +429,11 @@ class Dist:
             self.d.all_reduce(t)
         return t
 
+    def max_(self, t):
+        if self.on:
+            self.d.all_reduce(t, op=self.d.ReduceOp.MAX)
+        return t
+
 
 def _loss_module(model, fn):
     """DDP must see the forward call to sync gradients: wrap the task's loss in a module."""
@@ -446,15 +497,11 @@ class Window:
         }
         return {"epoch_loss_sum": self.epoch_sum, "epoch_loss_n": self.epoch_n, "window": dist.gather(mine)}
 
-    def add(self, loss, parts: dict, n_micro: int) -> None:
-        self.loss += loss.detach().float() / n_micro
+    def add_step(self, loss, parts: dict) -> None:
+        """Count one optimizer step's mean loss and parts (a skipped step's are never added)."""
+        self.loss += loss
         for k, v in parts.items():
-            self.parts[k] = self.parts.get(k, 0) + v.detach().float() / n_micro
-
-    def drop_step(self) -> None:
-        """Forget a skipped step's loss (its tokens still count towards throughput)."""
-        self.loss.zero_()
-        self.parts = {}
+            self.parts[k] = self.parts.get(k, 0) + v
 
     def new_epoch(self) -> None:
         self.epoch_sum, self.epoch_n = 0.0, 0
@@ -487,6 +534,7 @@ class Loop:
     optimizer: Any
     scheduler: Any
     total_steps: int
+    scaler: Any = None  # the fp16 GradScaler (None for bf16 and fp32)
     step: int = 0  # optimizer steps done (global_step)
     history: list[dict] = field(default_factory=list)  # per-epoch rows (the epochs table)
     evaluated: list[int] = field(default_factory=list)  # epochs evaluated by this attempt
@@ -538,7 +586,8 @@ def start_loop(ctx: TaskContext, spec: TaskSpec, device, amp_dtype) -> tuple[Loo
         total_steps = min(total_steps, exp.max_steps)
     warmup = int(exp.warmup * total_steps) if exp.warmup < 1 else int(exp.warmup)
     scheduler = make_schedule(optimizer, warmup, total_steps)
-    lp = Loop(ctx, spec, device, amp_dtype, dist, model, forward, optimizer, scheduler, total_steps)
+    scaler = make_scaler(amp_dtype, device)
+    lp = Loop(ctx, spec, device, amp_dtype, dist, model, forward, optimizer, scheduler, total_steps, scaler)
     resumed = resume(lp) if ctx.resume else {}
     state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0} | resumed
     lp.step, lp.history, lp.elapsed0 = int(state["global_step"]), state["history"], float(state["elapsed"])
@@ -550,12 +599,22 @@ def start_loop(ctx: TaskContext, spec: TaskSpec, device, amp_dtype) -> tuple[Loo
 def resume(lp: Loop) -> dict:
     """Load the newest intact checkpoint (its state; {} when there is none) and cut events.jsonl back to it."""
     ctx, dist = lp.ctx, lp.dist
-    last, state, damaged = load_latest_intact(ctx, lp.model, lp.optimizer, lp.scheduler, rank=dist.rank)
+    last, state, damaged = load_latest_intact(
+        ctx, lp.model, lp.optimizer, lp.scheduler, rank=dist.rank, scaler=lp.scaler
+    )
     if last is None:
         if dist.main:  # Nothing to continue from: the earlier attempt's events would duplicate this one's.
             ctx.writer.discard_events(0, ctx.writer.opened_at)
             ctx.log("no checkpoint found: starting this run from the beginning", "warning")
         return {}
+    saved_world = state.get("world_size")
+    if isinstance(saved_world, int) and saved_world != dist.world:
+        # Rank r reads batches r, r + world, ...: another process count would skip or repeat data,
+        # and the saved logging windows (one per rank) and the schedule's length would not fit.
+        raise JobError(
+            f"{last.name} was saved by {saved_world} training process(es); this attempt runs {dist.world}",
+            f"resume with nproc_per_node = {saved_world} (and the same nnodes), or start a new run without --resume",
+        )
     if dist.main:
         offset = int(state.get("events_offset", 0))
         if offset > 0:  # the cut-off tail (steps after the checkpoint) goes to events.discarded.jsonl
@@ -608,13 +667,20 @@ def evaluate_again(lp: Loop, epoch: int) -> dict:
     return metrics
 
 
-def checkpoint(lp: Loop, state: dict) -> None:
-    """Rank 0 saves ``state`` with the weights, optimizer and every rank's RNG; all ranks wait for it."""
+def checkpoint(lp: Loop, state: dict, window: Window) -> None:
+    """Rank 0 saves ``state`` with the weights, optimizer and every rank's RNG; all ranks wait for it.
+
+    A non-finite loss since the last NaN check fails the job first: its step was applied, so the
+    weights may be NaN, and a resume would load them.
+    """
+    check_finite(lp, window)
     dist = lp.dist
     rank_rng = dist.gather(rank_rng_state(lp.device)) if dist.on else None
     if dist.main:
         keep = lp.ctx.exp.save_total_limit
-        save_checkpoint(lp.ctx, lp.model, lp.optimizer, lp.scheduler, state, keep=keep, rank_rng=rank_rng)
+        save_checkpoint(
+            lp.ctx, lp.model, lp.optimizer, lp.scheduler, state, keep=keep, rank_rng=rank_rng, scaler=lp.scaler
+        )
     lp.saves.saved(state["global_step"])
     dist.barrier()
 
@@ -623,23 +689,37 @@ def checkpoint_mid_epoch(lp: Loop, window: Window, epoch: int, batch: int) -> No
     """A checkpoint between two optimizer steps, logging window included (skipped if this step has one)."""
     if lp.step == lp.saves.last_step:
         return
-    checkpoint(lp, lp.snapshot(epoch, batch) | window.checkpoint_state(lp.dist))
+    checkpoint(lp, lp.snapshot(epoch, batch) | window.checkpoint_state(lp.dist), window)
+
+
+CONTROL_EVERY = 8  # distributed: rank 0's decisions reach the other ranks every this many optimizer steps
+PAUSED = 3  # the control code rank 0 broadcasts while paused (a heartbeat: no collective waits for the pause)
 
 
 def control(lp: Loop, window: Window, epoch: int, batch: int) -> None:
     """Before each optimizer step: pause/cancel requests, stop signals and the save policy.
 
-    Rank 0 reads the requests (one ``os.stat``; blocking while paused) and decides; every rank
-    follows its decision (one broadcast). A cancel or stop signal saves a checkpoint, then raises.
+    Rank 0 reads the requests (one ``os.stat``; blocking while paused) and decides. Distributed, every rank
+    follows its decision (one broadcast, a host sync) every :data:`CONTROL_EVERY` steps, so the CPU can
+    queue steps ahead in between; ``save_steps`` needs no broadcast (every rank counts steps). A cancel
+    or stop signal saves a checkpoint, then raises.
     """
-    code, stop_exc = 0, None
-    if lp.dist.main:
-        try:
-            lp.ctx.poll()
-            code = int(lp.saves.due(lp.step))
-        except Cancelled as exc:  # Interrupted (a stop signal) included
-            code, stop_exc = 2, exc
-    code = lp.dist.broadcast(code, lp.device)
+    code, stop_exc, dist = 0, None, lp.dist
+    if dist.on and lp.step % CONTROL_EVERY:
+        code = int(lp.saves.due_steps(lp.step))
+    else:
+        if dist.main:
+            try:
+                if dist.on:
+                    lp.ctx.poll(partial(dist.broadcast, PAUSED, lp.device))
+                else:
+                    lp.ctx.poll()
+                code = int(lp.saves.due(lp.step))
+            except Cancelled as exc:  # Interrupted (a stop signal) included
+                code, stop_exc = 2, exc
+        code = dist.broadcast(code, lp.device)
+        while code == PAUSED:  # the other ranks, while rank 0 is paused
+            code = dist.broadcast(0, lp.device)
     if code:
         checkpoint_mid_epoch(lp, window, epoch, batch)
     if code == 2:
@@ -653,9 +733,11 @@ def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> 
     """
     import torch
 
-    exp, dist, spec = lp.ctx.exp, lp.dist, lp.spec
+    exp, dist, spec, scaler = lp.ctx.exp, lp.dist, lp.spec, lp.scaler
     micro_end = min(b + exp.gradient_accumulation_steps, n_batches)
     n_micro = micro_end - b
+    step_loss = torch.zeros((), dtype=torch.float32, device=lp.device)  # this step's mean loss (no host sync)
+    step_parts: dict = {}
     for mb in range(b, micro_end):
         batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
         window.tokens += batch.pop("n_tokens")
@@ -665,18 +747,29 @@ def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> 
         with contextlib.nullcontext() if last_micro else lp.forward.no_sync():
             with lp.autocast():
                 loss, parts = spec.loss(lp.model, batch) if lp.forward is None else lp.forward(batch)
-            (loss / n_micro).backward()
-        window.add(loss, parts, n_micro)
-    bad = ~torch.isfinite(window.loss)
+            scaled = loss / n_micro
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        step_loss += loss.detach().float() / n_micro
+        for k, v in parts.items():
+            step_parts[k] = step_parts.get(k, 0) + v.detach().float() / n_micro
+    bad = ~torch.isfinite(step_loss)
     # host sync per step: the price of skipping exactly the bad step
     if exp.nan_policy == "skip" and bool(dist.sum_(bad.long().clone())):
         lp.optimizer.zero_grad(set_to_none=True)
         lp.ctx.log(f"step {lp.step + 1}: non-finite loss, step skipped", "warning")
-        window.drop_step()
-        return micro_end, False
+        return micro_end, False  # its loss never enters the window (its tokens still count towards throughput)
+    window.add_step(step_loss, step_parts)
+    if scaler is not None:
+        scaler.unscale_(lp.optimizer)  # clip (and report) the true gradients, not the scaled ones
     if exp.max_grad_norm > 0:
-        window.grad_norm += torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
-    lp.optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(lp.model.parameters(), exp.max_grad_norm).detach().float()
+        # fp16: an overflowed step (inf norm) is skipped by the scaler; it adds 0, not inf, to the logged mean
+        window.grad_norm += norm if scaler is None else torch.nan_to_num(norm, nan=0.0, posinf=0.0)
+    if scaler is not None:
+        scaler.step(lp.optimizer)  # skipped when the fp16 gradients overflowed; update() then lowers the scale
+        scaler.update()
+    else:
+        lp.optimizer.step()
     lp.scheduler.step()
     lp.optimizer.zero_grad(set_to_none=True)
     lp.step += 1
@@ -700,10 +793,16 @@ def log_window(lp: Loop, window: Window, epoch: float) -> None:
     import torch
 
     exp, dist = lp.ctx.exp, lp.dist
-    # The host sync of the loop: once per logging interval (plus the NaN check).
+    # The host sync of the loop: once per logging interval (plus the NaN check). Loss and parts are
+    # every rank's mean, throughput their sum, memory their maximum (the rank nearest to running out).
+    names = sorted(window.parts)
     totals = torch.tensor(
-        [window.loss.item(), float(window.tokens), float(window.samples)], dtype=torch.float64, device=lp.device
+        [window.loss.item(), float(window.tokens), float(window.samples), memory_mb(lp.device)]
+        + [window.parts[k].item() for k in names],
+        dtype=torch.float64,
+        device=lp.device,
     )
+    peak = dist.max_(totals[3:4].clone()).item()
     totals = dist.sum_(totals)
     loss = totals[0].item() / dist.world / window.steps
     now = time.perf_counter()
@@ -716,12 +815,12 @@ def log_window(lp: Loop, window: Window, epoch: float) -> None:
             epoch=epoch,
             loss=loss,
             learning_rate=lp.scheduler.get_last_lr()[0],
-            parts={k: v.item() / window.steps for k, v in window.parts.items()},
+            parts={k: totals[4 + i].item() / dist.world / window.steps for i, k in enumerate(names)},
             grad_norm=(window.grad_norm.item() / window.steps) if exp.max_grad_norm > 0 else None,
             tokens_per_s=totals[1].item() / dt,
             samples_per_s=totals[2].item() / dt,
             eta_s=rate * (lp.total_steps - lp.step),
-            memory_mb=memory_mb(lp.device),
+            memory_mb=peak,
         )
     )
     window.logged(loss, now)
@@ -733,11 +832,12 @@ def end_epoch(lp: Loop, window: Window, epoch: int, last: bool) -> dict | None:
     Returns the evaluation's metrics (None when this epoch is not evaluated).
     """
     metrics = None
+    check_finite(lp, window)  # neither evaluate nor save weights a NaN step has reached
     if lp.spec.eval_each_epoch or last:
         metrics = evaluate(lp, epoch + 1, window.epoch_loss())
     else:
         lp.history.append({"epoch": epoch + 1, "train_loss": window.epoch_loss(), "elapsed_s": round(lp.elapsed(), 3)})
-    checkpoint(lp, lp.snapshot(epoch + 1, 0))
+    checkpoint(lp, lp.snapshot(epoch + 1, 0), window)
     return metrics
 
 

@@ -62,16 +62,30 @@ def test_torchrun_command(job):
 def test_accelerate_command(job, monkeypatch):
     manifest, exp, run = job
     monkeypatch.setattr(commands.shutil, "which", lambda name: f"/bin/{name}")
-    exp = dataclasses.replace(exp, launcher="accelerate", nproc_per_node=2, nnodes=2)
+    monkeypatch.setenv("SLURM_NODEID", "1")
+    exp = dataclasses.replace(exp, launcher="accelerate", nproc_per_node=2, nnodes=2, rdzv_endpoint="node0:29500")
+    # everything a user's accelerate default config could otherwise decide: the GPUs, the kind, this node's rank
     assert launcher_command(manifest, exp, run, resume=False) == [
         "/bin/accelerate",
         "launch",
         "--num_processes=4",
         "--num_machines=2",
+        "--multi_gpu",
+        "--gpu_ids=all",
+        "--machine_rank=1",
+        "--main_process_ip=node0",
+        "--main_process_port=29500",
         "-m",
         "engine.job.worker",
         *_tail(manifest, exp, run),
     ]
+
+
+def test_accelerate_cpu_job(job, monkeypatch):
+    manifest, exp, run = job
+    monkeypatch.setattr(commands.shutil, "which", lambda name: f"/bin/{name}")
+    exp = dataclasses.replace(exp, launcher="accelerate", nproc_per_node=2, device="cpu")
+    assert launcher_command(manifest, exp, run, resume=False)[2:5] == ["--num_processes=2", "--num_machines=1", "--cpu"]
 
 
 def test_missing_accelerate_fails_the_run(job, monkeypatch):

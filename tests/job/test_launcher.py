@@ -62,3 +62,113 @@ def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
     q.wait(300)
     assert job2.status == "finished", (job2.status, job2.reason)
     assert job.run.read_table("epochs").column("epoch") == [0, 1, 2]
+
+
+def test_sigterm_during_a_slow_evaluation_still_checkpoints_and_resumes(tmp_path):
+    """SIGTERM reaches torchrun while rank 0 evaluates for longer than torchrun's shutdown timeout
+    (here 2 s through TORCH_ELASTIC_SHUTDOWN_TIMEOUT, standing for its default 30 s): the ranks must
+    not be SIGKILLed. Rank 0 finishes the evaluation, checkpoints, and the run ends interrupted; the
+    resume then gives the very numbers of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.events import EvalFinished
+
+    path = _manifest(tmp_path)
+    mark = tmp_path / "evaluating"
+    support = Path(__file__).resolve().parents[1] / "support"
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(support / "slow_eval"), os.environ.get("PYTHONPATH", "")]),
+        LMC_SLOW_EVAL_EPOCH="1",
+        LMC_SLOW_EVAL_S="8",
+        LMC_SLOW_EVAL_MARK=str(mark),
+        TORCH_ELASTIC_SHUTDOWN_TIMEOUT="2",
+    )
+    with open(tmp_path / "cli.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.entry", "--manifest", str(path), "run", "pre"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        deadline = time.time() + 240
+        while not mark.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), (tmp_path / "cli.log").read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(240)
+    run = RunStore(tmp_path / "runs").latest("pre")
+    st = run.status()
+    assert st["status"] == "interrupted", (st, (run.path / "launcher.log").read_text()[-3000:])
+    assert run.last_checkpoint() is not None and run.last_checkpoint().name == "step-00000008"
+
+    proc = run_cli(path, "run", "pre", "--resume", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert run.status()["status"] == "finished"
+    (tmp_path / "ref").mkdir()
+    ref = tmp_path / "ref" / "runs"
+    ref_path = write_manifest(tmp_path / "ref", manifest_text(ref, DDP))
+    assert run_cli(ref_path, "run", "pre", timeout=300).returncode == 0
+    ref_run = RunStore(ref).latest("pre")  # the uninterrupted run
+
+    def numbers(r):
+        steps = [(e.step, e.loss, e.learning_rate) for e in r.events() if isinstance(e, StepLogged)]
+        return steps, [(e.epoch, e.metrics) for e in r.events() if isinstance(e, EvalFinished)]
+
+    assert numbers(run) == numbers(ref_run)
+
+
+def test_a_launcher_resume_from_the_queue_checks_the_manifest_first(tmp_path, monkeypatch):
+    """The queue resumes with resume_flag (the ranks skip the check): the parent refuses a changed
+    manifest before anything is launched, as a foreground resume does."""
+    import dataclasses
+
+    from engine.job import runner
+    from engine.job.runner import run_experiment
+    from engine.files import atomic_write_json
+
+    m = load(_manifest(tmp_path))
+    store = RunStore(m.runs_dir)
+    run = store.create("pre", m.get("pre").to_dict())
+    atomic_write_json(run.path / "status.json", {"status": "interrupted", "reason": ""})
+    changed = dataclasses.replace(m, experiments=(dataclasses.replace(m.get("pre"), learning_rate=5e-4),))
+
+    def no_launch(*a, **k):
+        raise AssertionError("launched despite the changed manifest")
+
+    monkeypatch.setattr(runner.subprocess, "Popen", no_launch)
+    run_experiment(changed, "pre", run=run, resume_flag=True, store=store)
+    st = run.status()
+    assert st["status"] == "failed"
+    assert "the manifest changed since this run started: learning_rate 0.001 -> 0.0005" in st["reason"]
+
+
+def test_a_failed_rank_names_its_own_reason_and_hint(tmp_path, monkeypatch):
+    """Rank 1 ran out of memory: the run's reason and hint are its, not "exited with code 1, see launcher.log"."""
+    import sys
+
+    from engine.job import runner
+    from engine.job.runner import run_experiment
+
+    m = load(_manifest(tmp_path))
+    run = RunStore(m.runs_dir).create("pre", m.get("pre").to_dict())
+    (run.path / "rank-3.failure.json").write_text('{"reason": "rank 3: from an earlier attempt", "hint": ""}')
+    # the launcher stands in for torchrun: rank 1 records its failure, then the job exits with code 1
+    code = (
+        "import sys; from pathlib import Path; from engine.store.runs import Run; "
+        "from engine.job.runner import record_rank_failure; "
+        f"record_rank_failure(Run(Path({str(run.path)!r})), 1, RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')); "
+        "sys.exit(1)"
+    )
+    monkeypatch.setattr(runner, "launcher_command", lambda *a: [sys.executable, "-c", code])
+    run_experiment(m, "pre", run=run)
+    st = run.status()
+    assert st["status"] == "failed"
+    assert st["reason"].startswith("rank 1: out of memory: CUDA out of memory"), st
+    assert "lower batch_size" in st["reason"]

@@ -389,7 +389,9 @@ def _check_gpu_invariants(qf, store, launcher, gpus=(0, 1, 2, 3)):
             assert len(e.devices) == e.gpus
     free = len(gpus) - len(held)
     waiting = [e for e in state.jobs if st[e.id][0] == "queued"]
-    assert all(e.gpus > free for e in waiting), (free, waiting)  # no GPU idles while a fitting job waits
+    if waiting:  # no GPU idles while a fitting job waits, except those held for the oldest waiting job
+        assert waiting[0].gpus > free, (free, waiting)
+        assert all(e.gpus > 0 for e in waiting[1:]), waiting  # the free GPUs are held for it
     return held
 
 
@@ -409,7 +411,7 @@ def test_scheduler_with_four_injected_gpus_never_over_subscribes(tmp_path, seed)
         rng = random.Random(seed)
         advance(qf, m, launcher)
         held = _check_gpu_invariants(qf, store, launcher)
-        assert sorted(held) == [0, 1, 2, 3]  # 2 + 1 + 1 (the 2-GPU j2 waits, j3 and j4 backfill)
+        assert sorted(held) == [0, 1, 2]  # 2 + 1: GPU 3 is held for the 2-GPU j2; j3 and j4 wait behind it
         for _ in range(20):
             state = qf.read()
             st = statuses(state, store, launcher.alive)
@@ -443,12 +445,12 @@ def test_job_processes_get_disjoint_cuda_visible_devices(tmp_path, process_jobs)
         return out
 
     try:
-        assert _wait(lambda: len(seen()) == 3, 30), seen()
+        assert _wait(lambda: len(seen()) == 2, 30), seen()
         got = seen()
-        assert set(got) == {"j0", "j1", "j3"}  # j2 needs 2 and waits; j3 fits the last free GPU
+        assert set(got) == {"j0", "j1"}  # j2 needs 2 and waits, GPU 3 held for it; j3 waits behind it
         devices = [d for v in got.values() for d in v.split(",")]
-        assert sorted(devices) == ["0", "1", "2", "3"] and len(got["j0"].split(",")) == 2
-        assert [j.status for j in q.jobs].count("running") == 3
+        assert sorted(devices) == ["0", "1", "2"] and len(got["j0"].split(",")) == 2
+        assert [j.status for j in q.jobs].count("running") == 2
     finally:
         gate.write_text("go")
     assert _wait(lambda: [j.status for j in q.refresh()] == ["finished"] * 6, 60), [
@@ -457,9 +459,28 @@ def test_job_processes_get_disjoint_cuda_visible_devices(tmp_path, process_jobs)
 
 
 def test_assign_gpus_backfills_and_respects_slots():
-    assert assign_gpus([(1, 2), (2, 2), (3, 1)], [0, 1, 2], 5) == {1: [0, 1], 3: [2]}
+    assert assign_gpus([(1, 2), (2, 1), (3, 1)], [0, 1, 2, 3], 5) == {1: [0, 1], 2: [2], 3: [3]}
+    assert assign_gpus([(1, 2), (2, 2), (3, 1)], [0, 1, 2, 3], 5, total=4) == {1: [0, 1], 2: [2, 3]}
+    # a job that could never start (8 GPUs of 4) holds nothing
     assert assign_gpus([(1, 1), (2, 1)], [3, 0], 1) == {1: [0]}
+    assert assign_gpus([(1, 8), (2, 1)], [0, 1, 2], 5, total=4) == {2: [0]}
     assert assign_gpus([(1, 0), (2, 0)], [], 2) == {1: [], 2: []}  # CPU jobs need no GPU
+
+
+def test_assign_gpus_holds_gpus_for_the_oldest_waiting_job():
+    """A stream of 1-GPU jobs must not starve a 2-GPU job: the free GPU is held for it, not backfilled."""
+    assert assign_gpus([(1, 2), (2, 1)], [3], 5, total=4) == {}
+    assert assign_gpus([(1, 2), (2, 1), (3, 0)], [0, 3], 5, total=4) == {1: [0, 3], 3: []}
+    assert assign_gpus([(1, 2), (2, 1), (3, 0)], [3], 5, total=4) == {3: []}  # CPU jobs still start
+    assert assign_gpus([(1, 4), (2, 1)], [0, 1, 2], 5, total=4) == {}
+
+
+def test_job_environment_numbers_gpus_in_pci_bus_order(monkeypatch):
+    """The scheduler's (and NVML's) indices are PCI bus order; CUDA's default is fastest first."""
+    from engine.queue.gpus import job_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    assert job_env([1], 1) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "5"}
 
 
 def test_job_gets_cuda_visible_devices_of_its_gpus(monkeypatch):

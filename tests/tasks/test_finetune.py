@@ -125,3 +125,22 @@ def test_class_names_come_from_a_classlabel_column():
     assert class_names(ds, "label", 2) == ["negative", "positive"]  # GLUE sst2's names
     plain = datasets.Dataset.from_dict({"sentence": ["bad"], "label": [0]})
     assert class_names(plain, "label", 2) is None and class_names(ds, "label", 3) is None
+
+
+def test_predict_gives_each_rows_label_and_probability():
+    """One host copy per batch: still each row's argmax and its softmax probability, in the rows' order."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from engine.tasks.classify import predict
+
+    def model(input_ids, attention_mask):
+        n = attention_mask.sum(-1).float()  # a row's length decides its logits
+        return SimpleNamespace(logits=torch.stack([n, 5 - n], dim=-1))
+
+    rows = [[1, 2, 3], [4], [5, 6, 7, 8], [9, 9]]
+    preds, probs = predict(model, rows, pad=0, batch_size=3, device=torch.device("cpu"))
+    assert preds == [0, 1, 0, 1]
+    want = [torch.tensor([float(len(r)), 5.0 - len(r)]).softmax(-1).max().item() for r in rows]
+    assert probs == want

@@ -292,3 +292,21 @@ def test_pause_resume_cancel_and_resume_continuity(tmp_path):
     ref_ppl = ref.read_table("epochs").column("mlm_perplexity")
     got_ppl = table.column("mlm_perplexity")
     assert got_ppl == pytest.approx(ref_ppl, rel=1e-3)
+
+
+def test_a_half_precision_checkpoint_trains_with_fp32_weights(tmp_path):
+    """transformers 5 loads a checkpoint in its stored dtype by default: training needs fp32 master weights."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import BertForPreTraining
+
+    from engine.models.presets import preset_config
+    from engine.tasks.common import TaskInputs
+    from engine.tasks.pretrain import pretraining_model
+
+    BertForPreTraining(preset_config("bert-micro", vocab_size=64)).to(torch.float16).save_pretrained(tmp_path)
+    exp = SimpleNamespace(seed=0, max_seq_length=32, name="pre")
+    inputs = TaskInputs(exp=exp, mirror="", source=SimpleNamespace(path=str(tmp_path)), kind="pretrained")
+    model = pretraining_model(inputs, tok=[0] * 64)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -65,3 +65,97 @@ def test_bf16_pretraining_on_cpu_learns(tmp_path):
     assert any("autocast torch.bfloat16" in getattr(e, "message", "") for e in run.events())
     ppl = run.read_table("epochs").column("mlm_perplexity")
     assert ppl[-1] < 0.7 * ppl[0]
+
+
+# -- GPU precision paths, exercised on the CPU -------------------------------------------------
+# fp16 autocast and torch.amp.GradScaler run on the CPU too, so the scaler path is the real one;
+# the GPU's bf16 support and TF32 switches are torch.cuda facts, faked here.
+
+
+def test_fp16_scales_the_loss_so_small_gradients_do_not_underflow(tmp_path):
+    """A loss of ~1e-9: its fp16 gradients are 0 without scaling (the weights never move), not with it."""
+    from support.toyloop import ToyTask, toy_context, train_toy
+
+    task = ToyTask(scale=1e-9)
+    before = [p.detach().clone() for p in task.model.parameters()]
+    ctx = toy_context(tmp_path, save_steps=4)
+    train_toy(ctx, task, amp_dtype=torch.float16)
+    moved = [float((p.detach() - b).abs().max()) for p, b in zip(task.model.parameters(), before)]
+    assert all(m > 1e-3 for m in moved), moved  # Adam moves each weight by ~lr once its gradient is not 0
+    # the scale is training state: checkpointed with the optimizer, and restored on resume
+    extra = torch.load(ctx.run.last_checkpoint() / "optimizer.pt", weights_only=True)
+    assert extra["scaler"]["scale"] > 1.0
+
+
+def test_fp16_scaler_state_is_restored_on_resume(tmp_path):
+    from support.toyloop import ToyTask, toy_context, train_toy
+
+    from engine.train.loop import load_checkpoint, make_optimizer, make_scaler, make_schedule
+
+    ctx = toy_context(tmp_path, save_steps=4)
+    train_toy(ctx, ToyTask(scale=1e-9), amp_dtype=torch.float16)
+    path = ctx.run.last_checkpoint() / "optimizer.pt"
+    extra = torch.load(path, weights_only=True)
+    extra["scaler"]["scale"] = 512.0  # as if overflows had lowered it from the initial 65536
+    torch.save(extra, path)
+    model = ToyTask().model
+    opt = make_optimizer(model, ctx.exp, CPU)
+    scaler = make_scaler(torch.float16, CPU)
+    load_checkpoint(ctx.run.last_checkpoint(), model, opt, make_schedule(opt, 0, 8), scaler=scaler)
+    assert scaler.get_scale() == 512.0
+
+
+def test_no_scaler_for_bf16_and_fp32():
+    from engine.train.loop import make_scaler
+
+    assert make_scaler(torch.bfloat16, CPU) is None and make_scaler(None, CPU) is None
+    assert make_scaler(torch.float16, CPU) is not None
+
+
+def _fake_gpu(monkeypatch, native_bf16: bool):
+    def is_bf16_supported(including_emulation: bool = True) -> bool:
+        return native_bf16 or including_emulation  # a pre-Ampere GPU emulates bf16
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-32GB")
+
+
+def test_auto_precision_never_picks_emulated_bf16_on_a_gpu(monkeypatch):
+    gpu = torch.device("cuda", 0)
+    _fake_gpu(monkeypatch, native_bf16=False)
+    assert autocast_dtype("auto", gpu) is None
+    with pytest.raises(JobError) as e:
+        autocast_dtype("bf16", gpu)
+    assert "V100" in e.value.reason and "emulated" in e.value.reason and "fp16" in e.value.hint
+    assert autocast_dtype("fp16", gpu) is torch.float16
+    _fake_gpu(monkeypatch, native_bf16=True)
+    assert autocast_dtype("auto", gpu) is torch.bfloat16 and autocast_dtype("bf16", gpu) is torch.bfloat16
+
+
+def test_tf32_only_when_precision_allows_it(monkeypatch):
+    from engine.train.loop import configure_backend
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    gpu = torch.device("cuda", 0)
+    configure_backend(gpu, "auto")
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    configure_backend(gpu, "fp32")  # true fp32 asked for: an earlier job's TF32 is switched off
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
+def test_fp16_overflowed_steps_do_not_make_the_logged_grad_norm_inf(tmp_path):
+    """A large loss overflows the scaled fp16 gradients at first: the scaler skips those steps and lowers
+    its scale; the logged gradient norm stays finite."""
+    import math
+
+    from support.toyloop import ToyTask, toy_context, train_toy
+
+    from engine.events import StepLogged
+
+    ctx = toy_context(tmp_path, max_grad_norm=1.0, logging_steps=8, epochs=2)
+    train_toy(ctx, ToyTask(scale=10.0), amp_dtype=torch.float16)
+    norms = [e.grad_norm for e in ctx.run.events() if isinstance(e, StepLogged)]
+    assert all(math.isfinite(n) for n in norms) and norms[-1] > 0, norms
+    extra = torch.load(ctx.run.last_checkpoint() / "optimizer.pt", weights_only=True)
+    assert extra["scaler"]["scale"] < 65536.0  # overflows happened and were handled

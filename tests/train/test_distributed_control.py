@@ -1,0 +1,93 @@
+"""Control under DDP: rank 0's decisions reach the other ranks every CONTROL_EVERY steps (a broadcast is a
+host sync), and a pause sends heartbeats, so no collective waits out the pause (its timeout is bounded).
+
+One process in a gloo group stands for rank 0 of a distributed job: the loop takes its distributed path.
+"""
+
+import threading
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+from support.toyloop import ToyTask, toy_context, train_toy
+
+from engine.errors import Cancelled
+from engine.train import loop
+
+
+@pytest.fixture
+def group(tmp_path, monkeypatch):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    codes: list[int] = []
+    real = dist.broadcast
+
+    def broadcast(tensor, src, *a, **k):
+        out = real(tensor, src, *a, **k)
+        codes.append(int(tensor[0]))
+        return out
+
+    monkeypatch.setattr(dist, "broadcast", broadcast)
+    yield codes
+    dist.destroy_process_group()
+
+
+def test_control_is_broadcast_every_few_steps_not_every_step(tmp_path, group):
+    ctx = toy_context(tmp_path, epochs=2, save_steps=2)
+    result = train_toy(ctx, ToyTask())
+    assert result["global_step"] == 16 and result["world_size"] == 1
+    assert len(group) == 16 // loop.CONTROL_EVERY  # before steps 1 and 9 (8 per epoch)
+    # save_steps needs no broadcast: every rank counts steps
+    assert [p.name for p in ctx.run.checkpoints_newest_first()][:2] == ["step-00000016", "step-00000014"]
+
+
+def test_a_cancel_still_arrives(tmp_path, group):
+    ctx = toy_context(tmp_path, epochs=2)
+    ctx.run.request("cancel")
+    with pytest.raises(Cancelled):
+        train_toy(ctx, ToyTask())
+    assert ctx.run.last_checkpoint() is not None
+
+
+def test_a_pause_sends_heartbeats_to_the_other_ranks(tmp_path, group):
+    ctx = toy_context(tmp_path, epochs=1)
+    ctx.run.request("pause")
+    threading.Timer(2.5, lambda: ctx.run.request("resume")).start()
+    t0 = time.monotonic()
+    train_toy(ctx, ToyTask())
+    assert time.monotonic() - t0 >= 2.5
+    assert group.count(loop.PAUSED) >= 2 and group[-1] != loop.PAUSED  # then the decision itself
+
+
+def test_logged_parts_are_every_ranks_mean_and_memory_their_maximum():
+    """Rank 0's view of a two-rank window: the other rank (faked in the reductions) had parts 3.0 and 9000 MiB."""
+    from types import SimpleNamespace
+
+    from engine.events import StepLogged
+
+    class TwoRanks:
+        world = 2
+
+        def sum_(self, t):
+            other = t.clone()
+            other[0], other[3], other[4] = 3.0, 9000.0, 3.0  # the other rank's loss, memory, part "mlm"
+            return t + other
+
+        def max_(self, t):
+            return torch.maximum(t, torch.tensor([9000.0], dtype=t.dtype))
+
+    events = []
+    exp = SimpleNamespace(max_grad_norm=0.0)
+    ctx = SimpleNamespace(exp=exp, emit=events.append)
+    scheduler = SimpleNamespace(get_last_lr=lambda: [1e-3])
+    lp = SimpleNamespace(
+        ctx=ctx, dist=TwoRanks(), device=torch.device("cpu"), scheduler=scheduler, step=1, total_steps=2,
+        session_t0=time.perf_counter(), session_steps=1,
+    )
+    window = loop.Window(torch.device("cpu"))
+    window.add_step(torch.tensor(1.0), {"mlm": torch.tensor(1.0)})
+    window.steps = 1
+    loop.log_window(lp, window, 0.5)
+    (logged,) = [e for e in events if isinstance(e, StepLogged)]
+    assert logged.loss == 2.0 and logged.parts == {"mlm": 2.0}
+    assert logged.memory_mb == 9000.0
