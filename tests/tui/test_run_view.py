@@ -179,6 +179,28 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
     drive(go())
 
 
+def test_tables_tab_at_80_columns_shows_every_count(tmp_path):
+    """A parameter table's long module names are shortened, never its numbers: every count and
+    subtotal is on screen at 80x24; right (or enter) moves from the table list into the table."""
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_runs_row(app, pilot, PARAMS)
+            view = screen.query_one(TableView)
+            assert await wait_for(pilot, lambda: view.table is not None and view.table.name == "params_base")
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            for count in ("64,000", "32,768", "4,096", "8,192", "16,384", "141,824"):
+                assert count in text, (count, text)
+            assert "trainable" in text and "…tention.self.query.weight" in text  # a dotted name keeps its end
+            screen.query_one(OptionList).focus()
+            await pilot.press("right")
+            assert app.focused is view.query_one(DataTable)
+
+    drive(go())
+
+
 def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

@@ -98,3 +98,12 @@ def test_compare_two_tasks(snap_compare, tmp_path, tab):
     runs = write_task_runs(tmp_path / "runs")
     screen = CompareScreen([runs["classify"], runs["qa"]])
     assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, screen, [tab]))
+
+
+def test_tables_tab(snap_compare, tmp_path):
+    """An inspect run's parameter table at 80x24: every count whole, the module names shortened."""
+    from support.fakes import write_run
+
+    app = make_app(tmp_path)
+    run = write_run(tmp_path / "runs", "demo-params", "20260101-090000-000000-abcd", task="inspect", params=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, RunScreen(run=run)))

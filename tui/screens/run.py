@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.status import ACTIVE
@@ -25,7 +25,7 @@ from ..metricinfo import headline, higher_is_better
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.plots import CurvePlot, Series
 from ..widgets.results import ResultsTable, details_text, results_rows
-from ..widgets.tables import TableView
+from ..widgets.tables import TableList, TableView
 from .base import ConsoleScreen, CurveViewKeys, last_failure
 
 TAB_IDS = ("curves", "results", "tables", "log")
@@ -95,8 +95,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                     with VerticalScroll(id="results-extra-box"):
                         yield Static("", id="results-extra")
             with TabPane("3 Tables", id="tables"):
-                with Horizontal():
-                    yield OptionList(id="table-list")
+                # the list above the table: the table gets the whole width (its numbers never cut)
+                with Vertical():
+                    yield TableList(id="table-list")
                     yield TableView(id="table-view")
             with TabPane("4 Log", id="log"):
                 yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
