@@ -197,6 +197,8 @@ def test_tables_tab_at_80_columns_shows_every_count(tmp_path):
             screen.query_one(OptionList).focus()
             await pilot.press("right")
             assert app.focused is view.query_one(DataTable)
+            await pilot.press("left")
+            assert app.focused is screen.query_one(OptionList)
 
     drive(go())
 
@@ -272,6 +274,47 @@ def test_help_and_command_palette(tmp_path):
             assert "Run experiment baseline" in screen_text(app)
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: [j.experiment for j in app.queue.jobs] == ["baseline"])
+
+    drive(go())
+
+
+def test_help_lists_each_key_once_and_every_palette_entry_has_a_description(tmp_path):
+    """The help is generated from the bindings: within a screen each key and each action appears
+    once (no `K/J Move up/down` beside `J Move down`), a long line wraps in its own column; the
+    palette lists the main screen's actions from any tab, each with what it does (not its key)."""
+    from tui.commands import ConsoleCommands
+    from tui.screens.help import sections
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            titles = set()
+            for title, rows in sections(app):
+                titles.add(title)
+                keys = [k for row_keys, _ in rows for k in row_keys.split(" / ")]
+                assert len(keys) == len(set(keys)), (title, keys)
+                whats = [what for _, what in rows]
+                assert len(whats) == len(set(whats)), (title, whats)
+                assert all(what for what in whats), title
+            jobs = dict(next(rows for t, rows in sections(app) if t == "Jobs"))
+            assert jobs["K / shift+↑"].startswith("Move up") and jobs["J / shift+↓"].startswith("Move down")
+            await pilot.press("question_mark")
+            box = [ln for ln in screen_text(app).splitlines() if "│" in ln]
+            for line in box:
+                inner = line.split("│")[1].rstrip()
+                body = inner[1:]  # the dialog's padding
+                assert not body or body.startswith("  ") or body.split("  ")[0].strip() in titles | {
+                    "lmconsole keys",
+                    "Jobs run in their own processes: quitting leaves them going; any console or",
+                } or body.startswith("`lmconsole queue"), line
+            await pilot.press("escape", "4")  # the System tab: nothing of the Jobs pane has focus
+            commands = ConsoleCommands(app.screen)._commands()
+            for title, help_text, _ in commands:
+                assert help_text and not help_text.startswith("key "), (title, help_text)
+            titles = [t for t, _, _ in commands]
+            assert "Pause/resume (p) in jobs" in titles and "Run (r) in experiments" in titles, titles
+            assert len(titles) == len(set(titles)), titles
 
     drive(go())
 

@@ -44,21 +44,33 @@ def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
 
 class RunScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("1", "tab('curves')", "Curves", show=False),
-        Binding("2", "tab('results')", "Results", show=False),
-        Binding("3", "tab('tables')", "Tables", show=False),
-        Binding("4", "tab('log')", "Log", show=False),
-        Binding("p", "control('pause')", "Pause"),  # p again resumes (in ? help); short: ? must fit at 80 columns
-        Binding("c", "control('cancel')", "Cancel"),
-        Binding("R", "control('retry')", "Resume"),
-        Binding("e", "export", "Export"),
-        Binding("m", "next_metric", "Metric"),
+        Binding("escape", "back", "Back", tooltip="back to the list"),
+        Binding("1", "tab('curves')", "Curves", show=False, tooltip="loss, learning rate and the evaluation metric"),
+        Binding("2", "tab('results')", "Results", show=False, tooltip="each evaluation's metrics (left/right scroll)"),
+        Binding("3", "tab('tables')", "Tables", show=False, tooltip="the run's tables (right: into the table)"),
+        Binding("4", "tab('log')", "Log", show=False, tooltip="the run's log lines"),
+        # short descriptions: the footer must keep ? at 80 columns
+        Binding("p", "control('pause')", "Pause", tooltip="the run holds at its next step; p again resumes"),
+        Binding("c", "control('cancel')", "Cancel", tooltip="asks first; the run saves a checkpoint"),
+        Binding(
+            "R",
+            "control('retry')",
+            "Resume",
+            tooltip="a failed, cancelled or interrupted run goes on from its checkpoint",
+        ),
+        Binding("e", "export", "Export", tooltip="the table shown, or all the run's tables"),
+        Binding("m", "next_metric", "Metric", tooltip="the evaluation panel's next metric"),
         *CurveViewKeys.VIEW_BINDINGS,
-        Binding("v", "next_series", "Series", show=False),
-        Binding("g", "next_system", "System", show=False),
-        Binding("enter", "details", "Traceback", show=False),
-        Binding("u", "push", "Push", show=False),
+        Binding("v", "next_series", "Series", show=False, tooltip="loss panel: total loss, each part, all together"),
+        Binding(
+            "g",
+            "next_system",
+            "System",
+            show=False,
+            tooltip="small panel: learning rate, then each CPU/RAM/GPU figure sampled",
+        ),
+        Binding("enter", "details", "Traceback", show=False, tooltip="a failed run: its traceback"),
+        Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)

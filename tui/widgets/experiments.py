@@ -40,8 +40,8 @@ class ExperimentsPane(TablePane):
     FILTER_HINT = "filter experiments: name, task, model, data (enter: keep, esc: clear)"
 
     BINDINGS = [
-        Binding("r", "run", "Run"),
-        Binding("space", "mark", "Mark"),
+        Binding("r", "run", "Run", tooltip="queue the experiment (or the marked ones), dependencies first"),
+        Binding("space", "mark", "Mark", tooltip="mark the experiment, to run several at once"),
         *TablePane.FILTER_BINDINGS,
     ]
 

@@ -75,12 +75,24 @@ def fill(table: DataTable, columns, rows, keys=None, width: int | None = None) -
 
 
 class TableList(OptionList):
-    """The run's tables by name; right or enter moves into the table shown."""
+    """The run's tables by name; right moves into the table shown (left at its first column comes back)."""
 
-    BINDINGS = [Binding("right,enter", "into_table", "Table", show=False)]
+    BINDINGS = [Binding("right", "into_table", "Into the table", show=False, tooltip="move into the table shown")]
 
     def action_into_table(self) -> None:
         self.screen.query_one(TableView).query_one(DataTable).focus()
+
+
+class TableGrid(DataTable):
+    """The table shown; left, with nothing more to its left, goes back to the list of tables."""
+
+    def action_cursor_left(self) -> None:
+        if self.scroll_x == 0 and (self.cursor_type == "row" or self.cursor_column == 0):
+            lists = self.screen.query(TableList)
+            if lists:
+                lists.first().focus()
+                return
+        super().action_cursor_left()
 
 
 class TableView(Vertical):
@@ -99,7 +111,7 @@ class TableView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="table-title")
-        yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield TableGrid(cursor_type="row", zebra_stripes=True)
         yield Static("", classes="table-notes")
 
     def _width(self) -> int:
