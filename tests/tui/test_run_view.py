@@ -203,6 +203,30 @@ def test_tables_tab_at_80_columns_shows_every_count(tmp_path):
     drive(go())
 
 
+def test_failed_and_inspect_runs_never_promise_data_yet(tmp_path):
+    """A run that has ended (or an inspect run, which trains nothing) says why there is no data,
+    never "yet": nothing more will come."""
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            for row, says in (
+                (FINETUNE_FAILED, ("2", "no final results: the run failed")),
+                (PARAMS, ("1", "none (inspect run)")),
+            ):
+                await open_runs_row(app, pilot, row)
+                for tab in ("1", "2"):
+                    await pilot.press(tab)
+                    await pilot.pause(0.2)
+                    text = screen_text(app)
+                    assert " yet" not in text, (row, tab, text)
+                    assert tab != says[0] or says[1] in text, (says, text)
+                await pilot.press("escape")
+                assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+
+    drive(go())
+
+
 def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
@@ -304,10 +328,17 @@ def test_help_lists_each_key_once_and_every_palette_entry_has_a_description(tmp_
             for line in box:
                 inner = line.split("│")[1].rstrip()
                 body = inner[1:]  # the dialog's padding
-                assert not body or body.startswith("  ") or body.split("  ")[0].strip() in titles | {
-                    "lmconsole keys",
-                    "Jobs run in their own processes: quitting leaves them going; any console or",
-                } or body.startswith("`lmconsole queue"), line
+                assert (
+                    not body
+                    or body.startswith("  ")
+                    or body.split("  ")[0].strip()
+                    in titles
+                    | {
+                        "lmconsole keys",
+                        "Jobs run in their own processes: quitting leaves them going; any console or",
+                    }
+                    or body.startswith("`lmconsole queue")
+                ), line
             await pilot.press("escape", "4")  # the System tab: nothing of the Jobs pane has focus
             commands = ConsoleCommands(app.screen)._commands()
             for title, help_text, _ in commands:

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
-from engine.status import ACTIVE
+from engine.status import ACTIVE, ENDED
 from engine.store.follow import RunFeed
 from engine.study.export import export_runs, export_table
 
@@ -211,6 +211,13 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self._draw_log(state)
 
     def _draw_curves(self, state) -> None:
+        if self._none_coming(state):  # short: a plot drops a title wider than its canvas
+            inspect = self.feed.run is not None and self.feed.run.config().get("task") == "inspect"
+            empty = f"none ({'inspect run' if inspect else state.status})"
+        else:
+            empty = "no data yet"
+        for plot in self.query(CurvePlot):
+            plot.empty = empty
         steps = state.steps
         key = (len(steps), steps[-1].step if steps else None)
         loss = [Series("loss", *step_series(steps, "loss"))]
@@ -269,6 +276,18 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         if not n:
             self.say("no system samples in this run yet (a job records CPU/RAM/GPU about every 30 s)")
 
+    def _none_coming(self, state) -> str:
+        """Why no more data will come to this run ("" while some may): an inspect run trains
+        nothing, an ended run adds nothing; "yet" would promise what never comes."""
+        run = self.feed.run
+        if run is not None and run.config().get("task") == "inspect":
+            return "an inspect run trains nothing (its tables: 3)"
+        if state.status in ENDED:
+            return f"the run {state.status}" if state.status != "finished" else "the run recorded none"
+        if state.status == "interrupted":
+            return "the run was interrupted (R resumes it)"
+        return ""
+
     def _draw_results(self, state) -> None:
         self._evals_seen = len(state.evals)
         table = self.query_one("#results-table", DataTable)
@@ -294,13 +313,17 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         line = headline(task, state.results, evals[0].metrics if evals else None) if state.results else ""
         if not line and evals:
             line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ACTIVE else ""
-        self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
+        why = self._none_coming(state)
+        self.query_one("#results-headline", Static).update(
+            Text(line or (f"no final results: {why}" if why else "no final results yet"))
+        )
         extra = details_text(evals, state.results, texts)
         flags = self._flags(state)
         if flags:  # degenerate results (engine.metrics.flags), above everything else
             extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows and not texts:
-            extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
+            empty = f"no evaluation results: {why}" if why else "no evaluation results yet"
+            extra = empty + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
         self.query_one("#results-extra-box").display = bool(extra)
 

@@ -153,6 +153,7 @@ class CurvePlot(PlotextPlot):
         self.best: str = ""  # "min" / "max": mark the best point in the title
         self.stats = ""  # the title's statistics, for tests
         self.legend = True  # False where the screen shows the series' markers and labels itself
+        self.empty = "no data yet"  # the title without data; a screen says why when none will come
 
     def show(self, series: list[Series], title: str | None = None, key=None, best: str = "") -> None:
         if key is not None and key == self._key:
@@ -192,7 +193,7 @@ class CurvePlot(PlotextPlot):
         # plotext drops a title wider than its canvas (the width less the y tick labels)
         width = width - TICK_ROOM
         if not shown:
-            return f"{self.title}: no data yet"
+            return f"{self.title}: {self.empty}"
         name = self.title + (", log" if self.log_y else "")
         if self.smoothing:
             name += f" ema {self.smoothing:g}"
