@@ -155,3 +155,45 @@ def test_summaries_and_formatting(tmp_path):
     assert progress_text(step, active=False) == "step 20/168 11%"
     failed = FeedState(status="failed", reason="RuntimeError: boom", last_step=step)
     assert status_line(failed).startswith("✗ failed: RuntimeError: boom · step 20/168")
+
+
+def test_status_line_fits_one_line_and_a_paused_run_has_no_eta():
+    """At 80 columns the run view's status line is one line: the memory, throughput, device and
+    epoch give way, the status, step and ETA stay; a paused run shows no ETA (it is not moving)."""
+    from dataclasses import replace
+
+    from engine.events import StepLogged
+    from engine.store.follow import FeedState
+
+    step = StepLogged(
+        step=20,
+        total_steps=168,
+        epoch=0.48,
+        loss=2.0,
+        learning_rate=1e-4,
+        eta_s=218.0,
+        tokens_per_s=5000.0,
+        memory_mb=12345.0,
+    )
+    state = FeedState(status="running", last_step=step, device="cuda:0 bf16 (NVIDIA H100 80GB HBM3)")
+    full = status_line(state)
+    assert len(full) > 78 and "ETA 3m38s" in full
+    fitted = status_line(state, 78)
+    assert len(fitted) <= 78 and "step 20/168 (11%)" in fitted and "ETA 3m38s" in fitted, fitted
+    assert "ETA" not in status_line(replace(state, status="paused"))
+
+
+def test_pause_resume_and_cancel_show_in_the_log():
+    """The Log tab reads the feed's log lines: a pause, its resume and a cancel are among them."""
+    from engine.events import LogEmitted, MetricStore, StatusChanged
+
+    store = MetricStore()
+    for status in ("running", "paused", "running", "cancelled"):
+        store.emit(StatusChanged(status=status, reason="cancelled by request" if status == "cancelled" else ""))
+    store.emit(LogEmitted(level="info", message="checkpoint saved"))
+    assert [ev.message for ev in store.logs] == [
+        "paused",
+        "resumed",
+        "cancelled: cancelled by request",
+        "checkpoint saved",
+    ]

@@ -191,7 +191,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     def _apply(self, state, failure=None, seeds=None) -> None:
         self._polling = False
-        line = status_line(state)
+        bar = self.query_one("#run-status", StatusLine)
+        line = status_line(state, (bar.content_region.width or self.app.size.width - 2) if failure is None else None)
         if failure is not None and state.reason:
             line = line.replace(f": {state.reason}", "", 1)  # the reason is shown in full below
         self.query_one("#run-status", StatusLine).say(line, "error" if state.status == "failed" else "info")

@@ -67,7 +67,9 @@ class JobsPane(TablePane):
                 note = f"gpu {','.join(map(str, job.devices))} {note}".strip()
             # the phase of an ended job is stale, except where it failed
             phase = job.phase if job.active or job.status == "failed" else None
-            progress = progress_text(job.metrics.last_step, phase, job.active) if job.status != "queued" else ""
+            progress = (
+                progress_text(job.metrics.last_step, phase, job.status == "running") if job.status != "queued" else ""
+            )
             rows.append(
                 (
                     str(job.id),
