@@ -197,3 +197,21 @@ def test_pause_resume_and_cancel_show_in_the_log():
         "cancelled: cancelled by request",
         "checkpoint saved",
     ]
+
+
+def test_numbers_read_side_by_side_share_one_format():
+    """A results row writes every float with the same decimals (0.970 beside 0.972, 36.0 beside
+    40.2); ints, empty cells and numbers too large or small for decimals keep fmt_num's form."""
+    from engine.tables import fmt_same
+    from tui.widgets.results import results_rows
+    from support.fakes import TASK_EVAL
+    from engine.events import EvalFinished
+
+    assert fmt_same([0.97, 0.972, None, 0.48, 1]) == ["0.970", "0.972", "", "0.480", "1"]
+    assert fmt_same([69.6, 36.0, 40.2]) == ["69.6", "36.0", "40.2"]
+    assert fmt_same([1e-7, 0.5]) == ["1e-07", "0.5"]
+    evals = [EvalFinished(step=10 * e, epoch=e, split="validation", metrics=TASK_EVAL["classify"](e)) for e in (1, 2)]
+    _, rows, _ = results_rows(evals, {"final": {**evals[-1].metrics, "accuracy": 0.97}})
+    accuracy = next(r for r in rows if r[0] == "accuracy")
+    cells = [str(c) for c in accuracy[1:] if str(c)]
+    assert len({len(c.split(" ")[0].split(".")[1]) for c in cells}) == 1, cells

@@ -227,6 +227,28 @@ def test_failed_and_inspect_runs_never_promise_data_yet(tmp_path):
     drive(go())
 
 
+def test_qa_results_keep_the_metrics_on_screen_above_the_variants_note(tmp_path):
+    """SQuAD at 80x24: the long note of text-metric variants takes at most 4 lines below the table,
+    so the metrics down to best_f1 stay on screen; the headline names F1 at the best threshold."""
+    from support.fakes import write_task_runs
+
+    async def go():
+        app = make_app(tmp_path)
+        run = write_task_runs(tmp_path / "runs")["qa"]
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            screen = RunScreen(run=run)
+            app.push_screen(screen)
+            assert await wait_for(pilot, lambda: screen.state is not None)
+            await pilot.press("2")
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "best_f1" in text and "(best threshold 70.4)" in text, text
+            assert "text metric variants:" in text
+
+    drive(go())
+
+
 def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
