@@ -84,7 +84,7 @@ def cmd_verify(args, manifest) -> int:
     from engine.errors import VerifyError
     from engine.store.runs import RunStore
     from engine.study.report import select
-    from engine.study.verify import verify_run
+    from engine.study.verify import save_summary, verify_run
 
     store = RunStore(manifest.runs_dir)
     runs = []
@@ -107,7 +107,10 @@ def cmd_verify(args, manifest) -> int:
         except VerifyError as exc:
             print(f"FAIL {exc}")
             failed += 1
+            if run.status().get("status") == "finished":
+                save_summary(run, [], error=str(exc))
             continue
+        save_summary(run, checks)  # the study report states it
         for c in checks:
             total += 1
             failed += not c.ok
