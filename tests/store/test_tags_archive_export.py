@@ -122,6 +122,20 @@ def test_comparison_keeps_notes_out_of_value_columns(study, tmp_path):
     assert {"note", "eval_split"} <= set(info["key"])
 
 
+def test_exported_comparison_never_mixes_scales_in_a_row(workdir, tmp_path):
+    """A classifier's f1 (0-1) and SQuAD's f1 (0-100) get a row each, named with their scale."""
+    from support.fakes import write_task_runs
+
+    runs = write_task_runs(workdir / "runs")
+    folder = export_runs([runs["classify"], runs["qa"]], tmp_path / "x", ("csv", "md"))[0].parent
+    comp = pd.read_csv(folder / "comparison.csv").set_index("metric")
+    cls, qa = comp.columns
+    assert comp.loc["final.f1 (0-1)", cls] == pytest.approx(0.972) and pd.isna(comp.loc["final.f1 (0-1)", qa])
+    assert comp.loc["final.f1 (0-100)", qa] > 1 and pd.isna(comp.loc["final.f1 (0-100)", cls])
+    assert "final.f1" not in comp.index and "final.accuracy (0-1)" in comp.index
+    assert "final.f1 (0-100)" in (folder / "comparison.md").read_text()
+
+
 def test_export_marks_or_leaves_out_runs_still_training(study, capsys):
     store, (a, b, c) = study
     live = write_run(store.root, "pre", "20260104-100000-000000-dddd", status="running")
