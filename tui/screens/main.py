@@ -156,7 +156,8 @@ class MainScreen(ConsoleScreen):
         for job in self.app.queue.jobs:  # this console's jobs are fresher than the disk
             if not job.done or job.status == "blocked" or job.run is None:
                 statuses[job.experiment] = (job.status, job.reason)
-        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses)
+        finished = {r.run.experiment for r in self._rows if r.status == "finished"}
+        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses, finished)
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:
