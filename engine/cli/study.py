@@ -111,10 +111,12 @@ def cmd_verify(args, manifest) -> int:
                 save_summary(run, [], error=str(exc))
             continue
         save_summary(run, checks)  # the study report states it
+        bad = sum(not c.ok for c in checks)
+        print(f"{run.experiment}/{run.run_id}: {len(checks)} checks, {bad} mismatch(es)")
         for c in checks:
             total += 1
             failed += not c.ok
             if not (args.quiet and c.ok):
-                print(c.line())
+                print(c.short())
     print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
     return 1 if failed else 0

@@ -45,6 +45,14 @@ class Check:
         mark = "ok  " if self.ok else "FAIL"
         return f"{mark} {self.run} {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
 
+    def short(self) -> str:
+        """The check under its run's heading, in a line that fits 80 columns where it can: a
+        match shows its value once (a long one, such as the text metrics' variants, not at all)."""
+        if not self.ok:
+            return f"  FAIL {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
+        value = _show(self.reported)
+        return f"  ok   {self.metric} = {value}" if len(value) <= 40 else f"  ok   {self.metric} (matches)"
+
 
 def _show(v) -> str:
     return f"{v:.10g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)

@@ -104,8 +104,11 @@ def test_report_shows_each_table_once_states_verification_and_mixed_upstream_run
 
     folder, manifest, runs = study
     store = RunStore(manifest.runs_dir)
-    assert main(["--manifest", str(manifest.path), "verify", "demo-sst2"]) == 0
-    capsys.readouterr()
+    assert main(["--manifest", str(manifest.path), "verify", "demo-sst2", "demo-squad"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    long = [line for line in out if len(line) > 80 and not line.startswith("demo-")]
+    assert not long, long  # one line per check at 80 columns, each value once
+    assert any(line.startswith("demo-squad/") and "checks, 0 mismatch(es)" in line for line in out)
     report = build_report(store, manifest.names)
     tables = [(t.title, t.columns, t.rows) for sec in report.sections for t in sec.tables]
     assert len(tables) == len(set(tables)), [t[0] for t in tables if tables.count(t) > 1]
