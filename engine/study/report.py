@@ -256,12 +256,10 @@ def pretrain_section(run, facts, store) -> Section:
     return sec
 
 
-def _class_names(run, classes):
-    cfg = run.config()
-    if cfg.get("dataset_config") == "sst2" or "sst2" in str(cfg.get("dataset", "")):
-        names = {0: "negative", 1: "positive"}
-        return [f"{c} {names.get(c, '')}".strip() for c in classes]
-    return [f"class {c}" for c in classes]
+def _class_names(run, classes, names=None):
+    from engine.metrics.classification import class_labels
+
+    return class_labels(classes, names, run.config())
 
 
 def classify_section(run, facts, store) -> Section:
@@ -280,7 +278,7 @@ def classify_section(run, facts, store) -> Section:
     )
     cm, classes = final.get("confusion_matrix"), final.get("classes")
     if isinstance(cm, list) and classes:
-        names = _class_names(run, classes)
+        names = _class_names(run, classes, final.get("class_names"))
         rows = [
             [f"true {names[i]}"] + [facts.add(run, f"final.confusion_matrix.{i}.{j}", v) for j, v in enumerate(r)]
             for i, r in enumerate(cm)

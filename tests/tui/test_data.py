@@ -215,3 +215,15 @@ def test_numbers_read_side_by_side_share_one_format():
     accuracy = next(r for r in rows if r[0] == "accuracy")
     cells = [str(c) for c in accuracy[1:] if str(c)]
     assert len({len(c.split(" ")[0].split(".")[1]) for c in cells}) == 1, cells
+
+
+def test_console_and_report_name_classes_alike():
+    """One function names classes for the console's confusion matrix and the report's."""
+    from engine.metrics.classification import class_labels
+    from tui.widgets.results import class_labels as console_labels
+
+    sst2 = {"dataset": "embedded:sst2"}
+    assert class_labels([0, 1], None, sst2) == ["0 negative", "1 positive"]
+    assert class_labels([0, 1], ["neg", "pos"]) == ["0 neg", "1 pos"]
+    assert class_labels([0, 1, 2]) == ["class 0", "class 1", "class 2"]
+    assert console_labels({"classes": [0, 1]}, 2, sst2) == ["0 negative", "1 positive"]  # no class_names saved

@@ -318,7 +318,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self.query_one("#results-headline", Static).update(
             Text(line or (f"no final results: {why}" if why else "no final results yet"))
         )
-        extra = details_text(evals, state.results, texts)
+        config = self.feed.run.config() if self.feed.run is not None else None
+        extra = details_text(evals, state.results, texts, config)
         flags = self._flags(state)
         if flags:  # degenerate results (engine.metrics.flags), above everything else
             extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")

@@ -86,15 +86,15 @@ def confusion_text(matrix: list, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def class_labels(result: dict, n: int) -> list[str]:
-    names = result.get("class_names")
+def class_labels(result: dict, n: int, config: dict | None = None) -> list[str]:
+    """The classes as the report names them (``0 negative``): engine.metrics.classification.class_labels."""
+    from engine.metrics.classification import class_labels as labels
+
     classes = result.get("classes") or list(range(n))
-    if isinstance(names, list) and len(names) == n:
-        return [str(x) for x in names]
-    return [f"class {c}" for c in classes][:n]
+    return labels(classes, result.get("class_names"), config)[:n]
 
 
-def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
+def details_text(evals: list, results: dict, texts: dict[str, str], config: dict | None = None) -> str:
     """Below the table: the confusion matrix (labelled), other nested values, then long notes."""
     nested: dict = {}
     if evals:
@@ -113,7 +113,7 @@ def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
         where = "final" if source is not results else "last evaluation"
         parts.append(
             f"confusion matrix ({where}; rows true, columns predicted)\n"
-            + confusion_text(matrix, class_labels(scope, len(matrix)))
+            + confusion_text(matrix, class_labels(scope, len(matrix), config))
         )
     variants = nested.pop("variants", None)  # how the text metrics were computed: last, the longest note
     parts += [f"{k}: {compact_value(v)}" for k, v in nested.items()]
