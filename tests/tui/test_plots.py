@@ -79,3 +79,23 @@ def test_a_one_point_curve_draws():
         plot.series = [Series("accuracy", xs, ys)]
         plot._draw(60, 10)
         plot.plt.build()  # what the widget's render() does next
+
+
+def test_one_evaluation_gets_an_axis_from_zero_and_every_metric_title_keeps_best():
+    """One point at epoch 0 is drawn on 0..1 (no negative epochs); a long metric title at 80
+    columns keeps "best" (the extreme and then "last" give way first), for accuracy as for f1."""
+    from tui.widgets.plots import CurvePlot, Series
+
+    plot = CurvePlot("evaluation", xlabel="epoch")
+    plot.series = [Series("accuracy", [0], [0.5])]
+    plot._draw(78, 10)
+    ticks = plot.plt.build()
+    assert "-0." not in ticks, ticks
+    for metric in ("accuracy", "recall", "f1"):
+        plot = CurvePlot("evaluation", xlabel="epoch")
+        plot.best = "max"
+        plot.title = f"{metric} on validation (m: next)"  # as the run view names it
+        title = plot._title([Series(metric, list(range(12)), [0.4 + 0.05 * i for i in range(12)])], 80)
+        assert "best 0.950 @ep 11" in title and "last 0.950" in title, (metric, title)
+        narrow = plot._title([Series(metric, list(range(12)), [0.4 + 0.05 * i for i in range(12)])], 66)
+        assert "best 0.950 @ep 11" in narrow, (metric, narrow)

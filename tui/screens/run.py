@@ -243,7 +243,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             plot = self.query_one("#plot-metric", CurvePlot)
             plot.show(
                 [Series(self.metric, *eval_series(state.evals, self.metric))],
-                title=f"{self.metric} on {split} per epoch (m: next)",
+                title=f"{self.metric} on {split} (m: next)",  # per epoch: the x axis says so
                 key=(len(state.evals), self.metric),
                 best="" if better is None else "max" if better else "min",
             )
