@@ -61,7 +61,7 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
             text = screen_text(app)
             assert "step 20/20" in text and "4.0k tok/s" in text and "cpu, fp32 256 MB" in text
             assert "training loss" in text and "learning rate" in text and "no data yet" not in text
-            assert "mlm_perplexity on test per epoch" in text
+            assert "mlm_perplexity on test (m: next)" in text
             await pilot.press("m")
             assert screen.metric == "accuracy"  # next in line after the primary metric
             await pilot.press("2")
