@@ -261,6 +261,14 @@ class MetricStore:
                 if len(self.system) > self.max_points:
                     self.system = self.system[::2]
             elif isinstance(event, StatusChanged):
+                # a pause, its resume and a cancel are news in the log too (as `attach` prints them)
+                if event.status in ("paused", "cancelled") or (event.status == "running" and self.status == "paused"):
+                    what = "resumed" if event.status == "running" else event.status
+                    self.logs.append(
+                        LogEmitted(
+                            level="info", message=what + (f": {event.reason}" if event.reason else ""), time=event.time
+                        )
+                    )
                 self.status, self.reason = event.status, event.reason
             elif isinstance(event, JobFailed):
                 self.status, self.reason = "failed", event.reason

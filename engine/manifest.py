@@ -833,7 +833,63 @@ def parse_text(text: str, path: Path | str = "experiments.toml") -> Manifest:
             msg = msg[: m.start()].strip()
             raise ManifestError(path, [f"TOML syntax error at line {line}, column {col}: {msg}"]) from None
         raise ManifestError(path, [f"TOML syntax error: {msg}"]) from None
-    return parse_data(data, path)
+    try:
+        return parse_data(data, path)
+    except ManifestError as exc:
+        raise ManifestError(path, [with_line(text, p) for p in exc.problems]) from None
+
+
+_PROBLEM_AT = re.compile(r'^(?:experiment (\d+)(?: "[^"]*")?|settings)(?:\.([A-Za-z_][A-Za-z0-9_]*))?')
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z_]+)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def with_line(text: str, problem: str) -> str:
+    """``problem`` (``experiment 3 "x".lr: ...``, ``settings.gpus: ...``) prefixed with the line of
+    the manifest it is about: the key's line in that table, else the table's header line."""
+    m = _PROBLEM_AT.match(problem)
+    if not m:
+        return problem
+    table, index = ("experiment", int(m.group(1))) if m.group(1) else ("settings", 1)
+    seen, header, key_line = 0, None, None
+    for n, line in enumerate(text.splitlines(), 1):
+        t = _TABLE.match(line)
+        if t:
+            if header is not None:
+                break  # the table's end
+            if t.group(1) == table:
+                seen += 1
+                header = n if seen == index else None
+            continue
+        k = _KEY.match(line)
+        if header is not None and k and k.group(1) == m.group(2):
+            key_line = n
+    line_no = key_line or header
+    return f"line {line_no}: {problem}" if line_no else problem
+
+
+def missing_folders(manifest: Manifest) -> list[str]:
+    """Datasets and models named as local folders (``./data``, ``/scratch/x``) that do not exist,
+    one problem each with its line: ``lmconsole check`` reports them before any run starts."""
+    from engine.hub.resolve import looks_local
+
+    try:
+        text = manifest.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    problems = []
+    for i, exp in enumerate(manifest.experiments, 1):
+        for key in ("dataset", "model"):
+            spec = getattr(exp, key, None)
+            if isinstance(spec, str) and looks_local(spec) and not Path(spec).expanduser().is_dir():
+                problems.append(
+                    with_line(
+                        text,
+                        f'experiment {i} "{exp.name}".{key}: local folder {spec!r} does not exist '
+                        f"(relative paths start from {Path.cwd()}); create it or fix the path",
+                    )
+                )
+    return problems
 
 
 def load(path: Path | str) -> Manifest:
@@ -898,13 +954,13 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
 
 
 def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int]) -> Experiment | None:
-    where = f"experiment[{i}]"
+    where = f"experiment {i + 1}"  # counted from 1, as a reader counts the [[experiment]] tables
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a table, got {_describe(raw)}")
         return None
     name = raw.get("name")
     if isinstance(name, str):
-        where = f'experiment[{i}] "{name}"'
+        where = f'experiment {i + 1} "{name}"'
     n_before = len(problems)
     for req in ("name", "task", "model"):
         if req == "model" and raw.get("task") == "study":
@@ -918,7 +974,7 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
                 "'.', '_' or '-', starting with a letter or digit"
             )
         elif name in seen:
-            problems.append(f"{where}.name: duplicate name, already used by experiment[{seen[name]}]")
+            problems.append(f"{where}.name: duplicate name, already used by experiment {seen[name] + 1}")
         else:
             seen[name] = i
     task = raw.get("task") if raw.get("task") in TASKS + STEP_TASKS else None
@@ -940,6 +996,16 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
         problems.append(
             f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})"
         )
+    dataset = values.get("dataset")
+    if isinstance(dataset, str) and dataset.startswith("embedded:"):
+        from engine.data.embedded import EMBEDDED_NAMES
+
+        known = [f"embedded:{n}" for n in EMBEDDED_NAMES]
+        if dataset not in known:
+            problems.append(
+                f"{where}.dataset: {_describe(dataset)} is no embedded corpus{_suggest(dataset, known)}; "
+                f"expected one of {', '.join(known)}"
+            )
     model = values.get("model")
     if isinstance(model, str):
         if model.startswith("run:") and not SAFE_NAME.match(model[4:]):
@@ -1013,11 +1079,11 @@ def _check_graph(experiments: list[Experiment], problems: list[str]) -> None:
             if dep not in by_name:
                 key = "steps" if exp.task == "study" else ("model" if dep == exp.model_run else "depends_on")
                 problems.append(
-                    f'experiment[{i}] "{exp.name}".{key}: unknown experiment {dep!r}'
+                    f'experiment {i + 1} "{exp.name}".{key}: unknown experiment {dep!r}'
                     f"{_suggest(dep, by_name)}; expected one of: {', '.join(by_name)}"
                 )
             elif dep == exp.name:
-                problems.append(f'experiment[{i}] "{exp.name}".depends_on: an experiment cannot depend on itself')
+                problems.append(f'experiment {i + 1} "{exp.name}".depends_on: an experiment cannot depend on itself')
     if problems:
         return
     # Cycle detection (DFS with colours); report the cycle as a path.
@@ -1032,7 +1098,8 @@ def _check_graph(experiments: list[Experiment], problems: list[str]) -> None:
                 cycle = stack[stack.index(dep) :] + [dep]
                 idx = [e.name for e in experiments].index(cycle[0])
                 problems.append(
-                    f'experiment[{idx}] "{cycle[0]}": dependency cycle {" -> ".join(cycle)}; remove one of these links'
+                    f'experiment {idx + 1} "{cycle[0]}": dependency cycle {" -> ".join(cycle)}; '
+                    "remove one of these links"
                 )
                 return True
             if state.get(dep) is None and visit(dep):

@@ -234,6 +234,25 @@ def fmt_num(v, digits: int = 4, fixed: bool = False) -> str:
     return str(v)
 
 
+def fmt_same(values, digits: int = 4) -> list[str]:
+    """:func:`fmt_num` for numbers read side by side (a row of epochs, a column): every float with
+    the same decimals, the most that ``digits`` significant digits give any of them, so ``0.97``
+    never sits beside ``0.972`` (it reads ``0.970``). Non-floats as :func:`fmt_num` writes them."""
+
+    def decimals(v: float) -> int:
+        text = f"{v:.{digits}g}"
+        if "e" in text or not math.isfinite(v):
+            return -1  # too large or too small for decimals: significant digits, as fmt_num
+        return len(text.split(".")[1]) if "." in text else 0
+
+    floats = [v for v in values if isinstance(v, float) and not isinstance(v, bool)]
+    places = [decimals(v) for v in floats]
+    if not floats or -1 in places:
+        return [fmt_num(v, digits) for v in values]
+    d = max(places)
+    return [f"{v:.{d}f}" if isinstance(v, float) else fmt_num(v, digits) for v in values]
+
+
 def fmt_duration(seconds: float | None) -> str:
     """A duration for a progress line or an ETA: ``42s``, ``3m38s``, ``2h05m``; ``?`` when unknown."""
     if seconds is None:

@@ -35,8 +35,8 @@ class LMConsole(ConsoleApp):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     freeze_heap = False  # gc.freeze() once the runs are listed (run_console: a process of its own)
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit", tooltip="leave the console (asks first; jobs go on in their own processes)"),
+        Binding("question_mark", "help", "Help", tooltip="every key of the console, by screen"),
     ]
 
     def __init__(self, manifest_path: str | Path, queue_factory=default_queue):

@@ -51,28 +51,45 @@ def progress_text(last_step: StepLogged | None, phase=None, active: bool = True)
     return phase_text(phase)
 
 
-def status_line(state: FeedState) -> str:
-    """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``"""
-    parts = [status_text(state.status)]
+def status_line(state: FeedState, width: int | None = None) -> str:
+    """``running · step 20/168 (12%) · epoch 0.48 · 5.0k tok/s · ETA 3m38s · cpu 721 MB``
+
+    The ETA only while the run is running (a paused run has none). Given a ``width``, the line
+    fits it on one line: the device's memory, then the throughput, the device and the epoch go
+    first; the status, the step and the ETA stay.
+    """
+    head = status_text(state.status)
     if state.reason and state.status in UNEXPECTED:
-        parts[0] += f": {state.reason}"
+        head += f": {state.reason}"
+    parts: list[tuple[int, str]] = [(0, head)]  # (the order it goes in when short of room: higher first)
     s = state.last_step
     if s is not None:
         tot = s.total_steps
-        parts.append(f"step {s.step}/{tot}" + (f" ({100 * s.step // tot}%)" if tot else ""))
-        parts.append(f"epoch {s.epoch:.2f}")
+        parts.append((0, f"step {s.step}/{tot}" + (f" ({100 * s.step // tot}%)" if tot else "")))
+        parts.append((1, f"epoch {s.epoch:.2f}"))
         if s.tokens_per_s:
-            parts.append(f"{s.tokens_per_s / 1000:.1f}k tok/s")
-        if s.eta_s is not None and state.status in ACTIVE:
-            parts.append(f"ETA {fmt_duration(s.eta_s)}")
+            parts.append((3, f"{s.tokens_per_s / 1000:.1f}k tok/s"))
+        if s.eta_s is not None and state.status == "running":
+            parts.append((0, f"ETA {fmt_duration(s.eta_s)}"))
     elif state.phase and state.status in ACTIVE:
-        parts.append(state.phase)
-    dev = state.device
+        parts.append((0, state.phase))
+    if state.device:
+        parts.append((2, state.device))
     if s is not None and s.memory_mb:
-        dev = f"{dev} {s.memory_mb:,.0f} MB".strip()
-    if dev:
-        parts.append(dev)
-    return " · ".join(parts)
+        parts.append((4, f"{s.memory_mb:,.0f} MB"))
+
+    def join(parts: list[tuple[int, str]]) -> str:
+        line = ""
+        for p, text in parts:  # the memory follows its device: ``cpu, fp32 512 MB``
+            line += (" " if p == 4 and state.device else " · " if line else "") + text
+        return line
+
+    for drop in (4, 3, 2, 1):
+        line = join(parts)
+        if width is None or len(line) <= width:
+            return line
+        parts = [(p, text) for p, text in parts if p != drop]
+    return join(parts)
 
 
 def eval_series(evals: list[EvalFinished], key: str) -> tuple[list, list]:

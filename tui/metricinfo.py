@@ -76,7 +76,10 @@ def headline(task: str, results: dict, first_eval: dict | None = None) -> str:
             line += f" · macro-F1 {_f(final['macro_f1'])}"
         return line
     if task == "qa" and _num(final.get("f1")):
-        line = f"final F1 {final['f1']:.1f}, EM {final.get('exact', float('nan')):.1f} (0-100)"
+        line = f"final F1 {final['f1']:.1f}"
+        if _num(final.get("best_f1")):  # at the best no-answer threshold (SQuAD v2's best_f1)
+            line += f" (best threshold {final['best_f1']:.1f})"
+        line += f", EM {final.get('exact', float('nan')):.1f} (0-100)"
         if _num(final.get("HasAns_f1")) and _num(final.get("NoAns_f1")):
             line += f" · HasAns {final['HasAns_f1']:.1f} · NoAns {final['NoAns_f1']:.1f}"
         if _num(final.get("empty_baseline_f1")):

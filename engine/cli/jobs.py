@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import textwrap
 import time
 
 from engine.cli.output import ProgressPrinter
@@ -43,7 +46,7 @@ def _job_row(job) -> dict:
 
 
 def cmd_queue(args, manifest) -> int:
-    from engine.queue.jobqueue import JobQueue
+    from engine.queue.jobqueue import JobQueue, shell_commands
 
     queue = JobQueue(manifest)
     if args.action == "clean":
@@ -55,7 +58,7 @@ def cmd_queue(args, manifest) -> int:
         job = _find_job(queue, args.job)
         if job is None:
             raise NotFound(f"no job {args.job!r} in the queue (see `lmconsole queue`)")
-        print(queue.control(job, args.action))
+        print(queue.control(job, args.action, shell_commands))
         return 0
     jobs = queue.refresh()
     if args.json:
@@ -64,17 +67,48 @@ def cmd_queue(args, manifest) -> int:
     if not jobs:
         print(f"the queue of {manifest.runs_dir} is empty")
         return 0
-    width = max(len(j.experiment) for j in jobs)
+    table = []
     for j in jobs:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
-        note = j.reason if j.status in STOPPED else (row["run"] or "")
-        ident = "--" if j.quarantined else f"{j.id}"
-        print(
-            f"#{ident:<3} {j.experiment:<{width}} {str(j.status):<11} {progress:<14} {where:<8} {note}"[:200].rstrip()
+        note = j.reason if j.status in STOPPED else (j.run.run_id if j.run else "")
+        table.append(
+            [
+                "#--" if j.quarantined else f"#{j.id}",
+                j.experiment,
+                str(j.status),
+                progress,
+                where,
+                " ".join(note.split()),
+            ]
         )
+    for line in _queue_lines(table, shutil.get_terminal_size().columns if sys.stdout.isatty() else None):
+        print(line)
     return 0
+
+
+def _queue_lines(table: list[list[str]], width: int | None) -> list[str]:
+    """The queue's rows aligned; in a terminal ``width`` wide no line wraps: run ids shrink to their
+    short form and the last cell (the run, or why the job stopped) wraps under its own column."""
+    from engine.store.listing import align, short_ids
+
+    cols = [i for i in range(len(table[0])) if i == len(table[0]) - 1 or any(r[i] for r in table)]
+    rows = [[r[i] for i in cols] for r in table]  # a column no job fills (e.g. gpu) is left out
+    lines = align([""] * len(cols), rows)[1:]
+    if width is None or max(map(len, lines)) <= width:
+        return lines
+    ids = short_ids([r[-1] for r in rows if r[-1] and " " not in r[-1]])
+    heads = align([""] * (len(cols) - 1), [r[:-1] for r in rows])[1:]
+    start = max(map(len, heads)) + 2
+    out: list[str] = []
+    for head, r in zip(heads, rows):
+        last = ids.get(r[-1], r[-1])
+        if start <= width - 20:
+            out += textwrap.wrap(last, width, initial_indent=head.ljust(start), subsequent_indent=" " * start) or [head]
+        else:  # no room beside: the last cell on lines of its own
+            out += [head[:width]] + textwrap.wrap(last, width, initial_indent="    ", subsequent_indent="    ")
+    return out
 
 
 def cmd_attach(args, manifest) -> int:

@@ -22,7 +22,7 @@ def _row_flags(row, run_flags) -> list:
 
 def cmd_runs(args, manifest) -> int:
     from engine.metrics.flags import run_flags
-    from engine.store.listing import align, differing_keys, filter_rows, fit_width, fmt_value, list_rows, sort_rows
+    from engine.store.listing import align, differing_keys, filter_rows, fmt_value, list_rows, sort_rows
     from engine.store.runs import RunStore
 
     rows = list_rows(RunStore(manifest.runs_dir), args.experiment, archived=True if args.archived else False)
@@ -70,7 +70,8 @@ def cmd_runs(args, manifest) -> int:
         print(f"no {what} under {manifest.runs_dir}" + (f" matching {args.filter!r}" if args.filter else ""))
         return 0
     hyper = differing_keys(rows)
-    header = ["experiment", "run", "status", "progress", "result", *hyper, "tags", "note"]
+    # the result right after the status: at 80 columns it is what must never be cut
+    header = ["experiment", "run", "status", "result", "progress", *hyper, "tags", "note"]
     table = []
     for r in rows:
         note = r.reason if r.status in STOPPED and r.reason else r.note
@@ -79,8 +80,8 @@ def cmd_runs(args, manifest) -> int:
                 r.run.experiment,
                 r.run.run_id,
                 r.status + (" (archived)" if r.archived else ""),
-                r.progress,
                 r.result_text,
+                r.progress,
                 *(fmt_value(r.config.get(k)) for k in hyper),
                 " ".join(r.tags),
                 " ".join(note.split())
@@ -90,16 +91,36 @@ def cmd_runs(args, manifest) -> int:
     lines = align(header, table)
     if sys.stdout.isatty():  # a terminal: fit its width (a pipe or a file gets every column)
         width = shutil.get_terminal_size().columns
-        lines, hidden = fit_width(header, table, list(range(5, 5 + len(hyper))), width)
-        if hidden:
-            lines += textwrap.wrap(
-                f"({len(hidden)} differing settings left out at this width: {', '.join(hidden)}; "
-                "`lmconsole runs | cat` shows every column)",
-                width,
-            )
+        lines = _fit_terminal(header, table, len(hyper), width)
     for line in lines:
         print(line)
     return 0
+
+
+def _fit_terminal(header: list[str], table: list[list[str]], n_hyper: int, width: int) -> list[str]:
+    """The runs table for a terminal ``width`` columns wide: the result column is never cut.
+
+    Too wide, the run ids shrink to their short form (as git's short hashes; each still names its
+    run on the command line), then the differing settings go from the right, then a long
+    experiment name is shortened; the notes cut at the line's end (a failure's reason among them)
+    follow the table whole, wrapped.
+    """
+    from engine.store.listing import align, fit_table, short_ids
+
+    notes: list[str] = []
+    if max(map(len, align(header, table))) > width:
+        short = short_ids([row[1] for row in table])
+        table = [[*row[:1], short[row[1]], *row[2:]] for row in table]
+        notes.append("run ids shortened to their last characters, which name the run in any command")
+    lines, hidden = fit_table(header, table, width, drop=list(range(5, 5 + n_hyper)), keep=3, squeeze=0)
+    if hidden:
+        notes.append(f"{len(hidden)} differing settings left out at this width: {', '.join(hidden)}")
+    cut = [(row, line) for row, line in zip(table, lines[1:]) if row[-1] and row[-1] not in line]
+    for row, _ in cut:
+        lines += textwrap.wrap(f"{row[0]}/{row[1]}: {row[-1]}", width, subsequent_indent="    ", break_on_hyphens=False)
+    if notes:
+        lines += textwrap.wrap(f"({'; '.join(notes)}; `lmconsole runs | cat` shows everything)", width)
+    return lines
 
 
 # -- run hygiene: tag, note, archive, delete --------------------------------------------------

@@ -22,10 +22,16 @@ def cmd_check(args) -> int:
 
         print(reference_markdown())
         return 0
-    from engine.manifest import load
+    from engine.errors import ManifestError
+    from engine.manifest import load, missing_folders
 
     manifest = load(args.manifest)
+    missing = missing_folders(manifest)  # knowable now, without loading any data
+    if missing:
+        raise ManifestError(manifest.path, missing)
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
+    name_w = max(len(e.name) for e in manifest.experiments) if manifest.experiments else 0
+    task_w = max(len(e.task) for e in manifest.experiments) if manifest.experiments else 0
     for exp in manifest.experiments:
         deps = f" (after {', '.join(exp.dependencies)})" if exp.dependencies and exp.task != "study" else ""
         seeds = f" [seeds {', '.join(map(str, exp.seeds))}]" if getattr(exp, "seeds", ()) else ""
@@ -35,7 +41,7 @@ def cmd_check(args) -> int:
             if exp.task == "study"
             else (f"{exp.model} -> {target}" if exp.task == "push" else target)
         )
-        print(f"  {exp.name:<20} {exp.task:<9} {what}{seeds}{deps}")
+        print(f"  {exp.name:<{name_w}}  {exp.task:<{task_w}}  {what}{seeds}{deps}")
     for exp in manifest.experiments:
         if exp.task == "study":
             print(study_plan_text(manifest, exp.name))
@@ -78,7 +84,7 @@ def cmd_verify(args, manifest) -> int:
     from engine.errors import VerifyError
     from engine.store.runs import RunStore
     from engine.study.report import select
-    from engine.study.verify import verify_run
+    from engine.study.verify import save_summary, verify_run
 
     store = RunStore(manifest.runs_dir)
     runs = []
@@ -101,11 +107,16 @@ def cmd_verify(args, manifest) -> int:
         except VerifyError as exc:
             print(f"FAIL {exc}")
             failed += 1
+            if run.status().get("status") == "finished":
+                save_summary(run, [], error=str(exc))
             continue
+        save_summary(run, checks)  # the study report states it
+        bad = sum(not c.ok for c in checks)
+        print(f"{run.experiment}/{run.run_id}: {len(checks)} checks, {bad} mismatch(es)")
         for c in checks:
             total += 1
             failed += not c.ok
             if not (args.quiet and c.ok):
-                print(c.line())
+                print(c.short())
     print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
     return 1 if failed else 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-__all__ = ["classification_metrics", "labels_hidden"]
+__all__ = ["class_labels", "classification_metrics", "labels_hidden"]
 
 
 def labels_hidden(labels: Sequence[int]) -> bool:
@@ -105,3 +105,16 @@ def classification_metrics(
         "majority_baseline": sum(y == majority for y in labels) / n,
         "n": n,
     }
+
+
+def class_labels(classes, names=None, config: dict | None = None) -> list[str]:
+    """How the console and the report name classes: ``0 negative``, ``1 positive`` (the id, then
+    its name: the results' ``class_names``, or SST-2's when the config names that dataset), else
+    ``class 0``. One function, so the console and the report never disagree."""
+    classes = list(classes)
+    known: dict = {}
+    if isinstance(names, (list, tuple)) and len(names) == len(classes):
+        known = dict(zip(classes, names))
+    elif config and (config.get("dataset_config") == "sst2" or "sst2" in str(config.get("dataset", ""))):
+        known = {0: "negative", 1: "positive"}
+    return [f"{c} {known[c]}" if c in known else f"class {c}" for c in classes]

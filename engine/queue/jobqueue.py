@@ -41,6 +41,24 @@ from engine.status import ACTIVE, FINAL, LIVE, RESUMABLE, RUN_FINAL, WAITING, St
 from engine.store.follow import RunFeed
 from engine.store.runs import Run, RunStore
 
+# How a message names the user's next step: the console's keys or the shell's commands, so
+# `lmconsole queue cancel 2` never answers with a key that only the console knows.
+NextStep = Callable[[str, int, str], str]
+
+
+def console_keys(action: str, job_id: int, experiment: str) -> str:
+    """The console's key for ``action`` (resume, retry, run) on job ``job_id``."""
+    return {"resume": "p again", "retry": f"R on #{job_id}", "run": f"r on {experiment}"}[action]
+
+
+def shell_commands(action: str, job_id: int, experiment: str) -> str:
+    """The ``lmconsole`` command for ``action`` (resume, retry, run) on job ``job_id``."""
+    return {
+        "resume": f"`lmconsole queue resume {job_id}`",
+        "retry": f"`lmconsole queue retry {job_id}`",
+        "run": f"`lmconsole run {experiment}`",
+    }[action]
+
 
 @dataclass
 class Job:
@@ -299,8 +317,9 @@ class JobQueue:
                     todo.append(j.id)
         return out
 
-    def control(self, job: Job, action: str) -> str:
-        """pause | resume | cancel | retry | up | down on a job; returns one line saying what happened.
+    def control(self, job: Job, action: str, how: NextStep = console_keys) -> str:
+        """pause | resume | cancel | retry | up | down on a job; returns one line saying what happened,
+        naming a next step the way ``how`` says (:func:`console_keys`, :func:`shell_commands`).
 
         Running jobs get a request in their run directory (``control.json``, polled between
         steps by whichever process owns the run); waiting jobs are changed in the queue file.
@@ -308,35 +327,37 @@ class JobQueue:
         self.refresh()
         if job.quarantined:
             return f"{job.experiment}: {job.reason}; it never runs: queue it again if you want it"
-        actions: dict[str, Callable[[Job, str], str]] = {
+        actions: dict[str, Callable[[Job, str, NextStep], str]] = {
             "pause": self._pause_job,
             "resume": self._resume_job,
             "cancel": self._cancel_job,
             "retry": self._retry_job,
-            "up": lambda job, name: self._move_waiting(job, name, -1),
-            "down": lambda job, name: self._move_waiting(job, name, 1),
+            "up": lambda job, name, _: self._move_waiting(job, name, -1),
+            "down": lambda job, name, _: self._move_waiting(job, name, 1),
         }
         if action not in actions:
             raise ValueError(f"unknown action {action!r}")
-        return actions[action](job, f"#{job.id} {job.experiment}")
+        return actions[action](job, f"#{job.id} {job.experiment}", how)
 
     def _move_waiting(self, job: Job, name: str, delta: int) -> str:
         if job.status not in WAITING:
             return f"{name} is {job.status}: only waiting jobs move"
         return self.move(job, delta)
 
-    def _pause_job(self, job: Job, name: str) -> str:
+    def _pause_job(self, job: Job, name: str, how: NextStep = console_keys) -> str:
         if job.status == "paused":
-            return self._resume_job(job, name)  # p again resumes
+            return self._resume_job(job, name, how)  # p again resumes
         if job.waiting:  # not started yet: held in the queue until resumed
             self._set_held(job, True)
-            return f"{name} held in the queue: it does not start until resumed (p again)"
+            return (
+                f"{name} held in the queue: it does not start until resumed ({how('resume', job.id, job.experiment)})"
+            )
         if job.status != "running" or job.run is None:
             return f"{name} is {job.status}: nothing to pause"
         job.run.request("pause")
         return f"pause requested: {name} holds at its next step"
 
-    def _resume_job(self, job: Job, name: str) -> str:
+    def _resume_job(self, job: Job, name: str, how: NextStep = console_keys) -> str:
         if job.status == "paused" and self._is_held(job):
             self._set_held(job, False)
             return f"{name} released: it starts when a slot (and its GPUs) are free"
@@ -345,7 +366,7 @@ class JobQueue:
         job.run.request("resume")
         return f"resume requested: {name}"
 
-    def _cancel_job(self, job: Job, name: str) -> str:
+    def _cancel_job(self, job: Job, name: str, how: NextStep = console_keys) -> str:
         if job.waiting or (job.status == "paused" and self._is_held(job)):  # a held job has not started either
             deps = self.dependants(job)
             with self._lock, self.file.change() as state:
@@ -354,22 +375,22 @@ class JobQueue:
             self.refresh()
             return f"removed {name} from the queue" + (
                 f"; {', '.join(d.experiment for d in deps)} {'stays' if len(deps) == 1 else 'stay'} blocked "
-                f"until it runs (R on #{job.id})"
+                f"until it runs ({how('retry', job.id, job.experiment)})"
                 if deps
                 else ""
             )
         if job.active and job.run is not None:
             job.run.request("cancel")
-            return f"cancel requested: {name} saves a checkpoint; R resumes it"
+            return f"cancel requested: {name} saves a checkpoint; {how('retry', job.id, job.experiment)} resumes it"
         return f"{name} is {job.status}: nothing to cancel"
 
-    def _retry_job(self, job: Job, name: str) -> str:
+    def _retry_job(self, job: Job, name: str, how: NextStep = console_keys) -> str:
         if job.status in LIVE:
             return f"{name} is {job.status}"
         if job.status == "blocked":
             return f"{name} is {job.reason}"
         if job.status == "finished":
-            return f"{name} finished; press r on the experiment to run it again"
+            return f"{name} finished; {how('run', job.id, job.experiment)} runs it again"
         if job.experiment not in self.manifest.names:
             return f"{job.experiment} is no longer in the manifest"
         resume = held = False
@@ -402,12 +423,12 @@ class JobQueue:
                 return job
         return None
 
-    def control_run(self, run: Run, action: str) -> str:
+    def control_run(self, run: Run, action: str, how: NextStep = console_keys) -> str:
         """:meth:`control` for a run: through its job when the queue has one, else straight to the run
         (e.g. a foreground ``lmconsole run`` in another terminal); retry queues a resume."""
         job = self.job_for_run(run)
         if job is not None and not (action == "retry" and job.status == "finished"):
-            return self.control(job, action)
+            return self.control(job, action, how)
         name = f"{run.experiment}/{run.run_id}"
         status = run.status().get("status")
         if action == "retry":

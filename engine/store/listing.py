@@ -421,6 +421,56 @@ def fit_width(header: list[str], rows: list[list[str]], drop: list[int], width: 
     return [line if len(line) <= width else line[: width - 1] + "…" for line in lines], hidden
 
 
+def short_ids(run_ids: list[str]) -> dict[str, str]:
+    """Each run id's short form, as git shortens a commit hash: its random tail (``a1b2`` of
+    ``20260101-100000-000000-a1b2``), taken longer from the right where two tails collide.
+
+    :meth:`RunStore.get` accepts such a tail in place of the whole id.
+    """
+    out: dict[str, str] = {}
+    ids = list(dict.fromkeys(run_ids))
+    for rid in ids:
+        n = min(len(rid), len(rid.rsplit("-", 1)[-1]) or len(rid))
+        while n < len(rid) and any(o != rid and o.endswith(rid[-n:]) for o in ids):
+            n += 1
+        out[rid] = rid[-n:].lstrip("-") or rid
+    return out
+
+
+def fit_table(
+    header: list[str], rows: list[list[str]], width: int, *, drop: list[int], keep: int, squeeze: int
+) -> tuple[list[str], list[str]]:
+    """:func:`fit_width` that never cuts column ``keep`` (what the user came for, e.g. the result).
+
+    Columns at ``drop`` go first (from the right) while a line is wider than ``width``; if column
+    ``keep`` still ends past ``width``, column ``squeeze`` (e.g. the experiment name) is shortened,
+    its long cells ending in "…"; only what follows ``keep`` is then cut at the line's end.
+    Returns (lines, header names of the columns left out).
+    """
+    cells = [list(header)] + [list(r) for r in rows]
+    cols = list(range(len(header)))
+    hidden: list[str] = []
+
+    def lines_of() -> list[str]:
+        return align([cells[0][c] for c in cols], [[r[c] for c in cols] for r in cells[1:]])
+
+    for d in reversed(drop):
+        if max(map(len, lines_of())) <= width:
+            break
+        cols.remove(d)
+        hidden.insert(0, header[d])
+
+    def col_width(c: int) -> int:
+        return max(len(r[c]) for r in cells)
+
+    while sum(col_width(c) + 2 for c in cols if c <= keep) - 2 > width and col_width(squeeze) > 6:
+        w = col_width(squeeze)
+        for r in cells:
+            if len(r[squeeze]) >= w:
+                r[squeeze] = r[squeeze][: w - 2] + "…"
+    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines_of()], hidden
+
+
 class RowCache:
     """:func:`run_row` for many runs, re-read only when a run may have changed. Call from a worker thread.
 

@@ -620,7 +620,8 @@ class RunStore:
         return runs[-1] if runs else None
 
     def get(self, ref: str) -> Run:
-        """``experiment/run-id``, ``experiment`` (latest run), or a run-id prefix.
+        """``experiment/run-id``, ``experiment`` (latest run), a run-id prefix, or the end of a run id
+        (at least 4 characters: the short form ``lmconsole runs`` shows in a narrow terminal).
 
         :class:`NotFound` when no run matches; ``ValueError`` for a name that is not a safe
         directory name or leads outside the runs directory.
@@ -641,6 +642,8 @@ class RunStore:
             if latest:
                 return latest
             matches = [r for r in self.runs() if r.run_id.startswith(ref)]
+            if not matches and len(ref) >= 4:  # the short form ``lmconsole runs`` shows: the id's end
+                matches = [r for r in self.runs() if r.run_id.endswith(ref)]
             if len(matches) == 1:
                 return matches[0]
         raise NotFound(f"no run matches {ref!r} under {self.root} (see `lmconsole runs`)")

@@ -49,6 +49,25 @@ def comparison_table(runs) -> Table:
     )
 
 
+def with_scales(table: Table, runs) -> Table:
+    """The comparison as a reader gets it in a file: each metric named with its scale (``f1 (0-1)``)
+    and, where the runs' tasks put one metric on two scales (a classifier's f1 is 0-1, SQuAD's
+    0-100), one row per scale, so no row mixes scales. The console scales such rows itself."""
+    from engine.metrics.scale import metric_label
+
+    tasks = [str(r.config().get("task", "")) for r in runs]
+    n = len(runs)
+    rows = []
+    for row in table.rows:
+        key, values, rest = row[0], list(row[1 : 1 + n]), list(row[1 + n :])
+        labels = [metric_label(str(key), t) if v is not None else None for v, t in zip(values, tasks)]
+        shown = list(dict.fromkeys(lab for lab in labels if lab is not None)) or [str(key)]
+        for label in shown:
+            own = [v if lab == label else None for v, lab in zip(values, labels)]
+            rows.append((label, *own, *(rest if label == shown[0] else [None] * len(rest))))
+    return Table(name=table.name, columns=table.columns, rows=rows, title=table.title, notes=table.notes)
+
+
 def comparison_info_table(runs) -> Table:
     """The non-numeric results (notes, eval split, start model...) in long form."""
     rows = []
@@ -233,7 +252,9 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
         written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
     if runs:
         written += export_tables(
-            [comparison_table(runs), comparison_info_table(runs)] + group_tables(runs), folder, formats
+            [with_scales(comparison_table(runs), runs), comparison_info_table(runs)] + group_tables(runs),
+            folder,
+            formats,
         )
     return written
 

@@ -25,6 +25,7 @@ files next to the Markdown and LaTeX. ``report.json`` lists every number with it
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
 import html
 import io
@@ -255,12 +256,10 @@ def pretrain_section(run, facts, store) -> Section:
     return sec
 
 
-def _class_names(run, classes):
-    cfg = run.config()
-    if cfg.get("dataset_config") == "sst2" or "sst2" in str(cfg.get("dataset", "")):
-        names = {0: "negative", 1: "positive"}
-        return [f"{c} {names.get(c, '')}".strip() for c in classes]
-    return [f"class {c}" for c in classes]
+def _class_names(run, classes, names=None):
+    from engine.metrics.classification import class_labels
+
+    return class_labels(classes, names, run.config())
 
 
 def classify_section(run, facts, store) -> Section:
@@ -279,7 +278,7 @@ def classify_section(run, facts, store) -> Section:
     )
     cm, classes = final.get("confusion_matrix"), final.get("classes")
     if isinstance(cm, list) and classes:
-        names = _class_names(run, classes)
+        names = _class_names(run, classes, final.get("class_names"))
         rows = [
             [f"true {names[i]}"] + [facts.add(run, f"final.confusion_matrix.{i}.{j}", v) for j, v in enumerate(r)]
             for i, r in enumerate(cm)
@@ -376,7 +375,7 @@ def diffs_section(runs, facts) -> Section:
                 j = t.columns.index("delta")
                 for i, row in enumerate(t.rows):
                     facts.add(run, f"tables.{n}.{i}.delta", row[j])
-            sec.tables.append(t)
+            sec.tables.append(dataclasses.replace(t, notes=(*t.notes, f"Source: {ref(run)}, tables/{n}.json")))
     if not sec.tables:
         sec.text.append("No fine-tuned model's parameter diff was recorded.")
     return sec
@@ -479,6 +478,71 @@ def error_analysis_section(run, mirror: str = "") -> Section:
     return sec
 
 
+def verification_section(runs) -> Section:
+    """Whether each run's numbers were recomputed from its saved predictions (``lmconsole verify``)."""
+    from engine.study.verify import read_summary
+
+    sec = Section("Verification")
+    rows, never = [], []
+    for run in runs:
+        if run.config().get("task") == "push":
+            continue  # a push reports no numbers
+        summary = read_summary(run)
+        if summary is None:
+            never.append(run.experiment)
+            rows.append((ref(run), "not verified", "", ""))
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(summary.get("time", 0)))
+        verdict = (
+            "error: " + summary["error"]
+            if summary.get("error")
+            else ("all match" if not summary["mismatches"] else f"{summary['mismatches']} mismatch(es)")
+        )
+        rows.append((ref(run), verdict, summary["checks"], when))
+        sec.text += [f"{ref(run)}: {line}" for line in summary.get("failed", [])]
+    sec.tables.append(
+        Table(
+            "verification",
+            ("run", "verify", "checks", "when"),
+            rows,
+            title="Every reported number recomputed from the saved predictions (lmconsole verify)",
+        )
+    )
+    if never:
+        sec.text.insert(0, f"Not verified yet: `lmconsole verify {' '.join(never)}` recomputes their numbers.")
+    return sec
+
+
+def provenance_notes(chosen: dict) -> list[str]:
+    """A note per run fine-tuned from another run than the one this report shows for its upstream
+    experiment (e.g. demo-pretrain was run again after demo-sst2 started from it)."""
+    notes = []
+    for run in chosen.values():
+        start = run.results().get("start_model")
+        upstream = chosen.get(str(start).split("/", 1)[0]) if start else None
+        if upstream is not None and ref(upstream) != start:
+            notes.append(
+                f"{ref(run)} started from {start}, not from the {upstream.experiment} run this report shows "
+                f"({ref(upstream)}); run {run.experiment} again to start it from that one."
+            )
+    return notes
+
+
+def _drop_repeated_tables(sections: list[Section]) -> None:
+    """Each table once: a table equal to one shown before (title, columns and rows) gives way to a line."""
+    seen: dict[tuple, str] = {}
+    for sec in sections:
+        kept = []
+        for t in sec.tables:
+            key = (t.title, t.columns, t.rows)
+            if key in seen:
+                sec.text.append(f"{t.title or t.name}: the same table as in {seen[key]}, shown once.")
+                continue
+            seen[key] = f"section {sec.title!r}"
+            kept.append(t)
+        sec.tables = kept
+
+
 def build_report(store, names, title: str = "Study report", mirror: str = "") -> Report:
     """The report of the latest finished run of each of ``names``; ``mirror`` is the data mirror the
     error analysis loads QA questions from (``settings.data_mirror``)."""
@@ -503,6 +567,7 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
     sections += [error_analysis_section(r, mirror) for r in by_task.get("classify", []) + by_task.get("qa", [])]
     sections.append(diffs_section(finetuned, facts))
     sections.append(push_section(runs))
+    sections.append(verification_section(runs))
     sections.append(environment_section(runs))
     missing = [n for n in names if n not in chosen]
     intro = Section("Runs", text=[f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by lmconsole report."])
@@ -516,6 +581,8 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
     )
     if missing:
         intro.text.append("Without a finished run (not in this report): " + ", ".join(missing) + ".")
+    intro.text += provenance_notes(chosen)
+    _drop_repeated_tables(sections)
     return Report(title, [intro] + sections, facts.items)
 
 

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from engine.errors import VerifyError
 
-__all__ = ["Check", "verify_run", "VerifyError"]
+__all__ = ["Check", "verify_run", "VerifyError", "save_summary", "read_summary"]
+
+SUMMARY = "verify.json"  # in the run directory: the last verify's outcome, which the study report states
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,14 @@ class Check:
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
         return f"{mark} {self.run} {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
+
+    def short(self) -> str:
+        """The check under its run's heading, in a line that fits 80 columns where it can: a
+        match shows its value once (a long one, such as the text metrics' variants, not at all)."""
+        if not self.ok:
+            return f"  FAIL {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
+        value = _show(self.reported)
+        return f"  ok   {self.metric} = {value}" if len(value) <= 40 else f"  ok   {self.metric} (matches)"
 
 
 def _show(v) -> str:
@@ -229,3 +239,25 @@ def verify_run(run, mirror: str = "") -> list[Check]:
     if fn is None:
         raise VerifyError(f"{run.experiment}/{run.run_id}: task {task!r} has no verifier")
     return fn(run, mirror)
+
+
+def save_summary(run, checks: list[Check], error: str = "") -> None:
+    """Record the outcome of verifying ``run`` in its ``verify.json`` (time, checks, mismatches
+    and their lines, or the error that stopped it), so the report can say whether it verified."""
+    import time
+
+    from engine.files import atomic_write_json
+
+    failed = [c.line() for c in checks if not c.ok]
+    atomic_write_json(
+        Path(run.path) / SUMMARY,
+        {"time": time.time(), "checks": len(checks), "mismatches": len(failed), "failed": failed, "error": error},
+    )
+
+
+def read_summary(run) -> dict | None:
+    """The last :func:`save_summary` of ``run``, or None when it was never verified (or the file is unreadable)."""
+    from engine.files import read_json_object
+
+    data, problem = read_json_object(str(Path(run.path) / SUMMARY))
+    return data if not problem and isinstance(data.get("checks"), int) else None

@@ -1,6 +1,7 @@
 """Manifest parsing: the shipped manifest is valid; bad ones get exact, named messages."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,59 +70,59 @@ BAD = [
     # (manifest text, exact expected problem)
     (
         '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nlearning_rate = "fast"\n',
-        'experiment[0] "a".learning_rate: expected a number, got "fast"',
+        'experiment 1 "a".learning_rate: expected a number, got "fast"',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nepochs = 2.5\n',
-        'experiment[0] "a".epochs: expected an integer, got float 2.5',
+        'experiment 1 "a".epochs: expected an integer, got float 2.5',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nlearning_rat = 1e-4\n',
-        "experiment[0] \"a\".learning_rat: unknown key (did you mean 'learning_rate'?)",
+        "experiment 1 \"a\".learning_rat: unknown key (did you mean 'learning_rate'?)",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\n',
-        "experiment[0] \"a\": missing required key 'dataset' for task 'pretrain' (Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.)",
+        "experiment 1 \"a\": missing required key 'dataset' for task 'pretrain' (Hub id (`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.)",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "finetune"\nmodel = "bert-micro"\n',
-        'experiment[0] "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa", "push", "study"',
+        'experiment 1 "a".task: "finetune" is not allowed; expected one of "inspect", "pretrain", "classify", "qa", "push", "study"',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:nothere"\n',
-        "experiment[0] \"a\".model: unknown experiment 'nothere'; expected one of: a",
+        "experiment 1 \"a\".model: unknown experiment 'nothere'; expected one of: a",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "run:b"\n[[experiment]]\nname = "b"\ntask = "inspect"\nmodel = "run:a"\n',
-        'experiment[0] "a": dependency cycle a -> b -> a; remove one of these links',
+        'experiment 1 "a": dependency cycle a -> b -> a; remove one of these links',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n',
-        'experiment[1] "a".name: duplicate name, already used by experiment[0]',
+        'experiment 2 "a".name: duplicate name, already used by experiment 1',
     ),
     (
         '[[experiment]]\nname = "../escape"\ntask = "inspect"\nmodel = "bert-micro"\n',
-        "experiment[0] \"../escape\".name: \"../escape\" is not a safe directory name; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        "experiment 1 \"../escape\".name: \"../escape\" is not a safe directory name; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ndoc_stride = 64\n',
-        "experiment[0] \"a\".doc_stride: not used by task 'inspect' (applies to: qa)",
+        "experiment 1 \"a\".doc_stride: not used by task 'inspect' (applies to: qa)",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\n',
-        "experiment[0] \"a\": missing required key 'model' (Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).)",
+        "experiment 1 \"a\": missing required key 'model' (Preset (`bert-base`, `bert-tiny`, `bert-micro`), Hub id, local folder, or `run:<experiment>` (that experiment's final model; makes it a dependency).)",
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitext"\nbatch_size = 0\n',
-        'experiment[0] "a".batch_size: expected a value >= 1, got 0',
+        'experiment 1 "a".batch_size: expected a value >= 1, got 0',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ninit = "pretrained"\n',
-        'experiment[0] "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "google-bert/bert-base-uncased"',
+        'experiment 1 "a".init: "pretrained" needs weights, but \'bert-micro\' is a preset (a config only); use init = "scratch" or a Hub id such as "google-bert/bert-base-uncased"',
     ),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ndepends_on = "b"\n',
-        'experiment[0] "a".depends_on: expected a list of strings, got "b"',
+        'experiment 1 "a".depends_on: expected a list of strings, got "b"',
     ),
     (
         '[setings]\nruns_dir = "x"\n[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n',
@@ -134,14 +135,61 @@ BAD = [
     ('[experiment]\nname = "a"\n', "experiment: expected an array of tables, written [[experiment]]"),
     (
         '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\ntrust_remote_code = "yes"\n',
-        'experiment[0] "a".trust_remote_code: expected true or false, got "yes"',
+        'experiment 1 "a".trust_remote_code: expected true or false, got "yes"',
     ),
 ]
 
 
 @pytest.mark.parametrize("text, expected", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_bad_manifest_message(text, expected):
-    assert expected in problems(text)
+    assert expected in [re.sub(r"^line \d+: ", "", p) for p in problems(text)]
+
+
+def test_problems_name_their_line_and_count_experiments_from_one():
+    """Each problem starts with the manifest line of its key (else of its table); experiments are
+    counted from 1; an embedded corpus that does not exist is caught by the parser, not by a run."""
+    text = (
+        '[settings]\nruns_dir = "runs"\nmax_parallel_jobs = "two"\n\n'
+        '[[experiment]]\nname = "a"\ntask = "pretrain"\nmodel = "bert-micro"\ndataset = "embedded:wikitxt"\n\n'
+        '[[experiment]]  # the second\nname = "b"\ntask = "inspect"\nmodel = "bert-micro"\ndepends_on = ["nope"]\n'
+        '\n[[experiment]]\nname = "c"\ntask = "pretrain"\nmodel = "bert-micro"\n'
+    )
+    assert problems(text) == [
+        'line 3: settings.max_parallel_jobs: expected an integer, got "two"',
+        'line 9: experiment 1 "a".dataset: "embedded:wikitxt" is no embedded corpus (did you mean '
+        "'embedded:wikitext'?); expected one of embedded:wikitext, embedded:sst2, embedded:squad_v2",
+        "line 17: experiment 3 \"c\": missing required key 'dataset' for task 'pretrain' (Hub id "
+        "(`Salesforce/wikitext`), local folder in the Hub layout, or `embedded:<wikitext|sst2|squad_v2>`.)",
+    ]
+    graph = (
+        '[[experiment]]\nname = "a"\ntask = "inspect"\nmodel = "bert-micro"\n\n'
+        '[[experiment]]\nname = "b"\ntask = "inspect"\nmodel = "bert-micro"\n\ndepends_on = ["nope"]\n'
+    )
+    assert problems(graph) == [
+        "line 11: experiment 2 \"b\".depends_on: unknown experiment 'nope'; expected one of: a, b"
+    ]
+
+
+def test_check_reports_local_folders_that_do_not_exist(tmp_path, monkeypatch, capsys):
+    from engine.cli.main import main
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "experiments.toml").write_text(
+        '[[experiment]]\nname = "a"\ntask = "classify"\nmodel = "bert-micro"\ndataset = "./data"\n\n'
+        '[[experiment]]\nname = "a-much-longer-name"\ntask = "classify"\nmodel = "./my-model"\n'
+        'dataset = "./nodata"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "line 10: experiment 2 \"a-much-longer-name\".model: local folder './my-model' does not exist" in err
+    assert "line 11: experiment 2 \"a-much-longer-name\".dataset: local folder './nodata' does not exist" in err
+    assert "./data'" not in err
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "nodata").mkdir()
+    assert main(["check"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:3]
+    assert rows[0].index("classify") == rows[1].index("classify")  # one column, however long a name
 
 
 def test_toml_syntax_error_has_line_and_column():

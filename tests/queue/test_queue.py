@@ -562,3 +562,37 @@ def test_console_asks_before_a_second_run_of_a_queued_experiment(tmp_path):
             assert await wait_for(pilot, lambda: [j.status for j in app.queue.jobs] == ["finished", "finished"])
 
     asyncio.run(go())
+
+
+def test_queue_command_answers_with_shell_commands_and_fits_80_columns(tmp_path, capsys, monkeypatch):
+    """`lmconsole queue cancel` names the next step as a command (`lmconsole queue retry 2`), never a
+    console key; at 80 columns a long reason wraps under its own column instead of the terminal's."""
+    from engine.cli.jobs import _queue_lines
+    from engine.cli.main import main
+    from engine.queue.jobqueue import shell_commands
+
+    gate = threading.Event()
+    q = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner(params={"gate": gate}))
+    (params,) = q.submit(["params"])
+    q.submit(["finetune"])
+    assert _wait(lambda: q.get(params.id).status == "running", 10)
+    monkeypatch.chdir(tmp_path)
+    assert main(["queue", "cancel", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(`lmconsole queue retry 2`)" in out and "R on" not in out, out
+    running = q.control(q.get(params.id), "cancel", shell_commands)
+    assert running.endswith("saves a checkpoint; `lmconsole queue retry 1` resumes it"), running
+    gate.set()
+    q.wait(20)
+    reason = "cancelled by request; resume with `lmconsole queue retry 3` to go on from the last checkpoint"
+    table = [
+        ["#1", "demo-params-finetuned", "running", "step 120/480", "gpu 0", "20260101-100000-000000-aaaa"],
+        ["#3", "demo-params", "cancelled", "step 40/480", "", reason],
+    ]
+    lines = _queue_lines(table, 80)
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].split()[-1] == "aaaa" and " ".join(" ".join(lines[1:]).split()) == " ".join(
+        [*table[1][:4], reason]
+    )
+    assert lines[2].startswith(" " * lines[1].index("cancelled by"))  # wrapped under its column
+    assert len(_queue_lines(table, None)) == 2  # piped: one line per job

@@ -122,6 +122,20 @@ def test_comparison_keeps_notes_out_of_value_columns(study, tmp_path):
     assert {"note", "eval_split"} <= set(info["key"])
 
 
+def test_exported_comparison_never_mixes_scales_in_a_row(workdir, tmp_path):
+    """A classifier's f1 (0-1) and SQuAD's f1 (0-100) get a row each, named with their scale."""
+    from support.fakes import write_task_runs
+
+    runs = write_task_runs(workdir / "runs")
+    folder = export_runs([runs["classify"], runs["qa"]], tmp_path / "x", ("csv", "md"))[0].parent
+    comp = pd.read_csv(folder / "comparison.csv").set_index("metric")
+    cls, qa = comp.columns
+    assert comp.loc["final.f1 (0-1)", cls] == pytest.approx(0.972) and pd.isna(comp.loc["final.f1 (0-1)", qa])
+    assert comp.loc["final.f1 (0-100)", qa] > 1 and pd.isna(comp.loc["final.f1 (0-100)", cls])
+    assert "final.f1" not in comp.index and "final.accuracy (0-1)" in comp.index
+    assert "final.f1 (0-100)" in (folder / "comparison.md").read_text()
+
+
 def test_export_marks_or_leaves_out_runs_still_training(study, capsys):
     store, (a, b, c) = study
     live = write_run(store.root, "pre", "20260104-100000-000000-dddd", status="running")
@@ -245,7 +259,7 @@ def test_runs_is_aligned_with_status_progress_result(study, capsys):
     code, out, _ = _cli(capsys, "runs")
     lines = out.splitlines()
     header = lines[0].split()
-    assert header[:5] == ["experiment", "run", "status", "progress", "result"]
+    assert header[:5] == ["experiment", "run", "status", "result", "progress"]
     assert "learning_rate" in header and "epochs" not in header and "seed" not in header  # only what differs
     starts = [lines[0].index(col) for col in header]
     for line in lines[1:]:  # every cell starts under its header (or is empty)
@@ -261,18 +275,21 @@ def test_runs_is_aligned_with_status_progress_result(study, capsys):
     assert code == 2 and "no listed run has it" in err
 
 
-def test_runs_in_a_terminal_fits_its_width(study):
-    """In a terminal (here a pty 60 columns wide) no line wraps: differing settings that do not fit
-    are left out and named; a pipe still gets every column (the test above)."""
+def _runs_in_a_pty(columns: int, *argv: str) -> list[str]:
+    """``lmconsole runs`` as a terminal ``columns`` wide shows it: its lines."""
     import os
     import pty
     import subprocess
     import sys
 
     main_fd, child_fd = pty.openpty()
-    env = dict(os.environ, COLUMNS="60", LINES="40")
+    env = dict(os.environ, COLUMNS=str(columns), LINES="40")
     proc = subprocess.run(
-        [sys.executable, "-m", "tui.entry", "runs"], stdout=child_fd, stderr=subprocess.PIPE, env=env, timeout=60
+        [sys.executable, "-m", "tui.entry", "runs", *argv],
+        stdout=child_fd,
+        stderr=subprocess.PIPE,
+        env=env,
+        timeout=60,
     )
     os.close(child_fd)
     out = b""
@@ -285,11 +302,43 @@ def test_runs_in_a_terminal_fits_its_width(study):
             break
         out += chunk
     os.close(main_fd)
-    lines = out.decode().replace("\r\n", "\n").splitlines()
     assert proc.returncode == 0, proc.stderr
-    assert lines[0].split()[:3] == ["experiment", "run", "status"]
+    return out.decode().replace("\r\n", "\n").splitlines()
+
+
+def test_runs_in_a_terminal_fits_its_width(study):
+    """In a terminal (here a pty 60 columns wide) no line wraps: differing settings that do not fit
+    are left out and named; a pipe still gets every column (the test above)."""
+    lines = _runs_in_a_pty(60)
+    assert lines[0].split()[:4] == ["experiment", "run", "status", "result"]
     assert all(len(line) <= 60 for line in lines), [line for line in lines if len(line) > 60]
-    assert "learning_rate" not in lines[0] and any("left out at this width: learning_rate" in ln for ln in lines)
+    assert "learning_rate" not in lines[0] and any(
+        "left out at this width: learning_rate" in ln for ln in " ".join(lines).split("(")[1:]
+    )
+
+
+def test_runs_at_80_columns_never_cuts_the_result(workdir, capsys):
+    """At 80 columns, with long experiment names, a cancelled and a failed run: every result is
+    whole, the run ids are short (and still name their runs), the failure's reason is shown."""
+    write_manifest(workdir, MANIFEST)
+    root = workdir / "runs"
+    ids = [f"2026010{i}-100000-000000-{c * 4}" for i, c in enumerate("abcde", 1)]
+    write_run(root, "demo-params-finetuned", ids[0], task="classify", steps=480)
+    write_run(root, "demo-params-finetuned", ids[1], status="cancelled", reason="cancelled by request")
+    write_run(root, "demo-params", ids[2], params=True, steps=480)
+    write_run(root, "demo-params-finetuned", ids[3], status="failed", reason="RuntimeError: CUDA out of memory")
+    write_run(root, "demo-params", ids[4], status="cancelled", reason="cancelled by request; resume to go on")
+    lines = _runs_in_a_pty(80)
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    table = "\n".join(lines)
+    assert "accuracy 0.57" in table and "mlm_perplexity 180" in table, table
+    for line in lines[1:6]:
+        assert "…" not in line.split()[3], line  # the result column
+    assert ids[0] not in table and "aaaa" in table  # short ids, as git shortens hashes
+    assert "RuntimeError: CUDA out of memory" in table  # the failure's reason, whole
+    assert any("shortened" in ln for ln in lines)
+    code, out, _ = _cli(capsys, "tag", "dddd")  # the short id names its run
+    assert code == 0 and out.startswith(f"demo-params-finetuned/{ids[3]}:")
 
 
 def test_fit_width_drops_the_named_columns_from_the_right_then_cuts():

@@ -146,6 +146,44 @@ def test_verify_passes_then_fails_on_an_altered_prediction(study, capsys):
         preds.write_text(saved)
 
 
+def test_report_shows_each_table_once_states_verification_and_mixed_upstream_runs(study, capsys):
+    """No table twice (a parameter diff recorded by the fine-tuning and by the inspect step after it
+    is shown once, with its source); a Verification section says which runs `lmconsole verify`
+    checked; a note when a fine-tuning started from another upstream run than the one shown."""
+    from engine.store.runs import RunStore
+    from engine.study.report import build_report
+
+    folder, manifest, runs = study
+    store = RunStore(manifest.runs_dir)
+    assert main(["--manifest", str(manifest.path), "verify", "demo-sst2", "demo-squad"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    long = [line for line in out if len(line) > 80 and not line.startswith("demo-")]
+    assert not long, long  # one line per check at 80 columns, each value once
+    assert any(line.startswith("demo-squad/") and "checks, 0 mismatch(es)" in line for line in out)
+    report = build_report(store, manifest.names)
+    tables = [(t.title, t.columns, t.rows) for sec in report.sections for t in sec.tables]
+    assert len(tables) == len(set(tables)), [t[0] for t in tables if tables.count(t) > 1]
+    diffs = next(sec for sec in report.sections if sec.title.startswith("Parameter diffs"))
+    assert all(any(n.startswith("Source: ") for n in t.notes) for t in diffs.tables)
+    verification = next(sec for sec in report.sections if sec.title == "Verification")
+    rows = {row[0].split("/")[0]: row for row in verification.tables[0].rows}
+    assert rows["demo-sst2"][1] == "all match" and rows["demo-sst2"][2] > 0
+    assert rows["demo-pretrain"][1] == "not verified" and "lmconsole verify" in verification.text[0]
+    intro = report.sections[0]
+    assert not any("started from" in p for p in intro.text)
+    pre = runs["demo-pretrain"]
+    newer = pre.path.parent / "29991231-235959-000000-ffff"  # demo-pretrain run again, after the fine-tunings
+    shutil.copytree(pre.path, newer)
+    try:
+        intro = build_report(store, manifest.names).sections[0]
+        note = next(p for p in intro.text if "started from" in p)
+        sst2 = runs["demo-sst2"]
+        assert note.startswith(f"demo-sst2/{sst2.run_id} started from demo-pretrain/{pre.run_id}, not from")
+        assert "demo-pretrain/29991231-235959-000000-ffff" in note
+    finally:
+        shutil.rmtree(newer)
+
+
 def test_console_key_writes_the_report(tmp_path):
     """``w`` on the main screen writes the report of the runs on disk next to the manifest."""
     import asyncio

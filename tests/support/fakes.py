@@ -313,6 +313,13 @@ def _results(task: str, evals: list, steps: int) -> dict:
     final = dict(evals[-1].metrics)
     if task == "pretrain" and "mlm_accuracy" not in final:
         final["confusion_matrix"] = [[7, 1], [2, 6]]
+    if task == "qa":  # as engine.metrics.text labels its text metrics: a long note of variants
+        final["variants"] = {
+            "bleu": "evaluate-style corpus BLEU-4, 0-1, no smoothing",
+            "sacrebleu": "nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:2.4.3",
+            "rouge": "rouge_score, Porter stemmer, rougeLsum over newlines",
+            "meteor": "offline METEOR: exact and stem matches, no WordNet synonyms",
+        }
     results: dict = {"final": final, "global_step": steps}
     if task in NOTES:
         results["final"]["note"] = results["note"] = NOTES[task]

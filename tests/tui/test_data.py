@@ -155,3 +155,75 @@ def test_summaries_and_formatting(tmp_path):
     assert progress_text(step, active=False) == "step 20/168 11%"
     failed = FeedState(status="failed", reason="RuntimeError: boom", last_step=step)
     assert status_line(failed).startswith("✗ failed: RuntimeError: boom · step 20/168")
+
+
+def test_status_line_fits_one_line_and_a_paused_run_has_no_eta():
+    """At 80 columns the run view's status line is one line: the memory, throughput, device and
+    epoch give way, the status, step and ETA stay; a paused run shows no ETA (it is not moving)."""
+    from dataclasses import replace
+
+    from engine.events import StepLogged
+    from engine.store.follow import FeedState
+
+    step = StepLogged(
+        step=20,
+        total_steps=168,
+        epoch=0.48,
+        loss=2.0,
+        learning_rate=1e-4,
+        eta_s=218.0,
+        tokens_per_s=5000.0,
+        memory_mb=12345.0,
+    )
+    state = FeedState(status="running", last_step=step, device="cuda:0 bf16 (NVIDIA H100 80GB HBM3)")
+    full = status_line(state)
+    assert len(full) > 78 and "ETA 3m38s" in full
+    fitted = status_line(state, 78)
+    assert len(fitted) <= 78 and "step 20/168 (11%)" in fitted and "ETA 3m38s" in fitted, fitted
+    assert "ETA" not in status_line(replace(state, status="paused"))
+
+
+def test_pause_resume_and_cancel_show_in_the_log():
+    """The Log tab reads the feed's log lines: a pause, its resume and a cancel are among them."""
+    from engine.events import LogEmitted, MetricStore, StatusChanged
+
+    store = MetricStore()
+    for status in ("running", "paused", "running", "cancelled"):
+        store.emit(StatusChanged(status=status, reason="cancelled by request" if status == "cancelled" else ""))
+    store.emit(LogEmitted(level="info", message="checkpoint saved"))
+    assert [ev.message for ev in store.logs] == [
+        "paused",
+        "resumed",
+        "cancelled: cancelled by request",
+        "checkpoint saved",
+    ]
+
+
+def test_numbers_read_side_by_side_share_one_format():
+    """A results row writes every float with the same decimals (0.970 beside 0.972, 36.0 beside
+    40.2); ints, empty cells and numbers too large or small for decimals keep fmt_num's form."""
+    from engine.tables import fmt_same
+    from tui.widgets.results import results_rows
+    from support.fakes import TASK_EVAL
+    from engine.events import EvalFinished
+
+    assert fmt_same([0.97, 0.972, None, 0.48, 1]) == ["0.970", "0.972", "", "0.480", "1"]
+    assert fmt_same([69.6, 36.0, 40.2]) == ["69.6", "36.0", "40.2"]
+    assert fmt_same([1e-7, 0.5]) == ["1e-07", "0.5"]
+    evals = [EvalFinished(step=10 * e, epoch=e, split="validation", metrics=TASK_EVAL["classify"](e)) for e in (1, 2)]
+    _, rows, _ = results_rows(evals, {"final": {**evals[-1].metrics, "accuracy": 0.97}})
+    accuracy = next(r for r in rows if r[0] == "accuracy")
+    cells = [str(c) for c in accuracy[1:] if str(c)]
+    assert len({len(c.split(" ")[0].split(".")[1]) for c in cells}) == 1, cells
+
+
+def test_console_and_report_name_classes_alike():
+    """One function names classes for the console's confusion matrix and the report's."""
+    from engine.metrics.classification import class_labels
+    from tui.widgets.results import class_labels as console_labels
+
+    sst2 = {"dataset": "embedded:sst2"}
+    assert class_labels([0, 1], None, sst2) == ["0 negative", "1 positive"]
+    assert class_labels([0, 1], ["neg", "pos"]) == ["0 neg", "1 pos"]
+    assert class_labels([0, 1, 2]) == ["class 0", "class 1", "class 2"]
+    assert console_labels({"classes": [0, 1]}, 2, sst2) == ["0 negative", "1 positive"]  # no class_names saved

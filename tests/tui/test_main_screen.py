@@ -250,3 +250,42 @@ def test_empty_runs_dir_and_no_experiments_runs(tmp_path):
             assert isinstance(app.screen, MainScreen)
 
     drive(go())
+
+
+def test_experiments_tab_at_80_columns_keeps_data_and_after_and_counts_study_steps(tmp_path):
+    """Hub ids shrink to their name (the whole id is on the line below when highlighted), so the
+    data and after columns are whole at 80x24; a study counts a step done once it has a finished
+    run, even when a later retry of it failed."""
+    import asyncio
+
+    from support.console import make_app, screen_text, wait_for
+    from support.fakes import MANIFEST, write_run
+    from tui.screens.main import MainScreen
+    from tui.widgets.experiments import study_cell
+
+    manifest = MANIFEST + (
+        '\n[[experiment]]\nname = "sst2-base"\ntask = "classify"\nmodel = "google-bert/bert-base-uncased"\n'
+        'dataset = "stanfordnlp/sst2"\ntext_column = "sentence"\ndepends_on = ["baseline"]\n'
+        '\n[[experiment]]\nname = "all"\ntask = "study"\nsteps = ["pretrain", "finetune"]\n'
+    )
+    write_run(tmp_path / "runs", "pretrain", "20260101-100000-000000-aaaa")
+    write_run(tmp_path / "runs", "pretrain", "20260102-100000-000000-bbbb", status="failed")
+
+    async def go():
+        app = make_app(tmp_path, manifest=manifest, history=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            assert await wait_for(pilot, lambda: "1/2 done" in screen_text(app))
+            text = screen_text(app)
+            row = next(line for line in text.splitlines() if "sst2-base" in line)
+            assert "bert-base-uncased" in row and "sst2" in row and row.rstrip().endswith("baseline"), row
+            study = next(line for line in text.splitlines() if " all " in line)
+            assert "1/2 done" in study and "✗" not in study, study
+
+    asyncio.run(go())
+
+    class Study:
+        steps = ("a", "b", "c")
+
+    statuses = {"a": ("failed", ""), "b": ("failed", ""), "c": ("finished", "")}
+    assert study_cell(Study, statuses, {"a", "c"}) == "2/3 done, 1 ✗"

@@ -84,3 +84,23 @@ def test_a_one_point_curve_draws():
         point_rows = [line for line in canvas.splitlines() if any(0x2800 < ord(c) <= 0x28FF for c in line)]
         assert len(point_rows) == 1 and point_rows[0].startswith("0.500"), canvas
         assert "epoch" in canvas and "last 0.500" in canvas
+
+
+def test_one_evaluation_gets_an_axis_from_zero_and_every_metric_title_keeps_best():
+    """One point at epoch 0 is drawn on 0..1 (no negative epochs); a long metric title at 80
+    columns keeps "best" (the extreme and then "last" give way first), for accuracy as for f1."""
+    from tui.widgets.plots import CurvePlot, Series
+
+    plot = CurvePlot("evaluation", xlabel="epoch")
+    plot.series = [Series("accuracy", [0], [0.5])]
+    plot._draw(78, 10)
+    ticks = plot.plt.build()
+    assert "-0." not in ticks, ticks
+    for metric in ("accuracy", "recall", "f1"):
+        plot = CurvePlot("evaluation", xlabel="epoch")
+        plot.best = "max"
+        plot.title = f"{metric} on validation (m: next)"  # as the run view names it
+        title = plot._title([Series(metric, list(range(12)), [0.4 + 0.05 * i for i in range(12)])], 80)
+        assert "best 0.950 @ep 11" in title and "last 0.950" in title, (metric, title)
+        narrow = plot._title([Series(metric, list(range(12)), [0.4 + 0.05 * i for i in range(12)])], 66)
+        assert "best 0.950 @ep 11" in narrow, (metric, narrow)

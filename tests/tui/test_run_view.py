@@ -61,7 +61,7 @@ def test_live_job_run_view_tabs_and_keys(tmp_path):
             text = screen_text(app)
             assert "step 20/20" in text and "4.0k tok/s" in text and "cpu, fp32 256 MB" in text
             assert "training loss" in text and "learning rate" in text and "no data yet" not in text
-            assert "mlm_perplexity on test per epoch" in text
+            assert "mlm_perplexity on test (m: next)" in text
             await pilot.press("m")
             assert screen.metric == "accuracy"  # next in line after the primary metric
             await pilot.press("2")
@@ -179,6 +179,76 @@ def test_inspect_run_opens_on_tables_and_exports_current_table(tmp_path, monkeyp
     drive(go())
 
 
+def test_tables_tab_at_80_columns_shows_every_count(tmp_path):
+    """A parameter table's long module names are shortened, never its numbers: every count and
+    subtotal is on screen at 80x24; right (or enter) moves from the table list into the table."""
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_runs_row(app, pilot, PARAMS)
+            view = screen.query_one(TableView)
+            assert await wait_for(pilot, lambda: view.table is not None and view.table.name == "params_base")
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            for count in ("64,000", "32,768", "4,096", "8,192", "16,384", "141,824"):
+                assert count in text, (count, text)
+            assert "trainable" in text and "…tention.self.query.weight" in text  # a dotted name keeps its end
+            screen.query_one(OptionList).focus()
+            await pilot.press("right")
+            assert app.focused is view.query_one(DataTable)
+            await pilot.press("left")
+            assert app.focused is screen.query_one(OptionList)
+
+    drive(go())
+
+
+def test_failed_and_inspect_runs_never_promise_data_yet(tmp_path):
+    """A run that has ended (or an inspect run, which trains nothing) says why there is no data,
+    never "yet": nothing more will come."""
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            for row, says in (
+                (FINETUNE_FAILED, ("2", "no final results: the run failed")),
+                (PARAMS, ("1", "none (inspect run)")),
+            ):
+                await open_runs_row(app, pilot, row)
+                for tab in ("1", "2"):
+                    await pilot.press(tab)
+                    await pilot.pause(0.2)
+                    text = screen_text(app)
+                    assert " yet" not in text, (row, tab, text)
+                    assert tab != says[0] or says[1] in text, (says, text)
+                await pilot.press("escape")
+                assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+
+    drive(go())
+
+
+def test_qa_results_keep_the_metrics_on_screen_above_the_variants_note(tmp_path):
+    """SQuAD at 80x24: the long note of text-metric variants takes at most 4 lines below the table,
+    so the metrics down to best_f1 stay on screen; the headline names F1 at the best threshold."""
+    from support.fakes import write_task_runs
+
+    async def go():
+        app = make_app(tmp_path)
+        run = write_task_runs(tmp_path / "runs")["qa"]
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            screen = RunScreen(run=run)
+            app.push_screen(screen)
+            assert await wait_for(pilot, lambda: screen.state is not None)
+            await pilot.press("2")
+            await pilot.pause(0.3)
+            text = screen_text(app)
+            assert "best_f1" in text and "(best threshold 70.4)" in text, text
+            assert "text metric variants:" in text
+
+    drive(go())
+
+
 def test_export_all_tables_of_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
@@ -250,6 +320,54 @@ def test_help_and_command_palette(tmp_path):
             assert "Run experiment baseline" in screen_text(app)
             await pilot.press("enter")
             assert await wait_for(pilot, lambda: [j.experiment for j in app.queue.jobs] == ["baseline"])
+
+    drive(go())
+
+
+def test_help_lists_each_key_once_and_every_palette_entry_has_a_description(tmp_path):
+    """The help is generated from the bindings: within a screen each key and each action appears
+    once (no `K/J Move up/down` beside `J Move down`), a long line wraps in its own column; the
+    palette lists the main screen's actions from any tab, each with what it does (not its key)."""
+    from tui.commands import ConsoleCommands
+    from tui.screens.help import sections
+
+    async def go():
+        app = make_app(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            titles = set()
+            for title, rows in sections(app):
+                titles.add(title)
+                keys = [k for row_keys, _ in rows for k in row_keys.split(" / ")]
+                assert len(keys) == len(set(keys)), (title, keys)
+                whats = [what for _, what in rows]
+                assert len(whats) == len(set(whats)), (title, whats)
+                assert all(what for what in whats), title
+            jobs = dict(next(rows for t, rows in sections(app) if t == "Jobs"))
+            assert jobs["K / shift+↑"].startswith("Move up") and jobs["J / shift+↓"].startswith("Move down")
+            await pilot.press("question_mark")
+            box = [ln for ln in screen_text(app).splitlines() if "│" in ln]
+            for line in box:
+                inner = line.split("│")[1].rstrip()
+                body = inner[1:]  # the dialog's padding
+                assert (
+                    not body
+                    or body.startswith("  ")
+                    or body.split("  ")[0].strip()
+                    in titles
+                    | {
+                        "lmconsole keys",
+                        "Jobs run in their own processes: quitting leaves them going; any console or",
+                    }
+                    or body.startswith("`lmconsole queue")
+                ), line
+            await pilot.press("escape", "4")  # the System tab: nothing of the Jobs pane has focus
+            commands = ConsoleCommands(app.screen)._commands()
+            for title, help_text, _ in commands:
+                assert help_text and not help_text.startswith("key "), (title, help_text)
+            titles = [t for t, _, _ in commands]
+            assert "Pause/resume (p) in jobs" in titles and "Run (r) in experiments" in titles, titles
+            assert len(titles) == len(set(titles)), titles
 
     drive(go())
 

@@ -98,3 +98,23 @@ def test_compare_two_tasks(snap_compare, tmp_path, tab):
     runs = write_task_runs(tmp_path / "runs")
     screen = CompareScreen([runs["classify"], runs["qa"]])
     assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, screen, [tab]))
+
+
+def test_tables_tab(snap_compare, tmp_path):
+    """An inspect run's parameter table at 80x24: every count whole, the module names shortened."""
+    from support.fakes import write_run
+
+    app = make_app(tmp_path)
+    run = write_run(tmp_path / "runs", "demo-params", "20260101-090000-000000-abcd", task="inspect", params=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, RunScreen(run=run)))
+
+
+def test_help_screen(snap_compare, tmp_path):
+    """`?` at 80x24: one row per action, long descriptions wrapped in their own column."""
+
+    async def before(pilot):
+        await runs_loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=(80, 24), run_before=before)

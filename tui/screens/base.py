@@ -60,11 +60,14 @@ class CurveViewKeys:
     """
 
     VIEW_BINDINGS = [
-        Binding("l", "toggle_log", "Log y"),
+        Binding("l", "toggle_log", "Log y", tooltip="log scale on the y axes (on by default for perplexity)"),
+        # in ? help, not the footer: the footer must keep ? at 80 columns
         Binding(
-            "right_square_bracket", "smooth(1)", "Smooth", key_display="[ ]", show=False
-        ),  # in ? help: the footer must keep ? at 80 columns
-        Binding("left_square_bracket", "smooth(-1)", "Less smooth", show=False),
+            "right_square_bracket", "smooth(1)", "Smooth more", show=False, tooltip="EMA smoothing of per-step curves"
+        ),
+        Binding(
+            "left_square_bracket", "smooth(-1)", "Smooth less", show=False, tooltip="less EMA smoothing, down to none"
+        ),
     ]
     log_override: bool | None = None  # None: log-y for perplexity only
     smoothing_index = 0

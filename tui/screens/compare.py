@@ -87,12 +87,12 @@ def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
 
 class CompareScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("1", "tab('compare-curves')", "Curves", show=False),
-        Binding("2", "tab('compare-results')", "Results", show=False),
-        Binding("3", "tab('compare-config')", "Config", show=False),
-        Binding("m", "next_metric", "Metric"),
-        Binding("e", "export", "Export"),
+        Binding("escape", "back", "Back", tooltip="back to the runs"),
+        Binding("1", "tab('compare-curves')", "Curves", show=False, tooltip="the runs' curves on shared axes"),
+        Binding("2", "tab('compare-results')", "Results", show=False, tooltip="final results side by side"),
+        Binding("3", "tab('compare-config')", "Config", show=False, tooltip="the settings that differ"),
+        Binding("m", "next_metric", "Metric", tooltip="the next metric on the curves"),
+        Binding("e", "export", "Export", tooltip="the comparison as CSV, Markdown, LaTeX, JSON"),
         *CurveViewKeys.VIEW_BINDINGS,
     ]
 

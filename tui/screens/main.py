@@ -54,12 +54,14 @@ def freeze_heap_once() -> None:
 
 class MainScreen(ConsoleScreen):
     BINDINGS = [
-        Binding("1", "tab('experiments')", "Experiments", show=False),
-        Binding("2", "tab('jobs')", "Jobs", show=False),
-        Binding("3", "tab('runs')", "Runs", show=False),
-        Binding("4", "tab('system')", "System", show=False),
-        Binding("ctrl+r", "reload", "Reload manifest", show=False),
-        Binding("w", "report", "Report", show=False),  # write the study report
+        Binding(
+            "1", "tab('experiments')", "Experiments", show=False, tooltip="the manifest's experiments and their runs"
+        ),
+        Binding("2", "tab('jobs')", "Jobs", show=False, tooltip="the queue: waiting, running and ended jobs"),
+        Binding("3", "tab('runs')", "Runs", show=False, tooltip="every run on disk, filtered and sorted"),
+        Binding("4", "tab('system')", "System", show=False, tooltip="CPU, RAM and each GPU, with the job holding it"),
+        Binding("ctrl+r", "reload", "Reload manifest", show=False, tooltip="read experiments.toml again"),
+        Binding("w", "report", "Report", show=False, tooltip="write the study report of the finished runs"),
     ]
 
     def __init__(self):
@@ -85,6 +87,14 @@ class MainScreen(ConsoleScreen):
                 yield SystemPane(id="system-pane")
         yield StatusLine("", id="status")
         yield Footer(compact=True, show_command_palette=False)
+
+    def palette_panes(self) -> list[tuple[object, str]]:
+        """The panes whose actions the command palette lists on any tab, each with its tab."""
+        return [
+            (self.query_one(ExperimentsPane), "experiments"),
+            (self.query_one(JobsPane), "jobs"),
+            (self.query_one(RunsPane), "runs"),
+        ]
 
     def on_mount(self) -> None:
         self._queue_version = -1
@@ -146,7 +156,8 @@ class MainScreen(ConsoleScreen):
         for job in self.app.queue.jobs:  # this console's jobs are fresher than the disk
             if not job.done or job.status == "blocked" or job.run is None:
                 statuses[job.experiment] = (job.status, job.reason)
-        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses)
+        finished = {r.run.experiment for r in self._rows if r.status == "finished"}
+        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses, finished)
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:

@@ -14,10 +14,10 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
-from engine.status import ACTIVE
+from engine.status import ACTIVE, ENDED
 from engine.store.follow import RunFeed
 from engine.study.export import export_runs, export_table
 
@@ -27,7 +27,7 @@ from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.examples import ExamplesPane
 from ..widgets.plots import CurvePlot, Series
 from ..widgets.results import ResultsTable, details_text, results_rows
-from ..widgets.tables import TableView
+from ..widgets.tables import TableList, TableView
 from ..widgets.trypane import TryPane
 from .base import ConsoleScreen, CurveViewKeys, last_failure
 
@@ -47,23 +47,35 @@ def seed_cell(stats: dict, key: str, with_n: bool = True) -> Text:
 
 class RunScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("1", "tab('curves')", "Curves", show=False),
-        Binding("2", "tab('results')", "Results", show=False),
-        Binding("3", "tab('tables')", "Tables", show=False),
-        Binding("4", "tab('log')", "Log", show=False),
-        Binding("5", "tab('examples')", "Examples", show=False),
-        Binding("6", "tab('try')", "Try", show=False),
-        Binding("p", "control('pause')", "Pause"),  # p again resumes (in ? help); short: ? must fit at 80 columns
-        Binding("c", "control('cancel')", "Cancel"),
-        Binding("R", "control('retry')", "Resume"),
-        Binding("e", "export", "Export"),
-        Binding("m", "next_metric", "Metric"),
+        Binding("escape", "back", "Back", tooltip="back to the list"),
+        Binding("1", "tab('curves')", "Curves", show=False, tooltip="loss, learning rate and the evaluation metric"),
+        Binding("2", "tab('results')", "Results", show=False, tooltip="each evaluation's metrics (left/right scroll)"),
+        Binding("3", "tab('tables')", "Tables", show=False, tooltip="the run's tables (right: into the table)"),
+        Binding("4", "tab('log')", "Log", show=False, tooltip="the run's log lines"),
+        Binding("5", "tab('examples')", "Examples", show=False, tooltip="evaluation examples and mistakes"),
+        Binding("6", "tab('try')", "Try", show=False, tooltip="try the model on your own input"),
+        # short descriptions: the footer must keep ? at 80 columns
+        Binding("p", "control('pause')", "Pause", tooltip="the run holds at its next step; p again resumes"),
+        Binding("c", "control('cancel')", "Cancel", tooltip="asks first; the run saves a checkpoint"),
+        Binding(
+            "R",
+            "control('retry')",
+            "Resume",
+            tooltip="a failed, cancelled or interrupted run goes on from its checkpoint",
+        ),
+        Binding("e", "export", "Export", tooltip="the table shown, or all the run's tables"),
+        Binding("m", "next_metric", "Metric", tooltip="the evaluation panel's next metric"),
         *CurveViewKeys.VIEW_BINDINGS,
-        Binding("v", "next_series", "Series", show=False),
-        Binding("g", "next_system", "System", show=False),
-        Binding("enter", "details", "Traceback", show=False),
-        Binding("u", "push", "Push", show=False),
+        Binding("v", "next_series", "Series", show=False, tooltip="loss panel: total loss, each part, all together"),
+        Binding(
+            "g",
+            "next_system",
+            "System",
+            show=False,
+            tooltip="small panel: learning rate, then each CPU/RAM/GPU figure sampled",
+        ),
+        Binding("enter", "details", "Traceback", show=False, tooltip="a failed run: its traceback"),
+        Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
@@ -100,8 +112,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                     with VerticalScroll(id="results-extra-box"):
                         yield Static("", id="results-extra")
             with TabPane("3 Tables", id="tables"):
-                with Horizontal():
-                    yield OptionList(id="table-list")
+                # the list above the table: the table gets the whole width (its numbers never cut)
+                with Vertical():
+                    yield TableList(id="table-list")
                     yield TableView(id="table-view")
             with TabPane("4 Log", id="log"):
                 yield RichLog(id="run-log", max_lines=5000, wrap=True, markup=False, highlight=False)
@@ -188,7 +201,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
 
     def _apply(self, state, failure=None, seeds=None) -> None:
         self._polling = False
-        line = status_line(state)
+        bar = self.query_one("#run-status", StatusLine)
+        line = status_line(state, (bar.content_region.width or self.app.size.width - 2) if failure is None else None)
         if failure is not None and state.reason:
             line = line.replace(f": {state.reason}", "", 1)  # the reason is shown in full below
         self.query_one("#run-status", StatusLine).say(line, "error" if state.status == "failed" else "info")
@@ -208,6 +222,13 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         self._draw_log(state)
 
     def _draw_curves(self, state) -> None:
+        if self._none_coming(state):  # short: a plot drops a title wider than its canvas
+            inspect = self.feed.run is not None and self.feed.run.config().get("task") == "inspect"
+            empty = f"none ({'inspect run' if inspect else state.status})"
+        else:
+            empty = "no data yet"
+        for plot in self.query(CurvePlot):
+            plot.empty = empty
         steps = state.steps
         key = (len(steps), steps[-1].step if steps else None)
         loss = [Series("loss", *step_series(steps, "loss"))]
@@ -232,7 +253,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             plot = self.query_one("#plot-metric", CurvePlot)
             plot.show(
                 [Series(self.metric, *eval_series(state.evals, self.metric))],
-                title=f"{self.metric} on {split} per epoch (m: next)",
+                title=f"{self.metric} on {split} (m: next)",  # per epoch: the x axis says so
                 key=(len(state.evals), self.metric),
                 best="" if better is None else "max" if better else "min",
             )
@@ -266,6 +287,18 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         if not n:
             self.say("no system samples in this run yet (a job records CPU/RAM/GPU about every 30 s)")
 
+    def _none_coming(self, state) -> str:
+        """Why no more data will come to this run ("" while some may): an inspect run trains
+        nothing, an ended run adds nothing; "yet" would promise what never comes."""
+        run = self.feed.run
+        if run is not None and run.config().get("task") == "inspect":
+            return "an inspect run trains nothing (its tables: 3)"
+        if state.status in ENDED:
+            return f"the run {state.status}" if state.status != "finished" else "the run recorded none"
+        if state.status == "interrupted":
+            return "the run was interrupted (R resumes it)"
+        return ""
+
     def _draw_results(self, state) -> None:
         self._evals_seen = len(state.evals)
         table = self.query_one("#results-table", DataTable)
@@ -291,13 +324,18 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         line = headline(task, state.results, evals[0].metrics if evals else None) if state.results else ""
         if not line and evals:
             line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ACTIVE else ""
-        self.query_one("#results-headline", Static).update(Text(line or "no final results yet"))
-        extra = details_text(evals, state.results, texts)
+        why = self._none_coming(state)
+        self.query_one("#results-headline", Static).update(
+            Text(line or (f"no final results: {why}" if why else "no final results yet"))
+        )
+        config = self.feed.run.config() if self.feed.run is not None else None
+        extra = details_text(evals, state.results, texts, config)
         flags = self._flags(state)
         if flags:  # degenerate results (engine.metrics.flags), above everything else
             extra = "\n".join(f"FLAG {f.metric}: {f.message}" for f in flags) + ("\n" + extra if extra else "")
         if not rows and not texts:
-            extra = "no evaluation results yet" + (f"\n{extra}" if extra else "")
+            empty = f"no evaluation results: {why}" if why else "no evaluation results yet"
+            extra = empty + (f"\n{extra}" if extra else "")
         self.query_one("#results-extra", Static).update(Text(extra))  # data, not markup
         self.query_one("#results-extra-box").display = bool(extra)
 

@@ -20,18 +20,31 @@ if TYPE_CHECKING:
     from engine.manifest import Experiment
 
 
+def short_source(spec: str) -> str:
+    """A model or dataset in a table cell at 80 columns: a Hub id or a path by its last part
+    (``google-bert/bert-base-uncased`` -> ``bert-base-uncased``); presets and ``run:`` as they are.
+    The whole name is in the line below the table when the row is highlighted."""
+    if not spec or spec.startswith(("run:", "embedded:")) or "/" not in spec:
+        return spec
+    return spec.rstrip("/").rsplit("/", 1)[-1] or spec
+
+
 def data_of(exp) -> str:
     ds = getattr(exp, "dataset", None)
     if not ds:
         return "-"
-    return ds.removeprefix("embedded:") + (" (emb.)" if ds.startswith("embedded:") else "")
+    # an embedded corpus by its name alone: the line below a highlighted row says "embedded:"
+    return short_source(ds.removeprefix("embedded:"))
 
 
-def study_cell(exp, statuses) -> str:
-    """A study's progress: ``3/9 done, 1 ✗`` (steps finished, failed), from its steps' latest runs or jobs."""
-    sts = [statuses.get(step, ("", ""))[0] for step in exp.steps]
-    done, failed = sts.count("finished"), sum(s in PROBLEM for s in sts)
-    return f"{done}/{len(sts)} done" + (f", {failed} ✗" if failed else "")
+def study_cell(exp, statuses, finished: frozenset[str] | set[str] = frozenset()) -> str:
+    """A study's progress: ``3/9 done, 1 ✗``: steps with a finished run (``finished``, or the latest
+    status), and steps whose latest run or job failed with none finished (a failed retry of a
+    finished step still counts as done: its finished run is what the study uses)."""
+    sts = {step: statuses.get(step, ("", ""))[0] for step in exp.steps}
+    done = [step for step, st in sts.items() if st == "finished" or step in finished]
+    failed = sum(st in PROBLEM for step, st in sts.items() if step not in done)
+    return f"{len(done)}/{len(sts)} done" + (f", {failed} ✗" if failed else "")
 
 
 class ExperimentsPane(TablePane):
@@ -40,8 +53,8 @@ class ExperimentsPane(TablePane):
     FILTER_HINT = "filter experiments: name, task, model, data (enter: keep, esc: clear)"
 
     BINDINGS = [
-        Binding("r", "run", "Run"),
-        Binding("space", "mark", "Mark"),
+        Binding("r", "run", "Run", tooltip="queue the experiment (or the marked ones), dependencies first"),
+        Binding("space", "mark", "Mark", tooltip="mark the experiment, to run several at once"),
         *TablePane.FILTER_BINDINGS,
     ]
 
@@ -58,16 +71,21 @@ class ExperimentsPane(TablePane):
         self.experiments: Sequence[Experiment] = ()
         self.statuses: dict[str, tuple[str, str]] = {}
 
-    def set_experiments(self, experiments, statuses: dict[str, tuple[str, str]]) -> None:
-        """statuses: experiment -> (status, reason) of its latest run or job."""
+    def set_experiments(
+        self, experiments, statuses: dict[str, tuple[str, str]], finished: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        """statuses: experiment -> (status, reason) of its latest run or job; finished: the
+        experiments with a finished run (a study counts those steps done)."""
         self.experiments = experiments
         self.statuses = statuses
         self.marked &= {e.name for e in experiments}
         rows = []
         for exp in experiments:
             st = statuses.get(exp.name, ("", ""))[0]
-            last = study_cell(exp, statuses) if exp.task == "study" else (status_text(st) if st else "-")
-            cells = [exp.name, last, exp.task, exp.model or "-", data_of(exp), ", ".join(exp.dependencies) or "-"]
+            last = study_cell(exp, statuses, finished) if exp.task == "study" else (status_text(st) if st else "-")
+            model = "-" if exp.task == "study" else short_source(exp.model) or "-"  # a study has steps, no model
+            after = "-" if exp.task == "study" else ", ".join(exp.dependencies) or "-"  # its steps: in the plan
+            cells = [exp.name, last, exp.task, model, data_of(exp), after]
             rows.append(
                 (
                     exp.name,
@@ -97,7 +115,8 @@ class ExperimentsPane(TablePane):
         if exp is None:
             return
         st, reason = self.statuses.get(name, ("", ""))
-        text = exp.description or f"{exp.task} {exp.model}"
+        source = f"{exp.task} {exp.model}" + (f" on {exp.dataset}" if getattr(exp, "dataset", None) else "")
+        text = f"{exp.description} ({source})" if exp.description else source
         if st in UNEXPECTED and reason:
             text = f"{name}: {st}: {reason}"
         self.post_message(Note(text, "error" if st == "failed" else "info", source=self.id or ""))

@@ -25,13 +25,15 @@ class JobsPane(TablePane):
     EMPTY = "no jobs yet: press 1, pick an experiment and press r to run it"
 
     BINDINGS = [
-        Binding("p", "control('pause')", "Pause/resume"),
-        Binding("c", "control('cancel')", "Cancel"),
-        Binding("R", "control('retry')", "Retry"),
-        Binding("K", "move(-1)", "Move up/down", key_display="K/J"),
-        Binding("J", "move(1)", "Move down", show=False),
-        Binding("shift+up", "move(-1)", "Move up", show=False),
-        Binding("shift+down", "move(1)", "Move down", show=False),
+        Binding(
+            "p", "control('pause')", "Pause/resume", tooltip="a running job holds at its next step; p again resumes"
+        ),
+        Binding("c", "control('cancel')", "Cancel", tooltip="asks first; a running job saves a checkpoint"),
+        Binding("R", "control('retry')", "Retry", tooltip="run an ended job again, from its last checkpoint if any"),
+        Binding("K", "move(-1)", "Move up", tooltip="a waiting job starts earlier"),
+        Binding("J", "move(1)", "Move down", tooltip="a waiting job starts later"),
+        Binding("shift+up", "move(-1)", "Move up", show=False, tooltip="a waiting job starts earlier"),
+        Binding("shift+down", "move(1)", "Move down", show=False, tooltip="a waiting job starts later"),
     ]
 
     @dataclass
@@ -65,7 +67,9 @@ class JobsPane(TablePane):
                 note = f"gpu {','.join(map(str, job.devices))} {note}".strip()
             # the phase of an ended job is stale, except where it failed
             phase = job.phase if job.active or job.status == "failed" else None
-            progress = progress_text(job.metrics.last_step, phase, job.active) if job.status != "queued" else ""
+            progress = (
+                progress_text(job.metrics.last_step, phase, job.status == "running") if job.status != "queued" else ""
+            )
             rows.append(
                 (
                     str(job.id),

@@ -203,8 +203,8 @@ class TablePane(Vertical):
     FILTER_HINT = "filter"
 
     FILTER_BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear", "Clear filter/marks", show=False),
+        Binding("slash", "filter", "Filter", tooltip="type to show only the matching rows"),
+        Binding("escape", "clear", "Clear filter/marks", show=False, tooltip="show every row again, unmark all"),
     ]
 
     DEFAULT_CSS = """

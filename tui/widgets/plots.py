@@ -153,6 +153,7 @@ class CurvePlot(PlotextPlot):
         self.best: str = ""  # "min" / "max": mark the best point in the title
         self.stats = ""  # the title's statistics, for tests
         self.legend = True  # False where the screen shows the series' markers and labels itself
+        self.empty = "no data yet"  # the title without data; a screen says why when none will come
 
     def show(self, series: list[Series], title: str | None = None, key=None, best: str = "") -> None:
         if key is not None and key == self._key:
@@ -192,7 +193,7 @@ class CurvePlot(PlotextPlot):
         # plotext drops a title wider than its canvas (the width less the y tick labels)
         width = width - TICK_ROOM
         if not shown:
-            return f"{self.title}: no data yet"
+            return f"{self.title}: {self.empty}"
         name = self.title + (", log" if self.log_y else "")
         if self.smoothing:
             name += f" ema {self.smoothing:g}"
@@ -211,8 +212,10 @@ class CurvePlot(PlotextPlot):
                     parts.append(f"{other.__name__} {short(other(vals))}")
                 else:
                     parts.append(f"min {short(min(vals))} max {short(max(vals))}")
+                # drop whole fields, never cut one: the other extreme first, then the last value;
+                # the best stays while it fits (every metric's title shows it, not only a short one's)
                 while len(parts) > 1 and len(name + ": " + ", ".join(parts)) > width - 2:
-                    parts.pop()  # drop whole fields, never cut one
+                    parts.pop(0 if len(parts) == 2 and self.best else -1)
                 self.stats = ", ".join(parts)
         full = f"{name}: {self.stats}" if self.stats else name
         return full if len(full) <= width - 2 else name
@@ -275,7 +278,8 @@ class CurvePlot(PlotextPlot):
     def _x_ticks(self, lo: float, hi: float, count: int) -> None:
         plt = self.plt
         if hi <= lo:  # one point (a first evaluation): plotext divides by the x range
-            lo, hi = lo - 0.5, hi + 0.5
+            # a whole unit either side, never below 0 for a count (epoch 0 reads 0..1, not -0.4..0.4)
+            lo, hi = (max(0.0, lo - 1) if lo >= 0 else lo - 1), hi + 1
         ticks = nice_ticks(lo, hi, count)
         step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
         inside = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9] or ticks

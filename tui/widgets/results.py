@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.tables import flat_results, fmt_num
+from engine.tables import flat_results, fmt_num, fmt_same
 
 from ..data import compact_value, eval_keys
 from ..metricinfo import best_of
@@ -61,9 +61,18 @@ def results_rows(evals: list, results: dict) -> tuple[list[str], list[list], dic
         history = [ev.metrics.get(k) for ev in evals]
         last = final.get(k, history[-1] if history else None)
         best = best_of(history, k) if len(history) > 1 else None
-        best_cell = Text(f"{fmt_num(best[1])} ({evals[best[0]].epoch})", justify="right") if best else ""
-        rows.append([k, cell(last), best_cell] + [cell(v) for v in history])
+        # one format across the row: 0.970 beside 0.972, never 0.97
+        same = fmt_same([last, best[1] if best else None, *history])
+        best_cell = Text(f"{same[1]} ({evals[best[0]].epoch})", justify="right") if best else ""
+        rows.append([k, _cell(last, same[0]), best_cell] + [_cell(v, t) for v, t in zip(history, same[2:])])
     return headers, rows, texts
+
+
+def _cell(value, text: str) -> Text | str:
+    """A numeric cell right-aligned with its row's format ``text``; other values as :func:`cell`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Text(text, justify="right")
+    return cell(value)
 
 
 def confusion_text(matrix: list, labels: list[str]) -> str:
@@ -77,15 +86,15 @@ def confusion_text(matrix: list, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def class_labels(result: dict, n: int) -> list[str]:
-    names = result.get("class_names")
+def class_labels(result: dict, n: int, config: dict | None = None) -> list[str]:
+    """The classes as the report names them (``0 negative``): engine.metrics.classification.class_labels."""
+    from engine.metrics.classification import class_labels as labels
+
     classes = result.get("classes") or list(range(n))
-    if isinstance(names, list) and len(names) == n:
-        return [str(x) for x in names]
-    return [f"class {c}" for c in classes][:n]
+    return labels(classes, result.get("class_names"), config)[:n]
 
 
-def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
+def details_text(evals: list, results: dict, texts: dict[str, str], config: dict | None = None) -> str:
     """Below the table: the confusion matrix (labelled), other nested values, then long notes."""
     nested: dict = {}
     if evals:
@@ -104,8 +113,11 @@ def details_text(evals: list, results: dict, texts: dict[str, str]) -> str:
         where = "final" if source is not results else "last evaluation"
         parts.append(
             f"confusion matrix ({where}; rows true, columns predicted)\n"
-            + confusion_text(matrix, class_labels(scope, len(matrix)))
+            + confusion_text(matrix, class_labels(scope, len(matrix), config))
         )
+    variants = nested.pop("variants", None)  # how the text metrics were computed: last, the longest note
     parts += [f"{k}: {compact_value(v)}" for k, v in nested.items()]
+    if isinstance(variants, dict):
+        parts.append("text metric variants: " + "; ".join(f"{k} {v}" for k, v in variants.items()))
     parts += [f"{k}: {v}" for k, v in texts.items() if k.split(".")[0] not in nested]  # not twice
     return "\n".join(parts)

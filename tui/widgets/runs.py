@@ -38,19 +38,30 @@ class RunsPane(TablePane):
     FILTER_HINT = "filter: text, tag:NAME, lr<1e-4, status=failed (enter keeps, esc clears)"
 
     BINDINGS = [
-        Binding("space", "mark", "Select"),
-        Binding("v", "compare", "Compare"),
-        Binding("e", "export", "Export"),
-        Binding("p", "control('pause')", "Pause"),
-        Binding("c", "control('cancel')", "Cancel"),
-        Binding("R", "control('retry')", "Resume"),
-        Binding("t", "edit('tags')", "Tags"),
-        Binding("n", "edit('note')", "Note"),
-        Binding("a", "edit('archive')", "Archive/restore", show=False),
-        Binding("A", "toggle_archived", "Show archived", show=False),
-        Binding("d", "edit('delete')", "Delete", show=False),
-        Binding("s", "sort(1)", "Sort", show=False),
-        Binding("S", "sort(-1)", "Sort reverse", show=False),
+        Binding("space", "mark", "Select", tooltip="select the run, to compare or export several"),
+        Binding("v", "compare", "Compare", tooltip="the selected runs side by side: curves, results, config"),
+        Binding("e", "export", "Export", tooltip="the selected runs' tables as CSV, Markdown, LaTeX, JSON"),
+        Binding("p", "control('pause')", "Pause", tooltip="a running run holds at its next step; p again resumes"),
+        Binding("c", "control('cancel')", "Cancel", tooltip="asks first; the run saves a checkpoint"),
+        Binding(
+            "R",
+            "control('retry')",
+            "Resume",
+            tooltip="a failed, cancelled or interrupted run goes on from its checkpoint",
+        ),
+        Binding("t", "edit('tags')", "Tags", tooltip="add or remove the run's tags (+tag -tag)"),
+        Binding("n", "edit('note')", "Note", tooltip="write the run's note"),
+        Binding(
+            "a",
+            "edit('archive')",
+            "Archive/restore",
+            show=False,
+            tooltip="hide the run from lists and exports, or bring it back",
+        ),
+        Binding("A", "toggle_archived", "Show archived", show=False, tooltip="list the archived runs instead"),
+        Binding("d", "edit('delete')", "Delete", show=False, tooltip="delete the run and its files (asks first)"),
+        Binding("s", "sort(1)", "Sort", show=False, tooltip="sort by the next column"),
+        Binding("S", "sort(-1)", "Sort reverse", show=False, tooltip="reverse the sort"),
         *TablePane.FILTER_BINDINGS,
     ]
 
