@@ -334,7 +334,8 @@ class QueueConfig:
         default=-1,
         metadata=_meta(
             "GPUs the scheduler hands this job (`CUDA_VISIBLE_DEVICES`); -1 = auto: 1 where CUDA is present, else 0; "
-            "a torchrun/accelerate job takes `nproc_per_node`.",
+            "more than 1 needs a launcher (one process uses one GPU); a torchrun/accelerate job takes "
+            "`nproc_per_node`.",
             minimum=-1,
         ),
     )
@@ -1023,6 +1024,11 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
         why = device_problem(values["device"], str(values.get("launcher", "none")))
         if why:
             problems.append(f"{where}.device: {why}")
+    gpus = values.get("gpus")
+    if isinstance(gpus, int) and gpus > 1 and values.get("launcher", "none") == "none":
+        # one process uses one GPU: the others would be reserved by the scheduler and sit idle
+        fix = f'launcher = "torchrun" with nproc_per_node = {gpus} (DDP), or ' if task in ALL_TRAIN else ""
+        problems.append(f"{where}.gpus: {gpus} GPUs for one process, which uses only one; set {fix}gpus = 1")
     if values.get("trust_remote_code") is True:
         pass  # allowed; the job warns at start
     if len(problems) > n_before:

@@ -47,3 +47,23 @@ def test_bad_runs_dir_is_a_problem(value, words):
 def test_good_values_still_pass():
     m = parse_text(BASE + 'device = "cuda:1"\nbatch_size = 65536\nmlm_probability = 1.0\ndescription = "a\\tb"\n')
     assert m.experiments[0].device == "cuda:1"
+
+
+def test_several_gpus_without_a_launcher_are_refused_with_the_fix():
+    """One process uses one GPU: ``gpus = 2`` without a launcher would reserve a GPU nothing uses."""
+    with pytest.raises(ManifestError) as err:
+        parse_text(BASE + "gpus = 2\n")
+    (problem,) = [p for p in err.value.problems if ".gpus:" in p]
+    assert 'launcher = "torchrun"' in problem and "nproc_per_node = 2" in problem and "gpus = 1" in problem
+    inspect = BASE.replace('task = "pretrain"', 'task = "inspect"').replace('dataset = "embedded:wikitext"\n', "")
+    with pytest.raises(ManifestError) as err:
+        parse_text(inspect + "gpus = 3\n")
+    (problem,) = [p for p in err.value.problems if ".gpus:" in p]
+    assert "gpus = 1" in problem and "launcher" not in problem  # inspect cannot run under a launcher
+
+
+def test_gpus_that_one_process_uses_still_pass():
+    for extra in ("gpus = 1\n", "gpus = 0\n", "gpus = -1\n", 'launcher = "torchrun"\nnproc_per_node = 2\n'):
+        parse_text(BASE + extra)
+    launched = parse_text(BASE + 'launcher = "torchrun"\nnproc_per_node = 2\ngpus = 2\n').experiments[0]
+    assert launched.gpus == 2 and launched.nproc_per_node == 2

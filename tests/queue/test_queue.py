@@ -353,7 +353,18 @@ runs_dir = "runs"
 max_parallel_jobs = 6
 gpus = "0,1,2,3"
 """ + "".join(
+    # a job uses 2 GPUs as two torchrun processes (one process uses one GPU); the jobs themselves are fakes
     f"""
+[[experiment]]
+name = "j{i}"
+task = "pretrain"
+model = "bert-micro"
+dataset = "embedded:wikitext"
+launcher = "torchrun"
+nproc_per_node = {need}
+"""
+    if need > 1
+    else f"""
 [[experiment]]
 name = "j{i}"
 task = "inspect"
@@ -493,7 +504,7 @@ def test_job_gets_cuda_visible_devices_of_its_gpus(monkeypatch):
 
 
 def test_job_needing_more_gpus_than_offered_is_blocked_with_a_reason(tmp_path):
-    m = load(write_manifest(tmp_path, GPU_MANIFEST.replace("gpus = 2", "gpus = 5", 1)))
+    m = load(write_manifest(tmp_path, GPU_MANIFEST.replace("nproc_per_node = 2", "nproc_per_node = 5", 1)))
     q = JobQueue(m, runner=FakeRunner())
     q.submit(["j0"])
     [job] = q.refresh()

@@ -2,6 +2,7 @@
 host sync), and a pause sends heartbeats, so no collective waits out the pause (its timeout is bounded).
 
 One process in a gloo group stands for rank 0 of a distributed job: the loop takes its distributed path.
+The pause test runs two ranks (two processes) with a collective timeout shorter than the pause.
 """
 
 import threading
@@ -91,3 +92,58 @@ def test_logged_parts_are_every_ranks_mean_and_memory_their_maximum():
     (logged,) = [e for e in events if isinstance(e, StepLogged)]
     assert logged.loss == 2.0 and logged.parts == {"mlm": 2.0}
     assert logged.memory_mb == 9000.0
+
+
+PAUSED_RANK = """
+import datetime, sys, threading, time
+from pathlib import Path
+
+import torch.distributed as dist
+from support.toyloop import ToyTask, toy_context, train_toy
+
+rank, folder = int(sys.argv[1]), Path(sys.argv[2])
+dist.init_process_group(
+    "gloo", init_method=f"file://{folder / 'pg'}", rank=rank, world_size=2,
+    timeout=datetime.timedelta(seconds=float(sys.argv[3])),
+)
+ctx = toy_context(folder / f"rank{rank}", epochs=1)  # a run directory per rank: they share no files
+if rank == 0:
+    ctx.run.request("pause")
+    threading.Timer(float(sys.argv[4]), lambda: ctx.run.request("resume")).start()
+t0 = time.monotonic()
+result = train_toy(ctx, ToyTask())
+print(f"rank {rank}: {result['global_step']} steps, world {result['world_size']}, {time.monotonic() - t0:.1f} s")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_a_pause_longer_than_the_collective_timeout_keeps_the_other_rank_alive(tmp_path):
+    """Two gloo ranks with a 3 s collective timeout; rank 0 pauses for 6 s. The other rank waits in
+    broadcasts that rank 0's heartbeats answer about every second, so it never times out, and both
+    ranks then train to the end: a pause needs no collective timeout as long as the pause."""
+    import os
+    import subprocess
+    import sys
+
+    from support import PYTHONPATH
+
+    (tmp_path / "rank0").mkdir()
+    (tmp_path / "rank1").mkdir()
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH, OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PAUSED_RANK, str(rank), str(tmp_path), "3", "6"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    for rank, out in enumerate(outs):
+        line = out.strip().splitlines()[-1]
+        assert line.startswith(f"rank {rank}: 4 steps, world 2"), out  # 8 batches, 2 ranks
+        assert float(line.split(", ")[-1].split()[0]) >= 6.0  # both waited out the whole pause
