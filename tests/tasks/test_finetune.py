@@ -144,3 +144,31 @@ def test_predict_gives_each_rows_label_and_probability():
     assert preds == [0, 1, 0, 1]
     want = [torch.tensor([float(len(r)), 5.0 - len(r)]).softmax(-1).max().item() for r in rows]
     assert probs == want
+
+
+def test_predict_copies_to_the_host_once_per_batch(monkeypatch):
+    """On a GPU every copy to the host is a sync: evaluation makes one per batch, not one or two per row."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from engine.tasks.classify import predict
+
+    copies = []
+    for name in ("tolist", "item", "__int__", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **kw):
+            copies.append(_name)
+            return _original(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def model(input_ids, attention_mask):
+        n = attention_mask.float().sum(-1)
+        return SimpleNamespace(logits=torch.stack([n, 5 - n], dim=-1))
+
+    rows = [[1, 2, 3], [4], [5, 6, 7, 8], [9, 9], [1], [2, 2, 2]]
+    copies.clear()
+    predict(model, rows, pad=0, batch_size=3, device=torch.device("cpu"))
+    assert len(copies) <= 2, copies  # two batches of three rows
