@@ -73,7 +73,7 @@ def _run_seeds(manifest, store, name: str, resume, args, failed: dict) -> int | 
     Returns an exit code when ``cmd_run`` must stop here after a stop signal; a UserError
     when the runs directory cannot hold the run.
     """
-    from engine.job.runner import run_experiment
+    from engine.job.runner import JobOptions, run_experiment
     from engine.store.runs import RunUnavailable
     from engine.store.seeds import seed_jobs
 
@@ -91,9 +91,7 @@ def _run_seeds(manifest, store, name: str, resume, args, failed: dict) -> int | 
                 sinks=[printer],
                 resume=resume,
                 store=store,
-                seed=seed,
-                group=group,
-                accept_changes=args.accept_changes,
+                options=JobOptions(seed=seed, group=group, accept_changes=args.accept_changes),
             )
         except RunUnavailable as exc:
             raise UserError(f"{name}: {exc}") from None

@@ -257,32 +257,41 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
     return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """How one call of :func:`run_experiment` runs its job, beyond which experiment, sinks and store."""
+
+    run: Run | None = None  # the run directory to write (the queue or a launcher made it); None: a new one
+    resuming: bool = False  # ``run`` continues from its last checkpoint (``--resume``, the queue's retry)
+    in_worker: bool = False  # a launcher's rank or the Slurm job itself: run here, never launch or submit again
+    seed: int | None = None  # one seed of an experiment with ``seeds``
+    group: str = ""  # ties the runs of one ``seeds`` submission together (written to config.json)
+    accept_changes: bool = False  # resume even though the manifest's settings changed since the run started
+    seen_seq: int | None = None  # control requests up to this sequence number are old: never act on them
+
+
 def run_experiment(
     manifest,
     name: str,
     sinks=(),
     resume: Run | None = None,
     store: RunStore | None = None,
-    run: Run | None = None,
-    resume_flag: bool = False,
-    in_worker: bool = False,
-    seed: int | None = None,
-    group: str = "",
-    accept_changes: bool = False,
-    seen_seq: int | None = None,
+    options: JobOptions = JobOptions(),
 ) -> Run:
     """Run one experiment to completion in this thread; returns its run.
 
-    ``resume`` continues an existing (interrupted, cancelled or failed) run from
-    its last checkpoint. ``seen_seq``: control requests up to this sequence number
-    are old (the queue passes what it saw when it started the job, so a cancel sent
-    while the job process started up still counts). Never raises for job failures: they end up in the
-    run's status (``failed`` with a reason) and as a :class:`JobFailed` event.
-    With ``launcher`` set, the job runs as child processes under torchrun or
-    accelerate and this thread follows its run directory (see :func:`_launch`).
-    An experiment with ``seeds`` runs once per call: ``seed`` picks the seed and
-    ``group`` (written to ``config.json``) ties the runs of one submission together.
+    ``resume`` continues an existing (interrupted, cancelled or failed) run from its last
+    checkpoint; ``options`` say how a caller that made the run directory itself (the queue, a
+    launcher's ranks, a Slurm job) wants it run (:class:`JobOptions`). ``options.seen_seq``: the
+    queue passes what it saw when it started the job, so a cancel sent while the job process
+    started up still counts. Never raises for job failures: they end up in the run's status
+    (``failed`` with a reason) and as a :class:`JobFailed` event. With ``launcher`` set, the job
+    runs as child processes under torchrun or accelerate and this thread follows its run
+    directory (see :func:`_launch`). An experiment with ``seeds`` runs once per call:
+    ``options.seed`` picks the seed and ``options.group`` ties the runs of one submission together.
     """
+    run, seed, group, in_worker = options.run, options.seed, options.group, options.in_worker
+    accept_changes = options.accept_changes
     # GPU indices (CUDA_VISIBLE_DEVICES, the system view's NVML indices) in PCI bus order, as the queue
     # sets it for its jobs; CUDA's default, fastest first, differs on a box with mixed GPUs.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
@@ -291,7 +300,7 @@ def run_experiment(
     if run is None:
         config = exp.to_dict() | ({"group": group} if group else {})
         run = resume if resume is not None else store.create(exp.name, config)
-    is_resume = resume is not None or resume_flag
+    is_resume = resume is not None or options.resuming
     if not in_worker:  # executor = "slurm" submits the job and follows its run directory
         if executor_of(manifest, exp) == "slurm" and not in_slurm_job():
             return _submit_slurm(manifest, exp, run, sinks)
@@ -300,7 +309,7 @@ def run_experiment(
         if is_resume and not _launch_changes_ok(exp, run, sinks, accept_changes):
             return run
         return _launch(manifest, exp, run, sinks, is_resume)
-    ctx = _job_context(manifest, exp, run, store, sinks, is_resume, seen_seq)
+    ctx = _job_context(manifest, exp, run, store, sinks, is_resume, options.seen_seq)
     stop, writer = ctx.stop, ctx.writer
     interrupted = False
     try:

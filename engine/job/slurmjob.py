@@ -28,7 +28,7 @@ def main(argv=None) -> int:
 
     from engine.events import StatusChanged
     from engine.job.ending import record_end
-    from engine.job.runner import run_experiment
+    from engine.job.runner import JobOptions, run_experiment
     from engine.manifest import load
     from engine.store.runs import Run, RunStore
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGUSR1, on_signal)
-    run_experiment(manifest, exp.name, run=run, resume_flag=resume, store=RunStore(manifest.runs_dir))
+    run_experiment(manifest, exp.name, store=RunStore(manifest.runs_dir), options=JobOptions(run=run, resuming=resume))
     st = run.raw_status()
     status = st.get("status")
     # The job's own stop handlers (engine/job/preempt.py) take over while it runs and end the run

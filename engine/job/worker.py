@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.device import distributed_backend
 from engine.job.commands import add_job_options
-from engine.job.runner import JobContext, experiment_for, record_rank_failure, run_experiment
+from engine.job.runner import JobContext, JobOptions, experiment_for, record_rank_failure, run_experiment
 from engine.manifest import Experiment, Manifest, load
 from engine.status import RUN_FINAL
 from engine.store.runs import Run, RunStore
@@ -63,7 +63,12 @@ def main(argv=None) -> int:
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
         if rank == 0:
-            run_experiment(manifest, args.experiment, run=run, resume_flag=args.resume, store=store, in_worker=True)
+            run_experiment(
+                manifest,
+                args.experiment,
+                store=store,
+                options=JobOptions(run=run, resuming=args.resume, in_worker=True),
+            )
             ok = run.raw_status().get("status") in RUN_FINAL - {"failed"}
         else:
             exp = experiment_for(manifest, args.experiment, run)  # the seed rank 0 runs with

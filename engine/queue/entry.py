@@ -218,19 +218,21 @@ class QueueEntry:
         )
 
     def runner_kwargs(self, store: RunStore) -> dict[str, Any]:
-        """The keyword arguments of ``run_experiment(manifest, self.experiment, **...)`` for this job:
-        its run directory, whether it resumes, the control requests it must not act on, its seed."""
+        """The keyword arguments of ``run_experiment(manifest, self.experiment, **...)`` for this job: the
+        store, and the options (its run directory, whether it resumes, the control requests it must not act
+        on, its seed)."""
         if not self.run:
             raise QueueFormatError(f"job #{self.id} has no run directory yet")
-        kwargs: dict[str, Any] = {
-            "run": Run(store.root / self.run),
-            "resume_flag": self.resume,
-            "store": store,
-            "seen_seq": self.seen_seq or 0,
-        }
-        if self.group:
-            kwargs.update(seed=self.seed, group=self.group)
-        return kwargs
+        from engine.job.runner import JobOptions
+
+        options = JobOptions(
+            run=Run(store.root / self.run),
+            resuming=self.resume,
+            seen_seq=self.seen_seq or 0,
+            seed=self.seed if self.group else None,
+            group=self.group or "",
+        )
+        return {"store": store, "options": options}
 
 
 @dataclass(frozen=True)

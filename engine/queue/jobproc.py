@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     kwargs = entry.runner_kwargs(RunStore(args.runs_dir))
-    run = kwargs["run"]
+    run = kwargs["options"].run
     code = 1
     try:
         manifest, why = entry_manifest(entry, qf.dir.parent)  # checked again: the entry may have changed since

@@ -125,12 +125,12 @@ def test_sigterm_during_a_slow_evaluation_still_checkpoints_and_resumes(tmp_path
 
 
 def test_a_launcher_resume_from_the_queue_checks_the_manifest_first(tmp_path, monkeypatch):
-    """The queue resumes with resume_flag (the ranks skip the check): the parent refuses a changed
+    """The queue resumes with options.resuming (the ranks skip the check): the parent refuses a changed
     manifest before anything is launched, as a foreground resume does."""
     import dataclasses
 
     from engine.job import runner
-    from engine.job.runner import run_experiment
+    from engine.job.runner import JobOptions, run_experiment
     from engine.files import atomic_write_json
 
     m = load(_manifest(tmp_path))
@@ -143,7 +143,7 @@ def test_a_launcher_resume_from_the_queue_checks_the_manifest_first(tmp_path, mo
         raise AssertionError("launched despite the changed manifest")
 
     monkeypatch.setattr(runner.subprocess, "Popen", no_launch)
-    run_experiment(changed, "pre", run=run, resume_flag=True, store=store)
+    run_experiment(changed, "pre", store=store, options=JobOptions(run=run, resuming=True))
     st = run.status()
     assert st["status"] == "failed"
     assert "the manifest changed since this run started: learning_rate 0.001 -> 0.0005" in st["reason"]
@@ -154,7 +154,7 @@ def test_a_failed_rank_names_its_own_reason_and_hint(tmp_path, monkeypatch):
     import sys
 
     from engine.job import runner
-    from engine.job.runner import run_experiment
+    from engine.job.runner import JobOptions, run_experiment
 
     m = load(_manifest(tmp_path))
     run = RunStore(m.runs_dir).create("pre", m.get("pre").to_dict())
@@ -167,7 +167,7 @@ def test_a_failed_rank_names_its_own_reason_and_hint(tmp_path, monkeypatch):
         "sys.exit(1)"
     )
     monkeypatch.setattr(runner, "launcher_command", lambda *a: [sys.executable, "-c", code])
-    run_experiment(m, "pre", run=run)
+    run_experiment(m, "pre", options=JobOptions(run=run))
     st = run.status()
     assert st["status"] == "failed"
     assert st["reason"].startswith("rank 1: out of memory: CUDA out of memory"), st

@@ -125,18 +125,15 @@ def test_runner_kwargs_of_a_seeded_entry(tmp_path):
     store = RunStore(tmp_path / "runs")
     entry = QueueEntry.from_json(QUEUED_SEED | {"run": "cls/20260101-100000-000000-ef01", "seen_seq": 0})
     kwargs = entry.runner_kwargs(store)
-    assert kwargs == {
-        "run": kwargs["run"],
-        "resume_flag": False,
-        "store": store,
-        "seen_seq": 0,
-        "seed": 2,
-        "group": "cls-20260101-100000-ab12",
-    }
-    assert (
-        isinstance(kwargs["run"], Run)
-        and kwargs["run"].path == tmp_path / "runs" / "cls" / "20260101-100000-000000-ef01"
+    options = kwargs["options"]
+    assert kwargs == {"store": store, "options": options}
+    assert (options.resuming, options.seen_seq, options.seed, options.group) == (
+        False,
+        0,
+        2,
+        "cls-20260101-100000-ab12",
     )
+    assert isinstance(options.run, Run) and options.run.path == tmp_path / "runs" / "cls" / "20260101-100000-000000-ef01"
 
 
 def test_runner_kwargs_of_a_resumed_entry(tmp_path):
@@ -144,9 +141,9 @@ def test_runner_kwargs_of_a_resumed_entry(tmp_path):
     entry = QueueEntry.from_json(STARTED).requeued(resume=True)
     assert entry.state is EntryState.QUEUED and entry.devices == () and entry.pid is None
     entry = dataclasses.replace(entry, state=EntryState.STARTED, seen_seq=5)
-    kwargs = entry.runner_kwargs(store)
-    assert kwargs["resume_flag"] is True and kwargs["seen_seq"] == 5 and "seed" not in kwargs and "group" not in kwargs
-    assert kwargs["run"].path == tmp_path / "runs" / "finetune" / "20260101-100000-000000-abcd"
+    options = entry.runner_kwargs(store)["options"]
+    assert options.resuming is True and options.seen_seq == 5 and options.seed is None and options.group == ""
+    assert options.run.path == tmp_path / "runs" / "finetune" / "20260101-100000-000000-abcd"
 
 
 def test_an_entry_without_a_run_has_no_runner_arguments(tmp_path):

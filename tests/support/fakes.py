@@ -419,15 +419,20 @@ class FakeRunner:
         sinks=(),
         resume=None,
         store=None,
-        run=None,
-        resume_flag=False,
-        seen_seq=None,
-        seed=None,
-        group="",
+        options=None,
     ) -> Run:
-        """Same signature as ``engine.job.runner.run_experiment`` (the queue passes ``run``, ``resume_flag``,
-        ``seen_seq``)."""
-        from engine.job.runner import experiment_for
+        """Same signature as ``engine.job.runner.run_experiment`` (the queue passes ``store`` and ``options``:
+        the run directory, whether it resumes, ``seen_seq``, a seed)."""
+        from engine.job.runner import JobOptions, experiment_for
+
+        options = options or JobOptions()
+        run, resume_flag, seen_seq, seed, group = (
+            options.run,
+            options.resuming,
+            options.seen_seq,
+            options.seed,
+            options.group,
+        )
 
         exp = experiment_for(manifest, name, run or resume, seed)  # as run_experiment: one seed of ``seeds``
         store = store or RunStore(manifest.runs_dir)
