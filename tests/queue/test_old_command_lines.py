@@ -59,16 +59,21 @@ def _env(**extra):
     return dict(os.environ, PYTHONPATH=PYTHONPATH, HF_HUB_OFFLINE="1", **extra)
 
 
-def test_a_job_started_by_the_old_command_line_runs_to_the_end(tmp_path):
-    manifest, run = _old_queue(tmp_path)
-    out = subprocess.run(
+def _old_jobproc(tmp_path, timeout: int, **env) -> subprocess.CompletedProcess:
+    """Job #1 started as the previous version's scheduler started it: ``python -m engine.jobproc``."""
+    return subprocess.run(
         [sys.executable, "-m", "engine.jobproc", "--runs-dir", str(tmp_path / "runs"), "--job", "1"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=_env(LMCONSOLE_JOB_RUNNER="support.fakes:process_runner"),
-        timeout=120,
+        env=_env(**env),
+        timeout=timeout,
     )
+
+
+def test_a_job_started_by_the_old_command_line_runs_to_the_end(tmp_path):
+    manifest, run = _old_queue(tmp_path)
+    out = _old_jobproc(tmp_path, 120, LMCONSOLE_JOB_RUNNER="support.fakes:process_runner")
     assert out.returncode == 0, out.stderr
     assert Run(run.path).raw_status()["status"] == "finished"
     assert (run.path / "results.json").exists()
@@ -77,14 +82,7 @@ def test_a_job_started_by_the_old_command_line_runs_to_the_end(tmp_path):
 def test_the_real_job_runs_from_an_old_queue_file(tmp_path):
     """No fake: the engine itself runs the inspect job an old queue file names."""
     manifest, run = _old_queue(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "engine.jobproc", "--runs-dir", str(tmp_path / "runs"), "--job", "1"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=_env(),
-        timeout=300,
-    )
+    out = _old_jobproc(tmp_path, 300)
     assert out.returncode == 0, out.stderr
     assert Run(run.path).raw_status()["status"] == "finished"
     assert any(p.name.startswith("params_") for p in (run.path / "tables").iterdir())
