@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.errors import JobError, ResolveError
 from engine.hub.resolve import resolve_dataset
-from engine.manifest import ALL_TRAIN
+from engine.manifest import ALL_TRAIN, PRESETS
 from engine.models.source import check_positions, experiment_config
 from engine.train.context import TaskContext
 
@@ -65,6 +65,7 @@ def run_preflight(ctx: TaskContext) -> dict:
 
     n_params = sum(r.count for r in rows_for(config, "base"))
     need = check_space(ctx.run.path, n_params)
+    trains_vocab = exp.tokenizer == "train" or (exp.tokenizer == "auto" and exp.model in PRESETS)
     if exp.task in ALL_TRAIN:
         assert exp.dataset is not None  # the manifest requires it of a training task
         resolve_dataset(exp.dataset, ctx.manifest.settings.data_mirror)
@@ -74,4 +75,15 @@ def run_preflight(ctx: TaskContext) -> dict:
                 f"doc_stride = {exp.doc_stride} leaves no room in max_seq_length = {exp.max_seq_length}",
                 "use a doc_stride well below max_seq_length (e.g. 128 for 384)",
             )
-    return {"parameters": n_params, "checkpoint_bytes": need}
+    return {"parameters": n_params, "checkpoint_bytes": need, "vocabulary_trained": trains_vocab}
+
+
+def preflight_line(facts: dict, vocab_size: int) -> str:
+    """The log line of a passed preflight; a vocabulary still to be trained makes the count an upper bound."""
+    count = f"{facts['parameters']:,} parameters (base)"
+    if facts.get("vocabulary_trained"):
+        count = (
+            f"at most {count}: the WordPiece vocabulary is trained next, up to vocab_size = {vocab_size:,} "
+            "tokens (fewer on a small corpus)"
+        )
+    return f"preflight ok: {count}, about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"

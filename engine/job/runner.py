@@ -39,7 +39,7 @@ from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
 from engine.job.preempt import ForwardSignals, StopSignals
-from engine.job.preflight import run_preflight
+from engine.job.preflight import preflight_line, run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
 from engine.job.system import JobSampler, system_table
 from engine.job.trackers import make_trackers
@@ -380,10 +380,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         _check_changes(ctx, accept_changes)
     ctx.emit(PhaseStarted(phase="preflight", detail="disk, data, model, settings"))
     facts = run_preflight(ctx)
-    ctx.log(
-        f"preflight ok: {facts['parameters']:,} parameters (base), "
-        f"about {facts['checkpoint_bytes'] / 2**20:,.0f} MiB per checkpoint set"
-    )
+    ctx.log(preflight_line(facts, exp.vocab_size))
     _record_environment(ctx)
     results = task_function(exp.task)(ctx) or {}
     if ctx.start_model:

@@ -469,6 +469,8 @@ def run(ctx: TaskContext) -> dict:
     inputs = task_inputs(ctx)
     tok = pretrain_tokenizer(ctx, inputs)
     model = pretraining_model(inputs, tok)
+    base = sum(p.numel() for p in model.base_model.parameters())
+    ctx.log(f"model: {base:,} parameters (base), vocabulary {model.config.vocab_size:,} tokens")
     batches, eval_ds, eval_data = build_data(ctx, inputs, tok, min(len(tok), model.config.vocab_size), device)
     spec = pretrain_spec(ctx.exp, model, tok, device, batches, eval_ds, eval_data)
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))

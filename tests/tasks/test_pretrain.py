@@ -10,7 +10,7 @@ import torch
 from support.manifests import PRETRAIN, experiment, manifest_text
 
 from engine.data.nsp import build_nsp_pairs, documents_from_lines, mask_tokens
-from engine.events import CallbackSink, EvalFinished, StepLogged
+from engine.events import CallbackSink, EvalFinished, LogEmitted, StepLogged
 from engine.job.runner import run_experiment
 from engine.manifest import parse_text
 from engine.store.runs import RunStore
@@ -191,6 +191,24 @@ def test_run_finishes_with_table_and_checkpoints(finished_run):
     s = steps[-1]
     assert s.tokens_per_s > 0 and s.eta_s is not None and set(s.parts) == {"mlm_loss", "nsp_loss"}
     assert s.grad_norm is not None and s.learning_rate >= 0
+
+
+def test_logged_parameter_counts_agree_with_the_model_built(finished_run):
+    """Preflight counts before the vocabulary is trained, so its figure is an upper bound; the model line is exact."""
+    import re
+
+    from transformers import AutoConfig
+
+    from engine.models.params import rows_for
+
+    _, run = finished_run
+    lines = [e.message for e in _events(run, LogEmitted)]
+    exact = sum(r.count for r in rows_for(AutoConfig.from_pretrained(str(run.final_model())), "base"))
+    preflight = next(x for x in lines if x.startswith("preflight ok"))
+    assert preflight.startswith("preflight ok: at most ") and "vocab_size = 2,000" in preflight, preflight
+    bound = int(re.search(r"at most ([\d,]+)", preflight).group(1).replace(",", ""))
+    assert bound >= exact
+    assert f"model: {exact:,} parameters (base)" in "\n".join(lines), lines
 
 
 def test_eval_masks_identical_across_epochs(finished_run):
