@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.files import read_json
+from engine.manifest import PRESETS
 from engine.metrics.flags import run_flags
 from engine.metrics.scale import metric_label, metric_scale
 from engine.metrics.squad_v2 import SQUAD_V2_KEYS
@@ -204,7 +206,28 @@ def flags_section(runs) -> Section:
     return sec
 
 
-def params_section(runs, facts) -> Section:
+def _trained_vocabulary_note(run, pretrained) -> str:
+    """Why a preset's count differs from the models pretrained from it: their vocabulary was trained."""
+    cfg = run.config()
+    model = cfg.get("model", "")
+    if model not in PRESETS:
+        return ""
+    notes = []
+    for p in pretrained:
+        folder = p.final_model()
+        trained = read_json(folder / "config.json", {}) if folder is not None else {}
+        if p.config().get("model") == model and trained.get("vocab_size") not in (None, cfg.get("vocab_size")):
+            notes.append(f"{ref(p)} trained a WordPiece vocabulary of {trained['vocab_size']:,} tokens")
+    if not notes:
+        return ""
+    return (
+        f"`{model}` is a preset: its word embeddings have `vocab_size` = {cfg.get('vocab_size', 0):,} rows here, "
+        f"one per token. Pretraining trains its own vocabulary on the corpus, which can give fewer tokens than "
+        f"asked ({'; '.join(notes)}), so those models have fewer parameters; see their own counts below."
+    )
+
+
+def params_section(runs, facts, pretrained=()) -> Section:
     sec = Section("Parameter counts")
     for run in runs:
         totals = run.results().get("parameters", {})
@@ -212,6 +235,9 @@ def params_section(runs, facts) -> Section:
         if model.startswith("run:"):
             continue
         sec.text.append(f"Model `{model}` (run {ref(run)}); no weights loaded: counted from its configuration.")
+        note = _trained_vocabulary_note(run, pretrained)
+        if note:
+            sec.text.append(note)
         if "params_base" in run.table_names():
             t = run.read_table("params_base")
             for i, row in enumerate(t.rows):
@@ -555,7 +581,7 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
     sections = [flags_section(runs)]
     inspect = by_task.get("inspect", [])
     if any(not r.config().get("model", "").startswith("run:") for r in inspect):
-        sections.append(params_section(inspect, facts))
+        sections.append(params_section(inspect, facts, by_task.get("pretrain", [])))
     sections += [pretrain_section(r, facts, store) for r in by_task.get("pretrain", [])]
     sections += [classify_section(r, facts, store) for r in by_task.get("classify", [])]
     sections += [qa_section(r, facts, store) for r in by_task.get("qa", [])]

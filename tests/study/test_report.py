@@ -201,3 +201,19 @@ def test_console_key_writes_the_report(tmp_path):
             assert all((folder / n).is_file() for n in ("report.md", "report.tex", "report.html"))
 
     asyncio.run(go())
+
+
+def test_report_explains_why_the_preset_count_differs_from_the_pretrained_models(study):
+    """The preset is counted with vocab_size rows; the pretrained model trained fewer tokens: the report says so."""
+    import json
+
+    from engine.store.runs import RunStore
+    from engine.study.report import build_report
+
+    folder, manifest, runs = study
+    pre = runs["demo-pretrain"]
+    trained = json.loads((pre.final_model() / "config.json").read_text())["vocab_size"]
+    params = next(s for s in build_report(RunStore(manifest.runs_dir), manifest.names).sections if s.title == "Parameter counts")
+    note = next(p for p in params.text if "is a preset" in p)
+    assert "`vocab_size` = 8,000 rows" in note
+    assert f"demo-pretrain/{pre.run_id} trained a WordPiece vocabulary of {trained:,} tokens" in note
