@@ -1018,6 +1018,12 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
             )
         if model.startswith("run:") and values.get("init") == "scratch":
             problems.append(f'{where}.init: "scratch" discards the weights of {model!r}; use "pretrained" or "auto"')
+        if values.get("tokenizer") == "train" and model not in _preset_names() and values.get("init") != "scratch":
+            # a new WordPiece vocabulary numbers its tokens afresh: the loaded embeddings would mean other words
+            problems.append(
+                f'{where}.tokenizer: "train" builds a new vocabulary, but {model!r} brings weights trained with '
+                'its own; use tokenizer = "auto" (the model\'s tokenizer) or init = "scratch" to train both anew'
+            )
     if isinstance(values.get("device"), str):
         from engine.device import device_problem
 

@@ -67,3 +67,15 @@ def test_gpus_that_one_process_uses_still_pass():
         parse_text(BASE + extra)
     launched = parse_text(BASE + 'launcher = "torchrun"\nnproc_per_node = 2\ngpus = 2\n').experiments[0]
     assert launched.gpus == 2 and launched.nproc_per_node == 2
+
+
+def test_a_trained_vocabulary_for_a_model_with_weights_is_refused_at_check():
+    """Known without loading anything: new token ids would not match the weights' embeddings."""
+    hub = BASE.replace('"bert-micro"', '"google-bert/bert-base-uncased"')
+    with pytest.raises(ManifestError) as err:
+        parse_text(hub + 'tokenizer = "train"\n')
+    (problem,) = [p for p in err.value.problems if ".tokenizer:" in p]
+    assert 'tokenizer = "auto"' in problem and 'init = "scratch"' in problem
+    # both trained anew, or a preset (a config only): fine
+    assert parse_text(hub + 'tokenizer = "train"\ninit = "scratch"\n').experiments[0].tokenizer == "train"
+    assert parse_text(BASE + 'tokenizer = "train"\n').experiments[0].tokenizer == "train"
