@@ -132,17 +132,24 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def to_latex(self, float_digits: int = 4) -> str:
+        """A ``table`` float; run-id headers shortened as git does (the full ids in a note) and a table
+        still wider than a page scaled to ``\\linewidth`` (that needs ``\\usepackage{graphicx}``)."""
         spec = "".join("r" if self._numeric(i) else "l" for i in range(len(self.columns)))
+        headers, full_ids = _short_run_headers(self.columns)
+        body = [[fmt_num(v, float_digits, fixed=True) for v in row] for row in self.rows]
+        wide = sum(max(len(c) for c in col) + 2 for col in zip(headers, *body)) > LATEX_PAGE_CHARS
         lines = [r"\begin{table}[ht]", r"\centering"]
         if self.title:
             lines.append(r"\caption{" + latex_escape(self.title) + "}")
+        if wide:
+            lines.append(r"\resizebox{\linewidth}{!}{% wider than the page; needs \usepackage{graphicx}")
         lines += [r"\begin{tabular}{" + spec + "}", r"\hline"]
-        lines.append(" & ".join(latex_escape(c) for c in self.columns) + r" \\")
+        lines.append(" & ".join(latex_escape(c) for c in headers) + r" \\")
         lines.append(r"\hline")
-        for row in self.rows:
-            lines.append(" & ".join(latex_escape(fmt_num(v, float_digits, fixed=True)) for v in row) + r" \\")
-        lines += [r"\hline", r"\end{tabular}"]
-        for note in self.notes:
+        for row in body:
+            lines.append(" & ".join(latex_escape(v) for v in row) + r" \\")
+        lines += [r"\hline", r"\end{tabular}" + ("}" if wide else "")]
+        for note in (*self.notes, *full_ids):
             lines.append(r"\par\small " + latex_escape(note))
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
@@ -169,6 +176,22 @@ class Table:
     def _numeric(self, idx: int) -> bool:
         vals = [r[idx] for r in self.rows if r[idx] is not None and r[idx] != ""]
         return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+LATEX_PAGE_CHARS = 110  # about what a 10 pt tabular fits across a page's text width
+RUN_HEADER = re.compile(r"^(?P<experiment>[^/]+)/(?P<run_id>\d{8}-\d{6}-\d{6}-(?P<tail>[0-9a-z]+))$")
+
+
+def _short_run_headers(columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Headers ``experiment/<run id>`` as ``experiment/<tail>`` when the tails tell them apart, and a
+    note giving the full ids; other headers unchanged."""
+    matches = [RUN_HEADER.match(c) for c in columns]
+    tails = [m["tail"] for m in matches if m]
+    if not tails or len(set(tails)) < len(tails):
+        return list(columns), []
+    headers = [f"{m['experiment']}/{m['tail']}" if m else c for c, m in zip(columns, matches)]
+    note = "Runs: " + "; ".join(f"{m['experiment']}/{m['tail']} = {m['run_id']}" for m in matches if m) + "."
+    return headers, [note]
 
 
 _LATEX = {

@@ -651,12 +651,7 @@ def _latex(report: Report, fig_dir: str) -> str:
         for p in s.text:
             out += [_tex_text(p), ""]
         for t in s.tables:
-            body = t.to_latex().replace("+-", r"$\pm$").replace(">=", r"$\geq$")
-            if len(t.columns) > 5:
-                body = body.replace(r"\begin{tabular}", r"\resizebox{\textwidth}{!}{\begin{tabular}").replace(
-                    r"\end{tabular}", r"\end{tabular}}"
-                )
-            out.append(body)
+            out.append(t.to_latex().replace("+-", r"$\pm$").replace(">=", r"$\geq$"))
         for stem, _, caption in s.figures:
             out += [
                 r"\begin{figure}[H]\centering",

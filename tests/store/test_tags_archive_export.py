@@ -538,7 +538,7 @@ def test_exported_latex_compiles(study, tmp_path):
     written = export_runs(runs, tmp_path / "exports", ("latex",))
     doc = tmp_path / "all.tex"
     doc.write_text(
-        "\\documentclass{article}\\begin{document}\n"
+        "\\documentclass{article}\\usepackage{graphicx}\\begin{document}\n"
         + "".join(f"\\input{{{p}}}\\clearpage\n" for p in written)
         + "\\end{document}\n"
     )

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from engine.tables import Table, latex_escape
 
 T = Table(
@@ -57,3 +59,33 @@ def test_write_all_formats(tmp_path):
 
     paths = export_tables([T], tmp_path)
     assert sorted(p.suffix for p in paths) == [".csv", ".json", ".md", ".tex"]
+
+
+def test_latex_comparison_of_five_runs_fits_the_page(tmp_path):
+    """Five ``experiment/run-id`` headers ran off the page: they are shortened (full ids in a note) and a
+    table still too wide is scaled to the line width; pdflatex reports no overfull box."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (Debian: apt-get install texlive-latex-base texlive-latex-recommended)")
+    ids = [f"20261207-2315{i:02d}-000000-{tail}" for i, tail in enumerate(("a1b2", "c3d4", "e5f6", "a7b8", "c9d0"))]
+    columns = ("metric", *(f"demo-sst2-long-name/{r}" for r in ids))
+    rows = [(f"eval_metric_{k}", *(0.123456 * (k + j) for j in range(5))) for k in range(4)]
+    tex = Table("comparison", columns, rows, title="Final results by run").to_latex()
+    assert "metric & demo-sst2-long-name/a1b2 & demo-sst2-long-name/c3d4 &" in tex
+    assert all(tex.count(r) == 1 for r in ids)  # the full ids, once each, in the note
+    wide = Table("comparison", ("metric", *(f"{c}-with-a-much-longer-experiment-name" for c in columns[1:])), rows)
+    doc = tmp_path / "doc.tex"
+    doc.write_text(
+        "\\documentclass{article}\\usepackage{graphicx}\\begin{document}\n" + tex + wide.to_latex() + "\\end{document}\n"
+    )
+    out = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "Overfull \\hbox" not in out.stdout, out.stdout[-3000:]
