@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tui.data import short_id
 from tui.screens.dialogs import ConfirmDialog
 from tui.screens.main import MainScreen
 from support.console import make_app, screen_text, wait_for
@@ -120,6 +121,8 @@ def test_pause_resume_cancel_retry_from_jobs_tab(tmp_path):
             await pilot.press("c", "y")
             assert await wait_for(pilot, lambda: job.status == "cancelled")
             assert job.run.status()["status"] == "cancelled"
+            # the row says what to do, whole at 80 columns (it was cut to "cancelled by request; resume t")
+            assert await wait_for(pilot, lambda: f"{short_id(job.run.run_id)} · R retries" in screen_text(app))
             run_path, n_runs = job.run.path, len(app.queue.store.runs("pretrain"))
             await pilot.press("R")  # resume the cancelled run from its checkpoint: the same job, one row
             assert len(app.queue.jobs) == 1

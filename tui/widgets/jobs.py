@@ -58,9 +58,11 @@ class JobsPane(TablePane):
         self.jobs = {str(j.id): j for j in jobs}
         rows = []
         for job in jobs:
-            note = job.reason if job.status in PROBLEM | {"cancelled"} else ""  # an interrupted job shows its run
+            note = job.reason if job.status in PROBLEM else ""  # an interrupted job shows its run
             if not note and job.run is not None:
                 note = short_id(job.run.run_id)
+            if job.status == "cancelled":  # the reason ("cancelled by request; resume to ...") is too long here
+                note = f"{note} · R retries".strip(" ·") if job.run is not None else job.reason
             if job.resume is not None and job.status == "queued":
                 note = f"resume {short_id(job.resume.run_id)}"
             if getattr(job, "devices", ()) and job.active:
@@ -105,9 +107,13 @@ class JobsPane(TablePane):
         job = self.jobs.get(event.row_key.value or "")
         if job is None:
             return
-        if job.status in PROBLEM and job.reason:
+        if (job.status in PROBLEM or job.status == "cancelled") and job.reason:
             self.post_message(
-                Note(f"#{job.id} {job.experiment} {job.status}: {job.reason}", "error", source=self.id or "")
+                Note(
+                    f"#{job.id} {job.experiment} {job.status}: {job.reason}",
+                    "error" if job.status in PROBLEM else "info",
+                    source=self.id or "",
+                )
             )
         else:
             self.post_message(Note(f"#{job.id} {job.experiment}: {job.status}", source=self.id or ""))
