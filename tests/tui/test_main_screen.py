@@ -292,3 +292,37 @@ def test_experiments_tab_at_80_columns_keeps_data_and_after_and_counts_study_ste
 
     statuses = {"a": ("failed", ""), "b": ("failed", ""), "c": ("finished", "")}
     assert study_cell(Study, statuses, {"a", "c"}) == "2/3 done, 1 ✗"
+
+
+def test_experiments_of_the_real_manifest_fit_80_columns(tmp_path):
+    """Every cell of the shipped manifest's experiments whole at 80 columns: the `after` column (cut to
+    two characters, with a horizontal scrollbar) gives way and the dependencies move to the status line;
+    a wider terminal shows it again."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "experiments.toml").read_text()
+
+    async def go():
+        app = make_app(tmp_path, manifest=text, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.pause(0.2)
+            lines = screen_text(app).splitlines()
+            row = next(line for line in lines if "demo-params-finetuned" in line)
+            assert "run:demo-sst2" in row and not row.rstrip().endswith("demo")
+            assert not any(glyph in line for line in lines[3:-4] for glyph in "▁▂▃▄▅▆▇▉▊▋▌▍▎▏")
+            pane = app.screen.query_one(ExperimentsPane)
+            assert not pane.show_after
+            pane.table.move_cursor(row=[k for k, _ in pane._rows].index("demo-params-finetuned"))
+            assert await wait_for(pilot, lambda: "after demo-sst2, demo-squad" in screen_text(app))
+            await pilot.resize_terminal(120, 24)
+            assert await wait_for(pilot, lambda: pane.show_after and pane.cursor_key == "demo-params-finetuned")
+            assert await wait_for(
+                pilot,
+                lambda: any(
+                    "demo-params-finetuned" in line and line.rstrip().endswith("demo-sst2, demo-squad")
+                    for line in screen_text(app).splitlines()
+                ),
+            )
+
+    drive(go())

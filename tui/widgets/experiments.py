@@ -70,6 +70,38 @@ class ExperimentsPane(TablePane):
         super().__init__(**kwargs)
         self.experiments: Sequence[Experiment] = ()
         self.statuses: dict[str, tuple[str, str]] = {}
+        self._all_rows: list[tuple[str, list, str]] = []
+        self.show_after = True  # the `after` column goes first when the table is wider than the pane
+
+    def set_rows(self, rows: list[tuple[str, list, str]]) -> None:
+        self._all_rows = rows
+        self._fit_columns()
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Drop the `after` column (its dependencies are on the status line) when the whole table is
+        wider than the pane: the name, last run, model and data are what a user reads here."""
+        widths = [len(c) for c in self.COLUMNS[1:]]
+        for _, cells, _ in self._all_rows:
+            widths = [max(w, len(str(c))) for w, c in zip(widths, cells)]
+        natural = sum(w + 2 for w in widths) + 3 + 2  # cell padding, the mark column, a scrollbar
+        show = not self.size.width or natural <= self.size.width
+        cursor = self.cursor_key if show != self.show_after else None
+        if show != self.show_after:
+            self.show_after = show
+            table = self.table
+            table.clear(columns=True)
+            for col in self.COLUMNS if show else self.COLUMNS[:-1]:
+                table.add_column(col, key=col)
+            self._with_mark.clear()
+        rows = self._all_rows if show else [(k, cells[:-1], text) for k, cells, text in self._all_rows]
+        super().set_rows(rows)
+        if cursor is not None:
+            keys = [k for k, _ in self._rows]
+            if cursor in keys:
+                self.table.move_cursor(row=keys.index(cursor), animate=False)
 
     def set_experiments(
         self, experiments, statuses: dict[str, tuple[str, str]], finished: frozenset[str] | set[str] = frozenset()
@@ -115,7 +147,11 @@ class ExperimentsPane(TablePane):
         if exp is None:
             return
         st, reason = self.statuses.get(name, ("", ""))
-        source = f"{exp.task} {exp.model}" + (f" on {exp.dataset}" if getattr(exp, "dataset", None) else "")
+        source = " ".join(filter(None, [exp.task, exp.model])) + (
+            f" on {exp.dataset}" if getattr(exp, "dataset", None) else ""
+        )
+        if exp.dependencies and exp.task != "study":
+            source += f", after {', '.join(exp.dependencies)}"
         text = f"{exp.description} ({source})" if exp.description else source
         if st in UNEXPECTED and reason:
             text = f"{name}: {st}: {reason}"

@@ -147,6 +147,7 @@ class ListTable(DataTable):
             if any(self.rows[k].label is not None or self.rows[k].auto_height for k in keys):
                 return super()._update_dimensions(new_rows)
             console, columns = self.app.console, self.ordered_columns
+            widened = False
             for key in keys:
                 data = self._data[key]
                 cells = tuple(data.get(c.key) for c in columns)
@@ -158,6 +159,9 @@ class ListTable(DataTable):
                 for column, width in zip(columns, hit[1]):
                     if width > column.content_width:
                         column.content_width = width
+                        widened = True
+            if widened:  # cells already drawn at the old width are cached by key, not by width
+                self._clear_caches()
             # as DataTable's own: the scrollable size from the column widths and the row heights
             from textual.geometry import Size
 
