@@ -61,7 +61,8 @@ def entry_status(
                 reason = f"the job process exited before it started (see {QUEUE_DIR}/logs/job-{key}.log)"
         out = (status, reason)
     elif entry.held:  # paused while waiting: the scheduler skips it (and so its dependants wait)
-        out = ("paused", "held in the queue: resume (p) lets it start")
+        # reasons name the next step as an action, not a console key: `lmconsole queue` shows them too
+        out = ("paused", "held in the queue: it starts once resumed")
     else:
         out = ("queued", "")
         for dep_id in entry.depends_on:
@@ -70,7 +71,7 @@ def entry_status(
                 continue
             ds, _ = entry_status(dep, by_id, store, alive, gpu_count, memo)
             if ds in STOPPED:
-                out = ("blocked", f"dependency {dep.experiment} {ds}; it runs once that finishes (R on #{dep_id})")
+                out = ("blocked", f"dependency {dep.experiment} {ds}; it runs once #{dep_id} is retried and finishes")
                 break
         if out[0] == "queued" and gpu_count is not None and entry.gpus > gpu_count:
             out = ("blocked", f"needs {entry.gpus} GPU(s); settings.gpus offers {gpu_count}")

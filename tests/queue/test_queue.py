@@ -290,6 +290,8 @@ def test_cancelling_a_queued_job_says_what_becomes_of_its_dependants(tmp_path):
     message = q.control(pre, "cancel")
     assert message == "removed #2 pretrain from the queue; finetune stays blocked until it runs (R on #2)"
     assert pre.status == "cancelled" and fine.status == "blocked"
+    # the derived reason is shown by `lmconsole queue` too: an action, not a console key ("R on #2")
+    assert fine.reason == "dependency pretrain cancelled; it runs once #2 is retried and finishes"
     q.wait(0.3)
     q.clean()  # ended jobs go, but not the cancelled one that finetune waits on
     assert [j.experiment for j in q.jobs] == ["params", "pretrain", "finetune"] and fine.status == "blocked"
@@ -305,7 +307,7 @@ def test_pausing_a_waiting_job_holds_it_and_its_dependants_until_resumed(tmp_pat
     q.submit(["params"])  # holds the one slot until the gate opens
     pre, fine = q.submit(["finetune"])
     assert q.control(pre, "pause") == "#2 pretrain held in the queue: it does not start until resumed (p again)"
-    assert pre.status == "paused" and "held in the queue" in pre.reason
+    assert pre.status == "paused" and pre.reason == "held in the queue: it starts once resumed"
     # a second client sees the same hold, from the file
     other = JobQueue(load(write_manifest(tmp_path)), runner=FakeRunner())
     assert [j.status for j in other.refresh()][1] == "paused"
