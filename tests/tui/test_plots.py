@@ -104,3 +104,24 @@ def test_one_evaluation_gets_an_axis_from_zero_and_every_metric_title_keeps_best
         assert "best 0.950 @ep 11" in title and "last 0.950" in title, (metric, title)
         narrow = plot._title([Series(metric, list(range(12)), [0.4 + 0.05 * i for i in range(12)])], 66)
         assert "best 0.950 @ep 11" in narrow, (metric, narrow)
+
+
+def test_several_series_keep_their_legend_out_of_the_canvas():
+    """The `v` "all together" panel: plotext's legend covered the top left of the canvas, where the
+    losses start; the markers and names are on the axis line instead, every point drawn."""
+    from tui.widgets.plots import MARKERS, CurvePlot, Series
+
+    plot = CurvePlot("training loss (all)")
+    steps = list(range(0, 81, 2))
+    plot.series = [
+        Series("loss", steps, [10 - 0.1 * x for x in steps]),
+        Series("mlm_loss", steps, [9 - 0.1 * x for x in steps]),
+        Series("nsp_loss", steps, [0.7] * len(steps)),
+    ]
+    plot._draw(38, 10)
+    canvas = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build()).splitlines()
+    inside = [line.split("│")[1] if line.count("│") >= 2 else line.split("┤", 1)[-1] for line in canvas[2:-4]]
+    assert not any(name in line for line in inside for name in ("loss", "mlm", "nsp")), canvas
+    assert f"{MARKERS[0]} loss  {MARKERS[1]} mlm_loss  {MARKERS[2]} nsp_loss" in canvas[-1], canvas
+    top = inside[0]  # the highest row holds the first points of the falling losses
+    assert top.strip() and top.lstrip()[0] in MARKERS[:2], canvas

@@ -237,13 +237,12 @@ class CurvePlot(PlotextPlot):
                 continue
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
             marker = "braille" if len(shown) == 1 else MARKERS[i % len(MARKERS)]
-            label = f"{MARKERS[i % len(MARKERS)]} {s.label}" if len(shown) > 1 and self.legend else None
             if self.smoothing and len(ys) > 2:
                 plt.plot(*downsample(xs, ys, limit), marker="braille", color=RAW_COLOR)
                 sm = ema(ys, self.smoothing)
-                plt.plot(*downsample(xs, sm, limit), marker=marker, label=label)
+                plt.plot(*downsample(xs, sm, limit), marker=marker)
             else:
-                plt.plot(xs, ys, marker=marker, label=label)
+                plt.plot(xs, ys, marker=marker)
             lo, hi = min(lo, min(ys)), max(hi, max(ys))
             xlo, xhi = min(xlo, xs[0]), max(xhi, xs[-1])
         if not math.isfinite(lo):
@@ -251,7 +250,16 @@ class CurvePlot(PlotextPlot):
         rows = height - 5  # canvas rows: less title, frame (2), x ticks, x label
         self._y_ticks(lo, hi, max(2, min(5, (rows + 1) // 2)))
         self._x_ticks(xlo, xhi, max(3, min(6, width // 10)))
-        plt.xlabel(self.xlabel)
+        plt.xlabel(self._xlabel(shown, width))
+
+    def _xlabel(self, shown: list[Series], width: int) -> str:
+        """The x axis label, with the series' markers and names after it when several are drawn:
+        plotext's legend sits inside the canvas, over the start of the curves."""
+        if len(shown) < 2 or not self.legend:
+            return self.xlabel
+        key = "  ".join(f"{MARKERS[i % len(MARKERS)]} {s.label}" for i, s in enumerate(shown))
+        with_axis = f"{self.xlabel} · {key}"
+        return with_axis if len(with_axis) <= width - 2 else key
 
     def _y_ticks(self, lo: float, hi: float, count: int) -> None:
         plt = self.plt
