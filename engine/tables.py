@@ -273,7 +273,7 @@ def fmt_same(values, digits: int = 4) -> list[str]:
     if not floats or -1 in places:
         return [fmt_num(v, digits) for v in values]
     d = max(places)
-    return [f"{v:.{d}f}" if isinstance(v, float) else fmt_num(v, digits) for v in values]
+    return [f"{v:,.{d}f}" if isinstance(v, float) else fmt_num(v, digits) for v in values]
 
 
 def fmt_duration(seconds: float | None) -> str:

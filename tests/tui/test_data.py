@@ -210,6 +210,7 @@ def test_numbers_read_side_by_side_share_one_format():
     assert fmt_same([0.97, 0.972, None, 0.48, 1]) == ["0.970", "0.972", "", "0.480", "1"]
     assert fmt_same([69.6, 36.0, 40.2]) == ["69.6", "36.0", "40.2"]
     assert fmt_same([1e-7, 0.5]) == ["1e-07", "0.5"]
+    assert fmt_same([320.8, 3400.0, 1545.5, 1480]) == ["320.8", "3,400.0", "1,545.5", "1,480"]  # thousands as ints have them
     evals = [EvalFinished(step=10 * e, epoch=e, split="validation", metrics=TASK_EVAL["classify"](e)) for e in (1, 2)]
     _, rows, _ = results_rows(evals, {"final": {**evals[-1].metrics, "accuracy": 0.97}})
     accuracy = next(r for r in rows if r[0] == "accuracy")

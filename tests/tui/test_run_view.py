@@ -92,7 +92,9 @@ def test_results_tab_keeps_numbers_on_screen_when_a_run_has_a_long_note(tmp_path
             await pilot.pause(0.2)
             results = screen.query_one("#results-table", DataTable)
             names = [results.get_row_at(i)[0] for i in range(results.row_count)]
-            assert "note" not in names and "eval_split" in names  # short texts stay in the table
+            # long texts, and a label the same at every epoch (eval_split), go below the table
+            assert "note" not in names and "eval_split" not in names
+            assert "eval_split: " in str(screen.query_one("#results-extra").render())
             text = screen_text(app)
             assert "ep 2" in text  # the epoch columns and their numbers are on screen
             accuracy_line = next(line for line in text.splitlines() if line.strip().startswith("accuracy"))
@@ -477,5 +479,42 @@ def test_palette_lists_our_commands_first_one_quit_and_finds_pause(tmp_path):
             assert await wait_for(pilot, lambda: app.queue.jobs[0].status == "paused")
             app.queue.control(app.queue.jobs[0], "cancel")
             assert await wait_for(pilot, lambda: app.queue.jobs[0].done)
+
+    drive(go())
+
+
+def test_results_table_shows_whole_epoch_columns_and_says_which_are_hidden(tmp_path):
+    """Nine epochs of SQuAD metrics at 80x24: the epoch columns that fit are shown whole (the last one
+    was cut mid-number, with a scrollbar glyph mid-screen), the headline says how many are out of
+    view, and right/left move one epoch column at a time."""
+    import re
+
+    from support.fakes import write_task_runs
+
+    async def go():
+        app = make_app(tmp_path)
+        run = write_task_runs(tmp_path / "runs")["qa"]
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            app.push_screen(RunScreen(run=run))
+            await pilot.pause(0.3)
+            await pilot.press("2")
+            assert await wait_for(pilot, lambda: "later epochs →" in screen_text(app))
+            lines = screen_text(app).splitlines()
+            header = next(line for line in lines if line.startswith(" metric "))
+            f1 = next(line for line in lines if line.startswith(" f1 "))
+            shown = re.findall(r"ep (\d+)", header)
+            # as many values as headers, each a whole number with its decimal, none cut at the edge
+            assert len(re.findall(r"\d+\.\d(?=\s|$)", f1)) == 2 + len(shown), (header, f1)
+            later = int(re.search(r"(\d+) later epochs", screen_text(app)).group(1))
+            assert len(shown) + later == 9 and shown[0] == "0"
+            # no horizontal scrollbar drawn mid-screen (vertical ones keep to the right edge)
+            assert not any(g in line[:77] for line in lines[:-1] for g in "▁▂▃▄▅▆▇▉▊▋▌▍▎▏"), lines
+            await pilot.press("right")
+            assert await wait_for(pilot, lambda: "← 1 earlier epoch" in screen_text(app))
+            header = next(line for line in screen_text(app).splitlines() if line.startswith(" metric "))
+            assert re.findall(r"ep (\d+)", header)[0] == "1"
+            await pilot.press("left")
+            assert await wait_for(pilot, lambda: "earlier epoch" not in screen_text(app))
 
     drive(go())

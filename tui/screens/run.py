@@ -299,12 +299,32 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             return "the run was interrupted (R resumes it)"
         return ""
 
+    def _fit_results(self, first: int | None = None) -> None:
+        table = self.query_one("#results-table", ResultsTable)
+        table.fit(table._available(), first)
+        self._show_results_headline()
+
+    @on(ResultsTable.Scrolled)
+    def _results_scrolled(self) -> None:
+        self._show_results_headline()
+
+    def _show_results_headline(self) -> None:
+        """The headline, and which epoch columns are out of view (the table shows whole columns)."""
+        left, right = self.query_one("#results-table", ResultsTable).hidden
+        hint = []
+        if left:
+            hint.append(f"← {left} earlier epoch{'s' * (left > 1)}")
+        if right:
+            hint.append(f"{right} later epoch{'s' * (right > 1)} →")
+        line = getattr(self, "_results_headline", "")
+        self.query_one("#results-headline", Static).update(Text(line + ("\n" + " · ".join(hint) if hint else "")))
+
     def _draw_results(self, state) -> None:
         self._evals_seen = len(state.evals)
         table = self.query_one("#results-table", DataTable)
         evals = state.evals
         headers, rows, texts = results_rows(evals, state.results)
-        scroll_x = table.scroll_x
+        first = table.hidden[0] if isinstance(table, ResultsTable) else 0
         table.clear(columns=True)
         seeds = self._seeds_shown
         if seeds:  # the run's seed group: mean ± std, next to this run's own final and best values
@@ -319,15 +339,14 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             table.add_column(h, key=f"c{i}")
         for row in rows:
             table.add_row(*row)
-        table.scroll_x = scroll_x
+        self.call_after_refresh(self._fit_results, first)  # column widths are measured on refresh
         task = self.feed.run.config().get("task", "") if self.feed.run is not None else ""
         line = headline(task, state.results, evals[0].metrics if evals else None) if state.results else ""
         if not line and evals:
             line = f"epoch {evals[-1].epoch} of a run still going" if state.status in ACTIVE else ""
         why = self._none_coming(state)
-        self.query_one("#results-headline", Static).update(
-            Text(line or (f"no final results: {why}" if why else "no final results yet"))
-        )
+        self._results_headline = line or (f"no final results: {why}" if why else "no final results yet")
+        self._show_results_headline()
         config = self.feed.run.config() if self.feed.run is not None else None
         extra = details_text(evals, state.results, texts, config)
         flags = self._flags(state)

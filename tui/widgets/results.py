@@ -9,6 +9,8 @@ go below the table, wrapped.
 from __future__ import annotations
 
 from rich.text import Text
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable
 
 from engine.tables import flat_results, fmt_num, fmt_same
@@ -21,26 +23,70 @@ LONG_TEXT = 16  # a string value longer than this leaves the table for the notes
 
 
 class ResultsTable(DataTable):
-    """A DataTable whose left/right arrows scroll by one column instead of one character."""
+    """A DataTable whose left/right arrows scroll by one epoch column instead of one character, and
+    whose width is always whole columns: a number is never cut at the edge, and no horizontal
+    scrollbar is drawn mid-screen (:attr:`hidden` says how many epoch columns are out of view)."""
+
+    DEFAULT_CSS = "ResultsTable { scrollbar-size-horizontal: 0; }"
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.hidden = (0, 0)  # epoch columns out of view, (to the left, to the right)
+
+    def _widths(self) -> list[int]:
+        return [col.get_render_width(self) for col in self.ordered_columns]
 
     def _edges(self) -> list[int]:
         """Scroll offsets at which a scrolling (non-fixed) column starts."""
         edges, x = [0], 0
-        for col in list(self.columns.values())[self.fixed_columns :]:
-            x += col.get_render_width(self)
+        for width in self._widths()[self.fixed_columns :]:
+            x += width
             edges.append(x)
         return edges
 
+    def fit(self, available: int, first: int | None = None) -> None:
+        """Show the fixed columns and as many whole scrolling columns as fit in ``available`` cells,
+        from scrolling column ``first`` (default: the one at the current scroll offset)."""
+        if available <= 0:  # not laid out yet (a tab not shown): fitted on its first resize
+            return
+        widths = self._widths()
+        fixed, scrolling = widths[: self.fixed_columns], widths[self.fixed_columns :]
+        edges = self._edges()
+        if first is None:
+            first = max((i for i, e in enumerate(edges[:-1]) if e <= self.scroll_x), default=0)
+        bar = 1 if self.show_vertical_scrollbar else 0
+        room = available - sum(fixed) - bar
+        last = first
+        while last < len(scrolling) and sum(scrolling[first : last + 1]) <= room:
+            last += 1
+        if last == first and first < len(scrolling):  # one column wider than the view: shown, cut
+            last = first + 1
+        width = min(available, sum(fixed) + sum(scrolling[first:last]) + bar) if scrolling else None
+        if self.styles.width is None or width is None or self.styles.width.value != width:
+            self.styles.width = width
+        hidden = (first, len(scrolling) - last)
+        if hidden != self.hidden:
+            self.hidden = hidden
+            self.post_message(self.Scrolled())
+        x = edges[first] if first < len(edges) else 0
+        self.call_after_refresh(self.scroll_to, x=x, animate=False)  # once the new width is laid out
+
+    def _available(self) -> int:
+        return self.parent.size.width if isinstance(self.parent, Widget) else self.size.width
+
+    def on_resize(self) -> None:
+        self.fit(self._available())
+
     def action_cursor_right(self) -> None:
-        nxt = [e for e in self._edges() if e > self.scroll_x]
-        self.scroll_to(x=min(nxt[0] if nxt else self.max_scroll_x, self.max_scroll_x), animate=False)
+        if self.hidden[1]:
+            self.fit(self._available(), self.hidden[0] + 1)
 
     def action_cursor_left(self) -> None:
-        prev = [e for e in self._edges() if e < self.scroll_x]
-        self.scroll_to(x=prev[-1] if prev else 0, animate=False)
+        if self.hidden[0]:
+            self.fit(self._available(), self.hidden[0] - 1)
+
+    class Scrolled(Message):
+        """The epoch columns in view changed (the screen says which are hidden)."""
 
 
 def results_rows(evals: list, results: dict) -> tuple[list[str], list[list], dict[str, str]]:
@@ -51,7 +97,11 @@ def results_rows(evals: list, results: dict) -> tuple[list[str], list[list], dic
     texts: dict[str, str] = {}
     for k in rows_keys:
         values = [ev.metrics.get(k) for ev in evals] + [final.get(k)]
-        if any(isinstance(v, str) and len(v) > LONG_TEXT for v in values):
+        shown = [v for v in values if v is not None]
+        long = any(isinstance(v, str) and len(v) > LONG_TEXT for v in values)
+        # a label the same at every epoch (eval_split = "validation") widened each epoch column
+        same_label = len(evals) > 1 and bool(shown) and all(isinstance(v, str) and v == shown[0] for v in shown)
+        if long or same_label:
             texts[k] = next(str(v) for v in reversed(values) if v is not None)
     headers = ["metric", "final", "best (ep)"] + [f"ep {ev.epoch}" for ev in evals]
     rows = []
