@@ -36,9 +36,9 @@ def reference(tmp_path_factory):
     return train_toy(ctx, ToyTask()), _curve(ctx.run)
 
 
-def test_out_of_memory_at_the_first_step_restarts_from_the_start_with_half_the_batch(tmp_path, reference):
+def test_out_of_memory_before_any_checkpoint_restarts_from_the_start_with_half_the_batch(tmp_path, reference):
     ctx = toy_context(tmp_path, epochs=2, auto_find_batch_size=True, batch_size=4)
-    result = train_toy(ctx, Fits(rows=2))
+    result = train_toy(ctx, Fits(rows=2, after=5))  # step 6 of the first epoch: no checkpoint yet
     want, want_curve = reference
     assert result["global_step"] == want["global_step"] == 16, "the same optimizer steps"
     assert result["final"]["eval_mse"] == pytest.approx(want["final"]["eval_mse"], rel=1e-6)
@@ -46,7 +46,7 @@ def test_out_of_memory_at_the_first_step_restarts_from_the_start_with_half_the_b
     assert [s for s, _ in got] == [s for s, _ in want_curve], "each step logged once: the failed start is gone"
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want_curve], rel=1e-6)
     (event,) = [e for e in ctx.run.events() if isinstance(e, BatchReduced)]
-    assert (event.step, event.batch_size, event.gradient_accumulation_steps) == (0, 2, 2)
+    assert (event.step, event.batch_size, event.gradient_accumulation_steps) == (5, 2, 2)
     assert "out of memory" in event.error
     record = ctx.run.config()[CONFIG_KEY]
     assert (record["batch_size"], record["gradient_accumulation_steps"], record["split"]) == (2, 2, 2)

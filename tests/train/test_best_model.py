@@ -47,14 +47,17 @@ def _tracker(patience=2, threshold=0.0, greater=True) -> BestTracker:
 
 def test_patience_counts_evaluations_without_an_improvement_beyond_the_threshold():
     t = _tracker(patience=2, threshold=0.01)
-    seen = [
-        t.update(Evaluation(e, e * 10, {"accuracy": v})) for e, v in enumerate([0.5, 0.6, 0.605, 0.7, 0.69, 0.7], 1)
-    ]
-    # 0.605 beats 0.6 (the best moves, as HF's best_metric does) but not by more than 0.01: one miss
-    assert (t.value, t.epoch, t.step) == (0.7, 4, 40)
-    assert seen[:5] == [None] * 5 and seen[5] is not None, "0.69 and 0.7 (no better than 0.7): two misses, stop"
-    assert "accuracy did not improve by more than 0.01 for 2 evaluation(s)" in seen[5]
-    assert "best 0.7 at epoch 4, step 40" in seen[5]
+    values = [0.5, 0.6, 0.605, 0.608]
+    seen = [t.update(Evaluation(e, e * 10, {"accuracy": v})) for e, v in enumerate(values, 1)]
+    # 0.605 and 0.608 beat the best (which moves, as HF's best_metric does) but by no more than 0.01: two misses
+    assert (t.value, t.epoch, t.step) == (0.608, 4, 40)
+    assert seen[:3] == [None] * 3 and seen[3] is not None
+    assert "accuracy did not improve by more than 0.01 for 2 evaluation(s)" in seen[3]
+    assert "best 0.608 at epoch 4, step 40" in seen[3]
+    again = _tracker(patience=2)
+    assert [again.update(Evaluation(e, e, {"accuracy": v})) for e, v in enumerate(values + [0.7, 0.69], 1)] == [
+        None
+    ] * 6, "without a threshold every gain counts; 0.69 is one miss"
     low = _tracker(patience=1, greater=False)
     assert low.update(Evaluation(1, 1, {"accuracy": 3.0})) is None
     assert low.update(Evaluation(2, 2, {"accuracy": 2.0})) is None and low.value == 2.0
