@@ -73,12 +73,36 @@ class StepLogged(Event):
 
 @dataclass(frozen=True)
 class EvalFinished(Event):
-    """Evaluation metrics; ``epoch`` 0 is the evaluation before training."""
+    """Evaluation metrics; ``epoch`` 0 is the evaluation before training, a fraction one inside an epoch
+    (``eval_steps``: 1.5 is halfway through the second epoch)."""
 
-    epoch: int
+    epoch: float
     step: int
     split: str
     metrics: dict
+
+
+@dataclass(frozen=True)
+class TrainingStopped(Event):
+    """Training ended before its last step, on purpose (early stopping); the run still ends ``finished``.
+
+    ``reason`` is one line for people; ``epoch`` (fractional inside an epoch) and ``step`` say where.
+    """
+
+    reason: str
+    epoch: float
+    step: int
+
+
+@dataclass(frozen=True)
+class BatchReduced(Event):
+    """``auto_find_batch_size`` met an out-of-memory error: the per-device batch now holds ``batch_size``
+    sequences and ``gradient_accumulation_steps`` doubled with it (the effective batch is unchanged)."""
+
+    step: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +165,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ProgressUpdated,
         StepLogged,
         EvalFinished,
+        TrainingStopped,
+        BatchReduced,
         CheckpointSaved,
         TableWritten,
         LogEmitted,

@@ -256,6 +256,15 @@ class RuntimeConfig:
             "On a NaN/inf loss: `stop` the job (failed) or `skip` the step.", tasks=ALL_TRAIN, choices=("stop", "skip")
         ),
     )
+    auto_find_batch_size: bool = field(
+        default=False,
+        metadata=_meta(
+            "On out of memory (HF name): halve the per-device batch and double the gradient accumulation (same "
+            "effective batch, data order and schedule), restart from the last checkpoint, record it in "
+            "`config.json`; fail below a batch of 1. Not with a launcher.",
+            tasks=ALL_TRAIN,
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +328,60 @@ class CheckpointConfig:
     save_total_limit: int = field(
         default=2,
         metadata=_meta("Checkpoints kept per run: the newest N (0 = keep all).", tasks=ALL_TRAIN, minimum=0),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Evaluations inside an epoch, the best model and early stopping (the TrainingArguments names)."""
+
+    eval_steps: int = field(
+        default=0,
+        metadata=_meta(
+            "Also evaluate every N optimizer steps inside an epoch (0 = at epoch ends only).",
+            tasks=ALL_TRAIN,
+            minimum=0,
+        ),
+    )
+    metric_for_best_model: str = field(
+        default="",
+        metadata=_meta(
+            "Evaluation metric that picks the best model; empty = the task's headline: `mlm_perplexity` (pretrain), "
+            "`accuracy` (classify), `f1` (qa, SQuAD v2). An `eval_` prefix is allowed.",
+            tasks=ALL_TRAIN,
+        ),
+    )
+    greater_is_better: bool | None = field(
+        default=None,
+        metadata=_meta(
+            "Whether a larger `metric_for_best_model` is better; unset = from the metric (perplexity, loss: lower).",
+            tasks=ALL_TRAIN,
+        ),
+    )
+    load_best_model_at_end: bool = field(
+        default=False,
+        metadata=_meta(
+            "The final model is the best evaluation's weights (a checkpoint after every evaluation; retention "
+            "keeps the best one); results name its epoch and step and keep the last evaluation beside.",
+            tasks=ALL_TRAIN,
+        ),
+    )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata=_meta(
+            "Stop training after this many evaluations in a row without improvement of `metric_for_best_model` "
+            "(0 = off); the run ends `finished`, the reason recorded.",
+            tasks=ALL_TRAIN,
+            minimum=0,
+        ),
+    )
+    early_stopping_threshold: float = field(
+        default=0.0,
+        metadata=_meta(
+            "How much the metric must improve on the best so far to count as an improvement (early stopping).",
+            tasks=ALL_TRAIN,
+            minimum=0,
+        ),
     )
 
 
@@ -535,6 +598,7 @@ class Experiment(
     QAConfig,
     PretrainConfig,
     QueueConfig,
+    EvalConfig,
     CheckpointConfig,
     LauncherConfig,
     RuntimeConfig,
@@ -993,6 +1057,8 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
             continue
         values[k] = val
     _check_steps(where, task, raw, values, problems)
+    if task in ALL_TRAIN:
+        _check_best(where, task, values, problems)
     if task in ALL_TRAIN and "dataset" not in raw:
         problems.append(
             f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})"
@@ -1078,6 +1144,40 @@ def _check_steps(where: str, task, raw: dict, values: dict, problems: list[str])
         )
     if seeds and "seed" in raw:
         problems.append(f"{where}: set seed or seeds, not both (seeds = [...] runs once per seed)")
+
+
+def _check_best(where: str, task: str, values: dict, problems: list[str]) -> None:
+    """The best-model, early-stopping and out-of-memory keys of a training experiment, together."""
+    from engine.metrics.best import BEST_METRICS, metric_name
+
+    metric = metric_name(str(values.get("metric_for_best_model", "")))
+    known = BEST_METRICS[task]
+    if metric and metric not in known:
+        problems.append(
+            f"{where}.metric_for_best_model: {_describe(metric)} is not a metric a {task} evaluation reports"
+            f"{_suggest(metric, known)}; expected one of {', '.join(known)}"
+        )
+    elif metric == "pseudo_perplexity" and not values.get("pseudo_perplexity_samples"):
+        problems.append(
+            f"{where}.metric_for_best_model: pseudo_perplexity is computed only with pseudo_perplexity_samples > 0; "
+            "set it, or pick another metric"
+        )
+    patience = values.get("early_stopping_patience", 0)
+    if values.get("early_stopping_threshold", 0) and not patience:
+        problems.append(
+            f"{where}.early_stopping_threshold: has no effect without early stopping; "
+            "set early_stopping_patience (evaluations without improvement before stopping)"
+        )
+    if patience and values.get("eval_each_epoch") is False and not values.get("eval_steps"):
+        problems.append(
+            f"{where}.early_stopping_patience: needs evaluations during training, but eval_each_epoch = false "
+            "evaluates only at the end; set eval_each_epoch = true or eval_steps"
+        )
+    if values.get("auto_find_batch_size") and values.get("launcher", "none") != "none":
+        problems.append(
+            f"{where}.auto_find_batch_size: works in a single training process only; "
+            'set launcher = "none", or lower batch_size by hand'
+        )
 
 
 def _preset_names():

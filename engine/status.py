@@ -38,4 +38,7 @@ WAITING = frozenset({"queued", "blocked"})  # a queue entry that has not started
 CLEAN_EXIT = frozenset({"finished", "cancelled"})  # ended as asked: a job process exits 0
 UNEXPECTED = STOPPED - {"cancelled"}  # stopped without being asked: the reason is news (a cancel's is not)
 ENDED = RUN_FINAL - {"interrupted"}  # a run ended for good (an interrupted one is resumed)
-PROBLEM = frozenset({"failed", "blocked"})  # needs the user: shown as errors, counted as failed steps
+PROBLEM = frozenset({"failed", "blocked"})
+# the runs whose status reason is shown beside them: why they stopped (a finished run has one when
+# training stopped before its end, as early stopping does)
+REASON_SHOWN = STOPPED | {"finished"}  # needs the user: shown as errors, counted as failed steps

@@ -59,7 +59,7 @@ def status_line(state: FeedState, width: int | None = None) -> str:
     first; the status, the step and the ETA stay.
     """
     head = status_text(state.status)
-    if state.reason and state.status in UNEXPECTED:
+    if state.reason and state.status in UNEXPECTED | {"finished"}:  # a finished run with a reason stopped early
         head += f": {state.reason}"
     parts: list[tuple[int, str]] = [(0, head)]  # (the order it goes in when short of room: higher first)
     s = state.last_step

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.cli.refs import as_user_error, runs_of
 from engine.errors import UserError
-from engine.status import STOPPED
+from engine.status import REASON_SHOWN
 from engine.tables import FORMATS
 
 
@@ -74,7 +74,7 @@ def cmd_runs(args, manifest) -> int:
     header = ["experiment", "run", "status", "result", "progress", *hyper, "tags", "note"]
     table = []
     for r in rows:
-        note = r.reason if r.status in STOPPED and r.reason else r.note
+        note = r.reason if r.status in REASON_SHOWN and r.reason else r.note
         table.append(
             [
                 r.run.experiment,

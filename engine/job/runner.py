@@ -387,7 +387,10 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         results["start_model"] = ctx.start_model
     ctx.writer.write_results(results)
     ctx.emit(RunFinished(status="finished", results=results))
-    ctx.emit(StatusChanged(status="finished"))
+    stopped = results.get("stopped_early")  # early stopping: finished, and the reason says why before the end
+    ctx.emit(
+        StatusChanged(status="finished", reason=str(stopped.get("reason", "")) if isinstance(stopped, dict) else "")
+    )
 
 
 def _check_changes(ctx: JobContext, accept_changes: bool) -> None:
@@ -402,11 +405,13 @@ def check_changes(exp, run: Run, accept_changes: bool, log) -> None:
     if changes and not accept_changes:
         raise changed_run_error(exp.name, changes)
     if changes:  # continue with the new values, and say so in the run
-        record = run.config().get("_accepted_changes", [])
+        old = run.config()
+        record = old.get("_accepted_changes", [])
         record = (record if isinstance(record, list) else []) + [
             {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
         ]
-        atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
+        kept = {k: v for k, v in old.items() if k.startswith("_")}  # the run's own records (auto_find_batch_size)
+        atomic_write_json(run.path / "config.json", {**exp.to_dict(), **kept, "_accepted_changes": record})
         log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
 
 

@@ -100,6 +100,8 @@ _SPARSE = tuple(
     b'\n{"event":"' + n.encode() + b'"'
     for n in (
         "EvalFinished",
+        "TrainingStopped",
+        "BatchReduced",
         "LogEmitted",
         "StatusChanged",
         "RunStarted",

@@ -25,10 +25,20 @@ from typing import Any
 
 from engine.device import pick_device
 from engine.errors import Cancelled, JobError
-from engine.events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
+from engine.events import (
+    BatchReduced,
+    CheckpointSaved,
+    EvalFinished,
+    PhaseStarted,
+    StepLogged,
+    TableWritten,
+    TrainingStopped,
+)
 from engine.files import atomic_write_json, follow_umask, read_json
 from engine.tables import Table
+from engine.train.best import BestTracker, EvalHook, Evaluation
 from engine.train.context import TaskContext
+from engine.train.oom import is_out_of_memory, next_split, per_device_batch, record_split, saved_split, split_batch
 
 
 @dataclass
@@ -46,6 +56,7 @@ class TaskSpec:
     table_name: str = "epochs"
     table_title: str = "Per-epoch metrics"
     notes: tuple[str, ...] = ()
+    eval_hooks: tuple[EvalHook, ...] = ()  # after each evaluation during training, after the best model's check
 
 
 def cpu_bf16_native() -> bool:
@@ -200,12 +211,14 @@ def save_checkpoint(
     keep: int = 2,
     rank_rng: list | None = None,
     scaler=None,
+    protect: int | None = None,
 ) -> Path:
     """``checkpoints/step-N/``: model.safetensors, optimizer.pt (weights-only loadable), state.json.
 
     ``rank_rng``: every rank's RNG state (:func:`rank_rng_state`) in a distributed job, whose ranks draw
     different amounts of randomness (their batches differ in shape), so each resumes its own.
     ``scaler``: the fp16 GradScaler, whose scale is part of the training state.
+    ``protect``: the step of a checkpoint retention must keep besides the newest ``keep`` (the best model's).
     """
     import torch
     from safetensors.torch import save_model
@@ -235,8 +248,10 @@ def save_checkpoint(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     done = sorted(p for p in root.iterdir() if p.name.startswith("step-"))
+    kept = f"step-{protect:08d}" if protect is not None else ""
     for old in done[:-keep] if keep > 0 else []:  # save_total_limit: keep the newest `keep` (0 = all)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != kept:  # load_best_model_at_end loads the best one at the end
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -537,12 +552,15 @@ class Loop:
     scaler: Any = None  # the fp16 GradScaler (None for bf16 and fp32)
     step: int = 0  # optimizer steps done (global_step)
     history: list[dict] = field(default_factory=list)  # per-epoch rows (the epochs table)
-    evaluated: list[int] = field(default_factory=list)  # epochs evaluated by this attempt
+    evaluated: list[float] = field(default_factory=list)  # epochs evaluated by this attempt
     saves: SavePolicy = field(default_factory=lambda: SavePolicy(0, 0))  # replaced once resumed
     elapsed0: float = 0.0  # seconds trained by earlier attempts
     t_start: float = field(default_factory=time.perf_counter)
     session_steps: int = 0  # steps of this attempt, for the ETA
     session_t0: float = field(default_factory=time.perf_counter)
+    best: BestTracker | None = None  # the best evaluation so far (metric_for_best_model, early stopping)
+    stopped: dict | None = None  # {"reason", "epoch", "step"} once a hook stopped training (early stopping)
+    split: int = 1  # auto_find_batch_size: every micro-batch runs as this many pieces
 
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t_start
@@ -564,6 +582,8 @@ class Loop:
             "elapsed": self.elapsed(),
             "total_steps": self.total_steps,
             "world_size": self.dist.world,
+            "best": self.best.state() if self.best is not None else None,
+            "stopped": self.stopped,
         }
 
 
@@ -588,12 +608,24 @@ def start_loop(ctx: TaskContext, spec: TaskSpec, device, amp_dtype) -> tuple[Loo
     scheduler = make_schedule(optimizer, warmup, total_steps)
     scaler = make_scaler(amp_dtype, device)
     lp = Loop(ctx, spec, device, amp_dtype, dist, model, forward, optimizer, scheduler, total_steps, scaler)
-    resumed = resume(lp) if ctx.resume else {}
+    if exp.auto_find_batch_size:
+        lp.split = saved_split(ctx.run.config())  # an earlier attempt ran out of memory: start as it ended
+    return lp, at_state(lp, resume(lp) if ctx.resume else {})
+
+
+def at_state(lp: Loop, resumed: dict) -> dict:
+    """Set the loop's progress to a checkpoint's ``resumed`` state (or the start: {}); returns the whole state."""
+    exp = lp.ctx.exp
     state = {"global_step": 0, "epoch": 0, "batch": 0, "history": [], "elapsed": 0.0} | resumed
     lp.step, lp.history, lp.elapsed0 = int(state["global_step"]), state["history"], float(state["elapsed"])
     lp.saves = SavePolicy(exp.save_steps, exp.save_minutes, last_step=lp.step if resumed else None)
+    lp.best = BestTracker.for_experiment(exp)
+    if lp.best is not None:
+        lp.best.restored(state.get("best"))
+    lp.stopped = state.get("stopped") if isinstance(state.get("stopped"), dict) else None
+    lp.evaluated = []
     lp.t_start = time.perf_counter()
-    return lp, state
+    return state
 
 
 def resume(lp: Loop) -> dict:
@@ -629,26 +661,65 @@ def resume(lp: Loop) -> dict:
     return state
 
 
-def evaluate(lp: Loop, epoch: int, train_loss: float | None) -> dict:
-    """Rank 0 evaluates, emits EvalFinished and rewrites the epochs table; every rank waits for it."""
-    import torch
+def evaluate(lp: Loop, epoch: float, train_loss: float | None) -> dict:
+    """Rank 0 evaluates, emits EvalFinished, rewrites the epochs table and decides on it
+    (:func:`after_evaluation`); every rank waits for it and learns whether training stops.
 
+    ``epoch``: 0 before training, N at the end of epoch N, a fraction inside an epoch (``eval_steps``).
+    """
     ctx, spec, metrics = lp.ctx, lp.spec, {}
     lp.evaluated.append(epoch)
     if lp.dist.main:
-        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch} on {spec.eval_split}"))
-        lp.model.eval()
-        with torch.no_grad(), lp.autocast():
-            metrics = spec.evaluate(lp.model, epoch)
-        lp.model.train()
+        ctx.emit(PhaseStarted(phase="eval", detail=f"epoch {epoch:g} on {spec.eval_split}"))
+        metrics = run_evaluation(lp, epoch)
         ctx.emit(EvalFinished(epoch=epoch, step=lp.step, split=spec.eval_split, metrics=metrics))
-        row = {"epoch": epoch, "train_loss": train_loss, "elapsed_s": round(lp.elapsed(), 3)}
+        row = {"epoch": epoch, "step": lp.step, "train_loss": train_loss, "elapsed_s": round(lp.elapsed(), 3)}
         row.update({c: metrics.get(c) for c in spec.table_columns})
         lp.history.append(row)
         table = epoch_table(spec, lp.history)
         ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
+        if epoch != 0:  # the evaluation before training judges no trained weights
+            after_evaluation(lp, Evaluation(epoch=epoch, step=lp.step, metrics=metrics))
+    if lp.dist.on and lp.dist.broadcast(int(lp.stopped is not None), lp.device) and lp.stopped is None:
+        lp.stopped = {"reason": "stopped by rank 0", "epoch": epoch, "step": lp.step}
     lp.dist.barrier()
     return metrics
+
+
+def run_evaluation(lp: Loop, epoch: float) -> dict:
+    """The task's evaluation of the current weights (eval mode, no gradients, the job's autocast).
+
+    Out of memory here is the evaluation's own batch: ``auto_find_batch_size`` (training batches)
+    cannot help, so the job fails saying which key to lower.
+    """
+    import torch
+
+    lp.model.eval()
+    try:
+        with torch.no_grad(), lp.autocast():
+            metrics = lp.spec.evaluate(lp.model, int(epoch))
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise JobError(
+            f"out of memory while evaluating (eval_batch_size = {lp.ctx.exp.eval_batch_size})",
+            "lower eval_batch_size (training batches are not the cause)",
+        ) from None
+    lp.model.train()
+    return metrics
+
+
+def after_evaluation(lp: Loop, ev: Evaluation) -> None:
+    """The one place an evaluation during training is decided on: the best model and early stopping
+    (:class:`BestTracker`), then the task's ``eval_hooks`` (a sweep's pruner). The first reason to stop
+    is kept in ``lp.stopped`` (and so in the next checkpoint), emitted as TrainingStopped and logged."""
+    reasons = [lp.best.update(ev) if lp.best is not None else None]
+    reasons += [hook(ev) for hook in lp.spec.eval_hooks]
+    reason = next((r for r in reasons if r), None)
+    if reason and lp.stopped is None:
+        lp.stopped = {"reason": reason, "epoch": ev.epoch, "step": ev.step}
+        lp.ctx.emit(TrainingStopped(reason=reason, epoch=ev.epoch, step=ev.step))
+        lp.ctx.log(reason)
 
 
 def evaluate_again(lp: Loop, epoch: int) -> dict:
@@ -657,13 +728,40 @@ def evaluate_again(lp: Loop, epoch: int) -> dict:
     The final metrics and the task's predictions live in memory only, so the restored weights are
     evaluated again. No new event or table row: the first attempt's final EvalFinished is in events.jsonl.
     """
-    import torch
-
-    lp.model.eval()
-    with torch.no_grad(), lp.autocast():
-        metrics = lp.spec.evaluate(lp.model, epoch)
-    lp.model.train()
+    metrics = run_evaluation(lp, epoch)
     lp.ctx.log("resumed after the final evaluation: evaluated the final weights again for the results")
+    return metrics
+
+
+def last_evaluation(lp: Loop) -> dict | None:
+    """The newest evaluated row of the history as {"epoch", "step", "metrics"} (the table's columns)."""
+    for row in reversed(lp.history):
+        if any(c in row for c in lp.spec.table_columns) and row.get("epoch") != 0:
+            return {
+                "epoch": row["epoch"],
+                "step": row.get("step"),
+                "metrics": {c: row[c] for c in lp.spec.table_columns},
+            }
+    return None
+
+
+def load_best_model(lp: Loop, best: BestTracker) -> dict:
+    """Rank 0 loads the best evaluation's checkpointed weights and evaluates them (for the results and the
+    task's predictions); returns their metrics."""
+    from safetensors.torch import load_model
+
+    path = lp.ctx.run.checkpoints / f"step-{best.step:08d}"
+    if not (path / "state.json").is_file():
+        raise JobError(
+            f"the best model's checkpoint {path.name} is missing, so load_best_model_at_end cannot load it",
+            "resume the run without load_best_model_at_end (--accept-changes), or start a new run",
+        )
+    load_model(lp.model, str(path / "model.safetensors"))
+    metrics = run_evaluation(lp, int(best.epoch or 0))
+    lp.ctx.log(
+        f"load_best_model_at_end: the final model is the best evaluation's ({best.metric} {best.value:.6g} "
+        f"at epoch {best.epoch:g}, step {best.step}), from {path.name}"
+    )
     return metrics
 
 
@@ -677,9 +775,18 @@ def checkpoint(lp: Loop, state: dict, window: Window) -> None:
     dist = lp.dist
     rank_rng = dist.gather(rank_rng_state(lp.device)) if dist.on else None
     if dist.main:
-        keep = lp.ctx.exp.save_total_limit
+        exp = lp.ctx.exp
+        best = lp.best.step if lp.best is not None and exp.load_best_model_at_end else None
         save_checkpoint(
-            lp.ctx, lp.model, lp.optimizer, lp.scheduler, state, keep=keep, rank_rng=rank_rng, scaler=lp.scaler
+            lp.ctx,
+            lp.model,
+            lp.optimizer,
+            lp.scheduler,
+            state,
+            keep=exp.save_total_limit,
+            rank_rng=rank_rng,
+            scaler=lp.scaler,
+            protect=best,
         )
     lp.saves.saved(state["global_step"])
     dist.barrier()
@@ -729,7 +836,8 @@ def control(lp: Loop, window: Window, epoch: int, batch: int) -> None:
 def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> tuple[int, bool]:
     """One optimizer step from micro-batch ``b`` on: (the next micro-batch, whether the step was taken).
 
-    A step is ``gradient_accumulation_steps`` micro-batches (this rank's share: batch b*world + rank).
+    A step is ``gradient_accumulation_steps`` micro-batches (this rank's share: batch b*world + rank),
+    each run as ``lp.split`` pieces (``auto_find_batch_size``) whose losses average to the micro-batch's.
     """
     import torch
 
@@ -741,17 +849,21 @@ def train_step(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> 
     for mb in range(b, micro_end):
         batch = spec.get_batch(epoch, mb * dist.world + dist.rank)
         window.tokens += batch.pop("n_tokens")
-        window.samples += batch.pop("n_samples")
-        batch = {k: v.to(lp.device, non_blocking=True) for k, v in batch.items()}
-        last_micro = lp.forward is None or mb == micro_end - 1
-        with contextlib.nullcontext() if last_micro else lp.forward.no_sync():
-            with lp.autocast():
-                loss, parts = spec.loss(lp.model, batch) if lp.forward is None else lp.forward(batch)
-            scaled = loss / n_micro
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        step_loss += loss.detach().float() / n_micro
-        for k, v in parts.items():
-            step_parts[k] = step_parts.get(k, 0) + v.detach().float() / n_micro
+        rows = batch.pop("n_samples")
+        window.samples += rows
+        pieces = split_batch(batch, rows, lp.split)
+        for i, piece in enumerate(pieces):
+            piece = {k: v.to(lp.device, non_blocking=True) for k, v in piece.items()}
+            last_micro = lp.forward is None or (mb == micro_end - 1 and i == len(pieces) - 1)
+            with contextlib.nullcontext() if last_micro else lp.forward.no_sync():
+                with lp.autocast():
+                    loss, parts = spec.loss(lp.model, piece) if lp.forward is None else lp.forward(piece)
+                weight = n_micro * len(pieces)
+                scaled = loss / weight
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            step_loss += loss.detach().float() / weight
+            for k, v in parts.items():
+                step_parts[k] = step_parts.get(k, 0) + v.detach().float() / weight
     bad = ~torch.isfinite(step_loss)
     # host sync per step: the price of skipping exactly the bad step
     if exp.nan_policy == "skip" and bool(dist.sum_(bad.long().clone())):
@@ -826,6 +938,23 @@ def log_window(lp: Loop, window: Window, epoch: float) -> None:
     window.logged(loss, now)
 
 
+def evaluate_in_epoch(lp: Loop, window: Window, epoch: int, b: int, n_batches: int) -> dict:
+    """An ``eval_steps`` evaluation inside an epoch, at its fraction ``epoch + b / n_batches``.
+
+    The training steps before it are logged first (the curve reaches the evaluation). With
+    ``load_best_model_at_end``, or when training stops here, a checkpoint follows: the best
+    weights and the decision to stop survive a kill.
+    """
+    check_finite(lp, window)  # never evaluate (or keep) weights a NaN step has reached
+    at = epoch + b / n_batches
+    if window.steps:
+        log_window(lp, window, at)
+    metrics = evaluate(lp, round(at, 4), window.epoch_loss())
+    if lp.stopped is not None or lp.ctx.exp.load_best_model_at_end:
+        checkpoint_mid_epoch(lp, window, epoch, b)
+    return metrics
+
+
 def end_epoch(lp: Loop, window: Window, epoch: int, last: bool) -> dict | None:
     """After epoch ``epoch``: evaluate (each epoch, or the last one), record its row, save a checkpoint.
 
@@ -836,7 +965,8 @@ def end_epoch(lp: Loop, window: Window, epoch: int, last: bool) -> dict | None:
     if lp.spec.eval_each_epoch or last:
         metrics = evaluate(lp, epoch + 1, window.epoch_loss())
     else:
-        lp.history.append({"epoch": epoch + 1, "train_loss": window.epoch_loss(), "elapsed_s": round(lp.elapsed(), 3)})
+        row = {"epoch": epoch + 1, "step": lp.step, "train_loss": window.epoch_loss()}
+        lp.history.append(row | {"elapsed_s": round(lp.elapsed(), 3)})
     checkpoint(lp, lp.snapshot(epoch + 1, 0), window)
     return metrics
 
@@ -858,28 +988,67 @@ def save_final_model(lp: Loop) -> None:
 
 
 def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
-    """Train ``spec.model``: optimizer steps with logging windows, control between steps, epochs with evaluations."""
-    exp = ctx.exp
+    """Train ``spec.model``: optimizer steps with logging windows, control between steps, epochs with evaluations.
+
+    With ``auto_find_batch_size`` an out-of-memory error in training splits the micro-batches and
+    starts again from the last checkpoint (or the start); with ``load_best_model_at_end`` the final
+    model is the best evaluation's.
+    """
     lp, state = start_loop(ctx, spec, device, amp_dtype)
-    if spec.eval_before and not lp.history:
+    start = StartPoint.take(lp) if ctx.exp.auto_find_batch_size else None
+    while True:
+        error = ""
+        try:
+            metrics = train_epochs(lp, state)
+        except Exception as exc:
+            if start is None or not is_out_of_memory(exc):
+                raise
+            error = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if not error or start is None:  # (outside the except block: the failed step's tensors are freed first)
+            break
+        state = recover_from_oom(lp, error, start)
+    metrics, last = final_metrics(lp, metrics)
+    save_final_model(lp)
+    lp.dist.barrier()
+    out = {
+        "final": {k: v for k, v in metrics.items() if k not in ("epoch", "step")},
+        "history": lp.history,
+        "global_step": lp.step,
+        "elapsed_s": round(lp.elapsed(), 3),
+        "world_size": lp.dist.world,
+    }
+    if lp.best is not None:
+        out["best"] = lp.best.results() | {"loaded": bool(ctx.exp.load_best_model_at_end and lp.best.step)}
+    if last is not None:
+        out["last_eval"] = last
+    if lp.stopped is not None:
+        out["stopped_early"] = lp.stopped
+    return out
+
+
+def train_epochs(lp: Loop, state: dict) -> dict:
+    """The epochs from ``state`` on; returns the last evaluation's metrics."""
+    ctx, exp = lp.ctx, lp.ctx.exp
+    if lp.spec.eval_before and not lp.history:
         evaluate(lp, 0, None)
     lp.model.train()
     workers = f" x {lp.dist.world} processes" if lp.dist.on else ""
-    ctx.emit(PhaseStarted(phase="train", detail=f"{lp.total_steps} optimizer steps on {device}{workers}"))
+    ctx.emit(PhaseStarted(phase="train", detail=f"{lp.total_steps} optimizer steps on {lp.device}{workers}"))
     nan_every = min(exp.logging_steps, 8)  # NaN/inf detection: a host sync every few steps, not every step
-    window = Window.resumed(state, lp.dist, device)
+    window = Window.resumed(state, lp.dist, lp.device)
     lp.session_t0 = window.t0 = time.perf_counter()
     metrics: dict = lp.history[-1] if lp.history else {}
     stop = False
-    # A checkpoint at the last step (e.g. the attempt died while saving the final model) leaves nothing to train.
-    first_epoch = exp.epochs if lp.step >= lp.total_steps else int(state["epoch"])
-    for epoch in range(first_epoch, exp.epochs):
+    # A checkpoint at the last step (e.g. the attempt died while saving the final model), or one after
+    # training was stopped (early stopping), leaves nothing to train.
+    done = lp.step >= lp.total_steps or lp.stopped is not None
+    for epoch in range(exp.epochs if done else int(state["epoch"]), exp.epochs):
         n_batches = lp.n_batches(epoch)
         b = int(state["batch"]) if epoch == int(state["epoch"]) else 0
         if b == 0:
             window.new_epoch()
         lp.optimizer.zero_grad(set_to_none=True)
-        while b < n_batches:
+        while b < n_batches and lp.stopped is None:
             control(lp, window, epoch, b)
             b, stepped = train_step(lp, window, epoch, b, n_batches)
             if not stepped:
@@ -892,19 +1061,102 @@ def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
             if lp.step >= lp.total_steps:
                 stop = True
                 break
+            if exp.eval_steps and lp.step % exp.eval_steps == 0 and b < n_batches:
+                metrics = evaluate_in_epoch(lp, window, epoch, b, n_batches)
+        if lp.stopped is not None:  # stopped inside this epoch: it has no end
+            break
         evaluated = end_epoch(lp, window, epoch, last=stop or epoch == exp.epochs - 1)
         metrics = metrics if evaluated is None else evaluated
         state["batch"] = 0
-        if stop:
+        if stop or lp.stopped is not None:
             break
+    return metrics
+
+
+def final_metrics(lp: Loop, metrics: dict) -> tuple[dict, dict | None]:
+    """The final model's metrics, and the last evaluation (None unless the best model replaced it).
+
+    ``load_best_model_at_end`` with a best evaluation before the last: its weights are loaded and
+    evaluated again (the task's predictions follow the final model). A resume that starts after the
+    last evaluation evaluates the restored weights again (:func:`evaluate_again`).
+    """
+    best, last = lp.best, last_evaluation(lp)
+    if lp.ctx.exp.load_best_model_at_end and best is not None and best.step is not None and last is not None:
+        if best.step != last["step"]:
+            return (load_best_model(lp, best) if lp.dist.main else {}), last
     if not lp.evaluated and lp.dist.main:
-        metrics = evaluate_again(lp, int(lp.history[-1]["epoch"]) if lp.history else int(state["epoch"]))
-    save_final_model(lp)
-    lp.dist.barrier()
-    return {
-        "final": {k: v for k, v in metrics.items() if k not in ("epoch",)},
-        "history": lp.history,
-        "global_step": lp.step,
-        "elapsed_s": round(lp.elapsed(), 3),
-        "world_size": lp.dist.world,
-    }
+        metrics = evaluate_again(lp, int(lp.history[-1]["epoch"]) if lp.history else 0)
+    return metrics, None
+
+
+@dataclass
+class StartPoint:
+    """The loop's state before its first step, in memory: where ``auto_find_batch_size`` starts again
+    when no checkpoint exists yet. ``events_offset``: the size of events.jsonl then."""
+
+    model: dict
+    optimizer: dict
+    scheduler: dict
+    rng: Any
+    events_offset: int
+
+    @classmethod
+    def take(cls, lp: Loop) -> StartPoint:
+        import copy
+
+        import torch
+
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in lp.model.state_dict().items()}
+        size = os.path.getsize(lp.ctx.run.events_path) if lp.ctx.run.events_path.exists() else 0
+        return cls(
+            weights,
+            copy.deepcopy(lp.optimizer.state_dict()),
+            copy.deepcopy(lp.scheduler.state_dict()),
+            torch.get_rng_state(),
+            size,
+        )
+
+    def restore(self, lp: Loop) -> None:
+        import torch
+
+        lp.model.load_state_dict(self.model)
+        lp.optimizer.load_state_dict(self.optimizer)
+        lp.scheduler.load_state_dict(self.scheduler)
+        torch.set_rng_state(self.rng)
+        lp.ctx.writer.discard_events(self.events_offset)
+
+
+def recover_from_oom(lp: Loop, error: str, start: StartPoint) -> dict:
+    """Out of memory in training with ``auto_find_batch_size``: halve the per-device batch (split the
+    micro-batches), record it (config.json first, so a kill now still resumes with it), go back to the
+    last checkpoint (or the start) and say so; the state to go on from. Below a batch of 1: a JobError."""
+    import torch
+
+    exp = lp.ctx.exp
+    split = next_split(exp.batch_size, lp.split)
+    if split is None:
+        raise JobError(
+            f"out of memory even with a per-device batch of 1 (auto_find_batch_size): {error}",
+            "shorten max_seq_length, pick a smaller model, use bf16 precision, or run on a device with more memory",
+        )
+    lp.optimizer.zero_grad(set_to_none=True)
+    if lp.device.type == "cuda":
+        torch.cuda.empty_cache()
+    failed_at = lp.step
+    record = record_split(lp.ctx.run, exp, split, failed_at, error)
+    old_batch = per_device_batch(exp.batch_size, lp.split)
+    lp.split = split
+    if lp.ctx.run.checkpoints_newest_first():
+        state = at_state(lp, resume(lp))
+    else:
+        start.restore(lp)
+        state = at_state(lp, {})
+    batch, accum = record["batch_size"], record["gradient_accumulation_steps"]
+    lp.ctx.emit(BatchReduced(step=failed_at, batch_size=batch, gradient_accumulation_steps=accum, error=error))
+    lp.ctx.log(
+        f"out of memory at step {failed_at + 1}: per-device batch {old_batch} -> {batch}, gradient accumulation "
+        f"{accum} (effective batch {exp.batch_size * exp.gradient_accumulation_steps} unchanged); "
+        f"restarted from step {lp.step}",
+        "warning",
+    )
+    return state

@@ -20,6 +20,7 @@ GROUPS = (
     manifest.RuntimeConfig,
     manifest.LauncherConfig,
     manifest.CheckpointConfig,
+    manifest.EvalConfig,
     manifest.QueueConfig,
     manifest.PretrainConfig,
     manifest.QAConfig,
@@ -76,7 +77,8 @@ def test_key_tables_are_built_from_the_fields():
             assert key.required == (f.default is dataclasses.MISSING)
             if not key.required:
                 assert key.default == (list(f.default) if isinstance(f.default, tuple) else f.default)
-            expected = {int: "int", float: "float", bool: "bool", str: "str", str | None: "str"}.get(hints[f.name])
+            scalar = {int: "int", float: "float", bool: "bool", str: "str", str | None: "str", bool | None: "bool"}
+            expected = scalar.get(hints[f.name])
             expected = expected or {tuple[str, ...]: "list[str]", tuple[int, ...]: "list[int]"}[hints[f.name]]
             assert key.type == expected, f.name
     assert [k for k, v in EXPERIMENT_KEYS.items() if v.required] == ["name", "task", "model"]

@@ -228,3 +228,10 @@ def test_console_and_report_name_classes_alike():
     assert class_labels([0, 1], ["neg", "pos"]) == ["0 neg", "1 pos"]
     assert class_labels([0, 1, 2]) == ["class 0", "class 1", "class 2"]
     assert console_labels({"classes": [0, 1]}, 2, sst2) == ["0 negative", "1 positive"]  # no class_names saved
+
+
+def test_a_run_stopped_early_shows_why_it_finished_before_its_end():
+    step = StepLogged(step=24, epoch=4.0, loss=1.0, learning_rate=1e-3, total_steps=60)
+    why = "early stopping: accuracy did not improve for 2 evaluation(s)"
+    assert status_line(FeedState(status="finished", reason=why, last_step=step)).startswith(f"✓ finished: {why} · ")
+    assert status_line(FeedState(status="finished", last_step=step)).startswith("✓ finished · step 24/60")

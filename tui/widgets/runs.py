@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from engine.status import STOPPED
+from engine.status import REASON_SHOWN
 from engine.store.listing import RunRow, differing_keys, fmt_value, parse_filter, short_name, sort_rows
 
 from ..data import short_id, status_text
@@ -114,8 +114,8 @@ class RunsPane(TablePane):
         ordered = sort_rows(rows, self.sort_column, self.sort_desc)
         out = []
         for r in ordered:
-            failed = (r.status in STOPPED and r.reason) or r.problems
-            note = " ".join((r.reason if failed else (r.note or r.model)).split())
+            why = (r.status in REASON_SHOWN and r.reason) or r.problems
+            note = " ".join((r.reason if why else (r.note or r.model)).split())
             result = r.result_text
             cells = [
                 r.run.experiment,
