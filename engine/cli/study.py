@@ -45,6 +45,8 @@ def cmd_check(args) -> int:
     for exp in manifest.experiments:
         if exp.task == "study":
             print(study_plan_text(manifest, exp.name))
+        if exp.sweep is not None:
+            print(exp.sweep.plan_text(exp.name))
     return 0
 
 

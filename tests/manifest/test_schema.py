@@ -38,7 +38,7 @@ def test_shipped_manifest_validates():
 def test_schema_carries_types_defaults_choices_help_and_tasks():
     exp = json_schema()["properties"]["experiment"]["items"]
     props = exp["properties"]
-    assert set(props) == set(EXPERIMENT_KEYS)
+    assert set(props) == set(EXPERIMENT_KEYS) | {"sweep"}  # the sweep is a sub-table, not a key
     assert set(json_schema()["properties"]["settings"]["properties"]) == set(SETTINGS_KEYS)
     assert props["epochs"] == {
         "type": "integer",
