@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.device import pick_device
-from engine.errors import Cancelled, JobError
+from engine.errors import Cancelled, JobError, Pruned
 from engine.events import CheckpointSaved, EvalFinished, PhaseStarted, StepLogged, TableWritten
 from engine.files import atomic_write_json, follow_umask, read_json
 from engine.tables import Table
@@ -897,10 +897,19 @@ def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
         state["batch"] = 0
         if stop:
             break
+        # A sweep's pruner heard this evaluation (rank 0) and wants the trial stopped: every rank stops
+        # here, after the epoch's checkpoint, and the run keeps what it has (its status: pruned).
+        if evaluated is not None and lp.dist.broadcast(1 if ctx.prune_reason else 0, device):
+            raise Pruned(ctx.prune_reason or "pruned by the sweep's pruner", _results(lp, metrics))
     if not lp.evaluated and lp.dist.main:
         metrics = evaluate_again(lp, int(lp.history[-1]["epoch"]) if lp.history else int(state["epoch"]))
     save_final_model(lp)
     lp.dist.barrier()
+    return _results(lp, metrics)
+
+
+def _results(lp: Loop, metrics: dict) -> dict:
+    """What training returns: the last evaluation's metrics as ``final``, the per-epoch history, counts."""
     return {
         "final": {k: v for k, v in metrics.items() if k not in ("epoch",)},
         "history": lp.history,

@@ -106,6 +106,7 @@ def test_parsed_values_have_the_declared_types():
 
 def test_type_checker_sees_experiment_fields(tmp_path):
     import mypy  # noqa: F401 - the test extra: a missing one fails, not skips
+
     (tmp_path / "mypy.ini").write_text("[mypy]\nignore_missing_imports = True\nfollow_imports = skip\n")
     snippet = tmp_path / "snippet.py"
     snippet.write_text(

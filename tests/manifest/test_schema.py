@@ -12,6 +12,7 @@ import pytest
 from engine.manifest import EXPERIMENT_KEYS, SETTINGS_KEYS, ManifestError, json_schema, parse_text, tomllib
 
 import jsonschema  # the test extra: a missing one fails, not skips
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -151,7 +151,9 @@ _scalar = st.one_of(
     st.text(max_size=8),
 )
 _value = st.recursive(
-    _scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6
+    _scalar,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
 )
 _names = st.sampled_from(["learning_rate", "batch_size", "warmup", "epochs", "name", "bogus", "fp16", "seed", "low"])
 _range = st.fixed_dictionaries(
