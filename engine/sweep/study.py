@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -121,21 +122,28 @@ class SweepStudy:
         optuna = _optuna()
         self.exp, self.spec, self.name = exp, exp.sweep, study_name
         self.url = storage_url(self.spec, runs_dir, exp.name)
-        try:
-            self.study = optuna.create_study(
-                study_name=study_name,
-                storage=_storage(self.url),
-                sampler=_sampler(self.spec, exp.seed),
-                pruner=_pruner(self.spec, exp.epochs),
-                direction=self.spec.direction,
-                load_if_exists=True,
-            )
-        except Exception as exc:  # noqa: BLE001 - a database that cannot be reached: one line, not a traceback
-            raise UserError(
-                f"sweep {exp.name}: cannot open its study in {shown_url(self.url)}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                "check the sweep's storage URL and that the database server runs",
-            ) from None
+        error: Exception | None = None
+        for attempt in range(3):
+            try:
+                self.study = optuna.create_study(
+                    study_name=study_name,
+                    storage=_storage(self.url),
+                    sampler=_sampler(self.spec, exp.seed),
+                    pruner=_pruner(self.spec, exp.epochs),
+                    direction=self.spec.direction,
+                    load_if_exists=True,
+                )
+                return
+            except Exception as exc:  # noqa: BLE001 - a database that cannot be reached: one line, not a traceback
+                # Processes (machines) that open a new database at the same moment race to create Optuna's
+                # tables or the study: the loser's next try finds them made.
+                error = exc
+                time.sleep(0.5 + attempt)
+        text = str(error).splitlines()[0][:200] if str(error) else ""
+        raise UserError(
+            f"sweep {exp.name}: cannot open its study in {shown_url(self.url)}: {type(error).__name__}: {text}",
+            "check the sweep's storage URL and that the database server runs",
+        )
 
     def reconcile(self, store) -> list[int]:
         """End the running trials whose job is gone, as their run directories say; returns their numbers.
