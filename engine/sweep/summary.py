@@ -10,6 +10,7 @@ the trials whose job died without telling it (:meth:`engine.sweep.study.SweepStu
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,8 @@ class SweepSummary:
             [t.trial, t.status, *(t.parameters.get(p) for p in params), t.objective, t.best_epoch, t.best, t.run]
             for t in self.trials
         ]
-        return Table(name=f"sweep-{self.name}", columns=columns, rows=rows)
+        safe = re.sub(r"[^A-Za-z0-9_-]", "-", self.study)  # a table name is a file name
+        return Table(name=f"sweep_{safe}", columns=columns, rows=rows, title=f"sweep {self.name}, study {self.study}")
 
 
 def sweep_summary(runs_dir: Path | str, name: str, study: str | None = None, exp=None) -> SweepSummary | None:

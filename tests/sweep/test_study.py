@@ -132,3 +132,15 @@ def test_tpe_with_the_median_pruner_prunes_the_useless_learning_rates(toy_sweep)
     values = [t.objective for t in summary.trials if t.status == "finished"]
     assert summary.best.objective == min(values)  # minimize: the lowest is best, and listed first
     assert summary.trials[0].best
+    # exports write the trials table; the study report gets a sweep section
+    from engine.study.export import export_runs
+    from engine.study.report import build_report
+
+    written = export_runs(store.runs(exp.name), manifest.runs_dir.parent / "exports", formats=("csv",))
+    (table,) = [p for p in written if p.name.startswith("sweep_pre-1")]
+    assert len(table.read_text().splitlines()) == 1 + 6 and "learning_rate" in table.read_text()
+    report = build_report(store, [exp.name], manifest=manifest)
+    (section,) = [s for s in report.sections if s.title == f"Sweep {exp.name}"]
+    assert "6/6 trials" in section.text[0] and "learning_rate (6 values tried" in section.text[0]
+    assert f"Best trial: {summary.best.trial}" in section.text[1]
+    assert [t.name for t in section.tables] == ["sweep_importances_pre-1", "sweep_pre-1"] or summary.note
