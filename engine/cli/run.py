@@ -19,6 +19,11 @@ def cmd_run(args, manifest) -> int:
         return _run_detached(manifest, args)
     sweeps = [n for n in args.experiments if manifest.get(n).sweep is not None]
     if sweeps:  # a sweep's trials are queue jobs (on free GPUs, `parallel` at once): it is always queued
+        if args.resume:
+            raise UserError(
+                f"{sweeps[0]} is a sweep: its trials are queue jobs, each resumed on its own",
+                "lmconsole queue retry JOB for a trial (see `lmconsole queue`)",
+            )
         if len(sweeps) != len(args.experiments):
             raise UserError(
                 f"{sweeps[0]} is a sweep, which is queued; run it on its own",
