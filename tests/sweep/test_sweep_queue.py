@@ -48,14 +48,16 @@ def _wait(cond, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if cond():
             return True
-        time.sleep(0.5)  # each look is a CLI process: a few per second would slow everything down
+        time.sleep(0.3)
     return bool(cond())
 
 
 def _statuses(folder: Path) -> list[str]:
-    proc = _cli(folder, "queue", "--json")
-    assert proc.returncode == 0, proc.stderr
-    return [r["status"] for r in json.loads(proc.stdout)]
+    """The queue's statuses as `lmconsole queue` reads them (in this process: a CLI process per look would
+    compete with the jobs); like it, it starts a scheduler when jobs wait and none runs."""
+    from engine.queue.jobqueue import JobQueue
+
+    return [job.status for job in JobQueue(load(folder / "experiments.toml")).refresh()]
 
 
 def _pid_of(path: Path) -> int:
@@ -70,23 +72,27 @@ def test_a_sweep_survives_a_killed_scheduler_and_a_killed_trial_each_trial_once(
     monkeypatch.setenv("LMCONSOLE_VISIBLE_GPUS", "")
     monkeypatch.setenv("LMCONSOLE_FAKE", json.dumps({"default": {"steps": 4, "gate_file": str(gate)}}))
     text = manifest_text(
-        "runs", experiment(name="sw", task="classify", model="bert-micro", dataset="embedded:sst2") + SWEEP
+        "runs",
+        experiment(name="sw", task="classify", model="bert-micro", dataset="embedded:sst2")
+        + SWEEP.replace("parallel = 1", "parallel = 2"),
+        max_parallel_jobs=2,
     )
     write_manifest(tmp_path, text)
     proc = _cli(tmp_path, "run", "sw")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("queued #") == 3 and "lmconsole sweep sw" in proc.stdout
     store = RunStore(tmp_path / "runs")
-    # the first trial runs (its own run directory says so: past starting up), the other two wait
-    assert _wait(lambda: [r.raw_status().get("status") for r in store.runs("sw")] == ["running"], 60)
-    assert _statuses(tmp_path) == ["running", "queued", "queued"]
+    # two trials run (their own run directories say so: past starting up), the third waits (parallel = 2)
+    assert _wait(lambda: [r.raw_status().get("status") for r in store.runs("sw")] == ["running"] * 2, 60)
+    assert _statuses(tmp_path) == ["running", "running", "queued"]
     queue_dir = tmp_path / "runs" / ".queue"
-    (trial0,) = [e for e in json.loads((queue_dir / "queue.json").read_text())["jobs"] if e["state"] == "started"]
+    trial0 = json.loads((queue_dir / "queue.json").read_text())["jobs"][0]
     os.kill(_pid_of(queue_dir / "scheduler.lock"), signal.SIGKILL)
     os.kill(trial0["pid"], signal.SIGKILL)
     assert _wait(lambda: _statuses(tmp_path)[0] == "interrupted", 20), _cli(tmp_path, "queue").stdout
     gate.write_text("go")
-    # `lmconsole queue` (as after a reboot) starts a scheduler again; the sweep goes on without the killed trial
+    # a client's look at the queue (`lmconsole queue`, as after a reboot) starts a scheduler again; the sweep
+    # goes on without the killed trial
     assert _wait(lambda: _statuses(tmp_path) == ["interrupted", "finished", "finished"], 90), _statuses(tmp_path)
     trials = trial_runs(store, "sw")
     assert len(store.runs("sw")) == 3 and sorted(rec["trial"] for _, rec in trials) == [0, 1, 2]  # each once
