@@ -75,6 +75,8 @@ def _storage(url: str):
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several processes write one file: wait for a lock instead of failing
         kwargs = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):  # the scheduler asks under the queue's lock: never wait minutes for a host
+        kwargs = {"connect_args": {"connect_timeout": 10}}
     return optuna.storages.RDBStorage(
         url,
         engine_kwargs=kwargs,
@@ -138,7 +140,7 @@ class SweepStudy:
                 # Processes (machines) that open a new database at the same moment race to create Optuna's
                 # tables or the study: the loser's next try finds them made.
                 error = exc
-                time.sleep(0.5 + attempt)
+                time.sleep(0.2 + 0.4 * attempt)
         text = str(error).splitlines()[0][:200] if str(error) else ""
         raise UserError(
             f"sweep {exp.name}: cannot open its study in {shown_url(self.url)}: {type(error).__name__}: {text}",

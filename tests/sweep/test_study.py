@@ -144,3 +144,15 @@ def test_tpe_with_the_median_pruner_prunes_the_useless_learning_rates(toy_sweep)
     assert "6/6 trials" in section.text[0] and "learning_rate (6 values tried" in section.text[0]
     assert f"Best trial: {summary.best.trial}" in section.text[1]
     assert [t.name for t in section.tables] == ["sweep_importances_pre-1", "sweep_pre-1"] or summary.note
+
+
+def test_a_study_that_cannot_be_reached_is_one_line_without_the_password(tmp_path):
+    from engine.errors import UserError
+
+    text = GRID.replace('method = "grid"', 'method = "grid"\nstorage = "postgresql+psycopg://lm:secret@127.0.0.1:1/x"')
+    exp = parse_text(text).get("cls")
+    with pytest.raises(UserError) as err:
+        SweepStudy(exp, tmp_path, "cls")
+    message = str(err.value)
+    assert "sweep cls: cannot open its study in postgresql+psycopg://lm:***@127.0.0.1:1/x" in message
+    assert "secret" not in message and "\n" not in message and "database server runs" in message
