@@ -8,6 +8,7 @@ The map, one layer per folder; a layer imports only from the layers below it
     queue/      the queue of a runs directory on disk, the scheduler, the job process
     job/        one experiment as a job: runner, preflight, preemption, environment,
                 system samples, trackers, Slurm
+    sweep/      a sweep's Optuna study: asking it for trials, a trial's reports, the summary
     tasks/      what an experiment does: inspect, pretrain, classify, qa, push
     train/      the training loop the training tasks share
     models/     presets, where a model comes from, parameter tables

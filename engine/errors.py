@@ -55,6 +55,19 @@ class Interrupted(Cancelled):
         self.signal_name = signal_name
 
 
+class Pruned(Exception):
+    """Raised by the training loop at an epoch boundary when a sweep's pruner stops the trial.
+
+    ``results``: what the loop would have returned (final metrics of the last evaluation, the
+    history), so the run keeps its results so far.
+    """
+
+    def __init__(self, reason: str, results: dict):
+        super().__init__(reason)
+        self.reason = reason
+        self.results = results
+
+
 class ResolveError(Exception):
     """A dataset or model that cannot be found; the message says what to do."""
 

@@ -586,11 +586,104 @@ class ExecutorConfig:
     )
 
 
+# -- [experiment.sweep]: a hyperparameter search over the experiment's own keys ------
+SWEEP_METHODS = ("grid", "random", "tpe")
+SWEEP_PRUNERS = ("none", "median", "hyperband")
+SWEEP_KEYS = ("method", "objective", "direction", "trials", "parallel", "pruner", "storage", "parameters")
+# What each task reports per evaluation (EvalFinished metrics): what a sweep may optimise.
+SWEEP_OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "classify": ("accuracy", "precision", "recall", "f1", "macro_f1"),
+    "qa": ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1"),
+    "pretrain": ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "mlm_loss"),
+}
+# Keys a sweep cannot vary: who the experiment is, its pipeline and its repetitions.
+UNSWEPT = frozenset({"name", "task", "description", "depends_on", "steps", "seeds", "model", "dataset"})
+_RANGE_KEYS = ("low", "high", "log", "step")
+
+
+@dataclass(frozen=True)
+class SweepParam:
+    """One swept key: ``values`` (categorical: a list in the manifest) or a range ``low``..``high``."""
+
+    name: str
+    values: tuple[Any, ...] = ()  # categorical (the grid's points); empty for a range
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    integer: bool = False  # the key is an int: the range samples whole numbers
+
+    @property
+    def is_range(self) -> bool:
+        return not self.values
+
+    def grid_points(self) -> tuple[Any, ...]:
+        """Every value the grid tries: the list, or a range's ``low, low + step, ...`` up to ``high``."""
+        if self.values:
+            return self.values
+        assert self.low is not None and self.high is not None and self.step
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        pts = [self.low + i * self.step for i in range(n)]
+        return tuple(int(round(p)) if self.integer else round(p, 12) for p in pts)
+
+    def describe(self) -> str:
+        if self.values:
+            return f"{self.name} in [{', '.join(_toml(v) for v in self.values)}]"
+        how = ", log" if self.log else (f", step {self.step:g}" if self.step else "")
+        return f"{self.name} in {self.low:g}..{self.high:g}{how}"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """``[experiment.sweep]``: how trials of the experiment search its keys (Optuna runs the search)."""
+
+    method: str = "tpe"
+    objective: str = ""
+    direction: str = "maximize"
+    trials: int = 10
+    parallel: int = 1
+    pruner: str = "none"
+    storage: str = ""  # an SQLAlchemy URL; empty = SQLite in the sweep's folder of the runs directory
+    parameters: tuple[SweepParam, ...] = ()
+
+    def space_size(self) -> int | None:
+        """Combinations of the search space; None when a range without a step makes it continuous."""
+        n = 1
+        for p in self.parameters:
+            if p.is_range and not p.step:
+                return None
+            n *= len(p.grid_points())
+        return n
+
+    def plan_text(self, name: str) -> str:
+        """What ``lmconsole check`` prints for the sweep: method, space, trials, objective, pruner, storage."""
+        size = self.space_size()
+        space = f"{size} combinations" if size is not None else "continuous"
+        where = self.storage.split("://", 1)[0] + " (shared)" if self.storage else "SQLite in the runs directory"
+        lines = [
+            f"sweep {name}: {self.method}, {self.trials} trials ({self.parallel} at once), space {space}; "
+            f"objective {self.objective} ({self.direction}), pruner {self.pruner}, study in {where}"
+        ]
+        lines += [f"  {p.describe()}" for p in self.parameters]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """``[experiment.sweep]``, a sub-table rather than a key: parsed by :func:`_parse_sweep`."""
+
+    sweep: SweepSpec | None = field(
+        default=None,
+        metadata={"table": True, "help": "A hyperparameter search over the experiment's keys ([experiment.sweep])."},
+    )
+
+
 # A dataclass collects its fields from the end of its MRO, so the groups are listed last
 # first: the fields (and the README reference, the schema, ``config.json``) run from
 # IdentityConfig's ``name`` to ExecutorConfig's ``slurm_args``.
 @dataclass(frozen=True, kw_only=True)
 class Experiment(
+    SweepConfig,
     ExecutorConfig,
     TrackerConfig,
     StudyConfig,
@@ -630,7 +723,9 @@ class Experiment(
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (tuples as lists), in manifest order: a run's ``config.json``."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        # The sweep is not a run's setting: a trial's config.json records its own part of it (``sweep``).
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sweep"}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
 
 # Keys of the model tasks that the pipeline steps take too (besides their own keys above).
@@ -694,6 +789,8 @@ def _keys(cls: type) -> dict[str, Key]:
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
+        if f.metadata.get("table"):
+            continue  # a sub-table ([experiment.sweep]) has its own parser and schema
         required = f.default is dataclasses.MISSING
         default = None if required else (list(f.default) if isinstance(f.default, tuple) else f.default)
         out[f.name] = Key(type=_type_name(hints[f.name]), default=default, required=required, **f.metadata)
@@ -1045,6 +1142,8 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
     task = raw.get("task") if raw.get("task") in TASKS + STEP_TASKS else None
     values = {}
     for k, v in raw.items():
+        if k == "sweep":
+            continue  # the [experiment.sweep] sub-table: _parse_sweep below
         key = EXPERIMENT_KEYS.get(k)
         if key is None:
             problems.append(f"{where}.{k}: unknown key{_suggest(k, EXPERIMENT_KEYS)}")
@@ -1059,6 +1158,10 @@ def _parse_experiment(i: int, raw: Any, problems: list[str], seen: dict[str, int
     _check_steps(where, task, raw, values, problems)
     if task in ALL_TRAIN:
         _check_best(where, task, values, problems)
+    if "sweep" in raw:
+        spec = _parse_sweep(f"{where}.sweep", task, raw["sweep"], values, problems)
+        if spec is not None:
+            values["sweep"] = spec
     if task in ALL_TRAIN and "dataset" not in raw:
         problems.append(
             f"{where}: missing required key 'dataset' for task {task!r} ({EXPERIMENT_KEYS['dataset'].help})"
@@ -1180,6 +1283,181 @@ def _check_best(where: str, task: str, values: dict, problems: list[str]) -> Non
         )
 
 
+def _parse_sweep(where: str, task, raw: Any, values: dict, problems: list[str]) -> SweepSpec | None:
+    """``[experiment.sweep]`` checked key by key; every problem is one line naming ``where.key``."""
+    n_before = len(problems)
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a table ([experiment.sweep]), got {_describe(raw)}")
+        return None
+    if task is not None and task not in ALL_TRAIN:
+        problems.append(f"{where}: not used by task {task!r} (applies to: {', '.join(ALL_TRAIN)})")
+        return None
+    if values.get("seeds"):
+        problems.append(
+            f"{where}: a sweep does not take seeds (each trial is one run); drop seeds, or sweep `seed` as a "
+            "parameter (seed = [1, 2, 3]) to see the spread"
+        )
+    for k in raw:
+        if k not in SWEEP_KEYS:
+            known = ", ".join(SWEEP_KEYS)
+            problems.append(f"{where}.{_shown_key(k)}: unknown key{_suggest(k, SWEEP_KEYS)}; known keys: {known}")
+
+    def get(name: str, key: Key):
+        return _check_value(where, name, key, raw[name], problems) if name in raw else key.default
+
+    method = get("method", Key("str", "tpe", "", choices=SWEEP_METHODS))
+    pruner = get("pruner", Key("str", "none", "", choices=SWEEP_PRUNERS))
+    direction = get("direction", Key("str", None, "", choices=("maximize", "minimize")))
+    parallel = get("parallel", Key("int", 1, "", minimum=1, maximum=1024))
+    trials = get("trials", Key("int", None, "", minimum=1, maximum=100_000))
+    storage = get("storage", Key("str", "", ""))
+    if isinstance(storage, str) and storage and not re.match(r"^[a-z][a-z0-9+]*://", storage):
+        problems.append(
+            f"{where}.storage: {_describe(storage)} is not a database URL; expected e.g. "
+            '"postgresql://user@host/db" (or leave it out: SQLite in the runs directory)'
+        )
+    objectives = SWEEP_OBJECTIVES.get(task or "", ())
+    objective = get("objective", Key("str", None, ""))
+    if objective is None and objectives:
+        objective = objectives[0]
+    elif isinstance(objective, str) and objectives and objective not in objectives:
+        problems.append(
+            f"{where}.objective: {_describe(objective)} is not a metric task {task!r} reports per evaluation"
+            f"{_suggest(objective, objectives)}; expected one of {', '.join(objectives)}"
+        )
+    if direction is None and isinstance(objective, str):
+        from engine.metrics.scale import metric_scale
+
+        direction = "minimize" if metric_scale(objective, task or "").higher_is_better is False else "maximize"
+    params = _parse_parameters(f"{where}.parameters", task, raw.get("parameters"), problems)
+    if len(problems) > n_before or params is None:
+        return None
+    spec = SweepSpec(
+        method=method,
+        objective=objective or "",
+        direction=direction or "maximize",
+        trials=trials or 10,
+        parallel=parallel,
+        pruner=pruner,
+        storage=storage,
+        parameters=params,
+    )
+    if method == "grid":
+        stepless = [p.name for p in params if p.is_range and not p.step]
+        if stepless:
+            problems.append(
+                f"{where}.parameters.{stepless[0]}: a grid needs a list of values or a range with `step`; "
+                'give a list, add step, or use method = "random" / "tpe"'
+            )
+            return None
+        size = spec.space_size() or 0
+        if trials is None:
+            spec = dataclasses.replace(spec, trials=size)
+        elif trials > size:
+            problems.append(
+                f"{where}.trials: {trials} trials, but the grid has only {size} combinations; "
+                f"set trials <= {size} or leave it out (all of them)"
+            )
+            return None
+    return spec
+
+
+def _shown_key(name: str) -> str:
+    """A key as a problem line shows it: a bare name, or quoted when it holds anything else (a newline)."""
+    return name if re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", name) else _describe(name)
+
+
+def _parse_parameters(where: str, task, raw: Any, problems: list[str]) -> tuple[SweepParam, ...] | None:
+    """``[experiment.sweep.parameters]``: manifest keys of the task, each a list (categorical) or a range."""
+    if raw is None:
+        problems.append(f"{where}: missing; name the keys to search: learning_rate = {{ low = 1e-5, high = 1e-3 }}")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a table of keys, got {_describe(raw)}")
+        return None
+    if not raw:
+        problems.append(f"{where}: empty; name at least one key to search")
+        return None
+    out = []
+    for name, value in raw.items():
+        key = EXPERIMENT_KEYS.get(name)
+        if key is None:
+            problems.append(f"{where}.{_shown_key(name)}: unknown key{_suggest(name, EXPERIMENT_KEYS)}")
+            continue
+        if name in UNSWEPT or key.type not in ("str", "int", "float", "bool"):
+            problems.append(f"{where}.{name}: cannot be swept (a sweep varies settings of one experiment)")
+            continue
+        if task and task not in key.tasks:
+            problems.append(f"{where}.{name}: not used by task {task!r} (applies to: {', '.join(key.tasks)})")
+            continue
+        param = _parse_parameter(where, name, key, value, problems)
+        if param is not None:
+            out.append(param)
+    return tuple(out)
+
+
+def _parse_parameter(where: str, name: str, key: Key, value: Any, problems: list[str]) -> SweepParam | None:
+    n_before = len(problems)
+    if isinstance(value, list):
+        checked = []
+        for v in value:  # the first bad value says it all
+            checked.append(_check_value(where, name, key, v, problems))
+            if len(problems) > n_before:
+                return None
+        if len(checked) < 2:
+            problems.append(
+                f"{where}.{name}: a list of {len(checked)} value{'s' if len(checked) != 1 else ''} is no search; "
+                f"give two or more values, or set {name} in the experiment itself"
+            )
+            return None
+        if len(set(map(repr, checked))) != len(checked):
+            problems.append(f"{where}.{name}: a value is listed twice; each value is tried once")
+            return None
+        return SweepParam(name=name, values=tuple(checked))
+    if not isinstance(value, dict):
+        problems.append(
+            f"{where}.{name}: expected a list of values (categorical) or a range {{ low = ..., high = ... }}, "
+            f"got {_describe(value)}"
+        )
+        return None
+    if key.type not in ("int", "float"):
+        what = _TYPE_WORDS[key.type]
+        problems.append(f"{where}.{name}: a range needs a number key, and {name} is {what}; give a list")
+        return None
+    for k in value:
+        if k not in _RANGE_KEYS:
+            hint = _suggest(k, _RANGE_KEYS)
+            problems.append(f"{where}.{name}.{_shown_key(k)}: unknown key{hint}; a range has low, high, log, step")
+    for k in ("low", "high"):
+        if k not in value:
+            problems.append(f"{where}.{name}: a range needs {k}")
+    if len(problems) > n_before:
+        return None
+    low = _check_value(f"{where}.{name}", "low", dataclasses.replace(key, choices=()), value["low"], problems)
+    high = _check_value(f"{where}.{name}", "high", dataclasses.replace(key, choices=()), value["high"], problems)
+    log = _check_value(f"{where}.{name}", "log", Key("bool", False, ""), value.get("log", False), problems)
+    step = None
+    if "step" in value:
+        step = _check_value(f"{where}.{name}", "step", Key(key.type, None, "", minimum=0), value["step"], problems)
+        if step is not None and step <= 0:
+            problems.append(f"{where}.{name}.step: expected a step above 0, got {step!r}")
+    if len(problems) > n_before:
+        return None
+    if low >= high:
+        problems.append(
+            f"{where}.{name}: low {low!r} must be below high {high!r} (an empty range); "
+            "swap them, or set the key in the experiment itself"
+        )
+        return None
+    if log and step is not None:
+        problems.append(f"{where}.{name}: log and step do not go together; drop one")
+        return None
+    if log and low <= 0:
+        problems.append(f"{where}.{name}: a log range needs low above 0, got {low!r}")
+        return None
+    return SweepParam(name=name, low=low, high=high, log=bool(log), step=step, integer=key.type == "int")
+
+
 def _preset_names():
     return PRESETS
 
@@ -1299,6 +1577,7 @@ def json_schema() -> dict:
     tasks, step_keys = _schema_tasks()
     exp_props = {name: _key_schema(key) for name, key in EXPERIMENT_KEYS.items()}
     exp_props["name"]["pattern"] = SAFE_NAME.pattern
+    exp_props["sweep"] = sweep_schema()
 
     def applies(name: str, key: Key, task: str) -> bool:
         return task in key.tasks or name in step_keys.get(task, ())
@@ -1311,6 +1590,8 @@ def json_schema() -> dict:
             for name, key in EXPERIMENT_KEYS.items()
             if not applies(name, key, task)
         }
+        if task not in ALL_TRAIN:
+            banned["sweep"] = {"not": {}, "description": f"not used by task {task!r}"}
         if banned:
             then["properties"] = banned
         required = [
@@ -1345,5 +1626,49 @@ def json_schema() -> dict:
         "description": "Experiment manifest of lmconsole (generated by `lmconsole check --schema`).",
         "type": "object",
         "properties": {"settings": settings, "experiment": {"type": "array", "items": experiment}},
+        "additionalProperties": False,
+    }
+
+
+def sweep_schema() -> dict:
+    """JSON Schema of ``[experiment.sweep]``; what it cannot say (low < high, the grid's size) ``check`` says."""
+    number = {"type": "number"}
+    swept = sorted(
+        n for n, k in EXPERIMENT_KEYS.items() if n not in UNSWEPT and k.type in ("str", "int", "float", "bool")
+    )
+    param = {
+        "anyOf": [
+            {"type": "array", "minItems": 2, "description": "categorical: each value is tried (the grid's points)"},
+            {
+                "type": "object",
+                "description": "a range: low..high, `log` for a log scale, `step` for a grid or whole steps",
+                "properties": {"low": number, "high": number, "log": {"type": "boolean"}, "step": number},
+                "required": ["low", "high"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    return {
+        "type": "object",
+        "description": "A hyperparameter search over this experiment's keys (Optuna); each trial is a run.",
+        "properties": {
+            "method": {"enum": list(SWEEP_METHODS), "default": "tpe"},
+            "objective": {
+                "enum": sorted({m for ms in SWEEP_OBJECTIVES.values() for m in ms}),
+                "description": "a metric the task reports per evaluation; default: the task's first",
+            },
+            "direction": {"enum": ["maximize", "minimize"], "description": "default: from the metric"},
+            "trials": {"type": "integer", "minimum": 1, "description": "grid: all combinations unless fewer"},
+            "parallel": {"type": "integer", "minimum": 1, "default": 1},
+            "pruner": {"enum": list(SWEEP_PRUNERS), "default": "none"},
+            "storage": {"type": "string", "description": "SQLAlchemy URL of a shared study; default SQLite"},
+            "parameters": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"enum": swept},
+                "additionalProperties": param,
+            },
+        },
+        "required": ["parameters"],
         "additionalProperties": False,
     }

@@ -24,6 +24,7 @@ STATUS_ICON = {
     "cancelled": "■",
     "interrupted": "!",
     "blocked": "⊘",
+    "pruned": "✂",
     "unreadable": "?",
 }
 

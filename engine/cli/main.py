@@ -3,6 +3,7 @@
 The commands, in ``--help`` order, and the module each lives in:
 
 - ``run``: run experiments headless, dependencies first, or queue them (``run.py``)
+- ``sweep``: the trials of a sweep, best marked (``sweep.py``)
 - ``runs``: list the runs on disk (``runs.py``)
 - ``params``: parameter table of a model (``models.py``)
 - ``export``: export the tables of runs (``runs.py``)
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.cli import jobs, look, models, provenance, run, runs, study
+from engine.cli import jobs, look, models, provenance, run, runs, study, sweep
 from engine.cli.output import PrintableStream, safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
@@ -106,6 +107,16 @@ COMMANDS: tuple[Command, ...] = (
             arg(
                 "--again", action="store_true", help="with --detach: queue another run even if one is queued or running"
             ),
+        ),
+    ),
+    Command(
+        "sweep",
+        sweep.cmd_sweep,
+        "the trials of a sweep sorted by objective, the best marked",
+        (
+            arg("sweep", metavar="SWEEP"),
+            arg("--json", action="store_true", help="the summary as JSON: trials, best, importances"),
+            arg("--study", default="", help="an earlier study of the sweep (default: its latest)"),
         ),
     ),
     Command(

@@ -14,7 +14,8 @@ def cmd_params(args) -> int:
     from engine.errors import JobError, ResolveError
     from engine.models.params import diff_table, full_table, grouped_table, rows_for
     from engine.models.source import model_source
-    from engine.store.runs import RunStore, dependency_run
+    from engine.store.runs import RunStore
+    from engine.store.trials import dependency_run
 
     store = None
     if args.model.startswith("run:"):

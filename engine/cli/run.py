@@ -17,6 +17,21 @@ def cmd_run(args, manifest) -> int:
         raise NotFound(f"unknown experiment {unknown[0]!r}; the manifest has: {', '.join(manifest.names)}")
     if args.detach:
         return _run_detached(manifest, args)
+    sweeps = [n for n in args.experiments if manifest.get(n).sweep is not None]
+    if sweeps:  # a sweep's trials are queue jobs (on free GPUs, `parallel` at once): it is always queued
+        if args.resume:
+            raise UserError(
+                f"{sweeps[0]} is a sweep: its trials are queue jobs, each resumed on its own",
+                "lmconsole queue retry JOB for a trial (see `lmconsole queue`)",
+            )
+        if len(sweeps) != len(args.experiments):
+            raise UserError(
+                f"{sweeps[0]} is a sweep, which is queued; run it on its own",
+                f"lmconsole run {' '.join(sweeps)}, then the others",
+            )
+        queued = _run_detached(manifest, args)
+        safe_print(f"the trials so far: lmconsole sweep {sweeps[0]}")
+        return queued
     store = RunStore(manifest.runs_dir)
     # A study is its steps: they run like dependencies (those with a finished run are skipped).
     plan = _without_deps(manifest, args.experiments) if args.no_deps else manifest.job_plan(args.experiments)

@@ -45,6 +45,8 @@ def cmd_check(args) -> int:
     for exp in manifest.experiments:
         if exp.task == "study":
             print(study_plan_text(manifest, exp.name))
+        if exp.sweep is not None:
+            print(exp.sweep.plan_text(exp.name))
     return 0
 
 
@@ -71,7 +73,7 @@ def cmd_report(args, manifest) -> int:
         raise NotFound(
             f"no experiment matches {' '.join(args.experiments)}; the manifest has: {', '.join(manifest.names)}"
         )
-    report = build_report(store, names, title=args.title, mirror=manifest.settings.data_mirror)
+    report = build_report(store, names, title=args.title, mirror=manifest.settings.data_mirror, manifest=manifest)
     if len(report.sections[0].tables[0].rows) == 0:
         raise UserError(f"no finished run of {', '.join(names)} under {manifest.runs_dir}: run the study first", code=1)
     written = write_report(report, Path(args.out), tuple(args.format or FORMATS))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.device import pick_device
-from engine.errors import Cancelled, Interrupted, JobError, ResolveError
+from engine.errors import Cancelled, Interrupted, JobError, Pruned, ResolveError
 from engine.events import (
     EventSink,
     FanoutSink,
@@ -67,6 +67,7 @@ class JobContext:
     store: RunStore
     resume: bool = False
     start_model: str = ""  # the run a fine-tuning started from, for results and model cards
+    prune_reason: str = ""  # set by a sweep trial's reporter when its pruner stops the trial (train/context.py)
     stop: StopSignals | None = None  # engine/job/preempt.py: when this job runs in a process's main thread
     sampler: JobSampler | None = None  # engine/job/system.py: SystemSampled events every 30 s
     _control_mtime: float = field(default=0.0, repr=False)
@@ -250,11 +251,30 @@ def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None
     """
 
     exp = manifest.get(name)
+    if run is not None and getattr(exp, "sweep", None) is not None:
+        return trial_experiment(exp, run)
     if not getattr(exp, "seeds", ()):
         return exp
     if run is not None and isinstance(run.config().get("seed"), int):
         seed = run.config()["seed"]
     return dataclasses.replace(exp, seed=exp.seeds[0] if seed is None else seed)
+
+
+def trial_experiment(exp, run: Run):
+    """A sweep's experiment as one of its trials runs it: the trial's parameters (``config.json``) applied.
+
+    A run that is no trial (the sweep run in the foreground) is the experiment as written."""
+    from engine.store.trials import trial_record
+
+    record = trial_record(run)
+    params = record.get("parameters") if record else None
+    if not isinstance(params, dict):
+        return exp
+    types = {f.name: f.type for f in dataclasses.fields(exp)}
+    values = {
+        k: (float(v) if types.get(k) in ("float", float) and isinstance(v, int) else v) for k, v in params.items()
+    }
+    return dataclasses.replace(exp, **{k: v for k, v in values.items() if k in types})
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,10 @@ def run_experiment(
                 reason=f"stopped by {exc.signal_name or 'a signal'}; checkpoint saved, resume continues from it",
             )
         )
+    except Pruned as exc:  # a sweep's trial its pruner stopped: its results so far are kept
+        ctx.writer.write_results(exc.results)
+        ctx.emit(RunFinished(status="pruned", results=exc.results))
+        ctx.emit(StatusChanged(status="pruned", reason=exc.reason))
     except Cancelled:
         ctx.emit(RunFinished(status="cancelled"))
         ctx.emit(
@@ -374,6 +398,13 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
         assert isinstance(ctx.sink, FanoutSink)
         for tracker in make_trackers(run, exp, ctx.manifest, ctx.log):
             ctx.sink.add(tracker)
+    if exp.sweep is not None and run.config().get("sweep"):  # a trial reports its evaluations to its study
+        from engine.sweep.trial import trial_sink
+
+        sink = trial_sink(ctx)
+        if sink is not None:
+            assert isinstance(ctx.sink, FanoutSink)
+            ctx.sink.add(sink)
     if exp.trust_remote_code:
         ctx.log("trust_remote_code is on: this job may run code downloaded from the Hub", "warning")
     if check_changes:

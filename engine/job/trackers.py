@@ -356,7 +356,7 @@ class MlflowSink(TrackerSink):
             self.run_id,
             status="FINISHED"
             if status == "finished"
-            else ("KILLED" if status in (Status.CANCELLED, Status.INTERRUPTED) else "FAILED"),
+            else ("KILLED" if status in (Status.CANCELLED, Status.INTERRUPTED, Status.PRUNED) else "FAILED"),
         )
 
 

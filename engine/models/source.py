@@ -17,7 +17,8 @@ from engine.errors import JobError
 from engine.hub.resolve import resolve_model_path
 from engine.manifest import ALL_TRAIN
 from engine.models.presets import PRESETS, preset_config
-from engine.store.runs import Run, RunStore, dependency_run
+from engine.store.runs import Run, RunStore
+from engine.store.trials import dependency_run
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ the scheduler leaves it once it started the job (keys sorted, as every writer wr
      "state": "started", "submitted": 1767261590.5}
 
 ``seen_seq`` and ``started`` appear when the job starts; ``seed`` and ``group`` only on one seed
-of an experiment with ``seeds``; ``held`` once a waiting job was paused (and stays, ``false``,
-after it is released). :meth:`QueueEntry.to_json` writes back exactly the keys and values
-:meth:`QueueEntry.from_json` read (keys it does not know included), so one queue file serves
-this version and the previous one alike.
+of an experiment with ``seeds``; ``sweep`` (the Optuna study's name) only on a trial of a sweep,
+whose parameters the scheduler asks the study for when it starts the job; ``held`` once a waiting
+job was paused (and stays, ``false``, after it is released). :meth:`QueueEntry.to_json` writes
+back exactly the keys and values :meth:`QueueEntry.from_json` read (keys it does not know
+included), so one queue file serves this version and the previous one alike.
 
 An entry holds what was asked and what the scheduler did, never a status: the status of a job
 is derived from its run directory each time (``engine.queue.schedule``). Entries are frozen;
@@ -40,7 +41,7 @@ _ALWAYS = (
     *("pid", "reason", "resume", "run", "state", "submitted"),
 )
 # Keys written only once they have a value (absent in the file = None here).
-_OPTIONAL = ("seen_seq", "started", "seed", "group", "held")
+_OPTIONAL = ("seen_seq", "started", "seed", "group", "held", "sweep")
 
 
 class QueueFormatError(ValueError):
@@ -136,6 +137,7 @@ class QueueEntry:
     seed: int | None = None  # one seed of an experiment with ``seeds``, run in ``group``
     group: str | None = None
     held: bool | None = None  # paused while waiting: the scheduler skips it (None: never held)
+    sweep: str | None = None  # a trial of a sweep: the study it asks for its parameters when it starts
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # keys of a newer version, kept
 
     @classmethod
@@ -183,6 +185,7 @@ class QueueEntry:
                 seed=_opt(data, "seed", (int,), "a whole number"),
                 group=_opt(data, "group", (str,), "a name"),
                 held=_opt(data, "held", (bool,), "true or false"),
+                sweep=_opt(data, "sweep", (str,), "a study name"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except QueueFormatError as exc:
@@ -390,6 +393,7 @@ class QueueState:
         group: str | None = None,
         run: str | None = None,
         resume: bool = False,
+        sweep: str | None = None,
     ) -> QueueEntry:
         """A new waiting entry at the end of the queue, with the next id: the one place entries are built."""
         entry = QueueEntry(
@@ -403,6 +407,7 @@ class QueueState:
             submitted=time.time(),
             seed=seed if group else None,
             group=group or None,
+            sweep=sweep or None,
         )
         self.next_id += 1
         self.jobs.append(entry)

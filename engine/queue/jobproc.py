@@ -43,6 +43,11 @@ def main(argv=None) -> int:
 
     qf = QueueFile(args.runs_dir)
     entry = qf.read().get(args.job)
+    if entry is None or not entry.run:
+        # The scheduler starts jobs before it writes the queue back (its lock held): one started early in
+        # a long pass (a sweep's trials ask their study meanwhile) waits for that write.
+        with qf.locked():
+            entry = qf.read().get(args.job)
     if entry is None or not entry.run:  # a quarantined entry (escaping run, bad types...) is never run
         print(f"job {args.job}: not a runnable entry of {qf.path} (see `lmconsole queue`)", file=sys.stderr)
         return 2

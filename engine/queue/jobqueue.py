@@ -242,8 +242,8 @@ class JobQueue:
         """Queue experiments; missing dependencies (no finished run, not queued) go first.
 
         A study queues its steps like dependencies; an experiment with ``seeds`` queues one
-        job per seed. An experiment that already has a waiting or running job (in any client) or a
-        running run is not queued again unless ``again``: it lands in ``last_skipped``.
+        job per seed, a sweep one job per trial. An experiment that already has a waiting or running
+        job (in any client) or a running run is not queued again unless ``again``: it lands in ``last_skipped``.
         """
         from engine.store.seeds import seed_jobs
 
@@ -281,8 +281,18 @@ class JobQueue:
                             if e.experiment == dep and st.get(e.id, ("",))[0] == "finished"
                         ][:1]
                     deps += ids  # every seed of a dependency with ``seeds``
-                for seed, group in seed_jobs(exp):
-                    entry = state.add(name, self._manifest_path(), gpus_needed(exp, has_gpus), deps, seed, group)
+                if exp.sweep is not None:  # one job per trial; each asks the study for its parameters at start
+                    from engine.store.runs import new_run_id
+                    from engine.sweep.study import new_study_name
+
+                    study = new_study_name(exp, new_run_id())
+                    jobs: list[tuple[int | None, str, str | None]] = [(None, "", study)] * exp.sweep.trials
+                else:
+                    jobs = [(seed, group, None) for seed, group in seed_jobs(exp)]
+                for seed, group, sweep in jobs:
+                    entry = state.add(
+                        name, self._manifest_path(), gpus_needed(exp, has_gpus), deps, seed, group, sweep=sweep
+                    )
                     st[entry.id] = ("queued", "")
                     added.append(entry.id)
         self.last_skipped = skipped

@@ -18,7 +18,7 @@ from typing import Any
 from engine.queue.entry import EntryState, QueueEntry, QueueState
 from engine.queue.gpus import assign_gpus, scheduler_gpus
 from engine.queue.queuefile import QUEUE_DIR, QueueFile
-from engine.status import ACTIVE, FINAL, STOPPED
+from engine.status import ACTIVE, FINAL, SATISFIED, STOPPED
 from engine.store.runs import Run, RunStore
 
 Alive = Callable[[QueueEntry], bool]  # whether an entry's job process (or thread) still runs
@@ -155,11 +155,16 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 busy.update(e.devices)
         active += external_active(store, {e.run for e in state.jobs if e.run})
         waiting = []
+        slots = _sweep_slots(state, st, launcher, manifest)
         for e in state.jobs:
             if e.state is not EntryState.QUEUED or st[e.id][0] != "queued":
                 continue
-            if any(st[d][0] != "finished" for d in e.depends_on if d in st):
+            if any(st[d][0] not in SATISFIED for d in e.depends_on if d in st):
                 continue  # a dependency still waits or runs
+            if e.sweep is not None:  # a sweep runs at most `parallel` trials at once
+                if slots.get(e.sweep, 1) <= 0:
+                    continue
+                slots[e.sweep] = slots.get(e.sweep, 1) - 1
             waiting.append((e.id, e.gpus))
         free = [g for g in gpus if g not in busy]
         picks = assign_gpus(waiting, free, manifest.settings.max_parallel_jobs - active, total=len(gpus))
@@ -172,7 +177,13 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
             if queued_from is None:
                 state.change(job_id, state=EntryState.REMOVED, reason=reason)
                 continue
-            if not entry.run:
+            if not entry.run and entry.sweep is not None:
+                trial = _start_trial(queued_from, entry, store, launcher)
+                if isinstance(trial, str):  # the sweep has all its trials, or its study cannot be reached
+                    state.change(job_id, state=EntryState.REMOVED, reason=trial)
+                    continue
+                run, ref, seen = trial, f"{trial.experiment}/{trial.run_id}", 0
+            elif not entry.run:
                 from engine.job.runner import experiment_for
 
                 exp = experiment_for(queued_from, entry.experiment, None, entry.seed)  # one seed of ``seeds``
@@ -187,6 +198,58 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
             state.change(job_id, pid=launcher.start(queue_file, entry, devices))
             started.append(job_id)
     return started
+
+
+def _sweep_slots(state: QueueState, st: dict, launcher, manifest) -> dict[str, int]:
+    """Per sweep (study name): how many more of its trials may start now (``parallel`` less those running)."""
+    slots: dict[str, int] = {}
+    for e in state.jobs:
+        if e.sweep is None or e.sweep in slots:
+            continue
+        exp = manifest.get(e.experiment) if e.experiment in manifest.names else None
+        slots[e.sweep] = exp.sweep.parallel if exp is not None and exp.sweep is not None else 1
+    for e in state.jobs:
+        if e.sweep is not None and e.state is EntryState.STARTED and (st[e.id][0] in ACTIVE or launcher.alive(e)):
+            slots[e.sweep] -= 1
+    return slots
+
+
+def _start_trial(manifest, entry: QueueEntry, store: RunStore, launcher) -> Run | str:
+    """Ask the sweep's study for this job's trial and create its run; a sentence when none may run."""
+    from engine.errors import UserError
+    from engine.job.runner import trial_experiment
+
+    exp = manifest.get(entry.experiment)
+    if exp.sweep is None or entry.sweep is None:
+        return f"{entry.experiment} is no longer a sweep in {Path(manifest.path).name}"
+    from engine.sweep.study import SweepStudy
+
+    try:
+        study = SweepStudy(exp, store.root, entry.sweep)
+        study.reconcile(store)
+        asked = study.ask(f"{Path(manifest.path).resolve()}#{entry.id}")
+        if asked is None:
+            return f"sweep {exp.name} has all its {exp.sweep.trials} trials"
+        number, params = asked
+        record = {
+            "name": exp.name,
+            "study": entry.sweep,
+            "trial": number,
+            "parameters": params,
+            "objective": exp.sweep.objective,
+            "direction": exp.sweep.direction,
+        }
+        run = store.create(exp.name, exp.to_dict() | {"sweep": record})
+        trial_exp = trial_experiment(exp, run)  # the parameters applied: the run's config is the trial's
+        from engine.files import atomic_write_json
+
+        atomic_write_json(run.path / "config.json", trial_exp.to_dict() | {"sweep": record})
+        study.set_run(number, f"{run.experiment}/{run.run_id}")
+        return run
+    except UserError as exc:
+        return f"{exc}"
+    except Exception as exc:  # noqa: BLE001 - the queue goes on; the entry says why this trial did not
+        return f"sweep {exp.name}: its study failed: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def waiting_count(queue_file: QueueFile, store: RunStore, alive: Alive, gpu_count: int | None = None) -> int:

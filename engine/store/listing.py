@@ -64,6 +64,7 @@ NOT_HYPER = {
     "report_to",
     "runs_dir",
     "cache_dir",
+    "sweep",  # a trial's record (study, number, parameters): its parameters are columns of their own
 }
 TEXT_COLUMNS = ("experiment", "run", "status", "task", "model", "tags", "note")
 # A hyperparameter's column header: its alias (columns of their own keep their names: "experiment").

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine.errors import JobError, NotFound
+from engine.errors import NotFound
 from engine.events import Event, EventSink, StatusChanged, from_dict, to_json
 from engine.files import (
     SAFE_NAME,
@@ -649,14 +649,3 @@ class RunStore:
             if len(matches) == 1:
                 return matches[0]
         raise NotFound(f"no run matches {ref!r} under {self.root} (see `lmconsole runs`)")
-
-
-def dependency_run(store: RunStore, exp_name: str) -> Run:
-    """The latest finished run of ``exp_name`` (what ``model = "run:<exp>"`` means)."""
-    run = store.latest(exp_name, status="finished")
-    if run is None:
-        raise JobError(
-            f"needs a finished run of {exp_name!r}, and there is none",
-            f"run it first: lmconsole run {exp_name} (the console and `lmconsole run` queue dependencies for you)",
-        )
-    return run

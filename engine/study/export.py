@@ -185,6 +185,25 @@ def group_tables(runs) -> list[Table]:
     return [group_table(g, rs) for g, rs in groups_in(runs).items()]
 
 
+def sweep_tables(runs) -> list[Table]:
+    """One ``sweep_<study>`` table (trial, status, parameters, objective, best epoch, best, run) per sweep
+    study among ``runs``: the trials as ``lmconsole sweep`` lists them (:func:`engine.sweep.summary.sweep_summary`)."""
+    from engine.store.trials import trial_record
+    from engine.sweep.summary import sweep_summary
+
+    studies: dict[tuple[str, str, str], None] = {}
+    for run in runs:
+        rec = trial_record(run)
+        if rec is not None:
+            studies.setdefault((str(run.path.parent.parent), run.experiment, rec["study"]), None)
+    tables = []
+    for runs_dir, name, study in studies:
+        summary = sweep_summary(runs_dir, name, study)
+        if summary is not None:
+            tables.append(summary.table())
+    return tables
+
+
 def run_tables(run, problems: list | None = None) -> list[Table]:
     tables = []
     where = f"{run.experiment}/{run.run_id}"
@@ -252,7 +271,9 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
         written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
     if runs:
         written += export_tables(
-            [with_scales(comparison_table(runs), runs), comparison_info_table(runs)] + group_tables(runs),
+            [with_scales(comparison_table(runs), runs), comparison_info_table(runs)]
+            + group_tables(runs)
+            + sweep_tables(runs),
             folder,
             formats,
         )

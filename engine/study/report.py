@@ -423,6 +423,50 @@ def push_section(runs) -> Section:
     return sec
 
 
+def sweep_section(store, name: str, exp=None) -> Section | None:
+    """A sweep's space, best trial, parameter importances and trials table (None when it has no trials).
+
+    ``exp``: the manifest's experiment, for the planned trial count and the importances (from its study).
+    """
+    from engine.sweep.summary import sweep_summary
+
+    summary = sweep_summary(store.root, name, exp=exp)
+    if summary is None:
+        return None
+    sec = Section(f"Sweep {name}")
+    space = []
+    for p in dict.fromkeys(k for t in summary.trials for k in t.parameters):
+        values = sorted({t.parameters[p] for t in summary.trials if p in t.parameters}, key=str)
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        tried = (
+            f"{fmt_num(min(nums))} .. {fmt_num(max(nums))}" if len(nums) == len(values) else ", ".join(map(str, values))
+        )
+        space.append(f"{p} ({len(values)} values tried: {tried})")
+    sec.text.append(
+        f"Study {summary.study}: {summary.progress_text()}; objective {summary.objective} ({summary.direction}, "
+        f"the last evaluation of each trial). Space: {'; '.join(space)}."
+    )
+    best = summary.best
+    if best is not None:
+        params = ", ".join(f"{k} = {fmt_num(v) if isinstance(v, float) else v}" for k, v in best.parameters.items())
+        sec.text.append(
+            f"Best trial: {best.trial} ({best.run}), {summary.objective} {fmt_num(best.objective)} with {params}."
+        )
+    if summary.importances:
+        sec.tables.append(
+            Table(
+                f"sweep_importances_{summary.table().name[6:]}",
+                ("parameter", "importance"),
+                list(summary.importances.items()),
+                title="Parameter importances (Optuna)",
+            )
+        )
+    elif summary.note:
+        sec.text.append(f"No parameter importances: {summary.note}.")
+    sec.tables.append(summary.table())
+    return sec
+
+
 def environment_section(runs) -> Section:
     sec = Section("Environment")
     keys = ("device", "gpu", "python", "torch", "transformers", "datasets", "huggingface_hub", "lmconsole", "platform")
@@ -569,9 +613,10 @@ def _drop_repeated_tables(sections: list[Section]) -> None:
         sec.tables = kept
 
 
-def build_report(store, names, title: str = "Study report", mirror: str = "") -> Report:
+def build_report(store, names, title: str = "Study report", mirror: str = "", manifest=None) -> Report:
     """The report of the latest finished run of each of ``names``; ``mirror`` is the data mirror the
-    error analysis loads QA questions from (``settings.data_mirror``)."""
+    error analysis loads QA questions from (``settings.data_mirror``). A name that is a sweep gets a sweep
+    section (its trials; with ``manifest``, the planned count and Optuna's importances too)."""
     chosen = study_runs(store, names)
     runs = list(chosen.values())
     facts = _Facts()
@@ -592,6 +637,11 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
     )
     sections += [error_analysis_section(r, mirror) for r in by_task.get("classify", []) + by_task.get("qa", [])]
     sections.append(diffs_section(finetuned, facts))
+    for name in names:
+        exp = manifest.get(name) if manifest is not None and name in manifest.names else None
+        swept = sweep_section(store, name, exp)
+        if swept is not None:
+            sections.append(swept)
     sections.append(push_section(runs))
     sections.append(verification_section(runs))
     sections.append(environment_section(runs))

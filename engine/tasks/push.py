@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from engine.errors import JobError
 from engine.hub import publish as pushlib
-from engine.store.runs import dependency_run
+from engine.store.trials import dependency_run
 from engine.train.context import TaskContext
 
 

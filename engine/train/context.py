@@ -47,6 +47,9 @@ class TaskContext(Protocol):
         ...
 
     start_model: str  # a task that starts from another run's model names it ("experiment/run id")
+    # Why training should stop at the next epoch boundary ("" = go on): a sweep's pruner sets it
+    # when it hears an evaluation (the job layer's trial reporter); the loop raises ``Pruned``.
+    prune_reason: str
 
     def emit(self, event: Event) -> None: ...
 

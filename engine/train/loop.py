@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.device import pick_device
-from engine.errors import Cancelled, JobError
+from engine.errors import Cancelled, JobError, Pruned
 from engine.events import (
     BatchReduced,
     CheckpointSaved,
@@ -1010,13 +1010,7 @@ def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
     metrics, last = final_metrics(lp, metrics)
     save_final_model(lp)
     lp.dist.barrier()
-    out = {
-        "final": {k: v for k, v in metrics.items() if k not in ("epoch", "step")},
-        "history": lp.history,
-        "global_step": lp.step,
-        "elapsed_s": round(lp.elapsed(), 3),
-        "world_size": lp.dist.world,
-    }
+    out = _results(lp, metrics)
     if lp.best is not None:
         out["best"] = lp.best.results() | {"loaded": bool(ctx.exp.load_best_model_at_end and lp.best.step)}
     if last is not None:
@@ -1024,6 +1018,17 @@ def train(ctx: TaskContext, spec: TaskSpec, device, amp_dtype=None) -> dict:
     if lp.stopped is not None:
         out["stopped_early"] = lp.stopped
     return out
+
+
+def _results(lp: Loop, metrics: dict) -> dict:
+    """What training returns: the final model's metrics as ``final``, the evaluation history, counts."""
+    return {
+        "final": {k: v for k, v in metrics.items() if k not in ("epoch", "step")},
+        "history": lp.history,
+        "global_step": lp.step,
+        "elapsed_s": round(lp.elapsed(), 3),
+        "world_size": lp.dist.world,
+    }
 
 
 def train_epochs(lp: Loop, state: dict) -> dict:
@@ -1070,6 +1075,10 @@ def train_epochs(lp: Loop, state: dict) -> dict:
         state["batch"] = 0
         if stop or lp.stopped is not None:
             break
+        # A sweep's pruner heard this evaluation (rank 0) and wants the trial stopped: every rank stops
+        # here, after the epoch's checkpoint, and the run keeps what it has (its status: pruned).
+        if evaluated is not None and lp.dist.broadcast(1 if ctx.prune_reason else 0, lp.device):
+            raise Pruned(ctx.prune_reason or "pruned by the sweep's pruner", _results(lp, metrics))
     return metrics
 
 
