@@ -41,6 +41,44 @@ def with_predictions(run):
     return run
 
 
+def with_epochs(run):
+    """Predictions of the evaluations before training (all "negative") and after epoch 1 (ROWS)."""
+    from engine.store.predictions import save_epoch
+
+    rows = [{"index": i, "text": t, "label": y, "prediction": p, "confidence": c} for i, t, y, p, c in ROWS]
+    save_epoch(run.path, 0, [dict(r, prediction=0, confidence=0.5) for r in rows])
+    save_epoch(run.path, 1, rows)
+    return run
+
+
+MASKED = [  # index, position, gold, top, left, right
+    (0, 3, "film", [("the", 0.21), ("film", 0.18), (",", 0.07), ("was", 0.05), ("a", 0.04)], "the", "was released in"),
+    (0, 9, "1998", [("1998", 0.41), ("1997", 0.12), ("the", 0.05), (".", 0.04), ("a", 0.03)], "released in", ". it"),
+    (1, 2, "critics", [("the", 0.33), ("it", 0.09), ("he", 0.06), ("critics", 0.05), ("a", 0.02)], "the", "praised it"),
+    (2, 5, "album", [(",", 0.12), ("the", 0.11), ("song", 0.08), ("band", 0.05), ("of", 0.04)], "the band 's", "was"),
+]
+
+
+def with_masked(run):
+    from engine.store.predictions import save_epoch
+
+    for epoch in (0, 8):
+        rows = [
+            {
+                "index": i,
+                "position": p,
+                "gold": g,
+                "top": top,
+                "gold_probability": dict(top).get(g, 0.001),
+                "left": a,
+                "right": b,
+            }
+            for i, p, g, top, a, b in MASKED
+        ]
+        save_epoch(run.path, epoch, rows)
+    return run
+
+
 class FakePredictor:
     """Fixed answers and latency; records whether its memory was let go."""
 
@@ -91,6 +129,47 @@ def test_examples_tab_80x24(snap_compare, tmp_path):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_pretraining_examples_tab_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    run = with_masked(write_task_runs(tmp_path / "runs")["pretrain"])
+
+    async def before(pilot):
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_examples_tab_steps_back_through_the_saved_evaluations(tmp_path):
+    asyncio.run(examples_epochs(tmp_path))
+
+
+async def examples_epochs(tmp_path):
+    app = make_app(tmp_path)
+    run = with_epochs(with_predictions(write_task_runs(tmp_path / "runs")["classify"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        assert pane.examples.epoch is None and "final evaluation, 3 saved" in str(
+            pane.query_one("#ex-summary").render()
+        )
+        seen = []
+        for _ in range(3):  # E: epoch 1, epoch 0 (before training), the final one again
+            before = pane.examples
+            await pilot.press("E")
+            assert await wait_for(pilot, lambda b=before: pane.examples is not b)
+            seen.append((pane.examples.epoch, pane.examples.counts()))
+            if pane.examples.epoch == 0:
+                assert "before training, 3 saved (w x o E)" in str(pane.query_one("#ex-summary").render())
+        assert seen[0] == (1, [[2, 3], [1, 2]]) and seen[2] == (None, [[2, 3], [1, 2]])
+        assert seen[1] == (0, [[5, 0], [3, 0]])  # every row "negative" before training
 
 
 def test_try_tab_80x24(snap_compare, tmp_path, monkeypatch):
