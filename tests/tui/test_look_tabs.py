@@ -219,6 +219,9 @@ def test_try_model_loads_in_a_thread_and_goes_with_the_view(tmp_path, monkeypatc
 
 
 async def try_loads_in_a_thread(tmp_path, monkeypatch):
+    from tui.modelslot import ModelSlot
+
+    monkeypatch.setattr(ModelSlot, "KEEP_S", 0.1)  # a closed view's model goes soon after it
     fake, gate = FakePredictor(), threading.Event()
 
     def slow_loader(run):
@@ -240,3 +243,47 @@ async def try_loads_in_a_thread(tmp_path, monkeypatch):
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: fake.closed)
         assert pane.predictor is None
+
+
+def test_one_model_across_run_views_reused_then_let_go(tmp_path, monkeypatch):
+    asyncio.run(one_model_across_views(tmp_path, monkeypatch))
+
+
+async def one_model_across_views(tmp_path, monkeypatch):
+    """Reopening a run soon reuses its model; another run's view lets it go at once; else it goes KEEP_S later."""
+    from tui.modelslot import ModelSlot
+
+    loaded: list = []
+
+    def loader(run):
+        loaded.append((run.experiment, FakePredictor()))
+        return loaded[-1][1]
+
+    monkeypatch.setattr(TryPane, "loader", staticmethod(loader))
+    monkeypatch.setattr(ModelSlot, "KEEP_S", 3.0)
+    app = make_app(tmp_path)
+    runs = write_task_runs(tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+
+        async def try_tab(run):
+            screen = RunScreen(run=run)
+            await open_tab(pilot, screen, "6")
+            pane = screen.query_one(TryPane)
+            assert await wait_for(pilot, lambda: pane.state == "ready")
+            return pane
+
+        await try_tab(runs["classify"])
+        await pilot.press("escape")
+        pane = await try_tab(runs["classify"])  # within KEEP_S: the same model, not loaded again
+        assert len(loaded) == 1 and pane.predictor is loaded[0][1] and not loaded[0][1].closed
+        assert "kept from before" in str(pane.query_one("#try-state").render())
+        await pilot.press("escape")
+        screen = RunScreen(run=runs["qa"])
+        await open_tab(pilot, screen, "1")  # another run's view: the held model goes before any tab
+        assert loaded[0][1].closed
+        await pilot.press("6")
+        assert await wait_for(pilot, lambda: len(loaded) == 2)
+        monkeypatch.setattr(ModelSlot, "KEEP_S", 0.2)  # no need to wait long for the last step
+        await pilot.press("escape")
+        assert not loaded[1][1].closed
+        assert await wait_for(pilot, lambda: loaded[1][1].closed, timeout=10)  # KEEP_S after its view closed

@@ -146,6 +146,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         return "tables" if task == "inspect" else "curves"
 
     def on_mount(self) -> None:
+        from ..modelslot import model_slot
+
+        model_slot(self.app).keep_only(self.feed.run)  # another run's model kept for the Try tab goes now
         self.query_one(TableView).show(None, "no tables in this run (yet)")
         self._poll()
         self.set_interval(1.0, self._poll)
@@ -415,7 +418,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             self.query_one("#try-input").focus()
 
     def on_unmount(self) -> None:
-        self.try_pane.release()  # the model's memory goes with the view
+        self.try_pane.release()  # the model goes soon after the view (at once when another run opens)
 
     def action_tab(self, tab: str) -> None:
         tabs = self.query_one("#run-tabs", TabbedContent)
