@@ -76,6 +76,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         ),
         Binding("enter", "details", "Traceback", show=False, tooltip="a failed run: its traceback"),
         Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
+        Binding("r", "rerun", "Rerun", show=False, tooltip="the run's exact config and seed again (asks first)"),
+        Binding("N", "clone", "Clone", show=False, tooltip="a new experiment in the manifest from the run"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
@@ -474,6 +476,16 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                 self.feed.attach(new)
             return
         self.control(action, job=job, run=run)
+
+    def action_rerun(self) -> None:
+        from .reruns import ask_rerun
+
+        ask_rerun(self, self.feed.run)
+
+    def action_clone(self) -> None:
+        from .reruns import ask_clone
+
+        ask_clone(self, self.feed.run)
 
     def action_push(self) -> None:
         """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""
