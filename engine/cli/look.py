@@ -157,7 +157,7 @@ def _example_line(ex, r) -> str:
     if isinstance(ex, MaskExamples):
         mark = "WRONG" if r.wrong else "ok"
         tops = ", ".join(f"{t} {p:.3f}" for t, p in r.top)
-        return f"  #{r.index}:{r.position:<4} gold {r.gold!r} {mark}: {tops}\n    {r.left} [MASK] {r.right}"
+        return f"  #{r.index}:{r.position:<4} gold {r.gold!r} {mark}: {tops}\n    {r.masked_text()}"
     if isinstance(ex, ClassExamples):
         mark = "WRONG" if r.wrong else "ok"
         said = f"gold {ex.name(r.gold)}, predicted {ex.name(r.prediction)} ({r.confidence:.3f})"

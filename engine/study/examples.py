@@ -229,6 +229,10 @@ class MaskRow:
     def wrong(self) -> bool:
         return self.prediction != self.gold
 
+    def masked_text(self) -> str:
+        """The masked input around the position (``right`` carries its own leading space, if any)."""
+        return f"{self.left} [MASK]{self.right}".strip()
+
     @property
     def rank(self) -> int:
         """The gold token's place among the top predictions (1 = first), 0 when it is not among them."""
@@ -270,7 +274,7 @@ class MaskExamples:
                     r.confidence,
                     r.gold_probability,
                     " ".join(f"{t}:{p:.3f}" for t, p in r.top),
-                    f"{r.left} [MASK] {r.right}".strip(),
+                    r.masked_text(),
                 )
                 for r in rows
             ],

@@ -361,7 +361,7 @@ def mask_examples(model, eval_data, tok, device, n_seqs: int = MASK_EXAMPLE_SEQU
     the whole split), so the evaluation's own loop stays free of host syncs. A row per masked
     position: ``index`` (sequence), ``position``, ``gold``, ``top`` ([token, probability] pairs,
     most probable first), ``gold_probability`` and the masked input around it (``left`` / ``right``,
-    WordPiece continuations joined).
+    WordPiece continuations joined; ``left + " [MASK]" + right`` is the masked text).
     """
     import torch
 
@@ -391,17 +391,21 @@ def mask_examples(model, eval_data, tok, device, n_seqs: int = MASK_EXAMPLE_SEQU
                 "top": [[tok.convert_ids_to_tokens(int(i)), round(float(p), 6)] for p, i in zip(top_p[k], top_i[k])],
                 "gold_probability": round(float(probs[k, gold]), 6),
                 "left": _join_pieces(tok.convert_ids_to_tokens(seq[max(0, c - MASK_EXAMPLE_CONTEXT) : c])),
-                "right": _join_pieces(tok.convert_ids_to_tokens(seq[c + 1 : c + 1 + MASK_EXAMPLE_CONTEXT])),
+                "right": _join_pieces(tok.convert_ids_to_tokens(seq[c + 1 : c + 1 + MASK_EXAMPLE_CONTEXT]), after=True),
             }
         )
     return rows
 
 
-def _join_pieces(tokens: list[str]) -> str:
-    """WordPiece tokens as text: ``##`` continuations glued to the word before."""
+def _join_pieces(tokens: list[str], after: bool = False) -> str:
+    """WordPiece tokens as text: ``##`` continuations glued to the word before.
+
+    ``after``: the tokens follow the masked position, so the text starts with a space unless
+    its first token continues the masked word (``left + " [MASK]" + right`` reads right).
+    """
     out = ""
     for t in tokens:
-        out += t[2:] if t.startswith("##") and out else (" " + t if out else t)
+        out += t[2:] if t.startswith("##") and (out or after) else (" " + t if out or after else t)
     return out
 
 

@@ -151,7 +151,7 @@ class ExamplesPane(Vertical):
             summary = f"gold token ranked: {ranks}\n{what}: {len(self.shown)} masked, {order}; {self._which()}"
             table.add_columns("#", "gold", "pred", "conf", "masked text")
             for m in self.shown:
-                context = f"{m.left[-24:]} [MASK] {m.right}"  # the tokens just before the mask matter most
+                context = f"{m.left[-24:]} [MASK]{m.right}"  # the tokens just before the mask matter most
                 table.add_row(
                     f"{m.index}:{m.position}", Text(m.gold), Text(m.prediction), f"{m.confidence:.3f}", Text(context)
                 )
@@ -190,7 +190,7 @@ class ExamplesPane(Vertical):
             r = self.shown[i]
             if isinstance(self.examples, MaskExamples):
                 tops = "  ".join(f"{t} {p:.3f}" for t, p in r.top)
-                text = f"gold {r.gold} ({r.gold_probability:.3f}); top: {tops}\n{r.left} [MASK] {r.right}"
+                text = f"gold {r.gold} ({r.gold_probability:.3f}); top: {tops}\n{r.masked_text()}"
             elif isinstance(self.examples, ClassExamples):
                 text = r.text
             else:

@@ -86,21 +86,30 @@ class TryPane(Vertical):
         slot.keep_only(run)  # another run's model goes before this one loads
         self.run, self.state = run, "loading"
         self._say(f"loading the model of {run.experiment} …")
-        self._load(run)
+        self._load(self.app, run)
 
     @work(thread=True, exclusive=True, group="try-load", exit_on_error=False)
-    def _load(self, run) -> None:
+    def _load(self, app, run) -> None:
+        # ``app`` taken before: once the view has closed, this pane no longer finds its app
         try:
             predictor = self.loader(run)
         except UserError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
+            app.call_from_thread(self._failed, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a model that cannot load must not close the view
-            self.app.call_from_thread(self._failed, f"cannot load the model: {type(exc).__name__}: {exc}")
+            app.call_from_thread(self._failed, f"cannot load the model: {type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._loaded, run, predictor)
+        app.call_from_thread(self._loaded, run, predictor)
 
     def _loaded(self, run, predictor) -> None:
+        if self.run is None:  # the view closed while it loaded: kept a while for a reopening, like any model
+            slot = model_slot(self.app)
+            if slot.predictor is None:
+                slot.put(run, predictor)
+                slot.release_later()
+            else:  # a later view loaded one meanwhile: never two
+                predictor.close()
+            return
         if run is not self.run:  # another run was asked for meanwhile
             predictor.close()
             return
