@@ -1,5 +1,6 @@
 """Looking inside a trained model: ``predict`` tries a run's model on new input, ``examples``
-lists the evaluation rows it got wrong (from the predictions the run saved)."""
+lists the evaluation rows it got wrong (from the predictions the run saved: the final evaluation's,
+or any epoch's with ``--epoch``)."""
 
 from __future__ import annotations
 
@@ -92,19 +93,27 @@ QA_KIND_OPTIONS = {"wrong": 1, "unanswerable": 2, "no-answer": 3}  # --kind -> p
 
 
 def cmd_examples(args, manifest) -> int:
-    from engine.study.examples import QA_KINDS, ClassExamples, load_examples
+    from engine.study.examples import QA_KINDS, ClassExamples, MaskExamples, epoch_words, load_examples
     from engine.tables import export_tables
 
     run = _run(manifest, args.run)
-    ex = load_examples(run, manifest.settings.data_mirror)
+    ex = load_examples(run, manifest.settings.data_mirror, epoch=args.epoch)
     by_conf = args.sort == "confidence"
-    if isinstance(ex, ClassExamples):
+    rows: list
+    if isinstance(ex, MaskExamples):
+        if args.cell or args.kind:
+            raise UserError("--cell and --kind are for fine-tuned runs; a pretraining run takes --wrong")
+        rows = ex.select(wrong_only=args.wrong, by_confidence=by_conf)
+        summary = [f"{ex.run_name}{epoch_words(ex.epoch)}: {len(ex.rows)} masked positions, gold token ranked"]
+        summary += [f"  {k}: {n}" for k, n in ex.counts().items()]
+    elif isinstance(ex, ClassExamples):
         if args.kind:
             raise UserError("--kind is for question answering runs; use --wrong or --cell here")
         cell = _cell(args.cell, ex) if args.cell else None
         rows = ex.select(wrong_only=args.wrong, cell=cell, by_confidence=by_conf)
         counts = ex.counts()
-        summary = [f"{ex.run_name}: {len(ex.rows)} evaluation rows, {sum(r.wrong for r in ex.rows)} wrong"]
+        wrong = sum(r.wrong for r in ex.rows)
+        summary = [f"{ex.run_name}{epoch_words(ex.epoch)}: {len(ex.rows)} evaluation rows, {wrong} wrong"]
         summary += [
             f"  gold {ex.name(g)} -> predicted {ex.name(p)}: {counts[g][p]}"
             for g in range(len(counts))
@@ -114,9 +123,10 @@ def cmd_examples(args, manifest) -> int:
         if args.cell:
             raise UserError("--cell is for classification runs; use --kind wrong|unanswerable|no-answer here")
         kind = QA_KINDS[QA_KIND_OPTIONS[args.kind]] if args.kind else ""
-        rows = ex.select(kind=kind, wrong_only=args.wrong or bool(kind), by_confidence=by_conf)  # type: ignore[assignment]
-        summary = [f"{ex.run_name}: {len(ex.rows)} questions"] + [f"  {k}: {n}" for k, n in ex.counts().items()]
-    table = ex.table(rows)  # type: ignore[arg-type]
+        rows = ex.select(kind=kind, wrong_only=args.wrong or bool(kind), by_confidence=by_conf)
+        summary = [f"{ex.run_name}{epoch_words(ex.epoch)}: {len(ex.rows)} questions"]
+        summary += [f"  {k}: {n}" for k, n in ex.counts().items()]
+    table = ex.table(rows)  # type: ignore[arg-type]  # rows are of ex's own kind
     if args.out:
         formats = tuple(args.format or ("csv", "json"))
         try:
@@ -142,8 +152,12 @@ def cmd_examples(args, manifest) -> int:
 
 
 def _example_line(ex, r) -> str:
-    from engine.study.examples import ClassExamples
+    from engine.study.examples import ClassExamples, MaskExamples
 
+    if isinstance(ex, MaskExamples):
+        mark = "WRONG" if r.wrong else "ok"
+        tops = ", ".join(f"{t} {p:.3f}" for t, p in r.top)
+        return f"  #{r.index}:{r.position:<4} gold {r.gold!r} {mark}: {tops}\n    {r.masked_text()}"
     if isinstance(ex, ClassExamples):
         mark = "WRONG" if r.wrong else "ok"
         said = f"gold {ex.name(r.gold)}, predicted {ex.name(r.prediction)} ({r.confidence:.3f})"

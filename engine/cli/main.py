@@ -336,9 +336,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "examples",
         look.cmd_examples,
-        "a fine-tuned run's evaluation examples and mistakes, from its saved predictions",
+        "a run's evaluation examples and mistakes (masked tokens of a pretraining run), from its saved predictions",
         (
             arg("run", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"),
+            arg(
+                "--epoch",
+                type=int,
+                metavar="N",
+                help="the evaluation after epoch N (0: before training); default: the final one",
+            ),
             arg("--wrong", action="store_true", help="only the mistakes"),
             arg("--cell", metavar="GOLD,PRED", help="classify: one confusion-matrix cell (class names or indices)"),
             arg(

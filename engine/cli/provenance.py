@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.cli.refs import as_user_error, get_run
 from engine.errors import UserError
@@ -101,18 +103,19 @@ def cmd_diff(args, manifest) -> int:
     return 0
 
 
-def cmd_clone(args, manifest) -> int:
+def clone_run(manifest, run, name: str) -> None:
+    """Append experiment ``name`` with ``run``'s settings to the manifest file (comments and layout
+    kept), validated first: a UserError says why nothing was written."""
     import tomlkit
 
     from engine.files import atomic_write_text
-    from engine.store.runs import RunStore, check_name
+    from engine.store.runs import check_name
 
     with as_user_error():
-        run = get_run(RunStore(manifest.runs_dir), args.run)
-        check_name(args.name)
-    if args.name in manifest.names:
-        raise UserError(f"{args.name!r} is already an experiment of {manifest.path}; choose another name")
-    keys = experiment_keys(_read_config(run), args.name)
+        check_name(name)
+    if name in manifest.names:
+        raise UserError(f"{name!r} is already an experiment of {manifest.path}; choose another name")
+    keys = experiment_keys(_read_config(run), name)
     text = manifest.path.read_text()
     doc = tomlkit.parse(text)
     table = tomlkit.table()
@@ -127,6 +130,14 @@ def cmd_clone(args, manifest) -> int:
     new_text = tomlkit.dumps(doc)
     _validate(new_text, manifest.path)
     atomic_write_text(manifest.path, new_text)
+
+
+def cmd_clone(args, manifest) -> int:
+    from engine.store.runs import RunStore
+
+    with as_user_error():
+        run = get_run(RunStore(manifest.runs_dir), args.run)
+    clone_run(manifest, run, args.name)
     print(f"added experiment {args.name!r} to {manifest.path} (the settings of {run.experiment}/{run.run_id})")
     return 0
 
@@ -153,21 +164,49 @@ def _start_model_folder(store, run, config: dict) -> str:
     return str(Path(folder).resolve())
 
 
-def cmd_rerun(args, manifest) -> int:
-    from engine.files import atomic_write_text
+@dataclass(frozen=True)
+class Rerun:
+    """A rerun ready to be written: the manifest of that one experiment and what changed since."""
+
+    run: Any  # the original Run
+    original: str  # experiment/run-id
+    path: Path  # where the manifest goes (<runs>/.reruns/...)
+    text: str
+    changes: list[tuple[str, str, str, str]]  # (section, key, then, now): code and packages
+
+    def write(self):
+        """Write the manifest and return it loaded (a Manifest with the one experiment)."""
+        from engine.files import atomic_write_text
+        from engine.manifest import load
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, self.text)
+        return load(self.path)
+
+    def queue(self, make_queue=None) -> list:
+        """Write the manifest and queue the rerun (no dependencies: its model is pinned); the jobs added.
+
+        ``make_queue``: manifest -> JobQueue (the console passes its own; default ``JobQueue``).
+        """
+        from engine.queue.jobqueue import JobQueue
+
+        queue = (make_queue or JobQueue)(self.write())
+        return queue.submit([self.run.experiment], with_deps=False, again=True)
+
+
+def plan_rerun(manifest, run) -> Rerun:
+    """The rerun of ``run``: its config.json (seed included) under the current manifest's settings,
+    validated, and what changed since in code and packages. Nothing is written yet."""
+    import tomlkit
+
     from engine.job.environment import what_changed_since
     from engine.store.runs import RunStore
 
     store = RunStore(manifest.runs_dir)
-    with as_user_error():
-        run = get_run(store, args.run)
     config = _read_config(run)
     keys = experiment_keys(config, run.experiment, pin_model=_start_model_folder(store, run, config))
     original = f"{run.experiment}/{run.run_id}"
-    settings = manifest.path.read_text()
-    import tomlkit
-
-    doc = tomlkit.parse(settings)
+    doc = tomlkit.parse(manifest.path.read_text())
     settings_table = doc.get("settings") or tomlkit.table()
     settings_table["runs_dir"] = str(Path(manifest.runs_dir).resolve())
     doc["settings"] = settings_table
@@ -175,20 +214,25 @@ def cmd_rerun(args, manifest) -> int:
     folder = Path(manifest.runs_dir) / ".reruns"
     path = folder / f"{run.experiment}-{run.run_id}-{time.strftime('%Y%m%d-%H%M%S')}.toml"
     _validate(text, path)
-    for section, key, before, now in what_changed_since(run.path, manifest.path):
+    return Rerun(run, original, path, text, what_changed_since(run.path, manifest.path))
+
+
+def cmd_rerun(args, manifest) -> int:
+    from engine.store.runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    with as_user_error():
+        run = get_run(store, args.run)
+    plan = plan_rerun(manifest, run)
+    original, path = plan.original, plan.path
+    for section, key, before, now in plan.changes:
         print(f"changed since {original}: {section} {key}: {before} -> {now}")
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
-    from engine.manifest import load
-
-    rerun_manifest = load(path)
     if args.detach:
-        from engine.queue.jobqueue import JobQueue
-
-        added = JobQueue(rerun_manifest).submit([run.experiment], with_deps=False, again=True)
+        added = plan.queue()
         for job in added:
             print(f"queued #{job.id} {job.experiment}: a rerun of {original} ({path})")
         return 0 if added else 1
+    rerun_manifest = plan.write()
     from engine.cli.output import ProgressPrinter
     from engine.job.runner import run_experiment
 

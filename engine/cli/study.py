@@ -82,11 +82,23 @@ def cmd_report(args, manifest) -> int:
     return 0
 
 
+def _explain_rerun(run, checks, what_differs) -> None:
+    """Under a rerun that does not match its original: what the two runs did not share."""
+    if not any(not c.ok and c.words[0] == "rerun" for c in checks):
+        return
+    differs = what_differs(run)
+    print("  the rerun differs from its original" + (" in:" if differs else " in none of code, data, environment"))
+    for line in differs[:12]:
+        print(f"    {line}")
+    if len(differs) > 12:
+        print(f"    … and {len(differs) - 12} more (`lmconsole diff` lists them all)")
+
+
 def cmd_verify(args, manifest) -> int:
     from engine.errors import VerifyError
     from engine.store.runs import RunStore
     from engine.study.report import select
-    from engine.study.verify import save_summary, verify_run
+    from engine.study.verify import save_summary, verify_run, what_differs
 
     store = RunStore(manifest.runs_dir)
     runs = []
@@ -120,5 +132,6 @@ def cmd_verify(args, manifest) -> int:
             failed += not c.ok
             if not (args.quiet and c.ok):
                 print(c.short())
+        _explain_rerun(run, checks, what_differs)
     print(f"verify: {total} checks on {len(runs)} run(s), {failed} mismatch(es)")
     return 1 if failed else 0

@@ -373,3 +373,9 @@ def postprocess_qa_reference(
             na_scores,
         )
     return preds, na_scores, nbest
+
+
+def chosen_probability(candidates: list[dict], answer: str) -> float:
+    """The n-best probability of the candidate that became the answer ("" = the null answer); 0 if none is."""
+    chosen = next((c for c in candidates if c.get("text", "") == answer), None)
+    return float(chosen["probability"]) if chosen else 0.0

@@ -5,7 +5,8 @@
 (tags, note, archive flag), ``listing`` (the rows of ``lmconsole runs`` and the console's
 runs tab, with their cache), ``follow`` (reading a live run's events as they are written, and
 the metric history a ``RunFeed`` builds of them for the console and the queue),
-``seeds`` (runs of one experiment over several seeds, and their mean / std).
+``seeds`` (runs of one experiment over several seeds, and their mean / std), ``predictions``
+(each evaluation's predictions, kept per epoch for browsing).
 
 May import: the leaves (``engine.errors``, ``status``, ``files``, ``events``, ``tables``,
 ``device``). Nothing here knows about training, the queue or the manifest.

@@ -14,8 +14,14 @@ same rows; nothing is recomputed:
   ``max_eval_samples``). Each question is one of :data:`QA_KINDS`; its confidence is the
   probability n-best gave the chosen candidate (the span, or the null answer).
 
-Pretraining runs save no per-example predictions: they have none to browse (``predict``
-fills masks on new text instead).
+- pretrain: the masked positions of the first evaluation sequences, each with its gold token
+  and the model's top predictions (:class:`MaskExamples`); confidence = the top prediction's
+  probability, a mistake = a top prediction that is not the gold token.
+
+Every evaluation's predictions are also kept per epoch (:mod:`engine.store.predictions`):
+``epoch=N`` reads those of the evaluation after epoch ``N`` instead of the final one
+(:func:`example_epochs` lists them). Runs made before that was saved have the final ones only,
+and pretraining runs made before it have none.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.store.predictions import read_epoch, saved_epochs
 from engine.tables import Table
 
 # How a question's answer is judged; the last three are the mistakes.
@@ -56,6 +63,7 @@ class ClassExamples:
     run_name: str
     rows: tuple[ClassRow, ...]
     names: tuple[str, ...]  # class name per label index ("0", "1" when the run recorded none)
+    epoch: int | None = None  # the evaluation after this epoch; None: the final one
 
     def name(self, label: int) -> str:
         return self.names[label] if 0 <= label < len(self.names) else str(label)
@@ -86,7 +94,7 @@ class ClassExamples:
             "examples",
             ("index", "text", "gold", "prediction", "confidence", "correct"),
             [(r.index, r.text, self.name(r.gold), self.name(r.prediction), r.confidence, not r.wrong) for r in rows],
-            title=f"Evaluation examples of {self.run_name}",
+            title=f"Evaluation examples of {self.run_name}{epoch_words(self.epoch)}",
             notes=("confidence: the probability the model gave its predicted class",),
         )
 
@@ -101,7 +109,7 @@ class ClassExamples:
             "example_counts",
             ("gold", "prediction", "count", "correct"),
             rows,
-            title=f"Examples per confusion-matrix cell of {self.run_name}",
+            title=f"Examples per confusion-matrix cell of {self.run_name}{epoch_words(self.epoch)}",
         )
 
 
@@ -155,6 +163,7 @@ class QAExamples:
     run_name: str
     rows: tuple[QARow, ...]
     threshold: float  # the run's null_score_diff_threshold
+    epoch: int | None = None  # the evaluation after this epoch; None: the final one
 
     def select(self, kind: str = "", wrong_only: bool = False, by_confidence: bool = True) -> list[QARow]:
         """The questions of one kind (all when ``kind`` is ""), only the mistakes, most confident first."""
@@ -179,7 +188,7 @@ class QAExamples:
                 (r.id, r.kind, r.question, " | ".join(r.gold), r.prediction, r.f1, r.confidence, r.na_score)
                 for r in rows
             ],
-            title=f"Evaluation questions of {self.run_name}",
+            title=f"Evaluation questions of {self.run_name}{epoch_words(self.epoch)}",
             notes=(
                 "gold: the gold answers separated by ' | ' (empty: unanswerable); prediction '' = no answer",
                 f"na_score = null score - best span score; no answer above {self.threshold:g}",
@@ -192,27 +201,170 @@ class QAExamples:
             "example_counts",
             ("kind", "count"),
             list(self.counts().items()),
-            title=f"Questions per kind of answer of {self.run_name}",
+            title=f"Questions per kind of answer of {self.run_name}{epoch_words(self.epoch)}",
         )
 
 
-Examples = ClassExamples | QAExamples
+@dataclass(frozen=True)
+class MaskRow:
+    """One masked position of a pretraining evaluation: the gold token and the model's top predictions."""
+
+    index: int  # evaluation sequence
+    position: int  # token position in it
+    gold: str
+    top: tuple[tuple[str, float], ...]  # (token, probability), most probable first
+    gold_probability: float
+    left: str  # the masked input before and after the position
+    right: str
+
+    @property
+    def prediction(self) -> str:
+        return self.top[0][0] if self.top else ""
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1] if self.top else 0.0
+
+    @property
+    def wrong(self) -> bool:
+        return self.prediction != self.gold
+
+    def masked_text(self) -> str:
+        """The masked input around the position (``right`` carries its own leading space, if any)."""
+        return f"{self.left} [MASK]{self.right}".strip()
+
+    @property
+    def rank(self) -> int:
+        """The gold token's place among the top predictions (1 = first), 0 when it is not among them."""
+        return next((i for i, (t, _) in enumerate(self.top, 1) if t == self.gold), 0)
 
 
-def load_examples(run, mirror: str = "") -> Examples:
-    """The saved evaluation predictions of a finished classify or qa run (a UserError otherwise)."""
+@dataclass(frozen=True)
+class MaskExamples:
+    run_name: str
+    rows: tuple[MaskRow, ...]
+    epoch: int | None = None  # the evaluation after this epoch
+
+    def select(self, wrong_only: bool = False, by_confidence: bool = True) -> list[MaskRow]:
+        """The masked positions (only those whose top prediction is wrong), most confident first."""
+        rows = [r for r in self.rows if not wrong_only or r.wrong]
+        if by_confidence:
+            rows.sort(key=lambda r: (-r.confidence, r.index, r.position))
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        """Masked positions by where the gold token came: first, lower in the top predictions, not in them."""
+        k = max((len(r.top) for r in self.rows), default=0)
+        out = {"top-1": 0, f"top-2..{k}": 0, "not in top": 0}
+        for r in self.rows:
+            out["top-1" if r.rank == 1 else f"top-2..{k}" if r.rank else "not in top"] += 1
+        return out
+
+    def table(self, rows: list[MaskRow] | None = None) -> Table:
+        rows = list(self.rows) if rows is None else rows
+        return Table(
+            "examples",
+            ("sequence", "position", "gold", "predicted", "confidence", "gold_probability", "top", "context"),
+            [
+                (
+                    r.index,
+                    r.position,
+                    r.gold,
+                    r.prediction,
+                    r.confidence,
+                    r.gold_probability,
+                    " ".join(f"{t}:{p:.3f}" for t, p in r.top),
+                    r.masked_text(),
+                )
+                for r in rows
+            ],
+            title=f"Masked positions of {self.run_name}{epoch_words(self.epoch)}",
+            notes=(
+                "the masked positions of the first evaluation sequences (the split masked once, fixed seed)",
+                "confidence: the probability of the top prediction; top: the most probable tokens",
+            ),
+        )
+
+    def counts_table(self) -> Table:
+        return Table(
+            "example_counts",
+            ("gold token", "count"),
+            list(self.counts().items()),
+            title=f"Masked positions by the gold token's rank, {self.run_name}{epoch_words(self.epoch)}",
+        )
+
+
+Examples = ClassExamples | QAExamples | MaskExamples
+
+
+def epoch_words(epoch: int | None) -> str:
+    return "" if epoch is None else f", evaluation after epoch {epoch}" if epoch else ", evaluation before training"
+
+
+def example_epochs(run) -> list[int]:
+    """The epochs whose evaluation predictions the run kept (ascending; [] for older runs)."""
+    return saved_epochs(run.path)
+
+
+def load_examples(run, mirror: str = "", epoch: int | None = None) -> Examples:
+    """The saved evaluation predictions of a classify, qa or pretrain run: the final evaluation's,
+    or with ``epoch`` those of the evaluation after that epoch (a UserError when there are none)."""
     name = f"{run.experiment}/{run.run_id}"
     task = run.config().get("task", "")
-    if task == "classify":
-        return classify_examples(run, name)
-    if task == "qa":
-        return qa_examples(run, name, mirror)
-    if task == "pretrain":
+    if task not in ("classify", "qa", "pretrain"):
         raise UserError(
-            f"{name} is a pretraining run: it saves no per-example predictions; "
-            f'try its model with `lmconsole predict {name} "a sentence with [MASK]"`'
+            f"{name} is a {task or 'unknown'} run: only pretrain, classify and qa runs save evaluation predictions"
         )
-    raise UserError(f"{name} is a {task or 'unknown'} run: only classify and qa runs save evaluation predictions")
+    epochs = example_epochs(run)
+    if task == "pretrain" and epoch is None:
+        if not epochs:
+            raise UserError(
+                f"{name} saved no masked predictions (runs made before they were saved have none); "
+                f'try its model with `lmconsole predict {name} "a sentence with [MASK]"`',
+                code=1,
+            )
+        epoch = epochs[-1]
+    if epoch is not None and epoch not in epochs:
+        have = f"epochs {', '.join(map(str, epochs))}" if epochs else "the final evaluation's only"
+        raise UserError(f"{name} has no saved predictions of epoch {epoch}: it kept {have}", code=1)
+    rows = _epoch_rows(run, name, epoch) if epoch is not None else None
+    if task == "classify":
+        return classify_examples(run, name, rows, epoch)
+    if task == "qa":
+        return qa_examples(run, name, mirror, rows, epoch)
+    return mask_examples(name, rows or [], epoch)
+
+
+def _epoch_rows(run, name: str, epoch: int) -> list[dict]:
+    try:
+        return read_epoch(run.path, epoch)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{name}: cannot read the predictions of epoch {epoch} ({exc})", code=1) from None
+
+
+def _damaged(where: str, exc: BaseException) -> UserError:
+    return UserError(f"{where} is not a saved prediction ({exc!r}): the file is damaged", code=1)
+
+
+def mask_examples(name: str, rows: list[dict], epoch: int | None) -> MaskExamples:
+    out = []
+    for n, d in enumerate(rows, 1):
+        try:
+            top = tuple((str(t), float(p)) for t, p in d["top"])
+            out.append(
+                MaskRow(
+                    int(d["index"]),
+                    int(d["position"]),
+                    str(d["gold"]),
+                    top,
+                    float(d["gold_probability"]),
+                    str(d.get("left", "")),
+                    str(d.get("right", "")),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _damaged(f"{name}: row {n} of epoch {epoch}", exc) from None
+    return MaskExamples(name, tuple(out), epoch)
 
 
 def _missing(name: str, path: Path) -> UserError:
@@ -221,21 +373,25 @@ def _missing(name: str, path: Path) -> UserError:
     )
 
 
-def classify_examples(run, name: str) -> ClassExamples:
+def classify_examples(run, name: str, saved: list[dict] | None = None, epoch: int | None = None) -> ClassExamples:
+    """``saved``: one evaluation's rows (engine.store.predictions); None reads the final ``predictions.jsonl``."""
     path = run.path / "predictions.jsonl"
-    if not path.exists():
-        raise _missing(name, path)
+    lines: list = []
+    if saved is None:
+        if not path.exists():
+            raise _missing(name, path)
+        lines = path.read_text(encoding="utf-8").splitlines()
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for n, line in enumerate(saved if saved is not None else lines, 1):
+        if isinstance(line, str) and not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = line if isinstance(line, dict) else json.loads(line)
             rows.append(
                 ClassRow(int(d["index"]), str(d["text"]), int(d["label"]), int(d["prediction"]), float(d["confidence"]))
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{path}:{n} is not a saved prediction ({exc}): the file is damaged", code=1) from None
+            raise _damaged(f"{path}:{n}" if saved is None else f"{name}: row {n} of epoch {epoch}", exc) from None
     final = run.results().get("final", {})
     recorded = final.get("class_names")
     n_classes = max([len(final.get("classes") or [])] + [max(r.gold, r.prediction) + 1 for r in rows])
@@ -243,7 +399,7 @@ def classify_examples(run, name: str) -> ClassExamples:
         names = tuple(str(x) for x in recorded)
     else:
         names = tuple(str(i) for i in range(n_classes))
-    return ClassExamples(name, tuple(rows), names)
+    return ClassExamples(name, tuple(rows), names, epoch)
 
 
 def _read(name: str, path: Path) -> dict:
@@ -270,14 +426,38 @@ def qa_kind(gold: list[str], prediction: str) -> str:
     return CORRECT if max(compute_exact(g, prediction) for g in gold if g) else WRONG_ANSWER
 
 
-def qa_examples(run, name: str, mirror: str = "") -> QAExamples:
-    from engine.hub.resolve import load_dataset_split
-    from engine.metrics.squad_v2 import compute_f1
-    from engine.tasks.common import first_line
+def _final_answers(run, name: str) -> dict[str, tuple[str, float, float]]:
+    """question id -> (answer after the threshold, null - span score, confidence) of the final evaluation."""
+    from engine.metrics.qa_postprocess import chosen_probability
 
     preds = _read(name, run.path / "predictions.json")
     na = _read(name, run.path / "na_scores.json")
     nbest = _read(name, run.path / "nbest.json")
+    return {
+        q: (str(p), float(na.get(q, float("inf"))), chosen_probability(nbest.get(q, []), str(p)))
+        for q, p in preds.items()
+    }
+
+
+def _epoch_answers(name: str, rows: list[dict], epoch: int | None) -> dict[str, tuple[str, float, float]]:
+    out = {}
+    for n, d in enumerate(rows, 1):
+        try:
+            out[str(d["id"])] = (str(d["prediction"]), float(d["na_score"]), float(d["confidence"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _damaged(f"{name}: row {n} of epoch {epoch}", exc) from None
+    return out
+
+
+def qa_examples(
+    run, name: str, mirror: str = "", saved: list[dict] | None = None, epoch: int | None = None
+) -> QAExamples:
+    """``saved``: one evaluation's rows (engine.store.predictions); None reads the final evaluation's files."""
+    from engine.hub.resolve import load_dataset_split
+    from engine.metrics.squad_v2 import compute_f1
+    from engine.tasks.common import first_line
+
+    answers_of = _final_answers(run, name) if saved is None else _epoch_answers(name, saved, epoch)
     cfg = run.config()
     try:
         ds = load_dataset_split(
@@ -294,15 +474,14 @@ def qa_examples(run, name: str, mirror: str = "") -> QAExamples:
         ds = ds.select(range(min(limit, len(ds))))
     rows = []
     for qid, question, context, answers in zip(ds["id"], ds["question"], ds["context"], ds["answers"]):
-        if qid not in preds:
+        if qid not in answers_of:
             raise UserError(
                 f"{name}: question {qid} of the evaluation split has no saved prediction: "
                 "the dataset changed since the run, or its predictions are damaged",
                 code=1,
             )
         gold = [str(t) for t in answers["text"]]
-        pred = str(preds[qid])
-        chosen = next((c for c in nbest.get(qid, []) if c.get("text", "") == pred), None)
+        pred, na_score, confidence = answers_of[qid]
         f1 = max((compute_f1(g, pred) for g in gold), default=float(not pred))
         rows.append(
             QARow(
@@ -312,10 +491,10 @@ def qa_examples(run, name: str, mirror: str = "") -> QAExamples:
                 gold=tuple(gold),
                 gold_starts=tuple(int(s) for s in answers["answer_start"]),
                 prediction=pred,
-                na_score=float(na.get(qid, float("inf"))),
-                confidence=float(chosen["probability"]) if chosen else 0.0,
+                na_score=na_score,
+                confidence=confidence,
                 f1=float(f1),
                 kind=qa_kind(gold, pred),
             )
         )
-    return QAExamples(name, tuple(rows), float(cfg.get("null_score_diff_threshold", 0.0)))
+    return QAExamples(name, tuple(rows), float(cfg.get("null_score_diff_threshold", 0.0)), epoch)

@@ -489,7 +489,7 @@ def error_analysis_section(run, mirror: str = "") -> Section:
     (:mod:`engine.study.examples`, the rows ``lmconsole examples`` lists).
     """
     from engine.errors import UserError
-    from engine.study.examples import QA_MISTAKES, ClassExamples, load_examples
+    from engine.study.examples import QA_MISTAKES, ClassExamples, QAExamples, load_examples
 
     sec = Section(f"Error analysis: {run.experiment}")
     try:
@@ -512,7 +512,7 @@ def error_analysis_section(run, mirror: str = "") -> Section:
             notes=(f"source: run {ref(run)}, predictions.jsonl (final evaluation)",),
         )
         total = len(ex.rows)
-    else:
+    elif isinstance(ex, QAExamples):
         counts = ex.counts()
         kinds = [(k, counts[k]) for k in QA_MISTAKES]
         qa_mistakes = ex.select(wrong_only=True)[:5]
@@ -530,6 +530,9 @@ def error_analysis_section(run, mirror: str = "") -> Section:
             ),
         )
         total = len(ex.rows)
+    else:  # pretraining: no fine-tuned task to analyse
+        sec.text.append(f"Not available: {run.experiment} is not a fine-tuned run.")
+        return sec
     wrong = sum(n for _, n in kinds)
     sec.text.append(
         f"{wrong} of {total} evaluation examples are wrong; by kind below, then the mistakes the model was most "

@@ -17,6 +17,12 @@ job saved, with the same metric functions the job used:
 Each reported number is compared with its recomputed value (floats within ``rel=1e-6``,
 pretraining within 1e-4 since it runs the model again; ints and lists exactly). A mismatch
 or a missing file is a failed check; the CLI exits 1 on any.
+
+A rerun (``lmconsole rerun``: its ``environment.json`` names the run it repeats as
+``rerun_of``) is also compared with its original: every final metric of the original must be
+the rerun's within :data:`RERUN_REL` (equal on the same machine; other thread counts or CPU
+kinds move floats in the fourth digit or so). A difference is a failed check, and
+:func:`what_differs` names what the two runs did not share (code, data, environment, packages).
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ __all__ = ["Check", "verify_run", "VerifyError", "save_summary", "read_summary"]
 SUMMARY = "verify.json"  # in the run directory: the last verify's outcome, which the study report states
 
 
+RERUN_REL = 1e-4  # relative tolerance of a rerun's final metrics against its original's
+
+
 @dataclass(frozen=True)
 class Check:
     run: str
@@ -40,16 +49,20 @@ class Check:
     reported: object
     recomputed: object
     ok: bool
+    words: tuple[str, str] = ("reported", "recomputed")  # what the two values are
+
+    def _values(self) -> str:
+        return f"{self.words[0]} {_show(self.reported)}, {self.words[1]} {_show(self.recomputed)}"
 
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
-        return f"{mark} {self.run} {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
+        return f"{mark} {self.run} {self.metric}: {self._values()}"
 
     def short(self) -> str:
         """The check under its run's heading, in a line that fits 80 columns where it can: a
         match shows its value once (a long one, such as the text metrics' variants, not at all)."""
         if not self.ok:
-            return f"  FAIL {self.metric}: reported {_show(self.reported)}, recomputed {_show(self.recomputed)}"
+            return f"  FAIL {self.metric}: {self._values()}"
         value = _show(self.reported)
         return f"  ok   {self.metric} = {value}" if len(value) <= 40 else f"  ok   {self.metric} (matches)"
 
@@ -238,7 +251,72 @@ def verify_run(run, mirror: str = "") -> list[Check]:
     fn = VERIFIERS.get(task)
     if fn is None:
         raise VerifyError(f"{run.experiment}/{run.run_id}: task {task!r} has no verifier")
-    return fn(run, mirror)
+    return fn(run, mirror) + against_original(run)
+
+
+def original_of(run):
+    """The run ``run`` is a rerun of (``rerun_of`` in its environment.json), None for other runs.
+
+    VerifyError when the original is named but gone or unfinished.
+    """
+    from engine.errors import NotFound
+    from engine.store.runs import RunStore
+
+    env = _environment(run)
+    ref = env.get("rerun_of")
+    if not isinstance(ref, str) or not ref:
+        return None
+    try:
+        original = RunStore(Path(run.path).parent.parent).get(ref)
+    except (NotFound, ValueError, OSError):
+        raise VerifyError(
+            f"{run.experiment}/{run.run_id} is a rerun of {ref}, which is not in the runs directory"
+        ) from None
+    if original.status().get("status") != "finished":
+        raise VerifyError(f"{run.experiment}/{run.run_id} is a rerun of {ref}, which is not finished")
+    return original
+
+
+def _environment(run) -> dict:
+    from engine.files import read_json_object
+
+    data, problem = read_json_object(str(Path(run.path) / "environment.json"))
+    return {} if problem else data
+
+
+def against_original(run, rel: float = RERUN_REL) -> list[Check]:
+    """A rerun's final metrics against its original's (within ``rel``); [] when ``run`` is no rerun."""
+    original = original_of(run)
+    if original is None:
+        return []
+    name = f"{run.experiment}/{run.run_id}"
+    mine, theirs = run.results().get("final", {}), original.results().get("final", {})
+    checks = [
+        Check(
+            name,
+            f"{key} = original's",
+            mine.get(key),
+            theirs[key],
+            key in mine and _same(mine[key], theirs[key], rel),
+            ("rerun", "original"),
+        )
+        for key in _numeric_keys(theirs)
+    ]
+    return checks
+
+
+def what_differs(run) -> list[str]:
+    """What a rerun and its original did not share, one ``section key: a -> b`` line each (config aside)."""
+    from engine.job.environment import differences
+
+    try:
+        original = original_of(run)
+    except VerifyError:
+        return []
+    if original is None:
+        return []
+    rows = differences(original.path, run.path)
+    return [f"{section} {key}: {a} -> {b}" for section, key, a, b in rows if section != "config"]
 
 
 def save_summary(run, checks: list[Check], error: str = "") -> None:

@@ -18,6 +18,7 @@ from engine.errors import JobError
 from engine.events import PhaseStarted
 from engine.files import atomic_write_text
 from engine.metrics.classification import classification_metrics, labels_hidden
+from engine.store.predictions import save_epoch
 from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
 from engine.train.context import TaskContext
 from engine.train.loop import TaskSpec, setup_job, train
@@ -128,18 +129,14 @@ def classify_spec(ctx: TaskContext, model, tok, device, data: Splits) -> TaskSpe
         if data.note:
             m["note"] = data.note
         last_preds["preds"], last_preds["probs"] = preds, probs
+        save_epoch(ctx.run.path, epoch, prediction_rows(eval_texts, data.eval_labels, preds, probs))
         return m
 
     def save_final(model, folder):
         model.save_pretrained(str(folder))
         tok.save_pretrained(str(folder))
-        rows = [
-            json.dumps({"index": i, "text": t, "label": y, "prediction": p, "confidence": round(c, 6)})
-            for i, (t, y, p, c) in enumerate(
-                zip(eval_texts, data.eval_labels, last_preds["preds"], last_preds["probs"])
-            )
-        ]
-        atomic_write_text(ctx.run.path / "predictions.jsonl", "\n".join(rows) + "\n")
+        rows = prediction_rows(eval_texts, data.eval_labels, last_preds["preds"], last_preds["probs"])
+        atomic_write_text(ctx.run.path / "predictions.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
 
     notes = (
         data.note,
@@ -159,6 +156,14 @@ def classify_spec(ctx: TaskContext, model, tok, device, data: Splits) -> TaskSpe
         table_title=f"Fine-tuning {exp.name}: classification metrics on {data.eval_split}",
         notes=tuple(x for x in notes if x),
     )
+
+
+def prediction_rows(texts: list[str], labels: list[int], preds: list[int], probs: list[float]) -> list[dict]:
+    """One saved line per evaluation row: what the Examples tab, ``examples`` and ``verify`` read."""
+    return [
+        {"index": i, "text": t, "label": y, "prediction": p, "confidence": round(c, 6)}
+        for i, (t, y, p, c) in enumerate(zip(texts, labels, preds, probs))
+    ]
 
 
 def class_probabilities(model, enc: list[list[int]], pad: int, batch_size: int, device) -> list[list[float]]:

@@ -25,6 +25,7 @@ from engine.errors import JobError
 from engine.events import PhaseStarted, ProgressUpdated
 from engine.models.presets import cache_root, preset_config
 from engine.models.source import check_positions
+from engine.store.predictions import save_epoch
 from engine.tasks.common import (
     EpochBatches,
     TaskInputs,
@@ -348,6 +349,66 @@ def evaluate_mlm(model, eval_data, tok, batch_size: int, device) -> dict:
     }
 
 
+MASK_EXAMPLE_SEQUENCES = 32  # evaluation sequences whose masked positions are saved per evaluation (browsing)
+MASK_EXAMPLE_TOP_K = 5
+MASK_EXAMPLE_CONTEXT = 12  # tokens of context kept on each side of a masked position
+
+
+def mask_examples(model, eval_data, tok, device, n_seqs: int = MASK_EXAMPLE_SEQUENCES) -> list[dict]:
+    """The masked positions of the first ``n_seqs`` evaluation sequences: gold token, top predictions.
+
+    Run once after the evaluation on a few sequences (one small batch: a negligible cost next to
+    the whole split), so the evaluation's own loop stays free of host syncs. A row per masked
+    position: ``index`` (sequence), ``position``, ``gold``, ``top`` ([token, probability] pairs,
+    most probable first), ``gold_probability`` and the masked input around it (``left`` / ``right``,
+    WordPiece continuations joined; ``left + " [MASK]" + right`` is the masked text).
+    """
+    import torch
+
+    masked_ids, labels_all = eval_data["masked_ids"][:n_seqs], eval_data["labels"][:n_seqs]
+    if not masked_ids:
+        return []
+    x = pad_batch(masked_ids, tok.pad_token_id).to(device)
+    tt = pad_batch(eval_data["token_type_ids"][:n_seqs], 0).to(device)
+    lab = pad_batch(labels_all, -100)
+    att = pad_batch([[1] * len(m) for m in masked_ids], 0).to(device)
+    out = model.bert(input_ids=x, attention_mask=att, token_type_ids=tt)
+    rows_cols = (lab != -100).nonzero().tolist()
+    if not rows_cols:
+        return []
+    sel = torch.tensor(rows_cols, device=device)
+    probs = model.cls.predictions(out[0][sel[:, 0], sel[:, 1]]).float().softmax(-1).cpu()
+    top_p, top_i = probs.topk(min(MASK_EXAMPLE_TOP_K, probs.shape[-1]), dim=-1)
+    rows = []
+    for k, (r, c) in enumerate(rows_cols):
+        gold = int(lab[r, c])
+        seq = masked_ids[r]
+        rows.append(
+            {
+                "index": r,
+                "position": c,
+                "gold": tok.convert_ids_to_tokens(gold),
+                "top": [[tok.convert_ids_to_tokens(int(i)), round(float(p), 6)] for p, i in zip(top_p[k], top_i[k])],
+                "gold_probability": round(float(probs[k, gold]), 6),
+                "left": _join_pieces(tok.convert_ids_to_tokens(seq[max(0, c - MASK_EXAMPLE_CONTEXT) : c])),
+                "right": _join_pieces(tok.convert_ids_to_tokens(seq[c + 1 : c + 1 + MASK_EXAMPLE_CONTEXT]), after=True),
+            }
+        )
+    return rows
+
+
+def _join_pieces(tokens: list[str], after: bool = False) -> str:
+    """WordPiece tokens as text: ``##`` continuations glued to the word before.
+
+    ``after``: the tokens follow the masked position, so the text starts with a space unless
+    its first token continues the masked word (``left + " [MASK]" + right`` reads right).
+    """
+    out = ""
+    for t in tokens:
+        out += t[2:] if t.startswith("##") and (out or after) else (" " + t if out or after else t)
+    return out
+
+
 def pseudo_perplexity(model, seqs: list[list[int]], tok, device, batch_size: int = 64) -> float:
     """Salazar et al. (2020): mask each token in turn; PPPL = exp(-sum log p / n), no [CLS]/[SEP]."""
     import torch
@@ -429,14 +490,19 @@ def build_data(ctx: TaskContext, inputs: TaskInputs, tok, vocab_size: int, devic
     return batches, eval_ds, eval_data
 
 
-def pretrain_spec(exp, model, tok, device, batches: TrainBatches, eval_ds, eval_data: dict) -> TaskSpec:
-    """The loop's view of pretraining: batches, MLM+NSP loss, MLM evaluation, final save."""
+def pretrain_spec(
+    exp, model, tok, device, batches: TrainBatches, eval_ds, eval_data: dict, run_path: Path | None = None
+) -> TaskSpec:
+    """The loop's view of pretraining: batches, MLM+NSP loss, MLM evaluation (and its masked
+    positions' predictions saved under ``run_path``), final save."""
 
     def evaluate(model, epoch: int) -> dict:
         m = evaluate_mlm(model, eval_data, tok, exp.eval_batch_size, device)
         if exp.pseudo_perplexity_samples:
             seqs = list(eval_ds["input_ids"])[: exp.pseudo_perplexity_samples]
             m["pseudo_perplexity"] = pseudo_perplexity(model, seqs, tok, device)
+        if run_path is not None:
+            save_epoch(run_path, epoch, mask_examples(model, eval_data, tok, device))
         return m
 
     def save_final(model, folder):
@@ -472,7 +538,7 @@ def run(ctx: TaskContext) -> dict:
     base = sum(p.numel() for p in model.base_model.parameters())
     ctx.log(f"model: {base:,} parameters (base), vocabulary {model.config.vocab_size:,} tokens")
     batches, eval_ds, eval_data = build_data(ctx, inputs, tok, min(len(tok), model.config.vocab_size), device)
-    spec = pretrain_spec(ctx.exp, model, tok, device, batches, eval_ds, eval_data)
+    spec = pretrain_spec(ctx.exp, model, tok, device, batches, eval_ds, eval_data, run_path=ctx.run.path)
     ctx.log(f"device {device}" + (f", autocast {amp}" if amp else ", fp32"))
     return train(ctx, spec, device, amp)
 

@@ -21,10 +21,11 @@ from engine.errors import JobError
 from engine.events import PhaseStarted
 from engine.files import atomic_write_json
 from engine.hub.resolve import hub_reachable
-from engine.metrics.qa_postprocess import postprocess_qa
+from engine.metrics.qa_postprocess import chosen_probability, postprocess_qa
 from engine.metrics.squad_v2 import squad_v2_score
 from engine.metrics.text import answer_text_metrics
 from engine.models.source import check_positions
+from engine.store.predictions import save_epoch
 from engine.tasks.common import EpochBatches, TaskInputs, get_tokenizer, load_head_model, pad_batch, task_inputs
 from engine.train.context import TaskContext
 from engine.train.loop import TaskSpec, setup_job, train
@@ -190,6 +191,19 @@ def qa_loss(model, b):
     return out.loss, {}
 
 
+def epoch_rows(preds: dict, na_scores: dict, nbest: dict) -> list[dict]:
+    """One evaluation's answers as saved per epoch (the n-best lists stay out: they are the bulk)."""
+    return [
+        {
+            "id": q,
+            "prediction": p,
+            "na_score": round(float(na_scores[q]), 6),
+            "confidence": round(chosen_probability(nbest.get(q, []), p), 6),
+        }
+        for q, p in preds.items()
+    ]
+
+
 def qa_spec(ctx: TaskContext, model, tok, device, train_ds, eval_ds, use_hub: bool) -> TaskSpec:
     """The loop's view of QA: features, batches, span loss, SQuAD v2 decoding and scores, predictions."""
     import torch
@@ -226,6 +240,7 @@ def qa_spec(ctx: TaskContext, model, tok, device, train_ds, eval_ds, use_hub: bo
         start, end = predict_logits(model, eval_ids, eval_types, tok.pad_token_id, exp.eval_batch_size, device)
         metrics, preds, na_scores, nbest = score(examples, feats, start, end, refs, exp, use_hub)
         last.update(preds=preds, na=na_scores, nbest=nbest)
+        save_epoch(ctx.run.path, epoch, epoch_rows(preds, na_scores, nbest))
         return metrics
 
     def save_final(model, folder):

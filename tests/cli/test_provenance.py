@@ -119,6 +119,39 @@ def test_rerun_repeats_the_run_exactly_and_says_what_changed(project, capsys):
     assert ra["final"] == rb["final"]  # the same numbers on the same machine
     for column in ("train_loss", "mlm_perplexity", "mlm_accuracy", "nsp_accuracy"):  # all but elapsed_s
         assert first.read_table("epochs").column(column) == again.read_table("epochs").column(column), column
+    capsys.readouterr()
+    assert _main(project, "verify", f"pre/{again.run_id}") == 0  # recomputed, and equal to the original's
+    out = capsys.readouterr().out
+    assert f"ok   mlm_perplexity = original's = {ra['final']['mlm_perplexity']:.10g}" in out
+
+
+def test_verify_flags_a_rerun_whose_numbers_moved_and_says_what_differs(project):
+    from engine.study.verify import against_original, what_differs
+
+    store = RunStore(project / "runs")
+    first = store.runs("pre")[0]  # the oldest: the module's own run, no rerun
+    assert against_original(first) == []  # not a rerun: nothing to compare
+    # an older id than any real run: `latest` never picks it for the other tests
+    dest = _copy_run(project, first, "20000101-000000-000000-beef")
+    try:
+        results = json.loads((dest / "results.json").read_text())
+        results["final"]["mlm_loss"] *= 1.01  # the third digit moves: outside the tolerance
+        results["final"]["mlm_perplexity"] *= 1 + 1e-6  # the seventh: inside it
+        (dest / "results.json").write_text(json.dumps(results))
+        env = json.loads((dest / "environment.json").read_text())
+        env["rerun_of"] = f"pre/{first.run_id}"
+        (dest / "environment.json").write_text(json.dumps(env))
+        packages = (dest / "packages.txt").read_text()
+        (dest / "packages.txt").write_text(packages.replace("torch==", "torch==9.", 1))
+        rerun = store.get(f"pre/{dest.name}")
+        checks = {c.metric: c for c in against_original(rerun)}
+        final = first.results()["final"]
+        assert set(checks) == {f"{k} = original's" for k, v in final.items() if not isinstance(v, str)}
+        assert [m for m, c in checks.items() if not c.ok] == ["mlm_loss = original's"]
+        assert checks["mlm_loss = original's"].short().startswith("  FAIL mlm_loss = original's: rerun ")
+        assert any(line.startswith("packages torch: ") for line in what_differs(rerun))
+    finally:
+        shutil.rmtree(dest)
 
 
 def test_rerun_detached_goes_through_the_queue(project):

@@ -137,6 +137,12 @@ def assert_same_as(run, ref, shape: str, where: str = "") -> None:
         else:
             la, lb = json.loads(a), json.loads(b)
         assert la and _close(la, lb), (where, name)
+    # every evaluation's own predictions (predictions/epoch-N.jsonl): all there, as the uninterrupted run's
+    epochs = sorted(p.name for p in (ref.path / "predictions").iterdir())
+    assert sorted(p.name for p in (run.path / "predictions").iterdir()) == epochs and epochs, where
+    for name in epochs:
+        la, lb = ([json.loads(x) for x in (r.path / "predictions" / name).read_text().splitlines()] for r in (run, ref))
+        assert la and _close(la, lb), (where, name)
     assert run.final_model() is not None, where
     rows, _ = read_events(run.events_path)
     steps = [r["step"] for r in rows if r.get("event") == "StepLogged"]

@@ -12,7 +12,14 @@ from support.manifests import CLASSIFY, PRETRAIN, QA, experiment, manifest_text,
 
 from engine.cli.main import main
 from engine.errors import UserError
-from engine.study.examples import ANSWERED_UNANSWERABLE, CORRECT, MISSED_ANSWER, QA_KINDS, load_examples
+from engine.study.examples import (
+    ANSWERED_UNANSWERABLE,
+    CORRECT,
+    MISSED_ANSWER,
+    QA_KINDS,
+    example_epochs,
+    load_examples,
+)
 from engine.study.predict import load_predictor
 
 
@@ -132,10 +139,40 @@ def test_qa_groups_agree_with_the_saved_scores(trained):
     assert "[[" in shown and "]]" in shown
 
 
-def test_examples_of_a_pretraining_run_say_why_there_are_none(trained):
+def eval_metrics(run) -> dict:
+    """epoch -> the metrics of the EvalFinished event the run recorded for it."""
+    events = [json.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()]
+    return {e["epoch"]: e["metrics"] for e in events if e.get("event") == "EvalFinished"}
+
+
+def test_every_evaluation_keeps_its_predictions_and_each_epoch_reads_back(trained):
+    """Each epoch's saved rows agree with that epoch's own reported metrics; the last equals the final files."""
     _, runs = trained
-    with pytest.raises(UserError, match="saves no per-example predictions"):
-        load_examples(runs["pre"])
+    for name in ("cls", "qa", "pre"):
+        assert example_epochs(runs[name]) == sorted(eval_metrics(runs[name])) == [0, 1], name
+    for epoch, metrics in eval_metrics(runs["cls"]).items():
+        assert load_examples(runs["cls"], epoch=epoch).counts() == metrics["confusion_matrix"]
+    assert load_examples(runs["cls"], epoch=1).rows == load_examples(runs["cls"]).rows
+    for epoch, metrics in eval_metrics(runs["qa"]).items():
+        counts = load_examples(runs["qa"], epoch=epoch).counts()
+        assert counts[CORRECT] == round(metrics["exact"] * metrics["total"] / 100)
+    final_qa, last_qa = load_examples(runs["qa"]).rows, load_examples(runs["qa"], epoch=1).rows
+    assert [(r.prediction, r.kind) for r in last_qa] == [(r.prediction, r.kind) for r in final_qa]
+    assert [r.na_score for r in last_qa] == pytest.approx([r.na_score for r in final_qa], abs=1e-6)  # 6 digits
+    assert [r.confidence for r in last_qa] == pytest.approx([r.confidence for r in final_qa], abs=1e-6)
+    with pytest.raises(UserError, match="no saved predictions of epoch 7: it kept epochs 0, 1"):
+        load_examples(runs["cls"], epoch=7)
+
+
+def test_examples_of_a_pretraining_run_are_masked_positions(trained):
+    _, runs = trained
+    ex = load_examples(runs["pre"])  # the last evaluation's
+    assert ex.epoch == 1 and ex.rows
+    first = ex.rows[0]
+    assert len(first.top) == 5 and [p for _, p in first.top] == sorted((p for _, p in first.top), reverse=True)
+    assert all(r.gold_probability <= r.confidence + 1e-9 for r in ex.rows)
+    assert sum(ex.counts().values()) == len(ex.rows)
+    assert ex.counts()["top-1"] == sum(not r.wrong for r in ex.rows)
 
 
 def test_cli_predict_file_writes_jsonl_equal_to_the_evaluation(trained, tmp_path, capsys):
@@ -170,6 +207,11 @@ def test_cli_examples_exports_rows_and_counts(trained, tmp_path, capsys):
     assert f"{MISSED_ANSWER}: " in text
     assert main(["-m", str(path), "examples", "cls", "--cell", "0,7"]) == 2
     assert "not a class" in capsys.readouterr().err
+    assert main(["-m", str(path), "examples", "cls", "--epoch", "0", "--limit", "1"]) == 0
+    assert "evaluation before training: 40 evaluation rows" in capsys.readouterr().out
+    assert main(["-m", str(path), "examples", "pre", "--wrong", "--limit", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "evaluation after epoch 1:" in text and "[MASK]" in text and "WRONG" in text
 
 
 def test_report_has_an_error_analysis_per_fine_tuned_run(trained):

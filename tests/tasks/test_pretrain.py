@@ -150,6 +150,54 @@ def test_perplexity_equals_hand_computation_and_is_not_exp_of_combined_loss():
     assert abs(math.exp(sum(hf_losses) / len(hf_losses)) - got["mlm_perplexity"]) > 0.05 * got["mlm_perplexity"]
 
 
+def test_saved_masked_positions_agree_with_the_evaluation():
+    """mask_examples scores the same positions as evaluate_mlm: top-1 right as often as its accuracy says."""
+    from transformers import BertConfig, BertForPreTraining
+
+    from engine.tasks.pretrain import evaluate_mlm, mask_examples
+
+    torch.manual_seed(1)
+    model = BertForPreTraining(
+        BertConfig(
+            vocab_size=12,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    ).eval()
+
+    class Tok:
+        pad_token_id, cls_token_id, sep_token_id, mask_token_id = 0, 2, 3, 4
+
+        @staticmethod
+        def convert_ids_to_tokens(ids):
+            names = ["[PAD]", "a", "[CLS]", "[SEP]", "[MASK]", "b", "##c", "d", "e", "f", "g", "h"]
+            return names[ids] if isinstance(ids, int) else [names[i] for i in ids]
+
+    g = torch.Generator().manual_seed(3)
+    seqs, labels = [], []
+    for n in (9, 14, 6, 11, 8):
+        ids = [2] + torch.randint(5, 12, (n,), generator=g).tolist() + [3]
+        lab = [-100] * len(ids)
+        for pos in range(1, n + 1, 3):
+            lab[pos], ids[pos] = ids[pos], 4
+        seqs.append(ids)
+        labels.append(lab)
+    data = {"masked_ids": seqs, "labels": labels, "token_type_ids": [[0] * len(x) for x in seqs], "nsp": [0] * 5}
+    with torch.no_grad():
+        want = evaluate_mlm(model, data, Tok, batch_size=2, device=torch.device("cpu"))
+        rows = mask_examples(model, data, Tok, torch.device("cpu"), n_seqs=5)
+    assert len(rows) == want["masked_tokens"] and 0 < want["mlm_accuracy"] < 1
+    assert sum(r["top"][0][0] == r["gold"] for r in rows) / len(rows) == pytest.approx(want["mlm_accuracy"])
+    names = Tok.convert_ids_to_tokens(list(range(12)))
+    assert [(r["index"], r["position"], r["gold"]) for r in rows] == [
+        (i, p, names[y]) for i, lab in enumerate(labels) for p, y in enumerate(lab) if y != -100
+    ]
+    assert all(r["left"].endswith(names[seqs[r["index"]][r["position"] - 1]].removeprefix("##")) for r in rows)
+
+
 def test_unigram_baseline_by_hand():
     """The baseline the pretraining tests compare with (support.baselines): add-one over the whole vocabulary."""
     from support.baselines import mlm_baselines

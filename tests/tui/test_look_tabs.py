@@ -41,6 +41,44 @@ def with_predictions(run):
     return run
 
 
+def with_epochs(run):
+    """Predictions of the evaluations before training (all "negative") and after epoch 1 (ROWS)."""
+    from engine.store.predictions import save_epoch
+
+    rows = [{"index": i, "text": t, "label": y, "prediction": p, "confidence": c} for i, t, y, p, c in ROWS]
+    save_epoch(run.path, 0, [dict(r, prediction=0, confidence=0.5) for r in rows])
+    save_epoch(run.path, 1, rows)
+    return run
+
+
+MASKED = [  # index, position, gold, top, left, right (with its leading space: it follows the mask)
+    (0, 3, "film", [("the", 0.21), ("film", 0.18), (",", 0.07), ("was", 0.05), ("a", 0.04)], "the", " was released in"),
+    (0, 9, "1998", [("1998", 0.41), ("1997", 0.12), ("the", 0.05), (".", 0.04), ("a", 0.03)], "released in", " . it"),
+    (1, 2, "critics", [("the", 0.33), ("it", 0.09), ("he", 0.06), ("critics", 0.05), ("a", 0.02)], "the", " praised it"),
+    (2, 5, "album", [(",", 0.12), ("the", 0.11), ("song", 0.08), ("band", 0.05), ("of", 0.04)], "the band 's", " was"),
+]
+
+
+def with_masked(run):
+    from engine.store.predictions import save_epoch
+
+    for epoch in (0, 8):
+        rows = [
+            {
+                "index": i,
+                "position": p,
+                "gold": g,
+                "top": top,
+                "gold_probability": dict(top).get(g, 0.001),
+                "left": a,
+                "right": b,
+            }
+            for i, p, g, top, a, b in MASKED
+        ]
+        save_epoch(run.path, epoch, rows)
+    return run
+
+
 class FakePredictor:
     """Fixed answers and latency; records whether its memory was let go."""
 
@@ -93,6 +131,47 @@ def test_examples_tab_80x24(snap_compare, tmp_path):
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 
 
+def test_pretraining_examples_tab_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    run = with_masked(write_task_runs(tmp_path / "runs")["pretrain"])
+
+    async def before(pilot):
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_examples_tab_steps_back_through_the_saved_evaluations(tmp_path):
+    asyncio.run(examples_epochs(tmp_path))
+
+
+async def examples_epochs(tmp_path):
+    app = make_app(tmp_path)
+    run = with_epochs(with_predictions(write_task_runs(tmp_path / "runs")["classify"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "5")
+        pane = screen.query_one(ExamplesPane)
+        assert await wait_for(pilot, lambda: pane.examples is not None)
+        assert pane.examples.epoch is None and "final evaluation, 3 saved" in str(
+            pane.query_one("#ex-summary").render()
+        )
+        seen = []
+        for _ in range(3):  # E: epoch 1, epoch 0 (before training), the final one again
+            before = pane.examples
+            await pilot.press("E")
+            assert await wait_for(pilot, lambda b=before: pane.examples is not b)
+            seen.append((pane.examples.epoch, pane.examples.counts()))
+            if pane.examples.epoch == 0:
+                assert "before training, 3 saved (w x o E)" in str(pane.query_one("#ex-summary").render())
+        assert seen[0] == (1, [[2, 3], [1, 2]]) and seen[2] == (None, [[2, 3], [1, 2]])
+        assert seen[1] == (0, [[5, 0], [3, 0]])  # every row "negative" before training
+
+
 def test_try_tab_80x24(snap_compare, tmp_path, monkeypatch):
     fake = FakePredictor()
     monkeypatch.setattr(TryPane, "loader", staticmethod(lambda run: fake))
@@ -140,6 +219,9 @@ def test_try_model_loads_in_a_thread_and_goes_with_the_view(tmp_path, monkeypatc
 
 
 async def try_loads_in_a_thread(tmp_path, monkeypatch):
+    from tui.modelslot import ModelSlot, model_slot
+
+    monkeypatch.setattr(ModelSlot, "KEEP_S", 30.0)
     fake, gate = FakePredictor(), threading.Event()
 
     def slow_loader(run):
@@ -156,8 +238,57 @@ async def try_loads_in_a_thread(tmp_path, monkeypatch):
         assert pane.state == "loading" and "loading" in str(pane.query_one("#try-state").render())
         await pilot.press(*"too early", "enter")  # the console stays responsive while it loads
         assert "not loaded yet" in str(pane.query_one("#try-state").render())
+        await pilot.press("escape")  # closed before the model is in: it is kept for a reopening all the same
         gate.set()
+        assert await wait_for(pilot, lambda: model_slot(app).predictor is fake)
+        await open_tab(pilot, screen := RunScreen(run=run), "6")
+        pane = screen.query_one(TryPane)
         assert await wait_for(pilot, lambda: pane.state == "ready")
+        assert pane.predictor is fake and "kept from before" in str(pane.query_one("#try-state").render())
+        monkeypatch.setattr(ModelSlot, "KEEP_S", 0.1)  # a closed view's model goes soon after it
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: fake.closed)
         assert pane.predictor is None
+
+
+def test_one_model_across_run_views_reused_then_let_go(tmp_path, monkeypatch):
+    asyncio.run(one_model_across_views(tmp_path, monkeypatch))
+
+
+async def one_model_across_views(tmp_path, monkeypatch):
+    """Reopening a run soon reuses its model; another run's view lets it go at once; else it goes KEEP_S later."""
+    from tui.modelslot import ModelSlot
+
+    loaded: list = []
+
+    def loader(run):
+        loaded.append((run.experiment, FakePredictor()))
+        return loaded[-1][1]
+
+    monkeypatch.setattr(TryPane, "loader", staticmethod(loader))
+    monkeypatch.setattr(ModelSlot, "KEEP_S", 30.0)  # longer than any pause of a loaded machine
+    app = make_app(tmp_path)
+    runs = write_task_runs(tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+
+        async def try_tab(run):
+            screen = RunScreen(run=run)
+            await open_tab(pilot, screen, "6")
+            pane = screen.query_one(TryPane)
+            assert await wait_for(pilot, lambda: pane.state == "ready")
+            return pane
+
+        await try_tab(runs["classify"])
+        await pilot.press("escape")
+        pane = await try_tab(runs["classify"])  # within KEEP_S: the same model, not loaded again
+        assert len(loaded) == 1 and pane.predictor is loaded[0][1] and not loaded[0][1].closed
+        assert "kept from before" in str(pane.query_one("#try-state").render())
+        await pilot.press("escape")
+        screen = RunScreen(run=runs["qa"])
+        await open_tab(pilot, screen, "1")  # another run's view: the held model goes before any tab
+        assert loaded[0][1].closed
+        await pilot.press("6")
+        assert await wait_for(pilot, lambda: len(loaded) == 2)
+        monkeypatch.setattr(ModelSlot, "KEEP_S", 0.2)  # no need to wait long for the last step
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: loaded[1][1].closed, timeout=10)  # KEEP_S after its view closed

@@ -8,7 +8,7 @@ import time
 
 from engine.events import EvalFinished
 from tui.metricinfo import best_of, headline, metric_scale
-from tui.screens.compare import common_scale, config_diff
+from tui.screens.compare import common_scale, run_differences
 from tui.widgets.plots import downsample, ema, nice_ticks, tick_label
 from tui.widgets.results import confusion_text, results_rows
 
@@ -66,9 +66,28 @@ def test_results_rows_final_best_history_and_headline():
     assert matrix[1].split() == ["negative", "227", "9"] and matrix[2].split() == ["positive", "7", "257"]
 
 
-def test_config_diff_lists_only_differing_keys():
-    rows = config_diff([{"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1}, {"name": "b", "lr": 3e-4, "epochs": 3}])
-    assert rows == [("lr", 1e-3, 3e-4), ("seed", 1, None)]
+def test_run_differences_list_what_lmconsole_diff_lists_for_every_run(tmp_path):
+    """Each run against the first: config keys (typed), then code, data, environment and packages."""
+    import json
+    from types import SimpleNamespace
+
+    def run(name, config, commit, torch):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps(config))
+        (path / "environment.json").write_text(json.dumps({"git": {"commit": commit}, "python": "3.11.7"}))
+        (path / "packages.txt").write_text(f"numpy==2.1.0\ntorch=={torch}\n")
+        return SimpleNamespace(path=path, config=lambda: config)
+
+    a = run("a", {"name": "a", "lr": 1e-3, "epochs": 3, "seed": 1}, "abc", "2.13.0")
+    b = run("b", {"name": "b", "lr": 3e-4, "epochs": 3}, "abc", "2.13.0")
+    c = run("c", {"name": "c", "lr": 1e-3, "epochs": 3, "seed": 1}, "def", "2.14.0")
+    assert run_differences([a, b, c]) == [
+        ("config", "lr", 1e-3, 3e-4, 1e-3),
+        ("config", "seed", 1, None, 1),
+        ("code", "commit", "abc", "abc", "def"),
+        ("packages", "torch", "2.13.0", "2.13.0", "2.14.0"),
+    ]
 
 
 def test_a_one_point_curve_draws():

@@ -345,6 +345,13 @@ def test_help_lists_each_key_once_and_every_palette_entry_has_a_description(tmp_
                 whats = [what for _, what in rows]
                 assert len(whats) == len(set(whats)), (title, whats)
                 assert all(what for what in whats), title
+            examples = dict(next(rows for t, rows in sections(app) if t.startswith("Examples tab")))
+            assert {k: what.split(":")[0] for k, what in examples.items()} == {
+                "w": "Wrong only",
+                "x": "Cell/kind",
+                "o": "Order",
+                "E": "Epoch",
+            }
             jobs = dict(next(rows for t, rows in sections(app) if t == "Jobs"))
             assert jobs["K / shift+↑"].startswith("Move up") and jobs["J / shift+↓"].startswith("Move down")
             await pilot.press("question_mark")

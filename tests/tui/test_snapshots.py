@@ -100,6 +100,32 @@ def test_compare_two_tasks(snap_compare, tmp_path, tab):
     assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, screen, [tab]))
 
 
+def test_compare_config_tab_with_environments(snap_compare, tmp_path):
+    """A rerun beside its original after a code change and an upgrade: config, code and packages rows."""
+    import json
+
+    from support.fakes import write_run
+
+    from tui.screens.compare import CompareScreen
+
+    app = make_app(tmp_path)
+    runs = []
+    for i, (lr, commit, torch) in enumerate(((3e-4, "4a338eb", "2.13.0"), (1e-4, "6d51de6", "2.13.1"))):
+        run = write_run(
+            tmp_path / "runs",
+            "demo-sst2",
+            f"20260103-10000{i}-000000-ffff",
+            task="classify",
+            config={"epochs": 3, "learning_rate": lr, "dataset": "embedded:sst2"},
+        )
+        env = {"git": {"commit": commit, "branch": "main", "dirty": bool(i)}, "python": "3.11.7", "device": "cpu"}
+        (run.path / "environment.json").write_text(json.dumps(env))
+        (run.path / "packages.txt").write_text(f"numpy==2.1.0\ntorch=={torch}\ntransformers==5.24.0\n")
+        runs.append(run)
+    screen = CompareScreen(runs)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=lambda p: open_screen(p, screen, ["3"]))
+
+
 def test_tables_tab(snap_compare, tmp_path):
     """An inspect run's parameter table at 80x24: every count whole, the module names shortened."""
     from support.fakes import write_run

@@ -1,4 +1,5 @@
-"""Several runs side by side: overlaid curves (marker + label per run), final results, config diff.
+"""Several runs side by side: overlaid curves (marker + label per run), final results, and what
+differs between them (config, code, data, environment, packages).
 
 Runs are labelled A, B, C... on screen, with the marker of their plot series; exports
 keep the engine's full ``experiment/run-id`` column names (``engine.study.export.comparison_table``).
@@ -49,14 +50,32 @@ def scaled(value, factor: float):
     return value
 
 
-def config_diff(configs: list[dict]) -> list[tuple]:
-    """(key, value per run) for the keys whose values differ between the runs."""
-    keys = list(dict.fromkeys(k for c in configs for k in c if k not in IGNORED_CONFIG))
+SECTION_SHORT = {"environment": "env", "packages": "package"}  # the config tab's first column at 80 columns
+
+
+def run_differences(runs: list) -> list[tuple]:
+    """(section, key, value per run) for what differs between the runs: config, code, data,
+    environment and packages, as ``lmconsole diff`` says it (:func:`engine.job.environment.differences`),
+    each run against the first. Config values keep their type (numbers formatted as numbers);
+    the rest are the recorded text, ``-`` where a run recorded none."""
+    from engine.job.environment import differences
+
+    first = runs[0]
+    found: dict[tuple[str, str], list] = {}
+    for i, other in enumerate(runs[1:], 1):
+        for section, key, a, b in differences(first.path, other.path):
+            if section == "config" and key in IGNORED_CONFIG:
+                continue
+            values = found.setdefault((section, key), [a] + [None] * (len(runs) - 1))
+            values[i] = b
+    configs = [r.config() for r in runs]
     rows = []
-    for k in keys:
-        values = [c.get(k) for c in configs]
-        if any(v != values[0] for v in values[1:]):
-            rows.append((k, *values))
+    for (section, key), values in found.items():
+        if section == "config":
+            values = [c.get(key) for c in configs]
+        else:  # a run with no row of its own here recorded what the first one did
+            values = [v if v is not None else values[0] for v in values]
+        rows.append((section, key, *values))
     return rows
 
 
@@ -90,7 +109,13 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
         Binding("escape", "back", "Back", tooltip="back to the runs"),
         Binding("1", "tab('compare-curves')", "Curves", show=False, tooltip="the runs' curves on shared axes"),
         Binding("2", "tab('compare-results')", "Results", show=False, tooltip="final results side by side"),
-        Binding("3", "tab('compare-config')", "Config", show=False, tooltip="the settings that differ"),
+        Binding(
+            "3",
+            "tab('compare-config')",
+            "Config",
+            show=False,
+            tooltip="what differs: config, code, data, environment, packages",
+        ),
         Binding("m", "next_metric", "Metric", tooltip="the next metric on the curves"),
         Binding("e", "export", "Export", tooltip="the comparison as CSV, Markdown, LaTeX, JSON"),
         *CurveViewKeys.VIEW_BINDINGS,
@@ -230,20 +255,24 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
         self.query_one("#cmp-legend", Static).update(Text("\n".join(legend + notes)))
 
     def _draw_config(self) -> None:
-        rows = config_diff([r.config() for r in self.runs])
+        rows = run_differences(self.runs) if len(self.runs) > 1 else []
         grid = self.query_one("#cfg-table", DataTable)
         grid.clear(columns=True)
+        grid.add_column("", key="section")
         grid.add_column("key", key="key")
         for i in range(len(self.runs)):
             grid.add_column(f"{MARKERS[i % len(MARKERS)]} {letter(i)}", key=f"r{i}")
-        for row in rows:
-            grid.add_row(row[0], *(cell(v) for v in row[1:]))
-        same = len({k for r in self.runs for k in r.config()}) - len(rows)
+        for section, key, *values in rows:
+            grid.add_row(SECTION_SHORT.get(section, section), key, *(cell(v) for v in values))
+        per: dict[str, int] = {}
+        for section, *_ in rows:
+            per[section] = per.get(section, 0) + 1
+        what = ", ".join(f"{section} {n}" for section, n in per.items())
         self.query_one("#cfg-title", Static).update(
             Text(
-                f"{len(rows)} config keys differ ({same} identical not shown)"
+                f"differ: {what} (equal values not shown)"
                 if rows
-                else "the runs' configs are identical"
+                else "same config, code, data, environment and packages"
             )
         )
 

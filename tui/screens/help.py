@@ -50,6 +50,7 @@ def binding_rows(app, bindings) -> list[tuple[str, str]]:
 
 
 def sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
+    from ..widgets.examples import ExamplesPane
     from ..widgets.experiments import ExperimentsPane
     from ..widgets.jobs import JobsPane
     from ..widgets.runs import RunsPane
@@ -64,6 +65,7 @@ def sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Jobs", JobsPane.BINDINGS),
         ("Runs", RunsPane.BINDINGS),
         ("Run view", RunScreen.BINDINGS),
+        ("Examples tab (run view, 5)", ExamplesPane.BINDINGS),
         ("Compare", CompareScreen.BINDINGS),
         ("Export dialog", []),
     ]

@@ -316,6 +316,12 @@ class MainScreen(ConsoleScreen):
     def _open_run(self, msg: RunsPane.OpenRequested) -> None:
         self.open_run(run=msg.run)
 
+    @on(RunsPane.SourceRequested)
+    def _source_run(self, msg: RunsPane.SourceRequested) -> None:
+        from .reruns import ask_clone, ask_rerun
+
+        (ask_rerun if msg.action == "rerun" else ask_clone)(self, msg.run)
+
     @on(RunsPane.ControlRequested)
     def _control_run(self, msg: RunsPane.ControlRequested) -> None:
         self.control(msg.action, run=msg.run)

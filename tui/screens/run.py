@@ -76,6 +76,8 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         ),
         Binding("enter", "details", "Traceback", show=False, tooltip="a failed run: its traceback"),
         Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
+        Binding("r", "rerun", "Rerun", show=False, tooltip="the run's exact config and seed again (asks first)"),
+        Binding("N", "clone", "Clone", show=False, tooltip="a new experiment in the manifest from the run"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
@@ -146,6 +148,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         return "tables" if task == "inspect" else "curves"
 
     def on_mount(self) -> None:
+        from ..modelslot import model_slot
+
+        model_slot(self.app).keep_only(self.feed.run)  # another run's model kept for the Try tab goes now
         self.query_one(TableView).show(None, "no tables in this run (yet)")
         self._poll()
         self.set_interval(1.0, self._poll)
@@ -434,7 +439,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
             self.query_one("#try-input").focus()
 
     def on_unmount(self) -> None:
-        self.try_pane.release()  # the model's memory goes with the view
+        self.try_pane.release()  # the model goes soon after the view (at once when another run opens)
 
     def action_tab(self, tab: str) -> None:
         tabs = self.query_one("#run-tabs", TabbedContent)
@@ -490,6 +495,16 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
                 self.feed.attach(new)
             return
         self.control(action, job=job, run=run)
+
+    def action_rerun(self) -> None:
+        from .reruns import ask_rerun
+
+        ask_rerun(self, self.feed.run)
+
+    def action_clone(self) -> None:
+        from .reruns import ask_clone
+
+        ask_clone(self, self.feed.run)
 
     def action_push(self) -> None:
         """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""

@@ -1,10 +1,11 @@
-"""The run view's Examples tab: a fine-tuned run's evaluation rows and mistakes.
+"""The run view's Examples tab: a run's evaluation rows and mistakes (masked tokens of a pretraining run).
 
-Rows come from the predictions the run's final evaluation saved
-(:func:`engine.study.examples.load_examples`, read in a worker thread); nothing is
-recomputed. Keys: ``w`` wrong only, ``x`` the next confusion cell (classification) or error
-kind (QA), ``o`` most confident first / evaluation order. The line above the rows gives the
-count per cell or kind; the lines below show the highlighted row in full.
+Rows come from the predictions the run saved (:func:`engine.study.examples.load_examples`,
+read in a worker thread): the final evaluation's first, ``E`` steps back through every
+evaluation the run kept (``predictions/epoch-N.jsonl``); nothing is recomputed. Keys: ``w``
+wrong only, ``x`` the next confusion cell (classification) or error kind (QA), ``o`` most
+confident first / evaluation order, ``E`` an earlier evaluation. The line above the rows
+gives the count per cell or kind; the lines below show the highlighted row in full.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from engine.errors import UserError
-from engine.study.examples import QA_KINDS, QA_MISTAKES, ClassExamples, load_examples
+from engine.study.examples import QA_KINDS, QA_MISTAKES, ClassExamples, MaskExamples, example_epochs, load_examples
 
 SHORT_KINDS = dict(zip(QA_KINDS, ("correct", "wrong", "unanswerable", "no answer")))
 
@@ -30,9 +31,17 @@ class ExamplesPane(Vertical):
     ExamplesPane #ex-detail { height: 4; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("w", "toggle_wrong", "Wrong only"),
-        Binding("x", "next_filter", "Cell/kind"),
-        Binding("o", "toggle_order", "Order"),
+        Binding("w", "toggle_wrong", "Wrong only", tooltip="only the mistakes / every row"),
+        Binding("x", "next_filter", "Cell/kind", tooltip="the next confusion cell (classify) or error kind (qa)"),
+        Binding("o", "toggle_order", "Order", tooltip="most confident first / evaluation order"),
+        # not in the footer (the summary line names it): the footer is full at 80 columns
+        Binding(
+            "E",
+            "earlier_epoch",
+            "Epoch",
+            show=False,
+            tooltip="an earlier evaluation (each one the run kept), then final",
+        ),
     ]
 
     def __init__(self, **kwargs):
@@ -43,6 +52,9 @@ class ExamplesPane(Vertical):
         self.by_confidence = True
         self.filter_index = -1  # -1: no cell/kind; else a position in self.filters()
         self.shown: list = []
+        self.mirror = ""
+        self.epochs: list[int | None] = []  # what E steps through: None = the final evaluation, then epochs
+        self.epoch_index = 0
 
     def compose(self) -> ComposeResult:
         yield Static("examples not loaded", id="ex-summary")
@@ -56,14 +68,26 @@ class ExamplesPane(Vertical):
             return
         if self.run is not None and self.run.path == run.path:
             return
-        self.run = run
+        self.run, self.mirror, self.epoch_index, self.epochs = run, mirror, 0, []
         self.query_one("#ex-summary", Static).update("reading the saved predictions …")
-        self._load(run, mirror)
+        self._load(run, mirror, None)
+
+    def action_earlier_epoch(self) -> None:
+        if self.run is None or len(self.epochs) < 2:
+            self.app.notify("no other evaluation saved for this run" if self.run is not None else "no run yet")
+            return
+        self.epoch_index = (self.epoch_index + 1) % len(self.epochs)
+        self.query_one("#ex-summary", Static).update("reading the saved predictions …")
+        self._load(self.run, self.mirror, self.epochs[self.epoch_index])
 
     @work(thread=True, exclusive=True, group="examples", exit_on_error=False)
-    def _load(self, run, mirror: str) -> None:
+    def _load(self, run, mirror: str, epoch: int | None) -> None:
         try:
-            examples = load_examples(run, mirror)
+            if not self.epochs:  # once per run: the final evaluation (pretraining: the last), then back
+                saved = example_epochs(run)[::-1]
+                task = run.config().get("task", "")
+                self.epochs = list(saved) if task == "pretrain" else [None, *saved]
+            examples = load_examples(run, mirror, epoch)
         except UserError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -81,12 +105,19 @@ class ExamplesPane(Vertical):
 
     # -- filters ------------------------------------------------------------------------------
     def filters(self) -> list:
-        """What ``x`` steps through: the confusion cells (gold, predicted), or the QA error kinds."""
+        """What ``x`` steps through: the confusion cells (gold, predicted), the QA error kinds, or nothing."""
         ex = self.examples
         if isinstance(ex, ClassExamples):
             n = len(ex.counts())
             return [(g, p) for g in range(n) for p in range(n)]
-        return list(QA_MISTAKES)
+        return [] if isinstance(ex, MaskExamples) else list(QA_MISTAKES)
+
+    def _which(self) -> str:
+        """Which evaluation is shown, and whether E has others."""
+        ex = self.examples
+        epoch = getattr(ex, "epoch", None)
+        words = "final evaluation" if epoch is None else f"epoch {epoch}" if epoch else "before training"
+        return f"{words}, {len(self.epochs)} saved (w x o E)" if len(self.epochs) > 1 else f"{words} (w x o)"
 
     def action_toggle_wrong(self) -> None:
         self.wrong_only = not self.wrong_only
@@ -113,7 +144,18 @@ class ExamplesPane(Vertical):
         table.clear(columns=True)
         chosen = self.filters()[self.filter_index] if self.filter_index >= 0 else None
         order = "most confident first" if self.by_confidence else "in order"
-        if isinstance(ex, ClassExamples):
+        if isinstance(ex, MaskExamples):
+            ranks = "  ".join(f"{k} {n}" for k, n in ex.counts().items())
+            self.shown = ex.select(wrong_only=self.wrong_only, by_confidence=self.by_confidence)
+            what = "wrong" if self.wrong_only else "all"
+            summary = f"gold token ranked: {ranks}\n{what}: {len(self.shown)} masked, {order}; {self._which()}"
+            table.add_columns("#", "gold", "pred", "conf", "masked text")
+            for m in self.shown:
+                context = f"{m.left[-24:]} [MASK]{m.right}"  # the tokens just before the mask matter most
+                table.add_row(
+                    f"{m.index}:{m.position}", Text(m.gold), Text(m.prediction), f"{m.confidence:.3f}", Text(context)
+                )
+        elif isinstance(ex, ClassExamples):
             counts = ex.counts()
             cells = "  ".join(
                 f"{ex.name(g)}→{ex.name(p)} {counts[g][p]}" for g in range(len(counts)) for p in range(len(counts))
@@ -121,7 +163,7 @@ class ExamplesPane(Vertical):
             wrong = self.wrong_only and (chosen is None or chosen[0] != chosen[1])
             self.shown = ex.select(wrong_only=wrong, cell=chosen, by_confidence=self.by_confidence)
             what = f"cell {ex.name(chosen[0])}→{ex.name(chosen[1])}" if chosen else ("wrong" if wrong else "all")
-            summary = f"gold→predicted: {cells}\n{what}: {len(self.shown)} rows, {order} (w x o)"
+            summary = f"gold→predicted: {cells}\n{what}: {len(self.shown)} rows, {order}; {self._which()}"
             table.add_columns("#", "gold", "pred", "conf", "text")
             for r in self.shown:
                 gold, pred = Text(ex.name(r.gold)), Text(ex.name(r.prediction))
@@ -130,7 +172,7 @@ class ExamplesPane(Vertical):
             kinds = "  ".join(f"{SHORT_KINDS[k]} {n}" for k, n in ex.counts().items())
             self.shown = ex.select(kind=chosen or "", wrong_only=self.wrong_only, by_confidence=self.by_confidence)
             what = chosen or ("mistakes" if self.wrong_only else "all")
-            summary = f"{kinds}\n{what}: {len(self.shown)} questions, {order} (w x o)"
+            summary = f"{kinds}\n{what}: {len(self.shown)} questions, {order}; {self._which()}"
             table.add_columns("kind", "conf", "question", "predicted")
             for r in self.shown:
                 said = r.prediction or "(no answer)"
@@ -146,7 +188,10 @@ class ExamplesPane(Vertical):
         text = ""
         if 0 <= i < len(self.shown):
             r = self.shown[i]
-            if isinstance(self.examples, ClassExamples):
+            if isinstance(self.examples, MaskExamples):
+                tops = "  ".join(f"{t} {p:.3f}" for t, p in r.top)
+                text = f"gold {r.gold} ({r.gold_probability:.3f}); top: {tops}\n{r.masked_text()}"
+            elif isinstance(self.examples, ClassExamples):
                 text = r.text
             else:
                 gold = " | ".join(r.gold) if r.gold else "(no answer)"

@@ -60,6 +60,10 @@ class RunsPane(TablePane):
         ),
         Binding("A", "toggle_archived", "Show archived", show=False, tooltip="list the archived runs instead"),
         Binding("d", "edit('delete')", "Delete", show=False, tooltip="delete the run and its files (asks first)"),
+        Binding(
+            "r", "source('rerun')", "Rerun", show=False, tooltip="the run's exact config and seed again (asks first)"
+        ),
+        Binding("N", "source('clone')", "Clone", show=False, tooltip="a new experiment in the manifest from the run"),
         Binding("s", "sort(1)", "Sort", show=False, tooltip="sort by the next column"),
         Binding("S", "sort(-1)", "Sort reverse", show=False, tooltip="reverse the sort"),
         *TablePane.FILTER_BINDINGS,
@@ -77,6 +81,11 @@ class RunsPane(TablePane):
 
     @dataclass
     class OpenRequested(Message):
+        run: Run
+
+    @dataclass
+    class SourceRequested(Message):
+        action: str  # rerun | clone
         run: Run
 
     @dataclass
@@ -182,6 +191,11 @@ class RunsPane(TablePane):
         row = self.rows.get(self.cursor_key or "")
         if row is not None:
             self.post_message(self.ControlRequested(action, row.run))
+
+    def action_source(self, action: str) -> None:
+        row = self.rows.get(self.cursor_key or "")
+        if row is not None:
+            self.post_message(self.SourceRequested(action, row.run))
 
     def action_edit(self, action: str) -> None:
         rows = self.selected_rows()

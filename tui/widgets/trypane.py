@@ -3,8 +3,9 @@
 The model loads in a worker thread the first time the tab is shown (the state line says
 loading / ready / why not); each input is answered in a worker thread too, with the
 evaluation's own code (:mod:`engine.study.predict`), shown as text with probability bars,
-its latency, and the last few inputs below. :meth:`TryPane.release` lets the model's memory
-go; the run view calls it when it closes.
+its latency, and the last few inputs below. The loaded model lives in the app's one
+:class:`~tui.modelslot.ModelSlot`: reopening the same run soon reuses it, another run's view
+lets it go. :meth:`TryPane.release` hands it back; the run view calls it when it closes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from textual.widgets import Input, Static
 
 from engine.errors import UserError
 from engine.study.predict import answer_lines, load_predictor
+
+from ..modelslot import model_slot
 
 PLACEHOLDERS = {
     "pretrain": "a sentence with [MASK] (enter)",
@@ -71,32 +74,52 @@ class TryPane(Vertical):
         if self.run is not None and self.run.path == run.path and self.state in ("loading", "ready"):
             return
         self.release()
-        self.run, self.state = run, "loading"
+        slot = model_slot(self.app)
         task = run.config().get("task", "")
         self.query_one("#try-input", Input).placeholder = PLACEHOLDERS.get(task, "")
         self.query_one("#try-context").display = task == "qa"
+        held = slot.holding(run)
+        if held is not None:  # loaded by an earlier view of this run: no second load
+            self.run = run
+            self._ready(held, "kept from before")
+            return
+        slot.keep_only(run)  # another run's model goes before this one loads
+        self.run, self.state = run, "loading"
         self._say(f"loading the model of {run.experiment} …")
-        self._load(run)
+        self._load(self.app, run)
 
     @work(thread=True, exclusive=True, group="try-load", exit_on_error=False)
-    def _load(self, run) -> None:
+    def _load(self, app, run) -> None:
+        # ``app`` taken before: once the view has closed, this pane no longer finds its app
         try:
             predictor = self.loader(run)
         except UserError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
+            app.call_from_thread(self._failed, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a model that cannot load must not close the view
-            self.app.call_from_thread(self._failed, f"cannot load the model: {type(exc).__name__}: {exc}")
+            app.call_from_thread(self._failed, f"cannot load the model: {type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._loaded, run, predictor)
+        app.call_from_thread(self._loaded, run, predictor)
 
     def _loaded(self, run, predictor) -> None:
+        if self.run is None:  # the view closed while it loaded: kept a while for a reopening, like any model
+            slot = model_slot(self.app)
+            if slot.predictor is None:
+                slot.put(run, predictor)
+                slot.release_later()
+            else:  # a later view loaded one meanwhile: never two
+                predictor.close()
+            return
         if run is not self.run:  # another run was asked for meanwhile
             predictor.close()
             return
+        model_slot(self.app).put(run, predictor)
+        self._ready(predictor, f"loaded in {predictor.load_s:.1f} s")
+
+    def _ready(self, predictor, how: str) -> None:
         self.predictor, self.state = predictor, "ready"
         device = getattr(predictor.device, "type", predictor.device)
-        self._say(f"ready: {predictor.task} model on {device}, loaded in {predictor.load_s:.1f} s")
+        self._say(f"ready: {predictor.task} model on {device}, {how}")
         self.query_one("#try-input", Input).focus()
 
     def _failed(self, message: str) -> None:
@@ -104,9 +127,9 @@ class TryPane(Vertical):
         self._say(message)
 
     def release(self) -> None:
-        """Let the loaded model go (its memory is freed once nothing else holds it)."""
+        """Hand the model back to the app's slot, which lets it go in a while unless its run is reopened."""
         if self.predictor is not None:
-            self.predictor.close()
+            model_slot(self.app).release_later()
         self.predictor, self.run, self.state = None, None, "idle"
 
     # -- predicting ---------------------------------------------------------------------------
