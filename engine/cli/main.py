@@ -49,6 +49,17 @@ class Arg:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def _epoch_number(text: str) -> int | float:
+    """``--epoch``: a whole epoch (its end) or a fractional one (an evaluation inside it, eval_steps)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an epoch number: {text!r} (e.g. 2, or 1.5 with eval_steps)") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not an epoch number: {text!r} (0 or more)")
+    return int(value) if value.is_integer() else value
+
+
 def arg(*flags: str, **options: Any) -> Arg:
     return Arg(flags, options)
 
@@ -341,9 +352,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("run", metavar="RUN", help="experiment (latest run), experiment/run-id, or a run-id prefix"),
             arg(
                 "--epoch",
-                type=int,
+                type=_epoch_number,
                 metavar="N",
-                help="the evaluation after epoch N (0: before training); default: the final one",
+                help=(
+                    "the evaluation after epoch N (0: before training; 1.5: inside epoch 2, with eval_steps); "
+                    "default: the final one"
+                ),
             ),
             arg("--wrong", action="store_true", help="only the mistakes"),
             arg("--cell", metavar="GOLD,PRED", help="classify: one confusion-matrix cell (class names or indices)"),

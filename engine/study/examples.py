@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.store.predictions import read_epoch, saved_epochs
+from engine.store.predictions import epoch_label, read_epoch, saved_epochs
 from engine.tables import Table
 
 # How a question's answer is judged; the last three are the mistakes.
@@ -63,7 +63,7 @@ class ClassExamples:
     run_name: str
     rows: tuple[ClassRow, ...]
     names: tuple[str, ...]  # class name per label index ("0", "1" when the run recorded none)
-    epoch: int | None = None  # the evaluation after this epoch; None: the final one
+    epoch: int | float | None = None  # the evaluation after this epoch; None: the final one
 
     def name(self, label: int) -> str:
         return self.names[label] if 0 <= label < len(self.names) else str(label)
@@ -163,7 +163,7 @@ class QAExamples:
     run_name: str
     rows: tuple[QARow, ...]
     threshold: float  # the run's null_score_diff_threshold
-    epoch: int | None = None  # the evaluation after this epoch; None: the final one
+    epoch: int | float | None = None  # the evaluation after this epoch; None: the final one
 
     def select(self, kind: str = "", wrong_only: bool = False, by_confidence: bool = True) -> list[QARow]:
         """The questions of one kind (all when ``kind`` is ""), only the mistakes, most confident first."""
@@ -243,7 +243,7 @@ class MaskRow:
 class MaskExamples:
     run_name: str
     rows: tuple[MaskRow, ...]
-    epoch: int | None = None  # the evaluation after this epoch
+    epoch: int | float | None = None  # the evaluation after this epoch
 
     def select(self, wrong_only: bool = False, by_confidence: bool = True) -> list[MaskRow]:
         """The masked positions (only those whose top prediction is wrong), most confident first."""
@@ -297,16 +297,20 @@ class MaskExamples:
 Examples = ClassExamples | QAExamples | MaskExamples
 
 
-def epoch_words(epoch: int | None) -> str:
-    return "" if epoch is None else f", evaluation after epoch {epoch}" if epoch else ", evaluation before training"
+def epoch_words(epoch: int | float | None) -> str:
+    if epoch is None:
+        return ""
+    if not epoch:
+        return ", evaluation before training"
+    return f", evaluation after epoch {epoch}" if float(epoch).is_integer() else f", evaluation at epoch {epoch:.6g}"
 
 
-def example_epochs(run) -> list[int]:
+def example_epochs(run) -> list[int | float]:
     """The epochs whose evaluation predictions the run kept (ascending; [] for older runs)."""
     return saved_epochs(run.path)
 
 
-def load_examples(run, mirror: str = "", epoch: int | None = None) -> Examples:
+def load_examples(run, mirror: str = "", epoch: int | float | None = None) -> Examples:
     """The saved evaluation predictions of a classify, qa or pretrain run: the final evaluation's,
     or with ``epoch`` those of the evaluation after that epoch (a UserError when there are none)."""
     name = f"{run.experiment}/{run.run_id}"
@@ -325,7 +329,7 @@ def load_examples(run, mirror: str = "", epoch: int | None = None) -> Examples:
             )
         epoch = epochs[-1]
     if epoch is not None and epoch not in epochs:
-        have = f"epochs {', '.join(map(str, epochs))}" if epochs else "the final evaluation's only"
+        have = f"epochs {', '.join(map(epoch_label, epochs))}" if epochs else "the final evaluation's only"
         raise UserError(f"{name} has no saved predictions of epoch {epoch}: it kept {have}", code=1)
     rows = _epoch_rows(run, name, epoch) if epoch is not None else None
     if task == "classify":
@@ -335,7 +339,7 @@ def load_examples(run, mirror: str = "", epoch: int | None = None) -> Examples:
     return mask_examples(name, rows or [], epoch)
 
 
-def _epoch_rows(run, name: str, epoch: int) -> list[dict]:
+def _epoch_rows(run, name: str, epoch: int | float) -> list[dict]:
     try:
         return read_epoch(run.path, epoch)
     except (OSError, ValueError) as exc:
@@ -346,7 +350,7 @@ def _damaged(where: str, exc: BaseException) -> UserError:
     return UserError(f"{where} is not a saved prediction ({exc!r}): the file is damaged", code=1)
 
 
-def mask_examples(name: str, rows: list[dict], epoch: int | None) -> MaskExamples:
+def mask_examples(name: str, rows: list[dict], epoch: int | float | None) -> MaskExamples:
     out = []
     for n, d in enumerate(rows, 1):
         try:
@@ -373,7 +377,9 @@ def _missing(name: str, path: Path) -> UserError:
     )
 
 
-def classify_examples(run, name: str, saved: list[dict] | None = None, epoch: int | None = None) -> ClassExamples:
+def classify_examples(
+    run, name: str, saved: list[dict] | None = None, epoch: int | float | None = None
+) -> ClassExamples:
     """``saved``: one evaluation's rows (engine.store.predictions); None reads the final ``predictions.jsonl``."""
     path = run.path / "predictions.jsonl"
     lines: list = []
@@ -439,7 +445,7 @@ def _final_answers(run, name: str) -> dict[str, tuple[str, float, float]]:
     }
 
 
-def _epoch_answers(name: str, rows: list[dict], epoch: int | None) -> dict[str, tuple[str, float, float]]:
+def _epoch_answers(name: str, rows: list[dict], epoch: int | float | None) -> dict[str, tuple[str, float, float]]:
     out = {}
     for n, d in enumerate(rows, 1):
         try:
@@ -450,7 +456,7 @@ def _epoch_answers(name: str, rows: list[dict], epoch: int | None) -> dict[str, 
 
 
 def qa_examples(
-    run, name: str, mirror: str = "", saved: list[dict] | None = None, epoch: int | None = None
+    run, name: str, mirror: str = "", saved: list[dict] | None = None, epoch: int | float | None = None
 ) -> QAExamples:
     """``saved``: one evaluation's rows (engine.store.predictions); None reads the final evaluation's files."""
     from engine.hub.resolve import load_dataset_split

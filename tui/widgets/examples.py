@@ -53,7 +53,7 @@ class ExamplesPane(Vertical):
         self.filter_index = -1  # -1: no cell/kind; else a position in self.filters()
         self.shown: list = []
         self.mirror = ""
-        self.epochs: list[int | None] = []  # what E steps through: None = the final evaluation, then epochs
+        self.epochs: list[int | float | None] = []  # what E steps through: None = the final evaluation, then epochs
         self.epoch_index = 0
 
     def compose(self) -> ComposeResult:
@@ -81,7 +81,7 @@ class ExamplesPane(Vertical):
         self._load(self.run, self.mirror, self.epochs[self.epoch_index])
 
     @work(thread=True, exclusive=True, group="examples", exit_on_error=False)
-    def _load(self, run, mirror: str, epoch: int | None) -> None:
+    def _load(self, run, mirror: str, epoch: int | float | None) -> None:
         try:
             if not self.epochs:  # once per run: the final evaluation (pretraining: the last), then back
                 saved = example_epochs(run)[::-1]
