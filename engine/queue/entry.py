@@ -10,7 +10,9 @@ the scheduler leaves it once it started the job (keys sorted, as every writer wr
 
 ``seen_seq`` and ``started`` appear when the job starts; ``seed`` and ``group`` only on one seed
 of an experiment with ``seeds``; ``held`` once a waiting job was paused (and stays, ``false``,
-after it is released). :meth:`QueueEntry.to_json` writes back exactly the keys and values
+after it is released); ``waiting`` and ``blocked`` only while the scheduler says why a waiting job
+cannot start yet (not enough free GPU memory now) or ever (it fits no GPU of the machine).
+:meth:`QueueEntry.to_json` writes back exactly the keys and values
 :meth:`QueueEntry.from_json` read (keys it does not know included), so one queue file serves
 this version and the previous one alike.
 
@@ -40,7 +42,7 @@ _ALWAYS = (
     *("pid", "reason", "resume", "run", "state", "submitted"),
 )
 # Keys written only once they have a value (absent in the file = None here).
-_OPTIONAL = ("seen_seq", "started", "seed", "group", "held")
+_OPTIONAL = ("seen_seq", "started", "seed", "group", "held", "waiting", "blocked")
 
 
 class QueueFormatError(ValueError):
@@ -136,6 +138,8 @@ class QueueEntry:
     seed: int | None = None  # one seed of an experiment with ``seeds``, run in ``group``
     group: str | None = None
     held: bool | None = None  # paused while waiting: the scheduler skips it (None: never held)
+    waiting: str | None = None  # why the scheduler has not started it yet (e.g. GPU memory), set by the scheduler
+    blocked: str | None = None  # why it can never start here (it fits no GPU of the machine), set by the scheduler
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # keys of a newer version, kept
 
     @classmethod
@@ -183,6 +187,8 @@ class QueueEntry:
                 seed=_opt(data, "seed", (int,), "a whole number"),
                 group=_opt(data, "group", (str,), "a name"),
                 held=_opt(data, "held", (bool,), "true or false"),
+                waiting=_opt(data, "waiting", (str,), "a sentence"),
+                blocked=_opt(data, "blocked", (str,), "a sentence"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except QueueFormatError as exc:
@@ -214,7 +220,15 @@ class QueueEntry:
     def requeued(self, resume: bool, **changes: Any) -> QueueEntry:
         """This entry back in the queue (a retry, a resume): waiting again, with no process or GPUs."""
         return dataclasses.replace(
-            self, state=EntryState.QUEUED, resume=resume, pid=None, reason="", devices=(), **changes
+            self,
+            state=EntryState.QUEUED,
+            resume=resume,
+            pid=None,
+            reason="",
+            devices=(),
+            waiting=None,
+            blocked=None,
+            **changes,
         )
 
     def runner_kwargs(self, store: RunStore) -> dict[str, Any]:
