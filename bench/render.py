@@ -54,6 +54,11 @@ def render(info: dict, res: dict, command: str, quick: bool, gpu: dict | None, h
 
         render_predict(add, res["predict"])
 
+    if "memest" in res:
+        from memory_estimate import render_section as render_memest
+
+        render_memest(add, res["memest"])
+
     for saved in history or []:
         _render_history(add, saved)
     _gpu_section(add, gpu)
