@@ -188,7 +188,9 @@ def place(
             continue  # said by the job's status (settings.gpus offers fewer)
         if known and rooms is not None and not fits_machine(c.need or 0.0, c.gpus, rooms):
             est = c.estimate
-            out.blocked[c.id] = too_big(c.name, est, rooms, c.exp) if est is not None else f"{c.name} fits no GPU here"
+            why = too_big(c.name, est, rooms, c.exp) if est is not None else f"{c.name} fits no GPU here"
+            # a blocked job is not looked at again: the user changes the manifest and queues it anew
+            out.blocked[c.id] = why + ", then cancel this job and queue it again"
             continue
 
         need = c.need if known else None

@@ -84,6 +84,19 @@ def test_a_job_that_fits_no_gpu_is_refused_when_queued_with_what_it_needs_and_wh
     assert [e.experiment for e in q.file.read().jobs] == ["small1"]
 
 
+def test_a_queued_job_found_to_fit_no_gpu_is_blocked_with_the_reason_and_holds_nothing(tmp_path, gpus, monkeypatch):
+    m = load(write_manifest(tmp_path, _manifest()))
+    q, launcher = JobQueue(m), RecordingLauncher()
+    fake = sys.modules["pynvml"]
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # queued where NVML could not say (e.g. another client)
+    q.submit(["big", "small1"])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    started = advance(q.file, m, launcher)
+    big, small = q.refresh()
+    assert started == [small.id] and big.status == "blocked"
+    assert big.reason.startswith("big needs about") and big.reason.endswith("then cancel this job and queue it again")
+
+
 def test_a_job_that_fits_but_not_now_waits_with_the_reason_until_memory_frees(tmp_path, gpus):
     m = load(write_manifest(tmp_path, _manifest()))
     need = _need(m, "small1")
@@ -128,7 +141,8 @@ def test_place_units_refuse_hold_share_and_count_whole_gpus_without_nvml():
     rooms = {0: GpuRoom(0, 10 * GIB, 16 * GIB), 1: GpuRoom(1, 16 * GIB, 16 * GIB)}
     too_big, big, small = Candidate(1, 1, 20 * GIB, "huge"), Candidate(2, 2, 12 * GIB, "pair"), Candidate(3, 1, 3 * GIB)
     out = place([too_big, small], [0, 1], {}, rooms, slots=4)
-    assert out.picks == {3: [0]} and 1 in out.blocked  # never fits: holds nothing, later jobs start
+    assert out.picks == {3: [0]}  # never fits: holds nothing, later jobs start
+    assert out.blocked == {1: "huge fits no GPU here, then cancel this job and queue it again"}
     out = place([big, small], [0, 1], {}, rooms, slots=4)
     assert out.picks == {} and out.waiting == {
         2: "waiting for GPU memory: needs 12.0 GiB per GPU, GPU 1 has 16.0 GiB free"
