@@ -132,6 +132,11 @@ def _summary_section(add, res: dict, gpu: dict | None) -> None:
 
         for row in predict_rows(res["predict"]):
             add("| " + " | ".join(row) + " |")
+    if "memest" in res:
+        from memory_estimate import summary_rows as memest_rows
+
+        for row in memest_rows(res["memest"]):
+            add("| " + " | ".join(row) + " |")
     add(
         f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |"
     )
