@@ -35,3 +35,11 @@ def test_highlighted_experiment_shows_its_memory_and_a_refused_job_says_why(tmp_
             assert app.queue.jobs == []
 
     asyncio.run(go())
+
+
+def test_compare_shows_a_runs_memory_estimate_by_its_total():
+    from tui.screens.compare import config_diff
+
+    a = {"batch_size": 8, "memory_estimate": {"device": "cuda", "total_gib": 5.123, "weights_gib": 0.4}}
+    b = {"batch_size": 16, "memory_estimate": {"device": "cuda", "total_gib": 9.5, "weights_gib": 0.4}}
+    assert config_diff([a, b]) == [("batch_size", 8, 16), ("memory_estimate", "5.12 GiB (cuda)", "9.50 GiB (cuda)")]

@@ -56,8 +56,15 @@ def config_diff(configs: list[dict]) -> list[tuple]:
     for k in keys:
         values = [c.get(k) for c in configs]
         if any(v != values[0] for v in values[1:]):
-            rows.append((k, *values))
+            rows.append((k, *(_config_value(k, v) for v in values)))
     return rows
+
+
+def _config_value(key: str, value):
+    """A config value for one cell: the memory estimate (a table of terms) by its total and device."""
+    if key == "memory_estimate" and isinstance(value, dict) and isinstance(value.get("total_gib"), (int, float)):
+        return f"{value['total_gib']:.2f} GiB ({value.get('device', '?')})"
+    return value
 
 
 def letter(i: int) -> str:
