@@ -8,7 +8,7 @@
 #
 # One prepared command: a few minutes on an H200 (8 configs x 2 rounds x 60 steps within 5 minutes,
 # then the strongest peer vs the engine within 4 minutes; the sync-free masked path is checked against the CPU first). Needs python3 with torch and transformers >= 5.
-# Results: $OUT (or bench/out/) gpu_pretrain.json, gpu_pretrain.md, gpu_info.txt; fold them into
+# Results: $OUT (or bench/out/) gpu_pretrain.json, gpu_pretrain.md, gpu_info.txt, memory_estimate.json/.md; fold them into
 # BENCHMARKS.md with:  python bench/run.py --from-json bench/results/<run>.json --gpu-json bench/out/gpu_pretrain.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,14 @@ timeout 300 "$PY" bench/gpu_pretrain.py --batch-size "${BATCH:-64}" --seq 128 --
 # The strongest peer on the GPU: the tuned HF Trainer (bf16, fused AdamW, group_by_length, SDPA) vs the
 # engine (precision auto = bf16), same tokenised pairs of the embedded corpus, bert-base, batch 64, 10 + 50 steps,
 # interleaved pairs; tokens/s and MFU of both sides. Needs accelerate (pip install 'accelerate>=1.1').
+# The memory estimate (engine/models/memory.py) against torch.cuda.max_memory_allocated: bert-tiny and bert-base,
+# pretraining, classification and QA at a few batch sizes and lengths, each in a fresh process (about a minute).
+if [ "${1:-}" = "--dry-run" ]; then
+  timeout 240 "$PY" bench/memory_estimate.py --dry-run --json "$OUT_DIR/memory_estimate.json"
+else
+  timeout 240 "$PY" bench/memory_estimate.py --device cuda --json "$OUT_DIR/memory_estimate.json" \
+    --markdown "$OUT_DIR/memory_estimate.md" || echo "memory estimate: failed or timed out (rc $?)"
+fi
 if [ "${1:-}" != "--dry-run" ]; then
   timeout 240 "$PY" bench/run.py --gpu-peer --json "$OUT_DIR/gpu_peer.json" --out "$OUT_DIR/gpu_peer.md" || echo "gpu peer: failed or timed out (rc $?)"
 fi

@@ -54,6 +54,11 @@ def render(info: dict, res: dict, command: str, quick: bool, gpu: dict | None, h
 
         render_predict(add, res["predict"])
 
+    if "memest" in res:
+        from memory_estimate import render_section as render_memest
+
+        render_memest(add, res["memest"])
+
     for saved in history or []:
         _render_history(add, saved)
     _gpu_section(add, gpu)
@@ -126,6 +131,11 @@ def _summary_section(add, res: dict, gpu: dict | None) -> None:
         from predict_latency import summary_rows as predict_rows
 
         for row in predict_rows(res["predict"]):
+            add("| " + " | ".join(row) + " |")
+    if "memest" in res:
+        from memory_estimate import summary_rows as memest_rows
+
+        for row in memest_rows(res["memest"]):
             add("| " + " | ".join(row) + " |")
     add(
         f"| GPU: bert-base pretraining tokens/s, MFU, peak memory (`bench/gpu.sh`) | - | {'see the GPU section' if gpu else '**not run yet** (no GPU in this session)'} | - |"

@@ -32,6 +32,7 @@ fairly. Sections:
             following a growing events file, the plot of a 1M-step run
 - predict:  ``bench/predict_latency.py``: one prediction after load (the console's Try tab,
             ``lmconsole predict``), the demo's three bert-tiny models on the CPU
+- memest:   the memory estimate against measured peaks (``bench/memory_estimate.py``: bert-tiny, bert-base)
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -82,6 +83,7 @@ SECTIONS = (
     "console",
     "store",
     "predict",
+    "memest",
 )
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
@@ -947,6 +949,24 @@ def _run_sections(ws: Workspace, only: list) -> dict:
     if "predict" in only:
         log("predict")
         res["predict"] = bench_predict(ws)
+    if "memest" in only:
+        log("memory estimate")
+        out = ws.root / "memest.json"
+        res["memest"] = run_child(
+            [PY, str(BENCH / "memory_estimate.py"), "--json", str(out)],
+            bench_env(ws.root / "cache-memest"),
+            out,
+            timeout=3600,
+            log=ws.root / "memest.log",
+        )
+        fixed = run_child(  # the same on bert-tiny with glibc's mmap threshold fixed: what its arenas add
+            [PY, str(BENCH / "memory_estimate.py"), "--glibc-fixed", "--json", str(out)],
+            bench_env(ws.root / "cache-memest"),
+            out,
+            timeout=3600,
+            log=ws.root / "memest.log",
+        )
+        res["memest"]["rows"] = res["memest"].get("rows", []) + fixed.get("rows", [])
     if "console" in only:
         if shutil.which("tmux"):
             log("console")

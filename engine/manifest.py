@@ -755,6 +755,13 @@ class Settings:
         default="all",
         metadata=_meta("GPUs the scheduler may hand out: `all` (every visible one), `none`, or indices like `0,1,3`."),
     )
+    gpu_sharing: bool = field(
+        default=False,
+        metadata=_meta(
+            "Let the scheduler start a job on a GPU another queue job uses when both memory estimates fit in its "
+            "free memory (raise `max_parallel_jobs` too); off: one job per GPU."
+        ),
+    )
     # the Slurm executor
     executor: str = field(
         default="local",

@@ -47,7 +47,30 @@ def cmd_check(args) -> int:
             print(study_plan_text(manifest, exp.name))
         if exp.sweep is not None:
             print(exp.sweep.plan_text(exp.name))
+    estimates = memory_text(manifest)
+    if estimates:
+        print(estimates)
     return 0
+
+
+def memory_text(manifest) -> str:
+    """The memory estimate of every training experiment on this machine's device (a GPU where the job would get
+    one, else the CPU's RAM): ``lmconsole check``."""
+    from engine.models.memory import experiment_estimate
+    from engine.queue.gpus import gpus_needed, scheduler_gpus
+    from engine.store.runs import RunStore
+
+    store = RunStore(manifest.runs_dir)
+    has_gpus = bool(scheduler_gpus(manifest.settings))
+    training = [e for e in manifest.experiments if e.task in ("pretrain", "classify", "qa")]
+    if not training:
+        return ""
+    width = max(len(e.name) for e in training)
+    lines = ["memory estimate per device (weights, gradients, AdamW, activations; `engine/models/memory.py`):"]
+    for exp in training:
+        est, why = experiment_estimate(manifest, exp, gpus_needed(exp, has_gpus) > 0, store)
+        lines.append(f"  {exp.name:<{width}}  {est.line() if est is not None else 'unknown: ' + why}")
+    return "\n".join(lines)
 
 
 def study_plan_text(manifest, name: str) -> str:

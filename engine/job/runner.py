@@ -243,6 +243,23 @@ def _record_environment(ctx: JobContext) -> None:
     record_environment(ctx.run.path, ctx.manifest.path, exp.dataset or "", source, device)
 
 
+def _record_memory_estimate(ctx: JobContext) -> None:
+    """The memory estimate of this attempt's device (:mod:`engine.models.memory`), in ``config.json``
+    (``memory_estimate``, GiB per term) and the log; what cannot be estimated says why instead."""
+    from engine.models.memory import experiment_estimate
+
+    exp = ctx.exp
+    if exp.task not in ALL_TRAIN:
+        return
+    on_gpu = pick_device(exp.device).type == "cuda"
+    est, why = experiment_estimate(ctx.manifest, exp, on_gpu, ctx.store)
+    config = ctx.run.config()
+    config["memory_estimate"] = est.to_dict() if est is not None else {"unknown": why}
+    atomic_write_json(ctx.run.path / "config.json", config)
+    if est is not None:
+        ctx.log(f"memory estimate: {est.line()}")
+
+
 def experiment_for(manifest, name: str, run: Run | None = None, seed: int | None = None):
     """The experiment as one run of it executes: with ``seeds``, the seed of that run.
 
@@ -413,6 +430,7 @@ def _run_job(ctx: JobContext, check_changes: bool, accept_changes: bool) -> None
     facts = run_preflight(ctx)
     ctx.log(preflight_line(facts, exp.vocab_size))
     _record_environment(ctx)
+    _record_memory_estimate(ctx)
     results = task_function(exp.task)(ctx) or {}
     if ctx.start_model:
         results["start_model"] = ctx.start_model

@@ -11,9 +11,11 @@ the scheduler leaves it once it started the job (keys sorted, as every writer wr
 ``seen_seq`` and ``started`` appear when the job starts; ``seed`` and ``group`` only on one seed
 of an experiment with ``seeds``; ``sweep`` (the Optuna study's name) only on a trial of a sweep,
 whose parameters the scheduler asks the study for when it starts the job; ``held`` once a waiting
-job was paused (and stays, ``false``, after it is released). :meth:`QueueEntry.to_json` writes
-back exactly the keys and values :meth:`QueueEntry.from_json` read (keys it does not know
-included), so one queue file serves this version and the previous one alike.
+job was paused (and stays, ``false``, after it is released); ``waiting`` and ``blocked`` only while
+the scheduler says why a waiting job cannot start yet (not enough free GPU memory now) or ever (it
+fits no GPU of the machine). :meth:`QueueEntry.to_json` writes back exactly the keys and values
+:meth:`QueueEntry.from_json` read (keys it does not know included), so one queue file serves this
+version and the previous one alike.
 
 An entry holds what was asked and what the scheduler did, never a status: the status of a job
 is derived from its run directory each time (``engine.queue.schedule``). Entries are frozen;
@@ -41,7 +43,7 @@ _ALWAYS = (
     *("pid", "reason", "resume", "run", "state", "submitted"),
 )
 # Keys written only once they have a value (absent in the file = None here).
-_OPTIONAL = ("seen_seq", "started", "seed", "group", "held", "sweep")
+_OPTIONAL = ("seen_seq", "started", "seed", "group", "held", "sweep", "waiting", "blocked")
 
 
 class QueueFormatError(ValueError):
@@ -138,6 +140,8 @@ class QueueEntry:
     group: str | None = None
     held: bool | None = None  # paused while waiting: the scheduler skips it (None: never held)
     sweep: str | None = None  # a trial of a sweep: the study it asks for its parameters when it starts
+    waiting: str | None = None  # why the scheduler has not started it yet (e.g. GPU memory), set by the scheduler
+    blocked: str | None = None  # why it can never start here (it fits no GPU of the machine), set by the scheduler
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # keys of a newer version, kept
 
     @classmethod
@@ -186,6 +190,8 @@ class QueueEntry:
                 group=_opt(data, "group", (str,), "a name"),
                 held=_opt(data, "held", (bool,), "true or false"),
                 sweep=_opt(data, "sweep", (str,), "a study name"),
+                waiting=_opt(data, "waiting", (str,), "a sentence"),
+                blocked=_opt(data, "blocked", (str,), "a sentence"),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except QueueFormatError as exc:
@@ -217,7 +223,15 @@ class QueueEntry:
     def requeued(self, resume: bool, **changes: Any) -> QueueEntry:
         """This entry back in the queue (a retry, a resume): waiting again, with no process or GPUs."""
         return dataclasses.replace(
-            self, state=EntryState.QUEUED, resume=resume, pid=None, reason="", devices=(), **changes
+            self,
+            state=EntryState.QUEUED,
+            resume=resume,
+            pid=None,
+            reason="",
+            devices=(),
+            waiting=None,
+            blocked=None,
+            **changes,
         )
 
     def runner_kwargs(self, store: RunStore) -> dict[str, Any]:

@@ -30,9 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import UserError
 from engine.events import MetricStore, PhaseStarted, ProgressUpdated
 from engine.files import SAFE_NAME
+from engine.models.memory import experiment_estimate
 from engine.queue.entry import EntryState, Quarantined, QueueEntry
+from engine.queue.fit import fits_machine, gpu_rooms, too_big
 from engine.queue.gpus import gpus_needed, scheduler_gpus
 from engine.queue.launch import ThreadLauncher, ensure_scheduler, pid_alive, scheduler_running
 from engine.queue.queuefile import QUEUE_DIR, QueueDirError, QueueFile
@@ -250,6 +253,7 @@ class JobQueue:
         added: list[int] = []
         skipped: list[str] = []
         has_gpus = self._has_gpus()
+        rooms = gpu_rooms(scheduler_gpus(self.manifest.settings)) if has_gpus else None  # NVML's memory per GPU
         with self._lock, self.file.change() as state:
             st = statuses(state, self.store, self._alive)
             plan = (
@@ -281,6 +285,8 @@ class JobQueue:
                             if e.experiment == dep and st.get(e.id, ("",))[0] == "finished"
                         ][:1]
                     deps += ids  # every seed of a dependency with ``seeds``
+                if rooms is not None:
+                    self._refuse_if_too_big(exp, gpus_needed(exp, has_gpus), rooms)  # nothing is queued then
                 if exp.sweep is not None:  # one job per trial; each asks the study for its parameters at start
                     from engine.store.runs import new_run_id
                     from engine.sweep.study import new_study_name
@@ -298,6 +304,14 @@ class JobQueue:
         self.last_skipped = skipped
         self._after_change()
         return [self._jobs[i] for i in added if i in self._jobs]
+
+    def _refuse_if_too_big(self, exp, gpus: int, rooms: dict) -> None:
+        """:class:`UserError` (one line: what it needs, what to lower) for a job that fits no GPU here even idle."""
+        if not gpus:
+            return
+        est, _ = experiment_estimate(self.manifest, exp, on_gpu=True, store=self.store)
+        if est is not None and not fits_machine(est.total, gpus, rooms):
+            raise UserError(too_big(exp.name, est, rooms, exp))
 
     def _running_elsewhere(self, name: str) -> bool:
         return any(r.raw_status().get("status") in ACTIVE and r.owner_alive() for r in self.store.runs(name))

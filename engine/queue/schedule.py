@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.queue.entry import EntryState, QueueEntry, QueueState
-from engine.queue.gpus import assign_gpus, scheduler_gpus
+from engine.queue.fit import Candidate, candidate, gpu_rooms, place
+from engine.queue.gpus import scheduler_gpus
 from engine.queue.queuefile import QUEUE_DIR, QueueFile
 from engine.status import ACTIVE, FINAL, SATISFIED, STOPPED
 from engine.store.runs import Run, RunStore
@@ -63,6 +64,8 @@ def entry_status(
     elif entry.held:  # paused while waiting: the scheduler skips it (and so its dependants wait)
         # reasons name the next step as an action, not a console key: `lmconsole queue` shows them too
         out = ("paused", "held in the queue: it starts once resumed")
+    elif entry.blocked:  # the scheduler found it fits no GPU of this machine
+        out = ("blocked", entry.blocked)
     else:
         out = ("queued", "")
         for dep_id in entry.depends_on:
@@ -75,6 +78,8 @@ def entry_status(
                 break
         if out[0] == "queued" and gpu_count is not None and entry.gpus > gpu_count:
             out = ("blocked", f"needs {entry.gpus} GPU(s); settings.gpus offers {gpu_count}")
+        elif out[0] == "queued" and entry.waiting:
+            out = ("queued", entry.waiting)  # e.g. waiting for GPU memory, as the scheduler last saw it
     memo[key] = out
     return out
 
@@ -145,14 +150,26 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
     started: list[int] = []
     with queue_file.change() as state:
         st = statuses(state, store, launcher.alive, len(gpus))
-        busy: set[int] = set()
+        own = {str(Path(manifest.path).resolve()): (manifest, "")}
+        rooms = gpu_rooms(gpus)  # NVML's free memory per GPU; None: count whole GPUs only
+        estimates: dict = {}
+
+        def as_candidate(e: QueueEntry) -> Candidate:
+            queued_from = entry_manifest(e, store.root, own)[0] if rooms is not None else None
+            if queued_from is None:
+                return Candidate(e.id, e.gpus, name=e.experiment)
+            return candidate(e, queued_from, store, estimates)
+
+        on_gpu: dict[int, list[tuple[float | None, int | None]]] = {g: [] for g in gpus}
         active = 0
         for e in state.jobs:
             # A job's process holds its slot and GPUs until it exits, not only while its run is
             # active: one that wrote "finished" may still free GPU memory for a second or so.
             if e.state is EntryState.STARTED and (st[e.id][0] in ACTIVE or launcher.alive(e)):
                 active += 1
-                busy.update(e.devices)
+                need = as_candidate(e).need if e.devices else None
+                for g in e.devices:
+                    on_gpu.setdefault(g, []).append((need, e.pid))
         active += external_active(store, {e.run for e in state.jobs if e.run})
         waiting = []
         slots = _sweep_slots(state, st, launcher, manifest)
@@ -165,9 +182,21 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 if slots.get(e.sweep, 1) <= 0:
                     continue
                 slots[e.sweep] = slots.get(e.sweep, 1) - 1
-            waiting.append((e.id, e.gpus))
-        free = [g for g in gpus if g not in busy]
-        picks = assign_gpus(waiting, free, manifest.settings.max_parallel_jobs - active, total=len(gpus))
+            waiting.append(as_candidate(e))
+        placed = place(
+            waiting,
+            list(gpus),
+            on_gpu,
+            rooms,
+            manifest.settings.max_parallel_jobs - active,
+            manifest.settings.gpu_sharing,
+        )
+        picks = placed.picks
+        for c in waiting:  # why each job still waits, or never starts, as this pass saw it (shown as its reason)
+            entry = state.get(c.id)
+            why = (placed.waiting.get(c.id) if rooms is not None else None, placed.blocked.get(c.id))
+            if entry is not None and c.id not in picks and (entry.waiting, entry.blocked) != why:
+                state.change(c.id, waiting=why[0], blocked=why[1])
         own = {str(Path(manifest.path).resolve()): (manifest, "")}
         for job_id, devices in picks.items():
             entry = state.get(job_id)
@@ -193,7 +222,13 @@ def advance(queue_file: QueueFile, manifest, launcher) -> list[int]:
                 run = Run(store.root / entry.run)
                 ref, seen = entry.run, int(run.pending_request().get("seq", 0))  # an old cancel must not fire again
             entry = state.change(
-                job_id, run=ref, seen_seq=seen, state=EntryState.STARTED, devices=tuple(devices), started=time.time()
+                job_id,
+                run=ref,
+                seen_seq=seen,
+                state=EntryState.STARTED,
+                devices=tuple(devices),
+                started=time.time(),
+                waiting=None,
             )
             state.change(job_id, pid=launcher.start(queue_file, entry, devices))
             started.append(job_id)

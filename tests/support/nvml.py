@@ -9,8 +9,12 @@ Util = namedtuple("Util", "gpu memory")
 Mem = namedtuple("Mem", "total free used")
 
 
-def fake_pynvml(count=2, fail_init=None, unsupported=()):
-    """A pynvml stand-in: ``count`` GPUs with fixed figures; ``unsupported`` names calls that raise."""
+def fake_pynvml(count=2, fail_init=None, unsupported=(), memory=None):
+    """A pynvml stand-in: ``count`` GPUs with fixed figures; ``unsupported`` names calls that raise.
+
+    ``memory``: a list of [free GiB, total GiB] per GPU, read at each call (a test changes it
+    between scheduler passes); default 60 of 80 GiB free on every GPU.
+    """
     nv = types.ModuleType("pynvml")
 
     class NVMLError(Exception):
@@ -38,7 +42,12 @@ def fake_pynvml(count=2, fail_init=None, unsupported=()):
     nv.nvmlDeviceGetHandleByIndex = lambda i: ("h", i)
     nv.nvmlDeviceGetName = guard("name", lambda h: b"NVIDIA H100" if h[1] == 0 else "NVIDIA A100")
     nv.nvmlDeviceGetUtilizationRates = guard("util", lambda h: Util(gpu=90 + h[1], memory=40))
-    nv.nvmlDeviceGetMemoryInfo = guard("mem", lambda h: Mem(total=80 * 2**30, free=60 * 2**30, used=20 * 2**30))
+
+    def mem(h):
+        free, total = memory[h[1]] if memory is not None else (60, 80)
+        return Mem(total=total * 2**30, free=free * 2**30, used=(total - free) * 2**30)
+
+    nv.nvmlDeviceGetMemoryInfo = guard("mem", mem)
     nv.nvmlDeviceGetTemperature = guard("temp", lambda h, sensor: 61 + h[1])
     nv.nvmlDeviceGetPowerUsage = guard("power", lambda h: 350_500)
     nv.nvmlDeviceGetEnforcedPowerLimit = guard("limit", lambda h: 700_000)

@@ -239,6 +239,8 @@ def test_run_finishes_with_table_and_checkpoints(finished_run):
     s = steps[-1]
     assert s.tokens_per_s > 0 and s.eta_s is not None and set(s.parts) == {"mlm_loss", "nsp_loss"}
     assert s.grad_norm is not None and s.learning_rate >= 0
+    estimate = run.config()["memory_estimate"]  # recorded by the job for its device
+    assert estimate["device"] == "cpu" and estimate["total_gib"] > 0 and estimate["activations_gib"] > 0
 
 
 def test_logged_parameter_counts_agree_with_the_model_built(finished_run):

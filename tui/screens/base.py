@@ -13,6 +13,7 @@ from textual import work
 from textual.binding import Binding
 from textual.screen import Screen
 
+from engine.errors import UserError
 from engine.events import JobFailed
 from engine.status import ACTIVE, LIVE
 from engine.store.runs import read_events
@@ -118,7 +119,11 @@ class ConsoleScreen(Screen):
         queue = self.app.queue
         manifest = self.app.manifest
         plan = manifest.plan(names)
-        jobs = queue.submit(names, again=again)
+        try:
+            jobs = queue.submit(names, again=again)
+        except UserError as exc:  # e.g. a job that fits no GPU of this machine: nothing was queued
+            self.say(str(exc), "error")
+            return
         added = [j.experiment for j in jobs]
         deps = [n for n in added if n not in names]
         studies = [n for n in names if manifest.get(n).task == "study"]

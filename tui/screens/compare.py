@@ -72,11 +72,18 @@ def run_differences(runs: list) -> list[tuple]:
     rows = []
     for (section, key), values in found.items():
         if section == "config":
-            values = [c.get(key) for c in configs]
+            values = [_config_value(key, c.get(key)) for c in configs]
         else:  # a run with no row of its own here recorded what the first one did
             values = [v if v is not None else values[0] for v in values]
         rows.append((section, key, *values))
     return rows
+
+
+def _config_value(key: str, value):
+    """A config value for one cell: the memory estimate (a table of terms) by its total and device."""
+    if key == "memory_estimate" and isinstance(value, dict) and isinstance(value.get("total_gib"), (int, float)):
+        return f"{value['total_gib']:.2f} GiB ({value.get('device', '?')})"
+    return value
 
 
 def letter(i: int) -> str:

@@ -157,7 +157,19 @@ class MainScreen(ConsoleScreen):
             if not job.done or job.status == "blocked" or job.run is None:
                 statuses[job.experiment] = (job.status, job.reason)
         finished = {r.run.experiment for r in self._rows if r.status == "finished"}
-        self.query_one(ExperimentsPane).set_experiments(self.app.manifest.experiments, statuses, finished)
+        pane = self.query_one(ExperimentsPane)
+        if pane.memory_of is None:
+            pane.memory_of = self._memory_of
+        pane.set_experiments(self.app.manifest.experiments, statuses, finished)
+
+    def _memory_of(self, exp) -> str:
+        """``memory ≈ 5.12 GiB per GPU (...)`` for a training experiment, on the device the queue would give it."""
+        from engine.models.memory import memory_note
+        from engine.queue.gpus import gpus_needed, scheduler_gpus
+
+        manifest = self.app.manifest
+        on_gpu = gpus_needed(exp, bool(scheduler_gpus(manifest.settings))) > 0
+        return memory_note(manifest, exp, on_gpu, self.app.store)
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def load_runs(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,8 @@ class ExperimentsPane(TablePane):
         super().__init__(**kwargs)
         self.experiments: Sequence[Experiment] = ()
         self.statuses: dict[str, tuple[str, str]] = {}
+        # the memory estimate of a training experiment in words (set by the screen, which knows the manifest)
+        self.memory_of: Callable[[Experiment], str] | None = None
         self._all_rows: list[tuple[str, list, str]] = []
         self.show_after = True  # the `after` column goes first when the table is wider than the pane
 
@@ -153,6 +155,9 @@ class ExperimentsPane(TablePane):
         if exp.dependencies and exp.task != "study":
             source += f", after {', '.join(exp.dependencies)}"
         text = f"{exp.description} ({source})" if exp.description else source
+        memory = self.memory_of(exp) if self.memory_of is not None else ""
+        if memory:  # before queueing: what it will take of a GPU (or of RAM)
+            text += f" · {memory}"
         if st in UNEXPECTED and reason:
             text = f"{name}: {st}: {reason}"
         self.post_message(Note(text, "error" if st == "failed" else "info", source=self.id or ""))

@@ -58,7 +58,8 @@ class JobsPane(TablePane):
         self.jobs = {str(j.id): j for j in jobs}
         rows = []
         for job in jobs:
-            note = job.reason if job.status in PROBLEM else ""  # an interrupted job shows its run
+            # an interrupted job shows its run; a queued one why it waits, when the scheduler said (GPU memory)
+            note = job.reason if job.status in PROBLEM or job.status == "queued" else ""
             if not note and job.run is not None:
                 note = short_id(job.run.run_id)
             if job.status == "cancelled":  # the reason ("cancelled by request; resume to ...") is too long here
@@ -116,4 +117,5 @@ class JobsPane(TablePane):
                 )
             )
         else:
-            self.post_message(Note(f"#{job.id} {job.experiment}: {job.status}", source=self.id or ""))
+            why = f": {job.reason}" if job.status == "queued" and job.reason else ""
+            self.post_message(Note(f"#{job.id} {job.experiment}: {job.status}{why}", source=self.id or ""))
