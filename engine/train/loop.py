@@ -661,6 +661,11 @@ def resume(lp: Loop) -> dict:
     return state
 
 
+CONTROL_EVERY = 8  # distributed: rank 0's decisions reach the other ranks every this many optimizer steps
+PAUSED = 3  # the control code rank 0 broadcasts while paused (a heartbeat: no collective waits for the pause)
+STOP, PRUNE = 1, 2  # after an evaluation: rank 0 stopped training early, or a sweep's pruner stops the trial
+
+
 def evaluate(lp: Loop, epoch: float, train_loss: float | None) -> dict:
     """Rank 0 evaluates, emits EvalFinished, rewrites the epochs table and decides on it
     (:func:`after_evaluation`); every rank waits for it and learns whether training stops.
@@ -680,8 +685,12 @@ def evaluate(lp: Loop, epoch: float, train_loss: float | None) -> dict:
         ctx.emit(TableWritten(name=table.name, path=str(ctx.writer.write_table(table))))
         if epoch != 0:  # the evaluation before training judges no trained weights
             after_evaluation(lp, Evaluation(epoch=epoch, step=lp.step, metrics=metrics))
-    if lp.dist.on and lp.dist.broadcast(int(lp.stopped is not None), lp.device) and lp.stopped is None:
-        lp.stopped = {"reason": "stopped by rank 0", "epoch": epoch, "step": lp.step}
+    if lp.dist.on:  # rank 0 decided: one broadcast per evaluation tells every rank (go on, stop, prune)
+        code = lp.dist.broadcast(STOP if lp.stopped is not None else PRUNE if ctx.prune_reason else 0, lp.device)
+        if code == STOP and lp.stopped is None:
+            lp.stopped = {"reason": "stopped by rank 0", "epoch": epoch, "step": lp.step}
+        if code == PRUNE and not ctx.prune_reason:
+            ctx.prune_reason = "pruned by the sweep's pruner (rank 0)"
     lp.dist.barrier()
     return metrics
 
@@ -797,10 +806,6 @@ def checkpoint_mid_epoch(lp: Loop, window: Window, epoch: int, batch: int) -> No
     if lp.step == lp.saves.last_step:
         return
     checkpoint(lp, lp.snapshot(epoch, batch) | window.checkpoint_state(lp.dist), window)
-
-
-CONTROL_EVERY = 8  # distributed: rank 0's decisions reach the other ranks every this many optimizer steps
-PAUSED = 3  # the control code rank 0 broadcasts while paused (a heartbeat: no collective waits for the pause)
 
 
 def control(lp: Loop, window: Window, epoch: int, batch: int) -> None:
@@ -1075,10 +1080,11 @@ def train_epochs(lp: Loop, state: dict) -> dict:
         state["batch"] = 0
         if stop or lp.stopped is not None:
             break
-        # A sweep's pruner heard this evaluation (rank 0) and wants the trial stopped: every rank stops
-        # here, after the epoch's checkpoint, and the run keeps what it has (its status: pruned).
-        if evaluated is not None and lp.dist.broadcast(1 if ctx.prune_reason else 0, lp.device):
-            raise Pruned(ctx.prune_reason or "pruned by the sweep's pruner", _results(lp, metrics))
+        # A sweep's pruner heard an evaluation (rank 0; the other ranks learnt it in evaluate) and wants
+        # the trial stopped: every rank stops here, after the epoch's checkpoint, and the run keeps what
+        # it has (its status: pruned).
+        if evaluated is not None and ctx.prune_reason:
+            raise Pruned(ctx.prune_reason, _results(lp, metrics))
     return metrics
 
 

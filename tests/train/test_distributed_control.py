@@ -37,7 +37,11 @@ def test_control_is_broadcast_every_few_steps_not_every_step(tmp_path, group):
     ctx = toy_context(tmp_path, epochs=2, save_steps=2)
     result = train_toy(ctx, ToyTask())
     assert result["global_step"] == 16 and result["world_size"] == 1
-    assert len(group) == 16 // loop.CONTROL_EVERY  # before steps 1 and 9 (8 per epoch)
+    # control before steps 1 and 9 (8 per epoch), and one broadcast after each evaluation (go on, stop
+    # early or prune: one code), where the evaluation already synchronised the ranks
+    evaluations = len(result["history"])  # before training, then after each epoch
+    assert evaluations == 3
+    assert len(group) == 16 // loop.CONTROL_EVERY + evaluations
     # save_steps needs no broadcast: every rank counts steps
     assert [p.name for p in ctx.run.checkpoints_newest_first()][:2] == ["step-00000016", "step-00000014"]
 
@@ -147,3 +151,23 @@ def test_a_pause_longer_than_the_collective_timeout_keeps_the_other_rank_alive(t
         line = out.strip().splitlines()[-1]
         assert line.startswith(f"rank {rank}: 4 steps, world 2"), out  # 8 batches, 2 ranks
         assert float(line.split(", ")[-1].split()[0]) >= 6.0  # both waited out the whole pause
+
+
+def test_a_prune_rides_the_evaluation_broadcast(tmp_path, group):
+    """A sweep's pruner (rank 0) stops the trial: the evaluation's one broadcast carries PRUNE, so the
+    other ranks stop at the same epoch boundary without a collective of their own."""
+    from engine.errors import Pruned
+    from engine.events import EvalFinished
+
+    ctx = toy_context(tmp_path, epochs=3)
+    emit = ctx.emit
+
+    def pruner(event):  # what the trial reporter does when the pruner says stop
+        emit(event)
+        if isinstance(event, EvalFinished) and event.epoch == 1:
+            ctx.prune_reason = "trial 3 pruned at epoch 1"
+
+    ctx.emit = pruner  # type: ignore[method-assign]
+    with pytest.raises(Pruned):
+        train_toy(ctx, ToyTask())
+    assert loop.PRUNE in group and group.count(loop.PRUNE) == 1
