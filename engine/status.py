@@ -1,8 +1,10 @@
 """The one status vocabulary of runs and jobs, shared by engine, CLI and console.
 
 A *run* (a directory under ``runs/``) is queued, running, paused, finished,
-failed, cancelled or interrupted (its owner died). A *job* (an entry of the
-queue on disk) adds ``blocked`` (a dependency did not finish). Every module
+failed, cancelled or interrupted (its owner died); a running run whose process
+has shown no sign of life for too long reads as ``stalled`` (derived when read,
+never written: :mod:`engine.store.stall`). A *job* (an entry of the queue on
+disk) adds ``blocked`` (a dependency did not finish). Every module
 tests membership in the sets below instead of keeping its own tuple of words.
 """
 
@@ -20,13 +22,14 @@ class Status(str, Enum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     BLOCKED = "blocked"
+    STALLED = "stalled"
 
     def __str__(self) -> str:  # "running", not "Status.RUNNING", in messages and JSON
         return self.value
 
 
 STATUSES = tuple(s.value for s in Status)
-ACTIVE = frozenset({"running", "paused"})  # a live process holds the run
+ACTIVE = frozenset({"running", "paused", "stalled"})  # a live process holds the run (a stalled one too)
 FINAL = frozenset({"finished", "failed", "cancelled", "interrupted", "blocked"})  # nothing more happens by itself
 RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})  # resume continues from the last checkpoint
 STOPPED = frozenset({"failed", "cancelled", "interrupted", "blocked"})  # final but not finished: blocks dependants

@@ -48,6 +48,7 @@ from engine.secrets import redact
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
+from engine.store.stall import Heartbeat
 from engine.store.writer import EventWriter
 from engine.tasks import task_function
 
@@ -69,6 +70,7 @@ class JobContext:
     start_model: str = ""  # the run a fine-tuning started from, for results and model cards
     stop: StopSignals | None = None  # engine/job/preempt.py: when this job runs in a process's main thread
     sampler: JobSampler | None = None  # engine/job/system.py: SystemSampled events every 30 s
+    heartbeat: Heartbeat | None = None  # engine/store/stall.py: the stall watchdog's sign of life, between steps
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -79,6 +81,21 @@ class JobContext:
         """An attempt's first events: running, and RunStarted (again after a resume's rewind cut them off)."""
         self.emit(StatusChanged(status="running", reason="resumed" if self.resume else ""))
         self.emit(RunStarted(run_id=self.run.run_id, experiment=self.exp.name, task=self.exp.task, resumed=self.resume))
+        self._beat()
+
+    def _beat(self) -> None:
+        """A sign of life for the stall watchdog (the first one writes the job's threshold); never fails a job."""
+        try:
+            if self.heartbeat is None:
+                self.heartbeat = Heartbeat(self.run.path, getattr(self.manifest.settings, "stall_minutes", 0.0))
+                self.heartbeat.start()
+            else:
+                self.heartbeat.beat()
+        except OSError as exc:
+            self.heartbeat = Heartbeat(
+                self.run.path, getattr(self.manifest.settings, "stall_minutes", 0.0)
+            )  # try again later
+            self.log(f"heartbeat not written ({exc.strerror or exc}): the stall watchdog goes by the events", "warning")
 
     def log(self, message: str, level: str = "info") -> None:
         self.sink.emit(LogEmitted(level=level, message=message))
@@ -125,6 +142,7 @@ class JobContext:
         """
         self.check_stop()
         self.sample_system()
+        self._beat()
         action = self._read_request()
         if action == "cancel":
             raise Cancelled()
@@ -141,6 +159,8 @@ class JobContext:
             action = self._read_request()
             if action == "resume":
                 self.emit(StatusChanged(status="running", reason="resumed"))
+                if self.heartbeat is not None:
+                    self.heartbeat.pause_gap()  # the pause is no step time
                 return
             if action == "cancel":
                 raise Cancelled()
