@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.cli import jobs, look, models, provenance, run, runs, study
+from engine.cli import jobs, look, models, notify, provenance, run, runs, study
 from engine.cli.output import PrintableStream, safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
@@ -290,6 +290,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("job", nargs="?", metavar="JOB", help="job number or experiment (default: the first running job)"),
             arg("--json", action="store_true", help="print events as JSON lines"),
         ),
+    ),
+    Command(
+        "notify",
+        notify.cmd_notify,
+        "where settings.notify sends job news (finished, failed, NaN, stalled); --test sends one now",
+        (arg("--test", action="store_true", help="send a test notification to every URL and say which failed"),),
     ),
     Command(
         "control",

@@ -38,6 +38,7 @@ from engine.hub.resolve import resolve_dataset
 from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
+from engine.job.notify import notify_run_end
 from engine.job.preempt import ForwardSignals, StopSignals
 from engine.job.preflight import run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
@@ -328,7 +329,9 @@ def run_experiment(
         # The ranks run with in_worker: the changed-manifest check of a resume happens here, once.
         if is_resume and not _launch_changes_ok(exp, run, sinks, accept_changes):
             return run
-        return _launch(manifest, exp, run, sinks, is_resume)
+        _launch(manifest, exp, run, sinks, is_resume)
+        notify_run_end(manifest.settings, run)  # the launcher's ranks run in_worker: this process tells, once
+        return run
     ctx = _job_context(manifest, exp, run, store, sinks, is_resume, options.seen_seq)
     stop, writer = ctx.stop, ctx.writer
     interrupted = False
@@ -361,6 +364,8 @@ def run_experiment(
             # The signal came after the last step boundary (the job finished or failed meanwhile):
             # its results are on disk, so deliver it now to whatever ran this job.
             os.kill(os.getpid(), stop.signum)
+    if not in_worker:  # a launcher's rank 0 leaves it to its parent; a Slurm job tells from its own node
+        notify_run_end(manifest.settings, run)
     return run
 
 
