@@ -31,6 +31,15 @@ def _wait(cond, timeout=30.0, step=0.05):
     return bool(cond())
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (T: stopped); "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
 def _cli_json(folder, *args) -> list[dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "tui.entry", "--manifest", str(folder / "experiments.toml"), *args, "--json"],
@@ -79,6 +88,7 @@ def test_a_stopped_job_reads_stalled_is_told_once_and_cancels(tmp_path, monkeypa
 
             said = queue.control(queue.get(job.id), "cancel")
             assert said.startswith(f"cancel requested: #{job.id} params is stalled; it was woken (SIGCONT)")
+            assert _wait(lambda: _state(pid) != "T", timeout=5)  # the cancel woke it, not the line below
         finally:
             os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
         assert _wait(lambda: queue.get(job.id).status == "cancelled", timeout=20)
