@@ -72,7 +72,7 @@ def cmd_queue(args, manifest) -> int:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
-        note = j.reason if j.status in STOPPED else (j.run.run_id if j.run else "")
+        note = j.reason if j.status in STOPPED | {"stalled"} else (j.run.run_id if j.run else "")  # why it is stuck
         table.append(
             [
                 "#--" if j.quarantined else f"#{j.id}",

@@ -58,7 +58,8 @@ class JobsPane(TablePane):
         self.jobs = {str(j.id): j for j in jobs}
         rows = []
         for job in jobs:
-            note = job.reason if job.status in PROBLEM | {"cancelled"} else ""  # an interrupted job shows its run
+            # why it stopped (or is stuck); an interrupted job shows its run
+            note = job.reason if job.status in PROBLEM | {"cancelled", "stalled"} else ""
             if not note and job.run is not None:
                 note = short_id(job.run.run_id)
             if job.resume is not None and job.status == "queued":
