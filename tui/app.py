@@ -63,6 +63,7 @@ class LMConsole(ConsoleApp):
 
             self.push_screen(MainScreen())
             self._alerts = JobAlerts()  # the jobs' statuses as last seen: toasts for what changes
+            self._alerts.changes(self.queue.jobs)  # what has ended before the console opened is no news
             self.set_interval(1.0, self._tell_alerts)
         else:
             from .screens.manifest_error import ManifestErrorScreen
