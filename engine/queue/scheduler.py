@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from engine.errors import ManifestError
+    from engine.job.notify import wait_sent
     from engine.manifest import load
     from engine.queue.entry import EntryState
     from engine.queue.gpus import scheduler_gpus
@@ -90,6 +91,7 @@ def main(argv=None) -> int:
     finally:
         if me is not None:
             unlock(me)
+        wait_sent()  # a stall notice still on its way (its thread would die with this process)
 
 
 if __name__ == "__main__":
