@@ -2,8 +2,10 @@
 
 Sent by the process that sees the event, so no console has to be open: a job process when its
 job finishes, fails or stops on a NaN loss (:func:`notify_run_end`, called by
-``engine.job.runner.run_experiment``); the scheduler when a job stalls (the job itself is stuck);
-a sweep or a study when it is done (:func:`notify`, the one entry point for any other sender).
+``engine.job.runner.run_experiment``), and when it finished the last step of a study (the queue's
+job process, or ``lmconsole run <study>``: :func:`study_details`); the scheduler when a job stalls
+(the job itself is stuck); a sweep when it is done (:func:`notify`, the one entry point for any
+other sender).
 
 Each message goes out in a background thread with Apprise's short socket timeouts (4 s to
 connect, 4 s to read, per URL): a dead server never blocks or fails a job. A job process waits
@@ -183,6 +185,24 @@ def notify_run(urls, run, status: dict | None = None) -> threading.Thread | None
     if kind is None:
         return None
     return notify(urls, kind, run.experiment, run_details(run, status))
+
+
+def studies_with(manifest, experiment: str) -> list[str]:
+    """The studies of ``manifest`` that ``experiment`` is a step of (or a dependency of a step)."""
+    return [e.name for e in manifest.experiments if e.task == "study" and experiment in manifest.job_plan([e.name])]
+
+
+def study_details(manifest, store, study: str) -> str | None:
+    """The body of a "study done" notice, a line per step with its headline result; None while the
+    latest run of any step has not finished (the study is not done)."""
+    lines = []
+    for name in manifest.job_plan([study]):
+        run = store.latest(name)
+        if run is None or run.status().get("status") != "finished":
+            return None
+        head = primary_result(run.results())
+        lines.append(f"{name}: " + (f"{head[0]} {fmt_num(head[1])}" if head is not None else "finished"))
+    return "\n".join(lines)
 
 
 def notify_run_end(settings, run) -> None:

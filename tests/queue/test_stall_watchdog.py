@@ -15,8 +15,9 @@ import pytest
 
 from engine.manifest import load
 from engine.queue.jobqueue import JobQueue
+from engine.queue.launch import pid_alive
 from support import PYTHONPATH
-from support.fakes import MANIFEST, write_manifest
+from support.fakes import MANIFEST, write_manifest, write_run
 from support.webhook import webhook
 
 pytest.importorskip("apprise")
@@ -93,3 +94,30 @@ def test_a_stopped_job_reads_stalled_is_told_once_and_cancels(tmp_path, monkeypa
             os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
         assert _wait(lambda: queue.get(job.id).status == "cancelled", timeout=20)
         assert queue.wait_idle(20)
+
+
+STUDY = """
+[[experiment]]
+name = "both"
+task = "study"
+steps = ["params", "baseline"]
+"""
+
+
+def test_the_job_that_ends_a_queued_study_tells_it_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMCONSOLE_JOB_RUNNER", "support.fakes:process_runner")
+    monkeypatch.setenv("PYTHONPATH", PYTHONPATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LMCONSOLE_VISIBLE_GPUS", "")
+    monkeypatch.setenv("LMCONSOLE_FAKE", json.dumps({"default": {"steps": 2}}))
+    with webhook() as (url, received):
+        path = write_manifest(tmp_path, MANIFEST.replace("[settings]", f'[settings]\nnotify = ["{url}"]') + STUDY)
+        for name in ("params", "baseline"):  # the study was done once before: every step has a finished run
+            write_run(tmp_path / "runs", name, "20200101-000000-000000-abcd", task="inspect")
+        queue = JobQueue(load(path))
+        assert [j.experiment for j in queue.submit(["params", "baseline"])] == ["params", "baseline"]
+        assert queue.wait_idle(60)
+        # every job process has exited: what they were to send has gone out (or failed)
+        assert _wait(lambda: not any(pid_alive(e.pid, e.started) for e in queue.file.read().jobs), timeout=30)
+        (msg,) = [r["json"] for r in received]  # not when params ended: baseline was still to come
+        assert msg["title"] == "lmconsole: both study done"
+        assert "params: " in msg["message"] and "baseline: " in msg["message"]
