@@ -13,6 +13,7 @@ The commands, in ``--help`` order, and the module each lives in:
 - ``verify``: recompute the reported numbers from the saved predictions (``study.py``)
 - ``compare``: final results of runs side by side (``runs.py``)
 - ``queue``, ``attach``, ``control``: the job queue of the runs directory (``jobs.py``)
+- ``notify``: where job news goes (``settings.notify``), ``--test`` to send one (``notify.py``)
 - ``predict``: try a run's model on new input; ``examples``: its evaluation mistakes (``look.py``)
 - ``rerun``, ``diff``, ``clone``: a run's exact config again, two runs compared, a run into the manifest
   (``provenance.py``)
