@@ -86,16 +86,16 @@ class JobContext:
 
     def _beat(self) -> None:
         """A sign of life for the stall watchdog (the first one writes the job's threshold); never fails a job."""
+        stall_minutes = getattr(self.manifest.settings, "stall_minutes", 0.0)
         try:
             if self.heartbeat is None:
-                self.heartbeat = Heartbeat(self.run.path, getattr(self.manifest.settings, "stall_minutes", 0.0))
+                self.heartbeat = Heartbeat(self.run.path, stall_minutes)
                 self.heartbeat.start()
             else:
                 self.heartbeat.beat()
         except OSError as exc:
-            self.heartbeat = Heartbeat(
-                self.run.path, getattr(self.manifest.settings, "stall_minutes", 0.0)
-            )  # try again later
+            # e.g. a full disk: the events still count as life; a new heartbeat tries again at a later beat
+            self.heartbeat = Heartbeat(self.run.path, stall_minutes)
             self.log(f"heartbeat not written ({exc.strerror or exc}): the stall watchdog goes by the events", "warning")
 
     def log(self, message: str, level: str = "info") -> None:

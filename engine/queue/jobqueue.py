@@ -125,6 +125,18 @@ def cancel_stalled(run: Run, name: str, pid: int | None, resume_step: str) -> st
     )
 
 
+def _owner_pid(run: Run) -> int | None:
+    """The pid of the process that owns ``run`` on this host: where ``owner.lock`` (written by the owner when it
+    took the lock) and ``status.json`` agree and it lives; None otherwise (never a pid that may be someone else's)."""
+    from engine.files import read_json
+
+    owner, st = read_json(run.path / "owner.lock", {}), run.raw_status()
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname() or st.get("host") != owner.get("host"):
+        return None
+    pid = owner.get("pid")
+    return pid if isinstance(pid, int) and pid == st.get("pid") and pid_alive(pid) else None
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -489,10 +501,8 @@ class JobQueue:
         wanted = {"pause": (Status.RUNNING,), "resume": (Status.PAUSED,), "cancel": ACTIVE}[action]
         if status not in wanted:
             return f"{name} is {status}: nothing to {action}"
-        if status == "stalled":  # a run outside the queue: its process is the one status.json names, on this host
-            st = run.raw_status()
-            pid = st.get("pid") if st.get("host") == socket.gethostname() and pid_alive(st.get("pid")) else None
-            return cancel_stalled(run, name, pid if isinstance(pid, int) else None, "resuming it (R)")
+        if status == "stalled":  # a run outside the queue: the owner's process, on this host
+            return cancel_stalled(run, name, _owner_pid(run), "resuming it (R)")
         run.request(action)
         return f"{action} requested: {name}"
 

@@ -125,3 +125,12 @@ def test_cancel_wakes_a_stopped_job_then_kills_one_that_does_not_answer(live_run
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_run_outside_the_queue_is_signalled_only_through_its_owners_pid(live_run):
+    from engine.queue.jobqueue import _owner_pid
+
+    assert _owner_pid(live_run) == os.getpid()  # owner.lock and status.json agree: this process owns it
+    status = json.loads((live_run.path / "status.json").read_text())
+    (live_run.path / "status.json").write_text(json.dumps({**status, "pid": 1}))  # a pid someone else wrote
+    assert _owner_pid(live_run) is None
