@@ -771,6 +771,31 @@ class Settings:
     )
     slurm_partition: str = field(default="", metadata=_meta("Default Slurm partition of Slurm jobs."))
     slurm_account: str = field(default="", metadata=_meta("Default Slurm account of Slurm jobs."))
+    # the stall watchdog and notifications (engine/store/stall.py, engine/job/notify.py)
+    stall_minutes: float = field(
+        default=0.0,
+        metadata=_meta(
+            "A running job with no step, evaluation or heartbeat for this many minutes reads as `stalled` "
+            "(fractions allowed); 0: the larger of 15 minutes and 20 median step times.",
+            minimum=0,
+        ),
+    )
+    notify: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "Apprise URLs told when a job finishes, fails, stops on NaN or stalls, and when a sweep or study is "
+            "done (`ntfy://topic`, `slack://...`, `mailto://...`, `json://host:port/path`); needs "
+            "`pip install 'lmconsole[notify]'`; `lmconsole notify --test` sends one."
+        ),
+    )
+    console_alerts: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "What an open console adds to its toast on those events: `bell` (the terminal bell), `osc9` / `osc777` "
+            "(a desktop notification escape; through tmux when its `allow-passthrough` is on).",
+            choices=("bell", "osc9", "osc777"),
+        ),
+    )
 
 
 # The manifest's word for each field type (tuples are TOML arrays; ``X | None`` is an X that may be unset).
@@ -1097,6 +1122,15 @@ def parse_data(data: dict, path: Path | str = "experiments.toml") -> Manifest:
         if k == "gpus" and val is not None and parse_gpu_list(val) is None:
             problems.append(f'settings.gpus: {val!r} is not "all", "none" or a list of GPU indices like "0,1,3"')
             val = None
+        if k == "notify" and val is not None:
+            for url in val:
+                if "://" not in url:
+                    problems.append(
+                        f"settings.notify: {url[:60]!r} is not an Apprise URL; write it as SERVICE://..., "
+                        'e.g. "ntfy://my-topic" or "json://localhost:8000/hook"'
+                    )
+                    val = None
+                    break
         if val is not None:
             settings_vals[k] = val
     settings = Settings(**settings_vals)

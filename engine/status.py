@@ -2,8 +2,10 @@
 
 A *run* (a directory under ``runs/``) is queued, running, paused, finished,
 failed, cancelled, interrupted (its owner died) or pruned (a sweep's trial that its
-pruner stopped at an epoch boundary: ended as the sweep asked, its results so far kept).
-A *job* (an entry of the queue on disk) adds ``blocked`` (a dependency did not finish). Every module
+pruner stopped at an epoch boundary: ended as the sweep asked, its results so far kept); a running
+run whose process has shown no sign of life for too long reads as ``stalled`` (derived when read,
+never written: :mod:`engine.store.stall`). A *job* (an entry of the queue on disk) adds
+``blocked`` (a dependency did not finish). Every module
 tests membership in the sets below instead of keeping its own tuple of words.
 """
 
@@ -22,13 +24,14 @@ class Status(str, Enum):
     INTERRUPTED = "interrupted"
     BLOCKED = "blocked"
     PRUNED = "pruned"
+    STALLED = "stalled"
 
     def __str__(self) -> str:  # "running", not "Status.RUNNING", in messages and JSON
         return self.value
 
 
 STATUSES = tuple(s.value for s in Status)
-ACTIVE = frozenset({"running", "paused"})  # a live process holds the run
+ACTIVE = frozenset({"running", "paused", "stalled"})  # a live process holds the run (a stalled one too)
 # nothing more happens by itself
 FINAL = frozenset({"finished", "failed", "cancelled", "interrupted", "blocked", "pruned"})
 RESUMABLE = frozenset({"failed", "cancelled", "interrupted"})  # resume continues from the last checkpoint

@@ -58,9 +58,13 @@ class LMConsole(ConsoleApp):
             return
         error = self._load()
         if error is None:
+            from .alerts import JobAlerts
             from .screens.main import MainScreen
 
             self.push_screen(MainScreen())
+            self._alerts = JobAlerts()  # the jobs' statuses as last seen: toasts for what changes
+            self._alerts.changes(self.queue.jobs)  # what has ended before the console opened is no news
+            self.set_interval(1.0, self._tell_alerts)
         else:
             from .screens.manifest_error import ManifestErrorScreen
 
@@ -102,6 +106,16 @@ class LMConsole(ConsoleApp):
         if isinstance(self.screen, MainScreen):
             self.screen.refresh_all()
         self.notify(f"reloaded {self.manifest_path.name}: {len(self.manifest.experiments)} experiments")
+
+    def _tell_alerts(self) -> None:
+        """A toast (and ``settings.console_alerts``) for each job this console saw finish, fail or stall."""
+        from .alerts import escapes
+
+        for alert in self._alerts.changes(self.queue.jobs):
+            self.notify(alert.text, title=alert.title, severity=alert.severity, timeout=10)  # type: ignore[arg-type]
+            seq = escapes(self.manifest.settings.console_alerts, alert)
+            if seq and not self.is_headless and self._driver is not None:
+                self._driver.write(seq)
 
     def get_system_commands(self, screen):
         """Textual's palette commands, less its "Quit" (ours, q / ctrl+q, asks first while jobs run)."""

@@ -23,6 +23,7 @@ STATUS_ICON = {
     "failed": "✗",
     "cancelled": "■",
     "interrupted": "!",
+    "stalled": "◌",  # running, but no sign of life for too long
     "blocked": "⊘",
     "pruned": "✂",
     "unreadable": "?",

@@ -72,9 +72,11 @@ def cmd_queue(args, manifest) -> int:
         row = _job_row(j)
         progress = f"step {row['step']}/{row['total_steps']}" if row["step"] else ""
         where = f"gpu {','.join(map(str, j.devices))}" if j.devices and j.active else ""
-        # a stopped job says why; a queued one why it waits, when the scheduler said (e.g. GPU memory)
+        # a stopped or stalled job says why; a queued one why it waits, when the scheduler said (e.g. GPU memory)
         note = (
-            j.reason if j.status in STOPPED or (j.status == "queued" and j.reason) else (j.run.run_id if j.run else "")
+            j.reason
+            if j.status in STOPPED | {"stalled"} or (j.status == "queued" and j.reason)
+            else (j.run.run_id if j.run else "")
         )
         table.append(
             [

@@ -14,6 +14,7 @@ The commands, in ``--help`` order, and the module each lives in:
 - ``verify``: recompute the reported numbers from the saved predictions (``study.py``)
 - ``compare``: final results of runs side by side (``runs.py``)
 - ``queue``, ``attach``, ``control``: the job queue of the runs directory (``jobs.py``)
+- ``notify``: where job news goes (``settings.notify``), ``--test`` to send one (``notify.py``)
 - ``predict``: try a run's model on new input; ``examples``: its evaluation mistakes (``look.py``)
 - ``rerun``, ``diff``, ``clone``: a run's exact config again, two runs compared, a run into the manifest
   (``provenance.py``)
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.cli import jobs, look, models, provenance, run, runs, study, sweep
+from engine.cli import jobs, look, models, notify, provenance, run, runs, study, sweep
 from engine.cli.output import PrintableStream, safe_print
 from engine.errors import ManifestError, UserError
 from engine.tables import FORMATS
@@ -312,6 +313,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("job", nargs="?", metavar="JOB", help="job number or experiment (default: the first running job)"),
             arg("--json", action="store_true", help="print events as JSON lines"),
         ),
+    ),
+    Command(
+        "notify",
+        notify.cmd_notify,
+        "where settings.notify sends job news (finished, failed, NaN, stalled); --test sends one now",
+        (arg("--test", action="store_true", help="send a test notification to every URL and say which failed"),),
     ),
     Command(
         "control",

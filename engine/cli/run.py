@@ -55,12 +55,25 @@ def cmd_run(args, manifest) -> int:
     studies = [n for n in args.experiments if manifest.get(n).task == "study"]
     if studies and not ran and not failed:
         safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
+    if studies and ran and not failed and manifest.settings.notify:  # a failed step has told already
+        _tell_studies_done(manifest, store, studies)
     if failed:
         first = next(iter(failed.items()))
         raise UserError(
             f"{first[0]}: {first[1]}" + (f" ({len(failed)} steps did not finish)" if len(failed) > 1 else ""), code=1
         )
     return 0
+
+
+def _tell_studies_done(manifest, store, studies: list[str]) -> None:
+    """``settings.notify`` hears of each study this command completed (its steps' headlines)."""
+    from engine.job.notify import notify, study_details, wait_sent
+
+    for study in studies:
+        details = study_details(manifest, store, study)
+        if details is not None:
+            notify(manifest.settings.notify, "study_done", study, details)
+    wait_sent()
 
 
 def _resume_target(manifest, store, name: str, args):

@@ -38,6 +38,7 @@ from engine.hub.resolve import resolve_dataset
 from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
+from engine.job.notify import notify_run_end
 from engine.job.preempt import ForwardSignals, StopSignals
 from engine.job.preflight import preflight_line, run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
@@ -48,6 +49,7 @@ from engine.secrets import redact
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
+from engine.store.stall import Heartbeat
 from engine.store.writer import EventWriter
 from engine.tasks import task_function
 
@@ -70,6 +72,7 @@ class JobContext:
     prune_reason: str = ""  # set by a sweep trial's reporter when its pruner stops the trial (train/context.py)
     stop: StopSignals | None = None  # engine/job/preempt.py: when this job runs in a process's main thread
     sampler: JobSampler | None = None  # engine/job/system.py: SystemSampled events every 30 s
+    heartbeat: Heartbeat | None = None  # engine/store/stall.py: the stall watchdog's sign of life, between steps
     _control_mtime: float = field(default=0.0, repr=False)
     _seq_seen: int = field(default=0, repr=False)
 
@@ -80,6 +83,21 @@ class JobContext:
         """An attempt's first events: running, and RunStarted (again after a resume's rewind cut them off)."""
         self.emit(StatusChanged(status="running", reason="resumed" if self.resume else ""))
         self.emit(RunStarted(run_id=self.run.run_id, experiment=self.exp.name, task=self.exp.task, resumed=self.resume))
+        self._beat()
+
+    def _beat(self) -> None:
+        """A sign of life for the stall watchdog (the first one writes the job's threshold); never fails a job."""
+        stall_minutes = getattr(self.manifest.settings, "stall_minutes", 0.0)
+        try:
+            if self.heartbeat is None:
+                self.heartbeat = Heartbeat(self.run.path, stall_minutes)
+                self.heartbeat.start()
+            else:
+                self.heartbeat.beat()
+        except OSError as exc:
+            # e.g. a full disk: the events still count as life; a new heartbeat tries again at a later beat
+            self.heartbeat = Heartbeat(self.run.path, stall_minutes)
+            self.log(f"heartbeat not written ({exc.strerror or exc}): the stall watchdog goes by the events", "warning")
 
     def log(self, message: str, level: str = "info") -> None:
         self.sink.emit(LogEmitted(level=level, message=message))
@@ -126,6 +144,7 @@ class JobContext:
         """
         self.check_stop()
         self.sample_system()
+        self._beat()
         action = self._read_request()
         if action == "cancel":
             raise Cancelled()
@@ -142,6 +161,8 @@ class JobContext:
             action = self._read_request()
             if action == "resume":
                 self.emit(StatusChanged(status="running", reason="resumed"))
+                if self.heartbeat is not None:
+                    self.heartbeat.pause_gap()  # the pause is no step time
                 return
             if action == "cancel":
                 raise Cancelled()
@@ -345,7 +366,9 @@ def run_experiment(
         # The ranks run with in_worker: the changed-manifest check of a resume happens here, once.
         if is_resume and not _launch_changes_ok(exp, run, sinks, accept_changes):
             return run
-        return _launch(manifest, exp, run, sinks, is_resume)
+        _launch(manifest, exp, run, sinks, is_resume)
+        notify_run_end(manifest.settings, run)  # the launcher's ranks run in_worker: this process tells, once
+        return run
     ctx = _job_context(manifest, exp, run, store, sinks, is_resume, options.seen_seq)
     stop, writer = ctx.stop, ctx.writer
     interrupted = False
@@ -382,6 +405,8 @@ def run_experiment(
             # The signal came after the last step boundary (the job finished or failed meanwhile):
             # its results are on disk, so deliver it now to whatever ran this job.
             os.kill(os.getpid(), stop.signum)
+    if not in_worker:  # a launcher's rank 0 leaves it to its parent; a Slurm job tells from its own node
+        notify_run_end(manifest.settings, run)
     return run
 
 

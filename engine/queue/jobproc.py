@@ -29,6 +29,39 @@ def _runner():
     return getattr(importlib.import_module(mod), attr)
 
 
+def tell_studies_done(qf, manifest, experiment: str) -> list[str]:
+    """After a job of ``experiment`` finished: tell ``settings.notify`` of each study it belongs to that is
+    now done (every step's latest run finished, none of its steps waits or runs in the queue); returns them.
+
+    Under the queue lock, so of two last steps ending together the later one tells (never neither).
+    """
+    from engine.job.notify import notify, studies_with, study_details, wait_sent
+    from engine.queue.launch import pid_alive
+    from engine.queue.schedule import statuses
+    from engine.status import ACTIVE, WAITING
+    from engine.store.runs import RunStore
+
+    studies = studies_with(manifest, experiment)
+    if not studies:
+        return []
+    store = RunStore(qf.dir.parent)
+    told = []
+    with qf.locked():
+        state = qf.read()
+        st = statuses(state, store, lambda e: pid_alive(e.pid, e.started))
+        for study in studies:
+            steps = set(manifest.job_plan([study]))
+            if any(e.experiment in steps and st[e.id][0] in ACTIVE | WAITING for e in state.jobs):
+                continue  # more of it is still to come
+            details = study_details(manifest, store, study)
+            if details is not None:
+                notify(manifest.settings.notify, "study_done", study, details)
+                told.append(study)
+    if told:
+        wait_sent()
+    return told
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.queue.jobproc")
     p.add_argument("--runs-dir", required=True)
@@ -62,6 +95,11 @@ def main(argv=None) -> int:
             raise ManifestError(Path(entry.manifest or "?"), [why])
         _runner()(manifest, entry.experiment, **kwargs)
         code = 0 if run.raw_status().get("status") in CLEAN_EXIT else 1
+        if run.raw_status().get("status") == "finished" and manifest.settings.notify:
+            try:
+                tell_studies_done(qf, manifest, entry.experiment)
+            except Exception as exc:  # noqa: BLE001 - telling must never change how the job ended
+                print(f"notify: study done not told: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     except ManifestError as exc:
         from engine.events import JobFailed, StatusChanged
         from engine.job.ending import record_end

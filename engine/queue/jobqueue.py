@@ -24,6 +24,9 @@ the scheduling rules and the status words are the same.
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +46,7 @@ from engine.queue.schedule import advance, statuses
 from engine.status import ACTIVE, FINAL, LIVE, RESUMABLE, RUN_FINAL, WAITING, Status
 from engine.store.follow import RunFeed
 from engine.store.runs import Run, RunStore
+from engine.store.stall import last_sign_of_life
 
 # How a message names the user's next step: the console's keys or the shell's commands, so
 # `lmconsole queue cancel 2` never answers with a key that only the console knows.
@@ -102,6 +106,56 @@ class Job:
     @property
     def waiting(self) -> bool:
         return self.status in WAITING
+
+
+def cancel_stalled(run: Run, name: str, pid: int | None, resume_step: str) -> str:
+    """Cancel a stalled job: the first time ask it (and wake it with SIGCONT, in case it was stopped);
+    again, while it has not answered, kill its process (group): it reads as interrupted and resumes
+    from its last checkpoint. Returns the line that says which."""
+    req = run.pending_request()
+    asked = req.get("action") == "cancel" and _mtime(run.path / "control.json") > last_sign_of_life(run.path)
+    if asked and pid is not None:
+        _signal_job(pid, signal.SIGKILL)
+        return (
+            f"killed {name}: it stalled and did not answer the cancel; {resume_step} continues from its last checkpoint"
+        )
+    run.request("cancel")
+    if pid is not None:
+        _signal_job(pid, signal.SIGCONT)
+    return (
+        f"cancel requested: {name} is stalled; it was woken (SIGCONT) and asked to save a checkpoint and stop. "
+        "If it stays stalled, cancel again to kill it"
+    )
+
+
+def _owner_pid(run: Run) -> int | None:
+    """The pid of the process that owns ``run`` on this host: where ``owner.lock`` (written by the owner when it
+    took the lock) and ``status.json`` agree and it lives; None otherwise (never a pid that may be someone else's)."""
+    from engine.files import read_json
+
+    owner, st = read_json(run.path / "owner.lock", {}), run.raw_status()
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname() or st.get("host") != owner.get("host"):
+        return None
+    pid = owner.get("pid")
+    return pid if isinstance(pid, int) and pid == st.get("pid") and pid_alive(pid) else None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _signal_job(pid: int, sig: int) -> None:
+    """``sig`` to a job's process, and to its group when it leads one (a job process and its launcher's ranks)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except OSError:
+        pass  # it exited meanwhile
 
 
 class JobQueue:
@@ -403,6 +457,10 @@ class JobQueue:
                 if deps
                 else ""
             )
+        if job.status == "stalled" and job.run is not None:
+            entry = self.file.read().get(job.id)
+            pid = entry.pid if entry is not None and pid_alive(entry.pid, entry.started) else None
+            return cancel_stalled(job.run, name, pid, how("retry", job.id, job.experiment))
         if job.active and job.run is not None:
             job.run.request("cancel")
             return f"cancel requested: {name} saves a checkpoint; {how('retry', job.id, job.experiment)} resumes it"
@@ -467,6 +525,8 @@ class JobQueue:
         wanted = {"pause": (Status.RUNNING,), "resume": (Status.PAUSED,), "cancel": ACTIVE}[action]
         if status not in wanted:
             return f"{name} is {status}: nothing to {action}"
+        if status == "stalled":  # a run outside the queue: the owner's process, on this host
+            return cancel_stalled(run, name, _owner_pid(run), "resuming it (R)")
         run.request(action)
         return f"{action} requested: {name}"
 

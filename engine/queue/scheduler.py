@@ -2,10 +2,12 @@
 
 Started on demand (detached, its own session) by any client that queues work;
 at most one runs per runs directory (``scheduler.lock``). Every half second it
-starts what may start (:func:`engine.queue.schedule.advance`: slots, GPUs, dependencies)
-and reaps its children. It exits when no job waits; a client that queues more,
-or a job process that ends, starts it again. Job processes do not depend on it:
-killing the scheduler stops only the starting of new jobs until the next start.
+starts what may start (:func:`engine.queue.schedule.advance`: slots, GPUs, dependencies),
+reaps its children and watches its running jobs for stalls (a stalled job cannot tell the
+user itself: :mod:`engine.queue.watchdog` does, once per stall). It exits when no job waits
+or runs; a client that queues more, or a job process that ends, starts it again. Job
+processes do not depend on it: killing the scheduler stops only the starting of new jobs
+(and the stall notifications) until the next start.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from engine.errors import ManifestError
+    from engine.job.notify import wait_sent
     from engine.manifest import load
+    from engine.queue.entry import EntryState
     from engine.queue.gpus import scheduler_gpus
     from engine.queue.launch import ProcessLauncher
     from engine.queue.queuefile import QueueDirError, QueueFile, flock, unlock
-    from engine.queue.schedule import advance, waiting_count
+    from engine.queue.schedule import advance, statuses
+    from engine.queue.watchdog import StallWatch
+    from engine.status import ACTIVE
     from engine.store.runs import RunStore
 
     qf = QueueFile(args.runs_dir)
@@ -46,6 +52,7 @@ def main(argv=None) -> int:
     store = RunStore(args.runs_dir)
     manifest, stamp = None, None
     told: list = []  # quarantine records already written to the log
+    watch = StallWatch(qf)
     try:
         while True:
             try:
@@ -70,14 +77,21 @@ def main(argv=None) -> int:
             # Exit only under the queue lock: a client that queues meanwhile either is seen
             # here or finds the scheduler lock free afterwards and starts a new scheduler.
             with qf.locked():
-                if waiting_count(qf, store, launcher.alive, len(scheduler_gpus(manifest.settings))) == 0:
+                state = qf.read()
+                st = statuses(state, store, launcher.alive, len(scheduler_gpus(manifest.settings)))
+                waiting = any(e.state is EntryState.QUEUED and st[e.id][0] == "queued" for e in state.jobs)
+                running = any(e.state is EntryState.STARTED and st[e.id][0] in ACTIVE for e in state.jobs)
+                if not waiting and not running:  # running: stay to watch it for stalls
                     unlock(me)
                     me = None
                     return 0
+            for line in watch.check(state, st, store, manifest.settings.notify):
+                print(line, flush=True)
             time.sleep(args.poll)
     finally:
         if me is not None:
             unlock(me)
+        wait_sent()  # a stall notice still on its way (its thread would die with this process)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Layout of a run directory::
     checkpoints/    model checkpoints (safetensors)
     control.json    pause/resume/cancel requests from any process
     owner.lock      held (flock) by the process that runs the job
+    heartbeat.json  the job's stall threshold; its mtime is the job's last sign of life
 
 A run whose status says ``running``/``paused`` but whose owner lock is free was
 killed: it reads as ``interrupted`` (resumable), never as running forever.
@@ -41,6 +42,7 @@ from engine.files import (
     read_regular_file,
 )
 from engine.status import ACTIVE, STATUSES
+from engine.store.stall import stall_reason
 from engine.tables import TABLE_NAME, Table
 
 UNREADABLE = "unreadable"  # a run whose status.json is not a status: shown, never resumed or controlled
@@ -323,11 +325,16 @@ class Run:
         return OwnerLock.is_held(self.path / "owner.lock")
 
     def status(self, read: tuple[dict, str] | None = None) -> dict:
-        """Status with liveness applied: a dead owner turns running/paused into interrupted."""
+        """Status with liveness applied: a dead owner turns running/paused into interrupted, and a
+        running job quiet for longer than its stall threshold reads as stalled (:mod:`engine.store.stall`)."""
         st = dict(self.raw_status(read))
         if st.get("status") in ACTIVE and not self.owner_alive():
             st["status"] = "interrupted"
             st["reason"] = "the process running this job stopped (killed or crashed); resume it to continue"
+        elif st.get("status") == "running":
+            why = stall_reason(self.path)
+            if why:
+                st["status"], st["reason"] = "stalled", why
         return st
 
     def events(self) -> list[Event]:

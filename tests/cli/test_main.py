@@ -22,7 +22,7 @@ def test_user_error_is_one_line_with_its_hint_and_code():
 
 def test_every_command_is_in_the_table_the_help_and_the_docstring(capsys):
     names = [c.name for c in cli.COMMANDS]
-    assert len(names) == len(set(names)) == 22
+    assert len(names) == len(set(names)) == 23
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     listed = capsys.readouterr().out

@@ -140,7 +140,7 @@ class MainScreen(ConsoleScreen):
         jobs = self.app.queue.jobs
         counts = {
             s: sum(1 for j in jobs if j.status == s)
-            for s in (Status.RUNNING, Status.PAUSED, Status.QUEUED, Status.FAILED)
+            for s in (Status.RUNNING, Status.STALLED, Status.PAUSED, Status.QUEUED, Status.FAILED)
         }
         parts = [f"{n} {s}" for s, n in counts.items() if n]
         manifest = self.app.manifest

@@ -58,8 +58,9 @@ class JobsPane(TablePane):
         self.jobs = {str(j.id): j for j in jobs}
         rows = []
         for job in jobs:
-            # an interrupted job shows its run; a queued one why it waits, when the scheduler said (GPU memory)
-            note = job.reason if job.status in PROBLEM or job.status == "queued" else ""
+            # why it stopped (or is stuck); an interrupted job shows its run; a queued one why it waits,
+            # when the scheduler said (GPU memory)
+            note = job.reason if job.status in PROBLEM | {"stalled"} or job.status == "queued" else ""
             if not note and job.run is not None:
                 note = short_id(job.run.run_id)
             if job.status == "cancelled":  # the reason ("cancelled by request; resume to ...") is too long here
