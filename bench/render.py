@@ -429,7 +429,7 @@ def _startup_dataprep_section(add, res: dict) -> None:
             ("prepare_train_s", "prepare_split train"),
             ("prepare_eval_s", "prepare_split eval (masked once)"),
             ("prepare_split_s", "**prepare_split, both**"),
-            ("to_lists_s", "columns to lists"),
+            ("to_lists_s", "training batches (memory-mapped) and eval lists"),
             ("data_total_s", "data phase total"),
             ("wall_s", "whole child process"),
         ):
