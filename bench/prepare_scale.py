@@ -251,8 +251,8 @@ def run(sizes: list[int], num_proc: int, root: Path, partial: Path | None = None
 
 def markdown(res: dict) -> str:
     lines = [
-        "| corpus | lines | tokens (engine) | engine | run_mlm | run_mlm / engine (time) | engine peak PSS | "
-        "run_mlm peak PSS | PSS ratio | load (1 min) before / after |",
+        "| corpus | lines | tokens | engine | run_mlm | run_mlm / engine (time) | engine peak PSS | "
+        "run_mlm peak PSS | run_mlm / engine (PSS) | load (1 min) before / after |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for n, row in res["sizes"].items():
@@ -265,6 +265,32 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def render_section(add, res: dict) -> None:
+    """BENCHMARKS.md's section (``bench/render.py`` calls it with the figures of :func:`run`)."""
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(res["started"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    m = res["machine"]
+    add("## Data preparation at scale: engine vs run_mlm's preprocessing")
+    add("")
+    add(
+        f"`python bench/prepare_scale.py --sizes {','.join(res['sizes'])} --num-proc {res['num_proc']}`, {when}, "
+        f"{m.get('cpu', '')} ({m.get('cores', '?')} cores), load average {m.get('load_avg_at_start', ['?'])[0]} at "
+        "the start. The train split of the embedded wikitext corpus repeated N times (200x is about a quarter of "
+        "wikitext-103), demo-pretrain's tokenizer, sequence length 128, both sides with the same `num_proc`. "
+        "engine = `prepare_split` (tokenise, NSP pairs, the cached Arrow file); run_mlm = the preprocessing of "
+        "transformers' `run_mlm.py` as written (tokenise every line with the special-tokens mask, `group_texts` "
+        "into blocks of 128; MLM only, no sentence pairs), each a `datasets.map` with `num_proc` and cache files. "
+        "Time excludes loading the parquet (converted to Arrow by a warm-up child first, the same work for both). "
+        "PSS: the process tree's proportional set size, sampled every 0.1 s (shared pages of forked workers count "
+        "once); both sides import transformers (about 0.4 GB of it)."
+    )
+    add("")
+    add(markdown(res))
+    add("")
+    if set(res["sizes"]) != {"20", "200", "1000"}:
+        add(f"Sizes measured: {', '.join(res['sizes'])}x only.")
+        add("")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", nargs="+")

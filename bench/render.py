@@ -49,6 +49,11 @@ def render(info: dict, res: dict, command: str, quick: bool, gpu: dict | None, h
 
         render_section(add, res["store"])
 
+    if "prepare_scale" in res:
+        from prepare_scale import render_section as render_prepare_scale
+
+        render_prepare_scale(add, res["prepare_scale"])
+
     if "predict" in res:
         from predict_latency import render_section as render_predict
 

@@ -32,6 +32,8 @@ fairly. Sections:
             following a growing events file, the plot of a 1M-step run
 - predict:  ``bench/predict_latency.py``: one prediction after load (the console's Try tab,
             ``lmconsole predict``), the demo's three bert-tiny models on the CPU
+- prepare_scale: ``bench/prepare_scale.py``: the engine's pretraining data preparation against
+            HF run_mlm.py's preprocessing at 20x, 200x, 1000x the embedded corpus (time, peak PSS)
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -82,6 +84,7 @@ SECTIONS = (
     "console",
     "store",
     "predict",
+    "prepare_scale",
 )
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
@@ -803,6 +806,20 @@ def bench_store(ws: Workspace) -> dict:
     )
 
 
+def bench_prepare_scale(ws: Workspace) -> dict:
+    """``bench/prepare_scale.py``: the engine's data preparation against run_mlm's (quick: 2x and 20x the
+    embedded corpus; full: 20x, 200x, 1000x, about an hour on 2 loaded cores or more)."""
+    out = ws.root / "prepare_scale.json"
+    sizes = "2,20" if ws.plan.quick else "20,200,1000"
+    return run_child(
+        [PY, str(BENCH / "prepare_scale.py"), "--sizes", sizes, "--root", str(ws.root / "scale"), "--json", str(out)],
+        bench_env(ws.root / "cache-scale"),
+        out,
+        timeout=4 * 3600,
+        log=ws.root / "prepare_scale.log",
+    )
+
+
 def bench_predict(ws: Workspace) -> dict:
     """``bench/predict_latency.py``: one prediction after load, the demo's three models (quick: fewer calls)."""
     out = ws.root / "predict.json"
@@ -944,6 +961,9 @@ def _run_sections(ws: Workspace, only: list) -> dict:
     if "store" in only:
         log("store")
         res["store"] = bench_store(ws)
+    if "prepare_scale" in only:
+        log("prepare_scale")
+        res["prepare_scale"] = bench_prepare_scale(ws)
     if "predict" in only:
         log("predict")
         res["predict"] = bench_predict(ws)
