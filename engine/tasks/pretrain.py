@@ -1,7 +1,9 @@
 """``task = "pretrain"``: MLM + NSP pretraining of ``BertForPreTraining``.
 
 Data: documents -> NSP pairs (BERT recipe, :mod:`engine.data.nsp`), tokenised
-once and cached on disk (Arrow, keyed by dataset, tokenizer and settings). The
+once on ``num_proc`` processes in bounded memory (:mod:`engine.data.prepare`) and
+cached on disk (one Arrow file, keyed by dataset, tokenizer and settings), which
+training reads batch by batch through a memory map. The
 evaluation pairs are masked ONCE with a fixed seed and cached with the masks, so
 every epoch is scored on identical inputs. MLM perplexity is
 ``exp(sum of masked-token NLL / number of masked tokens)`` over the whole split,
