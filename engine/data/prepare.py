@@ -219,10 +219,11 @@ def _line_blocks(lines, column: str, block: int) -> Iterator[list[str]]:
 
 
 def _stream_rows(path: str) -> int:
-    """Rows of an Arrow stream file (only its batch headers are read: a memory map touches no data pages)."""
+    """Rows of an Arrow stream file, read batch by batch with plain reads (a memory map would leave
+    every page it touched resident in this process while it is open: the whole file)."""
     import pyarrow as pa
 
-    with pa.memory_map(path) as fh:
+    with pa.OSFile(path) as fh:
         return sum(rb.num_rows for rb in pa.ipc.open_stream(fh))
 
 
