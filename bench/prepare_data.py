@@ -28,7 +28,7 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     from engine.manifest import load
     from engine.models.presets import PRESETS, preset_config
     from engine.tasks.common import task_inputs
-    from engine.tasks.pretrain import prepare_split, pretrain_tokenizer
+    from engine.tasks.pretrain import TrainBatches, _eval_data, prepare_split, pretrain_tokenizer
     from engine.train.loop import setup_job
 
     manifest = load(manifest_path)
@@ -45,12 +45,12 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
     t2 = time.perf_counter()
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
     t3 = time.perf_counter()
-    # What run() does next with them: Python lists for batching.
-    train_ids = list(train_ds["input_ids"])
-    _ = list(train_ds["token_type_ids"]), list(train_ds["next_sentence_label"])
-    _ = [list(eval_ds[c]) for c in ("masked_input_ids", "mlm_labels", "token_type_ids", "next_sentence_label")]
+    # What run() does next with them: the training batches over the memory-mapped pairs (lengths and
+    # NSP labels in memory, rows read per batch) and the evaluation split as lists.
+    batches = TrainBatches(train_ds, tok, exp, vocab_size=len(tok), trim=True)
+    _ = _eval_data(eval_ds)
     t4 = time.perf_counter()
-    lengths = [len(x) for x in train_ids]
+    lengths = batches.lengths_list
     out = {
         "tokenizer_s": t1 - t0,
         "prepare_train_s": t2 - t1,
@@ -60,7 +60,7 @@ def prepare(manifest_path: str, name: str, export: str | None = None) -> dict:
         "data_total_s": t4 - t0,
         "imports_s": import_s,
         "cache_hits": sum("reusing cached pairs" in m for m in ctx.logs),
-        "train_pairs": len(train_ids),
+        "train_pairs": len(lengths),
         "train_tokens": sum(lengths),
         "eval_pairs": len(eval_ds),
         "vocab": len(tok),

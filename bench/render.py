@@ -49,6 +49,11 @@ def render(info: dict, res: dict, command: str, quick: bool, gpu: dict | None, h
 
         render_section(add, res["store"])
 
+    if "prepare_scale" in res:
+        from prepare_scale import render_section as render_prepare_scale
+
+        render_prepare_scale(add, res["prepare_scale"])
+
     if "predict" in res:
         from predict_latency import render_section as render_predict
 
@@ -439,7 +444,7 @@ def _startup_dataprep_section(add, res: dict) -> None:
             ("prepare_train_s", "prepare_split train"),
             ("prepare_eval_s", "prepare_split eval (masked once)"),
             ("prepare_split_s", "**prepare_split, both**"),
-            ("to_lists_s", "columns to lists"),
+            ("to_lists_s", "training batches (memory-mapped) and eval lists"),
             ("data_total_s", "data phase total"),
             ("wall_s", "whole child process"),
         ):

@@ -33,6 +33,8 @@ fairly. Sections:
 - predict:  ``bench/predict_latency.py``: one prediction after load (the console's Try tab,
             ``lmconsole predict``), the demo's three bert-tiny models on the CPU
 - memest:   the memory estimate against measured peaks (``bench/memory_estimate.py``: bert-tiny, bert-base)
+- prepare_scale: ``bench/prepare_scale.py``: the engine's pretraining data preparation against
+            HF run_mlm.py's preprocessing at 20x, 200x, 1000x the embedded corpus (time, peak PSS)
 - gpu:      folded in from ``bench/gpu.sh`` output with --gpu-json (needs a GPU box)
 
 Needs ``accelerate`` for the baseline (the HF Trainer requires it): ``pip install 'accelerate>=1.1'``.
@@ -84,6 +86,7 @@ SECTIONS = (
     "store",
     "predict",
     "memest",
+    "prepare_scale",
 )
 OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OMP_ENVS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
@@ -805,6 +808,20 @@ def bench_store(ws: Workspace) -> dict:
     )
 
 
+def bench_prepare_scale(ws: Workspace) -> dict:
+    """``bench/prepare_scale.py``: the engine's data preparation against run_mlm's (quick: 2x and 20x the
+    embedded corpus; full: 20x, 200x, 1000x, about an hour on 2 loaded cores or more)."""
+    out = ws.root / "prepare_scale.json"
+    sizes = "2,20" if ws.plan.quick else "20,200,1000"
+    return run_child(
+        [PY, str(BENCH / "prepare_scale.py"), "--sizes", sizes, "--root", str(ws.root / "scale"), "--json", str(out)],
+        bench_env(ws.root / "cache-scale"),
+        out,
+        timeout=4 * 3600,
+        log=ws.root / "prepare_scale.log",
+    )
+
+
 def bench_predict(ws: Workspace) -> dict:
     """``bench/predict_latency.py``: one prediction after load, the demo's three models (quick: fewer calls)."""
     out = ws.root / "predict.json"
@@ -946,6 +963,9 @@ def _run_sections(ws: Workspace, only: list) -> dict:
     if "store" in only:
         log("store")
         res["store"] = bench_store(ws)
+    if "prepare_scale" in only:
+        log("prepare_scale")
+        res["prepare_scale"] = bench_prepare_scale(ws)
     if "predict" in only:
         log("predict")
         res["predict"] = bench_predict(ws)

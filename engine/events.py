@@ -47,11 +47,15 @@ class PhaseStarted(Event):
 
 @dataclass(frozen=True)
 class ProgressUpdated(Event):
-    """Progress of non-training work (tokenisation, evaluation)."""
+    """Progress of non-training work (tokenisation, evaluation): ``done`` of ``total`` ``unit``
+    (lines, documents; empty = items), with the tokens/s and the phase's ETA where known."""
 
     phase: str
     done: int
     total: int
+    unit: str = ""
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,15 @@ class DataConfig:
     max_eval_samples: int = field(
         default=0, metadata=_meta("Evaluate on at most this many rows (0 = all).", tasks=ALL_TRAIN, minimum=0)
     )
+    num_proc: int = field(
+        default=0,
+        metadata=_meta(
+            "Processes that prepare pretraining data (tokenise, assemble NSP pairs); 0 = every available core. "
+            "The pairs are the same for any value.",
+            tasks=("pretrain",),
+            minimum=0,
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ import sys
 import time
 
 from engine.status import Status
+from engine.store.follow import progress_extra
 from engine.tables import fmt_duration, fmt_num
 
 # C0 controls but tab and newline, DEL and C1: ESC/CSI/OSC sequences retitle, clear or link the
@@ -105,7 +106,7 @@ class ProgressPrinter:
             now = time.monotonic()
             if event.done >= event.total or now - self._last_progress > 2:
                 self._last_progress = now
-                self._print(f"{tag} {event.phase}: {event.done}/{event.total}")
+                self._print(f"{tag} {event.phase}: {event.done}/{event.total}{progress_extra(event)}")
         elif isinstance(event, ev.PhaseStarted):
             self._print(f"{tag} {event.phase}{': ' + event.detail if event.detail else ''}")
         elif isinstance(event, ev.LogEmitted):

@@ -34,6 +34,7 @@ from engine.events import (
 from engine.files import open_plain
 from engine.status import FINAL, WAITING
 from engine.store.runs import BIG_EVENTS, Run, read_events_sampled
+from engine.tables import fmt_duration
 
 TAIL = 64
 
@@ -101,10 +102,20 @@ def phase_text(event) -> str:
     """What a job does before its first step, from its latest ``PhaseStarted`` / ``ProgressUpdated``."""
     if isinstance(event, ProgressUpdated):
         pct = f" ({100 * event.done // event.total}%)" if event.total else ""
-        return f"{event.phase} {event.done:,}/{event.total:,}{pct}"
+        return f"{event.phase} {event.done:,}/{event.total:,}{pct}{progress_extra(event)}"
     if isinstance(event, PhaseStarted):
         return f"{event.phase}: {event.detail}" if event.detail else event.phase
     return ""
+
+
+def progress_extra(event: ProgressUpdated) -> str:
+    """What a ``ProgressUpdated`` adds to its counts where known: `` lines · 1.2M tok/s · ETA 3m10s``."""
+    parts = []
+    if event.tokens_per_s:
+        parts.append(f"{event.tokens_per_s / 1e3:,.1f}k tok/s")  # as StepLogged's throughput prints
+    if event.eta_s is not None:
+        parts.append(f"ETA {fmt_duration(event.eta_s)}")
+    return (f" {event.unit}" if event.unit else "") + "".join(f" · {p}" for p in parts)
 
 
 class JobView(Protocol):

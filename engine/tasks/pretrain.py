@@ -1,7 +1,9 @@
 """``task = "pretrain"``: MLM + NSP pretraining of ``BertForPreTraining``.
 
 Data: documents -> NSP pairs (BERT recipe, :mod:`engine.data.nsp`), tokenised
-once and cached on disk (Arrow, keyed by dataset, tokenizer and settings). The
+once on ``num_proc`` processes in bounded memory (:mod:`engine.data.prepare`) and
+cached on disk (one Arrow file, keyed by dataset, tokenizer and settings), which
+training reads batch by batch through a memory map. The
 evaluation pairs are masked ONCE with a fixed seed and cached with the masks, so
 every epoch is scored on identical inputs. MLM perplexity is
 ``exp(sum of masked-token NLL / number of masked tokens)`` over the whole split,
@@ -15,12 +17,12 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
 from engine.data.cache import check, corrupt_error, remove, seal
-from engine.data.nsp import build_nsp_pairs, documents_from_lines, encode_pair, mask_tokens
+from engine.data.nsp import mask_tokens
+from engine.data.prepare import MASK_CHUNK, PairSettings, build_pairs_file, resolve_num_proc
 from engine.errors import JobError
 from engine.events import PhaseStarted, ProgressUpdated
 from engine.models.presets import cache_root, preset_config
@@ -49,20 +51,71 @@ def _tokenizer_hash(tok) -> str:
     ]
 
 
+PAIRS_FILE = "pairs.arrow"
+LAYOUT = 2  # the cache folder's layout: 2 = one Arrow stream file of int32/int8 columns
+
+
 def prepare_split(ctx: TaskContext, tok, split: str, seed: int, mask: bool, inputs: TaskInputs | None = None):
-    """NSP pairs of one split as a cached ``datasets.Dataset`` (masked once when ``mask``)."""
+    """NSP pairs of one split as a cached, memory-mapped ``datasets.Dataset`` (masked once when ``mask``).
+
+    Built by :func:`engine.data.prepare.build_pairs_file` in bounded memory on ``num_proc``
+    processes; the pairs do not depend on ``num_proc``, so it is not part of the cache key.
+    """
     inputs = inputs or data_inputs(ctx)
     folder = cache_root() / "pretrain-data" / _pairs_key(inputs, tok, split, seed, mask)
     cached = _cached_pairs(ctx, folder, split)
     if cached is not None:
         return cached
+    exp = inputs.exp
     t0 = time.perf_counter()
-    cols = _nsp_columns(ctx, inputs, tok, split, seed)
-    if mask and cols["input_ids"]:
-        _mask_once(cols, tok, inputs.exp, seed)
-    _save_sealed(cols, folder)
-    ctx.log(f"{split}: {len(cols['input_ids']):,} NSP pairs built in {time.perf_counter() - t0:.1f}s (cached)")
+    lines = inputs.split(split)
+    procs = resolve_num_proc(getattr(exp, "num_proc", 0))
+    ctx.emit(PhaseStarted(phase="data", detail=f"{split}: {len(lines):,} lines, tokenising on {procs} processes"))
+    limit = exp.max_train_samples if split == exp.train_split else exp.max_eval_samples
+    settings = PairSettings(exp.max_seq_length, exp.short_seq_prob, seed, limit)
+    # pid in the temp name: concurrent builders (e.g. ranks of a torchrun job) never share it;
+    # the first rename wins and the others keep the winner's identical copy.
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    remove(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        n = build_pairs_file(
+            lines,
+            exp.text_column,
+            tok,
+            tmp / PAIRS_FILE,
+            tmp / "work",
+            settings,
+            num_proc=procs,
+            finish=EvalMasks(tok, exp, seed) if mask else None,
+            progress=_progress_events(ctx, split),
+        )
+        remove(tmp / "work")
+        seal(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            pass  # another builder's identical copy is already there
+    finally:
+        remove(tmp)
+    ctx.log(f"{split}: {n:,} NSP pairs built in {time.perf_counter() - t0:.1f}s on {procs} processes (cached)")
     return _load_sealed(folder)
+
+
+def _progress_events(ctx: TaskContext, split: str):
+    """``ProgressUpdated`` events of a preparation stage: lines or documents done, tokens/s, ETA."""
+    units = {"tokenise": "lines", "pair": "documents"}
+
+    def report(stage: str, done: int, total: int, tokens: int, elapsed: float) -> None:
+        rate = tokens / elapsed if elapsed > 0 else None
+        eta = elapsed * (total - done) / done if done and total >= done else None
+        ctx.emit(
+            ProgressUpdated(
+                phase=f"{stage} {split}", done=done, total=total, unit=units[stage], tokens_per_s=rate, eta_s=eta
+            )
+        )
+
+    return report
 
 
 def _pairs_key(inputs: TaskInputs, tok, split: str, seed: int, mask: bool) -> str:
@@ -78,20 +131,19 @@ def _pairs_key(inputs: TaskInputs, tok, split: str, seed: int, mask: bool) -> st
         exp.text_column,
         exp.max_train_samples if split == exp.train_split else exp.max_eval_samples,
         mask and [exp.mlm_probability, max_predictions(exp), EVAL_MASK_SEED],
+        LAYOUT,
     ]
     return hashlib.sha256(json.dumps(key_src).encode()).hexdigest()[:20]
 
 
 def _cached_pairs(ctx: TaskContext, folder: Path, split: str):
     """The sealed cached pairs in ``folder``, or None (a corrupt copy is removed, to be rebuilt)."""
-    import datasets
-
-    if not (folder / "dataset_info.json").exists():
+    if not (folder / PAIRS_FILE).exists():
         return None
     problem = check(folder)
     if not problem:
         try:
-            ds = datasets.load_from_disk(str(folder))
+            ds = _open_pairs(folder)
             ctx.log(f"{split}: reusing cached pairs ({folder.name})")
             return ds
         except Exception as exc:  # noqa: BLE001 - a damaged Arrow file
@@ -101,75 +153,58 @@ def _cached_pairs(ctx: TaskContext, folder: Path, split: str):
     return None
 
 
-def _nsp_columns(ctx: TaskContext, inputs: TaskInputs, tok, split: str, seed: int) -> dict[str, list]:
-    """Documents of ``split`` -> tokenised NSP pairs as columns (input_ids, token_type_ids, next_sentence_label)."""
-    exp = inputs.exp
-    docs = documents_from_lines(inputs.split(split)[exp.text_column])
-    ctx.emit(PhaseStarted(phase="data", detail=f"{split}: {len(docs):,} documents, tokenising"))
-    sents = [s for d in docs for s in d]
-    ids: list[list[int]] = []
-    step = 2000
-    for s in range(0, len(sents), step):
-        ids += tok(sents[s : s + step], add_special_tokens=False)["input_ids"]
-        ctx.emit(ProgressUpdated(phase=f"tokenise {split}", done=min(s + step, len(sents)), total=len(sents)))
-    tok_docs, k = [], 0
-    for d in docs:
-        tok_docs.append([x for x in ids[k : k + len(d)] if x])
-        k += len(d)
-    pairs = build_nsp_pairs([d for d in tok_docs if d], exp.max_seq_length, exp.short_seq_prob, seed)
-    limit = exp.max_train_samples if split == exp.train_split else exp.max_eval_samples
-    if limit:
-        pairs = pairs[:limit]
-    cols: dict[str, list] = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
-    for a, b, rnd in pairs:
-        i, t = encode_pair(a, b, tok.cls_token_id, tok.sep_token_id)
-        cols["input_ids"].append(i)
-        cols["token_type_ids"].append(t)
-        cols["next_sentence_label"].append(int(rnd))
-    return cols
-
-
-def _mask_once(cols: dict[str, list], tok, exp, seed: int) -> None:
-    """Add ``masked_input_ids`` / ``mlm_labels``: the evaluation masks, drawn once with a fixed seed."""
-    import torch
-
-    g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
-    masked, labels = [], []
-    for s in range(0, len(cols["input_ids"]), 512):
-        chunk = cols["input_ids"][s : s + 512]
-        x = pad_batch(chunk, tok.pad_token_id, multiple=1)
-        special = _special_mask(x, tok)
-        m, lab = mask_tokens(x, special, tok.mask_token_id, len(tok), exp.mlm_probability, max_predictions(exp), g)
-        for row, seq in enumerate(chunk):
-            masked.append(m[row, : len(seq)].tolist())
-            labels.append(lab[row, : len(seq)].tolist())
-    cols["masked_input_ids"] = masked
-    cols["mlm_labels"] = labels
-
-
-def _save_sealed(cols: dict[str, list], folder: Path) -> None:
-    """Write the columns as an Arrow dataset into ``folder``, sealed, through a temporary folder."""
+def _open_pairs(folder: Path):
     import datasets
 
-    # pid in the temp name: concurrent builders (e.g. ranks of a torchrun job) never share it;
-    # the first rename wins and the others keep the winner's identical copy.
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    datasets.Dataset.from_dict(cols).save_to_disk(str(tmp))
-    seal(tmp)
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.Dataset.from_file(str(folder / PAIRS_FILE))
+
+
+class EvalMasks:
+    """Adds ``masked_input_ids`` / ``mlm_labels`` to each block of pairs: the evaluation masks, drawn
+    once with a fixed seed, :data:`MASK_CHUNK` rows at a time in order (blocks are whole multiples of it)."""
+
+    columns = ("masked_input_ids", "mlm_labels")
+
+    def __init__(self, tok, exp, seed: int):
+        import torch
+
+        self.tok, self.exp = tok, exp
+        self.g = torch.Generator().manual_seed(EVAL_MASK_SEED + seed)
+
+    def __call__(self, cols: dict) -> dict:
+        import numpy as np
+        import torch
+
+        tok, exp = self.tok, self.exp
+        offsets, ids = cols["offsets"], cols["input_ids"]
+        masked, labels = np.empty_like(ids), np.empty_like(ids)
+        for s in range(0, len(offsets) - 1, MASK_CHUNK):
+            o = offsets[s : s + MASK_CHUNK + 1]
+            lengths = np.diff(o)
+            valid = np.arange(int(lengths.max())) < lengths[:, None]
+            x = np.full(valid.shape, tok.pad_token_id, np.int64)
+            x[valid] = ids[o[0] : o[-1]]
+            xt = torch.from_numpy(x)
+            m, lab = mask_tokens(
+                xt,
+                _special_mask(xt, tok),
+                tok.mask_token_id,
+                len(tok),
+                exp.mlm_probability,
+                max_predictions(exp),
+                self.g,
+            )
+            masked[o[0] : o[-1]] = m.numpy()[valid]
+            labels[o[0] : o[-1]] = lab.numpy()[valid]
+        return {"masked_input_ids": masked, "mlm_labels": labels}
 
 
 def _load_sealed(folder: Path):
     """The dataset just saved in ``folder``; a damaged one fails naming the folder to delete."""
-    import datasets
-
     problem = check(folder)
     try:
         if not problem:
-            return datasets.load_from_disk(str(folder))
+            return _open_pairs(folder)
     except Exception as exc:  # noqa: BLE001
         problem = first_line(exc, 120)
     raise corrupt_error("NSP pairs", folder, problem)
@@ -203,22 +238,22 @@ def _padded_matrix(column, pad: int, dtype):
 class TrainBatches:
     """Training batches of the cached NSP pairs: length-bucketed, padded, masked per (seed, epoch, batch).
 
-    The pairs are held as one padded int32 matrix (not lists of Python ints: several
-    times less memory, and a batch is one gather instead of a loop over sequences).
-    Masks are drawn on the batch padded to a multiple of 8 (as on GPUs, so a
-    batch's masks do not depend on the device); with ``trim`` (CPU) the batch is
-    then cut to its longest sequence, since CPUs gain nothing from the multiple
-    of 8 and would compute the extra padding. With ``slots`` (GPU) each batch also
-    carries fixed-size prediction slots (:func:`mlm_positions`) for a sync-free forward.
+    The pairs stay in their memory-mapped Arrow file: a batch is one ``take`` of its rows,
+    padded there, so memory does not grow with the corpus (only the per-pair lengths and NSP
+    labels are held, 16 bytes a pair). Masks are drawn on the batch padded to a multiple of 8
+    (as on GPUs, so a batch's masks do not depend on the device); with ``trim`` (CPU) the batch
+    is then cut to its longest sequence, since CPUs gain nothing from the multiple of 8 and would
+    compute the extra padding. With ``slots`` (GPU) each batch also carries fixed-size
+    prediction slots (:func:`mlm_positions`) for a sync-free forward.
     """
 
     def __init__(self, train_ds, tok, exp, vocab_size: int, trim: bool = False, slots: bool = False):
+        import pyarrow.compute as pc
         import torch
 
-        table = train_ds.with_format("arrow")[:]
-        self.ids, lengths = _padded_matrix(table.column("input_ids"), tok.pad_token_id, "int32")
-        self.types, _ = _padded_matrix(table.column("token_type_ids"), 0, "int8")
-        self.nsp = torch.from_numpy(table.column("next_sentence_label").to_numpy().astype("int64"))
+        self.table = train_ds.with_format("arrow")[:]
+        lengths = pc.list_value_length(self.table.column("input_ids")).to_numpy().astype("int64")
+        self.nsp = torch.from_numpy(self.table.column("next_sentence_label").to_numpy().astype("int64"))
         self.lengths = torch.from_numpy(lengths)
         self.lengths_list = lengths.tolist()
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
@@ -236,16 +271,17 @@ class TrainBatches:
         import torch
 
         tok, exp = self.tok, self.exp
-        idx = torch.tensor(self.batches(epoch)[i])
+        rows = self.batches(epoch)[i]
+        idx = torch.tensor(rows)
         longest = int(self.lengths[idx].max())
-        width = -(-longest // 8) * 8
-        x = self.ids[idx, :width].long()
+        picked = self.table.select(["input_ids", "token_type_ids"]).take(rows)
+        x = _padded_matrix(picked.column("input_ids"), tok.pad_token_id, "int64")[0]  # width: longest, to 8
         special = _special_mask(x, tok)
         g = torch.Generator().manual_seed(hash((exp.seed, epoch, i)) & 0x7FFFFFFF)
         masked, labels = mask_tokens(
             x, special, tok.mask_token_id, self.vocab_size, exp.mlm_probability, self.max_pred, g
         )
-        types = self.types[idx, :width].long()
+        types = _padded_matrix(picked.column("token_type_ids"), 0, "int64")[0]
         if self.trim:
             masked, labels, types, x = (t[:, :longest] for t in (masked, labels, types, x))
         batch = {
