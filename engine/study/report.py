@@ -690,16 +690,15 @@ def _html(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
-    from engine.files import atomic_write_text
+    """Write the report in ``formats`` (with its plots under ``report_files/`` and ``report.json``)
+    into ``out``, all or nothing: a full disk part way leaves the previous report as it was."""
+    from engine.files import atomic_write_many
 
     out = Path(out)
     fig_dir = out / "report_files"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for s in report.sections:
-        for stem, png, _ in s.figures:
-            (fig_dir / f"{stem}.png").write_bytes(png)
-            written.append(fig_dir / f"{stem}.png")
+    files: list[tuple[Path, bytes]] = [
+        (fig_dir / f"{stem}.png", png) for s in report.sections for stem, png, _ in s.figures
+    ]
     render = {
         "md": ("report.md", lambda: _md(report, "report_files")),
         "latex": ("report.tex", lambda: _latex(report, "report_files")),
@@ -707,8 +706,17 @@ def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
     }
     for fmt in formats:
         name, fn = render[fmt]
-        atomic_write_text(out / name, fn())
-        written.append(out / name)
-    atomic_write_text(out / "report.json", json.dumps({"title": report.title, "facts": report.facts}, indent=1) + "\n")
-    written.append(out / "report.json")
-    return written
+        files.append((out / name, fn().encode("utf-8")))
+    facts = json.dumps({"title": report.title, "facts": report.facts}, indent=1) + "\n"
+    files.append((out / "report.json", facts.encode("utf-8")))
+    made = [d for d in (out, fig_dir) if not d.exists()]
+    try:
+        atomic_write_many(files)
+    except BaseException:
+        for d in reversed(made):  # folders this call made and left empty go too
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    return [path for path, _ in files]
