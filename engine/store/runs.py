@@ -263,6 +263,9 @@ class OwnerLock:
         return False
 
 
+CREATION_GRACE_S = 30.0  # seconds a run may show no status.json while its creator writes it
+
+
 @dataclass
 class Run:
     """Handle on one run directory. Readers use it freely; only the owner writes."""
@@ -321,12 +324,42 @@ class Run:
         return OwnerLock.is_held(self.path / "owner.lock")
 
     def status(self, read: tuple[dict, str] | None = None) -> dict:
-        """Status with liveness applied: a dead owner turns running/paused into interrupted."""
+        """Status with liveness applied: a dead owner turns running/paused into interrupted, and so
+        does a creation that died before its first ``status.json`` (see :meth:`creation_abandoned`)."""
         st = dict(self.raw_status(read))
         if st.get("status") in ACTIVE and not self.owner_alive():
             st["status"] = "interrupted"
             st["reason"] = "the process running this job stopped (killed or crashed); resume it to continue"
+        elif st.get("status") == "queued" and self.creation_abandoned():
+            st["status"] = "interrupted"
+            st["reason"] = (
+                "the process creating this run stopped before writing its status (killed or crashed); "
+                "resume it to continue"
+            )
         return st
+
+    def creation_abandoned(self, now: float | None = None) -> bool:
+        """True when this run has no ``status.json`` long after its last file was written and no process
+        owns it: ``RunStore.create`` writes ``config.json`` then ``status.json`` at once, so only a
+        process killed in between (often mid-write, leaving a ``.status.json.*.tmp``) leaves it so."""
+        import time
+
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return False
+        if "status.json" in names:
+            return False
+        newest = 0.0
+        for name in names:
+            if name == "config.json" or name.startswith(".status.json."):
+                try:
+                    newest = max(newest, os.lstat(self.path / name).st_mtime)
+                except OSError:
+                    continue
+        if not newest or (time.time() if now is None else now) - newest < CREATION_GRACE_S:
+            return False
+        return not self.owner_alive()
 
     def events(self) -> list[Event]:
         rows, _ = read_events(self.events_path)
