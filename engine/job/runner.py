@@ -44,7 +44,7 @@ from engine.job.slurm import executor_of, follow, in_slurm_job
 from engine.job.system import JobSampler, system_table
 from engine.job.trackers import make_trackers
 from engine.manifest import ALL_TRAIN, EXPERIMENT_KEYS, Experiment, Manifest
-from engine.secrets import redact
+from engine.secrets import redact, redact_values
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
@@ -195,7 +195,7 @@ def config_changes(exp, run: Run) -> dict:
     """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
 
     old = run.config()
-    new = json.loads(json.dumps(json_safe(exp.to_dict())))
+    new = redact_values(json.loads(json.dumps(json_safe(exp.to_dict()))))  # as config.json holds it
     out = {}
     for key, value in new.items():
         if key in IGNORED_CHANGES or key.startswith("_"):
@@ -409,7 +409,7 @@ def check_changes(exp, run: Run, accept_changes: bool, log) -> None:
         record = (record if isinstance(record, list) else []) + [
             {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
         ]
-        atomic_write_json(run.path / "config.json", {**exp.to_dict(), "_accepted_changes": record})
+        atomic_write_json(run.path / "config.json", redact_values({**exp.to_dict(), "_accepted_changes": record}))
         log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
 
 

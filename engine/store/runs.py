@@ -40,6 +40,7 @@ from engine.files import (
     read_json_object,
     read_regular_file,
 )
+from engine.secrets import redact_values
 from engine.status import ACTIVE, STATUSES
 from engine.tables import TABLE_NAME, Table
 
@@ -614,7 +615,7 @@ class RunStore:
             except FileExistsError:
                 continue
         run = Run(path)
-        atomic_write_json(path / "config.json", config)
+        atomic_write_json(path / "config.json", redact_values(config))  # a token pasted into a value stays out
         atomic_write_json(path / "status.json", {"status": "queued", "reason": ""})
         return run
 

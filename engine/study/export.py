@@ -23,8 +23,10 @@ import re
 import shutil
 from pathlib import Path
 
+from engine.secrets import redact_values
 from engine.status import LIVE
-from engine.tables import FORMATS, Table, export_tables, flat_results
+from engine.tables import FORMATS, Table, flat_results
+from engine.tables import export_tables as _write_tables
 
 TOTAL_LABELS = ("total",)
 _REPEAT = re.compile(r"^x(\d+)$")
@@ -261,6 +263,16 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
                 formats,
             )
     return written
+
+
+def export_tables(tables: list[Table], out_dir: Path, formats=FORMATS, prefix: str = "") -> list[Path]:
+    """``tables`` written as :func:`engine.tables.export_tables` does, with any token in their text
+    redacted (a run made before config.json was redacted may still hold one)."""
+    clean = [
+        Table(t.name, t.columns, [redact_values(list(r)) for r in t.rows], t.title, redact_values(list(t.notes)))
+        for t in tables
+    ]
+    return _write_tables(clean, out_dir, formats, prefix)
 
 
 @contextlib.contextmanager
