@@ -589,16 +589,36 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
 # -- rendering ---------------------------------------------------------------------------
 
 
+def _no_tags(text: str) -> str:
+    # Markdown passes raw HTML through; without a "<" nothing opens a tag. ">=" and "&" stay readable.
+    return text.replace("<", "&lt;")
+
+
+def _md_text(text: str) -> str:
+    """``text`` for Markdown with no raw HTML (a manifest value may hold ``<script>``), as the HTML and
+    LaTeX reports escape theirs; code spans (between backticks) are shown literally by Markdown."""
+    parts = text.split("`")  # odd indices are inside a span, but for the last after an unmatched backtick
+    return "`".join(x if i % 2 and i < len(parts) - 1 else _no_tags(x) for i, x in enumerate(parts))
+
+
+def _md_table(t: Table) -> str:
+    def esc(v):
+        return _no_tags(v) if isinstance(v, str) else v
+
+    rows = [[esc(v) for v in row] for row in t.rows]
+    return Table(t.name, [esc(c) for c in t.columns], rows, esc(t.title), [esc(n) for n in t.notes]).to_markdown()
+
+
 def _md(report: Report, fig_dir: str) -> str:
-    out = [f"# {report.title}", ""]
+    out = [f"# {_md_text(report.title)}", ""]
     for s in report.sections:
-        out += [f"## {s.title}", ""]
+        out += [f"## {_md_text(s.title)}", ""]
         for p in s.text:
-            out += [p, ""]
+            out += [_md_text(p), ""]
         for t in s.tables:
-            out += [t.to_markdown(), ""]
+            out += [_md_table(t), ""]
         for stem, _, caption in s.figures:
-            out += [f"![{caption}]({fig_dir}/{stem}.png)", ""]
+            out += [f"![{_md_text(caption)}]({fig_dir}/{stem}.png)", ""]
     return "\n".join(out)
 
 
