@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.cli.refs import as_user_error
+from engine.cli.refs import as_user_error, get_run
 from engine.errors import NotFound, UserError
 
 
@@ -98,8 +98,8 @@ def cmd_verify(args, manifest) -> int:
             if not any(found):
                 raise NotFound(f"no finished run of {target} under {manifest.runs_dir}")
             continue
-        with as_user_error():
-            runs.append(store.get(target))
+        with as_user_error():  # a run's name, id or path, as every other command takes it
+            runs.append(get_run(store, target))
     failed, total = 0, 0
     for run in runs:
         try:

@@ -62,7 +62,8 @@ def new_run_id() -> str:
 def check_name(name: str) -> str:
     if not SAFE_NAME.match(name or "") or name in (".", ".."):
         raise ValueError(
-            f"{name!r} is not a safe directory name: use letters, digits, '.', '_' or '-' "
+            f"{repr(name) if name else 'an empty name'} is not a safe directory name: "
+            "use letters, digits, '.', '_' or '-' "
             "(at most 64, starting with a letter or digit)"
         )
     return name
