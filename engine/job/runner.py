@@ -38,7 +38,7 @@ from engine.hub.resolve import resolve_dataset
 from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
-from engine.job.preempt import ForwardSignals, StopSignals
+from engine.job.preempt import ForwardSignals, StopSignals, record_late_stop
 from engine.job.preflight import run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
 from engine.job.system import JobSampler, system_table
@@ -338,9 +338,10 @@ def run_experiment(
             stop.restore()
         writer.close()
         if stop is not None and stop.signum is not None and not interrupted:
-            # The signal came after the last step boundary (the job finished or failed meanwhile):
-            # its results are on disk, so deliver it now to whatever ran this job.
-            os.kill(os.getpid(), stop.signum)
+            # The signal came after the last step boundary (the job finished or failed meanwhile): its
+            # results are on disk. Killing the process now would report a finished run as killed (rc
+            # -15); the caller sees it in late_stop() and starts nothing more.
+            record_late_stop(stop.signum)
     return run
 
 
