@@ -50,3 +50,29 @@ def test_queue_errors_are_said_and_the_console_stays_up(tmp_path):
             assert app.is_running
 
     asyncio.run(go())
+
+
+def test_a_quarantined_entry_shows_no_negative_id_and_is_not_controlled(tmp_path):
+    import json
+
+    from engine.queue.queuefile import QueueFile
+    from tui.widgets.jobs import JobsPane
+
+    qf = QueueFile(tmp_path / "runs")
+    qf.dir.mkdir(parents=True)
+    qf.path.write_text(json.dumps({"jobs": [{"id": 1, "experiment": "params", "run": "/etc", "state": "queued"}]}))
+
+    async def go():
+        app = make_app(tmp_path, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            await pilot.press("2")
+            pane = app.screen.query_one(JobsPane)
+            assert await wait_for(pilot, lambda: pane.table.row_count == 1)
+            assert "quarantined" in screen_text(app)
+            assert [str(c) for c in pane.table.get_row_at(0)][0] == "--"
+            assert "-1" not in screen_text(app)
+            await pilot.press("c")  # nothing to confirm: the entry is never run
+            assert isinstance(app.screen, MainScreen) and app.is_running
+
+    asyncio.run(go())
