@@ -788,7 +788,12 @@ def _check_text(name: str, value: str) -> str:
 def _check_range(name: str, value) -> str:
     """Why a number is out of its sensible range ("" when it is fine)."""
     if name == "mlm_probability" and isinstance(value, float) and value <= 0:
-        return "expected a fraction above 0 (at most 1): with 0 no token is masked and perplexity is undefined"
+        return "expected a fraction above 0 and below 1: with 0 no token is masked and perplexity is undefined"
+    if name == "mlm_probability" and isinstance(value, float) and value >= 1:
+        return (
+            "expected a fraction above 0 and below 1 (BERT uses 0.15): with 1 every token is selected, "
+            "so the model predicts each one without its context"
+        )
     return ""
 
 

@@ -26,6 +26,7 @@ dataset = "embedded:wikitext"
         ('device = "cpu:7"', "device", "not a device"),
         ('device = "cuda\\u001b[2J"', "device", "control characters"),
         ("mlm_probability = 0", "mlm_probability", "above 0"),
+        ("mlm_probability = 1.0", "mlm_probability", "below 1"),
         ('slurm_time = "1:00\\u0007"', "slurm_time", "control characters"),
     ],
 )
@@ -45,7 +46,7 @@ def test_bad_runs_dir_is_a_problem(value, words):
 
 
 def test_good_values_still_pass():
-    m = parse_text(BASE + 'device = "cuda:1"\nbatch_size = 65536\nmlm_probability = 1.0\ndescription = "a\\tb"\n')
+    m = parse_text(BASE + 'device = "cuda:1"\nbatch_size = 65536\nmlm_probability = 0.99\ndescription = "a\\tb"\n')
     assert m.experiments[0].device == "cuda:1"
 
 
