@@ -223,7 +223,9 @@ class TrainBatches:
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
         self.tok, self.exp, self.vocab_size, self.trim, self.slots = tok, exp, vocab_size, trim, slots
         self.max_pred = max_predictions(exp)
-        self._epochs = EpochBatches(self.lengths_list, exp.batch_size, exp.seed)
+        self._epochs = EpochBatches(
+            self.lengths_list, exp.batch_size, exp.seed, accumulation=exp.gradient_accumulation_steps
+        )
 
     def batches(self, epoch: int) -> list[list[int]]:
         return self._epochs.of(epoch)
