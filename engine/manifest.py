@@ -898,6 +898,32 @@ def missing_folders(manifest: Manifest) -> list[str]:
     return problems
 
 
+def unavailable_devices(manifest: Manifest, gpu_count: int) -> list[str]:
+    """Experiments whose ``device`` names a GPU this machine does not have (``cuda`` with none,
+    ``cuda:N`` beyond its count), one problem each with its line: ``lmconsole check`` reports them."""
+    try:
+        text = manifest.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    problems = []
+    for i, exp in enumerate(manifest.experiments, 1):
+        device = getattr(exp, "device", "auto")
+        if not isinstance(device, str) or not device.startswith("cuda"):
+            continue
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index < gpu_count:
+            continue
+        have = f"{gpu_count} GPU(s), numbered from 0" if gpu_count else "no GPU"
+        problems.append(
+            with_line(
+                text,
+                f'experiment {i} "{exp.name}".device: {device!r} does not exist on this machine ({have}); '
+                'use "auto" (a GPU when there is one), "cpu", or cuda:N below the count',
+            )
+        )
+    return problems
+
+
 def load(path: Path | str) -> Manifest:
     path = Path(path)
     try:

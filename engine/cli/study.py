@@ -23,10 +23,12 @@ def cmd_check(args) -> int:
         print(reference_markdown())
         return 0
     from engine.errors import ManifestError
-    from engine.manifest import load, missing_folders
+    from engine.manifest import load, missing_folders, unavailable_devices
+    from engine.queue.gpus import machine_gpus
 
     manifest = load(args.manifest)
     missing = missing_folders(manifest)  # knowable now, without loading any data
+    missing += unavailable_devices(manifest, len(machine_gpus()))  # the driver's list: no torch import
     if missing:
         raise ManifestError(manifest.path, missing)
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")

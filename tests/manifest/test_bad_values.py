@@ -68,3 +68,23 @@ def test_gpus_that_one_process_uses_still_pass():
         parse_text(BASE + extra)
     launched = parse_text(BASE + 'launcher = "torchrun"\nnproc_per_node = 2\ngpus = 2\n').experiments[0]
     assert launched.gpus == 2 and launched.nproc_per_node == 2
+
+
+@pytest.mark.parametrize(
+    "gpus, device, words",
+    [
+        ("", "cuda", "'cuda' does not exist on this machine (no GPU)"),
+        ("0,1", "cuda:2", "'cuda:2' does not exist on this machine (2 GPU(s), numbered from 0)"),
+        ("0,1", "cuda:1", ""),
+        ("", "auto", ""),
+    ],
+)
+def test_check_names_a_device_this_machine_does_not_have(workdir, monkeypatch, capsys, gpus, device, words):
+    from engine.cli.main import main
+
+    monkeypatch.setenv("LMCONSOLE_VISIBLE_GPUS", gpus)
+    (workdir / "experiments.toml").write_text(BASE + f'device = "{device}"\n')
+    code = main(["check"])
+    err = capsys.readouterr().err
+    assert code == (2 if words else 0), err
+    assert words in err and ("line 10:" in err if words else True)  # the device line, err
