@@ -116,6 +116,7 @@ def _group_stats(store, run, keys) -> dict:
 
 
 def _metric_table(name, title, run, final, keys, task, facts, store, baseline=None) -> Table:
+    final = final if isinstance(final, dict) else {}  # results.json as found: "final" may be anything
     stats = _group_stats(store, run, keys)
     cols = ["metric", "scale", "value"] + (["seeds: mean +- std (n)"] if stats else []) + ["run"]
     rows = []
@@ -132,10 +133,13 @@ def _metric_table(name, title, run, final, keys, task, facts, store, baseline=No
 
 def _history_table(name, title, run, keys, task, facts) -> Table:
     hist = run.results().get("history") or []
-    keys = [k for k in keys if any(isinstance(h.get(k), (int, float)) for h in hist)]
+    hist = hist if isinstance(hist, list) else []  # results.json as found: entries that are not objects are skipped
+    keys = [k for k in keys if any(isinstance(h, dict) and isinstance(h.get(k), (int, float)) for h in hist)]
     cols = ["epoch"] + [metric_label(k, task) for k in ["train_loss"] + keys]
     rows = []
     for i, h in enumerate(hist):
+        if not isinstance(h, dict):
+            continue  # its index stays: facts name history entries by their place in the file
         row = [h.get("epoch")]
         for k in ["train_loss"] + keys:
             v = h.get(k)
@@ -179,6 +183,7 @@ def _plot(series_by_axis, title) -> bytes:
 
 def _series(run, keys, task):
     hist = run.results().get("history") or []
+    hist = [h for h in hist if isinstance(h, dict)] if isinstance(hist, list) else []  # results.json as found
     out = []
     for k in keys:
         pts = [(h["epoch"], h[k]) for h in hist if isinstance(h.get(k), (int, float)) and h.get("epoch") is not None]
@@ -551,7 +556,7 @@ def build_report(store, names, title: str = "Study report", mirror: str = "") ->
     facts = _Facts()
     by_task: dict[str, list] = {}
     for r in runs:
-        by_task.setdefault(r.config().get("task", ""), []).append(r)
+        by_task.setdefault(str(r.config().get("task", "")), []).append(r)
     sections = [flags_section(runs)]
     inspect = by_task.get("inspect", [])
     if any(not r.config().get("model", "").startswith("run:") for r in inspect):
