@@ -145,24 +145,46 @@ def atomic_write_text(path: Path, text: str) -> None:
     file gets the mode a plain ``open`` would give it (0644 under umask 022),
     not mkstemp's private 0600, so others on a shared box can read runs and exports.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """:func:`atomic_write_text` for bytes (a plot, an archive)."""
+    atomic_write_many([(Path(path), data)])
+
+
+def atomic_write_many(files: list[tuple[Path, bytes]]) -> None:
+    """Write several files all or nothing, as far as a filesystem allows: every one goes to a synced
+    temp file beside its target first, and only when all are written are they renamed into place.
+
+    A full disk part way leaves every target as it was and no temp file behind; the ``OSError``
+    then names the file being written (for :func:`disk_full_message`).
+    """
+    staged: list[tuple[str, Path]] = []
+    current = Path(files[0][0]) if files else Path()
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            current = Path(path)
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name}.", suffix=".tmp")
+            staged.append((tmp, current))
+            os.fchmod(fd, 0o666 & ~current_umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in staged:
+            current = path
+            os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(exc, OSError) and is_disk_full(exc) and not exc.filename:
             # name the file: "disk full" alone does not say what was lost (the old file is intact)
-            raise OSError(exc.errno or errno.ENOSPC, exc.strerror or "No space left on device", str(path)) from exc
+            raise OSError(exc.errno or errno.ENOSPC, exc.strerror or "No space left on device", str(current)) from exc
         raise
 
 

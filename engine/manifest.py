@@ -990,7 +990,12 @@ def _check_text(name: str, value: str) -> str:
 def _check_range(name: str, value) -> str:
     """Why a number is out of its sensible range ("" when it is fine)."""
     if name == "mlm_probability" and isinstance(value, float) and value <= 0:
-        return "expected a fraction above 0 (at most 1): with 0 no token is masked and perplexity is undefined"
+        return "expected a fraction above 0 and below 1: with 0 no token is masked and perplexity is undefined"
+    if name == "mlm_probability" and isinstance(value, float) and value >= 1:
+        return (
+            "expected a fraction above 0 and below 1 (BERT uses 0.15): with 1 every token is selected, "
+            "so the model predicts each one without its context"
+        )
     return ""
 
 
@@ -1092,6 +1097,32 @@ def missing_folders(manifest: Manifest) -> list[str]:
                         f"(relative paths start from {Path.cwd()}); create it or fix the path",
                     )
                 )
+    return problems
+
+
+def unavailable_devices(manifest: Manifest, gpu_count: int) -> list[str]:
+    """Experiments whose ``device`` names a GPU this machine does not have (``cuda`` with none,
+    ``cuda:N`` beyond its count), one problem each with its line: ``lmconsole check`` reports them."""
+    try:
+        text = manifest.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    problems = []
+    for i, exp in enumerate(manifest.experiments, 1):
+        device = getattr(exp, "device", "auto")
+        if not isinstance(device, str) or not device.startswith("cuda"):
+            continue
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index < gpu_count:
+            continue
+        have = f"{gpu_count} GPU(s), numbered from 0" if gpu_count else "no GPU"
+        problems.append(
+            with_line(
+                text,
+                f'experiment {i} "{exp.name}".device: {device!r} does not exist on this machine ({have}); '
+                'use "auto" (a GPU when there is one), "cpu", or cuda:N below the count',
+            )
+        )
     return problems
 
 

@@ -29,3 +29,15 @@ def redact(text: str) -> str:
     if tok and len(tok) >= 8:
         text = text.replace(tok, "<redacted>")
     return _TOKEN_RE.sub("<redacted>", text)
+
+
+def redact_values(value):
+    """``value`` (JSON-like: dicts, lists, strings) with every string passed through :func:`redact`:
+    a token pasted into a manifest value never reaches a run's ``config.json`` or an export."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    return value

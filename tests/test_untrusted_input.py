@@ -377,7 +377,7 @@ def test_qa_threshold_nan_rejected():
 def test_valid_edge_values_still_accepted():
     from engine.manifest import parse_text
 
-    m = parse_text(BASE + "mlm_probability = 1.0\nshort_seq_prob = 0\nseed = 4294967295\nwarmup = 0\n")
+    m = parse_text(BASE + "mlm_probability = 0.99\nshort_seq_prob = 0\nseed = 4294967295\nwarmup = 0\n")
     assert m.experiments[0].seed == 2**32 - 1
 
 

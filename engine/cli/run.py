@@ -6,6 +6,7 @@ import sys
 
 from engine.cli.output import ProgressPrinter, print_flags, safe_print
 from engine.errors import NotFound, UserError
+from engine.job.preempt import late_stop
 from engine.status import ACTIVE, RESUMABLE
 
 
@@ -52,6 +53,12 @@ def cmd_run(args, manifest) -> int:
         code = _run_seeds(manifest, store, name, resume, args, failed)
         if code is not None:
             return code
+        if late_stop():  # a stop signal during the last evaluation: that run finished, nothing more starts
+            left = plan[plan.index(name) + 1 :]
+            if left:
+                safe_print(f"stopped by {late_stop()}; not started: {', '.join(left)}", sys.stderr)
+                return 130
+            break
     studies = [n for n in args.experiments if manifest.get(n).task == "study"]
     if studies and not ran and not failed:
         safe_print(f"[{', '.join(studies)}] every step has a finished run; run a step by name to redo it")
@@ -144,6 +151,9 @@ def _run_seeds(manifest, store, name: str, resume, args, failed: dict) -> int | 
         elif not args.json:
             safe_print(f"[{name}] finished: {run.path}")
             print_flags(f"[{name}] ", run)
+        if late_stop():
+            safe_print(f"[{name}] {late_stop()} arrived after the last step: this run finished", sys.stderr)
+            break
     if len(runs) > 1 and not args.json:
         _print_group(name, runs)
     return None

@@ -201,6 +201,7 @@ def cmd_delete(args, manifest) -> int:
 
 
 def cmd_export(args, manifest) -> int:
+    from engine.files import is_disk_full
     from engine.store.meta import is_archived
     from engine.store.runs import RunStore
     from engine.study.export import export_folder, export_runs, split_exportable
@@ -227,6 +228,8 @@ def cmd_export(args, manifest) -> int:
     try:
         written = export_runs(runs, Path(args.out), formats, problems)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise  # one line naming the file and the free space (cli.main)
         raise UserError(
             f"cannot write to --out {args.out}: {exc.strerror or exc}; choose a writable folder", code=1
         ) from None

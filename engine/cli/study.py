@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.cli.refs import as_user_error
+from engine.cli.refs import as_user_error, get_run
 from engine.errors import NotFound, UserError
 
 
@@ -23,10 +23,12 @@ def cmd_check(args) -> int:
         print(reference_markdown())
         return 0
     from engine.errors import ManifestError
-    from engine.manifest import load, missing_folders
+    from engine.manifest import load, missing_folders, unavailable_devices
+    from engine.queue.gpus import machine_gpus
 
     manifest = load(args.manifest)
     missing = missing_folders(manifest)  # knowable now, without loading any data
+    missing += unavailable_devices(manifest, len(machine_gpus()))  # the driver's list: no torch import
     if missing:
         raise ManifestError(manifest.path, missing)
     print(f"{manifest.path}: {len(manifest.experiments)} experiments, runs in {manifest.runs_dir}")
@@ -135,8 +137,8 @@ def cmd_verify(args, manifest) -> int:
             if not any(found):
                 raise NotFound(f"no finished run of {target} under {manifest.runs_dir}")
             continue
-        with as_user_error():
-            runs.append(store.get(target))
+        with as_user_error():  # a run's name, id or path, as every other command takes it
+            runs.append(get_run(store, target))
     failed, total = 0, 0
     for run in runs:
         try:

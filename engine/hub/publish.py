@@ -12,6 +12,7 @@ The run directory is never modified. The token comes from
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import statistics
@@ -41,8 +42,22 @@ class PushError(Exception):
 
 
 def _tokens_per_s(run) -> float | None:
-    vals = [e.tokens_per_s for e in run.events() if isinstance(e, StepLogged) and e.tokens_per_s]
+    # events.jsonl is read as found: a hand-edited or damaged line may hold any type here
+    vals = [
+        float(v)
+        for e in run.events()
+        if isinstance(e, StepLogged)
+        and isinstance(v := e.tokens_per_s, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and v > 0
+    ]
     return statistics.median(vals) if vals else None
+
+
+def _text(v) -> str:
+    """A config value shown in the card as text: a wrong-typed one (a hand-edited config.json) as written."""
+    return v if isinstance(v, str) else "" if v is None else str(v)
 
 
 def card_data(run, repo_id: str):
@@ -57,10 +72,10 @@ def card_data(run, repo_id: str):
     cfg = run.config()
     res = run.results()
     final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
-    task = cfg.get("task", "")
+    task = _text(cfg.get("task"))
     pipeline, task_text = TASK_META.get(task, ("", task))
-    dataset = cfg.get("dataset", "")
-    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
+    dataset = _text(cfg.get("dataset"))
+    split = _text(final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split"))
     real_dataset = bool(dataset) and not dataset.startswith("embedded:") and not Path(dataset).is_absolute()
     evals = [
         EvalResult(
@@ -77,7 +92,7 @@ def card_data(run, repo_id: str):
         for k in METRIC_KEYS.get(task, ())
         if isinstance(final.get(k), (int, float)) and real_dataset
     ]
-    base = cfg.get("model", "")
+    base = _text(cfg.get("model"))
     return ModelCardData(
         license="apache-2.0",
         library_name="transformers",
@@ -114,7 +129,7 @@ def model_card(run, repo_id: str) -> str:
     cfg = run.config()
     res = run.results()
     final = res.get("final", {}) if isinstance(res.get("final"), dict) else {}
-    task = cfg.get("task", "")
+    task = _text(cfg.get("task"))
     lines = [f"# {repo_id.split('/')[-1]}", ""]
     lines += [f"Trained with lmconsole, run `{run.experiment}/{run.run_id}`.", ""]
     lines += _card_origin(cfg, res, final, task)
@@ -129,10 +144,10 @@ def model_card(run, repo_id: str) -> str:
 
 def _card_origin(cfg: dict, res: dict, final: dict, task: str) -> list[str]:
     """Base model, task, data and splits."""
-    dataset = cfg.get("dataset", "")
-    split = final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split", "")
-    base = cfg.get("model", "")
-    start = res.get("start_model", "")
+    dataset = _text(cfg.get("dataset"))
+    split = _text(final.get("eval_split") or res.get("eval_split") or cfg.get("eval_split"))
+    base = _text(cfg.get("model"))
+    start = _text(res.get("start_model"))
     origin = f" (the finished run `{start}` of this study)" if base.startswith("run:") and start else ""
     lines = ["## Base model", "", f"`{base}`{origin}, initialisation `{cfg.get('init', 'auto')}`.", ""]
     lines += ["## Task", "", TASK_META.get(task, ("", task))[1] + ".", ""]

@@ -5,7 +5,9 @@ handler only records the signal; the training loop sees it at its next step
 boundary (:meth:`engine.job.runner.JobContext.poll`), saves a checkpoint and the run
 ends as ``interrupted``, resumable with ``lmconsole run X --resume``. A second
 signal while the first is being handled ends the process at once (the default
-action of that signal), for the user who really means "now".
+action of that signal), for the user who really means "now". A signal after the
+last step lets the job finish (its results are written) and is kept for the
+caller (:func:`late_stop`), which then starts nothing more and exits normally.
 
 Python delivers signals to the main thread only: a job run in a thread (the
 console's in-process jobs) installs nothing and is stopped by the console.
@@ -19,6 +21,21 @@ import threading
 from typing import Any
 
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+# A stop signal that came after a job's last step boundary (during its final evaluation or model
+# save): the job finished anyway, and whatever ran it starts nothing more. Process-wide, like the
+# signal itself.
+_late: list[int] = []
+
+
+def record_late_stop(signum: int) -> None:
+    """Remember a stop signal that arrived too late to stop a job that then finished."""
+    _late.append(signum)
+
+
+def late_stop() -> str:
+    """The name of a stop signal :func:`record_late_stop` kept (``""`` when none): stop after this job."""
+    return signal.Signals(_late[-1]).name if _late else ""
 
 
 class StopSignals:

@@ -6,7 +6,9 @@
 * the dataset and the starting model can be resolved (Hub reachable, cached,
   mirrored, local or embedded);
 * settings agree with the model (``max_seq_length`` within its positions, QA
-  stride shorter than the window).
+  stride shorter than the window);
+* the run's ``checkpoints`` is a folder, if it exists (a file there would make a
+  resume start over and the first checkpoint fail after the training it cost).
 """
 
 from __future__ import annotations
@@ -48,10 +50,24 @@ def check_space(folder: Path, n_params: int, free_bytes: int | None = None) -> i
     return need
 
 
+def check_checkpoints_folder(folder: Path) -> None:
+    """``folder`` (a run's ``checkpoints``) is missing or a real folder; a JobError naming it otherwise."""
+    folder = Path(folder)
+    if not folder.is_symlink() and (folder.is_dir() or not folder.exists()):
+        return
+    kind = "a symbolic link" if folder.is_symlink() else "a file, not a folder"
+    raise JobError(
+        f"{folder} is {kind}: checkpoints can be neither saved nor resumed from it",
+        "move it out of the run folder (it holds no checkpoint lmconsole wrote), then run again",
+    )
+
+
 def run_preflight(ctx: TaskContext) -> dict:
     """Raises :class:`JobError` / :class:`ResolveError` with a clear message; returns facts."""
     exp = ctx.exp
     check_writable(ctx.run.path)
+    if exp.task in ALL_TRAIN:
+        check_checkpoints_folder(ctx.run.checkpoints)
     try:
         config = experiment_config(ctx)
     except ResolveError:

@@ -39,13 +39,13 @@ from engine.job.commands import SHUTDOWN_TIMEOUT_S, launcher_command
 from engine.job.ending import failure_events, record_end
 from engine.job.environment import record as record_environment
 from engine.job.notify import notify_run_end
-from engine.job.preempt import ForwardSignals, StopSignals
+from engine.job.preempt import ForwardSignals, StopSignals, record_late_stop
 from engine.job.preflight import preflight_line, run_preflight
 from engine.job.slurm import executor_of, follow, in_slurm_job
 from engine.job.system import JobSampler, system_table
 from engine.job.trackers import make_trackers
 from engine.manifest import ALL_TRAIN, EXPERIMENT_KEYS, Experiment, Manifest
-from engine.secrets import redact
+from engine.secrets import redact, redact_values
 from engine.status import RUN_FINAL
 from engine.store.follow import RunFollower
 from engine.store.runs import Run, RunStore, RunWriter, request_seq
@@ -217,7 +217,7 @@ def config_changes(exp, run: Run) -> dict:
     """Manifest keys whose value differs from the run's ``config.json``: {key: (run's value, manifest's value)}."""
 
     old = run.config()
-    new = json.loads(json.dumps(json_safe(exp.to_dict())))
+    new = redact_values(json.loads(json.dumps(json_safe(exp.to_dict()))))  # as config.json holds it
     out = {}
     for key, value in new.items():
         if key in IGNORED_CHANGES or key.startswith("_"):
@@ -402,9 +402,10 @@ def run_experiment(
             stop.restore()
         writer.close()
         if stop is not None and stop.signum is not None and not interrupted:
-            # The signal came after the last step boundary (the job finished or failed meanwhile):
-            # its results are on disk, so deliver it now to whatever ran this job.
-            os.kill(os.getpid(), stop.signum)
+            # The signal came after the last step boundary (the job finished or failed meanwhile): its
+            # results are on disk. Killing the process now would report a finished run as killed (rc
+            # -15); the caller sees it in late_stop() and starts nothing more.
+            record_late_stop(stop.signum)
     if not in_worker:  # a launcher's rank 0 leaves it to its parent; a Slurm job tells from its own node
         notify_run_end(manifest.settings, run)
     return run
@@ -485,7 +486,9 @@ def check_changes(exp, run: Run, accept_changes: bool, log) -> None:
             {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}
         ]
         kept = {k: v for k, v in old.items() if k.startswith("_")}  # the run's own records (auto_find_batch_size)
-        atomic_write_json(run.path / "config.json", {**exp.to_dict(), **kept, "_accepted_changes": record})
+        atomic_write_json(
+            run.path / "config.json", redact_values({**exp.to_dict(), **kept, "_accepted_changes": record})
+        )
         log(f"resuming with changed settings (accepted): {describe_changes(changes)}", "warning")
 
 

@@ -123,7 +123,7 @@ def pretrain_flags(history: list[dict], vocab_size: int | None) -> list[Flag]:
     ppl = [
         (h.get("epoch"), float(h["mlm_perplexity"]))
         for h in history
-        if isinstance(h.get("mlm_perplexity"), (int, float))
+        if isinstance(h, dict) and isinstance(h.get("mlm_perplexity"), (int, float))  # results.json as found
     ]
     out = []
     if len(ppl) >= 2 and ppl[-1][1] >= ppl[0][1]:

@@ -41,6 +41,7 @@ from engine.files import (
     read_json_object,
     read_regular_file,
 )
+from engine.secrets import redact_values
 from engine.status import ACTIVE, STATUSES
 from engine.store.stall import stall_reason
 from engine.tables import TABLE_NAME, Table
@@ -63,7 +64,8 @@ def new_run_id() -> str:
 def check_name(name: str) -> str:
     if not SAFE_NAME.match(name or "") or name in (".", ".."):
         raise ValueError(
-            f"{name!r} is not a safe directory name: use letters, digits, '.', '_' or '-' "
+            f"{repr(name) if name else 'an empty name'} is not a safe directory name: "
+            "use letters, digits, '.', '_' or '-' "
             "(at most 64, starting with a letter or digit)"
         )
     return name
@@ -267,6 +269,9 @@ class OwnerLock:
         return False
 
 
+CREATION_GRACE_S = 30.0  # seconds a run may show no status.json while its creator writes it
+
+
 @dataclass
 class Run:
     """Handle on one run directory. Readers use it freely; only the owner writes."""
@@ -325,8 +330,9 @@ class Run:
         return OwnerLock.is_held(self.path / "owner.lock")
 
     def status(self, read: tuple[dict, str] | None = None) -> dict:
-        """Status with liveness applied: a dead owner turns running/paused into interrupted, and a
-        running job quiet for longer than its stall threshold reads as stalled (:mod:`engine.store.stall`)."""
+        """Status with liveness applied: a dead owner turns running/paused into interrupted, and so does a
+        creation that died before its first ``status.json`` (see :meth:`creation_abandoned`); a running
+        job quiet for longer than its stall threshold reads as stalled (:mod:`engine.store.stall`)."""
         st = dict(self.raw_status(read))
         if st.get("status") in ACTIVE and not self.owner_alive():
             st["status"] = "interrupted"
@@ -335,7 +341,36 @@ class Run:
             why = stall_reason(self.path)
             if why:
                 st["status"], st["reason"] = "stalled", why
+        elif st.get("status") == "queued" and self.creation_abandoned():
+            st["status"] = "interrupted"
+            st["reason"] = (
+                "the process creating this run stopped before writing its status (killed or crashed); "
+                "resume it to continue"
+            )
         return st
+
+    def creation_abandoned(self, now: float | None = None) -> bool:
+        """True when this run has no ``status.json`` long after its last file was written and no process
+        owns it: ``RunStore.create`` writes ``config.json`` then ``status.json`` at once, so only a
+        process killed in between (often mid-write, leaving a ``.status.json.*.tmp``) leaves it so."""
+        import time
+
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return False
+        if "status.json" in names:
+            return False
+        newest = 0.0
+        for name in names:
+            if name == "config.json" or name.startswith(".status.json."):
+                try:
+                    newest = max(newest, os.lstat(self.path / name).st_mtime)
+                except OSError:
+                    continue
+        if not newest or (time.time() if now is None else now) - newest < CREATION_GRACE_S:
+            return False
+        return not self.owner_alive()
 
     def events(self) -> list[Event]:
         rows, _ = read_events(self.events_path)
@@ -590,7 +625,7 @@ class RunStore:
             except FileExistsError:
                 continue
         run = Run(path)
-        atomic_write_json(path / "config.json", config)
+        atomic_write_json(path / "config.json", redact_values(config))  # a token pasted into a value stays out
         atomic_write_json(path / "status.json", {"status": "queued", "reason": ""})
         return run
 

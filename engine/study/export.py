@@ -11,17 +11,22 @@ overwrites another. Inside::
                            and ``confusion_matrix`` (true class x predicted class) for classifiers
 
 CSVs are tidy: every column holds one kind of value, so ``pandas.read_csv``
-gives numeric dtypes for numbers, and no row is a total.
+gives numeric dtypes for numbers, and no row is a total. An export that fails part way
+(a full disk) removes its folder: a folder that exists is a whole export.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
+import shutil
 from pathlib import Path
 
+from engine.secrets import redact_values
 from engine.status import LIVE
-from engine.tables import FORMATS, Table, export_tables, flat_results
+from engine.tables import FORMATS, Table, flat_results
+from engine.tables import export_tables as _write_tables
 
 TOTAL_LABELS = ("total",)
 _REPEAT = re.compile(r"^x(\d+)$")
@@ -266,24 +271,47 @@ def export_runs(runs, out: Path, formats=FORMATS, problems: list | None = None) 
         safe.append(run)
     runs = safe
     folder = new_export_dir(out, runs)
-    written = export_tables([runs_table(runs)], folder, formats)
-    for run in runs:
-        written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
-    if runs:
-        written += export_tables(
-            [with_scales(comparison_table(runs), runs), comparison_info_table(runs)]
-            + group_tables(runs)
-            + sweep_tables(runs),
-            folder,
-            formats,
-        )
+    with _removed_on_failure(folder):
+        written = export_tables([runs_table(runs)], folder, formats)
+        for run in runs:
+            written += export_tables(run_tables(run, problems), folder / run.experiment / run.run_id, formats)
+        if runs:
+            written += export_tables(
+                [with_scales(comparison_table(runs), runs), comparison_info_table(runs)]
+                + group_tables(runs)
+                + sweep_tables(runs),
+                folder,
+                formats,
+            )
     return written
+
+
+def export_tables(tables: list[Table], out_dir: Path, formats=FORMATS, prefix: str = "") -> list[Path]:
+    """``tables`` written as :func:`engine.tables.export_tables` does, with any token in their text
+    redacted (a run made before config.json was redacted may still hold one)."""
+    clean = [
+        Table(t.name, t.columns, [redact_values(list(r)) for r in t.rows], t.title, redact_values(list(t.notes)))
+        for t in tables
+    ]
+    return _write_tables(clean, out_dir, formats, prefix)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path):
+    """An export that fails part way (a full disk) takes its new folder with it: a folder left
+    behind would look like a whole export."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def export_table(run, table: Table, out: Path, formats=FORMATS) -> list[Path]:
     """One table of ``run`` (tidy, with its ``_totals`` when it has totals) into a new folder under ``out``."""
     folder = new_export_dir(out, [run])
-    return export_tables(tidy(table), folder, formats, prefix=f"{run.experiment}_{run.run_id}_")
+    with _removed_on_failure(folder):
+        return export_tables(tidy(table), folder, formats, prefix=f"{run.experiment}_{run.run_id}_")
 
 
 def export_folder(written: list[Path]) -> Path | None:

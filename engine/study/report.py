@@ -118,6 +118,7 @@ def _group_stats(store, run, keys) -> dict:
 
 
 def _metric_table(name, title, run, final, keys, task, facts, store, baseline=None) -> Table:
+    final = final if isinstance(final, dict) else {}  # results.json as found: "final" may be anything
     stats = _group_stats(store, run, keys)
     cols = ["metric", "scale", "value"] + (["seeds: mean +- std (n)"] if stats else []) + ["run"]
     rows = []
@@ -134,10 +135,13 @@ def _metric_table(name, title, run, final, keys, task, facts, store, baseline=No
 
 def _history_table(name, title, run, keys, task, facts) -> Table:
     hist = run.results().get("history") or []
-    keys = [k for k in keys if any(isinstance(h.get(k), (int, float)) for h in hist)]
+    hist = hist if isinstance(hist, list) else []  # results.json as found: entries that are not objects are skipped
+    keys = [k for k in keys if any(isinstance(h, dict) and isinstance(h.get(k), (int, float)) for h in hist)]
     cols = ["epoch"] + [metric_label(k, task) for k in ["train_loss"] + keys]
     rows = []
     for i, h in enumerate(hist):
+        if not isinstance(h, dict):
+            continue  # its index stays: facts name history entries by their place in the file
         row = [h.get("epoch")]
         for k in ["train_loss"] + keys:
             v = h.get(k)
@@ -181,6 +185,7 @@ def _plot(series_by_axis, title) -> bytes:
 
 def _series(run, keys, task):
     hist = run.results().get("history") or []
+    hist = [h for h in hist if isinstance(h, dict)] if isinstance(hist, list) else []  # results.json as found
     out = []
     for k in keys:
         pts = [(h["epoch"], h[k]) for h in hist if isinstance(h.get(k), (int, float)) and h.get("epoch") is not None]
@@ -625,7 +630,7 @@ def build_report(store, names, title: str = "Study report", mirror: str = "", ma
     facts = _Facts()
     by_task: dict[str, list] = {}
     for r in runs:
-        by_task.setdefault(r.config().get("task", ""), []).append(r)
+        by_task.setdefault(str(r.config().get("task", "")), []).append(r)
     sections = [flags_section(runs)]
     inspect = by_task.get("inspect", [])
     if any(not r.config().get("model", "").startswith("run:") for r in inspect):
@@ -668,16 +673,36 @@ def build_report(store, names, title: str = "Study report", mirror: str = "", ma
 # -- rendering ---------------------------------------------------------------------------
 
 
+def _no_tags(text: str) -> str:
+    # Markdown passes raw HTML through; without a "<" nothing opens a tag. ">=" and "&" stay readable.
+    return text.replace("<", "&lt;")
+
+
+def _md_text(text: str) -> str:
+    """``text`` for Markdown with no raw HTML (a manifest value may hold ``<script>``), as the HTML and
+    LaTeX reports escape theirs; code spans (between backticks) are shown literally by Markdown."""
+    parts = text.split("`")  # odd indices are inside a span, but for the last after an unmatched backtick
+    return "`".join(x if i % 2 and i < len(parts) - 1 else _no_tags(x) for i, x in enumerate(parts))
+
+
+def _md_table(t: Table) -> str:
+    def esc(v):
+        return _no_tags(v) if isinstance(v, str) else v
+
+    rows = [[esc(v) for v in row] for row in t.rows]
+    return Table(t.name, [esc(c) for c in t.columns], rows, esc(t.title), [esc(n) for n in t.notes]).to_markdown()
+
+
 def _md(report: Report, fig_dir: str) -> str:
-    out = [f"# {report.title}", ""]
+    out = [f"# {_md_text(report.title)}", ""]
     for s in report.sections:
-        out += [f"## {s.title}", ""]
+        out += [f"## {_md_text(s.title)}", ""]
         for p in s.text:
-            out += [p, ""]
+            out += [_md_text(p), ""]
         for t in s.tables:
-            out += [t.to_markdown(), ""]
+            out += [_md_table(t), ""]
         for stem, _, caption in s.figures:
-            out += [f"![{caption}]({fig_dir}/{stem}.png)", ""]
+            out += [f"![{_md_text(caption)}]({fig_dir}/{stem}.png)", ""]
     return "\n".join(out)
 
 
@@ -764,16 +789,15 @@ def _html(report: Report) -> str:
 
 
 def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
-    from engine.files import atomic_write_text
+    """Write the report in ``formats`` (with its plots under ``report_files/`` and ``report.json``)
+    into ``out``, all or nothing: a full disk part way leaves the previous report as it was."""
+    from engine.files import atomic_write_many
 
     out = Path(out)
     fig_dir = out / "report_files"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for s in report.sections:
-        for stem, png, _ in s.figures:
-            (fig_dir / f"{stem}.png").write_bytes(png)
-            written.append(fig_dir / f"{stem}.png")
+    files: list[tuple[Path, bytes]] = [
+        (fig_dir / f"{stem}.png", png) for s in report.sections for stem, png, _ in s.figures
+    ]
     render = {
         "md": ("report.md", lambda: _md(report, "report_files")),
         "latex": ("report.tex", lambda: _latex(report, "report_files")),
@@ -781,8 +805,17 @@ def write_report(report: Report, out: Path, formats=FORMATS) -> list[Path]:
     }
     for fmt in formats:
         name, fn = render[fmt]
-        atomic_write_text(out / name, fn())
-        written.append(out / name)
-    atomic_write_text(out / "report.json", json.dumps({"title": report.title, "facts": report.facts}, indent=1) + "\n")
-    written.append(out / "report.json")
-    return written
+        files.append((out / name, fn().encode("utf-8")))
+    facts = json.dumps({"title": report.title, "facts": report.facts}, indent=1) + "\n"
+    files.append((out / "report.json", facts.encode("utf-8")))
+    made = [d for d in (out, fig_dir) if not d.exists()]
+    try:
+        atomic_write_many(files)
+    except BaseException:
+        for d in reversed(made):  # folders this call made and left empty go too
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+    return [path for path, _ in files]

@@ -248,7 +248,7 @@ def verify_run(run, mirror: str = "") -> list[Check]:
     if status != "finished":
         raise VerifyError(f"{run.experiment}/{run.run_id} is {status}, not finished: nothing to verify")
     task = run.config().get("task", "")
-    fn = VERIFIERS.get(task)
+    fn = VERIFIERS.get(task) if isinstance(task, str) else None
     if fn is None:
         raise VerifyError(f"{run.experiment}/{run.run_id}: task {task!r} has no verifier")
     return fn(run, mirror) + against_original(run)

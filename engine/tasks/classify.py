@@ -99,7 +99,7 @@ def classify_spec(ctx: TaskContext, model, tok, device, data: Splits) -> TaskSpe
     ctx.log(
         f"train: {len(enc_train):,} rows; eval ({data.eval_split}): {len(enc_eval):,} rows; {data.num_labels} labels"
     )
-    batches = EpochBatches(lengths, exp.batch_size, exp.seed)
+    batches = EpochBatches(lengths, exp.batch_size, exp.seed, accumulation=exp.gradient_accumulation_steps)
 
     def get_batch(epoch, i):
         idx = batches.of(epoch)[i]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from dataclasses import dataclass, replace
@@ -153,14 +154,36 @@ def length_batches(
     return [b for group in groups for b in group] + batches[whole:]
 
 
+def check_epoch_fits(n_examples: int, batch_size: int, accumulation: int, ranks: int = 1) -> None:
+    """A JobError naming the key when one optimizer step would take more than an epoch: a batch larger
+    than the training set, or more accumulated batches than an epoch has (each rank's share in a DDP
+    job). Either way training silently became one step per epoch over the whole set."""
+    if not n_examples:
+        return  # an empty training set has its own message where the data is built
+    if batch_size * ranks > n_examples:
+        share = f" across {ranks} processes" if ranks > 1 else ""
+        raise JobError(
+            f"batch_size = {batch_size}{share} is larger than the training set ({n_examples:,} examples)",
+            f"use batch_size <= {max(1, n_examples // ranks)} (or train on more data)",
+        )
+    per_rank = math.ceil(n_examples / batch_size) // ranks
+    if accumulation > per_rank:
+        raise JobError(
+            f"gradient_accumulation_steps = {accumulation} is more than the {per_rank:,} batches of an epoch "
+            f"({n_examples:,} examples, batch_size = {batch_size})",
+            f"use gradient_accumulation_steps <= {per_rank} (or a smaller batch_size)",
+        )
+
+
 class EpochBatches:
     """The length-bucketed batches of one epoch (:func:`length_batches`, seed ``seed * 1000 + epoch``), the last
     epoch's kept: the loop asks for every batch of an epoch in turn. ``ranks``: the processes of a DDP job
     (default: torchrun's ``WORLD_SIZE``), whose batches of one step come from one length bucket."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, ranks: int | None = None):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, ranks: int | None = None, accumulation: int = 1):
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.ranks = ranks if ranks is not None else max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+        check_epoch_fits(len(lengths), batch_size, accumulation, self.ranks)
         self._epoch, self._batches = -1, []  # type: tuple[int, list[list[int]]]
 
     def of(self, epoch: int) -> list[list[int]]:

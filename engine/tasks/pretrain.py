@@ -259,7 +259,9 @@ class TrainBatches:
         self.n_pairs, self.n_tokens = len(self.lengths_list), int(lengths.sum())
         self.tok, self.exp, self.vocab_size, self.trim, self.slots = tok, exp, vocab_size, trim, slots
         self.max_pred = max_predictions(exp)
-        self._epochs = EpochBatches(self.lengths_list, exp.batch_size, exp.seed)
+        self._epochs = EpochBatches(
+            self.lengths_list, exp.batch_size, exp.seed, accumulation=exp.gradient_accumulation_steps
+        )
 
     def batches(self, epoch: int) -> list[list[int]]:
         return self._epochs.of(epoch)
@@ -591,10 +593,11 @@ def reevaluate(run, mirror: str = "") -> dict:
     import torch
     from transformers import AutoTokenizer, BertForPreTraining
 
-    from engine.manifest import Settings
+    from engine.manifest import EXPERIMENT_KEYS, Settings
 
     cfg = run.config()
-    exp = types.SimpleNamespace(**cfg)
+    # a key missing from config.json (an older or hand-edited run) takes its manifest default
+    exp = types.SimpleNamespace(**({k: key.default for k, key in EXPERIMENT_KEYS.items()} | cfg))
     folder = run.final_model()
     if folder is None:
         from engine.errors import VerifyError
@@ -608,8 +611,14 @@ def reevaluate(run, mirror: str = "") -> dict:
         emit=lambda event: None,
     )
     device, amp = setup_job(exp)
-    tok = AutoTokenizer.from_pretrained(str(folder))
-    model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        model = BertForPreTraining.from_pretrained(str(folder)).to(device).eval()
+    except (OSError, ValueError) as exc:  # a damaged or foreign model folder: say so, no traceback
+        from engine.errors import VerifyError
+
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise VerifyError(f"{run.experiment}/{run.run_id}: its saved model cannot be loaded: {first}") from None
     eval_ds = prepare_split(ctx, tok, exp.eval_split, exp.seed, mask=True)
     eval_data = _eval_data(eval_ds)
     with torch.no_grad(), torch.autocast(device.type, dtype=amp, enabled=amp is not None):

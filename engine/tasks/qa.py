@@ -219,7 +219,7 @@ def qa_spec(ctx: TaskContext, model, tok, device, train_ds, eval_ds, use_hub: bo
         f"train: {len(train_ds):,} questions -> {len(lengths):,} features; "
         f"eval ({exp.eval_split}): {len(examples):,} questions -> {len(feats):,} features"
     )
-    batches = EpochBatches(lengths, exp.batch_size, exp.seed)
+    batches = EpochBatches(lengths, exp.batch_size, exp.seed, accumulation=exp.gradient_accumulation_steps)
 
     def get_batch(epoch, i):
         idx = batches.of(epoch)[i]

@@ -72,3 +72,12 @@ def test_an_unsafe_run_name_is_quoted_in_its_message(workdir, capsys):
     for argv in (["tag", "..", "+a"], ["compare", ".."], ["verify", "a/.."], ["control", "..", "pause"]):
         assert cli.main(argv) == 2, argv
         assert capsys.readouterr().err.startswith("lmconsole: '..' is not a safe directory name"), argv
+
+
+@pytest.mark.parametrize("target, words", [("/tmp", "/tmp is not a run under the runs directory"), ("", "an empty name")])
+def test_verify_names_a_bad_target(workdir, capsys, target, words):
+    write_manifest(workdir)
+    (workdir / "runs").mkdir()
+    assert cli.main(["verify", target]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "'' is not" not in err, err

@@ -26,6 +26,7 @@ dataset = "embedded:wikitext"
         ('device = "cpu:7"', "device", "not a device"),
         ('device = "cuda\\u001b[2J"', "device", "control characters"),
         ("mlm_probability = 0", "mlm_probability", "above 0"),
+        ("mlm_probability = 1.0", "mlm_probability", "below 1"),
         ('slurm_time = "1:00\\u0007"', "slurm_time", "control characters"),
     ],
 )
@@ -45,7 +46,7 @@ def test_bad_runs_dir_is_a_problem(value, words):
 
 
 def test_good_values_still_pass():
-    m = parse_text(BASE + 'device = "cuda:1"\nbatch_size = 65536\nmlm_probability = 1.0\ndescription = "a\\tb"\n')
+    m = parse_text(BASE + 'device = "cuda:1"\nbatch_size = 65536\nmlm_probability = 0.99\ndescription = "a\\tb"\n')
     assert m.experiments[0].device == "cuda:1"
 
 
@@ -79,3 +80,23 @@ def test_a_trained_vocabulary_for_a_model_with_weights_is_refused_at_check():
     # both trained anew, or a preset (a config only): fine
     assert parse_text(hub + 'tokenizer = "train"\ninit = "scratch"\n').experiments[0].tokenizer == "train"
     assert parse_text(BASE + 'tokenizer = "train"\n').experiments[0].tokenizer == "train"
+
+
+@pytest.mark.parametrize(
+    "gpus, device, words",
+    [
+        ("", "cuda", "'cuda' does not exist on this machine (no GPU)"),
+        ("0,1", "cuda:2", "'cuda:2' does not exist on this machine (2 GPU(s), numbered from 0)"),
+        ("0,1", "cuda:1", ""),
+        ("", "auto", ""),
+    ],
+)
+def test_check_names_a_device_this_machine_does_not_have(workdir, monkeypatch, capsys, gpus, device, words):
+    from engine.cli.main import main
+
+    monkeypatch.setenv("LMCONSOLE_VISIBLE_GPUS", gpus)
+    (workdir / "experiments.toml").write_text(BASE + f'device = "{device}"\n')
+    code = main(["check"])
+    err = capsys.readouterr().err
+    assert code == (2 if words else 0), err
+    assert words in err and ("line 10:" in err if words else True)  # the device line, err

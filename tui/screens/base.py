@@ -6,6 +6,8 @@ Everything goes through the engine's public API: ``JobQueue.control`` /
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,7 @@ from textual.screen import Screen
 
 from engine.errors import UserError
 from engine.events import JobFailed
+from engine.files import disk_full_message, is_disk_full
 from engine.status import ACTIVE, LIVE
 from engine.store.runs import read_events
 
@@ -107,6 +110,19 @@ class ConsoleScreen(Screen):
         severity: SeverityLevel = "error" if level == "error" else "warning" if level == "warning" else "information"
         self.notify(text, severity=severity, timeout=6 if level != "error" else 10)
 
+    @contextmanager
+    def errors_said(self) -> Iterator[None]:
+        """What the engine raises for the user to fix (a damaged ``runs/.queue``, a full disk) becomes
+        one line on screen; the console stays up."""
+        try:
+            yield
+        except UserError as exc:
+            self.say(str(exc), "error")
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.say(disk_full_message(exc), "error")
+
     def refresh_queue(self) -> None:
         """The queue's rate-limited re-read: a run feed's job stays current while this screen
         hides the main screen (which polls the queue otherwise)."""
@@ -116,6 +132,10 @@ class ConsoleScreen(Screen):
     # -- experiments and jobs ----------------------------------------------------------
     def run_experiments(self, names: list[str], again: bool = False) -> None:
         """Queue experiments (dependencies first); one already queued or running asks before a second run."""
+        with self.errors_said():
+            self._run_experiments(names, again)
+
+    def _run_experiments(self, names: list[str], again: bool) -> None:
         queue = self.app.queue
         manifest = self.app.manifest
         plan = manifest.plan(names)
@@ -156,6 +176,10 @@ class ConsoleScreen(Screen):
     def control(self, action: str, job=None, run=None) -> None:
         """pause (toggles resume), cancel (asks first), retry (resume a stopped run): one engine
         entry point (``JobQueue.control``) whoever runs the job."""
+        with self.errors_said():
+            self._control(action, job, run)
+
+    def _control(self, action: str, job, run) -> None:
         queue = self.app.queue
         if job is None and run is not None:
             job = job_for_run(queue, run)
@@ -189,7 +213,8 @@ class ConsoleScreen(Screen):
 
             def done(yes: bool | None) -> None:
                 if yes:
-                    self.say(queue.control(job, "cancel"))
+                    with self.errors_said():
+                        self.say(queue.control(job, "cancel"))
 
             self.app.push_screen(ConfirmDialog(question, yes="Cancel job"), done)
             return
@@ -202,7 +227,8 @@ class ConsoleScreen(Screen):
 
         def done_run(yes: bool | None) -> None:
             if yes:
-                self.say(queue.control_run(run, "cancel"))
+                with self.errors_said():
+                    self.say(queue.control_run(run, "cancel"))
 
         self.app.push_screen(
             ConfirmDialog(

@@ -314,9 +314,12 @@ class MainScreen(ConsoleScreen):
 
     @on(JobsPane.MoveRequested)
     def _move_job(self, msg: JobsPane.MoveRequested) -> None:
-        message = self.app.queue.control(msg.job, "up" if msg.delta < 0 else "down")
+        message = ""
+        with self.errors_said():
+            message = self.app.queue.control(msg.job, "up" if msg.delta < 0 else "down")
         if not message.startswith("moved"):
-            self.say(message)
+            if message:
+                self.say(message)
             return
         self._update_queue()
         pane = self.query_one(JobsPane)

@@ -490,7 +490,9 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         if job is not None and job.run is not None:
             run = job.run
         if action == "retry":
-            new = self._retry(job if job is not None and job.done else None, run)
+            new = None
+            with self.errors_said():
+                new = self._retry(job if job is not None and job.done else None, run)
             if new is not None and (new.resume is not None or new.run is not None):
                 self.feed.attach(new)
             return

@@ -74,10 +74,12 @@ class JobsPane(TablePane):
             progress = (
                 progress_text(job.metrics.last_step, phase, job.status == "running") if job.status != "queued" else ""
             )
+            # a quarantined entry's id is only its place among the set-apart entries: no job number to show
+            shown_id = "--" if job.quarantined else str(job.id)
             rows.append(
                 (
                     str(job.id),
-                    [str(job.id), job.experiment, status_text(job.status), progress, note],
+                    [shown_id, job.experiment, status_text(job.status), progress, note],
                     f"{job.experiment} {job.status}",
                 )
             )
@@ -87,15 +89,23 @@ class JobsPane(TablePane):
         return self.jobs.get(self.cursor_key or "")
 
     def action_control(self, action: str) -> None:
-        job = self.current_job()
+        job = self._controllable()
         if job is not None:
             self.post_message(self.ControlRequested(action, job))
 
     def action_move(self, delta: int) -> None:
-        job = self.current_job()
+        job = self._controllable()
         if job is None:
             return
         self.post_message(self.MoveRequested(job, delta))
+
+    def _controllable(self) -> Job | None:
+        """The job under the cursor, unless it is a quarantined entry (shown, never run nor controlled)."""
+        job = self.current_job()
+        if job is not None and job.quarantined:
+            self.post_message(Note(f"{job.experiment}: {job.reason}; it is never run", "error", source=self.id or ""))
+            return None
+        return job
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
@@ -109,7 +119,9 @@ class JobsPane(TablePane):
         job = self.jobs.get(event.row_key.value or "")
         if job is None:
             return
-        if (job.status in PROBLEM or job.status == "cancelled") and job.reason:
+        if job.quarantined:
+            self.post_message(Note(f"{job.experiment}: {job.reason}", "error", source=self.id or ""))
+        elif (job.status in PROBLEM or job.status == "cancelled") and job.reason:
             self.post_message(
                 Note(
                     f"#{job.id} {job.experiment} {job.status}: {job.reason}",
