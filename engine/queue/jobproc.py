@@ -11,6 +11,7 @@ alive to start what waits. ``LMCONSOLE_JOB_RUNNER=module:callable`` replaces
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import os
 import sys
@@ -62,6 +63,40 @@ def tell_studies_done(qf, manifest, experiment: str) -> list[str]:
     return told
 
 
+def tell_sweep_done(qf, manifest, entry) -> bool:
+    """After a trial of a sweep ended: tell ``settings.notify`` once no other trial of its study waits or
+    runs (under the queue lock, so of two last trials ending together exactly one tells); True if told."""
+    from engine.job.notify import notify, wait_sent
+    from engine.queue.launch import pid_alive
+    from engine.queue.schedule import statuses
+    from engine.status import ACTIVE, WAITING
+    from engine.store.runs import RunStore
+    from engine.sweep.summary import sweep_summary
+
+    store = RunStore(qf.dir.parent)
+    with qf.locked():
+        state = qf.read()
+        st = statuses(state, store, lambda e: pid_alive(e.pid, e.started))
+        if any(e.sweep == entry.sweep and st[e.id][0] in ACTIVE | WAITING for e in state.jobs if e.id != entry.id):
+            return False  # more trials to come
+        # two last trials ending together both see the other ended: the first to get here tells
+        told = qf.dir / f"sweep-told-{hashlib.sha256(str(entry.sweep).encode()).hexdigest()[:16]}"
+        if told.exists():
+            return False
+        summary = sweep_summary(store.root, entry.experiment, study=entry.sweep)
+        if summary is None:
+            return False
+        best = summary.best
+        lines = [summary.progress_text()]
+        if best is not None:
+            params = ", ".join(f"{k} = {v}" for k, v in best.parameters.items())
+            lines.append(f"best: trial {best.trial} ({best.run}), {summary.objective} {best.objective}: {params}")
+        notify(manifest.settings.notify, "sweep_done", entry.experiment, "\n".join(lines))
+        told.touch()
+    wait_sent()
+    return True
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.queue.jobproc")
     p.add_argument("--runs-dir", required=True)
@@ -100,6 +135,11 @@ def main(argv=None) -> int:
                 tell_studies_done(qf, manifest, entry.experiment)
             except Exception as exc:  # noqa: BLE001 - telling must never change how the job ended
                 print(f"notify: study done not told: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        if entry.sweep is not None and manifest.settings.notify:  # a trial: finished, pruned or failed
+            try:
+                tell_sweep_done(qf, manifest, entry)
+            except Exception as exc:  # noqa: BLE001 - telling must never change how the job ended
+                print(f"notify: sweep done not told: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     except ManifestError as exc:
         from engine.events import JobFailed, StatusChanged
         from engine.job.ending import record_end

@@ -15,6 +15,7 @@ import optuna
 import pytest
 from support import PYTHONPATH
 from support.fakes import write_manifest
+from support.webhook import webhook
 from support.manifests import CLASSIFY, experiment, manifest_text
 
 from engine.manifest import load
@@ -77,7 +78,9 @@ def test_a_sweep_survives_a_killed_scheduler_and_a_killed_trial_each_trial_once(
         + SWEEP.replace("parallel = 1", "parallel = 2"),
         max_parallel_jobs=2,
     )
-    write_manifest(tmp_path, text)
+    hook = webhook()
+    url, received = hook.__enter__()
+    write_manifest(tmp_path, text.replace("[settings]", f'[settings]\nnotify = ["{url}"]'))
     proc = _cli(tmp_path, "run", "sw")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("queued #") == 3 and "lmconsole sweep sw" in proc.stdout
@@ -114,6 +117,12 @@ def test_a_sweep_survives_a_killed_scheduler_and_a_killed_trial_each_trial_once(
     assert dependency_run(store, "sw").path.name == summary["best"]["run"].split("/")[1]  # model = "run:sw"
     table = _cli(tmp_path, "sweep", "sw").stdout
     assert "* = best finished trial" in table and "learning_rate" in table and "interrupted" in table
+    # the last trial to end told settings.notify, once, with the best trial (the killed one told nothing)
+    assert _wait(lambda: any("sweep done" in r["json"]["title"] for r in received), 30), received
+    time.sleep(1)
+    hook.__exit__(None, None, None)
+    (done,) = [r["json"] for r in received if "sweep done" in r["json"]["title"]]
+    assert done["message"].startswith("3/3 trials") and f"best: trial {summary['best']['trial']}" in done["message"]
 
 
 @pytest.mark.slow
