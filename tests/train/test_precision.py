@@ -159,3 +159,32 @@ def test_fp16_overflowed_steps_do_not_make_the_logged_grad_norm_inf(tmp_path):
     assert all(math.isfinite(n) for n in norms) and norms[-1] > 0, norms
     extra = torch.load(ctx.run.last_checkpoint() / "optimizer.pt", weights_only=True)
     assert extra["scaler"]["scale"] < 65536.0  # overflows happened and were handled
+
+
+def test_auto_device_on_a_gpu_box_trains_on_cuda_in_bf16_with_tf32(monkeypatch):
+    """``device = "auto"`` as a job sets itself up (``setup_job``) on a box whose GPU is faked: CUDA with
+    bf16 autocast and TF32 on an Ampere-class GPU; fp32 without autocast on an older one; TF32 off when
+    fp32 is asked for; the CPU when no GPU is there."""
+    import types
+
+    from engine.train.loop import setup_job
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for key in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+    def exp(precision="auto"):
+        return types.SimpleNamespace(device="auto", precision=precision, full_determinism=False)
+
+    _fake_gpu(monkeypatch, native_bf16=True)
+    assert setup_job(exp()) == (torch.device("cuda"), torch.bfloat16)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert setup_job(exp("fp32")) == (torch.device("cuda"), None)
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    _fake_gpu(monkeypatch, native_bf16=False)  # a V100: auto stays fp32 rather than emulate bf16
+    assert setup_job(exp()) == (torch.device("cuda"), None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert setup_job(exp()) == (torch.device("cpu"), None)
