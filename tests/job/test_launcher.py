@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 from support.manifests import PRETRAIN, experiment, manifest_text, run_cli, write_manifest
 
 from engine.events import StepLogged
@@ -10,8 +11,7 @@ from engine.queue.jobqueue import JobQueue
 from engine.store.runs import RunStore
 
 # bert-micro pretraining under torchrun with 2 processes
-DDP = experiment(
-    PRETRAIN,
+DDP_KEYS = dict(
     epochs=2,
     learning_rate=1e-3,
     max_train_samples=256,
@@ -19,27 +19,74 @@ DDP = experiment(
     launcher="torchrun",
     nproc_per_node=2,
 )
+DDP = experiment(PRETRAIN, **DDP_KEYS)
 
 
 def _manifest(tmp_path):
     return write_manifest(tmp_path, manifest_text(tmp_path / "runs", DDP))
 
 
-def test_torchrun_two_processes_from_cli(tmp_path):
-    path = _manifest(tmp_path)
-    proc = run_cli(path, "run", "pre", timeout=300)
+def _no_dropout_micro(folder):
+    """bert-micro's config without dropout, as a model folder (``init = "scratch"``): two processes and
+    one then draw no different dropout masks, so their numbers can be compared closely."""
+    from transformers import BertConfig
+
+    from engine.manifest import PRESETS
+
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertConfig(**PRESETS["bert-micro"], vocab_size=PRETRAIN["vocab_size"], **no_dropout).save_pretrained(folder)
+    return str(folder)
+
+
+def test_torchrun_two_processes_from_cli_equal_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
+    """``lmconsole run`` launches torchrun with 2 ranks x 16 sequences per step; one process then runs
+    2 micro-batches of 16 per step (gradient accumulation) on the same batches in the same order: every
+    logged loss and every evaluation agree to 1e-4 (relative), the difference of summing gradients in
+    another order. Ranks that trained apart (no gradient all-reduce) or split the data wrongly differ
+    by far more."""
+    from engine.events import EvalFinished
+    from engine.job.runner import run_experiment
+    from engine.tasks import pretrain as pretrain_task
+    from engine.tasks.common import EpochBatches
+
+    model = _no_dropout_micro(tmp_path / "micro")
+    keys = dict(model=model, init="scratch")
+    ddp_path = write_manifest(tmp_path, manifest_text(tmp_path / "runs", experiment(PRETRAIN, **DDP_KEYS, **keys)))
+    proc = run_cli(ddp_path, "run", "pre", timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "launched torchrun with 2 process(es)" in proc.stdout
-    run = RunStore(tmp_path / "runs").latest("pre")
-    assert run.status()["status"] == "finished"
-    table = run.read_table("epochs")
+    ddp = RunStore(tmp_path / "runs").latest("pre")
+    assert ddp.status()["status"] == "finished" and ddp.results()["world_size"] == 2
+    table = ddp.read_table("epochs")
     assert table.columns == ("epoch", "train_loss", "mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "elapsed_s")
-    assert table.column("epoch") == [0, 1, 2]
-    steps = [e for e in run.events() if isinstance(e, StepLogged)]
+    steps = [e for e in ddp.events() if isinstance(e, StepLogged)]
     # 256 pairs / 16 per batch / 2 ranks = 8 optimizer steps per epoch
     assert steps[-1].step == 16 and steps[-1].total_steps == 16
-    assert steps[-1].loss < steps[0].loss
-    assert run.results()["world_size"] == 2
+
+    one = experiment(
+        PRETRAIN, **(DDP_KEYS | keys | dict(launcher=None, nproc_per_node=None, gradient_accumulation_steps=2))
+    )
+    (tmp_path / "one").mkdir()
+    one_path = write_manifest(tmp_path / "one", manifest_text(tmp_path / "one" / "runs", one))
+    # the 2-rank job orders its batches in pairs of similar length (one pair per step): the same order here
+    monkeypatch.setattr(pretrain_task, "EpochBatches", lambda *a, **k: EpochBatches(*a, **k, ranks=2))
+    single = run_experiment(load(one_path), "pre")
+    assert single.results()["world_size"] == 1
+
+    def numbers(run):
+        steps = [(e.step, e.loss, e.parts["mlm_loss"]) for e in run.events() if isinstance(e, StepLogged)]
+        evals = [(e.epoch, e.metrics) for e in run.events() if isinstance(e, EvalFinished)]
+        return steps, evals
+
+    (ddp_steps, ddp_evals), (one_steps, one_evals) = numbers(ddp), numbers(single)
+    assert [s[0] for s in ddp_steps] == [s[0] for s in one_steps] == list(range(2, 17, 2))
+    for a, b in zip(ddp_steps, one_steps):
+        assert a[1:] == pytest.approx(b[1:], rel=1e-4), (a, b)
+    assert [e[0] for e in ddp_evals] == [e[0] for e in one_evals] == [0, 1, 2]
+    for (_, a), (_, b) in zip(ddp_evals, one_evals):
+        for key in ("mlm_perplexity", "mlm_accuracy", "nsp_accuracy", "masked_tokens"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), (key, a[key], b[key])
+    assert ddp_evals[-1][1]["mlm_perplexity"] < 0.9 * ddp_evals[0][1]["mlm_perplexity"]  # it learned
 
 
 def test_torchrun_from_queue_with_cancel_and_resume(tmp_path):
