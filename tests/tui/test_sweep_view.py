@@ -52,6 +52,8 @@ def test_parallel_coordinates_normalise_each_axis_and_band_by_objective(tmp_path
     assert by_trial[3][0] == 2 and by_trial[3][1][2] == 0.0  # the pruned 0.52: worst band, bottom of the objective
     categorical = [_row(0, "finished", 0.9, opt="adam"), _row(1, "finished", 0.5, opt="sgd")]
     cat_axes, cat_lines = parallel_coordinates(dataclasses.replace(summary, trials=categorical))
+    tied = [_row(i, "finished", 0.528, lr=10.0**-i) for i in range(6)]  # a collapsed sweep: no trial is worse
+    assert {band for _, band, _ in parallel_coordinates(dataclasses.replace(summary, trials=tied))[1]} == {0}
     assert cat_axes[0].describe() == "opt: adam < sgd" and [p[0] for _, _, p in cat_lines] == [0.0, 1.0]
 
 
