@@ -95,10 +95,15 @@ def parallel_coordinates(summary) -> tuple[list[Axis], list[tuple[int, int, list
     axis, pos = _axis(summary.objective or "objective", [t.objective for t in trials])
     axes.append(axis)
     columns.append(pos)
-    # summary.trials is sorted best first: rank i of n falls in band 3 * i // n; equal objectives
-    # share the rank of the first of them (a sweep where every trial scored the same is all "best")
-    ranks = [next(j for j, u in enumerate(trials) if u.objective == t.objective) for t in trials]
-    lines = [(t.trial, min(2, 3 * ranks[i] // len(trials)), [col[i] for col in columns]) for i, t in enumerate(trials)]
+    # summary.trials is sorted best first: rank r of n falls in band 3 * r // n; equal objectives
+    # share their mean rank, as quantiles do (a sweep where every trial scored the same is all middle)
+    ranks = []
+    for t in trials:
+        same = [j for j, u in enumerate(trials) if u.objective == t.objective]
+        ranks.append((same[0] + same[-1]) / 2)
+    lines = [
+        (t.trial, min(2, int(3 * ranks[i] // len(trials))), [col[i] for col in columns]) for i, t in enumerate(trials)
+    ]
     return axes, lines
 
 

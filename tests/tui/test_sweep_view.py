@@ -52,8 +52,13 @@ def test_parallel_coordinates_normalise_each_axis_and_band_by_objective(tmp_path
     assert by_trial[3][0] == 2 and by_trial[3][1][2] == 0.0  # the pruned 0.52: worst band, bottom of the objective
     categorical = [_row(0, "finished", 0.9, opt="adam"), _row(1, "finished", 0.5, opt="sgd")]
     cat_axes, cat_lines = parallel_coordinates(dataclasses.replace(summary, trials=categorical))
-    tied = [_row(i, "finished", 0.528, lr=10.0**-i) for i in range(6)]  # a collapsed sweep: no trial is worse
-    assert {band for _, band, _ in parallel_coordinates(dataclasses.replace(summary, trials=tied))[1]} == {0}
+    # ties share their mean rank: a collapsed sweep is all middle; one good trial over five equal ones
+    # is the best third, the five the middle (rank 3 of 6), none of them the best
+    tied = [_row(i, "finished", 0.528, lr=10.0**-i) for i in range(6)]
+    assert {band for _, band, _ in parallel_coordinates(dataclasses.replace(summary, trials=tied))[1]} == {1}
+    one_good = [_row(9, "finished", 0.722, lr=3e-3), *tied[:5]]
+    bands = [band for _, band, _ in parallel_coordinates(dataclasses.replace(summary, trials=one_good))[1]]
+    assert bands == [0, 1, 1, 1, 1, 1]
     assert cat_axes[0].describe() == "opt: adam < sgd" and [p[0] for _, _, p in cat_lines] == [0.0, 1.0]
 
 
