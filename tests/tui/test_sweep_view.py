@@ -102,13 +102,19 @@ async def _progress_enter_compare(tmp_path):
         await pilot.press("down", "enter")  # the second best: trial 4
         assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
         assert app.screen.feed.run.path.name.endswith("-0004")
-        await pilot.press("escape")
+        await pilot.press("s")  # from a trial opened in the sweep view: back to that view
         assert await wait_for(pilot, lambda: app.screen is sweep)
         await pilot.press("c")
         assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert [r.run_id[-4:] for r in app.screen.runs] == ["0002", "0004", "0001"]
         await pilot.press("escape", "escape")
         assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+        # from a trial opened anywhere else (the runs tab): its sweep's view
+        trial = next(r.run for r in app.screen._rows if r.run.run_id.endswith("-0003"))
+        app.screen.open_run(run=trial)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and app.screen.sweep == SWEEP)
         help_keys = dict(sections(app))["Sweep view (enter on a sweep)"]
         assert ("c", "Compare best: the best three finished trials side by side") in help_keys
 

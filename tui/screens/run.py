@@ -78,6 +78,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
         Binding("r", "rerun", "Rerun", show=False, tooltip="the run's exact config and seed again (asks first)"),
         Binding("N", "clone", "Clone", show=False, tooltip="a new experiment in the manifest from the run"),
+        Binding("s", "sweep", "Sweep", show=False, tooltip="a sweep's trial: its sweep's view (trials, best first)"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
@@ -505,6 +506,24 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         from .reruns import ask_clone
 
         ask_clone(self, self.feed.run)
+
+    def action_sweep(self) -> None:
+        """The sweep view of this trial's sweep: back to it when the run was opened from there."""
+        from engine.store.trials import trial_record
+
+        from .sweep import SweepScreen
+
+        run = self.feed.run
+        record = trial_record(run) if run is not None else None
+        if run is None or record is None:
+            self.say("this run is no trial of a sweep")
+            return
+        stack = self.app.screen_stack
+        below = stack[-2] if len(stack) > 1 else None
+        if isinstance(below, SweepScreen) and below.sweep == record.get("name"):
+            self.app.pop_screen()
+        else:
+            self.app.push_screen(SweepScreen(str(record.get("name") or run.experiment)))
 
     def action_push(self) -> None:
         """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""
