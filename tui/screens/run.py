@@ -8,6 +8,7 @@ bytes of events.jsonl or the job's MetricStore) and redraws only what changed.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.status import ACTIVE, ENDED
@@ -30,6 +32,15 @@ from ..widgets.results import ResultsTable, details_text, results_rows
 from ..widgets.tables import TableList, TableView
 from ..widgets.trypane import TryPane
 from .base import ConsoleScreen, CurveViewKeys, last_failure
+
+
+@dataclass
+class SweepRequested(Message):
+    """A trial's run view asks for its sweep's view. The app opens it: the sweep view opens run
+    views, so this module cannot import it without a circle."""
+
+    sweep: str
+
 
 TAB_IDS = ("curves", "results", "tables", "log", "examples", "try")
 
@@ -508,22 +519,15 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         ask_clone(self, self.feed.run)
 
     def action_sweep(self) -> None:
-        """The sweep view of this trial's sweep: back to it when the run was opened from there."""
+        """The sweep view of this trial's sweep (the app opens it: see :class:`SweepRequested`)."""
         from engine.store.trials import trial_record
-
-        from .sweep import SweepScreen
 
         run = self.feed.run
         record = trial_record(run) if run is not None else None
         if run is None or record is None:
             self.say("this run is no trial of a sweep")
             return
-        stack = self.app.screen_stack
-        below = stack[-2] if len(stack) > 1 else None
-        if isinstance(below, SweepScreen) and below.sweep == record.get("name"):
-            self.app.pop_screen()
-        else:
-            self.app.push_screen(SweepScreen(str(record.get("name") or run.experiment)))
+        self.app.post_message(SweepRequested(str(record.get("name") or run.experiment)))
 
     def action_push(self) -> None:
         """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""
