@@ -132,6 +132,18 @@ class LMConsole(ConsoleApp):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def on_sweep_requested(self, msg) -> None:
+        """``s`` in a trial's run view: back to its sweep's view when the run was opened from there,
+        else that view on top (tui.screens.run.SweepRequested)."""
+        from .screens.sweep import SweepScreen
+
+        stack = self.screen_stack
+        below = stack[-2] if len(stack) > 1 else None
+        if isinstance(below, SweepScreen) and below.sweep == msg.sweep:
+            self.pop_screen()
+        else:
+            self.push_screen(SweepScreen(msg.sweep))
+
     async def action_quit(self) -> None:
         """q / ctrl+q: quit at once; jobs run in their own processes and go on."""
         self.exit()

@@ -57,6 +57,7 @@ def sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from .compare import CompareScreen
     from .main import MainScreen
     from .run import RunScreen
+    from .sweep import SweepScreen
 
     groups = [
         ("Everywhere", type(app).BINDINGS),
@@ -67,6 +68,7 @@ def sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Run view", RunScreen.BINDINGS),
         ("Examples tab (run view, 5)", ExamplesPane.BINDINGS),
         ("Compare", CompareScreen.BINDINGS),
+        ("Sweep view (enter on a sweep)", SweepScreen.BINDINGS),
         ("Export dialog", []),
     ]
     return [(title, binding_rows(app, bindings) + EXTRA.get(title, [])) for title, bindings in groups]

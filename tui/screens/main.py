@@ -21,6 +21,7 @@ from engine.status import ACTIVE, Status
 from engine.store.listing import RowCache, RunRow
 from engine.study.export import export_runs
 
+from ..sweepdata import sweep_progress
 from ..widgets.bars import StatusLine, TitleBar
 from ..widgets.experiments import ExperimentsPane
 from ..widgets.jobs import JobsPane
@@ -72,6 +73,7 @@ class MainScreen(ConsoleScreen):
         self._cache = RowCache()
         self._rows_shown: list[RunRow] | None = None  # the rows load_runs last passed on (worker thread)
         self._probe = None  # engine.job.system.SystemProbe, made on first look at the system tab
+        self._sweeps: dict[str, str] = {}  # sweep -> its progress line, read with the runs
 
     def compose(self) -> ComposeResult:
         yield TitleBar("lmconsole", id="title")
@@ -160,7 +162,7 @@ class MainScreen(ConsoleScreen):
         pane = self.query_one(ExperimentsPane)
         if pane.memory_of is None:
             pane.memory_of = self._memory_of
-        pane.set_experiments(self.app.manifest.experiments, statuses, finished)
+        pane.set_experiments(self.app.manifest.experiments, statuses, finished, self._sweeps)
 
     def _memory_of(self, exp) -> str:
         """``memory ≈ 5.12 GiB per GPU (...)`` for a training experiment, on the device the queue would give it."""
@@ -179,7 +181,13 @@ class MainScreen(ConsoleScreen):
         if rows == self._rows_shown:
             return
         self._rows_shown = rows
-        self.app.call_from_thread(self._apply_runs, rows)
+        # a sweep's progress changes only with its trials' runs, so it is read here, with them
+        # (from the run directories alone: the Optuna study is never opened on a refresh)
+        try:
+            sweeps = sweep_progress(self.app.store.root, self.app.manifest.experiments)
+        except Exception:  # noqa: BLE001 - a progress line is extra: the status stays
+            sweeps = {}
+        self.app.call_from_thread(self._apply_runs, rows, sweeps)
 
     @work(thread=True, exclusive=True, group="system", exit_on_error=False)
     def sample_system(self) -> None:
@@ -190,8 +198,9 @@ class MainScreen(ConsoleScreen):
         view = sample_view(self._probe, self._rows)
         self.app.call_from_thread(self.query_one(SystemPane).set_view, view)
 
-    def _apply_runs(self, rows: list[RunRow]) -> None:
+    def _apply_runs(self, rows: list[RunRow], sweeps: dict[str, str] | None = None) -> None:
         self._rows = rows
+        self._sweeps = sweeps or {}
         self.query_one(RunsPane).set_runs(rows)
         self._update_experiments()
         self._update_title()
@@ -292,8 +301,16 @@ class MainScreen(ConsoleScreen):
             job = job_for_run(self.app.queue, run)
         self.app.push_screen(RunScreen(run=run, job=job))
 
+    def open_sweep(self, name: str) -> None:
+        from .sweep import SweepScreen
+
+        self.app.push_screen(SweepScreen(name))
+
     @on(ExperimentsPane.OpenRequested)
     def _open_experiment(self, msg: ExperimentsPane.OpenRequested) -> None:
+        if msg.experiment in self._sweeps:  # a sweep with trials on disk: its trials, not its latest trial
+            self.open_sweep(msg.experiment)
+            return
         jobs = [j for j in self.app.queue.jobs if j.experiment == msg.experiment]
         runs = [r.run for r in self._rows if r.run.experiment == msg.experiment]
         if jobs and not jobs[-1].done:

@@ -8,6 +8,7 @@ bytes of events.jsonl or the job's MetricStore) and redraws only what changed.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Footer, OptionList, RichLog, Static, TabbedContent, TabPane, Tabs
 
 from engine.status import ACTIVE, ENDED
@@ -30,6 +32,15 @@ from ..widgets.results import ResultsTable, details_text, results_rows
 from ..widgets.tables import TableList, TableView
 from ..widgets.trypane import TryPane
 from .base import ConsoleScreen, CurveViewKeys, last_failure
+
+
+@dataclass
+class SweepRequested(Message):
+    """A trial's run view asks for its sweep's view. The app opens it: the sweep view opens run
+    views, so this module cannot import it without a circle."""
+
+    sweep: str
+
 
 TAB_IDS = ("curves", "results", "tables", "log", "examples", "try")
 
@@ -78,6 +89,7 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         Binding("u", "push", "Push", show=False, tooltip="upload the run's model to the Hugging Face Hub (asks first)"),
         Binding("r", "rerun", "Rerun", show=False, tooltip="the run's exact config and seed again (asks first)"),
         Binding("N", "clone", "Clone", show=False, tooltip="a new experiment in the manifest from the run"),
+        Binding("s", "sweep", "Sweep", show=False, tooltip="a sweep's trial: its sweep's view (trials, best first)"),
     ]
 
     _seeds_shown: dict | None = None  # this run's seed group: {"stats", "n_runs"} (engine.store.seeds)
@@ -507,6 +519,17 @@ class RunScreen(CurveViewKeys, ConsoleScreen):
         from .reruns import ask_clone
 
         ask_clone(self, self.feed.run)
+
+    def action_sweep(self) -> None:
+        """The sweep view of this trial's sweep (the app opens it: see :class:`SweepRequested`)."""
+        from engine.store.trials import trial_record
+
+        run = self.feed.run
+        record = trial_record(run) if run is not None else None
+        if run is None or record is None:
+            self.say("this run is no trial of a sweep")
+            return
+        self.app.post_message(SweepRequested(str(record.get("name") or run.experiment)))
 
     def action_push(self) -> None:
         """Push a finished run to the Hub: form, then a confirmation showing repo, visibility and files."""

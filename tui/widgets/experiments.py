@@ -106,10 +106,15 @@ class ExperimentsPane(TablePane):
                 self.table.move_cursor(row=keys.index(cursor), animate=False)
 
     def set_experiments(
-        self, experiments, statuses: dict[str, tuple[str, str]], finished: frozenset[str] | set[str] = frozenset()
+        self,
+        experiments,
+        statuses: dict[str, tuple[str, str]],
+        finished: frozenset[str] | set[str] = frozenset(),
+        sweeps: dict[str, str] | None = None,
     ) -> None:
         """statuses: experiment -> (status, reason) of its latest run or job; finished: the
-        experiments with a finished run (a study counts those steps done)."""
+        experiments with a finished run (a study counts those steps done); sweeps: a sweep's
+        progress (``7/16 trials, best 0.931``), shown instead of its latest trial's status."""
         self.experiments = experiments
         self.statuses = statuses
         self.marked &= {e.name for e in experiments}
@@ -117,6 +122,8 @@ class ExperimentsPane(TablePane):
         for exp in experiments:
             st = statuses.get(exp.name, ("", ""))[0]
             last = study_cell(exp, statuses, finished) if exp.task == "study" else (status_text(st) if st else "-")
+            if sweeps and exp.name in sweeps:
+                last = sweeps[exp.name]
             model = "-" if exp.task == "study" else short_source(exp.model) or "-"  # a study has steps, no model
             after = "-" if exp.task == "study" else ", ".join(exp.dependencies) or "-"  # its steps: in the plan
             cells = [exp.name, last, exp.task, model, data_of(exp), after]
