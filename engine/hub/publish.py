@@ -223,20 +223,30 @@ def stage(run, folder: Path, repo_id: str) -> list[Path]:
         )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise PushError(f"{folder} already exists and is not empty: stage into a new folder (--out NEW) or delete it")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    for f in sorted(model.iterdir()):
-        if f.is_symlink() or not f.is_file():
-            continue  # only regular files of the run itself: a symlink could lead anywhere (/etc/shadow)
-        try:
-            data = read_regular_file(f, run.path)
-        except OSError:
-            continue
-        (folder / f.name).write_bytes(data)
-        shutil.copystat(f, folder / f.name, follow_symlinks=False)
-    (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
-    for f in ("epochs",):
-        if f in run.table_names():
-            (folder / "metrics_per_epoch.json").write_text(run.read_table(f).to_json())
+    try:
+        for f in sorted(model.iterdir()):
+            if f.is_symlink() or not f.is_file():
+                continue  # only regular files of the run itself: a symlink could lead anywhere (/etc/shadow)
+            try:
+                data = read_regular_file(f, run.path)
+            except OSError:
+                continue
+            (folder / f.name).write_bytes(data)
+            shutil.copystat(f, folder / f.name, follow_symlinks=False)
+        (folder / "README.md").write_text(redact(model_card(run, repo_id)), encoding="utf-8")
+        for f in ("epochs",):
+            if f in run.table_names():
+                (folder / "metrics_per_epoch.json").write_text(run.read_table(f).to_json())
+    except BaseException:
+        # a half-staged folder (a full disk) would look like one ready to upload: it goes, whole
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:  # it was empty before: empty again
+            for p in folder.iterdir():
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        raise
     return sorted(p for p in folder.iterdir() if p.is_file())
 
 

@@ -48,3 +48,23 @@ def test_dry_run_on_wrong_typed_fields_writes_a_card(workdir, capsys, steps, con
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "README.md" in captured.out and (workdir / "dry" / "README.md").read_text().startswith("---")
+
+
+@pytest.mark.parametrize("full_at", [1, 2, 3])  # a model file, the next one, the model card
+def test_dry_run_on_a_full_disk_leaves_no_half_staged_folder(workdir, capsys, full_at):
+    """A staged folder looks ready to upload: on a full disk none is left (one line, no traceback)."""
+    from support.write_hooks import WriteHooks
+
+    write_manifest(workdir)
+    run = write_run(workdir / "runs", "pretrain", RID)
+    (run.path / "model").mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (run.path / "model" / name).write_text("{}" if name.endswith(".json") else "x" * 4096)
+    hooks = WriteHooks(workdir / "dry", full_at=full_at).install()
+    try:
+        code = main(["push", RID, "--repo", "alice/demo", "--dry-run", "--out", "dry"])
+    finally:
+        hooks.remove()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "dry").exists()
