@@ -69,31 +69,36 @@ def test_a_stopped_job_reads_stalled_is_told_once_and_cancels(tmp_path, monkeypa
         assert queue.get(job.id).status == "running"
 
         pid = queue.file.read().get(job.id).pid
-        os.kill(pid, signal.SIGSTOP)
         try:
-            assert _wait(lambda: queue.get(job.id).status == "stalled", timeout=10)
-            assert "no step, evaluation or heartbeat" in queue.get(job.id).reason
-            (row,) = _cli_json(tmp_path, "queue")
-            assert row["status"] == "stalled"
-            (run_row,) = _cli_json(tmp_path, "runs")
-            assert run_row["status"] == "stalled"
-            assert job.run.raw_status()["status"] == "running"  # never written
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                assert _wait(lambda: queue.get(job.id).status == "stalled", timeout=10)
+                assert "no step, evaluation or heartbeat" in queue.get(job.id).reason
+                (row,) = _cli_json(tmp_path, "queue")
+                assert row["status"] == "stalled"
+                (run_row,) = _cli_json(tmp_path, "runs")
+                assert run_row["status"] == "stalled"
+                assert job.run.raw_status()["status"] == "running"  # never written
 
-            assert _wait(lambda: any("stalled" in r["json"]["title"] for r in received), timeout=10)
-            time.sleep(1.0)  # two more scheduler passes: still told once
-            told = [r["json"] for r in received if "stalled" in r["json"]["title"]]
-            assert len(told) == 1 and told[0]["type"] == "warning"
-            assert "params" in told[0]["title"] and "no step, evaluation or heartbeat" in told[0]["message"]
-            logs = (tmp_path / "runs" / ".queue" / "logs").glob("scheduler*")
-            assert any("stalled" in p.read_text() for p in logs)
+                assert _wait(lambda: any("stalled" in r["json"]["title"] for r in received), timeout=10)
+                time.sleep(1.0)  # two more scheduler passes: still told once
+                told = [r["json"] for r in received if "stalled" in r["json"]["title"]]
+                assert len(told) == 1 and told[0]["type"] == "warning"
+                assert "params" in told[0]["title"] and "no step, evaluation or heartbeat" in told[0]["message"]
+                logs = (tmp_path / "runs" / ".queue" / "logs").glob("scheduler*")
+                assert any("stalled" in p.read_text() for p in logs)
 
-            said = queue.control(queue.get(job.id), "cancel")
-            assert said.startswith(f"cancel requested: #{job.id} params is stalled; it was woken (SIGCONT)")
-            assert _wait(lambda: _state(pid) != "T", timeout=5)  # the cancel woke it, not the line below
-        finally:
-            os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
-        assert _wait(lambda: queue.get(job.id).status == "cancelled", timeout=20)
-        assert queue.wait_idle(20)
+                said = queue.control(queue.get(job.id), "cancel")
+                assert said.startswith(f"cancel requested: #{job.id} params is stalled; it was woken (SIGCONT)")
+                assert _wait(lambda: _state(pid) != "T", timeout=5)  # the cancel woke it, not the line below
+            finally:
+                os.kill(pid, signal.SIGCONT)  # never leave a stopped process behind
+            assert _wait(lambda: queue.get(job.id).status == "cancelled", timeout=20)
+            assert queue.wait_idle(20)
+        finally:  # a failed assertion must not leave the blocked fake job polling for ever
+            if _state(pid) not in ("", "Z"):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
 
 
 STUDY = """
