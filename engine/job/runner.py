@@ -87,8 +87,8 @@ class JobContext:
 
     def _beat(self) -> None:
         """A sign of life for the stall watchdog (the first one writes the job's threshold); never fails a job."""
-        stall_minutes = getattr(self.manifest.settings, "stall_minutes", 0.0)
         try:
+            stall_minutes = getattr(getattr(self.manifest, "settings", None), "stall_minutes", 0.0)
             if self.heartbeat is None:
                 self.heartbeat = Heartbeat(self.run.path, stall_minutes)
                 self.heartbeat.start()

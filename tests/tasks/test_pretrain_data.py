@@ -17,8 +17,9 @@ from engine.tasks.pretrain import TrainBatches, prepare_split, pretrain_tokenize
 
 # SHA-256 of the demo's train pairs (input_ids, token_type_ids, next_sentence_label) and masked
 # test pairs (the same plus masked_input_ids, mlm_labels) as JSON lists, from the one-process,
-# in-memory preparation this replaced (2026-12-07): 1,627 train pairs, 166 test pairs.
-DEMO_PAIRS_SHA256 = "11ce58d09156376685b95caff4ec7e1e45885151b9c3f4987f19d77858ef9d10"
+# in-memory preparation this replaced, for the demo's settings (max_seq_length 64; computed with
+# that code at commit c757f05, 2026-12-08): 2,524 train pairs, 261 test pairs.
+DEMO_PAIRS_SHA256 = "4b7518394fde5c5cc911c19fd91960a282da6399797c22e3250dea24ef7e08b5"
 
 
 def test_demo_pairs_unchanged_and_independent_of_num_proc():
@@ -42,7 +43,7 @@ def test_demo_pairs_unchanged_and_independent_of_num_proc():
         ):
             for c in cols:
                 h.update(json.dumps(list(ds[c])).encode())
-        assert (len(train), len(test)) == (1627, 166)
+        assert (len(train), len(test)) == (2524, 261)
         assert h.hexdigest() == DEMO_PAIRS_SHA256, num_proc
     assert sum("NSP pairs built" in m for m in messages) == 4, messages
 

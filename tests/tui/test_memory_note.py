@@ -37,9 +37,18 @@ def test_highlighted_experiment_shows_its_memory_and_a_refused_job_says_why(tmp_
     asyncio.run(go())
 
 
-def test_compare_shows_a_runs_memory_estimate_by_its_total():
-    from tui.screens.compare import config_diff
+def test_compare_shows_a_runs_memory_estimate_by_its_total(tmp_path):
+    from support.fakes import write_run
 
-    a = {"batch_size": 8, "memory_estimate": {"device": "cuda", "total_gib": 5.123, "weights_gib": 0.4}}
-    b = {"batch_size": 16, "memory_estimate": {"device": "cuda", "total_gib": 9.5, "weights_gib": 0.4}}
-    assert config_diff([a, b]) == [("batch_size", 8, 16), ("memory_estimate", "5.12 GiB (cuda)", "9.50 GiB (cuda)")]
+    from engine.files import atomic_write_json
+    from tui.screens.compare import run_differences
+
+    runs = []
+    for rid, batch, total in (("20260101-100000-000000-aaaa", 8, 5.123), ("20260101-110000-000000-bbbb", 16, 9.5)):
+        run = write_run(tmp_path / "runs", "pre", rid)
+        estimate = {"device": "cuda", "total_gib": total, "weights_gib": 0.4}
+        atomic_write_json(run.path / "config.json", {**run.config(), "batch_size": batch, "memory_estimate": estimate})
+        runs.append(run)
+    rows = {(section, key): values for section, key, *values in run_differences(runs)}
+    assert rows[("config", "batch_size")] == [8, 16]
+    assert rows[("config", "memory_estimate")] == ["5.12 GiB (cuda)", "9.50 GiB (cuda)"]
