@@ -62,7 +62,7 @@ class LMConsole(ConsoleApp):
             from .screens.main import MainScreen
 
             self.push_screen(MainScreen())
-            self._alerts = JobAlerts()  # the jobs' statuses as last seen: toasts for what changes
+            self._alerts = JobAlerts(self._job_groups)  # the jobs' statuses as last seen: toasts for what changes
             self._alerts.changes(self.queue.jobs)  # what has ended before the console opened is no news
             self.set_interval(1.0, self._tell_alerts)
         else:
@@ -106,6 +106,16 @@ class LMConsole(ConsoleApp):
         if isinstance(self.screen, MainScreen):
             self.screen.refresh_all()
         self.notify(f"reloaded {self.manifest_path.name}: {len(self.manifest.experiments)} experiments")
+
+    def _job_groups(self, job) -> list[tuple[str, str]]:
+        """The sweep or the studies a job belongs to (for their "done" alerts)."""
+        from engine.job.notify import studies_with
+
+        manifest = self.manifest
+        exp = manifest.get(job.experiment) if job.experiment in manifest.names else None
+        if exp is not None and getattr(exp, "sweep", None) is not None:
+            return [("sweep", job.experiment)]
+        return [("study", s) for s in studies_with(manifest, job.experiment)]
 
     def _tell_alerts(self) -> None:
         """A toast (and ``settings.console_alerts``) for each job this console saw finish, fail or stall."""

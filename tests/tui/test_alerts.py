@@ -27,6 +27,31 @@ def test_only_changes_seen_by_this_console_are_told():
     assert (done.kind, done.text, done.severity) == ("finished", "#2 b finished", "information")
 
 
+def test_the_last_job_of_a_sweep_or_a_study_tells_its_end_once():
+    """A sweep's end whatever its trials did (a pruned or failed trial is one of its ends); a study's
+    only when every one of its jobs finished."""
+
+    def groups(job):
+        return [("sweep", "sw")] if job.experiment == "sw" else [("study", "both")]
+
+    alerts = JobAlerts(groups)
+    trials = [Job("sw", id=i, status="running") for i in (1, 2, 3)]
+    steps = [Job("params", id=4, status="running"), Job("baseline", id=5, status="queued")]
+    jobs = trials + steps
+    assert alerts.changes(jobs) == []
+    trials[0].status, trials[1].status, trials[1].reason = "finished", "failed", "CUDA out of memory"
+    assert [a.kind for a in alerts.changes(jobs)] == ["finished", "failed"]  # trial 3 still runs: no end yet
+    trials[2].status = "pruned"  # the last trial: pruned, no alert of its own, but the sweep has ended
+    (told,) = alerts.changes(jobs)
+    assert told.kind == "sweep_done" and told.severity == "information"
+    assert told.text == "sw sweep done: 1 of 3 trials finished"
+    assert alerts.changes(jobs) == []  # told once
+    steps[0].status = "finished"
+    assert [a.kind for a in alerts.changes(jobs)] == ["finished"]  # baseline is still to come
+    steps[1].status = "finished"
+    assert [a.text for a in alerts.changes(jobs)] == ["#5 baseline finished", "both study done: 2 jobs finished"]
+
+
 def test_escapes_bell_osc9_osc777_and_tmux_passthrough():
     alert = Alert("failed", "x; y failed", "#1 x failed: \x1b]0;evil\x07 boom")
     assert escapes(["bell"], alert, in_tmux=True) == "\a"
