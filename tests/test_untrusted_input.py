@@ -394,8 +394,13 @@ def test_manifest_nested_5000_deep_is_a_message():
         assert err.value.problems and all(p.strip() and "\n" not in p for p in err.value.problems)
 
 
-def test_missing_local_dataset_folder_is_not_called_an_unreachable_hub(tmp_path):
+def test_missing_local_dataset_folder_is_not_called_an_unreachable_hub(tmp_path, monkeypatch):
     from engine.hub.resolve import ResolveError, resolve_dataset, resolve_model_path
+
+    # relative and ~ paths resolve inside this test's own folder: a /tmp/x on the machine must not count
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
     for spec in ("./data/sst2", str(tmp_path / "nope"), "../x", "~/nope-lmc"):
         with pytest.raises(ResolveError, match="no such local folder") as err:
