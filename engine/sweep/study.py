@@ -95,6 +95,17 @@ def _sampler(spec, seed: int):
     return optuna.samplers.TPESampler(seed=seed, constant_liar=spec.parallel > 1)
 
 
+def trial_seed(seed: int, asked: int) -> int:
+    """The sampler's seed for a study's ``asked``-th trial (0-based), from the experiment's ``seed``.
+
+    Each ask opens the study afresh (a new scheduler, another machine), and Optuna's samplers draw
+    from a generator seeded when they are built: one fixed seed would give every random trial, and
+    TPE's random start-up trials, the same parameters. Seeding by the trial's place keeps a sweep
+    reproducible and its draws distinct.
+    """
+    return (seed * 1_000_003 + asked) % 2**32
+
+
 def _pruner(spec, epochs: int):
     optuna = _optuna()
     if spec.pruner == "median":
@@ -189,6 +200,7 @@ class SweepStudy:
                 return t.number, dict(t.params)
         if len(trials) >= self.spec.trials:
             return None
+        self.study.sampler = _sampler(self.spec, trial_seed(self.exp.seed, len(trials)))
         trial = self.study.ask()
         if trial.number >= self.spec.trials:  # another machine asked at the same moment: over the budget
             trial.set_user_attr("over_budget", True)

@@ -54,6 +54,29 @@ def test_grid_trials_are_asked_once_each_and_never_past_the_budget(tmp_path):
     assert (tmp_path / "cls" / "sweep.db").is_file()  # SQLite in the sweep's folder of the runs directory
 
 
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_each_ask_opens_the_study_afresh_and_still_draws_new_parameters(tmp_path, method):
+    """The scheduler opens the study for every trial it starts (a new sampler each time): the draws must
+    differ from trial to trial, and the same sweep asked again must draw the same values."""
+    text = GRID.replace('method = "grid"', f'method = "{method}"\ntrials = 5').replace(
+        "learning_rate = [1e-4, 1e-3, 1e-2]", "learning_rate = { low = 1e-5, high = 1e-1, log = true }"
+    )
+    exp = parse_text(text).get("cls")
+
+    def sweep(folder):
+        drawn = []
+        for i in range(5):
+            study = SweepStudy(exp, folder, "cls-1")  # as _start_trial: a fresh study object per trial
+            number, params = study.ask(f"job-{i}")
+            study.tell(number, "complete", float(i))
+            drawn.append(params["learning_rate"])
+        return drawn
+
+    first = sweep(tmp_path / "a")
+    assert len(set(first)) == 5, first
+    assert sweep(tmp_path / "b") == first  # seeded: reproducible
+
+
 def test_ended_runs_end_their_trials_as_the_runs_say(tmp_path):
     exp = parse_text(GRID).get("cls")
     study = SweepStudy(exp, tmp_path, "cls-1")
