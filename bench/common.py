@@ -127,8 +127,11 @@ class BenchCtx:
     """The slice of a job context that data preparation needs (no run directory)."""
 
     def __init__(self, manifest, name: str, verbose: bool = False):
+        from engine.store.runs import RunStore
+
         self.manifest = manifest
         self.exp = manifest.get(name)
+        self.store = RunStore(manifest.runs_dir)  # where model = "run:..." is looked up
         self.logs: list[str] = []
         self.verbose = verbose
 
