@@ -68,7 +68,9 @@ class Work:
         """A manifest whose only experiment is demo-pretrain cut to ``steps`` optimizer steps."""
         exp = common.demo_experiment("demo-pretrain")
         exp.pop("description", None)
-        exp.update(name=NAME, epochs=100, max_steps=steps, logging_steps=self.warmup, max_eval_samples=8)
+        exp.update(
+            name=NAME, epochs=100, max_steps=steps, logging_steps=self.warmup, max_eval_samples=8, max_seq_length=128
+        )
         return common.write_manifest(self.root / f"experiments-{steps}.toml", self.root / "runs", [exp])
 
     def new_run(self, before: set) -> Path:
