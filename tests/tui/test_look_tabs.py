@@ -54,7 +54,14 @@ def with_epochs(run):
 MASKED = [  # index, position, gold, top, left, right (with its leading space: it follows the mask)
     (0, 3, "film", [("the", 0.21), ("film", 0.18), (",", 0.07), ("was", 0.05), ("a", 0.04)], "the", " was released in"),
     (0, 9, "1998", [("1998", 0.41), ("1997", 0.12), ("the", 0.05), (".", 0.04), ("a", 0.03)], "released in", " . it"),
-    (1, 2, "critics", [("the", 0.33), ("it", 0.09), ("he", 0.06), ("critics", 0.05), ("a", 0.02)], "the", " praised it"),
+    (
+        1,
+        2,
+        "critics",
+        [("the", 0.33), ("it", 0.09), ("he", 0.06), ("critics", 0.05), ("a", 0.02)],
+        "the",
+        " praised it",
+    ),
     (2, 5, "album", [(",", 0.12), ("the", 0.11), ("song", 0.08), ("band", 0.05), ("of", 0.04)], "the band 's", " was"),
 ]
 
@@ -126,7 +133,10 @@ def test_examples_tab_80x24(snap_compare, tmp_path):
         pane = screen.query_one(ExamplesPane)
         assert await wait_for(pilot, lambda: pane.examples is not None)
         await pilot.press("down")  # the second most confident mistake, in full below
+        table, detail = pane.query_one("#ex-table"), pane.query_one("#ex-detail")
+        assert await wait_for(pilot, lambda: table.cursor_row == 1 and str(detail.render()) == pane.shown[1].text)
         await pilot.pause(0.2)
+        assert table.cursor_row == 1 and str(detail.render()) == pane.shown[1].text  # no late redraw undid it
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 

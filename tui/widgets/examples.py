@@ -182,7 +182,9 @@ class ExamplesPane(Vertical):
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._detail(event.cursor_row)
+        # The table's row now, not the event's: a redraw's late highlight (a busy machine) must not
+        # show another row's text below the cursor.
+        self._detail(self.query_one(DataTable).cursor_row)
 
     def _detail(self, i: int) -> None:
         text = ""
