@@ -102,3 +102,48 @@ def train_toy(ctx: JobContext, task: ToyTask, amp_dtype=None) -> dict:
         return train(ctx, task.spec(), torch.device("cpu"), amp_dtype)
     finally:
         ctx.writer.close()
+
+
+class GatedToyTask(ToyTask):
+    """The toy task as a job process runs it: its evaluation named as pretraining's (``mlm_perplexity``), and
+    every batch held until the file ``gate`` exists (empty: never held), so a test's kills land while
+    the job runs."""
+
+    def __init__(self, gate: str = ""):
+        super().__init__()
+        self.gate = Path(gate) if gate else None
+
+    def batch(self, epoch: int, index: int) -> dict:
+        import time
+
+        deadline = time.monotonic() + 120
+        while self.gate is not None and not self.gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().batch(epoch, index)
+
+    def evaluate(self, model, epoch: int) -> dict:
+        return {"mlm_perplexity": super().evaluate(model, epoch)["eval_mse"]}
+
+    def spec(self):
+        return dataclasses.replace(super().spec(), table_columns=("mlm_perplexity",))
+
+
+def process_runner(manifest, name, **kwargs):
+    """The real job runner around the toy task, for job processes:
+    ``LMCONSOLE_JOB_RUNNER=support.toyloop:process_runner`` (``LMCONSOLE_TOY_GATE``: the gate file).
+
+    Everything a job does (its run directory, events, results, a sweep trial's reports to its study and
+    the pruner's answer) is real; only the task is the toy one: no data, no preflight, no package list.
+    """
+    import os
+
+    import torch
+
+    from engine.job import runner as job_runner
+    from engine.train.loop import train
+
+    task = GatedToyTask(os.environ.get("LMCONSOLE_TOY_GATE", ""))
+    job_runner.task_function = lambda _task: lambda ctx: train(ctx, task.spec(), torch.device("cpu"))
+    job_runner.run_preflight = lambda ctx: {"parameters": 5, "checkpoint_bytes": 0}
+    job_runner._record_environment = lambda ctx: None
+    return job_runner.run_experiment(manifest, name, **kwargs)

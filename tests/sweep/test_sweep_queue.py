@@ -16,7 +16,7 @@ import pytest
 from support import PYTHONPATH
 from support.fakes import write_manifest
 from support.webhook import webhook
-from support.manifests import CLASSIFY, experiment, manifest_text
+from support.manifests import CLASSIFY, PRETRAIN, experiment, manifest_text
 
 from engine.manifest import load
 from engine.store.runs import RunStore
@@ -123,6 +123,65 @@ def test_a_sweep_survives_a_killed_scheduler_and_a_killed_trial_each_trial_once(
     hook.__exit__(None, None, None)
     (done,) = [r["json"] for r in received if "sweep done" in r["json"]["title"]]
     assert done["message"].startswith("3/3 trials") and f"best: trial {summary['best']['trial']}" in done["message"]
+
+
+TPE = """
+[experiment.sweep]
+method = "tpe"
+objective = "mlm_perplexity"
+trials = 6
+parallel = 2
+pruner = "median"
+[experiment.sweep.parameters]
+learning_rate = { low = 1e-6, high = 0.1, log = true }
+"""
+
+
+def test_a_tpe_sweep_prunes_and_survives_a_killed_scheduler_and_trial_each_trial_once(tmp_path, monkeypatch):
+    """Real job processes, the real job runner and training loop around the toy task (a linear model whose
+    evaluation is named mlm_perplexity), a real study: TPE with the median pruner over a learning-rate range
+    whose low end learns nothing. The seed draws two useful rates for trials 1 and 2 and useless ones
+    for trials 3-5 (TPE's start-up trials are random draws, seeded per trial), so once 1 and 2 are
+    complete the pruner has something to prune whatever order the processes finish in."""
+    gate = tmp_path / "go"  # the first two trials hold at their first batch until the kills are done
+    monkeypatch.setenv("LMCONSOLE_JOB_RUNNER", "support.toyloop:process_runner")
+    monkeypatch.setenv("LMCONSOLE_TOY_GATE", str(gate))
+    monkeypatch.setenv("PYTHONPATH", PYTHONPATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LMCONSOLE_VISIBLE_GPUS", "")
+    keys = dict(learning_rate=0.05, warmup=0, weight_decay=0.0, logging_steps=4, save_minutes=0, epochs=3)
+    text = manifest_text("runs", experiment(PRETRAIN, name="tp", seed=1496, **keys) + TPE, max_parallel_jobs=2)
+    write_manifest(tmp_path, text)
+    proc = _cli(tmp_path, "run", "tp")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("queued #") == 6
+    store = RunStore(tmp_path / "runs")
+    assert _wait(lambda: [r.raw_status().get("status") for r in store.runs("tp")] == ["running"] * 2, 60)
+    queue_dir = tmp_path / "runs" / ".queue"
+    first = json.loads((queue_dir / "queue.json").read_text())["jobs"][0]
+    os.kill(_pid_of(queue_dir / "scheduler.lock"), signal.SIGKILL)
+    os.kill(first["pid"], signal.SIGKILL)
+    assert _wait(lambda: _statuses(tmp_path)[0] == "interrupted", 20), _cli(tmp_path, "queue").stdout
+    gate.write_text("go")
+    ended = {"finished", "pruned", "interrupted"}
+    assert _wait(lambda: set(_statuses(tmp_path)) <= ended, 180), _statuses(tmp_path)
+
+    trials = {rec["trial"]: (run, rec) for run, rec in trial_runs(store, "tp")}
+    assert len(store.runs("tp")) == 6 and sorted(trials) == list(range(6))  # each trial once, none twice
+    rates = [trials[n][1]["parameters"]["learning_rate"] for n in range(6)]
+    assert min(rates[1:3]) >= 0.01 and max(rates[3:]) <= 1e-4, rates  # what the seed draws (see above)
+    statuses = {n: run.status()["status"] for n, (run, _) in trials.items()}
+    killed = [n for n, s in statuses.items() if s == "interrupted"]
+    pruned = [n for n, s in statuses.items() if s == "pruned"]
+    assert len(killed) == 1 and pruned and set(pruned) <= {3, 4, 5}, statuses
+    run = trials[pruned[0]][0]
+    assert "pruned by the median pruner after epoch" in run.status()["reason"]
+    assert 0 < len(run.results()["history"]) < 3  # stopped at an epoch boundary, its results so far kept
+    summary = json.loads(_cli(tmp_path, "sweep", "tp", "--json").stdout)
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{tmp_path}/runs/tp/sweep.db")
+    states = {t.number: t.state.name for t in study.trials}
+    expected = {"finished": "COMPLETE", "pruned": "PRUNED", "interrupted": "FAIL"}
+    assert states == {n: expected[s] for n, s in statuses.items()}  # nothing left running in the study
+    assert summary["best"]["trial"] in (1, 2) and summary["trials"][0]["best"]
 
 
 @pytest.mark.slow
