@@ -138,6 +138,9 @@ def _importances(exp, runs_dir, study_name: str) -> tuple[dict[str, float], str]
 
         from engine.sweep.study import SweepStudy
 
+        db = Path(runs_dir) / exp.name / "sweep.db"
+        if not exp.sweep.storage and not db.is_file():  # reading never creates a study
+            return {}, f"no study database ({exp.name}/sweep.db in the runs directory)"
         sweep = SweepStudy(exp, runs_dir, study_name)
         sweep.reconcile(RunStore(runs_dir))  # trials whose job could not tell the study how they ended
         study = sweep.study
