@@ -101,7 +101,8 @@ def trial_seed(seed: int, asked: int) -> int:
     Each ask opens the study afresh (a new scheduler, another machine), and Optuna's samplers draw
     from a generator seeded when they are built: one fixed seed would give every random trial, and
     TPE's random start-up trials, the same parameters. Seeding by the trial's place keeps a sweep
-    reproducible and its draws distinct.
+    reproducible and its draws distinct. (Not for a grid: its seed shuffles the grid's points, and
+    the grid sampler already skips points that were asked for.)
     """
     return (seed * 1_000_003 + asked) % 2**32
 
@@ -200,7 +201,8 @@ class SweepStudy:
                 return t.number, dict(t.params)
         if len(trials) >= self.spec.trials:
             return None
-        self.study.sampler = _sampler(self.spec, trial_seed(self.exp.seed, len(trials)))
+        if self.spec.method != "grid":  # a grid's seed fixes the order of its points: it must not change
+            self.study.sampler = _sampler(self.spec, trial_seed(self.exp.seed, len(trials)))
         trial = self.study.ask()
         if trial.number >= self.spec.trials:  # another machine asked at the same moment: over the budget
             trial.set_user_attr("over_budget", True)
