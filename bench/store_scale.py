@@ -467,6 +467,28 @@ def measure_runs_cli(manifest: Path, reps: int = 5) -> dict:
     }
 
 
+def measure_export_report(manifest: Path, reps: int = 2) -> dict:
+    """``lmconsole export --all`` (all four formats) and ``lmconsole report`` (md, LaTeX, HTML) on the store:
+    wall time of each fresh process, ``reps`` times (each export makes a new folder; the report is rewritten)."""
+    env = common.bench_env(manifest.parent / "cache")
+    out: dict = {}
+    for key, args in (
+        ("export_all", ["export", "--all", "--out", str(manifest.parent / "exports")]),
+        ("report", ["report", "--out", str(manifest.parent / "report")]),
+    ):
+        cmd = lmconsole_cmd() + ["-m", str(manifest), *args]
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=str(manifest.parent))
+            times.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{shlex.join(cmd)} failed: {proc.stderr[-500:]}")
+        files = sum(1 for p in Path(args[-1]).rglob("*") if p.is_file())
+        out[key] = {"command": shlex.join(cmd), "times_s": times, "median_s": statistics.median(times), "files": files}
+    return out
+
+
 class Tmux:
     """The console in a detached tmux session of 80x24 on a private server (no user configuration)."""
 
@@ -791,6 +813,15 @@ def measure(root: Path, work: Path | None = None, presses: int = 40) -> dict:
     log("lmconsole runs")
     out["runs_cli"] = measure_runs_cli(manifest)
     log(f"  median {out['runs_cli']['median_s']:.2f} s")
+    log("lmconsole export --all, lmconsole report")
+    out["export_report"] = measure_export_report(manifest)
+    log(
+        "  export --all "
+        + ", ".join(f"{t:.1f}" for t in out["export_report"]["export_all"]["times_s"])
+        + " s; report "
+        + ", ".join(f"{t:.1f}" for t in out["export_report"]["report"]["times_s"])
+        + " s"
+    )
     if shutil.which("tmux"):
         log("console in tmux")
         out["console"] = measure_console(manifest, root, presses)
@@ -896,6 +927,16 @@ def render_section(add, r: dict) -> None:
         f"| `lmconsole runs` ({c['lines']:,} lines out) | <= 1 s | median {c['median_s']:.2f} s of "
         f"{len(c['times_s'])} ({', '.join(f'{t:.2f}' for t in c['times_s'])}); `lmconsole --help` {c['help_median_s']:.2f} s |"
     )
+    for key, label in (
+        ("export_all", "`lmconsole export --all` (csv, md, LaTeX, JSON)"),
+        ("report", "`lmconsole report`"),
+    ):
+        if key in r.get("export_report", {}):
+            x = r["export_report"][key]
+            add(
+                f"| {label} ({x['files']:,} files written) | - | {', '.join(f'{t:.1f}' for t in x['times_s'])} s "
+                f"({len(x['times_s'])} runs) |"
+            )
     if "console" in r:
         k = r["console"]
         add(
