@@ -326,3 +326,61 @@ def test_experiments_of_the_real_manifest_fit_80_columns(tmp_path):
             )
 
     drive(go())
+
+
+def test_a_sweep_progress_cell_keeps_every_name_whole_at_80_columns(tmp_path):
+    """A sweep's progress (``12/12 trials, best 0.9406``) widens the last-run column: the data and task
+    columns give way after `after`, and no name or cell is cut nor a horizontal scrollbar shown."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "experiments.toml").read_text()
+    sweep = """
+[[experiment]]
+name = "lr-sweep"
+task = "classify"
+model = "run:demo-pretrain"
+dataset = "embedded:sst2"
+dataset_config = "sst2"
+text_column = "sentence"
+[experiment.sweep]
+method = "tpe"
+objective = "accuracy"
+trials = 12
+[experiment.sweep.parameters]
+learning_rate = { low = 1e-5, high = 3e-3, log = true }
+"""
+
+    async def go():
+        app = make_app(tmp_path, manifest=text + "\n" + sweep, history=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
+            pane = app.screen.query_one(ExperimentsPane)
+            pane.set_experiments(pane.experiments, pane.statuses, sweeps={"lr-sweep": "12/12 trials, best 0.9406"})
+            await pilot.pause(0.2)
+            assert pane.shown == (" ", "experiment", "last run", "model")
+            pane.table.move_cursor(row=len(pane._rows) - 1, animate=False)  # the sweep, the last row
+            assert await wait_for(pilot, lambda: "lr-sweep" in screen_text(app))
+            lines = screen_text(app).splitlines()
+            row = next(line for line in lines if "lr-sweep" in line)
+            assert "12/12 trials, best 0.9406" in row and "run:demo-pretrain" in row
+            names = {e.name for e in pane.experiments} | {"experiment"}
+            firsts = [line.split()[0] for line in lines[3:-4] if line.strip() and line.split()[0][0].isalpha()]
+            assert firsts and set(firsts) <= names, firsts  # every name on screen whole
+            assert not any(glyph in line for line in lines[3:-4] for glyph in "▁▂▃▄▅▆▇▉▊▋▌▍▎▏")
+            await pilot.resize_terminal(140, 24)
+            assert await wait_for(pilot, lambda: pane.shown == ExperimentsPane.COLUMNS)
+
+    drive(go())
+
+
+def test_queueing_a_sweep_says_its_trials_once():
+    from engine.manifest import parse_text
+    from tui.screens.base import queued_words
+
+    manifest = parse_text(
+        '[[experiment]]\nname = "sw"\ntask = "classify"\nmodel = "bert-micro"\ndataset = "embedded:sst2"\n'
+        '[experiment.sweep]\nmethod = "grid"\n[experiment.sweep.parameters]\nlearning_rate = [1e-4, 1e-3]\n'
+        '[[experiment]]\nname = "cls"\ntask = "classify"\nmodel = "bert-micro"\ndataset = "embedded:sst2"\n'
+    )
+    assert queued_words(["pre", "sw", "sw", "cls", "cls", "cls"], manifest) == "pre, sw (2 trials), cls (3 jobs)"
+    assert queued_words([], manifest) == ""

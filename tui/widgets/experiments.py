@@ -49,6 +49,10 @@ def study_cell(exp, statuses, finished: frozenset[str] | set[str] = frozenset())
 
 class ExperimentsPane(TablePane):
     COLUMNS = (" ", "experiment", "last run", "task", "model", "data", "after")
+    # What gives way, in this order, when the table is wider than the pane: the dependencies, the data,
+    # the task (the status line shows all three for the highlighted row). The name, its last run (a
+    # sweep's progress is long) and the model stay whole.
+    DROP_ORDER = ("after", "data", "task")
     EMPTY = "the manifest has no experiments"
     FILTER_HINT = "filter experiments: name, task, model, data (enter: keep, esc: clear)"
 
@@ -73,7 +77,11 @@ class ExperimentsPane(TablePane):
         # the memory estimate of a training experiment in words (set by the screen, which knows the manifest)
         self.memory_of: Callable[[Experiment], str] | None = None
         self._all_rows: list[tuple[str, list, str]] = []
-        self.show_after = True  # the `after` column goes first when the table is wider than the pane
+        self.shown: tuple[str, ...] = self.COLUMNS  # the columns on screen: DROP_ORDER gives way when the pane is narrow
+
+    @property
+    def show_after(self) -> bool:
+        return "after" in self.shown
 
     def set_rows(self, rows: list[tuple[str, list, str]]) -> None:
         self._all_rows = rows
@@ -83,23 +91,30 @@ class ExperimentsPane(TablePane):
         self._fit_columns()
 
     def _fit_columns(self) -> None:
-        """Drop the `after` column (its dependencies are on the status line) when the whole table is
-        wider than the pane: the name, last run, model and data are what a user reads here."""
-        widths = [len(c) for c in self.COLUMNS[1:]]
+        """Drop columns (``DROP_ORDER``) until the table fits the pane, never cutting a cell."""
+        names = self.COLUMNS[1:]
+        widths = dict(zip(names, (len(c) for c in names)))
         for _, cells, _ in self._all_rows:
-            widths = [max(w, len(str(c))) for w, c in zip(widths, cells)]
-        natural = sum(w + 2 for w in widths) + 3 + 2  # cell padding, the mark column, a scrollbar
-        show = not self.size.width or natural <= self.size.width
-        cursor = self.cursor_key if show != self.show_after else None
-        if show != self.show_after:
-            self.show_after = show
+            for name, cell in zip(names, cells):
+                widths[name] = max(widths[name], len(str(cell)))
+        kept = list(names)
+        for dropped in ("", *self.DROP_ORDER):
+            if dropped:
+                kept.remove(dropped)
+            natural = sum(widths[c] + 2 for c in kept) + 3 + 2  # cell padding, the mark column, a scrollbar
+            if not self.size.width or natural <= self.size.width:
+                break
+        shown = (self.COLUMNS[0], *kept)
+        cursor = self.cursor_key if shown != self.shown else None
+        if shown != self.shown:
+            self.shown = shown
             table = self.table
             table.clear(columns=True)
-            for col in self.COLUMNS if show else self.COLUMNS[:-1]:
+            for col in shown:
                 table.add_column(col, key=col)
             self._with_mark.clear()
-        rows = self._all_rows if show else [(k, cells[:-1], text) for k, cells, text in self._all_rows]
-        super().set_rows(rows)
+        index = [names.index(c) for c in kept]
+        super().set_rows([(k, [cells[i] for i in index], text) for k, cells, text in self._all_rows])
         if cursor is not None:
             keys = [k for k, _ in self._rows]
             if cursor in keys:
