@@ -1,5 +1,5 @@
-"""The console's alerts: a toast when a job finishes, fails, stops on NaN or stalls, when a sweep's
-or a study's last job ends, and with
+"""The console's alerts: a toast when a job finishes (a sweep trial only when it fails or stalls),
+fails, stops on NaN or stalls, when a sweep's or a study's last job ends, and with
 ``settings.console_alerts`` a terminal bell and a desktop notification escape. No Textual here.
 
 :class:`JobAlerts` compares each poll of the queue with the last one and turns the changes this
@@ -63,6 +63,8 @@ class JobAlerts:
         for job in jobs:
             kind = run_kind({"status": job.status, "reason": job.reason}) or ""
             now[job.id] = kind
+            if kind == "finished" and self._in_sweep(job):
+                kind = ""  # a dozen trials would bury the screen in toasts: their sweep's end is told
             if self._seen is not None and kind and self._seen.get(job.id) != kind:
                 words = KINDS[kind][0]
                 reason = f": {job.reason}" if job.reason and kind != "finished" else ""
@@ -72,6 +74,9 @@ class JobAlerts:
         self._seen = now
         self._done = {j.id for j in jobs if j.done}
         return out
+
+    def _in_sweep(self, job) -> bool:
+        return self._groups is not None and any(kind == "sweep" for kind, _ in self._groups(job))
 
     def _group_ends(self, jobs: list, ended: list) -> list[Alert]:
         assert self._groups is not None

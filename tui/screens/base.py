@@ -44,6 +44,18 @@ def study_message(studies: list[str], added: list[str]) -> str:
     return f"study {', '.join(studies)}: queued {len(steps)} steps in order: {', '.join(steps)}"
 
 
+def queued_words(added: list[str], manifest) -> str:
+    """``sst2-lr (12 trials), demo-sst2``: each experiment once, with its number of jobs (a sweep's trials,
+    an experiment's seeds) when it has several."""
+    words = []
+    for name in dict.fromkeys(added):
+        n = added.count(name)
+        exp = manifest.get(name) if name in manifest.names else None
+        unit = "trials" if getattr(exp, "sweep", None) is not None else "jobs"
+        words.append(f"{name} ({n} {unit})" if n > 1 else name)
+    return ", ".join(words)
+
+
 def last_failure(run) -> JobFailed | None:
     """The last JobFailed event of a run (reason, hint, traceback); None if it has none."""
     rows, _ = read_events(run.events_path, 0)
@@ -166,7 +178,7 @@ class ConsoleScreen(Screen):
             )
         if not jobs:
             return
-        msg = f"queued {', '.join(n for n in added if n in names)}" if any(n in names for n in added) else "queued"
+        msg = f"queued {queued_words([n for n in added if n in names], self.app.manifest)}".rstrip()
         if deps:
             msg += f" (dependencies first: {', '.join(deps)})"
         elif len(plan) > len(names):
