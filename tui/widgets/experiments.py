@@ -77,7 +77,7 @@ class ExperimentsPane(TablePane):
         # the memory estimate of a training experiment in words (set by the screen, which knows the manifest)
         self.memory_of: Callable[[Experiment], str] | None = None
         self._all_rows: list[tuple[str, list, str]] = []
-        self.shown: tuple[str, ...] = self.COLUMNS  # the columns on screen: DROP_ORDER gives way when the pane is narrow
+        self.shown: tuple[str, ...] = self.COLUMNS  # on screen: DROP_ORDER gives way in a narrow pane
 
     @property
     def show_after(self) -> bool:
