@@ -107,6 +107,7 @@ async def _progress_enter_compare(tmp_path):
         await pilot.press("c")
         assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert [r.run_id[-4:] for r in app.screen.runs] == ["0002", "0004", "0001"]
+        assert app.screen.labels == ["A lr-sweep trial 2", "B lr-sweep trial 4", "C lr-sweep trial 1"]
         await pilot.press("escape", "escape")
         assert await wait_for(pilot, lambda: isinstance(app.screen, MainScreen))
         # from a trial opened anywhere else (the runs tab): its sweep's view

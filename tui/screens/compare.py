@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, T
 
 from engine.store.follow import RunFeed
 from engine.store.seeds import fmt_stat
+from engine.store.trials import trial_record
 from engine.study.export import comparison_table, export_runs
 
 from ..data import eval_keys, eval_series, short_id, step_series
@@ -111,6 +112,12 @@ def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
     return out
 
 
+
+def run_label(run) -> str:
+    """``sst2-lr trial 3`` for a sweep's trial (what the sweep view lists), else ``experiment 12-08 03:29:55``."""
+    record = trial_record(run)
+    return f"{run.experiment} trial {record['trial']}" if record else f"{run.experiment} {short_id(run.run_id)}"
+
 class CompareScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="back to the runs"),
@@ -131,7 +138,7 @@ class CompareScreen(CurveViewKeys, ConsoleScreen):
     def __init__(self, runs):
         super().__init__()
         self.runs = list(runs)
-        self.labels = [f"{letter(i)} {r.experiment} {short_id(r.run_id)}" for i, r in enumerate(self.runs)]
+        self.labels = [f"{letter(i)} {run_label(r)}" for i, r in enumerate(self.runs)]
         self.feeds: list[RunFeed] = []
         self.states: list = []
         self.metric: str | None = None
