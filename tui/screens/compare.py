@@ -112,11 +112,11 @@ def group_columns(table, runs: list) -> list[tuple[str, int, bool]]:
     return out
 
 
-
 def run_label(run) -> str:
     """``sst2-lr trial 3`` for a sweep's trial (what the sweep view lists), else ``experiment 12-08 03:29:55``."""
     record = trial_record(run)
     return f"{run.experiment} trial {record['trial']}" if record else f"{run.experiment} {short_id(run.run_id)}"
+
 
 class CompareScreen(CurveViewKeys, ConsoleScreen):
     BINDINGS = [
