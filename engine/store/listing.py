@@ -183,9 +183,10 @@ class RunRow:
     progress: str
     """``120/480 25%`` from the last step logged, ``step 120`` without a total, ``100%`` once finished, else empty."""
     result_key: str
-    """The headline metric of a finished run (see :func:`primary_result`); empty before it finished."""
+    """The headline metric of a finished run, or of a pruned trial's last evaluation (see :func:`primary_result`);
+    empty before it finished."""
     result: float | None
-    """That metric's value; None before the run finished."""
+    """That metric's value; None before the run finished (or was pruned)."""
     tags: list[str] = field(default_factory=list)
     """Tags from meta.json, in the order they were added."""
     note: str = ""
@@ -257,7 +258,8 @@ def run_row(run) -> RunRow:
     results = reads["results.json"][0]
     final = results.get("final")
     final = final if isinstance(final, dict) else {}
-    head = primary_result(results) if status == "finished" else None
+    # a pruned trial's last evaluation is its result (the sweep ranks it by that, so does the list)
+    head = primary_result(results) if status in ("finished", "pruned") else None
     step = last_step(run)
     if step and step[1]:
         progress = f"{step[0]}/{step[1]} {100 * step[0] // step[1]}%"

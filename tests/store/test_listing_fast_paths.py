@@ -294,3 +294,17 @@ def test_list_table_re_adding_the_same_rows_shows_their_cells():
             assert [t.get_row(k) for k, _ in rows] == [c for _, c in rows]
 
     asyncio.run(go())
+
+
+def test_a_pruned_trial_lists_its_last_evaluation_as_its_result(tmp_path):
+    from support.fakes import write_run
+
+    from engine.files import atomic_write_json
+
+    run = write_run(tmp_path, "sw", "20260104-090000-000000-0003", "pruned", task="classify")
+    atomic_write_json(run.path / "results.json", {"final": {"accuracy": 0.582}, "history": [{"accuracy": 0.582}]})
+    row = run_row(run)
+    assert (row.status, row.result_text) == ("pruned", "accuracy 0.582")
+    failed = write_run(tmp_path, "sw", "20260104-090000-000000-0004", "failed", task="classify")
+    atomic_write_json(failed.path / "results.json", {"final": {"accuracy": 0.6}})
+    assert run_row(failed).result_text == ""  # a failed run's numbers are not a result
