@@ -17,9 +17,11 @@ Arrow (so neither side's time includes that conversion, which is the same work f
   cache is fresh, as on a first run). MLM only: no sentence pairs.
 
 Measured: wall time of the preprocessing, and the process tree's memory sampled every 0.1 s
-(the child and its workers): PSS summed (proportional set size: a page shared by forked
-workers counts once in all, where summed RSS would count it in each), USS summed (pages of
-one process alone) and the largest single RSS. Mapped Arrow files count as they are read
+(the child and its workers) from its start until the child says preparation is over (counting
+the result's tokens afterwards reads the whole memory-mapped file, which is not preparation):
+PSS summed (proportional set size: a page shared by forked workers counts once in all, where
+summed RSS would count it in each), USS summed (pages of one process alone) and the largest
+single RSS. Mapped Arrow files count as they are read
 (page cache, which the kernel can take back). Both sides import transformers (about 0.5 GB
 of the figures at any size).
 """
@@ -116,6 +118,7 @@ def child_engine(folder: str, tokenizer: str, num_proc: int) -> dict:
     t1 = time.perf_counter()
     ds = prepare_split(ctx, tok, "train", exp.seed, mask=False, inputs=inputs)
     t2 = time.perf_counter()
+    _prepared()
     tokens = pc.sum(pc.list_value_length(ds.with_format("arrow")[:]["input_ids"])).as_py()
     shutil.rmtree(cache_root() / "pretrain-data", ignore_errors=True)
     return {"load_s": t1 - t0, "prep_s": t2 - t1, "lines": len(lines), "rows": len(ds), "tokens": tokens, "logs": logs}
@@ -166,10 +169,19 @@ def child_run_mlm(folder: str, tokenizer: str, num_proc: int) -> dict:
         desc=f"Grouping texts in chunks of {max_seq_length}",
     )
     t2 = time.perf_counter()
+    _prepared()
     tokens = pc.sum(pc.list_value_length(grouped.with_format("arrow")[:]["input_ids"])).as_py()
     for ds in (tokenized, grouped):
         ds.cleanup_cache_files()
     return {"load_s": t1 - t0, "prep_s": t2 - t1, "lines": len(raw), "rows": len(grouped), "tokens": tokens}
+
+
+def _prepared() -> None:
+    """Tell the measuring parent that preparation is over: what follows (counting the tokens, which reads
+    the whole memory-mapped result) is not part of its peak memory."""
+    marker = os.environ.get("PREPARE_SCALE_DONE")
+    if marker:
+        Path(marker).touch()
 
 
 def child_warm(folder: str) -> dict:
@@ -191,18 +203,20 @@ def measure(args: list[str], env: dict) -> dict:
     """Run ``this script --child ...``; its JSON result plus wall time and the tree's peak memory (MB)."""
     import psutil
 
+    marker = Path(tempfile.mkdtemp(prefix="prepare-scale-")) / "prepared"
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", *args],
-        env=env,
+        env={**env, "PREPARE_SCALE_DONE": str(marker)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     root = psutil.Process(proc.pid)
-    peak_pss = peak_uss = peak_one = 0
+    peak_pss = peak_uss = peak_one = after_pss = 0
     while proc.poll() is None:
-        pss = uss = 0
+        prepared = marker.exists()  # read before sampling: a sample taken once it exists may be after
+        pss = uss = one = 0
         try:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
@@ -214,8 +228,11 @@ def measure(args: list[str], env: dict) -> dict:
                 continue
             pss += m.pss
             uss += m.uss
-            peak_one = max(peak_one, m.rss)
-        peak_pss, peak_uss = max(peak_pss, pss), max(peak_uss, uss)
+            one = max(one, m.rss)
+        if prepared:
+            after_pss = max(after_pss, pss)
+        else:
+            peak_pss, peak_uss, peak_one = max(peak_pss, pss), max(peak_uss, uss), max(peak_one, one)
         time.sleep(0.1)
     out = proc.stdout.read() if proc.stdout else ""
     wall = time.perf_counter() - t0
@@ -223,6 +240,8 @@ def measure(args: list[str], env: dict) -> dict:
         raise SystemExit(f"child {args} failed with {proc.returncode}")
     res = json.loads(out.strip().splitlines()[-1])
     res.update(wall_s=wall, peak_pss_mb=peak_pss / 2**20, peak_uss_mb=peak_uss / 2**20, peak_one_mb=peak_one / 2**20)
+    res["after_prep_pss_mb"] = after_pss / 2**20  # counting the tokens: not preparation (see _prepared)
+    shutil.rmtree(marker.parent, ignore_errors=True)
     return res
 
 
@@ -282,8 +301,9 @@ def render_section(add, res: dict) -> None:
         "transformers' `run_mlm.py` as written (tokenise every line with the special-tokens mask, `group_texts` "
         "into blocks of 128; MLM only, no sentence pairs), each a `datasets.map` with `num_proc` and cache files. "
         "Time excludes loading the parquet (converted to Arrow by a warm-up child first, the same work for both). "
-        "PSS: the process tree's proportional set size, sampled every 0.1 s (shared pages of forked workers count "
-        "once); both sides import transformers (about 0.4 GB of it)."
+        "PSS: the process tree's proportional set size, sampled every 0.1 s from the child's start until the end of "
+        "its preparation (shared pages of forked workers count once); both sides import transformers (about 0.4 GB "
+        "of it)."
     )
     add("")
     add(markdown(res))
