@@ -302,3 +302,28 @@ async def one_model_across_views(tmp_path, monkeypatch):
         monkeypatch.setattr(ModelSlot, "KEEP_S", 0.2)  # no need to wait long for the last step
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: loaded[1][1].closed, timeout=10)  # KEEP_S after its view closed
+
+
+def test_try_tab_keeps_saying_why_a_run_has_no_model(tmp_path, monkeypatch):
+    """A pruned trial saved no model: the load's reason stays on screen when the user presses enter."""
+    asyncio.run(try_without_model(tmp_path, monkeypatch))
+
+
+async def try_without_model(tmp_path, monkeypatch):
+    from engine.errors import UserError
+
+    def loader(run):
+        raise UserError(f"{run.experiment} has no saved model (it is pruned): predict needs a finished run")
+
+    monkeypatch.setattr(TryPane, "loader", staticmethod(loader))
+    app = make_app(tmp_path)
+    run = write_task_runs(tmp_path / "runs")["classify"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = RunScreen(run=run)
+        await open_tab(pilot, screen, "6")
+        pane = screen.query_one(TryPane)
+        assert await wait_for(pilot, lambda: pane.state == "failed")
+        await pilot.press(*"a dull film", "enter")
+        await pilot.pause(0.2)
+        said = str(pane.query_one("#try-state").render())
+        assert "has no saved model (it is pruned)" in said, said

@@ -49,6 +49,7 @@ class TryPane(Vertical):
         self.run = None
         self.predictor = None
         self.state = "idle"  # idle, loading, ready, failed
+        self.failure = ""  # why the load failed, said again when the user asks for a prediction
         self.history: deque[str] = deque(maxlen=self.HISTORY)
 
     def compose(self) -> ComposeResult:
@@ -123,7 +124,7 @@ class TryPane(Vertical):
         self.query_one("#try-input", Input).focus()
 
     def _failed(self, message: str) -> None:
-        self.state = "failed"
+        self.state, self.failure = "failed", message
         self._say(message)
 
     def release(self) -> None:
@@ -137,7 +138,9 @@ class TryPane(Vertical):
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self.predictor is None:
-            self._say("the model is not loaded yet" if self.state == "loading" else "no model to try")
+            # a load that failed keeps saying why (a pruned trial: no saved model), not just "no model"
+            said = {"loading": "the model is not loaded yet", "failed": self.failure}
+            self._say(said.get(self.state, "no model to try"))
             return
         text = self.query_one("#try-input", Input).value.strip()
         if self.predictor.task == "qa":
