@@ -59,14 +59,17 @@ class Axis:
         return f"{self.name}: {self.low}..{self.high}" + (" (log)" if self.log else "")
 
 
-def _axis(name: str, values: list) -> tuple[Axis, list[float | None]]:
-    """The axis of ``values`` and each value's position on it (0 bottom .. 1 top; None if missing)."""
+def _axis(name: str, values: list, log: bool | None = None) -> tuple[Axis, list[float | None]]:
+    """The axis of ``values`` and each value's position on it (0 bottom .. 1 top; None if missing).
+
+    ``log``: the scale the sweep declared for this parameter; None (the objective, a parameter no
+    longer in the manifest) decides from the values' spread."""
     present = [v for v in values if v is not None]
     numbers = [_number(v) for v in present]
     if present and all(n is not None for n in numbers):
         nums = [float(n) for n in numbers if n is not None]
         lo, hi = min(nums), max(nums)
-        log = lo > 0 and hi / lo > LOG_RATIO
+        log = lo > 0 and (hi / lo > LOG_RATIO if log is None else log)
 
         def scale(x: float) -> float:
             return math.log10(x) if log else x
@@ -82,14 +85,17 @@ def _axis(name: str, values: list) -> tuple[Axis, list[float | None]]:
     return Axis(name, cats[0] if cats else "", cats[-1] if cats else "", categories=tuple(cats)), pos
 
 
-def parallel_coordinates(summary) -> tuple[list[Axis], list[tuple[int, int, list[float | None]]]]:
+def parallel_coordinates(
+    summary, scales: dict[str, bool] | None = None
+) -> tuple[list[Axis], list[tuple[int, int, list[float | None]]]]:
     """Axes (each parameter, then the objective) and one line per trial with an objective:
-    (trial, band index 0 best .. 2 worst, position on each axis)."""
+    (trial, band index 0 best .. 2 worst, position on each axis). ``scales``: parameter -> log, as the
+    sweep declares its ranges (a range without ``log`` is drawn linear however wide it is)."""
     trials = [t for t in summary.trials if _number(t.objective) is not None]
     params = list(dict.fromkeys(k for t in trials for k in t.parameters))
     axes, columns = [], []
     for p in params:
-        axis, pos = _axis(p, [t.parameters.get(p) for t in trials])
+        axis, pos = _axis(p, [t.parameters.get(p) for t in trials], (scales or {}).get(p))
         axes.append(axis)
         columns.append(pos)
     axis, pos = _axis(summary.objective or "objective", [t.objective for t in trials])

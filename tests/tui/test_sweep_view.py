@@ -60,6 +60,11 @@ def test_parallel_coordinates_normalise_each_axis_and_band_by_objective(tmp_path
     bands = [band for _, band, _ in parallel_coordinates(dataclasses.replace(summary, trials=one_good))[1]]
     assert bands == [0, 1, 1, 1, 1, 1]
     assert cat_axes[0].describe() == "opt: adam < sgd" and [p[0] for _, _, p in cat_lines] == [0.0, 1.0]
+    # the scale the sweep declared wins over the spread: a linear warmup range of 0.002..0.2 stays linear
+    spread = [_row(0, "finished", 0.9, warmup=0.002), _row(1, "finished", 0.5, warmup=0.2)]
+    assert parallel_coordinates(dataclasses.replace(summary, trials=spread))[0][0].log  # undeclared: by spread
+    declared, _ = parallel_coordinates(dataclasses.replace(summary, trials=spread), {"warmup": False})
+    assert not declared[0].log and declared[0].describe() == "warmup: 0.002..0.2"
 
 
 def test_importances_in_one_line_and_the_best_three_to_compare(tmp_path):

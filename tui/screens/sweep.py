@@ -121,7 +121,10 @@ class SweepScreen(ConsoleScreen):
         self.query_one("#title", TitleBar).update(f"Sweep {self.sweep} · study {summary.study}")
         self._draw_table(summary)
         self._draw_objective(summary)
-        axes, lines = parallel_coordinates(summary)
+        exp = self.app.manifest.get(self.sweep) if self.sweep in self.app.manifest.names else None
+        spec = getattr(exp, "sweep", None)
+        scales = {p.name: p.log for p in spec.parameters if p.is_range} if spec is not None else {}
+        axes, lines = parallel_coordinates(summary, scales)
         self.query_one(ParallelPlot).show(axes, lines, key=(tuple(axes), tuple((t, b, tuple(p)) for t, b, p in lines)))
         self.query_one("#params-axes", Static).update("\n".join(a.describe() for a in axes))
 
