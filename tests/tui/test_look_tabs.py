@@ -123,6 +123,13 @@ async def open_tab(pilot, screen, key):
     await pilot.pause(0.2)
 
 
+async def open_try(pilot, run) -> TryPane:
+    """A run view of ``run`` on its Try tab: the tab's pane (its model loading)."""
+    screen = RunScreen(run=run)
+    await open_tab(pilot, screen, "6")
+    return screen.query_one(TryPane)
+
+
 def test_examples_tab_80x24(snap_compare, tmp_path):
     app = make_app(tmp_path)
     run = with_predictions(write_task_runs(tmp_path / "runs")["classify"])
@@ -189,9 +196,7 @@ def test_try_tab_80x24(snap_compare, tmp_path, monkeypatch):
     run = write_task_runs(tmp_path / "runs")["classify"]
 
     async def before(pilot):
-        screen = RunScreen(run=run)
-        await open_tab(pilot, screen, "6")
-        pane = screen.query_one(TryPane)
+        pane = await open_try(pilot, run)
         assert await wait_for(pilot, lambda: pane.state == "ready")
         for sentence in ("a dull film", "a wonderful, moving film"):
             await pilot.press(*sentence, "enter")
@@ -242,17 +247,14 @@ async def try_loads_in_a_thread(tmp_path, monkeypatch):
     app = make_app(tmp_path)
     run = write_task_runs(tmp_path / "runs")["classify"]
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = RunScreen(run=run)
-        await open_tab(pilot, screen, "6")
-        pane = screen.query_one(TryPane)
+        pane = await open_try(pilot, run)
         assert pane.state == "loading" and "loading" in str(pane.query_one("#try-state").render())
         await pilot.press(*"too early", "enter")  # the console stays responsive while it loads
         assert "not loaded yet" in str(pane.query_one("#try-state").render())
         await pilot.press("escape")  # closed before the model is in: it is kept for a reopening all the same
         gate.set()
         assert await wait_for(pilot, lambda: model_slot(app).predictor is fake)
-        await open_tab(pilot, screen := RunScreen(run=run), "6")
-        pane = screen.query_one(TryPane)
+        pane = await open_try(pilot, run)
         assert await wait_for(pilot, lambda: pane.state == "ready")
         assert pane.predictor is fake and "kept from before" in str(pane.query_one("#try-state").render())
         monkeypatch.setattr(ModelSlot, "KEEP_S", 0.1)  # a closed view's model goes soon after it
@@ -282,9 +284,7 @@ async def one_model_across_views(tmp_path, monkeypatch):
     async with app.run_test(size=(80, 24)) as pilot:
 
         async def try_tab(run):
-            screen = RunScreen(run=run)
-            await open_tab(pilot, screen, "6")
-            pane = screen.query_one(TryPane)
+            pane = await open_try(pilot, run)
             assert await wait_for(pilot, lambda: pane.state == "ready")
             return pane
 
@@ -319,9 +319,7 @@ async def try_without_model(tmp_path, monkeypatch):
     app = make_app(tmp_path)
     run = write_task_runs(tmp_path / "runs")["classify"]
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = RunScreen(run=run)
-        await open_tab(pilot, screen, "6")
-        pane = screen.query_one(TryPane)
+        pane = await open_try(pilot, run)
         assert await wait_for(pilot, lambda: pane.state == "failed")
         await pilot.press(*"a dull film", "enter")
         await pilot.pause(0.2)
