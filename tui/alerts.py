@@ -63,9 +63,9 @@ class JobAlerts:
         for job in jobs:
             kind = run_kind({"status": job.status, "reason": job.reason}) or ""
             now[job.id] = kind
-            if kind == "finished" and self._in_sweep(job):
-                kind = ""  # a dozen trials would bury the screen in toasts: their sweep's end is told
             if self._seen is not None and kind and self._seen.get(job.id) != kind:
+                if kind == "finished" and self._in_sweep(job):
+                    continue  # a dozen trials would bury the screen in toasts: their sweep's end is told
                 words = KINDS[kind][0]
                 reason = f": {job.reason}" if job.reason and kind != "finished" else ""
                 out.append(Alert(kind, f"{job.experiment} {words}", f"#{job.id} {job.experiment} {words}{reason}"))

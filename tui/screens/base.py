@@ -6,6 +6,7 @@ Everything goes through the engine's public API: ``JobQueue.control`` /
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +49,7 @@ def queued_words(added: list[str], manifest) -> str:
     """``sst2-lr (12 trials), demo-sst2``: each experiment once, with its number of jobs (a sweep's trials,
     an experiment's seeds) when it has several."""
     words = []
-    for name in dict.fromkeys(added):
-        n = added.count(name)
+    for name, n in Counter(added).items():  # in the order first queued
         exp = manifest.get(name) if name in manifest.names else None
         unit = "trials" if getattr(exp, "sweep", None) is not None else "jobs"
         words.append(f"{name} ({n} {unit})" if n > 1 else name)
