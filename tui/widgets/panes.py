@@ -228,6 +228,13 @@ class TablePane(Vertical):
         self._haystack: dict[str, str] = {}
         self._with_mark: dict[str, tuple] = {}  # key -> (cells, marked, [mark cell, *cells]) last shown
 
+    def on_resize(self) -> None:
+        # The status line below grows when the highlighted row's note is long, and the pane shrinks
+        # under the cursor: keep the highlighted row in view (after the table has its new size).
+        table = self.table
+        if table.row_count:
+            self.call_after_refresh(lambda: table.move_cursor(row=table.cursor_row, animate=False))
+
     def compose(self) -> ComposeResult:
         yield Static(self.EMPTY, classes="empty")
         table = ListTable(cursor_type="row", zebra_stripes=True)
